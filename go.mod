@@ -1,0 +1,14 @@
+module github.com/enigm/enigm
+
+go 1.26.0
+
+require (
+	filippo.io/mldsa v1.0.0
+	github.com/fxamacker/cbor/v2 v2.9.0
+	golang.org/x/crypto v0.59.0
+)
+
+require (
+	github.com/x448/float16 v0.8.4 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)
