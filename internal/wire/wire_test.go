@@ -27,7 +27,7 @@ func TestRoundTripGolden(t *testing.T) {
 	//   01 01       1: 1
 	//   02 41 aa    2: h'aa'
 	//   03 61 78    3: "x"
-	if got, want := hex.EncodeToString(b), "a30101" + "0241aa" + "036178"; got != want {
+	if got, want := hex.EncodeToString(b), "a30101"+"0241aa"+"036178"; got != want {
 		t.Fatalf("encoding = %s, want %s", got, want)
 	}
 	var m msg

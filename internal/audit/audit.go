@@ -1,0 +1,384 @@
+// Package audit is the keystore's local append-only audit log: every policy
+// decision (allow and deny), lifecycle event, unlock and lock, as a
+// hash-chained sequence of fixed-layout entries in one file.
+//
+// # Entry layout (all integers big-endian)
+//
+//	off  size  field
+//	0    1     version (1)
+//	1    8     seq (first entry is 1)
+//	9    8     time, Unix nanoseconds
+//	17   1     kind (Kind)
+//	18   16    key id (zero when none)
+//	34   1     op (lifecycle.Op) or lifecycle event kind
+//	35   4     reasons (policy.Reasons bit set)
+//	39   1     cause (lifecycle.Cause)
+//	40   2     n = detail length (≤ MaxDetail)
+//	42   n     detail: UTF-8, never secret material
+//	42+n 32    prev: hash of the previous entry (zero for seq 1)
+//	74+n 32    hash: SHA-256 of bytes [0, 74+n)
+//
+// # What the chain detects
+//
+// An edit, deletion, insertion or reordering anywhere breaks the chain; a
+// truncation is detected when it cuts below the last anchor, a (seq, hash)
+// pair the keystore records in its transactional database at lifecycle
+// events, unlock, lock and close. Entries after the last anchor can be lost
+// in a crash (they are buffered) or cut by someone with write access to the
+// file. An attacker who can rewrite the whole file and the database can
+// forge a consistent history: the log is tamper-evident against accidents
+// and partial edits, not against the device's own administrator.
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Kind of an entry. Values are persisted: never reorder.
+type Kind uint8
+
+// Entry kinds.
+const (
+	KindDecision     Kind = iota + 1 // a policy decision on a key use
+	KindLifecycle                    // a key lifecycle event
+	KindUnlock                       // keystore unlocked
+	KindUnlockFailed                 // unlock refused (wrong secret, …)
+	KindLock                         // keystore locked
+	KindDevice                       // device state change (association, revocation)
+	KindInit                         // store created
+	KindRecovered                    // a torn tail from a crash was cut off at open
+)
+
+var kindNames = [...]string{"", "decision", "lifecycle", "unlock", "unlock_failed", "lock", "device", "init", "recovered"}
+
+func (k Kind) String() string {
+	if k >= KindDecision && k <= KindRecovered {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Sizes.
+const (
+	fixedSize = 42
+	hashSize  = 32
+	// MaxDetail bounds the detail text.
+	MaxDetail = 512
+	// MinEntrySize and MaxEntrySize bound one encoded entry.
+	MinEntrySize = fixedSize + 2*hashSize
+	MaxEntrySize = MinEntrySize + MaxDetail
+	version      = 1
+)
+
+// Entry is one audit record.
+type Entry struct {
+	Seq     uint64
+	Time    time.Time
+	Kind    Kind
+	Key     [16]byte
+	Op      uint8
+	Reasons uint32
+	Cause   uint8
+	Detail  string
+	Prev    [32]byte
+	Hash    [32]byte
+}
+
+// Errors.
+var (
+	// ErrBroken reports a log whose chain does not verify.
+	ErrBroken = errors.New("audit: log chain broken")
+	// ErrTruncated reports a log shorter than its last anchor.
+	ErrTruncated = errors.New("audit: log truncated below its anchor")
+	// ErrEntry reports an entry that does not parse.
+	ErrEntry = errors.New("audit: malformed entry")
+)
+
+// appendEntry encodes e (with Prev set) and returns the bytes and hash.
+func appendEntry(buf []byte, e *Entry) ([]byte, [32]byte) {
+	start := len(buf)
+	var fixed [fixedSize]byte
+	fixed[0] = version
+	binary.BigEndian.PutUint64(fixed[1:], e.Seq)
+	binary.BigEndian.PutUint64(fixed[9:], uint64(e.Time.UnixNano()))
+	fixed[17] = byte(e.Kind)
+	copy(fixed[18:34], e.Key[:])
+	fixed[34] = e.Op
+	binary.BigEndian.PutUint32(fixed[35:], e.Reasons)
+	fixed[39] = e.Cause
+	detail := e.Detail
+	if len(detail) > MaxDetail {
+		detail = detail[:MaxDetail]
+	}
+	binary.BigEndian.PutUint16(fixed[40:], uint16(len(detail)))
+	buf = append(buf, fixed[:]...)
+	buf = append(buf, detail...)
+	buf = append(buf, e.Prev[:]...)
+	h := sha256.Sum256(buf[start:])
+	return append(buf, h[:]...), h
+}
+
+// Encode returns the encoding of e with the given prev hash; the hash is
+// computed. It is exported for tests and tools.
+func Encode(e Entry) []byte {
+	b, _ := appendEntry(nil, &e)
+	return b
+}
+
+// Decode parses one entry from the front of b and returns it with the
+// number of bytes used. It checks the entry's own hash, not the chain.
+func Decode(b []byte) (Entry, int, error) {
+	var e Entry
+	if len(b) < MinEntrySize {
+		return e, 0, fmt.Errorf("%w: %d bytes, need at least %d", ErrEntry, len(b), MinEntrySize)
+	}
+	if b[0] != version {
+		return e, 0, fmt.Errorf("%w: version %d", ErrEntry, b[0])
+	}
+	n := int(binary.BigEndian.Uint16(b[40:]))
+	if n > MaxDetail {
+		return e, 0, fmt.Errorf("%w: detail of %d bytes", ErrEntry, n)
+	}
+	total := MinEntrySize + n
+	if len(b) < total {
+		return e, 0, fmt.Errorf("%w: entry of %d bytes, have %d", ErrEntry, total, len(b))
+	}
+	e.Seq = binary.BigEndian.Uint64(b[1:])
+	e.Time = time.Unix(0, int64(binary.BigEndian.Uint64(b[9:]))).UTC()
+	e.Kind = Kind(b[17])
+	copy(e.Key[:], b[18:34])
+	e.Op = b[34]
+	e.Reasons = binary.BigEndian.Uint32(b[35:])
+	e.Cause = b[39]
+	e.Detail = string(b[fixedSize : fixedSize+n])
+	copy(e.Prev[:], b[fixedSize+n:])
+	copy(e.Hash[:], b[fixedSize+n+hashSize:])
+	if e.Kind < KindDecision || e.Kind > KindRecovered {
+		return e, 0, fmt.Errorf("%w: unknown kind %d", ErrEntry, e.Kind)
+	}
+	if !utf8.ValidString(e.Detail) {
+		return e, 0, fmt.Errorf("%w: detail is not UTF-8", ErrEntry)
+	}
+	if sha256.Sum256(b[:fixedSize+n+hashSize]) != e.Hash {
+		return e, 0, fmt.Errorf("%w: entry hash mismatch at seq %d", ErrBroken, e.Seq)
+	}
+	return e, total, nil
+}
+
+// Anchor is a (seq, hash) pair recorded outside the log.
+type Anchor struct {
+	Seq  uint64
+	Hash [32]byte
+}
+
+// Report is the result of verifying a log.
+type Report struct {
+	Entries   uint64
+	Head      Anchor
+	TornBytes int // bytes of an incomplete final entry (crash mid-write)
+}
+
+// Verify reads a whole log, checks the chain and, when anchor.Seq > 0, that
+// the log contains the anchored entry. An incomplete final entry is
+// reported in TornBytes, not as an error. visit, when not nil, sees every
+// entry in order.
+func Verify(r io.Reader, anchor Anchor, visit func(Entry) error) (Report, error) {
+	var rep Report
+	br := bufio.NewReaderSize(r, 64<<10)
+	var buf []byte
+	var prev [32]byte
+	anchored := anchor.Seq == 0
+	for {
+		// Read the fixed part, then the rest.
+		need := MinEntrySize
+		buf = buf[:0]
+		chunk := make([]byte, need)
+		n, err := io.ReadFull(br, chunk)
+		if err == io.EOF {
+			break
+		}
+		if err == io.ErrUnexpectedEOF {
+			rep.TornBytes = n
+			break
+		}
+		if err != nil {
+			return rep, err
+		}
+		buf = append(buf, chunk...)
+		dl := int(binary.BigEndian.Uint16(buf[40:]))
+		if buf[0] != version || dl > MaxDetail {
+			return rep, fmt.Errorf("%w: at entry %d", ErrEntry, rep.Entries+1)
+		}
+		if dl > 0 {
+			rest := make([]byte, dl)
+			m, err := io.ReadFull(br, rest)
+			if err == io.ErrUnexpectedEOF || err == io.EOF {
+				rep.TornBytes = MinEntrySize + m
+				break
+			}
+			if err != nil {
+				return rep, err
+			}
+			buf = append(buf, rest...)
+		}
+		e, _, err := Decode(buf)
+		if err != nil {
+			return rep, fmt.Errorf("entry %d: %w", rep.Entries+1, err)
+		}
+		if e.Seq != rep.Entries+1 {
+			return rep, fmt.Errorf("%w: entry %d has seq %d", ErrBroken, rep.Entries+1, e.Seq)
+		}
+		if e.Prev != prev {
+			return rep, fmt.Errorf("%w: entry %d does not link to its predecessor", ErrBroken, e.Seq)
+		}
+		if e.Seq == anchor.Seq {
+			if e.Hash != anchor.Hash {
+				return rep, fmt.Errorf("%w: entry %d differs from its anchor", ErrBroken, e.Seq)
+			}
+			anchored = true
+		}
+		if visit != nil {
+			if err := visit(e); err != nil {
+				return rep, err
+			}
+		}
+		prev = e.Hash
+		rep.Entries++
+		rep.Head = Anchor{Seq: e.Seq, Hash: e.Hash}
+	}
+	if !anchored {
+		return rep, fmt.Errorf("%w: the log ends at entry %d, the anchor is at %d", ErrTruncated, rep.Entries, anchor.Seq)
+	}
+	return rep, nil
+}
+
+// Log appends entries to a file. Appends are buffered: Flush writes them
+// (and Sync makes them durable). It is safe for concurrent use.
+type Log struct {
+	mu   sync.Mutex
+	f    *os.File
+	w    *bufio.Writer
+	head Anchor
+	buf  []byte
+	err  error // sticky write error
+}
+
+// Open opens (creating with mode 0600) the log at path, verifies it against
+// anchor and positions it for appending. A torn final entry from a crash is
+// cut off and recorded as a KindRecovered entry.
+func Open(path string, anchor Anchor) (*Log, Report, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, Report{}, err
+	}
+	rep, err := Verify(f, anchor, nil)
+	if err != nil {
+		f.Close()
+		return nil, rep, err
+	}
+	end := int64(0)
+	if rep.Entries > 0 {
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, rep, err
+		}
+		end = st.Size() - int64(rep.TornBytes)
+	}
+	if rep.TornBytes > 0 {
+		if err := f.Truncate(end); err != nil {
+			f.Close()
+			return nil, rep, fmt.Errorf("audit: cutting a torn tail: %w", err)
+		}
+	}
+	if _, err := f.Seek(end, io.SeekStart); err != nil {
+		f.Close()
+		return nil, rep, err
+	}
+	l := &Log{f: f, w: bufio.NewWriterSize(f, 64<<10), head: rep.Head}
+	if rep.TornBytes > 0 {
+		l.Append(Entry{Time: time.Now(), Kind: KindRecovered, Detail: fmt.Sprintf("cut %d bytes of an incomplete entry after seq %d", rep.TornBytes, rep.Head.Seq)})
+		if err := l.Sync(); err != nil {
+			f.Close()
+			return nil, rep, err
+		}
+	}
+	return l, rep, nil
+}
+
+// Append adds an entry; Seq, Prev and Hash are filled in. It returns the
+// entry's seq. Errors are sticky and reported by Flush and Sync.
+func (l *Log) Append(e Entry) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e.Seq = l.head.Seq + 1
+	e.Prev = l.head.Hash
+	var h [32]byte
+	l.buf, h = appendEntry(l.buf[:0], &e)
+	if l.err == nil {
+		_, l.err = l.w.Write(l.buf)
+	}
+	l.head = Anchor{Seq: e.Seq, Hash: h}
+	return e.Seq
+}
+
+// Head returns the newest entry's (seq, hash).
+func (l *Log) Head() Anchor {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.head
+}
+
+// Flush writes buffered entries to the file.
+func (l *Log) Flush() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.flushLocked()
+}
+
+func (l *Log) flushLocked() error {
+	if l.err == nil {
+		l.err = l.w.Flush()
+	}
+	return l.err
+}
+
+// Sync flushes and fsyncs, and returns the head that is now durable.
+func (l *Log) Sync() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.flushLocked(); err != nil {
+		return err
+	}
+	return l.f.Sync()
+}
+
+// Close syncs and closes the file.
+func (l *Log) Close() error {
+	err := l.Sync()
+	if cerr := l.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// ReadFile verifies the log at path against anchor and returns its entries.
+func ReadFile(path string, anchor Anchor) ([]Entry, Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Report{}, err
+	}
+	var out []Entry
+	rep, err := Verify(bytes.NewReader(b), anchor, func(e Entry) error { out = append(out, e); return nil })
+	return out, rep, err
+}

@@ -1,0 +1,123 @@
+package keystore
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/soft"
+	"github.com/enigm/enigm/lifecycle"
+	"github.com/enigm/enigm/policy"
+)
+
+var testPass = []byte("test passphrase")
+
+// fast Argon2id parameters for tests; production uses soft.Recommended.
+var fastKDF = soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func softBackend(name string) (backend.Backend, error) {
+	return soft.New(soft.Options{Params: fastKDF})
+}
+
+type fixture struct {
+	t     *testing.T
+	home  string
+	clock *clock
+	pos   *mutablePosture
+	s     *Store
+}
+
+type mutablePosture struct {
+	mu sync.Mutex
+	p  policy.Posture
+}
+
+func (m *mutablePosture) Posture() policy.Posture {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.p
+}
+
+func (m *mutablePosture) set(l policy.PostureLevel) {
+	m.mu.Lock()
+	m.p = policy.Posture{Level: l}
+	m.mu.Unlock()
+}
+
+func (f *fixture) opts() Options {
+	return Options{Backend: softBackend, Clock: f.clock.Now, Posture: f.pos, LockTimeout: 100 * time.Millisecond}
+}
+
+// newFixture creates an unlocked, app-authorized store with a controllable
+// clock and posture.
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{t: t, home: filepath.Join(t.TempDir(), "home"),
+		clock: &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)},
+		pos:   &mutablePosture{p: policy.Posture{Level: policy.PostureDegraded}}}
+	b, _ := softBackend("soft")
+	s, err := Init(context.Background(), f.home, b, testPass, InitOptions{Options: f.opts()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetAppAuthorized(true)
+	f.s = s
+	t.Cleanup(func() { f.s.Close() })
+	return f
+}
+
+// reopen closes and reopens the store, unlocked.
+func (f *fixture) reopen() {
+	f.t.Helper()
+	if err := f.s.Close(); err != nil {
+		f.t.Fatal(err)
+	}
+	s, err := Open(f.home, f.opts())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.s = s
+	if err := s.Unlock(context.Background(), testPass); err != nil {
+		f.t.Fatal(err)
+	}
+	s.SetAppAuthorized(true)
+}
+
+func (f *fixture) gen(c Class, activate bool) KeyInfo {
+	f.t.Helper()
+	k, err := f.s.Generate(c, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: activate})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return k
+}
+
+// forget drops a key's cached state so the next use reads its record again.
+func (f *fixture) forget(id KeyID) {
+	f.s.mu.Lock()
+	if lk := f.s.live[id]; lk != nil {
+		lk.unload()
+	}
+	delete(f.s.live, id)
+	f.s.mu.Unlock()
+}
