@@ -1,0 +1,684 @@
+package cli
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/soft"
+	"github.com/enigm/enigm/keystore"
+	"github.com/enigm/enigm/lifecycle"
+	"github.com/enigm/enigm/policy"
+	"github.com/enigm/enigm/posture"
+)
+
+// backendMakers maps backend names to constructors; hardware backends add
+// themselves from their own files.
+var backendMakers = map[string]func(g *Globals, env *Env) (backend.Backend, error){
+	"soft": func(*Globals, *Env) (backend.Backend, error) { return soft.New(soft.Options{}) },
+}
+
+// autoOrder is the preference of `--backend auto`: the first that is
+// available wins.
+var autoOrder []string
+
+// probes report whether a hardware backend is reachable here.
+var probes = map[string]func(env *Env) error{}
+
+func (c *Ctx) backendFor(name string) (backend.Backend, error) {
+	if c.Env.Backend != nil {
+		return c.Env.Backend(name, c.G)
+	}
+	mk, ok := backendMakers[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: backend %q is not built into this enigm", backend.ErrUnavailable, name)
+	}
+	return mk(c.G, c.Env)
+}
+
+// openStore opens the keystore, unlocking it when asked.
+func (c *Ctx) openStore(unlock bool) (*keystore.Store, error) {
+	home, err := c.Home()
+	if err != nil {
+		return nil, err
+	}
+	s, err := keystore.Open(home, keystore.Options{Backend: c.backendFor, Clock: c.Env.Now})
+	if err != nil {
+		return nil, err
+	}
+	if unlock {
+		p, err := c.Passphrase(false)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		defer clear(p)
+		if err := s.Unlock(c.Context(), p); err != nil {
+			s.Close()
+			return nil, err
+		}
+		// The passphrase was just entered in this process: the user is
+		// authenticated and this CLI is the authorized app.
+		s.SetAppAuthorized(true)
+	}
+	return s, nil
+}
+
+func init() {
+	Register(
+		&Command{Path: "keystore init", Summary: "create a protected keystore on this device", Usage: "[--backend auto|soft|tpm]",
+			Help: `Creates the keystore home (mode 0700) with its database and audit log (0600).
+The wrapping keys of the four key classes are generated here and sealed by the
+backend: "soft" derives a key from the passphrase with Argon2id (t=3, 64 MiB,
+p=4); "tpm" seals them as TPM 2.0 objects that need the passphrase
+(PolicyAuthValue) and creates a P-256 hardware binding key in the TPM.
+"auto" picks a hardware backend when one is reachable, else soft.
+
+examples:
+  ENIGM_PASSPHRASE=... enigm keystore init
+  enigm --home /tmp/k keystore init --backend soft --passphrase-file pw.txt`,
+			Args: 0, Flags: func(fs *flag.FlagSet) { fs.String("backend", "auto", "protection backend: auto, soft or tpm") },
+			Run: runInit},
+		&Command{Path: "keystore status", Summary: "show the keystore's backend, protection and state", Usage: "[--json]",
+			Help: `Shows the backend and protection level, whether the device is revoked or
+associated, the keys per state, the audit log's integrity and the OS posture.
+It does not need the passphrase.
+
+example:
+  enigm keystore status --json`, Args: 0, Run: runStatus},
+		&Command{Path: "keys list", Summary: "list keys (no secrets)", Usage: "[--json]", Args: 0, Run: runList,
+			Help: "Lists every key with its id, class, algorithm, lifecycle state and times.\nDamaged records are listed with a problem; they hide nothing else.\n\nexample:\n  enigm keys list --json"},
+		&Command{Path: "keys generate", Summary: "generate a key on this device", Usage: "--class identity|kem|session [--alg ALG] [--ttl D] [--cause CAUSE] [--no-activate]",
+			Help: `Generates a key inside the keystore; only its public part is ever shown.
+identity: hybrid Ed25519 + ML-DSA-65 (default) or --alg ed25519 (classical only)
+kem:      HPKE MLKEM768-X25519
+session:  AES-256-GCM with a TTL (--ttl, default 1h, at most 24h); keys made
+          from the CLI are stored wrapped because the process ends at once
+
+The lifecycle cause defaults to account_setup; --no-activate leaves the key
+"created" (it may then only prove possession for its own enrollment).
+
+examples:
+  enigm keys generate --class identity --json
+  enigm keys generate --class session --ttl 10m --cause call_setup`,
+			Args: 0, Flags: func(fs *flag.FlagSet) {
+				fs.String("class", "", "key class: identity, kem or session (required)")
+				fs.String("alg", "", "algorithm: ed25519+ml-dsa-65 (default identity), ed25519")
+				fs.Duration("ttl", 0, "session key lifetime (default 1h)")
+				fs.String("cause", "account_setup", "lifecycle cause: account_setup, device_enrollment, messaging_setup, call_setup, rotation, replacement, recovery")
+				fs.Bool("no-activate", false, "leave the key in the created state")
+			}, Run: runGenerate},
+		&Command{Path: "keys sign", Summary: "sign a file or stdin with an identity key", Usage: "--key ID [--in FILE] [--purpose P] [--out FILE]",
+			Help: `Signs the input under the context "enigm/v1/<purpose>" after a policy
+decision (unlocked, authenticated within 5 minutes, app authorized, device not
+revoked, posture at least degraded). Prints the signature in base64, or writes
+the raw bytes to --out (created 0600, never overwritten). A denied use exits
+with code 3 and prints every reason code.
+
+examples:
+  enigm keys sign --key 3f9a1c --in report.pdf > report.sig
+  echo hello | enigm keys sign --key 3f9a1c --purpose greeting --json`,
+			Args: 0, Flags: func(fs *flag.FlagSet) {
+				fs.String("key", "", "key id or a unique prefix of at least 6 hex digits (required)")
+				fs.String("in", "-", "input file (default stdin)")
+				fs.String("purpose", "file", "signing purpose: [a-z0-9_.-/], 1-64 characters")
+				fs.String("out", "", "write the raw signature to this new file")
+			}, Run: runSign},
+		&Command{Path: "keys verify", Summary: "verify a signature made by keys sign", Usage: "--key ID --sig FILE [--in FILE] [--purpose P]",
+			Help: "Verifies with the key's stored public key. The signature file may hold raw\nbytes or base64.\n\nexample:\n  enigm keys verify --key 3f9a1c --sig report.sig --in report.pdf",
+			Args: 0, Flags: func(fs *flag.FlagSet) {
+				fs.String("key", "", "key id or unique prefix (required)")
+				fs.String("sig", "", "signature file (required)")
+				fs.String("in", "-", "signed input (default stdin)")
+				fs.String("purpose", "file", "signing purpose used when signing")
+			}, Run: runVerify},
+		&Command{Path: "keys public", Summary: "print a key's public part", Usage: "--key ID [--json]", Args: 0,
+			Help: "Prints the public key in base64 (hybrid: Ed25519 || ML-DSA-65; KEM: HPKE\nencoding; binding: SEC1 P-256).\n\nexample:\n  enigm keys public --key 3f9a1c --json",
+			Flags: func(fs *flag.FlagSet) { fs.String("key", "", "key id or unique prefix (required)") }, Run: runPublic},
+		&Command{Path: "keys rotate", Summary: "replace an active key with a new one", Usage: "--key ID [--grace D]",
+			Help: `Creates and activates a new key of the same class, algorithm and policy, and
+supersedes the old one in the same transaction. A superseded identity or KEM
+key may still verify/decrypt until its grace period ends (default 24h for
+identity, 7 days for KEM); session and binding keys are retired at once.
+
+example:
+  enigm keys rotate --key 3f9a1c --grace 48h --json`,
+			Args: 0, Flags: func(fs *flag.FlagSet) {
+				fs.String("key", "", "key id or unique prefix (required)")
+				fs.Duration("grace", 0, "grace period of the superseded key (default per class)")
+			}, Run: runRotate},
+		&Command{Path: "keys revoke", Summary: "revoke a key: its material is destroyed", Usage: "--key ID [--yes]",
+			Help: "Moves the key to \"revoked\" and destroys its wrapped material; it can never be\nused again. Works without the passphrase. Asks for confirmation unless --yes.\n\nexample:\n  enigm keys revoke --key 3f9a1c --yes",
+			Args: 0, Flags: func(fs *flag.FlagSet) { fs.String("key", "", "key id or unique prefix (required)") }, Run: runRevoke},
+		&Command{Path: "audit", Summary: "show and verify the local audit log", Usage: "[--limit N] [--json]",
+			Help: `Verifies the hash chain of the audit log (every key-use decision, lifecycle
+event, unlock and lock) against its anchor in the database, then prints the
+newest entries. Exits 1 if the log is broken or was truncated.
+
+example:
+  enigm audit --limit 20 --json`,
+			Args: 0, Flags: func(fs *flag.FlagSet) { fs.Int("limit", 50, "show at most N newest entries (0: all)") }, Run: runAudit},
+		&Command{Path: "posture", Summary: "show the OS security posture key use depends on", Usage: "[--json]", Args: 0,
+			Help: "Observes secure boot, an attached tracer/debugger, the keystore files'\npermissions and whether enigm runs as root, and prints the resulting level\n(trusted, degraded, compromised).\n\nexample:\n  enigm posture --json",
+			Run: runPosture},
+	)
+}
+
+func flagString(c *Ctx, name string) string { return c.flag(name).(flag.Getter).Get().(string) }
+
+func (c *Ctx) flag(name string) flag.Value {
+	return c.flags.Lookup(name).Value
+}
+
+func runInit(c *Ctx) error {
+	home, err := c.Home()
+	if err != nil {
+		return err
+	}
+	if keystore.Exists(home) {
+		return fmt.Errorf("%w: %s already holds a keystore", keystore.ErrExists, home)
+	}
+	name := flagString(c, "backend")
+	if name == "auto" {
+		name = "soft"
+		for _, n := range autoOrder {
+			if probe := probes[n]; probe != nil && probe(c.Env) == nil {
+				name = n
+				break
+			}
+		}
+	}
+	if _, ok := backendMakers[name]; !ok && c.Env.Backend == nil {
+		return Usagef("unknown backend %q (this build has: %s)", name, strings.Join(backendNames(), ", "))
+	}
+	b, err := c.backendFor(name)
+	if err != nil {
+		return err
+	}
+	if probe := probes[name]; probe != nil && c.Env.Backend == nil {
+		if err := probe(c.Env); err != nil {
+			return fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
+		}
+	}
+	p, err := c.Passphrase(true)
+	if err != nil {
+		return err
+	}
+	defer clear(p)
+	s, err := keystore.Init(c.Context(), home, b, p, keystore.InitOptions{Options: keystore.Options{Backend: c.backendFor, Clock: c.Env.Now}})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	st, err := s.Status()
+	if err != nil {
+		return err
+	}
+	dev := st.Device
+	return c.Output(map[string]any{"home": home, "backend": st.Backend, "protection": st.Protection,
+		"device_id": hex.EncodeToString(dev[:]), "gates": gateStrings(st.Gates)}, func() {
+		c.Printf("created keystore in %s\n  backend:    %s\n  protection: %s\n  device id:  %x\n", home, st.Backend, st.Protection, dev)
+		if len(st.Gates) > 0 {
+			c.Printf("  enforced in hardware: %s\n", strings.Join(gateStrings(st.Gates), ", "))
+		}
+		c.Printf("next: enigm keys generate --class identity\n")
+	})
+}
+
+func backendNames() []string {
+	var out []string
+	for n := range backendMakers {
+		out = append(out, n)
+	}
+	return out
+}
+
+func gateStrings(gs []backend.Gate) []string {
+	out := []string{}
+	for _, g := range gs {
+		out = append(out, string(g))
+	}
+	return out
+}
+
+func runStatus(c *Ctx) error {
+	s, err := c.openStore(false)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	st, err := s.Status()
+	if err != nil {
+		return err
+	}
+	keys := map[string]int{}
+	for state, n := range st.Keys {
+		keys[state.String()] = n
+	}
+	auditJ := map[string]any{"intact": st.Audit.Intact, "entries": st.AuditHead}
+	if st.Audit.Problem != "" {
+		auditJ["problem"] = st.Audit.Problem
+		auditJ["preserved_as"] = st.Audit.Preserved
+	}
+	out := map[string]any{"home": s.Home(), "backend": st.Backend, "protection": st.Protection, "backend_available": st.Available,
+		"locked": st.Locked, "revoked": st.Revoked, "association": st.Association.String(), "device_id": hex.EncodeToString(st.Device[:]),
+		"created": st.Created.Format(time.RFC3339), "keys": keys, "gates": gateStrings(st.Gates), "audit": auditJ,
+		"posture": map[string]any{"level": st.Posture.Level.String(), "facts": nonNil(st.Posture.Facts)}}
+	if st.Revoked {
+		out["revoked_at"] = st.RevokedAt.Format(time.RFC3339)
+	}
+	return c.Output(out, func() {
+		c.Printf("keystore   %s\nbackend    %s (%s)%s\ndevice     %x\nstate      %s\n", s.Home(), st.Backend, st.Protection,
+			map[bool]string{true: "", false: " — not available here"}[st.Available], st.Device, deviceState(st))
+		c.Printf("keys       %s\n", keyCounts(keys))
+		if st.Audit.Intact {
+			c.Printf("audit      %d entries, chain intact\n", st.AuditHead)
+		} else {
+			c.Printf("audit      BROKEN: %s (kept as %s)\n", st.Audit.Problem, st.Audit.Preserved)
+		}
+		c.Printf("posture    %s (%s)\n", st.Posture.Level, strings.Join(st.Posture.Facts, ", "))
+		if len(st.Gates) > 0 {
+			c.Printf("hardware   enforces %s\n", strings.Join(gateStrings(st.Gates), ", "))
+		}
+	})
+}
+
+func deviceState(st keystore.Status) string {
+	if st.Revoked {
+		return "REVOKED at " + st.RevokedAt.Format(time.RFC3339)
+	}
+	return "locked, " + st.Association.String()
+}
+
+func keyCounts(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, s := range []lifecycle.State{lifecycle.Created, lifecycle.Active, lifecycle.Superseded, lifecycle.Retired, lifecycle.Revoked} {
+		if n := m[s.String()]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, s))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func keyJSON(k keystore.KeyInfo) map[string]any {
+	m := map[string]any{"id": k.ID.String(), "class": k.Class.String(), "algorithm": k.Algorithm.String(),
+		"state": k.State.String(), "cause": k.Cause.String(), "created": ts(k.Created), "changed": ts(k.Changed),
+		"persistent": k.Persistent, "resident": k.Resident}
+	if k.Problem != "" {
+		return map[string]any{"id": k.ID.String(), "problem": k.Problem}
+	}
+	if !k.GraceUntil.IsZero() {
+		m["grace_until"] = ts(k.GraceUntil)
+	}
+	if !k.Expires.IsZero() {
+		m["expires"] = ts(k.Expires)
+	}
+	if k.Public != nil {
+		m["public"] = base64.StdEncoding.EncodeToString(k.Public)
+	}
+	if k.Predecessor != nil {
+		m["predecessor"] = k.Predecessor.String()
+	}
+	if k.Successor != nil {
+		m["successor"] = k.Successor.String()
+	}
+	return m
+}
+
+func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func runList(c *Ctx) error {
+	s, err := c.openStore(false)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	keys, err := s.List()
+	if err != nil {
+		return err
+	}
+	js := []map[string]any{}
+	for _, k := range keys {
+		js = append(js, keyJSON(k))
+	}
+	return c.Output(map[string]any{"keys": js}, func() {
+		if len(keys) == 0 {
+			c.Printf("no keys (generate one with `enigm keys generate --class identity`)\n")
+			return
+		}
+		c.Printf("%-32s  %-8s  %-18s  %-10s  %s\n", "ID", "CLASS", "ALGORITHM", "STATE", "CREATED")
+		for _, k := range keys {
+			if k.Problem != "" {
+				c.Printf("%-32s  DAMAGED: %s\n", k.ID, k.Problem)
+				continue
+			}
+			c.Printf("%-32s  %-8s  %-18s  %-10s  %s\n", k.ID, k.Class, k.Algorithm, k.State, ts(k.Created))
+		}
+	})
+}
+
+func runGenerate(c *Ctx) error {
+	class, ok := keystore.ParseClass(flagString(c, "class"))
+	if !ok || class == keystore.ClassBinding {
+		return Usagef("--class must be identity, kem or session")
+	}
+	opts := keystore.GenerateOptions{Activate: !c.flag("no-activate").(flag.Getter).Get().(bool),
+		TTL: c.flag("ttl").(flag.Getter).Get().(time.Duration)}
+	if a := flagString(c, "alg"); a != "" {
+		alg, ok := keystore.ParseAlgorithm(a)
+		if !ok {
+			return Usagef("unknown algorithm %q", a)
+		}
+		opts.Algorithm = alg
+	}
+	cause, ok := lifecycle.ParseCause(flagString(c, "cause"))
+	if !ok {
+		return Usagef("unknown cause %q", flagString(c, "cause"))
+	}
+	opts.Cause = cause
+	if class == keystore.ClassSession {
+		opts.Persist = true
+	} else if opts.TTL != 0 {
+		return Usagef("--ttl applies to session keys only")
+	}
+	s, err := c.openStore(true)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	k, err := s.Generate(class, opts)
+	if err != nil {
+		return err
+	}
+	return c.Output(map[string]any{"key": keyJSON(k)}, func() {
+		c.Printf("generated %s key %s (%s, %s)\n", k.Class, k.ID, k.Algorithm, k.State)
+	})
+}
+
+func (c *Ctx) resolveKey(s *keystore.Store) (keystore.KeyID, error) {
+	ref := flagString(c, "key")
+	if ref == "" {
+		return keystore.KeyID{}, Usagef("--key is required")
+	}
+	return s.Resolve(ref)
+}
+
+// maxInput bounds what sign and verify read.
+const maxInput = 64 << 20
+
+func runSign(c *Ctx) error {
+	msg, err := c.ReadInput(flagString(c, "in"), maxInput)
+	if err != nil {
+		return err
+	}
+	purpose := flagString(c, "purpose")
+	out := flagString(c, "out")
+	s, err := c.openStore(true)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	id, err := c.resolveKey(s)
+	if err != nil {
+		return err
+	}
+	k, err := s.Identity(id)
+	if err != nil {
+		return err
+	}
+	sig, err := k.Sign(purpose, msg)
+	if err != nil {
+		return err
+	}
+	if out != "" {
+		if err := writeNew(out, sig); err != nil {
+			return err
+		}
+	}
+	b64 := base64.StdEncoding.EncodeToString(sig)
+	return c.Output(map[string]any{"key": id.String(), "algorithm": k.Algorithm().String(), "purpose": purpose, "signature": b64}, func() {
+		if out == "" {
+			fmt.Fprintln(c.Stdout, b64)
+		} else {
+			c.Printf("wrote %d-byte signature to %s\n", len(sig), out)
+		}
+	})
+}
+
+// writeNew creates path with mode 0600, refusing to overwrite.
+func writeNew(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func runVerify(c *Ctx) error {
+	sigPath := flagString(c, "sig")
+	if sigPath == "" {
+		return Usagef("--sig is required")
+	}
+	raw, err := os.ReadFile(sigPath)
+	if err != nil {
+		return err
+	}
+	sig := raw
+	if d, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw))); err == nil {
+		sig = d
+	}
+	msg, err := c.ReadInput(flagString(c, "in"), maxInput)
+	if err != nil {
+		return err
+	}
+	s, err := c.openStore(false)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	id, err := c.resolveKey(s)
+	if err != nil {
+		return err
+	}
+	info, err := s.Info(id)
+	if err != nil {
+		return err
+	}
+	if info.Class != keystore.ClassIdentity {
+		return fmt.Errorf("%w: %s is a %s key", keystore.ErrWrongClass, id.Short(), info.Class)
+	}
+	if err := keystore.Verify(info.Algorithm, info.Public, flagString(c, "purpose"), msg, sig); err != nil {
+		return fmt.Errorf("signature does not verify: %w", err)
+	}
+	return c.Output(map[string]any{"key": id.String(), "valid": true}, func() { c.Printf("signature valid (key %s)\n", id) })
+}
+
+func runPublic(c *Ctx) error {
+	s, err := c.openStore(false)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	id, err := c.resolveKey(s)
+	if err != nil {
+		return err
+	}
+	info, err := s.Info(id)
+	if err != nil {
+		return err
+	}
+	if info.Public == nil {
+		return fmt.Errorf("%w: %s keys have no public part", keystore.ErrUnsupported, info.Class)
+	}
+	b64 := base64.StdEncoding.EncodeToString(info.Public)
+	return c.Output(map[string]any{"key": id.String(), "class": info.Class.String(), "algorithm": info.Algorithm.String(), "public": b64},
+		func() { fmt.Fprintln(c.Stdout, b64) })
+}
+
+func runRotate(c *Ctx) error {
+	s, err := c.openStore(true)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	id, err := c.resolveKey(s)
+	if err != nil {
+		return err
+	}
+	grace := c.flag("grace").(flag.Getter).Get().(time.Duration)
+	nk, err := s.Rotate(id, keystore.RotateOptions{Grace: grace})
+	if err != nil {
+		return err
+	}
+	old, err := s.Info(id)
+	if err != nil {
+		return err
+	}
+	return c.Output(map[string]any{"old": keyJSON(old), "new": keyJSON(nk)}, func() {
+		c.Printf("rotated %s key %s -> %s\n  old key is %s", old.Class, id, nk.ID, old.State)
+		if !old.GraceUntil.IsZero() {
+			c.Printf(" (may decrypt/verify until %s)", ts(old.GraceUntil))
+		}
+		c.Printf("\n")
+	})
+}
+
+func runRevoke(c *Ctx) error {
+	s, err := c.openStore(false)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	id, err := c.resolveKey(s)
+	if err != nil {
+		return err
+	}
+	info, err := s.Info(id)
+	if err != nil {
+		return err
+	}
+	if err := c.Confirm(fmt.Sprintf("revoke %s key %s? its material will be destroyed", info.Class, id)); err != nil {
+		return err
+	}
+	if err := s.RevokeKey(id); err != nil {
+		return err
+	}
+	info, _ = s.Info(id)
+	return c.Output(map[string]any{"key": keyJSON(info)}, func() { c.Printf("revoked key %s; its material is destroyed\n", id) })
+}
+
+func runAudit(c *Ctx) error {
+	s, err := c.openStore(false)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	entries, intact, err := s.AuditLog()
+	if err != nil {
+		return err
+	}
+	limit := c.flag("limit").(flag.Getter).Get().(int)
+	if limit > 0 && len(entries) > limit {
+		entries = entries[len(entries)-limit:]
+	}
+	js := []map[string]any{}
+	for _, e := range entries {
+		j := map[string]any{"seq": e.Seq, "time": e.Time.UTC().Format(time.RFC3339Nano), "kind": e.Kind, "hash": e.Hash}
+		if e.Key != "" {
+			j["key"] = e.Key
+		}
+		if e.Op != "" {
+			j["op"] = e.Op
+		}
+		if e.Kind == "decision" {
+			j["allowed"] = len(e.Reasons) == 0
+			j["reasons"] = nonNil(e.Reasons)
+		}
+		if e.Cause != "" {
+			j["cause"] = e.Cause
+		}
+		if e.Detail != "" {
+			j["detail"] = e.Detail
+		}
+		js = append(js, j)
+	}
+	st, _ := s.Status()
+	out := map[string]any{"intact": intact, "entries": js, "head": st.AuditHead}
+	if !intact {
+		out["problem"] = st.Audit.Problem
+		out["preserved_as"] = st.Audit.Preserved
+	}
+	err = c.Output(out, func() {
+		for _, e := range entries {
+			c.Printf("%6d  %s  %-13s", e.Seq, e.Time.UTC().Format("2006-01-02T15:04:05.000Z"), e.Kind)
+			if e.Key != "" {
+				c.Printf("  key %s", e.Key[:12])
+			}
+			if e.Op != "" {
+				c.Printf("  %s", e.Op)
+			}
+			if e.Kind == "decision" {
+				if len(e.Reasons) == 0 {
+					c.Printf("  allowed")
+				} else {
+					c.Printf("  DENIED %s", strings.Join(e.Reasons, ","))
+				}
+			}
+			if e.Cause != "" {
+				c.Printf("  (%s)", e.Cause)
+			}
+			if e.Detail != "" {
+				c.Printf("  %s", e.Detail)
+			}
+			c.Printf("\n")
+		}
+		if intact {
+			c.Printf("chain intact: %d entries\n", st.AuditHead)
+		} else {
+			c.Printf("CHAIN BROKEN: %s (the broken log is kept as %s)\n", st.Audit.Problem, st.Audit.Preserved)
+		}
+	})
+	if err == nil && !intact {
+		return errors.New("the audit log failed verification")
+	}
+	return err
+}
+
+func runPosture(c *Ctx) error {
+	var paths []string
+	if home, err := c.Home(); err == nil {
+		if keystore.Exists(home) {
+			paths = keystore.Files(home)
+		}
+	}
+	p := (&posture.Linux{Paths: paths}).Posture()
+	return c.Output(map[string]any{"level": p.Level.String(), "facts": nonNil(p.Facts)}, func() {
+		c.Printf("posture %s\n", p.Level)
+		for _, f := range p.Facts {
+			c.Printf("  %s\n", f)
+		}
+		if p.Level == policy.PostureCompromised {
+			c.Printf("identity keys refuse use at this level\n")
+		}
+	})
+}
