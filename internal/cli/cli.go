@@ -98,7 +98,7 @@ type Command struct {
 // Ctx is a running command.
 type Ctx struct {
 	*Env
-	G    *Globals
+	G     *Globals
 	Args  []string
 	ctx   context.Context
 	cmd   *Command

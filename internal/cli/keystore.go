@@ -139,7 +139,7 @@ examples:
 				fs.String("purpose", "file", "signing purpose used when signing")
 			}, Run: runVerify},
 		&Command{Path: "keys public", Summary: "print a key's public part", Usage: "--key ID [--json]", Args: 0,
-			Help: "Prints the public key in base64 (hybrid: Ed25519 || ML-DSA-65; KEM: HPKE\nencoding; binding: SEC1 P-256).\n\nexample:\n  enigm keys public --key 3f9a1c --json",
+			Help:  "Prints the public key in base64 (hybrid: Ed25519 || ML-DSA-65; KEM: HPKE\nencoding; binding: SEC1 P-256).\n\nexample:\n  enigm keys public --key 3f9a1c --json",
 			Flags: func(fs *flag.FlagSet) { fs.String("key", "", "key id or unique prefix (required)") }, Run: runPublic},
 		&Command{Path: "keys rotate", Summary: "replace an active key with a new one", Usage: "--key ID [--grace D]",
 			Help: `Creates and activates a new key of the same class, algorithm and policy, and
@@ -166,7 +166,7 @@ example:
 			Args: 0, Flags: func(fs *flag.FlagSet) { fs.Int("limit", 50, "show at most N newest entries (0: all)") }, Run: runAudit},
 		&Command{Path: "posture", Summary: "show the OS security posture key use depends on", Usage: "[--json]", Args: 0,
 			Help: "Observes secure boot, an attached tracer/debugger, the keystore files'\npermissions and whether enigm runs as root, and prints the resulting level\n(trusted, degraded, compromised).\n\nexample:\n  enigm posture --json",
-			Run: runPosture},
+			Run:  runPosture},
 	)
 }
 
