@@ -360,7 +360,9 @@ func (s *Store) installSession(m []byte, opts SessionOptions) (*SessionKey, erro
 	}
 	s.session[lk.id] = &sessionEntry{rec: rec}
 	s.live[lk.id] = lk
-	s.auditCreate(lk, true)
+	for _, e := range createEntries(lk, true) {
+		s.log.Append(e)
+	}
 	return &SessionKey{lk}, nil
 }
 

@@ -122,19 +122,18 @@ func (s *Store) Generate(c Class, opts GenerateOptions) (KeyInfo, error) {
 	}
 	persist := c != ClassSession || opts.Persist
 	if persist {
-		err = s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketKeys).Put(lk.id[:], w) })
+		err = s.commitLocked(func(tx *bolt.Tx) error { return tx.Bucket(bucketKeys).Put(lk.id[:], w) }, createEntries(lk, opts.Activate)...)
 		if err != nil {
 			lk.unload()
 			return KeyInfo{}, fmt.Errorf("keystore: storing key: %w", err)
 		}
 	} else {
 		s.session[lk.id] = &sessionEntry{rec: w}
+		for _, e := range createEntries(lk, opts.Activate) {
+			s.log.Append(e)
+		}
 	}
 	s.live[lk.id] = lk
-	s.auditCreate(lk, opts.Activate)
-	if err := s.anchorLocked(); err != nil {
-		return KeyInfo{}, err
-	}
 	return lk.info(persist), nil
 }
 
@@ -347,17 +346,19 @@ func (s *Store) effective(c Class, base policy.Requirements) policy.Requirements
 	return base
 }
 
-func (s *Store) auditCreate(lk *liveKey, activated bool) {
+// createEntries are the audit entries of a key's creation (and activation).
+func createEntries(lk *liveKey, activated bool) []audit.Entry {
 	now := lk.life.Created
-	s.log.Append(audit.Entry{Time: now, Kind: audit.KindLifecycle, Key: lk.id, Op: uint8(lifecycle.Create), Cause: uint8(lk.life.Cause),
-		Detail: fmt.Sprintf("class=%v alg=%v", lk.class, lk.alg)})
+	out := []audit.Entry{{Time: now, Kind: audit.KindLifecycle, Key: lk.id, Op: uint8(lifecycle.Create), Cause: uint8(lk.life.Cause),
+		Detail: fmt.Sprintf("class=%v alg=%v", lk.class, lk.alg)}}
 	if activated {
-		s.log.Append(audit.Entry{Time: now, Kind: audit.KindLifecycle, Key: lk.id, Op: uint8(lifecycle.Activate), Cause: uint8(lk.life.Cause)})
+		out = append(out, audit.Entry{Time: now, Kind: audit.KindLifecycle, Key: lk.id, Op: uint8(lifecycle.Activate), Cause: uint8(lk.life.Cause)})
 	}
+	return out
 }
 
-func (s *Store) auditEvent(id KeyID, ev lifecycle.Event, detail string) {
-	s.log.Append(audit.Entry{Time: ev.At, Kind: audit.KindLifecycle, Key: id, Op: uint8(ev.Kind), Cause: uint8(ev.Cause), Detail: detail})
+func eventEntry(id KeyID, ev lifecycle.Event, detail string) audit.Entry {
+	return audit.Entry{Time: ev.At, Kind: audit.KindLifecycle, Key: id, Op: uint8(ev.Kind), Cause: uint8(ev.Cause), Detail: detail}
 }
 
 // readRecord reads and parses a stored record; errors name the key.
@@ -525,17 +526,21 @@ func (s *Store) Rotate(id KeyID, opts RotateOptions) (KeyInfo, error) {
 		nlk.unload()
 		return KeyInfo{}, err
 	}
+	entries := append(createEntries(nlk, true), eventEntry(id, ev, "successor="+nlk.id.String()))
 	if memory {
 		s.session[nlk.id] = &sessionEntry{rec: nrec}
 		s.session[id].rec = orec
+		for _, e := range entries {
+			s.log.Append(e)
+		}
 	} else {
-		err = s.update(func(tx *bolt.Tx) error {
+		err = s.commitLocked(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketKeys)
 			if err := b.Put(nlk.id[:], nrec); err != nil {
 				return err
 			}
 			return b.Put(id[:], orec)
-		})
+		}, entries...)
 		if err != nil {
 			nlk.unload()
 			return KeyInfo{}, fmt.Errorf("keystore: storing rotation: %w", err)
@@ -548,11 +553,6 @@ func (s *Store) Rotate(id KeyID, opts RotateOptions) (KeyInfo, error) {
 		succ := nlk.id
 		olk.succ = &succ
 		olk.mu.Unlock()
-	}
-	s.auditCreate(nlk, true)
-	s.auditEvent(id, ev, "successor="+nlk.id.String())
-	if err := s.anchorLocked(); err != nil {
-		return KeyInfo{}, err
 	}
 	return nlk.info(!memory), nil
 }
@@ -658,12 +658,12 @@ func (s *Store) transition(id KeyID, ev lifecycle.Event, detail string) error {
 			s.session[id].destroy()
 			delete(s.session, id)
 		}
-	} else if err := s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketKeys).Put(id[:], rec) }); err != nil {
+		s.log.Append(eventEntry(id, ev, detail))
+	} else if err := s.commitLocked(func(tx *bolt.Tx) error { return tx.Bucket(bucketKeys).Put(id[:], rec) }, eventEntry(id, ev, detail)); err != nil {
 		return fmt.Errorf("keystore: storing %s of key %s: %w", ev.Kind, id.Short(), err)
 	}
 	s.applyLive(id, life)
-	s.auditEvent(id, ev, detail)
-	return s.anchorLocked()
+	return nil
 }
 
 // Maintain retires superseded keys whose grace period has ended and session
@@ -720,15 +720,12 @@ func (s *Store) Maintain() error {
 		if memory {
 			s.session[t.id].destroy()
 			delete(s.session, t.id)
-		} else if err := s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketKeys).Put(t.id[:], rec) }); err != nil {
+			s.log.Append(eventEntry(t.id, ev, ""))
+		} else if err := s.commitLocked(func(tx *bolt.Tx) error { return tx.Bucket(bucketKeys).Put(t.id[:], rec) }, eventEntry(t.id, ev, "")); err != nil {
 			firstErr = errors.Join(firstErr, err)
 			continue
 		}
 		s.applyLive(t.id, life)
-		s.auditEvent(t.id, ev, "")
-	}
-	if len(todo) > 0 {
-		firstErr = errors.Join(firstErr, s.anchorLocked())
 	}
 	return firstErr
 }
@@ -752,23 +749,24 @@ func (s *Store) RevokeDevice(ctx context.Context, why string) error {
 	dev := s.dev
 	dev.Revoked = now.UnixMilli()
 	dev.Association = uint8(policy.Unassociated)
-	var revoked []KeyID
-	err := s.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketKeys)
-		var ids [][]byte
-		b.ForEach(func(k, _ []byte) error { ids = append(ids, append([]byte(nil), k...)); return nil })
-		for _, k := range ids {
-			d, err := record.Parse(b.Get(k))
+	// Build every tombstone first, then write them all, the device entry
+	// and the audit entries in one commit.
+	type change struct {
+		key []byte
+		rec []byte // nil: delete (a damaged record cannot become a tombstone)
+	}
+	var changes []change
+	entries := []audit.Entry{{Time: now, Kind: audit.KindDevice, Detail: "device revoked: " + why}}
+	err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketKeys).ForEach(func(k, v []byte) error {
+			key := append([]byte(nil), k...)
+			d, err := record.Parse(v)
 			if err != nil {
-				// A damaged record cannot be parsed into a tombstone: delete
-				// it, which destroys whatever it held.
-				if err := b.Delete(k); err != nil {
-					return err
-				}
-				continue
+				changes = append(changes, change{key: key})
+				return nil
 			}
 			if lifecycle.State(d.Meta.State) == lifecycle.Revoked {
-				continue
+				return nil
 			}
 			meta := d.Meta
 			life, err := meta.Lifecycle().Apply(ev)
@@ -780,23 +778,35 @@ func (s *Store) RevokeDevice(ctx context.Context, why string) error {
 			if err != nil {
 				return err
 			}
-			if err := b.Put(k, rec); err != nil {
-				return err
-			}
+			changes = append(changes, change{key, rec})
 			var id KeyID
 			copy(id[:], k)
-			revoked = append(revoked, id)
-		}
-		return putDevice(tx.Bucket(bucketMeta), &dev)
+			entries = append(entries, eventEntry(id, ev, "device revoked"))
+			return nil
+		})
 	})
+	if err == nil {
+		err = s.commitLocked(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucketKeys)
+			for _, c := range changes {
+				var err error
+				if c.rec == nil {
+					err = b.Delete(c.key)
+				} else {
+					err = b.Put(c.key, c.rec)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return putDevice(tx.Bucket(bucketMeta), &dev)
+		}, entries...)
+	}
 	if err != nil {
 		return fmt.Errorf("keystore: revoking device: %w", err)
 	}
 	s.dev = dev
 	s.setState(func(st *policy.DeviceState) { st.Revoked, st.Association = true, policy.Unassociated })
-	for _, id := range revoked {
-		s.auditEvent(id, ev, "device revoked")
-	}
 	for id, e := range s.session {
 		e.destroy()
 		delete(s.session, id)
@@ -808,7 +818,6 @@ func (s *Store) RevokeDevice(ctx context.Context, why string) error {
 		lk.life.State = lifecycle.Revoked
 		lk.mu.Unlock()
 	}
-	s.log.Append(audit.Entry{Time: now, Kind: audit.KindDevice, Detail: "device revoked: " + why})
 	var errs error
 	if err := s.lockLocked("device revoked"); err != nil {
 		errs = errors.Join(errs, err)
@@ -823,7 +832,7 @@ func (s *Store) RevokeDevice(ctx context.Context, why string) error {
 	if err := s.compactLocked(); err != nil {
 		errs = errors.Join(errs, err)
 	}
-	errs = errors.Join(errs, s.anchorLocked())
+	errs = errors.Join(errs, s.commitLocked(nil))
 	return errs
 }
 

@@ -307,7 +307,7 @@ func Init(ctx context.Context, home string, b backend.Backend, secret []byte, op
 		return nil, err
 	}
 	st = s
-	err = s.update(func(tx *bolt.Tx) error {
+	err = s.commitLocked(func(tx *bolt.Tx) error {
 		m, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
@@ -319,18 +319,14 @@ func Init(ctx context.Context, home string, b backend.Backend, secret []byte, op
 			return err
 		}
 		return putDevice(m, &dev)
-	})
+	}, audit.Entry{Time: now, Kind: audit.KindInit, Detail: fmt.Sprintf("backend=%s level=%s device=%x", caps.Name, caps.Level, hdr.Device)})
 	if err != nil {
 		sess.Close()
 		k.clear()
 		return nil, fmt.Errorf("keystore: writing header: %w", err)
 	}
 	s.hdr, s.dev, s.be, s.sess, s.keks = hdr, dev, b, sess, k
-	s.log.Append(audit.Entry{Time: now, Kind: audit.KindInit, Detail: fmt.Sprintf("backend=%s level=%s device=%x", caps.Name, caps.Level, hdr.Device)})
 	s.markUnlocked(now, "passphrase")
-	if err := s.anchor(); err != nil {
-		return nil, err
-	}
 	if caps.Holds(backend.AlgP256) {
 		cause := opts.Cause
 		if cause == 0 {
@@ -424,14 +420,19 @@ func openDB(home string, opts Options, creating bool) (*Store, error) {
 		timeout = 2 * time.Second
 	}
 	var db *bolt.DB
-	err := guard(func() (err error) {
+	var err error
+	if creating {
 		db, err = bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: timeout})
-		return err
-	})
+	} else {
+		db, err = openBolt(dbPath, timeout)
+	}
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s is locked by another process (close it, or wait)", ErrInUse, dbPath)
 	}
 	if err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			return nil, err
+		}
 		return nil, corrupt(DBFile, err)
 	}
 	s := &Store{home: home, opts: opts, db: db, live: map[KeyID]*liveKey{}, session: map[KeyID]*sessionEntry{}}
@@ -500,10 +501,9 @@ func (s *Store) openAudit(anchor audit.Anchor) error {
 	if err2 != nil {
 		return fmt.Errorf("keystore: starting a new audit log: %w", err2)
 	}
-	l.Append(audit.Entry{Time: s.now(), Kind: audit.KindRecovered, Detail: fmt.Sprintf("previous log failed verification (%v); kept as %s", err, filepath.Base(preserved))})
 	s.log = l
 	s.auditRep = AuditStatus{Intact: false, Problem: err.Error(), Preserved: preserved}
-	return s.anchorLocked()
+	return s.commitLocked(nil, audit.Entry{Time: s.now(), Kind: audit.KindRecovered, Detail: fmt.Sprintf("previous log failed verification (%v); kept as %s", err, filepath.Base(preserved))})
 }
 
 func parseAnchor(b []byte) audit.Anchor {
@@ -519,10 +519,19 @@ func parseAnchor(b []byte) audit.Anchor {
 func (s *Store) anchor() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.anchorLocked()
+	return s.commitLocked(nil)
 }
 
-func (s *Store) anchorLocked() error {
+// commitLocked is the keystore's write-ahead rule: it appends entries to the
+// audit log and makes the log durable first, then runs fn and records the
+// log's head (the anchor) in the same database transaction. A crash between
+// the two leaves log entries describing a change that did not commit, never
+// a committed change the log lacks, and the anchor always names an entry
+// the log holds. If fn fails, an "aborted" entry says so.
+func (s *Store) commitLocked(fn func(tx *bolt.Tx) error, entries ...audit.Entry) error {
+	for _, e := range entries {
+		s.log.Append(e)
+	}
 	if err := s.log.Sync(); err != nil {
 		return fmt.Errorf("keystore: audit log: %w", err)
 	}
@@ -530,13 +539,23 @@ func (s *Store) anchorLocked() error {
 	b := make([]byte, 40)
 	binary.BigEndian.PutUint64(b, h.Seq)
 	copy(b[8:], h.Hash[:])
-	return s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
+		if fn != nil {
+			if err := fn(tx); err != nil {
+				return err
+			}
+		}
 		m, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
 			return err
 		}
 		return m.Put(keyAnchor, b)
 	})
+	if err != nil && len(entries) > 0 {
+		s.log.Append(audit.Entry{Time: s.now(), Kind: audit.KindAborted, Detail: fmt.Sprintf("the %d preceding entries did not commit: %v", len(entries), err)})
+		s.log.Flush()
+	}
+	return err
 }
 
 // setState publishes a new device-state snapshot.
@@ -619,17 +638,15 @@ func (s *Store) Unlock(ctx context.Context, secret []byte) error {
 		return ErrDeviceRevoked
 	}
 	if s.sess != nil {
-		s.log.Append(audit.Entry{Time: now, Kind: audit.KindUnlock, Detail: "re-authenticated"})
 		s.markUnlocked(now, "passphrase")
-		return nil
+		return s.commitLocked(nil, audit.Entry{Time: now, Kind: audit.KindUnlock, Detail: "re-authenticated"})
 	}
 	if s.be == nil {
 		return fmt.Errorf("%w: the %s backend is not available in this build or on this machine", backend.ErrUnavailable, s.hdr.Backend)
 	}
 	sess, err := s.be.Open(ctx, s.hdr.State, secret)
 	if err != nil {
-		s.log.Append(audit.Entry{Time: now, Kind: audit.KindUnlockFailed, Detail: failReason(err)})
-		s.anchorLocked()
+		s.commitLocked(nil, audit.Entry{Time: now, Kind: audit.KindUnlockFailed, Detail: failReason(err)})
 		if errors.Is(err, backend.ErrBadSecret) {
 			return fmt.Errorf("%w: %w", ErrBadPassphrase, err)
 		}
@@ -645,8 +662,7 @@ func (s *Store) Unlock(ctx context.Context, secret []byte) error {
 		if err != nil {
 			k.clear()
 			sess.Close()
-			s.log.Append(audit.Entry{Time: now, Kind: audit.KindUnlockFailed, Detail: failReason(err)})
-			s.anchorLocked()
+			s.commitLocked(nil, audit.Entry{Time: now, Kind: audit.KindUnlockFailed, Detail: failReason(err)})
 			if errors.Is(err, backend.ErrBadSecret) {
 				return fmt.Errorf("%w: %w", ErrBadPassphrase, err)
 			}
@@ -655,9 +671,8 @@ func (s *Store) Unlock(ctx context.Context, secret []byte) error {
 		k.setClass(c, key)
 	}
 	s.sess, s.keks = sess, k
-	s.log.Append(audit.Entry{Time: now, Kind: audit.KindUnlock, Detail: "backend=" + s.hdr.Backend})
 	s.markUnlocked(now, "passphrase")
-	return s.anchorLocked()
+	return s.commitLocked(nil, audit.Entry{Time: now, Kind: audit.KindUnlock, Detail: "backend=" + s.hdr.Backend})
 }
 
 func failReason(err error) string {
@@ -710,14 +725,13 @@ func (s *Store) lockLocked(why string) error {
 			lk.destroyLocked()
 			lk.dead = true
 			lk.mu.Unlock()
-			s.auditEvent(id, ev, "memory-only session key destroyed at lock")
+			s.log.Append(eventEntry(id, ev, "memory-only session key destroyed at lock"))
 		}
 	}
 	s.keks.clear()
 	err := s.sess.Close()
 	s.sess = nil
-	s.log.Append(audit.Entry{Time: s.now(), Kind: audit.KindLock, Detail: why})
-	if aerr := s.anchorLocked(); err == nil {
+	if aerr := s.commitLocked(nil, audit.Entry{Time: s.now(), Kind: audit.KindLock, Detail: why}); err == nil {
 		err = aerr
 	}
 	return err
@@ -818,13 +832,12 @@ func (s *Store) SetAssociation(a policy.Association, account []byte) error {
 	dev := s.dev
 	dev.Association = uint8(a)
 	dev.Account = append([]byte(nil), account...)
-	if err := s.writeDevice(&dev); err != nil {
+	if err := s.writeDevice(&dev, audit.Entry{Time: s.now(), Kind: audit.KindDevice, Detail: "association=" + a.String()}); err != nil {
 		return err
 	}
 	s.dev = dev
 	s.setState(func(st *policy.DeviceState) { st.Association = a })
-	s.log.Append(audit.Entry{Time: s.now(), Kind: audit.KindDevice, Detail: "association=" + a.String()})
-	return s.anchorLocked()
+	return nil
 }
 
 // SetPolicyOverlay tightens the requirements of every key of class c (an
@@ -838,7 +851,7 @@ func (s *Store) SetPolicyOverlay(c Class, req policy.Requirements) error {
 		dev.Overlay[k] = v
 	}
 	dev.Overlay[c] = record.FromRequirements(req)
-	if err := s.writeDevice(&dev); err != nil {
+	if err := s.writeDevice(&dev, audit.Entry{Time: s.now(), Kind: audit.KindDevice, Detail: "policy overlay for " + c.String()}); err != nil {
 		return err
 	}
 	s.dev = dev
@@ -849,15 +862,14 @@ func (s *Store) SetPolicyOverlay(c Class, req policy.Requirements) error {
 			lk.mu.Unlock()
 		}
 	}
-	s.log.Append(audit.Entry{Time: s.now(), Kind: audit.KindDevice, Detail: "policy overlay for " + c.String()})
-	return s.anchorLocked()
+	return nil
 }
 
-func (s *Store) writeDevice(dev *record.Device) error {
+func (s *Store) writeDevice(dev *record.Device, e audit.Entry) error {
 	if err := dev.Validate(); err != nil {
 		return err
 	}
-	return s.update(func(tx *bolt.Tx) error { return putDevice(tx.Bucket(bucketMeta), dev) })
+	return s.commitLocked(func(tx *bolt.Tx) error { return putDevice(tx.Bucket(bucketMeta), dev) }, e)
 }
 
 func putDevice(m *bolt.Bucket, dev *record.Device) error {

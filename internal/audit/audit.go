@@ -56,13 +56,14 @@ const (
 	KindLock                         // keystore locked
 	KindDevice                       // device state change (association, revocation)
 	KindInit                         // store created
-	KindRecovered                    // a torn tail from a crash was cut off at open
+	KindRecovered                    // a torn tail was cut off, or a broken log set aside
+	KindAborted                      // the preceding entries' change did not commit
 )
 
-var kindNames = [...]string{"", "decision", "lifecycle", "unlock", "unlock_failed", "lock", "device", "init", "recovered"}
+var kindNames = [...]string{"", "decision", "lifecycle", "unlock", "unlock_failed", "lock", "device", "init", "recovered", "aborted"}
 
 func (k Kind) String() string {
-	if k >= KindDecision && k <= KindRecovered {
+	if k >= KindDecision && k <= KindAborted {
 		return kindNames[k]
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
@@ -163,7 +164,7 @@ func Decode(b []byte) (Entry, int, error) {
 	e.Detail = string(b[fixedSize : fixedSize+n])
 	copy(e.Prev[:], b[fixedSize+n:])
 	copy(e.Hash[:], b[fixedSize+n+hashSize:])
-	if e.Kind < KindDecision || e.Kind > KindRecovered {
+	if e.Kind < KindDecision || e.Kind > KindAborted {
 		return e, 0, fmt.Errorf("%w: unknown kind %d", ErrEntry, e.Kind)
 	}
 	if !utf8.ValidString(e.Detail) {

@@ -429,6 +429,20 @@ func runSign(c *Ctx) error {
 	}
 	purpose := flagString(c, "purpose")
 	out := flagString(c, "out")
+	var outFile *os.File
+	if out != "" {
+		// Claim the output file before signing: never overwrite, and
+		// never sign when the result cannot be written.
+		if outFile, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+			return err
+		}
+		defer func() {
+			if outFile != nil {
+				outFile.Close()
+				os.Remove(out)
+			}
+		}()
+	}
 	s, err := c.openStore(true)
 	if err != nil {
 		return err
@@ -446,10 +460,15 @@ func runSign(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	if out != "" {
-		if err := writeNew(out, sig); err != nil {
+	if outFile != nil {
+		_, err := outFile.Write(sig)
+		if cerr := outFile.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
 			return err
 		}
+		outFile = nil
 	}
 	b64 := base64.StdEncoding.EncodeToString(sig)
 	return c.Output(map[string]any{"key": id.String(), "algorithm": k.Algorithm().String(), "purpose": purpose, "signature": b64}, func() {
@@ -459,19 +478,6 @@ func runSign(c *Ctx) error {
 			c.Printf("wrote %d-byte signature to %s\n", len(sig), out)
 		}
 	})
-}
-
-// writeNew creates path with mode 0600, refusing to overwrite.
-func writeNew(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 func runVerify(c *Ctx) error {
