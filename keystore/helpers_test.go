@@ -9,6 +9,8 @@ import (
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/soft"
+	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/keystore/internal/record"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
 )
@@ -120,4 +122,14 @@ func (f *fixture) forget(id KeyID) {
 	}
 	delete(f.s.live, id)
 	f.s.mu.Unlock()
+}
+
+func testRecordMeta() record.Meta {
+	pub, _ := hybrid.NewPrivateKey(make([]byte, 64))
+	m := record.Meta{Version: record.Version, ID: make([]byte, 16), Class: ClassIdentity, Alg: AlgHybrid,
+		Policy: record.FromRequirements(policy.Requirements{Unlocked: true}), Device: make([]byte, 16),
+		Public: pub.Public().Bytes()}
+	life, _ := lifecycle.New(lifecycle.AccountSetup, time.Unix(1, 0))
+	m.SetLifecycle(life)
+	return m
 }
