@@ -423,7 +423,7 @@ func (s *State) enrollmentRules(l *Link, rs *roleSigs, d *Device) error {
 	if rs[RoleDevice] == nil {
 		who := "neither an active device nor the organisation"
 		if rs[RoleOrg] != nil {
-			who = "only the organisation key, which never adds a device on its own"
+			who = "the organisation key without an active device (it never adds a device on its own)"
 		}
 		return errorf(ErrNoDeviceApproval, "%s of device %s is approved by %s", l.typ, d.ID, who)
 	}

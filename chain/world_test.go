@@ -195,7 +195,9 @@ func (w *world) genesisLink(a *actor, p Policy, managed bool) *Link {
 	return must(d.Link())
 }
 
-func nonceFor(label string) [NonceSize]byte { return [NonceSize]byte(seedOf("nonce:"+label, NonceSize)) }
+func nonceFor(label string) [NonceSize]byte {
+	return [NonceSize]byte(seedOf("nonce:"+label, NonceSize))
+}
 
 // addDraft starts an add_device for b; approve with approveAdd.
 func (w *world) addDraft(b *actor) *Draft {
