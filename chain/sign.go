@@ -260,21 +260,26 @@ func (d *Draft) AddSignature(s Signature) { d.sigs = append(d.sigs, s) }
 // Link encodes the draft with its signatures and parses the result.
 func (d *Draft) Link() (*Link, error) {
 	w := d.w
-	w.Sigs = make([]wSig, len(d.sigs))
-	for i, s := range d.sigs {
-		w.Sigs[i] = wSig{Role: uint64(s.Role), Sig: s.Sig}
-		if s.Role == RoleDevice {
-			w.Sigs[i].Signer = append([]byte(nil), s.Signer[:]...)
-		}
-		if s.Approval != nil {
-			w.Sigs[i].Approval = s.Approval.wire()
-		}
-	}
+	w.Sigs = encodeSigs(d.sigs)
 	b, err := wire.Marshal(&w)
 	if err != nil {
 		return nil, errorf(ErrMalformed, "encode link: %v", err)
 	}
 	return ParseLink(b)
+}
+
+func encodeSigs(sigs []Signature) []wSig {
+	out := make([]wSig, len(sigs))
+	for i, s := range sigs {
+		out[i] = wSig{Role: uint64(s.Role), Sig: s.Sig}
+		if s.Role == RoleDevice {
+			out[i].Signer = append([]byte(nil), s.Signer[:]...)
+		}
+		if s.Approval != nil {
+			out[i].Approval = s.Approval.wire()
+		}
+	}
+	return out
 }
 
 var halfOrder = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
