@@ -231,8 +231,8 @@ func verifyApproval(l *Link, sg *Signature, k *hybrid.PublicKey, want *Approval)
 		return errorf(ErrApprovalHead, "approval by %s is against head %d/%s, link follows %d/%s", who, a.Head.Seq, a.Head.Hash, want.Head.Seq, want.Head.Hash)
 	case a.Nonce != want.Nonce || a.PairingHash != want.PairingHash:
 		return errorf(ErrApprovalRequest, "approval by %s is for another request nonce or pairing code", who)
-	case a.Device != want.Device:
-		return errorf(ErrApprovalDevice, "approval by %s is for device record %s, link adds %s", who, a.Device, want.Device)
+	case a.Body != want.Body:
+		return errorf(ErrApprovalDevice, "approval by %s is for another device record (body %s, link has %s)", who, a.Body, want.Body)
 	}
 	msg, err := wire.Marshal(a.wire())
 	if err != nil {
@@ -283,7 +283,7 @@ func (s *State) admit(d *Device, countRoom bool) error {
 	if _, ok := s.keys[idHash(d.Identity)]; ok {
 		return errorf(ErrKeyReused, "identity key of device %s", d.ID)
 	}
-	if _, ok := s.keys[kemHash(d.KEM.Bytes())]; ok {
+	if _, ok := s.keys[kemHash(d.KEM)]; ok {
 		return errorf(ErrKeyReused, "KEM key of device %s", d.ID)
 	}
 	if countRoom && s.nActive >= MaxDevices {
@@ -330,7 +330,7 @@ func (s *State) addRecord(l *Link, d *Device, by Authority, attested bool) {
 		AddedSeq: l.seq, AddedAt: l.Time(), AddedBy: l.typ, ApprovedBy: by,
 		AttestationVerified: attested,
 	})
-	s.useKeys(idHash(d.Identity), kemHash(d.KEM.Bytes()))
+	s.useKeys(idHash(d.Identity), kemHash(d.KEM))
 	s.nActive++
 }
 
@@ -377,7 +377,7 @@ func applyGenesis(l *Link, o *options) (*State, error) {
 
 		ownDevices: true, ownKeys: true, ownClosed: true,
 	}
-	used := []Hash{idHash(d.Identity), kemHash(d.KEM.Bytes()), idHash(g.Recovery)}
+	used := []Hash{idHash(d.Identity), kemHash(d.KEM), idHash(g.Recovery)}
 	if g.Org != nil {
 		used = append(used, idHash(g.Org.AdminKey))
 	}
@@ -437,11 +437,7 @@ func (s *State) enrollmentRules(l *Link, rs *roleSigs, d *Device) error {
 }
 
 func (s *State) verifyEnrollment(l *Link, rs *roleSigs, d *Device, approver *DeviceRecord, nonce [NonceSize]byte, pairing [PairingHashSize]byte) error {
-	dh, err := d.Hash()
-	if err != nil {
-		return err
-	}
-	want := &Approval{Account: s.account, Head: s.head, Nonce: nonce, PairingHash: pairing, Device: dh}
+	want := &Approval{Account: s.account, Head: s.head, Nonce: nonce, PairingHash: pairing, Body: BodyHash(l.bodyRaw)}
 	if err := verifyApproval(l, rs[RoleDevice], approver.Identity, want); err != nil {
 		return err
 	}
@@ -582,7 +578,7 @@ func (s *State) rotateKeys(l *Link, b *RotateKeys, rs *roleSigs) error {
 		used = append(used, idHash(b.Identity))
 	}
 	if b.KEM != nil {
-		used = append(used, kemHash(b.KEM.Bytes()))
+		used = append(used, kemHash(b.KEM))
 	}
 	for _, h := range used {
 		if _, ok := s.keys[h]; ok {

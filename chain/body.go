@@ -1,7 +1,6 @@
 package chain
 
 import (
-	"crypto/hpke"
 	"time"
 
 	"github.com/enigm/enigm/hybrid"
@@ -62,7 +61,7 @@ type RevokeDevice struct {
 type RotateKeys struct {
 	ID       DeviceID
 	Identity *hybrid.PublicKey
-	KEM      hpke.PublicKey
+	KEM      []byte
 }
 
 // ReplaceDevice adds Device and retires Old in one link.
@@ -170,9 +169,7 @@ func (r *RotateKeys) encode() (any, error) {
 	if r.Identity != nil {
 		w.Identity = r.Identity.Bytes()
 	}
-	if r.KEM != nil {
-		w.KEM = r.KEM.Bytes()
-	}
+	w.KEM = r.KEM
 	return w, nil
 }
 
@@ -293,9 +290,10 @@ func decodeBody(t LinkType, b []byte) (Body, error) {
 			}
 		}
 		if w.KEM != nil {
-			if r.KEM, err = parseKEMKey(w.KEM); err != nil {
+			if err = checkKEMKey(w.KEM); err != nil {
 				return nil, err
 			}
+			r.KEM = w.KEM
 		}
 		return r, nil
 	case TypeReplaceDevice:

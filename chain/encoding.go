@@ -38,7 +38,7 @@ type wApproval struct {
 	HeadHash []byte `cbor:"3,keyasint"`
 	Nonce    []byte `cbor:"4,keyasint"`
 	Pairing  []byte `cbor:"5,keyasint"`
-	Device   []byte `cbor:"6,keyasint"`
+	Body     []byte `cbor:"6,keyasint"`
 }
 
 type wDevice struct {

@@ -107,7 +107,8 @@ var (
 	// ErrApprovalRequest: an approval made for another enrollment request
 	// (nonce or pairing code).
 	ErrApprovalRequest = errors.New("chain: approval was made for another enrollment request")
-	// ErrApprovalDevice: an approval made for another device record.
+	// ErrApprovalDevice: an approval made for another device record (the
+	// approval's body hash differs while account, head and request match).
 	ErrApprovalDevice = errors.New("chain: approval was made for another device record")
 
 	// Devices.

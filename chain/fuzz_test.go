@@ -54,6 +54,14 @@ func FuzzParseLink(f *testing.F) {
 		if l.Hash() != domainHash(prefixLink, b) {
 			t.Fatal("hash is not over the input bytes")
 		}
+		var w wLink
+		if err := wire.Unmarshal(b, &w, 0); err != nil {
+			t.Fatal(err)
+		}
+		w.Sigs = nil
+		if p, err := wire.Marshal(&w); err != nil || !bytes.Equal(p, l.Payload()) {
+			t.Fatal("payload is not the encoding of the link without its signatures")
+		}
 	})
 }
 

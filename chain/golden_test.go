@@ -48,7 +48,7 @@ var goldens = []struct {
 		Type: uint64(TypeAddDevice), Body: []byte{0xa0},
 		Sigs: []wSig{
 			{Role: uint64(RoleDevice), Signer: rep(0x33, 16), Approval: &wApproval{
-				Account: rep(0x11, 32), HeadSeq: 1, HeadHash: rep(0x22, 32), Nonce: rep(0x44, 32), Pairing: rep(0x55, 32), Device: rep(0x66, 32)},
+				Account: rep(0x11, 32), HeadSeq: 1, HeadHash: rep(0x22, 32), Nonce: rep(0x44, 32), Pairing: rep(0x55, 32), Body: rep(0x66, 32)},
 				Sig: rep(0xaa, 3373)},
 			{Role: uint64(RoleSubject), Sig: rep(0xbb, 3373)},
 			{Role: uint64(RoleBinding), Sig: rep(0xcc, 64)},
@@ -72,7 +72,7 @@ a8                  // map(8): link
         03 58 20 22*32 // 3 head hash
         04 58 20 44*32 // 4 request nonce
         05 58 20 55*32 // 5 pairing code hash
-        06 58 20 66*32 // 6 device record hash
+        06 58 20 66*32 // 6 body hash (BodyHash of the link body)
       04 59 0d2d aa*3373 // 4 signature: bytes(3373) Ed25519 || ML-DSA-65
     a2              // map(2): signature
       01 02         // 1 role: 2 subject

@@ -18,6 +18,7 @@ type Link struct {
 	raw     []byte
 	hash    Hash
 	payload []byte // what payload signatures sign: the link without field 8
+	bodyRaw []byte // the body's encoding (field 7)
 
 	account AccountID
 	seq     uint64
@@ -54,8 +55,14 @@ type Approval struct {
 	Head        Head
 	Nonce       [NonceSize]byte
 	PairingHash [PairingHashSize]byte
-	Device      Hash // Device.Hash of the new device record
+	Body        Hash // BodyHash of the link body (device record, nonce, pairing hash)
 }
+
+// BodyHash returns the hash enrollment approvals name: SHA-256 of
+// "enigm/v1/body-hash" || 0x00 || the body's canonical encoding. It covers
+// the new device's record as well as the request nonce and pairing hash
+// (and, for replace_device, the replaced device).
+func BodyHash(body []byte) Hash { return domainHash(prefixBody, body) }
 
 // ParseLink strictly decodes and checks one link. It does not verify
 // signatures; use Apply or VerifyChain.
@@ -113,13 +120,52 @@ func ParseLink(b []byte) (*Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.body = body
+	l.body, l.bodyRaw = body, w.Body
 	l.hash = domainHash(prefixLink, b)
-	w.Sigs = nil
-	if l.payload, err = wire.Marshal(&w); err != nil {
-		return nil, errorf(ErrMalformed, "encode payload: %v", err)
-	}
+	l.payload = payloadOf(b, &w)
 	return l, nil
+}
+
+// payloadOf returns the encoding of the link without its signatures. The
+// link's encoding is canonical, so fields 1–7 come first in key order, and
+// the payload is those bytes under a map header one entry shorter; their
+// length follows from the decoded values.
+func payloadOf(b []byte, w *wLink) []byte {
+	if len(w.Sigs) == 0 {
+		return b
+	}
+	n := 1 // map header
+	n += 1 + uintLen(w.Version)
+	if w.Account != nil {
+		n += 1 + uintLen(uint64(len(w.Account))) + len(w.Account)
+	}
+	n += 1 + uintLen(w.Seq)
+	if w.Prev != nil {
+		n += 1 + uintLen(uint64(len(w.Prev))) + len(w.Prev)
+	}
+	n += 1 + uintLen(w.Time)
+	n += 1 + uintLen(w.Type)
+	n += 1 + uintLen(uint64(len(w.Body))) + len(w.Body)
+	p := make([]byte, n)
+	p[0] = b[0] - 1 // map(k) with k < 24 is the single byte 0xa0|k
+	copy(p[1:], b[1:n])
+	return p
+}
+
+// uintLen is the length of a CBOR head carrying v (RFC 8949 §3, preferred
+// serialization).
+func uintLen(v uint64) int {
+	switch {
+	case v < 24:
+		return 1
+	case v <= 0xff:
+		return 2
+	case v <= 0xffff:
+		return 3
+	case v <= 0xffffffff:
+		return 5
+	}
+	return 9
 }
 
 func parseSig(s *Signature, w *wSig) error {
@@ -150,7 +196,7 @@ func parseSig(s *Signature, w *wSig) error {
 			{a.Head.Hash[:], w.Approval.HeadHash, "approval head hash"},
 			{a.Nonce[:], w.Approval.Nonce, "approval nonce"},
 			{a.PairingHash[:], w.Approval.Pairing, "approval pairing hash"},
-			{a.Device[:], w.Approval.Device, "approval device hash"},
+			{a.Body[:], w.Approval.Body, "approval body hash"},
 		} {
 			if err := fixed(f.dst, f.src, f.what); err != nil {
 				return err
@@ -179,7 +225,7 @@ func parseSig(s *Signature, w *wSig) error {
 func (a *Approval) wire() *wApproval {
 	return &wApproval{
 		Account: a.Account[:], HeadSeq: a.Head.Seq, HeadHash: a.Head.Hash[:],
-		Nonce: a.Nonce[:], Pairing: a.PairingHash[:], Device: a.Device[:],
+		Nonce: a.Nonce[:], Pairing: a.PairingHash[:], Body: a.Body[:],
 	}
 }
 

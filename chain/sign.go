@@ -129,23 +129,11 @@ func newDraft(acct AccountID, seq uint64, prev Hash, t time.Time, b Body) (*Draf
 	if d.payload, err = wire.Marshal(&d.w); err != nil {
 		return nil, errorf(ErrMalformed, "encode payload: %v", err)
 	}
-	var (
-		dev   *Device
-		nonce [NonceSize]byte
-		pair  [PairingHashSize]byte
-	)
 	switch v := b.(type) {
 	case *AddDevice:
-		dev, nonce, pair = &v.Device, v.Nonce, v.PairingHash
+		d.approval = &Approval{Account: acct, Head: Head{Seq: seq - 1, Hash: prev}, Nonce: v.Nonce, PairingHash: v.PairingHash, Body: BodyHash(body)}
 	case *ReplaceDevice:
-		dev, nonce, pair = &v.Device, v.Nonce, v.PairingHash
-	}
-	if dev != nil {
-		dh, err := dev.Hash()
-		if err != nil {
-			return nil, err
-		}
-		d.approval = &Approval{Account: acct, Head: Head{Seq: seq - 1, Hash: prev}, Nonce: nonce, PairingHash: pair, Device: dh}
+		d.approval = &Approval{Account: acct, Head: Head{Seq: seq - 1, Hash: prev}, Nonce: v.Nonce, PairingHash: v.PairingHash, Body: BodyHash(body)}
 	}
 	return d, nil
 }

@@ -248,7 +248,7 @@ func generateVectors() *vectorFile {
 		d4 := w.addDraft(e)
 		appr, _ := d4.Approval()
 		ca := approvalOf(w.addDraft(c))
-		appr.Device = ca.Device
+		appr.Body = ca.Body
 		d4.AddSignature(must(SignApproval(appr, TypeAddDevice, RoleDevice, a.id, a.key())))
 		w.signSubject(d4, e)
 		g.bad("replayed-approval-other-device", "an approval made for another device record",
@@ -289,7 +289,7 @@ func generateVectors() *vectorFile {
 	g.bad("rotate-keys-by-other-device", "rotate_keys of B signed by A",
 		w, func() []byte {
 			b := w.actor("B")
-			d := must(NewDraft(w.st, w.now, &RotateKeys{ID: b.id, KEM: testKEM("v/B/new")}))
+			d := must(NewDraft(w.st, w.now, &RotateKeys{ID: b.id, KEM: testKEM("v/B/new").Bytes()}))
 			check(d.SignDevice(w.actor("A").id, w.actor("A").key()))
 			return must(d.Link()).raw
 		}(), "ErrWrongSigner")

@@ -101,7 +101,7 @@ func (a *actor) kem() hpke.PublicKey {
 }
 
 func (a *actor) device() Device {
-	d := Device{ID: a.id, Name: "device " + a.short, Identity: a.key().Public(), KEM: a.kem(), Level: a.level, Evidence: a.ev}
+	d := Device{ID: a.id, Name: "device " + a.short, Identity: a.key().Public(), KEM: a.kem().Bytes(), Level: a.level, Evidence: a.ev}
 	if a.binding != nil {
 		d.Binding = &a.binding.PublicKey
 	}
@@ -249,7 +249,7 @@ func (w *world) rotateLink(a *actor, identity, kem bool) *Link {
 		body.Identity = next.key().Public()
 	}
 	if kem {
-		body.KEM = next.kem()
+		body.KEM = next.kem().Bytes()
 	}
 	d := must(NewDraft(w.st, w.now, body))
 	check(d.SignDevice(a.id, a.key()))
