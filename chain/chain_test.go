@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -378,3 +379,58 @@ func TestPolicyValidation(t *testing.T) {
 // recoveryGolden pins the code for data symbols 0..27 and the first bytes
 // of the fingerprint of the recovery public key it derives.
 const recoveryGolden = "0123-4567-89AB-CDEF-GHJK-MNPQ-RSTV-E92R 0fb3761d85b4cb06"
+
+// checkKEMKey must accept exactly what crypto/hpke accepts.
+func TestKEMKeyCheckMatchesHPKE(t *testing.T) {
+	good := testKEM("kemcheck").Bytes()
+	setCoeff := func(b []byte, k int, v uint16) []byte {
+		c := bytes.Clone(b)
+		o := (k / 2) * 3
+		if k%2 == 0 {
+			c[o], c[o+1] = byte(v), c[o+1]&0xf0|byte(v>>8)
+		} else {
+			c[o+1], c[o+2] = c[o+1]&0x0f|byte(v<<4), byte(v>>4)
+		}
+		return c
+	}
+	cases := [][]byte{good, good[:100], append(bytes.Clone(good), 0), nil}
+	for _, k := range []int{0, 1, 255, 256, 511, 766, 767} {
+		for _, v := range []uint16{3328, 3329, 4095} {
+			cases = append(cases, setCoeff(good, k, v))
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 300; i++ {
+		c := bytes.Clone(good)
+		c[rng.IntN(len(c))] = byte(rng.Uint32())
+		cases = append(cases, c)
+	}
+	for i := 0; i < 20; i++ {
+		c := make([]byte, KEMKeySize)
+		for j := range c {
+			c[j] = byte(rng.Uint32())
+		}
+		cases = append(cases, c)
+	}
+	accepted := 0
+	for i, c := range cases {
+		_, herr := kemSuite.NewPublicKey(c)
+		cerr := checkKEMKey(c)
+		if (herr == nil) != (cerr == nil) {
+			t.Fatalf("case %d: hpke says %v, checkKEMKey says %v", i, herr, cerr)
+		}
+		if cerr != nil && !errors.Is(cerr, ErrBadKey) {
+			t.Fatalf("case %d: %v is not ErrBadKey", i, cerr)
+		}
+		if cerr == nil {
+			accepted++
+		}
+	}
+	if accepted < 2 || accepted == len(cases) {
+		t.Fatalf("accepted %d of %d cases: the cases do not exercise both outcomes", accepted, len(cases))
+	}
+	d := Device{ID: DeviceID{1}, KEM: good}
+	if k, err := d.KEMPublicKey(); err != nil || !bytes.Equal(k.Bytes(), good) {
+		t.Fatalf("KEMPublicKey: %v", err)
+	}
+}
