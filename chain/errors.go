@@ -148,9 +148,9 @@ var (
 	// ErrRecoveryTooEarly: recover before the waiting period has elapsed
 	// (measured on link timestamps).
 	ErrRecoveryTooEarly = errors.New("chain: recovery waiting period has not elapsed")
-	// ErrRecoveryVetoed: recover for a request that was vetoed, or
-	// cancelled by a recovery key rotation.
-	ErrRecoveryVetoed = errors.New("chain: recovery request was vetoed or cancelled")
+	// ErrRecoveryVetoed: recover for a request that was vetoed, cancelled
+	// by a recovery key rotation, or already completed.
+	ErrRecoveryVetoed = errors.New("chain: recovery request was vetoed, cancelled or completed")
 	// ErrRecoveryCode: a recovery code that does not parse or whose
 	// checksum fails (a typo).
 	ErrRecoveryCode = errors.New("chain: invalid recovery code")
