@@ -144,6 +144,29 @@ func BenchmarkAddDevice(b *testing.B) {
 	b.Run("hardware", func(b *testing.B) { benchAddDevice(b, true) })
 }
 
+// BenchmarkParseLink and BenchmarkApplyParsed split BenchmarkAddDevice
+// (software) into decoding and rule checking plus signatures.
+func BenchmarkParseLink(b *testing.B) {
+	w := newWorld("bench").script("genesis A")
+	raw := w.addLink(w.actor("B"), w.actor("A"), false).Bytes()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, err := ParseLink(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkApplyParsed(b *testing.B) {
+	w := newWorld("bench").script("genesis A")
+	l := w.addLink(w.actor("B"), w.actor("A"), false)
+	for b.Loop() {
+		if _, err := Apply(w.st, l, w.now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // chain1000 builds a 1,000-link chain of everyday churn. In every ten
 // links: four devices are added (approved by the newest device), four are
 // revoked (oldest first, by the newest device), one rotates its identity

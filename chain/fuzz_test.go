@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -102,25 +103,10 @@ func FuzzParseRecoveryCode(f *testing.F) {
 
 // fuzzState is the fixed state FuzzApply applies links to: a managed
 // account with devices A and B (B on hardware) and a pending recovery.
-var fuzzState = sync1(func() (*world, time.Time) {
+var fuzzState = sync.OnceValues(func() (*world, time.Time) {
 	w := newWorld("fuzz").script("genesis A managed delay=0s; add B by A hw; request R")
 	return w, w.now
 })
-
-func sync1[T, U any](f func() (T, U)) func() (T, U) {
-	var (
-		t    T
-		u    U
-		done bool
-	)
-	return func() (T, U) {
-		if !done {
-			t, u = f()
-			done = true
-		}
-		return t, u
-	}
-}
 
 func FuzzApply(f *testing.F) {
 	w, now := fuzzState()

@@ -375,28 +375,16 @@ func init() {
 	}
 }
 
-// errName returns the name of the first sentinel err wraps ("" for nil).
-func errName(err error) string {
-	if err == nil {
-		return ""
-	}
-	names := make([]string, 0, len(errNames))
-	for n := range errNames {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	// Prefer the most specific: ErrMissingPQ over the generic ones.
-	for _, n := range []string{"ErrMissingPQ", "ErrTooLarge"} {
-		if errors.Is(err, errNames[n]) {
-			return n
+// sentinels returns the names of the sentinels err wraps, sorted.
+func sentinels(err error) []string {
+	var out []string
+	for n, e := range errNames {
+		if errors.Is(err, e) {
+			out = append(out, n)
 		}
 	}
-	for _, n := range names {
-		if errors.Is(err, errNames[n]) {
-			return n
-		}
-	}
-	return "unknown"
+	sort.Strings(out)
+	return out
 }
 
 func parsePolicyFlags(p Policy, flags []string) (Policy, error) {
