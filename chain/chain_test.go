@@ -434,3 +434,11 @@ func TestKEMKeyCheckMatchesHPKE(t *testing.T) {
 		t.Fatalf("KEMPublicKey: %v", err)
 	}
 }
+
+func TestLinkWithoutSignatures(t *testing.T) {
+	w := newWorld("nosig").script("genesis A")
+	d := must(NewDraft(w.st, w.now, &RevokeDevice{ID: w.actor("A").id}))
+	if _, err := d.Link(); !errors.Is(err, ErrMissingSignature) {
+		t.Fatalf("link without signatures: %v", err)
+	}
+}

@@ -110,6 +110,9 @@ func ParseLink(b []byte) (*Link, error) {
 	if len(w.Sigs) > MaxSignatures {
 		return nil, errorf(ErrTooLarge, "%d signatures, limit %d", len(w.Sigs), MaxSignatures)
 	}
+	if len(w.Sigs) == 0 {
+		return nil, errorf(ErrMissingSignature, "%s link has no signatures", t)
+	}
 	l.sigs = make([]Signature, len(w.Sigs))
 	for i := range w.Sigs {
 		if err := parseSig(&l.sigs[i], &w.Sigs[i]); err != nil {
@@ -126,14 +129,11 @@ func ParseLink(b []byte) (*Link, error) {
 	return l, nil
 }
 
-// payloadOf returns the encoding of the link without its signatures. The
-// link's encoding is canonical, so fields 1–7 come first in key order, and
-// the payload is those bytes under a map header one entry shorter; their
-// length follows from the decoded values.
+// payloadOf returns the encoding of the link without its signatures (of
+// which it has at least one). The link's encoding is canonical, so fields
+// 1–7 come first in key order, and the payload is those bytes under a map
+// header one entry shorter; their length follows from the decoded values.
 func payloadOf(b []byte, w *wLink) []byte {
-	if len(w.Sigs) == 0 {
-		return b
-	}
 	n := 1 // map header
 	n += 1 + uintLen(w.Version)
 	if w.Account != nil {
