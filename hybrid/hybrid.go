@@ -42,7 +42,7 @@ import (
 
 // Sizes of the encodings.
 const (
-	SeedSize      = ed25519.SeedSize + mldsa.PrivateKeySize          // 64
+	SeedSize      = ed25519.SeedSize + mldsa.PrivateKeySize            // 64
 	PublicKeySize = ed25519.PublicKeySize + mldsa.MLDSA65PublicKeySize // 1984
 	SignatureSize = ed25519.SignatureSize + mldsa.MLDSA65SignatureSize // 3373
 
