@@ -149,8 +149,11 @@ func collectSigs(l *Link) (*roleSigs, error) {
 			return nil, errorf(ErrUnexpectedSignature, "two signatures in role %s", sg.Role)
 		}
 		approval := enrollment && (sg.Role == RoleDevice || sg.Role == RoleOrg)
-		if approval != (sg.Approval != nil) {
-			return nil, errorf(ErrUnexpectedSignature, "role %s on %s must %scarry an approval statement", sg.Role, l.typ, map[bool]string{true: "", false: "not "}[approval])
+		switch {
+		case approval && sg.Approval == nil:
+			return nil, errorf(ErrMissingSignature, "role %s on %s must sign an approval statement", sg.Role, l.typ)
+		case !approval && sg.Approval != nil:
+			return nil, errorf(ErrUnexpectedSignature, "role %s on %s carries an approval statement", sg.Role, l.typ)
 		}
 		rs[sg.Role] = sg
 	}

@@ -89,7 +89,6 @@ type actor struct {
 	id      DeviceID
 	idGen   int // identity key generation, bumped by rotate
 	kemGen  int // KEM key generation, bumped by rotate
-	hw      bool
 	level   Level
 	binding *ecdsa.PrivateKey
 	ev      *Evidence
@@ -112,15 +111,13 @@ func (a *actor) device() Device {
 var T0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 type world struct {
-	name     string // distinguishes worlds (accounts) that share device names
-	now      time.Time
-	st       *State
-	links    []*Link
-	actors   map[string]*actor
-	recGen   int
-	managed  bool
-	attest   AttestationVerifier
-	lastLink *Link // the last link built, applied or not
+	name   string // distinguishes worlds (accounts) that share device names
+	now    time.Time
+	st     *State
+	links  []*Link
+	actors map[string]*actor
+	recGen int
+	attest AttestationVerifier
 }
 
 func newWorld(name string) *world {
@@ -138,7 +135,7 @@ func (w *world) actor(name string) *actor {
 
 func (w *world) hw(name string) *actor {
 	a := w.actor(name)
-	a.hw, a.level, a.binding = true, LevelHardwareTPM, testBinding(a.name)
+	a.level, a.binding = LevelHardwareTPM, testBinding(a.name)
 	return a
 }
 
@@ -154,7 +151,6 @@ func (w *world) opts() []Option {
 
 // apply applies l at the world's clock and keeps it when it verifies.
 func (w *world) apply(l *Link) error {
-	w.lastLink = l
 	ns, err := Apply(w.st, l, w.now, w.opts()...)
 	if err != nil {
 		return err
@@ -431,12 +427,11 @@ func (w *world) step(stmt string) error {
 		if has(f, "hw") {
 			a = w.hw(f[1])
 		}
-		w.managed = has(f, "managed")
 		p, err := parsePolicyFlags(DefaultPolicy(), f[2:])
 		if err != nil {
 			return err
 		}
-		return w.apply(w.genesisLink(a, p, w.managed))
+		return w.apply(w.genesisLink(a, p, has(f, "managed")))
 	case "add":
 		b := w.actor(f[1])
 		if has(f, "hw") {
