@@ -259,6 +259,23 @@ func (k *PrivateKey) Sign(ctx string, msg []byte) (*Signature, error) {
 	return &Signature{Ed25519: ed25519.Sign(k.ed, m), MLDSA: pqSig}, nil
 }
 
+// SignDeterministic is Sign with a deterministic ML-DSA-65 signature (FIPS
+// 204 deterministic variant; Ed25519 is deterministic anyway), so the same
+// key, context and message always give the same bytes. It exists for
+// reproducible test vectors; production signers use Sign, whose hedged
+// ML-DSA-65 signatures resist fault and side-channel attacks better.
+func (k *PrivateKey) SignDeterministic(ctx string, msg []byte) (*Signature, error) {
+	m, err := message(ctx, &k.pub.hash, msg)
+	if err != nil {
+		return nil, err
+	}
+	pqSig, err := k.pq.SignDeterministic(m, &mldsa.Options{Context: ctx})
+	if err != nil {
+		return nil, fmt.Errorf("hybrid: ML-DSA-65 sign: %w", err)
+	}
+	return &Signature{Ed25519: ed25519.Sign(k.ed, m), MLDSA: pqSig}, nil
+}
+
 // Destroy overwrites the Ed25519 key material held by k. The ML-DSA-65
 // expanded key lives inside filippo.io/mldsa, which offers no zeroisation;
 // dropping the last reference is all that can be done for it.

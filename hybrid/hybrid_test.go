@@ -89,6 +89,26 @@ func TestRejects(t *testing.T) {
 	}
 }
 
+func TestSignDeterministic(t *testing.T) {
+	k := testKey(t, 7)
+	ctx, _ := Context("det")
+	s1, err := k.SignDeterministic(ctx, []byte("m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := k.SignDeterministic(ctx, []byte("m"))
+	if !s1.Equal(s2) {
+		t.Fatal("deterministic signatures differ")
+	}
+	if err := Verify(k.Public(), ctx, []byte("m"), s1); err != nil {
+		t.Fatalf("deterministic signature rejected: %v", err)
+	}
+	r, _ := k.Sign(ctx, []byte("m"))
+	if r.Equal(s1) {
+		t.Fatal("hedged signature equals the deterministic one")
+	}
+}
+
 func TestParseRejects(t *testing.T) {
 	k := testKey(t, 3)
 	if _, err := ParsePublicKey(k.Public().Ed25519()); !errors.Is(err, ErrMissingPQ) {

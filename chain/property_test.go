@@ -1,0 +1,177 @@
+package chain
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestPropertyRandomSequences runs random valid operation sequences and
+// checks after every link that:
+//   - the active set equals adds minus revocations and retirements;
+//   - every active device has an approval path to the genesis device or a
+//     recovery, through devices that were active when they approved;
+//   - Apply left the previous state unchanged (states are immutable);
+//
+// and at the end that VerifyChain over the whole chain reaches the same head
+// and active set as the step-by-step Apply calls.
+func TestPropertyRandomSequences(t *testing.T) {
+	steps := 40
+	if testing.Short() {
+		steps = 15
+	}
+	for seed := uint64(1); seed <= 4; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			runRandomSequence(t, seed, steps)
+		})
+	}
+}
+
+func runRandomSequence(t *testing.T, seed uint64, steps int) {
+	rng := rand.New(rand.NewPCG(seed, 0x656e69676d))
+	w := newWorld(fmt.Sprintf("prop%d", seed))
+	added := map[string]bool{}
+	gone := map[string]bool{} // revoked or retired
+	next := 0
+	fresh := func() string { next++; return fmt.Sprintf("D%d", next) }
+	active := func() []string {
+		var out []string
+		for n := range added {
+			if !gone[n] {
+				out = append(out, n)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
+
+	run := func(stmt string) {
+		t.Helper()
+		before := w.st
+		var snap []DeviceRecord
+		var snapHead Head
+		if before != nil {
+			snap, snapHead = before.Active(), before.Head()
+		}
+		if err := w.step(stmt); err != nil {
+			t.Fatalf("%q: %v", stmt, err)
+		}
+		if before != nil && (before.Head() != snapHead || !slices.EqualFunc(before.Active(), snap, func(a, b DeviceRecord) bool { return a.ID == b.ID && a.Identity.Equal(b.Identity) })) {
+			t.Fatalf("%q: Apply changed its input state", stmt)
+		}
+	}
+
+	run("genesis G")
+	added["G"] = true
+	for i := 0; i < steps; i++ {
+		act := active()
+		op := rng.IntN(10)
+		if len(act) == 0 {
+			op = 9 // only recovery can bring the account back
+		}
+		switch {
+		case op <= 2 && len(act) < MaxDevices:
+			n := fresh()
+			run(fmt.Sprintf("add %s by %s", n, pick(act)))
+			added[n] = true
+		case op == 3:
+			target := pick(act)
+			if rng.IntN(2) == 0 {
+				run(fmt.Sprintf("revoke %s by %s", target, pick(act)))
+			} else {
+				run(fmt.Sprintf("revoke %s by recovery", target))
+			}
+			gone[target] = true
+		case op == 4:
+			run(fmt.Sprintf("rotate %s %s", pick(act), []string{"identity", "kem", ""}[rng.IntN(3)]))
+		case op == 5:
+			old, n := pick(act), fresh()
+			run(fmt.Sprintf("replace %s with %s", old, n))
+			gone[old], added[n] = true, true
+		case op == 6:
+			run(fmt.Sprintf("rotate-recovery by %s", pick(act)))
+		case op == 7:
+			n := fresh()
+			run("request " + n)
+			run("veto by " + pick(act))
+		default:
+			n := fresh()
+			run("request " + n)
+			run("wait 24h")
+			run("recover " + n)
+			added[n] = true
+		}
+		checkInvariants(t, w, active())
+	}
+
+	st, err := VerifyChain(nil, w.links, w.now)
+	if err != nil {
+		t.Fatalf("VerifyChain over the generated chain: %v", err)
+	}
+	if st.Head() != w.st.Head() || !slices.Equal(ids(st.Active()), ids(w.st.Active())) {
+		t.Fatal("VerifyChain and step-by-step Apply disagree")
+	}
+}
+
+func ids(rs []DeviceRecord) []DeviceID {
+	out := make([]DeviceID, len(rs))
+	for i, r := range rs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+func checkInvariants(t *testing.T, w *world, wantActive []string) {
+	t.Helper()
+	var got []string
+	for _, r := range w.st.Active() {
+		got = append(got, w.nameOf(r.ID))
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, wantActive) {
+		t.Fatalf("active = %v, want adds - revocations - retirements = %v", got, wantActive)
+	}
+	if w.st.ActiveCount() != len(wantActive) {
+		t.Fatalf("ActiveCount = %d, want %d", w.st.ActiveCount(), len(wantActive))
+	}
+	for _, r := range w.st.Active() {
+		if err := approvalPath(w.st, r, 0); err != nil {
+			t.Fatalf("device %s: %v", w.nameOf(r.ID), err)
+		}
+	}
+}
+
+// approvalPath follows who approved r back to the genesis device or a
+// recovery.
+func approvalPath(s *State, r DeviceRecord, depth int) error {
+	if depth > len(s.devices) {
+		return fmt.Errorf("approval cycle")
+	}
+	switch r.ApprovedBy.Kind {
+	case ByGenesis:
+		if r.AddedSeq != 0 || r.AddedBy != TypeGenesis {
+			return fmt.Errorf("genesis approval on a device added at seq %d by %s", r.AddedSeq, r.AddedBy)
+		}
+		return nil
+	case ByRecovery:
+		if r.AddedBy != TypeRecover {
+			return fmt.Errorf("recovery approval on a device added by %s", r.AddedBy)
+		}
+		return nil
+	case ByDevice:
+		a, ok := s.Device(r.ApprovedBy.Device)
+		if !ok {
+			return fmt.Errorf("approver %s unknown", r.ApprovedBy.Device)
+		}
+		if a.AddedSeq >= r.AddedSeq {
+			return fmt.Errorf("approver %s added at seq %d, after the device (seq %d)", a.ID, a.AddedSeq, r.AddedSeq)
+		}
+		if a.Status != StatusActive && a.EndedSeq < r.AddedSeq {
+			return fmt.Errorf("approver %s ended at seq %d, before approving at seq %d", a.ID, a.EndedSeq, r.AddedSeq)
+		}
+		return approvalPath(s, a, depth+1)
+	}
+	return fmt.Errorf("unknown approval kind %d", r.ApprovedBy.Kind)
+}
