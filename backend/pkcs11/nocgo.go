@@ -36,4 +36,3 @@ func (*Backend) Destroy(context.Context, []byte) error { return errNoCgo }
 
 // Purge fails: built without cgo.
 func (*Backend) Purge(context.Context, []byte, []byte) error { return errNoCgo }
-
