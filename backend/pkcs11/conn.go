@@ -172,11 +172,13 @@ func aesGenAttrs() []*p11.Attribute {
 func (c *conn) ecTemplates(keyID []byte) (pub, priv []*p11.Attribute) {
 	id := objectID(c.st.StoreID, roleBinding, keyID)
 	label := objectLabel(c.st.StoreID)
+	// The public half is private too: then the destroy key is the only
+	// object of a store that anyone without the PIN can see or delete.
 	pub = []*p11.Attribute{
 		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PUBLIC_KEY),
 		p11.NewAttribute(p11.CKA_KEY_TYPE, p11.CKK_EC),
 		p11.NewAttribute(p11.CKA_TOKEN, true),
-		p11.NewAttribute(p11.CKA_PRIVATE, false),
+		p11.NewAttribute(p11.CKA_PRIVATE, true),
 		p11.NewAttribute(p11.CKA_LABEL, label),
 		p11.NewAttribute(p11.CKA_ID, id),
 	}

@@ -14,7 +14,7 @@
 //   - one wrapping key per seal label (per key class), AES-256,
 //     CKA_PRIVATE=true, created on the first Seal under that label, so key
 //     classes are separated by distinct hardware keys;
-//   - binding keys: EC P-256 key pairs, private half CKA_PRIVATE=true.
+//   - binding keys: EC P-256 key pairs, both halves CKA_PRIVATE=true.
 //
 // All keys are generated on the token with CKA_TOKEN=true,
 // CKA_SENSITIVE=true, CKA_EXTRACTABLE=false and CKA_MODIFIABLE=false, with
@@ -50,8 +50,8 @@
 //
 // # Destroy
 //
-// Destroy needs no PIN: it deletes the destroy key (and the public halves of
-// binding keys), which makes every sealed wrapping key of the store
+// Destroy needs no PIN: it deletes the destroy key, the store's only object
+// visible without login, which makes every sealed wrapping key of the store
 // unrecoverable, from any copy, even with the PIN. If the process is logged
 // in to the token at that moment (the keystore is unlocked), Destroy deletes
 // the private objects too; otherwise they stay on the token, unusable for

@@ -170,12 +170,13 @@ func (b *Backend) Open(ctx context.Context, stateBytes, secret []byte) (backend.
 }
 
 // Destroy deletes the store's token objects without the PIN. It always
-// deletes the destroy key, so nothing the store sealed unseals again, from
-// any copy, even with the PIN; and the public halves of binding keys. If
-// this process is logged in to the token (a session is open), it deletes
-// the private wrapping and binding keys too; otherwise they stay on the
-// token, unusable for unsealing, until [Backend.Purge] removes them.
-// Destroying a destroyed store succeeds.
+// deletes the destroy key (the store's one object visible without login),
+// so nothing the store sealed unseals again, from any copy, even with the
+// PIN, and no session opens the state. If this process is logged in to the
+// token (a session is open), it deletes the private wrapping and binding
+// keys too; otherwise they stay on the token, unusable for unsealing,
+// until [Backend.Purge] removes them. Destroying a destroyed store
+// succeeds.
 func (b *Backend) Destroy(ctx context.Context, stateBytes []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -271,14 +271,14 @@ func TestDestroyLocked(t *testing.T) {
 		t.Fatalf("Open after Destroy: err = %v, want ErrDestroyed", err)
 	}
 	inspect(t, b, st, func(c *conn) {
-		// Left: two wrapping keys and the binding private key, all private.
+		// Left: two wrapping keys and the binding key pair, all private.
 		hs := storeObjects(t, c)
-		if len(hs) != 3 {
-			t.Fatalf("%d objects left, want the 3 private ones", len(hs))
+		if len(hs) != 4 {
+			t.Fatalf("%d objects left, want the 4 private ones", len(hs))
 		}
 		for _, h := range hs {
 			if !boolAttr(t, c, h, p11.CKA_PRIVATE) {
-				t.Fatal("a public object survived Destroy")
+				t.Fatal("an object visible without the PIN survived Destroy")
 			}
 		}
 		// With the PIN, the outer layer still opens but the inner one
