@@ -283,7 +283,9 @@ func TestFaultyEncrypt(t *testing.T) {
 // A token that ignores the non-extractable template fails Provision, and the
 // key it made is removed.
 func TestTokenIgnoresTemplate(t *testing.T) {
-	for _, attr := range []uint{p11.CKA_EXTRACTABLE, p11.CKA_NEVER_EXTRACTABLE, p11.CKA_SENSITIVE, p11.CKA_LOCAL} {
+	// CKA_PRIVATE: a token that makes every key private would leave Destroy
+	// unable to reach the destroy key without the PIN.
+	for _, attr := range []uint{p11.CKA_EXTRACTABLE, p11.CKA_NEVER_EXTRACTABLE, p11.CKA_SENSITIVE, p11.CKA_LOCAL, p11.CKA_PRIVATE} {
 		f := &faulty{}
 		label := newToken(t)
 		b := newTestBackend(t, label, func(tok token) token { f.token = tok; return f })

@@ -368,6 +368,24 @@ func TestDestroyIsPerStore(t *testing.T) {
 	}
 }
 
+// A second object claiming to be the store's destroy key (anyone can plant
+// one without the PIN) makes Open refuse rather than pick one.
+func TestPlantedDestroyKey(t *testing.T) {
+	b, st, s := provisionOpen(t)
+	s.Close()
+	inspect(t, b, st, func(c *conn) {
+		if _, err := c.generateAES(c.destroyKeyTemplate(), false); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if _, err := b.Open(bg, st, pin); !errors.Is(err, backend.ErrState) {
+		t.Fatalf("two destroy keys: err = %v, want ErrState", err)
+	}
+	if err := b.Destroy(bg, st); err != nil {
+		t.Fatalf("Destroy removes both: %v", err)
+	}
+}
+
 func mustState(t *testing.T, b []byte) *state {
 	t.Helper()
 	s, err := parseState(b)
