@@ -20,7 +20,9 @@ import (
 
 var classLabels = []string{"enigm/v1/kek/identity", "enigm/v1/kek/kem", "enigm/v1/kek/session"}
 
-// benchStore provisions a store with the keystore's layout: one sealed
+// benchStore provisions a store on a fresh token (a device's keystore owns
+// its token; SoftHSM2's login cost grows with the objects on the token)
+// with the keystore's layout: one sealed
 // wrapping key per class and a binding key. The returned session is closed.
 func benchStore(b *testing.B) (*Backend, []byte, map[string][]byte, []byte) {
 	b.Helper()

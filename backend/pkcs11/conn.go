@@ -51,14 +51,29 @@ func (b *Backend) tokensPresent() ([]slotInfo, error) {
 	return out, nil
 }
 
-// dial opens a read/write session on the token st names.
+// dial opens a read/write session on the token st names: in the slot it
+// was last found in if it is still there, else after a scan of all slots.
 func (b *Backend) dial(st *state) (*conn, error) {
+	key := tokenKey(st.Serial, st.Label)
+	b.slotMu.Lock()
+	slot, cached := b.slots[key]
+	b.slotMu.Unlock()
+	if cached {
+		ti, err := b.tok.GetTokenInfo(slot)
+		if err == nil && ti.Flags&p11.CKF_TOKEN_INITIALIZED != 0 &&
+			trim(ti.SerialNumber) == st.Serial && trim(ti.Label) == st.Label {
+			return b.dialSlot(slot, st)
+		}
+	}
 	ts, err := b.tokensPresent()
 	if err != nil {
 		return nil, err
 	}
 	for _, t := range ts {
 		if t.serial == st.Serial && t.label == st.Label {
+			b.slotMu.Lock()
+			b.slots[key] = t.slot
+			b.slotMu.Unlock()
 			return b.dialSlot(t.slot, st)
 		}
 	}

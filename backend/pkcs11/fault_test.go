@@ -26,7 +26,7 @@ type faulty struct {
 	encrypt func(ct []byte) []byte
 	decrypt func(call int, pt []byte) []byte // call counts from 0
 	login   func() error
-	slots   func([]uint) []uint
+	absent  bool // the token was removed: no slots, CKR_TOKEN_NOT_PRESENT
 	attrs   func(a []*p11.Attribute)
 	signErr error
 	calls   int
@@ -68,11 +68,17 @@ func (f *faulty) Login(sh p11.SessionHandle, u uint, pin string) error {
 }
 
 func (f *faulty) GetSlotList(present bool) ([]uint, error) {
-	s, err := f.token.GetSlotList(present)
-	if err == nil && f.slots != nil {
-		s = f.slots(s)
+	if f.absent {
+		return nil, nil
 	}
-	return s, err
+	return f.token.GetSlotList(present)
+}
+
+func (f *faulty) GetTokenInfo(slot uint) (p11.TokenInfo, error) {
+	if f.absent {
+		return p11.TokenInfo{}, p11.Error(p11.CKR_TOKEN_NOT_PRESENT)
+	}
+	return f.token.GetTokenInfo(slot)
 }
 
 func (f *faulty) GetAttributeValue(sh p11.SessionHandle, o p11.ObjectHandle, a []*p11.Attribute) ([]*p11.Attribute, error) {
@@ -329,7 +335,7 @@ func TestFaultyLoginAndDevice(t *testing.T) {
 		t.Errorf("CKR_PIN_INCORRECT: err = %v, want ErrBadSecret", err)
 	}
 	f.login = nil
-	f.slots = func([]uint) []uint { return nil }
+	f.absent = true
 	if _, err := b.Open(bg, st, pin); !errors.Is(err, backend.ErrUnavailable) {
 		t.Errorf("no token: Open err = %v, want ErrUnavailable", err)
 	}
@@ -339,7 +345,7 @@ func TestFaultyLoginAndDevice(t *testing.T) {
 	if _, err := b.Provision(bg, pin); !errors.Is(err, backend.ErrUnavailable) {
 		t.Errorf("no token: Provision err = %v, want ErrUnavailable", err)
 	}
-	f.slots = nil
+	f.absent = false
 	s2, err := b.Open(bg, st, pin)
 	if err != nil {
 		t.Fatal(err)

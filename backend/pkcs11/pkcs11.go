@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync"
 
 	p11 "github.com/miekg/pkcs11"
 
@@ -19,6 +20,9 @@ type Backend struct {
 	opts Options
 	mod  *module
 	tok  token
+
+	slotMu sync.Mutex
+	slots  map[string]uint // last slot each token (tokenKey) was found in
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -38,7 +42,7 @@ func newBackend(opts Options, wrap func(token) token) (*Backend, error) {
 	if wrap != nil {
 		tok = wrap(tok)
 	}
-	return &Backend{opts: opts, mod: mod, tok: tok}, nil
+	return &Backend{opts: opts, mod: mod, tok: tok, slots: map[string]uint{}}, nil
 }
 
 // Capabilities reports a PKCS#11 token: P-256 and AES-256 keys held on the
