@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	filippo.io/mldsa v1.0.0
 	github.com/fxamacker/cbor/v2 v2.9.0
+	github.com/miekg/pkcs11 v1.1.2
 	golang.org/x/crypto v0.59.0
 )
 

@@ -14,6 +14,9 @@ log() { printf '==> %s\n' "$*" >&2; }
 # gcc: cgo, for the in-process TPM 2.0 simulator and the race detector.
 need_pkgs=()
 command -v gcc >/dev/null 2>&1 || need_pkgs+=(gcc libc6-dev)
+# SoftHSM2: the PKCS#11 backend's tests (each test makes its own token
+# directory through SOFTHSM2_CONF; no system token is touched).
+[ -e /usr/lib/softhsm/libsofthsm2.so ] || need_pkgs+=(softhsm2)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

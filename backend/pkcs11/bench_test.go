@@ -1,0 +1,182 @@
+//go:build cgo
+
+package pkcs11
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"testing"
+
+	p11 "github.com/miekg/pkcs11"
+
+	"github.com/enigm/enigm/backend"
+)
+
+// Benchmarks against SoftHSM2 (issue 5, speed). Results and the command
+// are in docs/perf.md, section "PKCS#11 backend".
+
+var classLabels = []string{"enigm/v1/kek/identity", "enigm/v1/kek/kem", "enigm/v1/kek/session"}
+
+// benchStore provisions a store on a fresh token (a device's keystore owns
+// its token; SoftHSM2's login cost grows with the objects on the token)
+// with the keystore's layout: one sealed
+// wrapping key per class and a binding key. The returned session is closed.
+func benchStore(b *testing.B) (*Backend, []byte, map[string][]byte, []byte) {
+	b.Helper()
+	be := newTestBackend(b, newToken(b), nil)
+	st, err := be.Provision(bg, pin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := be.Open(bg, st, pin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	sealed := map[string][]byte{}
+	for _, l := range classLabels {
+		k := make([]byte, 32)
+		rand.Read(k)
+		if sealed[l], err = s.Seal(bg, l, k); err != nil {
+			b.Fatal(err)
+		}
+	}
+	blob, _, err := s.(backend.BindingKeys).CreateBindingKey(bg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return be, st, sealed, blob
+}
+
+// BenchmarkSignP256Token: one binding-key signature per operation: C_SignInit
+// + C_Sign on the token, r||s to DER, verification against the public key.
+func BenchmarkSignP256Token(b *testing.B) {
+	be, st, _, blob := benchStore(b)
+	s, err := be.Open(bg, st, pin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	key, err := s.(backend.BindingKeys).LoadBindingKey(bg, blob)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := sha256.Sum256([]byte("enigm benchmark message"))
+	for b.Loop() {
+		if _, err := key.Sign(nil, d[:], crypto.SHA256); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSignP256TokenRaw is C_SignInit + C_Sign alone: a P-256
+// signature through PKCS#11 as a plain client would make it, without the
+// DER conversion and the verification the binding key adds.
+func BenchmarkSignP256TokenRaw(b *testing.B) {
+	be, st, _, blob := benchStore(b)
+	s, err := be.Open(bg, st, pin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	key, err := s.(backend.BindingKeys).LoadBindingKey(bg, blob)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := s.(*session).c
+	priv := key.(*signer).priv
+	mech := []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDSA, nil)}
+	d := sha256.Sum256([]byte("enigm benchmark message"))
+	for b.Loop() {
+		if err := c.b.tok.SignInit(c.sh, mech, priv); err != nil {
+			b.Fatal(err)
+		}
+		if sig, err := c.b.tok.Sign(c.sh, d[:]); err != nil || len(sig) != 64 {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSignP256Software is the same signature with crypto/ecdsa in
+// process (no token), for scale.
+func BenchmarkSignP256Software(b *testing.B) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	d := sha256.Sum256([]byte("enigm benchmark message"))
+	for b.Loop() {
+		if _, err := k.Sign(rand.Reader, d[:], crypto.SHA256); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOpen: C_Login with the PIN, find and check the destroy key,
+// then Close (C_Logout).
+func BenchmarkOpen(b *testing.B) {
+	be, st, _, _ := benchStore(b)
+	for b.Loop() {
+		s, err := be.Open(bg, st, pin)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+}
+
+// BenchmarkUnlock is what the keystore does at unlock: Open, unseal each
+// class's wrapping key once, load the binding key; then Close.
+func BenchmarkUnlock(b *testing.B) {
+	be, st, sealed, blob := benchStore(b)
+	for b.Loop() {
+		s, err := be.Open(bg, st, pin)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, l := range classLabels {
+			k, err := s.Unseal(bg, l, sealed[l])
+			if err != nil {
+				b.Fatal(err)
+			}
+			clear(k)
+		}
+		if _, err := s.(backend.BindingKeys).LoadBindingKey(bg, blob); err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+}
+
+// BenchmarkSeal32 and BenchmarkUnseal32: one 32-byte wrapping key, two
+// AES-256-GCM operations on the token each (wrapping keys cached).
+func BenchmarkSeal32(b *testing.B) {
+	be, st, _, _ := benchStore(b)
+	s, err := be.Open(bg, st, pin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	k := make([]byte, 32)
+	for b.Loop() {
+		if _, err := s.Seal(bg, classLabels[0], k); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkUnseal32(b *testing.B) {
+	be, st, sealed, _ := benchStore(b)
+	s, err := be.Open(bg, st, pin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for b.Loop() {
+		k, err := s.Unseal(bg, classLabels[0], sealed[classLabels[0]])
+		if err != nil {
+			b.Fatal(err)
+		}
+		clear(k)
+	}
+}

@@ -1,0 +1,162 @@
+//go:build cgo
+
+package pkcs11
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	p11 "github.com/miekg/pkcs11"
+
+	"github.com/enigm/enigm/internal/testenv"
+)
+
+// The tests run against SoftHSM2 with a throwaway token directory: TestMain
+// points SOFTHSM2_CONF at a generated configuration before the module is
+// loaded, and every test initializes its own token through the module
+// (C_InitToken, C_InitPIN). No system token is ever touched.
+
+// pin is the user PIN of test tokens: the conformance suite's secret.
+var pin = []byte("correct horse battery staple")
+
+const soPIN = "enigm-test-so-pin"
+
+var (
+	hsmModule string // module path, when SoftHSM2 is usable
+	hsmErr    error  // why it is not
+	tokenSeq  atomic.Int64
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "enigm-softhsm-")
+		if err != nil {
+			hsmErr = err
+			return m.Run()
+		}
+		defer os.RemoveAll(dir)
+		hsmErr = setupSoftHSM(dir)
+		return m.Run()
+	}())
+}
+
+func setupSoftHSM(dir string) error {
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.Mkdir(tokens, 0o700); err != nil {
+		return err
+	}
+	conf := filepath.Join(dir, "softhsm2.conf")
+	cfg := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n", tokens)
+	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	// Before the module is loaded: SoftHSM2 reads it in C_Initialize.
+	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
+		return err
+	}
+	path, err := findModule("")
+	if err != nil {
+		return err
+	}
+	if _, err := loadModule(path); err != nil {
+		return err
+	}
+	hsmModule = path
+	return nil
+}
+
+// needHSM skips (or, under ENIGM_REQUIRE_ALL=1, fails) without SoftHSM2.
+func needHSM(t testing.TB) *module {
+	t.Helper()
+	if hsmErr != nil {
+		testenv.Missing(t, "SoftHSM2", hsmErr)
+	}
+	m, err := loadModule(hsmModule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// newToken initializes a fresh SoftHSM2 token with the test PIN and
+// returns its label.
+func newToken(t testing.TB) string {
+	t.Helper()
+	m := needHSM(t)
+	label := fmt.Sprintf("enigm-test-%d", tokenSeq.Add(1))
+	ctx := m.ctx
+	slots, err := ctx.GetSlotList(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	free, found := uint(0), false
+	for _, s := range slots {
+		ti, err := ctx.GetTokenInfo(s)
+		if err == nil && ti.Flags&p11.CKF_TOKEN_INITIALIZED == 0 {
+			free, found = s, true
+			break
+		}
+	}
+	if !found {
+		t.Fatal("SoftHSM2 offers no free slot")
+	}
+	if err := ctx.InitToken(free, soPIN, label); err != nil {
+		t.Fatalf("C_InitToken: %v", err)
+	}
+	sh, err := ctx.OpenSession(free, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctx.CloseSession(sh)
+	if err := ctx.Login(sh, p11.CKU_SO, soPIN); err != nil {
+		t.Fatalf("SO login: %v", err)
+	}
+	defer ctx.Logout(sh)
+	if err := ctx.InitPIN(sh, string(pin)); err != nil {
+		t.Fatalf("C_InitPIN: %v", err)
+	}
+	return label
+}
+
+// newTestBackend returns a backend on the token with this label.
+func newTestBackend(t testing.TB, label string, wrap func(token) token) *Backend {
+	t.Helper()
+	needHSM(t)
+	b, err := newBackend(Options{Module: hsmModule, TokenLabel: label}, wrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// inspect logs in to the store's token with the test PIN (through the
+// login registry, as the backend does) and runs fn on a raw connection.
+func inspect(t testing.TB, b *Backend, st []byte, fn func(c *conn)) {
+	t.Helper()
+	s, err := parseState(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.dial(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	if err := c.login(pin); err != nil {
+		t.Fatal(err)
+	}
+	fn(c)
+}
+
+// storeObjects lists the store's objects visible to c.
+func storeObjects(t testing.TB, c *conn) []p11.ObjectHandle {
+	t.Helper()
+	hs, err := c.find([]*p11.Attribute{p11.NewAttribute(p11.CKA_LABEL, objectLabel(c.st.StoreID))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hs
+}
