@@ -23,7 +23,18 @@
 //   - After Destroy, no session opens the state and nothing it sealed
 //     unseals again, even from copies of the state and sealed blobs made
 //     earlier, where the hardware makes that possible (reported by
-//     [GateDestroy] among the hardware gates).
+//     [GateDestroy] among the hardware gates). Destroy needs no unlock
+//     secret, but may need backend configuration (TPM owner authorization)
+//     and fails with ErrUnavailable without it. A caller that will not keep
+//     a provisioned state must Destroy it: hardware resources are scarce.
+//   - A secret passed to Seal is 1 to MaxSealSize bytes.
+//   - A hardware gate that is not satisfied (boot state changed, device
+//     locked, user presence missing) is reported as a [*GateError], not as
+//     corrupt data or a wrong secret.
+//   - Results the hardware returns are checked (verify after sign,
+//     authenticated unseal); a wrong result is [ErrHardwareFault].
+//   - Wrong secrets may be counted by the hardware (dictionary-attack
+//     protection): callers must not retry Open automatically.
 //
 // The conformance suite in backend/backendtest checks this contract for
 // every implementation.
@@ -147,6 +158,8 @@ type Session interface {
 }
 
 // BindingKeys is implemented by sessions whose hardware holds P-256 keys.
+// Signers returned by it sign through the session: they are valid until the
+// session's Close and return ErrClosed afterwards.
 type BindingKeys interface {
 	// CreateBindingKey creates a non-exportable ECDSA P-256 key inside the
 	// hardware and returns its opaque, non-secret handle data for
@@ -187,4 +200,30 @@ var (
 	ErrClosed = errors.New("backend: session closed")
 	// ErrState: the state does not parse or names parameters out of bounds.
 	ErrState = errors.New("backend: invalid state")
+	// ErrHardwareFault: the hardware returned a wrong result (a signature
+	// that does not verify, plaintext that does not authenticate, a
+	// wrong length). It is never trusted.
+	ErrHardwareFault = errors.New("backend: the hardware returned an invalid result")
+	// ErrGate: a hardware gate is not satisfied; the error is a *GateError
+	// naming it.
+	ErrGate = errors.New("backend: a hardware gate is not satisfied")
 )
+
+// GateError reports a gate the hardware refused to pass: the boot state
+// changed (GateBootState), the device is locked (GateDeviceUnlocked), the
+// user has not authenticated recently enough (GateUserPresence), …
+// It matches ErrGate with errors.Is.
+type GateError struct {
+	Gate   Gate
+	Detail string
+}
+
+func (e *GateError) Error() string {
+	if e.Detail == "" {
+		return "backend: hardware gate " + string(e.Gate) + " not satisfied"
+	}
+	return "backend: hardware gate " + string(e.Gate) + " not satisfied: " + e.Detail
+}
+
+// Is makes errors.Is(err, ErrGate) true.
+func (e *GateError) Is(target error) bool { return target == ErrGate }

@@ -818,16 +818,18 @@ func (s *Store) RevokeDevice(ctx context.Context, why string) error {
 		lk.life.State = lifecycle.Revoked
 		lk.mu.Unlock()
 	}
+	// Destroy before locking: some hardware (PKCS#11) can remove private
+	// objects only while a session is logged in.
 	var errs error
-	if err := s.lockLocked("device revoked"); err != nil {
-		errs = errors.Join(errs, err)
-	}
 	if s.be != nil {
 		if err := s.be.Destroy(ctx, s.hdr.State); err != nil {
 			errs = errors.Join(errs, fmt.Errorf("keystore: destroying %s backend objects: %w", s.hdr.Backend, err))
 		}
 	} else {
 		errs = errors.Join(errs, fmt.Errorf("keystore: the %s backend is unavailable here: its hardware objects were not destroyed", s.hdr.Backend))
+	}
+	if err := s.lockLocked("device revoked"); err != nil {
+		errs = errors.Join(errs, err)
 	}
 	if err := s.compactLocked(); err != nil {
 		errs = errors.Join(errs, err)

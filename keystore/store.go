@@ -265,9 +265,15 @@ func Init(ctx context.Context, home string, b backend.Backend, secret []byte, op
 	if err != nil {
 		return nil, fmt.Errorf("keystore: provisioning %s backend: %w", caps.Name, err)
 	}
+	// Hardware resources are scarce: a failed init gives back what it
+	// provisioned.
+	defer func() {
+		if err != nil {
+			b.Destroy(context.WithoutCancel(ctx), state)
+		}
+	}()
 	sess, err := b.Open(ctx, state, secret)
 	if err != nil {
-		b.Destroy(ctx, state)
 		return nil, fmt.Errorf("keystore: opening %s backend: %w", caps.Name, err)
 	}
 	hdr := &record.Header{Version: record.Version, Device: make([]byte, 16), Backend: caps.Name,
@@ -282,7 +288,6 @@ func Init(ctx context.Context, home string, b backend.Backend, secret []byte, op
 			clear(key)
 			k.clear()
 			sess.Close()
-			b.Destroy(ctx, state)
 			return nil, fmt.Errorf("keystore: sealing the %v wrapping key: %w", c, err)
 		}
 		hdr.SealedKE[c] = sealed
@@ -663,8 +668,11 @@ func (s *Store) Unlock(ctx context.Context, secret []byte) error {
 			k.clear()
 			sess.Close()
 			s.commitLocked(nil, audit.Entry{Time: now, Kind: audit.KindUnlockFailed, Detail: failReason(err)})
-			if errors.Is(err, backend.ErrBadSecret) {
+			switch {
+			case errors.Is(err, backend.ErrBadSecret):
 				return fmt.Errorf("%w: %w", ErrBadPassphrase, err)
+			case errors.Is(err, backend.ErrGate), errors.Is(err, backend.ErrLockedOut), errors.Is(err, backend.ErrUnavailable):
+				return fmt.Errorf("keystore: the %s backend refused to unseal the %v wrapping key: %w", s.hdr.Backend, c, err)
 			}
 			return corrupt("header: sealed "+c.String()+" wrapping key", err)
 		}
@@ -685,6 +693,8 @@ func failReason(err error) string {
 		return "sealed data does not open"
 	case errors.Is(err, backend.ErrUnavailable):
 		return "backend unavailable"
+	case errors.Is(err, backend.ErrGate):
+		return "hardware gate not satisfied"
 	}
 	return "backend error"
 }

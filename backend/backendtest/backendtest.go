@@ -113,6 +113,33 @@ func Run(t *testing.T, newBackend Factory) {
 		open(t, b, st)
 	})
 
+	// Some hardware logs in per process, not per session (PKCS#11): a
+	// second Open must still check the secret while a first session is
+	// open.
+	t.Run("WrongSecretWhileOpen", func(t *testing.T) {
+		b := newBackend(t)
+		st := provision(t, b)
+		good := open(t, b, st)
+		sealed, err := good.Seal(ctx, "enigm/test/kek", key32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := b.Open(ctx, st, wrong)
+		if err == nil {
+			_, err = s.Unseal(ctx, "enigm/test/kek", sealed)
+			s.Close()
+		}
+		if err == nil {
+			t.Fatal("a wrong secret unsealed while another session was open")
+		}
+		if !errors.Is(err, backend.ErrBadSecret) && !errors.Is(err, backend.ErrLockedOut) {
+			t.Fatalf("err = %v, want ErrBadSecret", err)
+		}
+		if got, err := good.Unseal(ctx, "enigm/test/kek", sealed); err != nil || !bytes.Equal(got, key32) {
+			t.Fatalf("the good session stopped working: %v", err)
+		}
+	})
+
 	t.Run("LabelBinding", func(t *testing.T) {
 		b := newBackend(t)
 		s := open(t, b, provision(t, b))
