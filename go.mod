@@ -5,6 +5,8 @@ go 1.26.0
 require (
 	filippo.io/mldsa v1.0.0
 	github.com/fxamacker/cbor/v2 v2.9.0
+	github.com/google/go-tpm v0.9.8
+	github.com/google/go-tpm-tools v0.4.11
 	golang.org/x/crypto v0.59.0
 )
 
