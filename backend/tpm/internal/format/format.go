@@ -220,10 +220,10 @@ const EvidenceVersion = 1
 // a TPM2_Quote of the store's PCR selection by the same key and nonce.
 type Evidence struct {
 	Version     uint8  `cbor:"1,keyasint"`
-	AKPublic    []byte `cbor:"2,keyasint"` // TPMT_PUBLIC of the attestation key
-	KeyPublic   []byte `cbor:"3,keyasint"` // TPMT_PUBLIC of the certified key
-	CertifyInfo []byte `cbor:"4,keyasint"` // TPMS_ATTEST (TPM_ST_ATTEST_CERTIFY)
-	CertifySig  []byte `cbor:"5,keyasint"` // TPMT_SIGNATURE over CertifyInfo
+	AKPublic    []byte `cbor:"2,keyasint"`           // TPMT_PUBLIC of the attestation key
+	KeyPublic   []byte `cbor:"3,keyasint"`           // TPMT_PUBLIC of the certified key
+	CertifyInfo []byte `cbor:"4,keyasint"`           // TPMS_ATTEST (TPM_ST_ATTEST_CERTIFY)
+	CertifySig  []byte `cbor:"5,keyasint"`           // TPMT_SIGNATURE over CertifyInfo
 	Quote       []byte `cbor:"6,keyasint,omitempty"` // TPMS_ATTEST (TPM_ST_ATTEST_QUOTE)
 	QuoteSig    []byte `cbor:"7,keyasint,omitempty"` // TPMT_SIGNATURE over Quote
 }
