@@ -37,7 +37,7 @@ func (s *session) CreateBindingKey(ctx context.Context) ([]byte, crypto.Signer, 
 		InPublic: tpm2.New2B(bindingTemplate()),
 	}).Execute(t)
 	if err != nil {
-		return nil, nil, loadErr("creating the binding key", err, backend.ErrUnavailable)
+		return nil, nil, createErr("creating the binding key", err)
 	}
 	obj := &format.Object{Kind: format.KindBinding, Public: slices.Clone(rsp.OutPublic.Bytes()), Private: slices.Clone(rsp.OutPrivate.Buffer)}
 	pub, err := bindingPublic(obj)

@@ -62,3 +62,11 @@ func tpmErr(what string, err error) error {
 	}
 	return fmt.Errorf("%w: %s: %v", backend.ErrUnavailable, what, err)
 }
+
+// createErr maps the failure of creating an object under the store key.
+func createErr(what string, err error) error {
+	if isTPM(err) && errors.Is(err, tpm2.TPMRCHandle) {
+		return fmt.Errorf("%w: %s: the store key is no longer in the TPM", backend.ErrDestroyed, what)
+	}
+	return tpmErr(what, err)
+}

@@ -2,6 +2,7 @@ package tpm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -49,6 +50,10 @@ func (s *session) lock(ctx context.Context) (transport.TPM, error) {
 // whose policy requires the unlock secret (and the boot state) and is bound
 // to label. The result is the object's public and private areas.
 func (s *session) Seal(ctx context.Context, label string, secret []byte) ([]byte, error) {
+	if len(secret) == 0 {
+		// A TPM sealed-data object needs data (or TPM-generated data).
+		return nil, errors.New("tpm: nothing to seal: the secret is empty")
+	}
 	if len(secret) > MaxSealSize {
 		return nil, fmt.Errorf("%w: %d bytes, the TPM seals at most %d", backend.ErrTooLarge, len(secret), MaxSealSize)
 	}

@@ -475,7 +475,7 @@ func createSealed(t transport.TPM, key *storeKey, pol pcrPolicy, bind, auth, dat
 		InPublic: tpm2.New2B(tmpl),
 	}).Execute(t)
 	if err != nil {
-		return nil, loadErr("sealing", err, backend.ErrUnavailable)
+		return nil, createErr("sealing", err)
 	}
 	pub := rsp.OutPublic.Bytes()
 	if _, err := matchTemplate(pub, tmpl); err != nil {
