@@ -2,7 +2,6 @@ package tpm
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"fmt"
 	"slices"
 
@@ -39,12 +38,12 @@ func (b *Backend) createAK(t transport.TPM) (tpm2.NamedHandle, []byte, error) {
 	return tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name}, pub, nil
 }
 
-// AttestationKey returns the public key of this TPM's attestation key (a
+// AttestationKey returns this TPM's attestation key: the public area of a
 // restricted P-256 signing key derived from the endorsement seed with a
-// fixed template). A verifier configured to trust it accepts this TPM's
+// fixed template. A verifier configured to trust it accepts this TPM's
 // evidence; with real TPMs, trust in it comes from the endorsement
 // certificate chain, established at enrollment.
-func (b *Backend) AttestationKey(ctx context.Context) (*ecdsa.PublicKey, error) {
+func (b *Backend) AttestationKey(ctx context.Context) (attest.AK, error) {
 	t, err := b.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -55,11 +54,7 @@ func (b *Backend) AttestationKey(ctx context.Context) (*ecdsa.PublicKey, error) 
 		return nil, err
 	}
 	flush(t, ak.Handle)
-	p, err := format.ParsePublic(pub)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
-	}
-	return p256Key(p)
+	return attest.AK(pub), nil
 }
 
 // Attest certifies with TPM2_Certify, by the attestation key and over
@@ -128,21 +123,8 @@ func (s *session) Attest(ctx context.Context, bindingBlob, nonce []byte) (backen
 		return backend.Evidence{}, fmt.Errorf("%w: the TPM's evidence is malformed: %v", backend.ErrUnavailable, err)
 	}
 	out := backend.Evidence{Type: EvidenceType, Data: data}
-	akKey, err := p256Key(mustParse(akPub))
-	if err != nil {
-		return backend.Evidence{}, fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
-	}
-	if _, err := attest.Verify(out, nonce, akKey); err != nil {
+	if _, err := attest.Verify(out, nonce, attest.AK(akPub)); err != nil {
 		return backend.Evidence{}, fmt.Errorf("%w: the TPM's evidence does not verify: %v", backend.ErrUnavailable, err)
 	}
 	return out, nil
-}
-
-// mustParse parses a public area already checked by matchTemplate.
-func mustParse(pub []byte) *tpm2.TPMTPublic {
-	p, err := format.ParsePublic(pub)
-	if err != nil {
-		return &tpm2.TPMTPublic{}
-	}
-	return p
 }

@@ -277,12 +277,15 @@ func TestTamperNoLockout(t *testing.T) {
 	other := mustProvision(t, b)
 
 	states := map[string][]byte{
-		"salt":           editState(t, st, func(s *format.State) { s.Salt[0] ^= 1 }),
-		"store name":     editState(t, st, func(s *format.State) { s.StoreName[5] ^= 1 }),
-		"handle":         editState(t, st, func(s *format.State) { s.Handle++ }),
-		"check private":  editState(t, st, func(s *format.State) { s.CheckPrivate[40] ^= 1 }),
-		"check public":   editState(t, st, func(s *format.State) { s.CheckPublic[len(s.CheckPublic)-1] ^= 1 }),
-		"other's check":  editState(t, st, func(s *format.State) { o, _ := format.ParseState(other); s.CheckPublic, s.CheckPrivate = o.CheckPublic, o.CheckPrivate }),
+		"salt":          editState(t, st, func(s *format.State) { s.Salt[0] ^= 1 }),
+		"store name":    editState(t, st, func(s *format.State) { s.StoreName[5] ^= 1 }),
+		"handle":        editState(t, st, func(s *format.State) { s.Handle++ }),
+		"check private": editState(t, st, func(s *format.State) { s.CheckPrivate[40] ^= 1 }),
+		"check public":  editState(t, st, func(s *format.State) { s.CheckPublic[len(s.CheckPublic)-1] ^= 1 }),
+		"other's check": editState(t, st, func(s *format.State) {
+			o, _ := format.ParseState(other)
+			s.CheckPublic, s.CheckPrivate = o.CheckPublic, o.CheckPrivate
+		}),
 		"other's salt":   editState(t, st, func(s *format.State) { o, _ := format.ParseState(other); s.Salt = o.Salt }),
 		"version":        editState(t, st, func(s *format.State) { s.Version = 2 }),
 		"truncated":      st[:len(st)-1],
@@ -298,11 +301,14 @@ func TestTamperNoLockout(t *testing.T) {
 		}
 	}
 	blobs := map[string][]byte{
-		"private":        editObject(t, sealed, func(o *format.Object) { o.Private[50] ^= 1 }),
-		"policy":         editObject(t, sealed, func(o *format.Object) { o.Public[12] ^= 1 }),
-		"kind":           editObject(t, sealed, func(o *format.Object) { o.Kind = format.KindBinding }),
-		"binding blob":   bk,
-		"swapped public": editObject(t, sealed, func(o *format.Object) { o2, _ := format.ParseObject(mustSeal(t, s, "enigm/v1/kek/kem", key32), format.KindSealed); o.Public = o2.Public }),
+		"private":      editObject(t, sealed, func(o *format.Object) { o.Private[50] ^= 1 }),
+		"policy":       editObject(t, sealed, func(o *format.Object) { o.Public[12] ^= 1 }),
+		"kind":         editObject(t, sealed, func(o *format.Object) { o.Kind = format.KindBinding }),
+		"binding blob": bk,
+		"swapped public": editObject(t, sealed, func(o *format.Object) {
+			o2, _ := format.ParseObject(mustSeal(t, s, "enigm/v1/kek/kem", key32), format.KindSealed)
+			o.Public = o2.Public
+		}),
 	}
 	for desc, bad := range blobs {
 		if _, err := s.Unseal(ctx, "enigm/v1/kek/kem", bad); !errors.Is(err, backend.ErrSealedData) {
