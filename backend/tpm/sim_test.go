@@ -1,7 +1,8 @@
+//go:build cgo
+
 package tpm
 
 import (
-	"context"
 	"errors"
 	"os"
 	"sync"
@@ -9,10 +10,8 @@ import (
 
 	"github.com/google/go-tpm-tools/simulator"
 	legacy "github.com/google/go-tpm/legacy/tpm2"
-	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpmutil"
 
-	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/internal/testenv"
 )
 
@@ -39,10 +38,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// simConn is a connection to the shared simulator; Close leaves it running.
-type simConn struct{}
-
-func (simConn) Send(cmd []byte) ([]byte, error) {
+func simSend(cmd []byte) ([]byte, error) {
 	simMu.Lock()
 	defer simMu.Unlock()
 	if sim == nil {
@@ -50,10 +46,6 @@ func (simConn) Send(cmd []byte) ([]byte, error) {
 	}
 	return tpmutil.RunCommandRaw(sim, cmd)
 }
-
-func (simConn) Close() error { return nil }
-
-func openSim() (transport.TPMCloser, error) { return simConn{}, nil }
 
 // startSim returns the shared simulator, manufactured afresh with lenient
 // dictionary-attack parameters.
@@ -98,49 +90,3 @@ func rebootSim(t testing.TB) {
 		t.Fatalf("simulator reboot: %v", err)
 	}
 }
-
-// newSim returns a backend on a fresh simulator.
-func newSim(t testing.TB, opts Options) *Backend {
-	t.Helper()
-	startSim(t)
-	opts.Open = openSim
-	b, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// tracked destroys every store it provisioned when the test ends, so a
-// real TPM is left as it was found.
-type tracked struct {
-	*Backend
-	mu     sync.Mutex
-	states [][]byte
-}
-
-func track(t testing.TB, b *Backend) *tracked {
-	tb := &tracked{Backend: b}
-	t.Cleanup(func() {
-		tb.mu.Lock()
-		defer tb.mu.Unlock()
-		for _, st := range tb.states {
-			if err := b.Destroy(context.Background(), st); err != nil {
-				t.Errorf("cleanup Destroy: %v", err)
-			}
-		}
-	})
-	return tb
-}
-
-func (tb *tracked) Provision(ctx context.Context, secret []byte) ([]byte, error) {
-	st, err := tb.Backend.Provision(ctx, secret)
-	if err == nil {
-		tb.mu.Lock()
-		tb.states = append(tb.states, st)
-		tb.mu.Unlock()
-	}
-	return st, err
-}
-
-var _ backend.Backend = (*tracked)(nil)
