@@ -8,7 +8,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
@@ -457,5 +459,25 @@ func TestP256PublicRejects(t *testing.T) {
 	pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: raw[1:33]}, Y: tpm2.TPM2BECCParameter{Buffer: y}})
 	if _, err := format.P256Public(&pub); err == nil {
 		t.Fatal("accepted a point off the curve")
+	}
+}
+
+// Formatting a session or a signer never prints the derived auth values.
+func TestNoSecretsInFormat(t *testing.T) {
+	b := newSim(t, Options{})
+	s := mustOpen(t, b, mustProvision(t, b))
+	_, key, err := s.CreateBindingKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []any{s, key} {
+		for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
+			out := fmt.Sprintf(f, v)
+			for _, a := range [][]byte{s.sealAuth, s.bindAuth} {
+				if strings.Contains(out, fmt.Sprint(a)) || strings.Contains(out, fmt.Sprintf("%x", a)) || strings.Contains(out, string(a)) {
+					t.Fatalf("%s of %T prints an auth value: %s", f, v, out)
+				}
+			}
+		}
 	}
 }
