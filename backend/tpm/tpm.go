@@ -161,7 +161,7 @@ func (b *Backend) connect(ctx context.Context) (transport.TPMCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: cannot reach the TPM: %v", backend.ErrUnavailable, err)
 	}
-	return t, nil
+	return retrying{t}, nil
 }
 
 // Auth value derivation. Both values must be kept secret.

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
@@ -54,32 +53,34 @@ const (
 	commandTimeout  = 5 * time.Minute // key generation on slow TPMs takes seconds
 )
 
-// rawConn sends raw TPM commands over one stream connection, as swtpm's
-// server socket expects.
-type rawConn struct {
-	mu sync.Mutex
-	c  net.Conn
-}
+// rawConn sends raw TPM commands over TCP, one connection per command:
+// swtpm's server socket serves one client at a time, so a connection held
+// by one session would block every other.
+type rawConn struct{ addr string }
 
 func dialRaw(addr string) (transport.TPMCloser, error) {
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	return &rawConn{c: c}, nil
+	c.Close()
+	return &rawConn{addr: addr}, nil
 }
 
 func (r *rawConn) Send(cmd []byte) ([]byte, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.c.SetDeadline(time.Now().Add(commandTimeout)); err != nil {
+	c, err := net.DialTimeout("tcp", r.addr, 10*time.Second)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := r.c.Write(cmd); err != nil {
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(commandTimeout)); err != nil {
+		return nil, err
+	}
+	if _, err := c.Write(cmd); err != nil {
 		return nil, err
 	}
 	hdr := make([]byte, tpmHeaderSize)
-	if _, err := io.ReadFull(r.c, hdr); err != nil {
+	if _, err := io.ReadFull(c, hdr); err != nil {
 		return nil, err
 	}
 	size := binary.BigEndian.Uint32(hdr[2:6])
@@ -88,10 +89,38 @@ func (r *rawConn) Send(cmd []byte) ([]byte, error) {
 	}
 	rsp := make([]byte, size)
 	copy(rsp, hdr)
-	if _, err := io.ReadFull(r.c, rsp[tpmHeaderSize:]); err != nil {
+	if _, err := io.ReadFull(c, rsp[tpmHeaderSize:]); err != nil {
 		return nil, err
 	}
 	return rsp, nil
 }
 
-func (r *rawConn) Close() error { return r.c.Close() }
+func (r *rawConn) Close() error { return nil }
+
+// Response codes after which the TPM did not run the command and the same
+// command bytes may be sent again (TPM 2.0 Part 2, 6.6.3).
+const (
+	rcYielded = 0x908
+	rcTesting = 0x90A
+	rcRetry   = 0x922
+)
+
+// retrying resends a command while the TPM answers "not now".
+type retrying struct{ transport.TPMCloser }
+
+const maxRetries = 50
+
+func (r retrying) Send(cmd []byte) ([]byte, error) {
+	for i := 0; ; i++ {
+		rsp, err := r.TPMCloser.Send(cmd)
+		if err != nil || len(rsp) < tpmHeaderSize || i == maxRetries {
+			return rsp, err
+		}
+		switch binary.BigEndian.Uint32(rsp[6:10]) {
+		case rcYielded, rcTesting, rcRetry:
+			time.Sleep(time.Duration(min(i+1, 20)) * 5 * time.Millisecond)
+		default:
+			return rsp, nil
+		}
+	}
+}

@@ -107,14 +107,17 @@ func TestDeviceTCPBadResponse(t *testing.T) {
 	}
 	defer ln.Close()
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.ReadFull(c, make([]byte, 10))
+				c.Write([]byte{0x80, 0x01, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
+			}()
 		}
-		defer c.Close()
-		io.ReadFull(c, make([]byte, 10))
-		c.Write([]byte{0x80, 0x01, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
-		io.Copy(io.Discard, c)
 	}()
 	conn, err := dialRaw(ln.Addr().String())
 	if err != nil {
@@ -125,3 +128,25 @@ func TestDeviceTCPBadResponse(t *testing.T) {
 		t.Fatalf("err = %v, want a size error", err)
 	}
 }
+
+// "Not now" answers (TPM_RC_RETRY, _YIELDED, _TESTING) make the backend
+// send the same command again.
+func TestRetry(t *testing.T) {
+	calls := 0
+	r := retrying{fakeTPM(func(cmd []byte) []byte {
+		calls++
+		if calls < 3 {
+			return []byte{0x80, 0x01, 0, 0, 0, 10, 0, 0, 0x09, 0x22} // TPM_RC_RETRY
+		}
+		return []byte{0x80, 0x01, 0, 0, 0, 10, 0, 0, 0, 0}
+	})}
+	rsp, err := r.Send([]byte{0x80, 0x01, 0, 0, 0, 10, 0, 0, 1, 0x7b})
+	if err != nil || calls != 3 || !bytes.Equal(rsp[6:], []byte{0, 0, 0, 0}) {
+		t.Fatalf("calls %d, rsp %x, err %v", calls, rsp, err)
+	}
+}
+
+type fakeTPM func([]byte) []byte
+
+func (f fakeTPM) Send(cmd []byte) ([]byte, error) { return f(cmd), nil }
+func (fakeTPM) Close() error                      { return nil }
