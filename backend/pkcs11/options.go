@@ -1,7 +1,7 @@
 package pkcs11
 
 import (
-	"errors"
+	"fmt"
 
 	"github.com/enigm/enigm/backend"
 )
@@ -33,7 +33,7 @@ var DefaultModulePaths = []string{
 // signature that does not verify, a plaintext or ciphertext of the wrong
 // length or content, or a key without the attributes it was created with.
 // The operation failed closed; the token should not be trusted.
-var ErrTokenFault = errors.New("pkcs11: the token returned an invalid result")
+var ErrTokenFault = fmt.Errorf("pkcs11: %w", backend.ErrHardwareFault)
 
 // Limits.
 const (

@@ -124,7 +124,7 @@ func (s *session) Attest(ctx context.Context, bindingBlob, nonce []byte) (backen
 	}
 	out := backend.Evidence{Type: EvidenceType, Data: data}
 	if _, err := attest.Verify(out, nonce, attest.AK(akPub)); err != nil {
-		return backend.Evidence{}, fmt.Errorf("%w: the TPM's evidence does not verify: %v", backend.ErrUnavailable, err)
+		return backend.Evidence{}, fmt.Errorf("%w: the TPM's evidence does not verify: %v", backend.ErrHardwareFault, err)
 	}
 	return out, nil
 }

@@ -121,7 +121,7 @@ func TestPCRPolicy(t *testing.T) {
 	sealed := mustSeal(t, s, "enigm/v1/kek/identity", key32)
 
 	extendPCR(t, 16, "a debugger was attached")
-	if _, err := s.Unseal(ctx, "enigm/v1/kek/identity", sealed); !errors.Is(err, ErrBootState) || !errors.Is(err, backend.ErrSealedData) {
+	if _, err := s.Unseal(ctx, "enigm/v1/kek/identity", sealed); !errors.Is(err, ErrBootState) || !errors.Is(err, backend.ErrGate) || errors.Is(err, backend.ErrSealedData) {
 		t.Fatalf("Unseal after PCR extend: err = %v, want ErrBootState", err)
 	}
 	if _, err := b.Open(ctx, st, secret); !errors.Is(err, ErrBootState) {

@@ -157,7 +157,7 @@ func (k *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 		return nil, fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
 	}
 	if !ecdsa.VerifyASN1(k.pub, digest, sig) {
-		return nil, fmt.Errorf("%w: the TPM returned a signature that does not verify", backend.ErrUnavailable)
+		return nil, fmt.Errorf("%w: the TPM returned a signature that does not verify", backend.ErrHardwareFault)
 	}
 	return sig, nil
 }

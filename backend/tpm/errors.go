@@ -10,10 +10,12 @@ import (
 )
 
 // ErrBootState reports that the measured boot state (the PCRs a store is
-// bound to) differs from the one recorded when the store was provisioned.
-// It wraps [backend.ErrSealedData]: the wrapping keys do not unseal in this
-// boot state.
-var ErrBootState = fmt.Errorf("%w: the measured boot state (PCRs) differs from the one the store was sealed to", backend.ErrSealedData)
+// bound to) differs from the one recorded when the store was provisioned:
+// the hardware gate [backend.GateBootState] is not satisfied. It is a
+// *backend.GateError, so errors.Is(err, backend.ErrGate) holds; the store is
+// intact, and opens again in the boot state it was sealed to.
+var ErrBootState error = &backend.GateError{Gate: backend.GateBootState,
+	Detail: "the measured boot state (PCRs) differs from the one the store was sealed to"}
 
 // isTPM reports whether err is a response code from the TPM (as opposed to
 // a transport failure).
