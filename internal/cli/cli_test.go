@@ -41,15 +41,21 @@ func (r result) json(t *testing.T) map[string]any {
 	return m
 }
 
+func fastSoft(string, *Globals) (backend.Backend, error) {
+	return soft.New(soft.Options{Params: soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}})
+}
+
 func (tr *transcript) run(stdin string, args ...string) result {
+	return tr.runWith(fastSoft, stdin, args...)
+}
+
+func (tr *transcript) runWith(mk func(string, *Globals) (backend.Backend, error), stdin string, args ...string) result {
 	var out, errb bytes.Buffer
 	env := &Env{
 		Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb,
 		Getenv:   func(k string) string { return tr.env[k] },
 		Terminal: func() bool { return false },
-		Backend: func(name string, _ *Globals) (backend.Backend, error) {
-			return soft.New(soft.Options{Params: soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}})
-		},
+		Backend:  mk,
 	}
 	code := Main(context.Background(), env, append([]string{"--home", tr.home}, args...))
 	return result{code, out.String(), errb.String()}

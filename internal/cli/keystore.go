@@ -72,18 +72,27 @@ func (c *Ctx) openStore(unlock bool) (*keystore.Store, error) {
 
 func init() {
 	Register(
-		&Command{Path: "keystore init", Summary: "create a protected keystore on this device", Usage: "[--backend auto|soft|tpm]",
+		&Command{Path: "keystore init", Summary: "create a protected keystore on this device", Usage: "[--backend auto|soft|tpm|pkcs11]",
 			Help: `Creates the keystore home (mode 0700) with its database and audit log (0600).
 The wrapping keys of the four key classes are generated here and sealed by the
 backend: "soft" derives a key from the passphrase with Argon2id (t=3, 64 MiB,
 p=4); "tpm" seals them as TPM 2.0 objects that need the passphrase
 (PolicyAuthValue) and creates a P-256 hardware binding key in the TPM.
-"auto" picks a hardware backend when one is reachable, else soft.
+"pkcs11" generates AES-256 wrapping keys and the binding key on a PKCS#11
+token; the token PIN is the passphrase. "auto" picks the TPM when its device
+is reachable, else soft.
+
+Where the hardware is comes from the environment, on every command:
+  ENIGM_TPM_DEVICE     /dev/tpmrm0 (default), a path, unix:/path or tcp:host:port
+  ENIGM_TPM_PCRS       e.g. 0,7: also seal to these PCRs (measured boot)
+  ENIGM_PKCS11_MODULE  the module (default: SoftHSM2's library)
+  ENIGM_PKCS11_TOKEN   the token label
 
 examples:
   ENIGM_PASSPHRASE=... enigm keystore init
-  enigm --home /tmp/k keystore init --backend soft --passphrase-file pw.txt`,
-			Args: 0, Flags: func(fs *flag.FlagSet) { fs.String("backend", "auto", "protection backend: auto, soft or tpm") },
+  enigm --home /tmp/k keystore init --backend soft --passphrase-file pw.txt
+  ENIGM_TPM_DEVICE=unix:/run/swtpm/sock enigm keystore init --backend tpm`,
+			Args: 0, Flags: func(fs *flag.FlagSet) { fs.String("backend", "auto", "protection backend: auto, soft, tpm or pkcs11") },
 			Run: runInit},
 		&Command{Path: "keystore status", Summary: "show the keystore's backend, protection and state", Usage: "[--json]",
 			Help: `Shows the backend and protection level, whether the device is revoked or

@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/pkcs11"
+	"github.com/enigm/enigm/backend/tpm"
+)
+
+// Hardware backends for the CLI. Where the hardware is comes from the
+// environment on every run (the keystore records the backend's name, not
+// the device):
+//
+//	ENIGM_TPM_DEVICE      /dev/tpmrm0 (default), another device path,
+//	                      unix:/path or tcp:host:port (swtpm)
+//	ENIGM_TPM_PCRS        comma-separated SHA-256 PCRs to seal to (boot_state gate)
+//	ENIGM_PKCS11_MODULE   the PKCS#11 module (default: SoftHSM2's)
+//	ENIGM_PKCS11_TOKEN    the token label (needed at init when several exist)
+func init() {
+	backendMakers["tpm"] = func(_ *Globals, env *Env) (backend.Backend, error) {
+		opts := tpm.Options{Device: env.Getenv("ENIGM_TPM_DEVICE")}
+		if p := env.Getenv("ENIGM_TPM_PCRS"); p != "" {
+			for _, f := range strings.Split(p, ",") {
+				var n int
+				if _, err := fmt.Sscanf(strings.TrimSpace(f), "%d", &n); err != nil {
+					return nil, Usagef("ENIGM_TPM_PCRS: %q is not a PCR number", f)
+				}
+				opts.PCRs = append(opts.PCRs, n)
+			}
+		}
+		return tpm.New(opts)
+	}
+	backendMakers["pkcs11"] = func(_ *Globals, env *Env) (backend.Backend, error) {
+		return pkcs11.New(pkcs11.Options{Module: env.Getenv("ENIGM_PKCS11_MODULE"), TokenLabel: env.Getenv("ENIGM_PKCS11_TOKEN")})
+	}
+	// auto prefers the TPM when its device is there. PKCS#11 tokens are
+	// never picked automatically: which token to trust is the user's call.
+	autoOrder = []string{"tpm"}
+	probes["tpm"] = func(env *Env) error {
+		dev := env.Getenv("ENIGM_TPM_DEVICE")
+		if dev == "" {
+			dev = tpm.DefaultDevice
+		}
+		if strings.HasPrefix(dev, "unix:") || strings.HasPrefix(dev, "tcp:") {
+			return nil
+		}
+		f, err := os.OpenFile(dev, os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("TPM device %s: %w (set ENIGM_TPM_DEVICE for another device or a swtpm socket)", dev, err)
+		}
+		return f.Close()
+	}
+}

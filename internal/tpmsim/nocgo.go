@@ -1,0 +1,14 @@
+//go:build !cgo
+
+package tpmsim
+
+import (
+	"errors"
+
+	"github.com/google/go-tpm/tpm2/transport"
+)
+
+// Open fails: the simulator needs cgo.
+func Open() (transport.TPMCloser, error) {
+	return nil, errors.New("tpmsim: built without cgo: the TPM simulator is unavailable")
+}
