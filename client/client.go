@@ -1,0 +1,301 @@
+// Package client is the device side of the Enigm Command API
+// (docs/design/command-api.md). It verifies everything it receives: chains
+// are checked with the chain package against the newest head this device
+// verified before, and a server view that rolls back or forks is refused.
+// The server is never trusted with deciding which devices an account has.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/enigm/enigm/chain"
+)
+
+// Errors.
+var (
+	// ErrDeviceRevoked: the server says this device is not active (403
+	// device_revoked). Verify the chain before acting on it.
+	ErrDeviceRevoked = errors.New("client: the server says this device is not active")
+	// ErrConflict: the chain head moved (409 conflict); sync and retry.
+	ErrConflict = errors.New("client: the chain head moved")
+	// ErrNotFound: 404.
+	ErrNotFound = errors.New("client: not found")
+	// ErrRollback: the server's chain is older than what this device verified.
+	ErrRollback = errors.New("client: the server rolled back the chain")
+	// ErrFork: the server's chain diverges from what this device verified.
+	ErrFork = errors.New("client: the server forked the chain")
+	// ErrUnavailable: the server or its database is unreachable.
+	ErrUnavailable = errors.New("client: server unavailable")
+)
+
+// APIError is an error response from Command.
+type APIError struct {
+	Status     int
+	Code       string
+	Message    string
+	ChainError string      // for 422 chain_rejected
+	Head       *chain.Head // for 409 conflict
+	RetryAfter time.Duration
+}
+
+func (e *APIError) Error() string {
+	s := fmt.Sprintf("server: %s (%d %s)", e.Message, e.Status, e.Code)
+	if e.ChainError != "" {
+		s += " [" + e.ChainError + "]"
+	}
+	return s
+}
+
+// Is maps codes to the package's sentinels.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrDeviceRevoked:
+		return e.Code == "device_revoked"
+	case ErrConflict:
+		return e.Code == "conflict"
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrUnavailable:
+		return e.Status == http.StatusServiceUnavailable
+	}
+	return false
+}
+
+// Identity proves who this device is: its account and device ids and a
+// function that signs with its identity key under a purpose (keystore
+// IdentityKey.Sign).
+type Identity struct {
+	Account chain.AccountID
+	Device  chain.DeviceID
+	Sign    func(purpose string, msg []byte) ([]byte, error)
+}
+
+// Client talks to one Command server. It is safe for concurrent use.
+type Client struct {
+	base *url.URL
+	hc   *http.Client
+
+	mu    sync.Mutex
+	id    *Identity
+	token string
+	exp   time.Time
+}
+
+// New returns a client for the server at base (e.g. http://127.0.0.1:8470).
+func New(base string, hc *http.Client) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(base, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("client: %q is not an http(s) server URL", base)
+	}
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	return &Client{base: u, hc: hc}, nil
+}
+
+// Server returns the base URL.
+func (c *Client) Server() string { return c.base.String() }
+
+// SetIdentity makes later authenticated calls sign in as id.
+func (c *Client) SetIdentity(id *Identity) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.id, c.token = id, ""
+}
+
+// maxResponse bounds what the client reads from the server.
+const maxResponse = 32 << 20
+
+func (c *Client) do(ctx context.Context, method, path string, auth bool, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if auth {
+		tok, err := c.ensureToken(ctx)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %s %s: %v", ErrUnavailable, method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	if err != nil {
+		return fmt.Errorf("%w: reading the response: %v", ErrUnavailable, err)
+	}
+	if len(raw) > maxResponse {
+		return fmt.Errorf("client: response larger than %d bytes", maxResponse)
+	}
+	if resp.StatusCode >= 300 {
+		return decodeError(resp, raw)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("client: malformed response to %s %s: %v", method, path, err)
+	}
+	return nil
+}
+
+func decodeError(resp *http.Response, raw []byte) error {
+	var w struct {
+		Error struct {
+			Code       string `json:"code"`
+			Message    string `json:"message"`
+			ChainError string `json:"chain_error"`
+		} `json:"error"`
+		Head *jHead `json:"head"`
+	}
+	e := &APIError{Status: resp.StatusCode, Code: "http_" + strconv.Itoa(resp.StatusCode), Message: http.StatusText(resp.StatusCode)}
+	if json.Unmarshal(raw, &w) == nil && w.Error.Code != "" {
+		e.Code, e.Message, e.ChainError = w.Error.Code, w.Error.Message, w.Error.ChainError
+		if w.Head != nil {
+			if h, err := w.Head.head(); err == nil {
+				e.Head = &h
+			}
+		}
+	}
+	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+		e.RetryAfter = time.Duration(ra) * time.Second
+	}
+	return e
+}
+
+// The auth/token message: "enigm-auth-token-v1" || account || device || challenge.
+func tokenMessage(acct chain.AccountID, dev chain.DeviceID, challenge []byte) []byte {
+	m := []byte("enigm-auth-token-v1")
+	m = append(m, acct[:]...)
+	m = append(m, dev[:]...)
+	return append(m, challenge...)
+}
+
+// TokenMessage is the message a device signs (purpose "auth/token") to
+// obtain a token; exported for the server and tests.
+func TokenMessage(acct chain.AccountID, dev chain.DeviceID, challenge []byte) []byte {
+	return tokenMessage(acct, dev, challenge)
+}
+
+func (c *Client) ensureToken(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	id, tok, exp := c.id, c.token, c.exp
+	c.mu.Unlock()
+	if id == nil {
+		return "", errors.New("client: no device identity to authenticate with")
+	}
+	if tok != "" && time.Until(exp) > 30*time.Second {
+		return tok, nil
+	}
+	var ch struct {
+		Challenge string `json:"challenge"`
+	}
+	ids := map[string]string{"account_id": hex.EncodeToString(id.Account[:]), "device_id": hex.EncodeToString(id.Device[:])}
+	if err := c.do(ctx, "POST", "/v1/auth/challenge", false, ids, &ch); err != nil {
+		return "", err
+	}
+	challenge, err := base64.StdEncoding.DecodeString(ch.Challenge)
+	if err != nil || len(challenge) != 32 {
+		return "", errors.New("client: malformed challenge from the server")
+	}
+	sig, err := id.Sign("auth/token", tokenMessage(id.Account, id.Device, challenge))
+	if err != nil {
+		return "", fmt.Errorf("client: signing the login challenge: %w", err)
+	}
+	var t struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	req := map[string]string{"account_id": ids["account_id"], "device_id": ids["device_id"], "challenge": ch.Challenge,
+		"signature": base64.StdEncoding.EncodeToString(sig)}
+	if err := c.do(ctx, "POST", "/v1/auth/token", false, req, &t); err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	c.token, c.exp = t.Token, t.ExpiresAt
+	c.mu.Unlock()
+	return t.Token, nil
+}
+
+// jHead is the JSON form of a chain head.
+type jHead struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+func (h *jHead) head() (chain.Head, error) {
+	var out chain.Head
+	b, err := hex.DecodeString(h.Hash)
+	if err != nil || len(b) != chain.HashSize {
+		return out, fmt.Errorf("client: malformed head hash %q", h.Hash)
+	}
+	out.Seq = h.Seq
+	copy(out.Hash[:], b)
+	return out, nil
+}
+
+// HeadJSON returns the contract's JSON form of h.
+func HeadJSON(h chain.Head) map[string]any {
+	return map[string]any{"seq": h.Seq, "hash": hex.EncodeToString(h.Hash[:])}
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func unb64(s, what string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("client: malformed %s from the server", what)
+	}
+	return b, nil
+}
+
+// ParseAccountID parses a 64-digit hex account id.
+func ParseAccountID(s string) (chain.AccountID, error) {
+	var a chain.AccountID
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(a) {
+		return a, fmt.Errorf("%q is not a 64-digit hex account id", s)
+	}
+	copy(a[:], b)
+	return a, nil
+}
+
+// ParseDeviceID parses a 32-digit hex device id.
+func ParseDeviceID(s string) (chain.DeviceID, error) {
+	var d chain.DeviceID
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(d) {
+		return d, fmt.Errorf("%q is not a 32-digit hex device id", s)
+	}
+	copy(d[:], b)
+	return d, nil
+}
+
+func hexs(b []byte) string { return hex.EncodeToString(b) }

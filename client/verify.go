@@ -1,0 +1,116 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/enigm/enigm/chain"
+)
+
+// Store keeps the links a device verified, per account. What it holds was
+// verified before it was stored, and is verified again when loaded.
+type Store interface {
+	// Links returns the stored links of acct in order (none if unknown).
+	Links(acct chain.AccountID) ([][]byte, error)
+	// Append stores links that extend the stored ones.
+	Append(acct chain.AccountID, links [][]byte) error
+}
+
+// Sync verifies the server's view of acct's chain against what this device
+// verified before, stores the extension and returns the new verified state.
+// The first sync of an account trusts its genesis (the account id is the
+// genesis hash, so the server cannot substitute another account); after
+// that, a view that ends before the stored head is ErrRollback, and one that
+// differs at or before it, or does not connect to it, is ErrFork. A link that
+// does not verify is refused with the chain error. Nothing unverified is
+// stored.
+func (c *Client) Sync(ctx context.Context, acct chain.AccountID, st Store, now time.Time, opts ...chain.Option) (*chain.State, error) {
+	state, err := Load(acct, st, now, opts...)
+	if err != nil {
+		return nil, err
+	}
+	after := int64(-1)
+	if state != nil {
+		after = int64(state.Head().Seq)
+	}
+	view, err := c.Chain(ctx, acct, after)
+	if err != nil {
+		return nil, err
+	}
+	next, err := Extend(acct, state, view, now, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if len(view.Links) > 0 {
+		if err := st.Append(acct, view.Links); err != nil {
+			return nil, fmt.Errorf("client: storing verified links: %w", err)
+		}
+	}
+	return next, nil
+}
+
+// Load verifies the stored links of acct (nil state when there are none).
+func Load(acct chain.AccountID, st Store, now time.Time, opts ...chain.Option) (*chain.State, error) {
+	raw, err := st.Links(acct)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	links, err := chain.ParseChain(raw)
+	if err != nil {
+		return nil, fmt.Errorf("client: the locally stored chain of %s does not parse: %w", acct, err)
+	}
+	state, err := chain.VerifyChain(nil, links, now, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("client: the locally stored chain of %s does not verify: %w", acct, err)
+	}
+	if state.Account() != acct {
+		return nil, fmt.Errorf("client: the locally stored chain is of account %s, not %s", state.Account(), acct)
+	}
+	return state, nil
+}
+
+// Extend verifies a server view (links after the head of state) and
+// returns the extended state.
+func Extend(acct chain.AccountID, state *chain.State, view View, now time.Time, opts ...chain.Option) (*chain.State, error) {
+	if state != nil {
+		old := state.Head()
+		switch {
+		case view.Head.Seq < old.Seq:
+			return nil, fmt.Errorf("%w: account %s: the server's head is seq %d, this device verified seq %d", ErrRollback, acct, view.Head.Seq, old.Seq)
+		case view.Head.Seq == old.Seq && view.Head.Hash != old.Hash:
+			return nil, fmt.Errorf("%w: account %s: the server's link %d differs from the one this device verified", ErrFork, acct, old.Seq)
+		}
+	}
+	links, err := chain.ParseChain(view.Links)
+	if err != nil {
+		return nil, fmt.Errorf("client: the server sent a malformed link for %s: %w", acct, err)
+	}
+	for i, l := range links {
+		if state == nil && i == 0 && l.Hash() != chain.Hash(acct) {
+			return nil, fmt.Errorf("%w: the server's genesis is not the genesis of account %s", ErrFork, acct)
+		}
+		next, err := chain.Apply(state, l, now, opts...)
+		if err != nil {
+			if state != nil && (errors.Is(err, chain.ErrPrevHash) || errors.Is(err, chain.ErrAccount)) {
+				return nil, fmt.Errorf("%w: account %s: link %d does not follow the head this device verified", ErrFork, acct, l.Seq())
+			}
+			if state != nil && l.Seq() != state.Head().Seq+1 {
+				return nil, fmt.Errorf("%w: account %s: the server sent link %d after %d", ErrFork, acct, l.Seq(), state.Head().Seq)
+			}
+			return nil, fmt.Errorf("client: account %s: the server sent link %d that does not verify: %w", acct, l.Seq(), err)
+		}
+		state = next
+	}
+	if state == nil {
+		return nil, fmt.Errorf("%w: the server has no chain for %s", ErrNotFound, acct)
+	}
+	if state.Head() != view.Head {
+		return nil, fmt.Errorf("%w: account %s: the server claims head seq %d but its links end at seq %d", ErrFork, acct, view.Head.Seq, state.Head().Seq)
+	}
+	return state, nil
+}
