@@ -983,3 +983,83 @@ func (e *sessionEntry) destroy() {
 	clear(e.rec)
 	e.rec = nil
 }
+
+// Promote finishes a rotation whose new key was created first, so that it
+// could prove possession in a chain link, and is activated only once that
+// link was accepted: in one transaction newID goes from created to active
+// and oldID is superseded (or retired, for session and binding keys) with
+// newID as its successor.
+func (s *Store) Promote(oldID, newID KeyID, opts RotateOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usableLocked(); err != nil {
+		return err
+	}
+	cause := opts.Cause
+	if cause == 0 {
+		cause = lifecycle.Rotation
+	}
+	od, omem, err := s.loadMetaLocked(oldID)
+	if err != nil {
+		return err
+	}
+	nd, nmem, err := s.loadMetaLocked(newID)
+	if err != nil {
+		return err
+	}
+	if omem || nmem {
+		return fmt.Errorf("%w: Promote works on stored keys", ErrUnsupported)
+	}
+	if od.Meta.Class != nd.Meta.Class {
+		return fmt.Errorf("%w: %s is %v, %s is %v", ErrWrongClass, oldID.Short(), od.Meta.Class, newID.Short(), nd.Meta.Class)
+	}
+	now := s.now()
+	act := lifecycle.Event{Kind: lifecycle.Activate, Cause: cause, At: now}
+	nmeta := nd.Meta
+	nmeta.Predecessor = oldID[:]
+	nrec, nlife, err := s.transitionLocked(nd, &nmeta, act)
+	if err != nil {
+		return err
+	}
+	ev := lifecycle.Event{Kind: lifecycle.Supersede, Cause: cause, At: now}
+	grace := opts.Grace
+	if grace == 0 {
+		grace = defaultGrace[od.Meta.Class]
+	}
+	if od.Meta.Class == ClassSession || od.Meta.Class == ClassBinding || grace < 0 {
+		ev = lifecycle.Event{Kind: lifecycle.Retire, Cause: cause, At: now}
+	} else {
+		ev.GraceUntil = now.Add(grace)
+	}
+	ometa := od.Meta
+	ometa.Successor = newID[:]
+	orec, olife, err := s.transitionLocked(od, &ometa, ev)
+	if err != nil {
+		return err
+	}
+	err = s.commitLocked(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		if err := b.Put(newID[:], nrec); err != nil {
+			return err
+		}
+		return b.Put(oldID[:], orec)
+	}, eventEntry(newID, act, "predecessor="+oldID.String()), eventEntry(oldID, ev, "successor="+newID.String()))
+	if err != nil {
+		return fmt.Errorf("keystore: storing promotion: %w", err)
+	}
+	s.applyLive(newID, nlife)
+	s.applyLive(oldID, olife)
+	if lk := s.live[newID]; lk != nil {
+		lk.mu.Lock()
+		p := oldID
+		lk.pred = &p
+		lk.mu.Unlock()
+	}
+	if lk := s.live[oldID]; lk != nil {
+		lk.mu.Lock()
+		n := newID
+		lk.succ = &n
+		lk.mu.Unlock()
+	}
+	return nil
+}

@@ -711,3 +711,36 @@ func TestNoSecretsInFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestPromote(t *testing.T) {
+	f := newFixture(t)
+	old := f.gen(ClassIdentity, true)
+	next := f.gen(ClassIdentity, false)
+	h, _ := f.s.Identity(next.ID)
+	if _, err := h.ProvePossession("rotate", []byte("link")); err != nil {
+		t.Fatalf("the created key cannot prove possession: %v", err)
+	}
+	if err := f.s.Promote(old.ID, next.ID, RotateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	oi, _ := f.s.Info(old.ID)
+	ni, _ := f.s.Info(next.ID)
+	if oi.State != lifecycle.Superseded || *oi.Successor != next.ID || ni.State != lifecycle.Active || *ni.Predecessor != old.ID {
+		t.Fatalf("after Promote: old %v, new %v", oi.State, ni.State)
+	}
+	if _, err := h.Sign("p", nil); err != nil {
+		t.Fatalf("promoted key cannot sign: %v", err)
+	}
+	oh, _ := f.s.Identity(old.ID)
+	if got := deniedCodes(t, func() error { _, err := oh.Sign("p", nil); return err }()); !reflect.DeepEqual(got, []string{"key_state"}) {
+		t.Fatalf("superseded key signs: %v", got)
+	}
+	// Promoting again, or across classes, fails without changing anything.
+	if err := f.s.Promote(old.ID, next.ID, RotateOptions{}); !errors.Is(err, lifecycle.ErrTransition) {
+		t.Fatalf("second Promote: %v", err)
+	}
+	kem := f.gen(ClassKEM, false)
+	if err := f.s.Promote(next.ID, kem.ID, RotateOptions{}); !errors.Is(err, ErrWrongClass) {
+		t.Fatalf("cross-class Promote: %v", err)
+	}
+}
