@@ -1,0 +1,528 @@
+// Package device is the device agent: it ties the keystore, the chain and
+// the Command client together into the lifecycle events of the key
+// management model — account setup, device enrollment, approval, secure
+// messaging and call setup, rotation, replacement, recovery, revocation.
+//
+// Every key is generated in this device's keystore at the event that needs
+// it, with that event as its lifecycle cause. Nothing the server says is
+// trusted: chains are verified with the chain package against the heads
+// this device verified before; eligibility for messages and calls comes
+// from verified chain states; and the device destroys its keys only when
+// its own verified chain shows it revoked or retired — never because the
+// server says so.
+package device
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/client"
+	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/keystore"
+	"github.com/enigm/enigm/lifecycle"
+	"github.com/enigm/enigm/policy"
+)
+
+// Errors.
+var (
+	// ErrNoAccount: this device has no account yet.
+	ErrNoAccount = errors.New("device: this device has no account yet (run `enigm init` or `enigm enroll`)")
+	// ErrHasAccount: this device already belongs to an account.
+	ErrHasAccount = errors.New("device: this device already belongs to an account")
+	// ErrRevoked: this device's verified chain shows it revoked or
+	// retired; its keys were destroyed.
+	ErrRevoked = errors.New("device: this device is no longer active in its account")
+	// ErrNotActive: the device is not (yet) active.
+	ErrNotActive = errors.New("device: this device is not active in its account")
+	// ErrPairingCode: the pairing code does not match the request.
+	ErrPairingCode = errors.New("device: the pairing code does not match this enrollment request")
+	// ErrNoServer: no server URL.
+	ErrNoServer = errors.New("device: no server (use --server, $ENIGM_SERVER, or the one saved at init/enroll)")
+	// ErrWrongRecoveryCode: the recovery code is not this account's.
+	ErrWrongRecoveryCode = errors.New("device: this recovery code does not belong to the account")
+)
+
+// Options configure an agent.
+type Options struct {
+	// Home is the device home (keystore, agent database).
+	Home string
+	// Server overrides the saved server URL.
+	Server string
+	// Passphrase returns the keystore passphrase; called when keys are
+	// needed. For a new keystore it is called with confirm set.
+	Passphrase func(confirm bool) ([]byte, error)
+	// Backend builds the keystore backend named in the keystore's header.
+	Backend func(name string) (backend.Backend, error)
+	// NewBackend picks the backend for a keystore created by init, enroll
+	// or recover on a fresh device.
+	NewBackend func() (backend.Backend, error)
+	// Clock; nil means time.Now.
+	Clock func() time.Time
+	// HTTP client; nil means a default with a timeout.
+	HTTP *http.Client
+	// Progress receives human progress lines while waiting; nil discards.
+	Progress io.Writer
+	// Poll is the interval of waits; 0 means 1s.
+	Poll time.Duration
+}
+
+// Agent is the device agent for one home. It is not safe for concurrent use.
+type Agent struct {
+	opts Options
+	db   *agentDB
+	cfg  *config
+	ks   *keystore.Store
+	cl   *client.Client
+	unlk bool
+}
+
+// Open opens the agent of home. It does not need the passphrase until keys
+// are used.
+func Open(opts Options) (*Agent, error) {
+	if opts.Home == "" {
+		return nil, errors.New("device: no home directory")
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	if err := os.MkdirAll(opts.Home, 0o700); err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(opts.Home); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %04o (chmod 700 %s)", keystore.ErrPermissions, opts.Home, st.Mode().Perm(), opts.Home)
+	}
+	db, err := openAgentDB(opts.Home)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := db.config()
+	if err != nil {
+		db.close()
+		return nil, err
+	}
+	a := &Agent{opts: opts, db: db, cfg: cfg}
+	if keystore.Exists(opts.Home) {
+		if a.ks, err = keystore.Open(opts.Home, keystore.Options{Backend: opts.Backend, Clock: opts.Clock}); err != nil {
+			db.close()
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// Close locks and closes everything.
+func (a *Agent) Close() error {
+	var err error
+	if a.ks != nil {
+		err = a.ks.Close()
+	}
+	return errors.Join(err, a.db.close())
+}
+
+func (a *Agent) now() time.Time {
+	if a.opts.Clock != nil {
+		return a.opts.Clock()
+	}
+	return time.Now()
+}
+
+func (a *Agent) progress(format string, args ...any) { fmt.Fprintf(a.opts.Progress, format+"\n", args...) }
+
+// Keystore returns the device's keystore (nil before the first key).
+func (a *Agent) Keystore() *keystore.Store { return a.ks }
+
+// client returns the Command client for the configured server.
+func (a *Agent) client() (*client.Client, error) {
+	if a.cl != nil {
+		return a.cl, nil
+	}
+	srv := a.opts.Server
+	if srv == "" {
+		srv = a.cfg.Server
+	}
+	if srv == "" {
+		return nil, ErrNoServer
+	}
+	cl, err := client.New(srv, a.opts.HTTP)
+	if err != nil {
+		return nil, err
+	}
+	a.cl = cl
+	if acct, ok := a.cfg.account(); ok && a.ks != nil && a.cfg.Identity != "" {
+		cl.SetIdentity(&client.Identity{Account: acct, Device: a.deviceID(), Sign: a.signAs})
+	}
+	return cl, nil
+}
+
+// ensureKeystore creates the keystore on a fresh device, or unlocks the
+// existing one.
+func (a *Agent) ensureKeystore(ctx context.Context) error {
+	if a.ks == nil {
+		if a.opts.NewBackend == nil || a.opts.Passphrase == nil {
+			return errors.New("device: no keystore and no way to create one")
+		}
+		b, err := a.opts.NewBackend()
+		if err != nil {
+			return err
+		}
+		p, err := a.opts.Passphrase(true)
+		if err != nil {
+			return err
+		}
+		defer clear(p)
+		ks, err := keystore.Init(ctx, a.opts.Home, b, p, keystore.InitOptions{Options: keystore.Options{Backend: a.opts.Backend, Clock: a.opts.Clock}})
+		if err != nil {
+			return err
+		}
+		a.ks, a.unlk = ks, true
+		ks.SetAppAuthorized(true)
+		return nil
+	}
+	return a.unlock(ctx)
+}
+
+func (a *Agent) unlock(ctx context.Context) error {
+	if a.unlk {
+		return nil
+	}
+	if a.ks == nil {
+		return ErrNoAccount
+	}
+	if a.opts.Passphrase == nil {
+		return keystore.ErrLocked
+	}
+	p, err := a.opts.Passphrase(false)
+	if err != nil {
+		return err
+	}
+	defer clear(p)
+	if err := a.ks.Unlock(ctx, p); err != nil {
+		return err
+	}
+	// The passphrase was entered for this command: the user authenticated
+	// and this process is the authorized app.
+	a.ks.SetAppAuthorized(true)
+	a.unlk = true
+	return nil
+}
+
+func (a *Agent) deviceID() chain.DeviceID { return chain.DeviceID(a.ks.DeviceID()) }
+
+func (a *Agent) keyID(hexID string) (keystore.KeyID, error) {
+	if hexID == "" {
+		return keystore.KeyID{}, ErrNoAccount
+	}
+	return keystore.ParseKeyID(hexID)
+}
+
+func (a *Agent) identity() (*keystore.IdentityKey, error) {
+	id, err := a.keyID(a.cfg.Identity)
+	if err != nil {
+		return nil, err
+	}
+	return a.ks.Identity(id)
+}
+
+// signAs signs for the client's login.
+func (a *Agent) signAs(purpose string, msg []byte) ([]byte, error) {
+	k, err := a.identity()
+	if err != nil {
+		return nil, err
+	}
+	return k.Sign(purpose, msg)
+}
+
+// chainSigner adapts a keystore identity key to chain.Signer. possession
+// signs with the "prove possession" operation, which a created (not yet
+// active) key may perform for its own enrollment.
+type chainSigner struct {
+	k          *keystore.IdentityKey
+	pub        *hybrid.PublicKey
+	possession bool
+}
+
+func newSigner(k *keystore.IdentityKey, possession bool) (*chainSigner, error) {
+	pub, err := k.HybridPublic()
+	if err != nil {
+		return nil, err
+	}
+	return &chainSigner{k: k, pub: pub, possession: possession}, nil
+}
+
+func (s *chainSigner) Public() *hybrid.PublicKey { return s.pub }
+
+func (s *chainSigner) Sign(ctx string, msg []byte) (*hybrid.Signature, error) {
+	purpose, ok := strings.CutPrefix(ctx, "enigm/v1/")
+	if !ok {
+		return nil, fmt.Errorf("device: signing context %q is not an enigm/v1 context", ctx)
+	}
+	var sig []byte
+	var err error
+	if s.possession {
+		sig, err = s.k.ProvePossession(purpose, msg)
+	} else {
+		sig, err = s.k.Sign(purpose, msg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return hybrid.ParseSignature(sig)
+}
+
+// bindingSigner adapts the keystore's hardware binding key to crypto.Signer.
+type bindingSigner struct {
+	k   *keystore.BindingKey
+	pub *ecdsa.PublicKey
+}
+
+func (b *bindingSigner) Public() crypto.PublicKey { return b.pub }
+
+func (b *bindingSigner) Sign(_ io.Reader, digest []byte, _ crypto.SignerOpts) ([]byte, error) {
+	return b.k.Sign(digest)
+}
+
+// binding returns the hardware binding key signer, or nil on software-only
+// stores.
+func (a *Agent) binding() (*bindingSigner, error) {
+	bk, err := a.ks.Binding()
+	if errors.Is(err, keystore.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	pub, err := bk.Public()
+	if err != nil {
+		return nil, err
+	}
+	return &bindingSigner{k: bk, pub: pub}, nil
+}
+
+// newKeys generates an identity and a KEM key for cause, created (they
+// become active when the chain accepts them).
+func (a *Agent) newKeys(cause lifecycle.Cause) (id, kem keystore.KeyInfo, err error) {
+	if id, err = a.ks.Generate(keystore.ClassIdentity, keystore.GenerateOptions{Cause: cause}); err != nil {
+		return
+	}
+	kem, err = a.ks.Generate(keystore.ClassKEM, keystore.GenerateOptions{Cause: cause})
+	if err != nil {
+		a.ks.RetireKey(id.ID, lifecycle.Retirement)
+	}
+	return
+}
+
+// record builds this device's public chain record.
+func (a *Agent) record(name string, id, kem keystore.KeyInfo) (chain.Device, *bindingSigner, error) {
+	pub, err := hybrid.ParsePublicKey(id.Public)
+	if err != nil {
+		return chain.Device{}, nil, err
+	}
+	st, err := a.ks.Status()
+	if err != nil {
+		return chain.Device{}, nil, err
+	}
+	d := chain.Device{ID: a.deviceID(), Name: name, Identity: pub, KEM: kem.Public, Level: chain.Level(st.Protection)}
+	bs, err := a.binding()
+	if err != nil {
+		return d, nil, err
+	}
+	if bs != nil {
+		d.Binding = bs.pub
+	}
+	return d, bs, nil
+}
+
+// signSubject adds the new keys' proofs of possession to a draft.
+func (a *Agent) signSubject(d *chain.Draft, id keystore.KeyID, bs *bindingSigner) error {
+	k, err := a.ks.Identity(id)
+	if err != nil {
+		return err
+	}
+	s, err := newSigner(k, true)
+	if err != nil {
+		return err
+	}
+	if err := d.Sign(chain.RoleSubject, s); err != nil {
+		return err
+	}
+	if bs != nil {
+		return d.SignBinding(bs, nil)
+	}
+	return nil
+}
+
+// activate turns the device's created keys active once the chain accepted
+// them, and records the association.
+func (a *Agent) activate(acct chain.AccountID, cause lifecycle.Cause) error {
+	for _, h := range []string{a.cfg.Identity, a.cfg.KEM} {
+		id, err := a.keyID(h)
+		if err != nil {
+			return err
+		}
+		info, err := a.ks.Info(id)
+		if err != nil {
+			return err
+		}
+		if info.State == lifecycle.Created {
+			if err := a.ks.Activate(id, cause); err != nil {
+				return err
+			}
+		}
+	}
+	if err := a.ks.SetAssociation(policy.Associated, acct[:]); err != nil {
+		return err
+	}
+	a.cfg.Status, a.cfg.Pending = StatusActive, nil
+	return a.db.save(a.cfg)
+}
+
+// resolve turns an account reference (a name, or a 64-digit hex id) into
+// an account id, pinning names on first use.
+func (a *Agent) resolve(ctx context.Context, ref string) (chain.AccountID, error) {
+	if acct, err := client.ParseAccountID(ref); err == nil {
+		return acct, nil
+	}
+	if a.cfg.Contacts == nil {
+		a.cfg.Contacts = map[string]string{}
+	}
+	if pinned, ok := a.cfg.Contacts[ref]; ok {
+		return client.ParseAccountID(pinned)
+	}
+	if ref == a.cfg.AccountName {
+		if acct, ok := a.cfg.account(); ok {
+			return acct, nil
+		}
+	}
+	cl, err := a.client()
+	if err != nil {
+		return chain.AccountID{}, err
+	}
+	acct, err := cl.LookupName(ctx, ref)
+	if err != nil {
+		return acct, fmt.Errorf("device: looking up account %q: %w", ref, err)
+	}
+	a.cfg.Contacts[ref] = hex.EncodeToString(acct[:])
+	return acct, a.db.save(a.cfg)
+}
+
+// Sync verifies acct's chain from the server against what this device
+// verified before. On the device's own account it also finishes pending
+// enrollments and recoveries and, when the verified chain shows this device
+// revoked or retired, destroys every key.
+func (a *Agent) Sync(ctx context.Context, acct chain.AccountID) (*chain.State, error) {
+	cl, err := a.client()
+	if err != nil {
+		return nil, err
+	}
+	st, err := cl.Sync(ctx, acct, a.db, a.now())
+	if err != nil {
+		return nil, err
+	}
+	if own, ok := a.cfg.account(); ok && own == acct && a.ks != nil {
+		if err := a.checkSelf(ctx, st); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// checkSelf acts on this device's status in its verified chain.
+func (a *Agent) checkSelf(ctx context.Context, st *chain.State) error {
+	d, ok := st.Device(a.deviceID())
+	if !ok {
+		return nil // not in the chain yet (pending)
+	}
+	switch d.Status {
+	case chain.StatusActive:
+		if a.cfg.Status != StatusActive {
+			cause := lifecycle.DeviceEnrollment
+			switch d.AddedBy {
+			case chain.TypeGenesis:
+				cause = lifecycle.AccountSetup
+			case chain.TypeReplaceDevice:
+				cause = lifecycle.Replacement
+			case chain.TypeRecover:
+				cause = lifecycle.Recovery
+			}
+			if err := a.unlock(ctx); err != nil {
+				return err
+			}
+			return a.activate(st.Account(), cause)
+		}
+		return nil
+	default:
+		status := StatusRevoked
+		why := fmt.Sprintf("revoked in the account's chain at seq %d", d.EndedSeq)
+		if d.Status == chain.StatusRetired {
+			status, why = StatusRetired, fmt.Sprintf("replaced by device %s at seq %d", d.ReplacedBy, d.EndedSeq)
+		}
+		if a.cfg.Status != status {
+			if err := a.ks.RevokeDevice(ctx, why); err != nil {
+				return fmt.Errorf("device: destroying keys after revocation: %w", err)
+			}
+			a.cfg.Status, a.cfg.Pending = status, nil
+			if err := a.db.save(a.cfg); err != nil {
+				return err
+			}
+		}
+		return fmt.Errorf("%w: %s; every key on this device was destroyed", ErrRevoked, why)
+	}
+}
+
+// own returns the device's account and its freshly verified state; the
+// device must be active.
+func (a *Agent) own(ctx context.Context) (chain.AccountID, *chain.State, error) {
+	acct, ok := a.cfg.account()
+	if !ok {
+		return acct, nil, ErrNoAccount
+	}
+	st, err := a.Sync(ctx, acct)
+	if err != nil {
+		return acct, nil, err
+	}
+	if !st.IsActive(a.deviceID()) {
+		return acct, st, fmt.Errorf("%w (status: %s)", ErrNotActive, a.statusWord())
+	}
+	return acct, st, nil
+}
+
+func (a *Agent) statusWord() string {
+	if a.cfg.Status == "" {
+		return "no account"
+	}
+	return a.cfg.Status
+}
+
+// checkServerRevoked turns a server's device_revoked answer into a verified
+// conclusion: it syncs the chain (public), and only the chain decides.
+func (a *Agent) checkServerRevoked(ctx context.Context, err error) error {
+	if !errors.Is(err, client.ErrDeviceRevoked) {
+		return err
+	}
+	acct, ok := a.cfg.account()
+	if !ok {
+		return err
+	}
+	if _, serr := a.Sync(ctx, acct); serr != nil {
+		return serr
+	}
+	return fmt.Errorf("%w (but this device's verified chain still shows it active: the server may be wrong)", err)
+}
+
+// fingerprint of a KEM public key (envelope addressing).
+func kemHash(pub []byte) [32]byte { return sha256.Sum256(pub) }

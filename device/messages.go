@@ -1,0 +1,476 @@
+package device
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/client"
+	"github.com/enigm/enigm/envelope"
+	"github.com/enigm/enigm/keystore"
+	"github.com/enigm/enigm/lifecycle"
+)
+
+// SendResult reports what the relay accepted.
+type SendResult struct {
+	Accepted []string
+	Rejected []client.Rejected
+}
+
+// recipients are the active devices of the peer's verified chain plus this
+// account's other active devices (message sync).
+func (a *Agent) recipients(ctx context.Context, to chain.AccountID) ([]envelope.Recipient, chain.AccountID, error) {
+	own, ownSt, err := a.own(ctx)
+	if err != nil {
+		return nil, own, err
+	}
+	out := envelope.Eligible(ownSt, a.deviceID())
+	if to != own {
+		peer, err := a.Sync(ctx, to)
+		if err != nil {
+			return nil, own, fmt.Errorf("device: verifying %s's chain: %w", to, err)
+		}
+		out = append(envelope.Eligible(peer, chain.DeviceID{}), out...)
+	}
+	if len(out) == 0 {
+		return nil, own, errors.New("device: no eligible device to send to")
+	}
+	return out, own, nil
+}
+
+func (a *Agent) from(own chain.AccountID) (envelope.From, error) {
+	k, err := a.identity()
+	if err != nil {
+		return envelope.From{}, err
+	}
+	return envelope.From{Account: own, Device: a.deviceID(), Identity: k}, nil
+}
+
+func (a *Agent) relay(ctx context.Context, kind envelope.Kind, callID string, sealed []envelope.Sealed) (*SendResult, error) {
+	var envs []client.Envelope
+	for _, s := range sealed {
+		envs = append(envs, client.Envelope{AccountID: hex.EncodeToString(s.To.Account[:]), DeviceID: hex.EncodeToString(s.To.Device[:]),
+			Cipher: b64(s.Bytes)})
+	}
+	cl, _ := a.client()
+	acc, rej, err := cl.Send(ctx, kind.String(), callID, envs)
+	if err != nil {
+		return nil, a.checkServerRevoked(ctx, err)
+	}
+	return &SendResult{Accepted: acc, Rejected: rej}, nil
+}
+
+// Send seals body under a fresh message key (secure messaging setup) to
+// every eligible device of the peer account and this account's other
+// devices, and hands the envelopes to the relay. The message key is
+// destroyed afterwards.
+func (a *Agent) Send(ctx context.Context, to string, body []byte) (*SendResult, error) {
+	if err := a.unlock(ctx); err != nil {
+		return nil, err
+	}
+	peer, err := a.resolve(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	rcpts, own, err := a.recipients(ctx, peer)
+	if err != nil {
+		return nil, err
+	}
+	from, err := a.from(own)
+	if err != nil {
+		return nil, err
+	}
+	info, err := a.ks.Generate(keystore.ClassSession, keystore.GenerateOptions{Cause: lifecycle.MessagingSetup, Activate: true, TTL: 5 * time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	sk, err := a.ks.Session(info.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer sk.Destroy()
+	sealed, err := envelope.Seal(sk, from, envelope.Message{Kind: envelope.KindMessage, Conversation: peer, Body: body, SentAt: a.now()}, rcpts)
+	if err != nil {
+		return nil, err
+	}
+	return a.relay(ctx, envelope.KindMessage, "", sealed)
+}
+
+// Received is one opened message.
+type Received struct {
+	ID         string
+	From       chain.AccountID
+	FromDevice chain.DeviceID
+	SentAt     time.Time
+	Body       []byte
+}
+
+// Skipped is an envelope that was refused, with why.
+type Skipped struct {
+	ID     string
+	Reason string
+}
+
+// ReceiveResult holds opened messages, call invitations kept for
+// `call accept`, and refused envelopes.
+type ReceiveResult struct {
+	Messages []Received
+	Calls    []string
+	Skipped  []Skipped
+}
+
+// kems maps the fingerprints of this device's KEM keys that may still
+// decrypt (active, or superseded within their grace period) to handles.
+func (a *Agent) kems() (map[[32]byte]*keystore.KEMKey, error) {
+	keys, err := a.ks.List()
+	if err != nil {
+		return nil, err
+	}
+	out := map[[32]byte]*keystore.KEMKey{}
+	for _, k := range keys {
+		if k.Class != keystore.ClassKEM || (k.State != lifecycle.Active && k.State != lifecycle.Superseded) {
+			continue
+		}
+		h, err := a.ks.KEM(k.ID)
+		if err != nil {
+			return nil, err
+		}
+		out[kemHash(k.Public)] = h
+	}
+	return out, nil
+}
+
+// Receive fetches this device's envelopes, verifies each sender against
+// its verified chain, opens messages (each message key is installed in the
+// keystore through the KEM key, used once and destroyed) and keeps call
+// invitations for AcceptCall. Everything fetched is acknowledged, so a
+// refused envelope is not fetched again.
+func (a *Agent) Receive(ctx context.Context) (*ReceiveResult, error) {
+	own, _, err := a.own(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.unlock(ctx); err != nil {
+		return nil, err
+	}
+	cl, _ := a.client()
+	envs, err := cl.Fetch(ctx, 500)
+	if err != nil {
+		return nil, a.checkServerRevoked(ctx, err)
+	}
+	kems, err := a.kems()
+	if err != nil {
+		return nil, err
+	}
+	res := &ReceiveResult{}
+	var ack []string
+	for _, e := range envs {
+		ack = append(ack, e.ID)
+		m, callID, err := a.open(ctx, own, kems, e)
+		switch {
+		case err != nil:
+			res.Skipped = append(res.Skipped, Skipped{ID: e.ID, Reason: err.Error()})
+		case callID != "":
+			res.Calls = append(res.Calls, callID)
+		default:
+			res.Messages = append(res.Messages, *m)
+		}
+	}
+	if err := cl.Ack(ctx, ack); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func (a *Agent) open(ctx context.Context, own chain.AccountID, kems map[[32]byte]*keystore.KEMKey, e client.Envelope) (*Received, string, error) {
+	raw, err := e.CipherBytes()
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := envelope.Parse(raw)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := p.For(own, a.deviceID()); err != nil {
+		return nil, "", err
+	}
+	sender, err := a.Sync(ctx, p.FromAccount)
+	if err != nil {
+		return nil, "", fmt.Errorf("verifying the sender's chain: %w", err)
+	}
+	if err := p.Verify(sender); err != nil {
+		return nil, "", err
+	}
+	if p.Kind == envelope.KindCall {
+		if err := a.db.putInbox(p.CallID, raw); err != nil {
+			return nil, "", err
+		}
+		return nil, p.CallID, nil
+	}
+	sk, err := p.OpenKey(kems, lifecycle.MessagingSetup, time.Minute)
+	if err != nil {
+		return nil, "", err
+	}
+	defer sk.Destroy()
+	body, err := p.OpenBody(sk)
+	if err != nil {
+		return nil, "", err
+	}
+	return &Received{ID: e.ID, From: p.FromAccount, FromDevice: p.FromDevice, SentAt: p.SentAt, Body: body}, "", nil
+}
+
+// CallResult describes a call this device set up.
+type CallResult struct {
+	CallID      string
+	Fingerprint string
+	Expires     time.Time
+	Send        *SendResult
+}
+
+// Call sets up a secure call: a call key is generated in this keystore
+// (secure call setup, TTL-bounded), sealed to the peer's eligible devices
+// and this account's other devices, and kept until EndCall or its TTL.
+// Both ends show the same fingerprint.
+func (a *Agent) Call(ctx context.Context, to string, ttl time.Duration) (*CallResult, error) {
+	if err := a.unlock(ctx); err != nil {
+		return nil, err
+	}
+	peer, err := a.resolve(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	rcpts, own, err := a.recipients(ctx, peer)
+	if err != nil {
+		return nil, err
+	}
+	from, err := a.from(own)
+	if err != nil {
+		return nil, err
+	}
+	if ttl <= 0 {
+		ttl = time.Hour
+	}
+	info, err := a.ks.Generate(keystore.ClassSession, keystore.GenerateOptions{Cause: lifecycle.CallSetup, Activate: true, TTL: ttl, Persist: true})
+	if err != nil {
+		return nil, err
+	}
+	sk, err := a.ks.Session(info.ID)
+	if err != nil {
+		return nil, err
+	}
+	idb := make([]byte, 12)
+	rand.Read(idb)
+	callID := "call-" + hex.EncodeToString(idb)
+	sealed, err := envelope.Seal(sk, from, envelope.Message{Kind: envelope.KindCall, Conversation: peer, CallID: callID, SentAt: a.now()}, rcpts)
+	if err != nil {
+		sk.Destroy()
+		return nil, err
+	}
+	sent, err := a.relay(ctx, envelope.KindCall, callID, sealed)
+	if err != nil {
+		sk.Destroy()
+		return nil, err
+	}
+	fp, err := sk.Fingerprint()
+	if err != nil {
+		return nil, err
+	}
+	if a.cfg.Calls == nil {
+		a.cfg.Calls = map[string]string{}
+	}
+	a.cfg.Calls[callID] = info.ID.String()
+	if err := a.db.save(a.cfg); err != nil {
+		return nil, err
+	}
+	return &CallResult{CallID: callID, Fingerprint: fp, Expires: info.Expires, Send: sent}, nil
+}
+
+// AcceptCall joins a call this device was invited to: the call key is
+// installed in this keystore (memory only: it is destroyed when the process
+// ends or the call ends) and its fingerprint returned.
+func (a *Agent) AcceptCall(ctx context.Context, callID string) (string, error) {
+	own, _, err := a.own(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := a.unlock(ctx); err != nil {
+		return "", err
+	}
+	raw, err := a.db.inbox(callID)
+	if err != nil {
+		return "", err
+	}
+	if len(raw) == 0 {
+		if _, err := a.Receive(ctx); err != nil {
+			return "", err
+		}
+		if raw, err = a.db.inbox(callID); err != nil {
+			return "", err
+		}
+	}
+	if len(raw) == 0 {
+		return "", fmt.Errorf("device: no invitation to call %s reached this device", callID)
+	}
+	p, err := envelope.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	if err := p.For(own, a.deviceID()); err != nil {
+		return "", err
+	}
+	sender, err := a.Sync(ctx, p.FromAccount)
+	if err != nil {
+		return "", err
+	}
+	if err := p.Verify(sender); err != nil {
+		return "", err
+	}
+	kems, err := a.kems()
+	if err != nil {
+		return "", err
+	}
+	sk, err := p.OpenKey(kems, lifecycle.CallSetup, time.Hour)
+	if err != nil {
+		return "", err
+	}
+	fp, err := sk.Fingerprint()
+	if err != nil {
+		return "", err
+	}
+	a.db.dropInbox(callID)
+	return fp, nil
+}
+
+// EndCall destroys the key of a call this device set up.
+func (a *Agent) EndCall(ctx context.Context, callID string) error {
+	id, ok := a.cfg.Calls[callID]
+	if !ok {
+		return fmt.Errorf("device: no call %s was set up on this device", callID)
+	}
+	kid, err := keystore.ParseKeyID(id)
+	if err != nil {
+		return err
+	}
+	err = a.ks.RetireKey(kid, lifecycle.Retirement)
+	delete(a.cfg.Calls, callID)
+	return errors.Join(err, a.db.save(a.cfg))
+}
+
+// DeviceInfo is one device of a verified chain.
+type DeviceInfo struct {
+	Device     chain.DeviceID
+	Name       string
+	State      string
+	Protection string
+	ApprovedBy string
+	AddedAt    time.Time
+	AddedSeq   uint64
+	EndedAt    time.Time
+	Self       bool
+}
+
+// Devices returns the verified device list of an account (this device's
+// own when ref is empty).
+func (a *Agent) Devices(ctx context.Context, ref string) (chain.AccountID, []DeviceInfo, chain.Head, error) {
+	var acct chain.AccountID
+	var err error
+	if ref == "" {
+		var ok bool
+		if acct, ok = a.cfg.account(); !ok {
+			return acct, nil, chain.Head{}, ErrNoAccount
+		}
+	} else if acct, err = a.resolve(ctx, ref); err != nil {
+		return acct, nil, chain.Head{}, err
+	}
+	st, err := a.Sync(ctx, acct)
+	if err != nil && st == nil {
+		return acct, nil, chain.Head{}, err
+	}
+	var out []DeviceInfo
+	for _, d := range st.Devices() {
+		di := DeviceInfo{Device: d.ID, Name: d.Name, State: d.Status.String(), Protection: string(d.Level),
+			ApprovedBy: approvedBy(d), AddedAt: d.AddedAt, AddedSeq: d.AddedSeq, EndedAt: d.EndedAt}
+		if a.ks != nil && d.ID == a.deviceID() && a.cfg.Account == hex.EncodeToString(acct[:]) {
+			di.Self = true
+		}
+		out = append(out, di)
+	}
+	return acct, out, st.Head(), err
+}
+
+func approvedBy(d chain.DeviceRecord) string {
+	switch d.ApprovedBy.Kind {
+	case chain.ByGenesis:
+		return "genesis"
+	case chain.ByDevice:
+		s := hex.EncodeToString(d.ApprovedBy.Device[:])
+		if d.ApprovedBy.Org {
+			s += "+org"
+		}
+		return s
+	case chain.ByRecovery:
+		if d.ApprovedBy.Org {
+			return "recovery+org"
+		}
+		return "recovery"
+	}
+	return "org"
+}
+
+// StatusInfo describes this device.
+type StatusInfo struct {
+	Account     string
+	AccountID   chain.AccountID
+	HasAccount  bool
+	Device      chain.DeviceID
+	State       string
+	Locked      bool
+	Protection  string
+	Server      string
+	Head        chain.Head
+	Fingerprint string
+	Pending     *Pending
+}
+
+// Status reports this device's state from its last verified chain (and the
+// server, when online is set).
+func (a *Agent) Status(ctx context.Context, online bool) (*StatusInfo, error) {
+	si := &StatusInfo{Account: a.cfg.AccountName, State: a.statusWord(), Server: a.cfg.Server, Locked: !a.unlk, Pending: a.Pending()}
+	if a.opts.Server != "" {
+		si.Server = a.opts.Server
+	}
+	if a.ks != nil {
+		si.Device = a.deviceID()
+		st, err := a.ks.Status()
+		if err != nil {
+			return nil, err
+		}
+		si.Protection = string(st.Protection)
+	}
+	acct, ok := a.cfg.account()
+	if !ok {
+		return si, nil
+	}
+	si.AccountID, si.HasAccount, si.Fingerprint = acct, true, chain.Fingerprint(acct)
+	var st *chain.State
+	var err error
+	if online {
+		st, err = a.Sync(ctx, acct)
+	} else {
+		st, err = client.Load(acct, a.db, a.now())
+	}
+	if st != nil {
+		si.Head = st.Head()
+	}
+	si.State = a.statusWord()
+	if err != nil && !errors.Is(err, ErrRevoked) {
+		return si, err
+	}
+	return si, nil
+}
+
+func b64(b []byte) string { return encodeB64(b) }

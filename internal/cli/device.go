@@ -1,0 +1,677 @@
+package cli
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/client"
+	"github.com/enigm/enigm/device"
+)
+
+func serverFlag(fs *flag.FlagSet) {
+	fs.String("server", "", "Command server URL (default $ENIGM_SERVER, then the one saved at init/enroll)")
+}
+
+func newDeviceFlags(fs *flag.FlagSet) {
+	serverFlag(fs)
+	fs.String("backend", "auto", "backend for a new keystore: auto, soft, tpm or pkcs11")
+	fs.String("name", "", "this device's display name (default: the host name)")
+}
+
+// agent opens the device agent of the home.
+func (c *Ctx) agent() (*device.Agent, error) {
+	home, err := c.Home()
+	if err != nil {
+		return nil, err
+	}
+	server := ""
+	if f := c.flags.Lookup("server"); f != nil {
+		server = f.Value.String()
+	}
+	if server == "" {
+		server = c.Getenv("ENIGM_SERVER")
+	}
+	return device.Open(device.Options{
+		Home: home, Server: server, Passphrase: c.Passphrase, Backend: c.backendFor,
+		NewBackend: func() (backend.Backend, error) { return c.newBackend() },
+		Clock:      c.Env.Now, Progress: c.Stderr,
+	})
+}
+
+// newBackend builds the backend named by --backend for a new keystore.
+func (c *Ctx) newBackend() (backend.Backend, error) {
+	name := "auto"
+	if f := c.flags.Lookup("backend"); f != nil {
+		name = f.Value.String()
+	}
+	if name == "auto" {
+		name = "soft"
+		for _, n := range autoOrder {
+			if probe := probes[n]; probe != nil && probe(c.Env) == nil {
+				name = n
+				break
+			}
+		}
+	}
+	return c.backendFor(name)
+}
+
+func hexID(b []byte) string { return hex.EncodeToString(b) }
+
+func init() {
+	Register(
+		&Command{Path: "init", Summary: "set up a new account with this device as its first device",
+			Usage: "--account NAME [--org ORG --invite CODE] [--recovery-delay D] [--recovery-code-file F]",
+			Help: `Generates this device's keys in its keystore (creating the keystore if
+needed), a recovery code and the account's genesis link, and registers the
+account with Command. The recovery code is shown once (or written, mode 0600,
+to --recovery-code-file); it is the only way to recover the account without
+another device, and it is never stored on a device.
+
+examples:
+  enigm init --account alice --server http://127.0.0.1:8470
+  enigm init --account bob --org acme --invite 7Q2K-... --recovery-code-file bob.recovery --json`,
+			Args: 0, Flags: func(fs *flag.FlagSet) {
+				newDeviceFlags(fs)
+				fs.String("account", "", "account name: 1-64 of a-z 0-9 . _ - (required)")
+				fs.String("org", "", "organisation id the invite is for (managed accounts)")
+				fs.String("invite", "", "organisation invite code (managed accounts)")
+				fs.Duration("recovery-delay", 24*time.Hour, "waiting period of recovery (unmanaged accounts; the server may impose a minimum)")
+				fs.String("recovery-code-file", "", "write the recovery code to this new file (0600) instead of printing it")
+			}, Run: runAccountInit},
+		&Command{Path: "enroll", Summary: "ask to join an account with this device", Usage: "--account NAME [--no-wait]",
+			Help: `Generates this device's keys and sends an enrollment request with its public
+keys. Show the pairing code to the account's other device and run
+` + "`enigm approve REQUEST_ID --code PAIRING_CODE`" + ` there; compare the SAS both
+devices show. Without --no-wait this command waits for the approval (and an
+organisation admin's, where required) and completes the enrollment;
+with --no-wait, finish later with ` + "`enigm sync`" + `.
+
+examples:
+  enigm enroll --account alice --name laptop
+  enigm enroll --account alice --no-wait --json`,
+			Args: 0, Flags: func(fs *flag.FlagSet) {
+				newDeviceFlags(fs)
+				fs.String("account", "", "account name or id (required)")
+				fs.Bool("no-wait", false, "print the request and return without waiting")
+			}, Run: runEnroll},
+		&Command{Path: "replace", Summary: "replace an old device of the account with this one", Usage: "--account NAME --old DEVICE_ID [--no-wait]",
+			Help: "Like enroll, but the new device takes the place of --old: only the old device\ncan approve (with the pairing code), and it ends retired, its keys destroyed.\n\nexample:\n  enigm replace --account alice --old 4f0c9a1e... --no-wait --json",
+			Args: 0, Flags: func(fs *flag.FlagSet) {
+				newDeviceFlags(fs)
+				fs.String("account", "", "account name or id (required)")
+				fs.String("old", "", "id of the device this one replaces (required)")
+				fs.Bool("no-wait", false, "print the request and return without waiting")
+			}, Run: runReplace},
+		&Command{Path: "approve", Summary: "approve a new device's enrollment request", Usage: "REQUEST_ID --code PAIRING_CODE",
+			Help: `On an active device: checks the pairing code the new device shows against the
+request, shows the SAS to compare with the new device's, and signs this
+device's approval against the current chain head. On a terminal it asks for
+confirmation after showing the SAS.
+
+example:
+  enigm approve 3fa9c2... --code 7Q2K-M4XD-0PAB-9TNE`,
+			Args: 1, Flags: func(fs *flag.FlagSet) {
+				serverFlag(fs)
+				fs.String("code", "", "the pairing code the new device shows (required)")
+			}, Run: runApprove},
+		&Command{Path: "devices", Summary: "list an account's devices from its verified chain", Usage: "[--account NAME] [--json]",
+			Help: "Verifies the account's chain (refusing rollbacks and forks) and lists its\ndevices: active, revoked and retired, with their protection level and who\napproved them.\n\nexample:\n  enigm devices --json",
+			Args: 0, Flags: func(fs *flag.FlagSet) {
+				serverFlag(fs)
+				fs.String("account", "", "account name or id (default: this device's)")
+			}, Run: runDevices},
+		&Command{Path: "revoke", Summary: "revoke a device of this account", Usage: "DEVICE_ID [--yes]",
+			Help: `Signs a revoke_device link with this device's identity key. From the moment
+Command accepts it, the revoked device cannot authenticate, receives no new
+message or call keys, and its queued envelopes are deleted; when it next syncs
+it destroys every key. Revoking this device itself is allowed.
+
+example:
+  enigm revoke 4f0c9a1e... --yes`,
+			Args: 1, Flags: serverFlag, Run: runRevokeDevice},
+		&Command{Path: "rotate", Summary: "rotate this device's identity and KEM keys", Usage: "",
+			Help: "Generates new identity and KEM keys, publishes them in a rotate_keys link\nsigned by the old and new identity keys, then activates them; the old keys\nare superseded (the old KEM key still decrypts for its grace period).\n\nexample:\n  enigm rotate --json",
+			Args: 0, Flags: serverFlag, Run: runRotateDevice},
+		&Command{Path: "recover", Summary: "recover an account on this new device with the recovery code", Usage: "--account NAME [--no-wait]",
+			Help: `Starts recovery: a recovery_request signed by the recovery key (from the code)
+and this device's new keys. The account's devices see it and can veto it
+during the waiting period; after it, the recovery completes (with the
+organisation's review where required). Recovery restores the account, never
+old messages: this device reads only what is sent to it after it joins.
+The code comes from $ENIGM_RECOVERY_CODE, --recovery-code-file or a prompt.
+
+examples:
+  ENIGM_RECOVERY_CODE=... enigm recover --account alice --no-wait --json
+  enigm sync    # later: completes once the waiting period is over`,
+			Args: 0, Flags: func(fs *flag.FlagSet) {
+				newDeviceFlags(fs)
+				fs.String("account", "", "account name or id (required)")
+				fs.String("recovery-code-file", "", "read the recovery code from this file")
+				fs.Bool("no-wait", false, "start the recovery and return")
+			}, Run: runRecover},
+		&Command{Path: "veto", Summary: "veto a pending recovery of this account", Usage: "REQUEST_ID",
+			Help: "Any active device can cancel a recovery during its waiting period.\n\nexample:\n  enigm veto 9c1e...", Args: 1, Flags: serverFlag, Run: runVeto},
+		&Command{Path: "send", Summary: "send a message to an account's devices", Usage: "--to ACCOUNT [--in FILE]",
+			Help: `Seals the input (stdin by default) under a fresh message key, sealed with
+HPKE to every eligible device of the recipient (from its verified chain) and
+to this account's other devices, signed by this device.
+
+example:
+  echo hello | enigm send --to bob`,
+			Args: 0, Flags: func(fs *flag.FlagSet) {
+				serverFlag(fs)
+				fs.String("to", "", "recipient account name or id (required)")
+				fs.String("in", "-", "message file (default stdin)")
+			}, Run: runSend},
+		&Command{Path: "receive", Summary: "fetch and open messages for this device", Usage: "[--json]",
+			Help: "Fetches this device's envelopes, verifies each sender against its verified\nchain, and opens them. JSON: messages[] with from, sent_at and body (base64).\n\nexample:\n  enigm receive --json",
+			Args: 0, Flags: serverFlag, Run: runReceive},
+		&Command{Path: "call", Summary: "set up a secure call with an account", Usage: "--to ACCOUNT [--ttl D] [--json]",
+			Help: "Generates a call key (TTL-bounded), delivers it sealed to the eligible\ndevices, and prints the call id and the fingerprint both sides compare.\n\nexample:\n  enigm call --to bob --json",
+			Args: 0, Flags: func(fs *flag.FlagSet) {
+				serverFlag(fs)
+				fs.String("to", "", "account to call (required)")
+				fs.Duration("ttl", time.Hour, "lifetime of the call key")
+			}, Run: runCall},
+		&Command{Path: "call accept", Summary: "join a call this device was invited to", Usage: "CALL_ID [--json]",
+			Help: "Installs the call key delivered to this device and prints its fingerprint.\n\nexample:\n  enigm call accept call-5e0f... --json", Args: 1, Flags: serverFlag, Run: runCallAccept},
+		&Command{Path: "call end", Summary: "end a call this device set up (destroy its key)", Usage: "CALL_ID",
+			Help: "example:\n  enigm call end call-5e0f...", Args: 1, Run: runCallEnd},
+		&Command{Path: "status", Summary: "show this device's account, state and protection", Usage: "[--json]",
+			Help: "Shows the account, this device's id and state, the keystore's protection and\nwhether it is locked, from the last verified chain. --online syncs first.\n\nexample:\n  enigm status --online --json",
+			Args: 0, Flags: func(fs *flag.FlagSet) {
+				serverFlag(fs)
+				fs.Bool("online", false, "sync with the server first")
+			}, Run: runDeviceStatus},
+		&Command{Path: "sync", Summary: "fetch and verify the latest state; finish pending requests", Usage: "",
+			Help: "Verifies the account's chain from the server, completes a pending enrollment\nor recovery when it can, and destroys this device's keys if the verified\nchain shows it revoked.\n\nexample:\n  enigm sync --json",
+			Args: 0, Flags: serverFlag, Run: runSync},
+	)
+}
+
+func flagBool(c *Ctx, name string) bool { return c.flag(name).(flag.Getter).Get().(bool) }
+
+func flagDuration(c *Ctx, name string) time.Duration {
+	return c.flag(name).(flag.Getter).Get().(time.Duration)
+}
+
+func runAccountInit(c *Ctx) error {
+	name := flagString(c, "account")
+	if name == "" {
+		return Usagef("--account is required")
+	}
+	if (flagString(c, "invite") == "") != (flagString(c, "org") == "") {
+		return Usagef("--org and --invite go together")
+	}
+	out := flagString(c, "recovery-code-file")
+	var outFile *os.File
+	if out != "" {
+		var err error
+		if outFile, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+			return err
+		}
+		defer func() {
+			if outFile != nil {
+				outFile.Close()
+				os.Remove(out)
+			}
+		}()
+	}
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	rd := flagDuration(c, "recovery-delay")
+	res, err := a.Init(c.Context(), device.InitOptions{Account: name, DeviceName: flagString(c, "name"),
+		Invite: flagString(c, "invite"), Org: flagString(c, "org"), RecoveryDelay: rd, SetRecoveryDelay: true})
+	if err != nil {
+		return err
+	}
+	code := res.RecoveryCode.Reveal()
+	defer res.RecoveryCode.Destroy()
+	j := map[string]any{"account_id": hexID(res.Account[:]), "device_id": hexID(res.Device[:]), "fingerprint": res.Fingerprint}
+	if outFile != nil {
+		if _, err := fmt.Fprintln(outFile, code); err != nil {
+			return err
+		}
+		if err := outFile.Close(); err != nil {
+			return err
+		}
+		outFile = nil
+		j["recovery_code_file"] = out
+	} else {
+		j["recovery_code"] = code
+	}
+	return c.Output(j, func() {
+		c.Printf("account %s created\n  account id:  %s\n  device id:   %s\n  fingerprint: %s\n", name, hexID(res.Account[:]), hexID(res.Device[:]), res.Fingerprint)
+		if out != "" {
+			c.Printf("recovery code written to %s (mode 0600): keep it offline; it is not stored on this device\n", out)
+		} else {
+			c.Printf("\nRECOVERY CODE (shown once; keep it offline, it is not stored anywhere):\n  %s\n", code)
+		}
+	})
+}
+
+func enrollJSON(r *device.EnrollResult) map[string]any {
+	j := map[string]any{"request_id": r.RequestID, "account_id": hexID(r.Account[:]), "device_id": hexID(r.Device[:]), "pairing_code": r.PairingCode}
+	var by []map[string]any
+	for _, s := range r.SAS {
+		by = append(by, map[string]any{"device_id": hexID(s.Device[:]), "name": s.Name, "sas": s.SAS})
+	}
+	if len(r.SAS) == 1 {
+		j["sas"] = r.SAS[0].SAS
+	}
+	j["sas_by_device"] = by
+	return j
+}
+
+func (c *Ctx) printEnroll(r *device.EnrollResult, verb string) {
+	fmt.Fprintf(c.Stderr, "%s request %s sent for device %s\n", verb, r.RequestID, hexID(r.Device[:]))
+	fmt.Fprintf(c.Stderr, "  pairing code: %s   (type it on the approving device: enigm approve %s --code %s)\n", r.PairingCode, r.RequestID, r.PairingCode)
+	for _, s := range r.SAS {
+		fmt.Fprintf(c.Stderr, "  SAS with %-20s %s   (the approving device must show the same)\n", s.Name+":", s.SAS)
+	}
+}
+
+func runEnroll(c *Ctx) error { return enrollCommon(c, "") }
+
+func runReplace(c *Ctx) error {
+	if flagString(c, "old") == "" {
+		return Usagef("--old is required")
+	}
+	return enrollCommon(c, flagString(c, "old"))
+}
+
+func enrollCommon(c *Ctx, old string) error {
+	acct := flagString(c, "account")
+	if acct == "" {
+		return Usagef("--account is required")
+	}
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	r, err := a.Enroll(c.Context(), device.EnrollOptions{Account: acct, DeviceName: flagString(c, "name"), Replace: old})
+	if err != nil {
+		return err
+	}
+	verb := "enrollment"
+	if old != "" {
+		verb = "replacement"
+	}
+	j := enrollJSON(r)
+	if flagBool(c, "no-wait") {
+		j["state"] = "pending"
+		return c.Output(j, func() { c.printEnroll(r, verb); c.Printf("finish later with: enigm sync\n") })
+	}
+	c.printEnroll(r, verb)
+	if err := a.Wait(c.Context()); err != nil {
+		return err
+	}
+	j["state"] = "active"
+	return c.Output(j, func() { c.Printf("device %s is now active in %s\n", hexID(r.Device[:]), acct) })
+}
+
+func runApprove(c *Ctx) error {
+	code := flagString(c, "code")
+	if code == "" {
+		return Usagef("--code is required (the pairing code the new device shows)")
+	}
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	confirm := func(sas, name string) error {
+		fmt.Fprintf(c.Stderr, "new device %q, SAS %s\n", name, sas)
+		if c.Terminal != nil && c.Terminal() && !c.G.Yes {
+			return c.Confirm(fmt.Sprintf("does %q show SAS %s?", name, sas))
+		}
+		return nil
+	}
+	r, err := a.Approve(c.Context(), c.Args[0], code, confirm)
+	if err != nil {
+		return err
+	}
+	return c.Output(map[string]any{"request_id": r.RequestID, "state": r.State, "device_id": hexID(r.Device[:]), "name": r.DeviceName, "sas": r.SAS},
+		func() {
+			c.Printf("approved %s (device %q, SAS %s): request is %s\n", r.RequestID, r.DeviceName, r.SAS, r.State)
+			if r.State == "device_approved" {
+				c.Printf("the organisation's admin must approve it too\n")
+			}
+		})
+}
+
+func runDevices(c *Ctx) error {
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	acct, devs, head, err := a.Devices(c.Context(), flagString(c, "account"))
+	if err != nil && devs == nil {
+		return err
+	}
+	var js []map[string]any
+	for _, d := range devs {
+		j := map[string]any{"device_id": hexID(d.Device[:]), "name": d.Name, "state": d.State, "protection": d.Protection,
+			"approved_by": d.ApprovedBy, "added_at": ts(d.AddedAt), "added_seq": d.AddedSeq, "self": d.Self}
+		if !d.EndedAt.IsZero() {
+			j["ended_at"] = ts(d.EndedAt)
+		}
+		js = append(js, j)
+	}
+	out := c.Output(map[string]any{"account_id": hexID(acct[:]), "head": client.HeadJSON(head), "devices": js}, func() {
+		c.Printf("account %s (verified to seq %d)\n", hexID(acct[:]), head.Seq)
+		for _, d := range devs {
+			self := ""
+			if d.Self {
+				self = "  (this device)"
+			}
+			c.Printf("  %s  %-16s %-8s %-17s approved by %s%s\n", hexID(d.Device[:]), d.Name, d.State, d.Protection, d.ApprovedBy, self)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return out
+}
+
+func parseDevice(s string) (chain.DeviceID, error) {
+	d, err := client.ParseDeviceID(strings.ToLower(s))
+	if err != nil {
+		return d, Usagef("%v", err)
+	}
+	return d, nil
+}
+
+func runRevokeDevice(c *Ctx) error {
+	target, err := parseDevice(c.Args[0])
+	if err != nil {
+		return err
+	}
+	if err := c.Confirm(fmt.Sprintf("revoke device %s? it loses access for good", c.Args[0])); err != nil {
+		return err
+	}
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	head, err := a.Revoke(c.Context(), target)
+	if err != nil {
+		return err
+	}
+	return c.Output(map[string]any{"revoked": hexID(target[:]), "head": client.HeadJSON(head)}, func() {
+		c.Printf("device %s revoked (chain seq %d)\n", hexID(target[:]), head.Seq)
+	})
+}
+
+func runRotateDevice(c *Ctx) error {
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	id, kem, err := a.Rotate(c.Context())
+	if err != nil {
+		return err
+	}
+	return c.Output(map[string]any{"identity_key": id.String(), "kem_key": kem.String()}, func() {
+		c.Printf("rotated: identity key %s, KEM key %s\n", id, kem)
+	})
+}
+
+func (c *Ctx) recoveryCode() (string, error) {
+	if f := flagString(c, "recovery-code-file"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	if s := c.Getenv("ENIGM_RECOVERY_CODE"); s != "" {
+		return s, nil
+	}
+	if c.Terminal == nil || !c.Terminal() || c.ReadPassword == nil {
+		return "", errors.New("no recovery code: set $ENIGM_RECOVERY_CODE, use --recovery-code-file, or run on a terminal")
+	}
+	b, err := c.ReadPassword("Recovery code: ")
+	return strings.TrimSpace(string(b)), err
+}
+
+func runRecover(c *Ctx) error {
+	acct := flagString(c, "account")
+	if acct == "" {
+		return Usagef("--account is required")
+	}
+	code, err := c.recoveryCode()
+	if err != nil {
+		return err
+	}
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	r, err := a.Recover(c.Context(), device.RecoverOptions{Account: acct, DeviceName: flagString(c, "name"), Code: code})
+	if err != nil {
+		return err
+	}
+	j := map[string]any{"request_id": r.RecoveryID, "account_id": hexID(r.Account[:]), "device_id": hexID(r.Device[:]), "not_before": ts(r.NotBefore)}
+	if flagBool(c, "no-wait") {
+		j["state"] = "waiting"
+		return c.Output(j, func() {
+			c.Printf("recovery %s requested for device %s; the account's devices can veto it until %s\nfinish with: enigm sync\n",
+				r.RecoveryID, hexID(r.Device[:]), ts(r.NotBefore))
+		})
+	}
+	fmt.Fprintf(c.Stderr, "recovery %s requested; waiting until %s (the account's devices can veto it)\n", r.RecoveryID, ts(r.NotBefore))
+	if err := a.Wait(c.Context()); err != nil {
+		return err
+	}
+	j["state"] = "active"
+	return c.Output(j, func() { c.Printf("device %s recovered the account; it can read only what is sent from now on\n", hexID(r.Device[:])) })
+}
+
+func runVeto(c *Ctx) error {
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	head, err := a.Veto(c.Context(), c.Args[0])
+	if err != nil {
+		return err
+	}
+	return c.Output(map[string]any{"vetoed": c.Args[0], "head": client.HeadJSON(head)}, func() { c.Printf("recovery %s vetoed\n", c.Args[0]) })
+}
+
+func runSend(c *Ctx) error {
+	to := flagString(c, "to")
+	if to == "" {
+		return Usagef("--to is required")
+	}
+	body, err := c.ReadInput(flagString(c, "in"), 64<<10)
+	if err != nil {
+		return err
+	}
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	r, err := a.Send(c.Context(), to, body)
+	if err != nil {
+		return err
+	}
+	return c.Output(map[string]any{"accepted": nonNil(r.Accepted), "rejected": r.Rejected}, func() {
+		c.Printf("sent to %d device(s)", len(r.Accepted))
+		if len(r.Rejected) > 0 {
+			c.Printf("; %d refused by the relay", len(r.Rejected))
+		}
+		c.Printf("\n")
+	})
+}
+
+func runReceive(c *Ctx) error {
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	r, err := a.Receive(c.Context())
+	if err != nil {
+		return err
+	}
+	msgs := []map[string]any{}
+	for _, m := range r.Messages {
+		msgs = append(msgs, map[string]any{"id": m.ID, "from": hexID(m.From[:]), "from_device": hexID(m.FromDevice[:]),
+			"sent_at": m.SentAt.UTC().Format(time.RFC3339Nano), "body": base64.StdEncoding.EncodeToString(m.Body)})
+	}
+	var skipped []map[string]any
+	for _, s := range r.Skipped {
+		skipped = append(skipped, map[string]any{"id": s.ID, "reason": s.Reason})
+	}
+	return c.Output(map[string]any{"messages": msgs, "calls": nonNil(r.Calls), "skipped": skipped}, func() {
+		for _, m := range r.Messages {
+			c.Printf("from %s (device %s) at %s:\n%s\n", hexID(m.From[:])[:16], hexID(m.FromDevice[:])[:12], m.SentAt.Format(time.RFC3339), m.Body)
+		}
+		for _, id := range r.Calls {
+			c.Printf("incoming call %s (join with: enigm call accept %s)\n", id, id)
+		}
+		for _, s := range r.Skipped {
+			c.Printf("refused envelope %s: %s\n", s.ID, s.Reason)
+		}
+		if len(r.Messages)+len(r.Calls)+len(r.Skipped) == 0 {
+			c.Printf("no new messages\n")
+		}
+	})
+}
+
+func runCall(c *Ctx) error {
+	to := flagString(c, "to")
+	if to == "" {
+		return Usagef("--to is required")
+	}
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	r, err := a.Call(c.Context(), to, flagDuration(c, "ttl"))
+	if err != nil {
+		return err
+	}
+	return c.Output(map[string]any{"call_id": r.CallID, "fingerprint": r.Fingerprint, "expires": ts(r.Expires), "delivered_to": nonNil(r.Send.Accepted)}, func() {
+		c.Printf("call %s set up with %d device(s); fingerprint %s (the other side must show the same)\n", r.CallID, len(r.Send.Accepted), r.Fingerprint)
+	})
+}
+
+func runCallAccept(c *Ctx) error {
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	fp, err := a.AcceptCall(c.Context(), c.Args[0])
+	if err != nil {
+		return err
+	}
+	return c.Output(map[string]any{"call_id": c.Args[0], "fingerprint": fp}, func() {
+		c.Printf("joined call %s; fingerprint %s\n", c.Args[0], fp)
+	})
+}
+
+func runCallEnd(c *Ctx) error {
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.EndCall(c.Context(), c.Args[0]); err != nil {
+		return err
+	}
+	return c.Output(map[string]any{"call_id": c.Args[0], "ended": true}, func() { c.Printf("call %s ended; its key is destroyed\n", c.Args[0]) })
+}
+
+func statusJSON(s *device.StatusInfo) map[string]any {
+	j := map[string]any{"state": s.State, "locked": s.Locked, "protection": s.Protection, "server": s.Server}
+	if s.HasAccount {
+		j["account_id"] = hexID(s.AccountID[:])
+		j["account"] = s.Account
+		j["head"] = client.HeadJSON(s.Head)
+		j["fingerprint"] = s.Fingerprint
+	}
+	if s.Device != (chain.DeviceID{}) {
+		j["device_id"] = hexID(s.Device[:])
+	}
+	if s.Pending != nil {
+		p := map[string]any{"kind": s.Pending.Kind, "request_id": s.Pending.RequestID}
+		if s.Pending.PairingCode != "" {
+			p["pairing_code"] = s.Pending.PairingCode
+		}
+		if !s.Pending.NotBefore.IsZero() {
+			p["not_before"] = ts(s.Pending.NotBefore)
+		}
+		j["pending"] = p
+	}
+	return j
+}
+
+func (c *Ctx) printStatus(s *device.StatusInfo) {
+	if !s.HasAccount {
+		c.Printf("no account on this device (enigm init, enroll or recover)\n")
+		return
+	}
+	c.Printf("account     %s %s\ndevice      %x\nstate       %s\nprotection  %s\nkeystore    %s\nserver      %s\nchain head  seq %d\n",
+		s.Account, hexID(s.AccountID[:]), s.Device, s.State, s.Protection, map[bool]string{true: "locked", false: "unlocked"}[s.Locked], s.Server, s.Head.Seq)
+	if s.Pending != nil {
+		c.Printf("pending     %s %s\n", s.Pending.Kind, s.Pending.RequestID)
+	}
+}
+
+func runDeviceStatus(c *Ctx) error {
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	s, err := a.Status(c.Context(), flagBool(c, "online"))
+	if err != nil {
+		return err
+	}
+	return c.Output(statusJSON(s), func() { c.printStatus(s) })
+}
+
+func runSync(c *Ctx) error {
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if a.Pending() != nil {
+		if err := a.Finish(c.Context()); err != nil && !errors.Is(err, device.ErrWaiting) {
+			return err
+		} else if err != nil {
+			fmt.Fprintln(c.Stderr, err)
+		}
+	}
+	s, err := a.Status(c.Context(), true)
+	if err != nil {
+		return err
+	}
+	return c.Output(statusJSON(s), func() { c.printStatus(s) })
+}
+
