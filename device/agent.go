@@ -141,7 +141,9 @@ func (a *Agent) now() time.Time {
 	return time.Now()
 }
 
-func (a *Agent) progress(format string, args ...any) { fmt.Fprintf(a.opts.Progress, format+"\n", args...) }
+func (a *Agent) progress(format string, args ...any) {
+	fmt.Fprintf(a.opts.Progress, format+"\n", args...)
+}
 
 // Keystore returns the device's keystore (nil before the first key).
 func (a *Agent) Keystore() *keystore.Store { return a.ks }

@@ -482,7 +482,9 @@ func runRecover(c *Ctx) error {
 		return err
 	}
 	j["state"] = "active"
-	return c.Output(j, func() { c.Printf("device %s recovered the account; it can read only what is sent from now on\n", hexID(r.Device[:])) })
+	return c.Output(j, func() {
+		c.Printf("device %s recovered the account; it can read only what is sent from now on\n", hexID(r.Device[:]))
+	})
 }
 
 func runVeto(c *Ctx) error {
@@ -674,4 +676,3 @@ func runSync(c *Ctx) error {
 	}
 	return c.Output(statusJSON(s), func() { c.printStatus(s) })
 }
-
