@@ -744,3 +744,52 @@ func TestPromote(t *testing.T) {
 		t.Fatalf("cross-class Promote: %v", err)
 	}
 }
+
+type osTrust struct{ v policy.OSTrust }
+
+func (o *osTrust) OSTrust() policy.OSTrust { return o.v }
+
+type attested struct{ v policy.Attestation }
+
+func (a *attested) Attestation() policy.Attestation { return a.v }
+
+// The optional Enigm OS Trust and attestation states come from pluggable
+// providers and gate keys whose policy requires them.
+func TestOSTrustAndAttestationProviders(t *testing.T) {
+	f := newFixture(t)
+	f.s.Close()
+	ot := &osTrust{policy.OSTrust{Deployed: true, Trusted: false}}
+	at := &attested{policy.Attestation{Applicable: true, Verified: false}}
+	opts := f.opts()
+	opts.OSTrust, opts.Attestation = ot, at
+	s, err := Open(f.home, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.s = s
+	s.Unlock(context.Background(), testPass)
+	s.SetAppAuthorized(true)
+	req := policy.Requirements{OSTrust: true, Attestation: true}
+	info, err := s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Policy: &req})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := s.Identity(info.ID)
+	sign := func() error { _, err := k.Sign("p", nil); return err }
+	if got := deniedCodes(t, sign()); !reflect.DeepEqual(got, []string{"os_trust_required", "attestation_required"}) {
+		t.Fatalf("untrusted: %v", got)
+	}
+	ot.v.Trusted, at.v.Verified, at.v.At = true, true, f.clock.Now()
+	s.RefreshPosture()
+	if err := sign(); err != nil {
+		t.Fatalf("trusted and attested: %v", err)
+	}
+	// A key without those requirements never depended on them.
+	plain := f.gen(ClassIdentity, true)
+	ot.v.Trusted = false
+	s.RefreshPosture()
+	ph, _ := s.Identity(plain.ID)
+	if _, err := ph.Sign("p", nil); err != nil {
+		t.Fatalf("a key that does not require OS Trust was denied: %v", err)
+	}
+}
