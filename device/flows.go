@@ -569,32 +569,9 @@ func (a *Agent) Revoke(ctx context.Context, target chain.DeviceID) (chain.Head, 
 	if !st.IsActive(target) {
 		return chain.Head{}, fmt.Errorf("device: %s is not an active device of this account", target)
 	}
-	if err := a.unlock(ctx); err != nil {
-		return chain.Head{}, err
-	}
-	k, err := a.identity()
+	head, err := a.appendSigned(ctx, st, &chain.RevokeDevice{ID: target})
 	if err != nil {
-		return chain.Head{}, err
-	}
-	signer, err := newSigner(k, false)
-	if err != nil {
-		return chain.Head{}, err
-	}
-	d, err := chain.NewDraft(st, a.now(), &chain.RevokeDevice{ID: target})
-	if err != nil {
-		return chain.Head{}, err
-	}
-	if err := d.SignDevice(a.deviceID(), signer); err != nil {
-		return chain.Head{}, err
-	}
-	l, err := d.Link()
-	if err != nil {
-		return chain.Head{}, err
-	}
-	cl, _ := a.client()
-	head, err := cl.AppendLink(ctx, l)
-	if err != nil {
-		return head, a.checkServerRevoked(ctx, err)
+		return head, err
 	}
 	if _, err := a.Sync(ctx, acct); err != nil && !errors.Is(err, ErrRevoked) {
 		return head, err
@@ -861,6 +838,12 @@ func (a *Agent) Veto(ctx context.Context, recoveryID string) (chain.Head, error)
 	if !ok || hex.EncodeToString(pr.Request[:]) != strings.ToLower(recoveryID) {
 		return chain.Head{}, fmt.Errorf("device: no pending recovery %s in this account's verified chain", recoveryID)
 	}
+	return a.appendSigned(ctx, st, &chain.RecoveryVeto{Request: pr.Request})
+}
+
+// appendSigned builds a link with body at the head of st, signs it with
+// this device's identity key and appends it through Command.
+func (a *Agent) appendSigned(ctx context.Context, st *chain.State, body chain.Body) (chain.Head, error) {
 	if err := a.unlock(ctx); err != nil {
 		return chain.Head{}, err
 	}
@@ -872,7 +855,7 @@ func (a *Agent) Veto(ctx context.Context, recoveryID string) (chain.Head, error)
 	if err != nil {
 		return chain.Head{}, err
 	}
-	d, err := chain.NewDraft(st, a.now(), &chain.RecoveryVeto{Request: pr.Request})
+	d, err := chain.NewDraft(st, a.now(), body)
 	if err != nil {
 		return chain.Head{}, err
 	}

@@ -245,71 +245,49 @@ func (s *Store) generateLocked(c Class, opts GenerateOptions) (*liveKey, []byte,
 // sealMeta wraps material (nil: tag only) under the class's wrapping key.
 // It dispatches on the class to the typed seal.
 func (s *Store) sealMeta(meta record.Meta, material []byte) ([]byte, error) {
-	var rec *record.Record
 	switch meta.Class {
 	case ClassIdentity:
-		w, err := seal(&s.keks.identity, meta, material)
-		if err != nil {
-			return nil, err
-		}
-		rec = &w.rec
+		return sealEncoded(&s.keks.identity, meta, material)
 	case ClassKEM:
-		w, err := seal(&s.keks.kem, meta, material)
-		if err != nil {
-			return nil, err
-		}
-		rec = &w.rec
+		return sealEncoded(&s.keks.kem, meta, material)
 	case ClassSession:
-		w, err := seal(&s.keks.session, meta, material)
-		if err != nil {
-			return nil, err
-		}
-		rec = &w.rec
+		return sealEncoded(&s.keks.session, meta, material)
 	case ClassBinding:
-		w, err := seal(&s.keks.binding, meta, material)
-		if err != nil {
-			return nil, err
-		}
-		rec = &w.rec
-	default:
-		return nil, fmt.Errorf("keystore: unknown class %d", meta.Class)
+		return sealEncoded(&s.keks.binding, meta, material)
 	}
-	return record.Encode(rec)
+	return nil, fmt.Errorf("keystore: unknown class %d", meta.Class)
 }
 
 // tombstoneMeta encodes a record without material: tagged when the class
 // key is in memory, bare otherwise.
 func (s *Store) tombstoneMeta(meta record.Meta) ([]byte, error) {
-	var rec *record.Record
 	switch meta.Class {
 	case ClassIdentity:
-		w, err := tombstone(&s.keks.identity, meta)
-		if err != nil {
-			return nil, err
-		}
-		rec = &w.rec
+		return tombstoneEncoded(&s.keks.identity, meta)
 	case ClassKEM:
-		w, err := tombstone(&s.keks.kem, meta)
-		if err != nil {
-			return nil, err
-		}
-		rec = &w.rec
+		return tombstoneEncoded(&s.keks.kem, meta)
 	case ClassSession:
-		w, err := tombstone(&s.keks.session, meta)
-		if err != nil {
-			return nil, err
-		}
-		rec = &w.rec
+		return tombstoneEncoded(&s.keks.session, meta)
 	case ClassBinding:
-		w, err := tombstone(&s.keks.binding, meta)
-		if err != nil {
-			return nil, err
-		}
-		rec = &w.rec
-	default:
-		return nil, fmt.Errorf("keystore: unknown class %d", meta.Class)
+		return tombstoneEncoded(&s.keks.binding, meta)
 	}
-	return record.Encode(rec)
+	return nil, fmt.Errorf("keystore: unknown class %d", meta.Class)
+}
+
+func sealEncoded[T classTag](k *kek[T], meta record.Meta, material []byte) ([]byte, error) {
+	w, err := seal(k, meta, material)
+	if err != nil {
+		return nil, err
+	}
+	return record.Encode(&w.rec)
+}
+
+func tombstoneEncoded[T classTag](k *kek[T], meta record.Meta) ([]byte, error) {
+	w, err := tombstone(k, meta)
+	if err != nil {
+		return nil, err
+	}
+	return record.Encode(&w.rec)
 }
 
 // openDecoded unwraps a decoded record's material, dispatching on class to
@@ -317,25 +295,21 @@ func (s *Store) tombstoneMeta(meta record.Meta) ([]byte, error) {
 func (s *Store) openDecoded(d *record.Decoded) ([]byte, error) {
 	switch d.Meta.Class {
 	case ClassIdentity:
-		w, err := asWrapped[identityTag](d)
-		if err != nil {
-			return nil, err
-		}
-		return open(&s.keks.identity, w)
+		return openAs(&s.keks.identity, d)
 	case ClassKEM:
-		w, err := asWrapped[kemTag](d)
-		if err != nil {
-			return nil, err
-		}
-		return open(&s.keks.kem, w)
+		return openAs(&s.keks.kem, d)
 	case ClassSession:
-		w, err := asWrapped[sessionTag](d)
-		if err != nil {
-			return nil, err
-		}
-		return open(&s.keks.session, w)
+		return openAs(&s.keks.session, d)
 	}
 	return nil, fmt.Errorf("%w: class %v has no software material", ErrUnsupported, d.Meta.Class)
+}
+
+func openAs[T classTag](k *kek[T], d *record.Decoded) ([]byte, error) {
+	w, err := asWrapped[T](d)
+	if err != nil {
+		return nil, err
+	}
+	return open(k, w)
 }
 
 // effective returns base tightened by the device's overlay for class c.
