@@ -53,7 +53,7 @@ func (s bindingSession) CreateBindingKey(ctx context.Context) ([]byte, crypto.Si
 	alias := bindingAlias(s.st.StoreID, keyID)
 	spec := s.b.spec(alias, bridge.AlgP256)
 	spec.Sign = true
-	if s.b.info.Attestation != "" {
+	if len(s.b.caps.Attestation) > 0 {
 		spec.AttestationChallenge = bindingChallenge(s.st.StoreID, keyID)
 	}
 	k, err := s.b.br.GenerateKey(spec)

@@ -204,7 +204,7 @@ func (b *Backend) capabilities() backend.Capabilities {
 	if b.access.Auth != 0 {
 		c.HardwareGates = append(c.HardwareGates, backend.GateUserPresence)
 	}
-	if b.info.Attestation != "" && b.info.Sign {
+	if b.info.Attestation == bridge.AttestationAndroidKey && b.info.Sign {
 		c.Attestation = []string{EvidenceAndroidKey}
 	}
 	return c

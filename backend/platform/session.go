@@ -40,11 +40,11 @@ var (
 // public returns the session with exactly the optional interfaces the
 // hardware supports.
 func (s *session) public() backend.Session {
-	if !s.b.info.Sign {
+	if !s.b.caps.Holds(backend.AlgP256) {
 		return s
 	}
 	bs := bindingSession{s}
-	if s.b.info.Attestation == "" {
+	if len(s.b.caps.Attestation) == 0 {
 		return bs
 	}
 	return attestingSession{&bs}
