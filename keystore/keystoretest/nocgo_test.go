@@ -20,3 +20,7 @@ func tpmMaker() maker {
 func hsmMaker() maker {
 	return maker{"softhsm2", func(t testing.TB) *env { testenv.Missing(t, "SoftHSM2", errNoCgo); return nil }}
 }
+
+func benchTokenSign(b *testing.B) {
+	b.Run("pkcs11-p256-C_Sign/softhsm2", func(b *testing.B) { testenv.Missing(b, "SoftHSM2", errNoCgo) })
+}
