@@ -9,6 +9,7 @@ import (
 	"go/types"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -184,19 +185,42 @@ func sigProblems(sig *types.Signature, bound map[string]bool) []string {
 	return out
 }
 
+var (
+	loadOnce sync.Once
+	loaded   map[string]*types.Package
+	loadErr  error
+)
+
+// load type-checks the bound packages from source, once.
+func load(t *testing.T) map[string]*types.Package {
+	t.Helper()
+	loadOnce.Do(func() {
+		imp := importer.ForCompiler(token.NewFileSet(), "source", nil)
+		loaded = map[string]*types.Package{}
+		for _, path := range bound {
+			pkg, err := imp.Import(path)
+			if err != nil {
+				loadErr = fmt.Errorf("type-checking %s: %w", path, err)
+				return
+			}
+			loaded[path] = pkg
+		}
+	})
+	if loadErr != nil {
+		t.Fatal(loadErr)
+	}
+	return loaded
+}
+
 // The exported API of the mobile package and of the bridge binds.
 func TestGomobileAPI(t *testing.T) {
-	fset := token.NewFileSet()
-	imp := importer.ForCompiler(fset, "source", nil)
+	pkgs := load(t)
 	set := map[string]bool{}
 	for _, p := range bound {
 		set[p] = true
 	}
 	for _, path := range bound {
-		pkg, err := imp.Import(path)
-		if err != nil {
-			t.Fatalf("type-checking %s: %v", path, err)
-		}
+		pkg := pkgs[path]
 		if pkg.Scope().Len() < 5 {
 			t.Fatalf("%s: only %d symbols; the importer did not load the package", path, pkg.Scope().Len())
 		}
@@ -286,10 +310,7 @@ var byteOutputs = map[string]string{
 }
 
 func TestNoPrivateKeyOutputs(t *testing.T) {
-	pkg, err := importer.ForCompiler(token.NewFileSet(), "source", nil).Import(bound[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	pkg := load(t)[bound[0]]
 	isBytes := func(t types.Type) bool {
 		s, ok := t.(*types.Slice)
 		if !ok {
