@@ -4,7 +4,7 @@
 //	gomobile bind -target=ios ./mobile ./backend/platform/bridge
 //	gomobile bind -target=android ./mobile ./backend/platform/bridge
 //
-// The app implements [bridge.Bridge] natively over the Secure Enclave or
+// The app implements [bridge.Hardware] natively over the Secure Enclave or
 // Android Keystore/StrongBox and hands it to [Init] or [Open]; everything
 // else is Go. Only gomobile-compatible types cross the boundary: signed
 // integers, bool, string, []byte, pointers to this package's structs, the
@@ -122,7 +122,7 @@ func (a *appPosture) Posture() policy.Posture {
 	return policy.Posture{Level: policy.PostureUnknown}
 }
 
-func open(hw bridge.Bridge, cfg *Config) (*platform.Backend, keystore.Options, *appPosture, error) {
+func open(hw bridge.Hardware, cfg *Config) (*platform.Backend, keystore.Options, *appPosture, error) {
 	opts, err := cfg.options()
 	if err != nil {
 		return nil, keystore.Options{}, nil, err
@@ -149,7 +149,7 @@ func open(hw bridge.Bridge, cfg *Config) (*platform.Backend, keystore.Options, *
 // Init creates a keystore in home (a directory private to the app) over
 // the hardware behind hw, protected by secret, and returns it unlocked.
 // The caller keeps ownership of secret.
-func Init(home string, hw bridge.Bridge, secret []byte, cfg *Config) (*Keystore, error) {
+func Init(home string, hw bridge.Hardware, secret []byte, cfg *Config) (*Keystore, error) {
 	be, ko, pos, err := open(hw, cfg)
 	if err != nil {
 		return nil, err
@@ -162,7 +162,7 @@ func Init(home string, hw bridge.Bridge, secret []byte, cfg *Config) (*Keystore,
 }
 
 // Open opens the keystore in home, locked.
-func Open(home string, hw bridge.Bridge, cfg *Config) (*Keystore, error) {
+func Open(home string, hw bridge.Hardware, cfg *Config) (*Keystore, error) {
 	be, ko, pos, err := open(hw, cfg)
 	if err != nil {
 		return nil, err

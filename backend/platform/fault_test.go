@@ -14,13 +14,13 @@ import (
 
 // faulty is a bridge that misbehaves in one way, after arming.
 type faulty struct {
-	bridge.Bridge
+	bridge.Hardware
 	armed bool
 	fault string
 }
 
 func (f *faulty) GenerateKey(s *bridge.KeySpec) (*bridge.Key, error) {
-	k, err := f.Bridge.GenerateKey(s)
+	k, err := f.Hardware.GenerateKey(s)
 	if err != nil || !f.armed {
 		return k, err
 	}
@@ -40,16 +40,16 @@ func (f *faulty) GenerateKey(s *bridge.KeySpec) (*bridge.Key, error) {
 }
 
 func (f *faulty) Sign(a string, d []byte) ([]byte, error) {
-	sig, err := f.Bridge.Sign(a, d)
+	sig, err := f.Hardware.Sign(a, d)
 	if err == nil && f.armed && f.fault == "signature" {
 		other := sha256.Sum256(d)
-		return f.Bridge.Sign(a, other[:])
+		return f.Hardware.Sign(a, other[:])
 	}
 	return sig, err
 }
 
 func (f *faulty) Decrypt(a string, c, ad []byte) ([]byte, error) {
-	pt, err := f.Bridge.Decrypt(a, c, ad)
+	pt, err := f.Hardware.Decrypt(a, c, ad)
 	if err == nil && f.armed {
 		switch f.fault {
 		case "plaintext":
@@ -62,7 +62,7 @@ func (f *faulty) Decrypt(a string, c, ad []byte) ([]byte, error) {
 }
 
 func (f *faulty) Encrypt(a string, p, ad []byte) ([]byte, error) {
-	ct, err := f.Bridge.Encrypt(a, p, ad)
+	ct, err := f.Hardware.Encrypt(a, p, ad)
 	if err == nil && f.armed && f.fault == "short" {
 		ct = ct[:len(ct)-1]
 	}
@@ -70,7 +70,7 @@ func (f *faulty) Encrypt(a string, p, ad []byte) ([]byte, error) {
 }
 
 func (f *faulty) Agree(a string, p []byte) ([]byte, error) {
-	z, err := f.Bridge.Agree(a, p)
+	z, err := f.Hardware.Agree(a, p)
 	if err == nil && f.armed && f.fault == "secret" {
 		z = z[:16]
 	}
@@ -84,14 +84,14 @@ func (f *faulty) Info() (*bridge.Info, error) {
 	if f.fault == "level-name" {
 		return &bridge.Info{SecurityLevel: "titanium", AES: true}, nil
 	}
-	return f.Bridge.Info()
+	return f.Hardware.Info()
 }
 
 // What the hardware returns is checked: a wrong signature, plaintext,
 // length or key description is ErrHardwareFault, never passed on.
 func TestHardwareFaults(t *testing.T) {
 	setup := func(t *testing.T, p simulated.Profile, fault string) (*faulty, *Backend, backend.Session, []byte) {
-		f := &faulty{Bridge: newDevice(p), fault: fault}
+		f := &faulty{Hardware: newDevice(p), fault: fault}
 		b := newBackend(t, f, withAuth)
 		s := open(t, b, provision(t, b))
 		sealed, err := s.Seal(bg, "l", bytes.Repeat([]byte{7}, 32))
@@ -141,7 +141,7 @@ func TestHardwareFaults(t *testing.T) {
 	for _, fault := range []string{"level", "alias", "point", "nil"} {
 		t.Run("generated key "+fault, func(t *testing.T) {
 			d := newDevice(se)
-			f := &faulty{Bridge: d, fault: fault, armed: true}
+			f := &faulty{Hardware: d, fault: fault, armed: true}
 			b := newBackend(t, f, withAuth)
 			if _, err := b.Provision(bg, secret); !errors.Is(err, backend.ErrHardwareFault) {
 				t.Fatalf("Provision: err = %v", err)
@@ -152,10 +152,10 @@ func TestHardwareFaults(t *testing.T) {
 		})
 	}
 	t.Run("info", func(t *testing.T) {
-		if _, err := New(&faulty{Bridge: newDevice(sb), fault: "info"}, withAuth); !errors.Is(err, backend.ErrUnavailable) {
+		if _, err := New(&faulty{Hardware: newDevice(sb), fault: "info"}, withAuth); !errors.Is(err, backend.ErrUnavailable) {
 			t.Fatalf("err = %v", err)
 		}
-		if _, err := New(&faulty{Bridge: newDevice(sb), fault: "level-name"}, withAuth); !errors.Is(err, backend.ErrUnavailable) {
+		if _, err := New(&faulty{Hardware: newDevice(sb), fault: "level-name"}, withAuth); !errors.Is(err, backend.ErrUnavailable) {
 			t.Fatalf("err = %v", err)
 		}
 		if _, err := New(nil, withAuth); !errors.Is(err, backend.ErrUnavailable) {

@@ -1,5 +1,5 @@
 // Package platform is the phone backend: it implements [backend.Backend]
-// over a [bridge.Bridge] that an iOS or Android app implements natively
+// over a [bridge.Hardware] that an iOS or Android app implements natively
 // over the Secure Enclave, StrongBox or the TEE.
 //
 // # How wrapping keys are sealed
@@ -104,7 +104,7 @@ type Options struct {
 
 // Backend is the platform backend over one bridge.
 type Backend struct {
-	br     bridge.Bridge
+	br     bridge.Hardware
 	info   bridge.Info
 	scheme uint8
 	kdf    kdfParams
@@ -117,7 +117,7 @@ var _ backend.Backend = (*Backend)(nil)
 // New asks the bridge what the hardware can do (bridge.Info) and returns a
 // backend over it. It fails when the hardware can neither encrypt nor
 // agree keys, or cannot enforce what opts ask for.
-func New(br bridge.Bridge, opts Options) (*Backend, error) {
+func New(br bridge.Hardware, opts Options) (*Backend, error) {
 	if br == nil {
 		return nil, fmt.Errorf("%w: no bridge", backend.ErrUnavailable)
 	}

@@ -33,7 +33,7 @@ func newDevice(p simulated.Profile) *simulated.Device {
 	return d
 }
 
-func newBackend(t testing.TB, br bridge.Bridge, opts Options) *Backend {
+func newBackend(t testing.TB, br bridge.Hardware, opts Options) *Backend {
 	t.Helper()
 	b, err := New(br, opts)
 	if err != nil {
@@ -44,7 +44,7 @@ func newBackend(t testing.TB, br bridge.Bridge, opts Options) *Backend {
 
 // flatten passes a bridge's errors on as plain strings, as they arrive
 // after crossing the gomobile boundary.
-type flatten struct{ bridge.Bridge }
+type flatten struct{ bridge.Hardware }
 
 func flat(err error) error {
 	if err == nil {
@@ -53,35 +53,35 @@ func flat(err error) error {
 	return errors.New("Error Domain=go Code=1 \"" + err.Error() + "\"")
 }
 
-func (f flatten) Info() (*bridge.Info, error) { i, err := f.Bridge.Info(); return i, flat(err) }
+func (f flatten) Info() (*bridge.Info, error) { i, err := f.Hardware.Info(); return i, flat(err) }
 func (f flatten) GenerateKey(s *bridge.KeySpec) (*bridge.Key, error) {
-	k, err := f.Bridge.GenerateKey(s)
+	k, err := f.Hardware.GenerateKey(s)
 	return k, flat(err)
 }
 func (f flatten) KeyInfo(a string) (*bridge.Key, error) {
-	k, err := f.Bridge.KeyInfo(a)
+	k, err := f.Hardware.KeyInfo(a)
 	return k, flat(err)
 }
 func (f flatten) Sign(a string, d []byte) ([]byte, error) {
-	r, err := f.Bridge.Sign(a, d)
+	r, err := f.Hardware.Sign(a, d)
 	return r, flat(err)
 }
 func (f flatten) Agree(a string, p []byte) ([]byte, error) {
-	r, err := f.Bridge.Agree(a, p)
+	r, err := f.Hardware.Agree(a, p)
 	return r, flat(err)
 }
 func (f flatten) Encrypt(a string, p, ad []byte) ([]byte, error) {
-	r, err := f.Bridge.Encrypt(a, p, ad)
+	r, err := f.Hardware.Encrypt(a, p, ad)
 	return r, flat(err)
 }
 func (f flatten) Decrypt(a string, c, ad []byte) ([]byte, error) {
-	r, err := f.Bridge.Decrypt(a, c, ad)
+	r, err := f.Hardware.Decrypt(a, c, ad)
 	return r, flat(err)
 }
-func (f flatten) Attest(a string) ([]byte, error) { r, err := f.Bridge.Attest(a); return r, flat(err) }
-func (f flatten) DeleteKey(a string) error        { return flat(f.Bridge.DeleteKey(a)) }
+func (f flatten) Attest(a string) ([]byte, error) { r, err := f.Hardware.Attest(a); return r, flat(err) }
+func (f flatten) DeleteKey(a string) error        { return flat(f.Hardware.DeleteKey(a)) }
 func (f flatten) DeleteKeys(p string) (int, error) {
-	n, err := f.Bridge.DeleteKeys(p)
+	n, err := f.Hardware.DeleteKeys(p)
 	return n, flat(err)
 }
 

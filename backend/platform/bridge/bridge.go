@@ -1,5 +1,5 @@
 // Package bridge is the boundary between Enigm's Go keystore and a phone's
-// secure hardware: the interface an iOS app (Secure Enclave, through
+// secure hardware: [Hardware], the interface an iOS app (Secure Enclave, through
 // CryptoKit or SecKey) or an Android app (Android Keystore, StrongBox or
 // TEE) implements natively, and that the Go adapter in backend/platform
 // drives.
@@ -8,7 +8,7 @@
 //
 // Everything this package exports can be bound with `gomobile bind`: only
 // signed integers, bool, string, []byte, pointers to the structs below, the
-// [Bridge] interface and error results appear in it (no maps, slices of
+// [Hardware] interface and error results appear in it (no maps, slices of
 // structs, unsigned integers, channels or function values). A test checks
 // this with go/types (mobile/gomobile_test.go).
 //
@@ -167,9 +167,11 @@ type Key struct {
 	PublicKey []byte
 }
 
-// Bridge is implemented by the app, natively, over the platform's secure
-// hardware. See the package documentation for the contract.
-type Bridge interface {
+// Hardware is the bridge: the app implements it, natively, over the
+// platform's secure hardware. See the package documentation for the
+// contract. (It is not called Bridge because gomobile names the Java class
+// that holds this package's constants and functions bridge.Bridge.)
+type Hardware interface {
 	// Info reports the platform's capabilities. It must not prompt the
 	// user or depend on the device's lock state.
 	Info() (*Info, error)

@@ -1,5 +1,5 @@
 // Package simulated is a phone's secure hardware in Go, for tests: a
-// [bridge.Bridge] that enforces the constraints of the real thing instead of
+// [bridge.Hardware] that enforces the constraints of the real thing instead of
 // pretending. Two profiles model the platforms Enigm targets:
 //
 //   - [SecureEnclave]: P-256 keys only (signing and key agreement; no AES, no
@@ -93,7 +93,7 @@ type key struct {
 }
 
 // Device is a simulated phone with secure hardware. It implements
-// bridge.Bridge and is safe for concurrent use.
+// bridge.Hardware and is safe for concurrent use.
 type Device struct {
 	prof Profile
 
@@ -115,7 +115,7 @@ type Device struct {
 	ca    *authority
 }
 
-var _ bridge.Bridge = (*Device)(nil)
+var _ bridge.Hardware = (*Device)(nil)
 
 // New returns a device with the profile: passcode set, unlocked, no user
 // authentication yet, its clock at the current time.
@@ -248,7 +248,7 @@ func (d *Device) AttestationRoots() *x509.CertPool {
 	return p
 }
 
-// --- bridge.Bridge -----------------------------------------------------------
+// --- bridge.Hardware -----------------------------------------------------------
 
 func refuse(code, format string, args ...any) error {
 	return bridge.Refuse(code, fmt.Sprintf(format, args...))
