@@ -78,8 +78,11 @@ func (f flatten) Decrypt(a string, c, ad []byte) ([]byte, error) {
 	r, err := f.Hardware.Decrypt(a, c, ad)
 	return r, flat(err)
 }
-func (f flatten) Attest(a string) ([]byte, error) { r, err := f.Hardware.Attest(a); return r, flat(err) }
-func (f flatten) DeleteKey(a string) error        { return flat(f.Hardware.DeleteKey(a)) }
+func (f flatten) Attest(a string) ([]byte, error) {
+	r, err := f.Hardware.Attest(a)
+	return r, flat(err)
+}
+func (f flatten) DeleteKey(a string) error { return flat(f.Hardware.DeleteKey(a)) }
 func (f flatten) DeleteKeys(p string) (int, error) {
 	n, err := f.Hardware.DeleteKeys(p)
 	return n, flat(err)
