@@ -508,8 +508,15 @@ func (k *BindingKey) Sign(digest []byte) ([]byte, error) {
 	if err := lk.s.begin(lk, lifecycle.Sign); err != nil {
 		return nil, err
 	}
-	defer lk.mu.RUnlock()
-	return lk.signer.Sign(rand.Reader, digest, crypto.SHA256)
+	sig, err := lk.signer.Sign(rand.Reader, digest, crypto.SHA256)
+	lk.mu.RUnlock()
+	if err != nil {
+		// The hardware refused (the device locked, …): the keys in memory
+		// follow it.
+		lk.s.lockAfterRefusal(err)
+		return nil, err
+	}
+	return sig, nil
 }
 
 // Format prints only a handle's class and id, whatever the verb, so that no

@@ -1,0 +1,233 @@
+package keystoretest
+
+import (
+	"context"
+	"crypto"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/platform"
+	"github.com/enigm/enigm/backend/platform/bridge"
+	"github.com/enigm/enigm/backend/platform/simulated"
+	"github.com/enigm/enigm/backend/soft"
+)
+
+var (
+	bg      = context.Background()
+	secret  = []byte("correct horse battery staple")
+	wrong   = []byte("correct horse battery stapler")
+	fastKDF = soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}
+)
+
+// authWindow is the user-authentication validity window of the simulated
+// platforms' keys in these tests.
+const authWindow = time.Minute
+
+// strongBoxTestDelay is the StrongBox profile's per-operation delay in
+// tests: small, so the suite stays fast; the benchmarks use a realistic one.
+const strongBoxTestDelay = 2 * time.Millisecond
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		cleanup := setupHSM()
+		defer cleanup()
+		return m.Run()
+	}())
+}
+
+// env is one backend under test.
+type env struct {
+	name string
+	raw  backend.Backend // the backend itself
+	cb   *counting       // raw, counting every call; what the keystore uses
+	dev  *simulated.Device
+	now  func() time.Time
+}
+
+// maker makes a fresh env; it skips (or fails under ENIGM_REQUIRE_ALL=1)
+// when its component is missing.
+type maker struct {
+	name string
+	new  func(t testing.TB) *env
+}
+
+func newEnv(name string, b backend.Backend, dev *simulated.Device) *env {
+	e := &env{name: name, raw: b, cb: &counting{Backend: b}, dev: dev, now: time.Now}
+	if dev != nil {
+		e.now = dev.Now
+	}
+	return e
+}
+
+// makers lists every backend; tpmMaker and hsmMaker come from files that
+// need cgo.
+func makers() []maker {
+	return []maker{
+		{"soft", func(t testing.TB) *env {
+			b, err := soft.New(soft.Options{Params: fastKDF})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return newEnv("soft", b, nil)
+		}},
+		tpmMaker(),
+		hsmMaker(),
+		{"secure-enclave-sim", func(t testing.TB) *env {
+			return platformEnv(t, "secure-enclave-sim", simulated.SecureEnclave(), fastKDF)
+		}},
+		{"strongbox-sim", func(t testing.TB) *env {
+			return platformEnv(t, "strongbox-sim", simulated.StrongBox(strongBoxTestDelay), fastKDF)
+		}},
+	}
+}
+
+func platformEnv(t testing.TB, name string, p simulated.Profile, kdf soft.Params) *env {
+	d := simulated.New(p)
+	d.Authenticate(bridge.AuthBiometric)
+	b, err := platform.New(d, platform.Options{KDF: kdf, UserAuth: bridge.AuthBiometric | bridge.AuthDeviceCredential, AuthValidity: authWindow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newEnv(name, b, d)
+}
+
+// forEach runs f over every backend.
+func forEach(t *testing.T, f func(t *testing.T, e *env)) {
+	for _, m := range makers() {
+		t.Run(m.name, func(t *testing.T) { f(t, m.new(t)) })
+	}
+}
+
+// counting wraps a backend and counts every call that reaches it, and
+// remembers what the keystore provisioned, so that tests can go around the
+// keystore (and its Go-side policy) to the backend directly.
+type counting struct {
+	backend.Backend
+	calls atomic.Int64
+
+	mu       sync.Mutex
+	states   [][]byte
+	bindings [][]byte
+	sessions []backend.Session
+}
+
+func (c *counting) Provision(ctx context.Context, s []byte) ([]byte, error) {
+	c.calls.Add(1)
+	st, err := c.Backend.Provision(ctx, s)
+	if err == nil {
+		c.mu.Lock()
+		c.states = append(c.states, st)
+		c.mu.Unlock()
+	}
+	return st, err
+}
+
+func (c *counting) Destroy(ctx context.Context, st []byte) error {
+	c.calls.Add(1)
+	return c.Backend.Destroy(ctx, st)
+}
+
+func (c *counting) Open(ctx context.Context, st, s []byte) (backend.Session, error) {
+	c.calls.Add(1)
+	sess, err := c.Backend.Open(ctx, st, s)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.sessions = append(c.sessions, sess)
+	c.mu.Unlock()
+	cs := &countingSession{Session: sess, c: c}
+	if bk, ok := sess.(backend.BindingKeys); ok {
+		return &countingBindingSession{cs, bk}, nil
+	}
+	return cs, nil
+}
+
+// state is the state the keystore provisioned.
+func (c *counting) state(t testing.TB) []byte {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.states) == 0 {
+		t.Fatal("nothing provisioned")
+	}
+	return c.states[len(c.states)-1]
+}
+
+// session is the last session the keystore opened (the one an unlocked
+// store holds).
+func (c *counting) session(t testing.TB) backend.Session {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.sessions) == 0 {
+		t.Fatal("no session")
+	}
+	return c.sessions[len(c.sessions)-1]
+}
+
+func (c *counting) binding(t testing.TB) []byte {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.bindings) == 0 {
+		t.Fatal("no binding key")
+	}
+	return c.bindings[len(c.bindings)-1]
+}
+
+type countingSession struct {
+	backend.Session
+	c *counting
+}
+
+func (s *countingSession) Seal(ctx context.Context, l string, p []byte) ([]byte, error) {
+	s.c.calls.Add(1)
+	return s.Session.Seal(ctx, l, p)
+}
+
+func (s *countingSession) Unseal(ctx context.Context, l string, p []byte) ([]byte, error) {
+	s.c.calls.Add(1)
+	return s.Session.Unseal(ctx, l, p)
+}
+
+type countingBindingSession struct {
+	*countingSession
+	bk backend.BindingKeys
+}
+
+func (s *countingBindingSession) CreateBindingKey(ctx context.Context) ([]byte, crypto.Signer, error) {
+	s.c.calls.Add(1)
+	blob, k, err := s.bk.CreateBindingKey(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.c.mu.Lock()
+	s.c.bindings = append(s.c.bindings, blob)
+	s.c.mu.Unlock()
+	return blob, &countingSigner{k, s.c}, nil
+}
+
+func (s *countingBindingSession) LoadBindingKey(ctx context.Context, blob []byte) (crypto.Signer, error) {
+	s.c.calls.Add(1)
+	k, err := s.bk.LoadBindingKey(ctx, blob)
+	if err != nil {
+		return nil, err
+	}
+	return &countingSigner{k, s.c}, nil
+}
+
+type countingSigner struct {
+	crypto.Signer
+	c *counting
+}
+
+func (k *countingSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
+	k.c.calls.Add(1)
+	return k.Signer.Sign(r, d, o)
+}

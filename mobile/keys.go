@@ -1,0 +1,230 @@
+package mobile
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/enigm/enigm/keystore"
+)
+
+// KeyInfo describes a key. It holds nothing secret.
+type KeyInfo struct {
+	// ID: 32 hex digits.
+	ID string
+	// Class: "identity", "kem", "session" or "binding".
+	Class string
+	// Algorithm: "hybrid-ed25519-mldsa65", "ed25519", … (as the CLI prints).
+	Algorithm string
+	// State: "created", "active", "superseded", "retired" or "revoked".
+	State string
+	// Created and Changed: Unix milliseconds.
+	Created int64
+	Changed int64
+	// Public key encoding; empty for session keys.
+	Public []byte
+	// Resident: the key lives in the hardware (the binding key).
+	Resident bool
+	// Problem: set when the stored record is damaged.
+	Problem string
+}
+
+func keyInfo(k keystore.KeyInfo) *KeyInfo {
+	return &KeyInfo{ID: k.ID.String(), Class: k.Class.String(), Algorithm: k.Algorithm.String(), State: k.State.String(),
+		Created: k.Created.UnixMilli(), Changed: k.Changed.UnixMilli(), Public: k.Public, Resident: k.Resident, Problem: k.Problem}
+}
+
+// KeyList is a snapshot of the keystore's keys, read by index.
+type KeyList struct{ keys []keystore.KeyInfo }
+
+// Len returns the number of keys.
+func (l *KeyList) Len() int { return len(l.keys) }
+
+// At returns key i (0 ≤ i < Len).
+func (l *KeyList) At(i int) (*KeyInfo, error) {
+	if i < 0 || i >= len(l.keys) {
+		return nil, fail(CodeNotFound, fmt.Errorf("key index %d outside [0, %d)", i, len(l.keys)))
+	}
+	return keyInfo(l.keys[i]), nil
+}
+
+// List returns every key, oldest first.
+func (k *Keystore) List() (*KeyList, error) {
+	keys, err := k.s.List()
+	if err != nil {
+		return nil, wrap(err)
+	}
+	return &KeyList{keys: keys}, nil
+}
+
+// ListJSON returns every key as JSON: {"version":1,"keys":[{"id":…,
+// "class":…,"algorithm":…,"state":…,"created":…(ms),"public":…(base64),
+// "resident":…,"problem":…}]}.
+func (k *Keystore) ListJSON() (string, error) {
+	keys, err := k.s.List()
+	if err != nil {
+		return "", wrap(err)
+	}
+	type jsonKey struct {
+		ID        string `json:"id"`
+		Class     string `json:"class,omitempty"`
+		Algorithm string `json:"algorithm,omitempty"`
+		State     string `json:"state,omitempty"`
+		Created   int64  `json:"created,omitempty"`
+		Public    []byte `json:"public,omitempty"`
+		Resident  bool   `json:"resident"`
+		Problem   string `json:"problem,omitempty"`
+	}
+	out := struct {
+		Version int       `json:"version"`
+		Keys    []jsonKey `json:"keys"`
+	}{Version: 1, Keys: []jsonKey{}}
+	for _, ki := range keys {
+		i := keyInfo(ki)
+		j := jsonKey{ID: i.ID, Resident: i.Resident, Problem: i.Problem}
+		if ki.Problem == "" {
+			j.Class, j.Algorithm, j.State, j.Created, j.Public = i.Class, i.Algorithm, i.State, i.Created, i.Public
+		}
+		out.Keys = append(out.Keys, j)
+	}
+	b, err := json.Marshal(out)
+	return string(b), err
+}
+
+// Key describes one key; id may be a unique prefix of at least 6 digits.
+func (k *Keystore) Key(id string) (*KeyInfo, error) {
+	kid, err := k.s.Resolve(id)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	info, err := k.s.Info(kid)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	return keyInfo(info), nil
+}
+
+// Generate creates a key on this device and returns its id. class is
+// "identity", "kem" or "session"; algorithm "" for the class default (or
+// "ed25519" for a classical identity key); cause "" for account setup, or
+// a lifecycle cause ("device_enrollment", "rotation", …). The key is
+// active at once.
+func (k *Keystore) Generate(class, algorithm, cause string) (string, error) {
+	c, ok := keystore.ParseClass(class)
+	if !ok || c == keystore.ClassBinding {
+		return "", fail(CodeUnsupported, fmt.Errorf("class must be identity, kem or session, not %q", class))
+	}
+	opts := keystore.GenerateOptions{Activate: true, Persist: c == keystore.ClassSession}
+	if algorithm != "" {
+		a, ok := keystore.ParseAlgorithm(algorithm)
+		if !ok {
+			return "", fail(CodeUnsupported, fmt.Errorf("unknown algorithm %q", algorithm))
+		}
+		opts.Algorithm = a
+	}
+	var err error
+	if opts.Cause, err = causeOf(cause); err != nil {
+		return "", err
+	}
+	info, err := k.s.Generate(c, opts)
+	if err != nil {
+		return "", wrap(err)
+	}
+	return info.ID.String(), nil
+}
+
+// Rotate replaces an active key with a new one of the same class and
+// returns the new key's id.
+func (k *Keystore) Rotate(id string) (string, error) {
+	kid, err := k.s.Resolve(id)
+	if err != nil {
+		return "", wrap(err)
+	}
+	info, err := k.s.Rotate(kid, keystore.RotateOptions{})
+	if err != nil {
+		return "", wrap(err)
+	}
+	return info.ID.String(), nil
+}
+
+// RevokeKey revokes one key for good.
+func (k *Keystore) RevokeKey(id string) error {
+	kid, err := k.s.Resolve(id)
+	if err != nil {
+		return wrap(err)
+	}
+	return wrap(k.s.RevokeKey(kid))
+}
+
+// Sign signs message with identity key id for purpose (signing context
+// "enigm/v1/<purpose>").
+func (k *Keystore) Sign(id, purpose string, message []byte) ([]byte, error) {
+	kid, err := k.s.Resolve(id)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	h, err := k.s.Identity(kid)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	sig, err := h.Sign(purpose, message)
+	return sig, wrap(err)
+}
+
+// KEMOpen decrypts a message sealed to KEM key id (HPKE
+// MLKEM768-X25519, see SealTo).
+func (k *Keystore) KEMOpen(id string, info, ciphertext []byte) ([]byte, error) {
+	kid, err := k.s.Resolve(id)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	h, err := k.s.KEM(kid)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	pt, err := h.Open(info, ciphertext)
+	return pt, wrap(err)
+}
+
+// BindingPublicKey returns the hardware binding key's public key
+// (uncompressed P-256 point), or a CodeNotFound error when the hardware
+// holds no signing keys.
+func (k *Keystore) BindingPublicKey() ([]byte, error) {
+	bk, err := k.s.Binding()
+	if err != nil {
+		return nil, wrap(err)
+	}
+	pub, err := bk.Public()
+	if err != nil {
+		return nil, wrap(err)
+	}
+	b, err := pub.Bytes()
+	return b, wrap(err)
+}
+
+// BindingSign signs a 32-byte SHA-256 digest with the hardware binding
+// key (ASN.1 DER ECDSA).
+func (k *Keystore) BindingSign(digest []byte) ([]byte, error) {
+	bk, err := k.s.Binding()
+	if err != nil {
+		return nil, wrap(err)
+	}
+	sig, err := bk.Sign(digest)
+	return sig, wrap(err)
+}
+
+// Verify checks a signature made by Sign: algorithm as KeyInfo.Algorithm
+// reports it, public the key's public encoding.
+func Verify(algorithm string, public []byte, purpose string, message, signature []byte) error {
+	a, ok := keystore.ParseAlgorithm(algorithm)
+	if !ok {
+		return fail(CodeUnsupported, fmt.Errorf("unknown algorithm %q", algorithm))
+	}
+	return wrap(keystore.Verify(a, public, purpose, message, signature))
+}
+
+// SealTo encrypts plaintext to a device KEM public key (single-shot HPKE
+// MLKEM768-X25519 / HKDF-SHA256 / AES-256-GCM); info binds the context.
+func SealTo(recipient, info, plaintext []byte) ([]byte, error) {
+	ct, err := keystore.SealTo(recipient, info, plaintext)
+	return ct, wrap(err)
+}
