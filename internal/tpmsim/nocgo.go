@@ -12,3 +12,8 @@ import (
 func Open() (transport.TPMCloser, error) {
 	return nil, errors.New("tpmsim: built without cgo: the TPM simulator is unavailable")
 }
+
+// Reset fails: the simulator needs cgo.
+func Reset() error {
+	return errors.New("tpmsim: built without cgo: the TPM simulator is unavailable")
+}

@@ -31,18 +31,39 @@ var (
 func Open() (transport.TPMCloser, error) {
 	start.Do(func() {
 		sim, err = simulator.GetWithFixedSeedInsecure(seed)
-		if err != nil {
-			return
-		}
-		pw := legacy.AuthCommand{Session: legacy.HandlePasswordSession, Attributes: legacy.AttrContinueSession}
-		if err = legacy.DictionaryAttackLockReset(sim, pw); err == nil {
-			err = legacy.DictionaryAttackParameters(sim, pw, 1000, 1, 1)
+		if err == nil {
+			err = lenient()
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
 	return conn{}, nil
+}
+
+// Reset manufactures the simulator afresh (every object, persistent handle
+// and counter gone), with lenient dictionary-attack limits, so that a test
+// starts from a new TPM.
+func Reset() error {
+	if _, err := Open(); err != nil {
+		return err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if err := sim.ManufactureReset(); err != nil {
+		return err
+	}
+	return lenient()
+}
+
+// lenient resets the dictionary-attack counter and allows 1000 wrong
+// secrets (tests try wrong secrets on purpose).
+func lenient() error {
+	pw := legacy.AuthCommand{Session: legacy.HandlePasswordSession, Attributes: legacy.AttrContinueSession}
+	if err := legacy.DictionaryAttackLockReset(sim, pw); err != nil {
+		return err
+	}
+	return legacy.DictionaryAttackParameters(sim, pw, 1000, 1, 1)
 }
 
 type conn struct{}
