@@ -542,3 +542,28 @@ func (s *Store) Format(f fmt.State, _ rune) { fmt.Fprintf(f, "keystore at %s", s
 
 // Format prints nothing secret: the wrapping keys are elided.
 func (k keks) Format(f fmt.State, _ rune) { fmt.Fprint(f, "wrapping keys (elided)") }
+
+// Attest asks the backend's hardware for evidence that the binding key is
+// hardware-resident, over nonce (for example attestation.Nonce of the link
+// that will carry it). It is a use of the binding key (decided like a proof
+// of possession) and fails with ErrUnsupported when the backend cannot
+// attest.
+func (k *BindingKey) Attest(ctx context.Context, nonce []byte) (backend.Evidence, error) {
+	lk := k.lk
+	s := lk.s
+	if err := s.begin(lk, lifecycle.ProvePossession); err != nil {
+		return backend.Evidence{}, err
+	}
+	lk.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.sess.(backend.Attester)
+	if !ok || s.sess == nil {
+		return backend.Evidence{}, fmt.Errorf("%w: the %s backend gives no attestation", ErrUnsupported, s.hdr.Backend)
+	}
+	ev, err := at.Attest(ctx, lk.resident, nonce)
+	if err != nil {
+		return backend.Evidence{}, fmt.Errorf("keystore: attesting binding key %s: %w", lk.id.Short(), err)
+	}
+	return ev, nil
+}

@@ -1,0 +1,136 @@
+package attestation
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"errors"
+	"io"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/tpm"
+	"github.com/enigm/enigm/backend/tpm/attest"
+	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testenv"
+	"github.com/enigm/enigm/internal/tpmsim"
+	"github.com/enigm/enigm/keystore"
+	"github.com/enigm/enigm/lifecycle"
+)
+
+type signer struct{ k *keystore.IdentityKey }
+
+func (s signer) Public() *hybrid.PublicKey { p, _ := s.k.HybridPublic(); return p }
+func (s signer) Sign(ctx string, msg []byte) (*hybrid.Signature, error) {
+	b, err := s.k.ProvePossession(ctx[len("enigm/v1/"):], msg)
+	if err != nil {
+		return nil, err
+	}
+	return hybrid.ParseSignature(b)
+}
+
+// TestTPMEvidenceIntoChain: a TPM keystore's binding key is attested by the
+// simulator over the nonce of the genesis that adds the device; the evidence
+// travels in the device record and chain.Apply accepts it with a verifier
+// that trusts the simulator's attestation key, and refuses it otherwise.
+func TestTPMEvidenceIntoChain(t *testing.T) {
+	if err := tpmsim.Reset(); err != nil {
+		testenv.Missing(t, "TPM simulator", err)
+	}
+	ctx := context.Background()
+	be, err := tpm.New(tpm.Options{Open: tpmsim.Open})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ak, err := be.AttestationKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(t.TempDir(), "h")
+	ks, err := keystore.Init(ctx, home, be, []byte("pw"), keystore.InitOptions{Options: keystore.Options{
+		Backend: func(string) (backend.Backend, error) { return be, nil }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	ks.SetAppAuthorized(true)
+	idInfo, _ := ks.Generate(keystore.ClassIdentity, keystore.GenerateOptions{Cause: lifecycle.AccountSetup})
+	kemInfo, _ := ks.Generate(keystore.ClassKEM, keystore.GenerateOptions{Cause: lifecycle.AccountSetup})
+	id, _ := ks.Identity(idInfo.ID)
+	bk, err := ks.Binding()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bpub, _ := bk.Public()
+	ipub, _ := id.HybridPublic()
+	dev := chain.Device{ID: chain.DeviceID(ks.DeviceID()), Name: "tpm device", Identity: ipub, KEM: kemInfo.Public,
+		Binding: bpub, Level: chain.LevelHardwareTPM}
+	in := chain.AttestationInput{Type: chain.TypeGenesis, Device: &dev}
+	nonce, err := Nonce(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := bk.Attest(ctx, nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev.Evidence = &chain.Evidence{Type: ev.Type, Data: ev.Data}
+
+	rk, _ := hybrid.NewPrivateKey(bytes.Repeat([]byte{3}, hybrid.SeedSize))
+	p := chain.DefaultPolicy()
+	p.RequireVerifiedAttestation = true
+	d, err := chain.NewGenesis(time.Now(), &chain.Genesis{Device: dev, Recovery: rk.Public(), Policy: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sign(chain.RoleSubject, signer{id}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SignBinding(bindingSigner{bk, bpub}, nil); err != nil {
+		t.Fatal(err)
+	}
+	d.Sign(chain.RoleNewRecovery, rk)
+	g, err := d.Link()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := chain.Apply(nil, g, time.Now(), chain.WithAttestationVerifier(&TPM{Trusted: []attest.AK{ak}}))
+	if err != nil {
+		t.Fatalf("attested genesis refused: %v", err)
+	}
+	if rec, _ := st.Device(dev.ID); !rec.AttestationVerified {
+		t.Fatal("the device record is not marked attestation-verified")
+	}
+	// An untrusted attestation key, or no verifier, fails closed.
+	other := append(attest.AK(nil), ak...)
+	other[len(other)-1] ^= 1
+	if _, err := chain.Apply(nil, g, time.Now(), chain.WithAttestationVerifier(&TPM{Trusted: []attest.AK{other}})); err == nil {
+		t.Fatal("evidence accepted under an untrusted attestation key")
+	}
+	if _, err := chain.Apply(nil, g, time.Now()); err == nil {
+		t.Fatal("a policy requiring attestation accepted a device without a verifier")
+	}
+	// The same evidence in another context (an add_device of some account)
+	// does not verify: the nonce binds the link type, account and request.
+	moved := in
+	moved.Type, moved.Account, moved.Nonce = chain.TypeAddDevice, chain.AccountID{1}, []byte("request")
+	moved.Device = &dev
+	if err := (&TPM{Trusted: []attest.AK{ak}}).VerifyAttestation(moved); !errors.Is(err, ErrEvidence) {
+		t.Fatalf("evidence replayed into another enrollment: %v", err)
+	}
+}
+
+type bindingSigner struct {
+	k   *keystore.BindingKey
+	pub *ecdsa.PublicKey
+}
+
+func (b bindingSigner) Public() crypto.PublicKey { return b.pub }
+
+func (b bindingSigner) Sign(_ io.Reader, digest []byte, _ crypto.SignerOpts) ([]byte, error) {
+	return b.k.Sign(digest)
+}
