@@ -133,8 +133,8 @@ func classifyPostgres(err error) errKind {
 		case pe.Code == "23503":
 			return kindForeignKey
 		case strings.HasPrefix(pe.Code, "08"), // connection exception
-			strings.HasPrefix(pe.Code, "53"), // insufficient resources
-			strings.HasPrefix(pe.Code, "57P"), // admin shutdown, crash shutdown, cannot connect now
+			strings.HasPrefix(pe.Code, "53"),       // insufficient resources
+			strings.HasPrefix(pe.Code, "57P"),      // admin shutdown, crash shutdown, cannot connect now
 			pe.Code == "40001", pe.Code == "40P01": // serialization failure, deadlock: retry later
 			return kindUnavailable
 		}

@@ -674,7 +674,9 @@ func (s *sqlStore) PutChallenge(ctx context.Context, c Secret) error {
 	return s.putSecret(ctx, "challenges", c)
 }
 
-func (s *sqlStore) PutToken(ctx context.Context, t Secret) error { return s.putSecret(ctx, "tokens", t) }
+func (s *sqlStore) PutToken(ctx context.Context, t Secret) error {
+	return s.putSecret(ctx, "tokens", t)
+}
 
 func (s *sqlStore) TakeChallenge(ctx context.Context, hash []byte) (Secret, error) {
 	var c Secret
