@@ -106,6 +106,9 @@ var migrations = [][]string{
 			device_id TEXT NOT NULL DEFAULT '',
 			detail TEXT NOT NULL DEFAULT '')`,
 		`CREATE INDEX audit_org ON audit(org_id, id)`,
+		`CREATE TABLE settings (
+			key TEXT PRIMARY KEY,
+			value TEXT NOT NULL)`,
 	},
 }
 

@@ -315,6 +315,10 @@ type Store interface {
 	// of the enrollments it expired.
 	Expire(ctx context.Context, now time.Time) ([]string, error)
 
+	// Setting returns the value of a deployment-wide setting, storing
+	// init first when the key has none (the first instance to ask wins).
+	Setting(ctx context.Context, key, init string) (string, error)
+
 	AddAudit(ctx context.Context, audit ...AuditEntry) error
 	Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 }

@@ -97,6 +97,11 @@ func testSchema(t *testing.T, dsn string) {
 		t.Fatalf("schema version %d, want %d", s.SchemaVersion(), store.SchemaVersion)
 	}
 	must(t, "ping", s.Ping(ctx))
+	id, err := s.Setting(ctx, "server_id", "first")
+	must(t, "setting", err)
+	if again, _ := s.Setting(ctx, "server_id", "second"); id != "first" || again != "first" {
+		t.Fatalf("setting: %q then %q, want the first value kept", id, again)
+	}
 	newAccount(t, s, "alice", "")
 	s.Close()
 	// Opening again migrates nothing and keeps the data.
@@ -110,7 +115,7 @@ func testSchema(t *testing.T, dsn string) {
 	if _, err := db.ExecContext(ctx, Rebind(dsn, `UPDATE schema_version SET version = ?`), store.SchemaVersion+1); err != nil {
 		t.Fatal(err)
 	}
-	_, err := store.Open(ctx, dsn)
+	_, err = store.Open(ctx, dsn)
 	wantErr(t, "open newer schema", err, store.ErrSchemaTooNew)
 }
 
