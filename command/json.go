@@ -60,6 +60,9 @@ func b64dec(field, s string, max int) ([]byte, *apiError) {
 	if err != nil {
 		return nil, badRequest("%s is not standard base64 with padding: %v", field, err)
 	}
+	if len(b) > max {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "too_large", "%s exceeds %d bytes", field, max)
+	}
 	return b, nil
 }
 
