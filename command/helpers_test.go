@@ -87,7 +87,7 @@ func newDev(label string) *tdev {
 }
 
 func (d *tdev) key() *hybrid.PrivateKey { return testKey(fmt.Sprintf("%s/%d", d.label, d.gen)) }
-func (d *tdev) kem() []byte              { return testKEM(fmt.Sprintf("%s/%d", d.label, d.gen)) }
+func (d *tdev) kem() []byte             { return testKEM(fmt.Sprintf("%s/%d", d.label, d.gen)) }
 
 func (d *tdev) device() chain.Device {
 	return chain.Device{ID: d.id, Name: "device " + d.label, Identity: d.key().Public(), KEM: d.kem(), Level: d.level}
@@ -388,7 +388,9 @@ type enrolling struct {
 	pairing string
 }
 
-func nonce(label string) [chain.NonceSize]byte { return [chain.NonceSize]byte(seed("nonce:"+label, 32)) }
+func nonce(label string) [chain.NonceSize]byte {
+	return [chain.NonceSize]byte(seed("nonce:"+label, 32))
+}
 
 // requestAdd sends dev's add_device request.
 func (a *tacct) requestAdd(dev *tdev) *enrolling {
