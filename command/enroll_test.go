@@ -10,8 +10,10 @@ import (
 	"github.com/enigm/enigm/command/store"
 )
 
-func TestEnrollmentStateMachine(t *testing.T) {
-	e := newEnv(t)
+func TestEnrollmentStateMachine(t *testing.T) { engines(t, testEnrollmentStateMachine) }
+
+func testEnrollmentStateMachine(t *testing.T, dsn string) {
+	e := newEnvDSN(t, dsn)
 	A, B := newDev("alice/A"), newDev("alice/B")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
 	en := a.requestAdd(B)
@@ -188,8 +190,10 @@ func TestReplaceDevice(t *testing.T) {
 }
 
 // Concurrent approvals of one request: exactly one wins.
-func TestConcurrentApprovals(t *testing.T) {
-	e := newEnv(t)
+func TestConcurrentApprovals(t *testing.T) { engines(t, testConcurrentApprovals) }
+
+func testConcurrentApprovals(t *testing.T, dsn string) {
+	e := newEnvDSN(t, dsn)
 	A, B, C := newDev("alice/A"), newDev("alice/B"), newDev("alice/C")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
 	a.add(B, A)

@@ -10,8 +10,10 @@ import (
 	"github.com/enigm/enigm/command/store"
 )
 
-func TestManagedOrganisation(t *testing.T) {
-	e := newEnv(t)
+func TestManagedOrganisation(t *testing.T) { engines(t, testManagedOrganisation) }
+
+func testManagedOrganisation(t *testing.T, dsn string) {
+	e := newEnvDSN(t, dsn)
 	o := e.newOrg("Acme", Policy{RequireAdminApproval: true, RecoveryDelaySeconds: 3600})
 	code := e.invite(o, "alice")
 	// The invite tells the device what its genesis must carry.

@@ -32,8 +32,10 @@ func (a *tacct) completeRecovery(dev *tdev, req chain.Hash) *resp {
 	return a.e.do("POST", "/v1/recoveries/"+req.String()+"/complete", "", map[string]string{"link": enc64(l.Bytes())})
 }
 
-func TestRecoveryWaitingPeriodAndVeto(t *testing.T) {
-	e := newEnv(t)
+func TestRecoveryWaitingPeriodAndVeto(t *testing.T) { engines(t, testRecoveryWaitingPeriodAndVeto) }
+
+func testRecoveryWaitingPeriodAndVeto(t *testing.T, dsn string) {
+	e := newEnvDSN(t, dsn)
 	A, C, D := newDev("alice/A"), newDev("alice/C"), newDev("alice/D")
 	p := chain.DefaultPolicy() // 24 h
 	a := e.newAccount("alice", A, p)
@@ -92,8 +94,10 @@ func TestRecoveryWaitingPeriodAndVeto(t *testing.T) {
 	e.want(e.do("GET", "/v1/recoveries/xyz", "", nil), 400, "bad_request")
 }
 
-func TestRecoveryAdminReview(t *testing.T) {
-	e := newEnv(t)
+func TestRecoveryAdminReview(t *testing.T) { engines(t, testRecoveryAdminReview) }
+
+func testRecoveryAdminReview(t *testing.T, dsn string) {
+	e := newEnvDSN(t, dsn)
 	o := e.newOrg("Acme", Policy{RequireAdminReview: true, RecoveryDelaySeconds: 600})
 	A, C, D := newDev("bob/A"), newDev("bob/C"), newDev("bob/D")
 	a := e.newManaged(o, "bob", A)

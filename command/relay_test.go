@@ -89,8 +89,10 @@ func TestRelayEligibility(t *testing.T) {
 // After a revocation is accepted, the revoked device receives nothing:
 // its queue was deleted in the revocation's transaction, new envelopes for
 // it are rejected, and its own requests are refused.
-func TestRevocationCutsRelay(t *testing.T) {
-	e := newEnv(t)
+func TestRevocationCutsRelay(t *testing.T) { engines(t, testRevocationCutsRelay) }
+
+func testRevocationCutsRelay(t *testing.T, dsn string) {
+	e := newEnvDSN(t, dsn)
 	A, B := newDev("alice/A"), newDev("alice/B")
 	S := newDev("sam/S")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
@@ -127,8 +129,10 @@ func TestRevocationCutsRelay(t *testing.T) {
 
 // Sends racing with a revocation: whatever order they commit in, no
 // envelope for the revoked device is queued once the revocation is in.
-func TestRevocationRacesSends(t *testing.T) {
-	e := newEnv(t)
+func TestRevocationRacesSends(t *testing.T) { engines(t, testRevocationRacesSends) }
+
+func testRevocationRacesSends(t *testing.T, dsn string) {
+	e := newEnvDSN(t, dsn)
 	A, B, S := newDev("alice/A"), newDev("alice/B"), newDev("sam/S")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
 	a.add(B, A)
