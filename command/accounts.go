@@ -258,8 +258,36 @@ func (s *Server) serveChain(w http.ResponseWriter, r *http.Request, devices bool
 	if e != nil {
 		return e
 	}
-	writeJSON(w, http.StatusOK, chainView(v, after, devices))
+	if after >= 0 {
+		writeJSON(w, http.StatusOK, chainView(v, after, devices))
+		return nil
+	}
+	writeEncoded(w, v, devices)
 	return nil
+}
+
+// writeEncoded writes the whole chain (with devices) of v, encoding it
+// once per verified head.
+func writeEncoded(w http.ResponseWriter, v *verified, devices bool) {
+	i := 0
+	if devices {
+		i = 1
+	}
+	b := v.encoded[i].Load()
+	if b == nil {
+		enc, err := json.Marshal(chainView(v, -1, devices))
+		if err != nil {
+			writeError(w, internal(err))
+			return
+		}
+		enc = append(enc, '\n')
+		v.encoded[i].Store(&enc)
+		b = &enc
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	w.Write(*b)
 }
 
 // appendLink verifies l against the account's current verified state and

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/enigm/enigm/chain"
@@ -18,6 +19,11 @@ type verified struct {
 	state   *chain.State
 	links   [][]byte // canonical bytes, links[i] has seq i
 	err     error    // the stored chain failed verification at this head
+
+	// Encoded whole-chain responses (chain, and chain with devices), made
+	// on first use: a device-list fetch at an unchanged head costs one
+	// head read and a write.
+	encoded [2]atomic.Pointer[[]byte]
 }
 
 // integrityError reports a stored chain that fails the server's own
