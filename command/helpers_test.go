@@ -96,7 +96,7 @@ func (d *tdev) device() chain.Device {
 // ---- the server under test ----------------------------------------------
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *Server
 	clock *fakeClock
 	cfg   Config
@@ -122,11 +122,11 @@ func cheapKeystore(name string) (backend.Backend, error) {
 }
 
 // newEnv starts a server on a new SQLite database.
-func newEnv(t *testing.T, opts ...func(*Config)) *env {
+func newEnv(t testing.TB, opts ...func(*Config)) *env {
 	return newEnvDSN(t, storetest.SQLiteDSN(t), opts...)
 }
 
-func newEnvDSN(t *testing.T, dsn string, opts ...func(*Config)) *env {
+func newEnvDSN(t testing.TB, dsn string, opts ...func(*Config)) *env {
 	t.Helper()
 	clock := &fakeClock{t: t0}
 	logs, mu := &bytes.Buffer{}, &sync.Mutex{}
@@ -188,7 +188,7 @@ func (r *resp) chainError() string {
 
 func (r *resp) str(k string) string { s, _ := r.m[k].(string); return s }
 
-func (r *resp) decode(t *testing.T, v any) {
+func (r *resp) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decoding %s: %v", r.body, err)
@@ -283,7 +283,7 @@ func (e *env) tryAccount(name string, first *tdev, p chain.Policy, org *chain.Or
 	return a, r
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -357,7 +357,7 @@ func (a *tacct) draft(b chain.Body) *chain.Draft {
 	return d
 }
 
-func link(t *testing.T, d *chain.Draft) *chain.Link {
+func link(t testing.TB, d *chain.Draft) *chain.Link {
 	t.Helper()
 	l, err := d.Link()
 	must(t, err)

@@ -17,13 +17,34 @@ type sqlStore struct {
 	d       *dialect
 	version int
 	wmu     *sync.Mutex // SQLite: one write transaction at a time in this process
+	stmts   sync.Map    // query -> *sql.Stmt, for the hot reads
+}
+
+// prepared returns a prepared statement for a hot read outside
+// transactions (database/sql re-prepares it per connection as needed).
+func (s *sqlStore) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, s.d.rebind(q))
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(q, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
 }
 
 var _ Store = (*sqlStore)(nil)
 
 func (s *sqlStore) Engine() string     { return s.d.name }
 func (s *sqlStore) SchemaVersion() int { return s.version }
-func (s *sqlStore) Close() error       { return s.db.Close() }
+func (s *sqlStore) Close() error {
+	s.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
+	return s.db.Close()
+}
 
 func (s *sqlStore) Ping(ctx context.Context) error {
 	var one int
@@ -261,7 +282,11 @@ func scanAccount(sc interface{ Scan(...any) error }) (Account, error) {
 }
 
 func (s *sqlStore) accountBy(ctx context.Context, col, v string) (Account, error) {
-	a, err := scanAccount(s.row(ctx, s.db, `SELECT `+accountCols+` FROM accounts WHERE `+col+` = ?`, v))
+	st, err := s.prepared(ctx, `SELECT `+accountCols+` FROM accounts WHERE `+col+` = ?`)
+	if err != nil {
+		return Account{}, s.wrap(err)
+	}
+	a, err := scanAccount(st.QueryRowContext(ctx, v))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Account{}, fmt.Errorf("%w: account", ErrNotFound)
 	}
@@ -696,8 +721,11 @@ func (s *sqlStore) TakeChallenge(ctx context.Context, hash []byte) (Secret, erro
 func (s *sqlStore) Token(ctx context.Context, hash []byte) (Secret, error) {
 	var t Secret
 	var exp int64
-	err := s.row(ctx, s.db, `SELECT hash, account_id, device_id, expires_at FROM tokens WHERE hash = ?`, hash).
-		Scan(&t.Hash, &t.AccountID, &t.DeviceID, &exp)
+	st, err := s.prepared(ctx, `SELECT hash, account_id, device_id, expires_at FROM tokens WHERE hash = ?`)
+	if err != nil {
+		return Secret{}, s.wrap(err)
+	}
+	err = st.QueryRowContext(ctx, hash).Scan(&t.Hash, &t.AccountID, &t.DeviceID, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Secret{}, fmt.Errorf("%w: token", ErrNotFound)
 	}
