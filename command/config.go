@@ -93,7 +93,7 @@ type Config struct {
 
 func (c *Config) withDefaults() (Config, error) {
 	cfg := *c
-	if cfg.DataDir == "" && (cfg.Store == nil || cfg.KeystorePassphrase == nil) {
+	if cfg.DataDir == "" {
 		return cfg, errors.New("command: Config.DataDir is required")
 	}
 	if cfg.EnrollmentTTL == 0 {

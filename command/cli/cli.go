@@ -119,6 +119,7 @@ func Main(cx context.Context, env *Env, args []string) int {
 			return ExitOK
 		}
 	}
+	args = hoistGroupFlags(args)
 	var c *cmd
 	rest := args
 	for _, cand := range commands {
@@ -181,6 +182,34 @@ func Main(cx context.Context, env *Env, args []string) int {
 		return ExitError
 	}
 	return ExitOK
+}
+
+// valueFlags are the flags that take a value and may stand between a
+// command group and its subcommand ("admin --server URL approve RID").
+var valueFlags = map[string]bool{"server": true, "token-file": true, "data": true, "db": true}
+
+// hoistGroupFlags moves flags between a group word ("admin", "org") and
+// its subcommand to after the subcommand.
+func hoistGroupFlags(args []string) []string {
+	if len(args) < 2 || (args[0] != "admin" && args[0] != "org") {
+		return args
+	}
+	var flags []string
+	i := 1
+	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "--" {
+		name := strings.TrimLeft(args[i], "-")
+		flags = append(flags, args[i])
+		if valueFlags[name] && i+1 < len(args) {
+			flags = append(flags, args[i+1])
+			i++
+		}
+		i++
+	}
+	if len(flags) == 0 || i >= len(args) {
+		return args
+	}
+	out := append([]string{args[0], args[i]}, flags...)
+	return append(out, args[i+1:]...)
 }
 
 // parseInterleaved parses flags wherever they appear among the arguments.

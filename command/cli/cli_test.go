@@ -263,7 +263,7 @@ func TestOrgAndAdminTranscript(t *testing.T) {
 	if r.code != ExitError || !strings.Contains(r.stderr, "chain_rejected") {
 		t.Fatalf("revoking twice: %+v", r)
 	}
-	r = cli(t, vars, "admin", "audit", "--limit", "50", "--json")
+	r = cli(t, map[string]string{"ENIGM_SERVER": "http://127.0.0.1:1"}, "admin", "--server", url, "--token-file", tf, "audit", "--limit", "50", "--json")
 	var actions []string
 	for _, e := range r.json(t)["entries"].([]any) {
 		actions = append(actions, e.(map[string]any)["action"].(string))
