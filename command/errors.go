@@ -1,6 +1,7 @@
 package command
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,6 +82,9 @@ func storeErr(err error) *apiError {
 		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "the database is unreachable; nothing was accepted, try again", cause: err}
 	case errors.Is(err, store.ErrNotFound):
 		return notFound("%v", err)
+	case errors.Is(err, context.Canceled):
+		// The client went away; nothing was committed.
+		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "the request was cancelled; nothing was accepted"}
 	}
 	var ie *integrityError
 	if errors.As(err, &ie) {
