@@ -80,4 +80,3 @@ func (v *TPM) VerifyAttestation(in chain.AttestationInput) error {
 	}
 	return nil
 }
-

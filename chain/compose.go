@@ -5,7 +5,13 @@ package chain
 // counter-signs links that devices built (organisation approvals and
 // reviews).
 
-import "github.com/enigm/enigm/internal/wire"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/wire"
+)
 
 // EncodeBody returns the canonical encoding of a link body: the bytes a
 // link carries and BodyHash hashes.
@@ -59,4 +65,36 @@ func (l *Link) Cosign(r Role, k Signer) (*Link, error) {
 		return nil, err
 	}
 	return d.Link()
+}
+
+// VerifyApproval checks an enrollment approval made with SignApproval
+// before any link carries it: sig must be k's hybrid signature over a, in
+// role r (RoleDevice or RoleOrg) for a link of type t (add_device or
+// replace_device). Command uses it to refuse a bad approval when it is
+// submitted rather than when the joining device completes the link; Apply
+// checks the same signature again, with the statement's fields, on the
+// link. Errors wrap ErrUnexpectedSignature, ErrMalformed, ErrMissingPQ or
+// ErrBadSignature.
+func VerifyApproval(a Approval, t LinkType, r Role, k *hybrid.PublicKey, sig []byte) error {
+	if (t != TypeAddDevice && t != TypeReplaceDevice) || (r != RoleDevice && r != RoleOrg) {
+		return errorf(ErrUnexpectedSignature, "no approvals in role %s on %s", r, t)
+	}
+	if k == nil {
+		return errorf(ErrBadKey, "no key to verify the approval with")
+	}
+	hs, err := hybrid.ParseSignature(sig)
+	switch {
+	case errors.Is(err, hybrid.ErrMissingPQ):
+		return fmt.Errorf("%w: approval signature: %w", ErrMissingPQ, err)
+	case err != nil:
+		return fmt.Errorf("%w: approval signature: %w", ErrMalformed, err)
+	}
+	msg, err := wire.Marshal(a.wire())
+	if err != nil {
+		return errorf(ErrMalformed, "encode approval: %v", err)
+	}
+	if err := hybrid.Verify(k, approvalCtx[t][r], msg, hs); err != nil {
+		return sigErr(err, "approval in role %s on %s", r, t)
+	}
+	return nil
 }

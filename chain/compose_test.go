@@ -84,3 +84,49 @@ func TestCosign(t *testing.T) {
 		t.Fatal("Cosign made a device-role signature")
 	}
 }
+
+// VerifyApproval accepts exactly the approval SignApproval made, for its
+// statement, role, link type and key.
+func TestVerifyApproval(t *testing.T) {
+	w := newWorld("verify-approval")
+	w.run(t, "genesis A")
+	a, b := w.actor("A"), w.actor("B")
+	d := w.addDraft(b)
+	st, _ := d.Approval()
+	sg, err := SignApproval(st, TypeAddDevice, RoleDevice, a.id, a.key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyApproval(st, TypeAddDevice, RoleDevice, a.key().Public(), sg.Sig); err != nil {
+		t.Fatalf("good approval: %v", err)
+	}
+	other := st
+	other.Head.Seq++
+	short := append([]byte(nil), sg.Sig[:64]...)
+	flipped := append([]byte(nil), sg.Sig...)
+	flipped[100] ^= 1
+	for _, tc := range []struct {
+		desc    string
+		a       Approval
+		typ     LinkType
+		role    Role
+		sig     []byte
+		wantErr error
+	}{
+		{"other statement", other, TypeAddDevice, RoleDevice, sg.Sig, ErrBadSignature},
+		{"other link type", st, TypeReplaceDevice, RoleDevice, sg.Sig, ErrBadSignature},
+		{"other role", st, TypeAddDevice, RoleOrg, sg.Sig, ErrBadSignature},
+		{"role without approvals", st, TypeAddDevice, RoleSubject, sg.Sig, ErrUnexpectedSignature},
+		{"type without approvals", st, TypeRevokeDevice, RoleDevice, sg.Sig, ErrUnexpectedSignature},
+		{"classical half only", st, TypeAddDevice, RoleDevice, short, ErrMissingPQ},
+		{"truncated", st, TypeAddDevice, RoleDevice, sg.Sig[:100], ErrMalformed},
+		{"flipped bit", st, TypeAddDevice, RoleDevice, flipped, ErrBadSignature},
+	} {
+		if err := VerifyApproval(tc.a, tc.typ, tc.role, a.key().Public(), tc.sig); !errors.Is(err, tc.wantErr) {
+			t.Errorf("%s: got %v, want %v", tc.desc, err, tc.wantErr)
+		}
+	}
+	if err := VerifyApproval(st, TypeAddDevice, RoleDevice, b.key().Public(), sg.Sig); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("other key: %v", err)
+	}
+}

@@ -1,0 +1,338 @@
+package command
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/command/store"
+)
+
+// ValidName reports whether s is a valid account name: 1–64 of [a-z0-9._-].
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) handleName(w http.ResponseWriter, r *http.Request) *apiError {
+	name := r.PathValue("name")
+	if !ValidName(name) {
+		return badRequest("an account name is 1-64 of [a-z0-9._-]")
+	}
+	a, err := s.store.AccountByName(r.Context(), name)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound("no account named %q", name)
+	}
+	if err != nil {
+		return storeErr(err)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"account_id": a.ID})
+	return nil
+}
+
+// inviteCodeOK checks the shape of an invite code before it is hashed.
+func inviteCodeOK(code string) bool {
+	if len(code) < 16 || len(code) > 128 {
+		return false
+	}
+	for i := 0; i < len(code); i++ {
+		c := code[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// invite looks up an invite by code and checks it can still be used.
+func (s *Server) invite(r *http.Request, code string) (store.Invite, store.Org, *apiError) {
+	if !inviteCodeOK(code) {
+		return store.Invite{}, store.Org{}, badRequest("malformed invite code")
+	}
+	inv, err := s.store.Invite(r.Context(), secretHash([]byte(code)))
+	if errors.Is(err, store.ErrNotFound) {
+		return inv, store.Org{}, notFound("unknown invite code")
+	}
+	if err != nil {
+		return inv, store.Org{}, storeErr(err)
+	}
+	if !inv.UsedAt.IsZero() {
+		return inv, store.Org{}, expired("the invite was used already")
+	}
+	if !s.now().Before(inv.ExpiresAt) {
+		return inv, store.Org{}, expired("the invite expired at %s", rfc3339(inv.ExpiresAt))
+	}
+	o, err := s.store.Org(r.Context(), inv.OrgID)
+	if err != nil {
+		return inv, o, storeErr(err)
+	}
+	return inv, o, nil
+}
+
+func orgPolicy(o store.Org) (Policy, error) {
+	var p Policy
+	err := json.Unmarshal([]byte(o.Policy), &p)
+	return p, err
+}
+
+func (s *Server) handleInvite(w http.ResponseWriter, r *http.Request) *apiError {
+	inv, o, e := s.invite(r, r.PathValue("code"))
+	if e != nil {
+		return e
+	}
+	p, err := orgPolicy(o)
+	if err != nil {
+		return internal(err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"org_id": o.ID, "org_name": o.Name, "account_name": inv.AccountName,
+		"admin_key": b64enc(o.AdminKey), "policy": p,
+	})
+	return nil
+}
+
+type createAccountRequest struct {
+	Name    string `json:"name"`
+	Genesis string `json:"genesis"`
+	Invite  string `json:"invite,omitempty"`
+}
+
+func (s *Server) handleCreateAccount(w http.ResponseWriter, r *http.Request) *apiError {
+	var req createAccountRequest
+	if e := decode(w, r, &req); e != nil {
+		return e
+	}
+	if !ValidName(req.Name) {
+		return badRequest("name must be 1-64 of [a-z0-9._-]")
+	}
+	l, e := parseLink("genesis", req.Genesis)
+	if e != nil {
+		return e
+	}
+	if l.Type() != chain.TypeGenesis {
+		return badRequest("genesis is a %s link", l.Type())
+	}
+	if e := s.limit(r, "account", s.cfg.RateLimits.AccountPerAddr, Rate{}, ""); e != nil {
+		return e
+	}
+	g := l.Body().(*chain.Genesis)
+	if g.Policy.RecoveryDelay < s.cfg.MinRecoveryDelay {
+		return policyRejected("recovery delay %v is below this server's minimum %v", g.Policy.RecoveryDelay, s.cfg.MinRecoveryDelay)
+	}
+	now := s.now()
+	var (
+		orgID   string
+		invHash []byte
+		orgKey  string
+	)
+	if req.Invite == "" {
+		if g.Org != nil {
+			return policyRejected("a genesis naming an organisation needs that organisation's invite")
+		}
+	} else {
+		inv, o, e := s.invite(r, req.Invite)
+		if e != nil {
+			return e
+		}
+		if inv.AccountName != req.Name {
+			return forbidden("the invite is for the account name %q", inv.AccountName)
+		}
+		p, err := orgPolicy(o)
+		if err != nil {
+			return internal(err)
+		}
+		switch {
+		case g.Org == nil:
+			return policyRejected("the genesis names no organisation; an invited account is managed by %q", o.Name)
+		case g.Org.ID != o.ID:
+			return policyRejected("the genesis names organisation %q, the invite is from %q", g.Org.ID, o.ID)
+		case !equalBytes(g.Org.AdminKey.Bytes(), o.AdminKey):
+			return policyRejected("the genesis names another admin key than organisation %q's", o.ID)
+		case g.Policy != p.ChainPolicy():
+			return policyRejected("the genesis policy differs from organisation %q's policy", o.ID)
+		}
+		orgID, invHash, orgKey = o.ID, inv.CodeHash, o.AdminKeyID
+		// The invite code is the credential that lets Command counter-sign
+		// this genesis with the organisation key.
+		err = s.keys.withSigner(r.Context(), orgKey, "invite", func(k chain.Signer) error {
+			var err error
+			l, err = l.Cosign(chain.RoleOrg, k)
+			return err
+		})
+		if err != nil {
+			return s.keyErr(err)
+		}
+	}
+	st, err := chain.Apply(nil, l, now, chain.WithMaxAge(s.cfg.MaxLinkAge))
+	if err != nil {
+		return chainRejected(err)
+	}
+	id := st.Account().String()
+	head := store.Head{Seq: 0, Hash: st.Head().Hash.String()}
+	first := g.Device.ID.String()
+	audit := []store.AuditEntry{{Time: now, Actor: "anonymous", Action: "account.create", OrgID: orgID, AccountID: id, DeviceID: first,
+		Detail: "account " + req.Name + " created with device " + first}}
+	err = s.store.CreateAccount(r.Context(), store.NewAccount{
+		Account:    store.Account{ID: id, Name: req.Name, OrgID: orgID, Head: head, CreatedAt: now},
+		Genesis:    store.Link{Seq: 0, Hash: head.Hash, Type: l.Type().String(), Data: l.Bytes(), CreatedAt: now},
+		InviteHash: invHash,
+	}, audit...)
+	switch {
+	case errors.Is(err, store.ErrNameTaken):
+		return errorf(http.StatusConflict, "name_taken", "the account name %q is taken", req.Name)
+	case errors.Is(err, store.ErrExists):
+		return errorf(http.StatusConflict, "conflict", "account %s exists already", id)
+	case errors.Is(err, store.ErrChanged):
+		return expired("the invite was used already")
+	case err != nil:
+		return storeErr(err)
+	}
+	s.count(audit)
+	s.metrics.linksAppended.inc("genesis")
+	s.cache.put(id, &verified{account: store.Account{ID: id, Name: req.Name, OrgID: orgID, Head: head, CreatedAt: now}, state: st, links: [][]byte{l.Bytes()}})
+	writeJSON(w, http.StatusCreated, map[string]any{"account_id": id, "head": headJSON(head)})
+	return nil
+}
+
+// account loads the verified state of the account in the path.
+func (s *Server) account(r *http.Request) (*verified, *apiError) {
+	id := r.PathValue("id")
+	if _, e := accountID("account id", id); e != nil {
+		return nil, e
+	}
+	v, err := s.load(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("no account %s", id)
+	}
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	return v, nil
+}
+
+// chainView is the body of the chain and devices endpoints.
+func chainView(v *verified, after int64, withDevices bool) map[string]any {
+	start := 0
+	if after >= 0 {
+		start = int(min(after+1, int64(len(v.links))))
+	}
+	links := make([]string, 0, len(v.links)-start)
+	for _, b := range v.links[start:] {
+		links = append(links, b64enc(b))
+	}
+	out := map[string]any{"account_id": v.account.ID, "head": headJSON(v.account.Head), "links": links}
+	if withDevices {
+		devs := []jsonDevice{}
+		for _, d := range v.state.Devices() {
+			devs = append(devs, deviceJSON(d))
+		}
+		out["devices"] = devs
+	}
+	return out
+}
+
+func (s *Server) handleChain(w http.ResponseWriter, r *http.Request) *apiError {
+	return s.serveChain(w, r, false)
+}
+
+func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) *apiError {
+	return s.serveChain(w, r, true)
+}
+
+func (s *Server) serveChain(w http.ResponseWriter, r *http.Request, devices bool) *apiError {
+	after, e := queryInt(r, "after", -1, -1, chain.MaxSeq)
+	if e != nil {
+		return e
+	}
+	v, e := s.account(r)
+	if e != nil {
+		return e
+	}
+	if after >= 0 {
+		writeJSON(w, http.StatusOK, chainView(v, after, devices))
+		return nil
+	}
+	writeEncoded(w, v, devices)
+	return nil
+}
+
+// writeEncoded writes the whole chain (with devices) of v, encoding it
+// once per verified head.
+func writeEncoded(w http.ResponseWriter, v *verified, devices bool) {
+	i := 0
+	if devices {
+		i = 1
+	}
+	b := v.encoded[i].Load()
+	if b == nil {
+		enc, err := json.Marshal(chainView(v, -1, devices))
+		if err != nil {
+			writeError(w, internal(err))
+			return
+		}
+		enc = append(enc, '\n')
+		v.encoded[i].Store(&enc)
+		b = &enc
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	w.Write(*b)
+}
+
+// appendLink verifies l against the account's current verified state and
+// appends it with the side changes a. It returns the new state.
+func (s *Server) appendLink(r *http.Request, v *verified, l *chain.Link, a store.Append, opts ...chain.Option) (*chain.State, *apiError) {
+	head := v.account.Head
+	if l.Seq() != head.Seq+1 || l.Prev().String() != head.Hash {
+		return nil, conflict(head, "the link follows seq %d, the head is seq %d", l.Seq()-1, head.Seq)
+	}
+	st, err := chain.Apply(v.state, l, s.now(), opts...)
+	if err != nil {
+		return nil, chainRejected(err)
+	}
+	now := s.now()
+	a.AccountID = v.account.ID
+	a.Link = store.Link{Seq: l.Seq(), Hash: l.Hash().String(), Prev: l.Prev().String(), Type: l.Type().String(), Data: l.Bytes(), CreatedAt: now}
+	for i := range a.Audit {
+		a.Audit[i].OrgID = v.account.OrgID
+		a.Audit[i].AccountID = v.account.ID
+		if a.Audit[i].Time.IsZero() {
+			a.Audit[i].Time = now
+		}
+	}
+	err = s.store.Append(r.Context(), a)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		cur, err2 := s.store.Account(r.Context(), v.account.ID)
+		if err2 != nil {
+			cur = v.account
+		}
+		return nil, conflict(cur.Head, "the chain head moved while the link was appended; rebuild it on the new head")
+	case errors.Is(err, store.ErrChanged):
+		return nil, errorf(http.StatusConflict, "conflict", "the request changed while the link was appended; read it again")
+	case err != nil:
+		return nil, storeErr(err)
+	}
+	s.count(a.Audit)
+	s.metrics.linksAppended.inc(l.Type().String())
+	acct := v.account
+	acct.Head = store.Head{Seq: l.Seq(), Hash: l.Hash().String()}
+	s.cache.put(acct.ID, &verified{account: acct, state: st, links: append(v.links[:len(v.links):len(v.links)], l.Bytes())})
+	return st, nil
+}
+
+// maxAge is the option every append uses.
+func (s *Server) maxAge() chain.Option { return chain.WithMaxAge(s.cfg.MaxLinkAge) }
+
+var _ = time.Second

@@ -1,0 +1,442 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// DefaultServer is where the admin client goes without --server or
+// $ENIGM_SERVER.
+const DefaultServer = "http://127.0.0.1:8470"
+
+const adminHelpCommon = `The admin credential comes from $ENIGM_ADMIN_TOKEN or --token-file (never a
+flag value). --server defaults to $ENIGM_SERVER, then ` + DefaultServer + `.
+The admin changes lifecycle state; it never sees or handles a device key.`
+
+func adminFlags(extra func(fs *flag.FlagSet)) func(fs *flag.FlagSet) {
+	return func(fs *flag.FlagSet) {
+		fs.String("server", "", "Command `URL` (default $ENIGM_SERVER, then "+DefaultServer+")")
+		fs.String("token-file", "", "read the admin token from `FILE` (default $ENIGM_ADMIN_TOKEN)")
+		if extra != nil {
+			extra(fs)
+		}
+	}
+}
+
+func init() {
+	register(
+		&cmd{path: "admin accounts", usage: "[--json]", summary: "list the organisation's accounts", args: 0,
+			help:  adminHelpCommon + "\n\nexample:\n  ENIGM_ADMIN_TOKEN=eat_… enigm-command admin accounts",
+			flags: adminFlags(nil), run: runAdminAccounts},
+		&cmd{path: "admin enrollments", usage: "[--json]", summary: "list enrollment requests awaiting the organisation", args: 0,
+			help:  adminHelpCommon + "\n\nexample:\n  enigm-command admin enrollments --token-file admin.token --json",
+			flags: adminFlags(nil), run: runAdminEnrollments},
+		&cmd{path: "admin approve", usage: "REQUEST_ID [--json]", summary: "approve an enrollment request for the organisation", args: 1,
+			help: "Command signs the organisation's approval of the request, against the same\nchain head the approving device signed. The new device then completes it.\n\n" +
+				adminHelpCommon + "\n\nexample:\n  enigm-command admin approve 6f1e0c2a9b8d7e6f5a4b3c2d1e0f9a8b",
+			flags: adminFlags(nil), run: runAdminApprove},
+		&cmd{path: "admin deny", usage: "REQUEST_ID [--reason R] [--json]", summary: "deny an enrollment request", args: 1,
+			help:  adminHelpCommon + "\n\nexample:\n  enigm-command admin deny 6f1e0c2a9b8d7e6f5a4b3c2d1e0f9a8b --reason \"unknown laptop\"",
+			flags: adminFlags(func(fs *flag.FlagSet) { fs.String("reason", "", "why (recorded in the audit log)") }), run: runAdminDeny},
+		&cmd{path: "admin revoke", usage: "ACCOUNT_ID DEVICE_ID [--reason R] [--yes] [--json]", summary: "revoke a device of an organisation account", args: 2,
+			help: "Command builds a revoke_device link, signs it with the organisation key and\nappends it. The device is cut off at once: its requests fail with\ndevice_revoked, its queued envelopes are deleted, and nothing is sent to it.\nAsks for confirmation unless --yes.\n\n" +
+				adminHelpCommon + "\n\nexample:\n  enigm-command admin revoke 9c4e…21 5b0a…7f --reason lost --yes",
+			flags: adminFlags(func(fs *flag.FlagSet) {
+				fs.String("reason", "", "why (recorded in the audit log)")
+				fs.Bool("yes", false, "do not ask for confirmation")
+			}), run: runAdminRevoke},
+		&cmd{path: "admin recoveries", usage: "[--json]", summary: "list the organisation's recoveries", args: 0,
+			help:  adminHelpCommon + "\n\nexample:\n  enigm-command admin recoveries --json",
+			flags: adminFlags(nil), run: runAdminRecoveries},
+		&cmd{path: "admin review", usage: "RECOVERY_ID --approve|--deny [--reason R] [--json]", summary: "approve or deny a recovery awaiting review", args: 1,
+			help: "Approving counter-signs the recovering device's recover link and appends it;\ndenying closes the recovery.\n\n" +
+				adminHelpCommon + "\n\nexamples:\n  enigm-command admin review 8e2f…c1 --approve\n  enigm-command admin review 8e2f…c1 --deny --reason \"not requested by the user\"",
+			flags: adminFlags(func(fs *flag.FlagSet) {
+				fs.Bool("approve", false, "approve the recovery")
+				fs.Bool("deny", false, "deny the recovery")
+				fs.String("reason", "", "why (recorded in the audit log)")
+			}), run: runAdminReview},
+		&cmd{path: "admin devices", usage: "ACCOUNT_ID [--json]", summary: "list an account's devices", args: 1,
+			help:  adminHelpCommon + "\n\nexample:\n  enigm-command admin devices 9c4e…21 --json",
+			flags: adminFlags(nil), run: runAdminDevices},
+		&cmd{path: "admin audit", usage: "[--limit N] [--after ID] [--json]", summary: "show the organisation's audit log", args: 0,
+			help: adminHelpCommon + "\n\nexample:\n  enigm-command admin audit --limit 20",
+			flags: adminFlags(func(fs *flag.FlagSet) {
+				fs.Int("limit", 100, "at most N entries (1-1000)")
+				fs.Int("after", 0, "entries after this id")
+			}), run: runAdminAudit},
+	)
+}
+
+type adminClient struct {
+	server string
+	token  string
+	hc     *http.Client
+}
+
+// apiError is an error answer of the server.
+type apiError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("server: %s (%d %s)", e.Message, e.Status, e.Code)
+}
+
+func (c *ctx) admin() (*adminClient, error) {
+	server := c.str("server")
+	if server == "" {
+		server = c.Getenv("ENIGM_SERVER")
+	}
+	if server == "" {
+		server = DefaultServer
+	}
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, usagef("--server %q is not an http(s) URL", server)
+	}
+	tok := ""
+	if f := c.str("token-file"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("reading the admin token: %w", err)
+		}
+		tok = strings.TrimSpace(string(b))
+	} else {
+		tok = strings.TrimSpace(c.Getenv("ENIGM_ADMIN_TOKEN"))
+	}
+	if tok == "" {
+		return nil, usagef("no admin token: set ENIGM_ADMIN_TOKEN or pass --token-file FILE")
+	}
+	return &adminClient{server: strings.TrimRight(server, "/"), token: tok, hc: &http.Client{Timeout: 60 * time.Second}}, nil
+}
+
+func (a *adminClient) do(method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, a.server+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("reaching Command at %s: %w", a.server, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if json.Unmarshal(b, &e) != nil || e.Error.Code == "" {
+			return &apiError{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(b))}
+		}
+		return &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+func isHex(s string, n int) bool {
+	if len(s) != 2*n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// output prints v as versioned JSON, or calls text.
+func (c *ctx) output(v map[string]any, text func(w io.Writer)) {
+	if c.json {
+		v["version"] = 1
+		writeJSON(c.Stdout, v)
+		return
+	}
+	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
+	text(tw)
+	tw.Flush()
+}
+
+type enrollment struct {
+	RequestID  string `json:"request_id"`
+	AccountID  string `json:"account_id"`
+	Type       string `json:"type"`
+	State      string `json:"state"`
+	DeviceID   string `json:"device_id"`
+	DeviceName string `json:"device_name"`
+	Protection string `json:"protection"`
+	ExpiresAt  string `json:"expires_at"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+type recovery struct {
+	RecoveryID  string `json:"recovery_id"`
+	AccountID   string `json:"account_id"`
+	DeviceID    string `json:"device_id"`
+	State       string `json:"state"`
+	RequestedAt string `json:"requested_at"`
+	NotBefore   string `json:"not_before"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+func runAdminAccounts(c *ctx) error {
+	a, err := c.admin()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Accounts []struct {
+			AccountID string `json:"account_id"`
+			Name      string `json:"name"`
+			Head      struct {
+				Seq uint64 `json:"seq"`
+			} `json:"head"`
+		} `json:"accounts"`
+	}
+	if err := a.do("GET", "/v1/admin/accounts", nil, &out); err != nil {
+		return err
+	}
+	type row struct {
+		AccountID string `json:"account_id"`
+		Name      string `json:"name"`
+		HeadSeq   uint64 `json:"head_seq"`
+	}
+	rows := []row{}
+	for _, x := range out.Accounts {
+		rows = append(rows, row{x.AccountID, x.Name, x.Head.Seq})
+	}
+	c.output(map[string]any{"accounts": rows}, func(w io.Writer) {
+		fmt.Fprintln(w, "NAME\tACCOUNT ID\tHEAD")
+		for _, r := range rows {
+			fmt.Fprintf(w, "%s\t%s\t%d\n", r.Name, r.AccountID, r.HeadSeq)
+		}
+	})
+	return nil
+}
+
+func runAdminEnrollments(c *ctx) error {
+	a, err := c.admin()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Enrollments []enrollment `json:"enrollments"`
+	}
+	if err := a.do("GET", "/v1/admin/enrollments", nil, &out); err != nil {
+		return err
+	}
+	if out.Enrollments == nil {
+		out.Enrollments = []enrollment{}
+	}
+	c.output(map[string]any{"enrollments": out.Enrollments}, func(w io.Writer) {
+		if len(out.Enrollments) == 0 {
+			fmt.Fprintln(w, "no enrollment requests await the organisation")
+			return
+		}
+		fmt.Fprintln(w, "REQUEST ID\tTYPE\tACCOUNT\tDEVICE\tNAME\tPROTECTION\tEXPIRES")
+		for _, e := range out.Enrollments {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.RequestID, e.Type, e.AccountID, e.DeviceID, e.DeviceName, e.Protection, e.ExpiresAt)
+		}
+	})
+	return nil
+}
+
+func runAdminApprove(c *ctx) error {
+	return adminEnrollmentAction(c, "approve", nil)
+}
+
+func runAdminDeny(c *ctx) error {
+	return adminEnrollmentAction(c, "deny", map[string]string{"reason": c.str("reason")})
+}
+
+func adminEnrollmentAction(c *ctx, action string, body any) error {
+	rid := c.args[0]
+	if !isHex(rid, 16) {
+		return usagef("REQUEST_ID is 32 lowercase hex digits")
+	}
+	a, err := c.admin()
+	if err != nil {
+		return err
+	}
+	var e enrollment
+	if err := a.do("POST", "/v1/admin/enrollments/"+rid+"/"+action, body, &e); err != nil {
+		return err
+	}
+	c.output(map[string]any{"request_id": e.RequestID, "state": e.State, "account_id": e.AccountID, "device_id": e.DeviceID}, func(w io.Writer) {
+		fmt.Fprintf(w, "enrollment %s of device %s (%s) is now %s\n", e.RequestID, e.DeviceID, e.DeviceName, e.State)
+	})
+	return nil
+}
+
+func runAdminRevoke(c *ctx) error {
+	acct, dev := c.args[0], c.args[1]
+	if !isHex(acct, 32) || !isHex(dev, 16) {
+		return usagef("ACCOUNT_ID is 64 and DEVICE_ID 32 lowercase hex digits")
+	}
+	a, err := c.admin()
+	if err != nil {
+		return err
+	}
+	if !c.boolean("yes") {
+		ok, err := c.confirm(fmt.Sprintf("Revoke device %s of account %s for good?", dev, acct))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("not revoked")
+		}
+	}
+	var out struct {
+		Head struct {
+			Seq  uint64 `json:"seq"`
+			Hash string `json:"hash"`
+		} `json:"head"`
+	}
+	if err := a.do("POST", "/v1/admin/accounts/"+acct+"/revoke", map[string]string{"device_id": dev, "reason": c.str("reason")}, &out); err != nil {
+		return err
+	}
+	c.output(map[string]any{"account_id": acct, "device_id": dev, "revoked": true, "head": out.Head}, func(w io.Writer) {
+		fmt.Fprintf(w, "device %s revoked (account %s, head %d)\n", dev, acct, out.Head.Seq)
+	})
+	return nil
+}
+
+func runAdminRecoveries(c *ctx) error {
+	a, err := c.admin()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Recoveries []recovery `json:"recoveries"`
+	}
+	if err := a.do("GET", "/v1/admin/recoveries", nil, &out); err != nil {
+		return err
+	}
+	if out.Recoveries == nil {
+		out.Recoveries = []recovery{}
+	}
+	c.output(map[string]any{"recoveries": out.Recoveries}, func(w io.Writer) {
+		if len(out.Recoveries) == 0 {
+			fmt.Fprintln(w, "no recoveries")
+			return
+		}
+		fmt.Fprintln(w, "RECOVERY ID\tSTATE\tACCOUNT\tDEVICE\tNOT BEFORE")
+		for _, r := range out.Recoveries {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.RecoveryID, r.State, r.AccountID, r.DeviceID, r.NotBefore)
+		}
+	})
+	return nil
+}
+
+func runAdminReview(c *ctx) error {
+	rid := c.args[0]
+	if !isHex(rid, 32) {
+		return usagef("RECOVERY_ID is 64 lowercase hex digits")
+	}
+	approve, deny := c.boolean("approve"), c.boolean("deny")
+	if approve == deny {
+		return usagef("pass exactly one of --approve and --deny")
+	}
+	a, err := c.admin()
+	if err != nil {
+		return err
+	}
+	var r recovery
+	if err := a.do("POST", "/v1/admin/recoveries/"+rid+"/review", map[string]any{"approve": approve, "reason": c.str("reason")}, &r); err != nil {
+		return err
+	}
+	c.output(map[string]any{"recovery_id": r.RecoveryID, "state": r.State, "account_id": r.AccountID, "device_id": r.DeviceID}, func(w io.Writer) {
+		fmt.Fprintf(w, "recovery %s of device %s is now %s\n", r.RecoveryID, r.DeviceID, r.State)
+	})
+	return nil
+}
+
+func runAdminDevices(c *ctx) error {
+	acct := c.args[0]
+	if !isHex(acct, 32) {
+		return usagef("ACCOUNT_ID is 64 lowercase hex digits")
+	}
+	a, err := c.admin()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Head struct {
+			Seq  uint64 `json:"seq"`
+			Hash string `json:"hash"`
+		} `json:"head"`
+		Devices []map[string]any `json:"devices"`
+	}
+	if err := a.do("GET", "/v1/admin/accounts/"+acct+"/devices", nil, &out); err != nil {
+		return err
+	}
+	if out.Devices == nil {
+		out.Devices = []map[string]any{}
+	}
+	c.output(map[string]any{"account_id": acct, "head": out.Head, "devices": out.Devices}, func(w io.Writer) {
+		fmt.Fprintln(w, "DEVICE ID\tNAME\tSTATE\tPROTECTION\tAPPROVED BY\tADDED")
+		for _, d := range out.Devices {
+			fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%v\n", d["device_id"], d["name"], d["state"], d["protection"], d["approved_by"], d["added_at"])
+		}
+	})
+	return nil
+}
+
+func runAdminAudit(c *ctx) error {
+	limit, after := c.integer("limit"), c.integer("after")
+	if limit < 1 || limit > 1000 || after < 0 {
+		return usagef("--limit is 1-1000 and --after not negative")
+	}
+	a, err := c.admin()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Entries []map[string]any `json:"entries"`
+	}
+	if err := a.do("GET", "/v1/admin/audit?limit="+strconv.Itoa(limit)+"&after="+strconv.Itoa(after), nil, &out); err != nil {
+		return err
+	}
+	if out.Entries == nil {
+		out.Entries = []map[string]any{}
+	}
+	c.output(map[string]any{"entries": out.Entries}, func(w io.Writer) {
+		fmt.Fprintln(w, "ID\tTIME\tACTOR\tACTION\tDETAIL")
+		for _, e := range out.Entries {
+			fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\n", e["id"], e["time"], e["actor"], e["action"], e["detail"])
+		}
+	})
+	return nil
+}

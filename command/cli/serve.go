@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/enigm/enigm/command"
+)
+
+func init() {
+	register(&cmd{
+		path: "serve", usage: "[--listen ADDR] [--data DIR] [--db URL] [flags]",
+		summary: "run Enigm Command",
+		help: `Serves the Command API (docs/design/command-api.md) until SIGINT or SIGTERM,
+then stops accepting connections, finishes the requests it accepted and closes
+the database. The embedded default keeps a SQLite database in the data
+directory; --db postgres://… uses PostgreSQL, where several instances can run
+behind a load balancer. The schema is migrated at start; a database migrated
+by a newer enigm-command is refused.
+
+Organisation admin keys live in the keystore in the data directory, unlocked
+with $ENIGM_COMMAND_PASSPHRASE (or a generated keystore.passphrase file).
+Logs are JSON on stderr; the listen address is printed on stdout.
+
+examples:
+  enigm-command serve
+  enigm-command serve --listen 127.0.0.1:9000 --data /var/lib/enigm
+  ENIGM_COMMAND_DB=postgres://enigm@db/enigm enigm-command serve --listen 0.0.0.0:8470
+  enigm-command serve --min-recovery-delay 24h --enrollment-ttl 10m --json`,
+		args: 0,
+		flags: func(fs *flag.FlagSet) {
+			fs.String("listen", "127.0.0.1:8470", "listen `ADDR` (host:port)")
+			dataFlags(fs)
+			fs.Duration("enrollment-ttl", command.DefaultEnrollmentTTL, "how long an enrollment request stays open")
+			fs.Duration("token-ttl", command.DefaultTokenTTL, "lifetime of a device token")
+			fs.Duration("min-recovery-delay", 0, "least recovery waiting period an account may choose")
+			fs.Duration("max-link-age", command.DefaultMaxLinkAge, "refuse links dated earlier than this before now")
+			fs.Bool("no-rate-limit", false, "disable the rate limits (load tests only)")
+			fs.String("log-level", "info", "log `LEVEL`: debug, info, warn, error")
+		},
+		run: runServe,
+	})
+}
+
+func runServe(c *ctx) error {
+	cfg := c.dataConfig()
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.str("log-level"))); err != nil {
+		return usagef("--log-level: %v", err)
+	}
+	cfg.Logger = slog.New(slog.NewJSONHandler(c.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.EnrollmentTTL = c.duration("enrollment-ttl")
+	cfg.TokenTTL = c.duration("token-ttl")
+	cfg.MinRecoveryDelay = c.duration("min-recovery-delay")
+	cfg.MaxLinkAge = c.duration("max-link-age")
+	for _, d := range []string{"enrollment-ttl", "token-ttl", "max-link-age"} {
+		if c.duration(d) <= 0 {
+			return usagef("--%s must be positive", d)
+		}
+	}
+	if c.boolean("no-rate-limit") {
+		cfg.RateLimits = &command.RateLimits{Disabled: true}
+	}
+	if c.Env.Config != nil {
+		c.Env.Config(&cfg)
+	}
+	srv, err := command.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", c.str("listen"))
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", c.str("listen"), err)
+	}
+	addr := ln.Addr().String()
+	url := "http://" + addr
+	if c.json {
+		writeJSON(c.Stdout, map[string]any{"version": 1, "listen": addr, "url": url})
+	} else {
+		fmt.Fprintf(c.Stdout, "enigm-command: listening on %s\n", url)
+	}
+	if !strings.HasPrefix(addr, "127.") && !strings.HasPrefix(addr, "[::1]") {
+		cfg.Logger.Warn("listening beyond loopback without TLS: put a TLS-terminating proxy in front", "addr", addr)
+	}
+	if c.Ready != nil {
+		c.Ready(addr)
+	}
+	start := time.Now()
+	err = srv.Serve(c.Context, ln)
+	cfg.Logger.Info("stopped", "uptime", time.Since(start).Round(time.Second).String())
+	return err
+}

@@ -1,0 +1,149 @@
+package command
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/command/store"
+)
+
+// Defaults of Config.
+const (
+	DefaultEnrollmentTTL = 15 * time.Minute
+	DefaultTokenTTL      = 10 * time.Minute
+	DefaultMaxLinkAge    = 10 * time.Minute
+	DefaultInviteTTL     = 7 * 24 * time.Hour
+	// ChallengeTTL is how long an auth challenge may be answered.
+	ChallengeTTL = 60 * time.Second
+	// MaxCiphertext bounds one relayed envelope.
+	MaxCiphertext = 256 << 10
+	// MaxEnvelopes bounds the envelopes of one POST /v1/messages.
+	MaxEnvelopes = 256
+)
+
+// PassphraseEnv names the environment variable with the passphrase of
+// Command's keystore.
+const PassphraseEnv = "ENIGM_COMMAND_PASSPHRASE"
+
+// Files in the data directory.
+const (
+	DBFile         = "command.db"          // the SQLite database (without --db)
+	KeystoreDir    = "keystore"            // the organisation keys
+	PassphraseFile = "keystore.passphrase" // generated passphrase when none is set
+)
+
+// Config configures a Server, and the organisation commands that run on
+// the server's data (CreateOrg, CreateInvite).
+type Config struct {
+	// DataDir holds the SQLite database (unless DatabaseURL is set) and the
+	// keystore with the organisation admin keys. Created with mode 0700.
+	DataDir string
+	// DatabaseURL is a postgres:// URL; empty means SQLite in DataDir.
+	DatabaseURL string
+	// Store, when set, is used instead of opening DatabaseURL or DataDir's
+	// SQLite file; the Server does not close it.
+	Store store.Store
+
+	// EnrollmentTTL is how long an enrollment request stays open
+	// (default 15m).
+	EnrollmentTTL time.Duration
+	// TokenTTL is the lifetime of a device token (default 10m).
+	TokenTTL time.Duration
+	// MinRecoveryDelay is the least recovery waiting period an account
+	// may choose (default 0).
+	MinRecoveryDelay time.Duration
+	// MaxLinkAge refuses links whose timestamp is older than this when
+	// they are appended (default 10m).
+	MaxLinkAge time.Duration
+
+	// RateLimits configures the per-instance token buckets; the zero value
+	// means DefaultRateLimits.
+	RateLimits *RateLimits
+
+	// KeystorePassphrase unlocks Command's keystore. Nil means
+	// $ENIGM_COMMAND_PASSPHRASE, then DataDir/keystore.passphrase
+	// (generated at first use, mode 0600).
+	KeystorePassphrase []byte
+	// KeystoreBackend creates the backend of a new keystore and opens an
+	// existing one; nil means the software backend (Argon2id).
+	KeystoreBackend func(name string) (backend.Backend, error)
+	// KeystoreLockTimeout is how long an admin operation waits for another
+	// process (enigm-command org …) to release the keystore (default 5s).
+	KeystoreLockTimeout time.Duration
+
+	// Logger receives structured logs; nil means JSON to stderr at Info.
+	Logger *slog.Logger
+	// Clock returns the time; nil means time.Now.
+	Clock func() time.Time
+	// Getenv reads the environment; nil means os.Getenv.
+	Getenv func(string) string
+	// JanitorInterval is how often expired enrollments, tokens and
+	// challenges are swept (default 30s; negative disables).
+	JanitorInterval time.Duration
+	// ShutdownTimeout bounds how long Serve waits for accepted requests
+	// after its context ends (default 30s).
+	ShutdownTimeout time.Duration
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	cfg := *c
+	if cfg.DataDir == "" {
+		return cfg, errors.New("command: Config.DataDir is required")
+	}
+	if cfg.EnrollmentTTL == 0 {
+		cfg.EnrollmentTTL = DefaultEnrollmentTTL
+	}
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = DefaultTokenTTL
+	}
+	if cfg.MaxLinkAge == 0 {
+		cfg.MaxLinkAge = DefaultMaxLinkAge
+	}
+	if cfg.EnrollmentTTL < 0 || cfg.TokenTTL < 0 || cfg.MaxLinkAge < 0 || cfg.MinRecoveryDelay < 0 {
+		return cfg, errors.New("command: durations in Config must not be negative")
+	}
+	if cfg.RateLimits == nil {
+		rl := DefaultRateLimits()
+		cfg.RateLimits = &rl
+	}
+	if cfg.KeystoreLockTimeout == 0 {
+		cfg.KeystoreLockTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Getenv == nil {
+		cfg.Getenv = os.Getenv
+	}
+	if cfg.JanitorInterval == 0 {
+		cfg.JanitorInterval = 30 * time.Second
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return cfg, fmt.Errorf("command: data directory: %w", err)
+		}
+	}
+	return cfg, nil
+}
+
+// dsn returns the database to open.
+func (c *Config) dsn() string {
+	if c.DatabaseURL != "" {
+		return c.DatabaseURL
+	}
+	return filepath.Join(c.DataDir, DBFile)
+}
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -1,0 +1,199 @@
+package command
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/command/store"
+)
+
+// apiError is an error response: an HTTP status and a stable code
+// (docs/design/command-api.md).
+type apiError struct {
+	status  int
+	code    string
+	msg     string
+	head    *jsonHead // 409 conflict: the current head
+	chain   string    // 422 chain_rejected: the chain sentinel's name
+	retryIn int       // 429: seconds for Retry-After
+	cause   error     // logged, never sent
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.msg }
+
+func errorf(status int, code, format string, args ...any) *apiError {
+	return &apiError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+func badRequest(format string, args ...any) *apiError {
+	return errorf(http.StatusBadRequest, "bad_request", format, args...)
+}
+
+func notFound(format string, args ...any) *apiError {
+	return errorf(http.StatusNotFound, "not_found", format, args...)
+}
+
+func forbidden(format string, args ...any) *apiError {
+	return errorf(http.StatusForbidden, "forbidden", format, args...)
+}
+
+func unauthorized(format string, args ...any) *apiError {
+	return errorf(http.StatusUnauthorized, "unauthorized", format, args...)
+}
+
+func policyRejected(format string, args ...any) *apiError {
+	return errorf(http.StatusUnprocessableEntity, "policy_rejected", format, args...)
+}
+
+func conflict(head store.Head, format string, args ...any) *apiError {
+	e := errorf(http.StatusConflict, "conflict", format, args...)
+	h := headJSON(head)
+	e.head = &h
+	return e
+}
+
+func expired(format string, args ...any) *apiError {
+	return errorf(http.StatusGone, "expired", format, args...)
+}
+
+// chainRejected reports a link that does not verify, naming the chain
+// sentinel it wraps.
+func chainRejected(err error) *apiError {
+	e := errorf(http.StatusUnprocessableEntity, "chain_rejected", "%v", err)
+	e.chain = ChainErrorName(err)
+	return e
+}
+
+// internal reports an unexpected failure; the cause is logged, not sent.
+func internal(err error) *apiError {
+	return &apiError{status: http.StatusInternalServerError, code: "internal", msg: "internal server error (see the server log)", cause: err}
+}
+
+// storeErr maps a store error that the handler did not expect in its own
+// terms: an unreachable database is 503 unavailable, anything else 500.
+func storeErr(err error) *apiError {
+	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "the database is unreachable; nothing was accepted, try again", cause: err}
+	case errors.Is(err, store.ErrNotFound):
+		return notFound("%v", err)
+	case errors.Is(err, context.Canceled):
+		// The client went away; nothing was committed.
+		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "the request was cancelled; nothing was accepted"}
+	}
+	var ie *integrityError
+	if errors.As(err, &ie) {
+		return &apiError{status: http.StatusInternalServerError, code: "integrity",
+			msg: fmt.Sprintf("the stored chain of account %s fails the server's own verification (%v); the server refuses to serve or extend it", ie.account, ie.err), cause: err}
+	}
+	return internal(err)
+}
+
+type errorBody struct {
+	Error      errorDetail `json:"error"`
+	Head       *jsonHead   `json:"head,omitempty"`
+	ChainError string      `json:"chain_error,omitempty"`
+}
+
+type errorDetail struct {
+	Code       string    `json:"code"`
+	Message    string    `json:"message"`
+	Head       *jsonHead `json:"head,omitempty"`
+	ChainError string    `json:"chain_error,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	if e.retryIn > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.retryIn))
+	}
+	writeJSON(w, e.status, errorBody{
+		Error: errorDetail{Code: e.code, Message: e.msg, Head: e.head, ChainError: e.chain},
+		Head:  e.head, ChainError: e.chain,
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"encoding the response failed"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// chainErrors names every chain sentinel, for "chain_error".
+var chainErrors = []struct {
+	err  error
+	name string
+}{
+	{chain.ErrMalformed, "ErrMalformed"},
+	{chain.ErrTooLarge, "ErrTooLarge"},
+	{chain.ErrVersion, "ErrVersion"},
+	{chain.ErrUnknownType, "ErrUnknownType"},
+	{chain.ErrSuite, "ErrSuite"},
+	{chain.ErrMissingPQ, "ErrMissingPQ"},
+	{chain.ErrBadKey, "ErrBadKey"},
+	{chain.ErrNoGenesis, "ErrNoGenesis"},
+	{chain.ErrGenesisNotFirst, "ErrGenesisNotFirst"},
+	{chain.ErrAccount, "ErrAccount"},
+	{chain.ErrSequence, "ErrSequence"},
+	{chain.ErrPrevHash, "ErrPrevHash"},
+	{chain.ErrTimeRegression, "ErrTimeRegression"},
+	{chain.ErrFutureTimestamp, "ErrFutureTimestamp"},
+	{chain.ErrStale, "ErrStale"},
+	{chain.ErrChainTooLong, "ErrChainTooLong"},
+	{chain.ErrRollback, "ErrRollback"},
+	{chain.ErrFork, "ErrFork"},
+	{chain.ErrBadSignature, "ErrBadSignature"},
+	{chain.ErrMissingSignature, "ErrMissingSignature"},
+	{chain.ErrUnexpectedSignature, "ErrUnexpectedSignature"},
+	{chain.ErrNoDeviceApproval, "ErrNoDeviceApproval"},
+	{chain.ErrAdminApprovalRequired, "ErrAdminApprovalRequired"},
+	{chain.ErrSignerUnknown, "ErrSignerUnknown"},
+	{chain.ErrSignerRevoked, "ErrSignerRevoked"},
+	{chain.ErrWrongSigner, "ErrWrongSigner"},
+	{chain.ErrNotManaged, "ErrNotManaged"},
+	{chain.ErrApprovalAccount, "ErrApprovalAccount"},
+	{chain.ErrApprovalHead, "ErrApprovalHead"},
+	{chain.ErrApprovalRequest, "ErrApprovalRequest"},
+	{chain.ErrApprovalDevice, "ErrApprovalDevice"},
+	{chain.ErrDeviceExists, "ErrDeviceExists"},
+	{chain.ErrDeviceIDReused, "ErrDeviceIDReused"},
+	{chain.ErrKeyReused, "ErrKeyReused"},
+	{chain.ErrUnknownDevice, "ErrUnknownDevice"},
+	{chain.ErrDeviceNotActive, "ErrDeviceNotActive"},
+	{chain.ErrTooManyDevices, "ErrTooManyDevices"},
+	{chain.ErrProtectionLevel, "ErrProtectionLevel"},
+	{chain.ErrAttestation, "ErrAttestation"},
+	{chain.ErrAttestationRequired, "ErrAttestationRequired"},
+	{chain.ErrPolicy, "ErrPolicy"},
+	{chain.ErrRecoveryPending, "ErrRecoveryPending"},
+	{chain.ErrNoPendingRecovery, "ErrNoPendingRecovery"},
+	{chain.ErrRecoveryTooEarly, "ErrRecoveryTooEarly"},
+	{chain.ErrRecoveryVetoed, "ErrRecoveryVetoed"},
+	{chain.ErrRecoveryCode, "ErrRecoveryCode"},
+}
+
+// ChainErrorName returns the name of the chain sentinel err wraps (e.g.
+// "ErrNoDeviceApproval"), or "" when it wraps none. Where an error wraps
+// two (ErrMissingPQ with a parse error), the first in chain/errors.go
+// order that is more specific than ErrMalformed wins.
+func ChainErrorName(err error) string {
+	name := ""
+	for _, c := range chainErrors {
+		if errors.Is(err, c.err) {
+			if c.err != chain.ErrMalformed {
+				return c.name
+			}
+			name = c.name
+		}
+	}
+	return name
+}

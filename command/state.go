@@ -1,0 +1,166 @@
+package command
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/command/store"
+)
+
+// verified is an account's chain as this server verified it: the state
+// after the last link and the links themselves, for a given head.
+type verified struct {
+	account store.Account
+	state   *chain.State
+	links   [][]byte // canonical bytes, links[i] has seq i
+	err     error    // the stored chain failed verification at this head
+
+	// Encoded whole-chain responses (chain, and chain with devices), made
+	// on first use: a device-list fetch at an unchanged head costs one
+	// head read and a write.
+	encoded [2]atomic.Pointer[[]byte]
+}
+
+// integrityError reports a stored chain that fails the server's own
+// verification: a link or row changed in the database behind the server.
+type integrityError struct {
+	account string
+	err     error
+}
+
+func (e *integrityError) Error() string {
+	return fmt.Sprintf("stored chain of account %s fails verification: %v", e.account, e.err)
+}
+
+func (e *integrityError) Unwrap() error { return e.err }
+
+// stateCache caches verified states per account, keyed by head. It is per
+// server instance; the database stays the source of truth: every lookup
+// reads the account's current head first, and a head the cache has not
+// verified is verified (from the cached state when the chain only grew).
+type stateCache struct {
+	mu  sync.Mutex
+	m   map[string]*verified
+	max int
+}
+
+func newStateCache(max int) *stateCache {
+	return &stateCache{m: make(map[string]*verified), max: max}
+}
+
+func (c *stateCache) get(id string) *verified {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[id]
+}
+
+func (c *stateCache) put(id string, v *verified) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.m[id]; ok && old.err == nil && v.err == nil && old.account.Head.Seq > v.account.Head.Seq {
+		return // keep the newer one
+	}
+	if _, ok := c.m[id]; !ok && len(c.m) >= c.max {
+		for k := range c.m { // evict an arbitrary entry
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[id] = v
+}
+
+// load returns the verified state of an account at its current head.
+// ErrNotFound for an unknown account; an *integrityError when the stored
+// chain does not verify (logged, and counted).
+func (s *Server) load(ctx context.Context, id string) (*verified, error) {
+	acct, err := s.store.Account(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.loadAt(ctx, acct)
+}
+
+func (s *Server) loadAt(ctx context.Context, acct store.Account) (*verified, error) {
+	c := s.cache.get(acct.ID)
+	if c != nil && c.account.Head == acct.Head {
+		if c.err != nil {
+			return nil, c.err
+		}
+		return c, nil
+	}
+	v, err := s.verifyStored(ctx, acct, c)
+	if err != nil {
+		var ie *integrityError
+		if !errors.As(err, &ie) {
+			return nil, err // the database, not the chain
+		}
+		s.log.Error("stored chain fails the server's verification; refusing to serve or extend it",
+			"account", acct.ID, "head_seq", acct.Head.Seq, "err", ie.err)
+		s.metrics.integrityFailures.Add(1)
+		s.cache.put(acct.ID, &verified{account: acct, err: err})
+		return nil, err
+	}
+	s.cache.put(acct.ID, v)
+	return v, nil
+}
+
+// verifyStored reads the links up to acct's head and verifies them, from
+// the cached state c when it is a prefix of the chain.
+func (s *Server) verifyStored(ctx context.Context, acct store.Account, c *verified) (*verified, error) {
+	var (
+		from  *chain.State
+		links [][]byte
+		after = int64(-1)
+	)
+	if c != nil && c.err == nil && c.account.Head.Seq < acct.Head.Seq {
+		from, after = c.state, int64(c.account.Head.Seq)
+		links = c.links[:len(c.links):len(c.links)] // appends copy
+	}
+	rows, err := s.store.Links(ctx, acct.ID, after, int(int64(acct.Head.Seq)-after))
+	if err != nil {
+		return nil, err
+	}
+	fail := func(format string, args ...any) error {
+		return &integrityError{account: acct.ID, err: fmt.Errorf(format, args...)}
+	}
+	if int64(len(rows)) != int64(acct.Head.Seq)-after {
+		return nil, fail("the account's head is seq %d but links up to seq %d are stored", acct.Head.Seq, int64(len(rows))+after)
+	}
+	now := s.now()
+	st := from
+	for start := 0; start < len(rows); start += chain.MaxLinksPerCall {
+		end := min(start+chain.MaxLinksPerCall, len(rows))
+		parsed := make([]*chain.Link, 0, end-start)
+		for _, r := range rows[start:end] {
+			l, err := chain.ParseLink(r.Data)
+			if err != nil {
+				return nil, fail("link seq %d: %w", r.Seq, err)
+			}
+			if l.Seq() != r.Seq || l.Hash().String() != r.Hash || l.Type().String() != r.Type {
+				return nil, fail("link row seq %d does not match the link it holds (seq %d, %s, %s)", r.Seq, l.Seq(), l.Type(), l.Hash())
+			}
+			parsed = append(parsed, l)
+			links = append(links, r.Data)
+		}
+		if st, err = chain.VerifyChain(st, parsed, now); err != nil {
+			return nil, fail("%w", err)
+		}
+	}
+	if st == nil {
+		return nil, fail("no links stored")
+	}
+	if st.Head().Hash.String() != acct.Head.Hash || st.Head().Seq != acct.Head.Seq {
+		return nil, fail("verified head %d/%s differs from the account's head %d/%s", st.Head().Seq, st.Head().Hash, acct.Head.Seq, acct.Head.Hash)
+	}
+	if st.Account().String() != acct.ID {
+		return nil, fail("the chain is of account %s", st.Account())
+	}
+	return &verified{account: acct, state: st, links: links}, nil
+}
+
+func (s *Server) now() time.Time { return s.cfg.Clock() }

@@ -1,0 +1,120 @@
+package store
+
+import "strings"
+
+// Schema migrations. Each migration moves the schema from version i to
+// i+1; migrations are never edited once released, only appended. The
+// statements use placeholders for the types that differ between engines:
+//
+//	{blob}    BLOB / BYTEA
+//	{serial}  an auto-increasing 64-bit primary key
+var migrations = [][]string{
+	1: {
+		`CREATE TABLE orgs (
+			id TEXT PRIMARY KEY,
+			name TEXT NOT NULL UNIQUE,
+			admin_key {blob} NOT NULL,
+			admin_key_id TEXT NOT NULL,
+			admin_token_hash {blob} NOT NULL UNIQUE,
+			policy TEXT NOT NULL,
+			created_at BIGINT NOT NULL)`,
+		`CREATE TABLE invites (
+			code_hash {blob} PRIMARY KEY,
+			org_id TEXT NOT NULL REFERENCES orgs(id),
+			account_name TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			expires_at BIGINT NOT NULL,
+			used_at BIGINT NOT NULL DEFAULT 0,
+			account_id TEXT NOT NULL DEFAULT '')`,
+		`CREATE TABLE accounts (
+			id TEXT PRIMARY KEY,
+			name TEXT NOT NULL UNIQUE,
+			org_id TEXT NOT NULL DEFAULT '',
+			head_seq BIGINT NOT NULL,
+			head_hash TEXT NOT NULL,
+			created_at BIGINT NOT NULL)`,
+		`CREATE INDEX accounts_org ON accounts(org_id)`,
+		`CREATE TABLE links (
+			account_id TEXT NOT NULL REFERENCES accounts(id),
+			seq BIGINT NOT NULL,
+			hash TEXT NOT NULL,
+			prev_hash TEXT NOT NULL,
+			type TEXT NOT NULL,
+			data {blob} NOT NULL,
+			created_at BIGINT NOT NULL,
+			PRIMARY KEY (account_id, seq))`,
+		`CREATE TABLE enrollments (
+			id TEXT PRIMARY KEY,
+			account_id TEXT NOT NULL REFERENCES accounts(id),
+			type TEXT NOT NULL,
+			state TEXT NOT NULL,
+			body {blob} NOT NULL,
+			device_id TEXT NOT NULL,
+			device_name TEXT NOT NULL,
+			protection TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			expires_at BIGINT NOT NULL,
+			head_seq BIGINT NOT NULL DEFAULT -1,
+			head_hash TEXT NOT NULL DEFAULT '',
+			approvals TEXT NOT NULL,
+			reason TEXT NOT NULL DEFAULT '',
+			version BIGINT NOT NULL)`,
+		`CREATE INDEX enrollments_account ON enrollments(account_id, state)`,
+		`CREATE INDEX enrollments_state ON enrollments(state, expires_at)`,
+		`CREATE TABLE recoveries (
+			id TEXT PRIMARY KEY,
+			account_id TEXT NOT NULL REFERENCES accounts(id),
+			device_id TEXT NOT NULL,
+			state TEXT NOT NULL,
+			requested_at BIGINT NOT NULL,
+			not_before BIGINT NOT NULL,
+			link {blob},
+			reason TEXT NOT NULL DEFAULT '',
+			version BIGINT NOT NULL)`,
+		`CREATE INDEX recoveries_account ON recoveries(account_id, state)`,
+		`CREATE TABLE envelopes (
+			id {serial},
+			account_id TEXT NOT NULL,
+			device_id TEXT NOT NULL,
+			from_account TEXT NOT NULL,
+			from_device TEXT NOT NULL,
+			kind TEXT NOT NULL,
+			call_id TEXT NOT NULL DEFAULT '',
+			sent_at BIGINT NOT NULL,
+			ciphertext {blob} NOT NULL)`,
+		`CREATE INDEX envelopes_recipient ON envelopes(account_id, device_id, id)`,
+		`CREATE TABLE tokens (
+			hash {blob} PRIMARY KEY,
+			account_id TEXT NOT NULL,
+			device_id TEXT NOT NULL,
+			expires_at BIGINT NOT NULL)`,
+		`CREATE INDEX tokens_device ON tokens(account_id, device_id)`,
+		`CREATE INDEX tokens_expiry ON tokens(expires_at)`,
+		`CREATE TABLE challenges (
+			hash {blob} PRIMARY KEY,
+			account_id TEXT NOT NULL,
+			device_id TEXT NOT NULL,
+			expires_at BIGINT NOT NULL)`,
+		`CREATE INDEX challenges_expiry ON challenges(expires_at)`,
+		`CREATE TABLE audit (
+			id {serial},
+			time BIGINT NOT NULL,
+			actor TEXT NOT NULL,
+			action TEXT NOT NULL,
+			org_id TEXT NOT NULL DEFAULT '',
+			account_id TEXT NOT NULL DEFAULT '',
+			device_id TEXT NOT NULL DEFAULT '',
+			detail TEXT NOT NULL DEFAULT '')`,
+		`CREATE INDEX audit_org ON audit(org_id, id)`,
+		`CREATE TABLE settings (
+			key TEXT PRIMARY KEY,
+			value TEXT NOT NULL)`,
+	},
+}
+
+// SchemaVersion is the schema version this code creates and reads.
+var SchemaVersion = len(migrations) - 1
+
+func (d *dialect) ddl(stmt string) string {
+	return strings.NewReplacer("{blob}", d.blob, "{serial}", d.serial).Replace(stmt)
+}
