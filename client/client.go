@@ -120,6 +120,20 @@ func (c *Client) SetIdentity(id *Identity) {
 const maxResponse = 32 << 20
 
 func (c *Client) do(ctx context.Context, method, path string, auth bool, in, out any) error {
+	err := c.once(ctx, method, path, auth, in, out)
+	var ae *APIError
+	if auth && errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+		// The token expired or the server forgot it (restart, clock
+		// difference): log in again once.
+		c.mu.Lock()
+		c.token = ""
+		c.mu.Unlock()
+		err = c.once(ctx, method, path, auth, in, out)
+	}
+	return err
+}
+
+func (c *Client) once(ctx context.Context, method, path string, auth bool, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)

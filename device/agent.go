@@ -198,8 +198,15 @@ func (a *Agent) ensureKeystore(ctx context.Context) error {
 	return a.unlock(ctx)
 }
 
+// reauthAfter is how old the last user authentication may be before the
+// agent asks for the passphrase again: a little under the identity key's
+// default requirement (5 minutes), so a long wait (recovery's waiting
+// period, an admin's approval) ends with a fresh authentication instead of
+// a denial.
+const reauthAfter = 4 * time.Minute
+
 func (a *Agent) unlock(ctx context.Context) error {
-	if a.unlk {
+	if a.unlk && a.now().Sub(a.ks.State().LastAuth) < reauthAfter {
 		return nil
 	}
 	if a.ks == nil {

@@ -1,0 +1,275 @@
+package device_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/soft"
+	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/command"
+	"github.com/enigm/enigm/device"
+	"github.com/enigm/enigm/lifecycle"
+)
+
+var fastKDF = soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}
+
+func fastSoft(string) (backend.Backend, error) { return soft.New(soft.Options{Params: fastKDF}) }
+
+// clock is shared by the server and the devices, so waiting periods can be
+// crossed without sleeping.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type world struct {
+	t     *testing.T
+	url   string
+	cfg   command.Config
+	clock *clock
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	w := &world{t: t, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
+	w.cfg = command.Config{DataDir: t.TempDir(), RateLimits: &command.RateLimits{Disabled: true},
+		KeystoreBackend: fastSoft, KeystorePassphrase: []byte("command"), Clock: w.clock.Now,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), JanitorInterval: -1}
+	srv, err := command.New(w.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	w.url = hs.URL
+	return w
+}
+
+func (w *world) agent(name string) *device.Agent {
+	w.t.Helper()
+	a, err := device.Open(device.Options{Home: filepath.Join(w.t.TempDir(), name), Server: w.url,
+		Passphrase: func(bool) ([]byte, error) { return []byte("pw " + name), nil },
+		Backend:    fastSoft, NewBackend: func() (backend.Backend, error) { return fastSoft("soft") },
+		Clock:      w.clock.Now, Poll: time.Millisecond})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// check returns v, or fails the running test by panicking with err (the
+// panic names the failing call in its stack).
+func check[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func check3[A, B, C any](a A, b B, c C, err error) (A, B, C) {
+	if err != nil {
+		panic(err)
+	}
+	return a, b, c
+}
+
+// enroll joins b to account through approver a.
+func enroll(t *testing.T, ctx context.Context, a, b *device.Agent, account string) *device.EnrollResult {
+	t.Helper()
+	r := check(b.Enroll(ctx, device.EnrollOptions{Account: account, DeviceName: "b"}))
+	if len(r.SAS) == 0 {
+		t.Fatal("no SAS to compare")
+	}
+	ap := check(a.Approve(ctx, r.RequestID, r.PairingCode, nil))
+	if ap.SAS != r.SAS[0].SAS {
+		t.Fatalf("the two devices show different SAS: %s vs %s", ap.SAS, r.SAS[0].SAS)
+	}
+	if err := b.Finish(ctx); err != nil {
+		t.Fatalf("finish enrollment: %v", err)
+	}
+	return r
+}
+
+func TestAccountLifecycle(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	a, b := w.agent("a"), w.agent("b")
+	res := check(a.Init(ctx, device.InitOptions{Account: "alice", DeviceName: "a", RecoveryDelay: time.Hour, SetRecoveryDelay: true}))
+	code := res.RecoveryCode.Reveal()
+	enroll(t, ctx, a, b, "alice")
+	_, devs, _ := check3(a.Devices(ctx, ""))
+	if len(devs) != 2 || devs[1].State != "active" {
+		t.Fatalf("devices: %+v", devs)
+	}
+
+	// Message sync: A sends to its own account, B receives.
+	sent := check(a.Send(ctx, "alice", []byte("hello B")))
+	if len(sent.Accepted) != 1 {
+		t.Fatalf("send: %+v", sent)
+	}
+	got := check(b.Receive(ctx))
+	if len(got.Messages) != 1 || string(got.Messages[0].Body) != "hello B" || got.Messages[0].From != res.Account {
+		t.Fatalf("receive: %+v", got)
+	}
+	// A call: both sides see the same fingerprint.
+	call := check(a.Call(ctx, "alice", time.Hour))
+	fp := check(b.AcceptCall(ctx, call.CallID))
+	if fp != call.Fingerprint {
+		t.Fatalf("fingerprints differ: %s %s", fp, call.Fingerprint)
+	}
+	if err := a.EndCall(ctx, call.CallID); err != nil {
+		t.Fatal(err)
+	}
+
+	// Rotation on B, then A still reaches B.
+	if _, _, err := b.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check(a.Send(ctx, "alice", []byte("after rotation")))
+	got = check(b.Receive(ctx))
+	if len(got.Messages) != 1 || string(got.Messages[0].Body) != "after rotation" {
+		t.Fatalf("after rotation: %+v", got)
+	}
+
+	// A revokes B: nothing more reaches B, and B destroys its keys once
+	// its verified chain shows the revocation.
+	bid := b.Keystore().DeviceID()
+	check(a.Revoke(ctx, chain.DeviceID(bid)))
+	// A's verified chain has no other active device: nothing is sealed.
+	if sent, err := a.Send(ctx, "alice", []byte("after revocation")); err == nil {
+		t.Fatalf("a message was sealed after the only other device was revoked: %+v", sent)
+	}
+	if _, err := b.Receive(ctx); !errors.Is(err, device.ErrRevoked) {
+		t.Fatalf("revoked B receives: %v", err)
+	}
+	keys := check(b.Keystore().List())
+	for _, k := range keys {
+		if k.State != lifecycle.Revoked {
+			t.Fatalf("B's key %s is %v after revocation", k.ID.Short(), k.State)
+		}
+	}
+	if _, err := b.AcceptCall(ctx, "call-x"); !errors.Is(err, device.ErrRevoked) && !errors.Is(err, device.ErrNotActive) {
+		t.Fatalf("revoked B joins a call: %v", err)
+	}
+
+	// Recovery on a new device C, after the waiting period: C joins and
+	// reads only what is sent after it joined.
+	bob := w.agent("bob")
+	check(bob.Init(ctx, device.InitOptions{Account: "bob"}))
+	check(bob.Send(ctx, "alice", []byte("before C")))
+	c := w.agent("c")
+	rr := check(c.Recover(ctx, device.RecoverOptions{Account: "alice", DeviceName: "c", Code: code}))
+	if err := c.Finish(ctx); !errors.Is(err, device.ErrWaiting) {
+		t.Fatalf("recovery before its waiting period: %v", err)
+	}
+	w.clock.Add(time.Hour + time.Minute)
+	if err := c.Finish(ctx); err != nil {
+		t.Fatalf("recovery after its waiting period: %v", err)
+	}
+	st := check(c.Status(ctx, true))
+	if st.State != device.StatusActive || st.Device != rr.Device {
+		t.Fatalf("C after recovery: %+v", st)
+	}
+	got = check(c.Receive(ctx))
+	if len(got.Messages) != 0 {
+		t.Fatalf("C read a message sent before it joined: %+v", got.Messages)
+	}
+	check(bob.Send(ctx, "alice", []byte("welcome C")))
+	got = check(c.Receive(ctx))
+	if len(got.Messages) != 1 || string(got.Messages[0].Body) != "welcome C" {
+		t.Fatalf("C after joining: %+v", got)
+	}
+	// A got both: the one from before C joined, and the new one.
+	got = check(a.Receive(ctx))
+	if len(got.Messages) != 2 {
+		t.Fatalf("A received %d messages from bob, want 2", len(got.Messages))
+	}
+}
+
+
+func TestRecoveryVeto(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	a := w.agent("a")
+	res := check(a.Init(ctx, device.InitOptions{Account: "dora", RecoveryDelay: time.Hour, SetRecoveryDelay: true}))
+	c := w.agent("c")
+	rr := check(c.Recover(ctx, device.RecoverOptions{Account: "dora", Code: res.RecoveryCode.Reveal()}))
+	check(a.Veto(ctx, rr.RecoveryID))
+	w.clock.Add(2 * time.Hour)
+	if err := c.Finish(ctx); err == nil || errors.Is(err, device.ErrWaiting) {
+		t.Fatalf("a vetoed recovery completed or still waits: %v", err)
+	}
+	// A wrong recovery code is refused before anything is sent.
+	other := check(w.agent("x").Init(ctx, device.InitOptions{Account: "eve"}))
+	if _, err := w.agent("y").Recover(ctx, device.RecoverOptions{Account: "dora", Code: other.RecoveryCode.Reveal()}); !errors.Is(err, device.ErrWrongRecoveryCode) {
+		t.Fatalf("another account's code: %v", err)
+	}
+}
+
+func TestPairingCodeMismatch(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	a, b := w.agent("a"), w.agent("b")
+	check(a.Init(ctx, device.InitOptions{Account: "frank"}))
+	r := check(b.Enroll(ctx, device.EnrollOptions{Account: "frank"}))
+	wrong := "0000-0000-0000-0000"
+	if _, err := a.Approve(ctx, r.RequestID, wrong, nil); !errors.Is(err, device.ErrPairingCode) {
+		t.Fatalf("wrong pairing code: %v", err)
+	}
+	// Lower case and without dashes is the same code.
+	lc := strings.ToLower(strings.ReplaceAll(r.PairingCode, "-", ""))
+	check(a.Approve(ctx, r.RequestID, lc, nil))
+	if err := b.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestManagedOrganisation(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	org := check(command.CreateOrg(ctx, w.cfg, command.OrgSpec{Name: "acme", Policy: command.Policy{RequireAdminApproval: true, RecoveryDelaySeconds: 60}}))
+	inv := check(command.CreateInvite(ctx, w.cfg, "acme", "grace", 0))
+	a, b := w.agent("a"), w.agent("b")
+	check(a.Init(ctx, device.InitOptions{Account: "grace", Invite: inv.Code, Org: org.ID}))
+	r := check(b.Enroll(ctx, device.EnrollOptions{Account: "grace"}))
+	ap := check(a.Approve(ctx, r.RequestID, r.PairingCode, nil))
+	if ap.State != "device_approved" {
+		t.Fatalf("managed enrollment after the device approval: %s", ap.State)
+	}
+	if err := b.Finish(ctx); !errors.Is(err, device.ErrWaiting) {
+		t.Fatalf("joined without the admin's approval: %v", err)
+	}
+	adminApprove(t, w, org.AdminToken, r.RequestID)
+	if err := b.Finish(ctx); err != nil {
+		t.Fatalf("after the admin's approval: %v", err)
+	}
+	_, devs, _ := check3(b.Devices(ctx, ""))
+	if len(devs) != 2 || !strings.HasSuffix(devs[1].ApprovedBy, "+org") {
+		t.Fatalf("devices: %+v", devs)
+	}
+}
+
+func adminApprove(t *testing.T, w *world, token, rid string) {
+	t.Helper()
+	resp, err := httpPost(w.url+"/v1/admin/enrollments/"+rid+"/approve", token)
+	if err != nil || resp != 200 {
+		t.Fatalf("admin approve: %d %v", resp, err)
+	}
+}
