@@ -66,7 +66,7 @@ func (w *world) agent(name string) *device.Agent {
 	a, err := device.Open(device.Options{Home: filepath.Join(w.t.TempDir(), name), Server: w.url,
 		Passphrase: func(bool) ([]byte, error) { return []byte("pw " + name), nil },
 		Backend:    fastSoft, NewBackend: func() (backend.Backend, error) { return fastSoft("soft") },
-		Clock:      w.clock.Now, Poll: time.Millisecond})
+		Clock: w.clock.Now, Poll: time.Millisecond})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -202,7 +202,6 @@ func TestAccountLifecycle(t *testing.T) {
 		t.Fatalf("A received %d messages from bob, want 2", len(got.Messages))
 	}
 }
-
 
 func TestRecoveryVeto(t *testing.T) {
 	ctx := context.Background()
