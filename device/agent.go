@@ -249,6 +249,9 @@ func (a *Agent) identity() (*keystore.IdentityKey, error) {
 
 // signAs signs for the client's login.
 func (a *Agent) signAs(purpose string, msg []byte) ([]byte, error) {
+	if err := a.unlock(context.Background()); err != nil {
+		return nil, err
+	}
 	k, err := a.identity()
 	if err != nil {
 		return nil, err

@@ -539,6 +539,9 @@ func (a *Agent) Approve(ctx context.Context, requestID, code string, confirm fun
 			return nil, err
 		}
 	}
+	if err := a.unlock(ctx); err != nil {
+		return nil, err
+	}
 	k, err := a.identity()
 	if err != nil {
 		return nil, err

@@ -637,8 +637,8 @@ func (c *Ctx) printStatus(s *device.StatusInfo) {
 		c.Printf("no account on this device (enigm init, enroll or recover)\n")
 		return
 	}
-	c.Printf("account     %s %s\ndevice      %x\nstate       %s\nprotection  %s\nkeystore    %s\nserver      %s\nchain head  seq %d\n",
-		s.Account, hexID(s.AccountID[:]), s.Device, s.State, s.Protection, map[bool]string{true: "locked", false: "unlocked"}[s.Locked], s.Server, s.Head.Seq)
+	c.Printf("account     %s %s\ndevice      %s\nstate       %s\nprotection  %s\nkeystore    %s\nserver      %s\nchain head  seq %d\n",
+		s.Account, hexID(s.AccountID[:]), hexID(s.Device[:]), s.State, s.Protection, map[bool]string{true: "locked", false: "unlocked"}[s.Locked], s.Server, s.Head.Seq)
 	if s.Pending != nil {
 		c.Printf("pending     %s %s\n", s.Pending.Kind, s.Pending.RequestID)
 	}
@@ -673,6 +673,10 @@ func runSync(c *Ctx) error {
 	s, err := a.Status(c.Context(), true)
 	if err != nil {
 		return err
+	}
+	if s.State == device.StatusRevoked || s.State == device.StatusRetired {
+		// Nothing syncs for a device that is no longer in its account.
+		return fmt.Errorf("%w (%s): its keys were destroyed", device.ErrRevoked, s.State)
 	}
 	return c.Output(statusJSON(s), func() { c.printStatus(s) })
 }

@@ -1,0 +1,142 @@
+package device_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/client"
+	"github.com/enigm/enigm/device"
+	"github.com/enigm/enigm/hybrid"
+)
+
+// hostile sits in front of the real server and rewrites chain answers the
+// way a compromised server (or database) would.
+type hostile struct {
+	mu      sync.Mutex
+	mode    string // "", "forge", "rollback", "fork"
+	forged  []byte
+	backend *url.URL
+}
+
+func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	req, _ := http.NewRequestWithContext(r.Context(), r.Method, h.backend.String()+r.URL.RequestURI(), r.Body)
+	req.Header = r.Header.Clone()
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		http.Error(w, err.Error(), 502)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	h.mu.Lock()
+	mode, forged := h.mode, h.forged
+	h.mu.Unlock()
+	if r.Method == "GET" && strings.HasSuffix(r.URL.Path, "/chain") && resp.StatusCode == 200 && mode != "" {
+		var v struct {
+			AccountID string         `json:"account_id"`
+			Head      map[string]any `json:"head"`
+			Links     []string       `json:"links"`
+		}
+		json.Unmarshal(body, &v)
+		switch mode {
+		case "forge", "fork":
+			l, _ := chain.ParseLink(forged)
+			if r.URL.Query().Get("after") != "" && mode == "fork" {
+				// Pretend the forged link sits at the device's head.
+				v.Links = []string{}
+				v.Head = map[string]any{"seq": l.Seq() - 1, "hash": strings.Repeat("ab", 32)}
+			} else {
+				v.Links = append(v.Links, base64.StdEncoding.EncodeToString(forged))
+				v.Head = map[string]any{"seq": l.Seq(), "hash": l.Hash().String()}
+			}
+		case "rollback":
+			v.Links = nil
+			v.Head = map[string]any{"seq": 0, "hash": v.AccountID}
+		}
+		body, _ = json.Marshal(v)
+	}
+	for k, vs := range resp.Header {
+		if k != "Content-Length" {
+			w.Header()[k] = vs
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	w.Write(body)
+}
+
+// A server that lies about the chain cannot make a device trust a ghost
+// device, roll it back to an older head, or fork it.
+func TestHostileServer(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	u, _ := url.Parse(w.url)
+	hs := &hostile{backend: u}
+	proxy := httptest.NewServer(hs)
+	defer proxy.Close()
+	w.url = proxy.URL
+	a, b := w.agent("a"), w.agent("b")
+	res := check(a.Init(ctx, device.InitOptions{Account: "hal"}))
+	enroll(t, ctx, a, b, "hal")
+
+	// The forged link: a ghost device approved by nobody the account trusts.
+	cl := check(client.New(w.url, nil))
+	view := check(cl.Chain(ctx, res.Account, -1))
+	links := check(chain.ParseChain(view.Links))
+	st := check(chain.VerifyChain(nil, links, time.Now()))
+	gk, _ := hybrid.NewPrivateKey(bytes.Repeat([]byte{0x47}, hybrid.SeedSize))
+	ghost := chain.Device{ID: chain.DeviceID{0x47}, Name: "ghost", Identity: gk.Public(),
+		KEM: append([]byte(nil), links[0].Body().(*chain.Genesis).Device.KEM...), Level: chain.LevelSoftware}
+	var n [chain.NonceSize]byte
+	d := check(chain.NewDraft(st, time.Now(), &chain.AddDevice{Device: ghost, Nonce: n, PairingHash: chain.PairingHash(n, "x")}))
+	d.Sign(chain.RoleSubject, gk)
+	d.SignDevice(ghost.ID, gk)
+	hs.forged = check(d.Link()).Bytes()
+
+	// Both devices verify the honest chain (head at seq 1) first.
+	for _, ag := range []*device.Agent{a, b} {
+		if _, devs, head, err := ag.Devices(ctx, ""); err != nil || len(devs) != 2 || head.Seq != 1 {
+			t.Fatalf("honest chain: %v %v %v", devs, head, err)
+		}
+	}
+	for _, c := range []struct {
+		mode string
+		want error
+	}{
+		{"forge", chain.ErrSignerUnknown},
+		{"rollback", client.ErrRollback},
+		{"fork", client.ErrFork},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			hs.mu.Lock()
+			hs.mode = c.mode
+			hs.mu.Unlock()
+			defer func() { hs.mu.Lock(); hs.mode = ""; hs.mu.Unlock() }()
+			for name, ag := range map[string]*device.Agent{"a": a, "b": b} {
+				_, devs, _, err := ag.Devices(ctx, "")
+				if !errors.Is(err, c.want) {
+					t.Fatalf("device %s: err = %v, want %v (devices %v)", name, err, c.want, devs)
+				}
+				if _, err := ag.Send(ctx, "hal", []byte("x")); err == nil {
+					t.Fatalf("device %s sent over a %s chain", name, c.mode)
+				}
+			}
+		})
+	}
+	// Honest again: nothing was stored from the lies.
+	_, devs, _, err := a.Devices(ctx, "")
+	if err != nil || len(devs) != 2 {
+		t.Fatalf("after the hostile answers: %v %v", devs, err)
+	}
+}

@@ -1,0 +1,378 @@
+// Package e2e drives the built binaries — enigm-command serving on
+// loopback and several enigm devices, each with its own home — through the
+// key management model end to end.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/client"
+	"github.com/enigm/enigm/hybrid"
+)
+
+type harness struct {
+	t       *testing.T
+	bin     string
+	data    string
+	server  string
+	srv     *exec.Cmd
+	srvLog  *bytes.Buffer
+	tmp     string
+	cmdPass string
+}
+
+func build(t *testing.T, dir string) {
+	t.Helper()
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	for _, pkg := range []string{"enigm", "enigm-command"} {
+		cmd := exec.Command(goBin, "build", "-o", filepath.Join(dir, pkg), "../cmd/"+pkg)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func start(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{t: t, tmp: t.TempDir(), cmdPass: "command keystore passphrase"}
+	h.bin = filepath.Join(h.tmp, "bin")
+	os.Mkdir(h.bin, 0o755)
+	build(t, h.bin)
+	h.data = filepath.Join(h.tmp, "command-data")
+	addr := freePort(t)
+	h.server = "http://" + addr
+	h.srvLog = &bytes.Buffer{}
+	h.srv = exec.Command(filepath.Join(h.bin, "enigm-command"), "serve", "--listen", addr, "--data", h.data, "--no-rate-limit", "--min-recovery-delay", "0s")
+	h.srv.Env = append(os.Environ(), "ENIGM_COMMAND_PASSPHRASE="+h.cmdPass)
+	h.srv.Stdout, h.srv.Stderr = h.srvLog, h.srvLog
+	if err := h.srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		h.srv.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- h.srv.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			h.srv.Process.Kill()
+			t.Error("the server did not shut down within 10s of SIGINT")
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", h.srvLog.String())
+		}
+	})
+	for i := 0; ; i++ {
+		resp, err := http.Get(h.server + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if i > 100 {
+			t.Fatalf("the server did not come up: %v\n%s", err, h.srvLog.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return h
+}
+
+type result struct {
+	code   int
+	stdout string
+	stderr string
+}
+
+func (r result) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
+		t.Fatalf("not JSON (%v):\n%s\nstderr: %s", err, r.stdout, r.stderr)
+	}
+	if m["version"] != float64(1) {
+		t.Fatalf("JSON without version 1: %s", r.stdout)
+	}
+	return m
+}
+
+// device is one enigm home.
+type device struct {
+	h    *harness
+	home string
+	pass string
+}
+
+func (h *harness) device(name string) *device {
+	return &device{h: h, home: filepath.Join(h.tmp, "home-"+name), pass: "passphrase of " + name}
+}
+
+func (d *device) run(stdin string, args ...string) result {
+	cmd := exec.Command(filepath.Join(d.h.bin, "enigm"), args...)
+	cmd.Env = append(os.Environ(), "ENIGM_HOME="+d.home, "ENIGM_PASSPHRASE="+d.pass, "ENIGM_SERVER="+d.h.server)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		d.h.t.Fatal(err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+func (d *device) ok(stdin string, args ...string) result {
+	d.h.t.Helper()
+	r := d.run(stdin, args...)
+	if r.code != 0 {
+		d.h.t.Fatalf("enigm %s (%s): exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), filepath.Base(d.home), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func (h *harness) command(env []string, args ...string) result {
+	cmd := exec.Command(filepath.Join(h.bin, "enigm-command"), args...)
+	cmd.Env = append(append(os.Environ(), "ENIGM_COMMAND_PASSPHRASE="+h.cmdPass, "ENIGM_SERVER="+h.server), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		h.t.Fatal(err)
+	}
+	r := result{code, out.String(), errb.String()}
+	if code != 0 {
+		h.t.Fatalf("enigm-command %s: exit %d\n%s%s", strings.Join(args, " "), code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func str(m map[string]any, k string) string {
+	s, _ := m[k].(string)
+	return s
+}
+
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binaries")
+	}
+	h := start(t)
+
+	// 1. An unmanaged account: init A, enroll B approved by A, A sends, B receives.
+	a, b := h.device("a"), h.device("b")
+	ai := a.ok("", "init", "--account", "pat", "--name", "a", "--recovery-delay", "0s", "--json").json(t)
+	if str(ai, "recovery_code") == "" || str(ai, "account_id") == "" {
+		t.Fatalf("init: %v", ai)
+	}
+	en := b.ok("", "enroll", "--account", "pat", "--name", "b", "--no-wait", "--json").json(t)
+	ap := a.ok("", "approve", str(en, "request_id"), "--code", str(en, "pairing_code"), "--json").json(t)
+	if ap["sas"] != en["sas"] || str(ap, "sas") == "" {
+		t.Fatalf("the devices show different SAS: %v vs %v", ap["sas"], en["sas"])
+	}
+	if st := b.ok("", "sync", "--json").json(t); str(st, "state") != "active" {
+		t.Fatalf("B after approval: %v", st)
+	}
+	a.ok("hello pat's other device", "send", "--to", "pat")
+	msgs := b.ok("", "receive", "--json").json(t)["messages"].([]any)
+	if len(msgs) != 1 || msgs[0].(map[string]any)["body"] != base64.StdEncoding.EncodeToString([]byte("hello pat's other device")) {
+		t.Fatalf("B received: %v", msgs)
+	}
+
+	// 2. A managed organisation: enrollment waits for the admin.
+	org := h.command(nil, "org", "create", "acme", "--require-admin-approval", "--recovery-delay", "3s", "--data", h.data, "--json")
+	var om map[string]any
+	json.Unmarshal([]byte(org.stdout), &om)
+	admin := []string{"ENIGM_ADMIN_TOKEN=" + str(om, "admin_token")}
+	inv := h.command(nil, "org", "invite", "acme", "--account", "alice", "--data", h.data, "--json")
+	var im map[string]any
+	json.Unmarshal([]byte(inv.stdout), &im)
+
+	x, y := h.device("x"), h.device("y")
+	codeFile := filepath.Join(h.tmp, "alice.recovery")
+	xi := x.ok("", "init", "--account", "alice", "--org", str(om, "org_id"), "--invite", str(im, "invite_code"),
+		"--recovery-code-file", codeFile, "--name", "x", "--json").json(t)
+	if _, leaked := xi["recovery_code"]; leaked {
+		t.Fatal("the recovery code was printed although written to a file")
+	}
+	if fi, err := os.Stat(codeFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("recovery code file: %v %v", fi, err)
+	}
+	alice := str(xi, "account_id")
+	en = y.ok("", "enroll", "--account", "alice", "--name", "y", "--no-wait", "--json").json(t)
+	ap = x.ok("", "approve", str(en, "request_id"), "--code", str(en, "pairing_code"), "--json").json(t)
+	if str(ap, "state") != "device_approved" {
+		t.Fatalf("managed approval by the device: %v", ap)
+	}
+	if st := y.ok("", "sync", "--json").json(t); str(st, "state") == "active" {
+		t.Fatal("Y joined without the admin's approval")
+	}
+	h.command(admin, "admin", "approve", str(en, "request_id"))
+	if st := y.ok("", "sync", "--json").json(t); str(st, "state") != "active" {
+		t.Fatalf("Y after the admin's approval: %v", st)
+	}
+	ydev := str(en, "device_id")
+	devs := x.ok("", "devices", "--json").json(t)["devices"].([]any)
+	if len(devs) != 2 {
+		t.Fatalf("devices: %v", devs)
+	}
+	for _, d := range devs {
+		m := d.(map[string]any)
+		for _, f := range []string{"device_id", "name", "state", "protection", "approved_by", "added_at"} {
+			if _, ok := m[f]; !ok {
+				t.Fatalf("device lacks %s: %v", f, m)
+			}
+		}
+	}
+	x.ok("for Y", "send", "--to", "alice")
+	if msgs := y.ok("", "receive", "--json").json(t)["messages"].([]any); len(msgs) != 1 {
+		t.Fatalf("Y received %d messages", len(msgs))
+	}
+	call := x.ok("", "call", "--to", "alice", "--json").json(t)
+	acc := y.ok("", "call", "accept", str(call, "call_id"), "--json").json(t)
+	if str(acc, "fingerprint") != str(call, "fingerprint") || str(acc, "fingerprint") == "" {
+		t.Fatalf("call fingerprints differ: %v %v", call, acc)
+	}
+	yKeys := y.ok("", "keys", "list", "--json").json(t)["keys"].([]any)
+
+	// 3. The admin revokes Y: Y receives nothing, cannot sync, cannot join a
+	// call, and its keystore refuses every key use.
+	h.command(admin, "admin", "revoke", alice, ydev, "--yes")
+	if r := x.run("after revocation", "send", "--to", "alice"); r.code == 0 {
+		t.Fatalf("a message was sent with only a revoked other device: %s", r.stdout)
+	}
+	call2 := x.run("", "call", "--to", "alice", "--json")
+	if call2.code == 0 {
+		t.Fatalf("a call was set up with only a revoked other device: %s", call2.stdout)
+	}
+	if r := y.run("", "receive", "--json"); r.code == 0 || !strings.Contains(r.stderr, "no longer active") {
+		t.Fatalf("revoked Y receives: %+v", r)
+	}
+	if r := y.run("", "sync"); r.code == 0 {
+		t.Fatalf("revoked Y syncs: %+v", r)
+	}
+	if r := y.run("", "call", "accept", str(call, "call_id")); r.code == 0 {
+		t.Fatalf("revoked Y joins a call: %+v", r)
+	}
+	for _, k := range yKeys {
+		m := k.(map[string]any)
+		if m["class"] != "identity" {
+			continue
+		}
+		r := y.run("x", "keys", "sign", "--key", str(m, "id"), "--json")
+		if r.code != 1 && r.code != 3 || !strings.Contains(r.stdout+r.stderr, "revoked") {
+			t.Fatalf("revoked Y's keystore signed or failed without saying why: %+v", r)
+		}
+	}
+	ys := y.ok("", "keystore", "status", "--json").json(t)
+	if ys["revoked"] != true {
+		t.Fatalf("Y's keystore does not say revoked: %v", ys)
+	}
+
+	// 4. Recovery on a new device Z after the waiting period: Z cannot open
+	// anything sent before it joined.
+	a.ok("before Z joined", "send", "--to", "alice") // from another account: reaches X only
+	z := h.device("z")
+	zr := z.ok("", "recover", "--account", "alice", "--recovery-code-file", codeFile, "--name", "z", "--no-wait", "--json").json(t)
+	if str(zr, "request_id") == "" || str(zr, "device_id") == "" {
+		t.Fatalf("recover: %v", zr)
+	}
+	if st := z.ok("", "sync", "--json").json(t); str(st, "state") == "active" {
+		t.Fatal("Z recovered before the waiting period")
+	}
+	time.Sleep(3500 * time.Millisecond)
+	if st := z.ok("", "sync", "--json").json(t); str(st, "state") != "active" {
+		t.Fatalf("Z after the waiting period: %v", st)
+	}
+	if msgs := z.ok("", "receive", "--json").json(t)["messages"].([]any); len(msgs) != 0 {
+		t.Fatalf("Z opened %d message(s) sent before it joined", len(msgs))
+	}
+	a.ok("after Z joined", "send", "--to", "alice")
+	if msgs := z.ok("", "receive", "--json").json(t)["messages"].([]any); len(msgs) != 1 {
+		t.Fatalf("Z after joining received %d messages, want 1", len(msgs))
+	}
+	if msgs := x.ok("", "receive", "--json").json(t)["messages"].([]any); len(msgs) != 2 {
+		t.Fatalf("X received %d messages from pat, want 2", len(msgs))
+	}
+
+	// 5. A link inserted directly into the database is refused by every
+	// client (and by the server's own verification).
+	forgeLink(t, h, alice)
+	for _, d := range []*device{x, z, a} {
+		r := d.run("", "devices", "--account", alice, "--json")
+		if r.code == 0 {
+			t.Fatalf("%s accepted a chain with a forged link: %s", filepath.Base(d.home), r.stdout)
+		}
+	}
+}
+
+// forgeLink appends a ghost add_device (signed by nobody the account
+// trusts) to the account's chain directly in the server's SQLite database.
+func forgeLink(t *testing.T, h *harness, acct string) {
+	t.Helper()
+	id, _ := client.ParseAccountID(acct)
+	cl, _ := client.New(h.server, nil)
+	view, err := cl.Chain(context.Background(), id, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links, _ := chain.ParseChain(view.Links)
+	st, err := chain.VerifyChain(nil, links, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghostKey, _ := hybrid.NewPrivateKey(bytes.Repeat([]byte{0x66}, hybrid.SeedSize))
+	kemPub := links[0].Body().(*chain.Genesis).Device.KEM // any well-formed KEM key
+	ghost := chain.Device{ID: chain.DeviceID{0x66}, Name: "ghost", Identity: ghostKey.Public(), KEM: append([]byte(nil), kemPub...), Level: chain.LevelSoftware}
+	var n [chain.NonceSize]byte
+	d, err := chain.NewDraft(st, time.Now(), &chain.AddDevice{Device: ghost, Nonce: n, PairingHash: chain.PairingHash(n, "x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Sign(chain.RoleSubject, ghostKey)
+	d.SignDevice(ghost.ID, ghostKey)
+	l, err := d.Link()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(h.data, "command.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`INSERT INTO links (account_id, seq, hash, prev_hash, type, data, created_at) VALUES (?,?,?,?,?,?,?)`,
+		acct, l.Seq(), l.Hash().String(), l.Prev().String(), "add_device", l.Bytes(), time.Now().Unix()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE accounts SET head_seq = ?, head_hash = ? WHERE id = ?`, l.Seq(), l.Hash().String(), acct); err != nil {
+		t.Fatal(err)
+	}
+}
