@@ -61,7 +61,8 @@ type Options struct {
 	// Server overrides the saved server URL.
 	Server string
 	// Passphrase returns the keystore passphrase; called when keys are
-	// needed. For a new keystore it is called with confirm set.
+	// needed. For a new keystore it is called with confirm set. The agent
+	// clears the returned slice after use: return a fresh one each time.
 	Passphrase func(confirm bool) ([]byte, error)
 	// Backend builds the keystore backend named in the keystore's header.
 	Backend func(name string) (backend.Backend, error)
@@ -85,7 +86,6 @@ type Agent struct {
 	cfg  *config
 	ks   *keystore.Store
 	cl   *client.Client
-	unlk bool
 }
 
 // Open opens the agent of home. It does not need the passphrase until keys
@@ -191,7 +191,7 @@ func (a *Agent) ensureKeystore(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		a.ks, a.unlk = ks, true
+		a.ks = ks
 		ks.SetAppAuthorized(true)
 		return nil
 	}
@@ -206,8 +206,12 @@ func (a *Agent) ensureKeystore(ctx context.Context) error {
 const reauthAfter = 4 * time.Minute
 
 func (a *Agent) unlock(ctx context.Context) error {
-	if a.unlk && a.now().Sub(a.ks.State().LastAuth) < reauthAfter {
-		return nil
+	// Ask the keystore, not a remembered flag: it may have been locked
+	// since (Lock, the device-lock signal, a hardware refusal).
+	if a.ks != nil {
+		if st := a.ks.State(); st.Unlocked && a.now().Sub(st.LastAuth) < reauthAfter {
+			return nil
+		}
 	}
 	if a.ks == nil {
 		return ErrNoAccount
@@ -226,7 +230,6 @@ func (a *Agent) unlock(ctx context.Context) error {
 	// The passphrase was entered for this command: the user authenticated
 	// and this process is the authorized app.
 	a.ks.SetAppAuthorized(true)
-	a.unlk = true
 	return nil
 }
 

@@ -439,11 +439,12 @@ type StatusInfo struct {
 // Status reports this device's state from its last verified chain (and the
 // server, when online is set).
 func (a *Agent) Status(ctx context.Context, online bool) (*StatusInfo, error) {
-	si := &StatusInfo{Account: a.cfg.AccountName, State: a.statusWord(), Server: a.cfg.Server, Locked: !a.unlk, Pending: a.Pending()}
+	si := &StatusInfo{Account: a.cfg.AccountName, State: a.statusWord(), Server: a.cfg.Server, Locked: true, Pending: a.Pending()}
 	if a.opts.Server != "" {
 		si.Server = a.opts.Server
 	}
 	if a.ks != nil {
+		si.Locked = !a.ks.State().Unlocked
 		si.Device = a.deviceID()
 		st, err := a.ks.Status()
 		if err != nil {

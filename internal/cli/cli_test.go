@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -235,9 +236,27 @@ func TestHelpTeaches(t *testing.T) {
 func TestDemoRuns(t *testing.T) {
 	tr := newTranscript(t)
 	r := tr.must("", "demo")
-	for _, want := range []string{"denied: app_not_authorized", "denied: locked", "denied: not_associated", "denied: key_state", "revoked", "chain intact: true", "done."} {
+	for _, want := range []string{
+		"denied: app_not_authorized", "denied: locked", // policy
+		"(phone shows ", "2 active devices", // enrollment with SAS
+		`phone opened: "hello from the laptop"`,       // messaging
+		"request device_approved", "tablet is active", // admin approval
+		"no eligible device", "no longer active", "revoked, key_state", // revocation
+		"opened 0 old message(s)", // recovery never restores old messages
+		"done.",
+	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
+	}
+	// The fingerprints printed for the call are the same.
+	i := strings.Index(r.stdout, "laptop fingerprint ")
+	if i < 0 {
+		t.Fatal("no call fingerprints")
+	}
+	var a, b string
+	fmt.Sscanf(r.stdout[i:], "laptop fingerprint %s phone fingerprint %s", &a, &b)
+	if a == "" || strings.TrimSuffix(a, ",") != strings.TrimSuffix(b, ":") {
+		t.Fatalf("call fingerprints differ: %q %q", a, b)
 	}
 }

@@ -1,34 +1,77 @@
 package cli
 
 import (
+	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/command"
+	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/keystore"
 	"github.com/enigm/enigm/lifecycle"
-	"github.com/enigm/enigm/policy"
 )
 
 func init() {
-	Register(&Command{Path: "demo", Summary: "walk through the key lifecycle on a throwaway keystore", Usage: "[--keep]",
-		Help: `Creates a keystore in a temporary directory (soft backend, or the backend
-named by --backend) and walks through what the key management does and why:
-generation on the device, policy-gated signing, denials with their reason
-codes, KEM and session keys, rotation, revocation, the audit log and device
-revocation. Nothing outside the temporary directory is touched.
+	Register(&Command{Path: "demo", Summary: "walk through every lifecycle event with a local Command and a few devices", Usage: "[--keep]",
+		Help: `Starts Enigm Command in this process (SQLite in a temporary directory, on a
+loopback port) and walks through the key management model with a few devices
+and one managed organisation, printing what happens and why: account setup,
+enrollment with a pairing code and SAS, secure messaging and call setup,
+rotation, policy denials, admin approval, admin revocation, recovery and its
+waiting period. Nothing outside the temporary directory is touched; it takes
+about ten seconds.
 
 example:
   enigm demo`,
 		Args: 0, Flags: func(fs *flag.FlagSet) {
-			fs.Bool("keep", false, "keep the temporary keystore and print its path")
-			fs.String("backend", "soft", "backend for the demo keystore")
+			fs.Bool("keep", false, "keep the temporary directory and print its path")
+			fs.String("backend", "soft", "backend of the demo devices' keystores")
 		}, Run: runDemo})
+}
+
+type demo struct {
+	c      *Ctx
+	ctx    context.Context
+	dir    string
+	server string
+	cfg    command.Config
+	mk     func() (backend.Backend, error)
+	step   int
+}
+
+func (d *demo) title(s string) { d.step++; d.c.Printf("\n%d. %s\n", d.step, s) }
+func (d *demo) say(format string, a ...any) {
+	d.c.Printf("   "+format+"\n", a...)
+}
+
+func denial(err error) string {
+	var de *keystore.DeniedError
+	if errors.As(err, &de) {
+		return "denied: " + strings.Join(de.Codes(), ", ")
+	}
+	if err == nil {
+		return "allowed"
+	}
+	return "refused: " + err.Error()
+}
+
+func (d *demo) device(name string) (*device.Agent, error) {
+	pass := []byte("demo passphrase of " + name)
+	return device.Open(device.Options{Home: filepath.Join(d.dir, name), Server: d.server,
+		Passphrase: func(bool) ([]byte, error) { return append([]byte(nil), pass...), nil },
+		Backend:    func(string) (backend.Backend, error) { return d.mk() },
+		NewBackend: d.mk, Poll: 200 * time.Millisecond})
 }
 
 func runDemo(c *Ctx) error {
@@ -36,135 +79,268 @@ func runDemo(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	keep := c.flag("keep").(flag.Getter).Get().(bool)
-	if !keep {
+	if !flagBool(c, "keep") {
 		defer os.RemoveAll(dir)
 	}
-	home := filepath.Join(dir, "home")
-	step := func(n int, title string) { c.Printf("\n%d. %s\n", n, title) }
-	say := func(format string, a ...any) { c.Printf("   "+format+"\n", a...) }
-	denied := func(err error) string {
-		var d *keystore.DeniedError
-		if errors.As(err, &d) {
-			return strings.Join(d.Codes(), ", ")
-		}
-		return fmt.Sprintf("unexpected: %v", err)
-	}
-
-	c.Printf("Enigm key management demo (keystore in %s)\n", home)
-	b, err := c.backendFor(flagString(c, "backend"))
+	name := flagString(c, "backend")
+	d := &demo{c: c, ctx: c.Context(), dir: dir, mk: func() (backend.Backend, error) { return c.backendFor(name) }}
+	d.cfg = command.Config{DataDir: filepath.Join(dir, "command"), KeystorePassphrase: []byte("demo command keystore"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MinRecoveryDelay: 0}
+	srv, err := command.New(d.cfg)
 	if err != nil {
 		return err
 	}
-	pass := []byte("demo passphrase - never use a fixed passphrase for real")
-	step(1, "Create the keystore")
-	s, err := keystore.Init(c.Context(), home, b, pass, keystore.InitOptions{Options: keystore.Options{Backend: func(string) (backend.Backend, error) { return b, nil }}})
+	defer srv.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	st, _ := s.Status()
-	say("backend %s, protection level %q", st.Backend, st.Protection)
-	say("four wrapping keys (identity, kem, session, binding) were generated and sealed by the backend;")
-	say("they are in memory only while the keystore is unlocked")
-	s.SetAppAuthorized(true)
-
-	step(2, "Generate a device identity key (hybrid Ed25519 + ML-DSA-65) on the device")
-	idInfo, err := s.Generate(keystore.ClassIdentity, keystore.GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true})
-	if err != nil {
+	sctx, stop := context.WithCancel(d.ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(sctx, l) }()
+	defer func() { stop(); <-done }()
+	d.server = "http://" + l.Addr().String()
+	c.Printf("Enigm demo: Command runs in this process at %s (SQLite in %s).\n", d.server, d.cfg.DataDir)
+	c.Printf("Every device below has its own keystore (%s backend) in %s.\n", name, dir)
+	if err := d.run(); err != nil {
 		return err
 	}
-	say("key %s, state %s, public key %d bytes; the private key is stored only wrapped", idInfo.ID.Short(), idInfo.State, len(idInfo.Public))
-	id, _ := s.Identity(idInfo.ID)
-	sig, err := id.Sign("demo", []byte("hello"))
-	if err != nil {
-		return err
-	}
-	say("signed \"hello\": %d-byte hybrid signature; verifies: %v", len(sig), keystore.Verify(keystore.AlgHybrid, idInfo.Public, "demo", []byte("hello"), sig) == nil)
-
-	step(3, "Every use is decided against the device state")
-	s.SetAppAuthorized(false)
-	_, err = id.Sign("demo", []byte("hello"))
-	say("app signed out          -> denied: %s", denied(err))
-	s.SetAppAuthorized(true)
-	if err := s.Lock(); err != nil {
-		return err
-	}
-	_, err = id.Sign("demo", []byte("hello"))
-	say("keystore locked         -> denied: %s", denied(err))
-	if err := s.Unlock(c.Context(), pass); err != nil {
-		return err
-	}
-	_, err = id.Sign("demo", []byte("hello"))
-	say("unlocked again          -> allowed: %v", err == nil)
-
-	step(4, "A KEM key (HPKE MLKEM768-X25519) decrypts only on a device associated with its account")
-	kemInfo, err := s.Generate(keystore.ClassKEM, keystore.GenerateOptions{Cause: lifecycle.MessagingSetup, Activate: true})
-	if err != nil {
-		return err
-	}
-	kem, _ := s.KEM(kemInfo.ID)
-	ct, _ := keystore.SealTo(kemInfo.Public, []byte("demo"), []byte("a message key"))
-	_, err = kem.Open([]byte("demo"), ct)
-	say("not yet in an account   -> denied: %s", denied(err))
-	if err := s.SetAssociation(policy.Associated, []byte("demo-account")); err != nil {
-		return err
-	}
-	pt, err := kem.Open([]byte("demo"), ct)
-	say("associated              -> opened %q (%v)", pt, err == nil)
-
-	step(5, "Session keys are short-lived and memory-only")
-	sk, err := s.Generate(keystore.ClassSession, keystore.GenerateOptions{Cause: lifecycle.CallSetup, Activate: true, TTL: 10 * time.Minute})
-	if err != nil {
-		return err
-	}
-	say("session key %s expires %s; it is destroyed at lock or when the call ends", sk.ID.Short(), sk.Expires.Format(time.RFC3339))
-
-	step(6, "Rotation supersedes the old key; it keeps only verify/decrypt rights for a grace period")
-	nk, err := s.Rotate(idInfo.ID, keystore.RotateOptions{})
-	if err != nil {
-		return err
-	}
-	old, _ := s.Info(idInfo.ID)
-	_, err = id.Sign("demo", []byte("hello"))
-	say("new key %s is %s; old key is %s", nk.ID.Short(), nk.State, old.State)
-	say("signing with the old key -> denied: %s", denied(err))
-
-	step(7, "Revoking a key destroys its material")
-	if err := s.RevokeKey(nk.ID); err != nil {
-		return err
-	}
-	nh, _ := s.Identity(nk.ID)
-	_, err = nh.Sign("demo", nil)
-	say("revoked key             -> denied: %s", denied(err))
-
-	step(8, "The audit log records every decision, hash-chained")
-	entries, intact, err := s.AuditLog()
-	if err != nil {
-		return err
-	}
-	var allow, deny int
-	for _, e := range entries {
-		if e.Kind == "decision" {
-			if len(e.Reasons) == 0 {
-				allow++
-			} else {
-				deny++
-			}
-		}
-	}
-	say("%d entries, chain intact: %v; %d uses allowed, %d denied", len(entries), intact, allow, deny)
-
-	step(9, "A device that learns it was revoked destroys everything")
-	if err := s.RevokeDevice(c.Context(), "demo"); err != nil {
-		return err
-	}
-	_, err = kem.Open([]byte("demo"), ct)
-	say("KEM key after revocation -> denied: %s", denied(err))
-	say("unlock after revocation  -> %v", s.Unlock(c.Context(), pass))
-	if keep {
-		c.Printf("\nkept the demo keystore at %s (passphrase %q)\n", home, pass)
+	if flagBool(c, "keep") {
+		c.Printf("\nkept %s\n", dir)
 	}
 	c.Printf("\ndone.\n")
+	return nil
+}
+
+func (d *demo) run() error {
+	ctx := d.ctx
+	laptop, err := d.device("alice-laptop")
+	if err != nil {
+		return err
+	}
+	defer laptop.Close()
+
+	d.title("Account setup: alice's laptop creates the account")
+	res, err := laptop.Init(ctx, device.InitOptions{Account: "alice", DeviceName: "laptop", RecoveryDelay: 2 * time.Second, SetRecoveryDelay: true})
+	if err != nil {
+		return err
+	}
+	code := res.RecoveryCode.Reveal()
+	d.say("identity key (Ed25519 + ML-DSA-65) and KEM key (ML-KEM-768 + X25519) generated in the laptop's keystore;")
+	d.say("they are stored only wrapped, and became active when Command accepted the signed genesis link")
+	d.say("account id %s…, fingerprint %s…", hex.EncodeToString(res.Account[:8]), res.Fingerprint[:23])
+	d.say("recovery code %s-… shown once; only its public key is in the chain (recovery delay: 2s for the demo)", strings.SplitN(code, "-", 2)[0])
+
+	d.title("Every key use is decided against the device state")
+	ks := laptop.Keystore()
+	keys, _ := ks.List()
+	var idKey keystore.KeyID
+	for _, k := range keys {
+		if k.Class == keystore.ClassIdentity && k.State == lifecycle.Active {
+			idKey = k.ID
+		}
+	}
+	h, err := ks.Identity(idKey)
+	if err != nil {
+		return err
+	}
+	ks.SetAppAuthorized(false)
+	_, err = h.Sign("demo", []byte("x"))
+	d.say("app signed out      -> %s", denial(err))
+	ks.SetAppAuthorized(true)
+	ks.Lock()
+	_, err = h.Sign("demo", []byte("x"))
+	d.say("keystore locked     -> %s", denial(err))
+	d.say("(each decision, allowed or denied, goes to the laptop's hash-chained audit log)")
+
+	phone, err := d.device("alice-phone")
+	if err != nil {
+		return err
+	}
+	defer phone.Close()
+	d.title("Enrollment: the phone asks to join; no private key is ever copied")
+	er, err := phone.Enroll(ctx, device.EnrollOptions{Account: "alice", DeviceName: "phone"})
+	if err != nil {
+		return err
+	}
+	d.say("the phone generated its own keys and sent request %s… with its public keys only", er.RequestID[:8])
+	d.say("the phone shows pairing code %s; the user types it on the laptop", er.PairingCode)
+	ap, err := laptop.Approve(ctx, er.RequestID, er.PairingCode, func(sas, name string) error {
+		d.say("laptop: pairing code matches the request; SAS %s (phone shows %s): the user compares", sas, er.SAS[0].SAS)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	d.say("laptop signed the approval against the current chain head (request %s)", ap.State)
+	if err := phone.Finish(ctx); err != nil {
+		return err
+	}
+	d.say("phone added its proof of possession; Command verified the link and appended it")
+	_, devs, head, err := phone.Devices(ctx, "")
+	if err != nil {
+		return err
+	}
+	d.say("the phone verified the chain itself (seq %d): %d active devices", head.Seq, len(devs))
+
+	d.title("Secure messaging setup: one message key per message, sealed to each eligible device")
+	sent, err := laptop.Send(ctx, "alice", []byte("hello from the laptop"))
+	if err != nil {
+		return err
+	}
+	d.say("laptop sealed a fresh message key to %d device(s) of the verified chain and destroyed it", len(sent.Accepted))
+	got, err := phone.Receive(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range got.Messages {
+		d.say("phone opened: %q (sender verified against the chain; Command relayed only ciphertext)", m.Body)
+	}
+
+	d.title("Secure call setup: a TTL-bounded call key, delivered only to eligible devices")
+	call, err := laptop.Call(ctx, "alice", 10*time.Minute)
+	if err != nil {
+		return err
+	}
+	fp, err := phone.AcceptCall(ctx, call.CallID)
+	if err != nil {
+		return err
+	}
+	d.say("laptop fingerprint %s, phone fingerprint %s: the same key", call.Fingerprint, fp)
+	laptop.EndCall(ctx, call.CallID)
+
+	d.title("Rotation: the phone replaces its identity and KEM keys")
+	if _, _, err := phone.Rotate(ctx); err != nil {
+		return err
+	}
+	d.say("rotate_keys was signed by the old and the new identity key; the old KEM key decrypts for a grace period only")
+
+	d.title("A managed organisation: enrollment waits for the admin")
+	org, err := command.CreateOrg(ctx, d.cfg, command.OrgSpec{Name: "acme", Policy: command.Policy{RequireAdminApproval: true, RecoveryDelaySeconds: 2}})
+	if err != nil {
+		return err
+	}
+	inv, err := command.CreateInvite(ctx, d.cfg, "acme", "bob", 0)
+	if err != nil {
+		return err
+	}
+	d.say("organisation acme created; its admin key is in Command's keystore, never in the database")
+	desk, err := d.device("bob-desk")
+	if err != nil {
+		return err
+	}
+	defer desk.Close()
+	bres, err := desk.Init(ctx, device.InitOptions{Account: "bob", DeviceName: "desk", Invite: inv.Code, Org: org.ID})
+	if err != nil {
+		return err
+	}
+	d.say("bob's desk joined acme's account bob (Command counter-signed the genesis with the organisation key)")
+	tablet, err := d.device("bob-tablet")
+	if err != nil {
+		return err
+	}
+	defer tablet.Close()
+	ter, err := tablet.Enroll(ctx, device.EnrollOptions{Account: "bob", DeviceName: "tablet"})
+	if err != nil {
+		return err
+	}
+	tap, err := desk.Approve(ctx, ter.RequestID, ter.PairingCode, nil)
+	if err != nil {
+		return err
+	}
+	d.say("desk approved the tablet -> request %s", tap.State)
+	if err := tablet.Finish(ctx); err != nil && !errors.Is(err, device.ErrWaiting) {
+		return err
+	} else if err != nil {
+		d.say("tablet: %v", err)
+	}
+	if err := d.admin(org.AdminToken, "POST", "/v1/admin/enrollments/"+ter.RequestID+"/approve", "{}"); err != nil {
+		return err
+	}
+	d.say("the admin approved: Command signed the organisation's approval (it holds no device key)")
+	if err := tablet.Finish(ctx); err != nil {
+		return err
+	}
+	d.say("tablet is active")
+
+	d.title("Revocation cuts messaging, calls and future key use")
+	tid := tablet.Keystore().DeviceID()
+	if err := d.admin(org.AdminToken, "POST", "/v1/admin/accounts/"+hex.EncodeToString(bres.Account[:])+"/revoke",
+		fmt.Sprintf(`{"device_id":"%s"}`, hex.EncodeToString(tid[:]))); err != nil {
+		return err
+	}
+	d.say("the admin revoked the tablet: Command signed revoke_device with the organisation key")
+	_, err = desk.Send(ctx, "bob", []byte("for the tablet?"))
+	d.say("desk sending to bob's other devices -> %s", denial(err))
+	_, err = tablet.Receive(ctx)
+	d.say("tablet syncing -> %s", denial(err))
+	tks := tablet.Keystore()
+	tkeys, _ := tks.List()
+	for _, k := range tkeys {
+		if k.Class == keystore.ClassIdentity {
+			th, _ := tks.Identity(k.ID)
+			_, err := th.Sign("demo", []byte("x"))
+			d.say("tablet's keystore, identity key %s -> %s", k.ID.Short(), denial(err))
+			break
+		}
+	}
+
+	d.title("Recovery restores the account, never old messages")
+	bobDesk := []byte("sent before recovery")
+	if _, err := desk.Send(ctx, "alice", bobDesk); err != nil {
+		return err
+	}
+	spare, err := d.device("alice-spare")
+	if err != nil {
+		return err
+	}
+	defer spare.Close()
+	rr, err := spare.Recover(ctx, device.RecoverOptions{Account: "alice", DeviceName: "spare", Code: code})
+	if err != nil {
+		return err
+	}
+	d.say("a spare device used the recovery code: request %s…, not before %s", rr.RecoveryID[:8], rr.NotBefore.Format(time.TimeOnly))
+	d.say("alice's devices see the pending request in the chain and could veto it (enigm veto)")
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = spare.Wait(wctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	d.say("after the waiting period the spare device completed the recovery and is active")
+	got, err = spare.Receive(ctx)
+	if err != nil {
+		return err
+	}
+	d.say("the spare device opened %d old message(s): what was sent before it joined was never sealed to it", len(got.Messages))
+	got, err = laptop.Receive(ctx)
+	if err == nil {
+		d.say("(the laptop, active at the time, received %d message(s))", len(got.Messages))
+	}
+
+	d.title("What the server could not do")
+	d.say("Command stored and verified every link, but it cannot add a device: that takes a signature")
+	d.say("from an active device (and here the organisation); devices verify the chain themselves and")
+	d.say("refuse rollbacks and forks. Command never saw a private key or a message in the clear.")
+	return nil
+}
+
+// admin calls the admin API with the organisation's admin token.
+func (d *demo) admin(token, method, path, body string) error {
+	req, err := http.NewRequestWithContext(d.ctx, method, d.server+path, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("admin %s %s: %s %s", method, path, resp.Status, b)
+	}
 	return nil
 }
