@@ -173,7 +173,7 @@ func (s *Server) handleCreateAccount(w http.ResponseWriter, r *http.Request) *ap
 			return s.keyErr(err)
 		}
 	}
-	st, err := chain.Apply(nil, l, now, chain.WithMaxAge(s.cfg.MaxLinkAge))
+	st, err := chain.Apply(nil, l, now, append(s.verifyOpts(), chain.WithMaxAge(s.cfg.MaxLinkAge))...)
 	if err != nil {
 		return chainRejected(err)
 	}
@@ -297,7 +297,7 @@ func (s *Server) appendLink(r *http.Request, v *verified, l *chain.Link, a store
 	if l.Seq() != head.Seq+1 || l.Prev().String() != head.Hash {
 		return nil, conflict(head, "the link follows seq %d, the head is seq %d", l.Seq()-1, head.Seq)
 	}
-	st, err := chain.Apply(v.state, l, s.now(), opts...)
+	st, err := chain.Apply(v.state, l, s.now(), append(s.verifyOpts(), opts...)...)
 	if err != nil {
 		return nil, chainRejected(err)
 	}
@@ -334,5 +334,14 @@ func (s *Server) appendLink(r *http.Request, v *verified, l *chain.Link, a store
 
 // maxAge is the option every append uses.
 func (s *Server) maxAge() chain.Option { return chain.WithMaxAge(s.cfg.MaxLinkAge) }
+
+// verifyOpts are the options of every verification: the attestation
+// verifier, when configured.
+func (s *Server) verifyOpts() []chain.Option {
+	if s.cfg.AttestationVerifier == nil {
+		return nil
+	}
+	return []chain.Option{chain.WithAttestationVerifier(s.cfg.AttestationVerifier)}
+}
 
 var _ = time.Second

@@ -1,6 +1,7 @@
 package command
 
 import (
+	"github.com/enigm/enigm/chain"
 	"errors"
 	"fmt"
 	"io"
@@ -76,6 +77,12 @@ type Config struct {
 	// KeystoreLockTimeout is how long an admin operation waits for another
 	// process (enigm-command org …) to release the keystore (default 5s).
 	KeystoreLockTimeout time.Duration
+
+	// AttestationVerifier judges attestation evidence in device records
+	// (e.g. attestation.TPM with the attestation keys this deployment
+	// trusts). Without one, accounts whose policy requires verified
+	// attestation accept no device.
+	AttestationVerifier chain.AttestationVerifier
 
 	// Logger receives structured logs; nil means JSON to stderr at Info.
 	Logger *slog.Logger

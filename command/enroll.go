@@ -92,7 +92,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) *apiError 
 	if e != nil {
 		return e
 	}
-	dev, _, _, old := enrollBody(body)
+	dev, nonce, _, old := enrollBody(body)
 	st := v.state
 	if rec, ok := st.Device(dev.ID); ok {
 		if rec.Status == chain.StatusActive {
@@ -108,7 +108,18 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) *apiError 
 		return policyRejected("device protection %q is below the account's minimum %q", dev.Level, p.MinLevel)
 	}
 	if p.RequireVerifiedAttestation {
-		return policyRejected("the account requires verified attestation, and this server has no attestation verifier")
+		if s.cfg.AttestationVerifier == nil {
+			return policyRejected("the account requires verified attestation, and this server has no attestation verifier")
+		}
+		if dev.Evidence == nil {
+			return policyRejected("the account requires verified attestation, and device %s carries no evidence", dev.ID)
+		}
+		// Judge the evidence now, for a clear early answer; the link is
+		// judged again when it is appended.
+		in := chain.AttestationInput{Account: st.Account(), Type: t, Nonce: nonce[:], Device: &dev}
+		if err := s.cfg.AttestationVerifier.VerifyAttestation(in); err != nil {
+			return policyRejected("device %s's attestation evidence is not accepted: %v", dev.ID, err)
+		}
 	}
 	now := s.now()
 	en := store.Enrollment{

@@ -113,7 +113,7 @@ func (s *Server) handleRecoveryComplete(w http.ResponseWriter, r *http.Request) 
 	case store.RecoveryWaiting:
 	default:
 		// vetoed or completed: the chain says why.
-		_, err := chain.Apply(v.state, l, s.now())
+		_, err := chain.Apply(v.state, l, s.now(), s.verifyOpts()...)
 		if err == nil {
 			err = fmt.Errorf("%w: recovery %s is %s", chain.ErrRecoveryVetoed, rec.ID, rec.State)
 		}

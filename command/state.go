@@ -147,7 +147,7 @@ func (s *Server) verifyStored(ctx context.Context, acct store.Account, c *verifi
 			parsed = append(parsed, l)
 			links = append(links, r.Data)
 		}
-		if st, err = chain.VerifyChain(st, parsed, now); err != nil {
+		if st, err = chain.VerifyChain(st, parsed, now, s.verifyOpts()...); err != nil {
 			return nil, fail("%w", err)
 		}
 	}

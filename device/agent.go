@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/enigm/enigm/attestation"
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/client"
@@ -77,6 +78,11 @@ type Options struct {
 	Progress io.Writer
 	// Poll is the interval of waits; 0 means 1s.
 	Poll time.Duration
+	// Attestation judges attestation evidence in the chains this device
+	// verifies (e.g. attestation.TPM with the attestation keys the
+	// deployment trusts). A chain whose policy requires verified
+	// attestation does not verify without one.
+	Attestation chain.AttestationVerifier
 }
 
 // Agent is the device agent for one home. It is not safe for concurrent use.
@@ -132,6 +138,13 @@ func (a *Agent) Close() error {
 		err = a.ks.Close()
 	}
 	return errors.Join(err, a.db.close())
+}
+
+func (a *Agent) verifyOpts() []chain.Option {
+	if a.opts.Attestation == nil {
+		return nil
+	}
+	return []chain.Option{chain.WithAttestationVerifier(a.opts.Attestation)}
 }
 
 func (a *Agent) now() time.Time {
@@ -341,8 +354,18 @@ func (a *Agent) newKeys(cause lifecycle.Cause) (id, kem keystore.KeyInfo, err er
 	return
 }
 
-// record builds this device's public chain record.
-func (a *Agent) record(name string, id, kem keystore.KeyInfo) (chain.Device, *bindingSigner, error) {
+// attestFor says which link a device record is for, so that its hardware
+// can attest over attestation.Nonce of it.
+type attestFor struct {
+	Type    chain.LinkType
+	Account chain.AccountID
+	Nonce   []byte // the enrollment request's nonce, when there is one
+}
+
+// record builds this device's public chain record. When the keystore's
+// backend can attest its binding key, the record carries the evidence,
+// bound to the link it is for.
+func (a *Agent) record(name string, id, kem keystore.KeyInfo, af attestFor) (chain.Device, *bindingSigner, error) {
 	pub, err := hybrid.ParsePublicKey(id.Public)
 	if err != nil {
 		return chain.Device{}, nil, err
@@ -358,6 +381,17 @@ func (a *Agent) record(name string, id, kem keystore.KeyInfo) (chain.Device, *bi
 	}
 	if bs != nil {
 		d.Binding = bs.pub
+		if len(st.Attestation) > 0 {
+			nonce, err := attestation.Nonce(chain.AttestationInput{Type: af.Type, Account: af.Account, Nonce: af.Nonce, Device: &d})
+			if err != nil {
+				return d, bs, err
+			}
+			ev, err := bs.k.Attest(context.Background(), nonce)
+			if err != nil {
+				return d, bs, fmt.Errorf("device: attesting the binding key: %w", err)
+			}
+			d.Evidence = &chain.Evidence{Type: ev.Type, Data: ev.Data}
+		}
 	}
 	return d, bs, nil
 }
@@ -444,7 +478,7 @@ func (a *Agent) Sync(ctx context.Context, acct chain.AccountID) (*chain.State, e
 	if err != nil {
 		return nil, err
 	}
-	st, err := cl.Sync(ctx, acct, a.db, a.now())
+	st, err := cl.Sync(ctx, acct, a.db, a.now(), a.verifyOpts()...)
 	if err != nil {
 		return nil, err
 	}

@@ -45,12 +45,17 @@ type world struct {
 	clock *clock
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T) *world { return newWorldWith(t, nil) }
+
+func newWorldWith(t *testing.T, adjust func(*command.Config)) *world {
 	t.Helper()
 	w := &world{t: t, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
 	w.cfg = command.Config{DataDir: t.TempDir(), RateLimits: &command.RateLimits{Disabled: true},
 		KeystoreBackend: fastSoft, KeystorePassphrase: []byte("command"), Clock: w.clock.Now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), JanitorInterval: -1}
+	if adjust != nil {
+		adjust(&w.cfg)
+	}
 	srv, err := command.New(w.cfg)
 	if err != nil {
 		t.Fatal(err)

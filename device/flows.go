@@ -99,7 +99,7 @@ func (a *Agent) Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 	}
 	defer rk.Destroy()
 	name := deviceName(o.DeviceName)
-	rec, bs, err := a.record(name, idk, kemk)
+	rec, bs, err := a.record(name, idk, kemk, attestFor{Type: chain.TypeGenesis})
 	if err != nil {
 		return fail(err)
 	}
@@ -232,7 +232,7 @@ func (a *Agent) Enroll(ctx context.Context, o EnrollOptions) (*EnrollResult, err
 	if err != nil {
 		return nil, err
 	}
-	st, err := cl.Sync(ctx, acct, a.db, a.now())
+	st, err := cl.Sync(ctx, acct, a.db, a.now(), a.verifyOpts()...)
 	if err != nil {
 		return nil, err
 	}
@@ -255,12 +255,12 @@ func (a *Agent) Enroll(ctx context.Context, o EnrollOptions) (*EnrollResult, err
 		return nil, err
 	}
 	name := deviceName(o.DeviceName)
-	rec, _, err := a.record(name, idk, kemk)
+	var nonce [chain.NonceSize]byte
+	rand.Read(nonce[:])
+	rec, _, err := a.record(name, idk, kemk, attestFor{Type: typ, Account: acct, Nonce: nonce[:]})
 	if err != nil {
 		return nil, err
 	}
-	var nonce [chain.NonceSize]byte
-	rand.Read(nonce[:])
 	code := newPairingCode()
 	ph := chain.PairingHash(nonce, code)
 	var body chain.Body = &chain.AddDevice{Device: rec, Nonce: nonce, PairingHash: ph}
@@ -364,7 +364,7 @@ func (a *Agent) Finish(ctx context.Context) error {
 		return fmt.Errorf("device: unknown enrollment state %q", e.State)
 	}
 	acct, _ := a.cfg.account()
-	cst, err := cl.Sync(ctx, acct, a.db, a.now())
+	cst, err := cl.Sync(ctx, acct, a.db, a.now(), a.verifyOpts()...)
 	if err != nil {
 		return err
 	}
@@ -704,7 +704,7 @@ func (a *Agent) Recover(ctx context.Context, o RecoverOptions) (*RecoverResult, 
 	if err != nil {
 		return nil, err
 	}
-	st, err := cl.Sync(ctx, acct, a.db, a.now())
+	st, err := cl.Sync(ctx, acct, a.db, a.now(), a.verifyOpts()...)
 	if err != nil {
 		return nil, err
 	}
@@ -719,7 +719,7 @@ func (a *Agent) Recover(ctx context.Context, o RecoverOptions) (*RecoverResult, 
 		return nil, err
 	}
 	name := deviceName(o.DeviceName)
-	rec, bs, err := a.record(name, idk, kemk)
+	rec, bs, err := a.record(name, idk, kemk, attestFor{Type: chain.TypeRecoveryRequest, Account: acct})
 	if err != nil {
 		return nil, err
 	}
@@ -781,7 +781,7 @@ func (a *Agent) finishRecovery(ctx context.Context) error {
 	if a.now().Before(r.NotBefore) {
 		return fmt.Errorf("%w: the waiting period ends at %s", ErrWaiting, r.NotBefore.UTC().Format(time.RFC3339))
 	}
-	st, err := cl.Sync(ctx, acct, a.db, a.now())
+	st, err := cl.Sync(ctx, acct, a.db, a.now(), a.verifyOpts()...)
 	if err != nil {
 		return err
 	}

@@ -462,7 +462,7 @@ func (a *Agent) Status(ctx context.Context, online bool) (*StatusInfo, error) {
 	if online {
 		st, err = a.Sync(ctx, acct)
 	} else {
-		st, err = client.Load(acct, a.db, a.now())
+		st, err = client.Load(acct, a.db, a.now(), a.verifyOpts()...)
 	}
 	if st != nil {
 		si.Head = st.Head()

@@ -801,6 +801,7 @@ type Status struct {
 	Audit       AuditStatus
 	AuditHead   uint64
 	Gates       []backend.Gate
+	Attestation []string // evidence types the backend can produce
 	Posture     policy.Posture
 }
 
@@ -818,7 +819,8 @@ func (s *Store) Status() (Status, error) {
 		st.RevokedAt = record.Time(s.dev.Revoked)
 	}
 	if s.be != nil {
-		st.Gates = s.be.Capabilities().HardwareGates
+		caps := s.be.Capabilities()
+		st.Gates, st.Attestation = caps.HardwareGates, caps.Attestation
 	}
 	s.mu.Unlock()
 	infos, err := s.List()

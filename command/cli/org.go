@@ -12,7 +12,7 @@ import (
 func init() {
 	register(
 		&cmd{
-			path: "org create", usage: "NAME [--require-admin-approval] [--require-admin-review] [--recovery-delay D] [--min-protection LEVEL] [--data DIR] [--db URL]",
+			path: "org create", usage: "NAME [--require-admin-approval] [--require-admin-review] [--recovery-delay D] [--min-protection LEVEL] [--require-attestation] [--data DIR] [--db URL]",
 			summary: "create an organisation and its admin credential",
 			help: `Creates an organisation on the server's data (it works while the server runs):
 its admin key is generated in Command's keystore (DataDir/keystore), never in
@@ -33,6 +33,7 @@ examples:
 				dataFlags(fs)
 				fs.Bool("require-admin-approval", false, "enrollments need the organisation's approval")
 				fs.Bool("require-admin-review", false, "recoveries need the organisation's review")
+				fs.Bool("require-attestation", false, "devices must carry attestation evidence the server's verifier accepts (serve --trust-tpm-ak)")
 				fs.Duration("recovery-delay", chain.DefaultRecoveryDelay, "recovery waiting period of the organisation's accounts")
 				fs.String("min-protection", "", "lowest device protection `LEVEL` (software, hardware-tpm, hardware-pkcs11, hardware-platform)")
 			},
@@ -66,10 +67,11 @@ func runOrgCreate(c *ctx) error {
 		return usagef("--recovery-delay must be whole seconds, not negative")
 	}
 	spec := command.OrgSpec{Name: c.args[0], Policy: command.Policy{
-		RequireAdminApproval: c.boolean("require-admin-approval"),
-		RequireAdminReview:   c.boolean("require-admin-review"),
-		RecoveryDelaySeconds: int64(d / time.Second),
-		MinLevel:             c.str("min-protection"),
+		RequireAdminApproval:       c.boolean("require-admin-approval"),
+		RequireAdminReview:         c.boolean("require-admin-review"),
+		RecoveryDelaySeconds:       int64(d / time.Second),
+		MinLevel:                   c.str("min-protection"),
+		RequireVerifiedAttestation: c.boolean("require-attestation"),
 	}}
 	o, err := command.CreateOrg(c, c.dataConfig(), spec)
 	if err != nil {

@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"encoding/hex"
 	"flag"
 	"fmt"
+	"github.com/enigm/enigm/attestation"
+	"github.com/enigm/enigm/backend/tpm/attest"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -40,6 +44,7 @@ examples:
 			fs.Duration("min-recovery-delay", 0, "least recovery waiting period an account may choose")
 			fs.Duration("max-link-age", command.DefaultMaxLinkAge, "refuse links dated earlier than this before now")
 			fs.Bool("no-rate-limit", false, "disable the rate limits (load tests only)")
+			fs.String("trust-tpm-ak", "", "judge TPM attestation evidence against the attestation keys in `FILE` (hex, one per line; `enigm keystore attestation-key` prints a TPM's)")
 			fs.String("log-level", "info", "log `LEVEL`: debug, info, warn, error")
 		},
 		run: runServe,
@@ -64,6 +69,13 @@ func runServe(c *ctx) error {
 	}
 	if c.boolean("no-rate-limit") {
 		cfg.RateLimits = &command.RateLimits{Disabled: true}
+	}
+	if f := c.str("trust-tpm-ak"); f != "" {
+		aks, err := readAKs(f)
+		if err != nil {
+			return err
+		}
+		cfg.AttestationVerifier = &attestation.TPM{Trusted: aks}
 	}
 	if c.Env.Config != nil {
 		c.Env.Config(&cfg)
@@ -94,4 +106,28 @@ func runServe(c *ctx) error {
 	err = srv.Serve(c.Context, ln)
 	cfg.Logger.Info("stopped", "uptime", time.Since(start).Round(time.Second).String())
 	return err
+}
+
+// readAKs reads attestation keys: hex, one per line, # comments.
+func readAKs(path string) ([]attest.AK, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []attest.AK
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		ak, err := hex.DecodeString(line)
+		if err != nil || len(ak) < 32 || len(ak) > 1024 {
+			return nil, fmt.Errorf("%s line %d: not a hex attestation key", path, i+1)
+		}
+		out = append(out, ak)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s holds no attestation key", path)
+	}
+	return out, nil
 }

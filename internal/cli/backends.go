@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/hex"
 	"fmt"
 	"os"
 	"strings"
@@ -53,4 +54,35 @@ func init() {
 		}
 		return f.Close()
 	}
+}
+
+func init() {
+	Register(&Command{Path: "keystore attestation-key", Summary: "print this TPM's attestation key, for a server to trust", Usage: "[--json]",
+		Help: `Prints the public area (hex) of the TPM's attestation key: a restricted
+P-256 signing key derived from the endorsement hierarchy. A Command server
+started with ` + "`enigm-command serve --trust-tpm-ak FILE`" + ` (one key per line)
+accepts TPM2_Certify evidence that this TPM's binding keys are TPM-resident.
+With real TPMs, trust in this key should come from the manufacturer's
+endorsement certificate; with swtpm or the simulator, from this command.
+
+example:
+  ENIGM_TPM_DEVICE=unix:/run/swtpm/sock enigm keystore attestation-key >> trusted-aks.txt`,
+		Args: 0, Run: runAttestationKey})
+}
+
+func runAttestationKey(c *Ctx) error {
+	b, err := c.backendFor("tpm")
+	if err != nil {
+		return err
+	}
+	tb, ok := b.(*tpm.Backend)
+	if !ok {
+		return fmt.Errorf("%w: the tpm backend is not available", backend.ErrUnavailable)
+	}
+	ak, err := tb.AttestationKey(c.Context())
+	if err != nil {
+		return err
+	}
+	h := hex.EncodeToString(ak)
+	return c.Output(map[string]any{"attestation_key": h}, func() { fmt.Fprintln(c.Stdout, h) })
 }

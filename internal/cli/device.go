@@ -10,7 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/enigm/enigm/attestation"
 	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/tpm/attest"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/device"
@@ -39,10 +41,18 @@ func (c *Ctx) agent() (*device.Agent, error) {
 	if server == "" {
 		server = c.Getenv("ENIGM_SERVER")
 	}
+	var verifier chain.AttestationVerifier
+	if f := c.Getenv("ENIGM_TRUST_TPM_AK"); f != "" {
+		aks, err := readTrustedAKs(f)
+		if err != nil {
+			return nil, err
+		}
+		verifier = &attestation.TPM{Trusted: aks}
+	}
 	return device.Open(device.Options{
 		Home: home, Server: server, Passphrase: c.Passphrase, Backend: c.backendFor,
 		NewBackend: func() (backend.Backend, error) { return c.newBackend() },
-		Clock:      c.Env.Now, Progress: c.Stderr,
+		Clock:      c.Env.Now, Progress: c.Stderr, Attestation: verifier,
 	})
 }
 
@@ -679,4 +689,26 @@ func runSync(c *Ctx) error {
 		return fmt.Errorf("%w (%s): its keys were destroyed", device.ErrRevoked, s.State)
 	}
 	return c.Output(statusJSON(s), func() { c.printStatus(s) })
+}
+
+// readTrustedAKs reads the attestation keys a device trusts
+// ($ENIGM_TRUST_TPM_AK): hex, one per line, # comments.
+func readTrustedAKs(path string) ([]attest.AK, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("ENIGM_TRUST_TPM_AK: %w", err)
+	}
+	var out []attest.AK
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		ak, err := hex.DecodeString(line)
+		if err != nil || len(ak) < 32 {
+			return nil, fmt.Errorf("%s line %d: not a hex attestation key", path, i+1)
+		}
+		out = append(out, ak)
+	}
+	return out, nil
 }

@@ -1,0 +1,73 @@
+package device_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/enigm/enigm/attestation"
+	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/tpm"
+	"github.com/enigm/enigm/backend/tpm/attest"
+	"github.com/enigm/enigm/command"
+	"github.com/enigm/enigm/device"
+	"github.com/enigm/enigm/internal/testenv"
+	"github.com/enigm/enigm/internal/tpmsim"
+)
+
+// An organisation that requires hardware-tpm devices with verified
+// attestation: a TPM device's evidence (TPM2_Certify of its binding key,
+// bound to its enrollment) travels in its chain record and is verified by
+// Command and by the other devices; a software device is refused.
+func TestOrganisationRequiresAttestation(t *testing.T) {
+	if err := tpmsim.Reset(); err != nil {
+		testenv.Missing(t, "TPM simulator", err)
+	}
+	ctx := context.Background()
+	tb, err := tpm.New(tpm.Options{Open: tpmsim.Open})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ak, err := tb.AttestationKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorldWith(t, func(c *command.Config) { c.AttestationVerifier = &attestation.TPM{Trusted: []attest.AK{ak}} })
+	org := check(command.CreateOrg(ctx, w.cfg, command.OrgSpec{Name: "vault", Policy: command.Policy{MinLevel: "hardware-tpm", RequireVerifiedAttestation: true}}))
+	inv := check(command.CreateInvite(ctx, w.cfg, "vault", "ivy", 0))
+	tpmBackend := func(string) (backend.Backend, error) { return tpm.New(tpm.Options{Open: tpmsim.Open}) }
+	tpmAgent := func(name string) *device.Agent {
+		a, err := device.Open(device.Options{Home: filepath.Join(t.TempDir(), name), Server: w.url,
+			Passphrase: func(bool) ([]byte, error) { return []byte("pw " + name), nil },
+			Backend:    tpmBackend, NewBackend: func() (backend.Backend, error) { return tpmBackend("tpm") },
+			Clock: w.clock.Now, Poll: time.Millisecond, Attestation: &attestation.TPM{Trusted: []attest.AK{ak}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		return a
+	}
+	a := tpmAgent("a")
+	check(a.Init(ctx, device.InitOptions{Account: "ivy", Invite: inv.Code, Org: org.ID}))
+	b := tpmAgent("b")
+	enroll(t, ctx, a, b, "ivy")
+	_, devs, _ := check3(b.Devices(ctx, ""))
+	if len(devs) != 2 || devs[0].Protection != "hardware-tpm" || devs[1].Protection != "hardware-tpm" {
+		t.Fatalf("devices: %+v", devs)
+	}
+	// A software device (that verifies the chain with the same trust) is
+	// refused by Command: its protection is below the organisation's minimum.
+	s, err := device.Open(device.Options{Home: filepath.Join(t.TempDir(), "soft"), Server: w.url,
+		Passphrase: func(bool) ([]byte, error) { return []byte("pw"), nil }, Backend: fastSoft,
+		NewBackend: func() (backend.Backend, error) { return fastSoft("soft") }, Clock: w.clock.Now,
+		Attestation: &attestation.TPM{Trusted: []attest.AK{ak}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Enroll(ctx, device.EnrollOptions{Account: "ivy"}); err == nil || !strings.Contains(err.Error(), "policy_rejected") && !strings.Contains(err.Error(), "below") {
+		t.Fatalf("a software device enrolled into an attestation-requiring org: %v", err)
+	}
+}
