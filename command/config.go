@@ -1,9 +1,9 @@
 package command
 
 import (
-	"github.com/enigm/enigm/chain"
 	"errors"
 	"fmt"
+	"github.com/enigm/enigm/chain"
 	"io"
 	"log/slog"
 	"os"
