@@ -2,6 +2,7 @@ package device_test
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -275,5 +276,52 @@ func adminApprove(t *testing.T, w *world, token, rid string) {
 	resp, err := httpPost(w.url+"/v1/admin/enrollments/"+rid+"/approve", token)
 	if err != nil || resp != 200 {
 		t.Fatalf("admin approve: %d %v", resp, err)
+	}
+}
+
+// Replacement: the new device takes the old one's place; only the old
+// device may approve, and it ends retired, its keys destroyed when it next
+// syncs.
+func TestReplaceDevice(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	old, other, nu := w.agent("old"), w.agent("other"), w.agent("new")
+	check(old.Init(ctx, device.InitOptions{Account: "quinn"}))
+	enroll(t, ctx, old, other, "quinn")
+	oldID := old.Keystore().DeviceID()
+	r := check(nu.Enroll(ctx, device.EnrollOptions{Account: "quinn", Replace: hex.EncodeToString(oldID[:])}))
+	if len(r.SAS) != 1 || r.SAS[0].Device != chain.DeviceID(oldID) {
+		t.Fatalf("a replacement shows the SAS with the old device only: %+v", r.SAS)
+	}
+	if _, err := other.Approve(ctx, r.RequestID, r.PairingCode, nil); err == nil {
+		t.Fatal("another device approved a replacement of the old one")
+	}
+	check(old.Approve(ctx, r.RequestID, r.PairingCode, nil))
+	if err := nu.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, devs, _ := check3(other.Devices(ctx, ""))
+	retired := false
+	for _, d := range devs {
+		if d.Device == chain.DeviceID(oldID) {
+			retired = d.State == "retired"
+		}
+	}
+	if len(devs) != 3 || !retired {
+		t.Fatalf("after replacement the old device is not retired: %+v", devs)
+	}
+	if _, err := old.Receive(ctx); !errors.Is(err, device.ErrRevoked) {
+		t.Fatalf("the replaced device still works: %v", err)
+	}
+	keys := check(old.Keystore().List())
+	for _, k := range keys {
+		if k.State.HoldsMaterial() {
+			t.Fatalf("the replaced device kept key %s (%v)", k.ID.Short(), k.State)
+		}
+	}
+	// The new device reaches the other one.
+	check(nu.Send(ctx, "quinn", []byte("from the replacement")))
+	if got := check(other.Receive(ctx)); len(got.Messages) != 1 {
+		t.Fatalf("other received %d messages", len(got.Messages))
 	}
 }
