@@ -34,7 +34,7 @@ var ErrNonCanonical = errors.New("wire: input is not canonical CBOR")
 var ErrTooLarge = errors.New("wire: input too large")
 
 var (
-	encMode cbor.EncMode
+	encMode cbor.UserBufferEncMode
 	decMode cbor.DecMode
 )
 
@@ -44,7 +44,7 @@ func init() {
 	eo.IndefLength = cbor.IndefLengthForbidden
 	eo.TagsMd = cbor.TagsForbidden
 	eo.Time = cbor.TimeUnix
-	if encMode, err = eo.EncMode(); err != nil {
+	if encMode, err = eo.UserBufferEncMode(); err != nil {
 		panic(err)
 	}
 	do := cbor.DecOptions{
@@ -90,15 +90,21 @@ func Unmarshal(b []byte, v any, max int) error {
 	if len(rest) != 0 {
 		return fmt.Errorf("wire: %d bytes of trailing data", len(rest))
 	}
-	again, err := encMode.Marshal(v)
-	if err != nil {
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer bufPool.Put(buf)
+	if err := encMode.MarshalToBuffer(v, buf); err != nil {
 		return fmt.Errorf("wire: re-encode: %w", err)
 	}
-	if !bytes.Equal(again, b) {
+	if !bytes.Equal(buf.Bytes(), b) {
 		return ErrNonCanonical
 	}
 	return nil
 }
+
+// bufPool holds buffers for the canonical re-encoding check, so a strict
+// decode allocates no second copy of its input.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 var floatFree sync.Map // reflect.Type -> error (nil when float-free)
 
