@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
@@ -413,3 +414,57 @@ func (s *Server) handleAdminAudit(w http.ResponseWriter, r *http.Request) *apiEr
 }
 
 var _ = hybrid.SignatureSize
+
+// handleAdminPolicy changes a managed account's policy: Command builds a
+// set_policy link, signs it with the organisation key and appends it. Only
+// the organisation can change a managed account's policy; the chain checks
+// the signature like any other.
+func (s *Server) handleAdminPolicy(w http.ResponseWriter, r *http.Request) *apiError {
+	o, e := s.authAdmin(r)
+	if e != nil {
+		return e
+	}
+	var p Policy
+	if e := decode(w, r, &p); e != nil {
+		return e
+	}
+	if err := checkPolicy(p); err != nil {
+		return badRequest("%v", err)
+	}
+	if time.Duration(p.RecoveryDelaySeconds)*time.Second < s.cfg.MinRecoveryDelay {
+		return policyRejected("recovery delay %ds is below this server's minimum %v", p.RecoveryDelaySeconds, s.cfg.MinRecoveryDelay)
+	}
+	if p.RequireVerifiedAttestation && s.cfg.AttestationVerifier == nil {
+		return policyRejected("verified attestation cannot be required: this server has no attestation verifier")
+	}
+	v, e := s.orgAccount(r, o, r.PathValue("id"))
+	if e != nil {
+		return e
+	}
+	at := s.now()
+	if ht := v.state.Time(); at.Before(ht) {
+		at = ht
+	}
+	var l *chain.Link
+	if e := s.orgSign(r, o, v, func(k chain.Signer) error {
+		d, err := chain.NewDraft(v.state, at, &chain.SetPolicy{Policy: p.ChainPolicy()})
+		if err != nil {
+			return err
+		}
+		if err := d.Sign(chain.RoleOrg, k); err != nil {
+			return err
+		}
+		l, err = d.Link()
+		return err
+	}); e != nil {
+		return e
+	}
+	ap := store.Append{Audit: []store.AuditEntry{{Actor: adminActor(o), Action: "account.set_policy",
+		Detail: fmt.Sprintf("policy of %s set to %+v", v.account.ID, p)}}}
+	st, e := s.appendLink(r, v, l, ap, s.maxAge())
+	if e != nil {
+		return e
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"head": chainHead(st.Head()), "policy": PolicyFromChain(st.Policy())})
+	return nil
+}

@@ -111,6 +111,7 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/admin/accounts", s.handleAdminAccounts},
 		{"GET", "/v1/admin/accounts/{id}/devices", s.handleAdminDevices},
 		{"POST", "/v1/admin/accounts/{id}/revoke", s.handleAdminRevoke},
+		{"POST", "/v1/admin/accounts/{id}/policy", s.handleAdminPolicy},
 		{"GET", "/v1/admin/enrollments", s.handleAdminEnrollments},
 		{"POST", "/v1/admin/enrollments/{rid}/approve", s.handleAdminApprove},
 		{"POST", "/v1/admin/enrollments/{rid}/deny", s.handleAdminDeny},

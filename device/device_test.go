@@ -325,3 +325,33 @@ func TestReplaceDevice(t *testing.T) {
 		t.Fatalf("other received %d messages", len(got.Messages))
 	}
 }
+
+// The organisation tightens a managed account's policy: Command signs a
+// set_policy link with the organisation key, the devices verify it, and the
+// next enrollment waits for the admin.
+func TestAdminSetsPolicy(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	org := check(command.CreateOrg(ctx, w.cfg, command.OrgSpec{Name: "lax", Policy: command.Policy{RecoveryDelaySeconds: 60}}))
+	inv := check(command.CreateInvite(ctx, w.cfg, "lax", "rita", 0))
+	a, b := w.agent("a"), w.agent("b")
+	res := check(a.Init(ctx, device.InitOptions{Account: "rita", Invite: inv.Code, Org: org.ID}))
+	enroll(t, ctx, a, b, "rita") // no admin needed yet
+	code, err := httpPostJSON(w.url+"/v1/admin/accounts/"+hex.EncodeToString(res.Account[:])+"/policy", org.AdminToken,
+		`{"require_admin_approval":true,"recovery_delay_seconds":3600,"require_admin_review":false,"min_level":"","require_verified_attestation":false}`)
+	if err != nil || code != 201 {
+		t.Fatalf("set policy: %d %v", code, err)
+	}
+	st, err := a.Sync(ctx, res.Account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Policy().RequireAdminApproval || st.Policy().RecoveryDelay != time.Hour {
+		t.Fatalf("the verified policy did not change: %+v", st.Policy())
+	}
+	c := w.agent("c")
+	r := check(c.Enroll(ctx, device.EnrollOptions{Account: "rita"}))
+	if ap := check(a.Approve(ctx, r.RequestID, r.PairingCode, nil)); ap.State != "device_approved" {
+		t.Fatalf("after the policy change an enrollment is %s without the admin", ap.State)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/enigm/enigm/command"
 	"io"
 	"net/http"
 	"net/url"
@@ -56,6 +57,17 @@ func init() {
 				fs.String("reason", "", "why (recorded in the audit log)")
 				fs.Bool("yes", false, "do not ask for confirmation")
 			}), run: runAdminRevoke},
+		&cmd{path: "admin set-policy", usage: "ACCOUNT_ID [--require-admin-approval] [--require-admin-review] [--recovery-delay D] [--min-protection LEVEL] [--require-attestation] [--json]",
+			summary: "change a managed account's policy (a set_policy link signed by the organisation)", args: 1,
+			help: "Replaces the account's whole policy: flags not given are off. Command signs a\nset_policy link with the organisation key; every device verifies it.\n\n" +
+				adminHelpCommon + "\n\nexample:\n  enigm-command admin set-policy 9c4e…21 --require-admin-approval --recovery-delay 72h --min-protection hardware-tpm",
+			flags: adminFlags(func(fs *flag.FlagSet) {
+				fs.Bool("require-admin-approval", false, "new devices need the organisation's approval")
+				fs.Bool("require-admin-review", false, "recoveries need the organisation's review")
+				fs.Duration("recovery-delay", 24*time.Hour, "recovery waiting period")
+				fs.String("min-protection", "", "lowest device protection `LEVEL`")
+				fs.Bool("require-attestation", false, "devices must carry verified attestation evidence")
+			}), run: runAdminSetPolicy},
 		&cmd{path: "admin recoveries", usage: "[--json]", summary: "list the organisation's recoveries", args: 0,
 			help:  adminHelpCommon + "\n\nexample:\n  enigm-command admin recoveries --json",
 			flags: adminFlags(nil), run: runAdminRecoveries},
@@ -437,6 +449,37 @@ func runAdminAudit(c *ctx) error {
 		for _, e := range out.Entries {
 			fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\n", e["id"], e["time"], e["actor"], e["action"], e["detail"])
 		}
+	})
+	return nil
+}
+
+func runAdminSetPolicy(c *ctx) error {
+	acct := c.args[0]
+	if !isHex(acct, 32) {
+		return usagef("ACCOUNT_ID is 64 lowercase hex digits")
+	}
+	d := c.duration("recovery-delay")
+	if d < 0 || d%time.Second != 0 {
+		return usagef("--recovery-delay must be whole seconds, not negative")
+	}
+	a, err := c.admin()
+	if err != nil {
+		return err
+	}
+	p := command.Policy{RequireAdminApproval: c.boolean("require-admin-approval"), RequireAdminReview: c.boolean("require-admin-review"),
+		RecoveryDelaySeconds: int64(d / time.Second), MinLevel: c.str("min-protection"), RequireVerifiedAttestation: c.boolean("require-attestation")}
+	var out struct {
+		Head struct {
+			Seq  uint64 `json:"seq"`
+			Hash string `json:"hash"`
+		} `json:"head"`
+		Policy command.Policy `json:"policy"`
+	}
+	if err := a.do("POST", "/v1/admin/accounts/"+acct+"/policy", p, &out); err != nil {
+		return err
+	}
+	c.output(map[string]any{"account_id": acct, "policy": out.Policy, "head": out.Head}, func(w io.Writer) {
+		fmt.Fprintf(w, "policy of %s set (head %d): %+v\n", acct, out.Head.Seq, out.Policy)
 	})
 	return nil
 }
