@@ -482,17 +482,7 @@ func (s *Store) Rotate(id KeyID, opts RotateOptions) (KeyInfo, error) {
 	if err != nil {
 		return KeyInfo{}, err
 	}
-	now := nlk.life.Created
-	ev := lifecycle.Event{Kind: lifecycle.Supersede, Cause: cause, At: now}
-	grace := opts.Grace
-	if grace == 0 {
-		grace = defaultGrace[old.Meta.Class]
-	}
-	if old.Meta.Class == ClassSession || old.Meta.Class == ClassBinding || grace < 0 {
-		ev = lifecycle.Event{Kind: lifecycle.Retire, Cause: cause, At: now}
-	} else {
-		ev.GraceUntil = now.Add(grace)
-	}
+	ev := endEvent(old.Meta.Class, cause, nlk.life.Created, opts.Grace)
 	meta := old.Meta
 	meta.Successor = nlk.id[:]
 	orec, nextLife, err := s.transitionLocked(old, &meta, ev)
@@ -529,6 +519,20 @@ func (s *Store) Rotate(id KeyID, opts RotateOptions) (KeyInfo, error) {
 		olk.mu.Unlock()
 	}
 	return nlk.info(!memory), nil
+}
+
+// endEvent is what happens to the key a rotation replaces: identity and
+// KEM keys are superseded with a grace period (grace, or the class
+// default), session and binding keys retired at once, as is any key when
+// grace is negative.
+func endEvent(c Class, cause lifecycle.Cause, at time.Time, grace time.Duration) lifecycle.Event {
+	if grace == 0 {
+		grace = defaultGrace[c]
+	}
+	if c == ClassSession || c == ClassBinding || grace < 0 {
+		return lifecycle.Event{Kind: lifecycle.Retire, Cause: cause, At: at}
+	}
+	return lifecycle.Event{Kind: lifecycle.Supersede, Cause: cause, At: at, GraceUntil: at.Add(grace)}
 }
 
 // loadMetaLocked returns a key's decoded record from memory or disk.
@@ -995,16 +999,7 @@ func (s *Store) Promote(oldID, newID KeyID, opts RotateOptions) error {
 	if err != nil {
 		return err
 	}
-	ev := lifecycle.Event{Kind: lifecycle.Supersede, Cause: cause, At: now}
-	grace := opts.Grace
-	if grace == 0 {
-		grace = defaultGrace[od.Meta.Class]
-	}
-	if od.Meta.Class == ClassSession || od.Meta.Class == ClassBinding || grace < 0 {
-		ev = lifecycle.Event{Kind: lifecycle.Retire, Cause: cause, At: now}
-	} else {
-		ev.GraceUntil = now.Add(grace)
-	}
+	ev := endEvent(od.Meta.Class, cause, now, opts.Grace)
 	ometa := od.Meta
 	ometa.Successor = newID[:]
 	orec, olife, err := s.transitionLocked(od, &ometa, ev)
