@@ -469,6 +469,21 @@ func (a *Agent) resolve(ctx context.Context, ref string) (chain.AccountID, error
 	return acct, a.db.save(a.cfg)
 }
 
+// NameOf returns the name this device knows an account by (its own, or one
+// pinned at first use), or "".
+func (a *Agent) NameOf(acct chain.AccountID) string {
+	id := hex.EncodeToString(acct[:])
+	if a.cfg.Account == id {
+		return a.cfg.AccountName
+	}
+	for name, v := range a.cfg.Contacts {
+		if v == id {
+			return name
+		}
+	}
+	return ""
+}
+
 // Sync verifies acct's chain from the server against what this device
 // verified before. On the device's own account it also finishes pending
 // enrollments and recoveries and, when the verified chain shows this device

@@ -549,8 +549,12 @@ func runReceive(c *Ctx) error {
 	}
 	msgs := []map[string]any{}
 	for _, m := range r.Messages {
-		msgs = append(msgs, map[string]any{"id": m.ID, "from": hexID(m.From[:]), "from_device": hexID(m.FromDevice[:]),
-			"sent_at": m.SentAt.UTC().Format(time.RFC3339Nano), "body": base64.StdEncoding.EncodeToString(m.Body)})
+		j := map[string]any{"id": m.ID, "from": hexID(m.From[:]), "from_device": hexID(m.FromDevice[:]),
+			"sent_at": m.SentAt.UTC().Format(time.RFC3339Nano), "body": base64.StdEncoding.EncodeToString(m.Body)}
+		if n := a.NameOf(m.From); n != "" {
+			j["from_name"] = n
+		}
+		msgs = append(msgs, j)
 	}
 	var skipped []map[string]any
 	for _, s := range r.Skipped {
@@ -558,7 +562,11 @@ func runReceive(c *Ctx) error {
 	}
 	return c.Output(map[string]any{"messages": msgs, "calls": nonNil(r.Calls), "skipped": skipped}, func() {
 		for _, m := range r.Messages {
-			c.Printf("from %s (device %s) at %s:\n%s\n", hexID(m.From[:])[:16], hexID(m.FromDevice[:])[:12], m.SentAt.Format(time.RFC3339), m.Body)
+			from := a.NameOf(m.From)
+			if from == "" {
+				from = hexID(m.From[:])[:16] + "…"
+			}
+			c.Printf("from %s (device %s) at %s:\n%s\n", from, hexID(m.FromDevice[:])[:12], m.SentAt.Format(time.RFC3339), m.Body)
 		}
 		for _, id := range r.Calls {
 			c.Printf("incoming call %s (join with: enigm call accept %s)\n", id, id)
