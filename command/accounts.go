@@ -1,10 +1,10 @@
 package command
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
@@ -182,6 +182,7 @@ func (s *Server) handleCreateAccount(w http.ResponseWriter, r *http.Request) *ap
 	first := g.Device.ID.String()
 	audit := []store.AuditEntry{{Time: now, Actor: "anonymous", Action: "account.create", OrgID: orgID, AccountID: id, DeviceID: first,
 		Detail: "account " + req.Name + " created with device " + first}}
+	t := s.heads.begin()
 	err = s.store.CreateAccount(r.Context(), store.NewAccount{
 		Account:    store.Account{ID: id, Name: req.Name, OrgID: orgID, Head: head, CreatedAt: now},
 		Genesis:    store.Link{Seq: 0, Hash: head.Hash, Type: l.Type().String(), Data: l.Bytes(), CreatedAt: now},
@@ -199,18 +200,31 @@ func (s *Server) handleCreateAccount(w http.ResponseWriter, r *http.Request) *ap
 	}
 	s.count(audit)
 	s.metrics.linksAppended.inc("genesis")
-	s.cache.put(id, &verified{account: store.Account{ID: id, Name: req.Name, OrgID: orgID, Head: head, CreatedAt: now}, state: st, links: [][]byte{l.Bytes()}})
+	v := &verified{account: store.Account{ID: id, Name: req.Name, OrgID: orgID, Head: head, CreatedAt: now}, state: st, links: [][]byte{l.Bytes()}}
+	v.see(t)
+	s.cache.put(id, v)
 	writeJSON(w, http.StatusCreated, map[string]any{"account_id": id, "head": headJSON(head)})
 	return nil
 }
 
-// account loads the verified state of the account in the path.
+// account loads the verified state of the account in the path, at the
+// head read from the database.
 func (s *Server) account(r *http.Request) (*verified, *apiError) {
+	return s.accountFrom(r, s.load)
+}
+
+// accountFresh is account for requests that may use a cached head known
+// fresh from the database's announcements (loadFresh).
+func (s *Server) accountFresh(r *http.Request) (*verified, *apiError) {
+	return s.accountFrom(r, s.loadFresh)
+}
+
+func (s *Server) accountFrom(r *http.Request, load func(context.Context, string) (*verified, error)) (*verified, *apiError) {
 	id := r.PathValue("id")
 	if _, e := accountID("account id", id); e != nil {
 		return nil, e
 	}
-	v, err := s.load(r.Context(), id)
+	v, err := load(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, notFound("no account %s", id)
 	}
@@ -254,7 +268,7 @@ func (s *Server) serveChain(w http.ResponseWriter, r *http.Request, devices bool
 	if e != nil {
 		return e
 	}
-	v, e := s.account(r)
+	v, e := s.accountFresh(r)
 	if e != nil {
 		return e
 	}
@@ -311,6 +325,7 @@ func (s *Server) appendLink(r *http.Request, v *verified, l *chain.Link, a store
 			a.Audit[i].Time = now
 		}
 	}
+	t := s.heads.begin()
 	err = s.store.Append(r.Context(), a)
 	switch {
 	case errors.Is(err, store.ErrConflict):
@@ -328,11 +343,11 @@ func (s *Server) appendLink(r *http.Request, v *verified, l *chain.Link, a store
 	s.metrics.linksAppended.inc(l.Type().String())
 	acct := v.account
 	acct.Head = store.Head{Seq: l.Seq(), Hash: l.Hash().String()}
-	s.cache.put(acct.ID, &verified{account: acct, state: st, links: append(v.links[:len(v.links):len(v.links)], l.Bytes())})
+	nv := &verified{account: acct, state: st, links: append(v.links[:len(v.links):len(v.links)], l.Bytes())}
+	nv.see(t) // this instance wrote the head: current unless announced otherwise
+	s.cache.put(acct.ID, nv)
 	return st, nil
 }
 
 // maxAge is the option every append uses.
 func (s *Server) maxAge() chain.Option { return chain.WithMaxAge(s.cfg.MaxLinkAge) }
-
-var _ = time.Second

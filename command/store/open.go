@@ -78,7 +78,7 @@ func OpenPostgres(ctx context.Context, url string) (Store, error) {
 		db.Close()
 		return nil, err
 	}
-	return s, nil
+	return &pgStore{sqlStore: s, url: url}, nil
 }
 
 // migrate brings the schema to SchemaVersion in one transaction, and
@@ -108,7 +108,11 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 		}
 		for i := v + 1; i <= SchemaVersion; i++ {
 			for _, stmt := range migrations[i] {
-				if _, err := tx.ExecContext(ctx, s.d.ddl(stmt)); err != nil {
+				stmt = s.d.ddl(stmt)
+				if stmt == "" {
+					continue
+				}
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
 					return fmt.Errorf("migration to schema version %d: %w", i, err)
 				}
 			}
