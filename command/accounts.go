@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
@@ -298,8 +299,10 @@ func writeEncoded(w http.ResponseWriter, v *verified, devices bool) {
 		v.encoded[i].Store(&enc)
 		b = &enc
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(*b)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(*b)
 }
