@@ -108,6 +108,10 @@ type createAccountRequest struct {
 	Invite  string `json:"invite,omitempty"`
 }
 
+func (q *createAccountRequest) flat() []flatField {
+	return []flatField{{"name", &q.Name}, {"genesis", &q.Genesis}, {"invite", &q.Invite}}
+}
+
 func (s *Server) handleCreateAccount(w http.ResponseWriter, r *http.Request) *apiError {
 	var req createAccountRequest
 	if e := decode(w, r, &req); e != nil {

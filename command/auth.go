@@ -117,6 +117,10 @@ type challengeRequest struct {
 	DeviceID  string `json:"device_id"`
 }
 
+func (q *challengeRequest) flat() []flatField {
+	return []flatField{{"account_id", &q.AccountID}, {"device_id", &q.DeviceID}}
+}
+
 func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) *apiError {
 	var req challengeRequest
 	if e := decode(w, r, &req); e != nil {
@@ -157,6 +161,10 @@ type tokenRequest struct {
 	DeviceID  string `json:"device_id"`
 	Challenge string `json:"challenge"`
 	Signature string `json:"signature"`
+}
+
+func (q *tokenRequest) flat() []flatField {
+	return []flatField{{"account_id", &q.AccountID}, {"device_id", &q.DeviceID}, {"challenge", &q.Challenge}, {"signature", &q.Signature}}
 }
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) *apiError {

@@ -62,6 +62,10 @@ type enrollRequest struct {
 	Body string `json:"body"`
 }
 
+func (q *enrollRequest) flat() []flatField {
+	return []flatField{{"type", &q.Type}, {"body", &q.Body}}
+}
+
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) *apiError {
 	var req enrollRequest
 	if e := decode(w, r, &req); e != nil {

@@ -128,6 +128,16 @@ var migrations = [][]string{
 		END $$`,
 		`{postgres}CREATE TRIGGER accounts_notify_head AFTER UPDATE OR DELETE ON accounts
 			FOR EACH ROW EXECUTE FUNCTION enigm_notify_head()`,
+		// Links, enrollment bodies and approvals, held recovery links and
+		// envelope ciphertexts are keys, signatures and ciphertext, which
+		// do not compress: store them out of line without trying (the
+		// default tries pglz on every value over 2 KB, in vain, at a cost
+		// larger than the rest of the insert).
+		`{postgres}ALTER TABLE links ALTER COLUMN data SET STORAGE EXTERNAL`,
+		`{postgres}ALTER TABLE enrollments ALTER COLUMN body SET STORAGE EXTERNAL`,
+		`{postgres}ALTER TABLE enrollments ALTER COLUMN approvals SET STORAGE EXTERNAL`,
+		`{postgres}ALTER TABLE recoveries ALTER COLUMN link SET STORAGE EXTERNAL`,
+		`{postgres}ALTER TABLE envelopes ALTER COLUMN ciphertext SET STORAGE EXTERNAL`,
 	},
 }
 

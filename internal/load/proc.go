@@ -23,27 +23,39 @@ const clockTick = 100
 
 // procCPU returns the user+system CPU time of process pid.
 func procCPU(pid int) (time.Duration, bool) {
+	self, _, ok := procTimes(pid)
+	return self, ok
+}
+
+// procTimes returns the user+system CPU time of process pid, and that of
+// its children that ended and were waited for.
+func procTimes(pid int) (self, children time.Duration, ok bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, false
+		return 0, 0, false
 	}
 	// The command name is in parentheses and may hold spaces: the fields
 	// after it start after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, false
+		return 0, 0, false
 	}
 	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return 0, false
+	// f[0] is field 3 (state); utime, stime, cutime and cstime are fields
+	// 14 to 17.
+	if len(f) < 15 {
+		return 0, 0, false
 	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	s, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
+	var t [4]uint64
+	for k := range t {
+		n, err := strconv.ParseUint(f[11+k], 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		t[k] = n
 	}
-	return time.Duration(u+s) * time.Second / clockTick, true
+	tick := func(n uint64) time.Duration { return time.Duration(n) * time.Second / clockTick }
+	return tick(t[0] + t[1]), tick(t[2] + t[3]), true
 }
 
 // procName returns the command name of process pid.
@@ -56,9 +68,9 @@ func procName(pid int) string {
 }
 
 // namedCPU returns the summed CPU time of every process named name (e.g.
-// "postgres": the PostgreSQL server and its backends), and how many there
-// are. Processes that end during a measurement take their time with them,
-// so this is a lower bound.
+// "postgres": the PostgreSQL server and its backends), with that of their
+// children that ended (backends that closed, counted in the postmaster),
+// and how many there are.
 func namedCPU(name string) (time.Duration, int) {
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	var total time.Duration
@@ -68,8 +80,8 @@ func namedCPU(name string) (time.Duration, int) {
 		if err != nil || procName(pid) != name {
 			continue
 		}
-		if c, ok := procCPU(pid); ok {
-			total += c
+		if self, children, ok := procTimes(pid); ok {
+			total += self + children
 			n++
 		}
 	}
