@@ -455,20 +455,56 @@ func (s *sqlStore) CreateEnrollment(ctx context.Context, e Enrollment, audit ...
 		return err
 	}
 	hs, hh := headCols(e.Head)
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `INSERT INTO enrollments (id, account_id, type, state, body, device_id, device_name, protection, created_at, expires_at, head_seq, head_hash, approvals, reason, version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-			e.ID, e.AccountID, e.Type, e.State, e.Body, e.DeviceID, e.DeviceName, e.Protection, tn(e.CreatedAt), tn(e.ExpiresAt), hs, hh, string(ap), e.Reason, e.Version)
-		switch s.d.classify(err) {
-		case kindUnique:
-			return fmt.Errorf("%w: enrollment %s", ErrExists, e.ID)
-		case kindForeignKey:
-			return fmt.Errorf("%w: account %s", ErrNotFound, e.AccountID)
+	_, err = s.withAudit(ctx, `INSERT INTO enrollments (id, account_id, type, state, body, device_id, device_name, protection, created_at, expires_at, head_seq, head_hash, approvals, reason, version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		[]any{e.ID, e.AccountID, e.Type, e.State, e.Body, e.DeviceID, e.DeviceName, e.Protection, tn(e.CreatedAt), tn(e.ExpiresAt), hs, hh, string(ap), e.Reason, e.Version}, audit)
+	switch s.d.classify(errors.Unwrap(err)) {
+	case kindUnique:
+		return fmt.Errorf("%w: enrollment %s", ErrExists, e.ID)
+	case kindForeignKey:
+		return fmt.Errorf("%w: account %s", ErrNotFound, e.AccountID)
+	}
+	return err
+}
+
+// withAudit runs stmt, an INSERT or UPDATE, and stores audit with it in
+// one transaction; it returns the rows stmt changed (audit is stored only
+// when it changed some). On PostgreSQL that is one statement (stmt in a
+// WITH clause feeding the audit insert), one round trip instead of four.
+func (s *sqlStore) withAudit(ctx context.Context, stmt string, args []any, audit []AuditEntry) (int64, error) {
+	var n int64
+	if s.d != postgresDialect || len(audit) == 0 {
+		err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			res, err := s.exec(ctx, tx, stmt, args...)
+			if err != nil {
+				return err
+			}
+			if n, err = res.RowsAffected(); err != nil || n == 0 {
+				return err
+			}
+			return s.addAudit(ctx, tx, audit)
+		})
+		return n, err
+	}
+	q := `WITH m AS (` + stmt + ` RETURNING 1) INSERT INTO audit (time, actor, action, org_id, account_id, device_id, detail) SELECT v.* FROM m CROSS JOIN (VALUES `
+	for i, e := range audit {
+		if i > 0 {
+			q += `,`
 		}
-		if err != nil {
-			return err
+		q += `(?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text)`
+		if e.Time.IsZero() {
+			e.Time = time.Now()
 		}
-		return s.addAudit(ctx, tx, audit)
-	})
+		args = append(args, tn(e.Time), e.Actor, e.Action, e.OrgID, e.AccountID, e.DeviceID, e.Detail)
+	}
+	q += `) AS v`
+	res, err := s.exec(ctx, s.db, q, args...)
+	if err != nil {
+		return 0, s.wrap(err)
+	}
+	if n, err = res.RowsAffected(); err != nil {
+		return 0, s.wrap(err)
+	}
+	return n / int64(len(audit)), nil
 }
 
 func orEmpty(a []Approval) []Approval {
@@ -558,22 +594,33 @@ func (s *sqlStore) Enrollments(ctx context.Context, f EnrollmentFilter) ([]Enrol
 }
 
 func (s *sqlStore) UpdateEnrollment(ctx context.Context, e Enrollment, audit ...AuditEntry) error {
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if err := s.updateEnrollment(ctx, tx, e); err != nil {
-			return err
-		}
-		return s.addAudit(ctx, tx, audit)
-	})
-}
-
-func (s *sqlStore) updateEnrollment(ctx context.Context, x execer, e Enrollment) error {
-	ap, err := json.Marshal(orEmpty(e.Approvals))
+	q, args, err := updateEnrollmentSQL(e)
 	if err != nil {
 		return err
 	}
+	n, err := s.withAudit(ctx, q, args, audit)
+	if err == nil && n != 1 {
+		err = fmt.Errorf("%w: enrollment %s", ErrChanged, e.ID)
+	}
+	return err
+}
+
+func updateEnrollmentSQL(e Enrollment) (string, []any, error) {
+	ap, err := json.Marshal(orEmpty(e.Approvals))
+	if err != nil {
+		return "", nil, err
+	}
 	hs, hh := headCols(e.Head)
-	res, err := s.exec(ctx, x, `UPDATE enrollments SET state = ?, head_seq = ?, head_hash = ?, approvals = ?, reason = ?, version = ? WHERE id = ? AND version = ?`,
-		e.State, hs, hh, string(ap), e.Reason, e.Version+1, e.ID, e.Version)
+	return `UPDATE enrollments SET state = ?, head_seq = ?, head_hash = ?, approvals = ?, reason = ?, version = ? WHERE id = ? AND version = ?`,
+		[]any{e.State, hs, hh, string(ap), e.Reason, e.Version + 1, e.ID, e.Version}, nil
+}
+
+func (s *sqlStore) updateEnrollment(ctx context.Context, x execer, e Enrollment) error {
+	q, args, err := updateEnrollmentSQL(e)
+	if err != nil {
+		return err
+	}
+	res, err := s.exec(ctx, x, q, args...)
 	if err != nil {
 		return err
 	}
@@ -797,6 +844,29 @@ func (s *sqlStore) Token(ctx context.Context, hash []byte) (Secret, error) {
 	t.ExpiresAt = tt(exp)
 	return t, nil
 }
+
+func (s *sqlStore) TokenAccount(ctx context.Context, hash []byte) (Secret, Account, error) {
+	var t Secret
+	var exp int64
+	a, err := scanAccount(tokenAccountScan{s.row(ctx, s.db, `SELECT t.hash, t.account_id, t.device_id, t.expires_at, a.id, a.name, a.org_id, a.head_seq, a.head_hash, a.created_at
+		FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.hash = ?`, hash), []any{&t.Hash, &t.AccountID, &t.DeviceID, &exp}})
+	if errors.Is(err, sql.ErrNoRows) {
+		return Secret{}, Account{}, fmt.Errorf("%w: token", ErrNotFound)
+	}
+	if err != nil {
+		return Secret{}, Account{}, s.wrap(err)
+	}
+	t.ExpiresAt = tt(exp)
+	return t, a, nil
+}
+
+// tokenAccountScan scans the token columns in front of the account's.
+type tokenAccountScan struct {
+	r     *sql.Row
+	first []any
+}
+
+func (x tokenAccountScan) Scan(dest ...any) error { return x.r.Scan(append(x.first, dest...)...) }
 
 // ---- housekeeping and audit ---------------------------------------------
 
