@@ -89,8 +89,9 @@ func (r *run) runDevices(ctx context.Context) (*DeviceListResult, error) {
 	want := body.Len()
 	// Warm both up, then alternate so that drift in the machine (other
 	// load, frequency) falls on both alike.
+	warm := min(time.Second, r.opt.Duration/4)
 	for _, s := range []*fetchSide{trivial, server} {
-		if err := s.run(ctx, r, path, want, time.Second, false); err != nil {
+		if err := s.run(ctx, r, path, want, warm, false); err != nil {
 			return nil, err
 		}
 	}

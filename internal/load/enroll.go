@@ -40,6 +40,15 @@ type EnrollResult struct {
 	Bound         float64 `json:"bound"` // PerCore × cores
 	// Ratio is PerSec / Bound (goal: at least 0.5).
 	Ratio float64 `json:"ratio"`
+
+	// ServerMs is the CPU time the server spent per enrollment (with the
+	// local PostgreSQL processes when it uses one), from /proc; VerifyShare
+	// is the verifications' part of it, (2·ApprovalMs + SubjectMs) /
+	// ServerMs: the ratio the server would reach with every core to itself
+	// (the generator elsewhere), if it stays CPU-bound. Zero when the
+	// server's CPU time is unknown (--server).
+	ServerMs    float64 `json:"server_cpu_ms_per_enrollment,omitempty"`
+	VerifyShare float64 `json:"verify_share_of_server_cpu,omitempty"`
 }
 
 // runEnroll prepares opt.Enrollments accounts, each with one new device
@@ -127,6 +136,10 @@ func (r *run) runEnroll(ctx context.Context) (*EnrollResult, error) {
 	res.Seconds = res.CPU.Wall
 	res.PerSec = float64(res.Enrollments) / res.Seconds
 	res.Ratio = res.PerSec / res.Bound
+	if srv := res.CPU.Server + res.CPU.Postgres; srv > 0 && res.Enrollments > 0 {
+		res.ServerMs = srv * 1000 / float64(res.Enrollments)
+		res.VerifyShare = perEnrollment / res.ServerMs
+	}
 	res.Latency = all.summary()
 	res.Steps.Request, res.Steps.Approve, res.Steps.Complete = req.summary(), appr.summary(), comp.summary()
 	res.ErrorLog = elog.list()

@@ -59,6 +59,10 @@ type Options struct {
 	Keep        bool          // keep the temporary directory
 	JSON        bool          // print the results as JSON
 	Markdown    bool          // print the results as Markdown tables
+
+	// RevokeWarm and RevokeTail are the traffic before and after the
+	// revocation in each round (defaults 700ms and 1s; tests shorten them).
+	RevokeWarm, RevokeTail time.Duration
 }
 
 // Result is everything a run measured.

@@ -87,6 +87,9 @@ func writeText(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "  bound: %d verifications per enrollment (approval %.3f ms twice, proof of possession %.3f ms) = %.0f/s per core x %d cores = %.0f/s\n",
 			e.Verifications, e.ApprovalMs, e.SubjectMs, e.PerCore, e.CPU.Cores, e.Bound)
 		fmt.Fprintf(w, "  ratio %.2f (goal >= 0.5: %s)\n", e.Ratio, verdict(e.Ratio >= 0.5))
+		if e.ServerMs > 0 {
+			fmt.Fprintf(w, "  server CPU per enrollment %.3f ms, of which the verifications %.0f%% (the ratio with every core to the server)\n", e.ServerMs, 100*e.VerifyShare)
+		}
 		for _, x := range e.ErrorLog {
 			fmt.Fprintf(w, "  error: %s\n", x)
 		}
@@ -159,6 +162,9 @@ func writeMarkdown(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "| hybrid verify (approval / proof of possession) | %.3f ms / %.3f ms |\n", e.ApprovalMs, e.SubjectMs)
 		fmt.Fprintf(w, "| bound: 1 / (2 × %.3f + %.3f ms) × %d cores | %.0f/s |\n", e.ApprovalMs, e.SubjectMs, e.CPU.Cores, e.Bound)
 		fmt.Fprintf(w, "| **ratio** | **%.2f** |\n", e.Ratio)
+		if e.ServerMs > 0 {
+			fmt.Fprintf(w, "| server CPU per enrollment (with PostgreSQL) / verifications' share | %.3f ms / %.0f%% |\n", e.ServerMs, 100*e.VerifyShare)
+		}
 		fmt.Fprintf(w, "| latency p50 / p99 (3 requests) | %.2f ms / %.2f ms |\n", e.Latency.P50, e.Latency.P99)
 		fmt.Fprintf(w, "| CPU, cores busy: server / postgres / generator / machine | %s / %s / %s / %s |\n",
 			cores(e.CPU.Server, e.CPU.Wall), cores(e.CPU.Postgres, e.CPU.Wall), cores(e.CPU.Generator, e.CPU.Wall), cores(e.CPU.Machine, e.CPU.Wall))

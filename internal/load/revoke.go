@@ -173,10 +173,10 @@ func (r *run) setupRound(ctx context.Context, c *api, i int) (*revokeRound, erro
 	return rd, nil
 }
 
-// Phases of a round.
+// Phases of a round: traffic before the revocation and after it.
 const (
-	revokeWarm = 700 * time.Millisecond // traffic before the revocation
-	revokeTail = time.Second            // traffic after it
+	defaultRevokeWarm = 700 * time.Millisecond
+	defaultRevokeTail = time.Second
 )
 
 func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*sender, first, last *api, res *RevokeResult, cnt *counters, elog *errorLog) error {
@@ -330,8 +330,15 @@ func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*se
 	}()
 
 	// A revokes B in the middle of the traffic.
+	warm, tail := r.opt.RevokeWarm, r.opt.RevokeTail
+	if warm <= 0 {
+		warm = defaultRevokeWarm
+	}
+	if tail <= 0 {
+		tail = defaultRevokeTail
+	}
 	select {
-	case <-time.After(revokeWarm):
+	case <-time.After(warm):
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -346,7 +353,7 @@ func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*se
 	}
 	accepted.Store(t1.UnixNano())
 	select {
-	case <-time.After(revokeTail):
+	case <-time.After(tail):
 	case <-ctx.Done():
 	}
 	cancel()
