@@ -45,6 +45,7 @@ type Options struct {
 	Servers     []string      // URLs of running servers; empty: start them
 	Command     string        // enigm-command binary to start
 	DB          string        // postgres:// URL for the started servers; empty: SQLite
+	PGCluster   bool          // start a throwaway PostgreSQL cluster for the run
 	Instances   int           // servers to start (PostgreSQL only)
 	Label       string        // engine label for the report
 	LogLevel    string        // log level of the started servers
@@ -69,6 +70,7 @@ type Options struct {
 type Result struct {
 	Version   int               `json:"version"`
 	Engine    string            `json:"engine"`
+	Database  string            `json:"database,omitempty"` // e.g. the PostgreSQL version of --pg-cluster
 	Machine   Machine           `json:"machine"`
 	Command   string            `json:"command"`
 	Started   time.Time         `json:"started"`
@@ -110,7 +112,8 @@ errors. The results go to stdout (text, --markdown or --json).
 examples:
   go build -o bin/ ./cmd/enigm-command ./cmd/enigm-load
   bin/enigm-load                                          # SQLite, all scenarios
-  bin/enigm-load --db postgres://postgres@127.0.0.1:5432/enigm --instances 2 --markdown
+  bin/enigm-load --pg-cluster --instances 2 --markdown       # a throwaway PostgreSQL
+  bin/enigm-load --db postgres://postgres@127.0.0.1:5432/enigm --instances 2
   bin/enigm-load --duration 5s devices
   bin/enigm-load --server http://127.0.0.1:8470 --label sqlite enroll
 
@@ -155,13 +158,14 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*Options, error) {
 	servers := fs.String("server", "", "use the running server(s) at `URL[,URL…]` instead of starting enigm-command")
 	fs.StringVar(&opt.Command, "command", "", "enigm-command binary to start (`PATH`; default: next to enigm-load, then $PATH)")
 	fs.StringVar(&opt.DB, "db", "", "PostgreSQL `URL` for the servers it starts (default: SQLite in the temporary data directory)")
+	fs.BoolVar(&opt.PGCluster, "pg-cluster", false, "start a throwaway PostgreSQL cluster (initdb, default durability) in the temporary directory and use it")
 	fs.IntVar(&opt.Instances, "instances", 1, "servers to start over the same PostgreSQL database")
 	fs.StringVar(&opt.Label, "label", "", "engine label for the report (default: sqlite or postgres from --db)")
 	fs.StringVar(&opt.LogLevel, "server-log-level", "info", "log level of the servers it starts (their logs go to the data directory)")
 	fs.DurationVar(&opt.Duration, "duration", 10*time.Second, "devices: timed phase against each server")
 	fs.IntVar(&opt.Concurrency, "concurrency", 8, "devices: concurrent clients")
 	fs.IntVar(&opt.Devices, "devices", 4, "devices: devices of the account whose list is fetched")
-	fs.IntVar(&opt.Enrollments, "enrollments", 3000, "enroll: enrollments in the timed phase")
+	fs.IntVar(&opt.Enrollments, "enrollments", 4000, "enroll: enrollments in the timed phase")
 	fs.IntVar(&opt.Workers, "workers", 32, "enroll: concurrent enrollments")
 	fs.IntVar(&opt.Rounds, "rounds", 5, "revoke: rounds")
 	fs.IntVar(&opt.Senders, "senders", 4, "revoke: devices sending to the device that is revoked")
@@ -192,8 +196,10 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*Options, error) {
 	switch {
 	case opt.Instances < 1:
 		return nil, errors.New("--instances must be at least 1")
-	case opt.Instances > 1 && opt.DB == "" && opt.Servers == nil:
-		return nil, errors.New("--instances > 1 needs --db postgres://… (SQLite serves one instance)")
+	case opt.Instances > 1 && opt.DB == "" && !opt.PGCluster && opt.Servers == nil:
+		return nil, errors.New("--instances > 1 needs PostgreSQL (--db or --pg-cluster): SQLite serves one instance")
+	case opt.PGCluster && (opt.DB != "" || opt.Servers != nil):
+		return nil, errors.New("--pg-cluster excludes --db and --server")
 	case opt.Duration <= 0 || opt.Concurrency < 1 || opt.Devices < 1 || opt.Enrollments < 1 || opt.Workers < 1 || opt.Rounds < 1 || opt.Senders < 1:
 		return nil, errors.New("--duration, --concurrency, --devices, --enrollments, --workers, --rounds and --senders must be positive")
 	case opt.JSON && opt.Markdown:
@@ -262,6 +268,18 @@ func Run(ctx context.Context, opt *Options, stderr io.Writer, tty bool) (*Result
 	defer r.hc.CloseIdleConnections()
 
 	res := &Result{Version: 1, Machine: machine(), Command: "enigm-load " + strings.Join(os.Args[1:], " "), Started: time.Now().UTC()}
+	if opt.PGCluster {
+		pg, err := startPGCluster(r.dir)
+		if err != nil {
+			return nil, err
+		}
+		defer pg.stop()
+		o := *opt
+		o.DB = pg.URL
+		opt, r.opt = &o, &o
+		res.Database = pg.version() + " (throwaway cluster, default settings)"
+		fmt.Fprintf(stderr, "enigm-load: %s on %s\n", res.Database, pg.URL)
+	}
 	res.Engine = opt.Label
 	if res.Engine == "" {
 		res.Engine = "sqlite"

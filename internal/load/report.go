@@ -64,6 +64,9 @@ func verdict(ok bool) string {
 
 func writeText(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "enigm-load: %s, %d instance(s); %s\n", r.Engine, r.Instances, r.Machine)
+	if r.Database != "" {
+		fmt.Fprintf(w, "database: %s\n", r.Database)
+	}
 	if d := r.Devices; d != nil {
 		fmt.Fprintf(w, "\ndevice list (%d devices, %d bytes, %d clients):\n", d.Devices, d.Bytes, d.Concurrency)
 		for _, s := range []struct {
@@ -143,7 +146,11 @@ func cores(s, wall float64) string {
 
 // writeMarkdown prints the tables of docs/perf.md for this run.
 func writeMarkdown(w io.Writer, r *Result) {
-	fmt.Fprintf(w, "Engine: %s, %d instance(s). Machine: %s.\n\nCommand: `%s`\n", r.Engine, r.Instances, r.Machine, r.Command)
+	fmt.Fprintf(w, "Engine: %s, %d instance(s). Machine: %s.\n", r.Engine, r.Instances, r.Machine)
+	if r.Database != "" {
+		fmt.Fprintf(w, "Database: %s.\n", r.Database)
+	}
+	fmt.Fprintf(w, "\nCommand: `%s`\n", r.Command)
 	if d := r.Devices; d != nil {
 		fmt.Fprintf(w, "\n| device list (%d devices, %d B, %d clients) | req/s | p50 | p99 | CPU: server | generator |\n|---|---|---|---|---|---|\n", d.Devices, d.Bytes, d.Concurrency)
 		for _, s := range []struct {

@@ -182,7 +182,15 @@ const (
 func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*sender, first, last *api, res *RevokeResult, cnt *counters, elog *errorLog) error {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	var accepted atomic.Int64 // UnixNano of the revocation's acceptance; 0 before
+	var (
+		sent     atomic.Int64 // UnixNano when the revocation was sent; 0 before
+		accepted atomic.Int64 // UnixNano of its acceptance; 0 before
+	)
+	// inFlight: t is after the revocation was sent (it may have committed).
+	inFlight := func(t time.Time) bool {
+		s := sent.Load()
+		return s != 0 && t.UnixNano() > s
+	}
 	after := func(t time.Time) bool {
 		a := accepted.Load()
 		return a != 0 && t.UnixNano() > a
@@ -256,11 +264,12 @@ func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*se
 				continue
 			}
 			if status != 200 {
-				if late {
+				switch {
+				case late:
 					amu.Lock()
 					answers[describe(status, buf.Bytes(), nil)]++
 					amu.Unlock()
-				} else {
+				case !inFlight(t0):
 					elog.add("fetch before the revocation: " + describe(status, buf.Bytes(), nil))
 				}
 				continue
@@ -344,6 +353,7 @@ func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*se
 	}
 	var buf bytes.Buffer
 	t0 := time.Now()
+	sent.Store(t0.UnixNano())
 	status, err := first.raw(ctx, "POST", "/v1/accounts/"+rd.acct.id+"/links", rd.tokA, rd.revoke, &buf)
 	t1 := time.Now()
 	if err != nil || status != 201 {
