@@ -166,7 +166,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*Options, error) {
 	fs.IntVar(&opt.Concurrency, "concurrency", 8, "devices: concurrent clients")
 	fs.IntVar(&opt.Devices, "devices", 4, "devices: devices of the account whose list is fetched")
 	fs.IntVar(&opt.Enrollments, "enrollments", 4000, "enroll: enrollments in the timed phase")
-	fs.IntVar(&opt.Workers, "workers", 32, "enroll: concurrent enrollments")
+	fs.IntVar(&opt.Workers, "workers", 64, "enroll: concurrent enrollments")
 	fs.IntVar(&opt.Rounds, "rounds", 5, "revoke: rounds")
 	fs.IntVar(&opt.Senders, "senders", 4, "revoke: devices sending to the device that is revoked")
 	fs.BoolVar(&opt.Keep, "keep", false, "keep the temporary data directory (server logs, SQLite database)")

@@ -170,7 +170,7 @@ func writeMarkdown(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "| bound: 1 / (2 × %.3f + %.3f ms) × %d cores | %.0f/s |\n", e.ApprovalMs, e.SubjectMs, e.CPU.Cores, e.Bound)
 		fmt.Fprintf(w, "| **ratio** | **%.2f** |\n", e.Ratio)
 		if e.ServerMs > 0 {
-			fmt.Fprintf(w, "| server CPU per enrollment (with PostgreSQL) / verifications' share | %.3f ms / %.0f%% |\n", e.ServerMs, 100*e.VerifyShare)
+			fmt.Fprintf(w, "| server CPU per enrollment (with its PostgreSQL) / verifications' share | %.3f ms / %.0f%% |\n", e.ServerMs, 100*e.VerifyShare)
 		}
 		fmt.Fprintf(w, "| latency p50 / p99 (3 requests) | %.2f ms / %.2f ms |\n", e.Latency.P50, e.Latency.P99)
 		fmt.Fprintf(w, "| CPU, cores busy: server / postgres / generator / machine | %s / %s / %s / %s |\n",
