@@ -34,6 +34,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,7 +90,8 @@ usage: enigm-load [flags] [devices] [enroll] [revoke]     (default: all three)
 
 It starts enigm-command serve (the binary next to enigm-load, in $PATH, or
 --command) on loopback with rate limits off, in a temporary data directory:
-SQLite there, or PostgreSQL with --db (several instances with --instances).
+SQLite there, or PostgreSQL with --db or --pg-cluster (a throwaway cluster it
+starts and stops), several instances with --instances.
 The server runs in its own process so that its CPU time is measured apart
 from the generator's. With --server it uses running servers instead.
 
@@ -112,7 +114,7 @@ errors. The results go to stdout (text, --markdown or --json).
 examples:
   go build -o bin/ ./cmd/enigm-command ./cmd/enigm-load
   bin/enigm-load                                          # SQLite, all scenarios
-  bin/enigm-load --pg-cluster --instances 2 --markdown       # a throwaway PostgreSQL
+  bin/enigm-load --pg-cluster --instances 2 --markdown    # a throwaway PostgreSQL
   bin/enigm-load --db postgres://postgres@127.0.0.1:5432/enigm --instances 2
   bin/enigm-load --duration 5s devices
   bin/enigm-load --server http://127.0.0.1:8470 --label sqlite enroll
@@ -189,7 +191,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*Options, error) {
 		opt.Scenarios = allScenarios
 	}
 	for _, s := range opt.Scenarios {
-		if !contains(allScenarios, s) {
+		if !slices.Contains(allScenarios, s) {
 			return nil, fmt.Errorf("unknown scenario %q (devices, enroll, revoke)", s)
 		}
 	}
@@ -206,15 +208,6 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*Options, error) {
 		return nil, errors.New("--json and --markdown exclude each other")
 	}
 	return opt, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // run is one invocation: the servers and what the scenarios share.
