@@ -1,10 +1,11 @@
 package command
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"time"
+	"strconv"
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
@@ -107,6 +108,10 @@ type createAccountRequest struct {
 	Invite  string `json:"invite,omitempty"`
 }
 
+func (q *createAccountRequest) flat() []flatField {
+	return []flatField{{"name", &q.Name}, {"genesis", &q.Genesis}, {"invite", &q.Invite}}
+}
+
 func (s *Server) handleCreateAccount(w http.ResponseWriter, r *http.Request) *apiError {
 	var req createAccountRequest
 	if e := decode(w, r, &req); e != nil {
@@ -182,6 +187,7 @@ func (s *Server) handleCreateAccount(w http.ResponseWriter, r *http.Request) *ap
 	first := g.Device.ID.String()
 	audit := []store.AuditEntry{{Time: now, Actor: "anonymous", Action: "account.create", OrgID: orgID, AccountID: id, DeviceID: first,
 		Detail: "account " + req.Name + " created with device " + first}}
+	t := s.heads.begin()
 	err = s.store.CreateAccount(r.Context(), store.NewAccount{
 		Account:    store.Account{ID: id, Name: req.Name, OrgID: orgID, Head: head, CreatedAt: now},
 		Genesis:    store.Link{Seq: 0, Hash: head.Hash, Type: l.Type().String(), Data: l.Bytes(), CreatedAt: now},
@@ -199,18 +205,31 @@ func (s *Server) handleCreateAccount(w http.ResponseWriter, r *http.Request) *ap
 	}
 	s.count(audit)
 	s.metrics.linksAppended.inc("genesis")
-	s.cache.put(id, &verified{account: store.Account{ID: id, Name: req.Name, OrgID: orgID, Head: head, CreatedAt: now}, state: st, links: [][]byte{l.Bytes()}})
+	v := &verified{account: store.Account{ID: id, Name: req.Name, OrgID: orgID, Head: head, CreatedAt: now}, state: st, links: [][]byte{l.Bytes()}}
+	v.see(t)
+	s.cache.put(id, v)
 	writeJSON(w, http.StatusCreated, map[string]any{"account_id": id, "head": headJSON(head)})
 	return nil
 }
 
-// account loads the verified state of the account in the path.
+// account loads the verified state of the account in the path, at the
+// head read from the database.
 func (s *Server) account(r *http.Request) (*verified, *apiError) {
+	return s.accountFrom(r, s.load)
+}
+
+// accountFresh is account for requests that may use a cached head known
+// fresh from the database's announcements (loadFresh).
+func (s *Server) accountFresh(r *http.Request) (*verified, *apiError) {
+	return s.accountFrom(r, s.loadFresh)
+}
+
+func (s *Server) accountFrom(r *http.Request, load func(context.Context, string) (*verified, error)) (*verified, *apiError) {
 	id := r.PathValue("id")
 	if _, e := accountID("account id", id); e != nil {
 		return nil, e
 	}
-	v, err := s.load(r.Context(), id)
+	v, err := load(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, notFound("no account %s", id)
 	}
@@ -254,7 +273,7 @@ func (s *Server) serveChain(w http.ResponseWriter, r *http.Request, devices bool
 	if e != nil {
 		return e
 	}
-	v, e := s.account(r)
+	v, e := s.accountFresh(r)
 	if e != nil {
 		return e
 	}
@@ -284,8 +303,10 @@ func writeEncoded(w http.ResponseWriter, v *verified, devices bool) {
 		v.encoded[i].Store(&enc)
 		b = &enc
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(*b)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(*b)
 }
@@ -311,6 +332,7 @@ func (s *Server) appendLink(r *http.Request, v *verified, l *chain.Link, a store
 			a.Audit[i].Time = now
 		}
 	}
+	t := s.heads.begin()
 	err = s.store.Append(r.Context(), a)
 	switch {
 	case errors.Is(err, store.ErrConflict):
@@ -328,7 +350,9 @@ func (s *Server) appendLink(r *http.Request, v *verified, l *chain.Link, a store
 	s.metrics.linksAppended.inc(l.Type().String())
 	acct := v.account
 	acct.Head = store.Head{Seq: l.Seq(), Hash: l.Hash().String()}
-	s.cache.put(acct.ID, &verified{account: acct, state: st, links: append(v.links[:len(v.links):len(v.links)], l.Bytes())})
+	nv := &verified{account: acct, state: st, links: append(v.links[:len(v.links):len(v.links)], l.Bytes())}
+	nv.see(t) // this instance wrote the head: current unless announced otherwise
+	s.cache.put(acct.ID, nv)
 	return st, nil
 }
 
@@ -343,5 +367,3 @@ func (s *Server) verifyOpts() []chain.Option {
 	}
 	return []chain.Option{chain.WithAttestationVerifier(s.cfg.AttestationVerifier)}
 }
-
-var _ = time.Second

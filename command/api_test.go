@@ -1,6 +1,7 @@
 package command
 
 import (
+	"github.com/enigm/enigm/command/store"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,7 +18,7 @@ func TestInfoHealthMetrics(t *testing.T) {
 		t.Fatalf("info: %s", r.body)
 	}
 	r = e.want(e.do("GET", "/healthz", "", nil), 200, "")
-	if r.str("status") != "ok" || r.m["schema_version"] != float64(1) {
+	if r.str("status") != "ok" || r.m["schema_version"] != float64(store.SchemaVersion) {
 		t.Fatalf("healthz: %s", r.body)
 	}
 	e.want(e.do("GET", "/v1/nope", "", nil), 404, "not_found")

@@ -72,7 +72,7 @@ func (s *Server) authDevice(r *http.Request) (*deviceAuth, *apiError) {
 	if !ok || !strings.HasPrefix(tok, deviceTokenPrefix) {
 		return nil, unauthorized("a device token is required (Authorization: Bearer …; POST /v1/auth/token)")
 	}
-	t, err := s.store.Token(r.Context(), secretHash([]byte(tok)))
+	t, acct, err := s.store.TokenAccount(r.Context(), secretHash([]byte(tok)))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, unauthorized("unknown or expired token")
 	}
@@ -86,7 +86,10 @@ func (s *Server) authDevice(r *http.Request) (*deviceAuth, *apiError) {
 	if e != nil {
 		return nil, internal(e)
 	}
-	v, err := s.load(r.Context(), t.AccountID)
+	// The head read with the token: eligibility is decided at the
+	// database's head, never a cached one.
+	s.metrics.headReads[headFromDatabase].Add(1)
+	v, err := s.loadAt(r.Context(), acct)
 	if err != nil {
 		return nil, storeErr(err)
 	}
@@ -115,6 +118,10 @@ func (s *Server) authAdmin(r *http.Request) (store.Org, *apiError) {
 type challengeRequest struct {
 	AccountID string `json:"account_id"`
 	DeviceID  string `json:"device_id"`
+}
+
+func (q *challengeRequest) flat() []flatField {
+	return []flatField{{"account_id", &q.AccountID}, {"device_id", &q.DeviceID}}
 }
 
 func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) *apiError {
@@ -157,6 +164,10 @@ type tokenRequest struct {
 	DeviceID  string `json:"device_id"`
 	Challenge string `json:"challenge"`
 	Signature string `json:"signature"`
+}
+
+func (q *tokenRequest) flat() []flatField {
+	return []flatField{{"account_id", &q.AccountID}, {"device_id", &q.DeviceID}, {"challenge", &q.Challenge}, {"signature", &q.Signature}}
 }
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) *apiError {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 
 	"github.com/enigm/enigm/chain"
@@ -14,6 +15,7 @@ import (
 // setupBench sets up an account with n devices on the engine of dsn.
 func setupBench(b *testing.B, dsn string, n int) (*env, *tacct) {
 	e := newEnvDSN(b, dsn)
+	e.waitListening()
 	A := newDev("bench/A")
 	a := e.newAccount("bench", A, chain.DefaultPolicy())
 	for i := 1; i < n; i++ {
@@ -84,4 +86,62 @@ func runLoopback(b *testing.B, h http.Handler, path string) {
 			}
 		}
 	})
+}
+
+// prepared is one enrollment made ahead: the request body, the approval
+// signature and the completed link, all signed before the timed loop.
+type preparedEnroll struct {
+	a       *tacct
+	token   string
+	reqBody map[string]string
+	approve map[string]any
+	link    map[string]string
+}
+
+// BenchmarkEnrollment runs request, approval and completion of one new
+// device per account, with every client signature made ahead: what is
+// timed is the server's work (three hybrid verifications per enrollment
+// and the rest).
+func BenchmarkEnrollment(b *testing.B) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		b.Run(engine, func(b *testing.B) {
+			dsn := storetest.SQLiteDSN(b)
+			if engine == "postgres" {
+				dsn = storetest.PostgresDSN(b)
+			}
+			e := newEnvDSN(b, dsn)
+			e.waitListening()
+			preps := make([]preparedEnroll, b.N)
+			for i := range preps {
+				A, N := newDev(fmt.Sprintf("ebench/%d/A", i)), newDev(fmt.Sprintf("ebench/%d/N", i))
+				a := e.newAccount(fmt.Sprintf("ebench-%d", i), A, chain.DefaultPolicy())
+				n := nonce(N.label)
+				body := &chain.AddDevice{Device: N.device(), Nonce: n, PairingHash: chain.PairingHash(n, "code")}
+				raw, err := chain.EncodeBody(body)
+				must(b, err)
+				d := a.draft(body)
+				st, _ := d.Approval()
+				sg, err := chain.SignApproval(st, chain.TypeAddDevice, chain.RoleDevice, A.id, A.key())
+				must(b, err)
+				d.AddSignature(sg)
+				must(b, d.Sign(chain.RoleSubject, N.key()))
+				preps[i] = preparedEnroll{a: a, token: a.token(A),
+					reqBody: map[string]string{"type": "add_device", "body": enc64(raw)},
+					approve: map[string]any{"head": a.head(), "signature": enc64(sg.Sig)},
+					link:    map[string]string{"link": enc64(link(b, d).Bytes())}}
+			}
+			var next atomic.Int64
+			b.ResetTimer()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					p := &preps[next.Add(1)-1]
+					r := e.want(e.do("POST", "/v1/accounts/"+p.a.id+"/enrollments", "", p.reqBody), 201, "")
+					rid := r.str("request_id")
+					e.want(e.do("POST", "/v1/enrollments/"+rid+"/approve", p.token, p.approve), 200, "")
+					e.want(e.do("POST", "/v1/enrollments/"+rid+"/complete", "", p.link), 201, "")
+				}
+			})
+		})
+	}
 }

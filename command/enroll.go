@@ -62,6 +62,10 @@ type enrollRequest struct {
 	Body string `json:"body"`
 }
 
+func (q *enrollRequest) flat() []flatField {
+	return []flatField{{"type", &q.Type}, {"body", &q.Body}}
+}
+
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) *apiError {
 	var req enrollRequest
 	if e := decode(w, r, &req); e != nil {
@@ -88,7 +92,9 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) *apiError 
 	if e := s.limit(r, "enroll", s.cfg.RateLimits.EnrollPerAddr, s.cfg.RateLimits.EnrollPerAccount, id); e != nil {
 		return e
 	}
-	v, e := s.account(r)
+	// A request only records the body; the completion's append is checked
+	// against the database's head, so a cached head known fresh will do.
+	v, e := s.accountFresh(r)
 	if e != nil {
 		return e
 	}
@@ -172,11 +178,19 @@ func (s *Server) enrollment(r *http.Request) (store.Enrollment, *apiError) {
 	if err != nil {
 		return en, storeErr(err)
 	}
-	acct, err := s.store.Account(r.Context(), en.AccountID)
-	if err != nil {
-		return en, storeErr(err)
+	// The organisation of an account never changes: a cached state names
+	// it as well as the database.
+	var orgID string
+	if c := s.cache.get(en.AccountID); c != nil {
+		orgID = c.account.OrgID
+	} else {
+		acct, err := s.store.Account(r.Context(), en.AccountID)
+		if err != nil {
+			return en, storeErr(err)
+		}
+		orgID = acct.OrgID
 	}
-	return s.effective(r.Context(), en, acct.OrgID), nil
+	return s.effective(r.Context(), en, orgID), nil
 }
 
 func (s *Server) handleGetEnrollment(w http.ResponseWriter, r *http.Request) *apiError {
@@ -314,7 +328,13 @@ func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request) *apiErro
 	if e != nil {
 		return e
 	}
-	v, err := s.load(r.Context(), en.AccountID)
+	// The append is compare-and-append in the database, so a cached head
+	// known fresh will do; but the request is reset only on a head read
+	// from the database.
+	v, err := s.loadFresh(r.Context(), en.AccountID)
+	if err == nil && en.Head != nil && *en.Head != v.account.Head {
+		v, err = s.load(r.Context(), en.AccountID)
+	}
 	if err != nil {
 		return storeErr(err)
 	}

@@ -50,6 +50,16 @@ func (h *hookStore) Account(ctx context.Context, id string) (store.Account, erro
 	return h.Store.Account(ctx, id)
 }
 
+func (h *hookStore) TokenAccount(ctx context.Context, hash []byte) (store.Secret, store.Account, error) {
+	h.mu.Lock()
+	fail := h.failReads
+	h.mu.Unlock()
+	if fail {
+		return store.Secret{}, store.Account{}, fmt.Errorf("%w: connection refused", store.ErrUnavailable)
+	}
+	return h.Store.TokenAccount(ctx, hash)
+}
+
 func (h *hookStore) set(f func()) {
 	h.mu.Lock()
 	h.beforeAppend = f

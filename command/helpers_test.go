@@ -525,3 +525,36 @@ func (e *env) newManaged(o *torg, name string, first *tdev) *tacct {
 	e.want(r, http.StatusCreated, "")
 	return a
 }
+
+// waitListening waits until the server is subscribed to head
+// announcements (PostgreSQL); a no-op without them.
+func (e *env) waitListening() {
+	e.t.Helper()
+	if e.srv.heads == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.srv.heads.wait(ctx, func(h *headWatch) bool { return h.live }); err != nil {
+		e.t.Fatalf("the head listener did not subscribe: %v", err)
+	}
+}
+
+// waitAnnounced waits until the server has processed the announcement of
+// account's head at seq (PostgreSQL); a no-op without announcements. It
+// bounds a wait for an event, it does not time anything.
+func (e *env) waitAnnounced(account string, seq uint64) {
+	e.t.Helper()
+	if e.srv.heads == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := e.srv.heads.wait(ctx, func(h *headWatch) bool {
+		n, ok := h.notices[account]
+		return ok && n.head != nil && n.head.Seq >= seq
+	})
+	if err != nil {
+		e.t.Fatalf("no announcement of account %s at seq %d: %v", account, seq, err)
+	}
+}

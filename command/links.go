@@ -12,6 +12,8 @@ type linkRequest struct {
 	Link string `json:"link"`
 }
 
+func (q *linkRequest) flat() []flatField { return []flatField{{"link", &q.Link}} }
+
 // handleAppendLink appends a device-signed revoke_device, rotate_keys,
 // recovery_veto or rotate_recovery link.
 func (s *Server) handleAppendLink(w http.ResponseWriter, r *http.Request) *apiError {

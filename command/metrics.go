@@ -70,8 +70,15 @@ type metrics struct {
 	envelopesFetched  atomic.Uint64
 	rateLimited       labeled // bucket name
 	integrityFailures atomic.Uint64
+	headReads         [2]atomic.Uint64 // headFromDatabase, headFromCache
 	started           time.Time
 }
+
+// Where a request learned an account's head.
+const (
+	headFromDatabase = iota
+	headFromCache
+)
 
 func newMetrics() *metrics {
 	return &metrics{hists: map[string]*histogram{}, started: time.Now()}
@@ -144,6 +151,10 @@ func (m *metrics) write(w io.Writer) {
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", c.name, c.help, c.name, c.name, c.v)
 	}
+	fmt.Fprintln(w, "# HELP enigm_command_head_reads_total Account heads a request used, by source: read from the database, or a cached head known fresh from the database's announcements.")
+	fmt.Fprintln(w, "# TYPE enigm_command_head_reads_total counter")
+	fmt.Fprintf(w, "enigm_command_head_reads_total{source=\"database\"} %d\n", m.headReads[headFromDatabase].Load())
+	fmt.Fprintf(w, "enigm_command_head_reads_total{source=\"announced\"} %d\n", m.headReads[headFromCache].Load())
 	fmt.Fprintf(w, "# HELP enigm_command_start_time_seconds Start time of this instance.\n# TYPE enigm_command_start_time_seconds gauge\nenigm_command_start_time_seconds %d\n", m.started.Unix())
 }
 
@@ -158,4 +169,13 @@ func writeLabeled(w io.Writer, name, help, label string, l *labeled) {
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	s.metrics.write(w)
+	if h := s.heads; h != nil {
+		up := 0
+		if h.liveGauge.Load() {
+			up = 1
+		}
+		fmt.Fprintf(w, "# HELP enigm_command_head_listener_up Whether this instance is subscribed to the database's head announcements (PostgreSQL LISTEN).\n# TYPE enigm_command_head_listener_up gauge\nenigm_command_head_listener_up %d\n", up)
+		fmt.Fprintf(w, "# HELP enigm_command_head_announcements_total Head announcements received from the database.\n# TYPE enigm_command_head_announcements_total counter\nenigm_command_head_announcements_total %d\n", h.announcements.Load())
+		fmt.Fprintf(w, "# HELP enigm_command_head_listener_losses_total Times the head listener lost its subscription.\n# TYPE enigm_command_head_listener_losses_total counter\nenigm_command_head_listener_losses_total %d\n", h.losses.Load())
+	}
 }

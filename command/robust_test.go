@@ -146,6 +146,7 @@ func TestAppendRaceOverHTTP(t *testing.T) {
 func TestForgedLinkInDatabaseIsRefused(t *testing.T) {
 	engines(t, func(t *testing.T, dsn string) {
 		e := newEnvDSN(t, dsn)
+		e.waitListening()
 		A, G := newDev("alice/A"), newDev("alice/ghost")
 		a := e.newAccount("alice", A, chain.DefaultPolicy())
 		tokA := a.token(A)
@@ -166,6 +167,9 @@ func TestForgedLinkInDatabaseIsRefused(t *testing.T) {
 		if _, err := db.ExecContext(ctx, storetest.Rebind(dsn, `UPDATE accounts SET head_seq = ?, head_hash = ? WHERE id = ?`), 1, l.Hash().String(), a.id); err != nil {
 			t.Fatal(err)
 		}
+		// On PostgreSQL the change is announced to the server like any
+		// other (the trigger fires whoever changes the row).
+		e.waitAnnounced(a.id, 1)
 		check := func(e *env) {
 			t.Helper()
 			r := e.want(e.do("GET", "/v1/accounts/"+a.id+"/devices", "", nil), 500, "integrity")

@@ -16,6 +16,9 @@ import (
 	"github.com/enigm/enigm/command/store"
 )
 
+// cacheSize bounds the verified states an instance keeps.
+const cacheSize = 50_000
+
 // Server is an Enigm Command instance: the HTTP API over a store. Several
 // instances may share one PostgreSQL database.
 type Server struct {
@@ -25,6 +28,7 @@ type Server struct {
 	ownStore bool
 	serverID string
 	cache    *stateCache
+	heads    *headWatch // nil unless the store announces head changes
 	limiter  *limiter
 	metrics  *metrics
 	keys     *orgKeys
@@ -33,6 +37,8 @@ type Server struct {
 
 	stop      chan struct{}
 	done      chan struct{}
+	watchStop context.CancelFunc
+	watchDone chan struct{}
 	closeOnce sync.Once
 }
 
@@ -47,7 +53,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: c, log: c.Logger, cache: newStateCache(50_000), metrics: newMetrics(),
+	s := &Server{cfg: c, log: c.Logger, cache: newStateCache(cacheSize), metrics: newMetrics(),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	s.limiter = newLimiter(c.Clock)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -64,6 +70,16 @@ func New(cfg Config) (*Server, error) {
 	if s.serverID, err = s.store.Setting(ctx, "server_id", hex.EncodeToString(b[:])); err != nil {
 		s.closeStore()
 		return nil, fmt.Errorf("command: reading the server id: %w", err)
+	}
+	if w, ok := s.store.(store.HeadWatcher); ok {
+		s.heads = newHeadWatch(4 * cacheSize)
+		var wctx context.Context
+		wctx, s.watchStop = context.WithCancel(context.Background())
+		s.watchDone = make(chan struct{})
+		go func() {
+			defer close(s.watchDone)
+			w.WatchHeads(wctx, &loggedHeads{headWatch: s.heads, log: s.log})
+		}()
 	}
 	s.keys = newOrgKeys(&s.cfg)
 	s.routes = s.routeTable()
@@ -285,6 +301,10 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.done
+		if s.watchStop != nil {
+			s.watchStop()
+			<-s.watchDone
+		}
 		err = s.closeStore()
 	})
 	return err

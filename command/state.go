@@ -22,8 +22,28 @@ type verified struct {
 
 	// Encoded whole-chain responses (chain, and chain with devices), made
 	// on first use: a device-list fetch at an unchanged head costs one
-	// head read and a write.
+	// head read (none while the head is known fresh) and a write.
 	encoded [2]atomic.Pointer[[]byte]
+
+	// seen is the newest ticket under which this head was read from or
+	// written to the database (headWatch); nil when never.
+	seen atomic.Pointer[ticket]
+}
+
+// see records that v's head was current in the database under t.
+func (v *verified) see(t ticket) {
+	if !t.ok {
+		return
+	}
+	for {
+		old := v.seen.Load()
+		if old != nil && (old.epoch > t.epoch || old.epoch == t.epoch && old.n >= t.n) {
+			return
+		}
+		if v.seen.CompareAndSwap(old, &t) {
+			return
+		}
+	}
 }
 
 // integrityError reports a stored chain that fails the server's own
@@ -40,9 +60,11 @@ func (e *integrityError) Error() string {
 func (e *integrityError) Unwrap() error { return e.err }
 
 // stateCache caches verified states per account, keyed by head. It is per
-// server instance; the database stays the source of truth: every lookup
-// reads the account's current head first, and a head the cache has not
-// verified is verified (from the cached state when the chain only grew).
+// server instance; the database stays the source of truth: a lookup reads
+// the account's current head first (load), unless the head announcements
+// say the cached head is still current (loadFresh), and a head the cache
+// has not verified is verified (from the cached state when the chain only
+// grew).
 type stateCache struct {
 	mu  sync.Mutex
 	m   map[string]*verified
@@ -82,7 +104,41 @@ func (s *Server) load(ctx context.Context, id string) (*verified, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.headReads[headFromDatabase].Add(1)
 	return s.loadAt(ctx, acct)
+}
+
+// loadFresh is load for the requests that may rely on the head
+// announcements (headWatch): public chain and device-list reads and the
+// enrollment steps whose append the database guards anyway. It serves the
+// cached state without reading the database while its head is known to be
+// fresh, and otherwise reads the head like load. Without announcements
+// (SQLite, or the listener down) it is load.
+func (s *Server) loadFresh(ctx context.Context, id string) (*verified, error) {
+	if s.heads == nil {
+		return s.load(ctx, id)
+	}
+	if c := s.cache.get(id); c != nil {
+		if t := c.seen.Load(); t != nil && s.heads.fresh(id, c.account.Head, *t) {
+			s.metrics.headReads[headFromCache].Add(1)
+			if c.err != nil {
+				return nil, c.err
+			}
+			return c, nil
+		}
+	}
+	t := s.heads.begin()
+	acct, err := s.store.Account(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics.headReads[headFromDatabase].Add(1)
+	v, err := s.loadAt(ctx, acct)
+	if err != nil {
+		return nil, err
+	}
+	v.see(t)
+	return v, nil
 }
 
 func (s *Server) loadAt(ctx context.Context, acct store.Account) (*verified, error) {

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
@@ -53,12 +52,14 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 	}
 	db.SetMaxOpenConns(8)
 	db.SetMaxIdleConns(8)
-	// Write transactions are serialized in the process, so that writers
-	// queue on a mutex instead of polling SQLite's busy handler; writers
-	// in other processes still wait through the busy timeout.
-	s := &sqlStore{db: db, d: sqliteDialect, wmu: new(sync.Mutex)}
+	// Write transactions are serialized in the process by the writer,
+	// which commits those that queue up together, instead of having them
+	// poll SQLite's busy handler; writers in other processes still wait
+	// through the busy timeout.
+	s := &sqlStore{db: db, d: sqliteDialect, prepare: true}
+	s.w = newWriter(db, s.wrap)
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -70,21 +71,24 @@ func OpenPostgres(ctx context.Context, url string) (Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: opening PostgreSQL: %w", err)
 	}
+	// As many idle connections as open ones: a busy server must not close
+	// connections it needs again a moment later (a new PostgreSQL
+	// connection costs a process and its caches).
 	db.SetMaxOpenConns(32)
-	db.SetMaxIdleConns(16)
+	db.SetMaxIdleConns(32)
 	db.SetConnMaxIdleTime(time.Minute)
 	s := &sqlStore{db: db, d: postgresDialect}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
-	return s, nil
+	return &pgStore{sqlStore: s, url: url}, nil
 }
 
 // migrate brings the schema to SchemaVersion in one transaction, and
 // refuses a database whose schema is newer than this code.
 func (s *sqlStore) migrate(ctx context.Context) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if s.d.migrateLock != "" {
 			if _, err := tx.ExecContext(ctx, s.d.migrateLock); err != nil {
 				return err
@@ -108,7 +112,11 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 		}
 		for i := v + 1; i <= SchemaVersion; i++ {
 			for _, stmt := range migrations[i] {
-				if _, err := tx.ExecContext(ctx, s.d.ddl(stmt)); err != nil {
+				stmt = s.d.ddl(stmt)
+				if stmt == "" {
+					continue
+				}
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
 					return fmt.Errorf("migration to schema version %d: %w", i, err)
 				}
 			}

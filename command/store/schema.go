@@ -8,6 +8,8 @@ import "strings"
 //
 //	{blob}    BLOB / BYTEA
 //	{serial}  an auto-increasing 64-bit primary key
+//
+// A statement starting with {postgres} runs on PostgreSQL only.
 var migrations = [][]string{
 	1: {
 		`CREATE TABLE orgs (
@@ -110,11 +112,45 @@ var migrations = [][]string{
 			key TEXT PRIMARY KEY,
 			value TEXT NOT NULL)`,
 	},
+	// 2: PostgreSQL tells every instance when an account's head changes
+	// (HeadWatcher). The trigger fires on every change of an account row,
+	// whoever makes it, so a row changed behind Command is announced too.
+	2: {
+		`{postgres}CREATE OR REPLACE FUNCTION enigm_notify_head() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF TG_OP = 'DELETE' OR OLD.id IS DISTINCT FROM NEW.id THEN
+				PERFORM pg_notify('` + HeadChannel + `', OLD.id);
+			END IF;
+			IF TG_OP <> 'DELETE' THEN
+				PERFORM pg_notify('` + HeadChannel + `', NEW.id || ' ' || NEW.head_seq || ' ' || NEW.head_hash);
+			END IF;
+			RETURN NULL;
+		END $$`,
+		`{postgres}CREATE TRIGGER accounts_notify_head AFTER UPDATE OR DELETE ON accounts
+			FOR EACH ROW EXECUTE FUNCTION enigm_notify_head()`,
+		// Links, enrollment bodies and approvals, held recovery links and
+		// envelope ciphertexts are keys, signatures and ciphertext, which
+		// do not compress: store them out of line without trying (the
+		// default tries pglz on every value over 2 KB, in vain, at a cost
+		// larger than the rest of the insert).
+		`{postgres}ALTER TABLE links ALTER COLUMN data SET STORAGE EXTERNAL`,
+		`{postgres}ALTER TABLE enrollments ALTER COLUMN body SET STORAGE EXTERNAL`,
+		`{postgres}ALTER TABLE enrollments ALTER COLUMN approvals SET STORAGE EXTERNAL`,
+		`{postgres}ALTER TABLE recoveries ALTER COLUMN link SET STORAGE EXTERNAL`,
+		`{postgres}ALTER TABLE envelopes ALTER COLUMN ciphertext SET STORAGE EXTERNAL`,
+	},
 }
 
 // SchemaVersion is the schema version this code creates and reads.
 var SchemaVersion = len(migrations) - 1
 
+// ddl returns stmt for the engine, "" when it does not apply to it.
 func (d *dialect) ddl(stmt string) string {
+	if rest, ok := strings.CutPrefix(stmt, "{postgres}"); ok {
+		if d != postgresDialect {
+			return ""
+		}
+		stmt = rest
+	}
 	return strings.NewReplacer("{blob}", d.blob, "{serial}", d.serial).Replace(stmt)
 }

@@ -16,12 +16,16 @@ type sqlStore struct {
 	db      *sql.DB
 	d       *dialect
 	version int
-	wmu     *sync.Mutex // SQLite: one write transaction at a time in this process
-	stmts   sync.Map    // query -> *sql.Stmt, for the hot reads
+	w       *writer  // SQLite: the one writer, with group commit
+	stmts   sync.Map // query -> *sql.Stmt
+	// prepare: run statements as prepared statements kept per query
+	// (SQLite, whose driver would parse every statement again; pgx keeps
+	// its own statement cache on PostgreSQL).
+	prepare bool
 }
 
-// prepared returns a prepared statement for a hot read outside
-// transactions (database/sql re-prepares it per connection as needed).
+// prepared returns a prepared statement for q (database/sql prepares it
+// again per connection as needed).
 func (s *sqlStore) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
 	if st, ok := s.stmts.Load(q); ok {
 		return st.(*sql.Stmt), nil
@@ -42,6 +46,9 @@ var _ Store = (*sqlStore)(nil)
 func (s *sqlStore) Engine() string     { return s.d.name }
 func (s *sqlStore) SchemaVersion() int { return s.version }
 func (s *sqlStore) Close() error {
+	if s.w != nil {
+		s.w.close()
+	}
 	s.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
 	return s.db.Close()
 }
@@ -80,33 +87,72 @@ type execer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// stmt returns the prepared statement of q for x, or nil to run q as
+// text (PostgreSQL, or when preparing fails: running it reports why).
+func (s *sqlStore) stmt(ctx context.Context, x execer, q string) *sql.Stmt {
+	if !s.prepare {
+		return nil
+	}
+	st, err := s.prepared(ctx, q)
+	if err != nil {
+		return nil
+	}
+	if tx, ok := x.(*sql.Tx); ok {
+		return tx.StmtContext(ctx, st)
+	}
+	if x != execer(s.db) {
+		return nil
+	}
+	return st
+}
+
 func (s *sqlStore) exec(ctx context.Context, x execer, q string, args ...any) (sql.Result, error) {
+	if st := s.stmt(ctx, x, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return x.ExecContext(ctx, s.d.rebind(q), args...)
 }
 
 func (s *sqlStore) query(ctx context.Context, x execer, q string, args ...any) (*sql.Rows, error) {
+	if st := s.stmt(ctx, x, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return x.QueryContext(ctx, s.d.rebind(q), args...)
 }
 
 func (s *sqlStore) row(ctx context.Context, x execer, q string, args ...any) *sql.Row {
+	if st := s.stmt(ctx, x, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return x.QueryRowContext(ctx, s.d.rebind(q), args...)
 }
 
-// tx runs fn in one transaction (an immediate one on SQLite) and commits.
-func (s *sqlStore) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	if s.wmu != nil {
-		s.wmu.Lock()
-		defer s.wmu.Unlock()
+// tx runs fn in one transaction and commits: on SQLite through the writer
+// (an immediate transaction, maybe shared with others in savepoints),
+// on PostgreSQL on a connection of its own. fn uses the context it is
+// given.
+func (s *sqlStore) tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	if s.w != nil {
+		return s.w.do(ctx, fn)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.wrap(err)
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(ctx, tx); err != nil {
 		tx.Rollback()
 		return s.wrap(err)
 	}
 	return s.wrap(tx.Commit())
+}
+
+// write runs a write of one statement: through the writer on SQLite, as
+// is on PostgreSQL (a statement is its own transaction there).
+func (s *sqlStore) write(ctx context.Context, fn func(ctx context.Context, x execer) error) error {
+	if s.w != nil {
+		return s.w.do(ctx, func(ctx context.Context, tx *sql.Tx) error { return fn(ctx, tx) })
+	}
+	return s.wrap(fn(ctx, s.db))
 }
 
 // Times are stored as Unix nanoseconds; 0 is the zero time.
@@ -145,7 +191,7 @@ func (s *sqlStore) addAudit(ctx context.Context, x execer, entries []AuditEntry)
 // ---- organisations and invites -------------------------------------------
 
 func (s *sqlStore) CreateOrg(ctx context.Context, o Org, audit ...AuditEntry) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := s.exec(ctx, tx, `INSERT INTO orgs (id, name, admin_key, admin_key_id, admin_token_hash, policy, created_at) VALUES (?,?,?,?,?,?,?)`,
 			o.ID, o.Name, o.AdminKey, o.AdminKeyID, o.AdminTokenHash, o.Policy, tn(o.CreatedAt))
 		if err != nil {
@@ -186,7 +232,7 @@ func (s *sqlStore) OrgByTokenHash(ctx context.Context, hash []byte) (Org, error)
 }
 
 func (s *sqlStore) CreateInvite(ctx context.Context, inv Invite, audit ...AuditEntry) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := s.exec(ctx, tx, `INSERT INTO invites (code_hash, org_id, account_name, created_at, expires_at) VALUES (?,?,?,?,?)`,
 			inv.CodeHash, inv.OrgID, inv.AccountName, tn(inv.CreatedAt), tn(inv.ExpiresAt))
 		switch s.d.classify(err) {
@@ -221,7 +267,7 @@ func (s *sqlStore) Invite(ctx context.Context, codeHash []byte) (Invite, error) 
 
 func (s *sqlStore) CreateAccount(ctx context.Context, a NewAccount, audit ...AuditEntry) error {
 	acct, g := a.Account, a.Genesis
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var one int
 		err := s.row(ctx, tx, `SELECT 1 FROM accounts WHERE name = ?`, acct.Name).Scan(&one)
 		switch {
@@ -347,23 +393,29 @@ func (s *sqlStore) Append(ctx context.Context, a Append) error {
 	if a.Link.Seq == 0 {
 		return fmt.Errorf("%w: append at seq 0", ErrConflict)
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		var seq int64
-		var hash string
-		err := s.row(ctx, tx, `SELECT head_seq, head_hash FROM accounts WHERE id = ?`+s.d.lockUpdate, a.AccountID).Scan(&seq, &hash)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: account %s", ErrNotFound, a.AccountID)
-		}
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		// Compare and move the head in one statement: it locks the row
+		// (PostgreSQL re-checks the condition on a row another writer
+		// changed meanwhile), and moves it only from (seq-1, prev).
+		res, err := s.exec(ctx, tx, `UPDATE accounts SET head_seq = ?, head_hash = ? WHERE id = ? AND head_seq = ? AND head_hash = ?`,
+			int64(a.Link.Seq), a.Link.Hash, a.AccountID, int64(a.Link.Seq)-1, a.Link.Prev)
 		if err != nil {
 			return err
 		}
-		if uint64(seq)+1 != a.Link.Seq || hash != a.Link.Prev {
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n != 1 {
+			var seq int64
+			err := s.row(ctx, tx, `SELECT head_seq FROM accounts WHERE id = ?`, a.AccountID).Scan(&seq)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("%w: account %s", ErrNotFound, a.AccountID)
+			}
+			if err != nil {
+				return err
+			}
 			return fmt.Errorf("%w: head is seq %d, the link follows seq %d", ErrConflict, seq, a.Link.Seq-1)
 		}
 		if err := s.insertLink(ctx, tx, a.AccountID, a.Link); err != nil {
-			return err
-		}
-		if _, err := s.exec(ctx, tx, `UPDATE accounts SET head_seq = ?, head_hash = ? WHERE id = ?`, int64(a.Link.Seq), a.Link.Hash, a.AccountID); err != nil {
 			return err
 		}
 		for _, dev := range a.DropEnvelopes {
@@ -403,20 +455,56 @@ func (s *sqlStore) CreateEnrollment(ctx context.Context, e Enrollment, audit ...
 		return err
 	}
 	hs, hh := headCols(e.Head)
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `INSERT INTO enrollments (id, account_id, type, state, body, device_id, device_name, protection, created_at, expires_at, head_seq, head_hash, approvals, reason, version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-			e.ID, e.AccountID, e.Type, e.State, e.Body, e.DeviceID, e.DeviceName, e.Protection, tn(e.CreatedAt), tn(e.ExpiresAt), hs, hh, string(ap), e.Reason, e.Version)
-		switch s.d.classify(err) {
-		case kindUnique:
-			return fmt.Errorf("%w: enrollment %s", ErrExists, e.ID)
-		case kindForeignKey:
-			return fmt.Errorf("%w: account %s", ErrNotFound, e.AccountID)
+	_, err = s.withAudit(ctx, `INSERT INTO enrollments (id, account_id, type, state, body, device_id, device_name, protection, created_at, expires_at, head_seq, head_hash, approvals, reason, version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		[]any{e.ID, e.AccountID, e.Type, e.State, e.Body, e.DeviceID, e.DeviceName, e.Protection, tn(e.CreatedAt), tn(e.ExpiresAt), hs, hh, string(ap), e.Reason, e.Version}, audit)
+	switch s.d.classify(errors.Unwrap(err)) {
+	case kindUnique:
+		return fmt.Errorf("%w: enrollment %s", ErrExists, e.ID)
+	case kindForeignKey:
+		return fmt.Errorf("%w: account %s", ErrNotFound, e.AccountID)
+	}
+	return err
+}
+
+// withAudit runs stmt, an INSERT or UPDATE, and stores audit with it in
+// one transaction; it returns the rows stmt changed (audit is stored only
+// when it changed some). On PostgreSQL that is one statement (stmt in a
+// WITH clause feeding the audit insert), one round trip instead of four.
+func (s *sqlStore) withAudit(ctx context.Context, stmt string, args []any, audit []AuditEntry) (int64, error) {
+	var n int64
+	if s.d != postgresDialect || len(audit) == 0 {
+		err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			res, err := s.exec(ctx, tx, stmt, args...)
+			if err != nil {
+				return err
+			}
+			if n, err = res.RowsAffected(); err != nil || n == 0 {
+				return err
+			}
+			return s.addAudit(ctx, tx, audit)
+		})
+		return n, err
+	}
+	q := `WITH m AS (` + stmt + ` RETURNING 1) INSERT INTO audit (time, actor, action, org_id, account_id, device_id, detail) SELECT v.* FROM m CROSS JOIN (VALUES `
+	for i, e := range audit {
+		if i > 0 {
+			q += `,`
 		}
-		if err != nil {
-			return err
+		q += `(?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text)`
+		if e.Time.IsZero() {
+			e.Time = time.Now()
 		}
-		return s.addAudit(ctx, tx, audit)
-	})
+		args = append(args, tn(e.Time), e.Actor, e.Action, e.OrgID, e.AccountID, e.DeviceID, e.Detail)
+	}
+	q += `) AS v`
+	res, err := s.exec(ctx, s.db, q, args...)
+	if err != nil {
+		return 0, s.wrap(err)
+	}
+	if n, err = res.RowsAffected(); err != nil {
+		return 0, s.wrap(err)
+	}
+	return n / int64(len(audit)), nil
 }
 
 func orEmpty(a []Approval) []Approval {
@@ -506,22 +594,33 @@ func (s *sqlStore) Enrollments(ctx context.Context, f EnrollmentFilter) ([]Enrol
 }
 
 func (s *sqlStore) UpdateEnrollment(ctx context.Context, e Enrollment, audit ...AuditEntry) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := s.updateEnrollment(ctx, tx, e); err != nil {
-			return err
-		}
-		return s.addAudit(ctx, tx, audit)
-	})
-}
-
-func (s *sqlStore) updateEnrollment(ctx context.Context, x execer, e Enrollment) error {
-	ap, err := json.Marshal(orEmpty(e.Approvals))
+	q, args, err := updateEnrollmentSQL(e)
 	if err != nil {
 		return err
 	}
+	n, err := s.withAudit(ctx, q, args, audit)
+	if err == nil && n != 1 {
+		err = fmt.Errorf("%w: enrollment %s", ErrChanged, e.ID)
+	}
+	return err
+}
+
+func updateEnrollmentSQL(e Enrollment) (string, []any, error) {
+	ap, err := json.Marshal(orEmpty(e.Approvals))
+	if err != nil {
+		return "", nil, err
+	}
 	hs, hh := headCols(e.Head)
-	res, err := s.exec(ctx, x, `UPDATE enrollments SET state = ?, head_seq = ?, head_hash = ?, approvals = ?, reason = ?, version = ? WHERE id = ? AND version = ?`,
-		e.State, hs, hh, string(ap), e.Reason, e.Version+1, e.ID, e.Version)
+	return `UPDATE enrollments SET state = ?, head_seq = ?, head_hash = ?, approvals = ?, reason = ?, version = ? WHERE id = ? AND version = ?`,
+		[]any{e.State, hs, hh, string(ap), e.Reason, e.Version + 1, e.ID, e.Version}, nil
+}
+
+func (s *sqlStore) updateEnrollment(ctx context.Context, x execer, e Enrollment) error {
+	q, args, err := updateEnrollmentSQL(e)
+	if err != nil {
+		return err
+	}
+	res, err := s.exec(ctx, x, q, args...)
 	if err != nil {
 		return err
 	}
@@ -601,7 +700,7 @@ func (s *sqlStore) Recoveries(ctx context.Context, f RecoveryFilter) ([]Recovery
 }
 
 func (s *sqlStore) UpdateRecovery(ctx context.Context, r Recovery, audit ...AuditEntry) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := s.updateRecovery(ctx, tx, r); err != nil {
 			return err
 		}
@@ -617,7 +716,7 @@ func (s *sqlStore) PutEnvelopes(ctx context.Context, heads map[string]uint64, en
 		accounts = append(accounts, a)
 	}
 	slices.Sort(accounts) // one lock order for every writer
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, a := range accounts {
 			var seq int64
 			err := s.row(ctx, tx, `SELECT head_seq FROM accounts WHERE id = ?`+s.d.lockShare, a).Scan(&seq)
@@ -676,23 +775,30 @@ func (s *sqlStore) AckEnvelopes(ctx context.Context, accountID, deviceID string,
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	res, err := s.exec(ctx, s.db, `DELETE FROM envelopes WHERE account_id = ? AND device_id = ? AND id IN (`+placeholders(len(ids))+`)`, args...)
-	if err != nil {
-		return 0, s.wrap(err)
-	}
-	n, err := res.RowsAffected()
-	return int(n), s.wrap(err)
+	var n int64
+	err := s.write(ctx, func(ctx context.Context, x execer) error {
+		// The number of ids varies: run as text, not kept prepared.
+		res, err := x.ExecContext(ctx, s.d.rebind(`DELETE FROM envelopes WHERE account_id = ? AND device_id = ? AND id IN (`+placeholders(len(ids))+`)`), args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
 }
 
 // ---- tokens and challenges ----------------------------------------------
 
 func (s *sqlStore) putSecret(ctx context.Context, table string, c Secret) error {
-	_, err := s.exec(ctx, s.db, `INSERT INTO `+table+` (hash, account_id, device_id, expires_at) VALUES (?,?,?,?)`,
-		c.Hash, c.AccountID, c.DeviceID, tn(c.ExpiresAt))
-	if s.d.classify(err) == kindUnique {
-		return fmt.Errorf("%w: %s", ErrExists, table)
-	}
-	return s.wrap(err)
+	return s.write(ctx, func(ctx context.Context, x execer) error {
+		_, err := s.exec(ctx, x, `INSERT INTO `+table+` (hash, account_id, device_id, expires_at) VALUES (?,?,?,?)`,
+			c.Hash, c.AccountID, c.DeviceID, tn(c.ExpiresAt))
+		if s.d.classify(err) == kindUnique {
+			return fmt.Errorf("%w: %s", ErrExists, table)
+		}
+		return err
+	})
 }
 
 func (s *sqlStore) PutChallenge(ctx context.Context, c Secret) error {
@@ -706,13 +812,16 @@ func (s *sqlStore) PutToken(ctx context.Context, t Secret) error {
 func (s *sqlStore) TakeChallenge(ctx context.Context, hash []byte) (Secret, error) {
 	var c Secret
 	var exp int64
-	err := s.row(ctx, s.db, `DELETE FROM challenges WHERE hash = ? RETURNING hash, account_id, device_id, expires_at`, hash).
-		Scan(&c.Hash, &c.AccountID, &c.DeviceID, &exp)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Secret{}, fmt.Errorf("%w: challenge", ErrNotFound)
-	}
+	err := s.write(ctx, func(ctx context.Context, x execer) error {
+		err := s.row(ctx, x, `DELETE FROM challenges WHERE hash = ? RETURNING hash, account_id, device_id, expires_at`, hash).
+			Scan(&c.Hash, &c.AccountID, &c.DeviceID, &exp)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: challenge", ErrNotFound)
+		}
+		return err
+	})
 	if err != nil {
-		return Secret{}, s.wrap(err)
+		return Secret{}, err
 	}
 	c.ExpiresAt = tt(exp)
 	return c, nil
@@ -736,11 +845,34 @@ func (s *sqlStore) Token(ctx context.Context, hash []byte) (Secret, error) {
 	return t, nil
 }
 
+func (s *sqlStore) TokenAccount(ctx context.Context, hash []byte) (Secret, Account, error) {
+	var t Secret
+	var exp int64
+	a, err := scanAccount(tokenAccountScan{s.row(ctx, s.db, `SELECT t.hash, t.account_id, t.device_id, t.expires_at, a.id, a.name, a.org_id, a.head_seq, a.head_hash, a.created_at
+		FROM tokens t JOIN accounts a ON a.id = t.account_id WHERE t.hash = ?`, hash), []any{&t.Hash, &t.AccountID, &t.DeviceID, &exp}})
+	if errors.Is(err, sql.ErrNoRows) {
+		return Secret{}, Account{}, fmt.Errorf("%w: token", ErrNotFound)
+	}
+	if err != nil {
+		return Secret{}, Account{}, s.wrap(err)
+	}
+	t.ExpiresAt = tt(exp)
+	return t, a, nil
+}
+
+// tokenAccountScan scans the token columns in front of the account's.
+type tokenAccountScan struct {
+	r     *sql.Row
+	first []any
+}
+
+func (x tokenAccountScan) Scan(dest ...any) error { return x.r.Scan(append(x.first, dest...)...) }
+
 // ---- housekeeping and audit ---------------------------------------------
 
 func (s *sqlStore) Expire(ctx context.Context, now time.Time) ([]string, error) {
 	var expired []string
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		expired = expired[:0]
 		rows, err := s.query(ctx, tx, `SELECT e.id, e.account_id, e.device_id, e.version, a.org_id FROM enrollments e JOIN accounts a ON a.id = e.account_id
 			WHERE e.state IN (?,?,?) AND e.expires_at <= ? ORDER BY e.expires_at LIMIT 500`,
@@ -790,7 +922,7 @@ func (s *sqlStore) Expire(ctx context.Context, now time.Time) ([]string, error) 
 }
 
 func (s *sqlStore) AddAudit(ctx context.Context, audit ...AuditEntry) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return s.addAudit(ctx, tx, audit) })
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.addAudit(ctx, tx, audit) })
 }
 
 func (s *sqlStore) Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
@@ -826,7 +958,7 @@ func (s *sqlStore) Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, erro
 
 func (s *sqlStore) Setting(ctx context.Context, key, init string) (string, error) {
 	var v string
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		err := s.row(ctx, tx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&v)
 		if errors.Is(err, sql.ErrNoRows) {
 			v = init

@@ -309,6 +309,10 @@ type Store interface {
 	TakeChallenge(ctx context.Context, hash []byte) (Secret, error)
 	PutToken(ctx context.Context, t Secret) error
 	Token(ctx context.Context, hash []byte) (Secret, error)
+	// TokenAccount returns the token with this hash and its account, read
+	// together (an authenticated request needs both). ErrNotFound when
+	// either is missing.
+	TokenAccount(ctx context.Context, hash []byte) (Secret, Account, error)
 
 	// Expire marks enrollments past their expiry expired (one audit entry
 	// each) and deletes expired tokens and challenges. It returns the ids

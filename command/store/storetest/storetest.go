@@ -558,6 +558,20 @@ func testSecrets(t *testing.T, dsn string) {
 	}
 	_, err = s.Token(ctx, []byte("other"))
 	wantErr(t, "unknown token", err, store.ErrNotFound)
+
+	// A token with its account, read together.
+	acct := newAccount(t, s, "holder", "")
+	held := store.Secret{Hash: []byte("held"), AccountID: acct.ID, DeviceID: devID("h"), ExpiresAt: t0.Add(time.Hour)}
+	must(t, "put token", s.PutToken(ctx, held))
+	ht, ha, err := s.TokenAccount(ctx, []byte("held"))
+	must(t, "token and account", err)
+	if ht.DeviceID != held.DeviceID || !ht.ExpiresAt.Equal(held.ExpiresAt) || ha.ID != acct.ID || ha.Head != acct.Head || ha.Name != "holder" {
+		t.Fatalf("token and account read back as %+v, %+v", ht, ha)
+	}
+	_, _, err = s.TokenAccount(ctx, []byte("token")) // its account does not exist
+	wantErr(t, "token of an unknown account", err, store.ErrNotFound)
+	_, _, err = s.TokenAccount(ctx, []byte("other"))
+	wantErr(t, "unknown token", err, store.ErrNotFound)
 }
 
 func testExpire(t *testing.T, dsn string) {

@@ -1,0 +1,195 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// DeviceListResult is the device-list scenario's outcome: the server's
+// GET /v1/accounts/{id}/devices (the whole chain with the device list, as a
+// device fetches it to verify) against a trivial net/http server writing
+// the same bytes from memory, in the same run, alternating between them.
+type DeviceListResult struct {
+	Devices     int     `json:"devices"`
+	Bytes       int     `json:"response_bytes"`
+	Concurrency int     `json:"concurrency"`
+	Server      Fetches `json:"server"`
+	Trivial     Fetches `json:"trivial"`
+	// Ratio is the server's throughput over the trivial server's (goal:
+	// at least 0.5).
+	Ratio float64 `json:"ratio"`
+}
+
+// Fetches is one side of the comparison.
+type Fetches struct {
+	Requests int64    `json:"requests"`
+	Errors   int64    `json:"errors"`
+	Seconds  float64  `json:"seconds"`
+	PerSec   float64  `json:"per_second"`
+	Latency  Latency  `json:"latency"`
+	CPU      CPU      `json:"cpu"`
+	ErrorLog []string `json:"error_log,omitempty"`
+}
+
+// runDevices sets up an account with opt.Devices devices and compares the
+// fetches.
+func (r *run) runDevices(ctx context.Context) (*DeviceListResult, error) {
+	c := r.apis[0]
+	recovery := r.recovery
+	first, err := newDevice("devices-0")
+	if err != nil {
+		return nil, err
+	}
+	a, err := newAccount(ctx, c, r.name("devices"), first, recovery)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := login(ctx, c, a, first)
+	if err != nil {
+		return nil, err
+	}
+	for i := 1; i < r.opt.Devices; i++ {
+		d, err := newDevice(fmt.Sprintf("devices-%d", i))
+		if err != nil {
+			return nil, err
+		}
+		en, err := prepareAdd(a, d, first)
+		if err != nil {
+			return nil, err
+		}
+		en.token = tok
+		if err := enroll(ctx, c, en); err != nil {
+			return nil, err
+		}
+	}
+	path := "/v1/accounts/" + a.id + "/devices"
+	var body bytes.Buffer
+	if status, err := c.raw(ctx, "GET", path, "", nil, &body); err != nil || status != 200 {
+		return nil, fmt.Errorf("GET %s: %s", path, describe(status, body.Bytes(), err))
+	}
+	file := filepath.Join(r.dir, "devices.json")
+	if err := os.WriteFile(file, body.Bytes(), 0o600); err != nil {
+		return nil, err
+	}
+	triv, err := startTrivial(file)
+	if err != nil {
+		return nil, err
+	}
+	defer triv.stop()
+	tc := newAPI(triv.url, r.hc)
+
+	res := &DeviceListResult{Devices: r.opt.Devices, Bytes: body.Len(), Concurrency: r.opt.Concurrency}
+	server := &fetchSide{name: "server", api: c, pids: r.serverPIDs(), postgres: r.postgres}
+	trivial := &fetchSide{name: "trivial", api: tc, pids: []int{triv.pid()}}
+	want := body.Len()
+	// Warm both up, then alternate so that drift in the machine (other
+	// load, frequency) falls on both alike.
+	warm := min(time.Second, r.opt.Duration/4)
+	for _, s := range []*fetchSide{trivial, server} {
+		if err := s.run(ctx, r, path, want, warm, false); err != nil {
+			return nil, err
+		}
+	}
+	half := r.opt.Duration / 2
+	for range 2 {
+		for _, s := range []*fetchSide{trivial, server} {
+			if err := s.run(ctx, r, path, want, half, true); err != nil {
+				return nil, err
+			}
+		}
+	}
+	res.Server, res.Trivial = server.result(), trivial.result()
+	if res.Trivial.PerSec > 0 {
+		res.Ratio = res.Server.PerSec / res.Trivial.PerSec
+	}
+	return res, nil
+}
+
+// fetchSide accumulates the timed segments against one server.
+type fetchSide struct {
+	name     string
+	api      *api
+	pids     []int
+	postgres bool
+
+	lat     latencies
+	n, errs int64
+	seconds float64
+	cpu     CPU
+	elog    errorLog
+}
+
+// run fetches path with opt.Concurrency clients for d; recorded segments
+// count in the result, warm-ups do not.
+func (s *fetchSide) run(ctx context.Context, r *run, path string, want int, d time.Duration, record bool) error {
+	var cnt counters
+	label := "devices/" + s.name
+	if !record {
+		label += " (warm-up)"
+	}
+	p := startProgress(r.stderr, r.tty, label, "requests", &cnt)
+	m := &cpuMeter{servers: s.pids, postgres: s.postgres}
+	m.begin()
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range r.opt.Concurrency {
+		wg.Add(1)
+		rec := s.lat.recorder()
+		go func() {
+			defer wg.Done()
+			var buf bytes.Buffer
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				t0 := time.Now()
+				status, err := s.api.raw(ctx, "GET", path, "", nil, &buf)
+				el := time.Since(t0)
+				if err != nil || status != 200 || buf.Len() != want {
+					cnt.errors.Add(1)
+					if record {
+						msg := describe(status, buf.Bytes(), err)
+						if err == nil && status == 200 {
+							msg = fmt.Sprintf("response of %d bytes, want %d", buf.Len(), want)
+						}
+						s.elog.add(msg)
+					}
+					continue
+				}
+				if record {
+					rec.add(el)
+				}
+				cnt.done.Add(1)
+			}
+			if record {
+				rec.flush()
+			}
+		}()
+	}
+	wg.Wait()
+	cpu := m.end()
+	p.finish()
+	if !record {
+		return ctx.Err()
+	}
+	s.n += cnt.done.Load()
+	s.errs += cnt.errors.Load()
+	s.seconds += cpu.Wall
+	s.cpu = addCPU(s.cpu, cpu)
+	return ctx.Err()
+}
+
+func (s *fetchSide) result() Fetches {
+	f := Fetches{Requests: s.n, Errors: s.errs, Seconds: s.seconds, Latency: s.lat.summary(), CPU: s.cpu, ErrorLog: s.elog.list()}
+	if s.seconds > 0 {
+		f.PerSec = float64(s.n) / s.seconds
+	}
+	return f
+}
+
+func addCPU(a, b CPU) CPU {
+	return CPU{Wall: a.Wall + b.Wall, Generator: a.Generator + b.Generator, Server: a.Server + b.Server,
+		Postgres: a.Postgres + b.Postgres, Machine: a.Machine + b.Machine, Cores: b.Cores}
+}
