@@ -215,6 +215,30 @@ type adminRevokeRequest struct {
 	Reason   string `json:"reason,omitempty"`
 }
 
+// orgLink builds a link with body at the account's head, signed by the
+// organisation key alone (revocation, policy). It is dated no earlier than
+// the head, so that a server clock behind the last link's signer cannot
+// make the chain's time regress.
+func (s *Server) orgLink(r *http.Request, o store.Org, v *verified, body chain.Body) (*chain.Link, *apiError) {
+	at := s.now()
+	if ht := v.state.Time(); at.Before(ht) {
+		at = ht
+	}
+	var l *chain.Link
+	e := s.orgSign(r, o, v, func(k chain.Signer) error {
+		d, err := chain.NewDraft(v.state, at, body)
+		if err != nil {
+			return err
+		}
+		if err := d.Sign(chain.RoleOrg, k); err != nil {
+			return err
+		}
+		l, err = d.Link()
+		return err
+	})
+	return l, e
+}
+
 // handleAdminRevoke builds and signs a revoke_device link with the
 // organisation key, and appends it.
 func (s *Server) handleAdminRevoke(w http.ResponseWriter, r *http.Request) *apiError {
@@ -243,24 +267,8 @@ func (s *Server) handleAdminRevoke(w http.ResponseWriter, r *http.Request) *apiE
 		}
 		return chainRejected(fmt.Errorf("%w: device %s", chain.ErrDeviceNotActive, dev))
 	}
-	// The link is dated no earlier than the head, so that a server clock
-	// behind the last link's signer cannot make it regress.
-	at := s.now()
-	if ht := v.state.Time(); at.Before(ht) {
-		at = ht
-	}
-	var l *chain.Link
-	if e := s.orgSign(r, o, v, func(k chain.Signer) error {
-		d, err := chain.NewDraft(v.state, at, &chain.RevokeDevice{ID: dev, Reason: chain.ReasonAdmin})
-		if err != nil {
-			return err
-		}
-		if err := d.Sign(chain.RoleOrg, k); err != nil {
-			return err
-		}
-		l, err = d.Link()
-		return err
-	}); e != nil {
+	l, e := s.orgLink(r, o, v, &chain.RevokeDevice{ID: dev, Reason: chain.ReasonAdmin})
+	if e != nil {
 		return e
 	}
 	reason := req.Reason
@@ -441,22 +449,8 @@ func (s *Server) handleAdminPolicy(w http.ResponseWriter, r *http.Request) *apiE
 	if e != nil {
 		return e
 	}
-	at := s.now()
-	if ht := v.state.Time(); at.Before(ht) {
-		at = ht
-	}
-	var l *chain.Link
-	if e := s.orgSign(r, o, v, func(k chain.Signer) error {
-		d, err := chain.NewDraft(v.state, at, &chain.SetPolicy{Policy: p.ChainPolicy()})
-		if err != nil {
-			return err
-		}
-		if err := d.Sign(chain.RoleOrg, k); err != nil {
-			return err
-		}
-		l, err = d.Link()
-		return err
-	}); e != nil {
+	l, e := s.orgLink(r, o, v, &chain.SetPolicy{Policy: p.ChainPolicy()})
+	if e != nil {
 		return e
 	}
 	ap := store.Append{Audit: []store.AuditEntry{{Actor: adminActor(o), Action: "account.set_policy",
