@@ -12,12 +12,20 @@ import (
 	"github.com/enigm/enigm/command/store/storetest"
 )
 
-// recorder collects a HeadWatcher's events.
-type recorder struct{ ev chan string }
+// recorder collects a HeadWatcher's events about one account (other
+// tests' accounts in the same database, running in parallel packages, are
+// announced too and ignored).
+type recorder struct {
+	ev   chan string
+	only string
+}
 
 func (r *recorder) Listening()     { r.ev <- "listening" }
 func (r *recorder) Lost(err error) { r.ev <- "lost" }
 func (r *recorder) Changed(account string, head *store.Head) {
+	if account != r.only {
+		return
+	}
 	if head == nil {
 		r.ev <- "changed " + account + " gone"
 		return
@@ -68,15 +76,18 @@ func TestPostgresHeadAnnouncements(t *testing.T) {
 	if !ok {
 		t.Fatal("the PostgreSQL store is not a HeadWatcher")
 	}
-	rec := &recorder{ev: make(chan string, 16)}
+	// A fresh account id per run: parallel packages share the database.
+	var id [32]byte
+	rand.Read(id[:])
+	acct := hex.EncodeToString(id[:])
+	rec := &recorder{ev: make(chan string, 16), only: acct}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); w.WatchHeads(wctx, rec) }()
 	rec.want(t, "listening")
 
-	g := store.Link{Seq: 0, Hash: "00" + hex.EncodeToString(make([]byte, 31)), Type: "genesis", Data: []byte("g"), CreatedAt: time.Now()}
-	acct := g.Hash
-	must(t, s.CreateAccount(ctx, store.NewAccount{Account: store.Account{ID: acct, Name: "w", Head: store.Head{Hash: g.Hash}, CreatedAt: time.Now()}, Genesis: g}))
+	g := store.Link{Seq: 0, Hash: acct, Type: "genesis", Data: []byte("g"), CreatedAt: time.Now()}
+	must(t, s.CreateAccount(ctx, store.NewAccount{Account: store.Account{ID: acct, Name: "w-" + acct[:12], Head: store.Head{Hash: g.Hash}, CreatedAt: time.Now()}, Genesis: g}))
 	l1 := store.Link{Seq: 1, Hash: "11" + acct[2:], Prev: g.Hash, Type: "rotate_keys", Data: []byte("1"), CreatedAt: time.Now()}
 	must(t, s.Append(ctx, store.Append{AccountID: acct, Link: l1}))
 	rec.want(t, "changed "+acct+" "+l1.Hash)
