@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -25,8 +26,9 @@ import (
 // way a compromised server (or database) would.
 type hostile struct {
 	mu      sync.Mutex
-	mode    string // "", "forge", "rollback", "fork"
+	mode    string // "", "forge", "rollback", "fork", "unavailable"
 	forged  []byte
+	target  string // unavailable: the account whose chain fails
 	backend *url.URL
 }
 
@@ -43,6 +45,10 @@ func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	mode, forged := h.mode, h.forged
 	h.mu.Unlock()
+	if mode == "unavailable" && r.Method == "GET" && strings.HasSuffix(r.URL.Path, "/chain") && strings.Contains(r.URL.Path, h.target) {
+		http.Error(w, `{"error":{"code":"unavailable","message":"database down"}}`, 503)
+		return
+	}
 	if r.Method == "GET" && strings.HasSuffix(r.URL.Path, "/chain") && resp.StatusCode == 200 && mode != "" {
 		var v struct {
 			AccountID string         `json:"account_id"`
@@ -138,5 +144,36 @@ func TestHostileServer(t *testing.T) {
 	_, devs, _, err := a.Devices(ctx, "")
 	if err != nil || len(devs) != 2 {
 		t.Fatalf("after the hostile answers: %v %v", devs, err)
+	}
+}
+
+// A message whose sender cannot be verified right now (the server cannot
+// serve the sender's chain) is left queued, not dropped: the next receive
+// opens it.
+func TestReceiveDefersOnPassingFailure(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	u, _ := url.Parse(w.url)
+	hs := &hostile{backend: u}
+	proxy := httptest.NewServer(hs)
+	defer proxy.Close()
+	w.url = proxy.URL
+	a, bob := w.agent("a"), w.agent("bob")
+	check(a.Init(ctx, device.InitOptions{Account: "sam"}))
+	br := check(bob.Init(ctx, device.InitOptions{Account: "tom"}))
+	check(bob.Send(ctx, "sam", []byte("are you there?")))
+	hs.mu.Lock()
+	hs.mode, hs.target = "unavailable", hex.EncodeToString(br.Account[:])
+	hs.mu.Unlock()
+	got := check(a.Receive(ctx))
+	if len(got.Messages) != 0 || len(got.Deferred) != 1 || len(got.Skipped) != 0 {
+		t.Fatalf("while the sender's chain is unreachable: %+v", got)
+	}
+	hs.mu.Lock()
+	hs.mode = ""
+	hs.mu.Unlock()
+	got = check(a.Receive(ctx))
+	if len(got.Messages) != 1 || string(got.Messages[0].Body) != "are you there?" {
+		t.Fatalf("after the failure passed: %+v", got)
 	}
 }

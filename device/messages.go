@@ -116,11 +116,21 @@ type Skipped struct {
 }
 
 // ReceiveResult holds opened messages, call invitations kept for
-// `call accept`, and refused envelopes.
+// `call accept`, refused envelopes (acknowledged: they can never open) and
+// deferred ones (left queued after a passing failure, such as the sender's
+// chain being unreachable).
 type ReceiveResult struct {
 	Messages []Received
 	Calls    []string
 	Skipped  []Skipped
+	Deferred []Skipped
+}
+
+// transient reports failures that may pass: the server or the network,
+// a cancelled request, a locked keystore.
+func transient(err error) bool {
+	return errors.Is(err, client.ErrUnavailable) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, keystore.ErrLocked)
 }
 
 // kems maps the fingerprints of this device's KEM keys that may still
@@ -169,8 +179,13 @@ func (a *Agent) Receive(ctx context.Context) (*ReceiveResult, error) {
 	res := &ReceiveResult{}
 	var ack []string
 	for _, e := range envs {
-		ack = append(ack, e.ID)
 		m, callID, err := a.open(ctx, own, kems, e)
+		if err != nil && transient(err) {
+			// Left queued: the next receive tries again.
+			res.Deferred = append(res.Deferred, Skipped{ID: e.ID, Reason: err.Error()})
+			continue
+		}
+		ack = append(ack, e.ID)
 		switch {
 		case err != nil:
 			res.Skipped = append(res.Skipped, Skipped{ID: e.ID, Reason: err.Error()})

@@ -560,7 +560,11 @@ func runReceive(c *Ctx) error {
 	for _, s := range r.Skipped {
 		skipped = append(skipped, map[string]any{"id": s.ID, "reason": s.Reason})
 	}
-	return c.Output(map[string]any{"messages": msgs, "calls": nonNil(r.Calls), "skipped": skipped}, func() {
+	var deferred []map[string]any
+	for _, s := range r.Deferred {
+		deferred = append(deferred, map[string]any{"id": s.ID, "reason": s.Reason})
+	}
+	return c.Output(map[string]any{"messages": msgs, "calls": nonNil(r.Calls), "skipped": skipped, "deferred": deferred}, func() {
 		for _, m := range r.Messages {
 			from := a.NameOf(m.From)
 			if from == "" {
@@ -574,7 +578,10 @@ func runReceive(c *Ctx) error {
 		for _, s := range r.Skipped {
 			c.Printf("refused envelope %s: %s\n", s.ID, s.Reason)
 		}
-		if len(r.Messages)+len(r.Calls)+len(r.Skipped) == 0 {
+		for _, s := range r.Deferred {
+			c.Printf("envelope %s left for later: %s\n", s.ID, s.Reason)
+		}
+		if len(r.Messages)+len(r.Calls)+len(r.Skipped)+len(r.Deferred) == 0 {
 			c.Printf("no new messages\n")
 		}
 	})
