@@ -420,6 +420,20 @@ func runGenerate(c *Ctx) error {
 	})
 }
 
+// openKey opens the keystore (unlocked when asked) and resolves --key in it.
+func (c *Ctx) openKey(unlock bool) (*keystore.Store, keystore.KeyID, error) {
+	s, err := c.openStore(unlock)
+	if err != nil {
+		return nil, keystore.KeyID{}, err
+	}
+	id, err := c.resolveKey(s)
+	if err != nil {
+		s.Close()
+		return nil, id, err
+	}
+	return s, id, nil
+}
+
 func (c *Ctx) resolveKey(s *keystore.Store) (keystore.KeyID, error) {
 	ref := flagString(c, "key")
 	if ref == "" {
@@ -452,15 +466,11 @@ func runSign(c *Ctx) error {
 			}
 		}()
 	}
-	s, err := c.openStore(true)
+	s, id, err := c.openKey(true)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	id, err := c.resolveKey(s)
-	if err != nil {
-		return err
-	}
 	k, err := s.Identity(id)
 	if err != nil {
 		return err
@@ -506,15 +516,11 @@ func runVerify(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	s, err := c.openStore(false)
+	s, id, err := c.openKey(false)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	id, err := c.resolveKey(s)
-	if err != nil {
-		return err
-	}
 	info, err := s.Info(id)
 	if err != nil {
 		return err
@@ -529,15 +535,11 @@ func runVerify(c *Ctx) error {
 }
 
 func runPublic(c *Ctx) error {
-	s, err := c.openStore(false)
+	s, id, err := c.openKey(false)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	id, err := c.resolveKey(s)
-	if err != nil {
-		return err
-	}
 	info, err := s.Info(id)
 	if err != nil {
 		return err
@@ -551,15 +553,11 @@ func runPublic(c *Ctx) error {
 }
 
 func runRotate(c *Ctx) error {
-	s, err := c.openStore(true)
+	s, id, err := c.openKey(true)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	id, err := c.resolveKey(s)
-	if err != nil {
-		return err
-	}
 	grace := c.flag("grace").(flag.Getter).Get().(time.Duration)
 	nk, err := s.Rotate(id, keystore.RotateOptions{Grace: grace})
 	if err != nil {
@@ -579,15 +577,11 @@ func runRotate(c *Ctx) error {
 }
 
 func runRevoke(c *Ctx) error {
-	s, err := c.openStore(false)
+	s, id, err := c.openKey(false)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	id, err := c.resolveKey(s)
-	if err != nil {
-		return err
-	}
 	info, err := s.Info(id)
 	if err != nil {
 		return err
