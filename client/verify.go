@@ -27,9 +27,19 @@ type Store interface {
 // does not verify is refused with the chain error. Nothing unverified is
 // stored.
 func (c *Client) Sync(ctx context.Context, acct chain.AccountID, st Store, now time.Time, opts ...chain.Option) (*chain.State, error) {
-	state, err := Load(acct, st, now, opts...)
-	if err != nil {
-		return nil, err
+	return c.SyncFrom(ctx, acct, st, nil, now, opts...)
+}
+
+// SyncFrom is Sync starting from prev, the state of exactly the links st
+// holds for acct (as a previous Sync returned it), instead of verifying them
+// again; nil means load and verify them.
+func (c *Client) SyncFrom(ctx context.Context, acct chain.AccountID, st Store, prev *chain.State, now time.Time, opts ...chain.Option) (*chain.State, error) {
+	state := prev
+	if state == nil {
+		var err error
+		if state, err = Load(acct, st, now, opts...); err != nil {
+			return nil, err
+		}
 	}
 	after := int64(-1)
 	if state != nil {

@@ -92,6 +92,10 @@ type Agent struct {
 	cfg  *config
 	ks   *keystore.Store
 	cl   *client.Client
+	// verified holds, per account, the state of the links agent.db holds
+	// (every sync goes through chainState, which keeps the two in step), so
+	// a process verifies each stored chain once, not at every sync.
+	verified map[chain.AccountID]*chain.State
 }
 
 // Open opens the agent of home. It does not need the passphrase until keys
@@ -489,11 +493,7 @@ func (a *Agent) NameOf(acct chain.AccountID) string {
 // enrollments and recoveries and, when the verified chain shows this device
 // revoked or retired, destroys every key.
 func (a *Agent) Sync(ctx context.Context, acct chain.AccountID) (*chain.State, error) {
-	cl, err := a.client()
-	if err != nil {
-		return nil, err
-	}
-	st, err := cl.Sync(ctx, acct, a.db, a.now(), a.verifyOpts()...)
+	st, err := a.chainState(ctx, acct)
 	if err != nil {
 		return nil, err
 	}
@@ -502,6 +502,25 @@ func (a *Agent) Sync(ctx context.Context, acct chain.AccountID) (*chain.State, e
 			return st, err
 		}
 	}
+	return st, nil
+}
+
+// chainState verifies the server's view of acct against what this device
+// verified before and stores the extension (client.SyncFrom), from the
+// state cached for this process.
+func (a *Agent) chainState(ctx context.Context, acct chain.AccountID) (*chain.State, error) {
+	cl, err := a.client()
+	if err != nil {
+		return nil, err
+	}
+	st, err := cl.SyncFrom(ctx, acct, a.db, a.verified[acct], a.now(), a.verifyOpts()...)
+	if err != nil {
+		return nil, err
+	}
+	if a.verified == nil {
+		a.verified = map[chain.AccountID]*chain.State{}
+	}
+	a.verified[acct] = st
 	return st, nil
 }
 

@@ -232,7 +232,7 @@ func (a *Agent) Enroll(ctx context.Context, o EnrollOptions) (*EnrollResult, err
 	if err != nil {
 		return nil, err
 	}
-	st, err := cl.Sync(ctx, acct, a.db, a.now(), a.verifyOpts()...)
+	st, err := a.chainState(ctx, acct)
 	if err != nil {
 		return nil, err
 	}
@@ -364,7 +364,7 @@ func (a *Agent) Finish(ctx context.Context) error {
 		return fmt.Errorf("device: unknown enrollment state %q", e.State)
 	}
 	acct, _ := a.cfg.account()
-	cst, err := cl.Sync(ctx, acct, a.db, a.now(), a.verifyOpts()...)
+	cst, err := a.chainState(ctx, acct)
 	if err != nil {
 		return err
 	}
@@ -450,6 +450,7 @@ func (a *Agent) abandon(ctx context.Context) {
 	}
 	if acct, ok := a.cfg.account(); ok {
 		a.db.forgetChain(acct)
+		delete(a.verified, acct)
 	}
 	*a.cfg = config{Server: a.cfg.Server, Contacts: a.cfg.Contacts}
 	a.db.save(a.cfg)
@@ -704,7 +705,7 @@ func (a *Agent) Recover(ctx context.Context, o RecoverOptions) (*RecoverResult, 
 	if err != nil {
 		return nil, err
 	}
-	st, err := cl.Sync(ctx, acct, a.db, a.now(), a.verifyOpts()...)
+	st, err := a.chainState(ctx, acct)
 	if err != nil {
 		return nil, err
 	}
@@ -781,7 +782,7 @@ func (a *Agent) finishRecovery(ctx context.Context) error {
 	if a.now().Before(r.NotBefore) {
 		return fmt.Errorf("%w: the waiting period ends at %s", ErrWaiting, r.NotBefore.UTC().Format(time.RFC3339))
 	}
-	st, err := cl.Sync(ctx, acct, a.db, a.now(), a.verifyOpts()...)
+	st, err := a.chainState(ctx, acct)
 	if err != nil {
 		return err
 	}

@@ -28,7 +28,8 @@ type hostile struct {
 	mu      sync.Mutex
 	mode    string // "", "forge", "rollback", "fork", "unavailable"
 	forged  []byte
-	target  string // unavailable: the account whose chain fails
+	target  string         // unavailable: the account whose chain fails
+	fetches map[string]int // GET …/chain requests per account path
 	backend *url.URL
 }
 
@@ -44,6 +45,12 @@ func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(resp.Body)
 	h.mu.Lock()
 	mode, forged := h.mode, h.forged
+	if r.Method == "GET" && strings.HasSuffix(r.URL.Path, "/chain") {
+		if h.fetches == nil {
+			h.fetches = map[string]int{}
+		}
+		h.fetches[r.URL.Path]++
+	}
 	h.mu.Unlock()
 	if mode == "unavailable" && r.Method == "GET" && strings.HasSuffix(r.URL.Path, "/chain") && strings.Contains(r.URL.Path, h.target) {
 		http.Error(w, `{"error":{"code":"unavailable","message":"database down"}}`, 503)
@@ -175,5 +182,37 @@ func TestReceiveDefersOnPassingFailure(t *testing.T) {
 	got = check(a.Receive(ctx))
 	if len(got.Messages) != 1 || string(got.Messages[0].Body) != "are you there?" {
 		t.Fatalf("after the failure passed: %+v", got)
+	}
+}
+
+// A receive verifies each sender's chain once, however many envelopes the
+// sender sent (not one server round trip and verification per envelope).
+func TestReceiveSyncsEachSenderOnce(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	u, _ := url.Parse(w.url)
+	hs := &hostile{backend: u}
+	proxy := httptest.NewServer(hs)
+	defer proxy.Close()
+	w.url = proxy.URL
+	a, bob := w.agent("a"), w.agent("bob")
+	check(a.Init(ctx, device.InitOptions{Account: "uma"}))
+	br := check(bob.Init(ctx, device.InitOptions{Account: "val"}))
+	for i := 0; i < 3; i++ {
+		check(bob.Send(ctx, "uma", []byte("m")))
+	}
+	path := "/v1/accounts/" + hex.EncodeToString(br.Account[:]) + "/chain"
+	hs.mu.Lock()
+	hs.fetches = nil
+	hs.mu.Unlock()
+	got := check(a.Receive(ctx))
+	if len(got.Messages) != 3 {
+		t.Fatalf("received %d messages", len(got.Messages))
+	}
+	hs.mu.Lock()
+	n := hs.fetches[path]
+	hs.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("the sender's chain was fetched %d times for 3 envelopes, want 1", n)
 	}
 }

@@ -157,8 +157,10 @@ func (a *Agent) kems() (map[[32]byte]*keystore.KEMKey, error) {
 // Receive fetches this device's envelopes, verifies each sender against
 // its verified chain, opens messages (each message key is installed in the
 // keystore through the KEM key, used once and destroyed) and keeps call
-// invitations for AcceptCall. Everything fetched is acknowledged, so a
-// refused envelope is not fetched again.
+// invitations for AcceptCall. Envelopes that opened or can never open are
+// acknowledged (a refused one is not fetched again); one that failed for a
+// passing reason stays queued. Each sender's chain is verified once per
+// call, however many envelopes it sent.
 func (a *Agent) Receive(ctx context.Context) (*ReceiveResult, error) {
 	own, _, err := a.own(ctx)
 	if err != nil {
@@ -178,8 +180,9 @@ func (a *Agent) Receive(ctx context.Context) (*ReceiveResult, error) {
 	}
 	res := &ReceiveResult{}
 	var ack []string
+	senders := map[chain.AccountID]*chain.State{}
 	for _, e := range envs {
-		m, callID, err := a.open(ctx, own, kems, e)
+		m, callID, err := a.open(ctx, own, kems, senders, e)
 		if err != nil && transient(err) {
 			// Left queued: the next receive tries again.
 			res.Deferred = append(res.Deferred, Skipped{ID: e.ID, Reason: err.Error()})
@@ -201,7 +204,9 @@ func (a *Agent) Receive(ctx context.Context) (*ReceiveResult, error) {
 	return res, nil
 }
 
-func (a *Agent) open(ctx context.Context, own chain.AccountID, kems map[[32]byte]*keystore.KEMKey, e client.Envelope) (*Received, string, error) {
+// open verifies and opens one envelope; senders caches the senders'
+// chains verified during this receive.
+func (a *Agent) open(ctx context.Context, own chain.AccountID, kems map[[32]byte]*keystore.KEMKey, senders map[chain.AccountID]*chain.State, e client.Envelope) (*Received, string, error) {
 	raw, err := e.CipherBytes()
 	if err != nil {
 		return nil, "", err
@@ -213,9 +218,12 @@ func (a *Agent) open(ctx context.Context, own chain.AccountID, kems map[[32]byte
 	if err := p.For(own, a.deviceID()); err != nil {
 		return nil, "", err
 	}
-	sender, err := a.Sync(ctx, p.FromAccount)
-	if err != nil {
-		return nil, "", fmt.Errorf("verifying the sender's chain: %w", err)
+	sender := senders[p.FromAccount]
+	if sender == nil {
+		if sender, err = a.Sync(ctx, p.FromAccount); err != nil {
+			return nil, "", fmt.Errorf("verifying the sender's chain: %w", err)
+		}
+		senders[p.FromAccount] = sender
 	}
 	if err := p.Verify(sender); err != nil {
 		return nil, "", err
