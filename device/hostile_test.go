@@ -20,6 +20,7 @@ import (
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/lifecycle"
 )
 
 // hostile sits in front of the real server and rewrites chain answers the
@@ -52,6 +53,10 @@ func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fetches[r.URL.Path]++
 	}
 	h.mu.Unlock()
+	if mode == "false-revoked" && strings.HasPrefix(r.URL.Path, "/v1/messages") {
+		http.Error(w, `{"error":{"code":"device_revoked","message":"this device is revoked"}}`, 403)
+		return
+	}
 	if mode == "unavailable" && r.Method == "GET" && strings.HasSuffix(r.URL.Path, "/chain") && strings.Contains(r.URL.Path, h.target) {
 		http.Error(w, `{"error":{"code":"unavailable","message":"database down"}}`, 503)
 		return
@@ -214,5 +219,34 @@ func TestReceiveSyncsEachSenderOnce(t *testing.T) {
 	hs.mu.Unlock()
 	if n != 1 {
 		t.Fatalf("the sender's chain was fetched %d times for 3 envelopes, want 1", n)
+	}
+}
+
+// A server that claims an active device is revoked cannot make it destroy
+// its keys: the device acts only on its own verified chain.
+func TestFalseRevocationDestroysNothing(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	u, _ := url.Parse(w.url)
+	hs := &hostile{backend: u}
+	proxy := httptest.NewServer(hs)
+	defer proxy.Close()
+	w.url = proxy.URL
+	a := w.agent("a")
+	check(a.Init(ctx, device.InitOptions{Account: "wes"}))
+	hs.mu.Lock()
+	hs.mode = "false-revoked"
+	hs.mu.Unlock()
+	_, err := a.Receive(ctx)
+	if err == nil || errors.Is(err, device.ErrRevoked) || !strings.Contains(err.Error(), "still shows it active") {
+		t.Fatalf("a false device_revoked: %v", err)
+	}
+	for _, k := range check(a.Keystore().List()) {
+		if k.State == lifecycle.Revoked {
+			t.Fatalf("key %s revoked on the server's word", k.ID.Short())
+		}
+	}
+	if st := check(a.Status(ctx, true)); st.State != device.StatusActive {
+		t.Fatalf("device state after a false revocation: %s", st.State)
 	}
 }
