@@ -148,17 +148,7 @@ func (s *Server) handleAdminApprove(w http.ResponseWriter, r *http.Request) *api
 	en.Approvals = append(en.Approvals, store.Approval{Role: "org", Signature: sig.Sig})
 	audit := []store.AuditEntry{{Time: s.now(), Actor: adminActor(o), Action: "enrollment.admin_approve", OrgID: o.ID, AccountID: en.AccountID, DeviceID: en.DeviceID,
 		Detail: fmt.Sprintf("request %s approved by the organisation at head %d", en.ID, head.Seq)}}
-	err = s.store.UpdateEnrollment(r.Context(), en, audit...)
-	if errors.Is(err, store.ErrChanged) {
-		return conflict(head, "enrollment request %s changed meanwhile; read it again", en.ID)
-	}
-	if err != nil {
-		return storeErr(err)
-	}
-	s.count(audit)
-	en.Version++
-	writeJSON(w, http.StatusOK, enrollmentJSON(en))
-	return nil
+	return s.saveEnrollment(w, r, en, head, "", audit)
 }
 
 type reasonRequest struct {
@@ -197,17 +187,7 @@ func (s *Server) handleAdminDeny(w http.ResponseWriter, r *http.Request) *apiErr
 	}
 	audit := []store.AuditEntry{{Time: s.now(), Actor: adminActor(o), Action: "enrollment.deny", OrgID: o.ID, AccountID: en.AccountID, DeviceID: en.DeviceID,
 		Detail: fmt.Sprintf("request %s denied: %s", en.ID, en.Reason)}}
-	err := s.store.UpdateEnrollment(r.Context(), en, audit...)
-	if errors.Is(err, store.ErrChanged) {
-		return conflict(v.account.Head, "enrollment request %s changed meanwhile; read it again", en.ID)
-	}
-	if err != nil {
-		return storeErr(err)
-	}
-	s.count(audit)
-	en.Version++
-	writeJSON(w, http.StatusOK, enrollmentJSON(en))
-	return nil
+	return s.saveEnrollment(w, r, en, v.account.Head, "", audit)
 }
 
 type adminRevokeRequest struct {

@@ -290,9 +290,16 @@ func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) *apiError
 	en.Approvals = []store.Approval{{Role: "device", Signer: a.device.String(), Signature: sig}}
 	audit := []store.AuditEntry{{Time: s.now(), Actor: a.actor(), Action: "enrollment.approve", OrgID: a.v.account.OrgID, AccountID: a.account, DeviceID: en.DeviceID,
 		Detail: fmt.Sprintf("request %s approved by device %s at head %d; now %s", en.ID, a.device, head.Seq, en.State)}}
-	err = s.store.UpdateEnrollment(r.Context(), en, audit...)
+	return s.saveEnrollment(w, r, en, head, " (another approval won)", audit)
+}
+
+// saveEnrollment stores a changed enrollment request with its audit
+// entries, compare-and-swap on its version (a concurrent change is 409), and
+// answers with the request.
+func (s *Server) saveEnrollment(w http.ResponseWriter, r *http.Request, en store.Enrollment, head store.Head, why string, audit []store.AuditEntry) *apiError {
+	err := s.store.UpdateEnrollment(r.Context(), en, audit...)
 	if errors.Is(err, store.ErrChanged) {
-		return conflict(head, "enrollment request %s changed meanwhile (another approval won); read it again", en.ID)
+		return conflict(head, "enrollment request %s changed meanwhile%s; read it again", en.ID, why)
 	}
 	if err != nil {
 		return storeErr(err)
