@@ -144,7 +144,8 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 	got := map[string]string{}
 	var all strings.Builder
-	ran := 0
+	ran, failed := 0, 0
+	mustFailLine := regexp.MustCompile(`^(.*\S)\s+\|\|\s+echo\s+'[^']*'$`)
 	for _, line := range strings.Split(block, "\n") {
 		if strings.HasPrefix(strings.TrimSpace(line), "#") {
 			continue
@@ -156,12 +157,26 @@ func TestReadmeWalkthrough(t *testing.T) {
 		for k, v := range got {
 			line = strings.ReplaceAll(line, k, v)
 		}
+		// A line "CMD || echo '…'" documents a command that must fail: run
+		// CMD alone and require that it does, saying why.
+		mustFail := false
+		if m := mustFailLine.FindStringSubmatch(line); m != nil {
+			line, mustFail = m[1], true
+		}
 		cmd := exec.Command("bash", "-c", "set -o pipefail; "+line)
 		cmd.Dir, cmd.Env = work, env
 		out, err := cmd.CombinedOutput()
 		all.WriteString("$ " + line + "\n" + string(out))
-		if err != nil {
+		switch {
+		case mustFail && err == nil:
+			t.Fatalf("README line should fail but exited 0: %s\n%s", line, all.String())
+		case mustFail && !strings.Contains(string(out), "revoked"):
+			t.Fatalf("README line failed without saying the device is revoked: %s\n%s", line, all.String())
+		case !mustFail && err != nil:
 			t.Fatalf("README line failed: %s\n%v\n%s", line, err, all.String())
+		}
+		if mustFail {
+			failed++
 		}
 		ran++
 		for k, re := range vars {
@@ -171,7 +186,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 		}
 	}
 	text := all.String()
-	for _, want := range []string{"account alice created", "approved", "state       active", "hello from the laptop", "fingerprint", "revoked", "B is revoked"} {
+	for _, want := range []string{"account alice created", "approved", "state       active", "hello from the laptop", "fingerprint", "revoked"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("walkthrough output lacks %q:\n%s", want, text)
 		}
@@ -181,5 +196,8 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 	if ran < 9 {
 		t.Fatalf("only %d README lines ran", ran)
+	}
+	if failed != 1 {
+		t.Fatalf("%d README lines were checked to fail, want 1 (the revoked device's sync)", failed)
 	}
 }
