@@ -157,7 +157,7 @@ func TestAccountLifecycle(t *testing.T) {
 	// A revokes B: nothing more reaches B, and B destroys its keys once
 	// its verified chain shows the revocation.
 	bid := b.Keystore().DeviceID()
-	check(a.Revoke(ctx, chain.DeviceID(bid)))
+	check(a.Revoke(ctx, chain.DeviceID(bid), device.RevokeOptions{}))
 	// A's verified chain has no other active device: nothing is sealed.
 	if sent, err := a.Send(ctx, "alice", []byte("after revocation")); err == nil {
 		t.Fatalf("a message was sealed after the only other device was revoked: %+v", sent)
@@ -216,7 +216,9 @@ func TestRecoveryVeto(t *testing.T) {
 	res := check(a.Init(ctx, device.InitOptions{Account: "dora", RecoveryDelay: time.Hour, SetRecoveryDelay: true}))
 	c := w.agent("c")
 	rr := check(c.Recover(ctx, device.RecoverOptions{Account: "dora", Code: res.RecoveryCode.Reveal()}))
-	check(a.Veto(ctx, rr.RecoveryID))
+	if _, _, err := a.Veto(ctx, rr.RecoveryID); err != nil {
+		t.Fatal(err)
+	}
 	w.clock.Add(2 * time.Hour)
 	if err := c.Finish(ctx); err == nil || errors.Is(err, device.ErrWaiting) {
 		t.Fatalf("a vetoed recovery completed or still waits: %v", err)

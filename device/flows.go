@@ -563,17 +563,74 @@ func (a *Agent) Approve(ctx context.Context, requestID, code string, confirm fun
 	return &ApproveResult{RequestID: requestID, State: out.State, Device: joining.ID, DeviceName: joining.Name, SAS: sas}, nil
 }
 
+// RevokeTarget describes a device about to be revoked, from this
+// device's freshly verified chain.
+type RevokeTarget struct {
+	Device chain.DeviceID
+	Name   string
+	// Self: the target is this device; its keys are destroyed.
+	Self bool
+	// Last: the target is the account's last active device; afterwards only
+	// the recovery code can bring the account back.
+	Last bool
+}
+
+// RevokeOptions are the extra confirmations Revoke needs for the two
+// revocations that cannot be undone from another device.
+type RevokeOptions struct {
+	ThisDevice bool // allow revoking this device itself
+	LastDevice bool // allow revoking the account's last active device
+}
+
+// Errors of Revoke without the matching RevokeOptions.
+var (
+	// ErrRevokeThisDevice: the target is this device and
+	// RevokeOptions.ThisDevice is not set.
+	ErrRevokeThisDevice = errors.New("device: the device to revoke is this device (its keys will be destroyed)")
+	// ErrRevokeLastDevice: the target is the account's last active device
+	// and RevokeOptions.LastDevice is not set.
+	ErrRevokeLastDevice = errors.New("device: the device to revoke is the account's last active device (only the recovery code can bring the account back)")
+)
+
+// CheckRevoke verifies the account's chain and describes target, so that a
+// caller can ask for the confirmations Revoke will need.
+func (a *Agent) CheckRevoke(ctx context.Context, target chain.DeviceID) (RevokeTarget, error) {
+	_, st, err := a.own(ctx)
+	if err != nil {
+		return RevokeTarget{}, err
+	}
+	return revokeTarget(a, st, target)
+}
+
+func revokeTarget(a *Agent, st *chain.State, target chain.DeviceID) (RevokeTarget, error) {
+	d, ok := st.Device(target)
+	if !ok || d.Status != chain.StatusActive {
+		return RevokeTarget{}, fmt.Errorf("device: %s is not an active device of this account", target)
+	}
+	return RevokeTarget{Device: target, Name: d.Name, Self: target == a.deviceID(), Last: st.ActiveCount() == 1}, nil
+}
+
 // Revoke revokes a device of this account (this device's signature). If it
-// is this device, its keys are destroyed once the chain shows it.
-func (a *Agent) Revoke(ctx context.Context, target chain.DeviceID) (chain.Head, error) {
+// is this device, its keys are destroyed once the chain shows it. Revoking
+// this device needs o.ThisDevice and revoking the last active device needs
+// o.LastDevice (ErrRevokeThisDevice, ErrRevokeLastDevice), judged on the
+// chain verified here, at the moment of signing.
+func (a *Agent) Revoke(ctx context.Context, target chain.DeviceID, o RevokeOptions) (chain.Head, error) {
 	acct, st, err := a.own(ctx)
 	if err != nil {
 		return chain.Head{}, err
 	}
-	if !st.IsActive(target) {
-		return chain.Head{}, fmt.Errorf("device: %s is not an active device of this account", target)
+	t, err := revokeTarget(a, st, target)
+	if err != nil {
+		return chain.Head{}, err
 	}
-	head, err := a.appendSigned(ctx, st, &chain.RevokeDevice{ID: target})
+	if t.Self && !o.ThisDevice {
+		return chain.Head{}, ErrRevokeThisDevice
+	}
+	if t.Last && !o.LastDevice {
+		return chain.Head{}, ErrRevokeLastDevice
+	}
+	head, err := a.appendSigned(ctx, st, &chain.RevokeDevice{ID: target}, nil)
 	if err != nil {
 		return head, err
 	}
@@ -832,22 +889,10 @@ func (a *Agent) finishRecovery(ctx context.Context) error {
 	return err
 }
 
-// Veto cancels a pending recovery of this account (any active device).
-func (a *Agent) Veto(ctx context.Context, recoveryID string) (chain.Head, error) {
-	_, st, err := a.own(ctx)
-	if err != nil {
-		return chain.Head{}, err
-	}
-	pr, ok := st.PendingRecovery()
-	if !ok || hex.EncodeToString(pr.Request[:]) != strings.ToLower(recoveryID) {
-		return chain.Head{}, fmt.Errorf("device: no pending recovery %s in this account's verified chain", recoveryID)
-	}
-	return a.appendSigned(ctx, st, &chain.RecoveryVeto{Request: pr.Request})
-}
-
 // appendSigned builds a link with body at the head of st, signs it with
-// this device's identity key and appends it through Command.
-func (a *Agent) appendSigned(ctx context.Context, st *chain.State, body chain.Body) (chain.Head, error) {
+// this device's identity key (and with extra, when not nil) and appends it
+// through Command.
+func (a *Agent) appendSigned(ctx context.Context, st *chain.State, body chain.Body, extra func(*chain.Draft) error) (chain.Head, error) {
 	if err := a.unlock(ctx); err != nil {
 		return chain.Head{}, err
 	}
@@ -865,6 +910,11 @@ func (a *Agent) appendSigned(ctx context.Context, st *chain.State, body chain.Bo
 	}
 	if err := d.SignDevice(a.deviceID(), signer); err != nil {
 		return chain.Head{}, err
+	}
+	if extra != nil {
+		if err := extra(d); err != nil {
+			return chain.Head{}, err
+		}
 	}
 	l, err := d.Link()
 	if err != nil {

@@ -457,6 +457,10 @@ type StatusInfo struct {
 	Head        chain.Head
 	Fingerprint string
 	Pending     *Pending
+	// Recovery is a recovery of the account pending in the verified chain
+	// for a device other than this one (the one an active device can veto),
+	// or nil.
+	Recovery *RecoveryInfo
 }
 
 // Status reports this device's state from its last verified chain (and the
@@ -489,6 +493,9 @@ func (a *Agent) Status(ctx context.Context, online bool) (*StatusInfo, error) {
 	}
 	if st != nil {
 		si.Head = st.Head()
+		if ri := recoveryInfo(st); ri != nil && (a.ks == nil || ri.Device != a.deviceID()) {
+			si.Recovery = ri
+		}
 	}
 	si.State = a.statusWord()
 	if err != nil && !errors.Is(err, ErrRevoked) {

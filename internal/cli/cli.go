@@ -29,6 +29,9 @@ const (
 	ExitError  = 1
 	ExitUsage  = 2
 	ExitDenied = 3 // a key use was denied by policy or lifecycle
+	// ExitRecoveryPending: `enigm sync` on an active device found a
+	// recovery of its account pending in the verified chain.
+	ExitRecoveryPending = 4
 )
 
 // Env is everything a command touches outside the process.
@@ -241,7 +244,8 @@ commands:
 	fmt.Fprint(w, `
 The passphrase comes from $ENIGM_PASSPHRASE, --passphrase-file, or a prompt on
 a terminal; never from a flag value. --home defaults to $ENIGM_HOME, then
-~/.enigm. Exit codes: 0 ok, 1 error, 2 usage, 3 denied by policy.
+~/.enigm. Exit codes: 0 ok, 1 error, 2 usage, 3 denied by policy, 4 a recovery
+of the account is pending (sync; see "enigm veto --help").
 Run "enigm COMMAND --help" for a command's flags and examples.
 `)
 }
@@ -274,11 +278,17 @@ func (c *Ctx) fail(err error) int {
 	code := ExitError
 	var ue *usageError
 	var de *keystore.DeniedError
+	var rp *recoveryPendingError
 	switch {
 	case errors.As(err, &ue):
 		code = ExitUsage
 	case errors.As(err, &de):
 		code = ExitDenied
+	case errors.As(err, &rp):
+		// The status (with the recovery) is already on stdout, as JSON
+		// under --json: only the warning goes to stderr.
+		fmt.Fprintf(c.Stderr, "enigm %s: %v\n", c.cmd.Path, err)
+		return ExitRecoveryPending
 	}
 	fmt.Fprintf(c.Stderr, "enigm %s: %v\n", c.cmd.Path, err)
 	if hint := hintFor(err); hint != "" {

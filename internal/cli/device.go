@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -134,20 +135,32 @@ example:
 				fs.String("code", "", "the pairing code the new device shows (required)")
 			}, Run: runApprove},
 		&Command{Path: "devices", Summary: "list an account's devices from its verified chain", Usage: "[--account NAME] [--json]",
-			Help: "Verifies the account's chain (refusing rollbacks and forks) and lists its\ndevices: active, revoked and retired, with their protection level and who\napproved them.\n\nexample:\n  enigm devices --json",
+			Help: "Verifies the account's chain (refusing rollbacks and forks) and lists its\ndevices: active, revoked and retired, with their protection level and who\napproved them, and the device a pending recovery would add.\n\nexample:\n  enigm devices --json",
 			Args: 0, Flags: func(fs *flag.FlagSet) {
 				serverFlag(fs)
 				fs.String("account", "", "account name or id (default: this device's)")
 			}, Run: runDevices},
-		&Command{Path: "revoke", Summary: "revoke a device of this account", Usage: "DEVICE_ID [--yes]",
+		&Command{Path: "revoke", Summary: "revoke a device of this account", Usage: "DEVICE_ID [--yes] [--this-device] [--last-device]",
 			Help: `Signs a revoke_device link with this device's identity key. From the moment
 Command accepts it, the revoked device cannot authenticate, receives no new
 message or call keys, and its queued envelopes are deleted; when it next syncs
-it destroys every key. Revoking this device itself is allowed.
+it destroys every key.
 
-example:
-  enigm revoke 4f0c9a1e... --yes`,
-			Args: 1, Flags: serverFlag, Run: runRevokeDevice},
+Two revocations cannot be undone from another device and need an extra
+confirmation: revoking this device itself (--this-device: its keys are
+destroyed) and revoking the account's last active device (--last-device:
+afterwards only the recovery code brings the account back). On a terminal
+without --yes you may type the device id's first 8 characters instead;
+--yes alone refuses them.
+
+examples:
+  enigm revoke 4f0c9a1e... --yes
+  enigm revoke 7d21b0c4... --yes --this-device    # this device, another remains`,
+			Args: 1, Flags: func(fs *flag.FlagSet) {
+				serverFlag(fs)
+				fs.Bool("this-device", false, "confirm that the device to revoke is this device")
+				fs.Bool("last-device", false, "confirm that the device to revoke is the account's last active device")
+			}, Run: runRevokeDevice},
 		&Command{Path: "rotate", Summary: "rotate this device's identity and KEM keys", Usage: "",
 			Help: "Generates new identity and KEM keys, publishes them in a rotate_keys link\nsigned by the old and new identity keys, then activates them; the old keys\nare superseded (the old KEM key still decrypts for its grace period).\n\nexample:\n  enigm rotate --json",
 			Args: 0, Flags: serverFlag, Run: runRotateDevice},
@@ -168,8 +181,32 @@ examples:
 				fs.String("recovery-code-file", "", "read the recovery code from this file")
 				fs.Bool("no-wait", false, "start the recovery and return")
 			}, Run: runRecover},
-		&Command{Path: "veto", Summary: "veto a pending recovery of this account", Usage: "REQUEST_ID",
-			Help: "Any active device can cancel a recovery during its waiting period.\n\nexample:\n  enigm veto 9c1e...", Args: 1, Flags: serverFlag, Run: runVeto},
+		&Command{Path: "veto", Summary: "veto a pending recovery of this account", Usage: "[REQUEST_ID]",
+			Help: `Any active device can cancel a recovery during its waiting period: it signs a
+recovery_veto link naming the request pending in the account's verified chain
+(` + "`enigm sync`" + `, ` + "`status`" + ` and ` + "`devices`" + ` show it). Without REQUEST_ID it vetoes
+the pending request (the chain holds at most one); with one, it refuses unless
+that is the pending request. If you did not start the recovery, your recovery
+code has leaked: replace it next with ` + "`enigm recovery rotate`" + `.
+
+examples:
+  enigm veto
+  enigm veto 9c1e... --json`, Args: -1, Flags: serverFlag, Run: runVeto},
+		&Command{Path: "recovery rotate", Summary: "replace the account's recovery code", Usage: "[--recovery-code-file F]",
+			Help: `Draws a new recovery code and appends a rotate_recovery link signed by this
+device and by the new recovery key. From then on the old code is useless: a
+recovery started with it is refused, and a pending recovery is cancelled. The
+new code is shown once (or written, mode 0600, to --recovery-code-file); it is
+never stored on a device. Run it whenever the old code may have leaked, for
+instance after vetoing a recovery you did not start.
+
+examples:
+  enigm recovery rotate
+  enigm recovery rotate --recovery-code-file alice.recovery.new --json`,
+			Args: 0, Flags: func(fs *flag.FlagSet) {
+				serverFlag(fs)
+				fs.String("recovery-code-file", "", "write the new recovery code to this new file (0600) instead of printing it")
+			}, Run: runRotateRecovery},
 		&Command{Path: "send", Summary: "send a message to an account's devices", Usage: "--to ACCOUNT [--in FILE]",
 			Help: `Seals the input (stdin by default) under a fresh message key, sealed with
 HPKE to every eligible device of the recipient (from its verified chain) and
@@ -197,13 +234,13 @@ example:
 		&Command{Path: "call end", Summary: "end a call this device set up (destroy its key)", Usage: "CALL_ID",
 			Help: "example:\n  enigm call end call-5e0f...", Args: 1, Run: runCallEnd},
 		&Command{Path: "status", Summary: "show this device's account, state and protection", Usage: "[--json]",
-			Help: "Shows the account, this device's id and state, the keystore's protection and\nwhether it is locked, from the last verified chain. --online syncs first.\n\nexample:\n  enigm status --online --json",
+			Help: "Shows the account, this device's id and state, the keystore's protection and\nwhether it is locked, and a pending recovery of the account, from the last\nverified chain. --online syncs first.\n\nexample:\n  enigm status --online --json",
 			Args: 0, Flags: func(fs *flag.FlagSet) {
 				serverFlag(fs)
 				fs.Bool("online", false, "sync with the server first")
 			}, Run: runDeviceStatus},
 		&Command{Path: "sync", Summary: "fetch and verify the latest state; finish pending requests", Usage: "",
-			Help: "Verifies the account's chain from the server, completes a pending enrollment\nor recovery when it can, and destroys this device's keys if the verified\nchain shows it revoked.\n\nexample:\n  enigm sync --json",
+			Help: "Verifies the account's chain from the server, completes a pending enrollment\nor recovery when it can, and destroys this device's keys if the verified\nchain shows it revoked. On an active device, a recovery of the account that\nis pending in the verified chain is shown (who, since when, when it can\ncomplete) and sync exits with status 4: run `enigm veto` if it is not you.\n\nexample:\n  enigm sync --json",
 			Args: 0, Flags: serverFlag, Run: runSync},
 	)
 }
@@ -382,7 +419,12 @@ func runDevices(c *Ctx) error {
 		}
 		js = append(js, j)
 	}
-	out := c.Output(map[string]any{"account_id": hexID(acct[:]), "head": client.HeadJSON(head), "devices": js}, func() {
+	ri := a.PendingRecovery(acct)
+	j := map[string]any{"account_id": hexID(acct[:]), "head": client.HeadJSON(head), "devices": js}
+	if ri != nil {
+		j["recovery"] = recoveryJSON(ri)
+	}
+	out := c.Output(j, func() {
 		c.Printf("account %s (verified to seq %d)\n", hexID(acct[:]), head.Seq)
 		for _, d := range devs {
 			self := ""
@@ -390,6 +432,9 @@ func runDevices(c *Ctx) error {
 				self = "  (this device)"
 			}
 			c.Printf("  %s  %-16s %-8s %-17s approved by %s%s\n", hexID(d.Device[:]), d.Name, d.State, d.Protection, d.ApprovedBy, self)
+		}
+		if ri != nil {
+			c.Printf("  %s  %-16s %-8s recovery requested %s, can complete from %s\n", hexID(ri.Device[:]), ri.Name, "pending", ts(ri.RequestedAt), ts(ri.NotBefore))
 		}
 	})
 	if err != nil {
@@ -411,21 +456,55 @@ func runRevokeDevice(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Confirm(fmt.Sprintf("revoke device %s? it loses access for good", c.Args[0])); err != nil {
-		return err
-	}
 	a, err := c.agent()
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	head, err := a.Revoke(c.Context(), target)
+	t, err := a.CheckRevoke(c.Context(), target)
+	if err != nil {
+		return err
+	}
+	o := device.RevokeOptions{ThisDevice: flagBool(c, "this-device"), LastDevice: flagBool(c, "last-device")}
+	if err := c.confirmRevoke(t, &o); err != nil {
+		return err
+	}
+	head, err := a.Revoke(c.Context(), target, o)
 	if err != nil {
 		return err
 	}
 	return c.Output(map[string]any{"revoked": hexID(target[:]), "head": client.HeadJSON(head)}, func() {
 		c.Printf("device %s revoked (chain seq %d)\n", hexID(target[:]), head.Seq)
 	})
+}
+
+// confirmRevoke asks for the confirmations a revocation needs: the usual
+// one, and for this device or the account's last active device an explicit
+// one (its flag, or on a terminal without --yes the device id typed).
+func (c *Ctx) confirmRevoke(t device.RevokeTarget, o *device.RevokeOptions) error {
+	id := hexID(t.Device[:])
+	var warn, missing []string
+	if t.Self && !o.ThisDevice {
+		warn, missing = append(warn, "it is THIS device: every key on it is destroyed"), append(missing, "--this-device")
+	}
+	if t.Last && !o.LastDevice {
+		warn, missing = append(warn, "it is the account's LAST active device: afterwards only the recovery code can bring the account back"),
+			append(missing, "--last-device")
+	}
+	if len(missing) == 0 {
+		return c.Confirm(fmt.Sprintf("revoke device %s (%q)? it loses access for good", id, t.Name))
+	}
+	what := strings.Join(warn, "; ")
+	if c.G.Yes || c.Terminal == nil || !c.Terminal() {
+		return Usagef("not revoking device %s (%q): %s; to confirm, add %s", id, t.Name, what, strings.Join(append([]string{"--yes"}, missing...), " "))
+	}
+	fmt.Fprintf(c.Stderr, "revoke device %s (%q)? %s\ntype the device id's first 8 characters to confirm: ", id, t.Name, what)
+	line, _ := bufio.NewReader(c.Stdin).ReadString('\n')
+	if strings.ToLower(strings.TrimSpace(line)) != id[:8] {
+		return errors.New("not confirmed; nothing was revoked")
+	}
+	o.ThisDevice, o.LastDevice = o.ThisDevice || t.Self, o.LastDevice || t.Last
+	return nil
 }
 
 func runRotateDevice(c *Ctx) error {
@@ -498,16 +577,79 @@ func runRecover(c *Ctx) error {
 }
 
 func runVeto(c *Ctx) error {
+	if len(c.Args) > 1 {
+		return Usagef("veto takes at most one argument (the request id), got %d", len(c.Args))
+	}
+	id := ""
+	if len(c.Args) == 1 {
+		id = c.Args[0]
+	}
 	a, err := c.agent()
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	head, err := a.Veto(c.Context(), c.Args[0])
+	ri, head, err := a.Veto(c.Context(), id)
 	if err != nil {
 		return err
 	}
-	return c.Output(map[string]any{"vetoed": c.Args[0], "head": client.HeadJSON(head)}, func() { c.Printf("recovery %s vetoed\n", c.Args[0]) })
+	return c.Output(map[string]any{"vetoed": ri.RequestID, "recovery": recoveryJSON(ri), "head": client.HeadJSON(head)}, func() {
+		c.Printf("recovery %s vetoed: device %q (%s) will not join\n", ri.RequestID, ri.Name, hexID(ri.Device[:]))
+		c.Printf("if you did not start it, the recovery code has leaked: replace it with `enigm recovery rotate`\n")
+	})
+}
+
+func runRotateRecovery(c *Ctx) error {
+	out := flagString(c, "recovery-code-file")
+	var outFile *os.File
+	if out != "" {
+		var err error
+		if outFile, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+			return err
+		}
+		defer func() {
+			if outFile != nil {
+				outFile.Close()
+				os.Remove(out)
+			}
+		}()
+	}
+	a, err := c.agent()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	rc, head, err := a.RotateRecovery(c.Context())
+	if rc == nil {
+		return err
+	}
+	// From here the new code is the account's only code: show it (or keep
+	// the file) even if the sync that followed failed.
+	defer rc.Destroy()
+	j := map[string]any{"head": client.HeadJSON(head)}
+	if outFile != nil {
+		if _, werr := fmt.Fprintln(outFile, rc.Reveal()); werr != nil {
+			return errors.Join(werr, err)
+		}
+		if cerr := outFile.Close(); cerr != nil {
+			return errors.Join(cerr, err)
+		}
+		outFile = nil
+		j["recovery_code_file"] = out
+	} else {
+		j["recovery_code"] = rc.Reveal()
+	}
+	if oerr := c.Output(j, func() {
+		c.Printf("recovery code replaced (chain seq %d): the old code no longer works\n", head.Seq)
+		if out != "" {
+			c.Printf("new recovery code written to %s (mode 0600): keep it offline; it is not stored on this device\n", out)
+		} else {
+			c.Printf("\nNEW RECOVERY CODE (shown once; keep it offline, it is not stored anywhere):\n  %s\n", rc.Reveal())
+		}
+	}); oerr != nil {
+		return oerr
+	}
+	return err
 }
 
 func runSend(c *Ctx) error {
@@ -644,6 +786,9 @@ func statusJSON(s *device.StatusInfo) map[string]any {
 	if s.Device != (chain.DeviceID{}) {
 		j["device_id"] = hexID(s.Device[:])
 	}
+	if s.Recovery != nil {
+		j["recovery"] = recoveryJSON(s.Recovery)
+	}
 	if s.Pending != nil {
 		p := map[string]any{"kind": s.Pending.Kind, "request_id": s.Pending.RequestID}
 		if s.Pending.PairingCode != "" {
@@ -667,6 +812,26 @@ func (c *Ctx) printStatus(s *device.StatusInfo) {
 	if s.Pending != nil {
 		c.Printf("pending     %s %s\n", s.Pending.Kind, s.Pending.RequestID)
 	}
+	if r := s.Recovery; r != nil {
+		c.Printf("RECOVERY    %s: device %q (%s) requested %s, can complete from %s\n", r.RequestID, r.Name, hexID(r.Device[:]), ts(r.RequestedAt), ts(r.NotBefore))
+	}
+}
+
+// recoveryJSON is a pending recovery in --json output.
+func recoveryJSON(r *device.RecoveryInfo) map[string]any {
+	return map[string]any{"request_id": r.RequestID, "device_id": hexID(r.Device[:]), "name": r.Name, "seq": r.Seq,
+		"requested_at": ts(r.RequestedAt), "not_before": ts(r.NotBefore)}
+}
+
+// recoveryPendingError is sync's answer while a recovery of the account is
+// pending: exit status ExitRecoveryPending, after the status was printed.
+type recoveryPendingError struct{ r *device.RecoveryInfo }
+
+func (e *recoveryPendingError) Error() string {
+	r := e.r
+	return fmt.Sprintf("a recovery of this account is pending: request %s for new device %q (%s), requested %s; it can complete from %s.\n"+
+		"If you did not start it, stop it now with `enigm veto`, then replace the recovery code with `enigm recovery rotate`",
+		r.RequestID, r.Name, hexID(r.Device[:]), ts(r.RequestedAt), ts(r.NotBefore))
 }
 
 func runDeviceStatus(c *Ctx) error {
@@ -703,7 +868,13 @@ func runSync(c *Ctx) error {
 		// Nothing syncs for a device that is no longer in its account.
 		return fmt.Errorf("%w (%s): its keys were destroyed", device.ErrRevoked, s.State)
 	}
-	return c.Output(statusJSON(s), func() { c.printStatus(s) })
+	if err := c.Output(statusJSON(s), func() { c.printStatus(s) }); err != nil {
+		return err
+	}
+	if s.Recovery != nil && s.State == device.StatusActive {
+		return &recoveryPendingError{s.Recovery}
+	}
+	return nil
 }
 
 // readTrustedAKs reads the attestation keys a device trusts

@@ -1,0 +1,134 @@
+package device
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/enigm/enigm/chain"
+)
+
+// ErrNoPendingRecovery: the account's verified chain has no recovery
+// request pending (none was made, or it was vetoed, completed or cancelled
+// by a rotate_recovery).
+var ErrNoPendingRecovery = errors.New("device: no recovery is pending in this account's verified chain")
+
+// RecoveryInfo is a recovery request pending in an account's verified
+// chain: a recovery_request link not yet vetoed, completed or cancelled.
+// Every field comes from links this device verified, never from a server
+// field.
+type RecoveryInfo struct {
+	// RequestID names the request (the hex hash of the recovery_request
+	// link): what `enigm veto` names.
+	RequestID string
+	// Device and Name are the device the recovery would add. The name is
+	// chosen by whoever holds the recovery code.
+	Device chain.DeviceID
+	Name   string
+	// Seq is the request link's sequence number.
+	Seq uint64
+	// RequestedAt is the request link's time.
+	RequestedAt time.Time
+	// NotBefore is the earliest time a recover link can be appended under
+	// the chain's rules: RequestedAt plus the waiting period (the longer of
+	// the one in force at the request and the current policy's). Command
+	// may hold the completion longer; never shorter.
+	NotBefore time.Time
+}
+
+// recoveryInfo returns st's pending recovery, or nil.
+func recoveryInfo(st *chain.State) *RecoveryInfo {
+	if st == nil {
+		return nil
+	}
+	pr, ok := st.PendingRecovery()
+	if !ok {
+		return nil
+	}
+	delay := max(pr.Delay, st.Policy().RecoveryDelay)
+	return &RecoveryInfo{RequestID: hex.EncodeToString(pr.Request[:]), Device: pr.Device.ID, Name: pr.Device.Name,
+		Seq: pr.Seq, RequestedAt: pr.Time, NotBefore: pr.Time.Add(delay)}
+}
+
+// PendingRecovery returns the recovery pending in acct's chain as this
+// process last verified it (by Sync, Devices, Status or any operation on the
+// account), or nil when none is pending or the chain was not verified yet.
+func (a *Agent) PendingRecovery(acct chain.AccountID) *RecoveryInfo {
+	return recoveryInfo(a.verified[acct])
+}
+
+// Veto cancels a pending recovery of this account (any active device). An
+// empty recoveryID names the request pending in the verified chain; the
+// chain admits at most one pending request at a time (a second
+// recovery_request is refused with chain.ErrRecoveryPending), so the
+// choice is never ambiguous. A recoveryID that is not the pending one is
+// refused, naming the one that is.
+func (a *Agent) Veto(ctx context.Context, recoveryID string) (*RecoveryInfo, chain.Head, error) {
+	_, st, err := a.own(ctx)
+	if err != nil {
+		return nil, chain.Head{}, err
+	}
+	ri := recoveryInfo(st)
+	switch {
+	case ri == nil && recoveryID == "":
+		return nil, chain.Head{}, ErrNoPendingRecovery
+	case ri == nil:
+		return nil, chain.Head{}, fmt.Errorf("%w (not %s)", ErrNoPendingRecovery, recoveryID)
+	case recoveryID != "" && ri.RequestID != strings.ToLower(recoveryID):
+		return nil, chain.Head{}, fmt.Errorf("%w: %s is not it; the pending request is %s (device %q)", ErrNoPendingRecovery, recoveryID, ri.RequestID, ri.Name)
+	}
+	pr, _ := st.PendingRecovery()
+	head, err := a.appendSigned(ctx, st, &chain.RecoveryVeto{Request: pr.Request}, nil)
+	if err != nil {
+		return ri, head, err
+	}
+	acct, _ := a.cfg.account()
+	_, err = a.Sync(ctx, acct)
+	return ri, head, err
+}
+
+// RotateRecovery replaces the account's recovery code: it draws a new code
+// and appends a rotate_recovery link signed by this device's identity key
+// and by the new recovery key (its proof of possession). From the moment
+// Command accepts the link the old code derives a key the chain no longer
+// trusts, so a recovery_request signed with it is refused; a pending
+// recovery request is cancelled by the same link. The new code is returned
+// once and never stored; the caller shows it and destroys it.
+func (a *Agent) RotateRecovery(ctx context.Context) (*chain.RecoveryCode, chain.Head, error) {
+	acct, st, err := a.own(ctx)
+	if err != nil {
+		return nil, chain.Head{}, err
+	}
+	rc, err := chain.GenerateRecoveryCode(rand.Reader)
+	if err != nil {
+		return nil, chain.Head{}, err
+	}
+	rk, err := rc.Key()
+	if err != nil {
+		rc.Destroy()
+		return nil, chain.Head{}, err
+	}
+	defer rk.Destroy()
+	head, err := a.appendSigned(ctx, st, &chain.RotateRecovery{Recovery: rk.Public()},
+		func(d *chain.Draft) error { return d.Sign(chain.RoleNewRecovery, rk) })
+	if err != nil {
+		// The answer may have been lost after Command stored the link: if
+		// the verified chain now holds the new key, the new code is the
+		// account's only code and must be shown.
+		if st2, serr := a.chainState(ctx, acct); serr == nil && st2.RecoveryKey().Equal(rk.Public()) {
+			return rc, st2.Head(), nil
+		}
+		rc.Destroy()
+		return nil, head, err
+	}
+	if _, err := a.Sync(ctx, acct); err != nil {
+		// The link is accepted: the new code is the account's code even if
+		// this sync failed, so it must still be shown.
+		return rc, head, err
+	}
+	return rc, head, nil
+}
