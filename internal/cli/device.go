@@ -85,7 +85,8 @@ func init() {
 needed), a recovery code and the account's genesis link, and registers the
 account with Command. The recovery code is shown once (or written, mode 0600,
 to --recovery-code-file); it is the only way to recover the account without
-another device, and it is never stored on a device.
+another device, and it is never stored on a device. If it may have leaked,
+replace it with ` + "`enigm recovery rotate`" + `.
 
 examples:
   enigm init --account alice --server http://127.0.0.1:8470
