@@ -20,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/keystore"
 )
 
@@ -336,6 +337,12 @@ func hintFor(err error) string {
 		return "another enigm process holds the keystore; retry when it has finished"
 	case errors.Is(err, keystore.ErrCorrupt):
 		return "the damaged item was left untouched; the other keys still work"
+	case errors.Is(err, device.ErrRevokeThisDevice):
+		return "nothing was revoked; to revoke this device, add --this-device"
+	case errors.Is(err, device.ErrRevokeLastDevice):
+		return "nothing was revoked; to revoke the account's last active device, add --last-device"
+	case errors.Is(err, device.ErrNoPendingRecovery):
+		return "nothing was vetoed; `enigm sync` shows a pending recovery of this account"
 	}
 	return ""
 }
