@@ -127,7 +127,7 @@ func (s *Server) handleCreateAccount(w http.ResponseWriter, r *http.Request) *ap
 	if l.Type() != chain.TypeGenesis {
 		return badRequest("genesis is a %s link", l.Type())
 	}
-	if e := s.limit(r, "account", s.cfg.RateLimits.AccountPerAddr, Rate{}, ""); e != nil {
+	if e := s.limit(r, "account", s.cfg.RateLimits.AccountPerAddr, Rate{}); e != nil {
 		return e
 	}
 	g := l.Body().(*chain.Genesis)

@@ -1,12 +1,18 @@
 package command
 
 import (
+	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
@@ -115,6 +121,67 @@ func (s *Server) authAdmin(r *http.Request) (store.Org, *apiError) {
 	return o, nil
 }
 
+// Challenges are stateless, so that issuing one stores nothing and costs
+// nothing but a keyed hash: challenge = nonce (8 bytes) || expiry (8,
+// Unix seconds, big-endian) || HMAC-SHA256(key, "enigm-auth-challenge-v1"
+// || account || device || nonce || expiry)[:16]. The key is shared by the
+// instances through the database's settings. A challenge is spent by the
+// first token it yields (recorded until it expires, so that it yields no
+// second one); a failed answer does not spend it.
+const (
+	challengeSize     = 32
+	challengeMACLabel = "enigm-auth-challenge-v1"
+	challengeKeyName  = "auth_challenge_key"
+)
+
+// loadChallengeKey reads (creating at first use) the challenge key.
+func (s *Server) loadChallengeKey(ctx context.Context) error {
+	v, err := s.store.Setting(ctx, challengeKeyName, hex.EncodeToString(randomBytes(32)))
+	if err != nil {
+		return err
+	}
+	k, err := hex.DecodeString(v)
+	if err != nil || len(k) < 32 {
+		return fmt.Errorf("the stored %s setting is not a 32-byte hex key", challengeKeyName)
+	}
+	s.challengeKey = k
+	return nil
+}
+
+func (s *Server) challengeMAC(acct chain.AccountID, dev chain.DeviceID, nonceExp []byte) []byte {
+	m := hmac.New(sha256.New, s.challengeKey)
+	m.Write([]byte(challengeMACLabel))
+	m.Write(acct[:])
+	m.Write(dev[:])
+	m.Write(nonceExp)
+	return m.Sum(nil)[:challengeSize-16]
+}
+
+func (s *Server) newChallenge(acct chain.AccountID, dev chain.DeviceID, exp time.Time) []byte {
+	c := randomBytes(8)
+	c = binary.BigEndian.AppendUint64(c, uint64(exp.Unix()))
+	return append(c, s.challengeMAC(acct, dev, c)...)
+}
+
+// checkChallenge checks that c was issued by this deployment for (acct,
+// dev) and has not expired; it returns its expiry.
+func (s *Server) checkChallenge(acct chain.AccountID, dev chain.DeviceID, c []byte) (time.Time, *apiError) {
+	if !hmac.Equal(c[16:], s.challengeMAC(acct, dev, c[:16])) {
+		return time.Time{}, unauthorized("unknown challenge, or one issued to another device; request a new one")
+	}
+	exp := time.Unix(int64(binary.BigEndian.Uint64(c[8:16])), 0)
+	if !s.now().Before(exp) {
+		return exp, unauthorized("challenge expired; request a new one")
+	}
+	return exp, nil
+}
+
+// provenKey names a device at the caller's address in the limiter's
+// proven set.
+func provenKey(r *http.Request, account string, dev chain.DeviceID) string {
+	return account + "|" + dev.String() + "|" + addrKey(r)
+}
+
 type challengeRequest struct {
 	AccountID string `json:"account_id"`
 	DeviceID  string `json:"device_id"`
@@ -124,19 +191,22 @@ func (q *challengeRequest) flat() []flatField {
 	return []flatField{{"account_id", &q.AccountID}, {"device_id", &q.DeviceID}}
 }
 
+// handleChallenge issues a challenge. It is charged to the caller's
+// address only: it stores nothing, and the state it reads is public.
 func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) *apiError {
 	var req challengeRequest
 	if e := decode(w, r, &req); e != nil {
 		return e
 	}
-	if _, e := accountID("account_id", req.AccountID); e != nil {
+	acct, e := accountID("account_id", req.AccountID)
+	if e != nil {
 		return e
 	}
 	dev, e := deviceID("device_id", req.DeviceID)
 	if e != nil {
 		return e
 	}
-	if e := s.limit(r, "auth", s.cfg.RateLimits.AuthPerAddr, s.cfg.RateLimits.AuthPerAccount, req.AccountID); e != nil {
+	if e := s.limit(r, "auth", s.cfg.RateLimits.AuthPerAddr, Rate{}); e != nil {
 		return e
 	}
 	v, err := s.load(r.Context(), req.AccountID)
@@ -150,12 +220,9 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) *apiErr
 	if rec.Status != chain.StatusActive {
 		return errorf(http.StatusForbidden, "device_revoked", "device %s is %s", dev, rec.Status)
 	}
-	c := randomBytes(32)
 	exp := s.now().Add(ChallengeTTL)
-	if err := s.store.PutChallenge(r.Context(), store.Secret{Hash: secretHash(c), AccountID: req.AccountID, DeviceID: req.DeviceID, ExpiresAt: exp}); err != nil {
-		return storeErr(err)
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"challenge": b64enc(c), "expires_at": rfc3339(exp)})
+	c := s.newChallenge(acct, dev, exp)
+	writeJSON(w, http.StatusOK, map[string]string{"challenge": b64enc(c), "expires_at": rfc3339(time.Unix(exp.Unix(), 0))})
 	return nil
 }
 
@@ -170,6 +237,15 @@ func (q *tokenRequest) flat() []flatField {
 	return []flatField{{"account_id", &q.AccountID}, {"device_id", &q.DeviceID}, {"challenge", &q.Challenge}, {"signature", &q.Signature}}
 }
 
+// handleToken exchanges a signed challenge for a token. What it costs
+// whom, in order: the caller's address (every request); nothing more for
+// a challenge this deployment did not issue to that device, or a device
+// that is not active; then, before the signature is verified, the global
+// verification budget — or, for a device that proved itself from this
+// address before, that device's own budget (a bad signature from there
+// ends that standing); after a valid signature, the device's own budget.
+// No bucket of the account is touched: outsiders cannot lock its devices
+// out.
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) *apiError {
 	var req tokenRequest
 	if e := decode(w, r, &req); e != nil {
@@ -183,7 +259,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	c, e := b64dec("challenge", req.Challenge, 32)
+	c, e := b64dec("challenge", req.Challenge, challengeSize)
 	if e != nil {
 		return e
 	}
@@ -191,22 +267,15 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	if e := s.limit(r, "auth", s.cfg.RateLimits.AuthPerAddr, s.cfg.RateLimits.AuthPerAccount, req.AccountID); e != nil {
+	if e := s.limit(r, "auth", s.cfg.RateLimits.AuthPerAddr, Rate{}); e != nil {
 		return e
 	}
-	// The challenge is taken (deleted) first: single use, whatever follows.
-	ch, err := s.store.TakeChallenge(r.Context(), secretHash(c))
-	if errors.Is(err, store.ErrNotFound) {
-		return unauthorized("unknown or already used challenge")
+	if len(c) != challengeSize {
+		return unauthorized("unknown challenge; request a new one")
 	}
-	if err != nil {
-		return storeErr(err)
-	}
-	if ch.AccountID != req.AccountID || ch.DeviceID != req.DeviceID {
-		return unauthorized("the challenge was issued to another device")
-	}
-	if !s.now().Before(ch.ExpiresAt) {
-		return unauthorized("challenge expired; request a new one")
+	exp, e := s.checkChallenge(acct, dev, c)
+	if e != nil {
+		return e
 	}
 	v, err := s.load(r.Context(), req.AccountID)
 	if err != nil {
@@ -219,18 +288,47 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) *apiError {
 	if rec.Status != chain.StatusActive {
 		return errorf(http.StatusForbidden, "device_revoked", "device %s is %s", dev, rec.Status)
 	}
-	sig, err := hybrid.ParseSignature(sigb)
-	if err != nil {
-		return unauthorized("bad challenge signature: %v", err)
+	pk := provenKey(r, req.AccountID, dev)
+	proven := !s.cfg.RateLimits.Disabled && s.limiter.isProven(pk)
+	if proven {
+		e = s.limitKey("auth-device", req.AccountID+"|"+req.DeviceID, s.cfg.RateLimits.AuthPerDevice)
+	} else {
+		e = s.limitKey("auth-verify", "global", s.cfg.RateLimits.AuthVerify)
 	}
-	if err := hybrid.Verify(rec.Identity, AuthContext, AuthMessage(acct, dev, c), sig); err != nil {
+	if e != nil {
+		return e
+	}
+	sig, err := hybrid.ParseSignature(sigb)
+	if err == nil {
+		err = hybrid.Verify(rec.Identity, AuthContext, AuthMessage(acct, dev, c), sig)
+	}
+	if err != nil {
+		if proven {
+			s.limiter.setProven(pk, false)
+		}
 		return unauthorized("bad challenge signature")
 	}
-	tok := newToken(deviceTokenPrefix)
-	exp := s.now().Add(s.cfg.TokenTTL)
-	if err := s.store.PutToken(r.Context(), store.Secret{Hash: secretHash([]byte(tok)), AccountID: req.AccountID, DeviceID: req.DeviceID, ExpiresAt: exp}); err != nil {
+	if !proven {
+		if e := s.limitKey("auth-device", req.AccountID+"|"+req.DeviceID, s.cfg.RateLimits.AuthPerDevice); e != nil {
+			return e
+		}
+	}
+	// Spend the challenge: the first token wins, a replay finds it spent.
+	err = s.store.PutChallenge(r.Context(), store.Secret{Hash: secretHash(c), AccountID: req.AccountID, DeviceID: req.DeviceID, ExpiresAt: exp})
+	if errors.Is(err, store.ErrExists) {
+		return unauthorized("challenge already used; request a new one")
+	}
+	if err != nil {
 		return storeErr(err)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"token": tok, "expires_at": rfc3339(exp)})
+	if !s.cfg.RateLimits.Disabled {
+		s.limiter.setProven(pk, true)
+	}
+	tok := newToken(deviceTokenPrefix)
+	texp := s.now().Add(s.cfg.TokenTTL)
+	if err := s.store.PutToken(r.Context(), store.Secret{Hash: secretHash([]byte(tok)), AccountID: req.AccountID, DeviceID: req.DeviceID, ExpiresAt: texp}); err != nil {
+		return storeErr(err)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"token": tok, "expires_at": rfc3339(texp)})
 	return nil
 }

@@ -89,7 +89,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) *apiError 
 	if _, e := accountID("account id", id); e != nil {
 		return e
 	}
-	if e := s.limit(r, "enroll", s.cfg.RateLimits.EnrollPerAddr, s.cfg.RateLimits.EnrollPerAccount, id); e != nil {
+	if e := s.limit(r, "enroll", s.cfg.RateLimits.EnrollPerAddr, s.cfg.RateLimits.EnrollGlobal); e != nil {
 		return e
 	}
 	// A request only records the body; the completion's append is checked

@@ -17,7 +17,7 @@ func TestRateLimits(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		rl := DefaultRateLimits()
 		rl.AuthPerAddr = Rate{PerMinute: 60, Burst: 3}
-		rl.EnrollPerAccount = Rate{PerMinute: 6, Burst: 2}
+		rl.EnrollPerAddr = Rate{PerMinute: 6, Burst: 2}
 		c.RateLimits = &rl
 	})
 	A := newDev("alice/A")
@@ -32,7 +32,7 @@ func TestRateLimits(t *testing.T) {
 	}
 	e.clock.Advance(time.Second)
 	e.want(e.do("POST", "/v1/auth/challenge", "", body), 200, "")
-	// Enrollment requests per account.
+	// Enrollment requests per address.
 	a.requestAdd(newDev("alice/B"))
 	a.requestAdd(newDev("alice/C"))
 	_, r = a.tryRequest(newDev("alice/D"), nil)

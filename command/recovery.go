@@ -29,7 +29,7 @@ func (s *Server) handleRecoveryRequest(w http.ResponseWriter, r *http.Request) *
 	if !ok {
 		return badRequest("the link is a %s link, not recovery_request", l.Type())
 	}
-	if e := s.limit(r, "recovery", s.cfg.RateLimits.RecoveryPerAddr, s.cfg.RateLimits.RecoveryPerAccount, id); e != nil {
+	if e := s.limit(r, "recovery", s.cfg.RateLimits.RecoveryPerAddr, s.cfg.RateLimits.RecoveryGlobal); e != nil {
 		return e
 	}
 	v, e := s.account(r)
@@ -97,7 +97,7 @@ func (s *Server) handleRecoveryComplete(w http.ResponseWriter, r *http.Request) 
 	if b.Request.String() != rec.ID || l.Account().String() != rec.AccountID {
 		return badRequest("the link completes another recovery (or account) than %s", rec.ID)
 	}
-	if e := s.limit(r, "recovery", s.cfg.RateLimits.RecoveryPerAddr, s.cfg.RateLimits.RecoveryPerAccount, rec.AccountID); e != nil {
+	if e := s.limit(r, "recovery", s.cfg.RateLimits.RecoveryPerAddr, s.cfg.RateLimits.RecoveryGlobal); e != nil {
 		return e
 	}
 	v, err := s.load(r.Context(), rec.AccountID)

@@ -30,10 +30,13 @@ type Server struct {
 	cache    *stateCache
 	heads    *headWatch // nil unless the store announces head changes
 	limiter  *limiter
-	metrics  *metrics
-	keys     *orgKeys
-	routes   []route
-	handler  http.Handler
+	// challengeKey MACs auth challenges (auth.go); shared by the
+	// instances through the database's settings.
+	challengeKey []byte
+	metrics      *metrics
+	keys         *orgKeys
+	routes       []route
+	handler      http.Handler
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -70,6 +73,10 @@ func New(cfg Config) (*Server, error) {
 	if s.serverID, err = s.store.Setting(ctx, "server_id", hex.EncodeToString(b[:])); err != nil {
 		s.closeStore()
 		return nil, fmt.Errorf("command: reading the server id: %w", err)
+	}
+	if err := s.loadChallengeKey(ctx); err != nil {
+		s.closeStore()
+		return nil, fmt.Errorf("command: reading the auth challenge key: %w", err)
 	}
 	if w, ok := s.store.(store.HeadWatcher); ok {
 		s.heads = newHeadWatch(4 * cacheSize)

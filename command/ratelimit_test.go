@@ -1,0 +1,302 @@
+package command
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/enigm/enigm/chain"
+)
+
+// authFloodDo sends a request from the given client address (the tests'
+// other requests come from httptest's 192.0.2.1).
+func authFloodDo(e *env, addr, method, path string, body any) *resp {
+	e.t.Helper()
+	j, err := json.Marshal(body)
+	must(e.t, err)
+	req := httptest.NewRequest(method, path, bytes.NewReader(j))
+	req.RemoteAddr = addr + ":40000"
+	req.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	e.srv.Handler().ServeHTTP(w, req)
+	r := &resp{code: w.Code, hdr: w.Header(), body: w.Body.Bytes()}
+	json.Unmarshal(r.body, &r.m)
+	return r
+}
+
+// authFloodAddrs are the outsiders' addresses; the last is an IPv6 host
+// that spreads itself over its /64.
+var authFloodAddrs = []string{"198.51.100.1", "198.51.100.2", "198.51.100.3", "[2001:db8:1:2::1]"}
+
+// authFlood plays the outsider who knows the account id and its device
+// ids, and nothing secret: from each address until that address is
+// refused, challenges for unknown devices, tokens for forged challenges,
+// and challenges for the real device answered with a bad signature. It
+// returns how many requests got a response other than 429.
+func authFlood(t *testing.T, e *env, a *tacct, real *tdev) int {
+	t.Helper()
+	bad, err := testKey("outsider").Sign(AuthContext, []byte("not the challenge"))
+	must(t, err)
+	served := 0
+	for i, addr := range authFloodAddrs {
+		for n := 0; ; n++ {
+			if n == 400 {
+				t.Fatalf("%s was never limited", addr)
+			}
+			// An IPv6 attacker changes its address inside its /64.
+			if addr[0] == '[' {
+				addr = fmt.Sprintf("[2001:db8:1:2::%x]", n+1)
+			}
+			fake := newDev(fmt.Sprintf("fake/%d/%d", i, n)).id.String()
+			var r *resp
+			switch n % 3 {
+			case 0:
+				r = authFloodDo(e, addr, "POST", "/v1/auth/challenge", map[string]string{"account_id": a.id, "device_id": fake})
+			case 1:
+				r = authFloodDo(e, addr, "POST", "/v1/auth/token", map[string]string{"account_id": a.id, "device_id": fake,
+					"challenge": enc64(randomBytes(32)), "signature": enc64(bad.Bytes())})
+			case 2:
+				r = authFloodDo(e, addr, "POST", "/v1/auth/challenge", map[string]string{"account_id": a.id, "device_id": real.id.String()})
+				if r.code == 200 {
+					r = authFloodDo(e, addr, "POST", "/v1/auth/token", map[string]string{"account_id": a.id, "device_id": real.id.String(),
+						"challenge": r.str("challenge"), "signature": enc64(bad.Bytes())})
+				}
+			}
+			if r.code >= 500 || r.code == 200 {
+				t.Fatalf("flood request from %s: %d %s", addr, r.code, r.body)
+			}
+			if r.code == http.StatusTooManyRequests {
+				break
+			}
+			served++
+		}
+	}
+	return served
+}
+
+// An outsider who knows an account floods its authentication from
+// several addresses while a recovery started with a stolen recovery code
+// waits: the account's device still authenticates, vetoes the recovery
+// and revokes, under the default limits.
+func TestAuthFloodDoesNotLockOutDevices(t *testing.T) {
+	e := newEnv(t, func(c *Config) { rl := DefaultRateLimits(); c.RateLimits = &rl })
+	A, B, thief := newDev("alice/A"), newDev("alice/B"), newDev("thief")
+	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a.add(B, A)
+	req, r := a.requestRecovery(thief)
+	e.want(r, http.StatusCreated, "")
+	a.sync()
+
+	t.Logf("%d flood requests answered before every outsider address was refused", authFlood(t, e, a, A))
+	// The outsiders' own addresses are refused now...
+	e.want(authFloodDo(e, authFloodAddrs[0], "POST", "/v1/auth/challenge", map[string]string{"account_id": a.id, "device_id": A.id.String()}), 429, "rate_limited")
+	// ...and the account's device, from its own address, is not.
+	d := a.draft(&chain.RecoveryVeto{Request: req.Hash()})
+	must(t, d.SignDevice(A.id, A.key()))
+	e.want(a.post(A, link(t, d)), http.StatusCreated, "")
+	a.sync()
+	if r := e.want(e.do("GET", "/v1/recoveries/"+req.Hash().String(), "", nil), 200, ""); r.str("state") != "vetoed" {
+		t.Fatalf("after the veto: %s", r.body)
+	}
+	// B is still fresh: it logs in under the same flood and revokes A.
+	authFlood(t, e, a, B)
+	e.want(a.post(B, a.revokeLink(B, A)), http.StatusCreated, "")
+}
+
+// A device that proved itself from an address keeps authenticating from
+// there when outsiders have emptied the global verification budget; a
+// bad signature from that address ends the standing. A challenge the
+// server did not issue costs no verification.
+func TestAuthProvenDeviceSurvivesDrainedVerifyBudget(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		rl := DefaultRateLimits()
+		rl.AuthVerify = Rate{PerMinute: 60, Burst: 10}
+		c.RateLimits = &rl
+	})
+	A, B := newDev("alice/A"), newDev("alice/B")
+	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a.add(B, A)
+	a.login(A) // A proves itself from 192.0.2.1
+	bad, _ := testKey("outsider").Sign(AuthContext, []byte("x"))
+
+	// Forged challenges are refused before any verification: they leave
+	// the verification budget alone.
+	for n := 0; n < 50; n++ {
+		e.want(authFloodDo(e, "198.51.100.9", "POST", "/v1/auth/token", map[string]string{"account_id": a.id, "device_id": A.id.String(),
+			"challenge": enc64(randomBytes(32)), "signature": enc64(bad.Bytes())}), 401, "unauthorized")
+	}
+	// Real challenges with bad signatures empty it.
+	verify := func(addr string, dev *tdev) *resp {
+		r := e.want(authFloodDo(e, addr, "POST", "/v1/auth/challenge", map[string]string{"account_id": a.id, "device_id": dev.id.String()}), 200, "")
+		return authFloodDo(e, addr, "POST", "/v1/auth/token", map[string]string{"account_id": a.id, "device_id": dev.id.String(),
+			"challenge": r.str("challenge"), "signature": enc64(bad.Bytes())})
+	}
+	for n := 0; ; n++ {
+		r := verify(fmt.Sprintf("198.51.100.%d", n%5+1), A)
+		if r.code == http.StatusTooManyRequests {
+			break
+		}
+		e.want(r, 401, "unauthorized")
+		if n > 10 {
+			t.Fatal("the verification budget was never exhausted")
+		}
+	}
+	// B never proved itself from its address: it waits for the global
+	// budget like everyone else.
+	_, r := a.tryLogin(B)
+	e.want(r, 429, "rate_limited")
+	// A did: it still logs in, and revokes.
+	delete(a.tokens, A.id)
+	a.login(A)
+	e.want(a.post(A, a.revokeLink(A, B)), http.StatusCreated, "")
+	a.sync()
+	// A bad signature for A from A's address (someone behind the same
+	// address) ends the standing: the next attempt waits for the global
+	// budget.
+	e.want(verify("192.0.2.1", A), 401, "unauthorized")
+	_, r = a.tryLogin(A)
+	e.want(r, 429, "rate_limited")
+}
+
+// Budgets still exist after proof, per device: a device that logs in too
+// often is limited, and that does not touch the account's other devices.
+func TestAuthPerDeviceBudget(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		rl := DefaultRateLimits()
+		rl.AuthPerDevice = Rate{PerMinute: 60, Burst: 3}
+		c.RateLimits = &rl
+	})
+	A, B := newDev("alice/A"), newDev("alice/B")
+	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a.add(B, A) // A logged in once to approve B
+	for i := 0; i < 2; i++ {
+		_, r := a.tryLogin(A)
+		e.want(r, 200, "")
+	}
+	_, r := a.tryLogin(A)
+	e.want(r, 429, "rate_limited")
+	if r.hdr.Get("Retry-After") != "1" {
+		t.Fatalf("Retry-After %q", r.hdr.Get("Retry-After"))
+	}
+	_, r = a.tryLogin(B)
+	e.want(r, 200, "")
+	e.clock.Advance(time.Second)
+	_, r = a.tryLogin(A)
+	e.want(r, 200, "")
+}
+
+// A challenge issued by one instance is answered at another over the same
+// database, once.
+func TestAuthChallengeAcrossInstances(t *testing.T) {
+	e := newEnv(t)
+	A := newDev("alice/A")
+	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	other, err := New(Config{DataDir: e.cfg.DataDir, Store: e.srv.store, KeystorePassphrase: []byte("x"), Clock: e.clock.Now, Logger: discard, JanitorInterval: -1, RateLimits: &RateLimits{Disabled: true}})
+	must(t, err)
+	defer other.Close()
+	e2 := &env{t: t, srv: other, clock: e.clock, cfg: e.cfg}
+	r := e.want(e.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": A.id.String()}), 200, "")
+	c, _ := b64.DecodeString(r.str("challenge"))
+	acct, _ := accountID("", a.id)
+	sig, _ := A.key().Sign(AuthContext, AuthMessage(acct, A.id, c))
+	body := map[string]string{"account_id": a.id, "device_id": A.id.String(), "challenge": r.str("challenge"), "signature": enc64(sig.Bytes())}
+	e2.want(e2.do("POST", "/v1/auth/token", "", body), 200, "")
+	e.want(e.do("POST", "/v1/auth/token", "", body), 401, "unauthorized")
+}
+
+// Outsiders flood an account's enrollment endpoint from several addresses
+// with requests no device will approve: the new device's own request
+// still goes through.
+func TestEnrollFloodDoesNotBlockTheAccount(t *testing.T) {
+	e := newEnv(t, func(c *Config) { rl := DefaultRateLimits(); c.RateLimits = &rl })
+	A := newDev("alice/A")
+	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	floodEnroll := func() {
+		for i, addr := range authFloodAddrs {
+			for n := 0; ; n++ {
+				dev := newDev(fmt.Sprintf("spam/%d/%d", i, n))
+				nc := nonce(dev.label)
+				raw, err := chain.EncodeBody(&chain.AddDevice{Device: dev.device(), Nonce: nc, PairingHash: chain.PairingHash(nc, "guess")})
+				must(t, err)
+				if addr[0] == '[' {
+					addr = fmt.Sprintf("[2001:db8:1:2::%x]", n+1)
+				}
+				r := authFloodDo(e, addr, "POST", "/v1/accounts/"+a.id+"/enrollments", map[string]string{"type": "add_device", "body": enc64(raw)})
+				if r.code == http.StatusTooManyRequests {
+					break
+				}
+				e.want(r, http.StatusCreated, "")
+				if n > 100 {
+					t.Fatalf("%s was never limited", addr)
+				}
+			}
+		}
+	}
+	floodEnroll()
+	a.add(newDev("alice/B"), A)
+}
+
+// Outsiders flood an account's recovery endpoints from several addresses
+// with links nobody with the recovery key (or the recovering device's key)
+// signed: the recovering device's request and its completion still go
+// through.
+func TestRecoveryFloodDoesNotBlockTheAccount(t *testing.T) {
+	e := newEnv(t, func(c *Config) { rl := DefaultRateLimits(); c.RateLimits = &rl })
+	A, C := newDev("alice/A"), newDev("alice/C")
+	p := chain.DefaultPolicy()
+	a := e.newAccount("alice", A, p)
+
+	// Recovery requests signed with a guessed recovery key, and
+	// completions nobody could sign.
+	outsider := testKey("outsider")
+	floodRecovery := func(rid string) {
+		for _, addr := range authFloodAddrs {
+			for n := 0; ; n++ {
+				var r *resp
+				if rid == "" {
+					d := a.draft(&chain.RecoveryRequest{Device: newDev(fmt.Sprintf("thief/%d", n)).device()})
+					must(t, d.Sign(chain.RoleRecovery, outsider))
+					must(t, d.Sign(chain.RoleSubject, outsider))
+					l, err := d.Link()
+					must(t, err)
+					r = authFloodDo(e, addr, "POST", "/v1/accounts/"+a.id+"/recoveries", map[string]string{"link": enc64(l.Bytes())})
+				} else {
+					var h chain.Hash
+					copy(h[:], mustHex(t, rid))
+					d := a.draft(&chain.Recover{Request: h})
+					must(t, d.Sign(chain.RoleSubject, outsider))
+					l, err := d.Link()
+					must(t, err)
+					r = authFloodDo(e, addr, "POST", "/v1/recoveries/"+rid+"/complete", map[string]string{"link": enc64(l.Bytes())})
+				}
+				if r.code == http.StatusTooManyRequests {
+					break
+				}
+				e.want(r, 422, "chain_rejected")
+				if n > 100 {
+					t.Fatalf("%s was never limited", addr)
+				}
+			}
+		}
+	}
+	floodRecovery("")
+	req, r := a.requestRecovery(C)
+	e.want(r, http.StatusCreated, "")
+	a.sync()
+	e.clock.Advance(p.RecoveryDelay + time.Second)
+	floodRecovery(req.Hash().String())
+	e.want(a.completeRecovery(C, req.Hash()), http.StatusCreated, "")
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, e := hexID("id", s, chain.HashSize)
+	if e != nil {
+		t.Fatal(e)
+	}
+	return b
+}
