@@ -308,18 +308,19 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) *apiError {
 		}
 		return unauthorized("bad challenge signature")
 	}
-	if !proven {
-		if e := s.limitKey("auth-device", req.AccountID+"|"+req.DeviceID, s.cfg.RateLimits.AuthPerDevice); e != nil {
-			return e
-		}
-	}
-	// Spend the challenge: the first token wins, a replay finds it spent.
+	// Spend the challenge: the first token wins, a replay finds it spent
+	// (before the device's budget, which a replay must not reach).
 	err = s.store.PutChallenge(r.Context(), store.Secret{Hash: secretHash(c), AccountID: req.AccountID, DeviceID: req.DeviceID, ExpiresAt: exp})
 	if errors.Is(err, store.ErrExists) {
 		return unauthorized("challenge already used; request a new one")
 	}
 	if err != nil {
 		return storeErr(err)
+	}
+	if !proven {
+		if e := s.limitKey("auth-device", req.AccountID+"|"+req.DeviceID, s.cfg.RateLimits.AuthPerDevice); e != nil {
+			return e
+		}
 	}
 	if !s.cfg.RateLimits.Disabled {
 		s.limiter.setProven(pk, true)

@@ -163,7 +163,8 @@ func TestAuthProvenDeviceSurvivesDrainedVerifyBudget(t *testing.T) {
 }
 
 // Budgets still exist after proof, per device: a device that logs in too
-// often is limited, and that does not touch the account's other devices.
+// often is limited, and that does not touch the account's other devices;
+// replays of its signed challenges do not count against it.
 func TestAuthPerDeviceBudget(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		rl := DefaultRateLimits()
@@ -173,11 +174,20 @@ func TestAuthPerDeviceBudget(t *testing.T) {
 	A, B := newDev("alice/A"), newDev("alice/B")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
 	a.add(B, A) // A logged in once to approve B
-	for i := 0; i < 2; i++ {
-		_, r := a.tryLogin(A)
-		e.want(r, 200, "")
+	// A signed challenge that leaked: replayed from elsewhere, it yields
+	// nothing and costs A nothing.
+	r := e.want(e.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": A.id.String()}), 200, "")
+	c, _ := b64.DecodeString(r.str("challenge"))
+	acct, _ := accountID("", a.id)
+	sig, _ := A.key().Sign(AuthContext, AuthMessage(acct, A.id, c))
+	leaked := map[string]string{"account_id": a.id, "device_id": A.id.String(), "challenge": r.str("challenge"), "signature": enc64(sig.Bytes())}
+	e.want(e.do("POST", "/v1/auth/token", "", leaked), 200, "")
+	for i := 0; i < 10; i++ {
+		e.want(authFloodDo(e, "198.51.100.7", "POST", "/v1/auth/token", leaked), 401, "unauthorized")
 	}
-	_, r := a.tryLogin(A)
+	_, r = a.tryLogin(A)
+	e.want(r, 200, "")
+	_, r = a.tryLogin(A)
 	e.want(r, 429, "rate_limited")
 	if r.hdr.Get("Retry-After") != "1" {
 		t.Fatalf("Retry-After %q", r.hdr.Get("Retry-After"))
