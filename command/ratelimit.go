@@ -77,6 +77,7 @@ const (
 type bucket struct {
 	tokens float64
 	last   time.Time
+	full   time.Duration // idle this long, the bucket is full again
 }
 
 type limiter struct {
@@ -105,9 +106,10 @@ func (l *limiter) take(key string, r Rate) int {
 	b, ok := l.buckets[key]
 	if !ok {
 		if len(l.buckets) > 100_000 {
-			l.pruneLocked(now, r)
+			l.pruneLocked(now)
 		}
-		b = &bucket{tokens: r.Burst, last: now}
+		perSec := r.PerMinute / 60
+		b = &bucket{tokens: r.Burst, last: now, full: time.Duration(r.Burst/perSec*float64(time.Second)) + time.Second}
 		l.buckets[key] = b
 	}
 	perSec := r.PerMinute / 60
@@ -122,11 +124,11 @@ func (l *limiter) take(key string, r Rate) int {
 	return int(math.Ceil((1 - b.tokens) / perSec))
 }
 
-// pruneLocked drops buckets idle long enough to be full again.
-func (l *limiter) pruneLocked(now time.Time, r Rate) {
-	full := time.Duration(r.Burst/(r.PerMinute/60)*float64(time.Second)) + time.Minute
+// pruneLocked drops buckets idle long enough to be full again: a bucket
+// made anew is the same.
+func (l *limiter) pruneLocked(now time.Time) {
 	for k, b := range l.buckets {
-		if now.Sub(b.last) > full {
+		if now.Sub(b.last) > b.full {
 			delete(l.buckets, k)
 		}
 	}
@@ -173,11 +175,7 @@ func (l *limiter) prune() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	for k, b := range l.buckets {
-		if now.Sub(b.last) > time.Hour {
-			delete(l.buckets, k)
-		}
-	}
+	l.pruneLocked(now)
 	l.pruneProvenLocked(now)
 }
 

@@ -310,3 +310,40 @@ func mustHex(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+func TestAddrKey(t *testing.T) {
+	for _, c := range []struct{ remote, want string }{
+		{"198.51.100.7:1234", "198.51.100.7"},
+		{"[::ffff:198.51.100.7]:1234", "198.51.100.7"},
+		{"[2001:db8:1:2:aaaa::1]:1234", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2:bbbb::9]:1234", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:3::1]:1234", "2001:db8:1:3::/64"},
+		{"[fe80::1%eth0]:1234", "fe80::/64"},
+		{"not an address", "not an address"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = c.remote
+		if got := addrKey(r); got != c.want {
+			t.Errorf("addrKey(%q) = %q, want %q", c.remote, got, c.want)
+		}
+	}
+}
+
+// Pruning drops only buckets that are full again: a slow bucket is not
+// reset early by the pruning a fast one triggers.
+func TestLimiterPrunesOnlyFullBuckets(t *testing.T) {
+	clock := &fakeClock{t: t0}
+	l := newLimiter(clock.Now)
+	slow, fast := Rate{PerMinute: 1, Burst: 1}, Rate{PerMinute: 600, Burst: 1}
+	if l.take("slow", slow) != 0 || l.take("fast", fast) != 0 {
+		t.Fatal("a new bucket is empty")
+	}
+	clock.Advance(30 * time.Second)
+	l.prune()
+	if w := l.take("slow", slow); w != 30 {
+		t.Fatalf("the slow bucket was reset by pruning (wait %d)", w)
+	}
+	if _, ok := l.buckets["fast"]; ok {
+		t.Fatal("a full bucket was kept")
+	}
+}
