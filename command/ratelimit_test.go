@@ -102,6 +102,7 @@ func TestAuthFloodDoesNotLockOutDevices(t *testing.T) {
 	if r := e.want(e.do("GET", "/v1/recoveries/"+req.Hash().String(), "", nil), 200, ""); r.str("state") != "vetoed" {
 		t.Fatalf("after the veto: %s", r.body)
 	}
+	e.want(e.do("GET", "/v1/messages", a.token(A), nil), 200, "")
 	// B is still fresh: it logs in under the same flood and revokes A.
 	authFlood(t, e, a, B)
 	e.want(a.post(B, a.revokeLink(B, A)), http.StatusCreated, "")
