@@ -204,9 +204,9 @@ func addrKey(r *http.Request) string {
 	return p.String()
 }
 
-// limit takes a token from each named bucket in turn; a 429 with
-// Retry-After naming the first empty one. perAddr is keyed by the
-// caller's address, global by nothing; a zero Rate skips its bucket.
+// limit takes a token from the caller's address's bucket, then from the
+// global one (metric label name+"-global"); a 429 with Retry-After when
+// either is empty. A zero Rate skips its bucket.
 func (s *Server) limit(r *http.Request, name string, perAddr, global Rate) *apiError {
 	if s.cfg.RateLimits.Disabled {
 		return nil
@@ -215,7 +215,7 @@ func (s *Server) limit(r *http.Request, name string, perAddr, global Rate) *apiE
 		return s.limited(name, wait)
 	}
 	if wait := s.limiter.take(name+"|global", global); wait != 0 {
-		return s.limited(name, wait)
+		return s.limited(name+"-global", wait)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -346,5 +347,48 @@ func TestLimiterPrunesOnlyFullBuckets(t *testing.T) {
 	}
 	if _, ok := l.buckets["fast"]; ok {
 		t.Fatal("a full bucket was kept")
+	}
+}
+
+// Unauthenticated work is bounded globally too: many addresses together
+// meet the global bucket.
+func TestGlobalBudgetsBoundUnauthenticatedWork(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		rl := DefaultRateLimits()
+		rl.EnrollGlobal = Rate{PerMinute: 60, Burst: 3}
+		rl.RecoveryGlobal = Rate{PerMinute: 60, Burst: 2}
+		c.RateLimits = &rl
+	})
+	A := newDev("alice/A")
+	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	for n := 0; n < 4; n++ {
+		dev := newDev(fmt.Sprintf("many/%d", n))
+		nc := nonce(dev.label)
+		raw, err := chain.EncodeBody(&chain.AddDevice{Device: dev.device(), Nonce: nc, PairingHash: chain.PairingHash(nc, "x")})
+		must(t, err)
+		r := authFloodDo(e, fmt.Sprintf("198.51.100.%d", n+1), "POST", "/v1/accounts/"+a.id+"/enrollments", map[string]string{"type": "add_device", "body": enc64(raw)})
+		if n < 3 {
+			e.want(r, http.StatusCreated, "")
+		} else {
+			e.want(r, 429, "rate_limited")
+		}
+	}
+	l := a.recoveryRequest(newDev("alice/C"))
+	for n := 0; n < 3; n++ {
+		r := authFloodDo(e, fmt.Sprintf("203.0.113.%d", n+1), "POST", "/v1/accounts/"+a.id+"/recoveries", map[string]string{"link": enc64(l.Bytes())})
+		switch n {
+		case 0:
+			e.want(r, http.StatusCreated, "")
+		case 1:
+			e.want(r, 409, "conflict") // the same link again: the head moved
+		default:
+			e.want(r, 429, "rate_limited")
+		}
+	}
+	m := string(e.do("GET", "/metrics", "", nil).body)
+	for _, b := range []string{"enroll-global", "recovery-global"} {
+		if !strings.Contains(m, `enigm_command_rate_limited_total{bucket="`+b+`"} 1`) {
+			t.Errorf("%s not counted:\n%s", b, m)
+		}
 	}
 }
