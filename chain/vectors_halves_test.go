@@ -51,7 +51,7 @@ func (g *vgen) halfVectors() {
 		w, swap(RoleSubject, otherPoP, false), "ErrBadSignature")
 
 	g.f.Vectors = append(g.f.Vectors, vector{Name: "small-order-ed25519-key", Kind: "chain", Now: T0.Unix(),
-		Desc: "a genesis whose device identity key has the identity point as its Ed25519 half, signed with the constant Ed25519 signature (R = identity, S = 0) and a real ML-DSA-65 signature: it verifies unless the key is refused",
+		Desc:  "a genesis whose device identity key has the identity point as its Ed25519 half, signed with the constant Ed25519 signature (R = identity, S = 0) and a real ML-DSA-65 signature: it verifies unless the key is refused",
 		Chain: []string{g.id(weakGenesis())}, WantErr: "ErrBadKey"})
 }
 
