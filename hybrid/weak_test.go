@@ -307,3 +307,34 @@ func BenchmarkEd25519Check(b *testing.B) {
 		}
 	}
 }
+
+// FuzzParsePublicKey: an accepted key re-encodes to exactly the input and
+// its Ed25519 half passes every weakness check; the seeds are the weak-key
+// vectors.
+func FuzzParsePublicKey(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join(weakDir, "*.json"))
+	for _, name := range files {
+		raw, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		var v weakVector
+		if err := json.Unmarshal(raw, &v); err != nil {
+			f.Fatal(err)
+		}
+		pk, _ := hex.DecodeString(v.PublicKey)
+		f.Add(pk)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		k, err := ParsePublicKey(in)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(k.Bytes(), in) || !bytes.Equal(k.Ed25519(), in[:32]) || !bytes.Equal(k.MLDSA(), in[32:]) {
+			t.Fatal("accepted key does not re-encode to the input")
+		}
+		if w := ed25519Weakness(k.Ed25519()); w != weakNone {
+			t.Fatalf("accepted a key with a %s Ed25519 half", reasons[w])
+		}
+	})
+}
