@@ -3,6 +3,11 @@ package attestation
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hpke"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -284,3 +289,46 @@ func TestParseBootState(t *testing.T) {
 		}
 	}
 }
+
+// The nonce is what the hardware signs over: pin its layout, and that it
+// ignores the evidence field and nothing else of the record.
+func TestNonceLayout(t *testing.T) {
+	id, _ := hybrid.NewPrivateKey(bytes.Repeat([]byte{5}, hybrid.SeedSize))
+	bk, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), bytes.Repeat([]byte{6}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kem, err := hpke.MLKEM768X25519().DeriveKeyPair(bytes.Repeat([]byte{7}, 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := chain.Device{ID: chain.DeviceID{1, 2}, Name: "laptop", Identity: id.Public(), KEM: kem.PublicKey().Bytes(),
+		Binding: &bk.PublicKey, Level: chain.LevelHardwareTPM}
+	in := chain.AttestationInput{Account: chain.AccountID{9}, Type: chain.TypeAddDevice, Prev: chain.Hash{8}, Nonce: bytes.Repeat([]byte{4}, 32), Device: &dev}
+	got, err := Nonce(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rh, err := dev.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := append([]byte("enigm/v1/attestation/v2\x00"), byte(chain.TypeAddDevice))
+	m = append(append(m, in.Account[:]...), in.Prev[:]...)
+	m = append(append(m, 32), in.Nonce...)
+	want := sha256.Sum256(append(m, rh[:]...))
+	if !bytes.Equal(got, want[:]) {
+		t.Fatalf("nonce layout changed:\n got %x\nwant %x", got, want)
+	}
+	// And the bytes themselves (the record hash's encoding included).
+	if h := hex.EncodeToString(got); h != goldenNonce {
+		t.Fatalf("nonce = %s, want %s", h, goldenNonce)
+	}
+	withEv := dev
+	withEv.Evidence = &chain.Evidence{Type: attest.Type, Data: []byte{1}}
+	if n, _ := Nonce(chain.AttestationInput{Account: in.Account, Type: in.Type, Prev: in.Prev, Nonce: in.Nonce, Device: &withEv}); !bytes.Equal(n, got) {
+		t.Fatal("the nonce depends on the evidence field")
+	}
+}
+
+const goldenNonce = "cd41416bfbd6575d3f52aa27fb36d7ae8d4fd1c1f5f13ef56caafe4061565658"
