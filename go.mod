@@ -3,6 +3,7 @@ module github.com/enigm/enigm
 go 1.26.0
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	filippo.io/mldsa v1.0.0
 	github.com/fxamacker/cbor/v2 v2.9.0
 	github.com/google/go-tpm v0.9.8

@@ -111,6 +111,7 @@ var fuzzState = sync.OnceValues(func() (*world, time.Time) {
 func FuzzApply(f *testing.F) {
 	w, now := fuzzState()
 	st := w.st
+	fuzzSeeds() // derives every honest key the seeds use, for checkGenuine
 	f.Fuzz(func(t *testing.T, b []byte) {
 		l, err := ParseLink(b)
 		if err != nil {
@@ -132,6 +133,7 @@ func FuzzApply(f *testing.F) {
 		if st.Head().Seq != 2 || st.ActiveCount() != 2 {
 			t.Fatal("Apply changed its input state")
 		}
+		checkGenuine(t, st, ns, l)
 	})
 }
 
@@ -159,6 +161,19 @@ func fuzzSeeds() map[string][][]any {
 	}
 	for _, l := range next {
 		seeds["FuzzApply"] = append(seeds["FuzzApply"], []any{l.raw})
+	}
+	// The add_device with one byte of one half of the approving signature
+	// changed (Ed25519 R, then ML-DSA-65): Apply must refuse both, and a
+	// verifier that ignored that half would accept it, which checkGenuine
+	// reports.
+	for _, off := range []int{3, 64 + 100} {
+		seeds["FuzzApply"] = append(seeds["FuzzApply"], []any{rewrite(next[0], func(x *wLink) {
+			for i := range x.Sigs {
+				if x.Sigs[i].Role == uint64(RoleDevice) {
+					x.Sigs[i].Sig[off] ^= 1
+				}
+			}
+		})})
 	}
 	good := next[0].raw
 	for _, b := range [][]byte{dupKey(good), nonMinimal(good), indefinite(good), unknownField(good), {0xa0}, nested(12)} {

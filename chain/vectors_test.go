@@ -393,6 +393,7 @@ func generateVectors() *vectorFile {
 	g.parse("control-character-name", "a device name with a right-to-left override", rebody(w.addLink(w.actor("C"), w.actor("A"), false), func(b *wAddDevice) {
 		b.Device.Name = "phone\u202egnp.exe"
 	}), "ErrMalformed")
+	g.halfVectors()
 	return &g.f
 }
 

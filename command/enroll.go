@@ -122,7 +122,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) *apiError 
 		}
 		// Judge the evidence now, for a clear early answer; the link is
 		// judged again when it is appended.
-		in := chain.AttestationInput{Account: st.Account(), Type: t, Nonce: nonce[:], Device: &dev}
+		in := chain.AttestationInput{Account: st.Account(), Type: t, Prev: st.Head().Hash, Nonce: nonce[:], Device: &dev}
 		if err := s.cfg.AttestationVerifier.VerifyAttestation(in); err != nil {
 			return policyRejected("device %s's attestation evidence is not accepted: %v", dev.ID, err)
 		}

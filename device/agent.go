@@ -363,7 +363,8 @@ func (a *Agent) newKeys(cause lifecycle.Cause) (id, kem keystore.KeyInfo, err er
 type attestFor struct {
 	Type    chain.LinkType
 	Account chain.AccountID
-	Nonce   []byte // the enrollment request's nonce, when there is one
+	Prev    chain.Hash // the head the link will follow; zero for genesis
+	Nonce   []byte     // the enrollment request's nonce, when there is one
 }
 
 // record builds this device's public chain record. When the keystore's
@@ -386,7 +387,7 @@ func (a *Agent) record(name string, id, kem keystore.KeyInfo, af attestFor) (cha
 	if bs != nil {
 		d.Binding = bs.pub
 		if len(st.Attestation) > 0 {
-			nonce, err := attestation.Nonce(chain.AttestationInput{Type: af.Type, Account: af.Account, Nonce: af.Nonce, Device: &d})
+			nonce, err := attestation.Nonce(chain.AttestationInput{Type: af.Type, Account: af.Account, Prev: af.Prev, Nonce: af.Nonce, Device: &d})
 			if err != nil {
 				return d, bs, err
 			}

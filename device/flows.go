@@ -257,7 +257,7 @@ func (a *Agent) Enroll(ctx context.Context, o EnrollOptions) (*EnrollResult, err
 	name := deviceName(o.DeviceName)
 	var nonce [chain.NonceSize]byte
 	rand.Read(nonce[:])
-	rec, _, err := a.record(name, idk, kemk, attestFor{Type: typ, Account: acct, Nonce: nonce[:]})
+	rec, _, err := a.record(name, idk, kemk, attestFor{Type: typ, Account: acct, Prev: st.Head().Hash, Nonce: nonce[:]})
 	if err != nil {
 		return nil, err
 	}
@@ -529,6 +529,14 @@ func (a *Agent) Approve(ctx context.Context, requestID, code string, confirm fun
 	if subtle.ConstantTimeCompare(want[:], ph[:]) != 1 {
 		return nil, fmt.Errorf("%w: do not approve; the request may not come from the device you hold", ErrPairingCode)
 	}
+	// Evidence is bound to the head the request was made at: judge it now
+	// rather than sign an approval that cannot complete.
+	if joining.Evidence != nil && a.opts.Attestation != nil {
+		in := chain.AttestationInput{Account: acct, Type: typ, Prev: st.Head().Hash, Nonce: nonce[:], Device: &joining}
+		if err := a.opts.Attestation.VerifyAttestation(in); err != nil {
+			return nil, fmt.Errorf("device: the joining device's attestation evidence is not accepted at the current chain head (if the chain moved since the request, the device must file it again): %w", err)
+		}
+	}
 	me, _ := st.Device(a.deviceID())
 	mine := me.Device
 	sas, err := chain.SAS(acct, &mine, &joining, nonce, ph)
@@ -777,7 +785,7 @@ func (a *Agent) Recover(ctx context.Context, o RecoverOptions) (*RecoverResult, 
 		return nil, err
 	}
 	name := deviceName(o.DeviceName)
-	rec, bs, err := a.record(name, idk, kemk, attestFor{Type: chain.TypeRecoveryRequest, Account: acct})
+	rec, bs, err := a.record(name, idk, kemk, attestFor{Type: chain.TypeRecoveryRequest, Account: acct, Prev: st.Head().Hash})
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,16 @@
 // signature is Ed25519 (64 bytes) followed by ML-DSA-65 (3,309 bytes). Both
 // have fixed lengths; anything else is an error.
 //
+// # Weak keys
+//
+// A public key is accepted only if its Ed25519 half is the canonical
+// encoding of a point of the prime-order subgroup other than the identity
+// (see [ErrWeakKey]). crypto/ed25519 verifies any point that decodes, and
+// under a small-order point a single constant signature (R the identity,
+// S = 0) verifies for every message: the hybrid key would rest on ML-DSA-65
+// alone. Honest keys, [a]B for a clamped scalar a, always pass; the checks
+// cost one point decoding and two scalar multiplications per parsed key.
+//
 // # Secrets
 //
 // A [PrivateKey] is created from a 64-byte seed (Ed25519 seed || ML-DSA-65
@@ -37,6 +47,7 @@ import (
 	"errors"
 	"fmt"
 
+	"filippo.io/edwards25519"
 	"filippo.io/mldsa"
 )
 
@@ -64,6 +75,12 @@ var (
 	ErrMalformed = errors.New("hybrid: malformed encoding")
 	// ErrContext reports an invalid signing context.
 	ErrContext = errors.New("hybrid: invalid signing context")
+	// ErrWeakKey reports a public key whose Ed25519 half is not a point an
+	// honest key generator can produce: not on the curve, a non-canonical
+	// encoding, a small-order point (one of the eight torsion points,
+	// including the identity), or a point with a torsion component. Such a
+	// key is refused when it is parsed; the key must be generated again.
+	ErrWeakKey = errors.New("hybrid: weak Ed25519 public key")
 )
 
 // PublicKey is a hybrid Ed25519 + ML-DSA-65 public key.
@@ -75,13 +92,17 @@ type PublicKey struct {
 }
 
 // NewPublicKey builds a public key from its two halves. An empty ML-DSA half
-// returns ErrMissingPQ.
+// returns ErrMissingPQ; a weak Ed25519 half (small-order, with a torsion
+// component, non-canonical or not on the curve) returns ErrWeakKey.
 func NewPublicKey(ed25519Key, mldsaKey []byte) (*PublicKey, error) {
 	if len(mldsaKey) == 0 {
 		return nil, ErrMissingPQ
 	}
 	if len(ed25519Key) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("%w: Ed25519 public key is %d bytes, want %d", ErrMalformed, len(ed25519Key), ed25519.PublicKeySize)
+	}
+	if err := checkEd25519(ed25519Key); err != nil {
+		return nil, err
 	}
 	pq, err := mldsa.NewPublicKey(mldsa.MLDSA65(), mldsaKey)
 	if err != nil {
@@ -98,7 +119,72 @@ func NewPublicKey(ed25519Key, mldsaKey []byte) (*PublicKey, error) {
 	}, nil
 }
 
-// ParsePublicKey parses the fixed-length encoding returned by Bytes.
+// minusOne is L-1 (the scalar -1 mod L): [L-1]P = -P exactly when [L]P is
+// the identity, i.e. when P has no torsion component.
+var minusOne = func() *edwards25519.Scalar {
+	one := [32]byte{1}
+	s, err := edwards25519.NewScalar().SetCanonicalBytes(one[:])
+	if err != nil {
+		panic(err)
+	}
+	return s.Negate(s)
+}()
+
+// An Ed25519 public key's weakness; weakNone for a key an honest
+// generator can produce.
+type weakness int
+
+const (
+	weakNone         weakness = iota
+	weakOffCurve              // no point has this encoding
+	weakNonCanonical          // y >= p, or x = 0 with the sign bit set
+	weakSmallOrder            // one of the eight torsion points ([8]P = O)
+	weakTorsion               // a torsion component ([L]P != O)
+)
+
+var weakReason = [...]string{
+	weakOffCurve:     "is not a point on the curve",
+	weakNonCanonical: "is a non-canonical point encoding",
+	weakSmallOrder:   "is a small-order point (a constant signature would verify for many or all messages)",
+	weakTorsion:      "has a torsion component (it is not in the prime-order subgroup)",
+}
+
+// ed25519Weakness judges an Ed25519 public key: accepted only if it is the
+// canonical encoding of a point of the prime-order subgroup other than the
+// identity. The checks run in this order, so a key with several weaknesses
+// is named by the first. (No point of the prime-order subgroup has a
+// non-canonical encoding, so the encoding check adds no security to the
+// other two; it keeps each accepted point to one encoding and names the
+// fault.) Public keys are public: variable-time arithmetic is fine.
+func ed25519Weakness(b []byte) weakness {
+	p, err := edwards25519.NewIdentityPoint().SetBytes(b)
+	if err != nil {
+		return weakOffCurve
+	}
+	// SetBytes accepts non-canonical encodings; a canonical one re-encodes
+	// to itself.
+	if !bytes.Equal(p.Bytes(), b) {
+		return weakNonCanonical
+	}
+	if edwards25519.NewIdentityPoint().MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return weakSmallOrder
+	}
+	q := edwards25519.NewIdentityPoint().VarTimeDoubleScalarBaseMult(minusOne, p, edwards25519.NewScalar())
+	if q.Equal(edwards25519.NewIdentityPoint().Negate(p)) != 1 {
+		return weakTorsion
+	}
+	return weakNone
+}
+
+func checkEd25519(b []byte) error {
+	if w := ed25519Weakness(b); w != weakNone {
+		return fmt.Errorf("%w: the Ed25519 half %s; generate the key again", ErrWeakKey, weakReason[w])
+	}
+	return nil
+}
+
+// ParsePublicKey parses the fixed-length encoding returned by Bytes. A key
+// whose Ed25519 half is weak is refused with ErrWeakKey.
 func ParsePublicKey(b []byte) (*PublicKey, error) {
 	switch {
 	case len(b) == ed25519.PublicKeySize:

@@ -45,6 +45,7 @@ examples:
 			fs.Duration("max-link-age", command.DefaultMaxLinkAge, "refuse links dated earlier than this before now")
 			fs.Bool("no-rate-limit", false, "disable the rate limits (load tests only)")
 			fs.String("trust-tpm-ak", "", "judge TPM attestation evidence against the attestation keys in `FILE` (hex, one per line; `enigm keystore attestation-key` prints a TPM's)")
+			fs.String("tpm-boot-state", "", "with --trust-tpm-ak: require a boot-state quote with PCR values allowed by `FILE` (JSON: {\"version\":1,\"allowed\":[{\"0\":\"<hex>\",\"7\":\"<hex>\"}]})")
 			fs.String("log-level", "info", "log `LEVEL`: debug, info, warn, error")
 		},
 		run: runServe,
@@ -75,7 +76,19 @@ func runServe(c *ctx) error {
 		if err != nil {
 			return err
 		}
-		cfg.AttestationVerifier = &attestation.TPM{Trusted: aks}
+		v := &attestation.TPM{Trusted: aks}
+		if bf := c.str("tpm-boot-state"); bf != "" {
+			b, err := os.ReadFile(bf)
+			if err != nil {
+				return err
+			}
+			if v.Boot, err = attestation.ParseBootState(b); err != nil {
+				return fmt.Errorf("--tpm-boot-state %s: %w", bf, err)
+			}
+		}
+		cfg.AttestationVerifier = v
+	} else if c.str("tpm-boot-state") != "" {
+		return usagef("--tpm-boot-state needs --trust-tpm-ak: the boot-state quote is judged with the TPM evidence")
 	}
 	if c.Env.Config != nil {
 		c.Env.Config(&cfg)

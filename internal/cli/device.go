@@ -48,7 +48,19 @@ func (c *Ctx) agent() (*device.Agent, error) {
 		if err != nil {
 			return nil, err
 		}
-		verifier = &attestation.TPM{Trusted: aks}
+		v := &attestation.TPM{Trusted: aks}
+		if bf := c.Getenv("ENIGM_TPM_BOOT_STATE"); bf != "" {
+			b, err := os.ReadFile(bf)
+			if err != nil {
+				return nil, fmt.Errorf("ENIGM_TPM_BOOT_STATE: %w", err)
+			}
+			if v.Boot, err = attestation.ParseBootState(b); err != nil {
+				return nil, fmt.Errorf("ENIGM_TPM_BOOT_STATE %s: %w", bf, err)
+			}
+		}
+		verifier = v
+	} else if c.Getenv("ENIGM_TPM_BOOT_STATE") != "" {
+		return nil, Usagef("ENIGM_TPM_BOOT_STATE needs ENIGM_TRUST_TPM_AK: the boot-state quote is judged with the TPM evidence")
 	}
 	return device.Open(device.Options{
 		Home: home, Server: server, Passphrase: c.Passphrase, Backend: c.backendFor,

@@ -73,8 +73,9 @@ type Result struct {
 	// AttestationKey is the trusted key that signed the evidence.
 	AttestationKey *ecdsa.PublicKey
 	// PCRs and PCRDigest are the quoted SHA-256 PCR selection and the
-	// digest of their values, when the evidence holds a quote; the
-	// caller compares PCRDigest with its reference values.
+	// digest of their values, when the evidence holds a quote (nil
+	// otherwise); the caller compares them with its reference values
+	// (attestation.BootState does, for the chain).
 	PCRs      []int
 	PCRDigest []byte
 }
