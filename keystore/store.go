@@ -533,18 +533,23 @@ func (s *Store) anchor() error {
 // the two leaves log entries describing a change that did not commit, never
 // a committed change the log lacks, and the anchor always names an entry
 // the log holds. If fn fails, an "aborted" entry says so.
+//
+// An entry that cannot be written (or a log that cannot be made durable)
+// refuses the change: nothing changes without its entries on record.
 func (s *Store) commitLocked(fn func(tx *bolt.Tx) error, entries ...audit.Entry) error {
 	for _, e := range entries {
-		s.log.Append(e)
+		if _, err := s.log.Append(e); err != nil {
+			return fmt.Errorf("keystore: audit log cannot be written, the change was refused (free disk space or fix %s, then retry): %w", filepath.Join(s.home, AuditFile), err)
+		}
 	}
-	if err := s.log.Sync(); err != nil {
-		return fmt.Errorf("keystore: audit log: %w", err)
+	h, err := s.log.Sync()
+	if err != nil {
+		return fmt.Errorf("keystore: audit log cannot be made durable, the change was refused (reopen the store once the disk is fixed): %w", err)
 	}
-	h := s.log.Head()
 	b := make([]byte, 40)
 	binary.BigEndian.PutUint64(b, h.Seq)
 	copy(b[8:], h.Hash[:])
-	err := s.update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		if fn != nil {
 			if err := fn(tx); err != nil {
 				return err
@@ -558,7 +563,6 @@ func (s *Store) commitLocked(fn func(tx *bolt.Tx) error, entries ...audit.Entry)
 	})
 	if err != nil && len(entries) > 0 {
 		s.log.Append(audit.Entry{Time: s.now(), Kind: audit.KindAborted, Detail: fmt.Sprintf("the %d preceding entries did not commit: %v", len(entries), err)})
-		s.log.Flush()
 	}
 	return err
 }
@@ -591,6 +595,12 @@ func (s *Store) refreshPosture() {
 // RefreshPosture observes posture, OS Trust and attestation now.
 func (s *Store) RefreshPosture() { s.refreshPosture() }
 
+// auditSyncEvery is how often the audit log is fsynced when entries were
+// written since the last fsync (group commit). Every entry reaches the
+// operating system before its use returns; this bounds what power loss or
+// an OS crash can take: the entries of the last auditSyncEvery.
+const auditSyncEvery = 200 * time.Millisecond
+
 func (s *Store) startRefresher() {
 	s.refreshPosture()
 	every := s.opts.PostureRefresh
@@ -602,16 +612,16 @@ func (s *Store) startRefresher() {
 		defer close(s.done)
 		t := time.NewTicker(every)
 		defer t.Stop()
-		flush := time.NewTicker(200 * time.Millisecond)
-		defer flush.Stop()
+		fsync := time.NewTicker(auditSyncEvery)
+		defer fsync.Stop()
 		for {
 			select {
 			case <-s.stop:
 				return
 			case <-t.C:
 				s.refreshPosture()
-			case <-flush.C:
-				s.log.Flush()
+			case <-fsync.C:
+				s.log.Sync() // a failure is sticky: the next use is denied with audit_unavailable
 			}
 		}
 	}()
