@@ -222,3 +222,114 @@ func checkStore(t *testing.T, f *fixture, round int, committed map[KeyID]string)
 		}
 	}
 }
+
+const signChildEnv = "ENIGM_SIGN_CHILD_HOME"
+
+// TestSignChild is the child side of TestKill9AfterSign: it signs with the
+// key named in ENIGM_SIGN_CHILD_KEY forever, printing "signed <seq>" (the
+// decision entry's sequence number) after each Sign returned.
+func TestSignChild(t *testing.T) {
+	home := os.Getenv(signChildEnv)
+	if home == "" {
+		t.Skip("child of TestKill9AfterSign only")
+	}
+	id, err := ParseKeyID(os.Getenv("ENIGM_SIGN_CHILD_KEY"))
+	if err != nil {
+		fmt.Println("bad key:", err)
+		os.Exit(2)
+	}
+	s, err := Open(home, Options{Backend: softBackend, Posture: staticPosture(policy.PostureDegraded), LockTimeout: 5 * time.Second})
+	if err != nil {
+		fmt.Println("open failed:", err)
+		os.Exit(2)
+	}
+	if err := s.Unlock(context.Background(), testPass); err != nil {
+		fmt.Println("unlock failed:", err)
+		os.Exit(2)
+	}
+	s.SetAppAuthorized(true)
+	k, err := s.Identity(id)
+	if err != nil {
+		fmt.Println("no key:", err)
+		os.Exit(2)
+	}
+	fmt.Println("ready")
+	for {
+		if _, err := k.Sign("kill9", []byte("m")); err != nil {
+			fmt.Println("sign failed:", err)
+			os.Exit(3)
+		}
+		fmt.Println("signed", s.log.Head().Seq)
+	}
+}
+
+// TestKill9AfterSign kills a process right after Sign returned: the
+// decision entry of every signature the process reported is in the log
+// when the store is opened again, allowed and for that key.
+func TestKill9AfterSign(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	f := newFixture(t)
+	id, err := f.s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.s.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(7, 42))
+	for round := 0; round < 10; round++ {
+		cmd := exec.Command(exe, "-test.run=^TestSignChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), signChildEnv+"="+f.home, "ENIGM_SIGN_CHILD_KEY="+id.ID.String())
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		if !sc.Scan() || sc.Text() != "ready" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("round %d: child did not start: %q", round, sc.Text())
+		}
+		var seqs []uint64
+		for want := 1 + r.IntN(20); len(seqs) < want && sc.Scan(); {
+			var seq uint64
+			if _, err := fmt.Sscanf(sc.Text(), "signed %d", &seq); err != nil {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("round %d: child said %q", round, sc.Text())
+			}
+			seqs = append(seqs, seq)
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if len(seqs) == 0 {
+			t.Fatalf("round %d: child reported no signature", round)
+		}
+		s, err := Open(f.home, f.opts())
+		if err != nil {
+			t.Fatalf("round %d: open after SIGKILL: %v", round, err)
+		}
+		entries, intact, err := s.AuditLog()
+		s.Close()
+		if err != nil || !intact {
+			t.Fatalf("round %d: audit log after SIGKILL: intact=%v, %v", round, intact, err)
+		}
+		bySeq := map[uint64]AuditEntry{}
+		for _, e := range entries {
+			bySeq[e.Seq] = e
+		}
+		for _, seq := range seqs {
+			e, ok := bySeq[seq]
+			if !ok || e.Kind != "decision" || e.Key != id.ID.String() || e.Op != lifecycle.Sign.String() || len(e.Reasons) != 0 {
+				t.Fatalf("round %d: signature reported with entry %d, the log has %+v (present %v)", round, seq, e, ok)
+			}
+		}
+	}
+}

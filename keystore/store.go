@@ -143,6 +143,9 @@ type Options struct {
 	// LockTimeout is how long Open waits for another process to release
 	// the store; 0 means 2s.
 	LockTimeout time.Duration
+
+	// auditFile, in tests, wraps the audit log's file (to make it fail).
+	auditFile func(*os.File) audit.File
 }
 
 // Store is an open keystore. It is safe for concurrent use.
@@ -489,7 +492,7 @@ func (s *Store) openAudit(anchor audit.Anchor) error {
 			return err
 		}
 	}
-	l, rep, err := audit.Open(path, anchor)
+	l, rep, err := audit.OpenWith(path, anchor, s.opts.auditFile)
 	if err == nil {
 		s.log = l
 		s.auditRep = AuditStatus{Intact: true, Entries: rep.Entries, TornBytes: rep.TornBytes}
