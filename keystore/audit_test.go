@@ -193,3 +193,57 @@ func TestAuditSyncFailureIsSticky(t *testing.T) {
 		t.Fatalf("sign after reopening: %v", err)
 	}
 }
+
+// A denial rewritten as an allow, with every later entry re-chained so the
+// file verifies on its own, is caught by the anchor in the database: the
+// store reports the log broken and keeps the forged file aside.
+func TestAuditRewriteDetectedAtOpen(t *testing.T) {
+	f := newFixture(t)
+	id := f.gen(ClassIdentity, true)
+	k, _ := f.s.Identity(id.ID)
+	f.s.SetAppAuthorized(false)
+	if _, err := k.Sign("p", nil); !errors.Is(err, ErrDenied) {
+		t.Fatal(err)
+	}
+	f.s.Close()
+	path := filepath.Join(f.home, AuditFile)
+	entries, _, err := audit.ReadFile(path, audit.Anchor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var forged []byte
+	var last [32]byte
+	rewritten := false
+	for _, e := range entries {
+		if rewritten {
+			e.Prev = last
+		}
+		if e.Kind == audit.KindDecision && e.Key == id.ID && e.Reasons != 0 {
+			e.Reasons, rewritten = 0, true
+		}
+		b := audit.Encode(e)
+		copy(last[:], b[len(b)-32:])
+		forged = append(forged, b...)
+	}
+	if !rewritten {
+		t.Fatal("no denial to rewrite")
+	}
+	if _, _, err := audit.ReadFile(path, audit.Anchor{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, forged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := audit.ReadFile(path, audit.Anchor{}); err != nil {
+		t.Fatalf("the forged log should verify without its anchor: %v", err)
+	}
+	s, err := Open(f.home, f.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.s = s
+	st, _ := s.Status()
+	if st.Audit.Intact || !strings.Contains(st.Audit.Problem, "differs from its anchor") {
+		t.Fatalf("forged log accepted: %+v", st.Audit)
+	}
+}

@@ -164,3 +164,70 @@ func BenchmarkAppend(b *testing.B) {
 		l.Append(e)
 	}
 }
+
+// rechain re-encodes entries[i..upto], the first with edit applied, each
+// with its own hash recomputed and linked to the one before: what someone
+// who can write the file, but not the anchor, produces. The other entries
+// are encoded unchanged.
+func rechain(entries []Entry, i, upto int, edit func(*Entry)) []byte {
+	var out []byte
+	var last [32]byte
+	for j, e := range entries {
+		if j < i || j > upto {
+			out = append(out, Encode(e)...)
+			last = e.Hash
+			continue
+		}
+		if j == i {
+			edit(&e)
+		} else {
+			e.Prev = last
+		}
+		out, last = appendEntry(out, &e)
+	}
+	return out
+}
+
+// The attack the chain exists to stop: an entry rewritten (a denial made to
+// look allowed) with its own hash recomputed, so that it decodes cleanly.
+// The next entry's link catches it; when the rewritten entries run to the
+// end of the log, the anchor does.
+func TestRewriteWithRecomputedHash(t *testing.T) {
+	path, head := writeLog(t, 10)
+	entries, _, err := ReadFile(path, head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow := func(e *Entry) { e.Reasons = 0; e.Detail = "" }
+	cases := []struct {
+		desc     string
+		i, upto  int // rewritten entries (0-based), each with a recomputed hash
+		anchor   Anchor
+		contains string
+	}{
+		{"one entry in the middle", 4, 4, head, "entry 6 does not link to its predecessor"},
+		{"one entry in the middle, no anchor", 4, 4, Anchor{}, "entry 6 does not link to its predecessor"},
+		{"the last entry", 9, 9, head, "entry 10 differs from its anchor"},
+		{"an entry and every later one re-chained", 4, 9, head, "entry 10 differs from its anchor"},
+		{"re-chained up to an older anchor", 4, 6, entriesAnchor(entries[6]), "entry 7 differs from its anchor"},
+	}
+	for _, c := range cases {
+		t.Run(c.desc, func(t *testing.T) {
+			b := rechain(entries, c.i, c.upto, allow)
+			// Every rewritten entry decodes on its own: only the chain can tell.
+			for off := 0; off < len(b); {
+				_, n, err := Decode(b[off:])
+				if err != nil {
+					t.Fatalf("rewritten log has an entry that does not decode: %v", err)
+				}
+				off += n
+			}
+			_, err := Verify(bytes.NewReader(b), c.anchor, nil)
+			if !errors.Is(err, ErrBroken) || !strings.Contains(err.Error(), c.contains) {
+				t.Fatalf("Verify = %v, want ErrBroken: %s", err, c.contains)
+			}
+		})
+	}
+}
+
+func entriesAnchor(e Entry) Anchor { return Anchor{Seq: e.Seq, Hash: e.Hash} }
