@@ -2,7 +2,10 @@ package format
 
 import (
 	"bytes"
+	"crypto/elliptic"
 	"testing"
+
+	"github.com/google/go-tpm/tpm2"
 
 	"github.com/enigm/enigm/internal/wire"
 )
@@ -72,19 +75,54 @@ func FuzzParseEvidence(f *testing.F) {
 	})
 }
 
-// FuzzParseTPM feeds raw TPM structures to the strict parsers: no panic,
-// and what they accept is canonical.
+// FuzzParseTPM feeds raw TPM structures to the strict parsers. Whatever a
+// parser accepts is canonical: its TPM encoding is exactly the input, so
+// one structure has one accepted encoding (a signed certifyInfo or quote
+// cannot be replayed in another form). Accepted P-256 public areas give a
+// point on the curve equal to the area's coordinates, and the union
+// accessors agree with the tag that selects them. The committed seeds are
+// simulator outputs and, for each, the same bytes with a trailing byte:
+// those must be refused.
 func FuzzParseTPM(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if p, err := ParsePublic(in); err == nil {
-			_, _ = P256Public(p)
+			if !bytes.Equal(tpm2.Marshal(*p), in) {
+				t.Fatal("ParsePublic accepted a non-canonical encoding")
+			}
+			if n := Name(in); len(n) != NameSize || n[0] != 0x00 || n[1] != 0x0b {
+				t.Fatalf("Name = %x", n)
+			}
+			if k, err := P256Public(p); err == nil {
+				pt, _ := p.Unique.ECC()
+				if p.Type != tpm2.TPMAlgECC || k.Curve != elliptic.P256() {
+					t.Fatal("P256Public accepted a key that is not ECC P-256")
+				}
+				if _, err := k.ECDH(); err != nil {
+					t.Fatalf("P256Public returned a point off the curve: %v", err)
+				}
+				raw, err := k.Bytes()
+				if err != nil || !bytes.Equal(raw[1:33], pt.X.Buffer) || !bytes.Equal(raw[33:], pt.Y.Buffer) {
+					t.Fatal("P256Public returned another point than the public area holds")
+				}
+			}
 		}
 		if a, err := ParseAttest(in); err == nil {
-			_, _ = a.Attested.Certify()
-			_, _ = a.Attested.Quote()
+			if !bytes.Equal(tpm2.Marshal(*a), in) {
+				t.Fatal("ParseAttest accepted a non-canonical encoding")
+			}
+			_, cerr := a.Attested.Certify()
+			_, qerr := a.Attested.Quote()
+			if (cerr == nil) != (a.Type == tpm2.TPMSTAttestCertify) || (qerr == nil) != (a.Type == tpm2.TPMSTAttestQuote) {
+				t.Fatalf("attestation of type %v: Certify err %v, Quote err %v", a.Type, cerr, qerr)
+			}
 		}
 		if s, err := ParseSignature(in); err == nil {
-			_, _ = s.Signature.ECDSA()
+			if !bytes.Equal(tpm2.Marshal(*s), in) {
+				t.Fatal("ParseSignature accepted a non-canonical encoding")
+			}
+			if _, err := s.Signature.ECDSA(); (err == nil) != (s.SigAlg == tpm2.TPMAlgECDSA) {
+				t.Fatalf("signature of algorithm %v: ECDSA err %v", s.SigAlg, err)
+			}
 		}
 	})
 }
