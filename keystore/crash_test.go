@@ -92,6 +92,7 @@ func TestKill9(t *testing.T) {
 	const rounds = 60
 	r := rand.New(rand.NewPCG(42, 7))
 	committed := map[KeyID]string{} // id -> state the child last reported
+	rotations := 0
 	for round := 0; round < rounds; round++ {
 		cmd := exec.Command(exe, "-test.run=^TestCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashEnv+"="+f.home)
@@ -134,6 +135,7 @@ func TestKill9(t *testing.T) {
 				committed[id] = "rotated"
 				nid, _ := ParseKeyID(fields[3])
 				committed[nid] = "active"
+				rotations++
 			case "revoke":
 				committed[id] = "revoked"
 			}
@@ -143,7 +145,43 @@ func TestKill9(t *testing.T) {
 	if len(committed) < rounds {
 		t.Fatalf("only %d operations committed in %d rounds: the kills landed before any work", len(committed), rounds)
 	}
-	t.Logf("%d rounds, %d keys touched", rounds, len(committed))
+	if rotations == 0 {
+		t.Fatal("no rotation committed: the rotation links were never checked")
+	}
+	t.Logf("%d rounds, %d keys touched, %d rotations", rounds, len(committed), rotations)
+}
+
+// checkRotationLinks checks every rotated pair in the store: a rotation is
+// one transaction, so the successor and the predecessor both exist, each
+// names the other, they are of one class, and at most one of them (never
+// the predecessor) is active. A rotation split in two transactions and
+// killed between them leaves a half-linked pair or two active keys.
+func checkRotationLinks(t *testing.T, round int, present map[KeyID]KeyInfo) {
+	t.Helper()
+	for _, k := range present {
+		if k.Successor != nil {
+			n, ok := present[*k.Successor]
+			switch {
+			case !ok:
+				t.Fatalf("round %d: key %s names successor %s, which is not in the store", round, k.ID.Short(), k.Successor.Short())
+			case n.Predecessor == nil || *n.Predecessor != k.ID:
+				t.Fatalf("round %d: key %s names successor %s, whose predecessor is %v", round, k.ID.Short(), n.ID.Short(), n.Predecessor)
+			case n.Class != k.Class:
+				t.Fatalf("round %d: rotated pair %s (%v) → %s (%v) mixes classes", round, k.ID.Short(), k.Class, n.ID.Short(), n.Class)
+			case k.State == lifecycle.Active:
+				t.Fatalf("round %d: key %s is still active with successor %s (%v): two active keys of a rotated pair", round, k.ID.Short(), n.ID.Short(), n.State)
+			}
+		}
+		if k.Predecessor != nil {
+			p, ok := present[*k.Predecessor]
+			switch {
+			case !ok:
+				t.Fatalf("round %d: key %s names predecessor %s, which is not in the store", round, k.ID.Short(), k.Predecessor.Short())
+			case p.Successor == nil || *p.Successor != k.ID:
+				t.Fatalf("round %d: key %s names predecessor %s (%v), whose successor is %v: the rotation is half-written", round, k.ID.Short(), p.ID.Short(), p.State, p.Successor)
+			}
+		}
+	}
 }
 
 func checkStore(t *testing.T, f *fixture, round int, committed map[KeyID]string) {
@@ -172,6 +210,7 @@ func checkStore(t *testing.T, f *fixture, round int, committed map[KeyID]string)
 		}
 		present[k.ID] = k
 	}
+	checkRotationLinks(t, round, present)
 	for id, want := range committed {
 		k, ok := present[id]
 		if !ok {
