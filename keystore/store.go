@@ -9,7 +9,9 @@
 // software-only stores). No API returns private key bytes: callers get
 // handles ([IdentityKey], [KEMKey], [SessionKey], [BindingKey]) whose
 // operations run only after a policy decision, and every decision, allow or
-// deny, is written to the local hash-chained audit log.
+// deny, is written to the local hash-chained audit log before the operation
+// runs; a use whose decision cannot be written is denied
+// (policy.AuditUnavailable).
 //
 // # Protection
 //
