@@ -130,12 +130,25 @@ func TestAuditFailsClosed(t *testing.T) {
 	if info, _ := f.s.Info(kemInfo.ID); info.State != lifecycle.Active {
 		t.Fatalf("KEM key is %v after a refused retirement", info.State)
 	}
+	// A lock happens even when it cannot be logged; an unlock does not.
+	if err := f.s.Lock(); !errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("lock with the log full: %v, want the lock entry reported unwritten", err)
+	}
+	if err := f.s.Unlock(context.Background(), testPass); !errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("unlock with the log full: %v, want audit.ErrUnavailable", err)
+	}
+	if st, _ := f.s.Status(); !st.Locked || f.s.State().Unlocked {
+		t.Fatal("the store is unlocked although its unlock could not be logged")
+	}
 	st, _ = os.Stat(path)
 	if st.Size() != sizeBefore {
 		t.Fatalf("log is %d bytes after failed writes, was %d: partial entries left behind", st.Size(), sizeBefore)
 	}
 
 	ff.full.Store(false)
+	if err := f.s.Unlock(context.Background(), testPass); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := k.Sign("p", []byte("after")); err != nil {
 		t.Fatalf("sign after the disk has room again: %v", err)
 	}

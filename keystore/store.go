@@ -542,14 +542,17 @@ func (s *Store) anchor() error {
 // An entry that cannot be written (or a log that cannot be made durable)
 // refuses the change: nothing changes without its entries on record.
 func (s *Store) commitLocked(fn func(tx *bolt.Tx) error, entries ...audit.Entry) error {
-	for _, e := range entries {
+	for i, e := range entries {
 		if _, err := s.log.Append(e); err != nil {
-			return fmt.Errorf("keystore: audit log cannot be written, the change was refused (free disk space or fix %s, then retry): %w", filepath.Join(s.home, AuditFile), err)
+			if i > 0 {
+				s.log.Append(audit.Entry{Time: s.now(), Kind: audit.KindAborted, Detail: fmt.Sprintf("the %d preceding entries did not commit: %v", i, err)})
+			}
+			return fmt.Errorf("keystore: the audit log cannot be written (free disk space or fix %s, then retry): %w", filepath.Join(s.home, AuditFile), err)
 		}
 	}
 	h, err := s.log.Sync()
 	if err != nil {
-		return fmt.Errorf("keystore: audit log cannot be made durable, the change was refused (reopen the store once the disk is fixed): %w", err)
+		return fmt.Errorf("keystore: the audit log cannot be made durable (fix the disk, then open the store again): %w", err)
 	}
 	b := make([]byte, 40)
 	binary.BigEndian.PutUint64(b, h.Seq)
@@ -658,8 +661,11 @@ func (s *Store) Unlock(ctx context.Context, secret []byte) error {
 		return ErrDeviceRevoked
 	}
 	if s.sess != nil {
+		if err := s.commitLocked(nil, audit.Entry{Time: now, Kind: audit.KindUnlock, Detail: "re-authenticated"}); err != nil {
+			return err
+		}
 		s.markUnlocked(now, "passphrase")
-		return s.commitLocked(nil, audit.Entry{Time: now, Kind: audit.KindUnlock, Detail: "re-authenticated"})
+		return nil
 	}
 	if s.be == nil {
 		return fmt.Errorf("%w: the %s backend is not available in this build or on this machine", backend.ErrUnavailable, s.hdr.Backend)
@@ -693,9 +699,15 @@ func (s *Store) Unlock(ctx context.Context, secret []byte) error {
 		}
 		k.setClass(c, key)
 	}
+	// An unlock that cannot be put on record does not happen.
+	if err := s.commitLocked(nil, audit.Entry{Time: now, Kind: audit.KindUnlock, Detail: "backend=" + s.hdr.Backend}); err != nil {
+		k.clear()
+		sess.Close()
+		return err
+	}
 	s.sess, s.keks = sess, k
 	s.markUnlocked(now, "passphrase")
-	return s.commitLocked(nil, audit.Entry{Time: now, Kind: audit.KindUnlock, Detail: "backend=" + s.hdr.Backend})
+	return nil
 }
 
 func failReason(err error) string {
