@@ -231,3 +231,69 @@ func TestRewriteWithRecomputedHash(t *testing.T) {
 }
 
 func entriesAnchor(e Entry) Anchor { return Anchor{Seq: e.Seq, Hash: e.Hash} }
+
+// halfFile fails writes half-way (a full disk) and, when truncFails is set,
+// cannot cut them back either.
+type halfFile struct {
+	*os.File
+	full, truncFails bool
+}
+
+func (f *halfFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.full {
+		n, _ := f.File.WriteAt(p[:len(p)/2], off)
+		return n, errors.New("no space left on device")
+	}
+	return f.File.WriteAt(p, off)
+}
+
+func (f *halfFile) Truncate(n int64) error {
+	if f.truncFails {
+		return errors.New("read-only file system")
+	}
+	return f.File.Truncate(n)
+}
+
+// A failed append leaves the log as it was (the partial entry is cut off),
+// reports ErrUnavailable, and the next entry written is preceded by a note
+// counting the lost ones. When the partial entry cannot be cut off, the
+// log refuses everything after it.
+func TestAppendFailureLeavesLogWhole(t *testing.T) {
+	path, head := writeLog(t, 3)
+	var hf *halfFile
+	l, _, err := OpenWith(path, head, func(f *os.File) File { hf = &halfFile{File: f}; return hf })
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	hf.full = true
+	for i := 0; i < 5; i++ {
+		if _, err := l.Append(Entry{Time: t0, Kind: KindDecision}); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("append %d on a full disk: %v", i, err)
+		}
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, before) || l.Head() != head {
+		t.Fatal("a failed append changed the log")
+	}
+	hf.full = false
+	seq, err := l.Append(Entry{Time: t0, Kind: KindLock})
+	if err != nil || seq != head.Seq+2 {
+		t.Fatalf("append after the disk has room: seq %d, %v (want %d: note, then entry)", seq, err, head.Seq+2)
+	}
+	entries, _, err := ReadFile(path, l.Head())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if note := entries[len(entries)-2]; note.Kind != KindRecovered || !strings.Contains(note.Detail, "5 entries could not be written") {
+		t.Fatalf("no note of the lost entries: %+v", note)
+	}
+	hf.full, hf.truncFails = true, true
+	if _, err := l.Append(Entry{Time: t0, Kind: KindDecision}); !errors.Is(err, ErrUnavailable) {
+		t.Fatal(err)
+	}
+	hf.full, hf.truncFails = false, false
+	if _, err := l.Append(Entry{Time: t0, Kind: KindDecision}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("append after a partial entry that could not be cut: %v, want ErrUnavailable", err)
+	}
+	l.Close()
+}
