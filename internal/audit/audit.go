@@ -26,9 +26,9 @@
 // events, unlock, lock and close. Every entry is written to the operating
 // system before Append returns, so a killed process loses none; entries
 // after the last fsync (Sync) can be lost when the machine loses power or
-// the OS crashes, and entries after the last anchor can be cut by someone
-// with write access to the file. An attacker who can rewrite the whole file and the database can
-// forge a consistent history: the log is tamper-evident against accidents
+// the OS crashes, and entries after the last anchor can be cut or
+// rewritten by someone with write access to the file. An attacker who can
+// rewrite the whole file and the database can forge a consistent history: the log is tamper-evident against accidents
 // and partial edits, not against the device's own administrator.
 package audit
 
@@ -121,7 +121,12 @@ func appendEntry(buf []byte, e *Entry) ([]byte, [32]byte) {
 	fixed[39] = e.Cause
 	detail := e.Detail
 	if len(detail) > MaxDetail {
-		detail = detail[:MaxDetail]
+		// Cut at a character boundary: Decode refuses invalid UTF-8.
+		n := MaxDetail
+		for n > 0 && !utf8.RuneStart(detail[n]) {
+			n--
+		}
+		detail = detail[:n]
 	}
 	binary.BigEndian.PutUint16(fixed[40:], uint16(len(detail)))
 	buf = append(buf, fixed[:]...)

@@ -297,3 +297,16 @@ func TestAppendFailureLeavesLogWhole(t *testing.T) {
 	}
 	l.Close()
 }
+
+// A detail longer than MaxDetail is cut at a character boundary, so that
+// the entry still decodes (Decode refuses invalid UTF-8).
+func TestLongDetailCutAtCharacter(t *testing.T) {
+	e := Entry{Seq: 1, Time: t0, Kind: KindRecovered, Detail: strings.Repeat("a", MaxDetail-1) + "é and more"}
+	got, _, err := Decode(Encode(e))
+	if err != nil {
+		t.Fatalf("entry with a long multibyte detail does not decode: %v", err)
+	}
+	if got.Detail != strings.Repeat("a", MaxDetail-1) {
+		t.Fatalf("detail cut to %d bytes", len(got.Detail))
+	}
+}
