@@ -92,7 +92,7 @@ func TestKill9(t *testing.T) {
 	const rounds = 60
 	r := rand.New(rand.NewPCG(42, 7))
 	committed := map[KeyID]string{} // id -> state the child last reported
-	rotations := 0
+	rotations, ops := 0, 0
 	for round := 0; round < rounds; round++ {
 		cmd := exec.Command(exe, "-test.run=^TestCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashEnv+"="+f.home)
@@ -109,7 +109,16 @@ func TestKill9(t *testing.T) {
 			cmd.Wait()
 			t.Fatalf("round %d: child did not start: %q", round, sc.Text())
 		}
+		// The kill lands 1–80 ms after the child's first operation
+		// returned, so that every round kills work in progress however
+		// slowly the child runs (race detector, a loaded machine).
+		if !sc.Scan() {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("round %d: child stopped before its first operation", round)
+		}
 		lines := make(chan string, 1024)
+		lines <- sc.Text()
 		go func() {
 			for sc.Scan() {
 				lines <- sc.Text()
@@ -120,6 +129,7 @@ func TestKill9(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		for l := range lines {
+			ops++
 			fields := strings.Fields(l)
 			if len(fields) < 3 || fields[0] != "ok" {
 				t.Fatalf("round %d: child said %q", round, l)
@@ -142,13 +152,10 @@ func TestKill9(t *testing.T) {
 		}
 		checkStore(t, f, round, committed)
 	}
-	if len(committed) < rounds {
-		t.Fatalf("only %d operations committed in %d rounds: the kills landed before any work", len(committed), rounds)
-	}
 	if rotations == 0 {
 		t.Fatal("no rotation committed: the rotation links were never checked")
 	}
-	t.Logf("%d rounds, %d keys touched, %d rotations", rounds, len(committed), rotations)
+	t.Logf("%d rounds, %d operations, %d keys touched, %d rotations", rounds, ops, len(committed), rotations)
 }
 
 // checkRotationLinks checks every rotated pair in the store: a rotation is
