@@ -28,7 +28,7 @@ import (
 // in two ways.
 //
 // Signatures: every exported function, method, field and variable of the
-// keystore and backend packages, read with go/types from the compiler's
+// keystore, backend and mobile packages, read with go/types from the compiler's
 // export data, is walked through pointers, containers, exported struct
 // fields, interface methods and callbacks; none may reach a private key
 // type (ed25519, ecdsa, ecdh, rsa, hpke, ML-KEM, ML-DSA, hybrid) or the
@@ -67,6 +67,7 @@ var apiPackages = []string{
 	"github.com/enigm/enigm/backend",
 	"github.com/enigm/enigm/backend/soft",
 	"github.com/enigm/enigm/backend/platform",
+	"github.com/enigm/enigm/mobile",
 }
 
 func loadExportData(t *testing.T, pkgs []string) types.Importer {
