@@ -23,16 +23,16 @@ type AuditEntry struct {
 	Hash    string
 }
 
-// AuditLog flushes the audit log, verifies its chain against the anchor and
+// AuditLog makes the audit log durable, verifies its chain against the anchor and
 // returns its entries. intact is false when the log opened broken at Open
 // (the broken file was set aside; Status says where).
 func (s *Store) AuditLog() (entries []AuditEntry, intact bool, err error) {
 	s.mu.Lock()
-	if err := s.log.Sync(); err != nil {
+	head, err := s.log.Sync()
+	if err != nil {
 		s.mu.Unlock()
 		return nil, false, err
 	}
-	head := s.log.Head()
 	intact = s.auditRep.Intact
 	s.mu.Unlock()
 	raw, _, err := audit.ReadFile(filepath.Join(s.home, AuditFile), head)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -38,29 +39,41 @@ func TestClassMixingDoesNotCompile(t *testing.T) {
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
+	// Each refused case names the error it must fail with: the class tags
+	// of the two sides, at the mixing line of the added file. Any other
+	// failure (a typo, an unrelated inference error) is not a proof.
 	cases := []struct {
 		desc, body string
-		ok         bool
+		want       string // regexp the compiler's message must match; "" for the control
 	}{
-		{"control: identity key opens identity record", `var w *wrapped[identityTag]; _, _ = open(&k.identity, w)`, true},
-		{"open a session record with the identity key", `var w *wrapped[sessionTag]; _, _ = open(&k.identity, w)`, false},
-		{"open an identity record with the session key", `var w *wrapped[identityTag]; _, _ = open(&k.session, w)`, false},
-		{"seal into a kem record with the session key", `var w *wrapped[kemTag] ; w, _ = seal(&k.session, w.meta, nil); _ = w`, false},
+		{"control: identity key opens identity record", `var w *wrapped[identityTag]; _, _ = open(&k.identity, w)`, ""},
+		{"control: kem key seals a kem record", `var w *wrapped[kemTag]; w, _ = seal(&k.kem, w.meta, nil); _ = w`, ""},
+		{"open a session record with the identity key", `var w *wrapped[sessionTag]; _, _ = open(&k.identity, w)`,
+			`in call to open, type \*wrapped\[sessionTag\] of w does not match inferred type \*wrapped\[identityTag\] for \*wrapped\[T\]`},
+		{"open an identity record with the session key", `var w *wrapped[identityTag]; _, _ = open(&k.session, w)`,
+			`in call to open, type \*wrapped\[identityTag\] of w does not match inferred type \*wrapped\[sessionTag\] for \*wrapped\[T\]`},
+		{"seal into a kem record with the session key", `var w *wrapped[kemTag]; w, _ = seal(&k.session, w.meta, nil); _ = w`,
+			`cannot use seal\(&k\.session, w\.meta, nil\) \(value of type \*wrapped\[sessionTag\]\) as \*wrapped\[kemTag\] value in assignment`},
+		{"seal as kem with the session key", `_, _ = seal[kemTag](&k.session, record.Meta{}, nil)`,
+			`cannot use &k\.session \(value of type \*kek\[sessionTag\]\) as \*kek\[kemTag\] value in argument to seal\[kemTag\]`},
 	}
 	for _, c := range cases {
 		t.Run(c.desc, func(t *testing.T) {
-			src := "package keystore\n\nfunc mixTest(k *keks) {\n\t" + c.body + "\n}\n"
+			src := "package keystore\n\nimport \"github.com/enigm/enigm/keystore/internal/record\"\n\nvar _ record.Meta\n\nfunc mixTest(k *keks) {\n\t" + c.body + "\n}\n"
 			out, err := build(src)
-			if c.ok && err != nil {
-				t.Fatalf("control does not compile: %s", out)
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("control does not compile: %s", out)
+				}
+				return
 			}
-			if !c.ok {
-				if err == nil {
-					t.Fatal("mixing classes compiled")
-				}
-				if !strings.Contains(out, "does not match") && !strings.Contains(out, "cannot use") && !strings.Contains(out, "mismatched types") && !strings.Contains(out, "in call to") {
-					t.Fatalf("failed for another reason than a type mismatch: %s", out)
-				}
+			if err == nil {
+				t.Fatal("mixing classes compiled")
+			}
+			// One error, on the mixing line (line 8 of mix.go), and it is the expected one.
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if len(lines) != 2 || !strings.Contains(lines[1], "mix.go:8:") || !regexp.MustCompile(c.want).MatchString(lines[1]) {
+				t.Fatalf("failed for another reason than the class mismatch:\n%s\nwant one error on mix.go:8 matching %s", out, c.want)
 			}
 		})
 	}

@@ -92,6 +92,7 @@ func TestKill9(t *testing.T) {
 	const rounds = 60
 	r := rand.New(rand.NewPCG(42, 7))
 	committed := map[KeyID]string{} // id -> state the child last reported
+	rotations, ops := 0, 0
 	for round := 0; round < rounds; round++ {
 		cmd := exec.Command(exe, "-test.run=^TestCrashChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashEnv+"="+f.home)
@@ -108,7 +109,16 @@ func TestKill9(t *testing.T) {
 			cmd.Wait()
 			t.Fatalf("round %d: child did not start: %q", round, sc.Text())
 		}
+		// The kill lands 1–80 ms after the child's first operation
+		// returned, so that every round kills work in progress however
+		// slowly the child runs (race detector, a loaded machine).
+		if !sc.Scan() {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("round %d: child stopped before its first operation", round)
+		}
 		lines := make(chan string, 1024)
+		lines <- sc.Text()
 		go func() {
 			for sc.Scan() {
 				lines <- sc.Text()
@@ -119,6 +129,7 @@ func TestKill9(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		for l := range lines {
+			ops++
 			fields := strings.Fields(l)
 			if len(fields) < 3 || fields[0] != "ok" {
 				t.Fatalf("round %d: child said %q", round, l)
@@ -134,16 +145,50 @@ func TestKill9(t *testing.T) {
 				committed[id] = "rotated"
 				nid, _ := ParseKeyID(fields[3])
 				committed[nid] = "active"
+				rotations++
 			case "revoke":
 				committed[id] = "revoked"
 			}
 		}
 		checkStore(t, f, round, committed)
 	}
-	if len(committed) < rounds {
-		t.Fatalf("only %d operations committed in %d rounds: the kills landed before any work", len(committed), rounds)
+	if rotations == 0 {
+		t.Fatal("no rotation committed: the rotation links were never checked")
 	}
-	t.Logf("%d rounds, %d keys touched", rounds, len(committed))
+	t.Logf("%d rounds, %d operations, %d keys touched, %d rotations", rounds, ops, len(committed), rotations)
+}
+
+// checkRotationLinks checks every rotated pair in the store: a rotation is
+// one transaction, so the successor and the predecessor both exist, each
+// names the other, they are of one class, and at most one of them (never
+// the predecessor) is active. A rotation split in two transactions and
+// killed between them leaves a half-linked pair or two active keys.
+func checkRotationLinks(t *testing.T, round int, present map[KeyID]KeyInfo) {
+	t.Helper()
+	for _, k := range present {
+		if k.Successor != nil {
+			n, ok := present[*k.Successor]
+			switch {
+			case !ok:
+				t.Fatalf("round %d: key %s names successor %s, which is not in the store", round, k.ID.Short(), k.Successor.Short())
+			case n.Predecessor == nil || *n.Predecessor != k.ID:
+				t.Fatalf("round %d: key %s names successor %s, whose predecessor is %v", round, k.ID.Short(), n.ID.Short(), n.Predecessor)
+			case n.Class != k.Class:
+				t.Fatalf("round %d: rotated pair %s (%v) → %s (%v) mixes classes", round, k.ID.Short(), k.Class, n.ID.Short(), n.Class)
+			case k.State == lifecycle.Active:
+				t.Fatalf("round %d: key %s is still active with successor %s (%v): two active keys of a rotated pair", round, k.ID.Short(), n.ID.Short(), n.State)
+			}
+		}
+		if k.Predecessor != nil {
+			p, ok := present[*k.Predecessor]
+			switch {
+			case !ok:
+				t.Fatalf("round %d: key %s names predecessor %s, which is not in the store", round, k.ID.Short(), k.Predecessor.Short())
+			case p.Successor == nil || *p.Successor != k.ID:
+				t.Fatalf("round %d: key %s names predecessor %s (%v), whose successor is %v: the rotation is half-written", round, k.ID.Short(), p.ID.Short(), p.State, p.Successor)
+			}
+		}
+	}
 }
 
 func checkStore(t *testing.T, f *fixture, round int, committed map[KeyID]string) {
@@ -172,6 +217,7 @@ func checkStore(t *testing.T, f *fixture, round int, committed map[KeyID]string)
 		}
 		present[k.ID] = k
 	}
+	checkRotationLinks(t, round, present)
 	for id, want := range committed {
 		k, ok := present[id]
 		if !ok {
@@ -219,6 +265,117 @@ func checkStore(t *testing.T, f *fixture, round int, committed map[KeyID]string)
 		s.mu.Unlock()
 		if lerr != nil {
 			t.Fatalf("round %d: key %s record does not unwrap: %v", round, k.ID.Short(), lerr)
+		}
+	}
+}
+
+const signChildEnv = "ENIGM_SIGN_CHILD_HOME"
+
+// TestSignChild is the child side of TestKill9AfterSign: it signs with the
+// key named in ENIGM_SIGN_CHILD_KEY forever, printing "signed <seq>" (the
+// decision entry's sequence number) after each Sign returned.
+func TestSignChild(t *testing.T) {
+	home := os.Getenv(signChildEnv)
+	if home == "" {
+		t.Skip("child of TestKill9AfterSign only")
+	}
+	id, err := ParseKeyID(os.Getenv("ENIGM_SIGN_CHILD_KEY"))
+	if err != nil {
+		fmt.Println("bad key:", err)
+		os.Exit(2)
+	}
+	s, err := Open(home, Options{Backend: softBackend, Posture: staticPosture(policy.PostureDegraded), LockTimeout: 5 * time.Second})
+	if err != nil {
+		fmt.Println("open failed:", err)
+		os.Exit(2)
+	}
+	if err := s.Unlock(context.Background(), testPass); err != nil {
+		fmt.Println("unlock failed:", err)
+		os.Exit(2)
+	}
+	s.SetAppAuthorized(true)
+	k, err := s.Identity(id)
+	if err != nil {
+		fmt.Println("no key:", err)
+		os.Exit(2)
+	}
+	fmt.Println("ready")
+	for {
+		if _, err := k.Sign("kill9", []byte("m")); err != nil {
+			fmt.Println("sign failed:", err)
+			os.Exit(3)
+		}
+		fmt.Println("signed", s.log.Head().Seq)
+	}
+}
+
+// TestKill9AfterSign kills a process right after Sign returned: the
+// decision entry of every signature the process reported is in the log
+// when the store is opened again, allowed and for that key.
+func TestKill9AfterSign(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	f := newFixture(t)
+	id, err := f.s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.s.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(7, 42))
+	for round := 0; round < 10; round++ {
+		cmd := exec.Command(exe, "-test.run=^TestSignChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), signChildEnv+"="+f.home, "ENIGM_SIGN_CHILD_KEY="+id.ID.String())
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		if !sc.Scan() || sc.Text() != "ready" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("round %d: child did not start: %q", round, sc.Text())
+		}
+		var seqs []uint64
+		for want := 1 + r.IntN(20); len(seqs) < want && sc.Scan(); {
+			var seq uint64
+			if _, err := fmt.Sscanf(sc.Text(), "signed %d", &seq); err != nil {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("round %d: child said %q", round, sc.Text())
+			}
+			seqs = append(seqs, seq)
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if len(seqs) == 0 {
+			t.Fatalf("round %d: child reported no signature", round)
+		}
+		s, err := Open(f.home, f.opts())
+		if err != nil {
+			t.Fatalf("round %d: open after SIGKILL: %v", round, err)
+		}
+		entries, intact, err := s.AuditLog()
+		s.Close()
+		if err != nil || !intact {
+			t.Fatalf("round %d: audit log after SIGKILL: intact=%v, %v", round, intact, err)
+		}
+		bySeq := map[uint64]AuditEntry{}
+		for _, e := range entries {
+			bySeq[e.Seq] = e
+		}
+		for _, seq := range seqs {
+			e, ok := bySeq[seq]
+			if !ok || e.Kind != "decision" || e.Key != id.ID.String() || e.Op != lifecycle.Sign.String() || len(e.Reasons) != 0 {
+				t.Fatalf("round %d: signature reported with entry %d, the log has %+v (present %v)", round, seq, e, ok)
+			}
 		}
 	}
 }

@@ -141,7 +141,9 @@ func (s *Store) begin(lk *liveKey, op lifecycle.Op) error {
 	if d.Allowed() && !lk.loaded {
 		d = d.Deny(policy.Locked) // locked between the check above and now
 	}
-	s.log.Append(audit.Entry{Time: now, Kind: audit.KindDecision, Key: lk.id, Op: uint8(op), Reasons: uint32(d.Reasons)})
+	if _, err := s.log.Append(audit.Entry{Time: now, Kind: audit.KindDecision, Key: lk.id, Op: uint8(op), Reasons: uint32(d.Reasons)}); err != nil {
+		d = d.Deny(policy.AuditUnavailable) // fail closed: no use without its entry
+	}
 	if !d.Allowed() {
 		lk.mu.RUnlock()
 		return &DeniedError{Key: lk.id, Op: op, Reasons: d.Reasons}

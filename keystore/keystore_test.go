@@ -554,11 +554,11 @@ func TestDamagedDatabase(t *testing.T) {
 		os.WriteFile(db, orig[:n], 0o600)
 		s, err := Open(f.home, f.opts())
 		if err == nil {
-			s.List()
 			s.Close()
-			if n < len(orig) {
-				t.Logf("truncated to %d bytes: opened", n)
-			}
+			t.Fatalf("database truncated to %d of %d bytes: opened", n, len(orig))
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("database truncated to %d bytes: %v, want ErrCorrupt", n, err)
 		}
 	}
 	for i := 0; i < len(orig); i += 97 {
@@ -573,10 +573,17 @@ func TestDamagedDatabase(t *testing.T) {
 			}()
 			s, err := Open(f.home, f.opts())
 			if err != nil {
+				if !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("byte %d flipped: %v, want ErrCorrupt", i, err)
+				}
 				return
 			}
-			s.Unlock(context.Background(), testPass)
-			s.List()
+			if err := s.Unlock(context.Background(), testPass); err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrBadPassphrase) {
+				t.Fatalf("byte %d flipped: unlock: %v, want ErrCorrupt", i, err)
+			}
+			if _, err := s.List(); err != nil && !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("byte %d flipped: list: %v, want ErrCorrupt", i, err)
+			}
 			s.Close()
 		}()
 	}

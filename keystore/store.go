@@ -9,7 +9,9 @@
 // software-only stores). No API returns private key bytes: callers get
 // handles ([IdentityKey], [KEMKey], [SessionKey], [BindingKey]) whose
 // operations run only after a policy decision, and every decision, allow or
-// deny, is written to the local hash-chained audit log.
+// deny, is written to the local hash-chained audit log before the operation
+// runs; a use whose decision cannot be written is denied
+// (policy.AuditUnavailable).
 //
 // # Protection
 //
@@ -143,6 +145,9 @@ type Options struct {
 	// LockTimeout is how long Open waits for another process to release
 	// the store; 0 means 2s.
 	LockTimeout time.Duration
+
+	// auditFile, in tests, wraps the audit log's file (to make it fail).
+	auditFile func(*os.File) audit.File
 }
 
 // Store is an open keystore. It is safe for concurrent use.
@@ -489,7 +494,7 @@ func (s *Store) openAudit(anchor audit.Anchor) error {
 			return err
 		}
 	}
-	l, rep, err := audit.Open(path, anchor)
+	l, rep, err := audit.OpenWith(path, anchor, s.opts.auditFile)
 	if err == nil {
 		s.log = l
 		s.auditRep = AuditStatus{Intact: true, Entries: rep.Entries, TornBytes: rep.TornBytes}
@@ -533,18 +538,26 @@ func (s *Store) anchor() error {
 // the two leaves log entries describing a change that did not commit, never
 // a committed change the log lacks, and the anchor always names an entry
 // the log holds. If fn fails, an "aborted" entry says so.
+//
+// An entry that cannot be written (or a log that cannot be made durable)
+// refuses the change: nothing changes without its entries on record.
 func (s *Store) commitLocked(fn func(tx *bolt.Tx) error, entries ...audit.Entry) error {
-	for _, e := range entries {
-		s.log.Append(e)
+	for i, e := range entries {
+		if _, err := s.log.Append(e); err != nil {
+			if i > 0 {
+				s.log.Append(audit.Entry{Time: s.now(), Kind: audit.KindAborted, Detail: fmt.Sprintf("the %d preceding entries did not commit: %v", i, err)})
+			}
+			return fmt.Errorf("keystore: the audit log cannot be written (free disk space or fix %s, then retry): %w", filepath.Join(s.home, AuditFile), err)
+		}
 	}
-	if err := s.log.Sync(); err != nil {
-		return fmt.Errorf("keystore: audit log: %w", err)
+	h, err := s.log.Sync()
+	if err != nil {
+		return fmt.Errorf("keystore: the audit log cannot be made durable (fix the disk, then open the store again): %w", err)
 	}
-	h := s.log.Head()
 	b := make([]byte, 40)
 	binary.BigEndian.PutUint64(b, h.Seq)
 	copy(b[8:], h.Hash[:])
-	err := s.update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		if fn != nil {
 			if err := fn(tx); err != nil {
 				return err
@@ -558,7 +571,6 @@ func (s *Store) commitLocked(fn func(tx *bolt.Tx) error, entries ...audit.Entry)
 	})
 	if err != nil && len(entries) > 0 {
 		s.log.Append(audit.Entry{Time: s.now(), Kind: audit.KindAborted, Detail: fmt.Sprintf("the %d preceding entries did not commit: %v", len(entries), err)})
-		s.log.Flush()
 	}
 	return err
 }
@@ -591,6 +603,12 @@ func (s *Store) refreshPosture() {
 // RefreshPosture observes posture, OS Trust and attestation now.
 func (s *Store) RefreshPosture() { s.refreshPosture() }
 
+// auditSyncEvery is how often the audit log is fsynced when entries were
+// written since the last fsync (group commit). Every entry reaches the
+// operating system before its use returns; this bounds what power loss or
+// an OS crash can take: the entries of the last auditSyncEvery.
+const auditSyncEvery = 200 * time.Millisecond
+
 func (s *Store) startRefresher() {
 	s.refreshPosture()
 	every := s.opts.PostureRefresh
@@ -602,16 +620,16 @@ func (s *Store) startRefresher() {
 		defer close(s.done)
 		t := time.NewTicker(every)
 		defer t.Stop()
-		flush := time.NewTicker(200 * time.Millisecond)
-		defer flush.Stop()
+		fsync := time.NewTicker(auditSyncEvery)
+		defer fsync.Stop()
 		for {
 			select {
 			case <-s.stop:
 				return
 			case <-t.C:
 				s.refreshPosture()
-			case <-flush.C:
-				s.log.Flush()
+			case <-fsync.C:
+				s.log.Sync() // a failure is sticky: the next use is denied with audit_unavailable
 			}
 		}
 	}()
@@ -643,8 +661,11 @@ func (s *Store) Unlock(ctx context.Context, secret []byte) error {
 		return ErrDeviceRevoked
 	}
 	if s.sess != nil {
+		if err := s.commitLocked(nil, audit.Entry{Time: now, Kind: audit.KindUnlock, Detail: "re-authenticated"}); err != nil {
+			return err
+		}
 		s.markUnlocked(now, "passphrase")
-		return s.commitLocked(nil, audit.Entry{Time: now, Kind: audit.KindUnlock, Detail: "re-authenticated"})
+		return nil
 	}
 	if s.be == nil {
 		return fmt.Errorf("%w: the %s backend is not available in this build or on this machine", backend.ErrUnavailable, s.hdr.Backend)
@@ -678,9 +699,15 @@ func (s *Store) Unlock(ctx context.Context, secret []byte) error {
 		}
 		k.setClass(c, key)
 	}
+	// An unlock that cannot be put on record does not happen.
+	if err := s.commitLocked(nil, audit.Entry{Time: now, Kind: audit.KindUnlock, Detail: "backend=" + s.hdr.Backend}); err != nil {
+		k.clear()
+		sess.Close()
+		return err
+	}
 	s.sess, s.keks = sess, k
 	s.markUnlocked(now, "passphrase")
-	return s.commitLocked(nil, audit.Entry{Time: now, Kind: audit.KindUnlock, Detail: "backend=" + s.hdr.Backend})
+	return nil
 }
 
 func failReason(err error) string {

@@ -39,13 +39,14 @@ const (
 	OSTrustRequired                        // Enigm OS Trust state required but absent or not trusted
 	AttestationRequired                    // remote attestation required but absent or failed
 	KeyState                               // the key's lifecycle state forbids the operation
+	AuditUnavailable                       // the decision could not be written to the audit log (disk full, read-only, I/O error)
 	reasonEnd
 )
 
 var reasonCodes = [...]string{
 	"locked", "auth_stale", "auth_method", "app_not_authorized", "not_associated",
 	"revoked", "posture_insufficient", "os_trust_required", "attestation_required",
-	"key_state",
+	"key_state", "audit_unavailable",
 }
 
 // Code returns the stable reason code, e.g. "auth_stale".

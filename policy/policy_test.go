@@ -92,6 +92,7 @@ func TestReasonCodesStable(t *testing.T) {
 		1: "locked", 2: "auth_stale", 4: "auth_method", 8: "app_not_authorized",
 		16: "not_associated", 32: "revoked", 64: "posture_insufficient",
 		128: "os_trust_required", 256: "attestation_required", 512: "key_state",
+		1024: "audit_unavailable",
 	}
 	for r, code := range want {
 		if r.Code() != code {
@@ -101,7 +102,7 @@ func TestReasonCodesStable(t *testing.T) {
 			t.Errorf("ParseReason(%q) = %v, %v", code, back, ok)
 		}
 	}
-	if Reasons(1 << 10).Valid() {
+	if Reasons(1 << 11).Valid() {
 		t.Error("unknown reason bit accepted as valid")
 	}
 }

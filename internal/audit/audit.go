@@ -23,10 +23,12 @@
 // An edit, deletion, insertion or reordering anywhere breaks the chain; a
 // truncation is detected when it cuts below the last anchor, a (seq, hash)
 // pair the keystore records in its transactional database at lifecycle
-// events, unlock, lock and close. Entries after the last anchor can be lost
-// in a crash (they are buffered) or cut by someone with write access to the
-// file. An attacker who can rewrite the whole file and the database can
-// forge a consistent history: the log is tamper-evident against accidents
+// events, unlock, lock and close. Every entry is written to the operating
+// system before Append returns, so a killed process loses none; entries
+// after the last fsync (Sync) can be lost when the machine loses power or
+// the OS crashes, and entries after the last anchor can be cut or
+// rewritten by someone with write access to the file. An attacker who can
+// rewrite the whole file and the database can forge a consistent history: the log is tamper-evident against accidents
 // and partial edits, not against the device's own administrator.
 package audit
 
@@ -119,7 +121,12 @@ func appendEntry(buf []byte, e *Entry) ([]byte, [32]byte) {
 	fixed[39] = e.Cause
 	detail := e.Detail
 	if len(detail) > MaxDetail {
-		detail = detail[:MaxDetail]
+		// Cut at a character boundary: Decode refuses invalid UTF-8.
+		n := MaxDetail
+		for n > 0 && !utf8.RuneStart(detail[n]) {
+			n--
+		}
+		detail = detail[:n]
 	}
 	binary.BigEndian.PutUint16(fixed[40:], uint16(len(detail)))
 	buf = append(buf, fixed[:]...)
@@ -263,21 +270,46 @@ func Verify(r io.Reader, anchor Anchor, visit func(Entry) error) (Report, error)
 	return rep, nil
 }
 
-// Log appends entries to a file. Appends are buffered: Flush writes them
-// (and Sync makes them durable). It is safe for concurrent use.
-type Log struct {
-	mu   sync.Mutex
-	f    *os.File
-	w    *bufio.Writer
-	head Anchor
-	buf  []byte
-	err  error // sticky write error
+// File is what a Log writes to: an *os.File, or in tests a file that fails
+// the way a full or read-only file system does.
+type File interface {
+	WriteAt(p []byte, off int64) (int, error)
+	Truncate(size int64) error
+	Sync() error
+	Close() error
 }
+
+// Log appends entries to a file. Append writes each entry to the operating
+// system (one write system call) before it returns, so an entry survives
+// the process being killed; Sync makes the entries written so far durable
+// against power loss. It is safe for concurrent use.
+type Log struct {
+	mu     sync.Mutex
+	f      File
+	end    int64 // file offset after the head entry
+	head   Anchor
+	buf    []byte
+	lost   int   // entries whose write failed since the last one that succeeded
+	lostE  error // the first of those failures
+	err    error // sticky: a failed fsync or a write that could not be cut back
+	synced Anchor
+	syncMu sync.Mutex // one fsync at a time
+}
+
+// ErrUnavailable reports a log that cannot take entries: the entry was not
+// written. The error wraps the file system's error.
+var ErrUnavailable = errors.New("audit: log unavailable")
 
 // Open opens (creating with mode 0600) the log at path, verifies it against
 // anchor and positions it for appending. A torn final entry from a crash is
 // cut off and recorded as a KindRecovered entry.
 func Open(path string, anchor Anchor) (*Log, Report, error) {
+	return OpenWith(path, anchor, nil)
+}
+
+// OpenWith is Open with the opened file passed through wrap (when not nil)
+// before the log writes to it. Tests use it to make the file fail.
+func OpenWith(path string, anchor Anchor, wrap func(*os.File) File) (*Log, Report, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, Report{}, err
@@ -287,50 +319,97 @@ func Open(path string, anchor Anchor) (*Log, Report, error) {
 		f.Close()
 		return nil, rep, err
 	}
-	end := int64(0)
-	if rep.Entries > 0 {
-		st, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, rep, err
-		}
-		end = st.Size() - int64(rep.TornBytes)
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, rep, err
 	}
+	end := st.Size() - int64(rep.TornBytes)
 	if rep.TornBytes > 0 {
 		if err := f.Truncate(end); err != nil {
 			f.Close()
 			return nil, rep, fmt.Errorf("audit: cutting a torn tail: %w", err)
 		}
 	}
-	if _, err := f.Seek(end, io.SeekStart); err != nil {
-		f.Close()
-		return nil, rep, err
+	var file File = f
+	if wrap != nil {
+		file = wrap(f)
 	}
-	l := &Log{f: f, w: bufio.NewWriterSize(f, 64<<10), head: rep.Head}
+	l := &Log{f: file, end: end, head: rep.Head, synced: rep.Head}
 	if rep.TornBytes > 0 {
-		l.Append(Entry{Time: time.Now(), Kind: KindRecovered, Detail: fmt.Sprintf("cut %d bytes of an incomplete entry after seq %d", rep.TornBytes, rep.Head.Seq)})
-		if err := l.Sync(); err != nil {
-			f.Close()
+		_, err := l.Append(Entry{Time: time.Now(), Kind: KindRecovered, Detail: fmt.Sprintf("cut %d bytes of an incomplete entry after seq %d", rep.TornBytes, rep.Head.Seq)})
+		if err == nil {
+			_, err = l.Sync()
+		}
+		if err != nil {
+			file.Close()
 			return nil, rep, err
 		}
 	}
 	return l, rep, nil
 }
 
-// Append adds an entry; Seq, Prev and Hash are filled in. It returns the
-// entry's seq. Errors are sticky and reported by Flush and Sync.
-func (l *Log) Append(e Entry) uint64 {
+// Append adds an entry, filling in Seq, Prev and Hash, and writes it to the
+// file before returning its seq. When the write fails (file system full,
+// read-only, I/O error) the entry is not in the log: any partial write is
+// cut off, the head stays where it was and the error wraps ErrUnavailable.
+// The next entry that is written is preceded by a KindRecovered entry
+// counting the entries that were not.
+func (l *Log) Append(e Entry) (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.lost > 0 {
+		note := Entry{Time: e.Time, Kind: KindRecovered,
+			Detail: fmt.Sprintf("%d entries could not be written (%v); decisions among them were denials", l.lost, l.lostE)}
+		if err := l.writeLocked(&note); err != nil {
+			return 0, l.failLocked(err)
+		}
+		l.lost, l.lostE = 0, nil
+	}
+	if err := l.writeLocked(&e); err != nil {
+		return 0, l.failLocked(err)
+	}
+	return e.Seq, nil
+}
+
+// writeLocked encodes e after the head and writes it at the end of the
+// file; on success the head advances.
+func (l *Log) writeLocked(e *Entry) error {
+	if l.err != nil {
+		return l.err
+	}
 	e.Seq = l.head.Seq + 1
 	e.Prev = l.head.Hash
 	var h [32]byte
-	l.buf, h = appendEntry(l.buf[:0], &e)
-	if l.err == nil {
-		_, l.err = l.w.Write(l.buf)
+	l.buf, h = appendEntry(l.buf[:0], e)
+	n, err := l.f.WriteAt(l.buf, l.end)
+	if err == nil && n != len(l.buf) {
+		err = io.ErrShortWrite
 	}
+	if err != nil {
+		if n > 0 {
+			// Cut the partial entry so that the next one follows the head.
+			if terr := l.f.Truncate(l.end); terr != nil {
+				l.err = fmt.Errorf("%w: a partial entry could not be cut off (%v) after: %w", ErrUnavailable, terr, err)
+			}
+		}
+		return err
+	}
+	l.end += int64(n)
 	l.head = Anchor{Seq: e.Seq, Hash: h}
-	return e.Seq
+	e.Hash = h
+	return nil
+}
+
+func (l *Log) failLocked(err error) error {
+	if l.lost == 0 {
+		l.lostE = err
+	}
+	l.lost++
+	if errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // Head returns the newest entry's (seq, hash).
@@ -340,33 +419,39 @@ func (l *Log) Head() Anchor {
 	return l.head
 }
 
-// Flush writes buffered entries to the file.
-func (l *Log) Flush() error {
+// Sync makes every entry written before the call durable (fsync) and
+// returns the newest of them. Appends go on while it runs. A failed fsync
+// is sticky: the file system may have dropped written entries, so the log
+// refuses further entries (ErrUnavailable) until it is opened again, which
+// verifies what the file holds.
+func (l *Log) Sync() (Anchor, error) {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.flushLocked()
-}
-
-func (l *Log) flushLocked() error {
-	if l.err == nil {
-		l.err = l.w.Flush()
+	head, err := l.head, l.err
+	l.mu.Unlock()
+	if err != nil {
+		return l.synced, err
 	}
-	return l.err
-}
-
-// Sync flushes and fsyncs, and returns the head that is now durable.
-func (l *Log) Sync() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.flushLocked(); err != nil {
-		return err
+	if head == l.synced {
+		return head, nil
 	}
-	return l.f.Sync()
+	if err := l.f.Sync(); err != nil {
+		l.mu.Lock()
+		if l.err == nil {
+			l.err = fmt.Errorf("%w: fsync failed: %w", ErrUnavailable, err)
+		}
+		err = l.err
+		l.mu.Unlock()
+		return l.synced, err
+	}
+	l.synced = head
+	return head, nil
 }
 
 // Close syncs and closes the file.
 func (l *Log) Close() error {
-	err := l.Sync()
+	_, err := l.Sync()
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
 	}
