@@ -130,8 +130,13 @@ type ReceiveResult struct {
 // a cancelled request, a locked keystore.
 func transient(err error) bool {
 	return errors.Is(err, client.ErrUnavailable) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, keystore.ErrLocked)
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, keystore.ErrLocked) || errors.Is(err, errNotRemembered)
 }
+
+// errNotRemembered: an envelope opened but could not be recorded as seen;
+// it stays queued (not shown, not acknowledged) so that it is never shown
+// without replay protection.
+var errNotRemembered = errors.New("device: could not record the envelope as opened in agent.db")
 
 // kems maps the fingerprints of this device's KEM keys that may still
 // decrypt (active, or superseded within their grace period) to handles.
@@ -256,7 +261,7 @@ func (a *Agent) open(ctx context.Context, own chain.AccountID, kems map[[32]byte
 	// Remembered before Receive acknowledges it: a relay that delivers it
 	// again is refused.
 	if err := a.db.markSeen(p, a.now()); err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("%w: %v", errNotRemembered, err)
 	}
 	return &Received{ID: e.ID, From: p.FromAccount, FromDevice: p.FromDevice, SentAt: p.SentAt, Body: body}, "", nil
 }

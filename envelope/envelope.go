@@ -68,7 +68,9 @@ const (
 	MaxBody     = 64 << 10
 	MaxEnvelope = MaxBody + 8<<10
 	MaxCallID   = 64
-	version     = 1
+	// version 2: the sealed key's HPKE info became the keystore's
+	// per-kind label (version 1 used "enigm/v1/envelope-key" for both).
+	version = 2
 )
 
 // Errors.
@@ -266,7 +268,7 @@ func Parse(b []byte) (*Parsed, error) {
 	}
 	switch {
 	case c.Version != version:
-		return nil, fmt.Errorf("%w: version %d", ErrMalformed, c.Version)
+		return nil, fmt.Errorf("%w: version %d, this build reads version %d (the sender must update)", ErrMalformed, c.Version, version)
 	case c.Kind != uint8(KindMessage) && c.Kind != uint8(KindCall):
 		return nil, fmt.Errorf("%w: kind %d", ErrMalformed, c.Kind)
 	case len(c.ID) != 16 || len(c.FromAccount) != 32 || len(c.FromDevice) != 16 || len(c.Conversation) != 32:
