@@ -63,6 +63,13 @@ func u64(v int64) []byte {
 	return b[:]
 }
 
+func (a *agentDB) maxSeen() int64 {
+	if a.seenLimit > 0 {
+		return a.seenLimit
+	}
+	return MaxSeen
+}
+
 // checkReplay refuses p if it is outside the window at now or already seen.
 func (a *agentDB) checkReplay(p *envelope.Parsed, now time.Time) error {
 	switch {
@@ -133,7 +140,7 @@ func (a *agentDB) markSeen(p *envelope.Parsed, now time.Time) error {
 		c := bt.Cursor()
 		for tk, _ := c.First(); tk != nil; tk, _ = c.First() {
 			t := int64(binary.BigEndian.Uint64(tk[:8]))
-			if t >= cutoff && n <= MaxSeen {
+			if t >= cutoff && n <= a.maxSeen() {
 				break
 			}
 			if t >= cutoff {
