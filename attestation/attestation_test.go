@@ -3,10 +3,7 @@ package attestation
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
 	"errors"
-	"io"
 	"path/filepath"
 	"testing"
 	"time"
@@ -22,15 +19,13 @@ import (
 	"github.com/enigm/enigm/lifecycle"
 )
 
-type signer struct{ k *keystore.IdentityKey }
-
-func (s signer) Public() *hybrid.PublicKey { p, _ := s.k.HybridPublic(); return p }
-func (s signer) Sign(ctx string, msg []byte) (*hybrid.Signature, error) {
-	b, err := s.k.ProvePossession(ctx[len("enigm/v1/"):], msg)
+// signer is a keystore identity key as chain signs with it.
+func signer(k *keystore.IdentityKey) chain.Signer {
+	s, err := k.ChainSigner(true)
 	if err != nil {
-		return nil, err
+		panic(err)
 	}
-	return hybrid.ParseSignature(b)
+	return s
 }
 
 // TestTPMEvidenceIntoChain: a TPM keystore's binding key is attested by the
@@ -87,10 +82,14 @@ func TestTPMEvidenceIntoChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Sign(chain.RoleSubject, signer{id}); err != nil {
+	if err := d.Sign(chain.RoleSubject, signer(id)); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.SignBinding(bindingSigner{bk, bpub}, nil); err != nil {
+	bs, err := bk.ChainSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SignBinding(bs, nil); err != nil {
 		t.Fatal(err)
 	}
 	d.Sign(chain.RoleNewRecovery, rk)
@@ -122,15 +121,4 @@ func TestTPMEvidenceIntoChain(t *testing.T) {
 	if err := (&TPM{Trusted: []attest.AK{ak}}).VerifyAttestation(moved); !errors.Is(err, ErrEvidence) {
 		t.Fatalf("evidence replayed into another enrollment: %v", err)
 	}
-}
-
-type bindingSigner struct {
-	k   *keystore.BindingKey
-	pub *ecdsa.PublicKey
-}
-
-func (b bindingSigner) Public() crypto.PublicKey { return b.pub }
-
-func (b bindingSigner) Sign(_ io.Reader, digest []byte, _ crypto.SignerOpts) ([]byte, error) {
-	return b.k.Sign(digest)
 }

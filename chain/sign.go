@@ -23,6 +23,48 @@ type Signer interface {
 
 var _ Signer = (*hybrid.PrivateKey)(nil)
 
+// Request is one signature package chain asks a key for: its context (a
+// link or approval context of this file) and the bytes signed (the payload
+// or approval statement chain encoded, or the binding digest over it). Only
+// package chain makes Requests (their fields are unexported), so a key that
+// signs under chain contexts only through a Request — as keystore handles
+// do — signs only what chain itself built, never bytes an application
+// chose.
+type Request struct {
+	ctx string
+	msg []byte
+}
+
+// Context returns the signing context, e.g. "enigm/v1/link/add_device/subject".
+func (r *Request) Context() string { return r.ctx }
+
+// Message returns a copy of the bytes to sign (for a binding request, the
+// 32-byte SHA-256 digest to sign).
+func (r *Request) Message() []byte { return append([]byte(nil), r.msg...) }
+
+// RequestSigner is a Signer that signs chain contexts only through a
+// Request. Draft.Sign, Draft.SignDevice and SignApproval call SignRequest
+// when the signer has it, and Sign otherwise (a raw *hybrid.PrivateKey).
+type RequestSigner interface {
+	Signer
+	SignRequest(r *Request) (*hybrid.Signature, error)
+}
+
+// BindingRequestSigner is a binding key that signs binding digests only
+// through a Request; SignBinding calls SignBindingRequest when the signer
+// has it (returning an ASN.1 DER ECDSA signature over r.Message()).
+type BindingRequestSigner interface {
+	crypto.Signer
+	SignBindingRequest(r *Request) ([]byte, error)
+}
+
+func signHybrid(k Signer, ctx string, msg []byte) (*hybrid.Signature, error) {
+	if rs, ok := k.(RequestSigner); ok {
+		return rs.SignRequest(&Request{ctx: ctx, msg: msg})
+	}
+	return k.Sign(ctx, msg)
+}
+
 // Signing contexts. A payload signature in role R on a link of type T is
 // made under "enigm/v1/link/T/R" over Link.Payload; an enrollment approval
 // under "enigm/v1/approval/T/R" over the approval statement. A signature is
@@ -173,7 +215,7 @@ func (d *Draft) sign(r Role, id DeviceID, k Signer) error {
 		d.sigs = append(d.sigs, s)
 		return nil
 	}
-	hs, err := k.Sign(linkCtx[t][r], d.payload)
+	hs, err := signHybrid(k, linkCtx[t][r], d.payload)
 	if err != nil {
 		return err
 	}
@@ -197,7 +239,7 @@ func SignApproval(a Approval, t LinkType, r Role, id DeviceID, k Signer) (Signat
 	if err != nil {
 		return Signature{}, errorf(ErrMalformed, "encode approval: %v", err)
 	}
-	hs, err := k.Sign(approvalCtx[t][r], msg)
+	hs, err := signHybrid(k, approvalCtx[t][r], msg)
 	if err != nil {
 		return Signature{}, err
 	}
@@ -219,7 +261,12 @@ func (d *Draft) SignBinding(k crypto.Signer, rand io.Reader) error {
 	if err != nil {
 		return err
 	}
-	der, err := k.Sign(rand, digest[:], crypto.SHA256)
+	var der []byte
+	if rs, ok := k.(BindingRequestSigner); ok {
+		der, err = rs.SignBindingRequest(&Request{ctx: linkCtx[d.w.Type][RoleBinding], msg: digest[:]})
+	} else {
+		der, err = k.Sign(rand, digest[:], crypto.SHA256)
+	}
 	if err != nil {
 		return err
 	}
@@ -271,6 +318,12 @@ func encodeSigs(sigs []Signature) []wSig {
 }
 
 var halfOrder = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
+
+// BindingDigest is what a P-256 binding key signs for context ctx (a link
+// context here; keystore uses the same construction for its own purposes).
+func BindingDigest(ctx string, pub *ecdsa.PublicKey, payload []byte) ([32]byte, error) {
+	return bindingDigest(ctx, pub, payload)
+}
 
 // bindingDigest is what a binding key signs: SHA-256 of
 //

@@ -121,26 +121,6 @@ func (k *orgKeys) open(ctx context.Context, create bool) (*keystore.Store, error
 	return st, nil
 }
 
-// keySigner adapts a keystore identity key to chain.Signer.
-type keySigner struct {
-	k   *keystore.IdentityKey
-	pub *hybrid.PublicKey
-}
-
-func (s *keySigner) Public() *hybrid.PublicKey { return s.pub }
-
-func (s *keySigner) Sign(ctx string, msg []byte) (*hybrid.Signature, error) {
-	purpose, ok := strings.CutPrefix(ctx, "enigm/v1/")
-	if !ok {
-		return nil, fmt.Errorf("command: signing context %q is not an enigm/v1 context", ctx)
-	}
-	b, err := s.k.Sign(purpose, msg)
-	if err != nil {
-		return nil, err
-	}
-	return hybrid.ParseSignature(b)
-}
-
 // withSigner runs fn with the organisation key keyID. authMethod names
 // the credential that authenticated the request ("admin_token", or
 // "invite" when an invited account's genesis is counter-signed).
@@ -162,11 +142,11 @@ func (k *orgKeys) withSigner(ctx context.Context, keyID, authMethod string, fn f
 	if err != nil {
 		return err
 	}
-	pub, err := ik.HybridPublic()
+	signer, err := ik.ChainSigner(false)
 	if err != nil {
 		return err
 	}
-	return fn(&keySigner{k: ik, pub: pub})
+	return fn(signer)
 }
 
 // generate creates a new organisation key and returns its id and public key.

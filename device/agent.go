@@ -14,7 +14,6 @@ package device
 
 import (
 	"context"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/hex"
@@ -23,7 +22,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/enigm/enigm/attestation"
@@ -267,8 +265,11 @@ func (a *Agent) identity() (*keystore.IdentityKey, error) {
 	return a.ks.Identity(id)
 }
 
-// signAs signs for the client's login.
+// signAs signs for the client's login: the auth-token purpose only.
 func (a *Agent) signAs(purpose string, msg []byte) ([]byte, error) {
+	if purpose != keystore.PurposeAuthToken.String() {
+		return nil, fmt.Errorf("device: the login signs only for %q, not %q", keystore.PurposeAuthToken, purpose)
+	}
 	if err := a.unlock(context.Background()); err != nil {
 		return nil, err
 	}
@@ -276,56 +277,23 @@ func (a *Agent) signAs(purpose string, msg []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return k.Sign(purpose, msg)
+	return k.Sign(keystore.PurposeAuthToken, msg)
 }
 
-// chainSigner adapts a keystore identity key to chain.Signer. possession
-// signs with the "prove possession" operation, which a created (not yet
-// active) key may perform for its own enrollment.
-type chainSigner struct {
-	k          *keystore.IdentityKey
-	pub        *hybrid.PublicKey
-	possession bool
+// newSigner returns the chain signer of a keystore identity key: it signs
+// only the links and approvals package chain builds. possession signs with
+// the "prove possession" operation, which a created (not yet active) key
+// may perform for its own enrollment.
+func newSigner(k *keystore.IdentityKey, possession bool) (chain.Signer, error) {
+	return k.ChainSigner(possession)
 }
 
-func newSigner(k *keystore.IdentityKey, possession bool) (*chainSigner, error) {
-	pub, err := k.HybridPublic()
-	if err != nil {
-		return nil, err
-	}
-	return &chainSigner{k: k, pub: pub, possession: possession}, nil
-}
-
-func (s *chainSigner) Public() *hybrid.PublicKey { return s.pub }
-
-func (s *chainSigner) Sign(ctx string, msg []byte) (*hybrid.Signature, error) {
-	purpose, ok := strings.CutPrefix(ctx, "enigm/v1/")
-	if !ok {
-		return nil, fmt.Errorf("device: signing context %q is not an enigm/v1 context", ctx)
-	}
-	var sig []byte
-	var err error
-	if s.possession {
-		sig, err = s.k.ProvePossession(purpose, msg)
-	} else {
-		sig, err = s.k.Sign(purpose, msg)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return hybrid.ParseSignature(sig)
-}
-
-// bindingSigner adapts the keystore's hardware binding key to crypto.Signer.
+// bindingSigner is the keystore's hardware binding key as chain signs with
+// it: through chain requests only (keystore.BindingKey.ChainSigner).
 type bindingSigner struct {
+	chain.BindingRequestSigner
 	k   *keystore.BindingKey
 	pub *ecdsa.PublicKey
-}
-
-func (b *bindingSigner) Public() crypto.PublicKey { return b.pub }
-
-func (b *bindingSigner) Sign(_ io.Reader, digest []byte, _ crypto.SignerOpts) ([]byte, error) {
-	return b.k.Sign(digest)
 }
 
 // binding returns the hardware binding key signer, or nil on software-only
@@ -342,7 +310,11 @@ func (a *Agent) binding() (*bindingSigner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &bindingSigner{k: bk, pub: pub}, nil
+	cs, err := bk.ChainSigner()
+	if err != nil {
+		return nil, err
+	}
+	return &bindingSigner{BindingRequestSigner: cs, k: bk, pub: pub}, nil
 }
 
 // newKeys generates an identity and a KEM key for cause, created (they

@@ -130,8 +130,13 @@ type ReceiveResult struct {
 // a cancelled request, a locked keystore.
 func transient(err error) bool {
 	return errors.Is(err, client.ErrUnavailable) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, keystore.ErrLocked)
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, keystore.ErrLocked) || errors.Is(err, errNotRemembered)
 }
+
+// errNotRemembered: an envelope opened but could not be recorded as seen;
+// it stays queued (not shown, not acknowledged) so that it is never shown
+// without replay protection.
+var errNotRemembered = errors.New("device: could not record the envelope as opened in agent.db")
 
 // kems maps the fingerprints of this device's KEM keys that may still
 // decrypt (active, or superseded within their grace period) to handles.
@@ -218,6 +223,16 @@ func (a *Agent) open(ctx context.Context, own chain.AccountID, kems map[[32]byte
 	if err := p.For(own, a.deviceID()); err != nil {
 		return nil, "", err
 	}
+	if err := a.db.checkReplay(p, a.now()); err != nil {
+		return nil, "", err
+	}
+	if p.Kind == envelope.KindCall {
+		if pending, err := a.db.inbox(p.CallID); err != nil {
+			return nil, "", err
+		} else if len(pending) > 0 {
+			return nil, "", fmt.Errorf("%w: an invitation to call %s is already waiting for call accept", ErrReplay, p.CallID)
+		}
+	}
 	sender := senders[p.FromAccount]
 	if sender == nil {
 		if sender, err = a.Sync(ctx, p.FromAccount); err != nil {
@@ -234,7 +249,7 @@ func (a *Agent) open(ctx context.Context, own chain.AccountID, kems map[[32]byte
 		}
 		return nil, p.CallID, nil
 	}
-	sk, err := p.OpenKey(kems, lifecycle.MessagingSetup, time.Minute)
+	sk, err := p.OpenKey(kems, time.Minute)
 	if err != nil {
 		return nil, "", err
 	}
@@ -242,6 +257,11 @@ func (a *Agent) open(ctx context.Context, own chain.AccountID, kems map[[32]byte
 	body, err := p.OpenBody(sk)
 	if err != nil {
 		return nil, "", err
+	}
+	// Remembered before Receive acknowledges it: a relay that delivers it
+	// again is refused.
+	if err := a.db.markSeen(p, a.now()); err != nil {
+		return nil, "", fmt.Errorf("%w: %v", errNotRemembered, err)
 	}
 	return &Received{ID: e.ID, From: p.FromAccount, FromDevice: p.FromDevice, SentAt: p.SentAt, Body: body}, "", nil
 }
@@ -298,7 +318,7 @@ func (a *Agent) Call(ctx context.Context, to string, ttl time.Duration) (*CallRe
 		sk.Destroy()
 		return nil, err
 	}
-	fp, err := sk.Fingerprint()
+	fp, err := envelope.Fingerprint(sk, callID, own, a.deviceID(), peer)
 	if err != nil {
 		return nil, err
 	}
@@ -352,16 +372,27 @@ func (a *Agent) AcceptCall(ctx context.Context, callID string) (string, error) {
 	if err := p.Verify(sender); err != nil {
 		return "", err
 	}
+	if err := a.db.checkReplay(p, a.now()); err != nil {
+		a.db.dropInbox(callID)
+		return "", err
+	}
 	kems, err := a.kems()
 	if err != nil {
 		return "", err
 	}
-	sk, err := p.OpenKey(kems, lifecycle.CallSetup, time.Hour)
+	sk, err := p.OpenKey(kems, time.Hour)
 	if err != nil {
 		return "", err
 	}
-	fp, err := sk.Fingerprint()
+	fp, err := p.Fingerprint(sk)
 	if err != nil {
+		sk.Destroy()
+		return "", err
+	}
+	// The call's key is installed: its envelope and call id are remembered,
+	// so a relay that delivers the invitation again is refused.
+	if err := a.db.markSeen(p, a.now()); err != nil {
+		sk.Destroy()
 		return "", err
 	}
 	a.db.dropInbox(callID)

@@ -72,7 +72,8 @@ func (c *config) account() (chain.AccountID, bool) {
 
 // agentDB wraps the agent's bbolt file.
 type agentDB struct {
-	db *bolt.DB
+	db        *bolt.DB
+	seenLimit int64 // replay-set bound; 0 means MaxSeen (tests set less)
 }
 
 func openAgentDB(home string) (*agentDB, error) {

@@ -19,8 +19,10 @@
 //	             7: sent at (Unix ms), 8: call id (text, calls only)}
 //	Recipient = {1: account (32), 2: device (16), 3: SHA-256 of the KEM public key}
 //
-// The sealed key's HPKE info is "enigm/v1/envelope-key" 0x00 || common ||
-// recipient. The signature is the sender identity key's hybrid signature,
+// The sealed key's HPKE info is fixed by the keystore for the kind:
+// "enigm/v1/kem/message-key" (messages) or "enigm/v1/kem/call-key" (calls),
+// then 0x00 || common || recipient; the recipient's keystore opens it only
+// into a session key it keeps (keystore.Sealing). The signature is the sender identity key's hybrid signature,
 // purpose "envelope", over SHA-256(common) || SHA-256(recipient) ||
 // SHA-256(sealed key) || SHA-256(body).
 //
@@ -40,7 +42,6 @@ import (
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/internal/wire"
 	"github.com/enigm/enigm/keystore"
-	"github.com/enigm/enigm/lifecycle"
 )
 
 // Kind of an envelope.
@@ -67,8 +68,9 @@ const (
 	MaxBody     = 64 << 10
 	MaxEnvelope = MaxBody + 8<<10
 	MaxCallID   = 64
-	version     = 1
-	purpose     = "envelope"
+	// version 2: the sealed key's HPKE info became the keystore's
+	// per-kind label (version 1 used "enigm/v1/envelope-key" for both).
+	version = 2
 )
 
 // Errors.
@@ -194,11 +196,11 @@ func Seal(sk *keystore.SessionKey, from From, m Message, to []Recipient) ([]Seal
 		if err != nil {
 			return nil, err
 		}
-		sealed, err := sk.SealTo(r.KEM, info(common, rb))
+		sealed, err := sk.SealTo(m.Kind.sealing(), r.KEM, binding(common, rb))
 		if err != nil {
 			return nil, fmt.Errorf("envelope: sealing to device %s: %w", r.Device, err)
 		}
-		sig, err := from.Identity.Sign(purpose, digest(common, rb, sealed, body))
+		sig, err := from.Identity.Sign(keystore.PurposeEnvelope, digest(common, rb, sealed, body))
 		if err != nil {
 			return nil, err
 		}
@@ -211,9 +213,18 @@ func Seal(sk *keystore.SessionKey, from From, m Message, to []Recipient) ([]Seal
 	return out, nil
 }
 
-func info(common, recipient []byte) []byte {
-	b := append([]byte("enigm/v1/envelope-key\x00"), common...)
-	return append(b, recipient...)
+// binding is what the sealed key's HPKE info binds after the keystore's
+// label for the kind: common || recipient.
+func binding(common, recipient []byte) []byte {
+	return append(append([]byte(nil), common...), recipient...)
+}
+
+// sealing is the keystore sealing of a kind's session key.
+func (k Kind) sealing() keystore.Sealing {
+	if k == KindCall {
+		return keystore.SealCallKey
+	}
+	return keystore.SealMessageKey
 }
 
 func digest(common, recipient, sealed, body []byte) []byte {
@@ -257,7 +268,7 @@ func Parse(b []byte) (*Parsed, error) {
 	}
 	switch {
 	case c.Version != version:
-		return nil, fmt.Errorf("%w: version %d", ErrMalformed, c.Version)
+		return nil, fmt.Errorf("%w: version %d, this build reads version %d (the sender must update)", ErrMalformed, c.Version, version)
 	case c.Kind != uint8(KindMessage) && c.Kind != uint8(KindCall):
 		return nil, fmt.Errorf("%w: kind %d", ErrMalformed, c.Kind)
 	case len(c.ID) != 16 || len(c.FromAccount) != 32 || len(c.FromDevice) != 16 || len(c.Conversation) != 32:
@@ -293,7 +304,7 @@ func (p *Parsed) Verify(sender *chain.State) error {
 	if !ok || !sender.IsActive(p.FromDevice) {
 		return fmt.Errorf("%w: device %s is not active in account %s", ErrSender, p.FromDevice, p.FromAccount)
 	}
-	err := keystore.Verify(keystore.AlgHybrid, d.Identity.Bytes(), purpose, digest(p.w.Common, p.w.Recipient, p.w.Sealed, p.w.Body), p.w.Sig)
+	err := keystore.Verify(keystore.AlgHybrid, d.Identity.Bytes(), keystore.PurposeEnvelope, digest(p.w.Common, p.w.Recipient, p.w.Sealed, p.w.Body), p.w.Sig)
 	if err != nil {
 		return fmt.Errorf("%w: signature: %v", ErrSender, err)
 	}
@@ -301,14 +312,49 @@ func (p *Parsed) Verify(sender *chain.State) error {
 }
 
 // OpenKey installs the envelope's session key in the recipient's keystore
-// through the KEM key it was sealed to, and returns it. kems maps the
-// SHA-256 of each KEM public key this device holds to its handle.
-func (p *Parsed) OpenKey(kems map[[32]byte]*keystore.KEMKey, cause lifecycle.Cause, ttl time.Duration) (*keystore.SessionKey, error) {
+// through the KEM key it was sealed to, and returns its handle (the key's
+// bytes stay in the keystore). The sealing, and so the HPKE info, follows
+// the envelope's kind. kems maps the SHA-256 of each KEM public key this
+// device holds to its handle.
+func (p *Parsed) OpenKey(kems map[[32]byte]*keystore.KEMKey, ttl time.Duration) (*keystore.SessionKey, error) {
 	k, ok := kems[p.KEMHash]
 	if !ok {
 		return nil, ErrNoKey
 	}
-	return k.OpenSession(info(p.w.Common, p.w.Recipient), p.w.Sealed, keystore.SessionOptions{Cause: cause, TTL: ttl})
+	return k.OpenSession(p.Kind.sealing(), binding(p.w.Common, p.w.Recipient), p.w.Sealed, keystore.SessionOptions{TTL: ttl})
+}
+
+// Fingerprint returns the fingerprint the two ends of a call compare:
+// the call key's fingerprint (keystore.SessionKey.Fingerprint) bound to
+// the call id, the calling account and device, and the called account.
+// A call key re-sealed by a recipient to a third party — under a new call
+// id, or the same one — shows that party another fingerprint: the caller
+// differs, and so does the called account.
+//
+//	transcript = "enigm/v1/call" 0x00 || u8(len(call id)) || call id ||
+//	             caller account (32) || caller device (16) || called account (32)
+//
+// The called device is not bound: the caller seals one call key to every
+// eligible device of the called account and shows one fingerprint.
+func Fingerprint(sk *keystore.SessionKey, callID string, caller chain.AccountID, callerDevice chain.DeviceID, called chain.AccountID) (string, error) {
+	if err := checkCallID(callID); err != nil {
+		return "", err
+	}
+	t := append([]byte("enigm/v1/call\x00"), byte(len(callID)))
+	t = append(t, callID...)
+	t = append(t, caller[:]...)
+	t = append(t, callerDevice[:]...)
+	t = append(t, called[:]...)
+	return sk.Fingerprint(t)
+}
+
+// Fingerprint returns the call fingerprint of a call envelope opened with
+// sk (see the function Fingerprint).
+func (p *Parsed) Fingerprint(sk *keystore.SessionKey) (string, error) {
+	if p.Kind != KindCall {
+		return "", fmt.Errorf("%w: a %v has no call fingerprint", ErrMalformed, p.Kind)
+	}
+	return Fingerprint(sk, p.CallID, p.FromAccount, p.FromDevice, p.Conversation)
 }
 
 // OpenBody decrypts the body with the envelope's session key.

@@ -29,15 +29,13 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-type signer struct{ k *keystore.IdentityKey }
-
-func (s signer) Public() *hybrid.PublicKey { return must(s.k.HybridPublic()) }
-func (s signer) Sign(ctx string, msg []byte) (*hybrid.Signature, error) {
-	b, err := s.k.ProvePossession(ctx[len("enigm/v1/"):], msg)
+// signer is a keystore identity key as chain signs with it.
+func signer(k *keystore.IdentityKey) chain.Signer {
+	s, err := k.ChainSigner(true)
 	if err != nil {
-		return nil, err
+		panic(err)
 	}
-	return hybrid.ParseSignature(b)
+	return s
 }
 
 // party is a device with a keystore and a one-device account.
@@ -64,7 +62,7 @@ func newParty(t *testing.T, seed byte) *party {
 	rk := must(hybrid.NewPrivateKey(bytes.Repeat([]byte{seed}, hybrid.SeedSize)))
 	d := must(chain.NewGenesis(time.Now(), &chain.Genesis{Device: chain.Device{ID: p.dev, Name: "d", Identity: must(p.id.HybridPublic()),
 		KEM: kemInfo.Public, Level: chain.LevelSoftware}, Recovery: rk.Public(), Policy: chain.DefaultPolicy()}))
-	if err := d.Sign(chain.RoleSubject, signer{p.id}); err != nil {
+	if err := d.Sign(chain.RoleSubject, signer(p.id)); err != nil {
 		t.Fatal(err)
 	}
 	d.Sign(chain.RoleNewRecovery, rk)
@@ -100,7 +98,7 @@ func open(p *envelope.Parsed, to, sender *party) ([]byte, error) {
 	if err := p.Verify(sender.state); err != nil {
 		return nil, err
 	}
-	sk, err := p.OpenKey(to.kems(), lifecycle.MessagingSetup, time.Minute)
+	sk, err := p.OpenKey(to.kems(), time.Minute)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +147,7 @@ func TestWrongRecipientAndKey(t *testing.T) {
 		t.Fatalf("another device: %v", err)
 	}
 	// c's KEM key cannot open what was sealed to b's.
-	if _, err := p.OpenKey(c.kems(), lifecycle.MessagingSetup, time.Minute); !errors.Is(err, envelope.ErrNoKey) {
+	if _, err := p.OpenKey(c.kems(), time.Minute); !errors.Is(err, envelope.ErrNoKey) {
 		t.Fatalf("another device's KEM key: %v", err)
 	}
 }

@@ -71,16 +71,16 @@ func TestNoBackendCallsPerUse(t *testing.T) {
 	kemInfo, _ := s.Generate(ClassKEM, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true})
 	k, _ := s.Identity(id.ID)
 	kem, _ := s.KEM(kemInfo.ID)
-	ct, _ := SealTo(kemInfo.Public, nil, []byte("m"))
+	ct, _ := SealData(kemInfo.Public, nil, []byte("m"))
 	before := calls.Load()
 	if before == 0 {
 		t.Fatal("the counting backend saw no calls at all: the counter is not wired")
 	}
 	for i := 0; i < 20; i++ {
-		if _, err := k.Sign("bench", []byte("m")); err != nil {
+		if _, err := k.Sign(appPurpose("bench"), []byte("m")); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := kem.Open(nil, ct); err != nil {
+		if _, err := kem.OpenData(nil, ct); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -108,7 +108,7 @@ func benchStore(b *testing.B, alg Algorithm) *IdentityKey {
 		b.Fatal(err)
 	}
 	k, _ := s.Identity(info.ID)
-	if _, err := k.Sign("bench", nil); err != nil { // load the key
+	if _, err := k.Sign(appPurpose("bench"), nil); err != nil { // load the key
 		b.Fatal(err)
 	}
 	return k
@@ -145,7 +145,7 @@ func BenchmarkSignHybridRaw(b *testing.B) {
 func BenchmarkSignEd25519Keystore(b *testing.B) {
 	k := benchStore(b, AlgEd25519)
 	for b.Loop() {
-		if _, err := k.Sign("bench", benchMsg); err != nil {
+		if _, err := k.Sign(appPurpose("bench"), benchMsg); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -154,7 +154,7 @@ func BenchmarkSignEd25519Keystore(b *testing.B) {
 func BenchmarkSignHybridKeystore(b *testing.B) {
 	k := benchStore(b, AlgHybrid)
 	for b.Loop() {
-		if _, err := k.Sign("bench", benchMsg); err != nil {
+		if _, err := k.Sign(appPurpose("bench"), benchMsg); err != nil {
 			b.Fatal(err)
 		}
 	}

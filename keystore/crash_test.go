@@ -239,14 +239,14 @@ func checkStore(t *testing.T, f *fixture, round int, committed map[KeyID]string)
 		switch k.Class {
 		case ClassIdentity:
 			h, _ := s.Identity(k.ID)
-			_, err = h.ProvePossession("crash-check", nil)
+			_, err = h.ProvePossession(appPurpose("crash-check"), nil)
 			if k.State == lifecycle.Superseded {
 				err = nil // superseded identity keys may not sign; opening is checked below
 			}
 		case ClassKEM:
 			h, _ := s.KEM(k.ID)
-			ct, _ := SealTo(k.Public, nil, []byte("x"))
-			_, err = h.Open(nil, ct)
+			ct, _ := SealData(k.Public, nil, []byte("x"))
+			_, err = h.OpenData(nil, ct)
 		case ClassSession:
 			h, _ := s.Session(k.ID)
 			_, err = h.Seal([]byte("x"), nil)

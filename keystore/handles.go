@@ -16,10 +16,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/hybrid"
 	"github.com/enigm/enigm/internal/audit"
 	"github.com/enigm/enigm/keystore/internal/record"
@@ -185,24 +188,72 @@ func (k *IdentityKey) HybridPublic() (*hybrid.PublicKey, error) {
 	return hybrid.ParsePublicKey(k.Public())
 }
 
-// Sign signs msg for purpose (signing context "enigm/v1/<purpose>"). The
-// key must be active. Hybrid keys return the 3,373-byte hybrid signature,
-// Ed25519 keys a 64-byte Ed25519ctx signature.
-func (k *IdentityKey) Sign(purpose string, msg []byte) ([]byte, error) {
-	return k.sign(lifecycle.Sign, purpose, msg)
-}
-
-// ProvePossession signs msg like Sign, but is also allowed while the key is
-// only created: a new key proving possession for its own enrollment.
-func (k *IdentityKey) ProvePossession(purpose string, msg []byte) ([]byte, error) {
-	return k.sign(lifecycle.ProvePossession, purpose, msg)
-}
-
-func (k *IdentityKey) sign(op lifecycle.Op, purpose string, msg []byte) ([]byte, error) {
-	ctx, err := hybrid.Context(purpose)
+// Sign signs msg for purpose p (signing context "enigm/v1/<p>"). The key
+// must be active. Hybrid keys return the 3,373-byte hybrid signature,
+// Ed25519 keys a 64-byte Ed25519ctx signature. No Purpose reaches a chain
+// context: links and approvals are signed through ChainSigner.
+func (k *IdentityKey) Sign(p Purpose, msg []byte) ([]byte, error) {
+	ctx, err := p.context()
 	if err != nil {
 		return nil, err
 	}
+	return k.sign(lifecycle.Sign, ctx, msg)
+}
+
+// ProvePossession signs msg like Sign, but is also allowed while the key is
+// only created: a new key proving possession of itself.
+func (k *IdentityKey) ProvePossession(p Purpose, msg []byte) ([]byte, error) {
+	ctx, err := p.context()
+	if err != nil {
+		return nil, err
+	}
+	return k.sign(lifecycle.ProvePossession, ctx, msg)
+}
+
+// ChainSigner returns a chain.RequestSigner over the (hybrid) key k: it signs
+// the link payloads and approval statements that package chain built
+// (chain.Request), and nothing else; its Sign method, which would take any
+// context and message, refuses. possession makes it sign with the
+// proof-of-possession operation, allowed while the key is only created (the
+// key's own enrollment link).
+func (k *IdentityKey) ChainSigner(possession bool) (chain.RequestSigner, error) {
+	pub, err := k.HybridPublic()
+	if err != nil {
+		return nil, err
+	}
+	op := lifecycle.Sign
+	if possession {
+		op = lifecycle.ProvePossession
+	}
+	return &chainSigner{k: k, pub: pub, op: op}, nil
+}
+
+type chainSigner struct {
+	k   *IdentityKey
+	pub *hybrid.PublicKey
+	op  lifecycle.Op
+}
+
+func (s *chainSigner) Public() *hybrid.PublicKey { return s.pub }
+
+// Sign refuses: chain contexts are signed only through chain.Request.
+func (s *chainSigner) Sign(string, []byte) (*hybrid.Signature, error) {
+	return nil, fmt.Errorf("%w: a keystore key signs chain contexts only through a chain.Request (chain.Draft, chain.SignApproval)", ErrPurpose)
+}
+
+// SignRequest signs a request package chain made.
+func (s *chainSigner) SignRequest(r *chain.Request) (*hybrid.Signature, error) {
+	if r == nil || !(strings.HasPrefix(r.Context(), "enigm/v1/link/") || strings.HasPrefix(r.Context(), "enigm/v1/approval/")) {
+		return nil, fmt.Errorf("%w: not a chain request", ErrPurpose)
+	}
+	b, err := s.k.sign(s.op, r.Context(), r.Message())
+	if err != nil {
+		return nil, err
+	}
+	return hybrid.ParseSignature(b)
+}
+
+func (k *IdentityKey) sign(op lifecycle.Op, ctx string, msg []byte) ([]byte, error) {
 	lk := k.lk
 	if err := lk.s.begin(lk, op); err != nil {
 		return nil, err
@@ -221,10 +272,10 @@ func (k *IdentityKey) sign(op lifecycle.Op, purpose string, msg []byte) ([]byte,
 	return nil, fmt.Errorf("%w: %v", ErrUnsupported, lk.alg)
 }
 
-// Verify checks a signature made by Sign with a key of algorithm alg and
-// public key pub.
-func Verify(alg Algorithm, pub []byte, purpose string, msg, sig []byte) error {
-	ctx, err := hybrid.Context(purpose)
+// Verify checks a signature made by Sign for purpose p with a key of
+// algorithm alg and public key pub.
+func Verify(alg Algorithm, pub []byte, p Purpose, msg, sig []byte) error {
+	ctx, err := p.context()
 	if err != nil {
 		return err
 	}
@@ -254,14 +305,26 @@ var (
 	hpkeAEAD = hpke.AES256GCM()
 )
 
-// SealTo encrypts plaintext to a device KEM public key (single-shot HPKE,
-// MLKEM768-X25519 / HKDF-SHA256 / AES-256-GCM). info binds the context.
-func SealTo(recipient, info, plaintext []byte) ([]byte, error) {
+func sealTo(recipient []byte, sl Sealing, binding, plaintext []byte) ([]byte, error) {
+	info, err := sl.info(binding)
+	if err != nil {
+		return nil, err
+	}
 	pk, err := hpke.MLKEM768X25519().NewPublicKey(recipient)
 	if err != nil {
 		return nil, fmt.Errorf("keystore: recipient KEM key: %w", err)
 	}
 	return hpke.Seal(pk, hpkeKDF, hpkeAEAD, info, plaintext)
+}
+
+// SealData encrypts application data to a device KEM public key
+// (single-shot HPKE, MLKEM768-X25519 / HKDF-SHA256 / AES-256-GCM, info
+// "enigm/v1/kem/app-data" 0x00 || binding); the holder of the KEM key opens
+// it with KEMKey.OpenData. binding is context the application chooses (it
+// must be the same at both ends). Message and call keys are sealed with
+// SessionKey.SealTo instead, under labels OpenData never opens.
+func SealData(recipient, binding, plaintext []byte) ([]byte, error) {
+	return sealTo(recipient, SealAppData, binding, plaintext)
 }
 
 // KEMKey is a handle to a device KEM key.
@@ -286,9 +349,13 @@ func (k *KEMKey) Public() []byte {
 	return append([]byte(nil), k.lk.pub...)
 }
 
-// Open decrypts a message sealed to this key with SealTo. Superseded keys
-// may still open during their grace period.
-func (k *KEMKey) Open(info, ciphertext []byte) ([]byte, error) {
+// open decrypts what was sealed to this key for sl. Superseded keys may
+// still open during their grace period.
+func (k *KEMKey) open(sl Sealing, binding, ciphertext []byte) ([]byte, error) {
+	info, err := sl.info(binding)
+	if err != nil {
+		return nil, err
+	}
 	lk := k.lk
 	if err := lk.s.begin(lk, lifecycle.Decrypt); err != nil {
 		return nil, err
@@ -296,22 +363,32 @@ func (k *KEMKey) Open(info, ciphertext []byte) ([]byte, error) {
 	defer lk.mu.RUnlock()
 	pt, err := hpke.Open(lk.kem, hpkeKDF, hpkeAEAD, info, ciphertext)
 	if err != nil {
-		return nil, fmt.Errorf("keystore: HPKE open with key %s: %w", lk.id.Short(), err)
+		return nil, fmt.Errorf("keystore: HPKE open (%v) with key %s: %w", sl, lk.id.Short(), err)
 	}
 	return pt, nil
 }
 
-// SessionOptions configure a session key received through OpenSession.
-type SessionOptions struct {
-	Cause lifecycle.Cause // default lifecycle.CallSetup
-	TTL   time.Duration   // default DefaultSessionTTL
+// OpenData decrypts application data sealed to this key with SealData and
+// the same binding. It opens nothing else: a message or call key sealed to
+// this key does not open here (its HPKE info differs).
+func (k *KEMKey) OpenData(binding, ciphertext []byte) ([]byte, error) {
+	return k.open(SealAppData, binding, ciphertext)
 }
 
-// OpenSession decrypts a session key sent with SessionKey.SealTo and
-// installs it as a memory-only session key; its bytes never leave the
-// keystore.
-func (k *KEMKey) OpenSession(info, ciphertext []byte, opts SessionOptions) (*SessionKey, error) {
-	m, err := k.Open(info, ciphertext)
+// SessionOptions configure a session key received through OpenSession.
+type SessionOptions struct {
+	TTL time.Duration // default DefaultSessionTTL
+}
+
+// OpenSession decrypts a session key sent with SessionKey.SealTo for sl
+// (SealMessageKey or SealCallKey) and binding, and installs it as a
+// memory-only session key (lifecycle cause MessagingSetup or CallSetup, from
+// sl); its bytes never leave the keystore.
+func (k *KEMKey) OpenSession(sl Sealing, binding, ciphertext []byte, opts SessionOptions) (*SessionKey, error) {
+	if !sl.sessionKey() {
+		return nil, fmt.Errorf("%w: %v does not carry a session key", ErrPurpose, sl)
+	}
+	m, err := k.open(sl, binding, ciphertext)
 	if err != nil {
 		return nil, err
 	}
@@ -319,14 +396,14 @@ func (k *KEMKey) OpenSession(info, ciphertext []byte, opts SessionOptions) (*Ses
 	if len(m) != AlgAES256GCM.SeedSize() {
 		return nil, fmt.Errorf("keystore: received session key of %d bytes", len(m))
 	}
-	return k.lk.s.installSession(m, opts)
-}
-
-func (s *Store) installSession(m []byte, opts SessionOptions) (*SessionKey, error) {
-	cause := opts.Cause
-	if cause == 0 {
+	cause := lifecycle.MessagingSetup
+	if sl == SealCallKey {
 		cause = lifecycle.CallSetup
 	}
+	return k.lk.s.installSession(m, cause, opts)
+}
+
+func (s *Store) installSession(m []byte, cause lifecycle.Cause, opts SessionOptions) (*SessionKey, error) {
 	ttl := opts.TTL
 	if ttl == 0 {
 		ttl = DefaultSessionTTL
@@ -431,28 +508,39 @@ func (k *SessionKey) Open(ciphertext, ad []byte) ([]byte, error) {
 	return pt, nil
 }
 
-// SealTo sends the session key to a recipient device's KEM public key (for
-// call setup and message sync); the recipient installs it with
-// KEMKey.OpenSession. The key's bytes never leave the keystore otherwise.
-func (k *SessionKey) SealTo(recipient, info []byte) ([]byte, error) {
+// SealTo sends the session key to a recipient device's KEM public key for
+// sl (SealMessageKey or SealCallKey), bound to binding (the envelope's
+// header); the recipient installs it with KEMKey.OpenSession and the same
+// sl and binding. The key's bytes never leave the keystore otherwise.
+func (k *SessionKey) SealTo(sl Sealing, recipient, binding []byte) ([]byte, error) {
+	if !sl.sessionKey() {
+		return nil, fmt.Errorf("%w: %v does not carry a session key", ErrPurpose, sl)
+	}
 	lk := k.lk
 	if err := lk.s.begin(lk, lifecycle.Encrypt); err != nil {
 		return nil, err
 	}
 	defer lk.mu.RUnlock()
-	return SealTo(recipient, info, lk.aes)
+	return sealTo(recipient, sl, binding, lk.aes)
 }
 
-// Fingerprint returns a short non-secret fingerprint of the key that both
-// ends of a call can compare: 20 hex digits of HKDF-SHA256(key,
-// "enigm/v1/session-fingerprint").
-func (k *SessionKey) Fingerprint() (string, error) {
+// Fingerprint returns a short non-secret fingerprint of the key bound to
+// transcript (for a call: its id and parties, see envelope.Fingerprint),
+// that both ends of a call can compare: 20 hex digits of
+// HKDF-SHA256(key, info "enigm/v1/call-fingerprint" 0x00 ||
+// SHA-256(transcript)). The same key under another transcript gives an
+// unrelated fingerprint.
+func (k *SessionKey) Fingerprint(transcript []byte) (string, error) {
+	if len(transcript) == 0 {
+		return "", fmt.Errorf("%w: a fingerprint needs the call's transcript", ErrPurpose)
+	}
 	lk := k.lk
 	if err := lk.s.begin(lk, lifecycle.Verify); err != nil {
 		return "", err
 	}
 	defer lk.mu.RUnlock()
-	fp, err := hkdf.Key(sha256.New, lk.aes, nil, "enigm/v1/session-fingerprint", 10)
+	th := sha256.Sum256(transcript)
+	fp, err := hkdf.Key(sha256.New, lk.aes, nil, "enigm/v1/call-fingerprint\x00"+string(th[:]), 10)
 	if err != nil {
 		return "", err
 	}
@@ -501,8 +589,43 @@ func (k *BindingKey) Public() (*ecdsa.PublicKey, error) {
 	return &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(b[1:33]), Y: new(big.Int).SetBytes(b[33:])}, nil
 }
 
-// Sign signs a SHA-256 digest inside the hardware (ASN.1 DER signature).
-func (k *BindingKey) Sign(digest []byte) ([]byte, error) {
+// Sign signs msg for purpose p inside the hardware (ASN.1 DER ECDSA) over
+// chain.BindingDigest("enigm/v1/<p>", key, msg); VerifyBinding checks it.
+// No Purpose reaches a link context: the binding signature on a link is
+// made through ChainSigner.
+func (k *BindingKey) Sign(p Purpose, msg []byte) ([]byte, error) {
+	ctx, err := p.context()
+	if err != nil {
+		return nil, err
+	}
+	pub, err := k.Public()
+	if err != nil {
+		return nil, err
+	}
+	d, err := chain.BindingDigest(ctx, pub, msg)
+	if err != nil {
+		return nil, err
+	}
+	return k.signDigest(d[:])
+}
+
+// VerifyBinding checks a signature made by BindingKey.Sign for purpose p.
+func VerifyBinding(pub *ecdsa.PublicKey, p Purpose, msg, sig []byte) error {
+	ctx, err := p.context()
+	if err != nil {
+		return err
+	}
+	d, err := chain.BindingDigest(ctx, pub, msg)
+	if err != nil {
+		return err
+	}
+	if !ecdsa.VerifyASN1(pub, d[:], sig) {
+		return errors.New("keystore: binding key signature does not verify")
+	}
+	return nil
+}
+
+func (k *BindingKey) signDigest(digest []byte) ([]byte, error) {
 	if len(digest) != sha256.Size {
 		return nil, errors.New("keystore: binding key signs SHA-256 digests only")
 	}
@@ -519,6 +642,38 @@ func (k *BindingKey) Sign(digest []byte) ([]byte, error) {
 		return nil, err
 	}
 	return sig, nil
+}
+
+// ChainSigner returns a chain.BindingRequestSigner over k for
+// chain.Draft.SignBinding: it signs the binding digests package chain
+// computed for a link (chain.Request), and nothing else; its crypto.Signer
+// Sign method, which would sign any digest, refuses.
+func (k *BindingKey) ChainSigner() (chain.BindingRequestSigner, error) {
+	pub, err := k.Public()
+	if err != nil {
+		return nil, err
+	}
+	return &bindingChainSigner{k: k, pub: pub}, nil
+}
+
+type bindingChainSigner struct {
+	k   *BindingKey
+	pub *ecdsa.PublicKey
+}
+
+func (b *bindingChainSigner) Public() crypto.PublicKey { return b.pub }
+
+// Sign refuses: the binding key signs link digests only through chain.Request.
+func (b *bindingChainSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, fmt.Errorf("%w: the binding key signs link digests only through a chain.Request (chain.Draft.SignBinding)", ErrPurpose)
+}
+
+// SignBindingRequest signs a binding digest package chain made.
+func (b *bindingChainSigner) SignBindingRequest(r *chain.Request) ([]byte, error) {
+	if r == nil || !strings.HasPrefix(r.Context(), "enigm/v1/link/") || !strings.HasSuffix(r.Context(), "/binding") {
+		return nil, fmt.Errorf("%w: not a chain binding request", ErrPurpose)
+	}
+	return b.k.signDigest(r.Message())
 }
 
 // Format prints only a handle's class and id, whatever the verb, so that no

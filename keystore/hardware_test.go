@@ -22,13 +22,13 @@ func TestOnDeviceLocked(t *testing.T) {
 	f := newFixture(t)
 	id := f.gen(ClassIdentity, true)
 	k, _ := f.s.Identity(id.ID)
-	if _, err := k.Sign("p", nil); err != nil {
+	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.s.OnDeviceLocked(); err != nil {
 		t.Fatal(err)
 	}
-	if got := deniedCodes(t, func() error { _, err := k.Sign("p", nil); return err }()); !contains(got, "locked") {
+	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !contains(got, "locked") {
 		t.Fatalf("after the device locked: %v", got)
 	}
 	if st, _ := f.s.Status(); !st.Locked {
@@ -37,7 +37,7 @@ func TestOnDeviceLocked(t *testing.T) {
 	if err := f.s.Unlock(context.Background(), testPass); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.Sign("p", nil); err != nil {
+	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -76,16 +76,16 @@ func TestHardwareRefusalLocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	dg := sha256.Sum256([]byte("m"))
-	if _, err := bk.Sign(dg[:]); err != nil {
+	if _, err := bk.Sign(appPurpose("m"), dg[:]); err != nil {
 		t.Fatal(err)
 	}
 	d.Lock() // the app has not told the keystore
-	_, err = bk.Sign(dg[:])
+	_, err = bk.Sign(appPurpose("m"), dg[:])
 	var g *backend.GateError
 	if !errors.As(err, &g) || g.Gate != backend.GateDeviceUnlocked {
 		t.Fatalf("binding key while the device is locked: err = %v", err)
 	}
-	if got := deniedCodes(t, func() error { _, err := k.Sign("p", nil); return err }()); !contains(got, "locked") {
+	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !contains(got, "locked") {
 		t.Fatalf("wrapped key after the hardware refused: %v", got)
 	}
 	if err := s.Unlock(context.Background(), testPass); !errors.Is(err, backend.ErrGate) {
@@ -95,7 +95,7 @@ func TestHardwareRefusalLocks(t *testing.T) {
 	if err := s.Unlock(context.Background(), testPass); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.Sign("p", nil); err != nil {
+	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -133,3 +133,12 @@ func testRecordMeta() record.Meta {
 	m.SetLifecycle(life)
 	return m
 }
+
+// appPurpose is an application purpose for tests.
+func appPurpose(label string) Purpose {
+	p, err := AppPurpose(label)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}

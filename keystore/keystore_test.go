@@ -31,23 +31,23 @@ func TestSignVerifyAcrossReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := k.Sign("test", []byte("msg"))
+	sig, err := k.Sign(appPurpose("test"), []byte("msg"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(AlgHybrid, info.Public, "test", []byte("msg"), sig); err != nil {
+	if err := Verify(AlgHybrid, info.Public, appPurpose("test"), []byte("msg"), sig); err != nil {
 		t.Fatalf("signature does not verify: %v", err)
 	}
-	if Verify(AlgHybrid, info.Public, "other", []byte("msg"), sig) == nil {
+	if Verify(AlgHybrid, info.Public, appPurpose("other"), []byte("msg"), sig) == nil {
 		t.Fatal("signature verifies under another purpose")
 	}
 	f.reopen()
 	k, _ = f.s.Identity(info.ID)
-	sig2, err := k.Sign("test", []byte("msg2"))
+	sig2, err := k.Sign(appPurpose("test"), []byte("msg2"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Verify(AlgHybrid, info.Public, "test", []byte("msg2"), sig2); err != nil {
+	if err := Verify(AlgHybrid, info.Public, appPurpose("test"), []byte("msg2"), sig2); err != nil {
 		t.Fatalf("after reopen: %v", err)
 	}
 }
@@ -59,11 +59,11 @@ func TestEd25519Identity(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, _ := f.s.Identity(info.ID)
-	sig, err := k.Sign("x", []byte("m"))
+	sig, err := k.Sign(appPurpose("x"), []byte("m"))
 	if err != nil || len(sig) != 64 {
 		t.Fatalf("sig %d bytes, %v", len(sig), err)
 	}
-	if err := Verify(AlgEd25519, info.Public, "x", []byte("m"), sig); err != nil {
+	if err := Verify(AlgEd25519, info.Public, appPurpose("x"), []byte("m"), sig); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.s.Generate(ClassKEM, GenerateOptions{Cause: lifecycle.AccountSetup, Algorithm: AlgEd25519}); !errors.Is(err, ErrUnsupported) {
@@ -89,7 +89,7 @@ func TestPolicyGatesEveryUse(t *testing.T) {
 	kemInfo := f.gen(ClassKEM, true)
 	k, _ := f.s.Identity(id.ID)
 	kem, _ := f.s.KEM(kemInfo.ID)
-	sign := func() error { _, err := k.Sign("p", []byte("m")); return err }
+	sign := func() error { _, err := k.Sign(appPurpose("p"), []byte("m")); return err }
 
 	if err := sign(); err != nil {
 		t.Fatalf("baseline: %v", err)
@@ -115,14 +115,14 @@ func TestPolicyGatesEveryUse(t *testing.T) {
 	f.pos.set(policy.PostureTrusted)
 	f.s.RefreshPosture()
 	// KEM keys need the device to be associated.
-	ct, _ := SealTo(kemInfo.Public, []byte("info"), []byte("secret"))
-	if _, err := kem.Open([]byte("info"), ct); !reflect.DeepEqual(deniedCodes(t, err), []string{"not_associated"}) {
+	ct, _ := SealData(kemInfo.Public, []byte("info"), []byte("secret"))
+	if _, err := kem.OpenData([]byte("info"), ct); !reflect.DeepEqual(deniedCodes(t, err), []string{"not_associated"}) {
 		t.Fatalf("kem: %v", err)
 	}
 	if err := f.s.SetAssociation(policy.Associated, []byte("acct")); err != nil {
 		t.Fatal(err)
 	}
-	if pt, err := kem.Open([]byte("info"), ct); err != nil || string(pt) != "secret" {
+	if pt, err := kem.OpenData([]byte("info"), ct); err != nil || string(pt) != "secret" {
 		t.Fatalf("kem open: %q %v", pt, err)
 	}
 	// Locked: every reason that fails is reported.
@@ -133,7 +133,7 @@ func TestPolicyGatesEveryUse(t *testing.T) {
 	if got := deniedCodes(t, sign()); !reflect.DeepEqual(got, []string{"locked", "auth_stale"}) {
 		t.Fatalf("locked: %v", got)
 	}
-	if _, err := kem.Open([]byte("info"), ct); !reflect.DeepEqual(deniedCodes(t, err), []string{"locked"}) {
+	if _, err := kem.OpenData([]byte("info"), ct); !reflect.DeepEqual(deniedCodes(t, err), []string{"locked"}) {
 		t.Fatalf("kem locked: %v", err)
 	}
 	if err := f.s.Unlock(context.Background(), testPass); err != nil {
@@ -152,13 +152,13 @@ func TestOrganisationOverlayTightens(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.clock.Add(2 * time.Minute)
-	if got := deniedCodes(t, func() error { _, err := k.Sign("p", nil); return err }()); !reflect.DeepEqual(got, []string{"auth_stale", "posture_insufficient"}) {
+	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !reflect.DeepEqual(got, []string{"auth_stale", "posture_insufficient"}) {
 		t.Fatalf("overlay: %v", got)
 	}
 	// The overlay survives a reopen.
 	f.reopen()
 	k, _ = f.s.Identity(id.ID)
-	if got := deniedCodes(t, func() error { _, err := k.Sign("p", nil); return err }()); !reflect.DeepEqual(got, []string{"posture_insufficient"}) {
+	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !reflect.DeepEqual(got, []string{"posture_insufficient"}) {
 		t.Fatalf("overlay after reopen: %v", got)
 	}
 }
@@ -170,16 +170,16 @@ func TestLifecycleGatesUse(t *testing.T) {
 	}
 	created := f.gen(ClassIdentity, false)
 	k, _ := f.s.Identity(created.ID)
-	if got := deniedCodes(t, func() error { _, err := k.Sign("p", nil); return err }()); !reflect.DeepEqual(got, []string{"key_state"}) {
+	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !reflect.DeepEqual(got, []string{"key_state"}) {
 		t.Fatalf("created key signs: %v", got)
 	}
-	if _, err := k.ProvePossession("enrollment", []byte("req")); err != nil {
+	if _, err := k.ProvePossession(appPurpose("enrollment"), []byte("req")); err != nil {
 		t.Fatalf("created key cannot prove possession: %v", err)
 	}
 	if err := f.s.Activate(created.ID, lifecycle.DeviceEnrollment); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.Sign("p", nil); err != nil {
+	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
 		t.Fatalf("activated: %v", err)
 	}
 	if err := f.s.Activate(created.ID, lifecycle.DeviceEnrollment); !errors.Is(err, lifecycle.ErrTransition) {
@@ -188,7 +188,7 @@ func TestLifecycleGatesUse(t *testing.T) {
 
 	// KEM rotation: the old key decrypts during its grace period only.
 	old := f.gen(ClassKEM, true)
-	ct, _ := SealTo(old.Public, nil, []byte("before rotation"))
+	ct, _ := SealData(old.Public, nil, []byte("before rotation"))
 	next, err := f.s.Rotate(old.ID, RotateOptions{Grace: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -201,11 +201,11 @@ func TestLifecycleGatesUse(t *testing.T) {
 		t.Fatalf("old key after rotation: %+v", oi)
 	}
 	ok, _ := f.s.KEM(old.ID)
-	if pt, err := ok.Open(nil, ct); err != nil || string(pt) != "before rotation" {
+	if pt, err := ok.OpenData(nil, ct); err != nil || string(pt) != "before rotation" {
 		t.Fatalf("superseded key within grace: %v", err)
 	}
 	f.clock.Add(2 * time.Hour)
-	if got := deniedCodes(t, func() error { _, err := ok.Open(nil, ct); return err }()); !reflect.DeepEqual(got, []string{"key_state"}) {
+	if got := deniedCodes(t, func() error { _, err := ok.OpenData(nil, ct); return err }()); !reflect.DeepEqual(got, []string{"key_state"}) {
 		t.Fatalf("after grace: %v", got)
 	}
 	if err := f.s.Maintain(); err != nil {
@@ -229,7 +229,7 @@ func TestRevokeKeyWhileLocked(t *testing.T) {
 	}
 	f.s.Unlock(context.Background(), testPass)
 	k, _ := f.s.Identity(id.ID)
-	if got := deniedCodes(t, func() error { _, err := k.Sign("p", nil); return err }()); !reflect.DeepEqual(got, []string{"key_state"}) {
+	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !reflect.DeepEqual(got, []string{"key_state"}) {
 		t.Fatalf("revoked key: %v", got)
 	}
 	if err := f.s.RevokeKey(id.ID); !errors.Is(err, lifecycle.ErrTransition) {
@@ -270,17 +270,17 @@ func TestSessionKeys(t *testing.T) {
 	g := newFixture(t)
 	g.s.SetAssociation(policy.Associated, nil)
 	kemInfo := g.gen(ClassKEM, true)
-	sent, err := sk.SealTo(kemInfo.Public, []byte("call 1"))
+	sent, err := sk.SealTo(SealCallKey, kemInfo.Public, []byte("call 1"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	gk, _ := g.s.KEM(kemInfo.ID)
-	rk, err := gk.OpenSession([]byte("call 1"), sent, SessionOptions{TTL: time.Minute})
+	rk, err := gk.OpenSession(SealCallKey, []byte("call 1"), sent, SessionOptions{TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fp1, _ := sk.Fingerprint()
-	fp2, err := rk.Fingerprint()
+	fp1, _ := sk.Fingerprint([]byte("call 1"))
+	fp2, err := rk.Fingerprint([]byte("call 1"))
 	if err != nil || fp1 != fp2 || len(fp1) != 20 {
 		t.Fatalf("fingerprints %q %q %v", fp1, fp2, err)
 	}
@@ -298,11 +298,11 @@ func TestSessionKeys(t *testing.T) {
 		t.Fatalf("expired memory key still listed: %v", err)
 	}
 	// Destroy at call end, and at lock.
-	fp, _ := rk.Fingerprint()
+	fp, _ := rk.Fingerprint([]byte("call 1"))
 	if err := rk.Destroy(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rk.Fingerprint(); err == nil {
+	if _, err := rk.Fingerprint([]byte("call 1")); err == nil {
 		t.Fatalf("destroyed session key still usable (fingerprint %s)", fp)
 	}
 	s2, _ := g.s.Generate(ClassSession, GenerateOptions{Cause: lifecycle.MessagingSetup, Activate: true})
@@ -354,9 +354,9 @@ func TestDecisionsAudited(t *testing.T) {
 	f := newFixture(t)
 	id := f.gen(ClassIdentity, true)
 	k, _ := f.s.Identity(id.ID)
-	k.Sign("p", nil)
+	k.Sign(appPurpose("p"), nil)
 	f.s.SetAppAuthorized(false)
-	k.Sign("p", nil)
+	k.Sign(appPurpose("p"), nil)
 	f.s.Close()
 	entries, rep, err := audit.ReadFile(filepath.Join(f.home, AuditFile), audit.Anchor{})
 	if err != nil {
@@ -410,10 +410,10 @@ func TestTamperedRecord(t *testing.T) {
 		k, err := f.s.Identity(victim.ID)
 		if err == nil {
 			var sig []byte
-			sig, err = k.Sign("p", []byte("m"))
+			sig, err = k.Sign(appPurpose("p"), []byte("m"))
 			if err == nil {
 				// Signing worked: only acceptable if it is the same key.
-				if Verify(AlgHybrid, victim.Public, "p", []byte("m"), sig) != nil {
+				if Verify(AlgHybrid, victim.Public, appPurpose("p"), []byte("m"), sig) != nil {
 					t.Fatalf("byte %d: a tampered record produced another key", i)
 				}
 				t.Fatalf("byte %d: tampered record opened", i)
@@ -426,14 +426,14 @@ func TestTamperedRecord(t *testing.T) {
 			t.Fatalf("byte %d: error does not name the record: %v", i, err)
 		}
 		ok, _ := f.s.Identity(other.ID)
-		if _, err := ok.Sign("p", nil); err != nil {
+		if _, err := ok.Sign(appPurpose("p"), nil); err != nil {
 			t.Fatalf("byte %d: an untouched key stopped working: %v", i, err)
 		}
 	}
 	putRaw(t, f, victim.ID, orig)
 	f.forget(victim.ID)
 	k, _ := f.s.Identity(victim.ID)
-	if _, err := k.Sign("p", nil); err != nil {
+	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
 		t.Fatalf("restored record: %v", err)
 	}
 	// List shows the damage without hiding the other keys.
@@ -459,7 +459,7 @@ func TestMovedRecords(t *testing.T) {
 	b.reopen()
 	h, err := b.s.Identity(ka.ID)
 	if err == nil {
-		_, err = h.Sign("p", nil)
+		_, err = h.Sign(appPurpose("p"), nil)
 	}
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), ka.ID.String()) {
 		t.Fatalf("foreign record: %v", err)
@@ -490,7 +490,7 @@ func TestWrongPassphraseLosesNothing(t *testing.T) {
 	}
 	s.SetAppAuthorized(true)
 	k, _ := s.Identity(id.ID)
-	if _, err := k.Sign("p", nil); err != nil {
+	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -601,7 +601,7 @@ func TestRevokeDevice(t *testing.T) {
 	id := f.gen(ClassIdentity, true)
 	kemInfo := f.gen(ClassKEM, true)
 	k, _ := f.s.Identity(id.ID)
-	k.Sign("p", nil)
+	k.Sign(appPurpose("p"), nil)
 	before := rawRecord(t, f, id.ID)
 	var d0 = record0(t, before)
 	f.s.Lock()
@@ -613,11 +613,11 @@ func TestRevokeDevice(t *testing.T) {
 			t.Fatalf("key %s is %v after device revocation", info.ID.Short(), info.State)
 		}
 	}
-	if got := deniedCodes(t, func() error { _, err := k.Sign("p", nil); return err }()); !contains(got, "revoked") {
+	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !contains(got, "revoked") {
 		t.Fatalf("after revocation: %v", got)
 	}
 	kem, _ := f.s.KEM(kemInfo.ID)
-	if got := deniedCodes(t, func() error { _, err := kem.Open(nil, []byte("x")); return err }()); !contains(got, "revoked") {
+	if got := deniedCodes(t, func() error { _, err := kem.OpenData(nil, []byte("x")); return err }()); !contains(got, "revoked") {
 		t.Fatalf("kem after revocation: %v", got)
 	}
 	if err := f.s.Unlock(context.Background(), testPass); !errors.Is(err, ErrDeviceRevoked) {
@@ -700,7 +700,7 @@ func TestNoSecretsInFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, _ := f.s.Identity(id.ID)
-	k.Sign("p", nil) // loads the material
+	k.Sign(appPurpose("p"), nil) // loads the material
 	secrets := [][]byte{k.lk.ed.Seed(), f.s.keks.identity.key, f.s.keks.session.key}
 	var forms []string
 	for _, sec := range secrets {
@@ -724,7 +724,7 @@ func TestPromote(t *testing.T) {
 	old := f.gen(ClassIdentity, true)
 	next := f.gen(ClassIdentity, false)
 	h, _ := f.s.Identity(next.ID)
-	if _, err := h.ProvePossession("rotate", []byte("link")); err != nil {
+	if _, err := h.ProvePossession(appPurpose("rotate"), []byte("link")); err != nil {
 		t.Fatalf("the created key cannot prove possession: %v", err)
 	}
 	if err := f.s.Promote(old.ID, next.ID, RotateOptions{}); err != nil {
@@ -735,11 +735,11 @@ func TestPromote(t *testing.T) {
 	if oi.State != lifecycle.Superseded || *oi.Successor != next.ID || ni.State != lifecycle.Active || *ni.Predecessor != old.ID {
 		t.Fatalf("after Promote: old %v, new %v", oi.State, ni.State)
 	}
-	if _, err := h.Sign("p", nil); err != nil {
+	if _, err := h.Sign(appPurpose("p"), nil); err != nil {
 		t.Fatalf("promoted key cannot sign: %v", err)
 	}
 	oh, _ := f.s.Identity(old.ID)
-	if got := deniedCodes(t, func() error { _, err := oh.Sign("p", nil); return err }()); !reflect.DeepEqual(got, []string{"key_state"}) {
+	if got := deniedCodes(t, func() error { _, err := oh.Sign(appPurpose("p"), nil); return err }()); !reflect.DeepEqual(got, []string{"key_state"}) {
 		t.Fatalf("superseded key signs: %v", got)
 	}
 	// Promoting again, or across classes, fails without changing anything.
@@ -782,7 +782,7 @@ func TestOSTrustAndAttestationProviders(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, _ := s.Identity(info.ID)
-	sign := func() error { _, err := k.Sign("p", nil); return err }
+	sign := func() error { _, err := k.Sign(appPurpose("p"), nil); return err }
 	if got := deniedCodes(t, sign()); !reflect.DeepEqual(got, []string{"os_trust_required", "attestation_required"}) {
 		t.Fatalf("untrusted: %v", got)
 	}
@@ -796,7 +796,7 @@ func TestOSTrustAndAttestationProviders(t *testing.T) {
 	ot.v.Trusted = false
 	s.RefreshPosture()
 	ph, _ := s.Identity(plain.ID)
-	if _, err := ph.Sign("p", nil); err != nil {
+	if _, err := ph.Sign(appPurpose("p"), nil); err != nil {
 		t.Fatalf("a key that does not require OS Trust was denied: %v", err)
 	}
 }

@@ -1,6 +1,8 @@
 package mobile
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"encoding/json"
 	"fmt"
 
@@ -155,9 +157,15 @@ func (k *Keystore) RevokeKey(id string) error {
 	return wrap(k.s.RevokeKey(kid))
 }
 
-// Sign signs message with identity key id for purpose (signing context
-// "enigm/v1/<purpose>").
+// Sign signs message with identity key id for the application purpose
+// purpose (signing context "enigm/v1/app/<purpose>", see
+// keystore.AppPurpose): never a protocol context, so an app cannot sign a
+// chain link, an envelope or a login with it.
 func (k *Keystore) Sign(id, purpose string, message []byte) ([]byte, error) {
+	p, err := keystore.AppPurpose(purpose)
+	if err != nil {
+		return nil, fail(CodeFailed, err)
+	}
 	kid, err := k.s.Resolve(id)
 	if err != nil {
 		return nil, wrap(err)
@@ -166,12 +174,14 @@ func (k *Keystore) Sign(id, purpose string, message []byte) ([]byte, error) {
 	if err != nil {
 		return nil, wrap(err)
 	}
-	sig, err := h.Sign(purpose, message)
+	sig, err := h.Sign(p, message)
 	return sig, wrap(err)
 }
 
-// KEMOpen decrypts a message sealed to KEM key id (HPKE
-// MLKEM768-X25519, see SealTo).
+// KEMOpen decrypts application data sealed to KEM key id with SealTo and
+// the same info (HPKE MLKEM768-X25519, info "enigm/v1/kem/app-data" 0x00 ||
+// info). It opens application data only: the message and call keys sealed
+// to the device stay inside the keystore.
 func (k *Keystore) KEMOpen(id string, info, ciphertext []byte) ([]byte, error) {
 	kid, err := k.s.Resolve(id)
 	if err != nil {
@@ -181,7 +191,7 @@ func (k *Keystore) KEMOpen(id string, info, ciphertext []byte) ([]byte, error) {
 	if err != nil {
 		return nil, wrap(err)
 	}
-	pt, err := h.Open(info, ciphertext)
+	pt, err := h.OpenData(info, ciphertext)
 	return pt, wrap(err)
 }
 
@@ -201,30 +211,56 @@ func (k *Keystore) BindingPublicKey() ([]byte, error) {
 	return b, wrap(err)
 }
 
-// BindingSign signs a 32-byte SHA-256 digest with the hardware binding
-// key (ASN.1 DER ECDSA).
-func (k *Keystore) BindingSign(digest []byte) ([]byte, error) {
+// BindingSign signs message for the application purpose purpose with the
+// hardware binding key (ASN.1 DER ECDSA over the digest
+// keystore.BindingKey.Sign describes; BindingVerify checks it).
+func (k *Keystore) BindingSign(purpose string, message []byte) ([]byte, error) {
+	p, err := keystore.AppPurpose(purpose)
+	if err != nil {
+		return nil, fail(CodeFailed, err)
+	}
 	bk, err := k.s.Binding()
 	if err != nil {
 		return nil, wrap(err)
 	}
-	sig, err := bk.Sign(digest)
+	sig, err := bk.Sign(p, message)
 	return sig, wrap(err)
 }
 
-// Verify checks a signature made by Sign: algorithm as KeyInfo.Algorithm
-// reports it, public the key's public encoding.
+// BindingVerify checks a signature made by BindingSign: public is the
+// binding key's uncompressed P-256 point (BindingPublicKey).
+func BindingVerify(public []byte, purpose string, message, signature []byte) error {
+	p, err := keystore.AppPurpose(purpose)
+	if err != nil {
+		return fail(CodeFailed, err)
+	}
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), public)
+	if err != nil {
+		return fail(CodeFailed, fmt.Errorf("binding public key: %w", err))
+	}
+	return wrap(keystore.VerifyBinding(pub, p, message, signature))
+}
+
+// Verify checks a signature made by Sign for the application purpose
+// purpose: algorithm as KeyInfo.Algorithm reports it, public the key's
+// public encoding.
 func Verify(algorithm string, public []byte, purpose string, message, signature []byte) error {
 	a, ok := keystore.ParseAlgorithm(algorithm)
 	if !ok {
 		return fail(CodeUnsupported, fmt.Errorf("unknown algorithm %q", algorithm))
 	}
-	return wrap(keystore.Verify(a, public, purpose, message, signature))
+	p, err := keystore.AppPurpose(purpose)
+	if err != nil {
+		return fail(CodeFailed, err)
+	}
+	return wrap(keystore.Verify(a, public, p, message, signature))
 }
 
-// SealTo encrypts plaintext to a device KEM public key (single-shot HPKE
-// MLKEM768-X25519 / HKDF-SHA256 / AES-256-GCM); info binds the context.
+// SealTo encrypts application data to a device KEM public key (single-shot
+// HPKE MLKEM768-X25519 / HKDF-SHA256 / AES-256-GCM, keystore.SealData);
+// info binds the application's context, and KEMOpen opens it with the
+// same info.
 func SealTo(recipient, info, plaintext []byte) ([]byte, error) {
-	ct, err := keystore.SealTo(recipient, info, plaintext)
+	ct, err := keystore.SealData(recipient, info, plaintext)
 	return ct, wrap(err)
 }

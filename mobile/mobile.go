@@ -13,7 +13,10 @@
 //
 // No function returns private key bytes: keys are used through Sign,
 // KEMOpen and BindingSign, each decided by the keystore's policy and
-// written to its audit log.
+// written to its audit log. Sign and BindingSign sign application purposes
+// only (context "enigm/v1/app/<purpose>"), never a chain link, envelope or
+// login; KEMOpen opens application data sealed with SealTo, never a
+// message or call key (those open only into keystore handles).
 //
 // # Errors
 //

@@ -122,14 +122,21 @@ func TestKeysOnPhones(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := sha256.Sum256([]byte("bind"))
-			sig, err := ph.ks.BindingSign(d[:])
+			sig, err := ph.ks.BindingSign("greeting", []byte("bind"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			pk, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), pub)
-			if err != nil || !ecdsa.VerifyASN1(pk, d[:], sig) {
+			if err := BindingVerify(pub, "greeting", []byte("bind"), sig); err != nil {
 				t.Fatalf("binding signature: %v", err)
+			}
+			if BindingVerify(pub, "other", []byte("bind"), sig) == nil {
+				t.Fatal("binding signature verifies for another purpose")
+			}
+			// The hardware signed a purpose-bound digest, never the raw
+			// digest of the message.
+			d := sha256.Sum256([]byte("bind"))
+			if pk, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), pub); err != nil || ecdsa.VerifyASN1(pk, d[:], sig) {
+				t.Fatalf("binding signature over the bare digest (%v)", err)
 			}
 
 			list, err := ph.ks.List()

@@ -145,11 +145,11 @@ func (d *demo) run() error {
 		return err
 	}
 	ks.SetAppAuthorized(false)
-	_, err = h.Sign("demo", []byte("x"))
+	_, err = h.Sign(demoPurpose, []byte("x"))
 	d.say("app signed out      -> %s", denial(err))
 	ks.SetAppAuthorized(true)
 	ks.Lock()
-	_, err = h.Sign("demo", []byte("x"))
+	_, err = h.Sign(demoPurpose, []byte("x"))
 	d.say("keystore locked     -> %s", denial(err))
 	d.say("(each decision, allowed or denied, goes to the laptop's hash-chained audit log)")
 
@@ -279,7 +279,7 @@ func (d *demo) run() error {
 	for _, k := range tkeys {
 		if k.Class == keystore.ClassIdentity {
 			th, _ := tks.Identity(k.ID)
-			_, err := th.Sign("demo", []byte("x"))
+			_, err := th.Sign(demoPurpose, []byte("x"))
 			d.say("tablet's keystore, identity key %s -> %s", k.ID.Short(), denial(err))
 			break
 		}
@@ -344,3 +344,12 @@ func (d *demo) admin(token, method, path, body string) error {
 	}
 	return nil
 }
+
+// demoPurpose is the application purpose the demo signs for.
+var demoPurpose = func() keystore.Purpose {
+	p, err := keystore.AppPurpose("demo")
+	if err != nil {
+		panic(err) // a constant label
+	}
+	return p
+}()

@@ -124,7 +124,8 @@ examples:
 				fs.Bool("no-activate", false, "leave the key in the created state")
 			}, Run: runGenerate},
 		&Command{Path: "keys sign", Summary: "sign a file or stdin with an identity key", Usage: "--key ID [--in FILE] [--purpose P] [--out FILE]",
-			Help: `Signs the input under the context "enigm/v1/<purpose>" after a policy
+			Help: `Signs the input under the application context "enigm/v1/app/<purpose>"
+(never a chain, envelope or login context) after a policy
 decision (unlocked, authenticated within 5 minutes, app authorized, device not
 revoked, posture at least degraded). Prints the signature in base64, or writes
 the raw bytes to --out (created 0600, never overwritten). A denied use exits
@@ -136,7 +137,7 @@ examples:
 			Args: 0, Flags: func(fs *flag.FlagSet) {
 				fs.String("key", "", "key id or a unique prefix of at least 6 hex digits (required)")
 				fs.String("in", "-", "input file (default stdin)")
-				fs.String("purpose", "file", "signing purpose: [a-z0-9_.-/], 1-64 characters")
+				fs.String("purpose", "file", "application signing purpose: [a-z0-9_.-/], 1-60 characters")
 				fs.String("out", "", "write the raw signature to this new file")
 			}, Run: runSign},
 		&Command{Path: "keys verify", Summary: "verify a signature made by keys sign", Usage: "--key ID --sig FILE [--in FILE] [--purpose P]",
@@ -451,6 +452,10 @@ func runSign(c *Ctx) error {
 		return err
 	}
 	purpose := flagString(c, "purpose")
+	p, err := keystore.AppPurpose(purpose)
+	if err != nil {
+		return err
+	}
 	out := flagString(c, "out")
 	var outFile *os.File
 	if out != "" {
@@ -475,7 +480,7 @@ func runSign(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	sig, err := k.Sign(purpose, msg)
+	sig, err := k.Sign(p, msg)
 	if err != nil {
 		return err
 	}
@@ -528,7 +533,11 @@ func runVerify(c *Ctx) error {
 	if info.Class != keystore.ClassIdentity {
 		return fmt.Errorf("%w: %s is a %s key", keystore.ErrWrongClass, id.Short(), info.Class)
 	}
-	if err := keystore.Verify(info.Algorithm, info.Public, flagString(c, "purpose"), msg, sig); err != nil {
+	p, err := keystore.AppPurpose(flagString(c, "purpose"))
+	if err != nil {
+		return err
+	}
+	if err := keystore.Verify(info.Algorithm, info.Public, p, msg, sig); err != nil {
 		return fmt.Errorf("signature does not verify: %w", err)
 	}
 	return c.Output(map[string]any{"key": id.String(), "valid": true}, func() { c.Printf("signature valid (key %s)\n", id) })

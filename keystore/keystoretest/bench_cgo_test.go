@@ -70,7 +70,7 @@ func benchTokenSign(b *testing.B) {
 		}
 		for b.Loop() {
 			d := sha256.Sum256(benchMsg)
-			if _, err := bk.Sign(d[:]); err != nil {
+			if _, err := bk.Sign(appPurpose("bind"), d[:]); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -28,7 +28,7 @@ func benchIdentity(b *testing.B, e *env, alg keystore.Algorithm) *keystore.Ident
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := k.Sign("bench", benchMsg); err != nil { // unwrap once
+	if _, err := k.Sign(appPurpose("bench"), benchMsg); err != nil { // unwrap once
 		b.Fatal(err)
 	}
 	return k
@@ -44,7 +44,7 @@ func BenchmarkSign(b *testing.B) {
 			b.Run("keystore-"+alg.String()+"/"+m.name, func(b *testing.B) {
 				k := benchIdentity(b, m.new(b), alg)
 				for b.Loop() {
-					if _, err := k.Sign("bench", benchMsg); err != nil {
+					if _, err := k.Sign(appPurpose("bench"), benchMsg); err != nil {
 						b.Fatal(err)
 					}
 				}

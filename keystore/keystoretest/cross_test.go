@@ -86,7 +86,7 @@ func (s *store) sign(t testing.TB, id keystore.KeyID) ([]byte, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return k.Sign("cross", []byte("message"))
+	return k.Sign(appPurpose("cross"), []byte("message"))
 }
 
 func deniedWith(err error, code string) bool {
@@ -130,7 +130,7 @@ func TestGenerateAndUse(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := keystore.Verify(alg, info.Public, "cross", []byte("message"), sig); err != nil {
+			if err := keystore.Verify(alg, info.Public, appPurpose("cross"), []byte("message"), sig); err != nil {
 				t.Fatalf("%v signature: %v", alg, err)
 			}
 			if info.Resident {
@@ -138,12 +138,12 @@ func TestGenerateAndUse(t *testing.T) {
 			}
 		}
 		kemInfo := s.generate(t, keystore.ClassKEM, 0)
-		ct, err := keystore.SealTo(kemInfo.Public, []byte("info"), []byte("hello"))
+		ct, err := keystore.SealData(kemInfo.Public, []byte("info"), []byte("hello"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		kem, _ := s.KEM(kemInfo.ID)
-		if pt, err := kem.Open([]byte("info"), ct); err != nil || string(pt) != "hello" {
+		if pt, err := kem.OpenData([]byte("info"), ct); err != nil || string(pt) != "hello" {
 			t.Fatalf("KEM open: %q, %v", pt, err)
 		}
 		sessInfo := s.generate(t, keystore.ClassSession, 0)
@@ -168,12 +168,12 @@ func TestGenerateAndUse(t *testing.T) {
 			t.Fatalf("binding key info %+v", info)
 		}
 		d := sha256.Sum256([]byte("bind"))
-		sig, err := bk.Sign(d[:])
+		sig, err := bk.Sign(appPurpose("bind"), d[:])
 		if err != nil {
 			t.Fatal(err)
 		}
 		pub, _ := bk.Public()
-		if !ecdsa.VerifyASN1(pub, d[:], sig) {
+		if keystore.VerifyBinding(pub, appPurpose("bind"), d[:], sig) != nil || ecdsa.VerifyASN1(pub, d[:], sig) {
 			t.Fatal("binding signature does not verify")
 		}
 	})
@@ -324,7 +324,7 @@ var gateChecks = map[backend.Gate]func(t *testing.T, s *store){
 			t.Fatal(err)
 		}
 		d := sha256.Sum256([]byte("x"))
-		if _, err = bk.Sign(d[:]); gateOf(err) != backend.GateDeviceUnlocked {
+		if _, err = bk.Sign(appPurpose("bind"), d[:]); gateOf(err) != backend.GateDeviceUnlocked {
 			t.Fatalf("binding key while the device is locked: err = %v", err)
 		}
 		if _, err := s.sign(t, id.ID); !deniedWith(err, "locked") {
@@ -463,15 +463,15 @@ func TestNoBackendCallsPerSignature(t *testing.T) {
 		kh, _ := s.Identity(hyb.ID)
 		ke, _ := s.Identity(ed.ID)
 		kem, _ := s.KEM(kemInfo.ID)
-		ct, _ := keystore.SealTo(kemInfo.Public, nil, []byte("m"))
+		ct, _ := keystore.SealData(kemInfo.Public, nil, []byte("m"))
 		use := func() {
-			if _, err := kh.Sign("p", []byte("m")); err != nil {
+			if _, err := kh.Sign(appPurpose("p"), []byte("m")); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := ke.Sign("p", []byte("m")); err != nil {
+			if _, err := ke.Sign(appPurpose("p"), []byte("m")); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := kem.Open(nil, ct); err != nil {
+			if _, err := kem.OpenData(nil, ct); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -559,7 +559,7 @@ func TestPlacementFollowsCapabilities(t *testing.T) {
 				t.Fatal("binding key not resident")
 			}
 			d := sha256.Sum256([]byte("x"))
-			if _, err := bk.Sign(d[:]); err != nil {
+			if _, err := bk.Sign(appPurpose("bind"), d[:]); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -15,6 +15,7 @@ import (
 	"github.com/enigm/enigm/backend/platform/bridge"
 	"github.com/enigm/enigm/backend/platform/simulated"
 	"github.com/enigm/enigm/backend/soft"
+	"github.com/enigm/enigm/keystore"
 )
 
 var (
@@ -230,4 +231,13 @@ type countingSigner struct {
 func (k *countingSigner) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
 	k.c.calls.Add(1)
 	return k.Signer.Sign(r, d, o)
+}
+
+// appPurpose is an application signing purpose for tests.
+func appPurpose(label string) keystore.Purpose {
+	p, err := keystore.AppPurpose(label)
+	if err != nil {
+		panic(err)
+	}
+	return p
 }
