@@ -173,10 +173,14 @@ func signedGenesis(t *testing.T, d *tpmDevice, rec chain.Device) *chain.Link {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dr.Sign(chain.RoleSubject, signer{d.id}); err != nil {
+	if err := dr.Sign(chain.RoleSubject, signer(d.id)); err != nil {
 		t.Fatal(err)
 	}
-	if err := dr.SignBinding(bindingSigner{d.bk, d.dev.Binding}, nil); err != nil {
+	bs, err := d.bk.ChainSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dr.SignBinding(bs, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := dr.Sign(chain.RoleNewRecovery, rk); err != nil {

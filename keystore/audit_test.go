@@ -98,7 +98,7 @@ func TestAuditFailsClosed(t *testing.T) {
 	kemInfo := f.gen(ClassKEM, true)
 	k, _ := f.s.Identity(id.ID)
 	kem, _ := f.s.KEM(kemInfo.ID)
-	if _, err := k.Sign("p", []byte("before")); err != nil {
+	if _, err := k.Sign(appPurpose("p"), []byte("before")); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(f.home, AuditFile)
@@ -109,13 +109,13 @@ func TestAuditFailsClosed(t *testing.T) {
 	ff.full.Store(true)
 	const tries = 200
 	for i := 0; i < tries; i++ {
-		sig, err := k.Sign("p", []byte("while full"))
+		sig, err := k.Sign(appPurpose("p"), []byte("while full"))
 		if got := deniedCodes(t, err); !reflect.DeepEqual(got, []string{"audit_unavailable"}) || sig != nil {
 			t.Fatalf("sign %d with the log full: sig=%x, codes %v, want denied [audit_unavailable]", i, sig, got)
 		}
 	}
-	ct, _ := SealTo(kemInfo.Public, nil, []byte("m"))
-	if _, err := kem.Open(nil, ct); !reflect.DeepEqual(deniedCodes(t, err), []string{"audit_unavailable"}) {
+	ct, _ := SealData(kemInfo.Public, nil, []byte("m"))
+	if _, err := kem.OpenData(nil, ct); !reflect.DeepEqual(deniedCodes(t, err), []string{"audit_unavailable"}) {
 		t.Fatalf("KEM open with the log full: %v", err)
 	}
 	if _, err := f.s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true}); !errors.Is(err, audit.ErrUnavailable) {
@@ -149,7 +149,7 @@ func TestAuditFailsClosed(t *testing.T) {
 	if err := f.s.Unlock(context.Background(), testPass); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.Sign("p", []byte("after")); err != nil {
+	if _, err := k.Sign(appPurpose("p"), []byte("after")); err != nil {
 		t.Fatalf("sign after the disk has room again: %v", err)
 	}
 	f.s.Close()
@@ -178,7 +178,7 @@ func TestAuditSyncFailureIsSticky(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, _ := f.s.Identity(id.ID)
-	if _, err := k.Sign("p", nil); err != nil {
+	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
 		t.Fatal(err)
 	}
 	ff.syncFails.Store(true)
@@ -186,7 +186,7 @@ func TestAuditSyncFailureIsSticky(t *testing.T) {
 		t.Fatalf("AuditLog with fsync failing: %v", err)
 	}
 	ff.syncFails.Store(false)
-	if _, err := k.Sign("p", nil); !reflect.DeepEqual(deniedCodes(t, err), []string{"audit_unavailable"}) {
+	if _, err := k.Sign(appPurpose("p"), nil); !reflect.DeepEqual(deniedCodes(t, err), []string{"audit_unavailable"}) {
 		t.Fatalf("sign after a failed fsync: %v, want denied [audit_unavailable]", err)
 	}
 	if err := f.s.Close(); !errors.Is(err, audit.ErrUnavailable) {
@@ -202,7 +202,7 @@ func TestAuditSyncFailureIsSticky(t *testing.T) {
 	}
 	s.SetAppAuthorized(true)
 	k, _ = f.s.Identity(id.ID)
-	if _, err := k.Sign("p", nil); err != nil {
+	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
 		t.Fatalf("sign after reopening: %v", err)
 	}
 }
@@ -215,7 +215,7 @@ func TestAuditRewriteDetectedAtOpen(t *testing.T) {
 	id := f.gen(ClassIdentity, true)
 	k, _ := f.s.Identity(id.ID)
 	f.s.SetAppAuthorized(false)
-	if _, err := k.Sign("p", nil); !errors.Is(err, ErrDenied) {
+	if _, err := k.Sign(appPurpose("p"), nil); !errors.Is(err, ErrDenied) {
 		t.Fatal(err)
 	}
 	f.s.Close()

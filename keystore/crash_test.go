@@ -301,7 +301,7 @@ func TestSignChild(t *testing.T) {
 	}
 	fmt.Println("ready")
 	for {
-		if _, err := k.Sign("kill9", []byte("m")); err != nil {
+		if _, err := k.Sign(appPurpose("kill9"), []byte("m")); err != nil {
 			fmt.Println("sign failed:", err)
 			os.Exit(3)
 		}
