@@ -167,9 +167,13 @@ func (s *Server) loadFresh(ctx context.Context, id string) (*verified, error) {
 // store.Marks) and link rows stored above the head; it raises the mark to
 // every head it verifies, durably, before that head is served.
 func (s *Server) loadAt(ctx context.Context, acct store.Account) (*verified, error) {
-	mk, err := s.mark(ctx, acct.ID)
+	m, ok, err := s.mark(ctx, acct.ID)
 	if err != nil {
 		return nil, err
+	}
+	var mk *store.Head
+	if ok {
+		mk = &m
 	}
 	if mk != nil && below(acct.Head, *mk) {
 		// A head read that began before this instance recorded the mark
@@ -230,20 +234,15 @@ func (s *Server) accept(ctx context.Context, v *verified, mk *store.Head) error 
 	return nil
 }
 
-// mark returns the account's mark, nil when it has none.
-func (s *Server) mark(ctx context.Context, id string) (*store.Head, error) {
-	h, ok, err := s.marks.Get(ctx, id)
-	switch {
-	case errors.Is(err, store.ErrBadMark):
+// mark returns the account's mark; ok is false when it has none.
+func (s *Server) mark(ctx context.Context, id string) (h store.Head, ok bool, err error) {
+	h, ok, err = s.marks.Get(ctx, id)
+	if errors.Is(err, store.ErrBadMark) {
 		s.log.Error("the head mark of an account fails its MAC: the head marks file was changed; refusing to serve the account", "account", id, "err", err)
 		s.metrics.integrityFailures.Add(1)
-		return nil, &inconsistentError{account: id, err: err}
-	case err != nil:
-		return nil, err
-	case !ok:
-		return nil, nil
+		return h, false, &inconsistentError{account: id, err: err}
 	}
-	return &h, nil
+	return h, ok, err
 }
 
 // below reports whether h is lower than the mark m, or another head at

@@ -209,16 +209,22 @@ func (m *Marks) markMAC(account string, h Head) []byte {
 
 // Get returns the account's mark; ok is false when there is none.
 // ErrBadMark when the stored mark fails its MAC.
-func (m *Marks) Get(ctx context.Context, account string) (h Head, ok bool, err error) {
+func (m *Marks) Get(ctx context.Context, account string) (Head, bool, error) {
 	m.mu.Lock()
 	e, hit := m.mem[account]
 	m.mu.Unlock()
 	if hit {
 		return e.head, e.ok, nil
 	}
+	return m.read(ctx, account)
+}
+
+// read reads the account's mark from the file and remembers it.
+func (m *Marks) read(ctx context.Context, account string) (Head, bool, error) {
+	var h Head
 	var seq int64
 	var mac []byte
-	err = m.get.QueryRowContext(ctx, account).Scan(&seq, &h.Hash, &mac)
+	err := m.get.QueryRowContext(ctx, account).Scan(&seq, &h.Hash, &mac)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		m.remember(account, mark{})

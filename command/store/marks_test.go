@@ -3,10 +3,12 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/enigm/enigm/command/store"
@@ -150,4 +152,35 @@ func TestMarksTampering(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The cost of raising a mark: one commit (fsync) per raise when raises
+// come one at a time, shared when they come together.
+func BenchmarkMarksRaise(b *testing.B) {
+	dir := b.TempDir()
+	m, err := store.OpenMarks(context.Background(), filepath.Join(dir, "marks.db"), filepath.Join(dir, "marks.key"), 1000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	var n atomic.Uint64
+	raise := func() {
+		i := n.Add(1)
+		if err := m.Raise(context.Background(), fmt.Sprintf("account-%d", i%1000), store.Head{Seq: i, Hash: "h"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			raise()
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				raise()
+			}
+		})
+	})
 }
