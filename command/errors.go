@@ -89,7 +89,7 @@ func storeErr(err error) *apiError {
 	var ce *inconsistentError
 	if errors.As(err, &ce) {
 		return &apiError{status: http.StatusInternalServerError, code: "store_inconsistent",
-			msg: fmt.Sprintf("the database contradicts the chain of account %s that this server verified before (%v); the server refuses to serve or extend it until an operator restores the database", ce.account, ce.err), cause: err}
+			msg: fmt.Sprintf("the database is inconsistent for account %s (%v); the server refuses to serve or extend the account until an operator restores the database", ce.account, ce.err), cause: err}
 	}
 	var ie *integrityError
 	if errors.As(err, &ie) {
