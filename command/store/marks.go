@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -42,12 +43,15 @@ type Marks struct {
 	db    *sql.DB
 	w     *writer
 	get   *sql.Stmt
-	key   []byte
+	key   []byte // the MAC key: must be kept secret
 	mu    sync.Mutex
 	mem   map[string]mark
 	max   int
 	wrapE func(error) error
 }
+
+// Format prints no field of m, under every verb: m holds the MAC key.
+func (m *Marks) Format(f fmt.State, verb rune) { io.WriteString(f, "store.Marks{…}") }
 
 type mark struct {
 	head Head

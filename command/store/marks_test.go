@@ -42,6 +42,11 @@ func TestMarks(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantMark(t, m, "a", store.Head{}, false)
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%d", "%q"} {
+		if out := fmt.Sprintf(verb, m); out != "store.Marks{…}" {
+			t.Fatalf("%s prints %q", verb, out)
+		}
+	}
 	h3 := store.Head{Seq: 3, Hash: "h3"}
 	if err := m.Raise(ctx, "a", h3); err != nil {
 		t.Fatal(err)
