@@ -164,8 +164,8 @@ func TestAttackHeadRollback(t *testing.T) {
 		if queued != 0 {
 			t.Fatalf("%s: %d envelopes queued for the revoked device", phase, queued)
 		}
-		if r := b.run("", "receive", "--json"); r.code == 0 {
-			t.Fatalf("%s: the revoked device authenticated and received: %s", phase, r.stdout)
+		if r := b.run("", "receive", "--json"); r.code == 0 || !strings.Contains(r.stderr, "store_inconsistent") {
+			t.Fatalf("%s: the revoked device authenticated and received, or failed for another reason: %+v", phase, r)
 		}
 	}
 
