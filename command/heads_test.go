@@ -424,3 +424,28 @@ func TestHeadMarkTamperingIsRefused(t *testing.T) {
 	restarted := newEnvDSN(t, dsn)
 	headsRefused(t, restarted, a, A, B, c, C, "the head mark of an account fails its MAC")
 }
+
+// Appends one at a time (rotate_keys links built ahead), each its own
+// database commit and, since the head marks, its own mark raise: the
+// latency a lone append pays, where BenchmarkEnrollment shows concurrent
+// ones sharing their commits.
+func BenchmarkSerialAppend(b *testing.B) {
+	e := newEnv(b)
+	A := newDev("serial/A")
+	a := e.newAccount("serial", A, chain.DefaultPolicy())
+	links := make([]*chain.Link, 0, b.N)
+	for i := 0; i < b.N; i++ {
+		l := a.rotateKEMLink(A, i+1)
+		st, err := chain.Apply(a.st, l, e.clock.Now())
+		must(b, err)
+		a.st, links = st, append(links, l)
+	}
+	tok := a.token(A)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := e.do("POST", "/v1/accounts/"+a.id+"/links", tok, map[string]string{"link": enc64(links[i].Bytes())})
+		if r.code != http.StatusCreated {
+			b.Fatalf("append %d: %d %s", i, r.code, r.body)
+		}
+	}
+}
