@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -352,7 +353,11 @@ func (s *Server) appendLink(r *http.Request, v *verified, l *chain.Link, a store
 	acct.Head = store.Head{Seq: l.Seq(), Hash: l.Hash().String()}
 	nv := &verified{account: acct, state: st, links: append(v.links[:len(v.links):len(v.links)], l.Bytes())}
 	nv.see(t) // this instance wrote the head: current unless announced otherwise
-	s.cache.put(acct.ID, nv)
+	// The mark is raised before the append is acknowledged: from the
+	// response on, this instance refuses any lower head.
+	if err := s.accept(r.Context(), nv, &v.account.Head); err != nil {
+		return nil, internal(fmt.Errorf("the link was stored but not acknowledged: %w", err))
+	}
 	return st, nil
 }
 

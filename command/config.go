@@ -37,6 +37,11 @@ const (
 	DBFile         = "command.db"          // the SQLite database (without --db)
 	KeystoreDir    = "keystore"            // the organisation keys
 	PassphraseFile = "keystore.passphrase" // generated passphrase when none is set
+	// HeadMarksFile holds the highest head the instance verified per
+	// account, outside the database (store.Marks); HeadMarksKeyFile the
+	// key of their MACs.
+	HeadMarksFile    = "head-marks.db"
+	HeadMarksKeyFile = "head-marks.key"
 )
 
 // Config configures a Server, and the organisation commands that run on

@@ -86,6 +86,11 @@ func storeErr(err error) *apiError {
 		// The client went away; nothing was committed.
 		return &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "the request was cancelled; nothing was accepted"}
 	}
+	var ce *inconsistentError
+	if errors.As(err, &ce) {
+		return &apiError{status: http.StatusInternalServerError, code: "store_inconsistent",
+			msg: fmt.Sprintf("the database is inconsistent for account %s (%v); the server refuses to serve or extend the account until an operator restores the database", ce.account, ce.err), cause: err}
+	}
 	var ie *integrityError
 	if errors.As(err, &ie) {
 		return &apiError{status: http.StatusInternalServerError, code: "integrity",

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -19,6 +20,10 @@ import (
 // cacheSize bounds the verified states an instance keeps.
 const cacheSize = 50_000
 
+// marksInMemory bounds the head marks an instance keeps in memory (the
+// rest are read from the marks file when needed).
+const marksInMemory = 2 * cacheSize
+
 // Server is an Enigm Command instance: the HTTP API over a store. Several
 // instances may share one PostgreSQL database.
 type Server struct {
@@ -28,7 +33,8 @@ type Server struct {
 	ownStore bool
 	serverID string
 	cache    *stateCache
-	heads    *headWatch // nil unless the store announces head changes
+	heads    *headWatch   // nil unless the store announces head changes
+	marks    *store.Marks // the highest head verified per account, in DataDir
 	limiter  *limiter
 	// challengeKey MACs auth challenges (auth.go); shared by the
 	// instances through the database's settings.
@@ -67,6 +73,10 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("command: opening the database: %w", err)
 		}
 		s.ownStore = true
+	}
+	if s.marks, err = store.OpenMarks(ctx, filepath.Join(c.DataDir, HeadMarksFile), filepath.Join(c.DataDir, HeadMarksKeyFile), marksInMemory); err != nil {
+		s.closeStore()
+		return nil, fmt.Errorf("command: opening the head marks: %w", err)
 	}
 	var b [16]byte
 	rand.Read(b[:])
@@ -318,10 +328,16 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) closeStore() error {
+	var err error
 	if s.ownStore {
-		return s.store.Close()
+		err = s.store.Close()
 	}
-	return nil
+	if s.marks != nil {
+		if merr := s.marks.Close(); err == nil {
+			err = merr
+		}
+	}
+	return err
 }
 
 // count records committed audit entries in the workflow metrics.

@@ -59,6 +59,26 @@ func (e *integrityError) Error() string {
 
 func (e *integrityError) Unwrap() error { return e.err }
 
+// inconsistentError reports a database that contradicts what this
+// instance verified before: a head below the account's mark (a lower
+// sequence number, or another link at the marked one), a link row stored
+// above the head, or a mark that fails its MAC. The database was rolled
+// back or changed behind the server; nothing is served from it.
+type inconsistentError struct {
+	account string
+	err     error
+}
+
+func (e *inconsistentError) Error() string {
+	return fmt.Sprintf("the database is inconsistent for account %s: %v", e.account, e.err)
+}
+
+func (e *inconsistentError) Unwrap() error { return e.err }
+
+// inconsistentLog is the log line of an *inconsistentError (once per
+// account and database head).
+const inconsistentLog = "the database is inconsistent with the account's chain (its head moved back behind the server); refusing to serve or extend it until the database is restored"
+
 // stateCache caches verified states per account, keyed by head. It is per
 // server instance; the database stays the source of truth: a lookup reads
 // the account's current head first (load), unless the head announcements
@@ -141,7 +161,35 @@ func (s *Server) loadFresh(ctx context.Context, id string) (*verified, error) {
 	return v, nil
 }
 
+// loadAt returns the verified state at acct's head, read from the
+// database by the caller. It refuses, with an *inconsistentError, a head
+// below the account's mark (the highest head this instance verified,
+// store.Marks) and link rows stored above the head; it raises the mark to
+// every head it verifies, durably, before that head is served.
 func (s *Server) loadAt(ctx context.Context, acct store.Account) (*verified, error) {
+	m, ok, err := s.mark(ctx, acct.ID)
+	if err != nil {
+		return nil, err
+	}
+	var mk *store.Head
+	if ok {
+		mk = &m
+	}
+	if mk != nil && below(acct.Head, *mk) {
+		// A head read that began before this instance recorded the mark
+		// (its own append, or another request's verification) is stale,
+		// not rolled back: read it again. A head read that starts after
+		// the mark was recorded sees at least the marked head, unless
+		// the database lost it.
+		cur, err := s.store.Account(ctx, acct.ID)
+		if err != nil {
+			return nil, err
+		}
+		if below(cur.Head, *mk) {
+			return nil, s.rolledBack(cur, *mk)
+		}
+		acct = cur
+	}
 	c := s.cache.get(acct.ID)
 	if c != nil && c.account.Head == acct.Head {
 		if c.err != nil {
@@ -149,25 +197,82 @@ func (s *Server) loadAt(ctx context.Context, acct store.Account) (*verified, err
 		}
 		return c, nil
 	}
-	v, err := s.verifyStored(ctx, acct, c)
+	v, err := s.verifyStored(ctx, acct, c, mk)
 	if err != nil {
 		var ie *integrityError
-		if !errors.As(err, &ie) {
+		var ce *inconsistentError
+		switch {
+		case errors.As(err, &ie):
+			s.log.Error("stored chain fails the server's verification; refusing to serve or extend it",
+				"account", acct.ID, "head_seq", acct.Head.Seq, "err", ie.err)
+		case errors.As(err, &ce):
+			s.log.Error(inconsistentLog, "account", acct.ID, "head_seq", acct.Head.Seq, "err", ce.err)
+		default:
 			return nil, err // the database, not the chain
 		}
-		s.log.Error("stored chain fails the server's verification; refusing to serve or extend it",
-			"account", acct.ID, "head_seq", acct.Head.Seq, "err", ie.err)
 		s.metrics.integrityFailures.Add(1)
 		s.cache.put(acct.ID, &verified{account: acct, err: err})
 		return nil, err
 	}
-	s.cache.put(acct.ID, v)
+	if err := s.accept(ctx, v, mk); err != nil {
+		return nil, err
+	}
 	return v, nil
 }
 
+// accept raises the account's mark to v's head (durably: after a crash
+// the instance still refuses a lower head) and caches v. mk is the mark
+// read before v was verified. Nothing is served from v before accept.
+func (s *Server) accept(ctx context.Context, v *verified, mk *store.Head) error {
+	h := v.account.Head
+	if h.Seq > 0 && (mk == nil || h.Seq > mk.Seq) {
+		if err := s.marks.Raise(context.WithoutCancel(ctx), v.account.ID, h); err != nil {
+			return fmt.Errorf("recording the verified head of account %s in the head marks: %w", v.account.ID, err)
+		}
+	}
+	s.cache.put(v.account.ID, v)
+	return nil
+}
+
+// mark returns the account's mark; ok is false when it has none.
+func (s *Server) mark(ctx context.Context, id string) (h store.Head, ok bool, err error) {
+	h, ok, err = s.marks.Get(ctx, id)
+	if errors.Is(err, store.ErrBadMark) {
+		s.log.Error("the head mark of an account fails its MAC: the head marks file was changed; refusing to serve the account", "account", id, "err", err)
+		s.metrics.integrityFailures.Add(1)
+		return h, false, &inconsistentError{account: id, err: err}
+	}
+	return h, ok, err
+}
+
+// below reports whether h is lower than the mark m, or another head at
+// the same sequence number.
+func below(h, m store.Head) bool {
+	return h.Seq < m.Seq || h.Seq == m.Seq && h.Hash != m.Hash
+}
+
+// rolledBack reports (once per database head: the failure is cached)
+// a head below the account's mark.
+func (s *Server) rolledBack(acct store.Account, mk store.Head) error {
+	if c := s.cache.get(acct.ID); c != nil && c.account.Head == acct.Head {
+		var ce *inconsistentError
+		if errors.As(c.err, &ce) {
+			return c.err
+		}
+	}
+	err := &inconsistentError{account: acct.ID, err: fmt.Errorf("the database's head is seq %d (%s), but this instance verified seq %d (%s): the database was rolled back or changed behind the server",
+		acct.Head.Seq, acct.Head.Hash, mk.Seq, mk.Hash)}
+	s.log.Error(inconsistentLog, "account", acct.ID, "head_seq", acct.Head.Seq, "verified_seq", mk.Seq, "err", err.err)
+	s.metrics.integrityFailures.Add(1)
+	s.cache.put(acct.ID, &verified{account: acct, err: err})
+	return err
+}
+
 // verifyStored reads the links up to acct's head and verifies them, from
-// the cached state c when it is a prefix of the chain.
-func (s *Server) verifyStored(ctx context.Context, acct store.Account, c *verified) (*verified, error) {
+// the cached state c when it is a prefix of the chain. mk, when set, is
+// the account's mark: the link stored at its sequence number must be the
+// marked one.
+func (s *Server) verifyStored(ctx context.Context, acct store.Account, c *verified, mk *store.Head) (*verified, error) {
 	var (
 		from  *chain.State
 		links [][]byte
@@ -177,14 +282,31 @@ func (s *Server) verifyStored(ctx context.Context, acct store.Account, c *verifi
 		from, after = c.state, int64(c.account.Head.Seq)
 		links = c.links[:len(c.links):len(c.links)] // appends copy
 	}
-	rows, err := s.store.Links(ctx, acct.ID, after, int(int64(acct.Head.Seq)-after))
+	// One row more than the head needs: a row above the head is a head
+	// moved back behind the server (the rows of an append and its head
+	// move commit together).
+	want := int64(acct.Head.Seq) - after
+	rows, err := s.store.Links(ctx, acct.ID, after, int(want+1))
 	if err != nil {
 		return nil, err
 	}
 	fail := func(format string, args ...any) error {
 		return &integrityError{account: acct.ID, err: fmt.Errorf(format, args...)}
 	}
-	if int64(len(rows)) != int64(acct.Head.Seq)-after {
+	if int64(len(rows)) > want {
+		above := rows[want].Seq
+		rows = rows[:want]
+		// An append that committed after the head was read is not an
+		// inconsistency: its head is visible by now.
+		cur, err := s.store.Account(ctx, acct.ID)
+		if err != nil {
+			return nil, err
+		}
+		if cur.Head.Seq < above {
+			return nil, &inconsistentError{account: acct.ID, err: fmt.Errorf("a link row at seq %d is stored above the account's head seq %d: the head was moved back behind the server", above, cur.Head.Seq)}
+		}
+	}
+	if int64(len(rows)) != want {
 		return nil, fail("the account's head is seq %d but links up to seq %d are stored", acct.Head.Seq, int64(len(rows))+after)
 	}
 	now := s.now()
@@ -193,6 +315,9 @@ func (s *Server) verifyStored(ctx context.Context, acct store.Account, c *verifi
 		end := min(start+chain.MaxLinksPerCall, len(rows))
 		parsed := make([]*chain.Link, 0, end-start)
 		for _, r := range rows[start:end] {
+			if mk != nil && r.Seq == mk.Seq && r.Hash != mk.Hash {
+				return nil, &inconsistentError{account: acct.ID, err: fmt.Errorf("the link stored at seq %d is %s, but this instance verified %s there: the chain was replaced behind the server", r.Seq, r.Hash, mk.Hash)}
+			}
 			l, err := chain.ParseLink(r.Data)
 			if err != nil {
 				return nil, fail("link seq %d: %w", r.Seq, err)

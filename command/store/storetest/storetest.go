@@ -27,6 +27,7 @@ func Run(t *testing.T, newDSN func(t testing.TB) string) {
 		{"Append", testAppend},
 		{"AppendIsAtomic", testAppendAtomic},
 		{"AppendRace", testAppendRace},
+		{"HeadMovedBack", testHeadMovedBack},
 		{"Enrollments", testEnrollments},
 		{"Recoveries", testRecoveries},
 		{"Envelopes", testEnvelopes},
@@ -252,6 +253,40 @@ func testAppend(t *testing.T, dsn string) {
 		if l.Seq != uint64(i) {
 			t.Fatalf("links out of order: %v", l.Seq)
 		}
+	}
+}
+
+// A head moved back behind the store (its columns set to an older link,
+// the rows above left in place): the store reports the lower head as it
+// is, Links still returns every row above it (Command's refusal of link
+// rows above the head relies on this), and an append on the lower head
+// whose position is still taken conflicts and changes nothing.
+func testHeadMovedBack(t *testing.T, dsn string) {
+	ctx := context.Background()
+	s := open(t, dsn)
+	a := newAccount(t, s, "alice", "")
+	for seq := uint64(1); seq <= 3; seq++ {
+		must(t, fmt.Sprintf("append %d", seq), s.Append(ctx, store.Append{AccountID: a.ID, Link: link(a.ID, seq, "rotate_keys")}))
+	}
+	db := RawDB(t, dsn)
+	if _, err := db.ExecContext(ctx, Rebind(dsn, `UPDATE accounts SET head_seq = ?, head_hash = ? WHERE id = ?`), 1, link(a.ID, 1, "").Hash, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Account(ctx, a.ID)
+	must(t, "account", err)
+	if got.Head.Seq != 1 || got.Head.Hash != link(a.ID, 1, "").Hash {
+		t.Fatalf("head moved back reads as %+v", got.Head)
+	}
+	links, err := s.Links(ctx, a.ID, 0, 3)
+	must(t, "links", err)
+	if len(links) != 3 || links[0].Seq != 1 || links[2].Seq != 3 {
+		t.Fatalf("links after seq 0 with the head at 1: %d rows", len(links))
+	}
+	fork := link(a.ID, 2, "revoke_device")
+	fork.Hash = hx("fork")
+	wantErr(t, "append over a stored row", s.Append(ctx, store.Append{AccountID: a.ID, Link: fork}), store.ErrConflict)
+	if got, _ := s.Account(ctx, a.ID); got.Head.Seq != 1 {
+		t.Fatalf("a failed append moved the head to %d", got.Head.Seq)
 	}
 }
 
