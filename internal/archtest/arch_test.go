@@ -77,8 +77,10 @@ var contexts = []struct {
 
 type pkg struct {
 	ImportPath string
+	Dir        string
 	Standard   bool
 	Imports    []string
+	Module     *struct{ GoMod string }
 	Error      *struct{ Err string }
 }
 
@@ -102,7 +104,7 @@ func goCmd(t *testing.T) string {
 // load runs `go list -deps` over patterns with extra environment.
 func load(t *testing.T, env []string, patterns ...string) graph {
 	t.Helper()
-	args := append([]string{"list", "-deps", "-json=ImportPath,Standard,Imports,Error"}, patterns...)
+	args := append([]string{"list", "-deps", "-json=ImportPath,Dir,Standard,Imports,Module,Error"}, patterns...)
 	cmd := exec.Command(goCmd(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
@@ -130,7 +132,35 @@ func load(t *testing.T, env []string, patterns ...string) graph {
 			t.Fatalf("go list did not report %s (%s)", pat, strings.Join(env, " "))
 		}
 	}
+	g.touch(t)
 	return g
+}
+
+// touch reads the directory and stats the files of every module package in
+// g, and the go.mod and go.sum. go test caches a passing result keyed on
+// the files the test itself opened; go list's reads in a child process are
+// not seen. Without this, a new import in cmd/enigm would leave the cached
+// "ok" standing.
+func (g graph) touch(t *testing.T) {
+	t.Helper()
+	for _, p := range g {
+		if p.Module == nil || !matches(p.ImportPath, mod) {
+			continue
+		}
+		if p.Module.GoMod != "" {
+			os.Stat(p.Module.GoMod)
+			os.Stat(filepath.Join(filepath.Dir(p.Module.GoMod), "go.sum"))
+		}
+		entries, err := os.ReadDir(p.Dir)
+		if err != nil {
+			t.Fatalf("reading %s: %v", p.Dir, err)
+		}
+		for _, e := range entries {
+			if !e.IsDir() {
+				os.Stat(filepath.Join(p.Dir, e.Name()))
+			}
+		}
+	}
 }
 
 // matches reports whether path is prefix or below it.
