@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/command"
 )
 
@@ -42,6 +43,10 @@ type Env struct {
 	// Config, when set, adjusts the server and organisation configuration
 	// (tests: cheap keystore parameters, a clock).
 	Config func(*command.Config)
+	// DemoBackend, when set, builds the keystore backend of each device
+	// the demo plays; nil means the software backend with its default
+	// Argon2id parameters (tests: cheap parameters).
+	DemoBackend func() (backend.Backend, error)
 }
 
 // OSEnv returns the process environment.
@@ -89,6 +94,7 @@ commands:
 Run "enigm-command <command> --help" for a command's flags and examples.
 
 Quick start:
+  enigm-command demo                                  # the whole model in-process, in a few seconds
   enigm-command serve                                 # SQLite in ./enigm-data, 127.0.0.1:8470
   enigm-command org create acme --require-admin-approval --json
   enigm-command org invite acme --account alice --json
