@@ -47,7 +47,7 @@ func (s *Server) handleRecoveryRequest(w http.ResponseWriter, r *http.Request) *
 	delay := v.state.Policy().RecoveryDelay
 	rec := store.Recovery{
 		ID: l.Hash().String(), AccountID: id, DeviceID: b.Device.ID.String(), State: store.RecoveryWaiting,
-		RequestedAt: accepted, NotBefore: accepted.Add(delay),
+		RequestedAt: accepted, NotBefore: ceilSecond(accepted.Add(delay)),
 	}
 	ap := store.Append{NewRecovery: &rec, Audit: []store.AuditEntry{{Time: accepted, Actor: "recovery-key", Action: "recovery.request", DeviceID: rec.DeviceID,
 		Detail: fmt.Sprintf("recovery %s requested for new device %s (%s); waiting period %v, not before %s", rec.ID, rec.DeviceID, b.Device.Name, delay, rfc3339(rec.NotBefore))}}}
@@ -152,10 +152,19 @@ func (s *Server) handleRecoveryComplete(w http.ResponseWriter, r *http.Request) 
 // measures it on link times.
 func (s *Server) notBefore(v *verified, rec store.Recovery) time.Time {
 	nb := rec.NotBefore
-	if p := rec.RequestedAt.Add(v.state.Policy().RecoveryDelay); p.After(nb) {
+	if p := ceilSecond(rec.RequestedAt.Add(v.state.Policy().RecoveryDelay)); p.After(nb) {
 		nb = p
 	}
 	return nb
+}
+
+// ceilSecond rounds t up to a whole second: the API gives times in whole
+// seconds, and a waiting period must not end before the time it shows.
+func ceilSecond(t time.Time) time.Time {
+	if c := t.Truncate(time.Second); c.Before(t) {
+		return c.Add(time.Second)
+	}
+	return t
 }
 
 // holdForReview checks everything the recover link must satisfy except

@@ -85,7 +85,7 @@ func runDemo(c *Ctx) error {
 	name := flagString(c, "backend")
 	d := &demo{c: c, ctx: c.Context(), dir: dir, mk: func() (backend.Backend, error) { return c.backendFor(name) }}
 	d.cfg = command.Config{DataDir: filepath.Join(dir, "command"), KeystorePassphrase: []byte("demo command keystore"),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MinRecoveryDelay: 0}
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MinRecoveryDelay: time.Second} // the demo waits 2s
 	srv, err := command.New(d.cfg)
 	if err != nil {
 		return err
