@@ -43,11 +43,13 @@ func (s *Server) handleRecoveryRequest(w http.ResponseWriter, r *http.Request) *
 	// either direction (appendLink bounds the future, the age option the
 	// past), so a backdated request cannot shorten the waiting period as
 	// devices verifying the chain measure it either.
-	accepted := s.now()
+	// In whole seconds, like link times and the API's times: the waiting
+	// period ends at the time the API shows.
+	accepted := s.now().Truncate(time.Second)
 	delay := v.state.Policy().RecoveryDelay
 	rec := store.Recovery{
 		ID: l.Hash().String(), AccountID: id, DeviceID: b.Device.ID.String(), State: store.RecoveryWaiting,
-		RequestedAt: accepted, NotBefore: ceilSecond(accepted.Add(delay)),
+		RequestedAt: accepted, NotBefore: accepted.Add(delay),
 	}
 	ap := store.Append{NewRecovery: &rec, Audit: []store.AuditEntry{{Time: accepted, Actor: "recovery-key", Action: "recovery.request", DeviceID: rec.DeviceID,
 		Detail: fmt.Sprintf("recovery %s requested for new device %s (%s); waiting period %v, not before %s", rec.ID, rec.DeviceID, b.Device.Name, delay, rfc3339(rec.NotBefore))}}}
@@ -152,19 +154,10 @@ func (s *Server) handleRecoveryComplete(w http.ResponseWriter, r *http.Request) 
 // measures it on link times.
 func (s *Server) notBefore(v *verified, rec store.Recovery) time.Time {
 	nb := rec.NotBefore
-	if p := ceilSecond(rec.RequestedAt.Add(v.state.Policy().RecoveryDelay)); p.After(nb) {
+	if p := rec.RequestedAt.Add(v.state.Policy().RecoveryDelay); p.After(nb) {
 		nb = p
 	}
 	return nb
-}
-
-// ceilSecond rounds t up to a whole second: the API gives times in whole
-// seconds, and a waiting period must not end before the time it shows.
-func ceilSecond(t time.Time) time.Time {
-	if c := t.Truncate(time.Second); c.Before(t) {
-		return c.Add(time.Second)
-	}
-	return t
 }
 
 // holdForReview checks everything the recover link must satisfy except
