@@ -95,7 +95,7 @@ func apply(s *State, l *Link, now time.Time, o *options, inPlace bool) (*State, 
 		return nil, errorf(ErrFutureTimestamp, "link time %v is after %v plus %v (check the signing device's clock)", l.Time(), now.UTC(), skew)
 	}
 	if o.maxAge > 0 && l.time < now.Unix()-int64(o.maxAge/time.Second) {
-		return nil, errorf(ErrStale, "link time %v is more than %v before %v", l.Time(), o.maxAge, now.UTC())
+		return nil, errorf(ErrStale, "link time %v is more than %v before %v (check the signing device's clock)", l.Time(), o.maxAge, now.UTC())
 	}
 	if s == nil {
 		if l.typ != TypeGenesis {
