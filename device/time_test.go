@@ -54,9 +54,11 @@ func TestRevokeAndVetoAfterHeadDatedAhead(t *testing.T) {
 	// device) and the owner's veto, both right after the future-dated head.
 	r := w.agent("r")
 	rr := check(r.Recover(ctx, device.RecoverOptions{Account: "tess", DeviceName: "r", Code: res.RecoveryCode.Reveal()}))
-	check(a.Veto(ctx, rr.RecoveryID))
+	if _, _, err := a.Veto(ctx, rr.RecoveryID); err != nil {
+		t.Fatalf("veto right after a head dated ahead: %v", err)
+	}
 
-	check(a.Revoke(ctx, bid))
+	check(a.Revoke(ctx, bid, device.RevokeOptions{}))
 	st = check(a.Sync(ctx, res.Account))
 	if st.IsActive(bid) {
 		t.Fatal("b is still active")
