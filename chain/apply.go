@@ -29,8 +29,9 @@ type AttestationInput struct {
 type Option func(*options)
 
 type options struct {
-	attest AttestationVerifier
-	maxAge time.Duration
+	attest  AttestationVerifier
+	maxAge  time.Duration
+	maxSkew time.Duration
 }
 
 // WithAttestationVerifier has attestation evidence checked by v. Without
@@ -47,6 +48,17 @@ func WithAttestationVerifier(v AttestationVerifier) Option {
 // waiting period); verifiers of history do not, since old links are old.
 func WithMaxAge(d time.Duration) Option {
 	return func(o *options) { o.maxAge = d }
+}
+
+// WithMaxSkew refuses links whose timestamp is more than d after now,
+// instead of MaxClockSkew; a d above MaxClockSkew (or not positive) leaves
+// MaxClockSkew. The party that appends links (Enigm Command) sets a small
+// d, so that no link it accepts is dated far ahead of its clock: a later
+// link must not be older than its predecessor, and a link dated minutes
+// ahead would otherwise keep every revocation and veto out until then
+// (docs/design/chain.md §3.1).
+func WithMaxSkew(d time.Duration) Option {
+	return func(o *options) { o.maxSkew = d }
 }
 
 func collectOptions(opts []Option) options {
@@ -75,11 +87,15 @@ func apply(s *State, l *Link, now time.Time, o *options, inPlace bool) (*State, 
 	if l == nil {
 		return nil, errorf(ErrMalformed, "nil link")
 	}
-	if l.time > now.Unix()+int64(MaxClockSkew/time.Second) {
-		return nil, errorf(ErrFutureTimestamp, "link time %v is after %v plus %v", l.Time(), now.UTC(), MaxClockSkew)
+	skew := MaxClockSkew
+	if o.maxSkew > 0 && o.maxSkew < skew {
+		skew = o.maxSkew
+	}
+	if l.time > now.Unix()+int64(skew/time.Second) {
+		return nil, errorf(ErrFutureTimestamp, "link time %v is after %v plus %v (check the signing device's clock)", l.Time(), now.UTC(), skew)
 	}
 	if o.maxAge > 0 && l.time < now.Unix()-int64(o.maxAge/time.Second) {
-		return nil, errorf(ErrStale, "link time %v is more than %v before %v", l.Time(), o.maxAge, now.UTC())
+		return nil, errorf(ErrStale, "link time %v is more than %v before %v (check the signing device's clock)", l.Time(), o.maxAge, now.UTC())
 	}
 	if s == nil {
 		if l.typ != TypeGenesis {
@@ -506,20 +522,20 @@ func (s *State) replaceDevice(l *Link, b *ReplaceDevice, rs *roleSigs, o *option
 }
 
 func (s *State) revokeDevice(l *Link, b *RevokeDevice, rs *roleSigs) error {
-	if err := rs.allow(l.typ, RoleDevice, RoleOrg, RoleRecovery); err != nil {
+	// The recovery key never revokes: it signs the recovery workflow only,
+	// and a recovery takes effect through recover, after the waiting
+	// period, where the account's devices can see it and veto it.
+	if rs[RoleRecovery] != nil {
+		return errorf(ErrUnexpectedSignature, "revoke_device signed by the recovery key: the recovery key signs only recovery_request; a recovered device revokes lost ones after recover")
+	}
+	if err := rs.allow(l.typ, RoleDevice, RoleOrg); err != nil {
 		return err
 	}
-	n := 0
-	for _, r := range []Role{RoleDevice, RoleOrg, RoleRecovery} {
-		if rs[r] != nil {
-			n++
-		}
-	}
-	if n == 0 {
-		return errorf(ErrMissingSignature, "revoke_device needs an active device, the organisation or the recovery key")
-	}
-	if n > 1 {
-		return errorf(ErrUnexpectedSignature, "revoke_device takes exactly one authorising signature, got %d", n)
+	switch {
+	case rs[RoleDevice] == nil && rs[RoleOrg] == nil:
+		return errorf(ErrMissingSignature, "revoke_device needs an active device or the organisation")
+	case rs[RoleDevice] != nil && rs[RoleOrg] != nil:
+		return errorf(ErrUnexpectedSignature, "revoke_device takes exactly one authorising signature, got 2")
 	}
 	if rs[RoleOrg] != nil && s.org == nil {
 		return errorf(ErrNotManaged, "revoke_device signed by an organisation key, but the account has no organisation")
@@ -529,18 +545,15 @@ func (s *State) revokeDevice(l *Link, b *RevokeDevice, rs *roleSigs) error {
 		key *hybrid.PublicKey
 		sg  *Signature
 	)
-	switch {
-	case rs[RoleDevice] != nil:
+	if rs[RoleDevice] != nil {
 		sg = rs[RoleDevice]
 		r, err := s.activeSigner(sg)
 		if err != nil {
 			return err
 		}
 		by, key = Authority{Kind: ByDevice, Device: r.ID}, r.Identity
-	case rs[RoleOrg] != nil:
+	} else {
 		sg, by, key = rs[RoleOrg], Authority{Kind: ByOrg}, s.org.AdminKey
-	default:
-		sg, by, key = rs[RoleRecovery], Authority{Kind: ByRecovery}, s.recovery
 	}
 	t, err := s.target(b.ID)
 	if err != nil {

@@ -183,6 +183,52 @@ func TestMaxAgeAndSkew(t *testing.T) {
 	}
 }
 
+// WithMaxSkew narrows the future bound for the party that appends links;
+// it never widens it.
+func TestWithMaxSkew(t *testing.T) {
+	w := newWorld("skew").script("genesis A")
+	l := w.addLink(w.actor("B"), w.actor("A"), false) // dated w.now
+	for _, c := range []struct {
+		now  time.Time
+		skew time.Duration
+		want error
+	}{
+		{w.now.Add(-time.Minute), 0, nil},                                       // default: 5 min
+		{w.now.Add(-time.Minute), 30 * time.Second, ErrFutureTimestamp},         // a minute ahead of a 30 s bound
+		{w.now.Add(-30 * time.Second), 30 * time.Second, nil},                   // exactly at the bound
+		{w.now.Add(-31 * time.Second), 30 * time.Second, ErrFutureTimestamp},    // one second beyond
+		{w.now.Add(-MaxClockSkew - time.Second), time.Hour, ErrFutureTimestamp}, // cannot widen MaxClockSkew
+	} {
+		_, err := Apply(w.st, l, c.now, WithMaxSkew(c.skew))
+		if !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
+			t.Errorf("link %v ahead, skew %v: err = %v, want %v", w.now.Sub(c.now), c.skew, err, c.want)
+		}
+	}
+}
+
+// The time model of docs/design/chain.md §3.1 at the chain level: a link
+// dated ahead of the clock (within the skew) blocks a revocation dated at
+// the clock (ErrTimeRegression: the stolen-device attack when signers date
+// links with their own clock), and never one dated at max(now, head time),
+// which is how devices date their links.
+func TestRevocationAfterFutureDatedHead(t *testing.T) {
+	w := newWorld("future-head").script("genesis A; add B by A")
+	now := w.now
+	w.now = now.Add(MaxClockSkew) // B's clock runs ahead
+	if err := w.apply(w.rotateLink(w.actor("B"), false, true)); err != nil {
+		t.Fatalf("rotation within the skew: %v", err)
+	}
+	w.now = now
+	if err := w.apply(w.revokeLink(w.actor("B"), RoleDevice, w.actor("A"))); !errors.Is(err, ErrTimeRegression) {
+		t.Fatalf("revocation dated before the head: err = %v, want ErrTimeRegression", err)
+	}
+	w.now = w.st.Time() // max(now, head time)
+	l := w.revokeLink(w.actor("B"), RoleDevice, w.actor("A"))
+	if _, err := Apply(w.st, l, now); err != nil {
+		t.Fatalf("revocation dated at the head's time: %v", err)
+	}
+}
+
 func TestCheckView(t *testing.T) {
 	w := newWorld("view").script("genesis A; add B by A; add C by A; add D by A")
 	ls := w.links

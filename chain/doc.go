@@ -27,12 +27,20 @@
 // "enigm/v1/approval/<type>/<role>" over an [Approval] statement. A
 // signature therefore counts in exactly one role of one link type.
 //
+// The recovery key signs only recovery_request; the device it names joins
+// through recover, after the waiting period, unless an active device
+// vetoes. docs/design/chain.md §2.2 lists what each key can sign.
+//
 // # Verification
 //
 // [Apply] verifies one link against a [State] and returns the next State;
 // [VerifyChain] verifies a run of links; [CheckView] tells whether a view of
 // the chain extends a head verified earlier or rolls it back or forks it.
 // Errors wrap the sentinels in errors.go, one per way a link can be wrong.
+// Time is the caller's: a later link may not be older than its predecessor,
+// and the party that appends links bounds how far ahead of its clock they
+// may be dated ([WithMaxSkew]) and how far behind ([WithMaxAge]); see
+// docs/design/chain.md §3.1.
 //
 // # Building links
 //

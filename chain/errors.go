@@ -48,7 +48,7 @@ var (
 	// ErrTimeRegression: a link's timestamp is before its predecessor's.
 	ErrTimeRegression = errors.New("chain: timestamp goes backwards")
 	// ErrFutureTimestamp: a link's timestamp is more than MaxClockSkew
-	// after the verifier's time.
+	// (or the WithMaxSkew bound an appender set) after the verifier's time.
 	ErrFutureTimestamp = errors.New("chain: timestamp is in the future")
 	// ErrStale: a link is older than the WithMaxAge bound an appender set.
 	ErrStale = errors.New("chain: link timestamp too old to append")

@@ -1,6 +1,7 @@
 package chain
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -80,10 +81,14 @@ func runRandomSequence(t *testing.T, seed uint64, steps int) {
 			target := pick(act)
 			if rng.IntN(2) == 0 {
 				run(fmt.Sprintf("revoke %s by %s", target, pick(act)))
+				gone[target] = true
 			} else {
-				run(fmt.Sprintf("revoke %s by recovery", target))
+				// An illegal step: the recovery key never revokes.
+				before := w.st
+				if err := w.step(fmt.Sprintf("revoke %s by recovery", target)); !errors.Is(err, ErrUnexpectedSignature) || w.st != before {
+					t.Fatalf("revoke %s by recovery: err = %v (state changed: %v), want ErrUnexpectedSignature", target, err, w.st != before)
+				}
 			}
-			gone[target] = true
 		case op == 4:
 			run(fmt.Sprintf("rotate %s %s", pick(act), []string{"identity", "kem", ""}[rng.IntN(3)]))
 		case op == 5:

@@ -30,8 +30,15 @@ var scenarios = []struct {
 	{"organisation key on an unmanaged account", `genesis A; add B by A org !ErrNotManaged; revoke A by org !ErrNotManaged`},
 	{"revocation authorities", `
 		genesis A managed; add B by A; add C by A; add D by A
-		revoke B by org; revoke C by recovery; revoke D by D
-		expect active A; expect revoked B C D`},
+		revoke B by org; revoke C by recovery !ErrUnexpectedSignature; revoke D by D
+		expect active A C; expect revoked B D`},
+	{"the recovery key revokes nothing, not even during its own request", `
+		genesis A; revoke A by recovery !ErrUnexpectedSignature
+		request R; revoke A by recovery !ErrUnexpectedSignature
+		veto by A; expect active A; expect no-pending`},
+	{"a lost device is revoked by the recovered device, after the waiting period", `
+		genesis A; request R; wait 24h; recover R
+		revoke A by R; expect active R; expect revoked A`},
 	{"rotation", `
 		genesis A hw; add B by A; rotate A; rotate B kem; rotate B identity
 		add C by A; add D by B; expect active A B C D`},
@@ -58,7 +65,7 @@ var scenarios = []struct {
 	{"recovery key rotation cancels a pending request", `
 		genesis A; request R; rotate-recovery by A; expect no-pending
 		wait 24h; recover R !ErrRecoveryVetoed
-		revoke A by recovery; expect active`},
+		revoke A by recovery !ErrUnexpectedSignature; expect active A`},
 	{"policy only on managed accounts", `genesis A; policy delay=1h !ErrNotManaged; genesis B !ErrGenesisNotFirst`},
 	{"policy only by the organisation", `
 		genesis A managed

@@ -61,7 +61,7 @@ type AuthorityKind uint8
 const (
 	ByGenesis  AuthorityKind = 1 // the device created the account
 	ByDevice   AuthorityKind = 2 // an active device of the account
-	ByRecovery AuthorityKind = 3 // the recovery key (recovery_request, or revoke_device)
+	ByRecovery AuthorityKind = 3 // the recovery workflow (a device added by recover); the recovery key never revokes
 	ByOrg      AuthorityKind = 4 // the organisation key (revoke_device)
 )
 

@@ -91,7 +91,10 @@ const (
 	RoleBinding Role = 3
 	// RoleOrg: the organisation admin key of a managed account.
 	RoleOrg Role = 4
-	// RoleRecovery: the account's current recovery key.
+	// RoleRecovery: the account's current recovery key. It signs
+	// recovery_request and nothing else: it never revokes, vetoes or
+	// recovers, so everything it starts waits out the visible, vetoable
+	// waiting period.
 	RoleRecovery Role = 5
 	// RoleNewRecovery: the recovery key the link introduces: proof of
 	// possession.

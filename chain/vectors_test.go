@@ -147,7 +147,7 @@ func generateVectors() *vectorFile {
 		add B by A org hw; rotate A; rotate B kem; replace B with C org
 		policy admin-approval admin-review delay=1h min=software
 		request R; wait 1h; recover R org
-		rotate-recovery by R; revoke C by org; revoke R by recovery`)
+		rotate-recovery by R; revoke C by org; revoke R by A`)
 	g.valid("valid-managed-all-types", "every link type on a managed account with hardware devices", full)
 	g.valid("valid-recovery-after-veto", "a vetoed recovery, then a new request that completes after 24h",
 		newWorld("v").script(base+"; request R; veto by B; request S; wait 24h; recover S"))
@@ -360,6 +360,58 @@ func generateVectors() *vectorFile {
 			}
 			return rebody(rw.requestLink(rw.actor("S")), func(b *withExtra) { b.Keys = []byte("wrapped message keys") })
 		}(), "ErrMalformed")
+	// The recovery key signs recovery_request and nothing else: every
+	// sequence that would let it act without the waiting period is refused
+	// at its first link.
+	g.bad("recovery-key-revokes-device", "revoke_device signed by the recovery key alone",
+		w, w.revokeLink(w.actor("B"), RoleRecovery, nil).raw, "ErrUnexpectedSignature")
+	lw := newWorld("v").script("genesis A")
+	g.bad("recovery-key-revokes-last-device", "the recovery key revokes the only device, so that no device is left to veto a recovery",
+		lw, lw.revokeLink(lw.actor("A"), RoleRecovery, nil).raw, "ErrUnexpectedSignature")
+	pw := newWorld("v").script("genesis A; request R")
+	g.bad("recovery-key-revokes-during-waiting-period", "with its request pending, the recovery key revokes the device that could veto it",
+		pw, pw.revokeLink(pw.actor("A"), RoleRecovery, nil).raw, "ErrUnexpectedSignature")
+	g.bad("recovery-key-vetoes", "recovery_veto signed by the recovery key instead of an active device",
+		pw, func() []byte {
+			d := must(NewDraft(pw.st, pw.now, &RecoveryVeto{Request: pw.pendingHash()}))
+			check(d.Sign(RoleRecovery, pw.recovery()))
+			return must(d.Link()).raw
+		}(), "ErrUnexpectedSignature")
+	g.bad("recovery-key-recovers-early", "recover signed by the recovery key (and the new device) before the waiting period",
+		pw, func() []byte {
+			d := must(NewDraft(pw.st, pw.now, &Recover{Request: pw.pendingHash()}))
+			check(d.Sign(RoleSubject, pw.actor("R").key()))
+			check(d.Sign(RoleRecovery, pw.recovery()))
+			return must(d.Link()).raw
+		}(), "ErrUnexpectedSignature")
+	g.bad("recovery-key-rotates-itself", "rotate_recovery signed by the old recovery key and the new one, no active device",
+		lw, func() []byte {
+			next := testHybrid("v/recovery/stolen-next")
+			d := must(NewDraft(lw.st, lw.now, &RotateRecovery{Recovery: next.Public()}))
+			check(d.Sign(RoleRecovery, lw.recovery()))
+			check(d.Sign(RoleNewRecovery, next))
+			return must(d.Link()).raw
+		}(), "ErrUnexpectedSignature")
+	g.bad("recovery-key-adds-device", "add_device approved by the recovery key instead of an active device",
+		lw, func() []byte {
+			c := lw.actor("C")
+			d := lw.addDraft(c)
+			check(d.Sign(RoleRecovery, lw.recovery()))
+			lw.signSubject(d, c)
+			return must(d.Link()).raw
+		}(), "ErrUnexpectedSignature")
+	g.bad("recovery-key-rotates-device-keys", "rotate_keys of the only device signed by the recovery key",
+		lw, func() []byte {
+			d := must(NewDraft(lw.st, lw.now, &RotateKeys{ID: lw.actor("A").id, KEM: testKEM("v/A/stolen").Bytes()}))
+			check(d.Sign(RoleRecovery, lw.recovery()))
+			return must(d.Link()).raw
+		}(), "ErrUnexpectedSignature")
+	g.bad("recovery-key-sets-policy", "set_policy (recovery delay 0) signed by the recovery key on a managed account",
+		wm, func() []byte {
+			d := must(NewDraft(wm.st, wm.now, &SetPolicy{Policy: Policy{}}))
+			check(d.Sign(RoleRecovery, wm.recovery()))
+			return must(d.Link()).raw
+		}(), "ErrUnexpectedSignature")
 	g.bad("recovery-request-without-recovery-key", "recovery_request signed only by the new device",
 		w, func() []byte {
 			s := w.actor("S")

@@ -179,7 +179,7 @@ func (s *Server) handleCreateAccount(w http.ResponseWriter, r *http.Request) *ap
 			return s.keyErr(err)
 		}
 	}
-	st, err := chain.Apply(nil, l, now, append(s.verifyOpts(), chain.WithMaxAge(s.cfg.MaxLinkAge))...)
+	st, err := chain.Apply(nil, l, now, append(s.verifyOpts(), s.maxAge(), s.maxSkew())...)
 	if err != nil {
 		return chainRejected(err)
 	}
@@ -319,7 +319,7 @@ func (s *Server) appendLink(r *http.Request, v *verified, l *chain.Link, a store
 	if l.Seq() != head.Seq+1 || l.Prev().String() != head.Hash {
 		return nil, conflict(head, "the link follows seq %d, the head is seq %d", l.Seq()-1, head.Seq)
 	}
-	st, err := chain.Apply(v.state, l, s.now(), append(s.verifyOpts(), opts...)...)
+	st, err := chain.Apply(v.state, l, s.now(), append(s.verifyOpts(), append(opts, s.maxSkew())...)...)
 	if err != nil {
 		return nil, chainRejected(err)
 	}
@@ -361,8 +361,15 @@ func (s *Server) appendLink(r *http.Request, v *verified, l *chain.Link, a store
 	return st, nil
 }
 
-// maxAge is the option every append uses.
+// maxAge is the option of the appends that bound the age of a link (all
+// but the organisation's review of a held recover link, checked when it
+// was held, and recovery requests, held to MaxLinkSkew).
 func (s *Server) maxAge() chain.Option { return chain.WithMaxAge(s.cfg.MaxLinkAge) }
+
+// maxSkew is the option of every append: no link is accepted dated more
+// than MaxLinkSkew after this server's clock, so that no accepted link
+// keeps a revocation or a veto out (docs/design/chain.md §3.1).
+func (s *Server) maxSkew() chain.Option { return chain.WithMaxSkew(s.cfg.MaxLinkSkew) }
 
 // verifyOpts are the options of every verification: the attestation
 // verifier, when configured.

@@ -19,7 +19,19 @@ const (
 	DefaultEnrollmentTTL = 15 * time.Minute
 	DefaultTokenTTL      = 10 * time.Minute
 	DefaultMaxLinkAge    = 10 * time.Minute
-	DefaultInviteTTL     = 7 * 24 * time.Hour
+	// DefaultMaxLinkSkew is how far after Command's clock a link may be
+	// dated when it is appended (docs/design/chain.md §3.1). It is small:
+	// a later link may not be older than its predecessor, so every second
+	// a link is dated ahead is a second in which a revocation or a veto
+	// dated by an honest clock would be refused. Devices date links at
+	// max(their clock, the head's time), so honest clocks within this
+	// bound never see a refusal.
+	DefaultMaxLinkSkew = 30 * time.Second
+	// DefaultMinRecoveryDelay is the least recovery waiting period a
+	// server accepts unless configured otherwise: time for the account's
+	// devices to see a pending recovery and veto it.
+	DefaultMinRecoveryDelay = time.Hour
+	DefaultInviteTTL        = 7 * 24 * time.Hour
 	// ChallengeTTL is how long an auth challenge may be answered.
 	ChallengeTTL = 60 * time.Second
 	// MaxCiphertext bounds one relayed envelope.
@@ -62,11 +74,21 @@ type Config struct {
 	// TokenTTL is the lifetime of a device token (default 10m).
 	TokenTTL time.Duration
 	// MinRecoveryDelay is the least recovery waiting period an account
-	// may choose (default 0).
+	// (or an organisation's policy) may choose; zero means
+	// DefaultMinRecoveryDelay (1h), unless DevAllowZeroRecoveryDelay.
 	MinRecoveryDelay time.Duration
+	// DevAllowZeroRecoveryDelay is for development servers only: a zero
+	// MinRecoveryDelay then means no minimum, so a recovery can complete
+	// before any device could veto it. New logs a warning when it is set.
+	DevAllowZeroRecoveryDelay bool
 	// MaxLinkAge refuses links whose timestamp is older than this when
 	// they are appended (default 10m).
 	MaxLinkAge time.Duration
+	// MaxLinkSkew refuses links dated more than this after Command's
+	// clock when they are appended, and recovery requests dated more than
+	// this before it (default DefaultMaxLinkSkew, at most
+	// chain.MaxClockSkew).
+	MaxLinkSkew time.Duration
 
 	// RateLimits configures the per-instance token buckets; the zero value
 	// means DefaultRateLimits.
@@ -117,8 +139,17 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.MaxLinkAge == 0 {
 		cfg.MaxLinkAge = DefaultMaxLinkAge
 	}
-	if cfg.EnrollmentTTL < 0 || cfg.TokenTTL < 0 || cfg.MaxLinkAge < 0 || cfg.MinRecoveryDelay < 0 {
+	if cfg.MaxLinkSkew == 0 {
+		cfg.MaxLinkSkew = DefaultMaxLinkSkew
+	}
+	if cfg.MinRecoveryDelay == 0 && !cfg.DevAllowZeroRecoveryDelay {
+		cfg.MinRecoveryDelay = DefaultMinRecoveryDelay
+	}
+	if cfg.EnrollmentTTL < 0 || cfg.TokenTTL < 0 || cfg.MaxLinkAge < 0 || cfg.MinRecoveryDelay < 0 || cfg.MaxLinkSkew < 0 {
 		return cfg, errors.New("command: durations in Config must not be negative")
+	}
+	if cfg.MaxLinkSkew > chain.MaxClockSkew || cfg.MaxLinkSkew%time.Second != 0 {
+		return cfg, fmt.Errorf("command: Config.MaxLinkSkew must be whole seconds, at most %v", chain.MaxClockSkew)
 	}
 	if cfg.RateLimits == nil {
 		rl := DefaultRateLimits()

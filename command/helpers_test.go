@@ -138,6 +138,10 @@ func newEnvDSN(t testing.TB, dsn string, opts ...func(*Config)) *env {
 		Clock:              clock.Now,
 		JanitorInterval:    -1,
 		RateLimits:         &RateLimits{Disabled: true},
+		// Test servers are development servers: short and zero recovery
+		// delays keep the workflow tests small. The production default
+		// (DefaultMinRecoveryDelay) is tested in time_test.go.
+		DevAllowZeroRecoveryDelay: true,
 	}
 	if store.IsPostgresURL(dsn) {
 		cfg.DatabaseURL = dsn

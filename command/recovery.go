@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
@@ -36,14 +37,23 @@ func (s *Server) handleRecoveryRequest(w http.ResponseWriter, r *http.Request) *
 	if e != nil {
 		return e
 	}
+	// The waiting period counts from when this server accepted the
+	// request, never from the time the link claims; and the link may not
+	// claim a time more than MaxLinkSkew from this server's clock in
+	// either direction (appendLink bounds the future, the age option the
+	// past), so a backdated request cannot shorten the waiting period as
+	// devices verifying the chain measure it either.
+	// In whole seconds, like link times and the API's times: the waiting
+	// period ends at the time the API shows.
+	accepted := s.now().Truncate(time.Second)
 	delay := v.state.Policy().RecoveryDelay
 	rec := store.Recovery{
 		ID: l.Hash().String(), AccountID: id, DeviceID: b.Device.ID.String(), State: store.RecoveryWaiting,
-		RequestedAt: l.Time(), NotBefore: l.Time().Add(delay),
+		RequestedAt: accepted, NotBefore: accepted.Add(delay),
 	}
-	ap := store.Append{NewRecovery: &rec, Audit: []store.AuditEntry{{Actor: "recovery-key", Action: "recovery.request", DeviceID: rec.DeviceID,
+	ap := store.Append{NewRecovery: &rec, Audit: []store.AuditEntry{{Time: accepted, Actor: "recovery-key", Action: "recovery.request", DeviceID: rec.DeviceID,
 		Detail: fmt.Sprintf("recovery %s requested for new device %s (%s); waiting period %v, not before %s", rec.ID, rec.DeviceID, b.Device.Name, delay, rfc3339(rec.NotBefore))}}}
-	if _, e := s.appendLink(r, v, l, ap, s.maxAge()); e != nil {
+	if _, e := s.appendLink(r, v, l, ap, chain.WithMaxAge(s.cfg.MaxLinkSkew)); e != nil {
 		return e
 	}
 	writeJSON(w, http.StatusCreated, recoveryJSON(rec, s.now()))
@@ -119,8 +129,8 @@ func (s *Server) handleRecoveryComplete(w http.ResponseWriter, r *http.Request) 
 		}
 		return chainRejected(err)
 	}
-	if s.now().Before(rec.NotBefore) {
-		return errorf(http.StatusConflict, "too_early", "the waiting period of recovery %s ends at %s", rec.ID, rfc3339(rec.NotBefore))
+	if nb := s.notBefore(v, rec); s.now().Before(nb) {
+		return errorf(http.StatusConflict, "too_early", "the waiting period of recovery %s ends at %s", rec.ID, rfc3339(nb))
 	}
 	done := rec
 	done.State = store.RecoveryCompleted
@@ -138,6 +148,18 @@ func (s *Server) handleRecoveryComplete(w http.ResponseWriter, r *http.Request) 
 	return nil
 }
 
+// notBefore is when the waiting period of rec ends, counted from when
+// this server accepted the request (RequestedAt), by the longer of the
+// delay recorded then and the account's current policy, as the chain
+// measures it on link times.
+func (s *Server) notBefore(v *verified, rec store.Recovery) time.Time {
+	nb := rec.NotBefore
+	if p := rec.RequestedAt.Add(v.state.Policy().RecoveryDelay); p.After(nb) {
+		nb = p
+	}
+	return nb
+}
+
 // holdForReview checks everything the recover link must satisfy except
 // the organisation's counter-signature, and keeps it for the admin.
 func (s *Server) holdForReview(w http.ResponseWriter, r *http.Request, v *verified, l *chain.Link, rec store.Recovery) *apiError {
@@ -151,6 +173,12 @@ func (s *Server) holdForReview(w http.ResponseWriter, r *http.Request, v *verifi
 	}
 	if age := s.now().Sub(l.Time()); age > s.cfg.MaxLinkAge {
 		return chainRejected(fmt.Errorf("%w: link time %s", chain.ErrStale, rfc3339(l.Time())))
+	}
+	if ahead := l.Time().Sub(s.now()); ahead > s.cfg.MaxLinkSkew {
+		return chainRejected(fmt.Errorf("%w: link time %s is %v after this server's clock (at most %v; check the device's clock)", chain.ErrFutureTimestamp, rfc3339(l.Time()), ahead, s.cfg.MaxLinkSkew))
+	}
+	if l.Time().Before(v.state.Time()) {
+		return chainRejected(fmt.Errorf("%w: link time %s is before the head's %s", chain.ErrTimeRegression, rfc3339(l.Time()), rfc3339(v.state.Time())))
 	}
 	if l.Time().Sub(p.Time) < max(p.Delay, v.state.Policy().RecoveryDelay) {
 		return chainRejected(fmt.Errorf("%w: the link is dated before the waiting period ends", chain.ErrRecoveryTooEarly))

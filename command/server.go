@@ -113,6 +113,10 @@ func New(cfg Config) (*Server, error) {
 	} else {
 		close(s.done)
 	}
+	if c.MinRecoveryDelay == 0 {
+		s.log.Warn("DEVELOPMENT SERVER: recovery waiting periods of zero are accepted, so a recovery can complete before any device could veto it; never run this in production (drop --dev-allow-zero-recovery-delay)",
+			"min_recovery_delay_seconds", 0)
+	}
 	s.log.Info("enigm command ready", "engine", s.store.Engine(), "schema_version", s.store.SchemaVersion(), "server_id", s.serverID)
 	return s, nil
 }

@@ -53,7 +53,8 @@ func newWorldWith(t *testing.T, adjust func(*command.Config)) *world {
 	w := &world{t: t, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
 	w.cfg = command.Config{DataDir: t.TempDir(), RateLimits: &command.RateLimits{Disabled: true},
 		KeystoreBackend: fastSoft, KeystorePassphrase: []byte("command"), Clock: w.clock.Now,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), JanitorInterval: -1}
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), JanitorInterval: -1,
+		DevAllowZeroRecoveryDelay: true} // test organisations wait 0-60s
 	if adjust != nil {
 		adjust(&w.cfg)
 	}

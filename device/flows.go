@@ -380,7 +380,7 @@ func (a *Agent) Finish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d, err := chain.NewDraft(cst, a.now(), body)
+	d, err := chain.NewDraft(cst, a.linkTime(cst), body)
 	if err != nil {
 		return err
 	}
@@ -681,7 +681,7 @@ func (a *Agent) Rotate(ctx context.Context) (identity, kem keystore.KeyID, err e
 	if err != nil {
 		return abort(err)
 	}
-	d, err := chain.NewDraft(st, a.now(), &chain.RotateKeys{ID: a.deviceID(), Identity: npub, KEM: nkem.Public})
+	d, err := chain.NewDraft(st, a.linkTime(st), &chain.RotateKeys{ID: a.deviceID(), Identity: npub, KEM: nkem.Public})
 	if err != nil {
 		return abort(err)
 	}
@@ -789,7 +789,7 @@ func (a *Agent) Recover(ctx context.Context, o RecoverOptions) (*RecoverResult, 
 	if err != nil {
 		return nil, err
 	}
-	d, err := chain.NewDraft(st, a.now(), &chain.RecoveryRequest{Device: rec})
+	d, err := chain.NewDraft(st, a.linkTime(st), &chain.RecoveryRequest{Device: rec})
 	if err != nil {
 		return nil, err
 	}
@@ -856,10 +856,17 @@ func (a *Agent) finishRecovery(ctx context.Context) error {
 		a.abandon(ctx)
 		return fmt.Errorf("device: the account's chain no longer has this recovery request pending (vetoed or replaced)")
 	}
+	// Command counts the waiting period from when it accepted the request
+	// (r.NotBefore); the chain counts it on link times, from the request's
+	// (within Command's skew of the accepted time). Wait for both rather
+	// than date the recover link ahead.
+	if end := pr.Time.Add(max(pr.Delay, st.Policy().RecoveryDelay)); a.now().Before(end) {
+		return fmt.Errorf("%w: the waiting period ends at %s", ErrWaiting, end.UTC().Format(time.RFC3339))
+	}
 	if err := a.unlock(ctx); err != nil {
 		return err
 	}
-	d, err := chain.NewDraft(st, a.now(), &chain.Recover{Request: pr.Request})
+	d, err := chain.NewDraft(st, a.linkTime(st), &chain.Recover{Request: pr.Request})
 	if err != nil {
 		return err
 	}
@@ -912,7 +919,7 @@ func (a *Agent) appendSigned(ctx context.Context, st *chain.State, body chain.Bo
 	if err != nil {
 		return chain.Head{}, err
 	}
-	d, err := chain.NewDraft(st, a.now(), body)
+	d, err := chain.NewDraft(st, a.linkTime(st), body)
 	if err != nil {
 		return chain.Head{}, err
 	}

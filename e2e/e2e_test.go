@@ -67,7 +67,7 @@ func start(t *testing.T) *harness {
 	addr := freePort(t)
 	h.server = "http://" + addr
 	h.srvLog = &bytes.Buffer{}
-	h.srv = exec.Command(filepath.Join(h.bin, "enigm-command"), "serve", "--listen", addr, "--data", h.data, "--no-rate-limit", "--min-recovery-delay", "0s")
+	h.srv = exec.Command(filepath.Join(h.bin, "enigm-command"), "serve", "--listen", addr, "--data", h.data, "--no-rate-limit", "--min-recovery-delay", "0s", "--dev-allow-zero-recovery-delay")
 	h.srv.Env = append(os.Environ(), "ENIGM_COMMAND_PASSPHRASE="+h.cmdPass)
 	h.srv.Stdout, h.srv.Stderr = h.srvLog, h.srvLog
 	if err := h.srv.Start(); err != nil {

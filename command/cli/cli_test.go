@@ -289,6 +289,10 @@ func TestServeRefusesBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"serve", "--data", data, "--token-ttl", "0s"},
 		{"serve", "--data", data, "--log-level", "loud"},
+		{"serve", "--data", data, "--min-recovery-delay", "0s"},
+		{"serve", "--data", data, "--min-recovery-delay", "-1h"},
+		{"serve", "--data", data, "--max-link-skew", "0s"},
+		{"serve", "--data", data, "--max-link-skew", "10m"},
 	} {
 		if r := cli(t, nil, args...); r.code != ExitUsage {
 			t.Errorf("%v: %+v", args, r)
@@ -296,5 +300,39 @@ func TestServeRefusesBadFlags(t *testing.T) {
 	}
 	if r := cli(t, nil, "serve", "--data", data, "--listen", "256.0.0.1:1"); r.code != ExitError {
 		t.Errorf("bad listen address: %+v", r)
+	}
+}
+
+// The recovery delay a server enforces: 1h by default, 0 only with the
+// development flag, which the server logs as a warning at start.
+func TestServeRecoveryDelayFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		min  time.Duration
+		dev  bool
+	}{
+		{nil, command.DefaultMinRecoveryDelay, false},
+		{[]string{"--min-recovery-delay", "24h"}, 24 * time.Hour, false},
+		{[]string{"--dev-allow-zero-recovery-delay"}, 0, true},
+		{[]string{"--dev-allow-zero-recovery-delay", "--min-recovery-delay", "0s"}, 0, true},
+		{[]string{"--dev-allow-zero-recovery-delay", "--min-recovery-delay", "2s"}, 2 * time.Second, false},
+	} {
+		env := testEnv(nil)
+		var got command.Config
+		set := env.Config
+		env.Config = func(cfg *command.Config) { set(cfg); got = *cfg }
+		var out, errb bytes.Buffer
+		env.Stdout, env.Stderr = &out, &errb
+		// An address that cannot be bound: serve stops after New.
+		args := append([]string{"serve", "--data", t.TempDir(), "--listen", "256.0.0.1:1"}, c.args...)
+		if code := Main(context.Background(), env, args); code != ExitError {
+			t.Fatalf("%v: exit %d: %s", c.args, code, errb.String())
+		}
+		if got.MinRecoveryDelay != c.min || got.MaxLinkSkew != command.DefaultMaxLinkSkew {
+			t.Errorf("%v: min recovery delay %v, skew %v; want %v, %v", c.args, got.MinRecoveryDelay, got.MaxLinkSkew, c.min, command.DefaultMaxLinkSkew)
+		}
+		if warned := strings.Contains(errb.String(), "DEVELOPMENT SERVER"); warned != c.dev {
+			t.Errorf("%v: development warning logged = %v, want %v:\n%s", c.args, warned, c.dev, errb.String())
+		}
 	}
 }

@@ -104,7 +104,7 @@ func runDemo(c *ctx) error {
 	}
 	d := &demo{c: c, ctx: c.Context, dir: dir, mk: mk}
 	d.cfg = command.Config{DataDir: filepath.Join(dir, "command"), KeystorePassphrase: []byte("demo command keystore"),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MinRecoveryDelay: 0}
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MinRecoveryDelay: time.Second} // the demo waits 2s
 	if c.Env.Config != nil {
 		c.Env.Config(&d.cfg)
 	}

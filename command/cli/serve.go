@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/enigm/enigm/attestation"
 	"github.com/enigm/enigm/backend/tpm/attest"
+	"github.com/enigm/enigm/chain"
 	"log/slog"
 	"net"
 	"os"
@@ -26,6 +27,12 @@ directory; --db postgres://… uses PostgreSQL, where several instances can run
 behind a load balancer. The schema is migrated at start; a database migrated
 by a newer enigm-command is refused.
 
+Accounts and organisation policies must choose a recovery waiting period of
+at least --min-recovery-delay (default 1h), so that the account's devices can
+see a pending recovery and veto it. Only a development server may accept a
+zero delay, with --dev-allow-zero-recovery-delay (logged as a warning at start).
+Links dated more than --max-link-skew after this server's clock are refused.
+
 Organisation admin keys live in the keystore in the data directory, unlocked
 with $ENIGM_COMMAND_PASSPHRASE (or a generated keystore.passphrase file).
 Logs are JSON on stderr; the listen address is printed on stdout.
@@ -34,15 +41,18 @@ examples:
   enigm-command serve
   enigm-command serve --listen 127.0.0.1:9000 --data /var/lib/enigm
   ENIGM_COMMAND_DB=postgres://enigm@db/enigm enigm-command serve --listen 0.0.0.0:8470
-  enigm-command serve --min-recovery-delay 24h --enrollment-ttl 10m --json`,
+  enigm-command serve --min-recovery-delay 24h --enrollment-ttl 10m --json
+  enigm-command serve --dev-allow-zero-recovery-delay   # development only`,
 		args: 0,
 		flags: func(fs *flag.FlagSet) {
 			fs.String("listen", "127.0.0.1:8470", "listen `ADDR` (host:port)")
 			dataFlags(fs)
 			fs.Duration("enrollment-ttl", command.DefaultEnrollmentTTL, "how long an enrollment request stays open")
 			fs.Duration("token-ttl", command.DefaultTokenTTL, "lifetime of a device token")
-			fs.Duration("min-recovery-delay", 0, "least recovery waiting period an account may choose")
+			fs.Duration("min-recovery-delay", command.DefaultMinRecoveryDelay, "least recovery waiting period an account may choose (0 only with --dev-allow-zero-recovery-delay)")
+			fs.Bool("dev-allow-zero-recovery-delay", false, "DEVELOPMENT ONLY: accept recovery waiting periods of zero (no chance to veto); makes --min-recovery-delay default to 0")
 			fs.Duration("max-link-age", command.DefaultMaxLinkAge, "refuse links dated earlier than this before now")
+			fs.Duration("max-link-skew", command.DefaultMaxLinkSkew, "refuse links dated later than this after now (at most 5m)")
 			fs.Bool("no-rate-limit", false, "disable the rate limits (load tests only)")
 			fs.String("trust-tpm-ak", "", "judge TPM attestation evidence against the attestation keys in `FILE` (hex, one per line; `enigm keystore attestation-key` prints a TPM's)")
 			fs.String("tpm-boot-state", "", "with --trust-tpm-ak: require a boot-state quote with PCR values allowed by `FILE` (JSON: {\"version\":1,\"allowed\":[{\"0\":\"<hex>\",\"7\":\"<hex>\"}]})")
@@ -61,12 +71,25 @@ func runServe(c *ctx) error {
 	cfg.Logger = slog.New(slog.NewJSONHandler(c.Stderr, &slog.HandlerOptions{Level: level}))
 	cfg.EnrollmentTTL = c.duration("enrollment-ttl")
 	cfg.TokenTTL = c.duration("token-ttl")
-	cfg.MinRecoveryDelay = c.duration("min-recovery-delay")
 	cfg.MaxLinkAge = c.duration("max-link-age")
-	for _, d := range []string{"enrollment-ttl", "token-ttl", "max-link-age"} {
+	cfg.MaxLinkSkew = c.duration("max-link-skew")
+	for _, d := range []string{"enrollment-ttl", "token-ttl", "max-link-age", "max-link-skew"} {
 		if c.duration(d) <= 0 {
 			return usagef("--%s must be positive", d)
 		}
+	}
+	if cfg.MaxLinkSkew > chain.MaxClockSkew || cfg.MaxLinkSkew%time.Second != 0 {
+		return usagef("--max-link-skew must be whole seconds, at most %v", chain.MaxClockSkew)
+	}
+	cfg.MinRecoveryDelay = c.duration("min-recovery-delay")
+	cfg.DevAllowZeroRecoveryDelay = c.boolean("dev-allow-zero-recovery-delay")
+	switch {
+	case cfg.MinRecoveryDelay < 0:
+		return usagef("--min-recovery-delay must not be negative")
+	case cfg.DevAllowZeroRecoveryDelay && !c.flagSet("min-recovery-delay"):
+		cfg.MinRecoveryDelay = 0
+	case cfg.MinRecoveryDelay == 0 && !cfg.DevAllowZeroRecoveryDelay:
+		return usagef("--min-recovery-delay 0 lets a recovery complete before any device could veto it; use a positive delay (default %v), or --dev-allow-zero-recovery-delay on a development server", command.DefaultMinRecoveryDelay)
 	}
 	if c.boolean("no-rate-limit") {
 		cfg.RateLimits = &command.RateLimits{Disabled: true}
