@@ -13,8 +13,11 @@ import (
 type KeyInfo struct {
 	// ID: 32 hex digits.
 	ID string
-	// Class: "identity", "kem", "session" or "binding".
-	Class string
+	// KeyClass: "identity", "kem", "session" or "binding". (Not "Class":
+	// gobind would make it getClass() in Java, which Object.getClass()
+	// forbids, and a "class" property in Objective-C, which overrides
+	// NSObject's -class.)
+	KeyClass string
 	// Algorithm: "hybrid-ed25519-mldsa65", "ed25519", … (as the CLI prints).
 	Algorithm string
 	// State: "created", "active", "superseded", "retired" or "revoked".
@@ -31,7 +34,7 @@ type KeyInfo struct {
 }
 
 func keyInfo(k keystore.KeyInfo) *KeyInfo {
-	return &KeyInfo{ID: k.ID.String(), Class: k.Class.String(), Algorithm: k.Algorithm.String(), State: k.State.String(),
+	return &KeyInfo{ID: k.ID.String(), KeyClass: k.Class.String(), Algorithm: k.Algorithm.String(), State: k.State.String(),
 		Created: k.Created.UnixMilli(), Changed: k.Changed.UnixMilli(), Public: k.Public, Resident: k.Resident, Problem: k.Problem}
 }
 
@@ -84,7 +87,7 @@ func (k *Keystore) ListJSON() (string, error) {
 		i := keyInfo(ki)
 		j := jsonKey{ID: i.ID, Resident: i.Resident, Problem: i.Problem}
 		if ki.Problem == "" {
-			j.Class, j.Algorithm, j.State, j.Created, j.Public = i.Class, i.Algorithm, i.State, i.Created, i.Public
+			j.Class, j.Algorithm, j.State, j.Created, j.Public = i.KeyClass, i.Algorithm, i.State, i.Created, i.Public
 		}
 		out.Keys = append(out.Keys, j)
 	}

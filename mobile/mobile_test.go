@@ -166,13 +166,13 @@ func TestKeysOnPhones(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if k.ID != js.Keys[i].ID || k.Class != js.Keys[i].Class || k.State != "active" {
+				if k.ID != js.Keys[i].ID || k.KeyClass != js.Keys[i].Class || k.State != "active" {
 					t.Fatalf("key %d: %+v vs %+v", i, k, js.Keys[i])
 				}
 				if k.Resident {
 					resident++
-					if k.Class != "binding" {
-						t.Fatalf("a %s key is resident", k.Class)
+					if k.KeyClass != "binding" {
+						t.Fatalf("a %s key is resident", k.KeyClass)
 					}
 				}
 			}
