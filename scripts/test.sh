@@ -27,10 +27,15 @@ if [ -z "${ENIGM_TEST_POSTGRES_URL:-}" ] && [ -z "$(pg_initdb)" ] && ! command -
   need_pkgs+=(postgresql)
 fi
 
+# A JDK: mobile's TestGobind compiles the Java that gobind generates.
+command -v javac >/dev/null 2>&1 || need_pkgs+=(default-jdk-headless)
+
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing ${need_pkgs[*]} with apt-get"
     export DEBIAN_FRONTEND=noninteractive
+    # The JDK's postinst links its man pages; slim images lack the directory.
+    mkdir -p /usr/share/man/man1
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
   else
