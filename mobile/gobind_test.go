@@ -101,7 +101,7 @@ func TestGobind(t *testing.T) {
 		sort.Strings(srcs)
 		// As gomobile bind compiles it: Java 8, here against the JDK's
 		// Java 8 API instead of android.jar.
-		args := append([]string{"--release", "8", "-encoding", "UTF-8", "-proc:none",
+		args := append([]string{"-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "--release", "8", "-encoding", "UTF-8", "-proc:none",
 			"-d", filepath.Join(dir, "classes")}, srcs...)
 		if out, err := exec.Command(javac, args...).CombinedOutput(); err != nil {
 			t.Fatalf("javac on gobind's Java: %v\n%s", err, out)
