@@ -17,12 +17,14 @@ import (
 
 // TestGobind runs the generator `gomobile bind` runs, gobind
 // (golang.org/x/mobile/cmd/gobind, the version pinned by go.mod's tool
-// directive), on the bound packages, and checks what the go/types check
-// above cannot see: that the generated Java compiles (javac, against stubs
-// of the few Android SDK classes gobind's support code names) and that the
-// Objective-C headers are generated, skip nothing and override no NSObject
-// method. Objective-C is not compiled (no Xcode here); nor is the generated
-// Go glue (it needs the NDK or Xcode toolchains).
+// directive), on the bound packages, and checks what the go/types check in
+// gomobile_test.go cannot see: that the generated Java compiles (javac,
+// against stubs of the few Android SDK classes gobind's support code
+// names), that the generated Go glue type-checks against the bound
+// packages (go vet, as built for Android), and that the Objective-C headers
+// are generated, skip nothing and override no NSObject method. Not
+// compiled: the Objective-C (no Xcode here) and the glue's C files (they
+// need the NDK's jni.h).
 func TestGobind(t *testing.T) {
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
@@ -110,6 +112,10 @@ func TestGobind(t *testing.T) {
 		}
 	})
 
+	t.Run("go", func(t *testing.T) {
+		gobindGoGlue(t, goCmd, javac, dir, files)
+	})
+
 	t.Run("objc", func(t *testing.T) {
 		for _, h := range []string{"src/gobind/Mobile.objc.h", "src/gobind/Bridge.objc.h", "src/gobind/Universe.objc.h"} {
 			text, ok := files[h]
@@ -126,6 +132,82 @@ func TestGobind(t *testing.T) {
 		}
 	})
 }
+
+// gobindGoGlue type-checks the Go half of the Android bindings, the main
+// package gomobile bind builds into libgojni.so: gobind's go output and the
+// Go file of its java output (seq_android.go, renamed so that it builds on
+// this host), with the headers they include (src/gobind/), in a module of a temporary
+// workspace that also uses this module. The JDK's jni.h stands in for the
+// NDK's and androidLogStub for <android/log.h>; go vet runs cgo on the Go
+// files and type-checks them, without compiling the C files.
+func gobindGoGlue(t *testing.T, goCmd, javac string, dir string, files map[string]string) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		testenv.Missing(t, "gcc (cgo)", err)
+	}
+	real, err := filepath.EvalSymlinks(javac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jdkInclude := filepath.Join(filepath.Dir(filepath.Dir(real)), "include")
+	if _, err := os.Stat(filepath.Join(jdkInclude, "jni.h")); err != nil {
+		testenv.Missing(t, "the JDK's jni.h", err)
+	}
+	gomod, err := exec.Command(goCmd, "env", "GOMOD").Output()
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(gomod)), "go.mod") {
+		t.Fatalf("go env GOMOD: %q, %v", gomod, err)
+	}
+	glue := filepath.Join(dir, "glue")
+	write := func(path, text string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	for path, text := range files {
+		name := strings.TrimPrefix(path, "src/gobind/")
+		switch {
+		case name == path || strings.Contains(name, "/") || name == "seq_darwin.go":
+			continue
+		case name == "seq_android.go":
+			name = "seq_java.go"
+		case !strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, ".h"):
+			continue
+		}
+		if strings.HasSuffix(name, ".go") {
+			n++
+		}
+		write(filepath.Join(glue, name), text)
+	}
+	if n < 4 {
+		t.Fatalf("gobind wrote %d Go files of glue; want go_main.go, go_mobilemain.go, go_bridgemain.go, seq.go and seq_android.go", n)
+	}
+	write(filepath.Join(glue, "go.mod"), "module enigm.test/gobindglue\n\ngo 1.26.0\n")
+	write(filepath.Join(dir, "go.work"), fmt.Sprintf("go 1.26.0\n\nuse (\n\t%s\n\t./glue\n)\n",
+		filepath.ToSlash(filepath.Dir(strings.TrimSpace(string(gomod))))))
+	write(filepath.Join(glue, "cstubs", "android", "log.h"), androidLogStub)
+	// The flags go in the package, not in CGO_CFLAGS, which would rebuild
+	// the standard library's cgo packages on every run.
+	write(filepath.Join(glue, "cflags.go"), fmt.Sprintf("package main\n\n"+
+		"// #cgo CFLAGS: -D__GOBIND_ANDROID__ -I${SRCDIR}/cstubs -I%s -I%s\nimport \"C\"\n",
+		filepath.ToSlash(jdkInclude), filepath.ToSlash(filepath.Join(jdkInclude, "linux"))))
+	vet := exec.Command(goCmd, "vet", ".")
+	vet.Dir = glue
+	vet.Env = append(os.Environ(), "GOWORK="+filepath.Join(dir, "go.work"), "GOFLAGS=", "CGO_ENABLED=1")
+	if out, err := vet.CombinedOutput(); err != nil {
+		t.Fatalf("go vet on gobind's Go glue: %v\n%s", err, out)
+	}
+}
+
+// androidLogStub declares what gobind's seq_android.h uses of the NDK's
+// <android/log.h>.
+const androidLogStub = `#define ANDROID_LOG_INFO 4
+#define ANDROID_LOG_FATAL 7
+int __android_log_print(int prio, const char *tag, const char *fmt, ...);
+`
 
 // androidStubs are the Android SDK classes gobind's Java support code
 // (go/Seq.java) names, as empty stand-ins for javac.

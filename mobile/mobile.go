@@ -9,7 +9,8 @@
 // else is Go. Only gomobile-compatible types cross the boundary: signed
 // integers, bool, string, []byte, pointers to this package's structs, the
 // bridge interface and errors. Lists are JSON strings or indexed accessors.
-// mobile/gomobile_test.go checks the exported API with go/types.
+// mobile/gomobile_test.go checks the exported API with go/types;
+// mobile/gobind_test.go runs gobind on it and compiles the Java.
 //
 // No function returns private key bytes: keys are used through Sign,
 // KEMOpen and BindingSign, each decided by the keystore's policy and
