@@ -25,12 +25,10 @@ func authAtkServe(t *testing.T, h *harness) {
 	t.Helper()
 	addr := freePort(t)
 	data := filepath.Join(h.tmp, "auth-command-data")
-	var mu sync.Mutex
-	logb := &bytes.Buffer{}
-	w := authAtkLocked{mu: &mu, b: logb}
+	logb := &logBuffer{}
 	srv := exec.Command(filepath.Join(h.bin, "enigm-command"), "serve", "--listen", addr, "--data", data)
 	srv.Env = append(os.Environ(), "ENIGM_COMMAND_PASSPHRASE="+h.cmdPass)
-	srv.Stdout, srv.Stderr = w, w
+	srv.Stdout, srv.Stderr = logb, logb
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -45,9 +43,7 @@ func authAtkServe(t *testing.T, h *harness) {
 			t.Error("the rate-limited server did not shut down within 10s of SIGINT")
 		}
 		if t.Failed() {
-			mu.Lock()
 			t.Logf("rate-limited server log (tail):\n%s", authAtkTail(logb.String(), 4000))
-			mu.Unlock()
 		}
 	})
 	for i := 0; ; i++ {
@@ -64,17 +60,6 @@ func authAtkServe(t *testing.T, h *harness) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	h.server, h.data = "http://"+addr, data
-}
-
-type authAtkLocked struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w authAtkLocked) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }
 
 func authAtkTail(s string, n int) string {

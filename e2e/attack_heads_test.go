@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -92,7 +91,7 @@ func headsRestart(t *testing.T, h *harness) string {
 		t.Fatal("the server did not shut down within 10s of SIGINT")
 	}
 	old, oldLog := h.srv, h.srvLog.String()
-	h.srvLog = &bytes.Buffer{}
+	h.srvLog = &logBuffer{}
 	h.srv = exec.Command(old.Path, old.Args[1:]...)
 	h.srv.Env, h.srv.Stdout, h.srv.Stderr = old.Env, h.srvLog, h.srvLog
 	if err := h.srv.Start(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,9 +33,28 @@ type harness struct {
 	data    string
 	server  string
 	srv     *exec.Cmd
-	srvLog  *bytes.Buffer
+	srvLog  *logBuffer
 	tmp     string
 	cmdPass string
+}
+
+// logBuffer collects a server process's output; the test may read it while
+// the process writes.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func build(t *testing.T, dir string) {
@@ -66,7 +86,7 @@ func start(t *testing.T) *harness {
 	h.data = filepath.Join(h.tmp, "command-data")
 	addr := freePort(t)
 	h.server = "http://" + addr
-	h.srvLog = &bytes.Buffer{}
+	h.srvLog = &logBuffer{}
 	h.srv = exec.Command(filepath.Join(h.bin, "enigm-command"), "serve", "--listen", addr, "--data", h.data, "--no-rate-limit", "--min-recovery-delay", "0s", "--dev-allow-zero-recovery-delay")
 	h.srv.Env = append(os.Environ(), "ENIGM_COMMAND_PASSPHRASE="+h.cmdPass)
 	h.srv.Stdout, h.srv.Stderr = h.srvLog, h.srvLog
