@@ -32,6 +32,12 @@ func (s *Server) handleAppendLink(w http.ResponseWriter, r *http.Request) *apiEr
 	if e != nil {
 		return e
 	}
+	switch l.Body().(type) {
+	case *chain.RotateKeys, *chain.RotateRecovery:
+		if e := s.limitKey("link-device", a.account+"|"+a.device.String(), s.cfg.RateLimits.LinkPerDevice); e != nil {
+			return e
+		}
+	}
 	ap := store.Append{}
 	actor := a.actor()
 	switch b := l.Body().(type) {

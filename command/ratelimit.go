@@ -47,6 +47,12 @@ type RateLimits struct {
 	// valid signature, or before verification when the device proved
 	// itself from this address before (see provenTTL).
 	AuthPerDevice Rate
+	// LinkPerDevice is charged per device for the links it appends that
+	// are not urgent (rotate_keys, rotate_recovery), so that a stolen
+	// device cannot keep moving the head to make the owner's revocation or
+	// veto lose the compare-and-append every time (devices rebuild those on
+	// a conflict). Revocations and vetoes are never charged.
+	LinkPerDevice Rate
 	// POST /v1/accounts, per address.
 	AccountPerAddr Rate
 }
@@ -61,6 +67,7 @@ func DefaultRateLimits() RateLimits {
 		AuthPerAddr:    Rate{300, 100},
 		AuthVerify:     Rate{12000, 400},
 		AuthPerDevice:  Rate{60, 30},
+		LinkPerDevice:  Rate{10, 5},
 		AccountPerAddr: Rate{30, 20},
 	}
 }

@@ -392,3 +392,33 @@ func TestGlobalBudgetsBoundUnauthenticatedWork(t *testing.T) {
 		}
 	}
 }
+
+// A stolen device that keeps appending rotations to race the owner's
+// revocation is bounded by its own link budget; revocations are never
+// charged, so the owner's goes through even when that budget is spent.
+func TestLinkBudgetBoundsHeadRacing(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		rl := DefaultRateLimits()
+		rl.LinkPerDevice = Rate{PerMinute: 1, Burst: 2}
+		c.RateLimits = &rl
+	})
+	A, S := newDev("alice/A"), newDev("alice/S")
+	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a.add(S, A)
+	for gen := 1; gen <= 2; gen++ {
+		e.want(a.post(S, a.rotateKEMLink(S, gen)), 201, "")
+		a.sync()
+	}
+	r := e.want(a.post(S, a.rotateKEMLink(S, 3)), 429, "rate_limited")
+	if r.hdr.Get("Retry-After") == "" {
+		t.Fatal("no Retry-After on the link budget's 429")
+	}
+	// A's own budget is untouched by S's, and revocations cost nothing:
+	// with A's budget spent too, A still revokes S.
+	for gen := 1; gen <= 2; gen++ {
+		e.want(a.post(A, a.rotateKEMLink(A, gen)), 201, "")
+		a.sync()
+	}
+	e.want(a.post(A, a.rotateKEMLink(A, 3)), 429, "rate_limited")
+	e.want(a.post(A, a.revokeLink(A, S)), 201, "")
+}

@@ -624,21 +624,21 @@ func revokeTarget(a *Agent, st *chain.State, target chain.DeviceID) (RevokeTarge
 // o.LastDevice (ErrRevokeThisDevice, ErrRevokeLastDevice), judged on the
 // chain verified here, at the moment of signing.
 func (a *Agent) Revoke(ctx context.Context, target chain.DeviceID, o RevokeOptions) (chain.Head, error) {
-	acct, st, err := a.own(ctx)
-	if err != nil {
-		return chain.Head{}, err
-	}
-	t, err := revokeTarget(a, st, target)
-	if err != nil {
-		return chain.Head{}, err
-	}
-	if t.Self && !o.ThisDevice {
-		return chain.Head{}, ErrRevokeThisDevice
-	}
-	if t.Last && !o.LastDevice {
-		return chain.Head{}, ErrRevokeLastDevice
-	}
-	head, err := a.appendSigned(ctx, st, &chain.RevokeDevice{ID: target}, nil)
+	var acct chain.AccountID
+	head, err := a.retryOnConflict(ctx, func(st *chain.State) (chain.Head, error) {
+		acct = st.Account()
+		t, err := revokeTarget(a, st, target)
+		if err != nil {
+			return chain.Head{}, err
+		}
+		if t.Self && !o.ThisDevice {
+			return chain.Head{}, ErrRevokeThisDevice
+		}
+		if t.Last && !o.LastDevice {
+			return chain.Head{}, ErrRevokeLastDevice
+		}
+		return a.appendSigned(ctx, st, &chain.RevokeDevice{ID: target}, nil)
+	})
 	if err != nil {
 		return head, err
 	}
@@ -907,6 +907,28 @@ func (a *Agent) finishRecovery(ctx context.Context) error {
 // appendSigned builds a link with body at the head of st, signs it with
 // this device's identity key (and with extra, when not nil) and appends it
 // through Command.
+// conflictRetries is how often a revocation or veto is rebuilt on a newer
+// head after losing the compare-and-append to another link: a device that
+// keeps appending (Command bounds how fast, RateLimits.LinkPerDevice)
+// cannot keep the owner's revocation or veto out.
+const conflictRetries = 5
+
+// retryOnConflict runs build on this account's freshly synced, verified
+// state (own), and again on a newer one each time Command answers that the
+// head moved (409 conflict), at most conflictRetries more times.
+func (a *Agent) retryOnConflict(ctx context.Context, build func(st *chain.State) (chain.Head, error)) (chain.Head, error) {
+	for try := 0; ; try++ {
+		_, st, err := a.own(ctx)
+		if err != nil {
+			return chain.Head{}, err
+		}
+		head, err := build(st)
+		if !errors.Is(err, client.ErrConflict) || try == conflictRetries {
+			return head, err
+		}
+	}
+}
+
 func (a *Agent) appendSigned(ctx context.Context, st *chain.State, body chain.Body, extra func(*chain.Draft) error) (chain.Head, error) {
 	if err := a.unlock(ctx); err != nil {
 		return chain.Head{}, err

@@ -68,21 +68,20 @@ func (a *Agent) PendingRecovery(acct chain.AccountID) *RecoveryInfo {
 // choice is never ambiguous. A recoveryID that is not the pending one is
 // refused, naming the one that is.
 func (a *Agent) Veto(ctx context.Context, recoveryID string) (*RecoveryInfo, chain.Head, error) {
-	_, st, err := a.own(ctx)
-	if err != nil {
-		return nil, chain.Head{}, err
-	}
-	ri := recoveryInfo(st)
-	switch {
-	case ri == nil && recoveryID == "":
-		return nil, chain.Head{}, ErrNoPendingRecovery
-	case ri == nil:
-		return nil, chain.Head{}, fmt.Errorf("%w (not %s)", ErrNoPendingRecovery, recoveryID)
-	case recoveryID != "" && ri.RequestID != strings.ToLower(recoveryID):
-		return nil, chain.Head{}, fmt.Errorf("%w: %s is not it; the pending request is %s (device %q)", ErrNoPendingRecovery, recoveryID, ri.RequestID, ri.Name)
-	}
-	pr, _ := st.PendingRecovery()
-	head, err := a.appendSigned(ctx, st, &chain.RecoveryVeto{Request: pr.Request}, nil)
+	var ri *RecoveryInfo
+	head, err := a.retryOnConflict(ctx, func(st *chain.State) (chain.Head, error) {
+		ri = recoveryInfo(st)
+		switch {
+		case ri == nil && recoveryID == "":
+			return chain.Head{}, ErrNoPendingRecovery
+		case ri == nil:
+			return chain.Head{}, fmt.Errorf("%w (not %s)", ErrNoPendingRecovery, recoveryID)
+		case recoveryID != "" && ri.RequestID != strings.ToLower(recoveryID):
+			return chain.Head{}, fmt.Errorf("%w: %s is not it; the pending request is %s (device %q)", ErrNoPendingRecovery, recoveryID, ri.RequestID, ri.Name)
+		}
+		pr, _ := st.PendingRecovery()
+		return a.appendSigned(ctx, st, &chain.RecoveryVeto{Request: pr.Request}, nil)
+	})
 	if err != nil {
 		return ri, head, err
 	}
