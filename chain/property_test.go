@@ -15,7 +15,10 @@ import (
 //     recovery, through devices that were active when they approved;
 //   - Apply left the previous state unchanged (states are immutable);
 //
-// and at the end that VerifyChain over the whole chain reaches the same head
+// between legal steps it tries illegal ones (a revoked device signing, a
+// revoked device revoked again, a veto or recover with nothing pending, a
+// recovery-key revocation) and checks each is refused with the error that
+// names its rule, leaving the state as it was; and at the end that VerifyChain over the whole chain reaches the same head
 // and active set as the step-by-step Apply calls.
 func TestPropertyRandomSequences(t *testing.T) {
 	steps := 40
@@ -64,6 +67,7 @@ func runRandomSequence(t *testing.T, seed uint64, steps int) {
 		}
 	}
 
+	illegal := 0
 	run("genesis G")
 	added["G"] = true
 	for i := 0; i < steps; i++ {
@@ -109,8 +113,14 @@ func runRandomSequence(t *testing.T, seed uint64, steps int) {
 			added[n] = true
 		}
 		checkInvariants(t, w, active())
+		if rng.IntN(3) == 0 && tryIllegal(t, w, rng, active(), gone, fresh) {
+			illegal++
+		}
 	}
 
+	if illegal < steps/10 {
+		t.Fatalf("only %d illegal steps tried in %d", illegal, steps)
+	}
 	st, err := VerifyChain(nil, w.links, w.now)
 	if err != nil {
 		t.Fatalf("VerifyChain over the generated chain: %v", err)
@@ -119,6 +129,56 @@ func runRandomSequence(t *testing.T, seed uint64, steps int) {
 		t.Fatal("VerifyChain and step-by-step Apply disagree")
 	}
 }
+
+// tryIllegal plays one step the rules forbid, chosen at random from those
+// the current state allows to try, and checks that it is refused with the
+// error that names the rule and leaves the state as it was.
+func tryIllegal(t *testing.T, w *world, rng *rand.Rand, act []string, gone map[string]bool, fresh func() string) bool {
+	t.Helper()
+	var goneList []string
+	for n := range gone {
+		goneList = append(goneList, n)
+	}
+	slices.Sort(goneList)
+	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
+	_, pending := w.st.PendingRecovery()
+	type try struct {
+		stmt string
+		want error
+		or   error // when the step may name the rule differently
+	}
+	var tries []try
+	if len(goneList) > 0 && len(act) > 0 {
+		tries = append(tries,
+			try{fmt.Sprintf("add %s by %s", fresh(), pick(goneList)), ErrSignerRevoked, nil},
+			try{fmt.Sprintf("revoke %s by %s", pick(goneList), pick(act)), ErrDeviceNotActive, nil},
+			try{fmt.Sprintf("revoke %s by %s", pick(act), pick(goneList)), ErrSignerRevoked, nil},
+			try{fmt.Sprintf("rotate %s", pick(goneList)), ErrSignerRevoked, nil})
+	}
+	if !pending && len(act) > 0 {
+		tries = append(tries,
+			try{"veto by " + pick(act), ErrNoPendingRecovery, nil},
+			// (the world's recover names the last request: one that was
+			// vetoed or completed, or none)
+			try{"recover " + fresh(), ErrNoPendingRecovery, ErrRecoveryVetoed})
+	}
+	if len(act) > 0 {
+		tries = append(tries, try{fmt.Sprintf("revoke %s by recovery", pick(act)), ErrUnexpectedSignature, nil})
+	}
+	if len(tries) == 0 {
+		return false
+	}
+	tr := pick2(rng, tries)
+	before, n := w.st, len(w.links)
+	err := w.step(tr.stmt)
+	named := errors.Is(err, tr.want) || tr.or != nil && errors.Is(err, tr.or)
+	if !named || w.st != before || len(w.links) != n {
+		t.Fatalf("illegal step %q: err = %v, want %v, and the state unchanged (changed: %v)", tr.stmt, err, tr.want, w.st != before)
+	}
+	return true
+}
+
+func pick2[T any](rng *rand.Rand, xs []T) T { return xs[rng.IntN(len(xs))] }
 
 func ids(rs []DeviceRecord) []DeviceID {
 	out := make([]DeviceID, len(rs))
