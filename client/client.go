@@ -311,5 +311,3 @@ func ParseDeviceID(s string) (chain.DeviceID, error) {
 	copy(d[:], b)
 	return d, nil
 }
-
-func hexs(b []byte) string { return hex.EncodeToString(b) }

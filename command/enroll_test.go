@@ -94,7 +94,7 @@ func TestEnrollmentApprovalErrors(t *testing.T) {
 	// request is pending again and must be approved anew.
 	e.want(en.approve(A), 200, "")
 	e.want(a.post(A, a.rotateKEMLink(C, 1)), http.StatusCreated, "")
-	r = e.want(en.complete(), 409, "conflict")
+	e.want(en.complete(), 409, "conflict")
 	if en.state() != "pending" {
 		t.Fatalf("after a moved head the request is %s", en.state())
 	}

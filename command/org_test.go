@@ -53,7 +53,7 @@ func testManagedOrganisation(t *testing.T, dsn string) {
 	if r.str("state") != "device_approved" {
 		t.Fatalf("state after the device approved: %s", r.body)
 	}
-	r = e.want(en.complete(), 409, "conflict")
+	e.want(en.complete(), 409, "conflict")
 	r = e.want(e.do("GET", "/v1/admin/enrollments", o.AdminToken, nil), 200, "")
 	if l := r.m["enrollments"].([]any); len(l) != 1 || l[0].(map[string]any)["request_id"] != en.rid {
 		t.Fatalf("admin enrollments: %s", r.body)
@@ -102,7 +102,7 @@ func testManagedOrganisation(t *testing.T, dsn string) {
 	// The admin revokes B: B is cut off.
 	tokB := a.token(B)
 	e.want(e.do("POST", "/v1/admin/accounts/"+a.id+"/revoke", other.AdminToken, map[string]string{"device_id": B.id.String()}), 403, "forbidden")
-	r = e.want(e.do("POST", "/v1/admin/accounts/"+a.id+"/revoke", o.AdminToken, map[string]string{"device_id": B.id.String(), "reason": "lost"}), 201, "")
+	e.want(e.do("POST", "/v1/admin/accounts/"+a.id+"/revoke", o.AdminToken, map[string]string{"device_id": B.id.String(), "reason": "lost"}), 201, "")
 	a.sync()
 	if rec, _ := a.st.Device(B.id); rec.Status != chain.StatusRevoked || rec.EndedBy.Kind != chain.ByOrg {
 		t.Fatalf("B after the admin revoked it: %+v", rec.Status)

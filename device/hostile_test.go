@@ -39,7 +39,7 @@ func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req.Header = r.Header.Clone()
 	resp, err := http.DefaultTransport.RoundTrip(req)
 	if err != nil {
-		http.Error(w, err.Error(), 502)
+		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
 	defer resp.Body.Close()
@@ -54,11 +54,11 @@ func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.mu.Unlock()
 	if mode == "false-revoked" && strings.HasPrefix(r.URL.Path, "/v1/messages") {
-		http.Error(w, `{"error":{"code":"device_revoked","message":"this device is revoked"}}`, 403)
+		http.Error(w, `{"error":{"code":"device_revoked","message":"this device is revoked"}}`, http.StatusForbidden)
 		return
 	}
 	if mode == "unavailable" && r.Method == "GET" && strings.HasSuffix(r.URL.Path, "/chain") && strings.Contains(r.URL.Path, h.target) {
-		http.Error(w, `{"error":{"code":"unavailable","message":"database down"}}`, 503)
+		http.Error(w, `{"error":{"code":"unavailable","message":"database down"}}`, http.StatusServiceUnavailable)
 		return
 	}
 	if r.Method == "GET" && strings.HasSuffix(r.URL.Path, "/chain") && resp.StatusCode == 200 && mode != "" {

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -59,7 +58,7 @@ func (l *logBuffer) String() string {
 
 func build(t *testing.T, dir string) {
 	t.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin := "go" // go test puts its own GOROOT/bin first in PATH
 	for _, pkg := range []string{"enigm", "enigm-command"} {
 		cmd := exec.Command(goBin, "build", "-o", filepath.Join(dir, pkg), "../cmd/"+pkg)
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -17,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"strings"
 	"time"
 
@@ -581,12 +579,7 @@ func (k *BindingKey) Public() (*ecdsa.PublicKey, error) {
 	k.lk.mu.RLock()
 	enc := k.lk.pub
 	k.lk.mu.RUnlock()
-	ep, err := ecdh.P256().NewPublicKey(enc)
-	if err != nil {
-		return nil, err
-	}
-	b := ep.Bytes()
-	return &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(b[1:33]), Y: new(big.Int).SetBytes(b[33:])}, nil
+	return ecdsa.ParseUncompressedPublicKey(elliptic.P256(), enc)
 }
 
 // Sign signs msg for purpose p inside the hardware (ASN.1 DER ECDSA) over

@@ -2,7 +2,7 @@
 # Runs every test Enigm has, after installing or starting what they need.
 # This is the README's test command; .ci/run calls it.
 #
-#   ./scripts/test.sh            vet + race tests of the whole module
+#   ./scripts/test.sh            gofmt, vet, staticcheck + race tests of the whole module
 #   ENIGM_REQUIRE_ALL=1 ...      a test whose component is missing fails
 #                                instead of skipping (CI sets this)
 set -euo pipefail
@@ -54,6 +54,12 @@ fi
 
 log "go vet ./..."
 go vet ./...
+
+# staticcheck at a pinned version, fetched and built by the go command (it
+# is a tool, not a dependency of the module: go.mod does not name it).
+STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2; checks Go 1.26 code
+log "staticcheck ./... ($STATICCHECK_VERSION)"
+go run "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" ./...
 
 # --- a throwaway PostgreSQL cluster --------------------------------------------
 # initdb into a temporary directory (as the postgres user when running as

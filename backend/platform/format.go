@@ -36,8 +36,6 @@ const (
 	tagSize      = 16
 	maxStateSize = 1024
 	maxBlobSize  = 160
-	// maxLevelSize bounds the security level string in a state.
-	maxLevelSize = 32
 )
 
 // access is the access control a store's hardware keys were generated

@@ -207,8 +207,6 @@ type storeKey struct {
 	public tpm2.TPMTPublic
 }
 
-func (k *storeKey) named() tpm2.NamedHandle { return tpm2.NamedHandle{Handle: k.handle, Name: k.name} }
-
 // parentAuth authorizes the store key (empty auth value) as a parent in a
 // session salted to the store key itself, encrypting the first command
 // parameter (the sensitive area of a Create).

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +36,7 @@ func TestReadmeTour(t *testing.T) {
 	block := s[start+6 : start+6+end]
 
 	work := t.TempDir()
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", filepath.Join(work, "enigm"), ".")
+	build := exec.Command("go", "build", "-o", filepath.Join(work, "enigm"), ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -107,7 +106,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 	block := readmeBlock(t, "## Walkthrough: two devices and a server")
 	work := t.TempDir()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin := "go" // go test puts its own GOROOT/bin first in PATH
 	for _, p := range []string{"enigm", "enigm-command"} {
 		if out, err := exec.Command(goBin, "build", "-o", filepath.Join(work, p), "../"+p).CombinedOutput(); err != nil {
 			t.Fatalf("go build %s: %v\n%s", p, err, out)

@@ -112,13 +112,6 @@ type Ctx struct {
 // Context returns the command's context.
 func (c *Ctx) Context() context.Context { return c.ctx }
 
-func (c *Ctx) now() time.Time {
-	if c.Env.Now != nil {
-		return c.Env.Now()
-	}
-	return time.Now()
-}
-
 var commands []*Command
 
 // Register adds commands (called from init functions).

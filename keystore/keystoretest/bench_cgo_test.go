@@ -21,8 +21,8 @@ import (
 //     verification of the token's signature.
 func benchTokenSign(b *testing.B) {
 	b.Run("pkcs11-p256-C_Sign/softhsm2", func(b *testing.B) {
-		if hsmErr != nil {
-			testenv.Missing(b, "SoftHSM2", hsmErr)
+		if errHSM != nil {
+			testenv.Missing(b, "SoftHSM2", errHSM)
 		}
 		label := newToken(b)
 		sh, err := hsmCtx.OpenSession(tokenSlot(b, label), p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)

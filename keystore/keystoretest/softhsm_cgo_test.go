@@ -27,26 +27,26 @@ const hsmSOPIN = "enigm-keystoretest-so"
 var (
 	hsmModule string
 	hsmCtx    *p11.Ctx
-	hsmErr    = errors.New("SoftHSM2 not set up")
+	errHSM    = errors.New("SoftHSM2 not set up")
 	hsmSeq    atomic.Int64
 )
 
 func setupHSM() func() {
 	dir, err := os.MkdirTemp("", "enigm-keystoretest-softhsm-")
 	if err != nil {
-		hsmErr = err
+		errHSM = err
 		return func() {}
 	}
 	cleanup := func() { os.RemoveAll(dir) }
 	tokens := filepath.Join(dir, "tokens")
 	conf := filepath.Join(dir, "softhsm2.conf")
 	if err := os.Mkdir(tokens, 0o700); err != nil {
-		hsmErr = err
+		errHSM = err
 		return cleanup
 	}
 	cfg := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n", tokens)
 	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
-		hsmErr = err
+		errHSM = err
 		return cleanup
 	}
 	os.Setenv("SOFTHSM2_CONF", conf)
@@ -57,31 +57,31 @@ func setupHSM() func() {
 		}
 	}
 	if hsmModule == "" {
-		hsmErr = fmt.Errorf("no SoftHSM2 module in %v (apt-get install softhsm2)", pkcs11.DefaultModulePaths)
+		errHSM = fmt.Errorf("no SoftHSM2 module in %v (apt-get install softhsm2)", pkcs11.DefaultModulePaths)
 		return cleanup
 	}
 	ctx := p11.New(hsmModule)
 	if ctx == nil {
-		hsmErr = fmt.Errorf("cannot load %s", hsmModule)
+		errHSM = fmt.Errorf("cannot load %s", hsmModule)
 		return cleanup
 	}
 	if err := ctx.Initialize(); err != nil {
 		var e p11.Error
 		if !errors.As(err, &e) || e != p11.CKR_CRYPTOKI_ALREADY_INITIALIZED {
-			hsmErr = err
+			errHSM = err
 			return cleanup
 		}
 	}
 	// Never finalized: the backend shares the module in this process.
-	hsmCtx, hsmErr = ctx, nil
+	hsmCtx, errHSM = ctx, nil
 	return cleanup
 }
 
 // newToken initializes a fresh token with PIN secret and returns its label.
 func newToken(t testing.TB) string {
 	t.Helper()
-	if hsmErr != nil {
-		testenv.Missing(t, "SoftHSM2", hsmErr)
+	if errHSM != nil {
+		testenv.Missing(t, "SoftHSM2", errHSM)
 	}
 	slots, err := hsmCtx.GetSlotList(true)
 	if err != nil {

@@ -211,6 +211,7 @@ func TestAuthentication(t *testing.T) {
 		t.Fatalf("per-use key used twice: %q", c)
 	}
 	d.Authenticate(bridge.AuthBiometric)
+	//lint:ignore SA2001 the simulated phone's screen lock, not a mutex: locking and unlocking is the test
 	d.Lock()
 	d.Unlock()
 	if c := use("peruse"); c != bridge.CodeAuthRequired {
