@@ -84,8 +84,12 @@ func newMetrics() *metrics {
 	return &metrics{hists: map[string]*histogram{}, started: time.Now()}
 }
 
+// observe counts one request. Every label takes a value from a fixed set,
+// whatever the caller sends, so that no request can add a series: route is
+// a registered pattern or "other" (never the raw path), method one of
+// HTTP's or "other", code a status HTTP defines or its class.
 func (m *metrics) observe(route, method string, code int, d time.Duration) {
-	m.requests.inc(route + "\x00" + method + "\x00" + strconv.Itoa(code))
+	m.requests.inc(route + "\x00" + methodLabel(method) + "\x00" + codeLabel(code))
 	m.hmu.Lock()
 	h, ok := m.hists[route]
 	if !ok {
@@ -97,6 +101,30 @@ func (m *metrics) observe(route, method string, code int, d time.Duration) {
 	i, _ := slices.BinarySearch(latencyBuckets, sec)
 	h.counts[i].Add(1)
 	h.sumNs.Add(uint64(d.Nanoseconds()))
+}
+
+// methodLabel is method when HTTP defines it, else "other".
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "other"
+}
+
+// codeLabel is the status code when HTTP defines it ("404"), else its class
+// ("4xx"), else "other". A handler that wrote nothing answered 200.
+func codeLabel(code int) string {
+	switch {
+	case code == 0:
+		return "200"
+	case http.StatusText(code) != "":
+		return strconv.Itoa(code)
+	case code >= 100 && code <= 599:
+		return strconv.Itoa(code/100) + "xx"
+	}
+	return "other"
 }
 
 func escapeLabel(s string) string {
