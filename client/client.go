@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -94,16 +95,80 @@ type Client struct {
 	exp   time.Time
 }
 
-// New returns a client for the server at base (e.g. http://127.0.0.1:8470).
+// New returns a client for the server at base (e.g. http://127.0.0.1:8470
+// or https://command.example). base must pass [ParseServerURL]. The client
+// uses a copy of hc that also refuses to follow a redirect to a URL
+// ParseServerURL would refuse, so a bearer token never leaves over plain
+// http:// for another host.
 func New(base string, hc *http.Client) (*Client, error) {
-	u, err := url.Parse(strings.TrimRight(base, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("client: %q is not an http(s) server URL", base)
+	u, err := ParseServerURL(base)
+	if err != nil {
+		return nil, err
 	}
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
-	return &Client{base: u, hc: hc}, nil
+	return &Client{base: u, hc: HTTPClient(hc)}, nil
+}
+
+// HTTPClient returns a copy of hc that refuses to follow a redirect to a
+// URL [ParseServerURL] would refuse (net/http forwards the Authorization
+// header to the same host whatever the scheme, so an https:// server
+// redirecting to http:// would otherwise get the token in the clear).
+func HTTPClient(hc *http.Client) *http.Client {
+	own := *hc
+	next := hc.CheckRedirect
+	own.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := checkTransport(req.URL); err != nil {
+			return fmt.Errorf("not following a redirect to %s: %w", req.URL.Redacted(), err)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("client: stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &own
+}
+
+// ErrInsecureServer: a server URL would carry bearer tokens in the clear.
+var ErrInsecureServer = errors.New("client: refusing to send credentials over plain http:// to a host other than this machine")
+
+// ParseServerURL parses the URL of a Command server for a client that sends
+// bearer tokens to it. https:// is accepted for any host; http:// only for
+// a loopback host (an address in 127.0.0.0/8, ::1, or the name localhost),
+// where the token never crosses a network. Anything else is refused with
+// an error that wraps [ErrInsecureServer] and says what to use instead.
+func ParseServerURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimRight(raw, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("client: %q is not a server URL: use https://HOST[:PORT] (or http://127.0.0.1:PORT for a server on this machine)", raw)
+	}
+	if err := checkTransport(u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// checkTransport refuses http:// to a host that is not loopback.
+func checkTransport(u *url.URL) error {
+	if u.Scheme == "https" {
+		return nil
+	}
+	if u.Scheme == "http" && isLoopback(u.Hostname()) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s://%s: use https://%s (plain http:// only for 127.0.0.1, ::1 or localhost)", ErrInsecureServer, u.Scheme, u.Host, u.Host)
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.Unmap().IsLoopback()
 }
 
 // Server returns the base URL.
@@ -157,6 +222,9 @@ func (c *Client) once(ctx context.Context, method, path string, auth bool, in, o
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := c.hc.Do(req)
+	if errors.Is(err, ErrInsecureServer) {
+		return fmt.Errorf("client: %s %s: %w", method, path, err)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %s %s: %v", ErrUnavailable, method, path, err)
 	}

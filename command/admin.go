@@ -412,33 +412,41 @@ func (s *Server) handleAdminPolicy(w http.ResponseWriter, r *http.Request) *apiE
 	if e != nil {
 		return e
 	}
-	var p Policy
-	if e := decode(w, r, &p); e != nil {
+	// A partial update: the fields given change, the others keep the
+	// policy of the head the new link builds on (the append fails with a
+	// conflict if the head moved meanwhile).
+	var u PolicyUpdate
+	if e := decode(w, r, &u); e != nil {
 		return e
 	}
-	if err := checkPolicy(p); err != nil {
-		return badRequest("%v", err)
-	}
-	if time.Duration(p.RecoveryDelaySeconds)*time.Second < s.cfg.MinRecoveryDelay {
-		return policyRejected("recovery delay %ds is below this server's minimum %v", p.RecoveryDelaySeconds, s.cfg.MinRecoveryDelay)
-	}
-	if p.RequireVerifiedAttestation && s.cfg.AttestationVerifier == nil {
-		return policyRejected("verified attestation cannot be required: this server has no attestation verifier")
+	if u.Empty() {
+		return badRequest("no policy field given: send the fields to change (the others keep their value)")
 	}
 	v, e := s.orgAccount(r, o, r.PathValue("id"))
 	if e != nil {
 		return e
+	}
+	before := PolicyFromChain(v.state.Policy())
+	p := u.Apply(before)
+	if err := checkPolicy(p); err != nil {
+		return badRequest("%v", err)
+	}
+	if time.Duration(p.RecoveryDelaySeconds)*time.Second < s.cfg.MinRecoveryDelay {
+		return policyRejected("recovery delay %ds is below this server's minimum %v (set recovery_delay_seconds)", p.RecoveryDelaySeconds, s.cfg.MinRecoveryDelay)
+	}
+	if p.RequireVerifiedAttestation && s.cfg.AttestationVerifier == nil {
+		return policyRejected("verified attestation cannot be required: this server has no attestation verifier")
 	}
 	l, e := s.orgLink(r, o, v, &chain.SetPolicy{Policy: p.ChainPolicy()})
 	if e != nil {
 		return e
 	}
 	ap := store.Append{Audit: []store.AuditEntry{{Actor: adminActor(o), Action: "account.set_policy",
-		Detail: fmt.Sprintf("policy of %s set to %+v", v.account.ID, p)}}}
+		Detail: fmt.Sprintf("policy of %s changed from %+v to %+v", v.account.ID, before, p)}}}
 	st, e := s.appendLink(r, v, l, ap, s.maxAge())
 	if e != nil {
 		return e
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"head": chainHead(st.Head()), "policy": PolicyFromChain(st.Policy())})
+	writeJSON(w, http.StatusCreated, map[string]any{"head": chainHead(st.Head()), "previous": before, "policy": PolicyFromChain(st.Policy())})
 	return nil
 }

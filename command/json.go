@@ -279,6 +279,40 @@ func PolicyFromChain(p chain.Policy) Policy {
 	}
 }
 
+// PolicyUpdate is the body of POST /v1/admin/accounts/{id}/policy: a
+// partial update. Each field given replaces the account's current value;
+// a field left out (or null) keeps it.
+type PolicyUpdate struct {
+	RequireAdminApproval       *bool   `json:"require_admin_approval,omitempty"`
+	RecoveryDelaySeconds       *int64  `json:"recovery_delay_seconds,omitempty"`
+	RequireAdminReview         *bool   `json:"require_admin_review,omitempty"`
+	MinLevel                   *string `json:"min_level,omitempty"`
+	RequireVerifiedAttestation *bool   `json:"require_verified_attestation,omitempty"`
+}
+
+// Empty reports whether u changes nothing.
+func (u PolicyUpdate) Empty() bool { return u == PolicyUpdate{} }
+
+// Apply returns p with the fields u gives replaced.
+func (u PolicyUpdate) Apply(p Policy) Policy {
+	if u.RequireAdminApproval != nil {
+		p.RequireAdminApproval = *u.RequireAdminApproval
+	}
+	if u.RecoveryDelaySeconds != nil {
+		p.RecoveryDelaySeconds = *u.RecoveryDelaySeconds
+	}
+	if u.RequireAdminReview != nil {
+		p.RequireAdminReview = *u.RequireAdminReview
+	}
+	if u.MinLevel != nil {
+		p.MinLevel = *u.MinLevel
+	}
+	if u.RequireVerifiedAttestation != nil {
+		p.RequireVerifiedAttestation = *u.RequireVerifiedAttestation
+	}
+	return p
+}
+
 type jsonDevice struct {
 	DeviceID   string `json:"device_id"`
 	Name       string `json:"name"`

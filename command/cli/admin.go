@@ -6,15 +6,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/enigm/enigm/command"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/enigm/enigm/client"
+	"github.com/enigm/enigm/command"
 )
 
 // DefaultServer is where the admin client goes without --server or
@@ -57,14 +58,14 @@ func init() {
 				fs.String("reason", "", "why (recorded in the audit log)")
 				fs.Bool("yes", false, "do not ask for confirmation")
 			}), run: runAdminRevoke},
-		&cmd{path: "admin set-policy", usage: "ACCOUNT_ID [--require-admin-approval] [--require-admin-review] [--recovery-delay D] [--min-protection LEVEL] [--require-attestation] [--json]",
+		&cmd{path: "admin set-policy", usage: "ACCOUNT_ID [--require-admin-approval[=false]] [--require-admin-review[=false]] [--recovery-delay D] [--min-protection LEVEL] [--require-attestation[=false]] [--json]",
 			summary: "change a managed account's policy (a set_policy link signed by the organisation)", args: 1,
-			help: "Replaces the account's whole policy: flags not given are off. Command signs a\nset_policy link with the organisation key; every device verifies it.\n\n" +
-				adminHelpCommon + "\n\nexample:\n  enigm-command admin set-policy 9c4e…21 --require-admin-approval --recovery-delay 72h --min-protection hardware-tpm",
+			help: "Changes only the settings whose flags are given; the others keep their current\nvalue (turn a setting off with --flag=false). Prints the policy before and\nafter. Command signs a set_policy link with the organisation key; every\ndevice verifies it.\n\n" +
+				adminHelpCommon + "\n\nexamples:\n  enigm-command admin set-policy 9c4e…21 --recovery-delay 72h\n  enigm-command admin set-policy 9c4e…21 --require-admin-approval=false --min-protection hardware-tpm",
 			flags: adminFlags(func(fs *flag.FlagSet) {
 				fs.Bool("require-admin-approval", false, "new devices need the organisation's approval")
 				fs.Bool("require-admin-review", false, "recoveries need the organisation's review")
-				fs.Duration("recovery-delay", 24*time.Hour, "recovery waiting period")
+				fs.Duration("recovery-delay", 0, "recovery waiting period")
 				fs.String("min-protection", "", "lowest device protection `LEVEL`")
 				fs.Bool("require-attestation", false, "devices must carry verified attestation evidence")
 			}), run: runAdminSetPolicy},
@@ -116,9 +117,11 @@ func (c *ctx) admin() (*adminClient, error) {
 	if server == "" {
 		server = DefaultServer
 	}
-	u, err := url.Parse(server)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, usagef("--server %q is not an http(s) URL", server)
+	u, err := client.ParseServerURL(server)
+	if err != nil {
+		// The admin token is a bearer token: plain http:// only to this
+		// machine.
+		return nil, usagef("--server: %v", err)
 	}
 	tok := ""
 	if f := c.str("token-file"); f != "" {
@@ -133,7 +136,7 @@ func (c *ctx) admin() (*adminClient, error) {
 	if tok == "" {
 		return nil, usagef("no admin token: set ENIGM_ADMIN_TOKEN or pass --token-file FILE")
 	}
-	return &adminClient{server: strings.TrimRight(server, "/"), token: tok, hc: &http.Client{Timeout: 60 * time.Second}}, nil
+	return &adminClient{server: u.String(), token: tok, hc: client.HTTPClient(&http.Client{Timeout: 60 * time.Second})}, nil
 }
 
 func (a *adminClient) do(method, path string, body, out any) error {
@@ -458,28 +461,75 @@ func runAdminSetPolicy(c *ctx) error {
 	if !isHex(acct, 32) {
 		return usagef("ACCOUNT_ID is 64 lowercase hex digits")
 	}
-	d := c.duration("recovery-delay")
-	if d < 0 || d%time.Second != 0 {
-		return usagef("--recovery-delay must be whole seconds, not negative")
+	// Only the flags given change; the others keep the account's value.
+	var u command.PolicyUpdate
+	if c.flagSet("require-admin-approval") {
+		u.RequireAdminApproval = ptr(c.boolean("require-admin-approval"))
+	}
+	if c.flagSet("require-admin-review") {
+		u.RequireAdminReview = ptr(c.boolean("require-admin-review"))
+	}
+	if c.flagSet("recovery-delay") {
+		d := c.duration("recovery-delay")
+		if d < 0 || d%time.Second != 0 {
+			return usagef("--recovery-delay must be whole seconds, not negative")
+		}
+		u.RecoveryDelaySeconds = ptr(int64(d / time.Second))
+	}
+	if c.flagSet("min-protection") {
+		u.MinLevel = ptr(c.str("min-protection"))
+	}
+	if c.flagSet("require-attestation") {
+		u.RequireVerifiedAttestation = ptr(c.boolean("require-attestation"))
+	}
+	if u.Empty() {
+		return usagef("give the policy flags to change (the others keep their value), e.g. --recovery-delay 72h or --require-admin-approval=false")
 	}
 	a, err := c.admin()
 	if err != nil {
 		return err
 	}
-	p := command.Policy{RequireAdminApproval: c.boolean("require-admin-approval"), RequireAdminReview: c.boolean("require-admin-review"),
-		RecoveryDelaySeconds: int64(d / time.Second), MinLevel: c.str("min-protection"), RequireVerifiedAttestation: c.boolean("require-attestation")}
 	var out struct {
 		Head struct {
 			Seq  uint64 `json:"seq"`
 			Hash string `json:"hash"`
 		} `json:"head"`
-		Policy command.Policy `json:"policy"`
+		Previous command.Policy `json:"previous"`
+		Policy   command.Policy `json:"policy"`
 	}
-	if err := a.do("POST", "/v1/admin/accounts/"+acct+"/policy", p, &out); err != nil {
+	if err := a.do("POST", "/v1/admin/accounts/"+acct+"/policy", u, &out); err != nil {
 		return err
 	}
-	c.output(map[string]any{"account_id": acct, "policy": out.Policy, "head": out.Head}, func(w io.Writer) {
-		fmt.Fprintf(w, "policy of %s set (head %d): %+v\n", acct, out.Head.Seq, out.Policy)
+	c.output(map[string]any{"account_id": acct, "previous": out.Previous, "policy": out.Policy, "head": out.Head}, func(w io.Writer) {
+		fmt.Fprintf(w, "policy of %s changed (set_policy link at head %d):\n", acct, out.Head.Seq)
+		fmt.Fprintln(w, "\tBEFORE\tAFTER\t")
+		for _, r := range policyRows(out.Previous, out.Policy) {
+			mark := ""
+			if r[1] != r[2] {
+				mark = "changed"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r[0], r[1], r[2], mark)
+		}
 	})
 	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// policyRows lists each policy setting as name, before, after.
+func policyRows(before, after command.Policy) [][3]string {
+	level := func(s string) string {
+		if s == "" {
+			return "any"
+		}
+		return s
+	}
+	delay := func(s int64) string { return (time.Duration(s) * time.Second).String() }
+	return [][3]string{
+		{"require admin approval", strconv.FormatBool(before.RequireAdminApproval), strconv.FormatBool(after.RequireAdminApproval)},
+		{"require admin review", strconv.FormatBool(before.RequireAdminReview), strconv.FormatBool(after.RequireAdminReview)},
+		{"recovery delay", delay(before.RecoveryDelaySeconds), delay(after.RecoveryDelaySeconds)},
+		{"min protection", level(before.MinLevel), level(after.MinLevel)},
+		{"require attestation", strconv.FormatBool(before.RequireVerifiedAttestation), strconv.FormatBool(after.RequireVerifiedAttestation)},
+	}
 }

@@ -211,8 +211,8 @@ func TestAuthentication(t *testing.T) {
 		t.Fatalf("per-use key used twice: %q", c)
 	}
 	d.Authenticate(bridge.AuthBiometric)
-	//lint:ignore SA2001 the simulated phone's screen lock, not a mutex: locking and unlocking is the test
 	d.Lock()
+	//lint:ignore SA2001 Lock and Unlock are the simulated phone's screen lock, not a mutex: locking and unlocking is the test
 	d.Unlock()
 	if c := use("peruse"); c != bridge.CodeAuthRequired {
 		t.Fatalf("a per-use authentication survived a lock: %q", c)
