@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/redact"
 )
 
 // Recovery codes.
@@ -144,5 +145,6 @@ func (c *RecoveryCode) Destroy() { clear(c.data[:]) }
 // String prints no secret.
 func (c *RecoveryCode) String() string { return "chain.RecoveryCode(redacted)" }
 
-// Format prints no secret, whatever the verb.
-func (c *RecoveryCode) Format(f fmt.State, _ rune) { fmt.Fprint(f, c.String()) }
+// Format prints no secret, whatever the verb; its value receiver covers a
+// copy of the code and a field holding one.
+func (c RecoveryCode) Format(f fmt.State, _ rune) { redact.Format(f, "chain.RecoveryCode") }

@@ -46,9 +46,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 
 	"filippo.io/edwards25519"
 	"filippo.io/mldsa"
+
+	"github.com/enigm/enigm/internal/redact"
 )
 
 // Sizes of the encodings.
@@ -375,7 +378,13 @@ func (k *PrivateKey) String() string { return "hybrid private key for " + k.pub.
 
 // Format prints only the public fingerprint, whatever the verb, so that no
 // fmt verb (%d, %x, %#v, …) can reach the key material.
-func (k *PrivateKey) Format(f fmt.State, _ rune) { fmt.Fprint(f, k.String()) }
+func (k PrivateKey) Format(f fmt.State, _ rune) {
+	if k.pub == nil {
+		redact.Format(f, "hybrid.PrivateKey")
+		return
+	}
+	io.WriteString(f, k.String())
+}
 
 // Equal reports whether two signatures have identical bytes.
 func (s *Signature) Equal(o *Signature) bool {

@@ -693,6 +693,9 @@ func (s *Store) Format(f fmt.State, _ rune) { fmt.Fprintf(f, "keystore at %s", s
 // Format prints nothing secret: the wrapping keys are elided.
 func (k keks) Format(f fmt.State, _ rune) { fmt.Fprint(f, "wrapping keys (elided)") }
 
+// Format prints nothing secret: the wrapping key is elided.
+func (k kek[T]) Format(f fmt.State, _ rune) { fmt.Fprint(f, "wrapping key (elided)") }
+
 // Attest asks the backend's hardware for evidence that the binding key is
 // hardware-resident, over nonce (for example attestation.Nonce of the link
 // that will carry it). It is a use of the binding key (decided like a proof

@@ -178,8 +178,3 @@ func ecdsaDER(sig *tpm2.TPMTSignature) ([]byte, error) {
 	})
 	return b.Bytes()
 }
-
-// String and GoString keep the session's auth values out of formatted
-// output.
-func (k *signer) String() string   { return "tpm.bindingKey{…}" }
-func (k *signer) GoString() string { return "tpm.bindingKey{…}" }

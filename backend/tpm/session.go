@@ -100,7 +100,3 @@ func (s *session) Close() error {
 	s.t = nil
 	return err
 }
-
-// String and GoString keep the derived auth values out of formatted output.
-func (s *session) String() string   { return "tpm.session{…}" }
-func (s *session) GoString() string { return "tpm.session{…}" }
