@@ -11,6 +11,7 @@ import (
 
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/redact"
 )
 
 // adminPolicyAccount starts a server with an organisation and a managed
@@ -117,5 +118,13 @@ func TestAdminRefusesPlainHTTPToAnotherHost(t *testing.T) {
 		if strings.Contains(r.stderr+r.stdout, "eat_secret") {
 			t.Error("the admin token was printed")
 		}
+	}
+}
+
+// The admin client prints no admin token with any verb.
+func TestAdminClientRedacted(t *testing.T) {
+	tok := "eat_0123456789abcdefghijklmnopqrstuv"
+	if err := redact.Leak(&adminClient{server: "https://command.example", token: tok}, []byte(tok)); err != nil {
+		t.Fatal(err)
 	}
 }

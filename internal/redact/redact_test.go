@@ -60,20 +60,31 @@ func field(t *testing.T, v any, path ...string) []byte {
 
 type secretCase struct {
 	name    string
+	exact   string // when set: what every verb prints of the value
 	v       any
 	secrets [][]byte
 }
 
-// Every type that holds secret bytes or a token prints none of it with any
-// verb, as a value, through a pointer, or as a struct field. The types
-// whose secrets only their own package can reach (platform.secretKeys,
-// pkcs11.login, keystore.kek, cli.adminClient, device.pending, cli.demo,
-// load.enrollment, simulated.key) have the same check next to them.
+// Every type that holds secret bytes or a token, or a struct that holds
+// one, prints none of it with any verb, as a value, through a pointer, or
+// as a struct field; the types formatted with redact.Format print exactly
+// their placeholder. Types only their own package can build have the same
+// check next to them: platform.secretKeys (TestSecretKeysRedacted),
+// pkcs11 login and module (TestLoginsRedacted), keystore kek/keks/liveKey
+// (keystore TestNoSecretsInFormat), tpm session and signer (tpm
+// TestNoSecretsInFormat), command.orgKeys (TestOrgKeysRedacted),
+// cli.adminClient (TestAdminClientRedacted), device pending and config
+// (TestPendingRedacted), cli.demo (TestDemoRedacted), the load tool's
+// device, run and enrollment (TestLoadTypesRedacted).
 func TestNoSecretInAnyVerb(t *testing.T) {
 	ctx := context.Background()
 	var cases []secretCase
 	add := func(name string, v any, secrets ...[]byte) {
-		cases = append(cases, secretCase{name, v, secrets})
+		exact := ""
+		if !strings.Contains(name, " ") {
+			exact = name + "(redacted)"
+		}
+		cases = append(cases, secretCase{name, exact, v, secrets})
 	}
 
 	// Keys and codes.
@@ -82,7 +93,7 @@ func TestNoSecretInAnyVerb(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	add("hybrid.PrivateKey", hk, seed[:32], seed[32:])
+	add("hybrid private key", hk, seed[:32], seed[32:])
 	rc, err := chain.GenerateRecoveryCode(bytes.NewReader(secret("recovery", 64)))
 	if err != nil {
 		t.Fatal(err)
@@ -135,21 +146,21 @@ func TestNoSecretInAnyVerb(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		add("tpm binding key", signer, field(t, ts, "sealAuth"), field(t, ts, "bindAuth"))
+		add("tpm.bindingKey", signer, field(t, ts, "sealAuth"), field(t, ts, "bindAuth"))
 	}
 	sb, err := soft.New(soft.Options{Params: soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	spass := secret("soft-unlock", 24)
-	add("soft session", openSession(t, sb, spass), spass)
+	add("soft.session", openSession(t, sb, spass), spass)
 	pb, err := platform.New(simulated.New(simulated.StrongBox(0)), platform.Options{KDF: soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ppass := secret("platform-unlock", 24)
 	ps := openSession(t, pb, ppass)
-	add("platform session", ps, ppass, field(t, ps, "session", "keys", "check"), field(t, ps, "session", "keys", "seal"))
+	add("platform.session", ps, ppass, field(t, ps, "session", "keys", "check"), field(t, ps, "session", "keys", "seal"))
 
 	// The keystore: the store, its handles and its wrapping keys.
 	kpass := secret("keystore-unlock", 24)
@@ -172,8 +183,8 @@ func TestNoSecretInAnyVerb(t *testing.T) {
 	}
 	kek := field(t, st, "keks", "identity", "key")
 	edKey := field(t, ik, "lk", "ed")
-	add("keystore.Store", st, kpass, kek, field(t, st, "keks", "kem", "key"), field(t, st, "keks", "session", "key"))
-	add("keystore.IdentityKey", ik, edKey[:32], kek)
+	add("keystore store", st, kpass, kek, field(t, st, "keks", "kem", "key"), field(t, st, "keks", "session", "key"))
+	add("keystore identity key", ik, edKey[:32], kek)
 
 	// The device agent over a keystore, unlocked; the mobile API's handle.
 	apass := secret("agent-unlock", 24)
@@ -230,6 +241,11 @@ func TestNoSecretInAnyVerb(t *testing.T) {
 	for _, c := range cases {
 		if err := redact.Leak(c.v, c.secrets...); err != nil {
 			t.Errorf("%s: %v", c.name, err)
+		}
+		for _, verb := range redact.Verbs {
+			if out := fmt.Sprintf(verb, c.v); c.exact != "" && out != c.exact {
+				t.Errorf("%s: %s prints %d bytes, not %q", c.name, verb, len(out), c.exact)
+			}
 		}
 	}
 }

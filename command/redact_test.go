@@ -1,0 +1,17 @@
+package command
+
+import (
+	"testing"
+
+	"github.com/enigm/enigm/internal/redact"
+)
+
+// The organisation keys' handle points to the Config and its passphrase;
+// it prints neither (Config, Server and the rest are in internal/redact's
+// table).
+func TestOrgKeysRedacted(t *testing.T) {
+	pass := []byte("command-keystore-passphrase-0123")
+	if err := redact.Leak(newOrgKeys(&Config{DataDir: "/srv/enigm", KeystorePassphrase: pass}), pass); err != nil {
+		t.Fatal(err)
+	}
+}
