@@ -444,6 +444,13 @@ func TestRevocationDestroys(t *testing.T) {
 		if err != nil {
 			t.Fatalf("software backend: the copy does not open (%v); the docs say it does", err)
 		}
+		// And it signs, offline, with the revoked device's identity key
+		// (docs/design/keystore.md: only the chain refuses it).
+		cp := &store{Store: old, home: backup, e: e}
+		cp.ready(t)
+		if sig, err := cp.sign(t, id.ID); err != nil || len(sig) == 0 {
+			t.Fatalf("software backend: the copy does not sign (%v); the docs say it does", err)
+		}
 	})
 }
 
