@@ -55,7 +55,9 @@ var Verbs = []string{"%v", "%+v", "%#v", "%s", "%x", "%X", "%d", "%q"}
 // the quoted forms %q gives. The error never contains the secret. A
 // pointee whose type holds a lock is not copied (go vet refuses such
 // copies in code). For tests.
-func Leak(v any, secrets ...[]byte) error {
+func Leak(v any, secrets ...[]byte) error { return leak(v, Verbs, secrets) }
+
+func leak(v any, verbs []string, secrets [][]byte) error {
 	if len(secrets) == 0 {
 		return fmt.Errorf("redact: no secret given for %T", v)
 	}
@@ -65,7 +67,7 @@ func Leak(v any, secrets ...[]byte) error {
 		}
 	}
 	for _, c := range variants(v) {
-		for _, verb := range Verbs {
+		for _, verb := range verbs {
 			out := fmt.Sprintf(verb, c.v)
 			for i, s := range secrets {
 				for j, form := range encodings(s) {
