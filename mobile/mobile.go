@@ -108,11 +108,18 @@ func (c *Config) options() (platform.Options, error) {
 
 // Keystore is an open keystore. It is safe for concurrent use.
 type Keystore struct {
-	s           *keystore.Store
+	s           *storeRef
 	be          *platform.Backend
 	posture     *appPosture
 	allowLocked bool
 }
+
+// storeRef holds the store one pointer away from Keystore, so that fmt,
+// which prints the fields of a pointee for %s or %q, shows Keystore's
+// fields as addresses and never the store's wrapping keys (Keystore cannot
+// have a Format method: gomobile binds no fmt.State). internal/redact's
+// table checks it.
+type storeRef struct{ *keystore.Store }
 
 // appPosture is the OS posture as the app reports it.
 type appPosture struct {
@@ -162,7 +169,7 @@ func Init(home string, hw bridge.Hardware, secret []byte, cfg *Config) (*Keystor
 	if err != nil {
 		return nil, fail(codeOf(err), err)
 	}
-	return &Keystore{s: s, be: be, posture: pos, allowLocked: cfg != nil && cfg.AllowLocked}, nil
+	return &Keystore{s: &storeRef{s}, be: be, posture: pos, allowLocked: cfg != nil && cfg.AllowLocked}, nil
 }
 
 // Open opens the keystore in home, locked.
@@ -175,7 +182,7 @@ func Open(home string, hw bridge.Hardware, cfg *Config) (*Keystore, error) {
 	if err != nil {
 		return nil, fail(codeOf(err), err)
 	}
-	return &Keystore{s: s, be: be, posture: pos, allowLocked: cfg != nil && cfg.AllowLocked}, nil
+	return &Keystore{s: &storeRef{s}, be: be, posture: pos, allowLocked: cfg != nil && cfg.AllowLocked}, nil
 }
 
 // Exists reports whether home holds a keystore.

@@ -211,7 +211,7 @@ func TestNoSecretInAnyVerb(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mks.Close()
-	add("mobile.Keystore", mks, mpass, field(t, mks, "s", "keks", "identity", "key"))
+	add("mobile keystore", mks, mpass, field(t, mks, "s", "Store", "keks", "identity", "key"))
 
 	// Command: its configuration, the server holding it, what it returns.
 	dbPass := []byte("db-password-" + token("", "db"))
