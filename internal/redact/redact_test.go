@@ -75,7 +75,8 @@ type secretCase struct {
 // TestNoSecretsInFormat), command.orgKeys (TestOrgKeysRedacted),
 // cli.adminClient (TestAdminClientRedacted), device pending and config
 // (TestPendingRedacted), cli.demo (TestDemoRedacted), the load tool's
-// device, run and enrollment (TestLoadTypesRedacted).
+// device, run and enrollment (TestLoadTypesRedacted), the simulated
+// phone's keys (simulated TestKeysRedacted).
 func TestNoSecretInAnyVerb(t *testing.T) {
 	ctx := context.Background()
 	var cases []secretCase
