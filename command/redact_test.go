@@ -14,4 +14,8 @@ func TestOrgKeysRedacted(t *testing.T) {
 	if err := redact.Leak(newOrgKeys(&Config{DataDir: "/srv/enigm", KeystorePassphrase: pass}), pass); err != nil {
 		t.Fatal(err)
 	}
+	invite := "inv0123456789abcdefghijklmnopqrstu"
+	if err := redact.Leak(&createAccountRequest{Name: "alice", Invite: invite}, []byte(invite)); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -84,17 +84,6 @@ func ahJSON(t *testing.T, v any) []byte {
 	return b
 }
 
-// ahErrorCode returns the API error code of a response body.
-func ahErrorCode(body []byte) string {
-	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
-	}
-	json.Unmarshal(body, &e)
-	return e.Error.Code
-}
-
 // ahAccount registers an unmanaged account whose first device is d, and
 // returns its verified state.
 func ahAccount(t *testing.T, h *harness, name string, d *ahDevice) *chain.State {

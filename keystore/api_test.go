@@ -13,9 +13,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
-	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -72,7 +70,7 @@ var apiPackages = []string{
 
 func loadExportData(t *testing.T, pkgs []string) types.Importer {
 	t.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin := "go" // go test puts its own GOROOT/bin first in PATH
 	cmd := exec.Command(goBin, append([]string{"list", "-export", "-deps", "-f", "{{.ImportPath}}\t{{.Export}}"}, pkgs...)...)
 	out, err := cmd.Output()
 	if err != nil {

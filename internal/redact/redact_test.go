@@ -72,7 +72,8 @@ type secretCase struct {
 // check next to them: platform.secretKeys (TestSecretKeysRedacted),
 // pkcs11 login and module (TestLoginsRedacted), keystore kek/keks/liveKey
 // (keystore TestNoSecretsInFormat), tpm session and signer (tpm
-// TestNoSecretsInFormat), command.orgKeys (TestOrgKeysRedacted),
+// TestNoSecretsInFormat), command.orgKeys and createAccountRequest
+// (TestOrgKeysRedacted),
 // cli.adminClient (TestAdminClientRedacted), device pending and config
 // (TestPendingRedacted), cli.demo (TestDemoRedacted), the load tool's
 // device, run and enrollment (TestLoadTypesRedacted), the simulated
@@ -179,7 +180,11 @@ func TestNoSecretInAnyVerb(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ik.Sign("redact-test", nil); err != nil { // loads the material
+	purpose, err := keystore.AppPurpose("redact-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ik.Sign(purpose, nil); err != nil { // loads the material
 		t.Fatal(err)
 	}
 	kek := field(t, st, "keks", "identity", "key")
@@ -226,7 +231,7 @@ func TestNoSecretInAnyVerb(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cs.Close()
-	add("command.Server", cs, cpass)
+	add("command.Server", cs, cpass, field(t, cs, "challengeKey"))
 	adminTok := token("eat_", "admin")
 	add("command.OrgCreated", command.OrgCreated{ID: "org", AdminToken: adminTok}, []byte(adminTok))
 	invite := token("", "invite")
@@ -235,6 +240,7 @@ func TestNoSecretInAnyVerb(t *testing.T) {
 	// The device agent's results and options that carry codes.
 	code := rc.Reveal()
 	add("device.RecoverOptions", device.RecoverOptions{Account: "alice", Code: code}, []byte(strings.ReplaceAll(code, "-", ""))[:12], []byte(code[:9]))
+	add("device.InitOptions", device.InitOptions{Account: "alice", Invite: invite}, []byte(invite))
 	pairing := "7Q2K-9MXC-3HRT-V0PA"
 	add("device.EnrollResult", device.EnrollResult{RequestID: "r", PairingCode: pairing}, []byte(pairing))
 	add("device.Pending", device.Pending{Kind: "enroll", PairingCode: pairing}, []byte(pairing))
