@@ -50,8 +50,6 @@ import (
 
 	"filippo.io/edwards25519"
 	"filippo.io/mldsa"
-
-	"github.com/enigm/enigm/internal/redact"
 )
 
 // Sizes of the encodings.
@@ -380,7 +378,7 @@ func (k *PrivateKey) String() string { return "hybrid private key for " + k.pub.
 // fmt verb (%d, %x, %#v, …) can reach the key material.
 func (k PrivateKey) Format(f fmt.State, _ rune) {
 	if k.pub == nil {
-		redact.Format(f, "hybrid.PrivateKey")
+		io.WriteString(f, "hybrid.PrivateKey(redacted)")
 		return
 	}
 	io.WriteString(f, k.String())
