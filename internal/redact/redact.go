@@ -22,6 +22,9 @@
 // does not apply to pointers (%s, %q: fmt then shows the pointee with %v
 // and calls no method of it).
 //
+// The pure cores (chain, and hybrid, which they import) may reach no other
+// module package, so they write the same one-line method out.
+//
 // # The check
 //
 // [Leak] prints a value with every verb of [Verbs], as a value, a pointer
