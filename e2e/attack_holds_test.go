@@ -3,8 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"crypto/hpke"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -28,30 +26,6 @@ import (
 // account's device acting on the victim's account, replays of one-time
 // values and of links, and malformed input to every route of the API.
 // (Links forged directly in the database: TestEndToEnd, forgeLink.)
-
-// ahDevice is an attacker's device: raw keys, no keystore, built with the
-// public packages the way anyone could.
-type ahDevice struct {
-	key *hybrid.PrivateKey
-	rec chain.Device
-}
-
-func ahNewDevice(t *testing.T, name string) *ahDevice {
-	t.Helper()
-	seed := make([]byte, hybrid.SeedSize)
-	rand.Read(seed)
-	k, err := hybrid.NewPrivateKey(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kem, err := hpke.MLKEM768X25519().GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &ahDevice{key: k, rec: chain.Device{Name: name, Identity: k.Public(), KEM: kem.PublicKey().Bytes(), Level: chain.LevelSoftware}}
-	rand.Read(d.rec.ID[:])
-	return d
-}
 
 // ahCall makes one API request and returns the status and body.
 func ahCall(t *testing.T, h *harness, method, path, token string, body []byte) (int, []byte) {
@@ -86,7 +60,7 @@ func ahJSON(t *testing.T, v any) []byte {
 
 // ahAccount registers an unmanaged account whose first device is d, and
 // returns its verified state.
-func ahAccount(t *testing.T, h *harness, name string, d *ahDevice) *chain.State {
+func ahAccount(t *testing.T, h *harness, name string, d *rawDevice) *chain.State {
 	t.Helper()
 	seed := make([]byte, hybrid.SeedSize)
 	rand.Read(seed)
@@ -135,7 +109,7 @@ func ahChallenge(t *testing.T, h *harness, acct chain.AccountID, dev chain.Devic
 
 // ahTokenRequest is the body of POST /v1/auth/token for a challenge,
 // signed by d.
-func ahTokenRequest(t *testing.T, acct chain.AccountID, d *ahDevice, challenge string) []byte {
+func ahTokenRequest(t *testing.T, acct chain.AccountID, d *rawDevice, challenge string) []byte {
 	t.Helper()
 	raw, err := base64.StdEncoding.DecodeString(challenge)
 	if err != nil {
@@ -154,7 +128,7 @@ func ahTokenRequest(t *testing.T, acct chain.AccountID, d *ahDevice, challenge s
 }
 
 // ahLogin obtains a device token for d in acct.
-func ahLogin(t *testing.T, h *harness, acct chain.AccountID, d *ahDevice) string {
+func ahLogin(t *testing.T, h *harness, acct chain.AccountID, d *rawDevice) string {
 	t.Helper()
 	code, ch := ahChallenge(t, h, acct, d.rec.ID)
 	if code != http.StatusOK {
@@ -169,28 +143,6 @@ func ahLogin(t *testing.T, h *harness, acct chain.AccountID, d *ahDevice) string
 	}
 	json.Unmarshal(body, &tok)
 	return tok.Token
-}
-
-// ahVictimChain fetches and verifies the victim's chain as a device would.
-func ahVictimChain(t *testing.T, h *harness, acct chain.AccountID) *chain.State {
-	t.Helper()
-	cl, err := client.New(h.server, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	view, err := cl.Chain(context.Background(), acct, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	links, err := chain.ParseChain(view.Links)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := chain.VerifyChain(nil, links, time.Now())
-	if err != nil {
-		t.Fatalf("the victim's chain does not verify: %v", err)
-	}
-	return st
 }
 
 func TestAttacksThatHold(t *testing.T) {
@@ -210,10 +162,10 @@ func TestAttacksThatHold(t *testing.T) {
 	b := h.device("victim-b")
 	en := b.ok("", "enroll", "--account", "victim", "--name", "phone", "--no-wait", "--json").json(t)
 	rid := str(en, "request_id")
-	before := ahVictimChain(t, h, victim)
+	before := verifiedChain(t, h, victim)
 
 	// The attacker owns an account of its own, with a real token.
-	m := ahNewDevice(t, "mallory")
+	m := newRawDevice(t, "mallory")
 	mst := ahAccount(t, h, "mallory", m)
 	mtok := ahLogin(t, h, mst.Account(), m)
 
@@ -360,7 +312,7 @@ func TestAttacksThatHold(t *testing.T) {
 
 	// Nothing the attacker did changed the victim's account: same head,
 	// the enrollment still waits, and the victim's own device still works.
-	after := ahVictimChain(t, h, victim)
+	after := verifiedChain(t, h, victim)
 	if after.Head() != before.Head() {
 		t.Fatalf("the victim's head moved from %v to %v", before.Head(), after.Head())
 	}

@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"context"
-	"crypto/hpke"
-	"crypto/rand"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -99,7 +96,7 @@ func TestAttackLeakedRecoveryCode(t *testing.T) {
 	// A thief who skips the CLI's check and signs a request with the old
 	// key is refused by Command's verification of the chain...
 	var ae *client.APIError
-	if err := rvaPostRecovery(t, h, acct, rvaKey(t, codeFile)); !errors.As(err, &ae) || ae.Status != 422 || ae.ChainError != "ErrBadSignature" {
+	if err := rvaPostRecovery(t, h, acct, leakedRecoveryKey(t, codeFile)); !errors.As(err, &ae) || ae.Status != 422 || ae.ChainError != "ErrBadSignature" {
 		t.Fatalf("Command on a recovery request signed with the replaced key: %v", err)
 	}
 	if r := a.run("", "sync"); r.code != 0 {
@@ -107,7 +104,7 @@ func TestAttackLeakedRecoveryCode(t *testing.T) {
 	}
 	// ...while the same request signed with the new key is accepted (and
 	// shown to the owner).
-	if err := rvaPostRecovery(t, h, acct, rvaKey(t, newFile)); err != nil {
+	if err := rvaPostRecovery(t, h, acct, leakedRecoveryKey(t, newFile)); err != nil {
 		t.Fatalf("recovery request with the new code: %v", err)
 	}
 	if r := a.run("", "sync"); r.code != 4 {
@@ -115,77 +112,19 @@ func TestAttackLeakedRecoveryCode(t *testing.T) {
 	}
 }
 
-// rvaKey derives the recovery key of the code in file.
-func rvaKey(t *testing.T, file string) *hybrid.PrivateKey {
-	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := chain.ParseRecoveryCode(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Destroy()
-	k, err := rc.Key()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 // rvaPostRecovery sends Command a recovery_request for a fresh device
 // signed with rk, at the head of the chain the server serves.
 func rvaPostRecovery(t *testing.T, h *harness, acct chain.AccountID, rk *hybrid.PrivateKey) error {
 	t.Helper()
-	ctx := context.Background()
 	cl, err := client.New(h.server, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	view, err := cl.Chain(ctx, acct, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	links, err := chain.ParseChain(view.Links)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := chain.VerifyChain(nil, links, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed := make([]byte, hybrid.SeedSize)
-	rand.Read(seed)
-	idk, err := hybrid.NewPrivateKey(seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kem, err := hpke.MLKEM768X25519().GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var id chain.DeviceID
-	rand.Read(id[:])
-	dev := chain.Device{ID: id, Name: "posted", Identity: idk.Public(), KEM: kem.PublicKey().Bytes(), Level: chain.LevelSoftware}
+	st := verifiedChain(t, h, acct)
 	now := time.Now()
 	if now.Before(st.Time()) {
 		now = st.Time()
 	}
-	d, err := chain.NewDraft(st, now, &chain.RecoveryRequest{Device: dev})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Sign(chain.RoleRecovery, rk); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Sign(chain.RoleSubject, idk); err != nil {
-		t.Fatal(err)
-	}
-	l, err := d.Link()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = cl.CreateRecovery(ctx, l)
+	_, err = cl.CreateRecovery(context.Background(), recoveryRequest(t, st, now, rk, "posted"))
 	return err
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -39,19 +38,8 @@ func TestAttackRecoveryTakeover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	codeText, err := os.ReadFile(codeFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	code, err := chain.ParseRecoveryCode(strings.TrimSpace(string(codeText)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk, err := code.Key()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := ahVictimChain(t, h, acct)
+	rk := leakedRecoveryKey(t, codeFile)
+	st := verifiedChain(t, h, acct)
 	only := st.Active()[0].ID
 
 	// The thief's revocation of the owner's only device, signed by the

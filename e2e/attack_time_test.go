@@ -3,8 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/hpke"
-	"crypto/rand"
 	"errors"
 	"os"
 	"os/exec"
@@ -13,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/client"
-	"github.com/enigm/enigm/hybrid"
 	"github.com/enigm/enigm/internal/cli"
 )
 
@@ -101,10 +97,6 @@ func tmBackdatedRecoveryRequest(t *testing.T, h *harness) {
 		t.Fatalf("init: %s", init.stderr)
 	}
 	acct := str(init.json(t), "account_id")
-	code, err := os.ReadFile(codeFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	// The thief's tool, from the chain package's public API.
 	id, _ := client.ParseAccountID(acct)
@@ -113,56 +105,11 @@ func tmBackdatedRecoveryRequest(t *testing.T, h *harness) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	view, err := cl.Chain(ctx, id, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	links, err := chain.ParseChain(view.Links)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := chain.VerifyChain(nil, links, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := chain.ParseRecoveryCode(strings.TrimSpace(string(code)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk, err := rc.Key()
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := verifiedChain(t, h, id)
+	rk := leakedRecoveryKey(t, codeFile)
 	request := func(at time.Time) (client.Recovery, error) {
 		t.Helper()
-		seed := make([]byte, hybrid.SeedSize)
-		rand.Read(seed)
-		idk, err := hybrid.NewPrivateKey(seed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kem, err := hpke.MLKEM768X25519().GenerateKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var did chain.DeviceID
-		rand.Read(did[:])
-		dev := chain.Device{ID: did, Name: "thief", Identity: idk.Public(), KEM: kem.PublicKey().Bytes(), Level: chain.LevelSoftware}
-		d, err := chain.NewDraft(st, at, &chain.RecoveryRequest{Device: dev})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Sign(chain.RoleRecovery, rk); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Sign(chain.RoleSubject, idk); err != nil {
-			t.Fatal(err)
-		}
-		l, err := d.Link()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cl.CreateRecovery(ctx, l)
+		return cl.CreateRecovery(ctx, recoveryRequest(t, st, at, rk, "thief"))
 	}
 
 	_, err = request(time.Now().Add(-8 * time.Minute))
