@@ -47,7 +47,7 @@ type APIError struct {
 	Status     int
 	Code       string
 	Message    string
-	ChainError string      // for 422 chain_rejected
+	ChainError string      // for 422 chain_rejected: the chain code's wire name, e.g. "no_device_approval"
 	Head       *chain.Head // for 409 conflict
 	RetryAfter time.Duration
 }
@@ -58,6 +58,18 @@ func (e *APIError) Error() string {
 		s += " [" + e.ChainError + "]"
 	}
 	return s
+}
+
+// ChainCode returns the chain code the server named in "chain_error", or
+// false when it named none or a name this build does not know (a newer
+// server). It is deliberately not matched by errors.Is: a code the server
+// reports about a link it refused is not a failure of this client's own
+// verification.
+func (e *APIError) ChainCode() (chain.Code, bool) {
+	if e.ChainError == "" {
+		return 0, false
+	}
+	return chain.ParseCode(e.ChainError)
 }
 
 // Is maps codes to the package's sentinels.

@@ -88,7 +88,7 @@ func TestCreateAccountRejectsBadGenesis(t *testing.T) {
 	// No recovery key proof of possession: the chain refuses it.
 	l := link(t, d)
 	r := e.want(e.do("POST", "/v1/accounts", "", map[string]string{"name": "dave", "genesis": enc64(l.Bytes())}), 422, "chain_rejected")
-	if r.chainError() != "ErrMissingSignature" || r.m["chain_error"] != "ErrMissingSignature" {
+	if r.chainError() != "missing_signature" || r.m["chain_error"] != "missing_signature" {
 		t.Fatalf("chain_error: %s", r.body)
 	}
 	// A signature by the wrong key.
@@ -96,7 +96,7 @@ func TestCreateAccountRejectsBadGenesis(t *testing.T) {
 	must(t, d.Sign(chain.RoleSubject, testKey("someone else")))
 	must(t, d.Sign(chain.RoleNewRecovery, recov))
 	r = e.want(e.do("POST", "/v1/accounts", "", map[string]string{"name": "dave", "genesis": enc64(link(t, d).Bytes())}), 422, "chain_rejected")
-	if r.chainError() != "ErrBadSignature" {
+	if r.chainError() != "bad_signature" {
 		t.Fatalf("chain_error: %s", r.body)
 	}
 	// Stale: a genesis dated long before the server's clock.
@@ -105,7 +105,7 @@ func TestCreateAccountRejectsBadGenesis(t *testing.T) {
 	must(t, d.Sign(chain.RoleSubject, A.key()))
 	must(t, d.Sign(chain.RoleNewRecovery, recov))
 	r = e.want(e.do("POST", "/v1/accounts", "", map[string]string{"name": "dave", "genesis": enc64(link(t, d).Bytes())}), 422, "chain_rejected")
-	if r.chainError() != "ErrStale" {
+	if r.chainError() != "stale" {
 		t.Fatalf("chain_error: %s", r.body)
 	}
 	// Garbage, a non-genesis link, bad names.

@@ -82,7 +82,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) *apiError 
 	body, err := chain.DecodeBody(t, raw)
 	if err != nil {
 		e := badRequest("body: %v", err)
-		e.chain = ChainErrorName(err)
+		e.chain = chainErrorName(err)
 		return e
 	}
 	id := r.PathValue("id")

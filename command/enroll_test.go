@@ -49,7 +49,7 @@ func testEnrollmentStateMachine(t *testing.T, dsn string) {
 	// unknown request.
 	_, r = a.tryRequest(B, nil)
 	e.want(r, 422, "chain_rejected")
-	if r.chainError() != "ErrDeviceExists" {
+	if r.chainError() != "device_exists" {
 		t.Fatalf("chain_error %s", r.body)
 	}
 	e.want(e.do("POST", "/v1/accounts/"+a.id[:60]+"0000/enrollments", "", map[string]string{"type": "add_device", "body": enc64(en.raw)}), 404, "not_found")
@@ -71,12 +71,12 @@ func TestEnrollmentApprovalErrors(t *testing.T) {
 	// A signature by another key than the approver's.
 	sg, _ = chain.SignApproval(st, ty, chain.RoleDevice, A.id, C.key())
 	r := e.want(e.do("POST", "/v1/enrollments/"+en.rid+"/approve", a.token(A), map[string]any{"head": a.head(), "signature": enc64(sg.Sig)}), 422, "chain_rejected")
-	if r.chainError() != "ErrBadSignature" {
+	if r.chainError() != "bad_signature" {
 		t.Fatalf("chain_error: %s", r.body)
 	}
 	// Only the Ed25519 half.
 	r = e.want(e.do("POST", "/v1/enrollments/"+en.rid+"/approve", a.token(A), map[string]any{"head": a.head(), "signature": enc64(sg.Sig[:64])}), 422, "chain_rejected")
-	if r.chainError() != "ErrMissingPQ" {
+	if r.chainError() != "missing_pq" {
 		t.Fatalf("chain_error: %s", r.body)
 	}
 	// An approval against an old head (stale or replayed).
@@ -116,7 +116,7 @@ func TestEnrollmentApprovalErrors(t *testing.T) {
 	sgA, _ := chain.SignApproval(stm, chain.TypeAddDevice, chain.RoleDevice, A.id, A.key())
 	d.AddSignature(sgA)
 	r = e.want(e.do("POST", "/v1/enrollments/"+en2.rid+"/complete", "", map[string]string{"link": enc64(link(t, d).Bytes())}), 422, "chain_rejected")
-	if r.chainError() != "ErrMissingSignature" {
+	if r.chainError() != "missing_signature" {
 		t.Fatalf("chain_error: %s", r.body)
 	}
 	e.want(en2.complete(), http.StatusCreated, "")

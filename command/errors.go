@@ -19,7 +19,7 @@ type apiError struct {
 	code    string
 	msg     string
 	head    *jsonHead // 409 conflict: the current head
-	chain   string    // 422 chain_rejected: the chain sentinel's name
+	chain   string    // 422 chain_rejected: the chain code's wire name
 	retryIn int       // 429: seconds for Retry-After
 	cause   error     // logged, never sent
 }
@@ -61,11 +61,11 @@ func expired(format string, args ...any) *apiError {
 	return errorf(http.StatusGone, "expired", format, args...)
 }
 
-// chainRejected reports a link that does not verify, naming the chain
-// sentinel it wraps.
+// chainRejected reports a link that does not verify, naming the chain code
+// it wraps.
 func chainRejected(err error) *apiError {
 	e := errorf(http.StatusUnprocessableEntity, "chain_rejected", "%v", err)
-	e.chain = ChainErrorName(err)
+	e.chain = chainErrorName(err)
 	return e
 }
 
@@ -133,72 +133,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-// chainErrors names every chain sentinel, for "chain_error".
-var chainErrors = []struct {
-	err  error
-	name string
-}{
-	{chain.ErrMalformed, "ErrMalformed"},
-	{chain.ErrTooLarge, "ErrTooLarge"},
-	{chain.ErrVersion, "ErrVersion"},
-	{chain.ErrUnknownType, "ErrUnknownType"},
-	{chain.ErrSuite, "ErrSuite"},
-	{chain.ErrMissingPQ, "ErrMissingPQ"},
-	{chain.ErrBadKey, "ErrBadKey"},
-	{chain.ErrNoGenesis, "ErrNoGenesis"},
-	{chain.ErrGenesisNotFirst, "ErrGenesisNotFirst"},
-	{chain.ErrAccount, "ErrAccount"},
-	{chain.ErrSequence, "ErrSequence"},
-	{chain.ErrPrevHash, "ErrPrevHash"},
-	{chain.ErrTimeRegression, "ErrTimeRegression"},
-	{chain.ErrFutureTimestamp, "ErrFutureTimestamp"},
-	{chain.ErrStale, "ErrStale"},
-	{chain.ErrChainTooLong, "ErrChainTooLong"},
-	{chain.ErrRollback, "ErrRollback"},
-	{chain.ErrFork, "ErrFork"},
-	{chain.ErrBadSignature, "ErrBadSignature"},
-	{chain.ErrMissingSignature, "ErrMissingSignature"},
-	{chain.ErrUnexpectedSignature, "ErrUnexpectedSignature"},
-	{chain.ErrNoDeviceApproval, "ErrNoDeviceApproval"},
-	{chain.ErrAdminApprovalRequired, "ErrAdminApprovalRequired"},
-	{chain.ErrSignerUnknown, "ErrSignerUnknown"},
-	{chain.ErrSignerRevoked, "ErrSignerRevoked"},
-	{chain.ErrWrongSigner, "ErrWrongSigner"},
-	{chain.ErrNotManaged, "ErrNotManaged"},
-	{chain.ErrApprovalAccount, "ErrApprovalAccount"},
-	{chain.ErrApprovalHead, "ErrApprovalHead"},
-	{chain.ErrApprovalRequest, "ErrApprovalRequest"},
-	{chain.ErrApprovalDevice, "ErrApprovalDevice"},
-	{chain.ErrDeviceExists, "ErrDeviceExists"},
-	{chain.ErrDeviceIDReused, "ErrDeviceIDReused"},
-	{chain.ErrKeyReused, "ErrKeyReused"},
-	{chain.ErrUnknownDevice, "ErrUnknownDevice"},
-	{chain.ErrDeviceNotActive, "ErrDeviceNotActive"},
-	{chain.ErrTooManyDevices, "ErrTooManyDevices"},
-	{chain.ErrProtectionLevel, "ErrProtectionLevel"},
-	{chain.ErrAttestation, "ErrAttestation"},
-	{chain.ErrAttestationRequired, "ErrAttestationRequired"},
-	{chain.ErrPolicy, "ErrPolicy"},
-	{chain.ErrRecoveryPending, "ErrRecoveryPending"},
-	{chain.ErrNoPendingRecovery, "ErrNoPendingRecovery"},
-	{chain.ErrRecoveryTooEarly, "ErrRecoveryTooEarly"},
-	{chain.ErrRecoveryVetoed, "ErrRecoveryVetoed"},
-	{chain.ErrRecoveryCode, "ErrRecoveryCode"},
-}
-
-// ChainErrorName returns the name of the chain sentinel err wraps (e.g.
-// "ErrNoDeviceApproval"), or "" when it wraps none. Where an error wraps
-// two (ErrMissingPQ with a parse error), the first in chain/errors.go
-// order that is more specific than ErrMalformed wins.
-func ChainErrorName(err error) string {
-	name := ""
-	for _, c := range chainErrors {
-		if errors.Is(err, c.err) {
-			if c.err != chain.ErrMalformed {
-				return c.name
-			}
-			name = c.name
-		}
+// chainErrorName returns the wire name of the chain code err wraps (e.g.
+// "no_device_approval", see chain.Code), or "" when it wraps none.
+func chainErrorName(err error) string {
+	if c, ok := chain.CodeOf(err); ok {
+		return c.String()
 	}
-	return name
+	return ""
 }

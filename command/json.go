@@ -224,7 +224,7 @@ func parseLink(field, s string) (*chain.Link, *apiError) {
 	l, err := chain.ParseLink(b)
 	if err != nil {
 		e := badRequest("%s: %v", field, err)
-		e.chain = ChainErrorName(err)
+		e.chain = chainErrorName(err)
 		return nil, e
 	}
 	return l, nil

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/enigm/enigm/chain"
 )
 
 // openAPIRoutes reads the "METHOD /path" operations of api/openapi.yaml:
@@ -73,5 +75,37 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		if doc[i] == doc[i-1] {
 			t.Errorf("operation twice in api/openapi.yaml: %s", doc[i])
 		}
+	}
+}
+
+// The ChainError enum of api/openapi.yaml lists exactly the wire names of
+// chain's code table, in its order.
+func TestOpenAPIChainErrors(t *testing.T) {
+	b, err := os.ReadFile("../api/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "\n    ChainError:\n")
+	if !ok {
+		t.Fatal("no ChainError schema in api/openapi.yaml")
+	}
+	_, rest, ok = strings.Cut(rest, "\n      enum:\n")
+	if !ok {
+		t.Fatal("the ChainError schema has no enum")
+	}
+	var doc []string
+	for _, line := range strings.Split(rest, "\n") {
+		name, ok := strings.CutPrefix(line, "        - ")
+		if !ok {
+			break
+		}
+		doc = append(doc, name)
+	}
+	var want []string
+	for _, c := range chain.Codes() {
+		want = append(want, c.String())
+	}
+	if !slices.Equal(doc, want) {
+		t.Fatalf("api/openapi.yaml ChainError enum:\n%v\nchain's table:\n%v", doc, want)
 	}
 }

@@ -146,7 +146,7 @@ func TestOrganisationMinimumProtection(t *testing.T) {
 	code := e.invite(o, "soft")
 	_, r := e.tryAccount("soft", newDev("soft/A"), o.Policy.ChainPolicy(), &chain.Org{ID: o.ID, AdminKey: o.AdminKey}, code)
 	e.want(r, 422, "chain_rejected")
-	if r.chainError() != "ErrProtectionLevel" {
+	if r.chainError() != "protection_level" {
 		t.Fatal(r.body)
 	}
 	// A hardware first device joins; a software device's enrollment

@@ -49,7 +49,7 @@ func testRecoveryWaitingPeriodAndVeto(t *testing.T, dsn string) {
 	// A second request while one is pending.
 	_, r = a.requestRecovery(D)
 	e.want(r, 422, "chain_rejected")
-	if r.chainError() != "ErrRecoveryPending" {
+	if r.chainError() != "recovery_pending" {
 		t.Fatal(r.body)
 	}
 	// Too early.
@@ -66,7 +66,7 @@ func testRecoveryWaitingPeriodAndVeto(t *testing.T, dsn string) {
 	}
 	e.clock.Advance(24 * time.Hour)
 	r = e.want(a.completeRecovery(C, req.Hash()), 422, "chain_rejected")
-	if r.chainError() != "ErrRecoveryVetoed" {
+	if r.chainError() != "recovery_vetoed" {
 		t.Fatal(r.body)
 	}
 

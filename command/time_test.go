@@ -42,9 +42,9 @@ func tmRequestAt(a *tacct, dev *tdev, at time.Time) (*chain.Link, *resp) {
 	return l, a.e.do("POST", "/v1/accounts/"+a.id+"/recoveries", "", map[string]string{"link": enc64(l.Bytes())})
 }
 
-func tmWantChainErr(t *testing.T, r *resp, want string) {
+func tmWantChainErr(t *testing.T, r *resp, want chain.Code) {
 	t.Helper()
-	if r.code != http.StatusUnprocessableEntity || r.errCode() != "chain_rejected" || r.chainError() != want {
+	if r.code != http.StatusUnprocessableEntity || r.errCode() != "chain_rejected" || r.chainError() != want.String() {
 		t.Fatalf("got %d %s, want 422 chain_rejected %s", r.code, r.body, want)
 	}
 }
@@ -60,8 +60,8 @@ func TestStolenDeviceFutureDatedLinkRefused(t *testing.T) {
 	a.add(B, A)
 	a.sync()
 	now := e.clock.Now()
-	tmWantChainErr(t, a.post(B, tmRotateAt(a, B, now.Add(4*time.Minute), "ahead4m")), "ErrFutureTimestamp")
-	tmWantChainErr(t, a.post(B, tmRotateAt(a, B, now.Add(DefaultMaxLinkSkew+time.Second), "ahead31s")), "ErrFutureTimestamp")
+	tmWantChainErr(t, a.post(B, tmRotateAt(a, B, now.Add(4*time.Minute), "ahead4m")), chain.ErrFutureTimestamp)
+	tmWantChainErr(t, a.post(B, tmRotateAt(a, B, now.Add(DefaultMaxLinkSkew+time.Second), "ahead31s")), chain.ErrFutureTimestamp)
 	a.sync()
 	if a.st.Head().Seq != 1 {
 		t.Fatalf("a future-dated link was appended: head seq %d", a.st.Head().Seq)
@@ -85,7 +85,7 @@ func TestRevocationAfterHeadDatedAheadWithinSkew(t *testing.T) {
 	now := e.clock.Now()
 	e.want(a.post(B, tmRotateAt(a, B, now.Add(DefaultMaxLinkSkew), "ahead30s")), http.StatusCreated, "")
 	a.sync()
-	tmWantChainErr(t, a.post(A, tmRevokeAt(a, A, B, now)), "ErrTimeRegression")
+	tmWantChainErr(t, a.post(A, tmRevokeAt(a, A, B, now)), chain.ErrTimeRegression)
 	e.want(a.post(A, tmRevokeAt(a, A, B, a.st.Time())), http.StatusCreated, "")
 }
 
@@ -98,7 +98,7 @@ func TestFutureDatedGenesisRefused(t *testing.T) {
 	must(t, err)
 	must(t, d.Sign(chain.RoleSubject, A.key()))
 	must(t, d.Sign(chain.RoleNewRecovery, recov))
-	tmWantChainErr(t, e.do("POST", "/v1/accounts", "", map[string]any{"name": "tm3", "genesis": enc64(link(t, d).Bytes())}), "ErrFutureTimestamp")
+	tmWantChainErr(t, e.do("POST", "/v1/accounts", "", map[string]any{"name": "tm3", "genesis": enc64(link(t, d).Bytes())}), chain.ErrFutureTimestamp)
 }
 
 // A holder of the recovery code dates the request back (within the link
@@ -111,11 +111,11 @@ func TestRecoveryRequestTimeWithinSkew(t *testing.T) {
 	e.clock.Advance(9 * time.Minute)
 	now := e.clock.Now()
 	_, r := tmRequestAt(a, R, now.Add(-8*time.Minute))
-	tmWantChainErr(t, r, "ErrStale")
+	tmWantChainErr(t, r, chain.ErrStale)
 	_, r = tmRequestAt(a, R, now.Add(-DefaultMaxLinkSkew-time.Second))
-	tmWantChainErr(t, r, "ErrStale")
+	tmWantChainErr(t, r, chain.ErrStale)
 	_, r = tmRequestAt(a, R, now.Add(DefaultMaxLinkSkew+time.Second))
-	tmWantChainErr(t, r, "ErrFutureTimestamp")
+	tmWantChainErr(t, r, chain.ErrFutureTimestamp)
 	if a.sync(); a.st.Head().Seq != 0 {
 		t.Fatal("a refused request was appended")
 	}

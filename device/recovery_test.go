@@ -160,7 +160,7 @@ func TestRotateRecoveryCode(t *testing.T) {
 		t.Fatalf("recover with the old code: %v", err)
 	}
 	var ae *client.APIError
-	if err := rvPostRecovery(t, w, res.Account, oldKey); !errors.As(err, &ae) || ae.ChainError != "ErrBadSignature" {
+	if err := rvPostRecovery(t, w, res.Account, oldKey); !errors.As(err, &ae) || ae.ChainError != "bad_signature" {
 		t.Fatalf("Command did not refuse a recovery request signed with the old recovery key for its signature: %v", err)
 	}
 	if st := check(a.Status(ctx, true)); st.Recovery != nil {

@@ -96,7 +96,7 @@ func TestAttackLeakedRecoveryCode(t *testing.T) {
 	// A thief who skips the CLI's check and signs a request with the old
 	// key is refused by Command's verification of the chain...
 	var ae *client.APIError
-	if err := rvaPostRecovery(t, h, acct, leakedRecoveryKey(t, codeFile)); !errors.As(err, &ae) || ae.Status != 422 || ae.ChainError != "ErrBadSignature" {
+	if err := rvaPostRecovery(t, h, acct, leakedRecoveryKey(t, codeFile)); !errors.As(err, &ae) || ae.Status != 422 || ae.ChainError != "bad_signature" {
 		t.Fatalf("Command on a recovery request signed with the replaced key: %v", err)
 	}
 	if r := a.run("", "sync"); r.code != 0 {

@@ -60,7 +60,7 @@ func tmStolenDeviceFutureDatedLink(t *testing.T, h *harness) {
 	if r.code == 0 {
 		t.Fatalf("Command accepted a rotate_keys dated 4 minutes ahead:\n%s%s", r.stdout, r.stderr)
 	}
-	if !strings.Contains(r.stderr, "ErrFutureTimestamp") {
+	if !strings.Contains(r.stderr, "future_timestamp") {
 		t.Fatalf("the refusal does not say the link is dated in the future: %s", r.stderr)
 	}
 	// Within the skew: accepted (a device whose clock is a little fast).
@@ -114,10 +114,10 @@ func tmBackdatedRecoveryRequest(t *testing.T, h *harness) {
 
 	_, err = request(time.Now().Add(-8 * time.Minute))
 	var ae *client.APIError
-	if !errors.As(err, &ae) || ae.Code != "chain_rejected" || ae.ChainError != "ErrStale" {
+	if !errors.As(err, &ae) || ae.Code != "chain_rejected" || ae.ChainError != "stale" {
 		t.Fatalf("a recovery request dated 8 minutes back: err = %v, want 422 chain_rejected ErrStale", err)
 	}
-	if _, err = request(time.Now().Add(2 * time.Minute)); !errors.As(err, &ae) || ae.ChainError != "ErrFutureTimestamp" {
+	if _, err = request(time.Now().Add(2 * time.Minute)); !errors.As(err, &ae) || ae.ChainError != "future_timestamp" {
 		t.Fatalf("a recovery request dated 2 minutes ahead: err = %v, want ErrFutureTimestamp", err)
 	}
 
