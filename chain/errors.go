@@ -14,9 +14,10 @@ import (
 // A Code is both the error and its stable name: String gives the
 // snake_case wire name ("no_device_approval") that the command API sends
 // in "chain_error" and ParseCode reads back, and Error gives the message.
-// The wire names are a contract: never rename one, add new codes at the
-// end. The numeric values are not part of any format; only the names leave
-// the process.
+// Codes are comparable values, so errors.Is matches them with == and Code
+// needs no Is method. The wire names are a contract: never rename one, add
+// new codes at the end. The numeric values are not part of any format;
+// only the names leave the process.
 type Code uint16
 
 // The codes, in the order of the table below.
