@@ -1,0 +1,80 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+func (s *sqlStore) insertRecovery(ctx context.Context, x execer, r Recovery) error {
+	_, err := s.exec(ctx, x, `INSERT INTO recoveries (id, account_id, device_id, state, requested_at, not_before, link, reason, version) VALUES (?,?,?,?,?,?,?,?,?)`,
+		r.ID, r.AccountID, r.DeviceID, r.State, tn(r.RequestedAt), tn(r.NotBefore), r.Link, r.Reason, r.Version)
+	if s.d.classify(err) == kindUnique {
+		return fmt.Errorf("%w: recovery %s", ErrExists, r.ID)
+	}
+	return err
+}
+
+func (s *sqlStore) updateRecovery(ctx context.Context, x execer, r Recovery) error {
+	res, err := s.exec(ctx, x, `UPDATE recoveries SET state = ?, link = ?, reason = ?, version = ? WHERE id = ? AND version = ?`,
+		r.State, r.Link, r.Reason, r.Version+1, r.ID, r.Version)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return fmt.Errorf("%w: recovery %s", ErrChanged, r.ID)
+	}
+	return nil
+}
+
+const recoveryCols = `e.id, e.account_id, e.device_id, e.state, e.requested_at, e.not_before, e.link, e.reason, e.version`
+
+func scanRecovery(sc interface{ Scan(...any) error }) (Recovery, error) {
+	var r Recovery
+	var req, nb int64
+	if err := sc.Scan(&r.ID, &r.AccountID, &r.DeviceID, &r.State, &req, &nb, &r.Link, &r.Reason, &r.Version); err != nil {
+		return Recovery{}, err
+	}
+	r.RequestedAt, r.NotBefore = tt(req), tt(nb)
+	return r, nil
+}
+
+func (s *sqlStore) Recovery(ctx context.Context, id string) (Recovery, error) {
+	r, err := scanRecovery(s.row(ctx, s.db, `SELECT `+recoveryCols+` FROM recoveries e WHERE e.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Recovery{}, fmt.Errorf("%w: recovery", ErrNotFound)
+	}
+	return r, s.wrap(err)
+}
+
+func (s *sqlStore) Recoveries(ctx context.Context, f RecoveryFilter) ([]Recovery, error) {
+	from, args := filterSQL("recoveries", f.AccountID, f.OrgID, f.States)
+	rows, err := s.query(ctx, s.db, `SELECT `+recoveryCols+from+` ORDER BY e.requested_at DESC, e.id LIMIT 1000`, args...)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []Recovery
+	for rows.Next() {
+		r, err := scanRecovery(rows)
+		if err != nil {
+			return nil, s.wrap(err)
+		}
+		out = append(out, r)
+	}
+	return out, s.wrap(rows.Err())
+}
+
+func (s *sqlStore) UpdateRecovery(ctx context.Context, r Recovery, audit ...AuditEntry) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := s.updateRecovery(ctx, tx, r); err != nil {
+			return err
+		}
+		return s.addAudit(ctx, tx, audit)
+	})
+}
