@@ -125,6 +125,30 @@ func (s *sqlStore) row(ctx context.Context, x execer, q string, args ...any) *sq
 	return x.QueryRowContext(ctx, s.d.rebind(q), args...)
 }
 
+// scanner is what sql.Row and sql.Rows have in common.
+type scanner interface{ Scan(dest ...any) error }
+
+// queryAll runs q on x and scans every row with scan. On a scan error it
+// returns no rows; otherwise the rows read and the iteration's error.
+// Errors come unwrapped: the caller wraps them (s.wrap, or its
+// transaction).
+func queryAll[T any](ctx context.Context, s *sqlStore, x execer, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := s.query(ctx, x, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 // tx runs fn in one transaction and commits: on SQLite through the writer
 // (an immediate transaction, maybe shared with others in savepoints),
 // on PostgreSQL on a connection of its own. fn uses the context it is

@@ -60,7 +60,7 @@ func (s *sqlStore) insertLink(ctx context.Context, x execer, account string, l L
 
 const accountCols = `id, name, org_id, head_seq, head_hash, created_at`
 
-func scanAccount(sc interface{ Scan(...any) error }) (Account, error) {
+func scanAccount(sc scanner) (Account, error) {
 	var a Account
 	var seq, created int64
 	if err := sc.Scan(&a.ID, &a.Name, &a.OrgID, &seq, &a.Head.Hash, &created); err != nil {
@@ -91,20 +91,8 @@ func (s *sqlStore) AccountByName(ctx context.Context, name string) (Account, err
 }
 
 func (s *sqlStore) AccountsByOrg(ctx context.Context, orgID string) ([]Account, error) {
-	rows, err := s.query(ctx, s.db, `SELECT `+accountCols+` FROM accounts WHERE org_id = ? ORDER BY name`, orgID)
-	if err != nil {
-		return nil, s.wrap(err)
-	}
-	defer rows.Close()
-	var out []Account
-	for rows.Next() {
-		a, err := scanAccount(rows)
-		if err != nil {
-			return nil, s.wrap(err)
-		}
-		out = append(out, a)
-	}
-	return out, s.wrap(rows.Err())
+	out, err := queryAll(ctx, s, s.db, scanAccount, `SELECT `+accountCols+` FROM accounts WHERE org_id = ? ORDER BY name`, orgID)
+	return out, s.wrap(err)
 }
 
 func (s *sqlStore) Links(ctx context.Context, accountID string, after int64, limit int) ([]Link, error) {
@@ -114,22 +102,18 @@ func (s *sqlStore) Links(ctx context.Context, accountID string, after int64, lim
 		q += ` LIMIT ?`
 		args = append(args, limit)
 	}
-	rows, err := s.query(ctx, s.db, q, args...)
-	if err != nil {
-		return nil, s.wrap(err)
+	out, err := queryAll(ctx, s, s.db, scanLink, q, args...)
+	return out, s.wrap(err)
+}
+
+func scanLink(sc scanner) (Link, error) {
+	var l Link
+	var seq, created int64
+	if err := sc.Scan(&seq, &l.Hash, &l.Prev, &l.Type, &l.Data, &created); err != nil {
+		return Link{}, err
 	}
-	defer rows.Close()
-	var out []Link
-	for rows.Next() {
-		var l Link
-		var seq, created int64
-		if err := rows.Scan(&seq, &l.Hash, &l.Prev, &l.Type, &l.Data, &created); err != nil {
-			return nil, s.wrap(err)
-		}
-		l.Seq, l.CreatedAt = uint64(seq), tt(created)
-		out = append(out, l)
-	}
-	return out, s.wrap(rows.Err())
+	l.Seq, l.CreatedAt = uint64(seq), tt(created)
+	return l, nil
 }
 
 func (s *sqlStore) Append(ctx context.Context, a Append) error {

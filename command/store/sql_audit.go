@@ -78,20 +78,16 @@ func (s *sqlStore) Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, erro
 	}
 	q += ` ORDER BY id LIMIT ?`
 	args = append(args, limit)
-	rows, err := s.query(ctx, s.db, q, args...)
-	if err != nil {
-		return nil, s.wrap(err)
+	out, err := queryAll(ctx, s, s.db, scanAudit, q, args...)
+	return out, s.wrap(err)
+}
+
+func scanAudit(sc scanner) (AuditEntry, error) {
+	var e AuditEntry
+	var t int64
+	if err := sc.Scan(&e.ID, &t, &e.Actor, &e.Action, &e.OrgID, &e.AccountID, &e.DeviceID, &e.Detail); err != nil {
+		return AuditEntry{}, err
 	}
-	defer rows.Close()
-	var out []AuditEntry
-	for rows.Next() {
-		var e AuditEntry
-		var t int64
-		if err := rows.Scan(&e.ID, &t, &e.Actor, &e.Action, &e.OrgID, &e.AccountID, &e.DeviceID, &e.Detail); err != nil {
-			return nil, s.wrap(err)
-		}
-		e.Time = tt(t)
-		out = append(out, e)
-	}
-	return out, s.wrap(rows.Err())
+	e.Time = tt(t)
+	return e, nil
 }

@@ -41,7 +41,7 @@ func headCols(h *Head) (int64, string) {
 
 const enrollmentCols = `e.id, e.account_id, e.type, e.state, e.body, e.device_id, e.device_name, e.protection, e.created_at, e.expires_at, e.head_seq, e.head_hash, e.approvals, e.reason, e.version`
 
-func scanEnrollment(sc interface{ Scan(...any) error }) (Enrollment, error) {
+func scanEnrollment(sc scanner) (Enrollment, error) {
 	var e Enrollment
 	var created, expires, hs int64
 	var hh, ap string
@@ -68,20 +68,8 @@ func (s *sqlStore) Enrollment(ctx context.Context, id string) (Enrollment, error
 
 func (s *sqlStore) Enrollments(ctx context.Context, f EnrollmentFilter) ([]Enrollment, error) {
 	from, args := filterSQL("enrollments", f.AccountID, f.OrgID, f.States)
-	rows, err := s.query(ctx, s.db, `SELECT `+enrollmentCols+from+` ORDER BY e.created_at, e.id LIMIT 1000`, args...)
-	if err != nil {
-		return nil, s.wrap(err)
-	}
-	defer rows.Close()
-	var out []Enrollment
-	for rows.Next() {
-		e, err := scanEnrollment(rows)
-		if err != nil {
-			return nil, s.wrap(err)
-		}
-		out = append(out, e)
-	}
-	return out, s.wrap(rows.Err())
+	out, err := queryAll(ctx, s, s.db, scanEnrollment, `SELECT `+enrollmentCols+from+` ORDER BY e.created_at, e.id LIMIT 1000`, args...)
+	return out, s.wrap(err)
 }
 
 func (s *sqlStore) UpdateEnrollment(ctx context.Context, e Enrollment, audit ...AuditEntry) error {

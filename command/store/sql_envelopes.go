@@ -46,23 +46,19 @@ func (s *sqlStore) Envelopes(ctx context.Context, accountID, deviceID string, li
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.query(ctx, s.db, `SELECT id, account_id, device_id, from_account, from_device, kind, call_id, sent_at, ciphertext FROM envelopes WHERE account_id = ? AND device_id = ? ORDER BY id LIMIT ?`,
+	out, err := queryAll(ctx, s, s.db, scanEnvelope, `SELECT id, account_id, device_id, from_account, from_device, kind, call_id, sent_at, ciphertext FROM envelopes WHERE account_id = ? AND device_id = ? ORDER BY id LIMIT ?`,
 		accountID, deviceID, limit)
-	if err != nil {
-		return nil, s.wrap(err)
+	return out, s.wrap(err)
+}
+
+func scanEnvelope(sc scanner) (Envelope, error) {
+	var e Envelope
+	var sent int64
+	if err := sc.Scan(&e.ID, &e.AccountID, &e.DeviceID, &e.FromAccount, &e.FromDevice, &e.Kind, &e.CallID, &sent, &e.Ciphertext); err != nil {
+		return Envelope{}, err
 	}
-	defer rows.Close()
-	var out []Envelope
-	for rows.Next() {
-		var e Envelope
-		var sent int64
-		if err := rows.Scan(&e.ID, &e.AccountID, &e.DeviceID, &e.FromAccount, &e.FromDevice, &e.Kind, &e.CallID, &sent, &e.Ciphertext); err != nil {
-			return nil, s.wrap(err)
-		}
-		e.SentAt = tt(sent)
-		out = append(out, e)
-	}
-	return out, s.wrap(rows.Err())
+	e.SentAt = tt(sent)
+	return e, nil
 }
 
 func (s *sqlStore) AckEnvelopes(ctx context.Context, accountID, deviceID string, ids []int64) (int, error) {

@@ -10,27 +10,17 @@ func (s *sqlStore) Expire(ctx context.Context, now time.Time) ([]string, error) 
 	var expired []string
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		expired = expired[:0]
-		rows, err := s.query(ctx, tx, `SELECT e.id, e.account_id, e.device_id, e.version, a.org_id FROM enrollments e JOIN accounts a ON a.id = e.account_id
-			WHERE e.state IN (?,?,?) AND e.expires_at <= ? ORDER BY e.expires_at LIMIT 500`,
-			EnrollPending, EnrollDeviceApproved, EnrollApproved, tn(now))
-		if err != nil {
-			return err
-		}
 		type row struct {
 			id, account, device, org string
 			version                  int64
 		}
-		var todo []row
-		for rows.Next() {
-			var r row
-			if err := rows.Scan(&r.id, &r.account, &r.device, &r.version, &r.org); err != nil {
-				rows.Close()
-				return err
-			}
-			todo = append(todo, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		todo, err := queryAll(ctx, s, tx, func(sc scanner) (r row, err error) {
+			err = sc.Scan(&r.id, &r.account, &r.device, &r.version, &r.org)
+			return r, err
+		}, `SELECT e.id, e.account_id, e.device_id, e.version, a.org_id FROM enrollments e JOIN accounts a ON a.id = e.account_id
+			WHERE e.state IN (?,?,?) AND e.expires_at <= ? ORDER BY e.expires_at LIMIT 500`,
+			EnrollPending, EnrollDeviceApproved, EnrollApproved, tn(now))
+		if err != nil {
 			return err
 		}
 		for _, r := range todo {

@@ -34,7 +34,7 @@ func (s *sqlStore) updateRecovery(ctx context.Context, x execer, r Recovery) err
 
 const recoveryCols = `e.id, e.account_id, e.device_id, e.state, e.requested_at, e.not_before, e.link, e.reason, e.version`
 
-func scanRecovery(sc interface{ Scan(...any) error }) (Recovery, error) {
+func scanRecovery(sc scanner) (Recovery, error) {
 	var r Recovery
 	var req, nb int64
 	if err := sc.Scan(&r.ID, &r.AccountID, &r.DeviceID, &r.State, &req, &nb, &r.Link, &r.Reason, &r.Version); err != nil {
@@ -54,20 +54,8 @@ func (s *sqlStore) Recovery(ctx context.Context, id string) (Recovery, error) {
 
 func (s *sqlStore) Recoveries(ctx context.Context, f RecoveryFilter) ([]Recovery, error) {
 	from, args := filterSQL("recoveries", f.AccountID, f.OrgID, f.States)
-	rows, err := s.query(ctx, s.db, `SELECT `+recoveryCols+from+` ORDER BY e.requested_at DESC, e.id LIMIT 1000`, args...)
-	if err != nil {
-		return nil, s.wrap(err)
-	}
-	defer rows.Close()
-	var out []Recovery
-	for rows.Next() {
-		r, err := scanRecovery(rows)
-		if err != nil {
-			return nil, s.wrap(err)
-		}
-		out = append(out, r)
-	}
-	return out, s.wrap(rows.Err())
+	out, err := queryAll(ctx, s, s.db, scanRecovery, `SELECT `+recoveryCols+from+` ORDER BY e.requested_at DESC, e.id LIMIT 1000`, args...)
+	return out, s.wrap(err)
 }
 
 func (s *sqlStore) UpdateRecovery(ctx context.Context, r Recovery, audit ...AuditEntry) error {
