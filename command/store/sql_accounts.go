@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 func (s *sqlStore) CreateAccount(ctx context.Context, a NewAccount, audit ...AuditEntry) error {
@@ -23,10 +22,12 @@ func (s *sqlStore) CreateAccount(ctx context.Context, a NewAccount, audit ...Aud
 			acct.ID, acct.Name, acct.OrgID, int64(g.Seq), g.Hash, tn(acct.CreatedAt))
 		if err != nil {
 			if s.d.classify(err) == kindUnique {
-				if strings.Contains(err.Error(), "name") {
-					return fmt.Errorf("%w: %q", ErrNameTaken, acct.Name)
+				// id is the primary key; the other unique column is
+				// name (taken since the check above).
+				if s.d.primaryKey(err) {
+					return fmt.Errorf("%w: account %s", ErrExists, acct.ID)
 				}
-				return fmt.Errorf("%w: account %s", ErrExists, acct.ID)
+				return fmt.Errorf("%w: %q", ErrNameTaken, acct.Name)
 			}
 			return err
 		}
