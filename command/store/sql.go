@@ -149,6 +149,17 @@ func queryAll[T any](ctx context.Context, s *sqlStore, x execer, scan func(scann
 	return out, rows.Err()
 }
 
+// queryOne runs q on the database and scans its one row with scan; no row
+// is ErrNotFound for what.
+func queryOne[T any](ctx context.Context, s *sqlStore, scan func(scanner) (T, error), what, q string, args ...any) (T, error) {
+	v, err := scan(s.row(ctx, s.db, q, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		var zero T
+		return zero, fmt.Errorf("%w: %s", ErrNotFound, what)
+	}
+	return v, s.wrap(err)
+}
+
 // tx runs fn in one transaction and commits: on SQLite through the writer
 // (an immediate transaction, maybe shared with others in savepoints),
 // on PostgreSQL on a connection of its own. fn uses the context it is

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,11 +58,7 @@ func scanEnrollment(sc scanner) (Enrollment, error) {
 }
 
 func (s *sqlStore) Enrollment(ctx context.Context, id string) (Enrollment, error) {
-	e, err := scanEnrollment(s.row(ctx, s.db, `SELECT `+enrollmentCols+` FROM enrollments e WHERE e.id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Enrollment{}, fmt.Errorf("%w: enrollment", ErrNotFound)
-	}
-	return e, s.wrap(err)
+	return queryOne(ctx, s, scanEnrollment, "enrollment", `SELECT `+enrollmentCols+` FROM enrollments e WHERE e.id = ?`, id)
 }
 
 func (s *sqlStore) Enrollments(ctx context.Context, f EnrollmentFilter) ([]Enrollment, error) {

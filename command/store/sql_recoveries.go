@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 )
 
@@ -45,11 +44,7 @@ func scanRecovery(sc scanner) (Recovery, error) {
 }
 
 func (s *sqlStore) Recovery(ctx context.Context, id string) (Recovery, error) {
-	r, err := scanRecovery(s.row(ctx, s.db, `SELECT `+recoveryCols+` FROM recoveries e WHERE e.id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Recovery{}, fmt.Errorf("%w: recovery", ErrNotFound)
-	}
-	return r, s.wrap(err)
+	return queryOne(ctx, s, scanRecovery, "recovery", `SELECT `+recoveryCols+` FROM recoveries e WHERE e.id = ?`, id)
 }
 
 func (s *sqlStore) Recoveries(ctx context.Context, f RecoveryFilter) ([]Recovery, error) {
