@@ -160,6 +160,24 @@ func queryOne[T any](ctx context.Context, s *sqlStore, scan func(scanner) (T, er
 	return v, s.wrap(err)
 }
 
+// execOne runs the write q on x, which must change exactly one row:
+// otherwise the row changed meanwhile (or is gone), and it returns
+// ErrChanged for what.
+func (s *sqlStore) execOne(ctx context.Context, x execer, what, q string, args ...any) error {
+	res, err := s.exec(ctx, x, q, args...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return fmt.Errorf("%w: %s", ErrChanged, what)
+	}
+	return nil
+}
+
 // tx runs fn in one transaction and commits: on SQLite through the writer
 // (an immediate transaction, maybe shared with others in savepoints),
 // on PostgreSQL on a connection of its own. fn uses the context it is

@@ -35,15 +35,10 @@ func (s *sqlStore) CreateAccount(ctx context.Context, a NewAccount, audit ...Aud
 			return err
 		}
 		if a.InviteHash != nil {
-			res, err := s.exec(ctx, tx, `UPDATE invites SET used_at = ?, account_id = ? WHERE code_hash = ? AND used_at = 0`,
+			err := s.execOne(ctx, tx, "the invite was used meanwhile", `UPDATE invites SET used_at = ?, account_id = ? WHERE code_hash = ? AND used_at = 0`,
 				tn(acct.CreatedAt), acct.ID, a.InviteHash)
 			if err != nil {
 				return err
-			}
-			if n, err := res.RowsAffected(); err != nil {
-				return err
-			} else if n != 1 {
-				return fmt.Errorf("%w: the invite was used meanwhile", ErrChanged)
 			}
 		}
 		return s.addAudit(ctx, tx, audit)

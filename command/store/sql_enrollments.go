@@ -94,16 +94,5 @@ func (s *sqlStore) updateEnrollment(ctx context.Context, x execer, e Enrollment)
 	if err != nil {
 		return err
 	}
-	res, err := s.exec(ctx, x, q, args...)
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n != 1 {
-		return fmt.Errorf("%w: enrollment %s", ErrChanged, e.ID)
-	}
-	return nil
+	return s.execOne(ctx, x, "enrollment "+e.ID, q, args...)
 }

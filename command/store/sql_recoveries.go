@@ -16,19 +16,8 @@ func (s *sqlStore) insertRecovery(ctx context.Context, x execer, r Recovery) err
 }
 
 func (s *sqlStore) updateRecovery(ctx context.Context, x execer, r Recovery) error {
-	res, err := s.exec(ctx, x, `UPDATE recoveries SET state = ?, link = ?, reason = ?, version = ? WHERE id = ? AND version = ?`,
+	return s.execOne(ctx, x, "recovery "+r.ID, `UPDATE recoveries SET state = ?, link = ?, reason = ?, version = ? WHERE id = ? AND version = ?`,
 		r.State, r.Link, r.Reason, r.Version+1, r.ID, r.Version)
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n != 1 {
-		return fmt.Errorf("%w: recovery %s", ErrChanged, r.ID)
-	}
-	return nil
 }
 
 const recoveryCols = `e.id, e.account_id, e.device_id, e.state, e.requested_at, e.not_before, e.link, e.reason, e.version`
