@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/client"
+	"github.com/enigm/enigm/lifecycle"
 )
 
 // ErrNoPendingRecovery: the account's verified chain has no recovery
@@ -130,4 +132,181 @@ func (a *Agent) RotateRecovery(ctx context.Context) (*chain.RecoveryCode, chain.
 		return rc, head, err
 	}
 	return rc, head, nil
+}
+
+// RecoverOptions configure recovery on a new device.
+type RecoverOptions struct {
+	Account    string
+	DeviceName string
+	Code       string // the recovery code
+}
+
+// RecoverResult describes a started recovery.
+type RecoverResult struct {
+	RecoveryID string
+	Account    chain.AccountID
+	Device     chain.DeviceID
+	NotBefore  time.Time
+}
+
+// Recover starts account recovery on this (new) device with the recovery
+// code: a recovery_request link signed by the recovery key and this
+// device's new keys. The account's devices can veto it during the waiting
+// period; afterwards Finish completes it. Recovery restores the account's
+// device association, never message keys: this device can read only what is
+// sent to it after it joins.
+func (a *Agent) Recover(ctx context.Context, o RecoverOptions) (*RecoverResult, error) {
+	if a.cfg.Account != "" {
+		return nil, fmt.Errorf("%w (%s)", ErrHasAccount, a.cfg.AccountName)
+	}
+	rc, err := chain.ParseRecoveryCode(o.Code)
+	if err != nil {
+		return nil, fmt.Errorf("device: recovery code: %w", err)
+	}
+	defer rc.Destroy()
+	rk, err := rc.Key()
+	if err != nil {
+		return nil, err
+	}
+	defer rk.Destroy()
+	cl, err := a.client()
+	if err != nil {
+		return nil, err
+	}
+	acct, err := a.resolve(ctx, o.Account)
+	if err != nil {
+		return nil, err
+	}
+	st, err := a.chainState(ctx, acct)
+	if err != nil {
+		return nil, err
+	}
+	if !st.RecoveryKey().Equal(rk.Public()) {
+		return nil, ErrWrongRecoveryCode
+	}
+	if err := a.ensureKeystore(ctx); err != nil {
+		return nil, err
+	}
+	idk, kemk, err := a.newKeys(lifecycle.Recovery)
+	if err != nil {
+		return nil, err
+	}
+	name := deviceName(o.DeviceName)
+	rec, bs, err := a.record(name, idk, kemk, attestFor{Type: chain.TypeRecoveryRequest, Account: acct, Prev: st.Head().Hash})
+	if err != nil {
+		return nil, err
+	}
+	d, err := chain.NewDraft(st, a.linkTime(st), &chain.RecoveryRequest{Device: rec})
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Sign(chain.RoleRecovery, rk); err != nil {
+		return nil, err
+	}
+	if err := a.signSubject(d, idk.ID, bs); err != nil {
+		return nil, err
+	}
+	l, err := d.Link()
+	if err != nil {
+		return nil, err
+	}
+	r, err := cl.CreateRecovery(ctx, l)
+	if err != nil {
+		a.ks.RetireKey(idk.ID, lifecycle.Retirement)
+		a.ks.RetireKey(kemk.ID, lifecycle.Retirement)
+		return nil, fmt.Errorf("device: recovery request: %w", err)
+	}
+	a.cfg.AccountName, a.cfg.Account = o.Account, hex.EncodeToString(acct[:])
+	if _, err := client.ParseAccountID(o.Account); err == nil {
+		a.cfg.AccountName = ""
+	}
+	a.cfg.Identity, a.cfg.KEM, a.cfg.DeviceName, a.cfg.Server = idk.ID.String(), kemk.ID.String(), name, cl.Server()
+	a.cfg.Status = StatusRecovering
+	a.cfg.Pending = &pending{Kind: "recover", RequestID: r.RecoveryID, NotBefore: r.NotBefore}
+	if err := a.db.save(a.cfg); err != nil {
+		return nil, err
+	}
+	cl.SetIdentity(&client.Identity{Account: acct, Device: a.deviceID(), Sign: a.signAs})
+	return &RecoverResult{RecoveryID: r.RecoveryID, Account: acct, Device: a.deviceID(), NotBefore: r.NotBefore}, nil
+}
+
+func (a *Agent) finishRecovery(ctx context.Context) error {
+	p := a.cfg.Pending
+	cl, err := a.client()
+	if err != nil {
+		return err
+	}
+	acct, _ := a.cfg.account()
+	r, err := cl.Recovery(ctx, p.RequestID)
+	if err != nil {
+		return err
+	}
+	switch r.State {
+	case "vetoed", "denied":
+		a.abandon(ctx)
+		return fmt.Errorf("device: the recovery request was %s", r.State)
+	case "completed":
+		_, err := a.Sync(ctx, acct)
+		return err
+	case "pending_review":
+		return fmt.Errorf("%w: the organisation's admin has to review the recovery", ErrWaiting)
+	}
+	if a.now().Before(r.NotBefore) {
+		return fmt.Errorf("%w: the waiting period ends at %s", ErrWaiting, r.NotBefore.UTC().Format(time.RFC3339))
+	}
+	st, err := a.chainState(ctx, acct)
+	if err != nil {
+		return err
+	}
+	pr, ok := st.PendingRecovery()
+	if !ok || hex.EncodeToString(pr.Request[:]) != p.RequestID {
+		a.abandon(ctx)
+		return fmt.Errorf("device: the account's chain no longer has this recovery request pending (vetoed or replaced)")
+	}
+	// Command counts the waiting period from when it accepted the request
+	// (r.NotBefore); the chain counts it on link times, from the request's
+	// (within Command's skew of the accepted time). Wait for both rather
+	// than date the recover link ahead.
+	if end := pr.Time.Add(max(pr.Delay, st.Policy().RecoveryDelay)); a.now().Before(end) {
+		return fmt.Errorf("%w: the waiting period ends at %s", ErrWaiting, end.UTC().Format(time.RFC3339))
+	}
+	if err := a.unlock(ctx); err != nil {
+		return err
+	}
+	d, err := chain.NewDraft(st, a.linkTime(st), &chain.Recover{Request: pr.Request})
+	if err != nil {
+		return err
+	}
+	idID, err := a.keyID(a.cfg.Identity)
+	if err != nil {
+		return err
+	}
+	k, err := a.ks.Identity(idID)
+	if err != nil {
+		return err
+	}
+	s, err := newSigner(k, true)
+	if err != nil {
+		return err
+	}
+	if err := d.Sign(chain.RoleSubject, s); err != nil {
+		return err
+	}
+	l, err := d.Link()
+	if err != nil {
+		return err
+	}
+	res, err := cl.CompleteRecovery(ctx, p.RequestID, l)
+	if err != nil {
+		var ae *client.APIError
+		if errors.As(err, &ae) && ae.Code == "too_early" {
+			return fmt.Errorf("%w: %s", ErrWaiting, ae.Message)
+		}
+		return err
+	}
+	if res.State == "pending_review" {
+		return fmt.Errorf("%w: the organisation's admin has to review the recovery", ErrWaiting)
+	}
+	_, err = a.Sync(ctx, acct)
+	return err
 }

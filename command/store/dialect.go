@@ -29,6 +29,10 @@ type dialect struct {
 	migrateLock string
 	numbered    bool // $1, $2 … instead of ?
 	classify    func(err error) errKind
+	// primaryKey reports whether err, classified kindUnique, broke a
+	// table's primary key rather than another UNIQUE constraint, from the
+	// engine's error fields (never its message text).
+	primaryKey func(err error) bool
 }
 
 type errKind int
@@ -41,10 +45,11 @@ const (
 )
 
 var sqliteDialect = &dialect{
-	name:     "sqlite",
-	blob:     "BLOB",
-	serial:   "INTEGER PRIMARY KEY AUTOINCREMENT",
-	classify: classifySQLite,
+	name:       "sqlite",
+	blob:       "BLOB",
+	serial:     "INTEGER PRIMARY KEY AUTOINCREMENT",
+	classify:   classifySQLite,
+	primaryKey: primaryKeySQLite,
 }
 
 var postgresDialect = &dialect{
@@ -55,6 +60,7 @@ var postgresDialect = &dialect{
 	migrateLock: "SELECT pg_advisory_xact_lock(7469420361)",
 	numbered:    true,
 	classify:    classifyPostgres,
+	primaryKey:  primaryKeyPostgres,
 }
 
 // rebind turns ? placeholders into $n for PostgreSQL. Queries in this
@@ -105,9 +111,9 @@ func classifySQLite(err error) errKind {
 		switch code := se.Code(); code & 0xff {
 		case 19: // SQLITE_CONSTRAINT
 			switch code {
-			case 787: // SQLITE_CONSTRAINT_FOREIGNKEY
+			case sqliteConstraintForeignKey:
 				return kindForeignKey
-			case 1555, 2067: // PRIMARYKEY, UNIQUE
+			case sqliteConstraintPrimaryKey, sqliteConstraintUnique:
 				return kindUnique
 			}
 		case 5, 6, 8, 10, 13, 14: // BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN
@@ -119,6 +125,26 @@ func classifySQLite(err error) errKind {
 		return kindUnavailable
 	}
 	return kindOther
+}
+
+// SQLite's extended result codes of a broken constraint.
+const (
+	sqliteConstraintForeignKey = 787
+	sqliteConstraintPrimaryKey = 1555
+	sqliteConstraintUnique     = 2067
+)
+
+func primaryKeySQLite(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqliteConstraintPrimaryKey
+}
+
+// primaryKeyPostgres recognises the constraint PostgreSQL names
+// <table>_pkey: the schema declares its primary keys without a name, and
+// that is the name PostgreSQL gives them.
+func primaryKeyPostgres(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.TableName != "" && pe.ConstraintName == pe.TableName+"_pkey"
 }
 
 func classifyPostgres(err error) errKind {
