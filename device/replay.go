@@ -18,9 +18,10 @@ import (
 // is inside the window. An envelope sent before the window, or later than
 // MaxClockSkew ahead of this device's clock, is refused; so is one whose id
 // is remembered. The set is bounded by MaxSeen entries: past it the oldest
-// are forgotten and the send time of the newest forgotten one becomes a
-// floor, at or below which everything is refused, so that forgetting never
-// lets a replay through. An envelope is remembered only once it opened: one
+// are forgotten. Whenever an id is forgotten (past the bound, or out of the
+// window) its send time becomes a floor, at or below which everything is
+// refused, so that forgetting never lets a replay through — not even after
+// this device's clock is set back. An envelope is remembered only once it opened: one
 // that fails (or is deferred) is not.
 const (
 	ReplayWindow = 14 * 24 * time.Hour
@@ -143,12 +144,11 @@ func (a *agentDB) markSeen(p *envelope.Parsed, now time.Time) error {
 			if t >= cutoff && n <= a.maxSeen() {
 				break
 			}
-			if t >= cutoff {
-				// Forgotten for the bound, not the window: refuse from
-				// here down.
-				if err := meta.Put(keySeenFloor, u64(t)); err != nil {
-					return err
-				}
+			// Whatever is forgotten — for the bound, or because it left the
+			// window — is refused from here down, so that neither the bound
+			// nor a clock set back later lets a forgotten id through.
+			if err := meta.Put(keySeenFloor, u64(t)); err != nil {
+				return err
 			}
 			if err := b.Delete(tk[8:]); err != nil {
 				return err

@@ -94,3 +94,30 @@ func TestReplaySetBounded(t *testing.T) {
 		t.Fatalf("an envelope from the future: %v", err)
 	}
 }
+
+// An id forgotten because it left the window stays refused when this
+// device's clock is later set back: the floor, not the clock, remembers.
+func TestReplayAfterClockSetBack(t *testing.T) {
+	a, err := openAgentDB(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	sent := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	p := replayParsed(1, envelope.KindMessage, sent)
+	if err := a.markSeen(p, sent.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// A later open, once p's send time left the window, forgets p.
+	later := sent.Add(ReplayWindow + time.Hour)
+	if err := a.markSeen(replayParsed(2, envelope.KindMessage, later), later); err != nil {
+		t.Fatal(err)
+	}
+	if n := replayCount(t, a); n != 1 {
+		t.Fatalf("%d entries after the window moved, want 1", n)
+	}
+	// The clock goes back to a time at which p is inside the window again.
+	if err := a.checkReplay(p, sent.Add(time.Hour)); !errors.Is(err, ErrOutsideWindow) {
+		t.Fatalf("a forgotten envelope replayed after the clock was set back: %v, want ErrOutsideWindow", err)
+	}
+}
