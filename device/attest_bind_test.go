@@ -15,6 +15,7 @@ import (
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/internal/testenv"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/tpmsim"
 )
 
@@ -38,8 +39,8 @@ func TestBindAttestedRequestAtMovedHead(t *testing.T) {
 	}
 	verifier := &attestation.TPM{Trusted: []attest.AK{ak}}
 	w := newWorldWith(t, func(c *command.Config) { c.AttestationVerifier = verifier })
-	org := check(command.CreateOrg(ctx, w.cfg, command.OrgSpec{Name: "vault", Policy: command.Policy{MinLevel: "hardware-tpm", RequireVerifiedAttestation: true}}))
-	inv := check(command.CreateInvite(ctx, w.cfg, "vault", "ivy", 0))
+	org := testkit.Must(command.CreateOrg(ctx, w.cfg, command.OrgSpec{Name: "vault", Policy: command.Policy{MinLevel: "hardware-tpm", RequireVerifiedAttestation: true}}))
+	inv := testkit.Must(command.CreateInvite(ctx, w.cfg, "vault", "ivy", 0))
 	tpmBackend := func(string) (backend.Backend, error) { return tpm.New(tpm.Options{Open: tpmsim.Open}) }
 	agent := func(name string) *device.Agent {
 		a, err := device.Open(device.Options{Home: filepath.Join(t.TempDir(), name), Server: w.url,
@@ -53,9 +54,9 @@ func TestBindAttestedRequestAtMovedHead(t *testing.T) {
 		return a
 	}
 	a := agent("a")
-	check(a.Init(ctx, device.InitOptions{Account: "ivy", Invite: inv.Code, Org: org.ID}))
+	testkit.Must(a.Init(ctx, device.InitOptions{Account: "ivy", Invite: inv.Code, Org: org.ID}))
 	b := agent("b")
-	r := check(b.Enroll(ctx, device.EnrollOptions{Account: "ivy", DeviceName: "b"}))
+	r := testkit.Must(b.Enroll(ctx, device.EnrollOptions{Account: "ivy", DeviceName: "b"}))
 	// The chain moves: a rotates its keys.
 	if _, _, err := a.Rotate(ctx); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/internal/testenv"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/tpmsim"
 )
 
@@ -35,8 +36,8 @@ func TestOrganisationRequiresAttestation(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := newWorldWith(t, func(c *command.Config) { c.AttestationVerifier = &attestation.TPM{Trusted: []attest.AK{ak}} })
-	org := check(command.CreateOrg(ctx, w.cfg, command.OrgSpec{Name: "vault", Policy: command.Policy{MinLevel: "hardware-tpm", RequireVerifiedAttestation: true}}))
-	inv := check(command.CreateInvite(ctx, w.cfg, "vault", "ivy", 0))
+	org := testkit.Must(command.CreateOrg(ctx, w.cfg, command.OrgSpec{Name: "vault", Policy: command.Policy{MinLevel: "hardware-tpm", RequireVerifiedAttestation: true}}))
+	inv := testkit.Must(command.CreateInvite(ctx, w.cfg, "vault", "ivy", 0))
 	tpmBackend := func(string) (backend.Backend, error) { return tpm.New(tpm.Options{Open: tpmsim.Open}) }
 	tpmAgent := func(name string) *device.Agent {
 		a, err := device.Open(device.Options{Home: filepath.Join(t.TempDir(), name), Server: w.url,
@@ -50,7 +51,7 @@ func TestOrganisationRequiresAttestation(t *testing.T) {
 		return a
 	}
 	a := tpmAgent("a")
-	check(a.Init(ctx, device.InitOptions{Account: "ivy", Invite: inv.Code, Org: org.ID}))
+	testkit.Must(a.Init(ctx, device.InitOptions{Account: "ivy", Invite: inv.Code, Org: org.ID}))
 	b := tpmAgent("b")
 	enroll(t, ctx, a, b, "ivy")
 	_, devs, _ := check3(b.Devices(ctx, ""))
@@ -60,8 +61,8 @@ func TestOrganisationRequiresAttestation(t *testing.T) {
 	// A software device (that verifies the chain with the same trust) is
 	// refused by Command: its protection is below the organisation's minimum.
 	s, err := device.Open(device.Options{Home: filepath.Join(t.TempDir(), "soft"), Server: w.url,
-		Passphrase: func(bool) ([]byte, error) { return []byte("pw"), nil }, Backend: fastSoft,
-		NewBackend: func() (backend.Backend, error) { return fastSoft("soft") }, Clock: w.clock.Now,
+		Passphrase: func(bool) ([]byte, error) { return []byte("pw"), nil }, Backend: testkit.SoftBackend,
+		NewBackend: func() (backend.Backend, error) { return testkit.SoftBackend("soft") }, Clock: w.clock.Now,
 		Attestation: &attestation.TPM{Trusted: []attest.AK{ak}}})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
 )
@@ -27,7 +28,7 @@ func TestCrashChild(t *testing.T) {
 	if home == "" {
 		t.Skip("child of TestKill9 only")
 	}
-	s, err := Open(home, Options{Backend: softBackend, LockTimeout: 5 * time.Second})
+	s, err := Open(home, Options{Backend: testkit.SoftBackend, LockTimeout: 5 * time.Second})
 	if err != nil {
 		fmt.Println("open failed:", err)
 		os.Exit(2)
@@ -284,7 +285,7 @@ func TestSignChild(t *testing.T) {
 		fmt.Println("bad key:", err)
 		os.Exit(2)
 	}
-	s, err := Open(home, Options{Backend: softBackend, Posture: staticPosture(policy.PostureDegraded), LockTimeout: 5 * time.Second})
+	s, err := Open(home, Options{Backend: testkit.SoftBackend, Posture: staticPosture(policy.PostureDegraded), LockTimeout: 5 * time.Second})
 	if err != nil {
 		fmt.Println("open failed:", err)
 		os.Exit(2)
