@@ -15,11 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enigm/enigm/backend"
-	"github.com/enigm/enigm/backend/soft"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 type run struct {
@@ -29,14 +28,7 @@ type run struct {
 
 func (r run) json(t *testing.T) map[string]any {
 	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
-		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
-	}
-	if m["version"] != float64(1) {
-		t.Fatalf("JSON without version 1: %s", r.stdout)
-	}
-	return m
+	return testkit.VersionedJSON(t, r.stdout)
 }
 
 type lockedBuf struct {
@@ -61,9 +53,7 @@ func testEnv(vars map[string]string) *Env {
 		Stdin:  strings.NewReader(""),
 		Getenv: func(k string) string { return vars[k] },
 		Config: func(c *command.Config) {
-			c.KeystoreBackend = func(string) (backend.Backend, error) {
-				return soft.New(soft.Options{Params: soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}})
-			}
+			c.KeystoreBackend = testkit.SoftBackend
 			c.KeystorePassphrase = []byte("cli test")
 			c.JanitorInterval = -1
 		},
