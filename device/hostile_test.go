@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -36,15 +35,10 @@ type hostile struct {
 }
 
 func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	req, _ := http.NewRequestWithContext(r.Context(), r.Method, h.backend.String()+r.URL.RequestURI(), r.Body)
-	req.Header = r.Header.Clone()
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+	resp, body, ok := testkit.Forward(w, r, h.backend)
+	if !ok {
 		return
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	h.mu.Lock()
 	mode, forged := h.mode, h.forged
 	if r.Method == "GET" && strings.HasSuffix(r.URL.Path, "/chain") {
@@ -86,13 +80,7 @@ func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		body, _ = json.Marshal(v)
 	}
-	for k, vs := range resp.Header {
-		if k != "Content-Length" {
-			w.Header()[k] = vs
-		}
-	}
-	w.WriteHeader(resp.StatusCode)
-	w.Write(body)
+	testkit.Reply(w, resp, body)
 }
 
 // A server that lies about the chain cannot make a device trust a ghost

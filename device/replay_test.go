@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -32,15 +31,10 @@ type replayRelay struct {
 }
 
 func (h *replayRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	req, _ := http.NewRequestWithContext(r.Context(), r.Method, h.backend.String()+r.URL.RequestURI(), r.Body)
-	req.Header = r.Header.Clone()
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+	resp, body, ok := testkit.Forward(w, r, h.backend)
+	if !ok {
 		return
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	if r.Method == "GET" && r.URL.Path == "/v1/messages" && resp.StatusCode == 200 {
 		var v struct {
 			Envelopes []client.Envelope `json:"envelopes"`
@@ -60,13 +54,7 @@ func (h *replayRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.mu.Unlock()
 		body, _ = json.Marshal(v)
 	}
-	for k, vs := range resp.Header {
-		if k != "Content-Length" {
-			w.Header()[k] = vs
-		}
-	}
-	w.WriteHeader(resp.StatusCode)
-	w.Write(body)
+	testkit.Reply(w, resp, body)
 }
 
 // redeliver queues every envelope the relay delivered so far for the next

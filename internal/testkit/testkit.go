@@ -1,6 +1,7 @@
 // Package testkit holds the helpers the module's tests share: fast soft
-// backend key-derivation costs, a settable clock, error helpers and the
-// check of a CLI's versioned JSON output.
+// backend key-derivation costs, a settable clock, error helpers, the
+// check of a CLI's versioned JSON output and the two halves of a
+// man-in-the-middle test server.
 //
 // Only _test.go files import it; internal/archtest fails if a non-test
 // package does, so test shortcuts (tiny Argon2id costs) never reach a
@@ -9,6 +10,9 @@ package testkit
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -79,4 +83,32 @@ func VersionedJSON(t testing.TB, stdout string) map[string]any {
 		t.Fatalf("JSON without version 1: %s", stdout)
 	}
 	return m
+}
+
+// Forward sends r on to upstream, as a man-in-the-middle test server does,
+// and returns the response with its whole body read. When upstream cannot
+// be reached it answers 502 on w and returns ok false.
+func Forward(w http.ResponseWriter, r *http.Request, upstream *url.URL) (resp *http.Response, body []byte, ok bool) {
+	req, _ := http.NewRequestWithContext(r.Context(), r.Method, upstream.String()+r.URL.RequestURI(), r.Body)
+	req.Header = r.Header.Clone()
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return nil, nil, false
+	}
+	defer resp.Body.Close()
+	body, _ = io.ReadAll(resp.Body)
+	return resp, body, true
+}
+
+// Reply answers w with resp's headers (but Content-Length, as body may have
+// been rewritten), status and body.
+func Reply(w http.ResponseWriter, resp *http.Response, body []byte) {
+	for k, vs := range resp.Header {
+		if k != "Content-Length" {
+			w.Header()[k] = vs
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	w.Write(body)
 }
