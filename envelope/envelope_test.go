@@ -17,15 +17,6 @@ import (
 	"github.com/enigm/enigm/policy"
 )
 
-// signer is a keystore identity key as chain signs with it.
-func signer(k *keystore.IdentityKey) chain.Signer {
-	s, err := k.ChainSigner(true)
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
-
 // party is a device with a keystore and a one-device account.
 type party struct {
 	ks    *keystore.Store
@@ -50,7 +41,7 @@ func newParty(t *testing.T, seed byte) *party {
 	rk := testkit.Must(hybrid.NewPrivateKey(bytes.Repeat([]byte{seed}, hybrid.SeedSize)))
 	d := testkit.Must(chain.NewGenesis(time.Now(), &chain.Genesis{Device: chain.Device{ID: p.dev, Name: "d", Identity: testkit.Must(p.id.HybridPublic()),
 		KEM: kemInfo.Public, Level: chain.LevelSoftware}, Recovery: rk.Public(), Policy: chain.DefaultPolicy()}))
-	if err := d.Sign(chain.RoleSubject, signer(p.id)); err != nil {
+	if err := d.Sign(chain.RoleSubject, testkit.Must(p.id.ChainSigner(true))); err != nil {
 		t.Fatal(err)
 	}
 	d.Sign(chain.RoleNewRecovery, rk)

@@ -33,10 +33,10 @@ func purposeAddDevice(t *testing.T, owner, dev *party) {
 	n[0] = dev.dev[0]
 	rec := chain.Device{ID: dev.dev, Name: "second", Identity: testkit.Must(dev.id.HybridPublic()), KEM: dev.kemPK, Level: chain.LevelSoftware}
 	d := testkit.Must(chain.NewDraft(owner.state, time.Now(), &chain.AddDevice{Device: rec, Nonce: n, PairingHash: chain.PairingHash(n, "123456")}))
-	if err := d.SignDevice(owner.dev, signer(owner.id)); err != nil {
+	if err := d.SignDevice(owner.dev, testkit.Must(owner.id.ChainSigner(true))); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Sign(chain.RoleSubject, signer(dev.id)); err != nil {
+	if err := d.Sign(chain.RoleSubject, testkit.Must(dev.id.ChainSigner(true))); err != nil {
 		t.Fatal(err)
 	}
 	owner.state = purposeApply(t, owner.state, d)
@@ -54,7 +54,7 @@ func TestRevokedSenderRefused(t *testing.T) {
 		t.Fatalf("an active second device is refused: %v", err)
 	}
 	d := testkit.Must(chain.NewDraft(a.state, time.Now(), &chain.RevokeDevice{ID: a2.dev, Reason: chain.ReasonLost}))
-	if err := d.SignDevice(a.dev, signer(a.id)); err != nil {
+	if err := d.SignDevice(a.dev, testkit.Must(a.id.ChainSigner(true))); err != nil {
 		t.Fatal(err)
 	}
 	a.state = purposeApply(t, a.state, d)
@@ -80,10 +80,10 @@ func TestRetiredSenderRefused(t *testing.T) {
 	n[0] = 9
 	rec := chain.Device{ID: a3.dev, Name: "new phone", Identity: testkit.Must(a3.id.HybridPublic()), KEM: a3.kemPK, Level: chain.LevelSoftware}
 	d := testkit.Must(chain.NewDraft(a.state, time.Now(), &chain.ReplaceDevice{Old: a.dev, Device: rec, Nonce: n, PairingHash: chain.PairingHash(n, "654321")}))
-	if err := d.SignDevice(a.dev, signer(a.id)); err != nil {
+	if err := d.SignDevice(a.dev, testkit.Must(a.id.ChainSigner(true))); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Sign(chain.RoleSubject, signer(a3.id)); err != nil {
+	if err := d.Sign(chain.RoleSubject, testkit.Must(a3.id.ChainSigner(true))); err != nil {
 		t.Fatal(err)
 	}
 	a.state = purposeApply(t, a.state, d)
