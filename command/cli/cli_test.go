@@ -206,20 +206,7 @@ func TestOrgAndAdminTranscript(t *testing.T) {
 	}
 
 	// The invite shows the organisation's key; the account is created.
-	resp, err := http.Get(url + "/v1/invites/" + code)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inv struct {
-		AdminKey string `json:"admin_key"`
-	}
-	json.NewDecoder(resp.Body).Decode(&inv)
-	resp.Body.Close()
-	kb, _ := base64.StdEncoding.DecodeString(inv.AdminKey)
-	admin, err := hybrid.ParsePublicKey(kb)
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := inviteAdminKey(t, url, code)
 	acct, dev := managedAccount(t, url, "alice", orgID, code, admin, command.Policy{RequireAdminReview: true, RecoveryDelaySeconds: 3600, MinLevel: "software"})
 
 	vars := map[string]string{"ENIGM_ADMIN_TOKEN": tok, "ENIGM_SERVER": url}
@@ -325,4 +312,25 @@ func TestServeRecoveryDelayFlags(t *testing.T) {
 			t.Errorf("%v: development warning logged = %v, want %v:\n%s", c.args, warned, c.dev, errb.String())
 		}
 	}
+}
+
+// inviteAdminKey fetches the invite code's public view from Command at url
+// and returns the organisation key it shows.
+func inviteAdminKey(t *testing.T, url, code string) *hybrid.PublicKey {
+	t.Helper()
+	resp, err := http.Get(url + "/v1/invites/" + code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inv struct {
+		AdminKey string `json:"admin_key"`
+	}
+	json.NewDecoder(resp.Body).Decode(&inv)
+	resp.Body.Close()
+	kb, _ := base64.StdEncoding.DecodeString(inv.AdminKey)
+	admin, err := hybrid.ParsePublicKey(kb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return admin
 }
