@@ -14,19 +14,11 @@ import (
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/hybrid"
 	"github.com/enigm/enigm/internal/testenv"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/tpmsim"
 	"github.com/enigm/enigm/keystore"
 	"github.com/enigm/enigm/lifecycle"
 )
-
-// signer is a keystore identity key as chain signs with it.
-func signer(k *keystore.IdentityKey) chain.Signer {
-	s, err := k.ChainSigner(true)
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
 
 // TestTPMEvidenceIntoChain: a TPM keystore's binding key is attested by the
 // simulator over the nonce of the genesis that adds the device; the evidence
@@ -82,7 +74,7 @@ func TestTPMEvidenceIntoChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Sign(chain.RoleSubject, signer(id)); err != nil {
+	if err := d.Sign(chain.RoleSubject, testkit.Must(id.ChainSigner(true))); err != nil {
 		t.Fatal(err)
 	}
 	bs, err := bk.ChainSigner()

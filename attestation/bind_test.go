@@ -21,6 +21,7 @@ import (
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/hybrid"
 	"github.com/enigm/enigm/internal/testenv"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/tpmsim"
 	"github.com/enigm/enigm/keystore"
 	"github.com/enigm/enigm/lifecycle"
@@ -173,7 +174,7 @@ func signedGenesis(t *testing.T, d *tpmDevice, rec chain.Device) *chain.Link {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dr.Sign(chain.RoleSubject, signer(d.id)); err != nil {
+	if err := dr.Sign(chain.RoleSubject, testkit.Must(d.id.ChainSigner(true))); err != nil {
 		t.Fatal(err)
 	}
 	bs, err := d.bk.ChainSigner()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/wire"
 )
 
@@ -87,7 +88,7 @@ func sigJobs(s *State, l *Link) []sigJob {
 			j.binding = func() error { return verifyBinding(ctx, bk, payload, sig) }
 		}
 		if sg.Approval != nil {
-			j.ctx, j.msg = approvalCtx[l.typ][sg.Role], must(wire.Marshal(sg.Approval.wire()))
+			j.ctx, j.msg = approvalCtx[l.typ][sg.Role], testkit.Must(wire.Marshal(sg.Approval.wire()))
 		}
 		jobs = append(jobs, j)
 	}
@@ -125,7 +126,7 @@ func benchAddDevice(b *testing.B, hw bool) {
 		nb = w.hw("B")
 	}
 	raw := w.addLink(nb, w.actor("A"), false).Bytes()
-	jobs := sigJobs(w.st, must(ParseLink(raw)))
+	jobs := sigJobs(w.st, testkit.Must(ParseLink(raw)))
 	benchPair(b, func() error {
 		l, err := ParseLink(raw)
 		if err != nil {
@@ -221,7 +222,7 @@ func BenchmarkChain1000(b *testing.B) {
 			base = &State{}
 		}
 		jobs = append(jobs, sigJobs(base, l)...)
-		s = must(Apply(s, l, w.now))
+		s = testkit.Must(Apply(s, l, w.now))
 	}
 	benchPair(b, func() error {
 		ls, err := ParseChain(raw)
@@ -253,6 +254,6 @@ func TestSigJobsMatchVerification(t *testing.T) {
 				t.Fatalf("%s: baseline job fails: %v", l.typ, err)
 			}
 		}
-		s = must(Apply(s, l, w.now))
+		s = testkit.Must(Apply(s, l, w.now))
 	}
 }

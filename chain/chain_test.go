@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 func TestApplyDoesNotMutateInput(t *testing.T) {
@@ -382,7 +384,7 @@ func TestDraftRefusesBadInput(t *testing.T) {
 	if _, err := NewDraft(w.st, T0, &AddDevice{}); !errors.Is(err, ErrMalformed) {
 		t.Errorf("device without keys: %v", err)
 	}
-	d := must(NewDraft(w.st, T0, &RevokeDevice{ID: w.actor("A").id}))
+	d := testkit.Must(NewDraft(w.st, T0, &RevokeDevice{ID: w.actor("A").id}))
 	if err := d.Sign(RoleDevice, w.actor("A").key()); !errors.Is(err, ErrUnexpectedSignature) {
 		t.Errorf("Sign in role device: %v", err)
 	}
@@ -483,7 +485,7 @@ func TestKEMKeyCheckMatchesHPKE(t *testing.T) {
 
 func TestLinkWithoutSignatures(t *testing.T) {
 	w := newWorld("nosig").script("genesis A")
-	d := must(NewDraft(w.st, w.now, &RevokeDevice{ID: w.actor("A").id}))
+	d := testkit.Must(NewDraft(w.st, w.now, &RevokeDevice{ID: w.actor("A").id}))
 	if _, err := d.Link(); !errors.Is(err, ErrMissingSignature) {
 		t.Fatalf("link without signatures: %v", err)
 	}

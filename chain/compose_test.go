@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // A body survives EncodeBody/DecodeBody and is the body a link carries.
@@ -42,10 +44,10 @@ func TestCosign(t *testing.T) {
 	p := DefaultPolicy()
 	p.RequireAdminApproval = true
 	g := &Genesis{Device: a.device(), Recovery: w.recovery().Public(), Policy: p, Org: &Org{ID: "example.org", AdminKey: w.org().Public()}}
-	d := must(NewGenesis(w.now, g))
+	d := testkit.Must(NewGenesis(w.now, g))
 	check(d.Sign(RoleSubject, a.key()))
 	check(d.Sign(RoleNewRecovery, w.recovery()))
-	unsigned := must(d.Link())
+	unsigned := testkit.Must(d.Link())
 	if _, err := Apply(nil, unsigned, w.now); err == nil {
 		t.Fatal("managed genesis without the organisation's signature applied")
 	}
@@ -61,7 +63,7 @@ func TestCosign(t *testing.T) {
 	ad := w.addDraft(b)
 	check(ad.SignDevice(a.id, a.key()))
 	check(ad.Sign(RoleSubject, b.key()))
-	l := must(ad.Link())
+	l := testkit.Must(ad.Link())
 	if _, err := Apply(w.st, l, w.now); !errors.Is(err, ErrAdminApprovalRequired) {
 		t.Fatalf("without admin approval: %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/wire"
 )
 
@@ -64,7 +65,7 @@ func checkGenuine(t *testing.T, st, ns *State, l *Link) {
 		}
 		ctx, msg := SigningContext(l.Type(), s.Role), l.Payload()
 		if s.Approval != nil {
-			ctx, msg = ApprovalContext(l.Type(), s.Role), must(wire.Marshal(s.Approval.wire()))
+			ctx, msg = ApprovalContext(l.Type(), s.Role), testkit.Must(wire.Marshal(s.Approval.wire()))
 		}
 		genuine := false
 		for _, pk := range ids {
@@ -90,8 +91,8 @@ func genuineBinding(l *Link, sig []byte, pubs []*ecdsa.PublicKey, priv map[strin
 		if !ok {
 			continue
 		}
-		digest := must(bindingDigest(SigningContext(l.Type(), RoleBinding), pub, l.Payload()))
-		der := must(k.Sign(nil, digest[:], crypto.SHA256))
+		digest := testkit.Must(bindingDigest(SigningContext(l.Type(), RoleBinding), pub, l.Payload()))
+		der := testkit.Must(k.Sign(nil, digest[:], crypto.SHA256))
 		var rs struct{ R, S *big.Int }
 		if _, err := asn1.Unmarshal(der, &rs); err != nil {
 			panic(err)

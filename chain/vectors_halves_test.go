@@ -7,6 +7,7 @@ import (
 	"filippo.io/mldsa"
 
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/wire"
 )
 
@@ -19,12 +20,12 @@ func (g *vgen) halfVectors() {
 	a, c := w.actor("A"), w.actor("C")
 	// A's valid approval of another request for C: well-formed halves by
 	// the same key, under the same context, over another message.
-	other := must(NewDraft(w.st, w.now, &AddDevice{Device: c.device(), Nonce: nonceFor("other"), PairingHash: PairingHash(nonceFor("other"), "999999")}))
+	other := testkit.Must(NewDraft(w.st, w.now, &AddDevice{Device: c.device(), Nonce: nonceFor("other"), PairingHash: PairingHash(nonceFor("other"), "999999")}))
 	check(other.SignDevice(a.id, a.key()))
 	otherSig := other.sigs[0].Sig
 	// And C's valid signature, under the proof-of-possession context, over
 	// another message.
-	otherPoP := must(c.key().Sign(SigningContext(TypeAddDevice, RoleSubject), []byte("another payload"))).Bytes()
+	otherPoP := testkit.Must(c.key().Sign(SigningContext(TypeAddDevice, RoleSubject), []byte("another payload"))).Bytes()
 
 	swap := func(role Role, donor []byte, edHalf bool) []byte {
 		return rewrite(w.addLink(c, a, false), func(x *wLink) {
@@ -70,20 +71,20 @@ func weakGenesis() []byte {
 	var b wGenesis
 	check(wire.Unmarshal(x.Body, &b, 0))
 	b.Device.Identity = weak
-	x.Body, x.Sigs = must(wire.Marshal(&b)), nil
-	payload := must(wire.Marshal(&x))
+	x.Body, x.Sigs = testkit.Must(wire.Marshal(&b)), nil
+	payload := testkit.Must(wire.Marshal(&x))
 
 	ctx := SigningContext(TypeGenesis, RoleSubject)
 	kh := sha256.Sum256(weak)
 	m := append([]byte("enigm-hybrid-v1\x00"), byte(len(ctx)))
 	m = append(append(append(m, ctx...), kh[:]...), payload...)
-	pq := must(mldsa.NewPrivateKey(mldsa.MLDSA65(), seedOf(fmt.Sprintf("hybrid:%s/%d", dev.name, dev.idGen), hybrid.SeedSize)[32:]))
-	pqSig := must(pq.SignDeterministic(m, &mldsa.Options{Context: ctx}))
+	pq := testkit.Must(mldsa.NewPrivateKey(mldsa.MLDSA65(), seedOf(fmt.Sprintf("hybrid:%s/%d", dev.name, dev.idGen), hybrid.SeedSize)[32:]))
+	pqSig := testkit.Must(pq.SignDeterministic(m, &mldsa.Options{Context: ctx}))
 	constant := append(append([]byte(nil), identity...), make([]byte, 32)...)
-	rec := must(w.recovery().Sign(SigningContext(TypeGenesis, RoleNewRecovery), payload))
+	rec := testkit.Must(w.recovery().Sign(SigningContext(TypeGenesis, RoleNewRecovery), payload))
 	x.Sigs = []wSig{
 		{Role: uint64(RoleSubject), Sig: append(constant, pqSig...)},
 		{Role: uint64(RoleNewRecovery), Sig: rec.Bytes()},
 	}
-	return must(wire.Marshal(&x))
+	return testkit.Must(wire.Marshal(&x))
 }

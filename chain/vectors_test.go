@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/wire"
 )
 
@@ -118,7 +119,7 @@ func rewrite(l *Link, f func(*wLink)) []byte {
 	var w wLink
 	check(wire.Unmarshal(l.raw, &w, 0))
 	f(&w)
-	return must(wire.Marshal(&w))
+	return testkit.Must(wire.Marshal(&w))
 }
 
 // rebody rewrites a link's body (decoded into body, changed by f).
@@ -127,7 +128,7 @@ func rebody[T any](l *Link, f func(*T)) []byte {
 		var b T
 		check(wire.Unmarshal(w.Body, &b, 0))
 		f(&b)
-		w.Body = must(wire.Marshal(&b))
+		w.Body = testkit.Must(wire.Marshal(&b))
 	})
 }
 
@@ -174,7 +175,7 @@ func generateVectors() *vectorFile {
 		wm, func() []byte {
 			d := wm.addDraft(wm.actor("G"))
 			check(d.Sign(RoleOrg, wm.org()))
-			return must(d.Link()).raw
+			return testkit.Must(d.Link()).raw
 		}(), "ErrNoDeviceApproval")
 	g.bad("org-and-new-device-add", "add_device signed by the organisation and the new device, no active device",
 		wm, wm.addLink(wm.actor("G"), nil, true).raw, "ErrNoDeviceApproval")
@@ -184,7 +185,7 @@ func generateVectors() *vectorFile {
 		w, func() []byte {
 			d := w.addDraft(w.actor("C"))
 			check(d.SignDevice(w.actor("A").id, w.actor("A").key()))
-			return must(d.Link()).raw
+			return testkit.Must(d.Link()).raw
 		}(), "ErrMissingSignature")
 	wh := newWorld("v").script(base)
 	g.bad("missing-binding-signature", "a hardware device without its binding key's proof of possession",
@@ -193,7 +194,7 @@ func generateVectors() *vectorFile {
 			d := wh.addDraft(c)
 			check(d.SignDevice(wh.actor("A").id, wh.actor("A").key()))
 			check(d.Sign(RoleSubject, c.key()))
-			return must(d.Link()).raw
+			return testkit.Must(d.Link()).raw
 		}(), "ErrMissingSignature")
 	g.bad("binding-signature-high-s", "binding signature with s replaced by n-s (malleated, not canonical)",
 		wh, func() []byte {
@@ -215,12 +216,12 @@ func generateVectors() *vectorFile {
 		c := w.actor("C")
 		// Another request: A approved request n2 for C; the link carries n1.
 		d := w.addDraft(c)
-		other := must(NewDraft(w.st, w.now, &AddDevice{Device: c.device(), Nonce: nonceFor("other"), PairingHash: PairingHash(nonceFor("other"), "999999")}))
+		other := testkit.Must(NewDraft(w.st, w.now, &AddDevice{Device: c.device(), Nonce: nonceFor("other"), PairingHash: PairingHash(nonceFor("other"), "999999")}))
 		check(other.SignDevice(a.id, a.key()))
 		d.AddSignature(other.sigs[0])
 		w.signSubject(d, c)
 		g.bad("replayed-approval-other-request", "an approval made for another enrollment request (nonce, pairing code)",
-			w, must(d.Link()).raw, "ErrApprovalRequest")
+			w, testkit.Must(d.Link()).raw, "ErrApprovalRequest")
 
 		// Another head: A's approval at head 1, replayed after the chain moved to head 2.
 		old := w.addDraft(c)
@@ -230,7 +231,7 @@ func generateVectors() *vectorFile {
 		d2.AddSignature(old.sigs[0])
 		w2.signSubject(d2, w2.actor("C"))
 		g.bad("replayed-approval-other-head", "an approval made against an older chain head",
-			w2, must(d2.Link()).raw, "ErrApprovalHead")
+			w2, testkit.Must(d2.Link()).raw, "ErrApprovalHead")
 
 		// Another account: the same device key approved C in account "v2".
 		wo := newWorld("v").script("genesis A delay=1h")
@@ -240,7 +241,7 @@ func generateVectors() *vectorFile {
 		d3.AddSignature(do.sigs[0])
 		w.signSubject(d3, c)
 		g.bad("replayed-approval-other-account", "an approval by the same device key made in another account",
-			w, must(d3.Link()).raw, "ErrApprovalAccount")
+			w, testkit.Must(d3.Link()).raw, "ErrApprovalAccount")
 
 		// Another device record: the approval for C, used for the record of E.
 		e := w.actor("E")
@@ -248,10 +249,10 @@ func generateVectors() *vectorFile {
 		appr, _ := d4.Approval()
 		ca := approvalOf(w.addDraft(c))
 		appr.Body = ca.Body
-		d4.AddSignature(must(SignApproval(appr, TypeAddDevice, RoleDevice, a.id, a.key())))
+		d4.AddSignature(testkit.Must(SignApproval(appr, TypeAddDevice, RoleDevice, a.id, a.key())))
 		w.signSubject(d4, e)
 		g.bad("replayed-approval-other-device", "an approval made for another device record",
-			w, must(d4.Link()).raw, "ErrApprovalDevice")
+			w, testkit.Must(d4.Link()).raw, "ErrApprovalDevice")
 	}
 
 	// ---- signatures --------------------------------------------------------
@@ -268,9 +269,9 @@ func generateVectors() *vectorFile {
 			c := w.actor("C")
 			d := w.addDraft(c)
 			check(d.SignDevice(w.actor("A").id, w.actor("A").key()))
-			hs := must(c.key().Sign(SigningContext(TypeRecoveryRequest, RoleSubject), d.payload))
+			hs := testkit.Must(c.key().Sign(SigningContext(TypeRecoveryRequest, RoleSubject), d.payload))
 			d.AddSignature(Signature{Role: RoleSubject, Sig: hs.Bytes(), hsig: hs})
-			return must(d.Link()).raw
+			return testkit.Must(d.Link()).raw
 		}(), "ErrBadSignature")
 	g.bad("signature-role-swap", "the approver's signature relabelled as the new device's proof of possession",
 		w, rewrite(w.addLink(w.actor("C"), w.actor("A"), false), func(x *wLink) {
@@ -280,17 +281,17 @@ func generateVectors() *vectorFile {
 		}), "ErrBadSignature")
 	g.bad("unexpected-signature-role", "revoke_device carrying a second authorising signature",
 		w, func() []byte {
-			d := must(NewDraft(w.st, w.now, &RevokeDevice{ID: w.actor("B").id}))
+			d := testkit.Must(NewDraft(w.st, w.now, &RevokeDevice{ID: w.actor("B").id}))
 			check(d.SignDevice(w.actor("A").id, w.actor("A").key()))
 			check(d.Sign(RoleRecovery, w.recovery()))
-			return must(d.Link()).raw
+			return testkit.Must(d.Link()).raw
 		}(), "ErrUnexpectedSignature")
 	g.bad("rotate-keys-by-other-device", "rotate_keys of B signed by A",
 		w, func() []byte {
 			b := w.actor("B")
-			d := must(NewDraft(w.st, w.now, &RotateKeys{ID: b.id, KEM: testKEM("v/B/new").Bytes()}))
+			d := testkit.Must(NewDraft(w.st, w.now, &RotateKeys{ID: b.id, KEM: testKEM("v/B/new").Bytes()}))
 			check(d.SignDevice(w.actor("A").id, w.actor("A").key()))
-			return must(d.Link()).raw
+			return testkit.Must(d.Link()).raw
 		}(), "ErrWrongSigner")
 	g.bad("set-policy-by-device-key", "set_policy signed in the organisation role by a device key",
 		wm, wm.policyLink(Policy{}, wm.actor("A").key()).raw, "ErrBadSignature")
@@ -372,24 +373,24 @@ func generateVectors() *vectorFile {
 		pw, pw.revokeLink(pw.actor("A"), RoleRecovery, nil).raw, "ErrUnexpectedSignature")
 	g.bad("recovery-key-vetoes", "recovery_veto signed by the recovery key instead of an active device",
 		pw, func() []byte {
-			d := must(NewDraft(pw.st, pw.now, &RecoveryVeto{Request: pw.pendingHash()}))
+			d := testkit.Must(NewDraft(pw.st, pw.now, &RecoveryVeto{Request: pw.pendingHash()}))
 			check(d.Sign(RoleRecovery, pw.recovery()))
-			return must(d.Link()).raw
+			return testkit.Must(d.Link()).raw
 		}(), "ErrUnexpectedSignature")
 	g.bad("recovery-key-recovers-early", "recover signed by the recovery key (and the new device) before the waiting period",
 		pw, func() []byte {
-			d := must(NewDraft(pw.st, pw.now, &Recover{Request: pw.pendingHash()}))
+			d := testkit.Must(NewDraft(pw.st, pw.now, &Recover{Request: pw.pendingHash()}))
 			check(d.Sign(RoleSubject, pw.actor("R").key()))
 			check(d.Sign(RoleRecovery, pw.recovery()))
-			return must(d.Link()).raw
+			return testkit.Must(d.Link()).raw
 		}(), "ErrUnexpectedSignature")
 	g.bad("recovery-key-rotates-itself", "rotate_recovery signed by the old recovery key and the new one, no active device",
 		lw, func() []byte {
 			next := testHybrid("v/recovery/stolen-next")
-			d := must(NewDraft(lw.st, lw.now, &RotateRecovery{Recovery: next.Public()}))
+			d := testkit.Must(NewDraft(lw.st, lw.now, &RotateRecovery{Recovery: next.Public()}))
 			check(d.Sign(RoleRecovery, lw.recovery()))
 			check(d.Sign(RoleNewRecovery, next))
-			return must(d.Link()).raw
+			return testkit.Must(d.Link()).raw
 		}(), "ErrUnexpectedSignature")
 	g.bad("recovery-key-adds-device", "add_device approved by the recovery key instead of an active device",
 		lw, func() []byte {
@@ -397,26 +398,26 @@ func generateVectors() *vectorFile {
 			d := lw.addDraft(c)
 			check(d.Sign(RoleRecovery, lw.recovery()))
 			lw.signSubject(d, c)
-			return must(d.Link()).raw
+			return testkit.Must(d.Link()).raw
 		}(), "ErrUnexpectedSignature")
 	g.bad("recovery-key-rotates-device-keys", "rotate_keys of the only device signed by the recovery key",
 		lw, func() []byte {
-			d := must(NewDraft(lw.st, lw.now, &RotateKeys{ID: lw.actor("A").id, KEM: testKEM("v/A/stolen").Bytes()}))
+			d := testkit.Must(NewDraft(lw.st, lw.now, &RotateKeys{ID: lw.actor("A").id, KEM: testKEM("v/A/stolen").Bytes()}))
 			check(d.Sign(RoleRecovery, lw.recovery()))
-			return must(d.Link()).raw
+			return testkit.Must(d.Link()).raw
 		}(), "ErrUnexpectedSignature")
 	g.bad("recovery-key-sets-policy", "set_policy (recovery delay 0) signed by the recovery key on a managed account",
 		wm, func() []byte {
-			d := must(NewDraft(wm.st, wm.now, &SetPolicy{Policy: Policy{}}))
+			d := testkit.Must(NewDraft(wm.st, wm.now, &SetPolicy{Policy: Policy{}}))
 			check(d.Sign(RoleRecovery, wm.recovery()))
-			return must(d.Link()).raw
+			return testkit.Must(d.Link()).raw
 		}(), "ErrUnexpectedSignature")
 	g.bad("recovery-request-without-recovery-key", "recovery_request signed only by the new device",
 		w, func() []byte {
 			s := w.actor("S")
-			d := must(NewDraft(w.st, w.now, &RecoveryRequest{Device: s.device()}))
+			d := testkit.Must(NewDraft(w.st, w.now, &RecoveryRequest{Device: s.device()}))
 			w.signSubject(d, s)
-			return must(d.Link()).raw
+			return testkit.Must(d.Link()).raw
 		}(), "ErrMissingSignature")
 
 	// ---- encoding ------------------------------------------------------------
@@ -462,9 +463,9 @@ func rewriteRaw(b []byte, _ func(*wLink), body []byte) []byte {
 	var w wLink
 	check(wire.Unmarshal(b, &w, 0))
 	w.Body = body
-	out := must(wire.Marshal(&w))
+	out := testkit.Must(wire.Marshal(&w))
 	// Put the nested value in place of the body byte string itself.
-	enc := must(wire.Marshal(body))
+	enc := testkit.Must(wire.Marshal(body))
 	i := bytes.Index(out, enc)
 	return append(append(bytes.Clone(out[:i]), body...), out[i+len(enc):]...)
 }
@@ -497,7 +498,7 @@ func unknownField(b []byte) []byte {
 func indefinite(b []byte) []byte {
 	var w wLink
 	check(wire.Unmarshal(b, &w, 0))
-	sigs := must(wire.Marshal(w.Sigs))
+	sigs := testkit.Must(wire.Marshal(w.Sigs))
 	i := bytes.LastIndex(b, sigs)
 	if i < 0 || sigs[0]&0xe0 != 0x80 {
 		panic("signature array not found")

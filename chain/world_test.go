@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // This file holds the deterministic test world the scenario language, the
@@ -159,13 +160,6 @@ func (w *world) apply(l *Link) error {
 	return nil
 }
 
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
-}
-
 func check(err error) {
 	if err != nil {
 		panic(err)
@@ -179,7 +173,7 @@ func (w *world) genesisLink(a *actor, p Policy, managed bool) *Link {
 	if managed {
 		g.Org = &Org{ID: "example.org", AdminKey: w.org().Public()}
 	}
-	d := must(NewGenesis(w.now, g))
+	d := testkit.Must(NewGenesis(w.now, g))
 	check(d.Sign(RoleSubject, a.key()))
 	if a.binding != nil {
 		check(d.SignBinding(a.binding, nil))
@@ -188,7 +182,7 @@ func (w *world) genesisLink(a *actor, p Policy, managed bool) *Link {
 	if managed {
 		check(d.Sign(RoleOrg, w.org()))
 	}
-	return must(d.Link())
+	return testkit.Must(d.Link())
 }
 
 func nonceFor(label string) [NonceSize]byte {
@@ -198,7 +192,7 @@ func nonceFor(label string) [NonceSize]byte {
 // addDraft starts an add_device for b; approve with approveAdd.
 func (w *world) addDraft(b *actor) *Draft {
 	n := nonceFor(w.name + "/" + b.name)
-	d := must(NewDraft(w.st, w.now, &AddDevice{Device: b.device(), Nonce: n, PairingHash: PairingHash(n, "123456")}))
+	d := testkit.Must(NewDraft(w.st, w.now, &AddDevice{Device: b.device(), Nonce: n, PairingHash: PairingHash(n, "123456")}))
 	return d
 }
 
@@ -218,11 +212,11 @@ func (w *world) addLink(b, by *actor, withOrg bool) *Link {
 	if withOrg {
 		check(d.Sign(RoleOrg, w.org()))
 	}
-	return must(d.Link())
+	return testkit.Must(d.Link())
 }
 
 func (w *world) revokeLink(target *actor, role Role, by *actor) *Link {
-	d := must(NewDraft(w.st, w.now, &RevokeDevice{ID: target.id, Reason: ReasonLost}))
+	d := testkit.Must(NewDraft(w.st, w.now, &RevokeDevice{ID: target.id, Reason: ReasonLost}))
 	switch role {
 	case RoleDevice:
 		check(d.SignDevice(by.id, by.key()))
@@ -231,7 +225,7 @@ func (w *world) revokeLink(target *actor, role Role, by *actor) *Link {
 	case RoleRecovery:
 		check(d.Sign(RoleRecovery, w.recovery()))
 	}
-	return must(d.Link())
+	return testkit.Must(d.Link())
 }
 
 // rotateLink rotates a's identity and/or KEM key (a's generations are
@@ -247,7 +241,7 @@ func (w *world) rotateLink(a *actor, identity, kem bool) *Link {
 	if kem {
 		body.KEM = next.kem().Bytes()
 	}
-	d := must(NewDraft(w.st, w.now, body))
+	d := testkit.Must(NewDraft(w.st, w.now, body))
 	check(d.SignDevice(a.id, a.key()))
 	if identity {
 		check(d.Sign(RoleSubject, next.key()))
@@ -255,25 +249,25 @@ func (w *world) rotateLink(a *actor, identity, kem bool) *Link {
 	if a.binding != nil {
 		check(d.SignBinding(a.binding, nil))
 	}
-	return must(d.Link())
+	return testkit.Must(d.Link())
 }
 
 func (w *world) replaceLink(old, b *actor, withOrg bool) *Link {
 	n := nonceFor(w.name + "/" + b.name)
-	d := must(NewDraft(w.st, w.now, &ReplaceDevice{Old: old.id, Device: b.device(), Nonce: n, PairingHash: PairingHash(n, "654321")}))
+	d := testkit.Must(NewDraft(w.st, w.now, &ReplaceDevice{Old: old.id, Device: b.device(), Nonce: n, PairingHash: PairingHash(n, "654321")}))
 	check(d.SignDevice(old.id, old.key()))
 	w.signSubject(d, b)
 	if withOrg {
 		check(d.Sign(RoleOrg, w.org()))
 	}
-	return must(d.Link())
+	return testkit.Must(d.Link())
 }
 
 func (w *world) requestLink(b *actor) *Link {
-	d := must(NewDraft(w.st, w.now, &RecoveryRequest{Device: b.device()}))
+	d := testkit.Must(NewDraft(w.st, w.now, &RecoveryRequest{Device: b.device()}))
 	check(d.Sign(RoleRecovery, w.recovery()))
 	w.signSubject(d, b)
-	return must(d.Link())
+	return testkit.Must(d.Link())
 }
 
 func (w *world) pendingHash() Hash {
@@ -290,32 +284,32 @@ func (w *world) pendingHash() Hash {
 }
 
 func (w *world) vetoLink(by *actor) *Link {
-	d := must(NewDraft(w.st, w.now, &RecoveryVeto{Request: w.pendingHash()}))
+	d := testkit.Must(NewDraft(w.st, w.now, &RecoveryVeto{Request: w.pendingHash()}))
 	check(d.SignDevice(by.id, by.key()))
-	return must(d.Link())
+	return testkit.Must(d.Link())
 }
 
 func (w *world) recoverLink(b *actor, withOrg bool) *Link {
-	d := must(NewDraft(w.st, w.now, &Recover{Request: w.pendingHash()}))
+	d := testkit.Must(NewDraft(w.st, w.now, &Recover{Request: w.pendingHash()}))
 	check(d.Sign(RoleSubject, b.key()))
 	if withOrg {
 		check(d.Sign(RoleOrg, w.org()))
 	}
-	return must(d.Link())
+	return testkit.Must(d.Link())
 }
 
 func (w *world) rotateRecoveryLink(by *actor) *Link {
 	next := testHybrid(fmt.Sprintf("%s/recovery/%d", w.name, w.recGen+1))
-	d := must(NewDraft(w.st, w.now, &RotateRecovery{Recovery: next.Public()}))
+	d := testkit.Must(NewDraft(w.st, w.now, &RotateRecovery{Recovery: next.Public()}))
 	check(d.SignDevice(by.id, by.key()))
 	check(d.Sign(RoleNewRecovery, next))
-	return must(d.Link())
+	return testkit.Must(d.Link())
 }
 
 func (w *world) policyLink(p Policy, signer Signer) *Link {
-	d := must(NewDraft(w.st, w.now, &SetPolicy{Policy: p}))
+	d := testkit.Must(NewDraft(w.st, w.now, &SetPolicy{Policy: p}))
 	check(d.Sign(RoleOrg, signer))
-	return must(d.Link())
+	return testkit.Must(d.Link())
 }
 
 // ---- the scenario language ----------------------------------------------

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 func TestInfoHealthMetrics(t *testing.T) {
@@ -84,7 +85,7 @@ func TestCreateAccountRejectsBadGenesis(t *testing.T) {
 	recov := testKey("recovery:dave")
 	g := &chain.Genesis{Device: A.device(), Recovery: recov.Public(), Policy: chain.DefaultPolicy()}
 	d, _ := chain.NewGenesis(t0, g)
-	must(t, d.Sign(chain.RoleSubject, A.key()))
+	testkit.NoErr(t, d.Sign(chain.RoleSubject, A.key()))
 	// No recovery key proof of possession: the chain refuses it.
 	l := link(t, d)
 	r := e.want(e.do("POST", "/v1/accounts", "", map[string]string{"name": "dave", "genesis": enc64(l.Bytes())}), 422, "chain_rejected")
@@ -93,17 +94,17 @@ func TestCreateAccountRejectsBadGenesis(t *testing.T) {
 	}
 	// A signature by the wrong key.
 	d, _ = chain.NewGenesis(t0, g)
-	must(t, d.Sign(chain.RoleSubject, testKey("someone else")))
-	must(t, d.Sign(chain.RoleNewRecovery, recov))
+	testkit.NoErr(t, d.Sign(chain.RoleSubject, testKey("someone else")))
+	testkit.NoErr(t, d.Sign(chain.RoleNewRecovery, recov))
 	r = e.want(e.do("POST", "/v1/accounts", "", map[string]string{"name": "dave", "genesis": enc64(link(t, d).Bytes())}), 422, "chain_rejected")
 	if r.chainError() != "bad_signature" {
 		t.Fatalf("chain_error: %s", r.body)
 	}
 	// Stale: a genesis dated long before the server's clock.
-	e.clock.Advance(time.Hour)
+	e.clock.Add(time.Hour)
 	d, _ = chain.NewGenesis(t0, g)
-	must(t, d.Sign(chain.RoleSubject, A.key()))
-	must(t, d.Sign(chain.RoleNewRecovery, recov))
+	testkit.NoErr(t, d.Sign(chain.RoleSubject, A.key()))
+	testkit.NoErr(t, d.Sign(chain.RoleNewRecovery, recov))
 	r = e.want(e.do("POST", "/v1/accounts", "", map[string]string{"name": "dave", "genesis": enc64(link(t, d).Bytes())}), 422, "chain_rejected")
 	if r.chainError() != "stale" {
 		t.Fatalf("chain_error: %s", r.body)
@@ -152,11 +153,11 @@ func TestAuthentication(t *testing.T) {
 	r = e.want(e.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": A.id.String()}), 200, "")
 	cb, _ = b64.DecodeString(r.str("challenge"))
 	sig, _ = A.key().Sign(AuthContext, AuthMessage(acct, A.id, cb))
-	e.clock.Advance(61 * time.Second)
+	e.clock.Add(61 * time.Second)
 	e.want(e.do("POST", "/v1/auth/token", "", map[string]string{"account_id": a.id, "device_id": A.id.String(), "challenge": r.str("challenge"), "signature": enc64(sig.Bytes())}), 401, "unauthorized")
 
 	// Tokens expire; unknown, missing and malformed tokens are refused.
-	e.clock.Advance(10 * time.Minute)
+	e.clock.Add(10 * time.Minute)
 	e.want(e.do("GET", "/v1/messages", tok, nil), 401, "unauthorized")
 	e.want(e.do("GET", "/v1/messages", "edt_nonsense", nil), 401, "unauthorized")
 	e.want(e.do("GET", "/v1/messages", "", nil), 401, "unauthorized")
@@ -188,14 +189,14 @@ func TestRevokedDeviceRecheckedEveryRequest(t *testing.T) {
 	// Revoke B through a second instance over the same database, and put
 	// B's token back as if the deletion had not happened yet.
 	other, err := New(Config{DataDir: e.cfg.DataDir, Store: e.srv.store, KeystorePassphrase: []byte("x"), Clock: e.clock.Now, Logger: discard, JanitorInterval: -1, RateLimits: &RateLimits{Disabled: true}})
-	must(t, err)
+	testkit.NoErr(t, err)
 	defer other.Close()
 	e2 := &env{t: t, srv: other, clock: e.clock, cfg: e.cfg}
 	a2 := &tacct{e: e2, id: a.id, tokens: map[chain.DeviceID]string{}}
 	a2.sync()
 	e2.want(a2.post(A, a2.revokeLink(A, B)), http.StatusCreated, "")
 	h := secretHash([]byte(tokB))
-	must(t, e.srv.store.PutToken(t.Context(), storeSecret(h, a.id, B.id.String(), e.clock.Now().Add(time.Minute))))
+	testkit.NoErr(t, e.srv.store.PutToken(t.Context(), storeSecret(h, a.id, B.id.String(), e.clock.Now().Add(time.Minute))))
 	e.want(e.do("GET", "/v1/messages", tokB, nil), 403, "device_revoked")
 	e.want(e.do("POST", "/v1/messages", tokB, map[string]any{"kind": "message", "envelopes": []any{}}), 403, "device_revoked")
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store/storetest"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // setupBench sets up an account with n devices on the engine of dsn.
@@ -118,13 +119,13 @@ func BenchmarkEnrollment(b *testing.B) {
 				n := nonce(N.label)
 				body := &chain.AddDevice{Device: N.device(), Nonce: n, PairingHash: chain.PairingHash(n, "code")}
 				raw, err := chain.EncodeBody(body)
-				must(b, err)
+				testkit.NoErr(b, err)
 				d := a.draft(body)
 				st, _ := d.Approval()
 				sg, err := chain.SignApproval(st, chain.TypeAddDevice, chain.RoleDevice, A.id, A.key())
-				must(b, err)
+				testkit.NoErr(b, err)
 				d.AddSignature(sg)
-				must(b, d.Sign(chain.RoleSubject, N.key()))
+				testkit.NoErr(b, d.Sign(chain.RoleSubject, N.key()))
 				preps[i] = preparedEnroll{a: a, token: a.token(A),
 					reqBody: map[string]string{"type": "add_device", "body": enc64(raw)},
 					approve: map[string]any{"head": a.head(), "signature": enc64(sg.Sig)},

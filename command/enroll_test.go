@@ -8,6 +8,7 @@ import (
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 func TestEnrollmentStateMachine(t *testing.T) { engines(t, testEnrollmentStateMachine) }
@@ -127,7 +128,7 @@ func TestEnrollmentExpiry(t *testing.T) {
 	A, B, C := newDev("alice/A"), newDev("alice/B"), newDev("alice/C")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
 	en := a.requestAdd(B)
-	e.clock.Advance(5*time.Minute + time.Second)
+	e.clock.Add(5*time.Minute + time.Second)
 	e.want(en.approve(A), 410, "expired")
 	if en.state() != "expired" {
 		t.Fatalf("state %s", en.state())
@@ -139,15 +140,15 @@ func TestEnrollmentExpiry(t *testing.T) {
 	// Approved, then expired before completion.
 	en2 := a.requestAdd(C)
 	e.want(en2.approve(A), 200, "")
-	e.clock.Advance(6 * time.Minute)
+	e.clock.Add(6 * time.Minute)
 	a.sync()
 	e.want(e.do("POST", "/v1/enrollments/"+en2.rid+"/complete", "", map[string]string{"link": enc64(en2.buildLink().Bytes())}), 410, "expired")
 	// The janitor's sweep records the expiry in the audit log once.
 	en3 := a.requestAdd(newDev("alice/D"))
-	e.clock.Advance(6 * time.Minute)
+	e.clock.Add(6 * time.Minute)
 	e.srv.sweep(t.Context())
 	got, err := e.srv.store.Enrollment(t.Context(), en3.rid)
-	must(t, err)
+	testkit.NoErr(t, err)
 	if got.State != store.EnrollExpired {
 		t.Fatalf("after the sweep: %s", got.State)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/internal/testenv"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // hookStore runs a hook before Append (and can fail reads), to stand for
@@ -74,7 +75,7 @@ func (failingAppend) Append(context.Context, store.Append) error {
 
 func TestUnavailableDatabaseIsA503(t *testing.T) {
 	inner, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"))
-	must(t, err)
+	testkit.NoErr(t, err)
 	defer inner.Close()
 	hs := &hookStore{Store: inner}
 	e := newEnv(t, func(c *Config) { c.Store = hs })
@@ -162,7 +163,7 @@ func privatePostgres(t *testing.T) *pgCluster {
 	}
 	c := &pgCluster{t: t, bin: filepath.Dir(bins[len(bins)-1])}
 	dir, err := os.MkdirTemp("", "enigm-pg-")
-	must(t, err)
+	testkit.NoErr(t, err)
 	c.dir = dir
 	t.Cleanup(func() {
 		if c.running {
@@ -178,11 +179,11 @@ func privatePostgres(t *testing.T) *pgCluster {
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		must(t, os.Chown(dir, uid, gid))
+		testkit.NoErr(t, os.Chown(dir, uid, gid))
 		c.asUser = []string{"runuser", "-u", "postgres", "--"}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
+	testkit.NoErr(t, err)
 	c.port = ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	if err := c.run("initdb", "-D", filepath.Join(dir, "data"), "-A", "trust", "-U", "postgres", "--no-sync"); err != nil {
@@ -202,7 +203,7 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	pg := privatePostgres(t)
 	inner, err := store.Open(context.Background(), pg.url())
-	must(t, err)
+	testkit.NoErr(t, err)
 	defer inner.Close()
 	hs := &hookStore{Store: inner}
 	e := newEnv(t, func(c *Config) { c.Store = hs })
@@ -261,7 +262,7 @@ func TestPostgresRestart(t *testing.T) {
 // answered.
 func TestGracefulShutdown(t *testing.T) {
 	inner, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"))
-	must(t, err)
+	testkit.NoErr(t, err)
 	defer inner.Close()
 	hs := &hookStore{Store: inner}
 	e := newEnv(t, func(c *Config) { c.Store = hs })
@@ -272,7 +273,7 @@ func TestGracefulShutdown(t *testing.T) {
 	l := a.revokeLink(A, B)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
+	testkit.NoErr(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- e.srv.Serve(ctx, ln) }()

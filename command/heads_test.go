@@ -12,6 +12,7 @@ import (
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/command/store/storetest"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // on returns a view of account a whose requests go to server e (another
@@ -123,7 +124,7 @@ func TestAnnouncedHeadWindow(t *testing.T) {
 	engines(t, func(t *testing.T, dsn string) {
 		e1 := newEnvDSN(t, dsn)
 		inner, err := store.Open(context.Background(), dsn)
-		must(t, err)
+		testkit.NoErr(t, err)
 		t.Cleanup(func() { inner.Close() })
 		sh := &scriptedHeads{Store: inner, ev: make(chan func(store.HeadEvents))}
 		e2 := newEnvDSN(t, dsn, func(c *Config) { c.Store = sh })
@@ -213,23 +214,23 @@ func headsRollBack(t *testing.T, dsn, account string, seq uint64, dropAbove bool
 	defer db.Close()
 	ctx := context.Background()
 	var hash string
-	must(t, db.QueryRowContext(ctx, storetest.Rebind(dsn, `SELECT hash FROM links WHERE account_id = ? AND seq = ?`), account, int64(seq)).Scan(&hash))
+	testkit.NoErr(t, db.QueryRowContext(ctx, storetest.Rebind(dsn, `SELECT hash FROM links WHERE account_id = ? AND seq = ?`), account, int64(seq)).Scan(&hash))
 	var dropped []headsRow
 	if dropAbove {
 		rows, err := db.QueryContext(ctx, storetest.Rebind(dsn, `SELECT seq, hash, prev_hash, type, data, created_at FROM links WHERE account_id = ? AND seq > ? ORDER BY seq`), account, int64(seq))
-		must(t, err)
+		testkit.NoErr(t, err)
 		for rows.Next() {
 			var r headsRow
-			must(t, rows.Scan(&r.seq, &r.hash, &r.prev, &r.typ, &r.data, &r.created))
+			testkit.NoErr(t, rows.Scan(&r.seq, &r.hash, &r.prev, &r.typ, &r.data, &r.created))
 			dropped = append(dropped, r)
 		}
-		must(t, rows.Err())
+		testkit.NoErr(t, rows.Err())
 		rows.Close()
 		_, err = db.ExecContext(ctx, storetest.Rebind(dsn, `DELETE FROM links WHERE account_id = ? AND seq > ?`), account, int64(seq))
-		must(t, err)
+		testkit.NoErr(t, err)
 	}
 	_, err := db.ExecContext(ctx, storetest.Rebind(dsn, `UPDATE accounts SET head_seq = ?, head_hash = ? WHERE id = ?`), int64(seq), hash, account)
-	must(t, err)
+	testkit.NoErr(t, err)
 	return dropped
 }
 
@@ -242,11 +243,11 @@ func headsRestore(t *testing.T, dsn, account string, dropped []headsRow) {
 	for _, r := range dropped {
 		_, err := db.ExecContext(ctx, storetest.Rebind(dsn, `INSERT INTO links (account_id, seq, hash, prev_hash, type, data, created_at) VALUES (?,?,?,?,?,?,?)`),
 			account, int64(r.seq), r.hash, r.prev, r.typ, r.data, r.created)
-		must(t, err)
+		testkit.NoErr(t, err)
 	}
 	last := dropped[len(dropped)-1]
 	_, err := db.ExecContext(ctx, storetest.Rebind(dsn, `UPDATE accounts SET head_seq = ?, head_hash = ? WHERE id = ?`), int64(last.seq), last.hash, account)
-	must(t, err)
+	testkit.NoErr(t, err)
 }
 
 // headsEnvelopesFor counts the envelopes queued for a device.
@@ -255,7 +256,7 @@ func headsEnvelopesFor(t *testing.T, dsn, account string, d *tdev) int {
 	db := storetest.RawDB(t, dsn)
 	defer db.Close()
 	var n int
-	must(t, db.QueryRowContext(context.Background(), storetest.Rebind(dsn, `SELECT COUNT(*) FROM envelopes WHERE account_id = ? AND device_id = ?`), account, d.id.String()).Scan(&n))
+	testkit.NoErr(t, db.QueryRowContext(context.Background(), storetest.Rebind(dsn, `SELECT COUNT(*) FROM envelopes WHERE account_id = ? AND device_id = ?`), account, d.id.String()).Scan(&n))
 	return n
 }
 
@@ -321,7 +322,7 @@ func TestHeadRollbackIsRefused(t *testing.T) {
 		// 2. The revocation's row is deleted too: only the marks know.
 		dropped := headsRollBack(t, dsn, a.id, 1, true)
 		headsRefused(t, e, a, A, B, c, C, rolledBack)
-		must(t, e.srv.Close())
+		testkit.NoErr(t, e.srv.Close())
 		restarted := newEnvDSN(t, dsn, func(cfg *Config) { cfg.DataDir = e.cfg.DataDir })
 		headsRefused(t, restarted, a, A, B, c, C, rolledBack)
 		// What a fresh instance cannot know: it serves the rolled-back
@@ -373,14 +374,14 @@ func (s *staleReads) arm(a store.Account) {
 // it (whose link read finds the new row above the head it read).
 func TestStaleHeadReadIsNotARollback(t *testing.T) {
 	inner, err := store.Open(context.Background(), storetest.SQLiteDSN(t))
-	must(t, err)
+	testkit.NoErr(t, err)
 	t.Cleanup(func() { inner.Close() })
 	sr := &staleReads{Store: inner}
 	e := newEnv(t, func(c *Config) { c.Store = sr })
 	A, B := newDev("alice/A"), newDev("alice/B")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
 	old, err := inner.Account(context.Background(), a.id)
-	must(t, err)
+	testkit.NoErr(t, err)
 	a.add(B, A)
 
 	sr.arm(old)
@@ -408,14 +409,14 @@ func TestHeadMarkTamperingIsRefused(t *testing.T) {
 	a.add(B, A)
 	c := e.newAccount("carol", C, chain.DefaultPolicy())
 	e.want(a.post(A, a.revokeLink(A, B)), http.StatusCreated, "")
-	must(t, e.srv.Close())
+	testkit.NoErr(t, e.srv.Close())
 
 	headsRollBack(t, dsn, a.id, 1, true)
 	db := storetest.RawDB(t, filepath.Join(e.cfg.DataDir, HeadMarksFile))
 	var hash string
-	must(t, storetest.RawDB(t, dsn).QueryRow(`SELECT head_hash FROM accounts WHERE id = ?`, a.id).Scan(&hash))
+	testkit.NoErr(t, storetest.RawDB(t, dsn).QueryRow(`SELECT head_hash FROM accounts WHERE id = ?`, a.id).Scan(&hash))
 	res, err := db.Exec(`UPDATE marks SET seq = 1, hash = ? WHERE account_id = ?`, hash, a.id)
-	must(t, err)
+	testkit.NoErr(t, err)
 	if n, _ := res.RowsAffected(); n != 1 {
 		t.Fatalf("%d marks changed, want 1", n)
 	}
@@ -437,7 +438,7 @@ func BenchmarkSerialAppend(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		l := a.rotateKEMLink(A, i+1)
 		st, err := chain.Apply(a.st, l, e.clock.Now())
-		must(b, err)
+		testkit.NoErr(b, err)
 		a.st, links = st, append(links, l)
 	}
 	tok := a.token(A)

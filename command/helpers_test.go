@@ -17,34 +17,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enigm/enigm/backend"
-	"github.com/enigm/enigm/backend/soft"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/command/store/storetest"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // ---- a deterministic test world -----------------------------------------
 
 var t0 = time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 func seed(label string, n int) []byte {
 	h := sha512.Sum512([]byte("enigm-command-test:" + label))
@@ -98,7 +80,7 @@ func (d *tdev) device() chain.Device {
 type env struct {
 	t     testing.TB
 	srv   *Server
-	clock *fakeClock
+	clock *testkit.Clock
 	cfg   Config
 	logs  *bytes.Buffer
 	logMu *sync.Mutex
@@ -116,11 +98,6 @@ func (s syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
-// cheapKeystore is a software keystore backend with tiny Argon2id costs.
-func cheapKeystore(name string) (backend.Backend, error) {
-	return soft.New(soft.Options{Params: soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}})
-}
-
 // newEnv starts a server on a new SQLite database.
 func newEnv(t testing.TB, opts ...func(*Config)) *env {
 	return newEnvDSN(t, storetest.SQLiteDSN(t), opts...)
@@ -128,12 +105,12 @@ func newEnv(t testing.TB, opts ...func(*Config)) *env {
 
 func newEnvDSN(t testing.TB, dsn string, opts ...func(*Config)) *env {
 	t.Helper()
-	clock := &fakeClock{t: t0}
+	clock := testkit.NewClock(t0)
 	logs, mu := &bytes.Buffer{}, &sync.Mutex{}
 	cfg := Config{
 		DataDir:            t.TempDir(),
 		KeystorePassphrase: []byte("test passphrase"),
-		KeystoreBackend:    cheapKeystore,
+		KeystoreBackend:    testkit.SoftBackend,
 		Logger:             slog.New(slog.NewJSONHandler(syncBuffer{mu, logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Clock:              clock.Now,
 		JanitorInterval:    -1,
@@ -269,8 +246,8 @@ func (e *env) tryAccount(name string, first *tdev, p chain.Policy, org *chain.Or
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	must(e.t, d.Sign(chain.RoleSubject, first.key()))
-	must(e.t, d.Sign(chain.RoleNewRecovery, recov))
+	testkit.NoErr(e.t, d.Sign(chain.RoleSubject, first.key()))
+	testkit.NoErr(e.t, d.Sign(chain.RoleNewRecovery, recov))
 	l, err := d.Link()
 	if err != nil {
 		e.t.Fatal(err)
@@ -287,13 +264,6 @@ func (e *env) tryAccount(name string, first *tdev, p chain.Policy, org *chain.Or
 	return a, r
 }
 
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // sync fetches and verifies the whole chain, as a client does.
 func (a *tacct) sync() {
 	a.e.t.Helper()
@@ -306,7 +276,7 @@ func (a *tacct) sync() {
 	for _, s := range body.Links {
 		b, _ := b64.DecodeString(s)
 		l, err := chain.ParseLink(b)
-		must(a.e.t, err)
+		testkit.NoErr(a.e.t, err)
 		links = append(links, l)
 	}
 	st, err := chain.VerifyChain(nil, links, a.e.clock.Now())
@@ -336,7 +306,7 @@ func (a *tacct) tryLogin(d *tdev) (string, *resp) {
 	c, _ := b64.DecodeString(r.str("challenge"))
 	acct, _ := accountID("", a.id)
 	sig, err := d.key().Sign(AuthContext, AuthMessage(acct, d.id, c))
-	must(a.e.t, err)
+	testkit.NoErr(a.e.t, err)
 	r = a.e.do("POST", "/v1/auth/token", "", map[string]string{"account_id": a.id, "device_id": d.id.String(), "challenge": r.str("challenge"), "signature": enc64(sig.Bytes())})
 	return r.str("token"), r
 }
@@ -357,26 +327,26 @@ func (a *tacct) post(by *tdev, l *chain.Link) *resp {
 func (a *tacct) draft(b chain.Body) *chain.Draft {
 	a.e.t.Helper()
 	d, err := chain.NewDraft(a.st, a.e.clock.Now(), b)
-	must(a.e.t, err)
+	testkit.NoErr(a.e.t, err)
 	return d
 }
 
 func link(t testing.TB, d *chain.Draft) *chain.Link {
 	t.Helper()
 	l, err := d.Link()
-	must(t, err)
+	testkit.NoErr(t, err)
 	return l
 }
 
 func (a *tacct) revokeLink(by, target *tdev) *chain.Link {
 	d := a.draft(&chain.RevokeDevice{ID: target.id, Reason: chain.ReasonLost})
-	must(a.e.t, d.SignDevice(by.id, by.key()))
+	testkit.NoErr(a.e.t, d.SignDevice(by.id, by.key()))
 	return link(a.e.t, d)
 }
 
 func (a *tacct) rotateKEMLink(d *tdev, gen int) *chain.Link {
 	dr := a.draft(&chain.RotateKeys{ID: d.id, KEM: testKEM(fmt.Sprintf("%s/rot%d", d.label, gen))})
-	must(a.e.t, dr.SignDevice(d.id, d.key()))
+	testkit.NoErr(a.e.t, dr.SignDevice(d.id, d.key()))
 	return link(a.e.t, dr)
 }
 
@@ -416,7 +386,7 @@ func (a *tacct) tryRequest(dev *tdev, old *tdev) (*enrolling, *resp) {
 		en.body = &chain.ReplaceDevice{Old: old.id, Device: dev.device(), Nonce: n, PairingHash: chain.PairingHash(n, code)}
 	}
 	raw, err := chain.EncodeBody(en.body)
-	must(a.e.t, err)
+	testkit.NoErr(a.e.t, err)
 	en.raw = raw
 	r := a.e.do("POST", "/v1/accounts/"+a.id+"/enrollments", "", map[string]string{"type": en.typ, "body": enc64(raw)})
 	en.rid = r.str("request_id")
@@ -436,7 +406,7 @@ func (en *enrolling) approve(approver *tdev) *resp {
 	en.a.e.t.Helper()
 	st, t := en.statement()
 	sg, err := chain.SignApproval(st, t, chain.RoleDevice, approver.id, approver.key())
-	must(en.a.e.t, err)
+	testkit.NoErr(en.a.e.t, err)
 	return en.a.e.do("POST", "/v1/enrollments/"+en.rid+"/approve", en.a.token(approver),
 		map[string]any{"head": en.a.head(), "signature": enc64(sg.Sig)})
 }
@@ -460,7 +430,7 @@ func (en *enrolling) buildLink() *chain.Link {
 		}
 		d.AddSignature(s)
 	}
-	must(e.t, d.Sign(chain.RoleSubject, en.dev.key()))
+	testkit.NoErr(e.t, d.Sign(chain.RoleSubject, en.dev.key()))
 	return link(e.t, d)
 }
 
@@ -508,7 +478,7 @@ func (e *env) newOrg(name string, p Policy) *torg {
 	cfg := e.cfg
 	cfg.Store = e.srv.store
 	o, err := CreateOrg(context.Background(), cfg, OrgSpec{Name: name, Policy: p})
-	must(e.t, err)
+	testkit.NoErr(e.t, err)
 	return &torg{o}
 }
 
@@ -517,7 +487,7 @@ func (e *env) invite(o *torg, account string) string {
 	cfg := e.cfg
 	cfg.Store = e.srv.store
 	inv, err := CreateInvite(context.Background(), cfg, o.ID, account, time.Hour)
-	must(e.t, err)
+	testkit.NoErr(e.t, err)
 	return inv.Code
 }
 

@@ -30,7 +30,7 @@ func TestRateLimits(t *testing.T) {
 	if r.hdr.Get("Retry-After") != "1" {
 		t.Fatalf("Retry-After %q", r.hdr.Get("Retry-After"))
 	}
-	e.clock.Advance(time.Second)
+	e.clock.Add(time.Second)
 	e.want(e.do("POST", "/v1/auth/challenge", "", body), 200, "")
 	// Enrollment requests per address.
 	a.requestAdd(newDev("alice/B"))

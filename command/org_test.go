@@ -8,6 +8,7 @@ import (
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 func TestManagedOrganisation(t *testing.T) { engines(t, testManagedOrganisation) }
@@ -158,10 +159,10 @@ func TestOrganisationMinimumProtection(t *testing.T) {
 	C.level = chain.LevelHardwarePKCS11
 	_, r = h.tryRequest(C, nil)
 	e.want(r, http.StatusCreated, "")
-	if _, err := CreateOrg(t.Context(), Config{DataDir: e.cfg.DataDir, Store: e.srv.store, KeystorePassphrase: []byte("x"), KeystoreBackend: cheapKeystore}, OrgSpec{Name: "Bad", Policy: Policy{MinLevel: "titanium"}}); err == nil {
+	if _, err := CreateOrg(t.Context(), Config{DataDir: e.cfg.DataDir, Store: e.srv.store, KeystorePassphrase: []byte("x"), KeystoreBackend: testkit.SoftBackend}, OrgSpec{Name: "Bad", Policy: Policy{MinLevel: "titanium"}}); err == nil {
 		t.Fatal("an unknown protection level was accepted")
 	}
-	if _, err := CreateOrg(t.Context(), Config{DataDir: e.cfg.DataDir, Store: e.srv.store, KeystorePassphrase: []byte("test passphrase"), KeystoreBackend: cheapKeystore}, OrgSpec{Name: "Hardened"}); err == nil {
+	if _, err := CreateOrg(t.Context(), Config{DataDir: e.cfg.DataDir, Store: e.srv.store, KeystorePassphrase: []byte("test passphrase"), KeystoreBackend: testkit.SoftBackend}, OrgSpec{Name: "Hardened"}); err == nil {
 		t.Fatal("a second organisation with the same name was created")
 	}
 }
@@ -170,7 +171,7 @@ func TestInviteExpiry(t *testing.T) {
 	e := newEnv(t)
 	o := e.newOrg("Acme", Policy{})
 	code := e.invite(o, "late")
-	e.clock.Advance(2 * time.Hour)
+	e.clock.Add(2 * time.Hour)
 	e.want(e.do("GET", "/v1/invites/"+code, "", nil), 410, "expired")
 	_, r := e.tryAccount("late", newDev("late/A"), o.Policy.ChainPolicy(), &chain.Org{ID: o.ID, AdminKey: o.AdminKey}, code)
 	e.want(r, 410, "expired")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // authFloodDo sends a request from the given client address (the tests'
@@ -18,7 +19,7 @@ import (
 func authFloodDo(e *env, addr, method, path string, body any) *resp {
 	e.t.Helper()
 	j, err := json.Marshal(body)
-	must(e.t, err)
+	testkit.NoErr(e.t, err)
 	req := httptest.NewRequest(method, path, bytes.NewReader(j))
 	req.RemoteAddr = addr + ":40000"
 	req.Header.Set("Content-Type", "application/json")
@@ -41,7 +42,7 @@ var authFloodAddrs = []string{"198.51.100.1", "198.51.100.2", "198.51.100.3", "[
 func authFlood(t *testing.T, e *env, a *tacct, real *tdev) int {
 	t.Helper()
 	bad, err := testKey("outsider").Sign(AuthContext, []byte("not the challenge"))
-	must(t, err)
+	testkit.NoErr(t, err)
 	served := 0
 	for i, addr := range authFloodAddrs {
 		for n := 0; ; n++ {
@@ -97,7 +98,7 @@ func TestAuthFloodDoesNotLockOutDevices(t *testing.T) {
 	e.want(authFloodDo(e, authFloodAddrs[0], "POST", "/v1/auth/challenge", map[string]string{"account_id": a.id, "device_id": A.id.String()}), 429, "rate_limited")
 	// ...and the account's device, from its own address, is not.
 	d := a.draft(&chain.RecoveryVeto{Request: req.Hash()})
-	must(t, d.SignDevice(A.id, A.key()))
+	testkit.NoErr(t, d.SignDevice(A.id, A.key()))
 	e.want(a.post(A, link(t, d)), http.StatusCreated, "")
 	a.sync()
 	if r := e.want(e.do("GET", "/v1/recoveries/"+req.Hash().String(), "", nil), 200, ""); r.str("state") != "vetoed" {
@@ -196,7 +197,7 @@ func TestAuthPerDeviceBudget(t *testing.T) {
 	}
 	_, r = a.tryLogin(B)
 	e.want(r, 200, "")
-	e.clock.Advance(time.Second)
+	e.clock.Add(time.Second)
 	_, r = a.tryLogin(A)
 	e.want(r, 200, "")
 }
@@ -208,7 +209,7 @@ func TestAuthChallengeAcrossInstances(t *testing.T) {
 	A := newDev("alice/A")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
 	other, err := New(Config{DataDir: e.cfg.DataDir, Store: e.srv.store, KeystorePassphrase: []byte("x"), Clock: e.clock.Now, Logger: discard, JanitorInterval: -1, RateLimits: &RateLimits{Disabled: true}})
-	must(t, err)
+	testkit.NoErr(t, err)
 	defer other.Close()
 	e2 := &env{t: t, srv: other, clock: e.clock, cfg: e.cfg}
 	r := e.want(e.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": A.id.String()}), 200, "")
@@ -233,7 +234,7 @@ func TestEnrollFloodDoesNotBlockTheAccount(t *testing.T) {
 				dev := newDev(fmt.Sprintf("spam/%d/%d", i, n))
 				nc := nonce(dev.label)
 				raw, err := chain.EncodeBody(&chain.AddDevice{Device: dev.device(), Nonce: nc, PairingHash: chain.PairingHash(nc, "guess")})
-				must(t, err)
+				testkit.NoErr(t, err)
 				if addr[0] == '[' {
 					addr = fmt.Sprintf("[2001:db8:1:2::%x]", n+1)
 				}
@@ -271,18 +272,18 @@ func TestRecoveryFloodDoesNotBlockTheAccount(t *testing.T) {
 				var r *resp
 				if rid == "" {
 					d := a.draft(&chain.RecoveryRequest{Device: newDev(fmt.Sprintf("thief/%d", n)).device()})
-					must(t, d.Sign(chain.RoleRecovery, outsider))
-					must(t, d.Sign(chain.RoleSubject, outsider))
+					testkit.NoErr(t, d.Sign(chain.RoleRecovery, outsider))
+					testkit.NoErr(t, d.Sign(chain.RoleSubject, outsider))
 					l, err := d.Link()
-					must(t, err)
+					testkit.NoErr(t, err)
 					r = authFloodDo(e, addr, "POST", "/v1/accounts/"+a.id+"/recoveries", map[string]string{"link": enc64(l.Bytes())})
 				} else {
 					var h chain.Hash
 					copy(h[:], mustHex(t, rid))
 					d := a.draft(&chain.Recover{Request: h})
-					must(t, d.Sign(chain.RoleSubject, outsider))
+					testkit.NoErr(t, d.Sign(chain.RoleSubject, outsider))
 					l, err := d.Link()
-					must(t, err)
+					testkit.NoErr(t, err)
 					r = authFloodDo(e, addr, "POST", "/v1/recoveries/"+rid+"/complete", map[string]string{"link": enc64(l.Bytes())})
 				}
 				if r.code == http.StatusTooManyRequests {
@@ -299,7 +300,7 @@ func TestRecoveryFloodDoesNotBlockTheAccount(t *testing.T) {
 	req, r := a.requestRecovery(C)
 	e.want(r, http.StatusCreated, "")
 	a.sync()
-	e.clock.Advance(p.RecoveryDelay + time.Second)
+	e.clock.Add(p.RecoveryDelay + time.Second)
 	floodRecovery(req.Hash().String())
 	e.want(a.completeRecovery(C, req.Hash()), http.StatusCreated, "")
 }
@@ -334,13 +335,13 @@ func TestAddrKey(t *testing.T) {
 // Pruning drops only buckets that are full again: a slow bucket is not
 // reset early by the pruning a fast one triggers.
 func TestLimiterPrunesOnlyFullBuckets(t *testing.T) {
-	clock := &fakeClock{t: t0}
+	clock := testkit.NewClock(t0)
 	l := newLimiter(clock.Now)
 	slow, fast := Rate{PerMinute: 1, Burst: 1}, Rate{PerMinute: 600, Burst: 1}
 	if l.take("slow", slow) != 0 || l.take("fast", fast) != 0 {
 		t.Fatal("a new bucket is empty")
 	}
-	clock.Advance(30 * time.Second)
+	clock.Add(30 * time.Second)
 	l.prune()
 	if w := l.take("slow", slow); w != 30 {
 		t.Fatalf("the slow bucket was reset by pruning (wait %d)", w)
@@ -365,7 +366,7 @@ func TestGlobalBudgetsBoundUnauthenticatedWork(t *testing.T) {
 		dev := newDev(fmt.Sprintf("many/%d", n))
 		nc := nonce(dev.label)
 		raw, err := chain.EncodeBody(&chain.AddDevice{Device: dev.device(), Nonce: nc, PairingHash: chain.PairingHash(nc, "x")})
-		must(t, err)
+		testkit.NoErr(t, err)
 		r := authFloodDo(e, fmt.Sprintf("198.51.100.%d", n+1), "POST", "/v1/accounts/"+a.id+"/enrollments", map[string]string{"type": "add_device", "body": enc64(raw)})
 		if n < 3 {
 			e.want(r, http.StatusCreated, "")

@@ -6,19 +6,20 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // recoveryRequest builds the recovery_request for dev at the client head.
 func (a *tacct) recoveryRequest(dev *tdev) *chain.Link {
 	d := a.draft(&chain.RecoveryRequest{Device: dev.device()})
-	must(a.e.t, d.Sign(chain.RoleRecovery, a.recov))
-	must(a.e.t, d.Sign(chain.RoleSubject, dev.key()))
+	testkit.NoErr(a.e.t, d.Sign(chain.RoleRecovery, a.recov))
+	testkit.NoErr(a.e.t, d.Sign(chain.RoleSubject, dev.key()))
 	return link(a.e.t, d)
 }
 
 func (a *tacct) recoverLink(dev *tdev, req chain.Hash) *chain.Link {
 	d := a.draft(&chain.Recover{Request: req})
-	must(a.e.t, d.Sign(chain.RoleSubject, dev.key()))
+	testkit.NoErr(a.e.t, d.Sign(chain.RoleSubject, dev.key()))
 	return link(a.e.t, d)
 }
 
@@ -53,18 +54,18 @@ func testRecoveryWaitingPeriodAndVeto(t *testing.T, dsn string) {
 		t.Fatal(r.body)
 	}
 	// Too early.
-	e.clock.Advance(time.Hour)
+	e.clock.Add(time.Hour)
 	e.want(a.completeRecovery(C, req.Hash()), 409, "too_early")
 	// An active device vetoes.
 	d := a.draft(&chain.RecoveryVeto{Request: req.Hash()})
-	must(t, d.SignDevice(A.id, A.key()))
+	testkit.NoErr(t, d.SignDevice(A.id, A.key()))
 	e.want(a.post(A, link(t, d)), http.StatusCreated, "")
 	a.sync()
 	r = e.want(e.do("GET", "/v1/recoveries/"+req.Hash().String(), "", nil), 200, "")
 	if r.str("state") != "vetoed" {
 		t.Fatalf("after the veto: %s", r.body)
 	}
-	e.clock.Advance(24 * time.Hour)
+	e.clock.Add(24 * time.Hour)
 	r = e.want(a.completeRecovery(C, req.Hash()), 422, "chain_rejected")
 	if r.chainError() != "recovery_vetoed" {
 		t.Fatal(r.body)
@@ -74,7 +75,7 @@ func testRecoveryWaitingPeriodAndVeto(t *testing.T, dsn string) {
 	req2, r := a.requestRecovery(D)
 	e.want(r, http.StatusCreated, "")
 	a.sync()
-	e.clock.Advance(24*time.Hour + time.Second)
+	e.clock.Add(24*time.Hour + time.Second)
 	r = e.want(e.do("GET", "/v1/recoveries/"+req2.Hash().String(), "", nil), 200, "")
 	if r.str("state") != "ready" {
 		t.Fatalf("after the waiting period: %s", r.body)
@@ -105,7 +106,7 @@ func testRecoveryAdminReview(t *testing.T, dsn string) {
 	req, r := a.requestRecovery(C)
 	e.want(r, http.StatusCreated, "")
 	a.sync()
-	e.clock.Advance(11 * time.Minute)
+	e.clock.Add(11 * time.Minute)
 	r = e.want(a.completeRecovery(C, req.Hash()), http.StatusAccepted, "")
 	if r.str("state") != "pending_review" {
 		t.Fatalf("completion under review: %s", r.body)
@@ -121,7 +122,7 @@ func testRecoveryAdminReview(t *testing.T, dsn string) {
 	}
 	e.want(e.do("POST", "/v1/admin/recoveries/"+req.Hash().String()+"/review", o.AdminToken, map[string]any{}), 400, "bad_request")
 	// The review may come later than the link age bound.
-	e.clock.Advance(time.Hour)
+	e.clock.Add(time.Hour)
 	r = e.want(e.do("POST", "/v1/admin/recoveries/"+req.Hash().String()+"/review", o.AdminToken, map[string]any{"approve": true}), 200, "")
 	if r.str("state") != "completed" {
 		t.Fatalf("review: %s", r.body)
@@ -135,7 +136,7 @@ func testRecoveryAdminReview(t *testing.T, dsn string) {
 	req2, r := a.requestRecovery(D)
 	e.want(r, http.StatusCreated, "")
 	a.sync()
-	e.clock.Advance(11 * time.Minute)
+	e.clock.Add(11 * time.Minute)
 	e.want(a.completeRecovery(D, req2.Hash()), http.StatusAccepted, "")
 	r = e.want(e.do("POST", "/v1/admin/recoveries/"+req2.Hash().String()+"/review", o.AdminToken, map[string]any{"approve": false, "reason": "not our employee"}), 200, "")
 	if r.str("state") != "denied" || r.str("reason") != "not our employee" {

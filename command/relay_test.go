@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 type env1 struct {
@@ -108,7 +109,7 @@ func testRevocationCutsRelay(t *testing.T, dsn string) {
 	e.want(a.post(A, a.revokeLink(A, B)), http.StatusCreated, "")
 	a.sync()
 	left, err := e.srv.store.Envelopes(t.Context(), a.id, B.id.String(), 1000)
-	must(t, err)
+	testkit.NoErr(t, err)
 	if len(left) != 0 {
 		t.Fatalf("%d envelopes of the revoked device survived its revocation", len(left))
 	}
@@ -163,7 +164,7 @@ func testRevocationRacesSends(t *testing.T, dsn string) {
 	}()
 	wg.Wait()
 	left, err := e.srv.store.Envelopes(t.Context(), a.id, B.id.String(), 1000)
-	must(t, err)
+	testkit.NoErr(t, err)
 	if len(left) != 0 {
 		t.Fatalf("%d envelopes queued for B after its revocation", len(left))
 	}

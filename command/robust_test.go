@@ -10,6 +10,7 @@ import (
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store/storetest"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // engines runs fn on SQLite and on PostgreSQL (skipped, or failed under
@@ -155,8 +156,8 @@ func TestForgedLinkInDatabaseIsRefused(t *testing.T) {
 		// organisation key the account does not have.
 		n := nonce("ghost")
 		d := a.draft(&chain.AddDevice{Device: G.device(), Nonce: n, PairingHash: chain.PairingHash(n, "x")})
-		must(t, d.Sign(chain.RoleSubject, G.key()))
-		must(t, d.Sign(chain.RoleOrg, testKey("evil org")))
+		testkit.NoErr(t, d.Sign(chain.RoleSubject, G.key()))
+		testkit.NoErr(t, d.Sign(chain.RoleOrg, testKey("evil org")))
 		l := link(t, d)
 		db := storetest.RawDB(t, dsn)
 		ctx := context.Background()

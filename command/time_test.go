@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // Trusted time for links (docs/design/chain.md §3.1): Command refuses links
@@ -18,26 +19,26 @@ import (
 func tmDraftAt(a *tacct, at time.Time, b chain.Body) *chain.Draft {
 	a.e.t.Helper()
 	d, err := chain.NewDraft(a.st, at, b)
-	must(a.e.t, err)
+	testkit.NoErr(a.e.t, err)
 	return d
 }
 
 func tmRotateAt(a *tacct, d *tdev, at time.Time, label string) *chain.Link {
 	dr := tmDraftAt(a, at, &chain.RotateKeys{ID: d.id, KEM: testKEM(d.label + "/" + label)})
-	must(a.e.t, dr.SignDevice(d.id, d.key()))
+	testkit.NoErr(a.e.t, dr.SignDevice(d.id, d.key()))
 	return link(a.e.t, dr)
 }
 
 func tmRevokeAt(a *tacct, by, target *tdev, at time.Time) *chain.Link {
 	dr := tmDraftAt(a, at, &chain.RevokeDevice{ID: target.id, Reason: chain.ReasonCompromised})
-	must(a.e.t, dr.SignDevice(by.id, by.key()))
+	testkit.NoErr(a.e.t, dr.SignDevice(by.id, by.key()))
 	return link(a.e.t, dr)
 }
 
 func tmRequestAt(a *tacct, dev *tdev, at time.Time) (*chain.Link, *resp) {
 	d := tmDraftAt(a, at, &chain.RecoveryRequest{Device: dev.device()})
-	must(a.e.t, d.Sign(chain.RoleRecovery, a.recov))
-	must(a.e.t, d.Sign(chain.RoleSubject, dev.key()))
+	testkit.NoErr(a.e.t, d.Sign(chain.RoleRecovery, a.recov))
+	testkit.NoErr(a.e.t, d.Sign(chain.RoleSubject, dev.key()))
 	l := link(a.e.t, d)
 	return l, a.e.do("POST", "/v1/accounts/"+a.id+"/recoveries", "", map[string]string{"link": enc64(l.Bytes())})
 }
@@ -95,9 +96,9 @@ func TestFutureDatedGenesisRefused(t *testing.T) {
 	A := newDev("tm3/A")
 	recov := testKey("recovery:tm3")
 	d, err := chain.NewGenesis(e.clock.Now().Add(time.Minute), &chain.Genesis{Device: A.device(), Recovery: recov.Public(), Policy: chain.DefaultPolicy()})
-	must(t, err)
-	must(t, d.Sign(chain.RoleSubject, A.key()))
-	must(t, d.Sign(chain.RoleNewRecovery, recov))
+	testkit.NoErr(t, err)
+	testkit.NoErr(t, d.Sign(chain.RoleSubject, A.key()))
+	testkit.NoErr(t, d.Sign(chain.RoleNewRecovery, recov))
 	tmWantChainErr(t, e.do("POST", "/v1/accounts", "", map[string]any{"name": "tm3", "genesis": enc64(link(t, d).Bytes())}), chain.ErrFutureTimestamp)
 }
 
@@ -108,7 +109,7 @@ func TestRecoveryRequestTimeWithinSkew(t *testing.T) {
 	e := newEnv(t)
 	A, R := newDev("tm4/A"), newDev("tm4/R")
 	a := e.newAccount("tm-recovery", A, chain.DefaultPolicy())
-	e.clock.Advance(9 * time.Minute)
+	e.clock.Add(9 * time.Minute)
 	now := e.clock.Now()
 	_, r := tmRequestAt(a, R, now.Add(-8*time.Minute))
 	tmWantChainErr(t, r, chain.ErrStale)
@@ -136,12 +137,12 @@ func TestRecoverBeforeAcceptedPlusDelayRefused(t *testing.T) {
 	e := newEnv(t)
 	A, R := newDev("tm5/A"), newDev("tm5/R")
 	a := e.newAccount("tm-recover", A, chain.DefaultPolicy())
-	e.clock.Advance(time.Minute)
+	e.clock.Add(time.Minute)
 	accepted := e.clock.Now()
 	req, r := tmRequestAt(a, R, accepted.Add(-25*time.Second))
 	e.want(r, http.StatusCreated, "")
 	a.sync()
-	e.clock.Advance(chain.DefaultRecoveryDelay - 10*time.Second)
+	e.clock.Add(chain.DefaultRecoveryDelay - 10*time.Second)
 	// On link times 24h15s have passed: the chain alone would accept it.
 	l := a.recoverLink(R, req.Hash())
 	if _, err := chain.Apply(a.st, l, e.clock.Now()); err != nil {
@@ -152,7 +153,7 @@ func TestRecoverBeforeAcceptedPlusDelayRefused(t *testing.T) {
 	if !strings.Contains(string(r.body), rfc3339(accepted.Add(chain.DefaultRecoveryDelay))) {
 		t.Fatalf("too_early does not name the end of the waiting period: %s", r.body)
 	}
-	e.clock.Advance(10 * time.Second)
+	e.clock.Add(10 * time.Second)
 	e.want(a.completeRecovery(R, req.Hash()), http.StatusCreated, "")
 }
 

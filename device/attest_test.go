@@ -14,6 +14,7 @@ import (
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/internal/testenv"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/tpmsim"
 )
 
@@ -22,6 +23,45 @@ import (
 // bound to its enrollment) travels in its chain record and is verified by
 // Command and by the other devices; a software device is refused.
 func TestOrganisationRequiresAttestation(t *testing.T) {
+	ctx := context.Background()
+	o := newAttestedOrg(t)
+	a := o.agent("a")
+	testkit.Must(a.Init(ctx, device.InitOptions{Account: "ivy", Invite: o.inv.Code, Org: o.org.ID}))
+	b := o.agent("b")
+	enroll(t, ctx, a, b, "ivy")
+	_, devs, _ := check3(b.Devices(ctx, ""))
+	if len(devs) != 2 || devs[0].Protection != "hardware-tpm" || devs[1].Protection != "hardware-tpm" {
+		t.Fatalf("devices: %+v", devs)
+	}
+	// A software device (that verifies the chain with the same trust) is
+	// refused by Command: its protection is below the organisation's minimum.
+	s, err := device.Open(device.Options{Home: filepath.Join(t.TempDir(), "soft"), Server: o.w.url,
+		Passphrase: func(bool) ([]byte, error) { return []byte("pw"), nil }, Backend: testkit.SoftBackend,
+		NewBackend: func() (backend.Backend, error) { return testkit.SoftBackend("soft") }, Clock: o.w.clock.Now,
+		Attestation: &attestation.TPM{Trusted: []attest.AK{o.ak}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Enroll(ctx, device.EnrollOptions{Account: "ivy"}); err == nil || !strings.Contains(err.Error(), "policy_rejected") && !strings.Contains(err.Error(), "below") {
+		t.Fatalf("a software device enrolled into an attestation-requiring org: %v", err)
+	}
+}
+
+// attestedOrg is a world whose Command trusts the TPM simulator's
+// attestation key, with organisation "vault" requiring hardware-tpm
+// devices with verified attestation and an invite for account "ivy".
+type attestedOrg struct {
+	w   *world
+	ak  attest.AK
+	org *command.OrgCreated
+	inv *command.Invited
+}
+
+// newAttestedOrg resets the TPM simulator (or reports it missing) and sets
+// up the organisation.
+func newAttestedOrg(t *testing.T) *attestedOrg {
+	t.Helper()
 	if err := tpmsim.Reset(); err != nil {
 		testenv.Missing(t, "TPM simulator", err)
 	}
@@ -34,40 +74,26 @@ func TestOrganisationRequiresAttestation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := newWorldWith(t, func(c *command.Config) { c.AttestationVerifier = &attestation.TPM{Trusted: []attest.AK{ak}} })
-	org := check(command.CreateOrg(ctx, w.cfg, command.OrgSpec{Name: "vault", Policy: command.Policy{MinLevel: "hardware-tpm", RequireVerifiedAttestation: true}}))
-	inv := check(command.CreateInvite(ctx, w.cfg, "vault", "ivy", 0))
+	o := &attestedOrg{ak: ak}
+	o.w = newWorldWith(t, func(c *command.Config) { c.AttestationVerifier = &attestation.TPM{Trusted: []attest.AK{ak}} })
+	o.org = testkit.Must(command.CreateOrg(ctx, o.w.cfg, command.OrgSpec{Name: "vault", Policy: command.Policy{MinLevel: "hardware-tpm", RequireVerifiedAttestation: true}}))
+	o.inv = testkit.Must(command.CreateInvite(ctx, o.w.cfg, "vault", "ivy", 0))
+	return o
+}
+
+// agent opens a device agent named name on the TPM simulator, verifying
+// attestation with the same trust as Command.
+func (o *attestedOrg) agent(name string) *device.Agent {
+	t := o.w.t
+	t.Helper()
 	tpmBackend := func(string) (backend.Backend, error) { return tpm.New(tpm.Options{Open: tpmsim.Open}) }
-	tpmAgent := func(name string) *device.Agent {
-		a, err := device.Open(device.Options{Home: filepath.Join(t.TempDir(), name), Server: w.url,
-			Passphrase: func(bool) ([]byte, error) { return []byte("pw " + name), nil },
-			Backend:    tpmBackend, NewBackend: func() (backend.Backend, error) { return tpmBackend("tpm") },
-			Clock: w.clock.Now, Poll: time.Millisecond, Attestation: &attestation.TPM{Trusted: []attest.AK{ak}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { a.Close() })
-		return a
-	}
-	a := tpmAgent("a")
-	check(a.Init(ctx, device.InitOptions{Account: "ivy", Invite: inv.Code, Org: org.ID}))
-	b := tpmAgent("b")
-	enroll(t, ctx, a, b, "ivy")
-	_, devs, _ := check3(b.Devices(ctx, ""))
-	if len(devs) != 2 || devs[0].Protection != "hardware-tpm" || devs[1].Protection != "hardware-tpm" {
-		t.Fatalf("devices: %+v", devs)
-	}
-	// A software device (that verifies the chain with the same trust) is
-	// refused by Command: its protection is below the organisation's minimum.
-	s, err := device.Open(device.Options{Home: filepath.Join(t.TempDir(), "soft"), Server: w.url,
-		Passphrase: func(bool) ([]byte, error) { return []byte("pw"), nil }, Backend: fastSoft,
-		NewBackend: func() (backend.Backend, error) { return fastSoft("soft") }, Clock: w.clock.Now,
-		Attestation: &attestation.TPM{Trusted: []attest.AK{ak}}})
+	a, err := device.Open(device.Options{Home: filepath.Join(t.TempDir(), name), Server: o.w.url,
+		Passphrase: func(bool) ([]byte, error) { return []byte("pw " + name), nil },
+		Backend:    tpmBackend, NewBackend: func() (backend.Backend, error) { return tpmBackend("tpm") },
+		Clock: o.w.clock.Now, Poll: time.Millisecond, Attestation: &attestation.TPM{Trusted: []attest.AK{o.ak}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	if _, err := s.Enroll(ctx, device.EnrollOptions{Account: "ivy"}); err == nil || !strings.Contains(err.Error(), "policy_rejected") && !strings.Contains(err.Error(), "below") {
-		t.Fatalf("a software device enrolled into an attestation-requiring org: %v", err)
-	}
+	t.Cleanup(func() { a.Close() })
+	return a
 }

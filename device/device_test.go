@@ -9,50 +9,31 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/enigm/enigm/backend"
-	"github.com/enigm/enigm/backend/soft"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/device"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/lifecycle"
 )
-
-var fastKDF = soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}
-
-func fastSoft(string) (backend.Backend, error) { return soft.New(soft.Options{Params: fastKDF}) }
-
-// clock is shared by the server and the devices, so waiting periods can be
-// crossed without sleeping.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 type world struct {
 	t     *testing.T
 	url   string
 	cfg   command.Config
-	clock *clock
+	clock *testkit.Clock // shared by the server and the devices: waits pass without sleeping
 }
 
 func newWorld(t *testing.T) *world { return newWorldWith(t, nil) }
 
 func newWorldWith(t *testing.T, adjust func(*command.Config)) *world {
 	t.Helper()
-	w := &world{t: t, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
+	w := &world{t: t, clock: testkit.NewClock(time.Now().UTC().Truncate(time.Second))}
 	w.cfg = command.Config{DataDir: t.TempDir(), RateLimits: &command.RateLimits{Disabled: true},
-		KeystoreBackend: fastSoft, KeystorePassphrase: []byte("command"), Clock: w.clock.Now,
+		KeystoreBackend: testkit.SoftBackend, KeystorePassphrase: []byte("command"), Clock: w.clock.Now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), JanitorInterval: -1,
 		DevAllowZeroRecoveryDelay: true} // test organisations wait 0-60s
 	if adjust != nil {
@@ -72,22 +53,13 @@ func (w *world) agent(name string) *device.Agent {
 	w.t.Helper()
 	a, err := device.Open(device.Options{Home: filepath.Join(w.t.TempDir(), name), Server: w.url,
 		Passphrase: func(bool) ([]byte, error) { return []byte("pw " + name), nil },
-		Backend:    fastSoft, NewBackend: func() (backend.Backend, error) { return fastSoft("soft") },
+		Backend:    testkit.SoftBackend, NewBackend: func() (backend.Backend, error) { return testkit.SoftBackend("soft") },
 		Clock: w.clock.Now, Poll: time.Millisecond})
 	if err != nil {
 		w.t.Fatal(err)
 	}
 	w.t.Cleanup(func() { a.Close() })
 	return a
-}
-
-// check returns v, or fails the running test by panicking with err (the
-// panic names the failing call in its stack).
-func check[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
 }
 
 func check3[A, B, C any](a A, b B, c C, err error) (A, B, C) {
@@ -100,11 +72,11 @@ func check3[A, B, C any](a A, b B, c C, err error) (A, B, C) {
 // enroll joins b to account through approver a.
 func enroll(t *testing.T, ctx context.Context, a, b *device.Agent, account string) *device.EnrollResult {
 	t.Helper()
-	r := check(b.Enroll(ctx, device.EnrollOptions{Account: account, DeviceName: "b"}))
+	r := testkit.Must(b.Enroll(ctx, device.EnrollOptions{Account: account, DeviceName: "b"}))
 	if len(r.SAS) == 0 {
 		t.Fatal("no SAS to compare")
 	}
-	ap := check(a.Approve(ctx, r.RequestID, r.PairingCode, nil))
+	ap := testkit.Must(a.Approve(ctx, r.RequestID, r.PairingCode, nil))
 	if ap.SAS != r.SAS[0].SAS {
 		t.Fatalf("the two devices show different SAS: %s vs %s", ap.SAS, r.SAS[0].SAS)
 	}
@@ -118,7 +90,7 @@ func TestAccountLifecycle(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t)
 	a, b := w.agent("a"), w.agent("b")
-	res := check(a.Init(ctx, device.InitOptions{Account: "alice", DeviceName: "a", RecoveryDelay: time.Hour, SetRecoveryDelay: true}))
+	res := testkit.Must(a.Init(ctx, device.InitOptions{Account: "alice", DeviceName: "a", RecoveryDelay: time.Hour, SetRecoveryDelay: true}))
 	code := res.RecoveryCode.Reveal()
 	enroll(t, ctx, a, b, "alice")
 	_, devs, _ := check3(a.Devices(ctx, ""))
@@ -127,17 +99,17 @@ func TestAccountLifecycle(t *testing.T) {
 	}
 
 	// Message sync: A sends to its own account, B receives.
-	sent := check(a.Send(ctx, "alice", []byte("hello B")))
+	sent := testkit.Must(a.Send(ctx, "alice", []byte("hello B")))
 	if len(sent.Accepted) != 1 {
 		t.Fatalf("send: %+v", sent)
 	}
-	got := check(b.Receive(ctx))
+	got := testkit.Must(b.Receive(ctx))
 	if len(got.Messages) != 1 || string(got.Messages[0].Body) != "hello B" || got.Messages[0].From != res.Account {
 		t.Fatalf("receive: %+v", got)
 	}
 	// A call: both sides see the same fingerprint.
-	call := check(a.Call(ctx, "alice", time.Hour))
-	fp := check(b.AcceptCall(ctx, call.CallID))
+	call := testkit.Must(a.Call(ctx, "alice", time.Hour))
+	fp := testkit.Must(b.AcceptCall(ctx, call.CallID))
 	if fp != call.Fingerprint {
 		t.Fatalf("fingerprints differ: %s %s", fp, call.Fingerprint)
 	}
@@ -149,8 +121,8 @@ func TestAccountLifecycle(t *testing.T) {
 	if _, _, err := b.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	check(a.Send(ctx, "alice", []byte("after rotation")))
-	got = check(b.Receive(ctx))
+	testkit.Must(a.Send(ctx, "alice", []byte("after rotation")))
+	got = testkit.Must(b.Receive(ctx))
 	if len(got.Messages) != 1 || string(got.Messages[0].Body) != "after rotation" {
 		t.Fatalf("after rotation: %+v", got)
 	}
@@ -158,7 +130,7 @@ func TestAccountLifecycle(t *testing.T) {
 	// A revokes B: nothing more reaches B, and B destroys its keys once
 	// its verified chain shows the revocation.
 	bid := b.Keystore().DeviceID()
-	check(a.Revoke(ctx, chain.DeviceID(bid), device.RevokeOptions{}))
+	testkit.Must(a.Revoke(ctx, chain.DeviceID(bid), device.RevokeOptions{}))
 	// A's verified chain has no other active device: nothing is sealed.
 	if sent, err := a.Send(ctx, "alice", []byte("after revocation")); err == nil {
 		t.Fatalf("a message was sealed after the only other device was revoked: %+v", sent)
@@ -166,7 +138,7 @@ func TestAccountLifecycle(t *testing.T) {
 	if _, err := b.Receive(ctx); !errors.Is(err, device.ErrRevoked) {
 		t.Fatalf("revoked B receives: %v", err)
 	}
-	keys := check(b.Keystore().List())
+	keys := testkit.Must(b.Keystore().List())
 	for _, k := range keys {
 		if k.State != lifecycle.Revoked {
 			t.Fatalf("B's key %s is %v after revocation", k.ID.Short(), k.State)
@@ -179,10 +151,10 @@ func TestAccountLifecycle(t *testing.T) {
 	// Recovery on a new device C, after the waiting period: C joins and
 	// reads only what is sent after it joined.
 	bob := w.agent("bob")
-	check(bob.Init(ctx, device.InitOptions{Account: "bob"}))
-	check(bob.Send(ctx, "alice", []byte("before C")))
+	testkit.Must(bob.Init(ctx, device.InitOptions{Account: "bob"}))
+	testkit.Must(bob.Send(ctx, "alice", []byte("before C")))
 	c := w.agent("c")
-	rr := check(c.Recover(ctx, device.RecoverOptions{Account: "alice", DeviceName: "c", Code: code}))
+	rr := testkit.Must(c.Recover(ctx, device.RecoverOptions{Account: "alice", DeviceName: "c", Code: code}))
 	if err := c.Finish(ctx); !errors.Is(err, device.ErrWaiting) {
 		t.Fatalf("recovery before its waiting period: %v", err)
 	}
@@ -190,21 +162,21 @@ func TestAccountLifecycle(t *testing.T) {
 	if err := c.Finish(ctx); err != nil {
 		t.Fatalf("recovery after its waiting period: %v", err)
 	}
-	st := check(c.Status(ctx, true))
+	st := testkit.Must(c.Status(ctx, true))
 	if st.State != device.StatusActive || st.Device != rr.Device {
 		t.Fatalf("C after recovery: %+v", st)
 	}
-	got = check(c.Receive(ctx))
+	got = testkit.Must(c.Receive(ctx))
 	if len(got.Messages) != 0 {
 		t.Fatalf("C read a message sent before it joined: %+v", got.Messages)
 	}
-	check(bob.Send(ctx, "alice", []byte("welcome C")))
-	got = check(c.Receive(ctx))
+	testkit.Must(bob.Send(ctx, "alice", []byte("welcome C")))
+	got = testkit.Must(c.Receive(ctx))
 	if len(got.Messages) != 1 || string(got.Messages[0].Body) != "welcome C" {
 		t.Fatalf("C after joining: %+v", got)
 	}
 	// A got both: the one from before C joined, and the new one.
-	got = check(a.Receive(ctx))
+	got = testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 2 {
 		t.Fatalf("A received %d messages from bob, want 2", len(got.Messages))
 	}
@@ -214,9 +186,9 @@ func TestRecoveryVeto(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t)
 	a := w.agent("a")
-	res := check(a.Init(ctx, device.InitOptions{Account: "dora", RecoveryDelay: time.Hour, SetRecoveryDelay: true}))
+	res := testkit.Must(a.Init(ctx, device.InitOptions{Account: "dora", RecoveryDelay: time.Hour, SetRecoveryDelay: true}))
 	c := w.agent("c")
-	rr := check(c.Recover(ctx, device.RecoverOptions{Account: "dora", Code: res.RecoveryCode.Reveal()}))
+	rr := testkit.Must(c.Recover(ctx, device.RecoverOptions{Account: "dora", Code: res.RecoveryCode.Reveal()}))
 	if _, _, err := a.Veto(ctx, rr.RecoveryID); err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +197,7 @@ func TestRecoveryVeto(t *testing.T) {
 		t.Fatalf("a vetoed recovery completed or still waits: %v", err)
 	}
 	// A wrong recovery code is refused before anything is sent.
-	other := check(w.agent("x").Init(ctx, device.InitOptions{Account: "eve"}))
+	other := testkit.Must(w.agent("x").Init(ctx, device.InitOptions{Account: "eve"}))
 	if _, err := w.agent("y").Recover(ctx, device.RecoverOptions{Account: "dora", Code: other.RecoveryCode.Reveal()}); !errors.Is(err, device.ErrWrongRecoveryCode) {
 		t.Fatalf("another account's code: %v", err)
 	}
@@ -235,15 +207,15 @@ func TestPairingCodeMismatch(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t)
 	a, b := w.agent("a"), w.agent("b")
-	check(a.Init(ctx, device.InitOptions{Account: "frank"}))
-	r := check(b.Enroll(ctx, device.EnrollOptions{Account: "frank"}))
+	testkit.Must(a.Init(ctx, device.InitOptions{Account: "frank"}))
+	r := testkit.Must(b.Enroll(ctx, device.EnrollOptions{Account: "frank"}))
 	wrong := "0000-0000-0000-0000"
 	if _, err := a.Approve(ctx, r.RequestID, wrong, nil); !errors.Is(err, device.ErrPairingCode) {
 		t.Fatalf("wrong pairing code: %v", err)
 	}
 	// Lower case and without dashes is the same code.
 	lc := strings.ToLower(strings.ReplaceAll(r.PairingCode, "-", ""))
-	check(a.Approve(ctx, r.RequestID, lc, nil))
+	testkit.Must(a.Approve(ctx, r.RequestID, lc, nil))
 	if err := b.Finish(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -252,12 +224,12 @@ func TestPairingCodeMismatch(t *testing.T) {
 func TestManagedOrganisation(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t)
-	org := check(command.CreateOrg(ctx, w.cfg, command.OrgSpec{Name: "acme", Policy: command.Policy{RequireAdminApproval: true, RecoveryDelaySeconds: 60}}))
-	inv := check(command.CreateInvite(ctx, w.cfg, "acme", "grace", 0))
+	org := testkit.Must(command.CreateOrg(ctx, w.cfg, command.OrgSpec{Name: "acme", Policy: command.Policy{RequireAdminApproval: true, RecoveryDelaySeconds: 60}}))
+	inv := testkit.Must(command.CreateInvite(ctx, w.cfg, "acme", "grace", 0))
 	a, b := w.agent("a"), w.agent("b")
-	check(a.Init(ctx, device.InitOptions{Account: "grace", Invite: inv.Code, Org: org.ID}))
-	r := check(b.Enroll(ctx, device.EnrollOptions{Account: "grace"}))
-	ap := check(a.Approve(ctx, r.RequestID, r.PairingCode, nil))
+	testkit.Must(a.Init(ctx, device.InitOptions{Account: "grace", Invite: inv.Code, Org: org.ID}))
+	r := testkit.Must(b.Enroll(ctx, device.EnrollOptions{Account: "grace"}))
+	ap := testkit.Must(a.Approve(ctx, r.RequestID, r.PairingCode, nil))
 	if ap.State != "device_approved" {
 		t.Fatalf("managed enrollment after the device approval: %s", ap.State)
 	}
@@ -289,17 +261,17 @@ func TestReplaceDevice(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t)
 	old, other, nu := w.agent("old"), w.agent("other"), w.agent("new")
-	check(old.Init(ctx, device.InitOptions{Account: "quinn"}))
+	testkit.Must(old.Init(ctx, device.InitOptions{Account: "quinn"}))
 	enroll(t, ctx, old, other, "quinn")
 	oldID := old.Keystore().DeviceID()
-	r := check(nu.Enroll(ctx, device.EnrollOptions{Account: "quinn", Replace: hex.EncodeToString(oldID[:])}))
+	r := testkit.Must(nu.Enroll(ctx, device.EnrollOptions{Account: "quinn", Replace: hex.EncodeToString(oldID[:])}))
 	if len(r.SAS) != 1 || r.SAS[0].Device != chain.DeviceID(oldID) {
 		t.Fatalf("a replacement shows the SAS with the old device only: %+v", r.SAS)
 	}
 	if _, err := other.Approve(ctx, r.RequestID, r.PairingCode, nil); err == nil {
 		t.Fatal("another device approved a replacement of the old one")
 	}
-	check(old.Approve(ctx, r.RequestID, r.PairingCode, nil))
+	testkit.Must(old.Approve(ctx, r.RequestID, r.PairingCode, nil))
 	if err := nu.Finish(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -316,15 +288,15 @@ func TestReplaceDevice(t *testing.T) {
 	if _, err := old.Receive(ctx); !errors.Is(err, device.ErrRevoked) {
 		t.Fatalf("the replaced device still works: %v", err)
 	}
-	keys := check(old.Keystore().List())
+	keys := testkit.Must(old.Keystore().List())
 	for _, k := range keys {
 		if k.State.HoldsMaterial() {
 			t.Fatalf("the replaced device kept key %s (%v)", k.ID.Short(), k.State)
 		}
 	}
 	// The new device reaches the other one.
-	check(nu.Send(ctx, "quinn", []byte("from the replacement")))
-	if got := check(other.Receive(ctx)); len(got.Messages) != 1 {
+	testkit.Must(nu.Send(ctx, "quinn", []byte("from the replacement")))
+	if got := testkit.Must(other.Receive(ctx)); len(got.Messages) != 1 {
 		t.Fatalf("other received %d messages", len(got.Messages))
 	}
 }
@@ -335,10 +307,10 @@ func TestReplaceDevice(t *testing.T) {
 func TestAdminSetsPolicy(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t)
-	org := check(command.CreateOrg(ctx, w.cfg, command.OrgSpec{Name: "lax", Policy: command.Policy{RecoveryDelaySeconds: 60}}))
-	inv := check(command.CreateInvite(ctx, w.cfg, "lax", "rita", 0))
+	org := testkit.Must(command.CreateOrg(ctx, w.cfg, command.OrgSpec{Name: "lax", Policy: command.Policy{RecoveryDelaySeconds: 60}}))
+	inv := testkit.Must(command.CreateInvite(ctx, w.cfg, "lax", "rita", 0))
 	a, b := w.agent("a"), w.agent("b")
-	res := check(a.Init(ctx, device.InitOptions{Account: "rita", Invite: inv.Code, Org: org.ID}))
+	res := testkit.Must(a.Init(ctx, device.InitOptions{Account: "rita", Invite: inv.Code, Org: org.ID}))
 	enroll(t, ctx, a, b, "rita") // no admin needed yet
 	code, err := httpPostJSON(w.url+"/v1/admin/accounts/"+hex.EncodeToString(res.Account[:])+"/policy", org.AdminToken,
 		`{"require_admin_approval":true,"recovery_delay_seconds":3600,"require_admin_review":false,"min_level":"","require_verified_attestation":false}`)
@@ -353,8 +325,8 @@ func TestAdminSetsPolicy(t *testing.T) {
 		t.Fatalf("the verified policy did not change: %+v", st.Policy())
 	}
 	c := w.agent("c")
-	r := check(c.Enroll(ctx, device.EnrollOptions{Account: "rita"}))
-	if ap := check(a.Approve(ctx, r.RequestID, r.PairingCode, nil)); ap.State != "device_approved" {
+	r := testkit.Must(c.Enroll(ctx, device.EnrollOptions{Account: "rita"}))
+	if ap := testkit.Must(a.Approve(ctx, r.RequestID, r.PairingCode, nil)); ap.State != "device_approved" {
 		t.Fatalf("after the policy change an enrollment is %s without the admin", ap.State)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,6 +19,7 @@ import (
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/lifecycle"
 )
 
@@ -35,15 +35,10 @@ type hostile struct {
 }
 
 func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	req, _ := http.NewRequestWithContext(r.Context(), r.Method, h.backend.String()+r.URL.RequestURI(), r.Body)
-	req.Header = r.Header.Clone()
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+	resp, body, ok := testkit.Forward(w, r, h.backend)
+	if !ok {
 		return
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	h.mu.Lock()
 	mode, forged := h.mode, h.forged
 	if r.Method == "GET" && strings.HasSuffix(r.URL.Path, "/chain") {
@@ -85,13 +80,7 @@ func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		body, _ = json.Marshal(v)
 	}
-	for k, vs := range resp.Header {
-		if k != "Content-Length" {
-			w.Header()[k] = vs
-		}
-	}
-	w.WriteHeader(resp.StatusCode)
-	w.Write(body)
+	testkit.Reply(w, resp, body)
 }
 
 // A server that lies about the chain cannot make a device trust a ghost
@@ -105,22 +94,22 @@ func TestHostileServer(t *testing.T) {
 	defer proxy.Close()
 	w.url = proxy.URL
 	a, b := w.agent("a"), w.agent("b")
-	res := check(a.Init(ctx, device.InitOptions{Account: "hal"}))
+	res := testkit.Must(a.Init(ctx, device.InitOptions{Account: "hal"}))
 	enroll(t, ctx, a, b, "hal")
 
 	// The forged link: a ghost device approved by nobody the account trusts.
-	cl := check(client.New(w.url, nil))
-	view := check(cl.Chain(ctx, res.Account, -1))
-	links := check(chain.ParseChain(view.Links))
-	st := check(chain.VerifyChain(nil, links, time.Now()))
+	cl := testkit.Must(client.New(w.url, nil))
+	view := testkit.Must(cl.Chain(ctx, res.Account, -1))
+	links := testkit.Must(chain.ParseChain(view.Links))
+	st := testkit.Must(chain.VerifyChain(nil, links, time.Now()))
 	gk, _ := hybrid.NewPrivateKey(bytes.Repeat([]byte{0x47}, hybrid.SeedSize))
 	ghost := chain.Device{ID: chain.DeviceID{0x47}, Name: "ghost", Identity: gk.Public(),
 		KEM: append([]byte(nil), links[0].Body().(*chain.Genesis).Device.KEM...), Level: chain.LevelSoftware}
 	var n [chain.NonceSize]byte
-	d := check(chain.NewDraft(st, time.Now(), &chain.AddDevice{Device: ghost, Nonce: n, PairingHash: chain.PairingHash(n, "x")}))
+	d := testkit.Must(chain.NewDraft(st, time.Now(), &chain.AddDevice{Device: ghost, Nonce: n, PairingHash: chain.PairingHash(n, "x")}))
 	d.Sign(chain.RoleSubject, gk)
 	d.SignDevice(ghost.ID, gk)
-	hs.forged = check(d.Link()).Bytes()
+	hs.forged = testkit.Must(d.Link()).Bytes()
 
 	// Both devices verify the honest chain (head at seq 1) first.
 	for _, ag := range []*device.Agent{a, b} {
@@ -171,20 +160,20 @@ func TestReceiveDefersOnPassingFailure(t *testing.T) {
 	defer proxy.Close()
 	w.url = proxy.URL
 	a, bob := w.agent("a"), w.agent("bob")
-	check(a.Init(ctx, device.InitOptions{Account: "sam"}))
-	br := check(bob.Init(ctx, device.InitOptions{Account: "tom"}))
-	check(bob.Send(ctx, "sam", []byte("are you there?")))
+	testkit.Must(a.Init(ctx, device.InitOptions{Account: "sam"}))
+	br := testkit.Must(bob.Init(ctx, device.InitOptions{Account: "tom"}))
+	testkit.Must(bob.Send(ctx, "sam", []byte("are you there?")))
 	hs.mu.Lock()
 	hs.mode, hs.target = "unavailable", hex.EncodeToString(br.Account[:])
 	hs.mu.Unlock()
-	got := check(a.Receive(ctx))
+	got := testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 0 || len(got.Deferred) != 1 || len(got.Skipped) != 0 {
 		t.Fatalf("while the sender's chain is unreachable: %+v", got)
 	}
 	hs.mu.Lock()
 	hs.mode = ""
 	hs.mu.Unlock()
-	got = check(a.Receive(ctx))
+	got = testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 1 || string(got.Messages[0].Body) != "are you there?" {
 		t.Fatalf("after the failure passed: %+v", got)
 	}
@@ -201,16 +190,16 @@ func TestReceiveSyncsEachSenderOnce(t *testing.T) {
 	defer proxy.Close()
 	w.url = proxy.URL
 	a, bob := w.agent("a"), w.agent("bob")
-	check(a.Init(ctx, device.InitOptions{Account: "uma"}))
-	br := check(bob.Init(ctx, device.InitOptions{Account: "val"}))
+	testkit.Must(a.Init(ctx, device.InitOptions{Account: "uma"}))
+	br := testkit.Must(bob.Init(ctx, device.InitOptions{Account: "val"}))
 	for i := 0; i < 3; i++ {
-		check(bob.Send(ctx, "uma", []byte("m")))
+		testkit.Must(bob.Send(ctx, "uma", []byte("m")))
 	}
 	path := "/v1/accounts/" + hex.EncodeToString(br.Account[:]) + "/chain"
 	hs.mu.Lock()
 	hs.fetches = nil
 	hs.mu.Unlock()
-	got := check(a.Receive(ctx))
+	got := testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 3 {
 		t.Fatalf("received %d messages", len(got.Messages))
 	}
@@ -233,7 +222,7 @@ func TestFalseRevocationDestroysNothing(t *testing.T) {
 	defer proxy.Close()
 	w.url = proxy.URL
 	a := w.agent("a")
-	check(a.Init(ctx, device.InitOptions{Account: "wes"}))
+	testkit.Must(a.Init(ctx, device.InitOptions{Account: "wes"}))
 	hs.mu.Lock()
 	hs.mode = "false-revoked"
 	hs.mu.Unlock()
@@ -241,12 +230,12 @@ func TestFalseRevocationDestroysNothing(t *testing.T) {
 	if err == nil || errors.Is(err, device.ErrRevoked) || !strings.Contains(err.Error(), "still shows it active") {
 		t.Fatalf("a false device_revoked: %v", err)
 	}
-	for _, k := range check(a.Keystore().List()) {
+	for _, k := range testkit.Must(a.Keystore().List()) {
 		if k.State == lifecycle.Revoked {
 			t.Fatalf("key %s revoked on the server's word", k.ID.Short())
 		}
 	}
-	if st := check(a.Status(ctx, true)); st.State != device.StatusActive {
+	if st := testkit.Must(a.Status(ctx, true)); st.State != device.StatusActive {
 		t.Fatalf("device state after a false revocation: %s", st.State)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/device"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // racer sits in front of the server and, for the first `left` revocations
@@ -62,17 +63,17 @@ func TestRevokeWinsAgainstHeadRacing(t *testing.T) {
 	w.url = proxy.URL
 
 	owner, stolen := w.agent("owner"), w.agent("stolen")
-	check(owner.Init(ctx, device.InitOptions{Account: "race"}))
+	testkit.Must(owner.Init(ctx, device.InitOptions{Account: "race"}))
 	enroll(t, ctx, owner, stolen, "race")
 	sid := chain.DeviceID(stolen.Keystore().DeviceID())
 	rc.move = func() error { _, _, err := stolen.Rotate(ctx); return err }
 	rc.left.Store(3)
 
-	check(owner.Revoke(ctx, sid, device.RevokeOptions{}))
+	testkit.Must(owner.Revoke(ctx, sid, device.RevokeOptions{}))
 	if rc.raced.Load() != 3 {
 		t.Fatalf("the stolen device moved the head %d times, want 3", rc.raced.Load())
 	}
-	st := check(owner.Status(ctx, true))
+	st := testkit.Must(owner.Status(ctx, true))
 	if st.Head.Seq != 1+3+1 { // add, three rotations, the revocation
 		t.Fatalf("head after the race: %+v", st.Head)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // A recovery started with a leaked code is visible on every other device
@@ -23,9 +24,9 @@ func TestOwnerSeesAndVetoesPendingRecovery(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t)
 	a, b := w.agent("a"), w.agent("b")
-	res := check(a.Init(ctx, device.InitOptions{Account: "olga", DeviceName: "a", RecoveryDelay: time.Hour, SetRecoveryDelay: true}))
+	res := testkit.Must(a.Init(ctx, device.InitOptions{Account: "olga", DeviceName: "a", RecoveryDelay: time.Hour, SetRecoveryDelay: true}))
 	enroll(t, ctx, a, b, "olga")
-	if st := check(a.Status(ctx, true)); st.Recovery != nil {
+	if st := testkit.Must(a.Status(ctx, true)); st.Recovery != nil {
 		t.Fatalf("a recovery is shown before any was requested: %+v", st.Recovery)
 	}
 	if _, _, err := a.Veto(ctx, ""); !errors.Is(err, device.ErrNoPendingRecovery) {
@@ -34,11 +35,11 @@ func TestOwnerSeesAndVetoesPendingRecovery(t *testing.T) {
 
 	thief := w.agent("thief")
 	requested := w.clock.Now()
-	rr := check(thief.Recover(ctx, device.RecoverOptions{Account: "olga", DeviceName: "thief-phone", Code: res.RecoveryCode.Reveal()}))
+	rr := testkit.Must(thief.Recover(ctx, device.RecoverOptions{Account: "olga", DeviceName: "thief-phone", Code: res.RecoveryCode.Reveal()}))
 	w.clock.Add(time.Minute)
 
 	// Status (online) on A, and the device list on B, both show it.
-	st := check(a.Status(ctx, true))
+	st := testkit.Must(a.Status(ctx, true))
 	ri := st.Recovery
 	if ri == nil {
 		t.Fatal("A's status does not show the pending recovery")
@@ -48,7 +49,7 @@ func TestOwnerSeesAndVetoesPendingRecovery(t *testing.T) {
 		t.Fatalf("A shows %+v; want request %s by device %s (thief-phone) at %v, completing at %v", ri, rr.RecoveryID, rr.Device, requested, requested.Add(time.Hour))
 	}
 	// Offline status reads the same from the stored verified chain.
-	if off := check(a.Status(ctx, false)); off.Recovery == nil || off.Recovery.RequestID != rr.RecoveryID {
+	if off := testkit.Must(a.Status(ctx, false)); off.Recovery == nil || off.Recovery.RequestID != rr.RecoveryID {
 		t.Fatalf("offline status: %+v", off.Recovery)
 	}
 	check3(b.Devices(ctx, ""))
@@ -56,16 +57,16 @@ func TestOwnerSeesAndVetoesPendingRecovery(t *testing.T) {
 		t.Fatalf("B's verified chain does not show the pending recovery: %+v", bri)
 	}
 	// The recovering device's own status does not warn about itself.
-	if ts := check(thief.Status(ctx, true)); ts.Recovery != nil {
+	if ts := testkit.Must(thief.Status(ctx, true)); ts.Recovery != nil {
 		t.Fatalf("the recovering device warns about its own request: %+v", ts.Recovery)
 	}
 
 	// A wrong id is refused, naming the pending one; nothing is appended.
-	head := check(a.Status(ctx, true)).Head
+	head := testkit.Must(a.Status(ctx, true)).Head
 	if _, _, err := a.Veto(ctx, strings.Repeat("ab", 32)); !errors.Is(err, device.ErrNoPendingRecovery) || !strings.Contains(err.Error(), rr.RecoveryID) {
 		t.Fatalf("veto of another id: %v", err)
 	}
-	if h := check(a.Status(ctx, true)).Head; h != head {
+	if h := testkit.Must(a.Status(ctx, true)).Head; h != head {
 		t.Fatalf("a refused veto moved the head: %v -> %v", head, h)
 	}
 	// No id: the pending request is vetoed.
@@ -76,7 +77,7 @@ func TestOwnerSeesAndVetoesPendingRecovery(t *testing.T) {
 	if vi.RequestID != rr.RecoveryID {
 		t.Fatalf("vetoed %s, want %s", vi.RequestID, rr.RecoveryID)
 	}
-	if st := check(a.Status(ctx, true)); st.Recovery != nil {
+	if st := testkit.Must(a.Status(ctx, true)); st.Recovery != nil {
 		t.Fatalf("still pending after the veto: %+v", st.Recovery)
 	}
 	w.clock.Add(2 * time.Hour)
@@ -93,25 +94,25 @@ func TestOwnerSeesAndVetoesPendingRecovery(t *testing.T) {
 func rvPostRecovery(t *testing.T, w *world, acct chain.AccountID, rk *hybrid.PrivateKey) error {
 	t.Helper()
 	ctx := context.Background()
-	cl := check(client.New(w.url, nil))
-	view := check(cl.Chain(ctx, acct, -1))
-	links := check(chain.ParseChain(view.Links))
-	st := check(chain.VerifyChain(nil, links, w.clock.Now()))
+	cl := testkit.Must(client.New(w.url, nil))
+	view := testkit.Must(cl.Chain(ctx, acct, -1))
+	links := testkit.Must(chain.ParseChain(view.Links))
+	st := testkit.Must(chain.VerifyChain(nil, links, w.clock.Now()))
 	seed := make([]byte, hybrid.SeedSize)
 	rand.Read(seed)
-	idk := check(hybrid.NewPrivateKey(seed))
-	kem := check(hpke.MLKEM768X25519().GenerateKey())
+	idk := testkit.Must(hybrid.NewPrivateKey(seed))
+	kem := testkit.Must(hpke.MLKEM768X25519().GenerateKey())
 	var id chain.DeviceID
 	rand.Read(id[:])
 	dev := chain.Device{ID: id, Name: "posted", Identity: idk.Public(), KEM: kem.PublicKey().Bytes(), Level: chain.LevelSoftware}
-	d := check(chain.NewDraft(st, w.clock.Now(), &chain.RecoveryRequest{Device: dev}))
+	d := testkit.Must(chain.NewDraft(st, w.clock.Now(), &chain.RecoveryRequest{Device: dev}))
 	if err := d.Sign(chain.RoleRecovery, rk); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Sign(chain.RoleSubject, idk); err != nil {
 		t.Fatal(err)
 	}
-	l := check(d.Link())
+	l := testkit.Must(d.Link())
 	_, err := cl.CreateRecovery(ctx, l)
 	return err
 }
@@ -124,16 +125,16 @@ func TestRotateRecoveryCode(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t)
 	a, b := w.agent("a"), w.agent("b")
-	res := check(a.Init(ctx, device.InitOptions{Account: "pia", RecoveryDelay: time.Hour, SetRecoveryDelay: true}))
+	res := testkit.Must(a.Init(ctx, device.InitOptions{Account: "pia", RecoveryDelay: time.Hour, SetRecoveryDelay: true}))
 	enroll(t, ctx, a, b, "pia")
 	oldCode := res.RecoveryCode.Reveal()
-	oldKey := check(res.RecoveryCode.Key())
+	oldKey := testkit.Must(res.RecoveryCode.Key())
 
 	// Before the rotation the old code starts a recovery...
 	if err := rvPostRecovery(t, w, res.Account, oldKey); err != nil {
 		t.Fatalf("recovery with the current code: %v", err)
 	}
-	if st := check(a.Status(ctx, true)); st.Recovery == nil {
+	if st := testkit.Must(a.Status(ctx, true)); st.Recovery == nil {
 		t.Fatal("no pending recovery")
 	}
 	// ...which the rotation cancels.
@@ -145,11 +146,11 @@ func TestRotateRecoveryCode(t *testing.T) {
 	if newCode == oldCode {
 		t.Fatal("the rotation kept the old code")
 	}
-	st := check(a.Sync(ctx, res.Account))
+	st := testkit.Must(a.Sync(ctx, res.Account))
 	if _, ok := st.PendingRecovery(); ok {
 		t.Fatal("the rotation left the recovery pending")
 	}
-	newKey := check(nc.Key())
+	newKey := testkit.Must(nc.Key())
 	if !st.RecoveryKey().Equal(newKey.Public()) || st.RecoveryKey().Equal(oldKey.Public()) {
 		t.Fatal("A's verified chain does not carry the new recovery key")
 	}
@@ -163,12 +164,12 @@ func TestRotateRecoveryCode(t *testing.T) {
 	if err := rvPostRecovery(t, w, res.Account, oldKey); !errors.As(err, &ae) || ae.ChainError != "bad_signature" {
 		t.Fatalf("Command did not refuse a recovery request signed with the old recovery key for its signature: %v", err)
 	}
-	if st := check(a.Status(ctx, true)); st.Recovery != nil {
+	if st := testkit.Must(a.Status(ctx, true)); st.Recovery != nil {
 		t.Fatalf("a recovery with the old code is pending: %+v", st.Recovery)
 	}
 	// The new code works.
-	rr := check(w.agent("d").Recover(ctx, device.RecoverOptions{Account: "pia", DeviceName: "d", Code: newCode}))
-	if st := check(a.Status(ctx, true)); st.Recovery == nil || st.Recovery.RequestID != rr.RecoveryID {
+	rr := testkit.Must(w.agent("d").Recover(ctx, device.RecoverOptions{Account: "pia", DeviceName: "d", Code: newCode}))
+	if st := testkit.Must(a.Status(ctx, true)); st.Recovery == nil || st.Recovery.RequestID != rr.RecoveryID {
 		t.Fatalf("the new code's recovery is not pending: %+v", st.Recovery)
 	}
 }
@@ -179,40 +180,40 @@ func TestRevokeSelfAndLastNeedConfirmation(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t)
 	a, b := w.agent("a"), w.agent("b")
-	check(a.Init(ctx, device.InitOptions{Account: "ruth"}))
+	testkit.Must(a.Init(ctx, device.InitOptions{Account: "ruth"}))
 	enroll(t, ctx, a, b, "ruth")
 	aid := chain.DeviceID(a.Keystore().DeviceID())
 	bid := chain.DeviceID(b.Keystore().DeviceID())
 
-	if tg := check(a.CheckRevoke(ctx, aid)); !tg.Self || tg.Last {
+	if tg := testkit.Must(a.CheckRevoke(ctx, aid)); !tg.Self || tg.Last {
 		t.Fatalf("target A from A: %+v", tg)
 	}
-	head := check(a.Status(ctx, true)).Head
+	head := testkit.Must(a.Status(ctx, true)).Head
 	if _, err := a.Revoke(ctx, aid, device.RevokeOptions{}); !errors.Is(err, device.ErrRevokeThisDevice) {
 		t.Fatalf("A revokes itself without confirmation: %v", err)
 	}
 	if _, err := a.Revoke(ctx, aid, device.RevokeOptions{LastDevice: true}); !errors.Is(err, device.ErrRevokeThisDevice) {
 		t.Fatalf("A revokes itself with the wrong confirmation: %v", err)
 	}
-	if h := check(a.Status(ctx, true)).Head; h != head {
+	if h := testkit.Must(a.Status(ctx, true)).Head; h != head {
 		t.Fatalf("a refused revocation moved the head: %v -> %v", head, h)
 	}
-	check(a.Revoke(ctx, aid, device.RevokeOptions{ThisDevice: true}))
+	testkit.Must(a.Revoke(ctx, aid, device.RevokeOptions{ThisDevice: true}))
 	if _, err := a.Receive(ctx); !errors.Is(err, device.ErrRevoked) {
 		t.Fatalf("A after revoking itself: %v", err)
 	}
 
 	// B is now the last active device.
-	if tg := check(b.CheckRevoke(ctx, bid)); !tg.Self || !tg.Last {
+	if tg := testkit.Must(b.CheckRevoke(ctx, bid)); !tg.Self || !tg.Last {
 		t.Fatalf("target B from B: %+v", tg)
 	}
 	if _, err := b.Revoke(ctx, bid, device.RevokeOptions{ThisDevice: true}); !errors.Is(err, device.ErrRevokeLastDevice) {
 		t.Fatalf("B revokes the last device without confirmation: %v", err)
 	}
-	if st := check(b.Status(ctx, true)); st.State != device.StatusActive {
+	if st := testkit.Must(b.Status(ctx, true)); st.State != device.StatusActive {
 		t.Fatalf("B after a refused revocation: %+v", st)
 	}
-	check(b.Revoke(ctx, bid, device.RevokeOptions{ThisDevice: true, LastDevice: true}))
+	testkit.Must(b.Revoke(ctx, bid, device.RevokeOptions{ThisDevice: true, LastDevice: true}))
 	if _, err := b.Receive(ctx); !errors.Is(err, device.ErrRevoked) {
 		t.Fatalf("B after revoking itself: %v", err)
 	}

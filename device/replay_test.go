@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,6 +16,7 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/device"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // replayRelay sits in front of the real server as a relay that keeps
@@ -31,15 +31,10 @@ type replayRelay struct {
 }
 
 func (h *replayRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	req, _ := http.NewRequestWithContext(r.Context(), r.Method, h.backend.String()+r.URL.RequestURI(), r.Body)
-	req.Header = r.Header.Clone()
-	resp, err := http.DefaultTransport.RoundTrip(req)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+	resp, body, ok := testkit.Forward(w, r, h.backend)
+	if !ok {
 		return
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	if r.Method == "GET" && r.URL.Path == "/v1/messages" && resp.StatusCode == 200 {
 		var v struct {
 			Envelopes []client.Envelope `json:"envelopes"`
@@ -59,13 +54,7 @@ func (h *replayRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.mu.Unlock()
 		body, _ = json.Marshal(v)
 	}
-	for k, vs := range resp.Header {
-		if k != "Content-Length" {
-			w.Header()[k] = vs
-		}
-	}
-	w.WriteHeader(resp.StatusCode)
-	w.Write(body)
+	testkit.Reply(w, resp, body)
 }
 
 // redeliver queues every envelope the relay delivered so far for the next
@@ -92,7 +81,7 @@ func replayOpen(t *testing.T, w *world, home string) *device.Agent {
 	t.Helper()
 	a, err := device.Open(device.Options{Home: home, Server: w.url,
 		Passphrase: func(bool) ([]byte, error) { return []byte("pw replay"), nil },
-		Backend:    fastSoft, NewBackend: func() (backend.Backend, error) { return fastSoft("soft") },
+		Backend:    testkit.SoftBackend, NewBackend: func() (backend.Backend, error) { return testkit.SoftBackend("soft") },
 		Clock: w.clock.Now, Poll: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -119,10 +108,10 @@ func TestReplayedMessageRefused(t *testing.T) {
 	home := filepath.Join(t.TempDir(), "a")
 	a := replayOpen(t, w, home)
 	bob := w.agent("bob")
-	check(a.Init(ctx, device.InitOptions{Account: "xena"}))
-	check(bob.Init(ctx, device.InitOptions{Account: "yuri"}))
-	check(bob.Send(ctx, "xena", []byte("pay 10 to carol")))
-	got := check(a.Receive(ctx))
+	testkit.Must(a.Init(ctx, device.InitOptions{Account: "xena"}))
+	testkit.Must(bob.Init(ctx, device.InitOptions{Account: "yuri"}))
+	testkit.Must(bob.Send(ctx, "xena", []byte("pay 10 to carol")))
+	got := testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 1 || string(got.Messages[0].Body) != "pay 10 to carol" {
 		t.Fatalf("first delivery: %+v", got)
 	}
@@ -131,7 +120,7 @@ func TestReplayedMessageRefused(t *testing.T) {
 	if rr.redeliver() != 1 {
 		t.Fatal("the relay recorded no envelope")
 	}
-	got = check(a.Receive(ctx))
+	got = testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 0 || !skippedWith(got, device.ErrReplay) {
 		t.Fatalf("a re-delivered envelope: %+v", got)
 	}
@@ -141,7 +130,7 @@ func TestReplayedMessageRefused(t *testing.T) {
 	a = replayOpen(t, w, home)
 	defer a.Close()
 	rr.redeliver()
-	got = check(a.Receive(ctx))
+	got = testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 0 || !skippedWith(got, device.ErrReplay) {
 		t.Fatalf("re-delivered after a restart: %+v", got)
 	}
@@ -150,14 +139,14 @@ func TestReplayedMessageRefused(t *testing.T) {
 	// outside the window.
 	w.clock.Add(31 * 24 * time.Hour)
 	rr.redeliver()
-	got = check(a.Receive(ctx))
+	got = testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 0 || !skippedWith(got, device.ErrOutsideWindow) {
 		t.Fatalf("re-delivered a month later: %+v", got)
 	}
 
 	// A fresh message still opens.
-	check(bob.Send(ctx, "xena", []byte("new")))
-	got = check(a.Receive(ctx))
+	testkit.Must(bob.Send(ctx, "xena", []byte("new")))
+	got = testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 1 || string(got.Messages[0].Body) != "new" {
 		t.Fatalf("a new message after the replays: %+v", got)
 	}
@@ -169,13 +158,13 @@ func TestFailedEnvelopeNotMarkedSeen(t *testing.T) {
 	ctx := context.Background()
 	w, rr := replayWorld(t)
 	a, bob := w.agent("a"), w.agent("bob")
-	check(a.Init(ctx, device.InitOptions{Account: "zed"}))
-	check(bob.Init(ctx, device.InitOptions{Account: "abe"}))
-	check(bob.Send(ctx, "zed", []byte("hello")))
+	testkit.Must(a.Init(ctx, device.InitOptions{Account: "zed"}))
+	testkit.Must(bob.Init(ctx, device.InitOptions{Account: "abe"}))
+	testkit.Must(bob.Send(ctx, "zed", []byte("hello")))
 	rr.mu.Lock()
 	rr.damage = true
 	rr.mu.Unlock()
-	got := check(a.Receive(ctx))
+	got := testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 0 || len(got.Skipped) != 1 || skippedWith(got, device.ErrReplay) {
 		t.Fatalf("a damaged copy: %+v", got)
 	}
@@ -183,7 +172,7 @@ func TestFailedEnvelopeNotMarkedSeen(t *testing.T) {
 	rr.damage = false
 	rr.mu.Unlock()
 	rr.redeliver() // the genuine envelope, as the server first held it
-	got = check(a.Receive(ctx))
+	got = testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 1 || string(got.Messages[0].Body) != "hello" {
 		t.Fatalf("the genuine envelope after a damaged copy of it: %+v", got)
 	}
@@ -195,25 +184,25 @@ func TestReplayedCallRefused(t *testing.T) {
 	ctx := context.Background()
 	w, rr := replayWorld(t)
 	a, b := w.agent("a"), w.agent("b")
-	check(a.Init(ctx, device.InitOptions{Account: "bea"}))
-	check(b.Init(ctx, device.InitOptions{Account: "cal"}))
-	call := check(a.Call(ctx, "cal", time.Hour))
-	got := check(b.Receive(ctx))
+	testkit.Must(a.Init(ctx, device.InitOptions{Account: "bea"}))
+	testkit.Must(b.Init(ctx, device.InitOptions{Account: "cal"}))
+	call := testkit.Must(a.Call(ctx, "cal", time.Hour))
+	got := testkit.Must(b.Receive(ctx))
 	if len(got.Calls) != 1 || got.Calls[0] != call.CallID {
 		t.Fatalf("invitation: %+v", got)
 	}
 	// Delivered twice before acceptance: refused, the first is waiting.
 	rr.redeliver()
-	got = check(b.Receive(ctx))
+	got = testkit.Must(b.Receive(ctx))
 	if len(got.Calls) != 0 || !skippedWith(got, device.ErrReplay) {
 		t.Fatalf("a second copy of a waiting invitation: %+v", got)
 	}
-	fp := check(b.AcceptCall(ctx, call.CallID))
+	fp := testkit.Must(b.AcceptCall(ctx, call.CallID))
 	if fp != call.Fingerprint {
 		t.Fatalf("fingerprints %s and %s", fp, call.Fingerprint)
 	}
 	rr.redeliver()
-	got = check(b.Receive(ctx))
+	got = testkit.Must(b.Receive(ctx))
 	if len(got.Calls) != 0 || !skippedWith(got, device.ErrReplay) {
 		t.Fatalf("an accepted call's invitation again: %+v", got)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/device"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // tmAgentAhead opens an agent whose clock runs ahead of the world's by
@@ -18,7 +19,7 @@ func tmAgentAhead(w *world, name string, ahead *atomic.Int64) *device.Agent {
 	w.t.Helper()
 	a, err := device.Open(device.Options{Home: filepath.Join(w.t.TempDir(), name), Server: w.url,
 		Passphrase: func(bool) ([]byte, error) { return []byte("pw " + name), nil },
-		Backend:    fastSoft, NewBackend: func() (backend.Backend, error) { return fastSoft("soft") },
+		Backend:    testkit.SoftBackend, NewBackend: func() (backend.Backend, error) { return testkit.SoftBackend("soft") },
 		Clock: func() time.Time { return w.clock.Now().Add(time.Duration(ahead.Load())) }, Poll: time.Millisecond})
 	if err != nil {
 		w.t.Fatal(err)
@@ -37,15 +38,15 @@ func TestRevokeAndVetoAfterHeadDatedAhead(t *testing.T) {
 	var ahead atomic.Int64
 	a := w.agent("a")
 	b := tmAgentAhead(w, "b", &ahead)
-	res := check(a.Init(ctx, device.InitOptions{Account: "tess", DeviceName: "a", RecoveryDelay: time.Hour, SetRecoveryDelay: true}))
+	res := testkit.Must(a.Init(ctx, device.InitOptions{Account: "tess", DeviceName: "a", RecoveryDelay: time.Hour, SetRecoveryDelay: true}))
 	enroll(t, ctx, a, b, "tess")
-	bid := check(b.Status(ctx, false)).Device
+	bid := testkit.Must(b.Status(ctx, false)).Device
 
 	ahead.Store(int64(command.DefaultMaxLinkSkew - time.Second))
 	if _, _, err := b.Rotate(ctx); err != nil {
 		t.Fatalf("rotation dated %v ahead: %v", time.Duration(ahead.Load()), err)
 	}
-	st := check(a.Sync(ctx, res.Account))
+	st := testkit.Must(a.Sync(ctx, res.Account))
 	if !st.Time().After(w.clock.Now()) {
 		t.Fatalf("the rotation is dated %v, not ahead of the clock %v", st.Time(), w.clock.Now())
 	}
@@ -53,13 +54,13 @@ func TestRevokeAndVetoAfterHeadDatedAhead(t *testing.T) {
 	// A recovery request (dated at the head's time by the recovering
 	// device) and the owner's veto, both right after the future-dated head.
 	r := w.agent("r")
-	rr := check(r.Recover(ctx, device.RecoverOptions{Account: "tess", DeviceName: "r", Code: res.RecoveryCode.Reveal()}))
+	rr := testkit.Must(r.Recover(ctx, device.RecoverOptions{Account: "tess", DeviceName: "r", Code: res.RecoveryCode.Reveal()}))
 	if _, _, err := a.Veto(ctx, rr.RecoveryID); err != nil {
 		t.Fatalf("veto right after a head dated ahead: %v", err)
 	}
 
-	check(a.Revoke(ctx, bid, device.RevokeOptions{}))
-	st = check(a.Sync(ctx, res.Account))
+	testkit.Must(a.Revoke(ctx, bid, device.RevokeOptions{}))
+	st = testkit.Must(a.Sync(ctx, res.Account))
 	if st.IsActive(bid) {
 		t.Fatal("b is still active")
 	}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/client"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // The recovery takeover of issue 12: a thief with the recovery code and a
@@ -65,15 +65,10 @@ func TestAttackRecoveryTakeover(t *testing.T) {
 	inject := true
 	backend, _ := url.Parse(h.server)
 	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, _ := http.NewRequestWithContext(r.Context(), r.Method, backend.String()+r.URL.RequestURI(), r.Body)
-		req.Header = r.Header.Clone()
-		resp, err := http.DefaultTransport.RoundTrip(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
+		resp, body, ok := testkit.Forward(w, r, backend)
+		if !ok {
 			return
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
 		mu.Lock()
 		on := inject
 		mu.Unlock()
@@ -88,13 +83,7 @@ func TestAttackRecoveryTakeover(t *testing.T) {
 			v["head"] = map[string]any{"seq": forged.Seq(), "hash": forged.Hash().String()}
 			body, _ = json.Marshal(v)
 		}
-		for k, vs := range resp.Header {
-			if k != "Content-Length" {
-				w.Header()[k] = vs
-			}
-		}
-		w.WriteHeader(resp.StatusCode)
-		w.Write(body)
+		testkit.Reply(w, resp, body)
 	}))
 	t.Cleanup(hostile.Close)
 	victim := &device{h: &harness{t: t, bin: h.bin, server: hostile.URL}, home: owner.home, pass: owner.pass}

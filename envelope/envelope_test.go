@@ -8,35 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enigm/enigm/backend"
-	"github.com/enigm/enigm/backend/soft"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/envelope"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/keystore"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
 )
-
-func fastSoft(string) (backend.Backend, error) {
-	return soft.New(soft.Options{Params: soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}})
-}
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
-}
-
-// signer is a keystore identity key as chain signs with it.
-func signer(k *keystore.IdentityKey) chain.Signer {
-	s, err := k.ChainSigner(true)
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
 
 // party is a device with a keystore and a one-device account.
 type party struct {
@@ -50,29 +29,29 @@ type party struct {
 
 func newParty(t *testing.T, seed byte) *party {
 	t.Helper()
-	b, _ := fastSoft("soft")
-	ks := must(keystore.Init(context.Background(), filepath.Join(t.TempDir(), "h"), b, []byte("pw"),
-		keystore.InitOptions{Options: keystore.Options{Backend: fastSoft}}))
+	b, _ := testkit.SoftBackend("soft")
+	ks := testkit.Must(keystore.Init(context.Background(), filepath.Join(t.TempDir(), "h"), b, []byte("pw"),
+		keystore.InitOptions{Options: keystore.Options{Backend: testkit.SoftBackend}}))
 	t.Cleanup(func() { ks.Close() })
 	ks.SetAppAuthorized(true)
 	ks.SetAssociation(policy.Associated, nil)
-	idInfo := must(ks.Generate(keystore.ClassIdentity, keystore.GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true}))
-	kemInfo := must(ks.Generate(keystore.ClassKEM, keystore.GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true}))
-	p := &party{ks: ks, id: must(ks.Identity(idInfo.ID)), kem: must(ks.KEM(kemInfo.ID)), kemPK: kemInfo.Public, dev: chain.DeviceID(ks.DeviceID())}
-	rk := must(hybrid.NewPrivateKey(bytes.Repeat([]byte{seed}, hybrid.SeedSize)))
-	d := must(chain.NewGenesis(time.Now(), &chain.Genesis{Device: chain.Device{ID: p.dev, Name: "d", Identity: must(p.id.HybridPublic()),
+	idInfo := testkit.Must(ks.Generate(keystore.ClassIdentity, keystore.GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true}))
+	kemInfo := testkit.Must(ks.Generate(keystore.ClassKEM, keystore.GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true}))
+	p := &party{ks: ks, id: testkit.Must(ks.Identity(idInfo.ID)), kem: testkit.Must(ks.KEM(kemInfo.ID)), kemPK: kemInfo.Public, dev: chain.DeviceID(ks.DeviceID())}
+	rk := testkit.Must(hybrid.NewPrivateKey(bytes.Repeat([]byte{seed}, hybrid.SeedSize)))
+	d := testkit.Must(chain.NewGenesis(time.Now(), &chain.Genesis{Device: chain.Device{ID: p.dev, Name: "d", Identity: testkit.Must(p.id.HybridPublic()),
 		KEM: kemInfo.Public, Level: chain.LevelSoftware}, Recovery: rk.Public(), Policy: chain.DefaultPolicy()}))
-	if err := d.Sign(chain.RoleSubject, signer(p.id)); err != nil {
+	if err := d.Sign(chain.RoleSubject, testkit.Must(p.id.ChainSigner(true))); err != nil {
 		t.Fatal(err)
 	}
 	d.Sign(chain.RoleNewRecovery, rk)
-	p.state = must(chain.Apply(nil, must(d.Link()), time.Now()))
+	p.state = testkit.Must(chain.Apply(nil, testkit.Must(d.Link()), time.Now()))
 	return p
 }
 
 func (p *party) session(t *testing.T) *keystore.SessionKey {
-	info := must(p.ks.Generate(keystore.ClassSession, keystore.GenerateOptions{Cause: lifecycle.MessagingSetup, Activate: true}))
-	return must(p.ks.Session(info.ID))
+	info := testkit.Must(p.ks.Generate(keystore.ClassSession, keystore.GenerateOptions{Cause: lifecycle.MessagingSetup, Activate: true}))
+	return testkit.Must(p.ks.Session(info.ID))
 }
 
 func (p *party) kems() map[[32]byte]*keystore.KEMKey {
@@ -142,7 +121,7 @@ func TestTamperedEnvelope(t *testing.T) {
 
 func TestWrongRecipientAndKey(t *testing.T) {
 	a, b, c := newParty(t, 1), newParty(t, 2), newParty(t, 3)
-	p := must(envelope.Parse(seal(t, a, b, a.id, "for b")))
+	p := testkit.Must(envelope.Parse(seal(t, a, b, a.id, "for b")))
 	if err := p.For(c.state.Account(), c.dev); !errors.Is(err, envelope.ErrNotForMe) {
 		t.Fatalf("another device: %v", err)
 	}
@@ -156,12 +135,12 @@ func TestWrongRecipientAndKey(t *testing.T) {
 // identity key must have signed.
 func TestSenderVerified(t *testing.T) {
 	a, b, c := newParty(t, 1), newParty(t, 2), newParty(t, 3)
-	p := must(envelope.Parse(seal(t, a, b, a.id, "x")))
+	p := testkit.Must(envelope.Parse(seal(t, a, b, a.id, "x")))
 	if err := p.Verify(c.state); !errors.Is(err, envelope.ErrSender) {
 		t.Fatalf("verified against another account's chain: %v", err)
 	}
 	// An envelope claiming to come from a's device but signed by c's key.
-	forged := must(envelope.Parse(seal(t, a, b, c.id, "forged")))
+	forged := testkit.Must(envelope.Parse(seal(t, a, b, c.id, "forged")))
 	if err := forged.Verify(a.state); !errors.Is(err, envelope.ErrSender) {
 		t.Fatalf("signed by a key that is not the device's: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/envelope"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/keystore"
 )
 
@@ -30,12 +31,12 @@ func purposeAddDevice(t *testing.T, owner, dev *party) {
 	t.Helper()
 	var n [chain.NonceSize]byte
 	n[0] = dev.dev[0]
-	rec := chain.Device{ID: dev.dev, Name: "second", Identity: must(dev.id.HybridPublic()), KEM: dev.kemPK, Level: chain.LevelSoftware}
-	d := must(chain.NewDraft(owner.state, time.Now(), &chain.AddDevice{Device: rec, Nonce: n, PairingHash: chain.PairingHash(n, "123456")}))
-	if err := d.SignDevice(owner.dev, signer(owner.id)); err != nil {
+	rec := chain.Device{ID: dev.dev, Name: "second", Identity: testkit.Must(dev.id.HybridPublic()), KEM: dev.kemPK, Level: chain.LevelSoftware}
+	d := testkit.Must(chain.NewDraft(owner.state, time.Now(), &chain.AddDevice{Device: rec, Nonce: n, PairingHash: chain.PairingHash(n, "123456")}))
+	if err := d.SignDevice(owner.dev, testkit.Must(owner.id.ChainSigner(true))); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Sign(chain.RoleSubject, signer(dev.id)); err != nil {
+	if err := d.Sign(chain.RoleSubject, testkit.Must(dev.id.ChainSigner(true))); err != nil {
 		t.Fatal(err)
 	}
 	owner.state = purposeApply(t, owner.state, d)
@@ -48,12 +49,12 @@ func TestRevokedSenderRefused(t *testing.T) {
 	purposeAddDevice(t, a, a2)
 	// a2 sends while it is active: accepted.
 	a2.state = a.state
-	p := must(envelope.Parse(seal(t, a2, b, a2.id, "while active")))
+	p := testkit.Must(envelope.Parse(seal(t, a2, b, a2.id, "while active")))
 	if err := p.Verify(a.state); err != nil {
 		t.Fatalf("an active second device is refused: %v", err)
 	}
-	d := must(chain.NewDraft(a.state, time.Now(), &chain.RevokeDevice{ID: a2.dev, Reason: chain.ReasonLost}))
-	if err := d.SignDevice(a.dev, signer(a.id)); err != nil {
+	d := testkit.Must(chain.NewDraft(a.state, time.Now(), &chain.RevokeDevice{ID: a2.dev, Reason: chain.ReasonLost}))
+	if err := d.SignDevice(a.dev, testkit.Must(a.id.ChainSigner(true))); err != nil {
 		t.Fatal(err)
 	}
 	a.state = purposeApply(t, a.state, d)
@@ -71,18 +72,18 @@ func TestRevokedSenderRefused(t *testing.T) {
 // An envelope from a device retired by replace_device is refused.
 func TestRetiredSenderRefused(t *testing.T) {
 	a, a3, b := newParty(t, 1), newParty(t, 5), newParty(t, 2)
-	p := must(envelope.Parse(seal(t, a, b, a.id, "before the replacement")))
+	p := testkit.Must(envelope.Parse(seal(t, a, b, a.id, "before the replacement")))
 	if err := p.Verify(a.state); err != nil {
 		t.Fatalf("the active device is refused: %v", err)
 	}
 	var n [chain.NonceSize]byte
 	n[0] = 9
-	rec := chain.Device{ID: a3.dev, Name: "new phone", Identity: must(a3.id.HybridPublic()), KEM: a3.kemPK, Level: chain.LevelSoftware}
-	d := must(chain.NewDraft(a.state, time.Now(), &chain.ReplaceDevice{Old: a.dev, Device: rec, Nonce: n, PairingHash: chain.PairingHash(n, "654321")}))
-	if err := d.SignDevice(a.dev, signer(a.id)); err != nil {
+	rec := chain.Device{ID: a3.dev, Name: "new phone", Identity: testkit.Must(a3.id.HybridPublic()), KEM: a3.kemPK, Level: chain.LevelSoftware}
+	d := testkit.Must(chain.NewDraft(a.state, time.Now(), &chain.ReplaceDevice{Old: a.dev, Device: rec, Nonce: n, PairingHash: chain.PairingHash(n, "654321")}))
+	if err := d.SignDevice(a.dev, testkit.Must(a.id.ChainSigner(true))); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Sign(chain.RoleSubject, signer(a3.id)); err != nil {
+	if err := d.Sign(chain.RoleSubject, testkit.Must(a3.id.ChainSigner(true))); err != nil {
 		t.Fatal(err)
 	}
 	a.state = purposeApply(t, a.state, d)
@@ -114,37 +115,37 @@ func sealCall(t *testing.T, sk *keystore.SessionKey, from *party, to *party, cal
 func TestCallFingerprintBindsCallAndParties(t *testing.T) {
 	a, b, c := newParty(t, 1), newParty(t, 2), newParty(t, 3)
 	sk := a.session(t)
-	p := must(envelope.Parse(sealCall(t, sk, a, b, "call-1")))
-	callerFP := must(envelope.Fingerprint(sk, "call-1", a.state.Account(), a.dev, b.state.Account()))
+	p := testkit.Must(envelope.Parse(sealCall(t, sk, a, b, "call-1")))
+	callerFP := testkit.Must(envelope.Fingerprint(sk, "call-1", a.state.Account(), a.dev, b.state.Account()))
 	if err := p.Verify(a.state); err != nil {
 		t.Fatal(err)
 	}
-	bk := must(p.OpenKey(b.kems(), time.Minute))
-	if got := must(p.Fingerprint(bk)); got != callerFP {
+	bk := testkit.Must(p.OpenKey(b.kems(), time.Minute))
+	if got := testkit.Must(p.Fingerprint(bk)); got != callerFP {
 		t.Fatalf("the two ends of an honest call show %s and %s", callerFP, got)
 	}
 	for _, id := range []string{"call-2", "call-1"} {
-		q := must(envelope.Parse(sealCall(t, bk, b, c, id)))
+		q := testkit.Must(envelope.Parse(sealCall(t, bk, b, c, id)))
 		if err := q.Verify(b.state); err != nil {
 			t.Fatal(err)
 		}
-		ck := must(q.OpenKey(c.kems(), time.Minute))
-		if got := must(q.Fingerprint(ck)); got == callerFP {
+		ck := testkit.Must(q.OpenKey(c.kems(), time.Minute))
+		if got := testkit.Must(q.Fingerprint(ck)); got == callerFP {
 			t.Fatalf("re-sealed to a third party as %s, the call key shows the original call's fingerprint %s", id, got)
 		}
 	}
 	// Each bound field changes it.
 	for _, fp := range []string{
-		must(envelope.Fingerprint(sk, "call-2", a.state.Account(), a.dev, b.state.Account())),
-		must(envelope.Fingerprint(sk, "call-1", c.state.Account(), a.dev, b.state.Account())),
-		must(envelope.Fingerprint(sk, "call-1", a.state.Account(), c.dev, b.state.Account())),
-		must(envelope.Fingerprint(sk, "call-1", a.state.Account(), a.dev, c.state.Account())),
+		testkit.Must(envelope.Fingerprint(sk, "call-2", a.state.Account(), a.dev, b.state.Account())),
+		testkit.Must(envelope.Fingerprint(sk, "call-1", c.state.Account(), a.dev, b.state.Account())),
+		testkit.Must(envelope.Fingerprint(sk, "call-1", a.state.Account(), c.dev, b.state.Account())),
+		testkit.Must(envelope.Fingerprint(sk, "call-1", a.state.Account(), a.dev, c.state.Account())),
 	} {
 		if fp == callerFP {
 			t.Fatal("a fingerprint ignores one of the call id, caller account, caller device, called account")
 		}
 	}
-	if _, err := must(envelope.Parse(seal(t, a, b, a.id, "m"))).Fingerprint(bk); !errors.Is(err, envelope.ErrMalformed) {
+	if _, err := testkit.Must(envelope.Parse(seal(t, a, b, a.id, "m"))).Fingerprint(bk); !errors.Is(err, envelope.ErrMalformed) {
 		t.Fatalf("a message has a call fingerprint: %v", err)
 	}
 }

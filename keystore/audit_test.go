@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/internal/audit"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
 )
@@ -45,7 +46,7 @@ func newFailingFixture(t *testing.T) (*fixture, *failingFile) {
 	t.Helper()
 	var ff atomic.Pointer[failingFile]
 	f := &fixture{t: t, home: filepath.Join(t.TempDir(), "home"),
-		clock: &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)},
+		clock: testkit.NewClock(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)),
 		pos:   &mutablePosture{p: policy.Posture{Level: policy.PostureDegraded}}}
 	opts := f.opts()
 	opts.auditFile = func(file *os.File) audit.File {
@@ -53,7 +54,7 @@ func newFailingFixture(t *testing.T) (*fixture, *failingFile) {
 		ff.Store(w)
 		return w
 	}
-	b, _ := softBackend("soft")
+	b, _ := testkit.SoftBackend("soft")
 	s, err := Init(context.Background(), f.home, b, testPass, InitOptions{Options: opts})
 	if err != nil {
 		t.Fatal(err)

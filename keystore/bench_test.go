@@ -10,6 +10,7 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/soft"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
 )
@@ -48,7 +49,7 @@ func (s countingSession) Unseal(ctx context.Context, l string, p []byte) ([]byte
 // backend.
 func TestNoBackendCallsPerUse(t *testing.T) {
 	var calls atomic.Int64
-	sb, _ := soft.New(soft.Options{Params: fastKDF})
+	sb, _ := soft.New(soft.Options{Params: testkit.FastKDF})
 	cb := countingBackend{sb, &calls}
 	home := t.TempDir() + "/h"
 	opts := Options{Backend: func(string) (backend.Backend, error) { return cb, nil }, Posture: staticPosture(policy.PostureDegraded)}
@@ -95,9 +96,9 @@ func (p staticPosture) Posture() policy.Posture { return policy.Posture{Level: p
 
 func benchStore(b *testing.B, alg Algorithm) *IdentityKey {
 	b.Helper()
-	sb, _ := soft.New(soft.Options{Params: fastKDF})
+	sb, _ := soft.New(soft.Options{Params: testkit.FastKDF})
 	s, err := Init(context.Background(), b.TempDir()+"/h", sb, testPass, InitOptions{Options: Options{
-		Backend: softBackend, Posture: staticPosture(policy.PostureDegraded)}})
+		Backend: testkit.SoftBackend, Posture: staticPosture(policy.PostureDegraded)}})
 	if err != nil {
 		b.Fatal(err)
 	}

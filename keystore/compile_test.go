@@ -19,25 +19,11 @@ func TestClassMixingDoesNotCompile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the compiler")
 	}
-	goBin := "go" // go test puts its own GOROOT/bin first in PATH
 	dir, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
 	}
-	build := func(src string) (string, error) {
-		tmp := t.TempDir()
-		file := filepath.Join(tmp, "mix.go")
-		if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		ov, _ := json.Marshal(map[string]any{"Replace": map[string]string{filepath.Join(dir, "zz_mix_overlay.go"): file}})
-		ovFile := filepath.Join(tmp, "overlay.json")
-		os.WriteFile(ovFile, ov, 0o600)
-		cmd := exec.Command(goBin, "build", "-overlay", ovFile, ".")
-		cmd.Dir = dir
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
+	build := func(src string) (string, error) { return buildWithFile(t, dir, "mix.go", src) }
 	// Each refused case names the error it must fail with: the class tags
 	// of the two sides, at the mixing line of the added file. Any other
 	// failure (a typo, an unrelated inference error) is not a proof.
@@ -76,4 +62,24 @@ func TestClassMixingDoesNotCompile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// buildWithFile runs go build in dir with one more file holding src, added
+// through an overlay as zz_<name>_overlay.go (the tree is not written to),
+// and returns the compiler's output; its errors name the file name.
+func buildWithFile(t *testing.T, dir, name, src string) (string, error) {
+	t.Helper()
+	tmp := t.TempDir()
+	file := filepath.Join(tmp, name)
+	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(dir, "zz_"+strings.TrimSuffix(name, ".go")+"_overlay.go")
+	ov, _ := json.Marshal(map[string]any{"Replace": map[string]string{target: file}})
+	ovFile := filepath.Join(tmp, "overlay.json")
+	os.WriteFile(ovFile, ov, 0o600)
+	cmd := exec.Command("go", "build", "-overlay", ovFile, ".") // go test puts its own GOROOT/bin first in PATH
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }

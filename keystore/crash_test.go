@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
 )
@@ -27,7 +28,7 @@ func TestCrashChild(t *testing.T) {
 	if home == "" {
 		t.Skip("child of TestKill9 only")
 	}
-	s, err := Open(home, Options{Backend: softBackend, LockTimeout: 5 * time.Second})
+	s, err := Open(home, Options{Backend: testkit.SoftBackend, LockTimeout: 5 * time.Second})
 	if err != nil {
 		fmt.Println("open failed:", err)
 		os.Exit(2)
@@ -85,30 +86,12 @@ func TestKill9(t *testing.T) {
 	f := newFixture(t)
 	f.s.SetAssociation(policy.Associated, nil)
 	f.s.Close()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	const rounds = 60
 	r := rand.New(rand.NewPCG(42, 7))
 	committed := map[KeyID]string{} // id -> state the child last reported
 	rotations, ops := 0, 0
 	for round := 0; round < rounds; round++ {
-		cmd := exec.Command(exe, "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), crashEnv+"="+f.home)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(out)
-		if !sc.Scan() || sc.Text() != "ready" {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("round %d: child did not start: %q", round, sc.Text())
-		}
+		cmd, sc := startChild(t, round, "TestCrashChild", crashEnv+"="+f.home)
 		// The kill lands 1–80 ms after the child's first operation
 		// returned, so that every round kills work in progress however
 		// slowly the child runs (race detector, a loaded machine).
@@ -284,7 +267,7 @@ func TestSignChild(t *testing.T) {
 		fmt.Println("bad key:", err)
 		os.Exit(2)
 	}
-	s, err := Open(home, Options{Backend: softBackend, Posture: staticPosture(policy.PostureDegraded), LockTimeout: 5 * time.Second})
+	s, err := Open(home, Options{Backend: testkit.SoftBackend, Posture: staticPosture(policy.PostureDegraded), LockTimeout: 5 * time.Second})
 	if err != nil {
 		fmt.Println("open failed:", err)
 		os.Exit(2)
@@ -322,27 +305,9 @@ func TestKill9AfterSign(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.s.Close()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := rand.New(rand.NewPCG(7, 42))
 	for round := 0; round < 10; round++ {
-		cmd := exec.Command(exe, "-test.run=^TestSignChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), signChildEnv+"="+f.home, "ENIGM_SIGN_CHILD_KEY="+id.ID.String())
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(out)
-		if !sc.Scan() || sc.Text() != "ready" {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("round %d: child did not start: %q", round, sc.Text())
-		}
+		cmd, sc := startChild(t, round, "TestSignChild", signChildEnv+"="+f.home, "ENIGM_SIGN_CHILD_KEY="+id.ID.String())
 		var seqs []uint64
 		for want := 1 + r.IntN(20); len(seqs) < want && sc.Scan(); {
 			var seq uint64
@@ -378,4 +343,31 @@ func TestKill9AfterSign(t *testing.T) {
 			}
 		}
 	}
+}
+
+// startChild runs this test binary's test named test as a child process
+// with env added, and waits for its "ready" line; sc reads its further
+// output. round names the attempt in a failure.
+func startChild(t *testing.T, round int, test string, env ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || sc.Text() != "ready" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("round %d: child did not start: %q", round, sc.Text())
+	}
+	return cmd, sc
 }

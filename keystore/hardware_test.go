@@ -12,6 +12,7 @@ import (
 	"github.com/enigm/enigm/backend/platform"
 	"github.com/enigm/enigm/backend/platform/bridge"
 	"github.com/enigm/enigm/backend/platform/simulated"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
 )
@@ -48,7 +49,7 @@ func phoneStore(t *testing.T) (*Store, *simulated.Device) {
 	t.Helper()
 	d := simulated.New(simulated.StrongBox(0))
 	d.Authenticate(bridge.AuthBiometric)
-	b, err := platform.New(d, platform.Options{KDF: fastKDF, UserAuth: bridge.AuthBiometric | bridge.AuthDeviceCredential, AuthValidity: time.Hour})
+	b, err := platform.New(d, platform.Options{KDF: testkit.FastKDF, UserAuth: bridge.AuthBiometric | bridge.AuthDeviceCredential, AuthValidity: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

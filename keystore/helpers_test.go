@@ -7,9 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enigm/enigm/backend"
-	"github.com/enigm/enigm/backend/soft"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/keystore/internal/record"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
@@ -17,34 +16,10 @@ import (
 
 var testPass = []byte("test passphrase")
 
-// fast Argon2id parameters for tests; production uses soft.Recommended.
-var fastKDF = soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func softBackend(name string) (backend.Backend, error) {
-	return soft.New(soft.Options{Params: fastKDF})
-}
-
 type fixture struct {
 	t     *testing.T
 	home  string
-	clock *clock
+	clock *testkit.Clock
 	pos   *mutablePosture
 	s     *Store
 }
@@ -67,7 +42,7 @@ func (m *mutablePosture) set(l policy.PostureLevel) {
 }
 
 func (f *fixture) opts() Options {
-	return Options{Backend: softBackend, Clock: f.clock.Now, Posture: f.pos, LockTimeout: 100 * time.Millisecond}
+	return Options{Backend: testkit.SoftBackend, Clock: f.clock.Now, Posture: f.pos, LockTimeout: 100 * time.Millisecond}
 }
 
 // newFixture creates an unlocked, app-authorized store with a controllable
@@ -75,9 +50,9 @@ func (f *fixture) opts() Options {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{t: t, home: filepath.Join(t.TempDir(), "home"),
-		clock: &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)},
+		clock: testkit.NewClock(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)),
 		pos:   &mutablePosture{p: policy.Posture{Level: policy.PostureDegraded}}}
-	b, _ := softBackend("soft")
+	b, _ := testkit.SoftBackend("soft")
 	s, err := Init(context.Background(), f.home, b, testPass, InitOptions{Options: f.opts()})
 	if err != nil {
 		t.Fatal(err)

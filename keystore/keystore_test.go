@@ -17,6 +17,7 @@ import (
 	"github.com/enigm/enigm/hybrid"
 	"github.com/enigm/enigm/internal/audit"
 	"github.com/enigm/enigm/internal/redact"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
 )
@@ -535,7 +536,7 @@ func TestPermissionsAndExclusiveOpen(t *testing.T) {
 }
 
 func mustSoft(t *testing.T) backend.Backend {
-	b, err := softBackend("soft")
+	b, err := testkit.SoftBackend("soft")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -233,26 +231,14 @@ func TestPurposesCannotBeForged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the compiler")
 	}
-	goBin := "go" // go test puts its own GOROOT/bin first in PATH
 	dir, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
 	}
 	pkgDir := filepath.Join(dir, "keystoretest")
 	build := func(body string) (string, error) {
-		tmp := t.TempDir()
-		file := filepath.Join(tmp, "forge.go")
 		src := "package keystoretest\n\nimport (\n\t\"github.com/enigm/enigm/chain\"\n\t\"github.com/enigm/enigm/keystore\"\n)\n\nvar _ = chain.Request{}\nvar _ = keystore.Purpose{}\n\n" + body + "\n"
-		if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		ov, _ := json.Marshal(map[string]any{"Replace": map[string]string{filepath.Join(pkgDir, "zz_forge_overlay.go"): file}})
-		ovFile := filepath.Join(tmp, "overlay.json")
-		os.WriteFile(ovFile, ov, 0o600)
-		cmd := exec.Command(goBin, "build", "-overlay", ovFile, ".")
-		cmd.Dir = pkgDir
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+		return buildWithFile(t, pkgDir, "forge.go", src)
 	}
 	if out, err := build(`var _, _ = keystore.AppPurpose("x")`); err != nil {
 		t.Fatalf("control does not compile: %s", out)

@@ -13,6 +13,7 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/platform/bridge"
 	"github.com/enigm/enigm/backend/platform/simulated"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 func gateOf(err error) backend.Gate {
@@ -95,9 +96,9 @@ func TestCapabilities(t *testing.T) {
 	}{
 		{"SE with auth", se, withAuth, []string{backend.AlgP256},
 			[]backend.Gate{backend.GateNonExportable, backend.GateDestroy, backend.GateDeviceUnlocked, backend.GateUserPresence}, backend.LevelHardwarePlatform, false},
-		{"SE without auth", se, Options{KDF: fastKDF}, []string{backend.AlgP256},
+		{"SE without auth", se, Options{KDF: testkit.FastKDF}, []string{backend.AlgP256},
 			[]backend.Gate{backend.GateNonExportable, backend.GateDestroy, backend.GateDeviceUnlocked}, backend.LevelHardwarePlatform, false},
-		{"SE usable while locked", se, Options{KDF: fastKDF, AllowLocked: true}, []string{backend.AlgP256},
+		{"SE usable while locked", se, Options{KDF: testkit.FastKDF, AllowLocked: true}, []string{backend.AlgP256},
 			[]backend.Gate{backend.GateNonExportable, backend.GateDestroy}, backend.LevelHardwarePlatform, false},
 		{"StrongBox with auth", sb, withAuth, []string{backend.AlgP256, backend.AlgAES256},
 			[]backend.Gate{backend.GateNonExportable, backend.GateDestroy, backend.GateDeviceUnlocked, backend.GateUserPresence}, backend.LevelHardwarePlatform, true},
@@ -137,19 +138,19 @@ func TestOptionsRefusedByHardware(t *testing.T) {
 		p    simulated.Profile
 		opts Options
 	}{
-		{"credential not offered", bioOnly, Options{KDF: fastKDF, UserAuth: bridge.AuthDeviceCredential}},
-		{"window beyond the SE's 5 minutes", simulated.SecureEnclave(), Options{KDF: fastKDF, UserAuth: either, AuthValidity: 10 * time.Minute}},
-		{"no unlocked-only keys", noUnlocked, Options{KDF: fastKDF}},
+		{"credential not offered", bioOnly, Options{KDF: testkit.FastKDF, UserAuth: bridge.AuthDeviceCredential}},
+		{"window beyond the SE's 5 minutes", simulated.SecureEnclave(), Options{KDF: testkit.FastKDF, UserAuth: either, AuthValidity: 10 * time.Minute}},
+		{"no unlocked-only keys", noUnlocked, Options{KDF: testkit.FastKDF}},
 	} {
 		if _, err := New(newDevice(tc.p), tc.opts); !errors.Is(err, ErrUnsupported) {
 			t.Errorf("%s: err = %v, want ErrUnsupported", tc.desc, err)
 		}
 	}
 	for _, opts := range []Options{
-		{KDF: fastKDF, UserAuth: 4},
-		{KDF: fastKDF, UserAuth: either, AuthValidity: 1500 * time.Millisecond},
-		{KDF: fastKDF, UserAuth: either, AuthValidity: -time.Second},
-		{KDF: fastKDF, UserAuth: -1},
+		{KDF: testkit.FastKDF, UserAuth: 4},
+		{KDF: testkit.FastKDF, UserAuth: either, AuthValidity: 1500 * time.Millisecond},
+		{KDF: testkit.FastKDF, UserAuth: either, AuthValidity: -time.Second},
+		{KDF: testkit.FastKDF, UserAuth: -1},
 	} {
 		if _, err := New(newDevice(simulated.StrongBox(0)), opts); err == nil {
 			t.Errorf("options %+v accepted", opts)
@@ -159,7 +160,7 @@ func TestOptionsRefusedByHardware(t *testing.T) {
 	// refused: the reported gates would be false.
 	d := newDevice(simulated.StrongBox(0))
 	st := provision(t, newBackend(t, d, withAuth))
-	weaker := newBackend(t, d, Options{KDF: fastKDF})
+	weaker := newBackend(t, d, Options{KDF: testkit.FastKDF})
 	if _, err := weaker.Open(bg, st, secret); !errors.Is(err, backend.ErrState) {
 		t.Fatalf("open with other access control: err = %v, want ErrState", err)
 	}
@@ -234,7 +235,7 @@ func TestAuthWindow(t *testing.T) {
 // Per-use authentication: every hardware use needs its own authentication.
 func TestAuthPerUse(t *testing.T) {
 	d := newDevice(simulated.SecureEnclave())
-	b := newBackend(t, d, Options{KDF: fastKDF, UserAuth: either})
+	b := newBackend(t, d, Options{KDF: testkit.FastKDF, UserAuth: either})
 	d.Authenticate(bridge.AuthBiometric)
 	st := provision(t, b) // ECIES: provisioning seals in software, no use
 	d.Authenticate(bridge.AuthBiometric)
@@ -261,7 +262,7 @@ func TestBiometricChangeInvalidates(t *testing.T) {
 	for _, p := range []simulated.Profile{simulated.SecureEnclave(), simulated.StrongBox(0)} {
 		t.Run(p.Level, func(t *testing.T) {
 			d := newDevice(p)
-			b := newBackend(t, d, Options{KDF: fastKDF, UserAuth: bridge.AuthBiometric, AuthValidity: time.Minute})
+			b := newBackend(t, d, Options{KDF: testkit.FastKDF, UserAuth: bridge.AuthBiometric, AuthValidity: time.Minute})
 			st := provision(t, b)
 			open(t, b, st).Close()
 			d.ChangeBiometrics()
@@ -284,7 +285,7 @@ func TestBiometricChangeInvalidates(t *testing.T) {
 // the first unlock.
 func TestAfterFirstUnlock(t *testing.T) {
 	d := newDevice(simulated.SecureEnclave())
-	b := newBackend(t, d, Options{KDF: fastKDF, AllowLocked: true})
+	b := newBackend(t, d, Options{KDF: testkit.FastKDF, AllowLocked: true})
 	st := provision(t, b)
 	d.Lock()
 	open(t, b, st).Close()

@@ -10,15 +10,14 @@ import (
 	"github.com/enigm/enigm/backend/backendtest"
 	"github.com/enigm/enigm/backend/platform/bridge"
 	"github.com/enigm/enigm/backend/platform/simulated"
-	"github.com/enigm/enigm/backend/soft"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 var (
 	bg       = context.Background()
 	secret   = []byte("correct horse battery staple")
-	fastKDF  = soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}
 	either   = bridge.AuthBiometric | bridge.AuthDeviceCredential
-	withAuth = Options{KDF: fastKDF, UserAuth: either, AuthValidity: time.Minute}
+	withAuth = Options{KDF: testkit.FastKDF, UserAuth: either, AuthValidity: time.Minute}
 )
 
 // testDelay is the StrongBox profile's per-operation delay in tests: small,
@@ -123,6 +122,6 @@ func TestConformanceSoftwareLevel(t *testing.T) {
 	p := simulated.StrongBox(0)
 	p.Level, p.Attestation = bridge.LevelSoftware, false
 	backendtest.Run(t, func(t *testing.T) backend.Backend {
-		return newBackend(t, newDevice(p), Options{KDF: fastKDF})
+		return newBackend(t, newDevice(p), Options{KDF: testkit.FastKDF})
 	})
 }

@@ -1,16 +1,13 @@
 package cli
 
 import (
-	"encoding/base64"
 	"encoding/json"
-	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/enigm/enigm/command"
-	"github.com/enigm/enigm/hybrid"
 	"github.com/enigm/enigm/internal/redact"
 )
 
@@ -31,20 +28,7 @@ func adminPolicyAccount(t *testing.T, p command.Policy) (map[string]string, stri
 		t.Fatalf("org invite: %+v", r)
 	}
 	code := r.json(t)["invite_code"].(string)
-	resp, err := http.Get(url + "/v1/invites/" + code)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inv struct {
-		AdminKey string `json:"admin_key"`
-	}
-	json.NewDecoder(resp.Body).Decode(&inv)
-	resp.Body.Close()
-	kb, _ := base64.StdEncoding.DecodeString(inv.AdminKey)
-	admin, err := hybrid.ParsePublicKey(kb)
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := inviteAdminKey(t, url, code)
 	acct, _ := managedAccount(t, url, "alice", org["org_id"].(string), code, admin, p)
 	return map[string]string{"ENIGM_ADMIN_TOKEN": org["admin_token"].(string), "ENIGM_SERVER": url}, acct
 }

@@ -15,11 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enigm/enigm/backend"
-	"github.com/enigm/enigm/backend/soft"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 type run struct {
@@ -29,14 +28,7 @@ type run struct {
 
 func (r run) json(t *testing.T) map[string]any {
 	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
-		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
-	}
-	if m["version"] != float64(1) {
-		t.Fatalf("JSON without version 1: %s", r.stdout)
-	}
-	return m
+	return testkit.VersionedJSON(t, r.stdout)
 }
 
 type lockedBuf struct {
@@ -61,9 +53,7 @@ func testEnv(vars map[string]string) *Env {
 		Stdin:  strings.NewReader(""),
 		Getenv: func(k string) string { return vars[k] },
 		Config: func(c *command.Config) {
-			c.KeystoreBackend = func(string) (backend.Backend, error) {
-				return soft.New(soft.Options{Params: soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}})
-			}
+			c.KeystoreBackend = testkit.SoftBackend
 			c.KeystorePassphrase = []byte("cli test")
 			c.JanitorInterval = -1
 		},
@@ -216,20 +206,7 @@ func TestOrgAndAdminTranscript(t *testing.T) {
 	}
 
 	// The invite shows the organisation's key; the account is created.
-	resp, err := http.Get(url + "/v1/invites/" + code)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inv struct {
-		AdminKey string `json:"admin_key"`
-	}
-	json.NewDecoder(resp.Body).Decode(&inv)
-	resp.Body.Close()
-	kb, _ := base64.StdEncoding.DecodeString(inv.AdminKey)
-	admin, err := hybrid.ParsePublicKey(kb)
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := inviteAdminKey(t, url, code)
 	acct, dev := managedAccount(t, url, "alice", orgID, code, admin, command.Policy{RequireAdminReview: true, RecoveryDelaySeconds: 3600, MinLevel: "software"})
 
 	vars := map[string]string{"ENIGM_ADMIN_TOKEN": tok, "ENIGM_SERVER": url}
@@ -335,4 +312,25 @@ func TestServeRecoveryDelayFlags(t *testing.T) {
 			t.Errorf("%v: development warning logged = %v, want %v:\n%s", c.args, warned, c.dev, errb.String())
 		}
 	}
+}
+
+// inviteAdminKey fetches the invite code's public view from Command at url
+// and returns the organisation key it shows.
+func inviteAdminKey(t *testing.T, url, code string) *hybrid.PublicKey {
+	t.Helper()
+	resp, err := http.Get(url + "/v1/invites/" + code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inv struct {
+		AdminKey string `json:"admin_key"`
+	}
+	json.NewDecoder(resp.Body).Decode(&inv)
+	resp.Body.Close()
+	kb, _ := base64.StdEncoding.DecodeString(inv.AdminKey)
+	admin, err := hybrid.ParsePublicKey(kb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return admin
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/enigm/enigm/backend"
-	"github.com/enigm/enigm/backend/soft"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 func demoCLI(t *testing.T, args ...string) run {
@@ -15,7 +15,7 @@ func demoCLI(t *testing.T, args ...string) run {
 	env := testEnv(nil)
 	env.Stdout, env.Stderr = &out, &errb
 	env.DemoBackend = func() (backend.Backend, error) {
-		return soft.New(soft.Options{Params: soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}})
+		return testkit.SoftBackend("")
 	}
 	code := Main(t.Context(), env, args)
 	return run{code, out.String(), errb.String()}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/command/store/storetest"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 func openMarks(t *testing.T, dir string, inMemory int) (*store.Marks, error) {
@@ -68,7 +69,7 @@ func TestMarks(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	must(t, m.Close())
+	testkit.NoErr(t, m.Close())
 
 	m2, err := openMarks(t, dir, 100)
 	if err != nil {
@@ -94,9 +95,9 @@ func TestMarksTampering(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		must(t, m.Raise(ctx, "a", store.Head{Seq: 5, Hash: "h5"}))
-		must(t, m.Raise(ctx, "b", store.Head{Seq: 7, Hash: "h7"}))
-		must(t, m.Close())
+		testkit.NoErr(t, m.Raise(ctx, "a", store.Head{Seq: 5, Hash: "h5"}))
+		testkit.NoErr(t, m.Raise(ctx, "b", store.Head{Seq: 7, Hash: "h7"}))
+		testkit.NoErr(t, m.Close())
 		return dir
 	}
 	t.Run("mark lowered", func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/command/store/storetest"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // recorder collects a HeadWatcher's events about one account (other
@@ -87,9 +88,9 @@ func TestPostgresHeadAnnouncements(t *testing.T) {
 	rec.want(t, "listening")
 
 	g := store.Link{Seq: 0, Hash: acct, Type: "genesis", Data: []byte("g"), CreatedAt: time.Now()}
-	must(t, s.CreateAccount(ctx, store.NewAccount{Account: store.Account{ID: acct, Name: "w-" + acct[:12], Head: store.Head{Hash: g.Hash}, CreatedAt: time.Now()}, Genesis: g}))
+	testkit.NoErr(t, s.CreateAccount(ctx, store.NewAccount{Account: store.Account{ID: acct, Name: "w-" + acct[:12], Head: store.Head{Hash: g.Hash}, CreatedAt: time.Now()}, Genesis: g}))
 	l1 := store.Link{Seq: 1, Hash: "11" + acct[2:], Prev: g.Hash, Type: "rotate_keys", Data: []byte("1"), CreatedAt: time.Now()}
-	must(t, s.Append(ctx, store.Append{AccountID: acct, Link: l1}))
+	testkit.NoErr(t, s.Append(ctx, store.Append{AccountID: acct, Link: l1}))
 	rec.want(t, "changed "+acct+" "+l1.Hash)
 
 	// A failed compare-and-append changes nothing and announces nothing;
@@ -121,11 +122,4 @@ func TestPostgresHeadAnnouncements(t *testing.T) {
 	cancel()
 	rec.want(t, "lost")
 	<-done
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }

@@ -301,6 +301,40 @@ func TestPureCoresDoNoIO(t *testing.T) {
 	}
 }
 
+// testkit is the shared test support package: tiny Argon2id costs and a
+// settable clock, for _test.go files only.
+const testkit = mod + "/internal/testkit"
+
+// testkitImporters lists the packages in g, other than testkit itself,
+// that import testkit. g holds no test files, so every one is a violation.
+func (g graph) testkitImporters() []string {
+	var out []string
+	for p, pk := range g {
+		if p != testkit && slices.Contains(pk.Imports, testkit) {
+			out = append(out, fmt.Sprintf("%s imports %s, which only _test.go files may import", p, testkit))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestTestkitOnlyInTests: no package of the module imports internal/testkit
+// from non-test code, in any build configuration, so its test shortcuts
+// (FastKDF) cannot reach a binary.
+func TestTestkitOnlyInTests(t *testing.T) {
+	for _, c := range contexts {
+		t.Run(c.name, func(t *testing.T) {
+			g := load(t, c.env, mod+"/...")
+			if g[testkit] == nil {
+				t.Fatalf("go list %s/... did not report %s", mod, testkit)
+			}
+			for _, v := range g.testkitImporters() {
+				t.Error(v)
+			}
+		})
+	}
+}
+
 // TestRulesCatchViolations runs the same checks on packages that break
 // them, so a mistake in the graph walk or in a pattern cannot make the
 // rules above pass vacuously.
@@ -321,5 +355,9 @@ func TestRulesCatchViolations(t *testing.T) {
 		return strings.Contains(s, "which is not a pure package")
 	}) {
 		t.Errorf("device (which reaches keystore and client) passes the pure rule: %q", v)
+	}
+	bad := graph{mod + "/keystore": {ImportPath: mod + "/keystore", Imports: []string{"os", testkit}}, testkit: {ImportPath: testkit}}
+	if v := bad.testkitImporters(); len(v) != 1 || !strings.Contains(v[0], mod+"/keystore imports "+testkit) {
+		t.Errorf("a package importing testkit from non-test code passes: %q", v)
 	}
 }

@@ -3,14 +3,13 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/enigm/enigm/backend"
-	"github.com/enigm/enigm/backend/soft"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // transcript runs enigm commands against one home directory.
@@ -31,18 +30,11 @@ type result struct {
 
 func (r result) json(t *testing.T) map[string]any {
 	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
-		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
-	}
-	if m["version"] != float64(1) {
-		t.Fatalf("JSON without version 1: %s", r.stdout)
-	}
-	return m
+	return testkit.VersionedJSON(t, r.stdout)
 }
 
 func fastSoft(string, *Globals) (backend.Backend, error) {
-	return soft.New(soft.Options{Params: soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}})
+	return testkit.SoftBackend("")
 }
 
 func (tr *transcript) run(stdin string, args ...string) result {

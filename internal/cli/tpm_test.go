@@ -5,9 +5,9 @@ import (
 	"testing"
 
 	"github.com/enigm/enigm/backend"
-	"github.com/enigm/enigm/backend/soft"
 	"github.com/enigm/enigm/backend/tpm"
 	"github.com/enigm/enigm/internal/testenv"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/tpmsim"
 )
 
@@ -23,7 +23,7 @@ func TestTPMTranscript(t *testing.T) {
 		if name == "tpm" {
 			return tpm.New(tpm.Options{Open: tpmsim.Open})
 		}
-		return soft.New(soft.Options{Params: soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}})
+		return testkit.SoftBackend("")
 	}
 	run := func(args ...string) result {
 		t.Helper()

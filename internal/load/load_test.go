@@ -12,11 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enigm/enigm/backend"
-	"github.com/enigm/enigm/backend/soft"
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/command/store/storetest"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // The trivial server of the device-list scenario is this test binary
@@ -32,12 +31,10 @@ func serve(t *testing.T, dsn string) string {
 	cfg := command.Config{
 		DataDir:            t.TempDir(),
 		KeystorePassphrase: []byte("test"),
-		KeystoreBackend: func(string) (backend.Backend, error) {
-			return soft.New(soft.Options{Params: soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}})
-		},
-		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
-		RateLimits:      &command.RateLimits{Disabled: true},
-		JanitorInterval: -1,
+		KeystoreBackend:    testkit.SoftBackend,
+		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
+		RateLimits:         &command.RateLimits{Disabled: true},
+		JanitorInterval:    -1,
 	}
 	if store.IsPostgresURL(dsn) {
 		cfg.DatabaseURL = dsn

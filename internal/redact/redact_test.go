@@ -28,6 +28,7 @@ import (
 	"github.com/enigm/enigm/hybrid"
 	"github.com/enigm/enigm/internal/redact"
 	"github.com/enigm/enigm/internal/testenv"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/tpmsim"
 	"github.com/enigm/enigm/keystore"
 	"github.com/enigm/enigm/lifecycle"
@@ -150,13 +151,13 @@ func TestNoSecretInAnyVerb(t *testing.T) {
 		}
 		add("tpm.bindingKey", signer, field(t, ts, "sealAuth"), field(t, ts, "bindAuth"))
 	}
-	sb, err := soft.New(soft.Options{Params: soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}})
+	sb, err := soft.New(soft.Options{Params: testkit.FastKDF})
 	if err != nil {
 		t.Fatal(err)
 	}
 	spass := secret("soft-unlock", 24)
 	add("soft.session", openSession(t, sb, spass), spass)
-	pb, err := platform.New(simulated.New(simulated.StrongBox(0)), platform.Options{KDF: soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}})
+	pb, err := platform.New(simulated.New(simulated.StrongBox(0)), platform.Options{KDF: testkit.FastKDF})
 	if err != nil {
 		t.Fatal(err)
 	}

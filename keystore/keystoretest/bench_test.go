@@ -7,6 +7,7 @@ import (
 
 	"github.com/enigm/enigm/backend/platform/simulated"
 	"github.com/enigm/enigm/backend/soft"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/keystore"
 )
 
@@ -57,7 +58,7 @@ func BenchmarkSign(b *testing.B) {
 func benchSignMakers() []maker {
 	return []maker{
 		{"soft", func(t testing.TB) *env {
-			be, _ := soft.New(soft.Options{Params: fastKDF})
+			be, _ := soft.New(soft.Options{Params: testkit.FastKDF})
 			return newEnv("soft", be, nil)
 		}},
 		hsmMaker(),
@@ -83,13 +84,13 @@ func BenchmarkUnlock(b *testing.B) {
 			return platformEnv(t, "se", simulated.SecureEnclave(), rfc)
 		}},
 		{"secure-enclave-sim/kdf-min", func(t testing.TB) *env {
-			return platformEnv(t, "se", simulated.SecureEnclave(), fastKDF)
+			return platformEnv(t, "se", simulated.SecureEnclave(), testkit.FastKDF)
 		}},
 		{"strongbox-sim-25ms/kdf-rfc9106", func(t testing.TB) *env {
 			return platformEnv(t, "sb", simulated.StrongBox(strongBoxBenchDelay), rfc)
 		}},
 		{"strongbox-sim-25ms/kdf-min", func(t testing.TB) *env {
-			return platformEnv(t, "sb", simulated.StrongBox(strongBoxBenchDelay), fastKDF)
+			return platformEnv(t, "sb", simulated.StrongBox(strongBoxBenchDelay), testkit.FastKDF)
 		}},
 	}
 	for _, m := range ms {

@@ -15,14 +15,14 @@ import (
 	"github.com/enigm/enigm/backend/platform/bridge"
 	"github.com/enigm/enigm/backend/platform/simulated"
 	"github.com/enigm/enigm/backend/soft"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/keystore"
 )
 
 var (
-	bg      = context.Background()
-	secret  = []byte("correct horse battery staple")
-	wrong   = []byte("correct horse battery stapler")
-	fastKDF = soft.Params{Time: 1, MemoryKiB: 64, Threads: 1}
+	bg     = context.Background()
+	secret = []byte("correct horse battery staple")
+	wrong  = []byte("correct horse battery stapler")
 )
 
 // authWindow is the user-authentication validity window of the simulated
@@ -70,7 +70,7 @@ func newEnv(name string, b backend.Backend, dev *simulated.Device) *env {
 func makers() []maker {
 	return []maker{
 		{"soft", func(t testing.TB) *env {
-			b, err := soft.New(soft.Options{Params: fastKDF})
+			b, err := soft.New(soft.Options{Params: testkit.FastKDF})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,10 +79,10 @@ func makers() []maker {
 		tpmMaker(),
 		hsmMaker(),
 		{"secure-enclave-sim", func(t testing.TB) *env {
-			return platformEnv(t, "secure-enclave-sim", simulated.SecureEnclave(), fastKDF)
+			return platformEnv(t, "secure-enclave-sim", simulated.SecureEnclave(), testkit.FastKDF)
 		}},
 		{"strongbox-sim", func(t testing.TB) *env {
-			return platformEnv(t, "strongbox-sim", simulated.StrongBox(strongBoxTestDelay), fastKDF)
+			return platformEnv(t, "strongbox-sim", simulated.StrongBox(strongBoxTestDelay), testkit.FastKDF)
 		}},
 	}
 }
