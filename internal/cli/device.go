@@ -273,19 +273,11 @@ func runAccountInit(c *Ctx) error {
 		return Usagef("--org and --invite go together")
 	}
 	out := flagString(c, "recovery-code-file")
-	var outFile *os.File
-	if out != "" {
-		var err error
-		if outFile, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
-			return err
-		}
-		defer func() {
-			if outFile != nil {
-				outFile.Close()
-				os.Remove(out)
-			}
-		}()
+	codeOut, err := newRecoveryCodeOut(out)
+	if err != nil {
+		return err
 	}
+	defer codeOut.discard()
 	a, err := c.agent()
 	if err != nil {
 		return err
@@ -300,17 +292,8 @@ func runAccountInit(c *Ctx) error {
 	code := res.RecoveryCode.Reveal()
 	defer res.RecoveryCode.Destroy()
 	j := map[string]any{"account_id": hexID(res.Account[:]), "device_id": hexID(res.Device[:]), "fingerprint": res.Fingerprint}
-	if outFile != nil {
-		if _, err := fmt.Fprintln(outFile, code); err != nil {
-			return err
-		}
-		if err := outFile.Close(); err != nil {
-			return err
-		}
-		outFile = nil
-		j["recovery_code_file"] = out
-	} else {
-		j["recovery_code"] = code
+	if err := codeOut.put(code, j); err != nil {
+		return err
 	}
 	return c.Output(j, func() {
 		c.Printf("account %s created\n  account id:  %s\n  device id:   %s\n  fingerprint: %s\n", name, hexID(res.Account[:]), hexID(res.Device[:]), res.Fingerprint)
@@ -612,21 +595,60 @@ func runVeto(c *Ctx) error {
 	})
 }
 
+// recoveryCodeOut is where a new recovery code goes: a file created with
+// mode 0600 before the code exists (never overwriting one), or the
+// command's output.
+type recoveryCodeOut struct {
+	path string
+	f    *os.File
+}
+
+func newRecoveryCodeOut(path string) (*recoveryCodeOut, error) {
+	o := &recoveryCodeOut{path: path}
+	if path != "" {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		o.f = f
+	}
+	return o, nil
+}
+
+// discard removes the file if the code never reached it.
+func (o *recoveryCodeOut) discard() {
+	if o.f != nil {
+		o.f.Close()
+		os.Remove(o.path)
+		o.f = nil
+	}
+}
+
+// put writes code to the file (and names the file in j), or puts the code
+// in j when there is no file.
+func (o *recoveryCodeOut) put(code string, j map[string]any) error {
+	if o.f == nil {
+		j["recovery_code"] = code
+		return nil
+	}
+	if _, err := fmt.Fprintln(o.f, code); err != nil {
+		return err
+	}
+	if err := o.f.Close(); err != nil {
+		return err
+	}
+	o.f = nil
+	j["recovery_code_file"] = o.path
+	return nil
+}
+
 func runRotateRecovery(c *Ctx) error {
 	out := flagString(c, "recovery-code-file")
-	var outFile *os.File
-	if out != "" {
-		var err error
-		if outFile, err = os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
-			return err
-		}
-		defer func() {
-			if outFile != nil {
-				outFile.Close()
-				os.Remove(out)
-			}
-		}()
+	codeOut, err := newRecoveryCodeOut(out)
+	if err != nil {
+		return err
 	}
+	defer codeOut.discard()
 	a, err := c.agent()
 	if err != nil {
 		return err
@@ -640,17 +662,8 @@ func runRotateRecovery(c *Ctx) error {
 	// the file) even if the sync that followed failed.
 	defer rc.Destroy()
 	j := map[string]any{"head": client.HeadJSON(head)}
-	if outFile != nil {
-		if _, werr := fmt.Fprintln(outFile, rc.Reveal()); werr != nil {
-			return errors.Join(werr, err)
-		}
-		if cerr := outFile.Close(); cerr != nil {
-			return errors.Join(cerr, err)
-		}
-		outFile = nil
-		j["recovery_code_file"] = out
-	} else {
-		j["recovery_code"] = rc.Reveal()
+	if perr := codeOut.put(rc.Reveal(), j); perr != nil {
+		return errors.Join(perr, err)
 	}
 	if oerr := c.Output(j, func() {
 		c.Printf("recovery code replaced (chain seq %d): the old code no longer works\n", head.Seq)
