@@ -33,32 +33,14 @@ func authAtkServe(t *testing.T, h *harness) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		srv.Process.Signal(os.Interrupt)
-		done := make(chan error, 1)
-		go func() { done <- srv.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			srv.Process.Kill()
+		if !stopServer(srv) {
 			t.Error("the rate-limited server did not shut down within 10s of SIGINT")
 		}
 		if t.Failed() {
 			t.Logf("rate-limited server log (tail):\n%s", authAtkTail(logb.String(), 4000))
 		}
 	})
-	for i := 0; ; i++ {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if i > 100 {
-			t.Fatalf("the rate-limited server did not come up: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitHealthy(t, "http://"+addr, logb)
 	h.server, h.data = "http://"+addr, data
 }
 

@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	_ "modernc.org/sqlite"
 )
@@ -81,13 +79,7 @@ func headsCode(t *testing.T, resp *http.Response, err error) (int, string) {
 // It returns the stopped server's log (the new one logs to a new buffer).
 func headsRestart(t *testing.T, h *harness) string {
 	t.Helper()
-	h.srv.Process.Signal(os.Interrupt)
-	done := make(chan error, 1)
-	go func() { done <- h.srv.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		h.srv.Process.Kill()
+	if !stopServer(h.srv) {
 		t.Fatal("the server did not shut down within 10s of SIGINT")
 	}
 	old, oldLog := h.srv, h.srvLog.String()
@@ -97,18 +89,8 @@ func headsRestart(t *testing.T, h *harness) string {
 	if err := h.srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; ; i++ {
-		if resp, err := http.Get(h.server + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return oldLog
-			}
-		}
-		if i > 100 {
-			t.Fatal("the server did not come back")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitHealthy(t, h.server, h.srvLog)
+	return oldLog
 }
 
 // A database rolled back below a revocation re-admits nothing. Alice's A

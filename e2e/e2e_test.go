@@ -93,33 +93,49 @@ func start(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		h.srv.Process.Signal(os.Interrupt)
-		done := make(chan error, 1)
-		go func() { done <- h.srv.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			h.srv.Process.Kill()
+		if !stopServer(h.srv) {
 			t.Error("the server did not shut down within 10s of SIGINT")
 		}
 		if t.Failed() {
 			t.Logf("server log:\n%s", h.srvLog.String())
 		}
 	})
+	waitHealthy(t, h.server, h.srvLog)
+	return h
+}
+
+// stopServer stops an enigm-command process gracefully (SIGINT) and
+// reports whether it exited within 10 s; otherwise it is killed.
+func stopServer(srv *exec.Cmd) bool {
+	srv.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- srv.Wait() }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(10 * time.Second):
+		srv.Process.Kill()
+		return false
+	}
+}
+
+// waitHealthy waits (5 s at most) until the server at base answers
+// /healthz with 200.
+func waitHealthy(t *testing.T, base string, log *logBuffer) {
+	t.Helper()
 	for i := 0; ; i++ {
-		resp, err := http.Get(h.server + "/healthz")
+		resp, err := http.Get(base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				break
+				return
 			}
 		}
 		if i > 100 {
-			t.Fatalf("the server did not come up: %v\n%s", err, h.srvLog.String())
+			t.Fatalf("the server at %s did not come up: %v\n%s", base, err, log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return h
 }
 
 type result struct {
