@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/client"
-	"github.com/enigm/enigm/internal/cli"
+	"github.com/enigm/enigm/internal/app/enigmcli"
 )
 
 // Attacks on link time (issue 8, weaknesses 1, 4, 5) against the real
@@ -36,10 +36,10 @@ func (d *device) tmSkewed(skew time.Duration, args ...string) result {
 	d.h.t.Helper()
 	vars := map[string]string{"ENIGM_HOME": d.home, "ENIGM_PASSPHRASE": d.pass, "ENIGM_SERVER": d.h.server}
 	var out, errb bytes.Buffer
-	env := &cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb,
+	env := &enigmcli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb,
 		Getenv: func(k string) string { return vars[k] }, Terminal: func() bool { return false },
 		Now: func() time.Time { return time.Now().Add(skew) }}
-	code := cli.Main(context.Background(), env, args)
+	code := enigmcli.Main(context.Background(), env, args)
 	return result{code, out.String(), errb.String()}
 }
 

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enigm/enigm/internal/audit"
 	"github.com/enigm/enigm/internal/testkit"
+	"github.com/enigm/enigm/keystore/internal/audit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
 )

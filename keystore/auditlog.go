@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/enigm/enigm/internal/audit"
+	"github.com/enigm/enigm/keystore/internal/audit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
 )

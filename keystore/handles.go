@@ -22,7 +22,7 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/hybrid"
-	"github.com/enigm/enigm/internal/audit"
+	"github.com/enigm/enigm/keystore/internal/audit"
 	"github.com/enigm/enigm/keystore/internal/record"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"

@@ -15,9 +15,9 @@ import (
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/hybrid"
-	"github.com/enigm/enigm/internal/audit"
 	"github.com/enigm/enigm/internal/redact"
 	"github.com/enigm/enigm/internal/testkit"
+	"github.com/enigm/enigm/keystore/internal/audit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
 )

@@ -16,7 +16,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/enigm/enigm/backend"
-	"github.com/enigm/enigm/internal/audit"
+	"github.com/enigm/enigm/keystore/internal/audit"
 	"github.com/enigm/enigm/keystore/internal/record"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"

@@ -6,7 +6,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/enigm/enigm/internal/audit"
+	"github.com/enigm/enigm/keystore/internal/audit"
 	"github.com/enigm/enigm/keystore/internal/record"
 	"github.com/enigm/enigm/lifecycle"
 )

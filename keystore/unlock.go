@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/backend"
-	"github.com/enigm/enigm/internal/audit"
+	"github.com/enigm/enigm/keystore/internal/audit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
 )

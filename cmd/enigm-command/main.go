@@ -8,12 +8,12 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/enigm/enigm/command/cli"
+	"github.com/enigm/enigm/internal/app/commandcli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, cli.OSEnv(), os.Args[1:])
+	code := commandcli.Main(ctx, commandcli.OSEnv(), os.Args[1:])
 	stop()
 	os.Exit(code)
 }

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/enigm/enigm/internal/load"
+	"github.com/enigm/enigm/internal/app/load"
 )
 
 func main() {

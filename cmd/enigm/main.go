@@ -8,12 +8,12 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/enigm/enigm/internal/cli"
+	"github.com/enigm/enigm/internal/app/enigmcli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, cli.OSEnv(), os.Args[1:])
+	code := enigmcli.Main(ctx, enigmcli.OSEnv(), os.Args[1:])
 	stop()
 	os.Exit(code)
 }

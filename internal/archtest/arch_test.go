@@ -24,7 +24,8 @@ var deviceRoots = []string{mod + "/cmd/enigm", mod + "/mobile"}
 // prefix (a prefix ending in "/" matches below it; otherwise the path
 // itself and everything below it).
 var serverOnly = []struct{ prefix, why string }{
-	{mod + "/command", "Enigm Command, the server (with its store and admin CLI)"},
+	{mod + "/command", "Enigm Command, the server (with its store)"},
+	{mod + "/internal/app/commandcli", "the enigm-command command line (serve and the admin client)"},
 	{"github.com/jackc/", "pgx, the PostgreSQL driver"},
 	{"github.com/lib/pq", "lib/pq, a PostgreSQL driver"},
 	{"modernc.org/sqlite", "SQLite (pure Go)"},
@@ -335,6 +336,48 @@ func TestTestkitOnlyInTests(t *testing.T) {
 	}
 }
 
+// apps holds the application packages: the command lines and the load
+// tool, one per binary. Only a cmd/ main may import one (tests may drive
+// them); shared code lives in the leaves beside internal/app.
+const apps = mod + "/internal/app/"
+
+// appImporters lists the packages in g that import an application package
+// without being a binary's main under cmd/.
+func (g graph) appImporters() []string {
+	var out []string
+	for p, pk := range g {
+		if matches(p, mod+"/cmd") {
+			continue
+		}
+		for _, i := range pk.Imports {
+			if matches(i, apps) && !matches(p, apps+strings.TrimPrefix(i, apps)) {
+				out = append(out, fmt.Sprintf("%s imports the application package %s: shared code belongs in a leaf outside internal/app", p, i))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestAppPackagesOnlyFromCmd: the command lines and the load tool are
+// imported by their binaries' mains only (non-test code), so a library
+// cannot come to depend on a CLI.
+func TestAppPackagesOnlyFromCmd(t *testing.T) {
+	g := load(t, nil, mod+"/...")
+	n := 0
+	for p := range g {
+		if matches(p, apps) {
+			n++
+		}
+	}
+	if n < 3 {
+		t.Fatalf("go list found %d application packages under %s, want the two CLIs and the load tool", n, apps)
+	}
+	for _, v := range g.appImporters() {
+		t.Error(v)
+	}
+}
+
 // TestRulesCatchViolations runs the same checks on packages that break
 // them, so a mistake in the graph walk or in a pattern cannot make the
 // rules above pass vacuously.
@@ -359,5 +402,10 @@ func TestRulesCatchViolations(t *testing.T) {
 	bad := graph{mod + "/keystore": {ImportPath: mod + "/keystore", Imports: []string{"os", testkit}}, testkit: {ImportPath: testkit}}
 	if v := bad.testkitImporters(); len(v) != 1 || !strings.Contains(v[0], mod+"/keystore imports "+testkit) {
 		t.Errorf("a package importing testkit from non-test code passes: %q", v)
+	}
+	cli := apps + "enigmcli"
+	badApp := graph{mod + "/device": {ImportPath: mod + "/device", Imports: []string{cli}}, mod + "/cmd/enigm": {ImportPath: mod + "/cmd/enigm", Imports: []string{cli}}}
+	if v := badApp.appImporters(); len(v) != 1 || !strings.Contains(v[0], mod+"/device imports the application package") {
+		t.Errorf("a library importing a CLI package passes, or a main importing one fails: %q", v)
 	}
 }

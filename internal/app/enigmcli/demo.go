@@ -1,4 +1,4 @@
-package cli
+package enigmcli
 
 // The in-process demo runs Enigm Command, so it lives in enigm-command: the
 // device binary does not contain the server (internal/archtest). `enigm

@@ -1,6 +1,6 @@
-// Package cli implements the enigm command line. cmd/enigm is a thin main
+// Package enigmcli implements the enigm command line. cmd/enigm is a thin main
 // over Main; tests drive Main directly with their own Env (transcripts).
-package cli
+package enigmcli
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package cli
+package enigmcli
 
 import (
 	"strings"
@@ -6,7 +6,7 @@ import (
 )
 
 // TestDemoMoved: `enigm demo` points to `enigm-command demo` with exit 2
-// and prints nothing on stdout; the demo itself is tested in command/cli.
+// and prints nothing on stdout; the demo itself is tested in internal/app/commandcli.
 func TestDemoMoved(t *testing.T) {
 	tr := newTranscript(t)
 	for _, args := range [][]string{{"demo"}, {"demo", "now"}} {

@@ -1,8 +1,8 @@
-// Package cli implements the enigm-command command line: serve, the
+// Package commandcli implements the enigm-command command line: serve, the
 // organisation commands that run on the server's data, and the admin
 // client. cmd/enigm-command is a thin main over Main; tests drive Main
 // directly (transcripts).
-package cli
+package commandcli
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package cli
+package commandcli
 
 import (
 	"encoding/hex"
