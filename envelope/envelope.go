@@ -4,27 +4,57 @@
 // A message is encrypted once under a fresh session key (AES-256-GCM,
 // generated in the sender's keystore); the session key is sealed with HPKE
 // (MLKEM768-X25519) to each recipient device's KEM key; the sender's device
-// identity key signs each envelope. The session key's bytes never exist
-// outside a keystore in the clear: the sender's keystore seals it to each
-// device (keystore.SessionKey.SealTo) and the recipient's keystore installs it
-// (keystore.KEMKey.OpenSession). A message key is destroyed right after use;
-// a call key lives until the call ends or its TTL.
+// identity key signs the whole multi-recipient message once. The session
+// key's bytes never exist outside a keystore in the clear: the sender's
+// keystore seals it to each device (keystore.SessionKey.SealTo) and the
+// recipient's keystore installs it (keystore.KEMKey.OpenSession). A message
+// key is destroyed right after use; a call key lives until the call ends or
+// its TTL.
 //
-// # Format
+// # Format (version 3)
 //
-//	Envelope  = {1: common (bstr), 2: recipient (bstr), 3: sealed key (bstr),
-//	             4: body (bstr: AES-256-GCM nonce || ciphertext, AD = common), 5: signature (bstr)}
-//	Common    = {1: version, 2: kind (1 message, 2 call), 3: message id (16),
+// One message to N devices has one header, N recipient entries, one body
+// and one signature. The relay delivers each device its own envelope: the
+// shared parts, its own entry, and the digests of all N entries, so that it
+// checks the one signature without the other devices' sealed keys.
+//
+//	Envelope  = {1: header (bstr), 2: recipient (bstr), 3: sealed key (bstr),
+//	             4: body (bstr: AES-256-GCM nonce || ciphertext, AD = header),
+//	             5: signature (bstr), 6: index of this entry (uint, omitted when 0),
+//	             7: entry digests (bstr, N × 32)}
+//	Header    = {1: version (3), 2: kind (1 message, 2 call), 3: message id (16),
 //	             4: from account (32), 5: from device (16), 6: conversation account (32),
-//	             7: sent at (Unix ms), 8: call id (text, calls only)}
+//	             7: sent at (Unix ms), 8: call id (text, calls only),
+//	             9: heads used: [{1: account (32), 2: seq, 3: link hash (32)}], sorted by account}
 //	Recipient = {1: account (32), 2: device (16), 3: SHA-256 of the KEM public key}
+//
+//	digest(i) = SHA-256(SHA-256(recipient i) || SHA-256(sealed key i))
+//	signed    = "enigm/v1/envelope/v3" 0x00 || SHA-256(header) ||
+//	            SHA-256(digest(0) || … || digest(N-1)) || SHA-256(body)
+//
+// The signature is the sender identity key's hybrid signature, purpose
+// "envelope" (keystore.PurposeEnvelope), over signed. Every device's entry
+// is named by account and device, so a device finds its own without trial
+// decryption; the relay cannot add, drop, swap or reorder entries (the
+// digests are signed), move an entry to another index (its digest would not
+// match), or deliver one device's entry to another (the recipient part
+// names the device, and is bound into the HPKE info). The heads are the
+// (seq, hash) of every account chain the sender chose recipients from; each
+// recipient's account must be among them.
 //
 // The sealed key's HPKE info is fixed by the keystore for the kind:
 // "enigm/v1/kem/message-key" (messages) or "enigm/v1/kem/call-key" (calls),
-// then 0x00 || common || recipient; the recipient's keystore opens it only
-// into a session key it keeps (keystore.Sealing). The signature is the sender identity key's hybrid signature,
-// purpose "envelope", over SHA-256(common) || SHA-256(recipient) ||
-// SHA-256(sealed key) || SHA-256(body).
+// then 0x00 || header || recipient; the recipient's keystore opens it only
+// into a session key it keeps (keystore.Sealing).
+//
+// # Version 2
+//
+// Version 2 (one signature per device) is still read, so that envelopes
+// queued before an update open; Seal writes only version 3. A version 2
+// envelope has keys 1-5 only (common, recipient, sealed key, body,
+// signature; common is the header without 9) and its signature covers
+// SHA-256(common) || SHA-256(recipient) || SHA-256(sealed key) ||
+// SHA-256(body). Any other version is refused with ErrMalformed naming it.
 //
 // Who is eligible is decided from verified chain states only: senders seal
 // to the active devices of the chains they verified, and recipients accept
@@ -37,6 +67,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/enigm/enigm/chain"
@@ -65,13 +96,24 @@ func (k Kind) String() string {
 
 // Limits.
 const (
-	MaxBody     = 64 << 10
-	MaxEnvelope = MaxBody + 8<<10
+	MaxBody = 64 << 10
+	// MaxRecipients bounds the devices of one message (the relay's bound
+	// on the envelopes of one send).
+	MaxRecipients = 256
+	// MaxHeads bounds the account chains one message names.
+	MaxHeads    = 16
+	MaxEnvelope = MaxBody + MaxRecipients*32 + 16<<10
 	MaxCallID   = 64
-	// version 2: the sealed key's HPKE info became the keystore's
-	// per-kind label (version 1 used "enigm/v1/envelope-key" for both).
-	version = 2
+	maxHeader   = 4096
+	// version 3: one signature over the whole multi-recipient message
+	// (version 2 signed each device's envelope; version 1 used
+	// "enigm/v1/envelope-key" as HPKE info for both kinds).
+	version   = 3
+	versionV2 = 2
 )
+
+// signedLabel starts what a version 3 signature covers.
+const signedLabel = "enigm/v1/envelope/v3\x00"
 
 // Errors.
 var (
@@ -85,23 +127,34 @@ var (
 	ErrNoKey = errors.New("envelope: sealed to a KEM key this device does not hold")
 )
 
+// wEnvelope is one device's envelope, of version 3 or 2 (fields 6 and 7
+// are version 3 only).
 type wEnvelope struct {
-	Common    []byte `cbor:"1,keyasint"`
+	Header    []byte `cbor:"1,keyasint"`
 	Recipient []byte `cbor:"2,keyasint"`
 	Sealed    []byte `cbor:"3,keyasint"`
 	Body      []byte `cbor:"4,keyasint"`
 	Sig       []byte `cbor:"5,keyasint"`
+	Index     uint16 `cbor:"6,keyasint,omitempty"`
+	Digests   []byte `cbor:"7,keyasint,omitempty"`
 }
 
-type wCommon struct {
-	Version      uint8  `cbor:"1,keyasint"`
-	Kind         uint8  `cbor:"2,keyasint"`
-	ID           []byte `cbor:"3,keyasint"`
-	FromAccount  []byte `cbor:"4,keyasint"`
-	FromDevice   []byte `cbor:"5,keyasint"`
-	Conversation []byte `cbor:"6,keyasint"`
-	SentAt       int64  `cbor:"7,keyasint"`
-	CallID       string `cbor:"8,keyasint,omitempty"`
+type wHeader struct {
+	Version      uint8   `cbor:"1,keyasint"`
+	Kind         uint8   `cbor:"2,keyasint"`
+	ID           []byte  `cbor:"3,keyasint"`
+	FromAccount  []byte  `cbor:"4,keyasint"`
+	FromDevice   []byte  `cbor:"5,keyasint"`
+	Conversation []byte  `cbor:"6,keyasint"`
+	SentAt       int64   `cbor:"7,keyasint"`
+	CallID       string  `cbor:"8,keyasint,omitempty"`
+	Heads        []wHead `cbor:"9,keyasint,omitempty"`
+}
+
+type wHead struct {
+	Account []byte `cbor:"1,keyasint"`
+	Seq     uint64 `cbor:"2,keyasint"`
+	Hash    []byte `cbor:"3,keyasint"`
 }
 
 type wRecipient struct {
@@ -114,18 +167,19 @@ type wRecipient struct {
 type Recipient struct {
 	Account chain.AccountID
 	Device  chain.DeviceID
-	KEM     []byte // HPKE public key
+	KEM     []byte     // HPKE public key
+	Head    chain.Head // the head of the verified chain the device was taken from
 }
 
 // Eligible returns the active devices of state except skip (the sender's
-// own device) as recipients.
+// own device) as recipients, each with the state's head.
 func Eligible(s *chain.State, skip chain.DeviceID) []Recipient {
 	var out []Recipient
 	for _, d := range s.Active() {
 		if d.ID == skip {
 			continue
 		}
-		out = append(out, Recipient{Account: s.Account(), Device: d.ID, KEM: append([]byte(nil), d.KEM...)})
+		out = append(out, Recipient{Account: s.Account(), Device: d.ID, KEM: append([]byte(nil), d.KEM...), Head: s.Head()})
 	}
 	return out
 }
@@ -137,7 +191,7 @@ type From struct {
 	Identity *keystore.IdentityKey
 }
 
-// Sealed is one envelope for one device.
+// Sealed is one device's envelope of a message.
 type Sealed struct {
 	To    Recipient
 	Bytes []byte
@@ -164,8 +218,34 @@ func checkCallID(id string) error {
 	return nil
 }
 
+// heads returns the distinct heads of the recipients' accounts, sorted by
+// account, refusing two heads for one account (recipients taken from two
+// views of one chain) and a missing head.
+func heads(to []Recipient) ([]wHead, error) {
+	seen := map[chain.AccountID]chain.Head{}
+	for _, r := range to {
+		if r.Head.Hash == (chain.Hash{}) {
+			return nil, fmt.Errorf("%w: recipient device %s has no chain head (take recipients from a verified state with Eligible)", ErrMalformed, r.Device)
+		}
+		if h, ok := seen[r.Account]; ok && h != r.Head {
+			return nil, fmt.Errorf("%w: recipients of account %s come from two chain heads (%d and %d)", ErrMalformed, r.Account, h.Seq, r.Head.Seq)
+		}
+		seen[r.Account] = r.Head
+	}
+	if len(seen) > MaxHeads {
+		return nil, fmt.Errorf("%w: recipients in %d accounts, limit %d", ErrMalformed, len(seen), MaxHeads)
+	}
+	out := make([]wHead, 0, len(seen))
+	for a, h := range seen {
+		out = append(out, wHead{Account: a[:], Seq: h.Seq, Hash: h.Hash[:]})
+	}
+	slices.SortFunc(out, func(x, y wHead) int { return bytes.Compare(x.Account, y.Account) })
+	return out, nil
+}
+
 // Seal encrypts m for every recipient with session key sk (a session key
-// in the sender's keystore) and signs each envelope with from.Identity.
+// in the sender's keystore), signs the whole message once with
+// from.Identity, and returns each recipient's envelope.
 func Seal(sk *keystore.SessionKey, from From, m Message, to []Recipient) ([]Sealed, error) {
 	if len(m.Body) > MaxBody {
 		return nil, fmt.Errorf("%w: body of %d bytes, limit %d", ErrMalformed, len(m.Body), MaxBody)
@@ -178,45 +258,69 @@ func Seal(sk *keystore.SessionKey, from From, m Message, to []Recipient) ([]Seal
 			return nil, err
 		}
 	}
+	if len(to) == 0 || len(to) > MaxRecipients {
+		return nil, fmt.Errorf("%w: %d recipients, 1-%d allowed", ErrMalformed, len(to), MaxRecipients)
+	}
+	type dev struct {
+		a chain.AccountID
+		d chain.DeviceID
+	}
+	dup := make(map[dev]bool, len(to))
+	for _, r := range to {
+		if dup[dev{r.Account, r.Device}] {
+			return nil, fmt.Errorf("%w: device %s of account %s is a recipient twice", ErrMalformed, r.Device, r.Account)
+		}
+		dup[dev{r.Account, r.Device}] = true
+	}
+	hs, err := heads(to)
+	if err != nil {
+		return nil, err
+	}
 	id := make([]byte, 16)
 	rand.Read(id)
-	common, err := wire.Marshal(&wCommon{Version: version, Kind: uint8(m.Kind), ID: id, FromAccount: from.Account[:],
-		FromDevice: from.Device[:], Conversation: m.Conversation[:], SentAt: m.SentAt.UnixMilli(), CallID: m.CallID})
+	header, err := wire.Marshal(&wHeader{Version: version, Kind: uint8(m.Kind), ID: id, FromAccount: from.Account[:],
+		FromDevice: from.Device[:], Conversation: m.Conversation[:], SentAt: m.SentAt.UnixMilli(), CallID: m.CallID, Heads: hs})
 	if err != nil {
 		return nil, err
 	}
-	body, err := sk.Seal(m.Body, common)
+	body, err := sk.Seal(m.Body, header)
 	if err != nil {
 		return nil, err
 	}
-	var out []Sealed
-	for _, r := range to {
+	rbs := make([][]byte, len(to))
+	sealed := make([][]byte, len(to))
+	digests := make([]byte, 0, 32*len(to))
+	for i, r := range to {
 		kh := sha256.Sum256(r.KEM)
-		rb, err := wire.Marshal(&wRecipient{Account: r.Account[:], Device: r.Device[:], KEM: kh[:]})
-		if err != nil {
+		if rbs[i], err = wire.Marshal(&wRecipient{Account: r.Account[:], Device: r.Device[:], KEM: kh[:]}); err != nil {
 			return nil, err
 		}
-		sealed, err := sk.SealTo(m.Kind.sealing(), r.KEM, binding(common, rb))
-		if err != nil {
+		if sealed[i], err = sk.SealTo(m.Kind.sealing(), r.KEM, binding(header, rbs[i])); err != nil {
 			return nil, fmt.Errorf("envelope: sealing to device %s: %w", r.Device, err)
 		}
-		sig, err := from.Identity.Sign(keystore.PurposeEnvelope, digest(common, rb, sealed, body))
+		d := entryDigest(rbs[i], sealed[i])
+		digests = append(digests, d[:]...)
+	}
+	sig, err := from.Identity.Sign(keystore.PurposeEnvelope, signed(header, digests, body))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Sealed, len(to))
+	for i, r := range to {
+		b, err := wire.Marshal(&wEnvelope{Header: header, Recipient: rbs[i], Sealed: sealed[i], Body: body, Sig: sig,
+			Index: uint16(i), Digests: digests})
 		if err != nil {
 			return nil, err
 		}
-		b, err := wire.Marshal(&wEnvelope{Common: common, Recipient: rb, Sealed: sealed, Body: body, Sig: sig})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, Sealed{To: r, Bytes: b})
+		out[i] = Sealed{To: r, Bytes: b}
 	}
 	return out, nil
 }
 
 // binding is what the sealed key's HPKE info binds after the keystore's
-// label for the kind: common || recipient.
-func binding(common, recipient []byte) []byte {
-	return append(append([]byte(nil), common...), recipient...)
+// label for the kind: header || recipient.
+func binding(header, recipient []byte) []byte {
+	return append(append([]byte(nil), header...), recipient...)
 }
 
 // sealing is the keystore sealing of a kind's session key.
@@ -227,7 +331,26 @@ func (k Kind) sealing() keystore.Sealing {
 	return keystore.SealMessageKey
 }
 
-func digest(common, recipient, sealed, body []byte) []byte {
+// entryDigest is digest(i) of the format: SHA-256(SHA-256(recipient) ||
+// SHA-256(sealed key)).
+func entryDigest(recipient, sealed []byte) [32]byte {
+	r, s := sha256.Sum256(recipient), sha256.Sum256(sealed)
+	return sha256.Sum256(append(r[:], s[:]...))
+}
+
+// signed is what a version 3 signature covers.
+func signed(header, digests, body []byte) []byte {
+	out := make([]byte, 0, len(signedLabel)+3*32)
+	out = append(out, signedLabel...)
+	for _, p := range [][]byte{header, digests, body} {
+		h := sha256.Sum256(p)
+		out = append(out, h[:]...)
+	}
+	return out
+}
+
+// digestV2 is what a version 2 signature covers.
+func digestV2(common, recipient, sealed, body []byte) []byte {
 	var out []byte
 	for _, p := range [][]byte{common, recipient, sealed, body} {
 		h := sha256.Sum256(p)
@@ -238,6 +361,7 @@ func digest(common, recipient, sealed, body []byte) []byte {
 
 // Parsed is an envelope that decoded, not yet verified or opened.
 type Parsed struct {
+	Version      int // 3, or 2 for an envelope queued before the update
 	Kind         Kind
 	ID           [16]byte
 	FromAccount  chain.AccountID
@@ -248,6 +372,13 @@ type Parsed struct {
 	KEMHash      [32]byte
 	SentAt       time.Time
 	CallID       string
+	// Recipients is how many devices the message was sealed to (version
+	// 3; 1 for version 2, whose envelopes were signed one by one).
+	Recipients int
+	// Heads are the chain heads the sender chose recipients from, by
+	// account (version 3; empty for version 2). Signed with the message:
+	// a recipient can compare the head of its own account with its chain.
+	Heads map[chain.AccountID]chain.Head
 
 	w wEnvelope
 }
@@ -258,17 +389,49 @@ func Parse(b []byte) (*Parsed, error) {
 	if err := wire.Unmarshal(b, &p.w, MaxEnvelope); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	var c wCommon
-	if err := wire.Unmarshal(p.w.Common, &c, 1024); err != nil {
-		return nil, fmt.Errorf("%w: common part: %v", ErrMalformed, err)
+	var c wHeader
+	if err := wire.Unmarshal(p.w.Header, &c, maxHeader); err != nil {
+		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	var r wRecipient
 	if err := wire.Unmarshal(p.w.Recipient, &r, 256); err != nil {
 		return nil, fmt.Errorf("%w: recipient part: %v", ErrMalformed, err)
 	}
 	switch {
-	case c.Version != version:
-		return nil, fmt.Errorf("%w: version %d, this build reads version %d (the sender must update)", ErrMalformed, c.Version, version)
+	case c.Version == version:
+		n := len(p.w.Digests) / 32
+		switch {
+		case n == 0 || n > MaxRecipients || len(p.w.Digests)%32 != 0:
+			return nil, fmt.Errorf("%w: %d bytes of entry digests, want 32 for each of 1-%d devices", ErrMalformed, len(p.w.Digests), MaxRecipients)
+		case int(p.w.Index) >= n:
+			return nil, fmt.Errorf("%w: entry %d of %d", ErrMalformed, p.w.Index, n)
+		case len(c.Heads) == 0 || len(c.Heads) > MaxHeads:
+			return nil, fmt.Errorf("%w: %d chain heads, 1-%d allowed", ErrMalformed, len(c.Heads), MaxHeads)
+		}
+		p.Recipients = n
+		p.Heads = make(map[chain.AccountID]chain.Head, len(c.Heads))
+		for i, h := range c.Heads {
+			if len(h.Account) != 32 || len(h.Hash) != 32 {
+				return nil, fmt.Errorf("%w: chain head of the wrong size", ErrMalformed)
+			}
+			if i > 0 && bytes.Compare(c.Heads[i-1].Account, h.Account) >= 0 {
+				return nil, fmt.Errorf("%w: chain heads not sorted by account, or an account twice", ErrMalformed)
+			}
+			var a chain.AccountID
+			var hh chain.Hash
+			copy(a[:], h.Account)
+			copy(hh[:], h.Hash)
+			p.Heads[a] = chain.Head{Seq: h.Seq, Hash: hh}
+		}
+	case c.Version == versionV2:
+		if p.w.Index != 0 || p.w.Digests != nil || c.Heads != nil {
+			return nil, fmt.Errorf("%w: a version 2 envelope with version 3 fields", ErrMalformed)
+		}
+		p.Recipients = 1
+	default:
+		return nil, fmt.Errorf("%w: version %d, this build reads versions %d and %d (the sender must update, or this device)", ErrMalformed, c.Version, versionV2, version)
+	}
+	switch {
 	case c.Kind != uint8(KindMessage) && c.Kind != uint8(KindCall):
 		return nil, fmt.Errorf("%w: kind %d", ErrMalformed, c.Kind)
 	case len(c.ID) != 16 || len(c.FromAccount) != 32 || len(c.FromDevice) != 16 || len(c.Conversation) != 32:
@@ -283,7 +446,7 @@ func Parse(b []byte) (*Parsed, error) {
 			return nil, err
 		}
 	}
-	p.Kind, p.SentAt, p.CallID = Kind(c.Kind), time.UnixMilli(c.SentAt).UTC(), c.CallID
+	p.Version, p.Kind, p.SentAt, p.CallID = int(c.Version), Kind(c.Kind), time.UnixMilli(c.SentAt).UTC(), c.CallID
 	copy(p.ID[:], c.ID)
 	copy(p.FromAccount[:], c.FromAccount)
 	copy(p.FromDevice[:], c.FromDevice)
@@ -291,11 +454,17 @@ func Parse(b []byte) (*Parsed, error) {
 	copy(p.ToAccount[:], r.Account)
 	copy(p.ToDevice[:], r.Device)
 	copy(p.KEMHash[:], r.KEM)
+	if p.Version == version {
+		if _, ok := p.Heads[p.ToAccount]; !ok {
+			return nil, fmt.Errorf("%w: no chain head for the recipient's account %s", ErrMalformed, p.ToAccount)
+		}
+	}
 	return &p, nil
 }
 
 // Verify checks that the sender device is active in the sender's verified
-// chain state and that its identity key signed the envelope.
+// chain state and that its identity key signed the message, including this
+// device's entry.
 func (p *Parsed) Verify(sender *chain.State) error {
 	if sender == nil || sender.Account() != p.FromAccount {
 		return fmt.Errorf("%w: no verified chain for account %s", ErrSender, p.FromAccount)
@@ -304,8 +473,18 @@ func (p *Parsed) Verify(sender *chain.State) error {
 	if !ok || !sender.IsActive(p.FromDevice) {
 		return fmt.Errorf("%w: device %s is not active in account %s", ErrSender, p.FromDevice, p.FromAccount)
 	}
-	err := keystore.Verify(keystore.AlgHybrid, d.Identity.Bytes(), keystore.PurposeEnvelope, digest(p.w.Common, p.w.Recipient, p.w.Sealed, p.w.Body), p.w.Sig)
-	if err != nil {
+	var msg []byte
+	if p.Version == versionV2 {
+		msg = digestV2(p.w.Header, p.w.Recipient, p.w.Sealed, p.w.Body)
+	} else {
+		own := entryDigest(p.w.Recipient, p.w.Sealed)
+		i := int(p.w.Index) * 32
+		if !bytes.Equal(p.w.Digests[i:i+32], own[:]) {
+			return fmt.Errorf("%w: this device's entry is not the one the message lists at index %d", ErrSender, p.w.Index)
+		}
+		msg = signed(p.w.Header, p.w.Digests, p.w.Body)
+	}
+	if err := keystore.Verify(keystore.AlgHybrid, d.Identity.Bytes(), keystore.PurposeEnvelope, msg, p.w.Sig); err != nil {
 		return fmt.Errorf("%w: signature: %v", ErrSender, err)
 	}
 	return nil
@@ -321,7 +500,7 @@ func (p *Parsed) OpenKey(kems map[[32]byte]*keystore.KEMKey, ttl time.Duration) 
 	if !ok {
 		return nil, ErrNoKey
 	}
-	return k.OpenSession(p.Kind.sealing(), binding(p.w.Common, p.w.Recipient), p.w.Sealed, keystore.SessionOptions{TTL: ttl})
+	return k.OpenSession(p.Kind.sealing(), binding(p.w.Header, p.w.Recipient), p.w.Sealed, keystore.SessionOptions{TTL: ttl})
 }
 
 // Fingerprint returns the fingerprint the two ends of a call compare:
@@ -359,7 +538,7 @@ func (p *Parsed) Fingerprint(sk *keystore.SessionKey) (string, error) {
 
 // OpenBody decrypts the body with the envelope's session key.
 func (p *Parsed) OpenBody(sk *keystore.SessionKey) ([]byte, error) {
-	return sk.Open(p.w.Body, p.w.Common)
+	return sk.Open(p.w.Body, p.w.Header)
 }
 
 // For checks that the envelope is addressed to this device.
