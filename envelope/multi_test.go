@@ -252,3 +252,22 @@ func TestVersion2StillOpens(t *testing.T) {
 		}
 	}
 }
+
+// Real envelopes have the annotated layout (golden_test.go): a message
+// header of 8 keys starting with version 3, the envelope at index 0
+// without key 6, a 1,168-byte sealed key and one 3,373-byte signature.
+func TestGoldenRealEnvelope(t *testing.T) {
+	_, _, b, b2, sealed := twoAccounts(t)
+	for i, raw := range [][]byte{envelopeFor(t, sealed, b), envelopeFor(t, sealed, b2)} {
+		w := testkit.Must(envelope.DecodeWire(raw))
+		if want := byte(0xa6 + i); raw[0] != want || int(w.Index) != i {
+			t.Errorf("envelope %d starts %x with index %d, want %x", i, raw[0], w.Index, want)
+		}
+		if !bytes.HasPrefix(w.Header, []byte{0xa8, 0x01, 0x03, 0x02, 0x01, 0x03, 0x50}) {
+			t.Errorf("header starts % x", w.Header[:7])
+		}
+		if len(w.Sealed) != 1168 || len(w.Sig) != 3373 || len(w.Digests) != 3*32 || len(w.Recipient) != 89 {
+			t.Errorf("sizes: sealed %d, signature %d, digests %d, recipient %d", len(w.Sealed), len(w.Sig), len(w.Digests), len(w.Recipient))
+		}
+	}
+}
