@@ -308,9 +308,9 @@ func sealTo(recipient []byte, sl Sealing, binding, plaintext []byte) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
-	pk, err := hpke.MLKEM768X25519().NewPublicKey(recipient)
+	pk, err := recipientKey(recipient)
 	if err != nil {
-		return nil, fmt.Errorf("keystore: recipient KEM key: %w", err)
+		return nil, err
 	}
 	return hpke.Seal(pk, hpkeKDF, hpkeAEAD, info, plaintext)
 }
