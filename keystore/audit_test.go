@@ -257,7 +257,7 @@ func TestAuditRewriteDetectedAtOpen(t *testing.T) {
 	}
 	f.s = s
 	st, _ := s.Status()
-	if st.Audit.Intact || !strings.Contains(st.Audit.Problem, "differs from its anchor") {
+	if st.Audit.Intact || !strings.Contains(st.Audit.Problem, "differs from the checkpoint") {
 		t.Fatalf("forged log accepted: %+v", st.Audit)
 	}
 }

@@ -2,6 +2,9 @@ package keystore
 
 import (
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -55,6 +58,49 @@ func (s *Store) AuditLog() (entries []AuditEntry, intact bool, err error) {
 		entries = append(entries, a)
 	}
 	return entries, intact, nil
+}
+
+// AuditVerification is the result of verifying the whole audit log.
+type AuditVerification struct {
+	Intact  bool
+	Entries uint64 // entries verified, from the first
+	Head    uint64 // seq of the newest entry
+	// Problem says what failed when Intact is false: where the chain
+	// breaks in the file, or why the log was set aside at Open.
+	Problem string
+}
+
+// VerifyAudit makes the audit log durable and verifies all of it, from its
+// first entry: every entry's hash, the chain, and that it holds the anchor
+// recorded in the database. Open verifies only from the last checkpoint on
+// (AuditStatus.VerifiedFrom), so an entry changed before it is found here
+// (and by AuditLog), not at Open. A broken log is a result (Intact false,
+// Problem), not an error; the error is for a log that cannot be read. It
+// reads the file once, in constant memory. `enigm audit --verify` runs it.
+func (s *Store) VerifyAudit() (AuditVerification, error) {
+	s.mu.Lock()
+	head, err := s.log.Sync()
+	rep := s.auditRep
+	s.mu.Unlock()
+	if err != nil {
+		return AuditVerification{}, err
+	}
+	f, err := os.Open(filepath.Join(s.home, AuditFile))
+	if err != nil {
+		return AuditVerification{}, err
+	}
+	defer f.Close()
+	r, err := audit.Verify(f, head, nil)
+	v := AuditVerification{Intact: err == nil && rep.Intact, Entries: r.Entries, Head: r.Head.Seq}
+	switch {
+	case errors.Is(err, audit.ErrBroken), errors.Is(err, audit.ErrTruncated), errors.Is(err, audit.ErrEntry):
+		v.Problem = err.Error()
+	case err != nil:
+		return v, fmt.Errorf("keystore: reading the audit log: %w", err)
+	case !rep.Intact:
+		v.Problem = fmt.Sprintf("the log failed verification at open (%s) and was kept as %s; this log starts after it", rep.Problem, rep.Preserved)
+	}
+	return v, nil
 }
 
 // Files returns the keystore's files and directory (for posture checks).

@@ -279,7 +279,7 @@ func openDB(home string, opts Options, creating bool) (*Store, error) {
 		s.opts.Posture = &posture.Linux{Paths: []string{home, dbPath, filepath.Join(home, AuditFile)}}
 	}
 	s.state.Store(&policy.DeviceState{})
-	var anchor audit.Anchor
+	var anchor audit.Checkpoint
 	if !creating {
 		// Walk the whole page structure once: a damaged file is refused
 		// here, with nothing written, instead of failing half-way later.
@@ -316,17 +316,30 @@ func openDB(home string, opts Options, creating bool) (*Store, error) {
 // openAudit opens the audit log. A log that fails verification is kept
 // under another name and a new log is started whose first entry says so:
 // keys stay usable, and the break is visible in Status and in the log.
-func (s *Store) openAudit(anchor audit.Anchor) error {
+//
+// With a checkpoint (the anchor with its entry's offset, recorded at every
+// commit) only the entries from the anchor on are verified, so the cost of
+// opening follows what was written since the last commit, not the log's
+// history; VerifyAudit checks the whole log. An anchor recorded before
+// checkpoints (no offset) is verified from the first entry, once.
+func (s *Store) openAudit(anchor audit.Checkpoint) error {
 	path := filepath.Join(s.home, AuditFile)
 	if _, err := os.Stat(path); err == nil {
 		if err := checkPrivate(path, false); err != nil {
 			return err
 		}
 	}
-	l, rep, err := audit.OpenWith(path, anchor, s.opts.auditFile)
+	var l *audit.Log
+	var rep audit.Report
+	var err error
+	if anchor.Seq > 0 && anchor.Off >= 0 {
+		l, rep, err = audit.OpenFrom(path, anchor, s.opts.auditFile)
+	} else {
+		l, rep, err = audit.OpenWith(path, anchor.Anchor, s.opts.auditFile)
+	}
 	if err == nil {
 		s.log = l
-		s.auditRep = AuditStatus{Intact: true, Entries: rep.Entries, TornBytes: rep.TornBytes}
+		s.auditRep = AuditStatus{Intact: true, Entries: rep.Entries, VerifiedFrom: rep.From, TornBytes: rep.TornBytes}
 		return nil
 	}
 	if !errors.Is(err, audit.ErrBroken) && !errors.Is(err, audit.ErrTruncated) && !errors.Is(err, audit.ErrEntry) {
@@ -345,13 +358,27 @@ func (s *Store) openAudit(anchor audit.Anchor) error {
 	return s.commitLocked(nil, audit.Entry{Time: s.now(), Kind: audit.KindRecovered, Detail: fmt.Sprintf("previous log failed verification (%v); kept as %s", err, filepath.Base(preserved))})
 }
 
-func parseAnchor(b []byte) audit.Anchor {
-	var a audit.Anchor
-	if len(b) == 40 {
+// The anchor record in the database: seq (8) || hash (32) || offset of
+// the anchored entry in audit.log (8). Records written before checkpoints
+// have no offset (40 bytes): parsed with Off -1, verified from the start.
+func parseAnchor(b []byte) audit.Checkpoint {
+	a := audit.Checkpoint{Off: -1}
+	if len(b) == 40 || len(b) == 48 {
 		a.Seq = binary.BigEndian.Uint64(b)
-		copy(a.Hash[:], b[8:])
+		copy(a.Hash[:], b[8:40])
+	}
+	if len(b) == 48 {
+		a.Off = int64(binary.BigEndian.Uint64(b[40:]))
 	}
 	return a
+}
+
+func encodeAnchor(a audit.Checkpoint) []byte {
+	b := make([]byte, 48)
+	binary.BigEndian.PutUint64(b, a.Seq)
+	copy(b[8:40], a.Hash[:])
+	binary.BigEndian.PutUint64(b[40:], uint64(a.Off))
+	return b
 }
 
 // anchor makes the audit log durable and records its head in the database.

@@ -32,7 +32,6 @@
 package keystore
 
 import (
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -169,10 +168,15 @@ type Store struct {
 	done chan struct{}
 }
 
-// AuditStatus tells whether the audit log verified at open.
+// AuditStatus tells whether the audit log verified at open. Open verifies
+// the entries from the last checkpoint on (VerifiedFrom); Store.VerifyAudit
+// verifies the whole log.
 type AuditStatus struct {
 	Intact  bool
-	Entries uint64
+	Entries uint64 // entries verified at open
+	// VerifiedFrom is the seq open verified from: the last checkpoint
+	// (whose entry it checked against the database), or 1.
+	VerifiedFrom uint64
 	// Problem describes a broken or truncated log; the broken file was
 	// kept as Preserved and a new log started.
 	Problem   string
@@ -205,13 +209,11 @@ func (s *Store) commitLocked(fn func(tx *bolt.Tx) error, entries ...audit.Entry)
 			return fmt.Errorf("keystore: the audit log cannot be written (free disk space or fix %s, then retry): %w", filepath.Join(s.home, AuditFile), err)
 		}
 	}
-	h, err := s.log.Sync()
+	h, err := s.log.SyncCheckpoint()
 	if err != nil {
 		return fmt.Errorf("keystore: the audit log cannot be made durable (fix the disk, then open the store again): %w", err)
 	}
-	b := make([]byte, 40)
-	binary.BigEndian.PutUint64(b, h.Seq)
-	copy(b[8:], h.Hash[:])
+	b := encodeAnchor(h)
 	err = s.update(func(tx *bolt.Tx) error {
 		if fn != nil {
 			if err := fn(tx); err != nil {

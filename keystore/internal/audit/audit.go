@@ -189,9 +189,19 @@ type Anchor struct {
 	Hash [32]byte
 }
 
+// Checkpoint is an anchor with the file offset at which its entry starts:
+// a summary of the log up to that entry, which the keystore records in its
+// database with the anchor. Opening from a checkpoint checks that entry
+// against it and verifies only the entries after it.
+type Checkpoint struct {
+	Anchor
+	Off int64
+}
+
 // Report is the result of verifying a log.
 type Report struct {
-	Entries   uint64
+	Entries   uint64 // entries verified (from From to Head)
+	From      uint64 // seq of the first entry verified (1, or a checkpoint's)
 	Head      Anchor
 	TornBytes int // bytes of an incomplete final entry (crash mid-write)
 }
@@ -201,17 +211,31 @@ type Report struct {
 // reported in TornBytes, not as an error. visit, when not nil, sees every
 // entry in order.
 func Verify(r io.Reader, anchor Anchor, visit func(Entry) error) (Report, error) {
-	var rep Report
+	return verify(r, nil, anchor, visit)
+}
+
+// VerifyFrom verifies the log in r from checkpoint cp on: r is positioned
+// at cp.Off, the entry there must be cp's (its seq and hash), and the
+// entries after it must chain from it. The entries before cp are not read:
+// Verify from the start checks them (and that they lead to cp, when cp is
+// passed as its anchor).
+func VerifyFrom(r io.Reader, cp Checkpoint, visit func(Entry) error) (Report, error) {
+	return verify(r, &cp, cp.Anchor, visit)
+}
+
+func verify(r io.Reader, cp *Checkpoint, anchor Anchor, visit func(Entry) error) (Report, error) {
+	rep := Report{From: 1}
+	next, prev := uint64(1), [32]byte{}
+	if cp != nil {
+		rep.From, next = cp.Seq, cp.Seq
+	}
 	br := bufio.NewReaderSize(r, 64<<10)
-	var buf []byte
-	var prev [32]byte
+	buf := make([]byte, 0, MaxEntrySize)
 	anchored := anchor.Seq == 0
 	for {
 		// Read the fixed part, then the rest.
-		need := MinEntrySize
-		buf = buf[:0]
-		chunk := make([]byte, need)
-		n, err := io.ReadFull(br, chunk)
+		buf = buf[:MinEntrySize]
+		n, err := io.ReadFull(br, buf)
 		if err == io.EOF {
 			break
 		}
@@ -222,14 +246,13 @@ func Verify(r io.Reader, anchor Anchor, visit func(Entry) error) (Report, error)
 		if err != nil {
 			return rep, err
 		}
-		buf = append(buf, chunk...)
 		dl := int(binary.BigEndian.Uint16(buf[40:]))
 		if buf[0] != version || dl > MaxDetail {
-			return rep, fmt.Errorf("%w: at entry %d", ErrEntry, rep.Entries+1)
+			return rep, fmt.Errorf("%w: at entry %d", ErrEntry, next)
 		}
 		if dl > 0 {
-			rest := make([]byte, dl)
-			m, err := io.ReadFull(br, rest)
+			buf = buf[:MinEntrySize+dl]
+			m, err := io.ReadFull(br, buf[MinEntrySize:])
 			if err == io.ErrUnexpectedEOF || err == io.EOF {
 				rep.TornBytes = MinEntrySize + m
 				break
@@ -237,16 +260,21 @@ func Verify(r io.Reader, anchor Anchor, visit func(Entry) error) (Report, error)
 			if err != nil {
 				return rep, err
 			}
-			buf = append(buf, rest...)
 		}
 		e, _, err := Decode(buf)
 		if err != nil {
-			return rep, fmt.Errorf("entry %d: %w", rep.Entries+1, err)
+			return rep, fmt.Errorf("entry %d: %w", next, err)
 		}
-		if e.Seq != rep.Entries+1 {
-			return rep, fmt.Errorf("%w: entry %d has seq %d", ErrBroken, rep.Entries+1, e.Seq)
+		if e.Seq != next {
+			return rep, fmt.Errorf("%w: entry %d has seq %d", ErrBroken, next, e.Seq)
 		}
-		if e.Prev != prev {
+		switch {
+		case cp != nil && e.Seq == cp.Seq:
+			// The checkpoint's entry: its predecessors are not read here.
+			if e.Hash != cp.Hash {
+				return rep, fmt.Errorf("%w: entry %d at offset %d differs from the checkpoint", ErrBroken, e.Seq, cp.Off)
+			}
+		case e.Prev != prev:
 			return rep, fmt.Errorf("%w: entry %d does not link to its predecessor", ErrBroken, e.Seq)
 		}
 		if e.Seq == anchor.Seq {
@@ -261,11 +289,15 @@ func Verify(r io.Reader, anchor Anchor, visit func(Entry) error) (Report, error)
 			}
 		}
 		prev = e.Hash
+		next++
 		rep.Entries++
 		rep.Head = Anchor{Seq: e.Seq, Hash: e.Hash}
 	}
+	if cp != nil && rep.Entries == 0 {
+		return rep, fmt.Errorf("%w: no entry at the checkpoint's offset %d (entry %d)", ErrTruncated, cp.Off, cp.Seq)
+	}
 	if !anchored {
-		return rep, fmt.Errorf("%w: the log ends at entry %d, the anchor is at %d", ErrTruncated, rep.Entries, anchor.Seq)
+		return rep, fmt.Errorf("%w: the log ends at entry %d, the anchor is at %d", ErrTruncated, rep.Head.Seq, anchor.Seq)
 	}
 	return rep, nil
 }
@@ -288,11 +320,12 @@ type Log struct {
 	f      File
 	end    int64 // file offset after the head entry
 	head   Anchor
+	headAt int64 // file offset of the head entry
 	buf    []byte
 	lost   int   // entries whose write failed since the last one that succeeded
 	lostE  error // the first of those failures
 	err    error // sticky: a failed fsync or a write that could not be cut back
-	synced Anchor
+	synced Checkpoint
 	syncMu sync.Mutex // one fsync at a time
 }
 
@@ -310,16 +343,47 @@ func Open(path string, anchor Anchor) (*Log, Report, error) {
 // OpenWith is Open with the opened file passed through wrap (when not nil)
 // before the log writes to it. Tests use it to make the file fail.
 func OpenWith(path string, anchor Anchor, wrap func(*os.File) File) (*Log, Report, error) {
+	return open(path, nil, anchor, wrap)
+}
+
+// OpenFrom is OpenWith that verifies only from checkpoint cp on (VerifyFrom):
+// the cost of opening does not grow with the entries before cp. cp is also
+// the anchor: the log must hold it.
+func OpenFrom(path string, cp Checkpoint, wrap func(*os.File) File) (*Log, Report, error) {
+	return open(path, &cp, cp.Anchor, wrap)
+}
+
+func open(path string, cp *Checkpoint, anchor Anchor, wrap func(*os.File) File) (*Log, Report, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, Report{}, err
 	}
-	rep, err := Verify(f, anchor, nil)
+	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, rep, err
+		return nil, Report{}, err
 	}
-	st, err := f.Stat()
+	var rep Report
+	var off int64
+	if cp != nil {
+		if cp.Off < 0 || cp.Off+MinEntrySize > st.Size() {
+			f.Close()
+			return nil, rep, fmt.Errorf("%w: the log has %d bytes, the checkpoint's entry %d is at offset %d", ErrTruncated, st.Size(), cp.Seq, cp.Off)
+		}
+		off = cp.Off
+	}
+	// Follow each entry's offset, to know where the head starts.
+	headAt, pos := int64(-1), off
+	track := func(e Entry) error {
+		headAt = pos
+		pos += int64(MinEntrySize + len(e.Detail))
+		return nil
+	}
+	if cp != nil {
+		rep, err = VerifyFrom(io.NewSectionReader(f, off, st.Size()-off), *cp, track)
+	} else {
+		rep, err = verify(io.NewSectionReader(f, 0, st.Size()), nil, anchor, track)
+	}
 	if err != nil {
 		f.Close()
 		return nil, rep, err
@@ -335,7 +399,8 @@ func OpenWith(path string, anchor Anchor, wrap func(*os.File) File) (*Log, Repor
 	if wrap != nil {
 		file = wrap(f)
 	}
-	l := &Log{f: file, end: end, head: rep.Head, synced: rep.Head}
+	l := &Log{f: file, end: end, head: rep.Head, headAt: headAt}
+	l.synced = Checkpoint{Anchor: rep.Head, Off: headAt}
 	if rep.TornBytes > 0 {
 		_, err := l.Append(Entry{Time: time.Now(), Kind: KindRecovered, Detail: fmt.Sprintf("cut %d bytes of an incomplete entry after seq %d", rep.TornBytes, rep.Head.Seq)})
 		if err == nil {
@@ -395,6 +460,7 @@ func (l *Log) writeLocked(e *Entry) error {
 		}
 		return err
 	}
+	l.headAt = l.end
 	l.end += int64(n)
 	l.head = Anchor{Seq: e.Seq, Hash: h}
 	e.Hash = h
@@ -425,10 +491,18 @@ func (l *Log) Head() Anchor {
 // refuses further entries (ErrUnavailable) until it is opened again, which
 // verifies what the file holds.
 func (l *Log) Sync() (Anchor, error) {
+	cp, err := l.SyncCheckpoint()
+	return cp.Anchor, err
+}
+
+// SyncCheckpoint is Sync returning the newest durable entry with its file
+// offset: what the keystore records so that the next open verifies only
+// what follows it (OpenFrom). Off is -1 for an empty log.
+func (l *Log) SyncCheckpoint() (Checkpoint, error) {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
 	l.mu.Lock()
-	head, err := l.head, l.err
+	head, err := Checkpoint{Anchor: l.head, Off: l.headAt}, l.err
 	l.mu.Unlock()
 	if err != nil {
 		return l.synced, err
