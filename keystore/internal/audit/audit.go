@@ -30,6 +30,14 @@
 // rewritten by someone with write access to the file. An attacker who can
 // rewrite the whole file and the database can forge a consistent history: the log is tamper-evident against accidents
 // and partial edits, not against the device's own administrator.
+//
+// # Checkpoints
+//
+// A Checkpoint is an anchor with the file offset of its entry. OpenFrom
+// checks the entry at that offset against it and verifies only the
+// entries after it, so opening costs what was written since the
+// checkpoint; the entries before it are checked by Verify (or ReadFile)
+// from the first entry, which the keystore runs on request.
 package audit
 
 import (
