@@ -2,11 +2,9 @@ package chain
 
 import (
 	"bytes"
-	"encoding/hex"
-	"strconv"
-	"strings"
 	"testing"
 
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/wire"
 )
 
@@ -152,42 +150,6 @@ func goldenHWDeviceWire() wDevice {
 		Evidence: &wEvidence{Type: "tpm2-certify", Data: []byte{1, 2, 3}}}
 }
 
-// unannotate turns an annotated layout into bytes.
-func unannotate(t *testing.T, s string) []byte {
-	var out []byte
-	for _, line := range strings.Split(s, "\n") {
-		if i := strings.Index(line, "//"); i >= 0 {
-			line = line[:i]
-		}
-		for len(strings.TrimSpace(line)) > 0 {
-			line = strings.TrimSpace(line)
-			if line[0] == '"' {
-				end := strings.Index(line[1:], `"`) + 1
-				out = append(out, line[1:end]...)
-				line = line[end+1:]
-				continue
-			}
-			tok, rest, _ := strings.Cut(line, " ")
-			line = rest
-			if b, n, ok := strings.Cut(tok, "*"); ok {
-				v, err1 := hex.DecodeString(b)
-				k, err2 := strconv.Atoi(n)
-				if err1 != nil || err2 != nil || len(v) != 1 {
-					t.Fatalf("bad repeat %q", tok)
-				}
-				out = append(out, rep(v[0], k)...)
-				continue
-			}
-			v, err := hex.DecodeString(tok)
-			if err != nil {
-				t.Fatalf("bad hex %q", tok)
-			}
-			out = append(out, v...)
-		}
-	}
-	return out
-}
-
 func TestGoldenBytes(t *testing.T) {
 	for _, g := range goldens {
 		t.Run(g.name, func(t *testing.T) {
@@ -195,7 +157,7 @@ func TestGoldenBytes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := unannotate(t, g.annotated)
+			want := testkit.Unannotate(t, g.annotated)
 			if !bytes.Equal(got, want) {
 				i := 0
 				for i < len(got) && i < len(want) && got[i] == want[i] {
