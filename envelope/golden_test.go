@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"strconv"
-	"strings"
 	"testing"
 
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/wire"
 )
 
-// Golden bytes of the version 3 format, annotated. An annotation is hex
-// ("xx*N" for N copies of byte xx); "//" starts a comment. Opaque parts are
+// Golden bytes of the version 3 format, annotated (testkit.Unannotate:
+// hex, "xx*N" for N copies of byte xx, "//" starts a comment). Opaque parts are
 // filled with a repeated byte at their real sizes (a sealed key of 1,168
 // bytes, a hybrid signature of 3,373), so the length headers are real.
 
@@ -64,32 +63,6 @@ const (
 
 func rep(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n) }
 
-// layout turns an annotated layout into its bytes.
-func layout(t *testing.T, s string) []byte {
-	t.Helper()
-	var out []byte
-	for _, line := range strings.Split(s, "\n") {
-		line, _, _ = strings.Cut(line, "//")
-		for _, tok := range strings.Fields(line) {
-			if b, n, ok := strings.Cut(tok, "*"); ok {
-				v, err := hex.DecodeString(b)
-				k, err2 := strconv.Atoi(n)
-				if err != nil || err2 != nil || len(v) != 1 {
-					t.Fatalf("bad repetition %q", tok)
-				}
-				out = append(out, rep(v[0], k)...)
-				continue
-			}
-			v, err := hex.DecodeString(tok)
-			if err != nil {
-				t.Fatalf("bad hex %q", tok)
-			}
-			out = append(out, v...)
-		}
-	}
-	return out
-}
-
 func TestGoldenBytes(t *testing.T) {
 	for _, g := range []struct {
 		name      string
@@ -108,7 +81,7 @@ func TestGoldenBytes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := layout(t, g.annotated); !bytes.Equal(got, want) {
+			if want := testkit.Unannotate(t, g.annotated); !bytes.Equal(got, want) {
 				i := 0
 				for i < len(got) && i < len(want) && got[i] == want[i] {
 					i++
