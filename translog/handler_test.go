@@ -69,16 +69,16 @@ func TestHandlerTiles(t *testing.T) {
 		{translog.TilePath(2, 0, 1), 1},
 		{translog.TilePath(3, 0, 1), 0},
 		{translog.TilePath(0, 0, 7), 7},
-		{"tile/0/x000/005", 0},     // non-canonical index
-		{"tile/0/1", 0},            // index not three digits
-		{"tile/00/000", 0},         // level with a leading zero
-		{"tile/64/000", 0},         // level out of range
-		{"tile/0/000.p/0", 0},      // empty tile
-		{"tile/0/000.p/256", 0},    // width out of range
-		{"tile/0/000.p/07", 0},     // width with a leading zero
-		{"tile/0/001/002", 0},      // inner element without x
-		{"tile/0/x272/000", 0},     // beyond the tree
-		{"tile/entries/274", 0},    // beyond the tree
+		{"tile/0/x000/005", 0},  // non-canonical index
+		{"tile/0/1", 0},         // index not three digits
+		{"tile/00/000", 0},      // level with a leading zero
+		{"tile/64/000", 0},      // level out of range
+		{"tile/0/000.p/0", 0},   // empty tile
+		{"tile/0/000.p/256", 0}, // width out of range
+		{"tile/0/000.p/07", 0},  // width with a leading zero
+		{"tile/0/001/002", 0},   // inner element without x
+		{"tile/0/x272/000", 0},  // beyond the tree
+		{"tile/entries/274", 0}, // beyond the tree
 		{"tile/entries/273.p/113", 0},
 		{"tiles/0/000", 0},
 	} {
