@@ -73,6 +73,9 @@ func (s *sqlStore) logLeaf(ctx context.Context, x execer, account string, l Link
 	_, err := s.exec(ctx, x, `INSERT INTO log_leaves (idx, account_id, seq, data) VALUES (?,?,?,?)`,
 		next-1, account, int64(l.Seq), l.Data)
 	if s.d.classify(err) == kindUnique {
+		if s.d.primaryKey(err) {
+			return fmt.Errorf("%w: log leaf %d exists already, the log sequence is behind its leaves; nothing was stored, the database needs an operator", translog.ErrCorrupt, next-1)
+		}
 		return fmt.Errorf("%w: account %s already has a log leaf at seq %d", ErrConflict, account, l.Seq)
 	}
 	return err
