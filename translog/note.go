@@ -211,6 +211,13 @@ func newVerifier(k string) (note.Verifier, byte, error) {
 			return nil, 0, fmt.Errorf("%w: %v", ErrBadKey, err)
 		}
 		return v, sigEd25519, nil
+	case sigEd25519Cosig:
+		id, err := strconv.ParseUint(parts[1], 16, 32)
+		if err != nil || len(parts[1]) != 8 || len(raw) != 1+ed25519.PublicKeySize || checkOrigin(parts[0]) != nil ||
+			uint32(id) != keyID(parts[0], sigEd25519Cosig, raw[1:]) {
+			return nil, 0, fmt.Errorf("%w: cosignature key of %q: want name+id+base64(0x04 || 32-byte key) with the id of the name and key", ErrBadKey, parts[0])
+		}
+		return &edCosigVerifier{name: parts[0], id: uint32(id), pub: ed25519.PublicKey(raw[1:])}, sigEd25519Cosig, nil
 	case sigMLDSA44:
 		id, err := strconv.ParseUint(parts[1], 16, 32)
 		if err != nil || len(parts[1]) != 8 {
@@ -225,7 +232,7 @@ func newVerifier(k string) (note.Verifier, byte, error) {
 		}
 		return &pqVerifier{name: parts[0], id: uint32(id), pub: pub}, sigMLDSA44, nil
 	default:
-		return nil, 0, fmt.Errorf("%w: verifier key of %q has signature type 0x%02x; the log uses 0x01 (Ed25519) and 0x06 (ML-DSA-44)", ErrBadKey, parts[0], raw[0])
+		return nil, 0, fmt.Errorf("%w: verifier key of %q has signature type 0x%02x; known are 0x01 (Ed25519), 0x04 (Ed25519 cosignature) and 0x06 (ML-DSA-44)", ErrBadKey, parts[0], raw[0])
 	}
 }
 
@@ -243,9 +250,12 @@ func VerifyCheckpoint(msg []byte, origin string, vkeys []string) (Checkpoint, er
 	}
 	var vs []note.Verifier
 	for _, k := range vkeys {
-		v, _, err := newVerifier(k)
+		v, typ, err := newVerifier(k)
 		if err != nil {
 			return Checkpoint{}, err
+		}
+		if typ != sigEd25519 && typ != sigMLDSA44 {
+			return Checkpoint{}, fmt.Errorf("%w: %q is a witness cosignature key, not a log key", ErrBadKey, v.Name())
 		}
 		if v.Name() != origin {
 			return Checkpoint{}, fmt.Errorf("%w: verifier key named %q for the log %q", ErrBadKey, v.Name(), origin)
