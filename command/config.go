@@ -119,6 +119,9 @@ type Config struct {
 	// LogInterval is how often new leaves are integrated and a new
 	// checkpoint is signed (default DefaultLogInterval).
 	LogInterval time.Duration
+	// LogWitnesses are the tlog-witness witnesses every new checkpoint
+	// is submitted to; their cosignatures are served with it.
+	LogWitnesses []*translog.Witness
 
 	// Logger receives structured logs; nil means JSON to stderr at Info.
 	Logger *slog.Logger

@@ -50,10 +50,27 @@ func (s *Server) integrateLoop(every time.Duration) {
 	defer close(s.tlog.done)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	witnessed := make([]int64, len(s.cfg.LogWitnesses)) // the size each last cosigned; -1 none
+	for i := range witnessed {
+		witnessed[i] = -1
+	}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if _, err := s.tlog.log.Integrate(ctx); err != nil {
+		c, err := s.tlog.log.Integrate(ctx)
+		if err != nil {
 			s.log.Warn("integrating the transparency log failed; retrying", "err", err)
+		}
+		// Each new checkpoint goes to every witness (one at a time; a
+		// witness that fails is tried again at the next interval).
+		for i, w := range s.cfg.LogWitnesses {
+			if err != nil || witnessed[i] == int64(c.Size) {
+				continue
+			}
+			if _, werr := s.tlog.log.Witness(ctx, w); werr != nil {
+				s.log.Warn("a witness did not cosign the log's checkpoint", "witness", w.Name(), "size", c.Size, "err", werr)
+				continue
+			}
+			witnessed[i] = int64(c.Size)
 		}
 		cancel()
 		select {

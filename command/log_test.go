@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +23,37 @@ import (
 )
 
 const testLogOrigin = "command.enigm.test/log"
+
+// TestLogWitnessed: Command submits its checkpoints to a real witness
+// process (transparency-dev's omniwitness over SQLite) and serves the
+// witness's cosignature with the checkpoint.
+func TestLogWitnessed(t *testing.T) {
+	cfgLog := withLog(t)
+	probe := &Config{}
+	cfgLog(probe)
+	signer := probe.LogSigner
+	rw := translogtest.StartWitness(t, "witness.enigm.test/cmd", testLogOrigin, signer.VerifierKeys()[0])
+	w, err := translog.NewWitness(rw.URL, rw.Keys[1], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, cfgLog, func(c *Config) { c.LogWitnesses = []*translog.Witness{w} })
+	e.newAccount("wit-alice", newDev("wit/a1"), chain.Policy{})
+	srv := httptest.NewServer(e.srv.Handler())
+	defer srv.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, _, cp := getURL(t, srv.URL+"/log/checkpoint")
+		c, err := translog.VerifyCheckpoint(cp, testLogOrigin, signer.VerifierKeys())
+		if err == nil && c.Size == 1 && strings.Contains(string(cp), "\n— witness.enigm.test/cmd ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no cosigned checkpoint of size 1 within 20s; last:\n%s\nwitness:\n%s\nserver:\n%s", cp, rw.Output(), e.logText())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 func withLog(t testing.TB) func(*Config) {
 	_, ed, err := ed25519.GenerateKey(rand.Reader)
