@@ -2,16 +2,11 @@ package command
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"filippo.io/mldsa"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
@@ -56,18 +51,7 @@ func TestLogWitnessed(t *testing.T) {
 }
 
 func withLog(t testing.TB) func(*Config) {
-	_, ed, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pq, err := mldsa.GenerateKey(mldsa.MLDSA44())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := translog.NewSigner(testLogOrigin, ed, pq)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := translogtest.NewSigner(t, testLogOrigin)
 	return func(c *Config) { c.LogSigner, c.LogInterval = s, 20*time.Millisecond }
 }
 
@@ -170,13 +154,4 @@ func TestLogOff(t *testing.T) {
 	}
 }
 
-func getURL(t testing.TB, url string) (int, http.Header, []byte) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b
-}
+var getURL = translogtest.Get

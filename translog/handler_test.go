@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/enigm/enigm/translog"
+	"github.com/enigm/enigm/translog/translogtest"
 )
 
 // serve returns a test server with the log mounted under /log/.
@@ -24,16 +24,7 @@ func serve(t testing.TB, l *translog.Log) *httptest.Server {
 	return srv
 }
 
-func get(t testing.TB, url string) (int, http.Header, []byte) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b
-}
+var get = translogtest.Get
 
 // TestHandlerTiles: a log of 70000 leaves (the tlog-tiles example: 273
 // full level-0 tiles, one partial of width 112, one full level-1 tile,

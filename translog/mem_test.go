@@ -2,16 +2,13 @@ package translog_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"fmt"
 	"maps"
 	"sync"
 	"testing"
 
-	"filippo.io/mldsa"
-
 	"github.com/enigm/enigm/translog"
+	"github.com/enigm/enigm/translog/translogtest"
 )
 
 // memStorage is a translog.Storage in memory for the tests: Update works
@@ -112,22 +109,7 @@ func (tx *memTx) PutTile(_ context.Context, level, index uint64, h []byte) error
 const testOrigin = "enigm.test/log"
 
 // newSigner returns a signer of testOrigin with new keys.
-func newSigner(t testing.TB) *translog.Signer {
-	t.Helper()
-	_, ed, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pq, err := mldsa.GenerateKey(mldsa.MLDSA44())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := translog.NewSigner(testOrigin, ed, pq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func newSigner(t testing.TB) *translog.Signer { return translogtest.NewSigner(t, testOrigin) }
 
 // leaf returns a distinct leaf of a few hundred bytes for index i.
 func leaf(i int) []byte {

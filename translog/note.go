@@ -66,8 +66,8 @@ func NewSigner(origin string, ed, pq crypto.Signer) (*Signer, error) {
 	pqRaw := pqPub.Bytes()
 	return &Signer{
 		origin: origin,
-		ed:     edSigner{name: origin, key: ed, id: keyID(origin, sigEd25519, edPub)},
-		pq:     pqSigner{name: origin, key: pq, id: keyID(origin, sigMLDSA44, pqRaw)},
+		ed:     edSigner{noteID: noteID{origin, keyID(origin, sigEd25519, edPub)}, key: ed},
+		pq:     pqSigner{noteID: noteID{origin, keyID(origin, sigMLDSA44, pqRaw)}, key: pq},
 	}, nil
 }
 
@@ -108,15 +108,22 @@ func vkey(name string, id uint32, typ byte, pub []byte) string {
 	return fmt.Sprintf("%s+%08x+%s", name, id, base64.StdEncoding.EncodeToString(append([]byte{typ}, pub...)))
 }
 
-// edSigner is a note.Signer of Ed25519 signatures over the note text.
-type edSigner struct {
+// noteID is the key name and key id that every note signer and verifier
+// here has.
+type noteID struct {
 	name string
-	key  crypto.Signer
 	id   uint32
 }
 
-func (s *edSigner) Name() string    { return s.name }
-func (s *edSigner) KeyHash() uint32 { return s.id }
+func (k *noteID) Name() string    { return k.name }
+func (k *noteID) KeyHash() uint32 { return k.id }
+
+// edSigner is a note.Signer of Ed25519 signatures over the note text.
+type edSigner struct {
+	noteID
+	key crypto.Signer
+}
+
 func (s *edSigner) Sign(msg []byte) ([]byte, error) {
 	return s.key.Sign(rand.Reader, msg, crypto.Hash(0))
 }
@@ -127,13 +134,10 @@ func (s *edSigner) Sign(msg []byte) ([]byte, error) {
 // text, and carries the timestamp 0 (the log makes no statement about
 // time; witnesses do).
 type pqSigner struct {
-	name string
-	key  crypto.Signer
-	id   uint32
+	noteID
+	key crypto.Signer
 }
 
-func (s *pqSigner) Name() string    { return s.name }
-func (s *pqSigner) KeyHash() uint32 { return s.id }
 func (s *pqSigner) Sign(msg []byte) ([]byte, error) {
 	c, err := ParseCheckpoint(msg)
 	if err != nil {
@@ -171,13 +175,10 @@ func cosignedMessage(name string, timestamp uint64, c Checkpoint) ([]byte, error
 
 // pqVerifier is a note.Verifier of ML-DSA-44 tlog-cosignatures.
 type pqVerifier struct {
-	name string
-	id   uint32
-	pub  *mldsa.PublicKey
+	noteID
+	pub *mldsa.PublicKey
 }
 
-func (v *pqVerifier) Name() string    { return v.name }
-func (v *pqVerifier) KeyHash() uint32 { return v.id }
 func (v *pqVerifier) Verify(msg, sig []byte) bool {
 	if len(sig) != 8+mldsa.MLDSA44SignatureSize {
 		return false
@@ -217,7 +218,7 @@ func newVerifier(k string) (note.Verifier, byte, error) {
 			uint32(id) != keyID(parts[0], sigEd25519Cosig, raw[1:]) {
 			return nil, 0, fmt.Errorf("%w: cosignature key of %q: want name+id+base64(0x04 || 32-byte key) with the id of the name and key", ErrBadKey, parts[0])
 		}
-		return &edCosigVerifier{name: parts[0], id: uint32(id), pub: ed25519.PublicKey(raw[1:])}, sigEd25519Cosig, nil
+		return &edCosigVerifier{noteID: noteID{parts[0], uint32(id)}, pub: ed25519.PublicKey(raw[1:])}, sigEd25519Cosig, nil
 	case sigMLDSA44:
 		id, err := strconv.ParseUint(parts[1], 16, 32)
 		if err != nil || len(parts[1]) != 8 {
@@ -230,7 +231,7 @@ func newVerifier(k string) (note.Verifier, byte, error) {
 		if checkOrigin(parts[0]) != nil || uint32(id) != keyID(parts[0], sigMLDSA44, raw[1:]) {
 			return nil, 0, fmt.Errorf("%w: verifier key of %q: the key id does not match the name and key", ErrBadKey, parts[0])
 		}
-		return &pqVerifier{name: parts[0], id: uint32(id), pub: pub}, sigMLDSA44, nil
+		return &pqVerifier{noteID: noteID{parts[0], uint32(id)}, pub: pub}, sigMLDSA44, nil
 	default:
 		return nil, 0, fmt.Errorf("%w: verifier key of %q has signature type 0x%02x; known are 0x01 (Ed25519), 0x04 (Ed25519 cosignature) and 0x06 (ML-DSA-44)", ErrBadKey, parts[0], raw[0])
 	}

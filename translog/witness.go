@@ -162,13 +162,10 @@ func (w *Witness) post(ctx context.Context, body []byte) (int, []byte, error) {
 // (cosignature/v1): an 8-byte timestamp and an Ed25519 signature over
 // "cosignature/v1\ntime <t>\n" followed by the note text.
 type edCosigVerifier struct {
-	name string
-	id   uint32
-	pub  ed25519.PublicKey
+	noteID
+	pub ed25519.PublicKey
 }
 
-func (v *edCosigVerifier) Name() string    { return v.name }
-func (v *edCosigVerifier) KeyHash() uint32 { return v.id }
 func (v *edCosigVerifier) Verify(msg, sig []byte) bool {
 	if len(sig) != 8+ed25519.SignatureSize {
 		return false

@@ -3,8 +3,6 @@ package store_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -14,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/mldsa"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/merkle/testonly"
@@ -27,22 +24,7 @@ import (
 
 const logOrigin = "enigm.test/command-log"
 
-func logSigner(t testing.TB) *translog.Signer {
-	t.Helper()
-	_, ed, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pq, err := mldsa.GenerateKey(mldsa.MLDSA44())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := translog.NewSigner(logOrigin, ed, pq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func logSigner(t testing.TB) *translog.Signer { return translogtest.NewSigner(t, logOrigin) }
 
 func openStore(t testing.TB, dsn string) store.Store {
 	t.Helper()
