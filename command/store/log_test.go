@@ -308,14 +308,22 @@ func TestLogConcurrentPostgres(t *testing.T) {
 	t.Logf("%d leaves from %d instances; %d intermediate checkpoints checked for consistency", total, instances, sizes)
 }
 
-// TestLogMigrationBackfill: a database at schema version 2, whose links
+// TestLogMigrationBackfill*: a database at schema version 2, whose links
 // were stored before the log existed, gets them as its first leaves when
 // migration 3 runs, each account's in sequence order even where the
 // clock went backwards between two of its links.
-func TestLogMigrationBackfill(t *testing.T) {
+func TestLogMigrationBackfillSQLite(t *testing.T) {
 	t.Parallel()
+	testLogMigrationBackfill(t, storetest.SQLiteDSN(t))
+}
+
+func TestLogMigrationBackfillPostgres(t *testing.T) {
+	t.Parallel()
+	testLogMigrationBackfill(t, storetest.PostgresDSN(t))
+}
+
+func testLogMigrationBackfill(t *testing.T, dsn string) {
 	ctx := context.Background()
-	dsn := storetest.SQLiteDSN(t)
 	s, err := store.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
