@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -148,5 +149,33 @@ func TestTilePath(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("%s, want %s", tc.got, tc.want)
 		}
+	}
+}
+
+// failingStorage fails every read, as an unreachable database does.
+type failingStorage struct{ *memStorage }
+
+var errDown = errors.New("database down")
+
+func (failingStorage) State(context.Context) (translog.State, error) { return translog.State{}, errDown }
+func (failingStorage) Tile(context.Context, uint64, uint64) ([]byte, error) {
+	return nil, errDown
+}
+
+// TestHandlerStorageDown: when the storage cannot be read the log answers
+// 503 (try again) without the storage's error text, never 404 (which a
+// client could take for "no such tile"), and proofs fail with the
+// storage's error.
+func TestHandlerStorageDown(t *testing.T) {
+	_, st, s := newLog(t, 300)
+	l := translog.New(failingStorage{st}, s)
+	base := serve(t, l).URL + "/log/"
+	for _, p := range []string{"checkpoint", translog.TilePath(0, 0, 0), translog.EntriesPath(0, 0)} {
+		if code, _, body := get(t, base+p); code != http.StatusServiceUnavailable || bytes.Contains(body, []byte(errDown.Error())) {
+			t.Errorf("%s with the storage down: %d %q, want 503 without the storage's error", p, code, body)
+		}
+	}
+	if _, err := l.InclusionProof(context.Background(), 0, 300); !errors.Is(err, errDown) {
+		t.Fatalf("a proof with the storage down: %v", err)
 	}
 }
