@@ -157,7 +157,9 @@ type failingStorage struct{ *memStorage }
 
 var errDown = errors.New("database down")
 
-func (failingStorage) State(context.Context) (translog.State, error) { return translog.State{}, errDown }
+func (failingStorage) State(context.Context) (translog.State, error) {
+	return translog.State{}, errDown
+}
 func (failingStorage) Tile(context.Context, uint64, uint64) ([]byte, error) {
 	return nil, errDown
 }
