@@ -12,6 +12,7 @@ import (
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/command/store"
+	"github.com/enigm/enigm/translog"
 )
 
 // Defaults of Config.
@@ -110,6 +111,17 @@ type Config struct {
 	// trusts). Without one, accounts whose policy requires verified
 	// attestation accept no device.
 	AttestationVerifier chain.AttestationVerifier
+
+	// LogSigner signs the transparency log's checkpoints (its origin is
+	// the log's origin). Every link is a log leaf whether it is set or
+	// not; without it no checkpoint is signed and /log/ is not served.
+	LogSigner *translog.Signer
+	// LogInterval is how often new leaves are integrated and a new
+	// checkpoint is signed (default DefaultLogInterval).
+	LogInterval time.Duration
+	// LogWitnesses are the tlog-witness witnesses every new checkpoint
+	// is submitted to; their cosignatures are served with it.
+	LogWitnesses []*translog.Witness
 
 	// Logger receives structured logs; nil means JSON to stderr at Info.
 	Logger *slog.Logger

@@ -41,6 +41,7 @@ type Server struct {
 	challengeKey []byte
 	metrics      *metrics
 	keys         *orgKeys
+	tlog         *serverLog // nil without Config.LogSigner (log.go)
 	routes       []route
 	handler      http.Handler
 
@@ -107,6 +108,10 @@ func New(cfg Config) (*Server, error) {
 	mux.Handle("/", s.wrap("other", func(w http.ResponseWriter, r *http.Request) *apiError {
 		return notFound("no such endpoint: %s %s", r.Method, r.URL.Path)
 	}))
+	if err := s.startLog(mux); err != nil {
+		s.closeStore()
+		return nil, fmt.Errorf("command: the transparency log: %w", err)
+	}
 	s.handler = mux
 	if c.JanitorInterval > 0 {
 		go s.janitor(c.JanitorInterval)
@@ -241,13 +246,17 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) *apiError 
 }
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) *apiError {
-	writeJSON(w, http.StatusOK, map[string]any{
+	info := map[string]any{
 		"version":                    1,
 		"server_id":                  s.serverID,
 		"min_recovery_delay_seconds": int64(s.cfg.MinRecoveryDelay / time.Second),
 		"enrollment_ttl_seconds":     int64(s.cfg.EnrollmentTTL / time.Second),
 		"token_ttl_seconds":          int64(s.cfg.TokenTTL / time.Second),
-	})
+	}
+	if l := s.logInfo(); l != nil {
+		info["log"] = l
+	}
+	writeJSON(w, http.StatusOK, info)
 	return nil
 }
 
@@ -322,6 +331,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.done
+		s.stopLog()
 		if s.watchStop != nil {
 			s.watchStop()
 			<-s.watchDone

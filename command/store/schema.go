@@ -139,6 +139,9 @@ var migrations = [][]string{
 		`{postgres}ALTER TABLE recoveries ALTER COLUMN link SET STORAGE EXTERNAL`,
 		`{postgres}ALTER TABLE envelopes ALTER COLUMN ciphertext SET STORAGE EXTERNAL`,
 	},
+	// 3: the transparency log's tables, with the links stored before it
+	// as its first leaves (log.go).
+	3: logMigration,
 }
 
 // SchemaVersion is the schema version this code creates and reads.

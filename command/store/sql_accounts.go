@@ -41,6 +41,9 @@ func (s *sqlStore) CreateAccount(ctx context.Context, a NewAccount, audit ...Aud
 				return err
 			}
 		}
+		if err := s.logLeaf(ctx, tx, acct.ID, g); err != nil {
+			return err
+		}
 		return s.addAudit(ctx, tx, audit)
 	})
 }
@@ -165,6 +168,10 @@ func (s *sqlStore) Append(ctx context.Context, a Append) error {
 			if err := s.updateRecovery(ctx, tx, *a.Recovery); err != nil {
 				return err
 			}
+		}
+		// Last: the log's sequence row is the last lock an append takes.
+		if err := s.logLeaf(ctx, tx, a.AccountID, a.Link); err != nil {
+			return err
 		}
 		return s.addAudit(ctx, tx, a.Audit)
 	})

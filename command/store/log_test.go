@@ -1,0 +1,384 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/merkle/testonly"
+
+	"github.com/enigm/enigm/command/store"
+	"github.com/enigm/enigm/command/store/storetest"
+	"github.com/enigm/enigm/translog"
+	"github.com/enigm/enigm/translog/translogtest"
+)
+
+const logOrigin = "enigm.test/command-log"
+
+func logSigner(t testing.TB) *translog.Signer { return translogtest.NewSigner(t, logOrigin) }
+
+func openStore(t testing.TB, dsn string) store.Store {
+	t.Helper()
+	s, err := store.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func logOf(t testing.TB, s store.Store) *store.Log {
+	t.Helper()
+	l, err := store.LogStorage(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func hexOf(label string) string {
+	h := sha256.Sum256([]byte(label))
+	return fmt.Sprintf("%x", h)
+}
+
+// fakeLink is link seq of an account named name (the store does not
+// verify chains; the log takes the bytes it is given).
+func fakeLink(name string, seq uint64) store.Link {
+	l := store.Link{Seq: seq, Hash: hexOf(fmt.Sprintf("%s/%d", name, seq)), Type: "add_device",
+		Data: fmt.Appendf(nil, "link %d of %s", seq, name), CreatedAt: time.Unix(1700000000+int64(seq), 0)}
+	if seq == 0 {
+		l.Type = "genesis"
+	} else {
+		l.Prev = hexOf(fmt.Sprintf("%s/%d", name, seq-1))
+	}
+	return l
+}
+
+func createAccount(t testing.TB, s store.Store, name string) string {
+	t.Helper()
+	g := fakeLink(name, 0)
+	a := store.Account{ID: g.Hash, Name: name, Head: store.Head{Hash: g.Hash}, CreatedAt: g.CreatedAt}
+	if err := s.CreateAccount(context.Background(), store.NewAccount{Account: a, Genesis: g}); err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	return a.ID
+}
+
+func appendLink(s store.Store, id, name string, seq uint64) error {
+	return s.Append(context.Background(), store.Append{AccountID: id, Link: fakeLink(name, seq)})
+}
+
+func TestLogSQLite(t *testing.T) {
+	t.Parallel()
+	testLog(t, storetest.SQLiteDSN(t))
+}
+
+func TestLogPostgres(t *testing.T) {
+	t.Parallel()
+	testLog(t, storetest.PostgresDSN(t))
+}
+
+// testLog: every link stored becomes the next leaf, in the order of the
+// appends; refused appends sequence nothing; a leaf that cannot be
+// written keeps the link out as well; the integrated log proves every
+// link's inclusion, and Tessera's fsck passes on it when served.
+func testLog(t *testing.T, dsn string) {
+	ctx := context.Background()
+	s := openStore(t, dsn)
+	ls := logOf(t, s)
+	l := translog.New(ls, logSigner(t))
+
+	var want [][]byte
+	ids := map[string]string{}
+	for i := range 12 {
+		name := fmt.Sprintf("acct%02d", i)
+		ids[name] = createAccount(t, s, name)
+		want = append(want, fakeLink(name, 0).Data)
+	}
+	for seq := uint64(1); seq <= 25; seq++ {
+		for i := range 12 {
+			name := fmt.Sprintf("acct%02d", i)
+			if err := appendLink(s, ids[name], name, seq); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, fakeLink(name, seq).Data)
+		}
+	}
+	// Refused: a stale head, an unknown account.
+	if err := appendLink(s, ids["acct00"], "acct00", 7); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("append at a stale head: %v", err)
+	}
+	if err := appendLink(s, hexOf("nobody"), "nobody", 1); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("append to an unknown account: %v", err)
+	}
+	// A leaf that cannot be written (its (account, seq) row is there
+	// already, put behind the store's back) keeps the link out too.
+	db := storetest.RawDB(t, dsn)
+	if _, err := db.ExecContext(ctx, storetest.Rebind(dsn, `INSERT INTO log_leaves (idx, account_id, seq, data) VALUES (?,?,?,?)`),
+		1_000_000, ids["acct01"], 26, []byte("planted")); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendLink(s, ids["acct01"], "acct01", 26); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("append whose leaf cannot be written: %v, want ErrConflict", err)
+	}
+	if a, _ := s.Account(ctx, ids["acct01"]); a.Head.Seq != 25 {
+		t.Fatalf("the head moved to %d although its leaf was not written", a.Head.Seq)
+	}
+	if links, _ := s.Links(ctx, ids["acct01"], 25, 0); len(links) != 0 {
+		t.Fatal("the link was stored although its leaf was not written")
+	}
+	if _, err := db.ExecContext(ctx, storetest.Rebind(dsn, `DELETE FROM log_leaves WHERE idx = ?`), 1_000_000); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := l.Integrate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := testonly.New(rfc6962.DefaultHasher)
+	ref.AppendData(want...)
+	if c.Size != uint64(len(want)) || !bytes.Equal(c.Hash[:], ref.Hash()) {
+		t.Fatalf("checkpoint size %d, %d links stored; root %x, reference %x", c.Size, len(want), c.Hash, ref.Hash())
+	}
+	for _, name := range []string{"acct00", "acct11"} {
+		for _, seq := range []uint64{0, 13, 25} {
+			idx, err := ls.LeafIndex(ctx, ids[name], seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := l.InclusionProof(ctx, idx, c.Size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := proof.VerifyInclusion(rfc6962.DefaultHasher, idx, c.Size, rfc6962.DefaultHasher.HashLeaf(fakeLink(name, seq).Data), p, c.Hash[:]); err != nil {
+				t.Fatalf("%s seq %d at %d: %v", name, seq, idx, err)
+			}
+		}
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/log/", http.StripPrefix("/log", l.Handler()))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	r := translogtest.Fsck(t, srv.URL+"/log/", logOrigin, l.VerifierKeys()[0])
+	if !r.OK || r.Size != uint64(len(want)) {
+		t.Fatalf("fsck on the %s log of %d leaves:\n%s", s.Engine(), len(want), r.Output)
+	}
+}
+
+// TestLogConcurrentPostgres: four instances over one PostgreSQL database
+// append links to their own accounts from several goroutines each while
+// every instance integrates in a loop. Afterwards the leaves are exactly
+// the stored links, numbered without gaps, each account's in sequence
+// order; the final checkpoint's root is the reference root of those
+// leaves; and every checkpoint an integrator returned on the way is
+// consistent with the final one.
+func TestLogConcurrentPostgres(t *testing.T) {
+	t.Parallel()
+	dsn := storetest.PostgresDSN(t)
+	ctx := context.Background()
+	const instances, writers, perWriter = 4, 3, 15
+	signer := logSigner(t)
+	var stores []store.Store
+	var logs []*translog.Log
+	for range instances {
+		s := openStore(t, dsn)
+		stores = append(stores, s)
+		logs = append(logs, translog.New(logOf(t, s), signer))
+	}
+
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	var seen []translog.Checkpoint
+	var integErr error
+	var iwg sync.WaitGroup
+	for _, l := range logs {
+		iwg.Add(1)
+		go func() {
+			defer iwg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := l.Integrate(ctx)
+				mu.Lock()
+				if err != nil && integErr == nil {
+					integErr = err
+				}
+				seen = append(seen, c)
+				mu.Unlock()
+				time.Sleep(3 * time.Millisecond)
+			}
+		}()
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, instances*writers)
+	for i, s := range stores {
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				name := fmt.Sprintf("i%d-w%d", i, w)
+				g := fakeLink(name, 0)
+				a := store.Account{ID: g.Hash, Name: name, Head: store.Head{Hash: g.Hash}, CreatedAt: g.CreatedAt}
+				if err := s.CreateAccount(ctx, store.NewAccount{Account: a, Genesis: g}); err != nil {
+					errs <- err
+					return
+				}
+				for seq := uint64(1); seq <= perWriter; seq++ {
+					if err := appendLink(s, a.ID, name, seq); err != nil {
+						errs <- fmt.Errorf("%s seq %d: %w", name, seq, err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(stop)
+	iwg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if integErr != nil {
+		t.Fatalf("a concurrent Integrate failed: %v", integErr)
+	}
+
+	final, err := logs[0].Integrate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := uint64(instances * writers * (perWriter + 1))
+	if final.Size != total {
+		t.Fatalf("final checkpoint of %d leaves, %d links stored", final.Size, total)
+	}
+	leaves, err := logOf(t, stores[0]).Leaves(ctx, 0, total+10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(leaves)) != total {
+		t.Fatalf("%d leaves sequenced, %d links stored", len(leaves), total)
+	}
+	next := map[string]uint64{}
+	for i, lf := range leaves {
+		var seq uint64
+		var name string
+		if _, err := fmt.Sscanf(string(lf), "link %d of %s", &seq, &name); err != nil {
+			t.Fatalf("leaf %d: %q", i, lf)
+		}
+		if seq != next[name] {
+			t.Fatalf("leaf %d is %s seq %d, expected seq %d of it next", i, name, seq, next[name])
+		}
+		next[name]++
+	}
+	ref := testonly.New(rfc6962.DefaultHasher)
+	ref.AppendData(leaves...)
+	if !bytes.Equal(final.Hash[:], ref.Hash()) {
+		t.Fatalf("final root %x, reference %x", final.Hash, ref.Hash())
+	}
+	sizes := 0
+	for _, c := range seen {
+		if c.Size > total {
+			t.Fatalf("a checkpoint of %d leaves, more than the %d stored", c.Size, total)
+		}
+		p, err := logs[1].ConsistencyProof(ctx, c.Size, final.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := proof.VerifyConsistency(rfc6962.DefaultHasher, c.Size, final.Size, p, c.Hash[:], final.Hash[:]); err != nil {
+			t.Fatalf("checkpoint %d is not consistent with the final one: %v", c.Size, err)
+		}
+		if c.Size > 0 && c.Size < total {
+			sizes++
+		}
+	}
+	t.Logf("%d leaves from %d instances; %d intermediate checkpoints checked for consistency", total, instances, sizes)
+}
+
+// TestLogMigrationBackfill*: a database at schema version 2, whose links
+// were stored before the log existed, gets them as its first leaves when
+// migration 3 runs, each account's in sequence order even where the
+// clock went backwards between two of its links.
+func TestLogMigrationBackfillSQLite(t *testing.T) {
+	t.Parallel()
+	testLogMigrationBackfill(t, storetest.SQLiteDSN(t))
+}
+
+func TestLogMigrationBackfillPostgres(t *testing.T) {
+	t.Parallel()
+	testLogMigrationBackfill(t, storetest.PostgresDSN(t))
+}
+
+func testLogMigrationBackfill(t *testing.T, dsn string) {
+	ctx := context.Background()
+	s, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := createAccount(t, s, "alice")
+	b := createAccount(t, s, "bob")
+	for seq := uint64(1); seq <= 3; seq++ {
+		if err := appendLink(s, a, "alice", seq); err != nil {
+			t.Fatal(err)
+		}
+		if err := appendLink(s, b, "bob", seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	db := storetest.RawDB(t, dsn)
+	for _, q := range []string{
+		// alice's seq 2 was stored with a clock that had gone back.
+		`UPDATE links SET created_at = 1 WHERE seq = 2 AND account_id = '` + a + `'`,
+		`DROP TABLE log_sequence`, `DROP TABLE log_leaves`, `DROP TABLE log_tiles`, `DROP TABLE log_state`,
+		`UPDATE schema_version SET version = 2`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s = openStore(t, dsn)
+	ls := logOf(t, s)
+	leaves, err := ls.Leaves(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leaves) != 8 {
+		t.Fatalf("%d leaves after the migration, 8 links stored", len(leaves))
+	}
+	next := map[string]uint64{}
+	for i, lf := range leaves {
+		var seq uint64
+		var name string
+		fmt.Sscanf(string(lf), "link %d of %s", &seq, &name)
+		if seq != next[name] {
+			t.Fatalf("leaf %d is %s seq %d, expected seq %d next", i, name, seq, next[name])
+		}
+		next[name]++
+	}
+	// New links follow the backfilled ones.
+	if err := appendLink(s, b, "bob", 4); err != nil {
+		t.Fatal(err)
+	}
+	if idx, err := ls.LeafIndex(ctx, b, 4); err != nil || idx != 8 {
+		t.Fatalf("the first link after the migration is leaf %d (%v), want 8", idx, err)
+	}
+	if _, err := translog.New(ls, logSigner(t)).Integrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
