@@ -7,6 +7,7 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -127,27 +128,35 @@ func key(label string) *hybrid.PrivateKey {
 // API, as a device would.
 func managedAccount(t *testing.T, url, name, orgID, code string, admin *hybrid.PublicKey, p command.Policy) (string, chain.DeviceID) {
 	t.Helper()
+	acct, dev, err := createManagedAccount(url, name, orgID, code, admin, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return acct, dev
+}
+
+func createManagedAccount(url, name, orgID, code string, admin *hybrid.PublicKey, p command.Policy) (string, chain.DeviceID, error) {
 	h := sha512.Sum512([]byte("kem:" + name))
 	sk, err := hpke.MLKEM768X25519().DeriveKeyPair(h[:])
 	if err != nil {
-		t.Fatal(err)
+		return "", chain.DeviceID{}, err
 	}
 	dev := chain.Device{ID: chain.DeviceID(h[:16]), Name: "laptop", Identity: key(name).Public(), KEM: sk.PublicKey().Bytes(), Level: chain.LevelSoftware}
 	g := &chain.Genesis{Device: dev, Recovery: key(name + "/recovery").Public(), Policy: p.ChainPolicy(), Org: &chain.Org{ID: orgID, AdminKey: admin}}
 	d, err := chain.NewGenesis(time.Now(), g)
 	if err != nil {
-		t.Fatal(err)
+		return "", dev.ID, err
 	}
 	d.Sign(chain.RoleSubject, key(name))
 	d.Sign(chain.RoleNewRecovery, key(name+"/recovery"))
 	l, err := d.Link()
 	if err != nil {
-		t.Fatal(err)
+		return "", dev.ID, err
 	}
 	body, _ := json.Marshal(map[string]string{"name": name, "genesis": base64.StdEncoding.EncodeToString(l.Bytes()), "invite": code})
 	resp, err := http.Post(url+"/v1/accounts", "application/json", bytes.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return "", dev.ID, err
 	}
 	defer resp.Body.Close()
 	var out struct {
@@ -155,9 +164,9 @@ func managedAccount(t *testing.T, url, name, orgID, code string, admin *hybrid.P
 	}
 	json.NewDecoder(resp.Body).Decode(&out)
 	if resp.StatusCode != 201 {
-		t.Fatalf("creating the account: %d", resp.StatusCode)
+		return "", dev.ID, fmt.Errorf("creating the account: %d", resp.StatusCode)
 	}
-	return out.AccountID, dev.ID
+	return out.AccountID, dev.ID, nil
 }
 
 // The organisation commands run on the data of a running server, and the
@@ -301,9 +310,17 @@ func TestServeRecoveryDelayFlags(t *testing.T) {
 // and returns the organisation key it shows.
 func inviteAdminKey(t *testing.T, url, code string) *hybrid.PublicKey {
 	t.Helper()
-	resp, err := http.Get(url + "/v1/invites/" + code)
+	admin, err := fetchInviteAdminKey(url, code)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return admin
+}
+
+func fetchInviteAdminKey(url, code string) (*hybrid.PublicKey, error) {
+	resp, err := http.Get(url + "/v1/invites/" + code)
+	if err != nil {
+		return nil, err
 	}
 	var inv struct {
 		AdminKey string `json:"admin_key"`
@@ -311,9 +328,5 @@ func inviteAdminKey(t *testing.T, url, code string) *hybrid.PublicKey {
 	json.NewDecoder(resp.Body).Decode(&inv)
 	resp.Body.Close()
 	kb, _ := base64.StdEncoding.DecodeString(inv.AdminKey)
-	admin, err := hybrid.ParsePublicKey(kb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return admin
+	return hybrid.ParsePublicKey(kb)
 }
