@@ -66,6 +66,15 @@ func Pick(kind, ref string, cands []Candidate) (int, error) {
 	return -1, fmt.Errorf("%w: %s matches %d %ss (%s): give more digits", ErrAmbiguous, low, len(found), kind, ids(cands, found))
 }
 
+// PickID is Pick returning the id found.
+func PickID(kind, ref string, cands []Candidate) (string, error) {
+	i, err := Pick(kind, ref, cands)
+	if err != nil {
+		return "", err
+	}
+	return cands[i].ID, nil
+}
+
 func ids(cands []Candidate, idx []int) string {
 	var s []string
 	for _, i := range idx {

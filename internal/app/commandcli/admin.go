@@ -282,11 +282,7 @@ func (a *adminClient) account(ref string) (string, error) {
 	for i, x := range out.Accounts {
 		cands[i] = clikit.Candidate{ID: x.AccountID, Name: x.Name}
 	}
-	i, err := clikit.Pick("account", ref, cands)
-	if err != nil {
-		return "", err
-	}
-	return cands[i].ID, nil
+	return clikit.PickID("account", ref, cands)
 }
 
 // device resolves ref, a device id, a unique prefix of at least 6 hex
@@ -308,11 +304,7 @@ func (a *adminClient) device(acct, ref string) (string, error) {
 	for i, x := range out.Devices {
 		cands[i] = clikit.Candidate{ID: x.DeviceID, Name: x.Name}
 	}
-	i, err := clikit.Pick("device", ref, cands)
-	if err != nil {
-		return "", err
-	}
-	return cands[i].ID, nil
+	return clikit.PickID("device", ref, cands)
 }
 
 func isHex(s string, n int) bool {

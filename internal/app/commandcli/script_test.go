@@ -5,13 +5,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
-	"os"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/enigm/enigm/command"
-	"github.com/enigm/enigm/internal/clikit"
 	"github.com/enigm/enigm/internal/clikit/scripttest"
 	"github.com/enigm/enigm/internal/testkit"
 )
@@ -27,15 +25,12 @@ func testConfig(c *command.Config) {
 // TestMain makes this test binary also the enigm-command of the
 // transcripts: the real Main over the process environment.
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){"enigm-command": func() {
+	scripttest.Main(m, "enigm-command", func(ctx context.Context, args []string) int {
 		env := OSEnv()
 		env.Terminal = func() bool { return false }
 		env.Config = testConfig
-		ctx, stop := clikit.SignalContext(context.Background())
-		code := Main(ctx, env, os.Args[1:])
-		stop()
-		os.Exit(code)
-	}})
+		return Main(ctx, env, args)
+	})
 }
 
 // TestScripts runs the CLI transcripts in testdata/script.

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/command"
-	"github.com/enigm/enigm/internal/clikit"
 	"github.com/enigm/enigm/internal/clikit/scripttest"
 	"github.com/enigm/enigm/internal/testkit"
 )
@@ -23,15 +21,12 @@ import (
 // real Main over the process environment, with cheap Argon2id parameters
 // for the soft backend.
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){"enigm": func() {
+	scripttest.Main(m, "enigm", func(ctx context.Context, args []string) int {
 		env := OSEnv()
 		env.Terminal = func() bool { return false }
 		env.Backend = func(name string, _ *Globals) (backend.Backend, error) { return testkit.SoftBackend(name) }
-		ctx, stop := clikit.SignalContext(context.Background())
-		code := Main(ctx, env, os.Args[1:])
-		stop()
-		os.Exit(code)
-	}})
+		return Main(ctx, env, args)
+	})
 }
 
 // TestScripts runs the CLI transcripts in testdata/script: what a user

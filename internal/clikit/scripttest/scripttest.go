@@ -3,15 +3,32 @@
 package scripttest
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/enigm/enigm/internal/clikit"
 )
+
+// Main makes the test binary also the program name of the transcripts:
+// run is the program's real Main, given a context that SIGINT cancels
+// (as in cmd/) and the arguments.
+func Main(m *testing.M, name string, run func(ctx context.Context, args []string) int) {
+	testscript.Main(m, map[string]func(){name: func() {
+		ctx, stop := clikit.SignalContext(context.Background())
+		code := run(ctx, os.Args[1:])
+		stop()
+		os.Exit(code)
+	}})
+}
 
 // Cmds are the transcript commands:
 //
