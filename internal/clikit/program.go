@@ -105,7 +105,6 @@ func (p *Program) build(io IO) (*cobra.Command, map[*cobra.Command]*node) {
 	root.SetOut(io.Stdout)
 	root.SetErr(io.Stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{err} })
-	root.CompletionOptions.HiddenDefaultCmd = false
 	for _, g := range p.Groups {
 		root.AddGroup(&cobra.Group{ID: g.ID, Title: g.Title})
 	}
@@ -320,6 +319,10 @@ func (p *Program) overview(w io.Writer, root *cobra.Command) {
 			if c.GroupID == g.ID && c.IsAvailableCommand() {
 				listTree(&b, c)
 			}
+		}
+		if g.ID == otherGroup {
+			// cobra leaves its help command out of the lists.
+			fmt.Fprintf(&b, "  %-24s %s\n", "help", root.Name()+" help COMMAND is COMMAND --help")
 		}
 		if b.Len() > 0 {
 			fmt.Fprintf(w, "\n%s:\n%s", g.Title, b.String())
