@@ -9,8 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -167,90 +165,6 @@ func createManagedAccount(url, name, orgID, code string, admin *hybrid.PublicKey
 		return "", dev.ID, fmt.Errorf("creating the account: %d", resp.StatusCode)
 	}
 	return out.AccountID, dev.ID, nil
-}
-
-// The organisation commands run on the data of a running server, and the
-// admin client drives it.
-func TestOrgAndAdminTranscript(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "data")
-	url := serve(t, data)
-
-	r := cli(t, nil, "org", "create", "acme", "--data", data, "--require-admin-review", "--recovery-delay", "1h", "--min-protection", "software", "--json")
-	if r.code != 0 {
-		t.Fatalf("org create: %+v", r)
-	}
-	org := r.json(t)
-	orgID, tok := org["org_id"].(string), org["admin_token"].(string)
-	if !strings.HasPrefix(tok, "eat_") || len(orgID) != 32 || org["policy"].(map[string]any)["recovery_delay_seconds"] != float64(3600) {
-		t.Fatalf("org create output: %s", r.stdout)
-	}
-	if r := cli(t, nil, "org", "create", "acme", "--data", data); r.code != ExitError {
-		t.Fatalf("a second acme: %+v", r)
-	}
-	r = cli(t, nil, "org", "invite", "acme", "--account", "alice", "--data", data, "--json")
-	if r.code != 0 {
-		t.Fatalf("org invite: %+v", r)
-	}
-	code := r.json(t)["invite_code"].(string)
-	r = cli(t, nil, "org", "invite", "acme", "--account", "Not A Name", "--data", data)
-	if r.code != ExitError {
-		t.Fatalf("bad account name: %+v", r)
-	}
-
-	// The invite shows the organisation's key; the account is created.
-	admin := inviteAdminKey(t, url, code)
-	acct, dev := managedAccount(t, url, "alice", orgID, code, admin, command.Policy{RequireAdminReview: true, RecoveryDelaySeconds: 3600, MinLevel: "software"})
-
-	vars := map[string]string{"ENIGM_ADMIN_TOKEN": tok, "ENIGM_SERVER": url}
-	r = cli(t, vars, "admin", "accounts")
-	if r.code != 0 || !strings.Contains(r.stdout, "alice") || !strings.Contains(r.stdout, acct) {
-		t.Fatalf("admin accounts: %+v", r)
-	}
-	r = cli(t, vars, "admin", "devices", acct, "--json")
-	devs := r.json(t)["devices"].([]any)
-	if r.code != 0 || len(devs) != 1 || devs[0].(map[string]any)["device_id"] != dev.String() || devs[0].(map[string]any)["approved_by"] != "genesis" {
-		t.Fatalf("admin devices: %+v", r)
-	}
-	if r := cli(t, vars, "admin", "enrollments", "--json"); r.code != 0 || len(r.json(t)["enrollments"].([]any)) != 0 {
-		t.Fatalf("admin enrollments: %+v", r)
-	}
-	if r := cli(t, vars, "admin", "recoveries"); r.code != 0 || !strings.Contains(r.stdout, "no recoveries") {
-		t.Fatalf("admin recoveries: %+v", r)
-	}
-	// Revocation asks for confirmation, and refuses to ask without a terminal.
-	if r := cli(t, vars, "admin", "revoke", acct, dev.String()); r.code != ExitUsage || !strings.Contains(r.stderr, "--yes") {
-		t.Fatalf("revoke without --yes: %+v", r)
-	}
-	// The token from a file; --server wins over $ENIGM_SERVER.
-	tf := filepath.Join(t.TempDir(), "admin.token")
-	os.WriteFile(tf, []byte(tok+"\n"), 0o600)
-	r = cli(t, map[string]string{"ENIGM_SERVER": "http://127.0.0.1:1"}, "admin", "revoke", acct, dev.String(), "--yes", "--reason", "lost", "--token-file", tf, "--server", url, "--json")
-	if r.code != 0 || r.json(t)["revoked"] != true {
-		t.Fatalf("admin revoke: %+v", r)
-	}
-	r = cli(t, vars, "admin", "revoke", acct, dev.String(), "--yes")
-	if r.code != ExitError || !strings.Contains(r.stderr, "chain_rejected") {
-		t.Fatalf("revoking twice: %+v", r)
-	}
-	r = cli(t, map[string]string{"ENIGM_SERVER": "http://127.0.0.1:1"}, "admin", "--server", url, "--token-file", tf, "audit", "--limit", "50", "--json")
-	var actions []string
-	for _, e := range r.json(t)["entries"].([]any) {
-		actions = append(actions, e.(map[string]any)["action"].(string))
-	}
-	if got := strings.Join(actions, ","); got != "org.create,invite.create,account.create,device.admin_revoke" {
-		t.Fatalf("audit: %s", got)
-	}
-	r = cli(t, map[string]string{"ENIGM_ADMIN_TOKEN": "eat_wrong", "ENIGM_SERVER": url}, "admin", "accounts", "--json")
-	if r.code != ExitError || !strings.Contains(r.stderr, "401 unauthorized") || r.json(t)["error"] == nil {
-		t.Fatalf("wrong token: %+v", r)
-	}
-	r = cli(t, vars, "admin", "review", strings.Repeat("0", 64), "--approve")
-	if r.code != ExitError || !strings.Contains(r.stderr, "not_found") {
-		t.Fatalf("review of an unknown recovery: %+v", r)
-	}
-	if strings.Contains(r.stderr+r.stdout, tok) {
-		t.Fatal("the admin token was printed")
-	}
 }
 
 // The recovery delay a server enforces: 1h by default, 0 only with the
