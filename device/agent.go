@@ -37,7 +37,7 @@ import (
 // Errors.
 var (
 	// ErrNoAccount: this device has no account yet.
-	ErrNoAccount = errors.New("device: this device has no account yet (run `enigm init` or `enigm enroll`)")
+	ErrNoAccount = errors.New("device: this device has no account yet")
 	// ErrHasAccount: this device already belongs to an account.
 	ErrHasAccount = errors.New("device: this device already belongs to an account")
 	// ErrRevoked: this device's verified chain shows it revoked or
@@ -48,7 +48,10 @@ var (
 	// ErrPairingCode: the pairing code does not match the request.
 	ErrPairingCode = errors.New("device: the pairing code does not match this enrollment request")
 	// ErrNoServer: no server URL.
-	ErrNoServer = errors.New("device: no server (use --server, $ENIGM_SERVER, or the one saved at init/enroll)")
+	ErrNoServer = errors.New("device: no Command server is known to this device")
+	// ErrEnrollmentPending: an enrollment of this device is already
+	// pending; it completes once approved (Finish).
+	ErrEnrollmentPending = errors.New("device: an enrollment of this device is already pending")
 	// ErrWrongRecoveryCode: the recovery code is not this account's.
 	ErrWrongRecoveryCode = errors.New("device: this recovery code does not belong to the account")
 )

@@ -69,7 +69,7 @@ func normalizePairing(code string) string {
 // FinishEnrollment completes it.
 func (a *Agent) Enroll(ctx context.Context, o EnrollOptions) (*EnrollResult, error) {
 	if a.cfg.Status == StatusEnrolling && a.cfg.Pending != nil {
-		return nil, fmt.Errorf("device: an enrollment is already pending (request %s); finish it with `enigm sync`", a.cfg.Pending.RequestID)
+		return nil, fmt.Errorf("%w (request %s)", ErrEnrollmentPending, a.cfg.Pending.RequestID)
 	}
 	if a.cfg.Account != "" {
 		return nil, fmt.Errorf("%w (%s)", ErrHasAccount, a.cfg.AccountName)

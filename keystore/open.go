@@ -203,12 +203,12 @@ func wireHeader(h *record.Header) ([]byte, error) {
 func Open(home string, opts Options) (*Store, error) {
 	if err := checkPrivate(home, true); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%w: %s does not exist (run `enigm keystore init`)", ErrNotInitialized, home)
+			return nil, fmt.Errorf("%w: %s does not exist", ErrNotInitialized, home)
 		}
 		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(home, DBFile)); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: no %s in %s (run `enigm keystore init`)", ErrNotInitialized, DBFile, home)
+		return nil, fmt.Errorf("%w: no %s in %s", ErrNotInitialized, DBFile, home)
 	}
 	s, err := openDB(home, opts, false)
 	if err != nil {

@@ -5,14 +5,16 @@ package main
 import (
 	"context"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/enigm/enigm/internal/clikit"
 
 	"github.com/enigm/enigm/internal/app/enigmcli"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGINT ends the run with exit code 130, SIGTERM as the command
+	// decides (serve: a graceful stop, exit 0).
+	ctx, stop := clikit.SignalContext(context.Background())
 	code := enigmcli.Main(ctx, enigmcli.OSEnv(), os.Args[1:])
 	stop()
 	os.Exit(code)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,8 +13,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/command"
+	"github.com/enigm/enigm/internal/clikit"
 )
 
 // DefaultServer is where the admin client goes without --server or
@@ -26,71 +28,152 @@ const adminHelpCommon = `The admin credential comes from $ENIGM_ADMIN_TOKEN or -
 flag value). --server defaults to $ENIGM_SERVER, then ` + DefaultServer + `.
 The admin changes lifecycle state; it never sees or handles a device key.`
 
-func adminFlags(extra func(fs *flag.FlagSet)) func(fs *flag.FlagSet) {
-	return func(fs *flag.FlagSet) {
-		fs.String("server", "", "Command `URL` (default $ENIGM_SERVER, then "+DefaultServer+")")
-		fs.String("token-file", "", "read the admin token from `FILE` (default $ENIGM_ADMIN_TOKEN)")
-		if extra != nil {
-			extra(fs)
+// adminFlags binds --server and --token-file, which every admin command
+// takes, before or after its name.
+func (c *ctx) adminFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.adm.server, "server", "", "Command `URL` (default $ENIGM_SERVER, then "+DefaultServer+")")
+	fs.StringVar(&c.adm.tokenFile, "token-file", "", "read the admin token from `FILE` (default $ENIGM_ADMIN_TOKEN)")
+}
+
+// adminCmd is an admin command with options O (flags beyond --server and
+// --token-file), made anew for each run.
+func adminCmd[O any](path, usage, summary, help string, args int, flags func(fs *pflag.FlagSet, o *O), run func(c *ctx, o *O) error) func(c *ctx) *clikit.Command {
+	return func(c *ctx) *clikit.Command {
+		o := new(O)
+		var fl func(fs *pflag.FlagSet)
+		if flags != nil {
+			fl = func(fs *pflag.FlagSet) { flags(fs, o) }
 		}
+		return &clikit.Command{Path: path, Usage: usage, Summary: summary, Help: help, Args: args, Flags: fl,
+			Run: c.do(func(c *ctx) error { return run(c, o) })}
 	}
 }
 
+// noOpts: an admin command without flags of its own.
+type noOpts struct{}
+
+func plain(run func(c *ctx) error) func(*ctx, *noOpts) error {
+	return func(c *ctx, _ *noOpts) error { return run(c) }
+}
+
+type revokeOpts struct {
+	reason string
+	yes    bool
+}
+
+type setPolicyOpts struct {
+	requireAdminApproval, requireAdminReview, requireAttestation optBool
+	recoveryDelay                                                optDuration
+	minProtection                                                optString
+}
+
+type reviewOpts struct {
+	approve, deny bool
+	reason        string
+}
+
+type auditOpts struct{ limit, after int }
+
 func init() {
 	register(
-		&cmd{path: "admin accounts", usage: "[--json]", summary: "list the organisation's accounts", args: 0,
-			help:  adminHelpCommon + "\n\nexample:\n  ENIGM_ADMIN_TOKEN=eat_… enigm-command admin accounts",
-			flags: adminFlags(nil), run: runAdminAccounts},
-		&cmd{path: "admin enrollments", usage: "[--json]", summary: "list enrollment requests awaiting the organisation", args: 0,
-			help:  adminHelpCommon + "\n\nexample:\n  enigm-command admin enrollments --token-file admin.token --json",
-			flags: adminFlags(nil), run: runAdminEnrollments},
-		&cmd{path: "admin approve", usage: "REQUEST_ID [--json]", summary: "approve an enrollment request for the organisation", args: 1,
-			help: "Command signs the organisation's approval of the request, against the same\nchain head the approving device signed. The new device then completes it.\n\n" +
-				adminHelpCommon + "\n\nexample:\n  enigm-command admin approve 6f1e0c2a9b8d7e6f5a4b3c2d1e0f9a8b",
-			flags: adminFlags(nil), run: runAdminApprove},
-		&cmd{path: "admin deny", usage: "REQUEST_ID [--reason R] [--json]", summary: "deny an enrollment request", args: 1,
-			help:  adminHelpCommon + "\n\nexample:\n  enigm-command admin deny 6f1e0c2a9b8d7e6f5a4b3c2d1e0f9a8b --reason \"unknown laptop\"",
-			flags: adminFlags(func(fs *flag.FlagSet) { fs.String("reason", "", "why (recorded in the audit log)") }), run: runAdminDeny},
-		&cmd{path: "admin revoke", usage: "ACCOUNT_ID DEVICE_ID [--reason R] [--yes] [--json]", summary: "revoke a device of an organisation account", args: 2,
-			help: "Command builds a revoke_device link, signs it with the organisation key and\nappends it. The device is cut off at once: its requests fail with\ndevice_revoked, its queued envelopes are deleted, and nothing is sent to it.\nAsks for confirmation unless --yes.\n\n" +
-				adminHelpCommon + "\n\nexample:\n  enigm-command admin revoke 9c4e…21 5b0a…7f --reason lost --yes",
-			flags: adminFlags(func(fs *flag.FlagSet) {
-				fs.String("reason", "", "why (recorded in the audit log)")
-				fs.Bool("yes", false, "do not ask for confirmation")
-			}), run: runAdminRevoke},
-		&cmd{path: "admin set-policy", usage: "ACCOUNT_ID [--require-admin-approval[=false]] [--require-admin-review[=false]] [--recovery-delay D] [--min-protection LEVEL] [--require-attestation[=false]] [--json]",
-			summary: "change a managed account's policy (a set_policy link signed by the organisation)", args: 1,
-			help: "Changes only the settings whose flags are given; the others keep their current\nvalue (turn a setting off with --flag=false). Prints the policy before and\nafter. Command signs a set_policy link with the organisation key; every\ndevice verifies it.\n\n" +
-				adminHelpCommon + "\n\nexamples:\n  enigm-command admin set-policy 9c4e…21 --recovery-delay 72h\n  enigm-command admin set-policy 9c4e…21 --require-admin-approval=false --min-protection hardware-tpm",
-			flags: adminFlags(func(fs *flag.FlagSet) {
-				fs.Bool("require-admin-approval", false, "new devices need the organisation's approval")
-				fs.Bool("require-admin-review", false, "recoveries need the organisation's review")
-				fs.Duration("recovery-delay", 0, "recovery waiting period")
-				fs.String("min-protection", "", "lowest device protection `LEVEL`")
-				fs.Bool("require-attestation", false, "devices must carry verified attestation evidence")
-			}), run: runAdminSetPolicy},
-		&cmd{path: "admin recoveries", usage: "[--json]", summary: "list the organisation's recoveries", args: 0,
-			help:  adminHelpCommon + "\n\nexample:\n  enigm-command admin recoveries --json",
-			flags: adminFlags(nil), run: runAdminRecoveries},
-		&cmd{path: "admin review", usage: "RECOVERY_ID --approve|--deny [--reason R] [--json]", summary: "approve or deny a recovery awaiting review", args: 1,
-			help: "Approving counter-signs the recovering device's recover link and appends it;\ndenying closes the recovery.\n\n" +
-				adminHelpCommon + "\n\nexamples:\n  enigm-command admin review 8e2f…c1 --approve\n  enigm-command admin review 8e2f…c1 --deny --reason \"not requested by the user\"",
-			flags: adminFlags(func(fs *flag.FlagSet) {
-				fs.Bool("approve", false, "approve the recovery")
-				fs.Bool("deny", false, "deny the recovery")
-				fs.String("reason", "", "why (recorded in the audit log)")
-			}), run: runAdminReview},
-		&cmd{path: "admin devices", usage: "ACCOUNT_ID [--json]", summary: "list an account's devices", args: 1,
-			help:  adminHelpCommon + "\n\nexample:\n  enigm-command admin devices 9c4e…21 --json",
-			flags: adminFlags(nil), run: runAdminDevices},
-		&cmd{path: "admin audit", usage: "[--limit N] [--after ID] [--json]", summary: "show the organisation's audit log", args: 0,
-			help: adminHelpCommon + "\n\nexample:\n  enigm-command admin audit --limit 20",
-			flags: adminFlags(func(fs *flag.FlagSet) {
-				fs.Int("limit", 100, "at most N entries (1-1000)")
-				fs.Int("after", 0, "entries after this id")
-			}), run: runAdminAudit},
+		adminCmd[noOpts]("admin accounts", "[--json]", "list the organisation's accounts",
+			adminHelpCommon+"\n\nexample:\n  ENIGM_ADMIN_TOKEN=eat_… enigm-command admin accounts", 0, nil, plain(runAdminAccounts)),
+		adminCmd[noOpts]("admin enrollments", "[--json]", "list enrollment requests awaiting the organisation",
+			adminHelpCommon+"\n\nexample:\n  enigm-command admin enrollments --token-file admin.token --json", 0, nil, plain(runAdminEnrollments)),
+		adminCmd[noOpts]("admin approve", "REQUEST_ID [--json]", "approve an enrollment request for the organisation",
+			"Command signs the organisation's approval of the request, against the same\nchain head the approving device signed. The new device then completes it.\n\n"+
+				adminHelpCommon+"\n\nexample:\n  enigm-command admin approve 6f1e0c2a9b8d7e6f5a4b3c2d1e0f9a8b", 1, nil, plain(runAdminApprove)),
+		adminCmd("admin deny", "REQUEST_ID [--reason R] [--json]", "deny an enrollment request",
+			adminHelpCommon+"\n\nexample:\n  enigm-command admin deny 6f1e0c2a9b8d7e6f5a4b3c2d1e0f9a8b --reason \"unknown laptop\"", 1,
+			func(fs *pflag.FlagSet, reason *string) {
+				fs.StringVar(reason, "reason", "", "why (recorded in the audit log)")
+			},
+			func(c *ctx, reason *string) error { return runAdminDeny(c, *reason) }),
+		adminCmd("admin revoke", "ACCOUNT DEVICE [--reason R] [--yes] [--json]", "revoke a device of an organisation account",
+			"Command builds a revoke_device link, signs it with the organisation key and\nappends it. The device is cut off at once: its requests fail with\ndevice_revoked, its queued envelopes are deleted, and nothing is sent to it.\nAsks for confirmation unless --yes. ACCOUNT is the account's id or name,\nDEVICE the device's id, a unique prefix of at least 6 hex digits, or name.\n\n"+
+				adminHelpCommon+"\n\nexamples:\n  enigm-command admin revoke 9c4e…21 5b0a…7f --reason lost --yes\n  enigm-command admin revoke alice laptop --yes", 2,
+			func(fs *pflag.FlagSet, o *revokeOpts) {
+				fs.StringVar(&o.reason, "reason", "", "why (recorded in the audit log)")
+				fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation")
+			}, runAdminRevoke),
+		adminCmd("admin set-policy", "ACCOUNT [--require-admin-approval[=false]] [--require-admin-review[=false]] [--recovery-delay D] [--min-protection LEVEL] [--require-attestation[=false]] [--json]",
+			"change a managed account's policy (a set_policy link signed by the organisation)",
+			"Changes only the settings whose flags are given; the others keep their current\nvalue (turn a setting off with --flag=false). Prints the policy before and\nafter. Command signs a set_policy link with the organisation key; every\ndevice verifies it. ACCOUNT is the account's id or name.\n\n"+
+				adminHelpCommon+"\n\nexamples:\n  enigm-command admin set-policy 9c4e…21 --recovery-delay 72h\n  enigm-command admin set-policy alice --require-admin-approval=false --min-protection hardware-tpm", 1,
+			func(fs *pflag.FlagSet, o *setPolicyOpts) {
+				boolFlag(fs, &o.requireAdminApproval, "require-admin-approval", "new devices need the organisation's approval")
+				boolFlag(fs, &o.requireAdminReview, "require-admin-review", "recoveries need the organisation's review")
+				fs.Var(&o.recoveryDelay, "recovery-delay", "recovery waiting period")
+				fs.Var(&o.minProtection, "min-protection", "lowest device protection `LEVEL`")
+				boolFlag(fs, &o.requireAttestation, "require-attestation", "devices must carry verified attestation evidence")
+			}, runAdminSetPolicy),
+		adminCmd[noOpts]("admin recoveries", "[--json]", "list the organisation's recoveries",
+			adminHelpCommon+"\n\nexample:\n  enigm-command admin recoveries --json", 0, nil, plain(runAdminRecoveries)),
+		adminCmd("admin review", "RECOVERY_ID --approve|--deny [--reason R] [--json]", "approve or deny a recovery awaiting review",
+			"Approving counter-signs the recovering device's recover link and appends it;\ndenying closes the recovery.\n\n"+
+				adminHelpCommon+"\n\nexamples:\n  enigm-command admin review 8e2f…c1 --approve\n  enigm-command admin review 8e2f…c1 --deny --reason \"not requested by the user\"", 1,
+			func(fs *pflag.FlagSet, o *reviewOpts) {
+				fs.BoolVar(&o.approve, "approve", false, "approve the recovery")
+				fs.BoolVar(&o.deny, "deny", false, "deny the recovery")
+				fs.StringVar(&o.reason, "reason", "", "why (recorded in the audit log)")
+			}, runAdminReview),
+		adminCmd[noOpts]("admin devices", "ACCOUNT [--json]", "list an account's devices",
+			adminHelpCommon+"\n\nexamples:\n  enigm-command admin devices 9c4e…21 --json\n  enigm-command admin devices alice", 1, nil, plain(runAdminDevices)),
+		adminCmd("admin audit", "[--limit N] [--after ID] [--json]", "show the organisation's audit log",
+			adminHelpCommon+"\n\nexample:\n  enigm-command admin audit --limit 20", 0,
+			func(fs *pflag.FlagSet, o *auditOpts) {
+				fs.IntVar(&o.limit, "limit", 100, "at most `N` entries (1-1000)")
+				fs.IntVar(&o.after, "after", 0, "entries after this `ID`")
+			}, runAdminAudit),
 	)
 }
+
+// Optional flag values: set records whether the flag was given, so that
+// set-policy changes only what was asked.
+type optBool struct{ v, set bool }
+
+func (o *optBool) String() string   { return strconv.FormatBool(o.v) }
+func (o *optBool) Type() string     { return "bool" }
+func (o *optBool) IsBoolFlag() bool { return true }
+func (o *optBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	o.v, o.set = v, true
+	return nil
+}
+
+// boolFlag binds a bool flag that also takes --flag=false.
+func boolFlag(fs *pflag.FlagSet, o *optBool, name, usage string) {
+	fs.Var(o, name, usage)
+	fs.Lookup(name).NoOptDefVal = "true"
+}
+
+type optDuration struct {
+	v   time.Duration
+	set bool
+}
+
+func (o *optDuration) String() string { return o.v.String() }
+func (o *optDuration) Type() string   { return "duration" }
+func (o *optDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	o.v, o.set = v, true
+	return nil
+}
+
+type optString struct {
+	v   string
+	set bool
+}
+
+func (o *optString) String() string     { return o.v }
+func (o *optString) Type() string       { return "string" }
+func (o *optString) Set(s string) error { o.v, o.set = s, true; return nil }
 
 type adminClient struct {
 	server string
@@ -110,7 +193,7 @@ func (e *apiError) Error() string {
 }
 
 func (c *ctx) admin() (*adminClient, error) {
-	server := c.str("server")
+	server := c.adm.server
 	if server == "" {
 		server = c.Getenv("ENIGM_SERVER")
 	}
@@ -124,7 +207,7 @@ func (c *ctx) admin() (*adminClient, error) {
 		return nil, usagef("--server: %v", err)
 	}
 	tok := ""
-	if f := c.str("token-file"); f != "" {
+	if f := c.adm.tokenFile; f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("reading the admin token: %w", err)
@@ -180,6 +263,50 @@ func (a *adminClient) do(method, path string, body, out any) error {
 	return nil
 }
 
+// account resolves ref, an account id or name, among the organisation's
+// accounts.
+func (a *adminClient) account(ref string) (string, error) {
+	if isHex(ref, 32) {
+		return ref, nil
+	}
+	var out struct {
+		Accounts []struct {
+			AccountID string `json:"account_id"`
+			Name      string `json:"name"`
+		} `json:"accounts"`
+	}
+	if err := a.do("GET", "/v1/admin/accounts", nil, &out); err != nil {
+		return "", err
+	}
+	cands := make([]clikit.Candidate, len(out.Accounts))
+	for i, x := range out.Accounts {
+		cands[i] = clikit.Candidate{ID: x.AccountID, Name: x.Name}
+	}
+	return clikit.PickID("account", ref, cands)
+}
+
+// device resolves ref, a device id, a unique prefix of at least 6 hex
+// digits of one, or a device name, among the account's devices.
+func (a *adminClient) device(acct, ref string) (string, error) {
+	if isHex(ref, 16) {
+		return ref, nil
+	}
+	var out struct {
+		Devices []struct {
+			DeviceID string `json:"device_id"`
+			Name     string `json:"name"`
+		} `json:"devices"`
+	}
+	if err := a.do("GET", "/v1/admin/accounts/"+acct+"/devices", nil, &out); err != nil {
+		return "", err
+	}
+	cands := make([]clikit.Candidate, len(out.Devices))
+	for i, x := range out.Devices {
+		cands[i] = clikit.Candidate{ID: x.DeviceID, Name: x.Name}
+	}
+	return clikit.PickID("device", ref, cands)
+}
+
 func isHex(s string, n int) bool {
 	if len(s) != 2*n {
 		return false
@@ -192,10 +319,10 @@ func isHex(s string, n int) bool {
 	return true
 }
 
-// output prints v as versioned JSON, or calls text.
-func (c *ctx) output(v map[string]any, text func(w io.Writer)) {
+// output prints v (a typed struct; "version": 1 is added) as JSON, or
+// calls text.
+func (c *ctx) output(v any, text func(w io.Writer)) {
 	if c.json {
-		v["version"] = 1
 		writeJSON(c.Stdout, v)
 		return
 	}
@@ -252,7 +379,9 @@ func runAdminAccounts(c *ctx) error {
 	for _, x := range out.Accounts {
 		rows = append(rows, row{x.AccountID, x.Name, x.Head.Seq})
 	}
-	c.output(map[string]any{"accounts": rows}, func(w io.Writer) {
+	c.output(struct {
+		Accounts []row `json:"accounts"`
+	}{rows}, func(w io.Writer) {
 		fmt.Fprintln(w, "NAME\tACCOUNT ID\tHEAD")
 		for _, r := range rows {
 			fmt.Fprintf(w, "%s\t%s\t%d\n", r.Name, r.AccountID, r.HeadSeq)
@@ -275,7 +404,7 @@ func runAdminEnrollments(c *ctx) error {
 	if out.Enrollments == nil {
 		out.Enrollments = []enrollment{}
 	}
-	c.output(map[string]any{"enrollments": out.Enrollments}, func(w io.Writer) {
+	c.output(out, func(w io.Writer) {
 		if len(out.Enrollments) == 0 {
 			fmt.Fprintln(w, "no enrollment requests await the organisation")
 			return
@@ -292,8 +421,8 @@ func runAdminApprove(c *ctx) error {
 	return adminEnrollmentAction(c, "approve", nil)
 }
 
-func runAdminDeny(c *ctx) error {
-	return adminEnrollmentAction(c, "deny", map[string]string{"reason": c.str("reason")})
+func runAdminDeny(c *ctx, reason string) error {
+	return adminEnrollmentAction(c, "deny", map[string]string{"reason": reason})
 }
 
 func adminEnrollmentAction(c *ctx, action string, body any) error {
@@ -309,22 +438,31 @@ func adminEnrollmentAction(c *ctx, action string, body any) error {
 	if err := a.do("POST", "/v1/admin/enrollments/"+rid+"/"+action, body, &e); err != nil {
 		return err
 	}
-	c.output(map[string]any{"request_id": e.RequestID, "state": e.State, "account_id": e.AccountID, "device_id": e.DeviceID}, func(w io.Writer) {
+	c.output(struct {
+		RequestID string `json:"request_id"`
+		State     string `json:"state"`
+		AccountID string `json:"account_id"`
+		DeviceID  string `json:"device_id"`
+	}{e.RequestID, e.State, e.AccountID, e.DeviceID}, func(w io.Writer) {
 		fmt.Fprintf(w, "enrollment %s of device %s (%s) is now %s\n", e.RequestID, e.DeviceID, e.DeviceName, e.State)
 	})
 	return nil
 }
 
-func runAdminRevoke(c *ctx) error {
-	acct, dev := c.args[0], c.args[1]
-	if !isHex(acct, 32) || !isHex(dev, 16) {
-		return usagef("ACCOUNT_ID is 64 and DEVICE_ID 32 lowercase hex digits")
-	}
+func runAdminRevoke(c *ctx, o *revokeOpts) error {
 	a, err := c.admin()
 	if err != nil {
 		return err
 	}
-	if !c.boolean("yes") {
+	acct, err := a.account(c.args[0])
+	if err != nil {
+		return err
+	}
+	dev, err := a.device(acct, c.args[1])
+	if err != nil {
+		return err
+	}
+	if !o.yes {
 		ok, err := c.confirm(fmt.Sprintf("Revoke device %s of account %s for good?", dev, acct))
 		if err != nil {
 			return err
@@ -339,10 +477,15 @@ func runAdminRevoke(c *ctx) error {
 			Hash string `json:"hash"`
 		} `json:"head"`
 	}
-	if err := a.do("POST", "/v1/admin/accounts/"+acct+"/revoke", map[string]string{"device_id": dev, "reason": c.str("reason")}, &out); err != nil {
+	if err := a.do("POST", "/v1/admin/accounts/"+acct+"/revoke", map[string]string{"device_id": dev, "reason": o.reason}, &out); err != nil {
 		return err
 	}
-	c.output(map[string]any{"account_id": acct, "device_id": dev, "revoked": true, "head": out.Head}, func(w io.Writer) {
+	c.output(struct {
+		AccountID string `json:"account_id"`
+		DeviceID  string `json:"device_id"`
+		Revoked   bool   `json:"revoked"`
+		Head      any    `json:"head"`
+	}{acct, dev, true, out.Head}, func(w io.Writer) {
 		fmt.Fprintf(w, "device %s revoked (account %s, head %d)\n", dev, acct, out.Head.Seq)
 	})
 	return nil
@@ -362,7 +505,7 @@ func runAdminRecoveries(c *ctx) error {
 	if out.Recoveries == nil {
 		out.Recoveries = []recovery{}
 	}
-	c.output(map[string]any{"recoveries": out.Recoveries}, func(w io.Writer) {
+	c.output(out, func(w io.Writer) {
 		if len(out.Recoveries) == 0 {
 			fmt.Fprintln(w, "no recoveries")
 			return
@@ -375,12 +518,12 @@ func runAdminRecoveries(c *ctx) error {
 	return nil
 }
 
-func runAdminReview(c *ctx) error {
+func runAdminReview(c *ctx, o *reviewOpts) error {
 	rid := c.args[0]
 	if !isHex(rid, 32) {
 		return usagef("RECOVERY_ID is 64 lowercase hex digits")
 	}
-	approve, deny := c.boolean("approve"), c.boolean("deny")
+	approve, deny := o.approve, o.deny
 	if approve == deny {
 		return usagef("pass exactly one of --approve and --deny")
 	}
@@ -389,21 +532,26 @@ func runAdminReview(c *ctx) error {
 		return err
 	}
 	var r recovery
-	if err := a.do("POST", "/v1/admin/recoveries/"+rid+"/review", map[string]any{"approve": approve, "reason": c.str("reason")}, &r); err != nil {
+	if err := a.do("POST", "/v1/admin/recoveries/"+rid+"/review", map[string]any{"approve": approve, "reason": o.reason}, &r); err != nil {
 		return err
 	}
-	c.output(map[string]any{"recovery_id": r.RecoveryID, "state": r.State, "account_id": r.AccountID, "device_id": r.DeviceID}, func(w io.Writer) {
+	c.output(struct {
+		RecoveryID string `json:"recovery_id"`
+		State      string `json:"state"`
+		AccountID  string `json:"account_id"`
+		DeviceID   string `json:"device_id"`
+	}{r.RecoveryID, r.State, r.AccountID, r.DeviceID}, func(w io.Writer) {
 		fmt.Fprintf(w, "recovery %s of device %s is now %s\n", r.RecoveryID, r.DeviceID, r.State)
 	})
 	return nil
 }
 
 func runAdminDevices(c *ctx) error {
-	acct := c.args[0]
-	if !isHex(acct, 32) {
-		return usagef("ACCOUNT_ID is 64 lowercase hex digits")
-	}
 	a, err := c.admin()
+	if err != nil {
+		return err
+	}
+	acct, err := a.account(c.args[0])
 	if err != nil {
 		return err
 	}
@@ -420,7 +568,11 @@ func runAdminDevices(c *ctx) error {
 	if out.Devices == nil {
 		out.Devices = []map[string]any{}
 	}
-	c.output(map[string]any{"account_id": acct, "head": out.Head, "devices": out.Devices}, func(w io.Writer) {
+	c.output(struct {
+		AccountID string           `json:"account_id"`
+		Head      any              `json:"head"`
+		Devices   []map[string]any `json:"devices"`
+	}{acct, out.Head, out.Devices}, func(w io.Writer) {
 		fmt.Fprintln(w, "DEVICE ID\tNAME\tSTATE\tPROTECTION\tAPPROVED BY\tADDED")
 		for _, d := range out.Devices {
 			fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%v\n", d["device_id"], d["name"], d["state"], d["protection"], d["approved_by"], d["added_at"])
@@ -429,8 +581,8 @@ func runAdminDevices(c *ctx) error {
 	return nil
 }
 
-func runAdminAudit(c *ctx) error {
-	limit, after := c.integer("limit"), c.integer("after")
+func runAdminAudit(c *ctx, o *auditOpts) error {
+	limit, after := o.limit, o.after
 	if limit < 1 || limit > 1000 || after < 0 {
 		return usagef("--limit is 1-1000 and --after not negative")
 	}
@@ -447,7 +599,7 @@ func runAdminAudit(c *ctx) error {
 	if out.Entries == nil {
 		out.Entries = []map[string]any{}
 	}
-	c.output(map[string]any{"entries": out.Entries}, func(w io.Writer) {
+	c.output(out, func(w io.Writer) {
 		fmt.Fprintln(w, "ID\tTIME\tACTOR\tACTION\tDETAIL")
 		for _, e := range out.Entries {
 			fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\n", e["id"], e["time"], e["actor"], e["action"], e["detail"])
@@ -456,36 +608,36 @@ func runAdminAudit(c *ctx) error {
 	return nil
 }
 
-func runAdminSetPolicy(c *ctx) error {
-	acct := c.args[0]
-	if !isHex(acct, 32) {
-		return usagef("ACCOUNT_ID is 64 lowercase hex digits")
-	}
+func runAdminSetPolicy(c *ctx, o *setPolicyOpts) error {
 	// Only the flags given change; the others keep the account's value.
 	var u command.PolicyUpdate
-	if c.flagSet("require-admin-approval") {
-		u.RequireAdminApproval = ptr(c.boolean("require-admin-approval"))
+	if o.requireAdminApproval.set {
+		u.RequireAdminApproval = ptr(o.requireAdminApproval.v)
 	}
-	if c.flagSet("require-admin-review") {
-		u.RequireAdminReview = ptr(c.boolean("require-admin-review"))
+	if o.requireAdminReview.set {
+		u.RequireAdminReview = ptr(o.requireAdminReview.v)
 	}
-	if c.flagSet("recovery-delay") {
-		d := c.duration("recovery-delay")
+	if o.recoveryDelay.set {
+		d := o.recoveryDelay.v
 		if d < 0 || d%time.Second != 0 {
 			return usagef("--recovery-delay must be whole seconds, not negative")
 		}
 		u.RecoveryDelaySeconds = ptr(int64(d / time.Second))
 	}
-	if c.flagSet("min-protection") {
-		u.MinLevel = ptr(c.str("min-protection"))
+	if o.minProtection.set {
+		u.MinLevel = ptr(o.minProtection.v)
 	}
-	if c.flagSet("require-attestation") {
-		u.RequireVerifiedAttestation = ptr(c.boolean("require-attestation"))
+	if o.requireAttestation.set {
+		u.RequireVerifiedAttestation = ptr(o.requireAttestation.v)
 	}
 	if u.Empty() {
 		return usagef("give the policy flags to change (the others keep their value), e.g. --recovery-delay 72h or --require-admin-approval=false")
 	}
 	a, err := c.admin()
+	if err != nil {
+		return err
+	}
+	acct, err := a.account(c.args[0])
 	if err != nil {
 		return err
 	}
@@ -500,7 +652,12 @@ func runAdminSetPolicy(c *ctx) error {
 	if err := a.do("POST", "/v1/admin/accounts/"+acct+"/policy", u, &out); err != nil {
 		return err
 	}
-	c.output(map[string]any{"account_id": acct, "previous": out.Previous, "policy": out.Policy, "head": out.Head}, func(w io.Writer) {
+	c.output(struct {
+		AccountID string         `json:"account_id"`
+		Previous  command.Policy `json:"previous"`
+		Policy    command.Policy `json:"policy"`
+		Head      any            `json:"head"`
+	}{acct, out.Previous, out.Policy, out.Head}, func(w io.Writer) {
 		fmt.Fprintf(w, "policy of %s changed (set_policy link at head %d):\n", acct, out.Head.Seq)
 		fmt.Fprintln(w, "\tBEFORE\tAFTER\t")
 		for _, r := range policyRows(out.Previous, out.Policy) {

@@ -7,9 +7,8 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -69,33 +68,16 @@ func cli(t *testing.T, vars map[string]string, args ...string) run {
 	return run{code, out.String(), errb.String()}
 }
 
+// Every command's help teaches: usage, an example, --json (the
+// transcripts in testdata/script show a few in full).
 func TestHelpEverywhere(t *testing.T) {
-	r := cli(t, nil)
-	if r.code != ExitUsage || !strings.Contains(r.stdout, "admin revoke") {
-		t.Fatalf("no args: %+v", r)
-	}
-	if r := cli(t, nil, "help"); r.code != 0 || !strings.Contains(r.stdout, "Quick start") {
-		t.Fatalf("help: %+v", r)
-	}
-	for _, c := range commands {
-		args := append(strings.Fields(c.path), "--help")
-		r := cli(t, nil, args...)
-		if r.code != 0 || !strings.Contains(r.stdout, "usage: enigm-command "+c.path) || !strings.Contains(r.stdout, "example") || !strings.Contains(r.stdout, "--json") {
-			t.Errorf("%s --help: %d\n%s", c.path, r.code, r.stdout)
+	c := &ctx{Env: &Env{}}
+	for _, b := range builders {
+		cmd := b(c)
+		r := cli(t, nil, append(strings.Fields(cmd.Path), "--help")...)
+		if r.code != 0 || !strings.Contains(r.stdout, "usage: enigm-command "+cmd.Path) || !strings.Contains(r.stdout, "example") || !strings.Contains(r.stdout, "--json") {
+			t.Errorf("%s --help: %d\n%s", cmd.Path, r.code, r.stdout)
 		}
-	}
-	if r := cli(t, nil, "help", "org", "invite"); r.code != 0 || !strings.Contains(r.stdout, "--account") {
-		t.Fatalf("help org invite: %+v", r)
-	}
-	for _, args := range [][]string{{"frobnicate"}, {"org"}, {"admin"}, {"org", "create"}, {"org", "create", "a", "b"}, {"serve", "--bogus"},
-		{"admin", "review", strings.Repeat("a", 64)}, {"admin", "approve", "xyz"}, {"org", "invite", "acme"}} {
-		if r := cli(t, map[string]string{"ENIGM_ADMIN_TOKEN": "eat_x"}, args...); r.code != ExitUsage {
-			t.Errorf("%v: exit %d, want %d\n%s", args, r.code, ExitUsage, r.stderr)
-		}
-	}
-	r = cli(t, nil, "admin", "accounts")
-	if r.code != ExitUsage || !strings.Contains(r.stderr, "ENIGM_ADMIN_TOKEN") {
-		t.Fatalf("admin without a token: %+v", r)
 	}
 }
 
@@ -144,27 +126,35 @@ func key(label string) *hybrid.PrivateKey {
 // API, as a device would.
 func managedAccount(t *testing.T, url, name, orgID, code string, admin *hybrid.PublicKey, p command.Policy) (string, chain.DeviceID) {
 	t.Helper()
+	acct, dev, err := createManagedAccount(url, name, orgID, code, admin, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return acct, dev
+}
+
+func createManagedAccount(url, name, orgID, code string, admin *hybrid.PublicKey, p command.Policy) (string, chain.DeviceID, error) {
 	h := sha512.Sum512([]byte("kem:" + name))
 	sk, err := hpke.MLKEM768X25519().DeriveKeyPair(h[:])
 	if err != nil {
-		t.Fatal(err)
+		return "", chain.DeviceID{}, err
 	}
 	dev := chain.Device{ID: chain.DeviceID(h[:16]), Name: "laptop", Identity: key(name).Public(), KEM: sk.PublicKey().Bytes(), Level: chain.LevelSoftware}
 	g := &chain.Genesis{Device: dev, Recovery: key(name + "/recovery").Public(), Policy: p.ChainPolicy(), Org: &chain.Org{ID: orgID, AdminKey: admin}}
 	d, err := chain.NewGenesis(time.Now(), g)
 	if err != nil {
-		t.Fatal(err)
+		return "", dev.ID, err
 	}
 	d.Sign(chain.RoleSubject, key(name))
 	d.Sign(chain.RoleNewRecovery, key(name+"/recovery"))
 	l, err := d.Link()
 	if err != nil {
-		t.Fatal(err)
+		return "", dev.ID, err
 	}
 	body, _ := json.Marshal(map[string]string{"name": name, "genesis": base64.StdEncoding.EncodeToString(l.Bytes()), "invite": code})
 	resp, err := http.Post(url+"/v1/accounts", "application/json", bytes.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return "", dev.ID, err
 	}
 	defer resp.Body.Close()
 	var out struct {
@@ -172,112 +162,9 @@ func managedAccount(t *testing.T, url, name, orgID, code string, admin *hybrid.P
 	}
 	json.NewDecoder(resp.Body).Decode(&out)
 	if resp.StatusCode != 201 {
-		t.Fatalf("creating the account: %d", resp.StatusCode)
+		return "", dev.ID, fmt.Errorf("creating the account: %d", resp.StatusCode)
 	}
-	return out.AccountID, dev.ID
-}
-
-// The organisation commands run on the data of a running server, and the
-// admin client drives it.
-func TestOrgAndAdminTranscript(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "data")
-	url := serve(t, data)
-
-	r := cli(t, nil, "org", "create", "acme", "--data", data, "--require-admin-review", "--recovery-delay", "1h", "--min-protection", "software", "--json")
-	if r.code != 0 {
-		t.Fatalf("org create: %+v", r)
-	}
-	org := r.json(t)
-	orgID, tok := org["org_id"].(string), org["admin_token"].(string)
-	if !strings.HasPrefix(tok, "eat_") || len(orgID) != 32 || org["policy"].(map[string]any)["recovery_delay_seconds"] != float64(3600) {
-		t.Fatalf("org create output: %s", r.stdout)
-	}
-	if r := cli(t, nil, "org", "create", "acme", "--data", data); r.code != ExitError {
-		t.Fatalf("a second acme: %+v", r)
-	}
-	r = cli(t, nil, "org", "invite", "acme", "--account", "alice", "--data", data, "--json")
-	if r.code != 0 {
-		t.Fatalf("org invite: %+v", r)
-	}
-	code := r.json(t)["invite_code"].(string)
-	r = cli(t, nil, "org", "invite", "acme", "--account", "Not A Name", "--data", data)
-	if r.code != ExitError {
-		t.Fatalf("bad account name: %+v", r)
-	}
-
-	// The invite shows the organisation's key; the account is created.
-	admin := inviteAdminKey(t, url, code)
-	acct, dev := managedAccount(t, url, "alice", orgID, code, admin, command.Policy{RequireAdminReview: true, RecoveryDelaySeconds: 3600, MinLevel: "software"})
-
-	vars := map[string]string{"ENIGM_ADMIN_TOKEN": tok, "ENIGM_SERVER": url}
-	r = cli(t, vars, "admin", "accounts")
-	if r.code != 0 || !strings.Contains(r.stdout, "alice") || !strings.Contains(r.stdout, acct) {
-		t.Fatalf("admin accounts: %+v", r)
-	}
-	r = cli(t, vars, "admin", "devices", acct, "--json")
-	devs := r.json(t)["devices"].([]any)
-	if r.code != 0 || len(devs) != 1 || devs[0].(map[string]any)["device_id"] != dev.String() || devs[0].(map[string]any)["approved_by"] != "genesis" {
-		t.Fatalf("admin devices: %+v", r)
-	}
-	if r := cli(t, vars, "admin", "enrollments", "--json"); r.code != 0 || len(r.json(t)["enrollments"].([]any)) != 0 {
-		t.Fatalf("admin enrollments: %+v", r)
-	}
-	if r := cli(t, vars, "admin", "recoveries"); r.code != 0 || !strings.Contains(r.stdout, "no recoveries") {
-		t.Fatalf("admin recoveries: %+v", r)
-	}
-	// Revocation asks for confirmation, and refuses to ask without a terminal.
-	if r := cli(t, vars, "admin", "revoke", acct, dev.String()); r.code != ExitUsage || !strings.Contains(r.stderr, "--yes") {
-		t.Fatalf("revoke without --yes: %+v", r)
-	}
-	// The token from a file; --server wins over $ENIGM_SERVER.
-	tf := filepath.Join(t.TempDir(), "admin.token")
-	os.WriteFile(tf, []byte(tok+"\n"), 0o600)
-	r = cli(t, map[string]string{"ENIGM_SERVER": "http://127.0.0.1:1"}, "admin", "revoke", acct, dev.String(), "--yes", "--reason", "lost", "--token-file", tf, "--server", url, "--json")
-	if r.code != 0 || r.json(t)["revoked"] != true {
-		t.Fatalf("admin revoke: %+v", r)
-	}
-	r = cli(t, vars, "admin", "revoke", acct, dev.String(), "--yes")
-	if r.code != ExitError || !strings.Contains(r.stderr, "chain_rejected") {
-		t.Fatalf("revoking twice: %+v", r)
-	}
-	r = cli(t, map[string]string{"ENIGM_SERVER": "http://127.0.0.1:1"}, "admin", "--server", url, "--token-file", tf, "audit", "--limit", "50", "--json")
-	var actions []string
-	for _, e := range r.json(t)["entries"].([]any) {
-		actions = append(actions, e.(map[string]any)["action"].(string))
-	}
-	if got := strings.Join(actions, ","); got != "org.create,invite.create,account.create,device.admin_revoke" {
-		t.Fatalf("audit: %s", got)
-	}
-	r = cli(t, map[string]string{"ENIGM_ADMIN_TOKEN": "eat_wrong", "ENIGM_SERVER": url}, "admin", "accounts", "--json")
-	if r.code != ExitError || !strings.Contains(r.stderr, "401 unauthorized") || r.json(t)["error"] == nil {
-		t.Fatalf("wrong token: %+v", r)
-	}
-	r = cli(t, vars, "admin", "review", strings.Repeat("0", 64), "--approve")
-	if r.code != ExitError || !strings.Contains(r.stderr, "not_found") {
-		t.Fatalf("review of an unknown recovery: %+v", r)
-	}
-	if strings.Contains(r.stderr+r.stdout, tok) {
-		t.Fatal("the admin token was printed")
-	}
-}
-
-func TestServeRefusesBadFlags(t *testing.T) {
-	data := t.TempDir()
-	for _, args := range [][]string{
-		{"serve", "--data", data, "--token-ttl", "0s"},
-		{"serve", "--data", data, "--log-level", "loud"},
-		{"serve", "--data", data, "--min-recovery-delay", "0s"},
-		{"serve", "--data", data, "--min-recovery-delay", "-1h"},
-		{"serve", "--data", data, "--max-link-skew", "0s"},
-		{"serve", "--data", data, "--max-link-skew", "10m"},
-	} {
-		if r := cli(t, nil, args...); r.code != ExitUsage {
-			t.Errorf("%v: %+v", args, r)
-		}
-	}
-	if r := cli(t, nil, "serve", "--data", data, "--listen", "256.0.0.1:1"); r.code != ExitError {
-		t.Errorf("bad listen address: %+v", r)
-	}
+	return out.AccountID, dev.ID, nil
 }
 
 // The recovery delay a server enforces: 1h by default, 0 only with the
@@ -318,9 +205,17 @@ func TestServeRecoveryDelayFlags(t *testing.T) {
 // and returns the organisation key it shows.
 func inviteAdminKey(t *testing.T, url, code string) *hybrid.PublicKey {
 	t.Helper()
-	resp, err := http.Get(url + "/v1/invites/" + code)
+	admin, err := fetchInviteAdminKey(url, code)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return admin
+}
+
+func fetchInviteAdminKey(url, code string) (*hybrid.PublicKey, error) {
+	resp, err := http.Get(url + "/v1/invites/" + code)
+	if err != nil {
+		return nil, err
 	}
 	var inv struct {
 		AdminKey string `json:"admin_key"`
@@ -328,9 +223,5 @@ func inviteAdminKey(t *testing.T, url, code string) *hybrid.PublicKey {
 	json.NewDecoder(resp.Body).Decode(&inv)
 	resp.Body.Close()
 	kb, _ := base64.StdEncoding.DecodeString(inv.AdminKey)
-	admin, err := hybrid.ParsePublicKey(kb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return admin
+	return hybrid.ParsePublicKey(kb)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,8 +18,10 @@ import (
 	"github.com/enigm/enigm/backend/soft"
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/device"
+	"github.com/enigm/enigm/internal/clikit"
 	"github.com/enigm/enigm/keystore"
 	"github.com/enigm/enigm/lifecycle"
+	"github.com/spf13/pflag"
 )
 
 // The demo lives in enigm-command, not in the device CLI: it runs Command
@@ -28,10 +29,12 @@ import (
 // (internal/archtest). The devices it plays are device.Agents, the same
 // code enigm runs.
 func init() {
-	register(&cmd{
-		path: "demo", usage: "[--keep]",
-		summary: "walk through every lifecycle event with an in-process Command and a few devices",
-		help: `Starts Enigm Command in this process (SQLite in a temporary directory, on a
+	register(func(c *ctx) *clikit.Command {
+		var keep bool
+		return &clikit.Command{
+			Path: "demo", Group: "server", Usage: "[--keep]",
+			Summary: "walk through every lifecycle event with an in-process Command and a few devices",
+			Help: `Starts Enigm Command in this process (SQLite in a temporary directory, on a
 loopback port) and walks through the key management model with a few devices
 and one managed organisation, printing what happens and why: account setup,
 enrollment with a pairing code and SAS, secure messaging and call setup,
@@ -43,11 +46,11 @@ takes a few seconds. The output is prose for people: --json is refused.
 examples:
   enigm-command demo
   enigm-command demo --keep      # keep the temporary directory to look at`,
-		args: 0,
-		flags: func(fs *flag.FlagSet) {
-			fs.Bool("keep", false, "keep the temporary directory and print its path")
-		},
-		run: runDemo,
+			Flags: func(fs *pflag.FlagSet) {
+				fs.BoolVar(&keep, "keep", false, "keep the temporary directory and print its path")
+			},
+			Run: c.do(func(c *ctx) error { return runDemo(c, keep) }),
+		}
 	})
 }
 
@@ -86,7 +89,7 @@ func (d *demo) device(name string) (*device.Agent, error) {
 		NewBackend: d.mk, Poll: 200 * time.Millisecond})
 }
 
-func runDemo(c *ctx) error {
+func runDemo(c *ctx, keep bool) error {
 	if c.json {
 		return usagef("the demo prints prose only; run it without --json")
 	}
@@ -94,7 +97,6 @@ func runDemo(c *ctx) error {
 	if err != nil {
 		return err
 	}
-	keep := c.boolean("keep")
 	if !keep {
 		defer os.RemoveAll(dir)
 	}

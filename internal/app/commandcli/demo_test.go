@@ -51,9 +51,14 @@ func TestDemoRuns(t *testing.T) {
 	}
 }
 
+// Under --json the demo answers only the usage error, as JSON: none of
+// its prose reaches stdout.
 func TestDemoRefusesJSON(t *testing.T) {
 	r := demoCLI(t, "demo", "--json")
-	if r.code != ExitUsage || r.stdout != "" || !strings.Contains(r.stderr, "without --json") {
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "without --json") || strings.Contains(r.stdout, "Command") {
 		t.Fatalf("enigm-command demo --json: %+v", r)
+	}
+	if e, _ := r.json(t)["error"].(map[string]any); e["code"] != "usage" {
+		t.Fatalf("enigm-command demo --json: %s", r.stdout)
 	}
 }

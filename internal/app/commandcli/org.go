@@ -1,20 +1,30 @@
 package commandcli
 
 import (
-	"flag"
 	"fmt"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command"
+	"github.com/enigm/enigm/internal/clikit"
 )
+
+type orgCreateOpts struct {
+	requireAdminApproval, requireAdminReview, requireAttestation bool
+	recoveryDelay                                                time.Duration
+	minProtection                                                string
+}
 
 func init() {
 	register(
-		&cmd{
-			path: "org create", usage: "NAME [--require-admin-approval] [--require-admin-review] [--recovery-delay D] [--min-protection LEVEL] [--require-attestation] [--data DIR] [--db URL]",
-			summary: "create an organisation and its admin credential",
-			help: `Creates an organisation on the server's data (it works while the server runs):
+		func(c *ctx) *clikit.Command {
+			o := &orgCreateOpts{}
+			return &clikit.Command{
+				Path: "org create", Usage: "NAME [--require-admin-approval] [--require-admin-review] [--recovery-delay D] [--min-protection LEVEL] [--require-attestation] [--data DIR] [--db URL]",
+				Summary: "create an organisation and its admin credential",
+				Help: `Creates an organisation on the server's data (it works while the server runs):
 its admin key is generated in Command's keystore (DataDir/keystore), never in
 the database; its admin token is printed once and stored only hashed. Keep it
 secret; give it to enigm-command admin in $ENIGM_ADMIN_TOKEN or a file.
@@ -28,21 +38,24 @@ hardware-tpm, hardware-pkcs11, hardware-platform).
 examples:
   enigm-command org create acme --json
   enigm-command org create acme --require-admin-approval --require-admin-review --recovery-delay 48h --min-protection hardware-tpm`,
-			args: 1,
-			flags: func(fs *flag.FlagSet) {
-				dataFlags(fs)
-				fs.Bool("require-admin-approval", false, "enrollments need the organisation's approval")
-				fs.Bool("require-admin-review", false, "recoveries need the organisation's review")
-				fs.Bool("require-attestation", false, "devices must carry attestation evidence the server's verifier accepts (serve --trust-tpm-ak)")
-				fs.Duration("recovery-delay", chain.DefaultRecoveryDelay, "recovery waiting period of the organisation's accounts")
-				fs.String("min-protection", "", "lowest device protection `LEVEL` (software, hardware-tpm, hardware-pkcs11, hardware-platform)")
-			},
-			run: runOrgCreate,
+				Args: 1,
+				Flags: func(fs *pflag.FlagSet) {
+					fs.BoolVar(&o.requireAdminApproval, "require-admin-approval", false, "enrollments need the organisation's approval")
+					fs.BoolVar(&o.requireAdminReview, "require-admin-review", false, "recoveries need the organisation's review")
+					fs.BoolVar(&o.requireAttestation, "require-attestation", false, "devices must carry attestation evidence the server's verifier accepts (serve --trust-tpm-ak)")
+					fs.DurationVar(&o.recoveryDelay, "recovery-delay", chain.DefaultRecoveryDelay, "recovery waiting period of the organisation's accounts")
+					fs.StringVar(&o.minProtection, "min-protection", "", "lowest device protection `LEVEL` (software, hardware-tpm, hardware-pkcs11, hardware-platform)")
+				},
+				Run: c.do(func(c *ctx) error { return runOrgCreate(c, o) }),
+			}
 		},
-		&cmd{
-			path: "org invite", usage: "ORG --account NAME [--ttl D] [--data DIR] [--db URL]",
-			summary: "invite an account name into an organisation",
-			help: `Prints an invite code for the account name (ORG is the organisation's id or
+		func(c *ctx) *clikit.Command {
+			var account string
+			var ttl time.Duration
+			return &clikit.Command{
+				Path: "org invite", Usage: "ORG --account NAME [--ttl D] [--data DIR] [--db URL]",
+				Summary: "invite an account name into an organisation",
+				Help: `Prints an invite code for the account name (ORG is the organisation's id or
 name). The new user's first device runs
   enigm init --account NAME --org ORG_ID --invite CODE
 The code is shown once and stored only hashed; it works once, until it expires.
@@ -50,54 +63,69 @@ The code is shown once and stored only hashed; it works once, until it expires.
 examples:
   enigm-command org invite acme --account alice --json
   enigm-command org invite 3f1c…e2 --account bob --ttl 24h`,
-			args: 1,
-			flags: func(fs *flag.FlagSet) {
-				dataFlags(fs)
-				fs.String("account", "", "the invited account `NAME` (required)")
-				fs.Duration("ttl", command.DefaultInviteTTL, "how long the invite is valid")
-			},
-			run: runOrgInvite,
+				Args: 1,
+				Flags: func(fs *pflag.FlagSet) {
+					fs.StringVar(&account, "account", "", "the invited account `NAME` (required)")
+					fs.DurationVar(&ttl, "ttl", command.DefaultInviteTTL, "how long the invite is valid")
+				},
+				Run: c.do(func(c *ctx) error { return runOrgInvite(c, account, ttl) }),
+			}
 		},
 	)
 }
 
-func runOrgCreate(c *ctx) error {
-	d := c.duration("recovery-delay")
+// orgJSON is `org create --json`.
+type orgJSON struct {
+	OrgID      string         `json:"org_id"`
+	Name       string         `json:"name"`
+	AdminToken string         `json:"admin_token"`
+	AdminKey   string         `json:"admin_key"`
+	Policy     command.Policy `json:"policy"`
+}
+
+// inviteJSON is `org invite --json`.
+type inviteJSON struct {
+	InviteCode string `json:"invite_code"`
+	OrgID      string `json:"org_id"`
+	Account    string `json:"account"`
+	ExpiresAt  string `json:"expires_at"`
+}
+
+func runOrgCreate(c *ctx, o *orgCreateOpts) error {
+	d := o.recoveryDelay
 	if d < 0 || d%time.Second != 0 {
 		return usagef("--recovery-delay must be whole seconds, not negative")
 	}
 	spec := command.OrgSpec{Name: c.args[0], Policy: command.Policy{
-		RequireAdminApproval:       c.boolean("require-admin-approval"),
-		RequireAdminReview:         c.boolean("require-admin-review"),
+		RequireAdminApproval:       o.requireAdminApproval,
+		RequireAdminReview:         o.requireAdminReview,
 		RecoveryDelaySeconds:       int64(d / time.Second),
-		MinLevel:                   c.str("min-protection"),
-		RequireVerifiedAttestation: c.boolean("require-attestation"),
+		MinLevel:                   o.minProtection,
+		RequireVerifiedAttestation: o.requireAttestation,
 	}}
-	o, err := command.CreateOrg(c, c.dataConfig(), spec)
+	org, err := command.CreateOrg(c, c.dataConfig(), spec)
 	if err != nil {
 		return err
 	}
 	if c.json {
-		writeJSON(c.Stdout, map[string]any{"version": 1, "org_id": o.ID, "name": o.Name, "admin_token": o.AdminToken,
-			"admin_key": o.AdminKey.String(), "policy": o.Policy})
+		writeJSON(c.Stdout, orgJSON{OrgID: org.ID, Name: org.Name, AdminToken: org.AdminToken, AdminKey: org.AdminKey.String(), Policy: org.Policy})
 		return nil
 	}
 	fmt.Fprintf(c.Stdout, "organisation %q created\n  org id:      %s\n  admin key:   %s\n  admin token: %s\n\nThe admin token is shown once: keep it secret (ENIGM_ADMIN_TOKEN or --token-file).\n",
-		o.Name, o.ID, o.AdminKey, o.AdminToken)
+		org.Name, org.ID, org.AdminKey, org.AdminToken)
 	return nil
 }
 
-func runOrgInvite(c *ctx) error {
-	if c.str("account") == "" {
+func runOrgInvite(c *ctx, account string, ttl time.Duration) error {
+	if account == "" {
 		return usagef("--account NAME is required")
 	}
-	inv, err := command.CreateInvite(c, c.dataConfig(), c.args[0], c.str("account"), c.duration("ttl"))
+	inv, err := command.CreateInvite(c, c.dataConfig(), c.args[0], account, ttl)
 	if err != nil {
 		return err
 	}
 	if c.json {
-		writeJSON(c.Stdout, map[string]any{"version": 1, "invite_code": inv.Code, "org_id": inv.OrgID, "account": inv.AccountName,
-			"expires_at": inv.ExpiresAt.UTC().Format(time.RFC3339)})
+		writeJSON(c.Stdout, inviteJSON{InviteCode: inv.Code, OrgID: inv.OrgID, Account: inv.AccountName, ExpiresAt: inv.ExpiresAt.UTC().Format(time.RFC3339)})
 		return nil
 	}
 	fmt.Fprintf(c.Stdout, "invite for %q (expires %s):\n  %s\n\nOn the new device: enigm init --account %s --org %s --invite %s\n",

@@ -2,25 +2,36 @@ package commandcli
 
 import (
 	"encoding/hex"
-	"flag"
 	"fmt"
-	"github.com/enigm/enigm/attestation"
-	"github.com/enigm/enigm/backend/tpm/attest"
-	"github.com/enigm/enigm/chain"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
+	"github.com/enigm/enigm/attestation"
+	"github.com/enigm/enigm/backend/tpm/attest"
+	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command"
+	"github.com/enigm/enigm/internal/clikit"
 )
 
+type serveOpts struct {
+	listen, trustAK, bootState, logLevel           string
+	enrollmentTTL, tokenTTL, minRecoveryDelay      time.Duration
+	maxLinkAge, maxLinkSkew                        time.Duration
+	devAllowZero, noRateLimit, minRecoveryDelaySet bool
+}
+
 func init() {
-	register(&cmd{
-		path: "serve", usage: "[--listen ADDR] [--data DIR] [--db URL] [flags]",
-		summary: "run Enigm Command",
-		help: `Serves the Command API (docs/design/command-api.md) until SIGINT or SIGTERM,
+	register(func(c *ctx) *clikit.Command {
+		o := &serveOpts{}
+		return &clikit.Command{
+			Path: "serve", Group: "server", Usage: "[--listen ADDR] [--data DIR] [--db URL] [flags]",
+			Summary: "run Enigm Command",
+			Help: `Serves the Command API (docs/design/command-api.md) until SIGINT or SIGTERM,
 then stops accepting connections, finishes the requests it accepted and closes
 the database. The embedded default keeps a SQLite database in the data
 directory; --db postgres://… uses PostgreSQL, where several instances can run
@@ -35,7 +46,8 @@ Links dated more than --max-link-skew after this server's clock are refused.
 
 Organisation admin keys live in the keystore in the data directory, unlocked
 with $ENIGM_COMMAND_PASSPHRASE (or a generated keystore.passphrase file).
-Logs are JSON on stderr; the listen address is printed on stdout.
+Logs are JSON on stderr; the listen address is printed on stdout. SIGTERM
+stops it with exit 0; Ctrl-C (SIGINT) stops it the same way and exits 130.
 
 examples:
   enigm-command serve
@@ -43,64 +55,92 @@ examples:
   ENIGM_COMMAND_DB=postgres://enigm@db/enigm enigm-command serve --listen 0.0.0.0:8470
   enigm-command serve --min-recovery-delay 24h --enrollment-ttl 10m --json
   enigm-command serve --dev-allow-zero-recovery-delay   # development only`,
-		args: 0,
-		flags: func(fs *flag.FlagSet) {
-			fs.String("listen", "127.0.0.1:8470", "listen `ADDR` (host:port)")
-			dataFlags(fs)
-			fs.Duration("enrollment-ttl", command.DefaultEnrollmentTTL, "how long an enrollment request stays open")
-			fs.Duration("token-ttl", command.DefaultTokenTTL, "lifetime of a device token")
-			fs.Duration("min-recovery-delay", command.DefaultMinRecoveryDelay, "least recovery waiting period an account may choose (0 only with --dev-allow-zero-recovery-delay)")
-			fs.Bool("dev-allow-zero-recovery-delay", false, "DEVELOPMENT ONLY: accept recovery waiting periods of zero (no chance to veto); makes --min-recovery-delay default to 0")
-			fs.Duration("max-link-age", command.DefaultMaxLinkAge, "refuse links dated earlier than this before now")
-			fs.Duration("max-link-skew", command.DefaultMaxLinkSkew, "refuse links dated later than this after now (at most 5m)")
-			fs.Bool("no-rate-limit", false, "disable the rate limits (load tests only)")
-			fs.String("trust-tpm-ak", "", "judge TPM attestation evidence against the attestation keys in `FILE` (hex, one per line; `enigm keystore attestation-key` prints a TPM's)")
-			fs.String("tpm-boot-state", "", "with --trust-tpm-ak: require a boot-state quote with PCR values allowed by `FILE` (JSON: {\"version\":1,\"allowed\":[{\"0\":\"<hex>\",\"7\":\"<hex>\"}]})")
-			fs.String("log-level", "info", "log `LEVEL`: debug, info, warn, error")
-		},
-		run: runServe,
+			Flags: func(fs *pflag.FlagSet) {
+				fs.StringVar(&o.listen, "listen", "127.0.0.1:8470", "listen `ADDR` (host:port)")
+				c.dataFlags(fs)
+				fs.DurationVar(&o.enrollmentTTL, "enrollment-ttl", command.DefaultEnrollmentTTL, "how long an enrollment request stays open")
+				fs.DurationVar(&o.tokenTTL, "token-ttl", command.DefaultTokenTTL, "lifetime of a device token")
+				o.minRecoveryDelay = command.DefaultMinRecoveryDelay
+				fs.Var(&setDuration{&o.minRecoveryDelay, &o.minRecoveryDelaySet}, "min-recovery-delay", "least recovery waiting period an account may choose (0 only with --dev-allow-zero-recovery-delay)")
+				fs.BoolVar(&o.devAllowZero, "dev-allow-zero-recovery-delay", false, "DEVELOPMENT ONLY: accept recovery waiting periods of zero (no chance to veto); makes --min-recovery-delay default to 0")
+				fs.DurationVar(&o.maxLinkAge, "max-link-age", command.DefaultMaxLinkAge, "refuse links dated earlier than this before now")
+				fs.DurationVar(&o.maxLinkSkew, "max-link-skew", command.DefaultMaxLinkSkew, "refuse links dated later than this after now (at most 5m)")
+				fs.BoolVar(&o.noRateLimit, "no-rate-limit", false, "disable the rate limits (load tests only)")
+				fs.StringVar(&o.trustAK, "trust-tpm-ak", "", "judge TPM attestation evidence against the attestation keys in `FILE` (hex, one per line; `enigm keystore attestation-key` prints a TPM's)")
+				fs.StringVar(&o.bootState, "tpm-boot-state", "", "with --trust-tpm-ak: require a boot-state quote with PCR values allowed by `FILE` (JSON: {\"version\":1,\"allowed\":[{\"0\":\"<hex>\",\"7\":\"<hex>\"}]})")
+				fs.StringVar(&o.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn, error")
+			},
+			Run: c.do(func(c *ctx) error { return runServe(c, o) }),
+		}
 	})
 }
 
-func runServe(c *ctx) error {
+// setDuration is a duration flag that records whether it was given.
+type setDuration struct {
+	d   *time.Duration
+	set *bool
+}
+
+func (s *setDuration) String() string {
+	if s.d == nil {
+		return ""
+	}
+	return s.d.String()
+}
+
+func (s *setDuration) Set(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return err
+	}
+	*s.d, *s.set = d, true
+	return nil
+}
+
+func (s *setDuration) Type() string { return "duration" }
+
+func runServe(c *ctx, o *serveOpts) error {
 	cfg := c.dataConfig()
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.str("log-level"))); err != nil {
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return usagef("--log-level: %v", err)
 	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(c.Stderr, &slog.HandlerOptions{Level: level}))
-	cfg.EnrollmentTTL = c.duration("enrollment-ttl")
-	cfg.TokenTTL = c.duration("token-ttl")
-	cfg.MaxLinkAge = c.duration("max-link-age")
-	cfg.MaxLinkSkew = c.duration("max-link-skew")
-	for _, d := range []string{"enrollment-ttl", "token-ttl", "max-link-age", "max-link-skew"} {
-		if c.duration(d) <= 0 {
-			return usagef("--%s must be positive", d)
+	cfg.EnrollmentTTL = o.enrollmentTTL
+	cfg.TokenTTL = o.tokenTTL
+	cfg.MaxLinkAge = o.maxLinkAge
+	cfg.MaxLinkSkew = o.maxLinkSkew
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"enrollment-ttl", o.enrollmentTTL}, {"token-ttl", o.tokenTTL}, {"max-link-age", o.maxLinkAge}, {"max-link-skew", o.maxLinkSkew}} {
+		if d.v <= 0 {
+			return usagef("--%s must be positive", d.name)
 		}
 	}
 	if cfg.MaxLinkSkew > chain.MaxClockSkew || cfg.MaxLinkSkew%time.Second != 0 {
 		return usagef("--max-link-skew must be whole seconds, at most %v", chain.MaxClockSkew)
 	}
-	cfg.MinRecoveryDelay = c.duration("min-recovery-delay")
-	cfg.DevAllowZeroRecoveryDelay = c.boolean("dev-allow-zero-recovery-delay")
+	cfg.MinRecoveryDelay = o.minRecoveryDelay
+	cfg.DevAllowZeroRecoveryDelay = o.devAllowZero
 	switch {
 	case cfg.MinRecoveryDelay < 0:
 		return usagef("--min-recovery-delay must not be negative")
-	case cfg.DevAllowZeroRecoveryDelay && !c.flagSet("min-recovery-delay"):
+	case cfg.DevAllowZeroRecoveryDelay && !o.minRecoveryDelaySet:
 		cfg.MinRecoveryDelay = 0
 	case cfg.MinRecoveryDelay == 0 && !cfg.DevAllowZeroRecoveryDelay:
 		return usagef("--min-recovery-delay 0 lets a recovery complete before any device could veto it; use a positive delay (default %v), or --dev-allow-zero-recovery-delay on a development server", command.DefaultMinRecoveryDelay)
 	}
-	if c.boolean("no-rate-limit") {
+	if o.noRateLimit {
 		cfg.RateLimits = &command.RateLimits{Disabled: true}
 	}
-	if f := c.str("trust-tpm-ak"); f != "" {
+	if f := o.trustAK; f != "" {
 		aks, err := readAKs(f)
 		if err != nil {
 			return err
 		}
 		v := &attestation.TPM{Trusted: aks}
-		if bf := c.str("tpm-boot-state"); bf != "" {
+		if bf := o.bootState; bf != "" {
 			b, err := os.ReadFile(bf)
 			if err != nil {
 				return err
@@ -110,7 +150,7 @@ func runServe(c *ctx) error {
 			}
 		}
 		cfg.AttestationVerifier = v
-	} else if c.str("tpm-boot-state") != "" {
+	} else if o.bootState != "" {
 		return usagef("--tpm-boot-state needs --trust-tpm-ak: the boot-state quote is judged with the TPM evidence")
 	}
 	if c.Env.Config != nil {
@@ -121,14 +161,17 @@ func runServe(c *ctx) error {
 		return err
 	}
 	defer srv.Close()
-	ln, err := net.Listen("tcp", c.str("listen"))
+	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", c.str("listen"), err)
+		return fmt.Errorf("listening on %s: %w", o.listen, err)
 	}
 	addr := ln.Addr().String()
 	url := "http://" + addr
 	if c.json {
-		writeJSON(c.Stdout, map[string]any{"version": 1, "listen": addr, "url": url})
+		writeJSON(c.Stdout, struct {
+			Listen string `json:"listen"`
+			URL    string `json:"url"`
+		}{addr, url})
 	} else {
 		fmt.Fprintf(c.Stdout, "enigm-command: listening on %s\n", url)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/pkcs11"
 	"github.com/enigm/enigm/backend/tpm"
+	"github.com/enigm/enigm/internal/clikit"
 )
 
 // Hardware backends for the CLI. Where the hardware is comes from the
@@ -57,8 +58,9 @@ func init() {
 }
 
 func init() {
-	Register(&Command{Path: "keystore attestation-key", Summary: "print this TPM's attestation key, for a server to trust", Usage: "[--json]",
-		Help: `Prints the public area (hex) of the TPM's attestation key: a restricted
+	register(func(c *Ctx) *clikit.Command {
+		return &clikit.Command{Path: "keystore attestation-key", Summary: "print this TPM's attestation key, for a server to trust", Usage: "[--json]",
+			Help: `Prints the public area (hex) of the TPM's attestation key: a restricted
 P-256 signing key derived from the endorsement hierarchy. A Command server
 started with ` + "`enigm-command serve --trust-tpm-ak FILE`" + ` (one key per line)
 accepts TPM2_Certify evidence that this TPM's binding keys are TPM-resident.
@@ -67,7 +69,8 @@ endorsement certificate; with swtpm or the simulator, from this command.
 
 example:
   ENIGM_TPM_DEVICE=unix:/run/swtpm/sock enigm keystore attestation-key >> trusted-aks.txt`,
-		Args: 0, Run: runAttestationKey})
+			Run: c.do(runAttestationKey)}
+	})
 }
 
 func runAttestationKey(c *Ctx) error {
@@ -84,5 +87,7 @@ func runAttestationKey(c *Ctx) error {
 		return err
 	}
 	h := hex.EncodeToString(ak)
-	return c.Output(map[string]any{"attestation_key": h}, func() { fmt.Fprintln(c.Stdout, h) })
+	return c.Output(struct {
+		AttestationKey string `json:"attestation_key"`
+	}{h}, func() { fmt.Fprintln(c.Stdout, h) })
 }

@@ -6,33 +6,32 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/device"
+	"github.com/enigm/enigm/internal/clikit"
 	"github.com/enigm/enigm/keystore"
 )
 
-// Exit codes.
+// Exit codes (internal/clikit: the same in enigm-command).
 const (
-	ExitOK     = 0
-	ExitError  = 1
-	ExitUsage  = 2
-	ExitDenied = 3 // a key use was denied by policy or lifecycle
-	// ExitRecoveryPending: `enigm sync` on an active device found a
-	// recovery of its account pending in the verified chain.
-	ExitRecoveryPending = 4
+	ExitOK              = clikit.ExitOK
+	ExitError           = clikit.ExitError
+	ExitUsage           = clikit.ExitUsage
+	ExitDenied          = clikit.ExitDenied // a key use was denied by policy or lifecycle
+	ExitRecoveryPending = clikit.ExitRecoveryPending
+	ExitInterrupted     = clikit.ExitInterrupted
 )
 
 // Env is everything a command touches outside the process.
@@ -74,228 +73,106 @@ type Globals struct {
 	PassphraseFile string
 	JSON           bool
 	Yes            bool
-	Help           bool
 }
 
-func (g *Globals) register(fs *flag.FlagSet) {
+func (g *Globals) register(fs *pflag.FlagSet) {
 	fs.StringVar(&g.Home, "home", g.Home, "keystore home `DIR` (default $ENIGM_HOME, then ~/.enigm)")
 	fs.StringVar(&g.PassphraseFile, "passphrase-file", g.PassphraseFile, "read the passphrase from `FILE` (default $ENIGM_PASSPHRASE, then a prompt)")
 	fs.BoolVar(&g.JSON, "json", g.JSON, "print JSON (with \"version\": 1)")
 	fs.BoolVar(&g.Yes, "yes", g.Yes, "do not ask for confirmation")
-	fs.BoolVar(&g.Help, "help", false, "show help")
-	fs.BoolVar(&g.Help, "h", false, "show help")
 }
 
-// Command is one CLI command.
-type Command struct {
-	Path    string // "keys sign"
-	Summary string
-	Usage   string // argument synopsis after the path
-	Help    string // description and examples
-	Flags   func(fs *flag.FlagSet)
-	// Args is the number of positional arguments: exactly this many, or
-	// -1 for any.
-	Args int
-	Run  func(c *Ctx) error
-}
-
-// Ctx is a running command.
+// Ctx is one run of the CLI: the environment, the global flags, and the
+// flags that several commands share (--server, --backend), each bound to
+// a field.
 type Ctx struct {
 	*Env
-	G     *Globals
-	Args  []string
-	ctx   context.Context
-	cmd   *Command
-	flags *flag.FlagSet
+	G    *Globals
+	Args []string
+	ctx  context.Context
+
+	server      string // --server
+	backendName string // --backend
 }
 
 // Context returns the command's context.
 func (c *Ctx) Context() context.Context { return c.ctx }
 
-var commands []*Command
+// builders make the commands of one run; each binds its flags to the
+// fields of its own options.
+var builders []func(c *Ctx) *clikit.Command
 
-// Register adds commands (called from init functions).
-func Register(cs ...*Command) { commands = append(commands, cs...) }
+// register adds command builders (called from init functions).
+func register(bs ...func(c *Ctx) *clikit.Command) { builders = append(builders, bs...) }
 
-// usageError is a command-line mistake: exit code 2.
-type usageError struct{ msg string }
+// do adapts a command's body to clikit.Command.Run.
+func (c *Ctx) do(f func(c *Ctx) error) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		c.ctx, c.Args = ctx, args
+		return f(c)
+	}
+}
 
-func (e *usageError) Error() string { return e.msg }
+// Usagef returns a usage error (exit 2).
+func Usagef(format string, a ...any) error { return clikit.Usagef(format, a...) }
 
-// Usagef returns a usage error.
-func Usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+// Command groups of the overview.
+var groups = []clikit.Group{
+	{ID: "keystore", Title: "The keystore on this device"},
+	{ID: "account", Title: "Account and devices"},
+	{ID: "messages", Title: "Messages and calls"},
+	{ID: "info", Title: "Information"},
+}
+
+var words = map[string]clikit.Word{
+	"keystore": {Group: "keystore", Summary: "the protected keystore of this device"},
+	"keys":     {Group: "keystore", Summary: "keys in the keystore: generate, sign, rotate, revoke"},
+	"recovery": {Group: "account", Summary: "the account's recovery code"},
+}
 
 // Main runs the CLI with args (without the program name) and returns the
 // exit code.
 func Main(ctx context.Context, env *Env, args []string) int {
-	g := &Globals{}
-	gfs := flag.NewFlagSet("enigm", flag.ContinueOnError)
-	gfs.SetOutput(io.Discard)
-	g.register(gfs)
-	if err := gfs.Parse(args); err != nil {
-		fmt.Fprintf(env.Stderr, "enigm: %v\n\n", err)
-		printOverview(env.Stderr)
-		return ExitUsage
-	}
-	rest := gfs.Args()
-	if len(rest) == 0 || rest[0] == "help" {
-		if len(rest) > 1 {
-			if cmd, _ := find(rest[1:]); cmd != nil {
-				printHelp(env.Stdout, cmd)
-				return ExitOK
-			}
-		}
-		printOverview(env.Stdout)
-		if len(rest) == 0 && !g.Help {
-			return ExitUsage
-		}
-		return ExitOK
-	}
-	cmd, n := find(rest)
-	if cmd == nil {
-		fmt.Fprintf(env.Stderr, "enigm: unknown command %q\n\n", strings.Join(rest, " "))
-		printOverview(env.Stderr)
-		return ExitUsage
-	}
-	fs := flag.NewFlagSet("enigm "+cmd.Path, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	g.register(fs)
-	if cmd.Flags != nil {
-		cmd.Flags(fs)
-	}
-	pos, err := parseInterspersed(fs, rest[n:])
-	if g.Help {
-		printHelp(env.Stdout, cmd)
-		return ExitOK
-	}
-	if err == nil && cmd.Args >= 0 && len(pos) != cmd.Args {
-		err = Usagef("%s takes %d argument(s), got %d", cmd.Path, cmd.Args, len(pos))
-	}
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "enigm %s: %v\nusage: enigm %s %s\n(see `enigm %s --help`)\n", cmd.Path, err, cmd.Path, cmd.Usage, cmd.Path)
-		return ExitUsage
-	}
-	c := &Ctx{Env: env, G: g, Args: pos, ctx: ctx, cmd: cmd, flags: fs}
-	if err := cmd.Run(c); err != nil {
-		return c.fail(err)
-	}
-	return ExitOK
-}
-
-// parseInterspersed lets flags follow positional arguments.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
-func find(args []string) (*Command, int) {
-	var best *Command
-	n := 0
-	for _, c := range commands {
-		words := strings.Fields(c.Path)
-		if len(words) > len(args) || len(words) <= n {
-			continue
-		}
-		match := true
-		for i, w := range words {
-			if args[i] != w {
-				match = false
-				break
-			}
-		}
-		if match {
-			best, n = c, len(words)
-		}
-	}
-	return best, n
-}
-
-func printOverview(w io.Writer) {
-	fmt.Fprint(w, `enigm — Enigm device key management
-
-usage: enigm [--home DIR] [--json] COMMAND [flags]
-
-commands:
-`)
-	cs := append([]*Command(nil), commands...)
-	sort.SliceStable(cs, func(i, j int) bool { return cs[i].Path < cs[j].Path })
-	for _, c := range cs {
-		fmt.Fprintf(w, "  %-22s %s\n", c.Path, c.Summary)
-	}
-	fmt.Fprint(w, `
-The passphrase comes from $ENIGM_PASSPHRASE, --passphrase-file, or a prompt on
+	c := &Ctx{Env: env, G: &Globals{}, ctx: ctx, backendName: "auto"}
+	p := &clikit.Program{
+		Name: "enigm", Title: "enigm — Enigm device key management",
+		Synopsis: "[--home DIR] [--json] COMMAND [flags]",
+		Footer: `The passphrase comes from $ENIGM_PASSPHRASE, --passphrase-file, or a prompt on
 a terminal; never from a flag value. --home defaults to $ENIGM_HOME, then
-~/.enigm. Exit codes: 0 ok, 1 error, 2 usage, 3 denied by policy, 4 a recovery
-of the account is pending (sync; see "enigm veto --help").
-Run "enigm COMMAND --help" for a command's flags and examples.
-`)
+~/.enigm. Names are accepted where ids are (accounts, devices), and so is a
+unique prefix of at least 6 hex digits of a key or device id.`,
+		ExitCodes: "  4    a recovery of the account is pending (sync; see \"enigm veto --help\")\n",
+		Groups:    groups, Words: words,
+		Global:   c.G.register,
+		JSON:     func() bool { return c.G.JSON },
+		Classify: classify,
+	}
+	for _, b := range builders {
+		p.Commands = append(p.Commands, b(c))
+	}
+	return p.Run(ctx, clikit.IO{Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr}, args)
 }
 
-func printHelp(w io.Writer, c *Command) {
-	fmt.Fprintf(w, "usage: enigm %s %s\n\n%s\n", c.Path, c.Usage, c.Summary)
-	if c.Help != "" {
-		fmt.Fprintf(w, "\n%s\n", strings.TrimRight(c.Help, "\n"))
-	}
-	fs := flag.NewFlagSet(c.Path, flag.ContinueOnError)
-	if c.Flags != nil {
-		c.Flags(fs)
-	}
-	var own bytes.Buffer
-	fs.SetOutput(&own)
-	fs.PrintDefaults()
-	if own.Len() > 0 {
-		fmt.Fprintf(w, "\nflags:\n%s", own.String())
-	}
-	gfs := flag.NewFlagSet("", flag.ContinueOnError)
-	(&Globals{}).register(gfs)
-	var glob bytes.Buffer
-	gfs.SetOutput(&glob)
-	gfs.PrintDefaults()
-	fmt.Fprintf(w, "\nglobal flags:\n%s", glob.String())
-}
-
-// fail reports err and returns the exit code.
-func (c *Ctx) fail(err error) int {
-	code := ExitError
-	var ue *usageError
+// classify maps the errors enigm recognises to an exit code, the --json
+// error code and the next step.
+func classify(err error) clikit.Failure {
 	var de *keystore.DeniedError
 	var rp *recoveryPendingError
+	var ae *client.APIError
 	switch {
-	case errors.As(err, &ue):
-		code = ExitUsage
-	case errors.As(err, &de):
-		code = ExitDenied
 	case errors.As(err, &rp):
 		// The status (with the recovery) is already on stdout, as JSON
 		// under --json: only the warning goes to stderr.
-		fmt.Fprintf(c.Stderr, "enigm %s: %v\n", c.cmd.Path, err)
-		return ExitRecoveryPending
+		return clikit.Failure{Exit: ExitRecoveryPending, Code: "recovery_pending", Quiet: true}
+	case errors.As(err, &de):
+		return clikit.Failure{Exit: ExitDenied, Code: "denied", Reasons: de.Codes()}
+	case errors.Is(err, keystore.ErrDeviceRevoked), errors.Is(err, device.ErrRevoked):
+		return clikit.Failure{Exit: ExitDenied, Code: "device_revoked", Hint: "this device was revoked in its account: its keys are destroyed; set up a new device with `enigm enroll` or `enigm recover`"}
+	case errors.As(err, &ae) && (ae.Code == "policy_rejected" || ae.Code == "device_revoked"):
+		return clikit.Failure{Exit: ExitDenied, Code: ae.Code}
 	}
-	fmt.Fprintf(c.Stderr, "enigm %s: %v\n", c.cmd.Path, err)
-	if hint := hintFor(err); hint != "" {
-		fmt.Fprintf(c.Stderr, "hint: %s\n", hint)
-	}
-	if c.G.JSON {
-		e := map[string]any{"code": errorCode(err), "message": err.Error()}
-		if de != nil {
-			e["reasons"] = de.Codes()
-		}
-		c.writeJSON(map[string]any{"error": e})
-	}
-	return code
+	f := clikit.Failure{Code: errorCode(err), Hint: hintFor(err)}
+	return f
 }
 
 func errorCode(err error) string {
@@ -308,44 +185,60 @@ func errorCode(err error) string {
 		{keystore.ErrInUse, "in_use"}, {keystore.ErrPermissions, "permissions"}, {keystore.ErrNotInitialized, "not_initialized"},
 		{keystore.ErrExists, "exists"}, {keystore.ErrDeviceRevoked, "device_revoked"}, {keystore.ErrWrongClass, "wrong_class"},
 		{keystore.ErrUnsupported, "unsupported"}, {backend.ErrUnavailable, "backend_unavailable"}, {backend.ErrLockedOut, "locked_out"},
+		{clikit.ErrNoMatch, "not_found"}, {clikit.ErrAmbiguous, "ambiguous"},
+		{device.ErrNoAccount, "no_account"}, {device.ErrNoServer, "no_server"}, {device.ErrEnrollmentPending, "pending"},
 	} {
 		if errors.Is(err, x.err) {
 			return x.code
 		}
 	}
-	var ue *usageError
-	if errors.As(err, &ue) {
-		return "usage"
+	var ae *client.APIError
+	if errors.As(err, &ae) {
+		return ae.Code
 	}
 	return "error"
 }
 
+// hintFor is the next step after an error: the library errors say what
+// failed, the CLI says which command to run.
 func hintFor(err error) string {
 	switch {
 	case errors.Is(err, keystore.ErrNotInitialized):
-		return "create one with `enigm keystore init`"
+		return "create one with `enigm keystore init` (or `enigm init` for an account), or point --home at an existing one"
 	case errors.Is(err, keystore.ErrBadPassphrase):
 		return "check $ENIGM_PASSPHRASE or --passphrase-file; nothing was changed"
 	case errors.Is(err, keystore.ErrInUse):
 		return "another enigm process holds the keystore; retry when it has finished"
 	case errors.Is(err, keystore.ErrCorrupt):
 		return "the damaged item was left untouched; the other keys still work"
+	case errors.Is(err, keystore.ErrNotFound), errors.Is(err, keystore.ErrAmbiguous):
+		return "`enigm keys list` shows the key ids"
+	case errors.Is(err, device.ErrNoAccount):
+		return "set up an account with `enigm init`, or join one with `enigm enroll` (or `enigm recover`)"
+	case errors.Is(err, device.ErrNoServer):
+		return "pass --server URL or set $ENIGM_SERVER (init and enroll save it)"
+	case errors.Is(err, device.ErrEnrollmentPending):
+		return "finish it with `enigm sync` (after the approving device ran `enigm approve`)"
 	case errors.Is(err, device.ErrRevokeThisDevice):
 		return "nothing was revoked; to revoke this device, add --this-device"
 	case errors.Is(err, device.ErrRevokeLastDevice):
 		return "nothing was revoked; to revoke the account's last active device, add --last-device"
 	case errors.Is(err, device.ErrNoPendingRecovery):
 		return "nothing was vetoed; `enigm sync` shows a pending recovery of this account"
+	case errors.Is(err, clikit.ErrNoMatch), errors.Is(err, clikit.ErrAmbiguous):
+		return "`enigm devices` lists the account's devices with their ids and names"
 	}
 	return ""
 }
 
-// writeJSON prints v with "version": 1 added.
-func (c *Ctx) writeJSON(v map[string]any) error {
-	v["version"] = 1
-	enc := json.NewEncoder(c.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// Output prints v (a typed JSON struct; "version": 1 is added) under
+// --json, else runs text.
+func (c *Ctx) Output(v any, text func()) error {
+	if c.G.JSON {
+		return clikit.WriteJSON(c.Stdout, v)
+	}
+	text()
+	return nil
 }
 
 // Printf writes human output (suppressed under --json).
@@ -353,15 +246,6 @@ func (c *Ctx) Printf(format string, a ...any) {
 	if !c.G.JSON {
 		fmt.Fprintf(c.Stdout, format, a...)
 	}
-}
-
-// Output prints JSON under --json, else runs text.
-func (c *Ctx) Output(v map[string]any, text func()) error {
-	if c.G.JSON {
-		return c.writeJSON(v)
-	}
-	text()
-	return nil
 }
 
 // Home resolves the keystore home.

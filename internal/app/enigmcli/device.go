@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -17,16 +16,21 @@ import (
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/device"
+	"github.com/enigm/enigm/internal/clikit"
+	"github.com/spf13/pflag"
 )
 
-func serverFlag(fs *flag.FlagSet) {
-	fs.String("server", "", "Command server URL (default $ENIGM_SERVER, then the one saved at init/enroll)")
+// serverFlag binds --server.
+func (c *Ctx) serverFlag(fs *pflag.FlagSet) {
+	fs.StringVar(&c.server, "server", "", "Command server `URL` (default $ENIGM_SERVER, then the one saved at init/enroll)")
 }
 
-func newDeviceFlags(fs *flag.FlagSet) {
-	serverFlag(fs)
-	fs.String("backend", "auto", "backend for a new keystore: auto, soft, tpm or pkcs11")
-	fs.String("name", "", "this device's display name (default: the host name)")
+// newDeviceFlags binds the flags of the commands that set up this device:
+// --server, --backend and --name.
+func (c *Ctx) newDeviceFlags(fs *pflag.FlagSet, name *string) {
+	c.serverFlag(fs)
+	c.backendFlag(fs)
+	fs.StringVar(name, "name", "", "this device's display `NAME` (default: the host name)")
 }
 
 // agent opens the device agent of the home.
@@ -35,10 +39,7 @@ func (c *Ctx) agent() (*device.Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	server := ""
-	if f := c.flags.Lookup("server"); f != nil {
-		server = f.Value.String()
-	}
+	server := c.server
 	if server == "" {
 		server = c.Getenv("ENIGM_SERVER")
 	}
@@ -71,10 +72,7 @@ func (c *Ctx) agent() (*device.Agent, error) {
 
 // newBackend builds the backend named by --backend for a new keystore.
 func (c *Ctx) newBackend() (backend.Backend, error) {
-	name := "auto"
-	if f := c.flags.Lookup("backend"); f != nil {
-		name = f.Value.String()
-	}
+	name := c.backendName
 	if name == "auto" {
 		name = "soft"
 		for _, n := range autoOrder {
@@ -89,11 +87,30 @@ func (c *Ctx) newBackend() (backend.Backend, error) {
 
 func hexID(b []byte) string { return hex.EncodeToString(b) }
 
+type accountInitOpts struct {
+	account, name, org, invite, codeFile string
+	recoveryDelay                        time.Duration
+}
+
+type enrollOpts struct {
+	account, name, old string
+	noWait             bool
+}
+
+type recoverOpts struct {
+	account, name, codeFile string
+	noWait                  bool
+}
+
+type revokeOpts struct{ thisDevice, lastDevice bool }
+
 func init() {
-	Register(
-		&Command{Path: "init", Summary: "set up a new account with this device as its first device",
-			Usage: "--account NAME [--org ORG --invite CODE] [--recovery-delay D] [--recovery-code-file F]",
-			Help: `Generates this device's keys in its keystore (creating the keystore if
+	register(
+		func(c *Ctx) *clikit.Command {
+			o := &accountInitOpts{}
+			return &clikit.Command{Path: "init", Group: "account", Summary: "set up a new account with this device as its first device",
+				Usage: "--account NAME [--org ORG --invite CODE] [--recovery-delay D] [--recovery-code-file F]",
+				Help: `Generates this device's keys in its keystore (creating the keystore if
 needed), a recovery code and the account's genesis link, and registers the
 account with Command. The recovery code is shown once (or written, mode 0600,
 to --recovery-code-file); it is the only way to recover the account without
@@ -103,16 +120,19 @@ replace it with ` + "`enigm recovery rotate`" + `.
 examples:
   enigm init --account alice --server http://127.0.0.1:8470
   enigm init --account bob --org acme --invite 7Q2K-... --recovery-code-file bob.recovery --json`,
-			Args: 0, Flags: func(fs *flag.FlagSet) {
-				newDeviceFlags(fs)
-				fs.String("account", "", "account name: 1-64 of a-z 0-9 . _ - (required)")
-				fs.String("org", "", "organisation id the invite is for (managed accounts)")
-				fs.String("invite", "", "organisation invite code (managed accounts)")
-				fs.Duration("recovery-delay", 24*time.Hour, "waiting period of recovery (unmanaged accounts; the server may impose a minimum)")
-				fs.String("recovery-code-file", "", "write the recovery code to this new file (0600) instead of printing it")
-			}, Run: runAccountInit},
-		&Command{Path: "enroll", Summary: "ask to join an account with this device", Usage: "--account NAME [--no-wait]",
-			Help: `Generates this device's keys and sends an enrollment request with its public
+				Flags: func(fs *pflag.FlagSet) {
+					c.newDeviceFlags(fs, &o.name)
+					fs.StringVar(&o.account, "account", "", "account `NAME`: 1-64 of a-z 0-9 . _ - (required)")
+					fs.StringVar(&o.org, "org", "", "organisation id the invite is for (managed accounts)")
+					fs.StringVar(&o.invite, "invite", "", "organisation invite `CODE` (managed accounts)")
+					fs.DurationVar(&o.recoveryDelay, "recovery-delay", 24*time.Hour, "waiting period of recovery (unmanaged accounts; the server may impose a minimum)")
+					fs.StringVar(&o.codeFile, "recovery-code-file", "", "write the recovery code to this new `FILE` (0600) instead of printing it")
+				}, Run: c.do(func(c *Ctx) error { return runAccountInit(c, o) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			o := &enrollOpts{}
+			return &clikit.Command{Path: "enroll", Group: "account", Summary: "ask to join an account with this device", Usage: "--account NAME [--no-wait]",
+				Help: `Generates this device's keys and sends an enrollment request with its public
 keys. Show the pairing code to the account's other device and run
 ` + "`enigm approve REQUEST_ID --code PAIRING_CODE`" + ` there; compare the SAS both
 devices show. Without --no-wait this command waits for the approval (and an
@@ -122,42 +142,60 @@ with --no-wait, finish later with ` + "`enigm sync`" + `.
 examples:
   enigm enroll --account alice --name laptop
   enigm enroll --account alice --no-wait --json`,
-			Args: 0, Flags: func(fs *flag.FlagSet) {
-				newDeviceFlags(fs)
-				fs.String("account", "", "account name or id (required)")
-				fs.Bool("no-wait", false, "print the request and return without waiting")
-			}, Run: runEnroll},
-		&Command{Path: "replace", Summary: "replace an old device of the account with this one", Usage: "--account NAME --old DEVICE_ID [--no-wait]",
-			Help: "Like enroll, but the new device takes the place of --old: only the old device\ncan approve (with the pairing code), and it ends retired, its keys destroyed.\n\nexample:\n  enigm replace --account alice --old 4f0c9a1e... --no-wait --json",
-			Args: 0, Flags: func(fs *flag.FlagSet) {
-				newDeviceFlags(fs)
-				fs.String("account", "", "account name or id (required)")
-				fs.String("old", "", "id of the device this one replaces (required)")
-				fs.Bool("no-wait", false, "print the request and return without waiting")
-			}, Run: runReplace},
-		&Command{Path: "approve", Summary: "approve a new device's enrollment request", Usage: "REQUEST_ID --code PAIRING_CODE",
-			Help: `On an active device: checks the pairing code the new device shows against the
+				Flags: func(fs *pflag.FlagSet) {
+					c.newDeviceFlags(fs, &o.name)
+					fs.StringVar(&o.account, "account", "", "account name or id (required)")
+					fs.BoolVar(&o.noWait, "no-wait", false, "print the request and return without waiting")
+				}, Run: c.do(func(c *Ctx) error { return enrollCommon(c, o) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			o := &enrollOpts{}
+			return &clikit.Command{Path: "replace", Group: "account", Summary: "replace an old device of the account with this one", Usage: "--account NAME --old DEVICE [--no-wait]",
+				Help: "Like enroll, but the new device takes the place of --old (its id, a unique\nprefix of at least 6 hex digits, or its name): only the old device can\napprove (with the pairing code), and it ends retired, its keys destroyed.\n\nexample:\n  enigm replace --account alice --old 4f0c9a1e... --no-wait --json",
+				Flags: func(fs *pflag.FlagSet) {
+					c.newDeviceFlags(fs, &o.name)
+					fs.StringVar(&o.account, "account", "", "account name or id (required)")
+					fs.StringVar(&o.old, "old", "", "the device this one replaces: id, id prefix or name (required)")
+					fs.BoolVar(&o.noWait, "no-wait", false, "print the request and return without waiting")
+				}, Run: c.do(func(c *Ctx) error {
+					if o.old == "" {
+						return Usagef("--old is required")
+					}
+					return enrollCommon(c, o)
+				})}
+		},
+		func(c *Ctx) *clikit.Command {
+			var code string
+			return &clikit.Command{Path: "approve", Group: "account", Summary: "approve a new device's enrollment request", Usage: "REQUEST_ID --code PAIRING_CODE",
+				Help: `On an active device: checks the pairing code the new device shows against the
 request, shows the SAS to compare with the new device's, and signs this
 device's approval against the current chain head. On a terminal it asks for
 confirmation after showing the SAS.
 
 example:
   enigm approve 3fa9c2... --code 7Q2K-M4XD-0PAB-9TNE`,
-			Args: 1, Flags: func(fs *flag.FlagSet) {
-				serverFlag(fs)
-				fs.String("code", "", "the pairing code the new device shows (required)")
-			}, Run: runApprove},
-		&Command{Path: "devices", Summary: "list an account's devices from its verified chain", Usage: "[--account NAME] [--json]",
-			Help: "Verifies the account's chain (refusing rollbacks and forks) and lists its\ndevices: active, revoked and retired, with their protection level and who\napproved them, and the device a pending recovery would add.\n\nexample:\n  enigm devices --json",
-			Args: 0, Flags: func(fs *flag.FlagSet) {
-				serverFlag(fs)
-				fs.String("account", "", "account name or id (default: this device's)")
-			}, Run: runDevices},
-		&Command{Path: "revoke", Summary: "revoke a device of this account", Usage: "DEVICE_ID [--yes] [--this-device] [--last-device]",
-			Help: `Signs a revoke_device link with this device's identity key. From the moment
+				Args: 1, Flags: func(fs *pflag.FlagSet) {
+					c.serverFlag(fs)
+					fs.StringVar(&code, "code", "", "the pairing `CODE` the new device shows (required)")
+				}, Run: c.do(func(c *Ctx) error { return runApprove(c, code) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			var account string
+			return &clikit.Command{Path: "devices", Group: "account", Summary: "list an account's devices from its verified chain", Usage: "[--account NAME] [--json]",
+				Help: "Verifies the account's chain (refusing rollbacks and forks) and lists its\ndevices: active, revoked and retired, with their protection level and who\napproved them, and the device a pending recovery would add.\n\nexample:\n  enigm devices --json",
+				Flags: func(fs *pflag.FlagSet) {
+					c.serverFlag(fs)
+					fs.StringVar(&account, "account", "", "account name or id (default: this device's)")
+				}, Run: c.do(func(c *Ctx) error { return runDevices(c, account) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			o := &revokeOpts{}
+			return &clikit.Command{Path: "revoke", Group: "account", Summary: "revoke a device of this account", Usage: "DEVICE [--yes] [--this-device] [--last-device]",
+				Help: `Signs a revoke_device link with this device's identity key. From the moment
 Command accepts it, the revoked device cannot authenticate, receives no new
 message or call keys, and its queued envelopes are deleted; when it next syncs
-it destroys every key.
+it destroys every key. DEVICE is the device's id, a unique prefix of at least
+6 hex digits of it, or its name (` + "`enigm devices`" + ` lists them).
 
 Two revocations cannot be undone from another device and need an extra
 confirmation: revoking this device itself (--this-device: its keys are
@@ -168,17 +206,23 @@ without --yes you may type the device id's first 8 characters instead;
 
 examples:
   enigm revoke 4f0c9a1e... --yes
+  enigm revoke laptop --yes
   enigm revoke 7d21b0c4... --yes --this-device    # this device, another remains`,
-			Args: 1, Flags: func(fs *flag.FlagSet) {
-				serverFlag(fs)
-				fs.Bool("this-device", false, "confirm that the device to revoke is this device")
-				fs.Bool("last-device", false, "confirm that the device to revoke is the account's last active device")
-			}, Run: runRevokeDevice},
-		&Command{Path: "rotate", Summary: "rotate this device's identity and KEM keys", Usage: "",
-			Help: "Generates new identity and KEM keys, publishes them in a rotate_keys link\nsigned by the old and new identity keys, then activates them; the old keys\nare superseded (the old KEM key still decrypts for its grace period).\n\nexample:\n  enigm rotate --json",
-			Args: 0, Flags: serverFlag, Run: runRotateDevice},
-		&Command{Path: "recover", Summary: "recover an account on this new device with the recovery code", Usage: "--account NAME [--no-wait]",
-			Help: `Starts recovery: a recovery_request signed by the recovery key (from the code)
+				Args: 1, Flags: func(fs *pflag.FlagSet) {
+					c.serverFlag(fs)
+					fs.BoolVar(&o.thisDevice, "this-device", false, "confirm that the device to revoke is this device")
+					fs.BoolVar(&o.lastDevice, "last-device", false, "confirm that the device to revoke is the account's last active device")
+				}, Run: c.do(func(c *Ctx) error { return runRevokeDevice(c, o) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			return &clikit.Command{Path: "rotate", Group: "account", Summary: "rotate this device's identity and KEM keys", Usage: "",
+				Help:  "Generates new identity and KEM keys, publishes them in a rotate_keys link\nsigned by the old and new identity keys, then activates them; the old keys\nare superseded (the old KEM key still decrypts for its grace period).\n\nexample:\n  enigm rotate --json",
+				Flags: c.serverFlag, Run: c.do(runRotateDevice)}
+		},
+		func(c *Ctx) *clikit.Command {
+			o := &recoverOpts{}
+			return &clikit.Command{Path: "recover", Group: "account", Summary: "recover an account on this new device with the recovery code", Usage: "--account NAME [--no-wait]",
+				Help: `Starts recovery: a recovery_request signed by the recovery key (from the code)
 and this device's new keys. The account's devices see it and can veto it
 during the waiting period; after it, the recovery completes (with the
 organisation's review where required). Recovery restores the account, never
@@ -188,14 +232,16 @@ The code comes from $ENIGM_RECOVERY_CODE, --recovery-code-file or a prompt.
 examples:
   ENIGM_RECOVERY_CODE=... enigm recover --account alice --no-wait --json
   enigm sync    # later: completes once the waiting period is over`,
-			Args: 0, Flags: func(fs *flag.FlagSet) {
-				newDeviceFlags(fs)
-				fs.String("account", "", "account name or id (required)")
-				fs.String("recovery-code-file", "", "read the recovery code from this file")
-				fs.Bool("no-wait", false, "start the recovery and return")
-			}, Run: runRecover},
-		&Command{Path: "veto", Summary: "veto a pending recovery of this account", Usage: "[REQUEST_ID]",
-			Help: `Any active device can cancel a recovery during its waiting period: it signs a
+				Flags: func(fs *pflag.FlagSet) {
+					c.newDeviceFlags(fs, &o.name)
+					fs.StringVar(&o.account, "account", "", "account name or id (required)")
+					fs.StringVar(&o.codeFile, "recovery-code-file", "", "read the recovery code from this `FILE`")
+					fs.BoolVar(&o.noWait, "no-wait", false, "start the recovery and return")
+				}, Run: c.do(func(c *Ctx) error { return runRecover(c, o) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			return &clikit.Command{Path: "veto", Group: "account", Summary: "veto a pending recovery of this account", Usage: "[REQUEST_ID]",
+				Help: `Any active device can cancel a recovery during its waiting period: it signs a
 recovery_veto link naming the request pending in the account's verified chain
 (` + "`enigm sync`" + `, ` + "`status`" + ` and ` + "`devices`" + ` show it). Without REQUEST_ID it vetoes
 the pending request (the chain holds at most one); with one, it refuses unless
@@ -204,9 +250,12 @@ code has leaked: replace it next with ` + "`enigm recovery rotate`" + `.
 
 examples:
   enigm veto
-  enigm veto 9c1e... --json`, Args: -1, Flags: serverFlag, Run: runVeto},
-		&Command{Path: "recovery rotate", Summary: "replace the account's recovery code", Usage: "[--recovery-code-file F]",
-			Help: `Draws a new recovery code and appends a rotate_recovery link signed by this
+  enigm veto 9c1e... --json`, Args: clikit.AnyArgs, Flags: c.serverFlag, Run: c.do(runVeto)}
+		},
+		func(c *Ctx) *clikit.Command {
+			var codeFile string
+			return &clikit.Command{Path: "recovery rotate", Summary: "replace the account's recovery code", Usage: "[--recovery-code-file F]",
+				Help: `Draws a new recovery code and appends a rotate_recovery link signed by this
 device and by the new recovery key. From then on the old code is useless: a
 recovery started with it is refused, and a pending recovery is cancelled. The
 new code is shown once (or written, mode 0600, to --recovery-code-file); it is
@@ -216,63 +265,100 @@ instance after vetoing a recovery you did not start.
 examples:
   enigm recovery rotate
   enigm recovery rotate --recovery-code-file alice.recovery.new --json`,
-			Args: 0, Flags: func(fs *flag.FlagSet) {
-				serverFlag(fs)
-				fs.String("recovery-code-file", "", "write the new recovery code to this new file (0600) instead of printing it")
-			}, Run: runRotateRecovery},
-		&Command{Path: "send", Summary: "send a message to an account's devices", Usage: "--to ACCOUNT [--in FILE]",
-			Help: `Seals the input (stdin by default) under a fresh message key, sealed with
+				Flags: func(fs *pflag.FlagSet) {
+					c.serverFlag(fs)
+					fs.StringVar(&codeFile, "recovery-code-file", "", "write the new recovery code to this new `FILE` (0600) instead of printing it")
+				}, Run: c.do(func(c *Ctx) error { return runRotateRecovery(c, codeFile) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			var to, in string
+			return &clikit.Command{Path: "send", Group: "messages", Summary: "send a message to an account's devices", Usage: "--to ACCOUNT [--in FILE]",
+				Help: `Seals the input (stdin by default) under a fresh message key, sealed with
 HPKE to every eligible device of the recipient (from its verified chain) and
 to this account's other devices, signed by this device.
 
 example:
   echo hello | enigm send --to bob`,
-			Args: 0, Flags: func(fs *flag.FlagSet) {
-				serverFlag(fs)
-				fs.String("to", "", "recipient account name or id (required)")
-				fs.String("in", "-", "message file (default stdin)")
-			}, Run: runSend},
-		&Command{Path: "receive", Summary: "fetch and open messages for this device", Usage: "[--json]",
-			Help: "Fetches this device's envelopes, verifies each sender against its verified\nchain, and opens them. JSON: messages[] with from, sent_at and body (base64).\n\nexample:\n  enigm receive --json",
-			Args: 0, Flags: serverFlag, Run: runReceive},
-		&Command{Path: "call", Summary: "set up a secure call with an account", Usage: "--to ACCOUNT [--ttl D] [--json]",
-			Help: "Generates a call key (TTL-bounded), delivers it sealed to the eligible\ndevices, and prints the call id and the fingerprint both sides compare.\n\nexample:\n  enigm call --to bob --json",
-			Args: 0, Flags: func(fs *flag.FlagSet) {
-				serverFlag(fs)
-				fs.String("to", "", "account to call (required)")
-				fs.Duration("ttl", time.Hour, "lifetime of the call key")
-			}, Run: runCall},
-		&Command{Path: "call accept", Summary: "join a call this device was invited to", Usage: "CALL_ID [--json]",
-			Help: "Installs the call key delivered to this device and prints its fingerprint.\n\nexample:\n  enigm call accept call-5e0f... --json", Args: 1, Flags: serverFlag, Run: runCallAccept},
-		&Command{Path: "call end", Summary: "end a call this device set up (destroy its key)", Usage: "CALL_ID",
-			Help: "example:\n  enigm call end call-5e0f...", Args: 1, Run: runCallEnd},
-		&Command{Path: "status", Summary: "show this device's account, state and protection", Usage: "[--json]",
-			Help: "Shows the account, this device's id and state, the keystore's protection and\nwhether it is locked, and a pending recovery of the account, from the last\nverified chain. --online syncs first.\n\nexample:\n  enigm status --online --json",
-			Args: 0, Flags: func(fs *flag.FlagSet) {
-				serverFlag(fs)
-				fs.Bool("online", false, "sync with the server first")
-			}, Run: runDeviceStatus},
-		&Command{Path: "sync", Summary: "fetch and verify the latest state; finish pending requests", Usage: "",
-			Help: "Verifies the account's chain from the server, completes a pending enrollment\nor recovery when it can, and destroys this device's keys if the verified\nchain shows it revoked. On an active device, a recovery of the account that\nis pending in the verified chain is shown (who, since when, when it can\ncomplete) and sync exits with status 4: run `enigm veto` if it is not you.\n\nexample:\n  enigm sync --json",
-			Args: 0, Flags: serverFlag, Run: runSync},
+				Flags: func(fs *pflag.FlagSet) {
+					c.serverFlag(fs)
+					fs.StringVar(&to, "to", "", "recipient `ACCOUNT` name or id (required)")
+					fs.StringVar(&in, "in", "-", "message `FILE` (- is stdin)")
+				}, Run: c.do(func(c *Ctx) error { return runSend(c, to, in) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			return &clikit.Command{Path: "receive", Group: "messages", Summary: "fetch and open messages for this device", Usage: "[--json]",
+				Help:  "Fetches this device's envelopes, verifies each sender against its verified\nchain, and opens them. JSON: messages[] with from, sent_at and body (base64).\n\nexample:\n  enigm receive --json",
+				Flags: c.serverFlag, Run: c.do(runReceive)}
+		},
+		func(c *Ctx) *clikit.Command {
+			var to string
+			var ttl time.Duration
+			return &clikit.Command{Path: "call", Group: "messages", Summary: "set up a secure call with an account", Usage: "--to ACCOUNT [--ttl D] [--json]",
+				Help: "Generates a call key (TTL-bounded), delivers it sealed to the eligible\ndevices, and prints the call id and the fingerprint both sides compare.\n\nexample:\n  enigm call --to bob --json",
+				Flags: func(fs *pflag.FlagSet) {
+					c.serverFlag(fs)
+					fs.StringVar(&to, "to", "", "`ACCOUNT` to call (required)")
+					fs.DurationVar(&ttl, "ttl", time.Hour, "lifetime of the call key")
+				}, Run: c.do(func(c *Ctx) error { return runCall(c, to, ttl) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			return &clikit.Command{Path: "call accept", Summary: "join a call this device was invited to", Usage: "CALL_ID [--json]",
+				Help: "Installs the call key delivered to this device and prints its fingerprint.\n\nexample:\n  enigm call accept call-5e0f... --json", Args: 1, Flags: c.serverFlag, Run: c.do(runCallAccept)}
+		},
+		func(c *Ctx) *clikit.Command {
+			return &clikit.Command{Path: "call end", Summary: "end a call this device set up (destroy its key)", Usage: "CALL_ID",
+				Help: "example:\n  enigm call end call-5e0f...", Args: 1, Run: c.do(runCallEnd)}
+		},
+		func(c *Ctx) *clikit.Command {
+			var online bool
+			return &clikit.Command{Path: "status", Group: "account", Summary: "show this device's account, state and protection", Usage: "[--online] [--json]",
+				Help: "Shows the account, this device's id and state, the keystore's protection and\nwhether it is locked, and a pending recovery of the account, from the last\nverified chain. --online syncs first.\n\nexample:\n  enigm status --online --json",
+				Flags: func(fs *pflag.FlagSet) {
+					c.serverFlag(fs)
+					fs.BoolVar(&online, "online", false, "sync with the server first")
+				}, Run: c.do(func(c *Ctx) error { return runDeviceStatus(c, online) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			return &clikit.Command{Path: "sync", Group: "account", Summary: "fetch and verify the latest state; finish pending requests", Usage: "",
+				Help:  "Verifies the account's chain from the server, completes a pending enrollment\nor recovery when it can, and destroys this device's keys if the verified\nchain shows it revoked. On an active device, a recovery of the account that\nis pending in the verified chain is shown (who, since when, when it can\ncomplete) and sync exits with status 4: run `enigm veto` if it is not you.\n\nexample:\n  enigm sync --json",
+				Flags: c.serverFlag, Run: c.do(runSync)}
+		},
 	)
 }
 
-func flagBool(c *Ctx, name string) bool { return c.flag(name).(flag.Getter).Get().(bool) }
-
-func flagDuration(c *Ctx, name string) time.Duration {
-	return c.flag(name).(flag.Getter).Get().(time.Duration)
+// accountInitJSON is `init --json`: the recovery code, or the file it is
+// in.
+type accountInitJSON struct {
+	AccountID   string `json:"account_id"`
+	DeviceID    string `json:"device_id"`
+	Fingerprint string `json:"fingerprint"`
+	recoveryCodeJSON
 }
 
-func runAccountInit(c *Ctx) error {
-	name := flagString(c, "account")
+// recoveryCodeJSON is where a new recovery code went: in the output, or
+// in a file.
+type recoveryCodeJSON struct {
+	RecoveryCode     string `json:"recovery_code,omitempty"`
+	RecoveryCodeFile string `json:"recovery_code_file,omitempty"`
+}
+
+// headJSON is a chain head in --json output.
+type headJSON struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+func headOut(h chain.Head) headJSON { return headJSON{Seq: h.Seq, Hash: hexID(h.Hash[:])} }
+
+func runAccountInit(c *Ctx, o *accountInitOpts) error {
+	name := o.account
 	if name == "" {
 		return Usagef("--account is required")
 	}
-	if (flagString(c, "invite") == "") != (flagString(c, "org") == "") {
+	if (o.invite == "") != (o.org == "") {
 		return Usagef("--org and --invite go together")
 	}
-	out := flagString(c, "recovery-code-file")
+	out := o.codeFile
 	codeOut, err := newRecoveryCodeOut(out)
 	if err != nil {
 		return err
@@ -283,16 +369,15 @@ func runAccountInit(c *Ctx) error {
 		return err
 	}
 	defer a.Close()
-	rd := flagDuration(c, "recovery-delay")
-	res, err := a.Init(c.Context(), device.InitOptions{Account: name, DeviceName: flagString(c, "name"),
-		Invite: flagString(c, "invite"), Org: flagString(c, "org"), RecoveryDelay: rd, SetRecoveryDelay: true})
+	res, err := a.Init(c.Context(), device.InitOptions{Account: name, DeviceName: o.name,
+		Invite: o.invite, Org: o.org, RecoveryDelay: o.recoveryDelay, SetRecoveryDelay: true})
 	if err != nil {
 		return err
 	}
 	code := res.RecoveryCode.Reveal()
 	defer res.RecoveryCode.Destroy()
-	j := map[string]any{"account_id": hexID(res.Account[:]), "device_id": hexID(res.Device[:]), "fingerprint": res.Fingerprint}
-	if err := codeOut.put(code, j); err != nil {
+	j := accountInitJSON{AccountID: hexID(res.Account[:]), DeviceID: hexID(res.Device[:]), Fingerprint: res.Fingerprint}
+	if err := codeOut.put(code, &j.recoveryCodeJSON); err != nil {
 		return err
 	}
 	return c.Output(j, func() {
@@ -305,16 +390,31 @@ func runAccountInit(c *Ctx) error {
 	})
 }
 
-func enrollJSON(r *device.EnrollResult) map[string]any {
-	j := map[string]any{"request_id": r.RequestID, "account_id": hexID(r.Account[:]), "device_id": hexID(r.Device[:]), "pairing_code": r.PairingCode}
-	var by []map[string]any
+// enrollJSON is `enroll --json` and `replace --json`.
+type enrollJSON struct {
+	RequestID   string    `json:"request_id"`
+	AccountID   string    `json:"account_id"`
+	DeviceID    string    `json:"device_id"`
+	PairingCode string    `json:"pairing_code"`
+	SAS         string    `json:"sas,omitempty"` // when one device approves
+	SASByDevice []sasJSON `json:"sas_by_device"`
+	State       string    `json:"state"`
+}
+
+type sasJSON struct {
+	DeviceID string `json:"device_id"`
+	Name     string `json:"name"`
+	SAS      string `json:"sas"`
+}
+
+func enrollOut(r *device.EnrollResult) enrollJSON {
+	j := enrollJSON{RequestID: r.RequestID, AccountID: hexID(r.Account[:]), DeviceID: hexID(r.Device[:]), PairingCode: r.PairingCode}
 	for _, s := range r.SAS {
-		by = append(by, map[string]any{"device_id": hexID(s.Device[:]), "name": s.Name, "sas": s.SAS})
+		j.SASByDevice = append(j.SASByDevice, sasJSON{DeviceID: hexID(s.Device[:]), Name: s.Name, SAS: s.SAS})
 	}
 	if len(r.SAS) == 1 {
-		j["sas"] = r.SAS[0].SAS
+		j.SAS = r.SAS[0].SAS
 	}
-	j["sas_by_device"] = by
 	return j
 }
 
@@ -326,17 +426,8 @@ func (c *Ctx) printEnroll(r *device.EnrollResult, verb string) {
 	}
 }
 
-func runEnroll(c *Ctx) error { return enrollCommon(c, "") }
-
-func runReplace(c *Ctx) error {
-	if flagString(c, "old") == "" {
-		return Usagef("--old is required")
-	}
-	return enrollCommon(c, flagString(c, "old"))
-}
-
-func enrollCommon(c *Ctx, old string) error {
-	acct := flagString(c, "account")
+func enrollCommon(c *Ctx, o *enrollOpts) error {
+	acct := o.account
 	if acct == "" {
 		return Usagef("--account is required")
 	}
@@ -345,7 +436,17 @@ func enrollCommon(c *Ctx, old string) error {
 		return err
 	}
 	defer a.Close()
-	r, err := a.Enroll(c.Context(), device.EnrollOptions{Account: acct, DeviceName: flagString(c, "name"), Replace: old})
+	old := ""
+	if o.old != "" {
+		// The device to replace, by id, id prefix or name, among the
+		// account's devices.
+		d, err := c.pickDevice(a, acct, o.old)
+		if err != nil {
+			return err
+		}
+		old = hexID(d[:])
+	}
+	r, err := a.Enroll(c.Context(), device.EnrollOptions{Account: acct, DeviceName: o.name, Replace: old})
 	if err != nil {
 		return err
 	}
@@ -353,21 +454,20 @@ func enrollCommon(c *Ctx, old string) error {
 	if old != "" {
 		verb = "replacement"
 	}
-	j := enrollJSON(r)
-	if flagBool(c, "no-wait") {
-		j["state"] = "pending"
+	j := enrollOut(r)
+	if o.noWait {
+		j.State = "pending"
 		return c.Output(j, func() { c.printEnroll(r, verb); c.Printf("finish later with: enigm sync\n") })
 	}
 	c.printEnroll(r, verb)
 	if err := a.Wait(c.Context()); err != nil {
 		return err
 	}
-	j["state"] = "active"
+	j.State = "active"
 	return c.Output(j, func() { c.Printf("device %s is now active in %s\n", hexID(r.Device[:]), acct) })
 }
 
-func runApprove(c *Ctx) error {
-	code := flagString(c, "code")
+func runApprove(c *Ctx, code string) error {
 	if code == "" {
 		return Usagef("--code is required (the pairing code the new device shows)")
 	}
@@ -387,7 +487,13 @@ func runApprove(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.Output(map[string]any{"request_id": r.RequestID, "state": r.State, "device_id": hexID(r.Device[:]), "name": r.DeviceName, "sas": r.SAS},
+	return c.Output(struct {
+		RequestID string `json:"request_id"`
+		State     string `json:"state"`
+		DeviceID  string `json:"device_id"`
+		Name      string `json:"name"`
+		SAS       string `json:"sas"`
+	}{r.RequestID, r.State, hexID(r.Device[:]), r.DeviceName, r.SAS},
 		func() {
 			c.Printf("approved %s (device %q, SAS %s): request is %s\n", r.RequestID, r.DeviceName, r.SAS, r.State)
 			if r.State == "device_approved" {
@@ -396,29 +502,49 @@ func runApprove(c *Ctx) error {
 		})
 }
 
-func runDevices(c *Ctx) error {
+// devicesJSON is `devices --json`.
+type devicesJSON struct {
+	AccountID string        `json:"account_id"`
+	Head      headJSON      `json:"head"`
+	Devices   []deviceJSON  `json:"devices"`
+	Recovery  *recoveryJSON `json:"recovery,omitempty"`
+}
+
+type deviceJSON struct {
+	DeviceID   string `json:"device_id"`
+	Name       string `json:"name"`
+	State      string `json:"state"`
+	Protection string `json:"protection"`
+	ApprovedBy string `json:"approved_by"`
+	AddedAt    string `json:"added_at"`
+	AddedSeq   uint64 `json:"added_seq"`
+	EndedAt    string `json:"ended_at,omitempty"`
+	Self       bool   `json:"self"`
+}
+
+func runDevices(c *Ctx, account string) error {
 	a, err := c.agent()
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	acct, devs, head, err := a.Devices(c.Context(), flagString(c, "account"))
+	acct, devs, head, err := a.Devices(c.Context(), account)
 	if err != nil && devs == nil {
 		return err
 	}
-	var js []map[string]any
+	var js []deviceJSON
 	for _, d := range devs {
-		j := map[string]any{"device_id": hexID(d.Device[:]), "name": d.Name, "state": d.State, "protection": d.Protection,
-			"approved_by": d.ApprovedBy, "added_at": ts(d.AddedAt), "added_seq": d.AddedSeq, "self": d.Self}
+		j := deviceJSON{DeviceID: hexID(d.Device[:]), Name: d.Name, State: d.State, Protection: d.Protection,
+			ApprovedBy: d.ApprovedBy, AddedAt: ts(d.AddedAt), AddedSeq: d.AddedSeq, Self: d.Self}
 		if !d.EndedAt.IsZero() {
-			j["ended_at"] = ts(d.EndedAt)
+			j.EndedAt = ts(d.EndedAt)
 		}
 		js = append(js, j)
 	}
 	ri := a.PendingRecovery(acct)
-	j := map[string]any{"account_id": hexID(acct[:]), "head": client.HeadJSON(head), "devices": js}
+	j := devicesJSON{AccountID: hexID(acct[:]), Head: headOut(head), Devices: js}
 	if ri != nil {
-		j["recovery"] = recoveryJSON(ri)
+		j.Recovery = recoveryOut(ri)
 	}
 	out := c.Output(j, func() {
 		c.Printf("account %s (verified to seq %d)\n", hexID(acct[:]), head.Seq)
@@ -439,29 +565,43 @@ func runDevices(c *Ctx) error {
 	return out
 }
 
-func parseDevice(s string) (chain.DeviceID, error) {
-	d, err := client.ParseDeviceID(strings.ToLower(s))
-	if err != nil {
-		return d, Usagef("%v", err)
+// pickDevice resolves ref, a device id, a unique prefix of at least 6 hex
+// digits of one, or a device name, among the devices of account ("" for
+// this device's).
+func (c *Ctx) pickDevice(a *device.Agent, account, ref string) (chain.DeviceID, error) {
+	if d, err := client.ParseDeviceID(strings.ToLower(ref)); err == nil {
+		return d, nil
 	}
-	return d, nil
+	_, devs, _, err := a.Devices(c.Context(), account)
+	if err != nil && devs == nil {
+		return chain.DeviceID{}, err
+	}
+	cands := make([]clikit.Candidate, len(devs))
+	for i, d := range devs {
+		cands[i] = clikit.Candidate{ID: hexID(d.Device[:]), Name: d.Name}
+	}
+	i, err := clikit.Pick("device", ref, cands)
+	if err != nil {
+		return chain.DeviceID{}, err
+	}
+	return devs[i].Device, nil
 }
 
-func runRevokeDevice(c *Ctx) error {
-	target, err := parseDevice(c.Args[0])
-	if err != nil {
-		return err
-	}
+func runRevokeDevice(c *Ctx, ro *revokeOpts) error {
 	a, err := c.agent()
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	target, err := c.pickDevice(a, "", c.Args[0])
+	if err != nil {
+		return err
+	}
 	t, err := a.CheckRevoke(c.Context(), target)
 	if err != nil {
 		return err
 	}
-	o := device.RevokeOptions{ThisDevice: flagBool(c, "this-device"), LastDevice: flagBool(c, "last-device")}
+	o := device.RevokeOptions{ThisDevice: ro.thisDevice, LastDevice: ro.lastDevice}
 	if err := c.confirmRevoke(t, &o); err != nil {
 		return err
 	}
@@ -469,7 +609,10 @@ func runRevokeDevice(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.Output(map[string]any{"revoked": hexID(target[:]), "head": client.HeadJSON(head)}, func() {
+	return c.Output(struct {
+		Revoked string   `json:"revoked"`
+		Head    headJSON `json:"head"`
+	}{hexID(target[:]), headOut(head)}, func() {
 		c.Printf("device %s revoked (chain seq %d)\n", hexID(target[:]), head.Seq)
 	})
 }
@@ -513,13 +656,16 @@ func runRotateDevice(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.Output(map[string]any{"identity_key": id.String(), "kem_key": kem.String()}, func() {
+	return c.Output(struct {
+		IdentityKey string `json:"identity_key"`
+		KEMKey      string `json:"kem_key"`
+	}{id.String(), kem.String()}, func() {
 		c.Printf("rotated: identity key %s, KEM key %s\n", id, kem)
 	})
 }
 
-func (c *Ctx) recoveryCode() (string, error) {
-	if f := flagString(c, "recovery-code-file"); f != "" {
+func (c *Ctx) recoveryCode(file string) (string, error) {
+	if f := file; f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return "", err
@@ -536,12 +682,21 @@ func (c *Ctx) recoveryCode() (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-func runRecover(c *Ctx) error {
-	acct := flagString(c, "account")
+// recoverJSON is `recover --json`.
+type recoverJSON struct {
+	RequestID string `json:"request_id"`
+	AccountID string `json:"account_id"`
+	DeviceID  string `json:"device_id"`
+	NotBefore string `json:"not_before"`
+	State     string `json:"state"`
+}
+
+func runRecover(c *Ctx, o *recoverOpts) error {
+	acct := o.account
 	if acct == "" {
 		return Usagef("--account is required")
 	}
-	code, err := c.recoveryCode()
+	code, err := c.recoveryCode(o.codeFile)
 	if err != nil {
 		return err
 	}
@@ -550,13 +705,13 @@ func runRecover(c *Ctx) error {
 		return err
 	}
 	defer a.Close()
-	r, err := a.Recover(c.Context(), device.RecoverOptions{Account: acct, DeviceName: flagString(c, "name"), Code: code})
+	r, err := a.Recover(c.Context(), device.RecoverOptions{Account: acct, DeviceName: o.name, Code: code})
 	if err != nil {
 		return err
 	}
-	j := map[string]any{"request_id": r.RecoveryID, "account_id": hexID(r.Account[:]), "device_id": hexID(r.Device[:]), "not_before": ts(r.NotBefore)}
-	if flagBool(c, "no-wait") {
-		j["state"] = "waiting"
+	j := recoverJSON{RequestID: r.RecoveryID, AccountID: hexID(r.Account[:]), DeviceID: hexID(r.Device[:]), NotBefore: ts(r.NotBefore)}
+	if o.noWait {
+		j.State = "waiting"
 		return c.Output(j, func() {
 			c.Printf("recovery %s requested for device %s; the account's devices can veto it until %s\nfinish with: enigm sync\n",
 				r.RecoveryID, hexID(r.Device[:]), ts(r.NotBefore))
@@ -566,7 +721,7 @@ func runRecover(c *Ctx) error {
 	if err := a.Wait(c.Context()); err != nil {
 		return err
 	}
-	j["state"] = "active"
+	j.State = "active"
 	return c.Output(j, func() {
 		c.Printf("device %s recovered the account; it can read only what is sent from now on\n", hexID(r.Device[:]))
 	})
@@ -589,7 +744,11 @@ func runVeto(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.Output(map[string]any{"vetoed": ri.RequestID, "recovery": recoveryJSON(ri), "head": client.HeadJSON(head)}, func() {
+	return c.Output(struct {
+		Vetoed   string        `json:"vetoed"`
+		Recovery *recoveryJSON `json:"recovery"`
+		Head     headJSON      `json:"head"`
+	}{ri.RequestID, recoveryOut(ri), headOut(head)}, func() {
 		c.Printf("recovery %s vetoed: device %q (%s) will not join\n", ri.RequestID, ri.Name, hexID(ri.Device[:]))
 		c.Printf("if you did not start it, the recovery code has leaked: replace it with `enigm recovery rotate`\n")
 	})
@@ -626,9 +785,9 @@ func (o *recoveryCodeOut) discard() {
 
 // put writes code to the file (and names the file in j), or puts the code
 // in j when there is no file.
-func (o *recoveryCodeOut) put(code string, j map[string]any) error {
+func (o *recoveryCodeOut) put(code string, j *recoveryCodeJSON) error {
 	if o.f == nil {
-		j["recovery_code"] = code
+		j.RecoveryCode = code
 		return nil
 	}
 	if _, err := fmt.Fprintln(o.f, code); err != nil {
@@ -638,12 +797,11 @@ func (o *recoveryCodeOut) put(code string, j map[string]any) error {
 		return err
 	}
 	o.f = nil
-	j["recovery_code_file"] = o.path
+	j.RecoveryCodeFile = o.path
 	return nil
 }
 
-func runRotateRecovery(c *Ctx) error {
-	out := flagString(c, "recovery-code-file")
+func runRotateRecovery(c *Ctx, out string) error {
 	codeOut, err := newRecoveryCodeOut(out)
 	if err != nil {
 		return err
@@ -661,8 +819,11 @@ func runRotateRecovery(c *Ctx) error {
 	// From here the new code is the account's only code: show it (or keep
 	// the file) even if the sync that followed failed.
 	defer rc.Destroy()
-	j := map[string]any{"head": client.HeadJSON(head)}
-	if perr := codeOut.put(rc.Reveal(), j); perr != nil {
+	j := struct {
+		Head headJSON `json:"head"`
+		recoveryCodeJSON
+	}{Head: headOut(head)}
+	if perr := codeOut.put(rc.Reveal(), &j.recoveryCodeJSON); perr != nil {
 		return errors.Join(perr, err)
 	}
 	if oerr := c.Output(j, func() {
@@ -678,12 +839,11 @@ func runRotateRecovery(c *Ctx) error {
 	return err
 }
 
-func runSend(c *Ctx) error {
-	to := flagString(c, "to")
+func runSend(c *Ctx, to, in string) error {
 	if to == "" {
 		return Usagef("--to is required")
 	}
-	body, err := c.ReadInput(flagString(c, "in"), 64<<10)
+	body, err := c.ReadInput(in, 64<<10)
 	if err != nil {
 		return err
 	}
@@ -696,13 +856,48 @@ func runSend(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.Output(map[string]any{"accepted": nonNil(r.Accepted), "rejected": r.Rejected}, func() {
+	out := struct {
+		Accepted []string       `json:"accepted"`
+		Rejected []rejectedJSON `json:"rejected"` // null when none
+	}{Accepted: nonNil(r.Accepted)}
+	for _, x := range r.Rejected {
+		out.Rejected = append(out.Rejected, rejectedJSON{DeviceID: x.DeviceID, Reason: x.Reason})
+	}
+	return c.Output(out, func() {
 		c.Printf("sent to %d device(s)", len(r.Accepted))
 		if len(r.Rejected) > 0 {
 			c.Printf("; %d refused by the relay", len(r.Rejected))
 		}
 		c.Printf("\n")
 	})
+}
+
+// receiveJSON is `receive --json`. skipped and deferred are null when
+// there are none.
+type receiveJSON struct {
+	Messages []messageJSON  `json:"messages"`
+	Calls    []string       `json:"calls"`
+	Skipped  []envelopeNote `json:"skipped"`
+	Deferred []envelopeNote `json:"deferred"`
+}
+
+type messageJSON struct {
+	ID         string `json:"id"`
+	From       string `json:"from"`
+	FromName   string `json:"from_name,omitempty"`
+	FromDevice string `json:"from_device"`
+	SentAt     string `json:"sent_at"`
+	Body       string `json:"body"`
+}
+
+type rejectedJSON struct {
+	DeviceID string `json:"device_id"`
+	Reason   string `json:"reason"`
+}
+
+type envelopeNote struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
 }
 
 func runReceive(c *Ctx) error {
@@ -715,24 +910,18 @@ func runReceive(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	msgs := []map[string]any{}
+	out := receiveJSON{Messages: []messageJSON{}, Calls: nonNil(r.Calls)}
 	for _, m := range r.Messages {
-		j := map[string]any{"id": m.ID, "from": hexID(m.From[:]), "from_device": hexID(m.FromDevice[:]),
-			"sent_at": m.SentAt.UTC().Format(time.RFC3339Nano), "body": base64.StdEncoding.EncodeToString(m.Body)}
-		if n := a.NameOf(m.From); n != "" {
-			j["from_name"] = n
-		}
-		msgs = append(msgs, j)
+		out.Messages = append(out.Messages, messageJSON{ID: m.ID, From: hexID(m.From[:]), FromName: a.NameOf(m.From), FromDevice: hexID(m.FromDevice[:]),
+			SentAt: m.SentAt.UTC().Format(time.RFC3339Nano), Body: base64.StdEncoding.EncodeToString(m.Body)})
 	}
-	var skipped []map[string]any
 	for _, s := range r.Skipped {
-		skipped = append(skipped, map[string]any{"id": s.ID, "reason": s.Reason})
+		out.Skipped = append(out.Skipped, envelopeNote{ID: s.ID, Reason: s.Reason})
 	}
-	var deferred []map[string]any
 	for _, s := range r.Deferred {
-		deferred = append(deferred, map[string]any{"id": s.ID, "reason": s.Reason})
+		out.Deferred = append(out.Deferred, envelopeNote{ID: s.ID, Reason: s.Reason})
 	}
-	return c.Output(map[string]any{"messages": msgs, "calls": nonNil(r.Calls), "skipped": skipped, "deferred": deferred}, func() {
+	return c.Output(out, func() {
 		for _, m := range r.Messages {
 			from := a.NameOf(m.From)
 			if from == "" {
@@ -755,8 +944,7 @@ func runReceive(c *Ctx) error {
 	})
 }
 
-func runCall(c *Ctx) error {
-	to := flagString(c, "to")
+func runCall(c *Ctx, to string, ttl time.Duration) error {
 	if to == "" {
 		return Usagef("--to is required")
 	}
@@ -765,11 +953,16 @@ func runCall(c *Ctx) error {
 		return err
 	}
 	defer a.Close()
-	r, err := a.Call(c.Context(), to, flagDuration(c, "ttl"))
+	r, err := a.Call(c.Context(), to, ttl)
 	if err != nil {
 		return err
 	}
-	return c.Output(map[string]any{"call_id": r.CallID, "fingerprint": r.Fingerprint, "expires": ts(r.Expires), "delivered_to": nonNil(r.Send.Accepted)}, func() {
+	return c.Output(struct {
+		CallID      string   `json:"call_id"`
+		Fingerprint string   `json:"fingerprint"`
+		Expires     string   `json:"expires"`
+		DeliveredTo []string `json:"delivered_to"`
+	}{r.CallID, r.Fingerprint, ts(r.Expires), nonNil(r.Send.Accepted)}, func() {
 		c.Printf("call %s set up with %d device(s); fingerprint %s (the other side must show the same)\n", r.CallID, len(r.Send.Accepted), r.Fingerprint)
 	})
 }
@@ -784,7 +977,10 @@ func runCallAccept(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.Output(map[string]any{"call_id": c.Args[0], "fingerprint": fp}, func() {
+	return c.Output(struct {
+		CallID      string `json:"call_id"`
+		Fingerprint string `json:"fingerprint"`
+	}{c.Args[0], fp}, func() {
 		c.Printf("joined call %s; fingerprint %s\n", c.Args[0], fp)
 	})
 }
@@ -798,32 +994,51 @@ func runCallEnd(c *Ctx) error {
 	if err := a.EndCall(c.Context(), c.Args[0]); err != nil {
 		return err
 	}
-	return c.Output(map[string]any{"call_id": c.Args[0], "ended": true}, func() { c.Printf("call %s ended; its key is destroyed\n", c.Args[0]) })
+	return c.Output(struct {
+		CallID string `json:"call_id"`
+		Ended  bool   `json:"ended"`
+	}{c.Args[0], true}, func() { c.Printf("call %s ended; its key is destroyed\n", c.Args[0]) })
 }
 
-func statusJSON(s *device.StatusInfo) map[string]any {
-	j := map[string]any{"state": s.State, "locked": s.Locked, "protection": s.Protection, "server": s.Server}
+// deviceStatusJSON is `status --json` and `sync --json`.
+type deviceStatusJSON struct {
+	State       string        `json:"state"`
+	Locked      bool          `json:"locked"`
+	Protection  string        `json:"protection"`
+	Server      string        `json:"server"`
+	AccountID   string        `json:"account_id,omitempty"`
+	Account     string        `json:"account,omitempty"`
+	Head        *headJSON     `json:"head,omitempty"`
+	Fingerprint string        `json:"fingerprint,omitempty"`
+	DeviceID    string        `json:"device_id,omitempty"`
+	Recovery    *recoveryJSON `json:"recovery,omitempty"`
+	Pending     *pendingJSON  `json:"pending,omitempty"`
+}
+
+type pendingJSON struct {
+	Kind        string `json:"kind"`
+	RequestID   string `json:"request_id"`
+	PairingCode string `json:"pairing_code,omitempty"`
+	NotBefore   string `json:"not_before,omitempty"`
+}
+
+func statusOut(s *device.StatusInfo) deviceStatusJSON {
+	j := deviceStatusJSON{State: s.State, Locked: s.Locked, Protection: s.Protection, Server: s.Server}
 	if s.HasAccount {
-		j["account_id"] = hexID(s.AccountID[:])
-		j["account"] = s.Account
-		j["head"] = client.HeadJSON(s.Head)
-		j["fingerprint"] = s.Fingerprint
+		h := headOut(s.Head)
+		j.AccountID, j.Account, j.Head, j.Fingerprint = hexID(s.AccountID[:]), s.Account, &h, s.Fingerprint
 	}
 	if s.Device != (chain.DeviceID{}) {
-		j["device_id"] = hexID(s.Device[:])
+		j.DeviceID = hexID(s.Device[:])
 	}
 	if s.Recovery != nil {
-		j["recovery"] = recoveryJSON(s.Recovery)
+		j.Recovery = recoveryOut(s.Recovery)
 	}
 	if s.Pending != nil {
-		p := map[string]any{"kind": s.Pending.Kind, "request_id": s.Pending.RequestID}
-		if s.Pending.PairingCode != "" {
-			p["pairing_code"] = s.Pending.PairingCode
-		}
+		j.Pending = &pendingJSON{Kind: s.Pending.Kind, RequestID: s.Pending.RequestID, PairingCode: s.Pending.PairingCode}
 		if !s.Pending.NotBefore.IsZero() {
-			p["not_before"] = ts(s.Pending.NotBefore)
+			j.Pending.NotBefore = ts(s.Pending.NotBefore)
 		}
-		j["pending"] = p
 	}
 	return j
 }
@@ -844,9 +1059,18 @@ func (c *Ctx) printStatus(s *device.StatusInfo) {
 }
 
 // recoveryJSON is a pending recovery in --json output.
-func recoveryJSON(r *device.RecoveryInfo) map[string]any {
-	return map[string]any{"request_id": r.RequestID, "device_id": hexID(r.Device[:]), "name": r.Name, "seq": r.Seq,
-		"requested_at": ts(r.RequestedAt), "not_before": ts(r.NotBefore)}
+type recoveryJSON struct {
+	RequestID   string `json:"request_id"`
+	DeviceID    string `json:"device_id"`
+	Name        string `json:"name"`
+	Seq         uint64 `json:"seq"`
+	RequestedAt string `json:"requested_at"`
+	NotBefore   string `json:"not_before"`
+}
+
+func recoveryOut(r *device.RecoveryInfo) *recoveryJSON {
+	return &recoveryJSON{RequestID: r.RequestID, DeviceID: hexID(r.Device[:]), Name: r.Name, Seq: r.Seq,
+		RequestedAt: ts(r.RequestedAt), NotBefore: ts(r.NotBefore)}
 }
 
 // recoveryPendingError is sync's answer while a recovery of the account is
@@ -860,17 +1084,17 @@ func (e *recoveryPendingError) Error() string {
 		r.RequestID, r.Name, hexID(r.Device[:]), ts(r.RequestedAt), ts(r.NotBefore))
 }
 
-func runDeviceStatus(c *Ctx) error {
+func runDeviceStatus(c *Ctx, online bool) error {
 	a, err := c.agent()
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	s, err := a.Status(c.Context(), flagBool(c, "online"))
+	s, err := a.Status(c.Context(), online)
 	if err != nil {
 		return err
 	}
-	return c.Output(statusJSON(s), func() { c.printStatus(s) })
+	return c.Output(statusOut(s), func() { c.printStatus(s) })
 }
 
 func runSync(c *Ctx) error {
@@ -894,7 +1118,7 @@ func runSync(c *Ctx) error {
 		// Nothing syncs for a device that is no longer in its account.
 		return fmt.Errorf("%w (%s): its keys were destroyed", device.ErrRevoked, s.State)
 	}
-	if err := c.Output(statusJSON(s), func() { c.printStatus(s) }); err != nil {
+	if err := c.Output(statusOut(s), func() { c.printStatus(s) }); err != nil {
 		return err
 	}
 	if s.Recovery != nil && s.State == device.StatusActive {

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -12,10 +11,12 @@ import (
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/soft"
+	"github.com/enigm/enigm/internal/clikit"
 	"github.com/enigm/enigm/keystore"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
 	"github.com/enigm/enigm/posture"
+	"github.com/spf13/pflag"
 )
 
 // backendMakers maps backend names to constructors; hardware backends add
@@ -71,9 +72,10 @@ func (c *Ctx) openStore(unlock bool) (*keystore.Store, error) {
 }
 
 func init() {
-	Register(
-		&Command{Path: "keystore init", Summary: "create a protected keystore on this device", Usage: "[--backend auto|soft|tpm|pkcs11]",
-			Help: `Creates the keystore home (mode 0700) with its database and audit log (0600).
+	register(
+		func(c *Ctx) *clikit.Command {
+			return &clikit.Command{Path: "keystore init", Summary: "create a protected keystore on this device", Usage: "[--backend auto|soft|tpm|pkcs11]",
+				Help: `Creates the keystore home (mode 0700) with its database and audit log (0600).
 The wrapping keys of the four key classes are generated here and sealed by the
 backend: "soft" derives a key from the passphrase with Argon2id (t=3, 64 MiB,
 p=4); "tpm" seals them as TPM 2.0 objects that need the passphrase
@@ -92,19 +94,25 @@ examples:
   ENIGM_PASSPHRASE=... enigm keystore init
   enigm --home /tmp/k keystore init --backend soft --passphrase-file pw.txt
   ENIGM_TPM_DEVICE=unix:/run/swtpm/sock enigm keystore init --backend tpm`,
-			Args: 0, Flags: func(fs *flag.FlagSet) { fs.String("backend", "auto", "protection backend: auto, soft, tpm or pkcs11") },
-			Run: runInit},
-		&Command{Path: "keystore status", Summary: "show the keystore's backend, protection and state", Usage: "[--json]",
-			Help: `Shows the backend and protection level, whether the device is revoked or
+				Flags: c.backendFlag, Run: c.do(runInit)}
+		},
+		func(c *Ctx) *clikit.Command {
+			return &clikit.Command{Path: "keystore status", Summary: "show the keystore's backend, protection and state", Usage: "[--json]",
+				Help: `Shows the backend and protection level, whether the device is revoked or
 associated, the keys per state, the audit log's integrity and the OS posture.
 It does not need the passphrase.
 
 example:
-  enigm keystore status --json`, Args: 0, Run: runStatus},
-		&Command{Path: "keys list", Summary: "list keys (no secrets)", Usage: "[--json]", Args: 0, Run: runList,
-			Help: "Lists every key with its id, class, algorithm, lifecycle state and times.\nDamaged records are listed with a problem; they hide nothing else.\n\nexample:\n  enigm keys list --json"},
-		&Command{Path: "keys generate", Summary: "generate a key on this device", Usage: "--class identity|kem|session [--alg ALG] [--ttl D] [--cause CAUSE] [--no-activate]",
-			Help: `Generates a key inside the keystore; only its public part is ever shown.
+  enigm keystore status --json`, Run: c.do(runStatus)}
+		},
+		func(c *Ctx) *clikit.Command {
+			return &clikit.Command{Path: "keys list", Summary: "list keys (no secrets)", Usage: "[--json]", Run: c.do(runList),
+				Help: "Lists every key with its id, class, algorithm, lifecycle state and times.\nDamaged records are listed with a problem; they hide nothing else.\n\nexample:\n  enigm keys list --json"}
+		},
+		func(c *Ctx) *clikit.Command {
+			o := &generateOpts{}
+			return &clikit.Command{Path: "keys generate", Summary: "generate a key on this device", Usage: "--class identity|kem|session [--alg ALG] [--ttl D] [--cause CAUSE] [--no-activate]",
+				Help: `Generates a key inside the keystore; only its public part is ever shown.
 identity: hybrid Ed25519 + ML-DSA-65 (default) or --alg ed25519 (classical only)
 kem:      HPKE MLKEM768-X25519
 session:  AES-256-GCM with a TTL (--ttl, default 1h, at most 24h); keys made
@@ -116,15 +124,18 @@ The lifecycle cause defaults to account_setup; --no-activate leaves the key
 examples:
   enigm keys generate --class identity --json
   enigm keys generate --class session --ttl 10m --cause call_setup`,
-			Args: 0, Flags: func(fs *flag.FlagSet) {
-				fs.String("class", "", "key class: identity, kem or session (required)")
-				fs.String("alg", "", "algorithm: ed25519+ml-dsa-65 (default identity), ed25519")
-				fs.Duration("ttl", 0, "session key lifetime (default 1h)")
-				fs.String("cause", "account_setup", "lifecycle cause: account_setup, device_enrollment, messaging_setup, call_setup, rotation, replacement, recovery")
-				fs.Bool("no-activate", false, "leave the key in the created state")
-			}, Run: runGenerate},
-		&Command{Path: "keys sign", Summary: "sign a file or stdin with an identity key", Usage: "--key ID [--in FILE] [--purpose P] [--out FILE]",
-			Help: `Signs the input under the application context "enigm/v1/app/<purpose>"
+				Flags: func(fs *pflag.FlagSet) {
+					fs.StringVar(&o.class, "class", "", "key class: identity, kem or session (required)")
+					fs.StringVar(&o.alg, "alg", "", "algorithm: ed25519+ml-dsa-65 (default identity), ed25519")
+					fs.DurationVar(&o.ttl, "ttl", 0, "session key lifetime (default 1h)")
+					fs.StringVar(&o.cause, "cause", "account_setup", "lifecycle cause: account_setup, device_enrollment, messaging_setup, call_setup, rotation, replacement, recovery")
+					fs.BoolVar(&o.noActivate, "no-activate", false, "leave the key in the created state")
+				}, Run: c.do(func(c *Ctx) error { return runGenerate(c, o) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			o := &signOpts{}
+			return &clikit.Command{Path: "keys sign", Summary: "sign a file or stdin with an identity key", Usage: "--key ID [--in FILE] [--purpose P] [--out FILE]",
+				Help: `Signs the input under the application context "enigm/v1/app/<purpose>"
 (never a chain, envelope or login context) after a policy
 decision (unlocked, authenticated within 5 minutes, app authorized, device not
 revoked, posture at least degraded). Prints the signature in base64, or writes
@@ -134,56 +145,89 @@ with code 3 and prints every reason code.
 examples:
   enigm keys sign --key 3f9a1c --in report.pdf > report.sig
   echo hello | enigm keys sign --key 3f9a1c --purpose greeting --json`,
-			Args: 0, Flags: func(fs *flag.FlagSet) {
-				fs.String("key", "", "key id or a unique prefix of at least 6 hex digits (required)")
-				fs.String("in", "-", "input file (default stdin)")
-				fs.String("purpose", "file", "application signing purpose: [a-z0-9_.-/], 1-60 characters")
-				fs.String("out", "", "write the raw signature to this new file")
-			}, Run: runSign},
-		&Command{Path: "keys verify", Summary: "verify a signature made by keys sign", Usage: "--key ID --sig FILE [--in FILE] [--purpose P]",
-			Help: "Verifies with the key's stored public key. The signature file may hold raw\nbytes or base64.\n\nexample:\n  enigm keys verify --key 3f9a1c --sig report.sig --in report.pdf",
-			Args: 0, Flags: func(fs *flag.FlagSet) {
-				fs.String("key", "", "key id or unique prefix (required)")
-				fs.String("sig", "", "signature file (required)")
-				fs.String("in", "-", "signed input (default stdin)")
-				fs.String("purpose", "file", "signing purpose used when signing")
-			}, Run: runVerify},
-		&Command{Path: "keys public", Summary: "print a key's public part", Usage: "--key ID [--json]", Args: 0,
-			Help:  "Prints the public key in base64 (hybrid: Ed25519 || ML-DSA-65; KEM: HPKE\nencoding; binding: SEC1 P-256).\n\nexample:\n  enigm keys public --key 3f9a1c --json",
-			Flags: func(fs *flag.FlagSet) { fs.String("key", "", "key id or unique prefix (required)") }, Run: runPublic},
-		&Command{Path: "keys rotate", Summary: "replace an active key with a new one", Usage: "--key ID [--grace D]",
-			Help: `Creates and activates a new key of the same class, algorithm and policy, and
+				Flags: func(fs *pflag.FlagSet) {
+					keyFlag(fs, &o.key)
+					fs.StringVar(&o.in, "in", "-", "input `FILE` (- is stdin)")
+					fs.StringVar(&o.purpose, "purpose", "file", "application signing `PURPOSE`: [a-z0-9_.-/], 1-60 characters")
+					fs.StringVar(&o.out, "out", "", "write the raw signature to this new `FILE`")
+				}, Run: c.do(func(c *Ctx) error { return runSign(c, o) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			o := &verifyOpts{}
+			return &clikit.Command{Path: "keys verify", Summary: "verify a signature made by keys sign", Usage: "--key ID --sig FILE [--in FILE] [--purpose P]",
+				Help: "Verifies with the key's stored public key. The signature file may hold raw\nbytes or base64.\n\nexample:\n  enigm keys verify --key 3f9a1c --sig report.sig --in report.pdf",
+				Flags: func(fs *pflag.FlagSet) {
+					keyFlag(fs, &o.key)
+					fs.StringVar(&o.sig, "sig", "", "signature `FILE` (required)")
+					fs.StringVar(&o.in, "in", "-", "signed input `FILE` (- is stdin)")
+					fs.StringVar(&o.purpose, "purpose", "file", "signing purpose used when signing")
+				}, Run: c.do(func(c *Ctx) error { return runVerify(c, o) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			var key string
+			return &clikit.Command{Path: "keys public", Summary: "print a key's public part", Usage: "--key ID [--json]",
+				Help:  "Prints the public key in base64 (hybrid: Ed25519 || ML-DSA-65; KEM: HPKE\nencoding; binding: SEC1 P-256).\n\nexample:\n  enigm keys public --key 3f9a1c --json",
+				Flags: func(fs *pflag.FlagSet) { keyFlag(fs, &key) }, Run: c.do(func(c *Ctx) error { return runPublic(c, key) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			var key string
+			var grace time.Duration
+			return &clikit.Command{Path: "keys rotate", Summary: "replace an active key with a new one", Usage: "--key ID [--grace D]",
+				Help: `Creates and activates a new key of the same class, algorithm and policy, and
 supersedes the old one in the same transaction. A superseded identity or KEM
 key may still verify/decrypt until its grace period ends (default 24h for
 identity, 7 days for KEM); session and binding keys are retired at once.
 
 example:
   enigm keys rotate --key 3f9a1c --grace 48h --json`,
-			Args: 0, Flags: func(fs *flag.FlagSet) {
-				fs.String("key", "", "key id or unique prefix (required)")
-				fs.Duration("grace", 0, "grace period of the superseded key (default per class)")
-			}, Run: runRotate},
-		&Command{Path: "keys revoke", Summary: "revoke a key: its material is destroyed", Usage: "--key ID [--yes]",
-			Help: "Moves the key to \"revoked\" and destroys its wrapped material; it can never be\nused again. Works without the passphrase. Asks for confirmation unless --yes.\n\nexample:\n  enigm keys revoke --key 3f9a1c --yes",
-			Args: 0, Flags: func(fs *flag.FlagSet) { fs.String("key", "", "key id or unique prefix (required)") }, Run: runRevoke},
-		&Command{Path: "audit", Summary: "show and verify the local audit log", Usage: "[--limit N] [--json]",
-			Help: `Verifies the hash chain of the audit log (every key-use decision, lifecycle
+				Flags: func(fs *pflag.FlagSet) {
+					keyFlag(fs, &key)
+					fs.DurationVar(&grace, "grace", 0, "grace period of the superseded key (default per class)")
+				}, Run: c.do(func(c *Ctx) error { return runRotate(c, key, grace) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			var key string
+			return &clikit.Command{Path: "keys revoke", Summary: "revoke a key: its material is destroyed", Usage: "--key ID [--yes]",
+				Help:  "Moves the key to \"revoked\" and destroys its wrapped material; it can never be\nused again. Works without the passphrase. Asks for confirmation unless --yes.\n\nexample:\n  enigm keys revoke --key 3f9a1c --yes",
+				Flags: func(fs *pflag.FlagSet) { keyFlag(fs, &key) }, Run: c.do(func(c *Ctx) error { return runRevoke(c, key) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			limit := 50
+			return &clikit.Command{Path: "audit", Group: "info", Summary: "show and verify the local audit log", Usage: "[--limit N] [--json]",
+				Help: `Verifies the hash chain of the audit log (every key-use decision, lifecycle
 event, unlock and lock) against its anchor in the database, then prints the
 newest entries. Exits 1 if the log is broken or was truncated.
 
 example:
   enigm audit --limit 20 --json`,
-			Args: 0, Flags: func(fs *flag.FlagSet) { fs.Int("limit", 50, "show at most N newest entries (0: all)") }, Run: runAudit},
-		&Command{Path: "posture", Summary: "show the OS security posture key use depends on", Usage: "[--json]", Args: 0,
-			Help: "Observes secure boot, an attached tracer/debugger, the keystore files'\npermissions and whether enigm runs as root, and prints the resulting level\n(trusted, degraded, compromised).\n\nexample:\n  enigm posture --json",
-			Run:  runPosture},
+				Flags: func(fs *pflag.FlagSet) { fs.IntVar(&limit, "limit", 50, "show at most `N` newest entries (0: all)") },
+				Run:   c.do(func(c *Ctx) error { return runAudit(c, limit) })}
+		},
+		func(c *Ctx) *clikit.Command {
+			return &clikit.Command{Path: "posture", Group: "info", Summary: "show the OS security posture key use depends on", Usage: "[--json]",
+				Help: "Observes secure boot, an attached tracer/debugger, the keystore files'\npermissions and whether enigm runs as root, and prints the resulting level\n(trusted, degraded, compromised).\n\nexample:\n  enigm posture --json",
+				Run:  c.do(runPosture)}
+		},
 	)
 }
 
-func flagString(c *Ctx, name string) string { return c.flag(name).(flag.Getter).Get().(string) }
+type generateOpts struct {
+	class, alg, cause string
+	ttl               time.Duration
+	noActivate        bool
+}
 
-func (c *Ctx) flag(name string) flag.Value {
-	return c.flags.Lookup(name).Value
+type signOpts struct{ key, in, purpose, out string }
+
+type verifyOpts struct{ key, sig, in, purpose string }
+
+func keyFlag(fs *pflag.FlagSet, key *string) {
+	fs.StringVar(key, "key", "", "key `ID`, or a unique prefix of at least 6 hex digits of it (required)")
+}
+
+// backendFlag binds --backend, the backend of a new keystore.
+func (c *Ctx) backendFlag(fs *pflag.FlagSet) {
+	fs.StringVar(&c.backendName, "backend", "auto", "protection backend of a new keystore: auto, soft, tpm or pkcs11")
 }
 
 func runInit(c *Ctx) error {
@@ -194,7 +238,7 @@ func runInit(c *Ctx) error {
 	if keystore.Exists(home) {
 		return fmt.Errorf("%w: %s already holds a keystore", keystore.ErrExists, home)
 	}
-	name := flagString(c, "backend")
+	name := c.backendName
 	if name == "auto" {
 		name = "soft"
 		for _, n := range autoOrder {
@@ -231,14 +275,54 @@ func runInit(c *Ctx) error {
 		return err
 	}
 	dev := st.Device
-	return c.Output(map[string]any{"home": home, "backend": st.Backend, "protection": st.Protection,
-		"device_id": hex.EncodeToString(dev[:]), "gates": gateStrings(st.Gates)}, func() {
+	return c.Output(initJSON{Home: home, Backend: st.Backend, Protection: string(st.Protection),
+		DeviceID: hex.EncodeToString(dev[:]), Gates: gateStrings(st.Gates)}, func() {
 		c.Printf("created keystore in %s\n  backend:    %s\n  protection: %s\n  device id:  %x\n", home, st.Backend, st.Protection, dev)
 		if len(st.Gates) > 0 {
 			c.Printf("  enforced in hardware: %s\n", strings.Join(gateStrings(st.Gates), ", "))
 		}
 		c.Printf("next: enigm keys generate --class identity\n")
 	})
+}
+
+// initJSON is `keystore init --json`.
+type initJSON struct {
+	Home       string   `json:"home"`
+	Backend    string   `json:"backend"`
+	Protection string   `json:"protection"`
+	DeviceID   string   `json:"device_id"`
+	Gates      []string `json:"gates"`
+}
+
+// keystoreStatusJSON is `keystore status --json`.
+type keystoreStatusJSON struct {
+	Home             string         `json:"home"`
+	Backend          string         `json:"backend"`
+	Protection       string         `json:"protection"`
+	BackendAvailable bool           `json:"backend_available"`
+	Locked           bool           `json:"locked"`
+	Revoked          bool           `json:"revoked"`
+	RevokedAt        string         `json:"revoked_at,omitempty"`
+	Association      string         `json:"association"`
+	DeviceID         string         `json:"device_id"`
+	Created          string         `json:"created"`
+	Keys             map[string]int `json:"keys"`
+	Gates            []string       `json:"gates"`
+	Audit            auditState     `json:"audit"`
+	Posture          postureJSON    `json:"posture"`
+}
+
+type auditState struct {
+	Intact      bool   `json:"intact"`
+	Entries     uint64 `json:"entries"`
+	Problem     string `json:"problem,omitempty"`
+	PreservedAs string `json:"preserved_as,omitempty"`
+}
+
+// postureJSON is `posture --json`, and the posture in the status.
+type postureJSON struct {
+	Level string   `json:"level"`
+	Facts []string `json:"facts"`
 }
 
 func backendNames() []string {
@@ -271,17 +355,16 @@ func runStatus(c *Ctx) error {
 	for state, n := range st.Keys {
 		keys[state.String()] = n
 	}
-	auditJ := map[string]any{"intact": st.Audit.Intact, "entries": st.AuditHead}
+	out := keystoreStatusJSON{Home: s.Home(), Backend: st.Backend, Protection: string(st.Protection), BackendAvailable: st.Available,
+		Locked: st.Locked, Revoked: st.Revoked, Association: st.Association.String(), DeviceID: hex.EncodeToString(st.Device[:]),
+		Created: st.Created.Format(time.RFC3339), Keys: keys, Gates: gateStrings(st.Gates),
+		Audit:   auditState{Intact: st.Audit.Intact, Entries: st.AuditHead},
+		Posture: postureJSON{Level: st.Posture.Level.String(), Facts: nonNil(st.Posture.Facts)}}
 	if st.Audit.Problem != "" {
-		auditJ["problem"] = st.Audit.Problem
-		auditJ["preserved_as"] = st.Audit.Preserved
+		out.Audit.Problem, out.Audit.PreservedAs = st.Audit.Problem, st.Audit.Preserved
 	}
-	out := map[string]any{"home": s.Home(), "backend": st.Backend, "protection": st.Protection, "backend_available": st.Available,
-		"locked": st.Locked, "revoked": st.Revoked, "association": st.Association.String(), "device_id": hex.EncodeToString(st.Device[:]),
-		"created": st.Created.Format(time.RFC3339), "keys": keys, "gates": gateStrings(st.Gates), "audit": auditJ,
-		"posture": map[string]any{"level": st.Posture.Level.String(), "facts": nonNil(st.Posture.Facts)}}
 	if st.Revoked {
-		out["revoked_at"] = st.RevokedAt.Format(time.RFC3339)
+		out.RevokedAt = st.RevokedAt.Format(time.RFC3339)
 	}
 	return c.Output(out, func() {
 		c.Printf("keystore   %s\nbackend    %s (%s)%s\ndevice     %x\nstate      %s\n", s.Home(), st.Backend, st.Protection,
@@ -326,29 +409,62 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func keyJSON(k keystore.KeyInfo) map[string]any {
-	m := map[string]any{"id": k.ID.String(), "class": k.Class.String(), "algorithm": k.Algorithm.String(),
-		"state": k.State.String(), "cause": k.Cause.String(), "created": ts(k.Created), "changed": ts(k.Changed),
-		"persistent": k.Persistent, "resident": k.Resident}
+// keyOut is a key in --json output; a damaged record is a damagedKeyOut.
+type keyOut struct {
+	ID          string `json:"id"`
+	Class       string `json:"class"`
+	Algorithm   string `json:"algorithm"`
+	State       string `json:"state"`
+	Cause       string `json:"cause"`
+	Created     string `json:"created"`
+	Changed     string `json:"changed"`
+	Persistent  bool   `json:"persistent"`
+	Resident    bool   `json:"resident"`
+	GraceUntil  string `json:"grace_until,omitempty"`
+	Expires     string `json:"expires,omitempty"`
+	Public      string `json:"public,omitempty"`
+	Predecessor string `json:"predecessor,omitempty"`
+	Successor   string `json:"successor,omitempty"`
+}
+
+type damagedKeyOut struct {
+	ID      string `json:"id"`
+	Problem string `json:"problem"`
+}
+
+// keyJSON is k in --json output: a keyOut or a damagedKeyOut.
+func keyJSON(k keystore.KeyInfo) any {
 	if k.Problem != "" {
-		return map[string]any{"id": k.ID.String(), "problem": k.Problem}
+		return damagedKeyOut{ID: k.ID.String(), Problem: k.Problem}
 	}
+	m := keyOut{ID: k.ID.String(), Class: k.Class.String(), Algorithm: k.Algorithm.String(),
+		State: k.State.String(), Cause: k.Cause.String(), Created: ts(k.Created), Changed: ts(k.Changed),
+		Persistent: k.Persistent, Resident: k.Resident}
 	if !k.GraceUntil.IsZero() {
-		m["grace_until"] = ts(k.GraceUntil)
+		m.GraceUntil = ts(k.GraceUntil)
 	}
 	if !k.Expires.IsZero() {
-		m["expires"] = ts(k.Expires)
+		m.Expires = ts(k.Expires)
 	}
 	if k.Public != nil {
-		m["public"] = base64.StdEncoding.EncodeToString(k.Public)
+		m.Public = base64.StdEncoding.EncodeToString(k.Public)
 	}
 	if k.Predecessor != nil {
-		m["predecessor"] = k.Predecessor.String()
+		m.Predecessor = k.Predecessor.String()
 	}
 	if k.Successor != nil {
-		m["successor"] = k.Successor.String()
+		m.Successor = k.Successor.String()
 	}
 	return m
+}
+
+// keysJSON is `keys list --json`; keyJSONOut the commands that show one key.
+type keysJSON struct {
+	Keys []any `json:"keys"`
+}
+
+type keyJSONOut struct {
+	Key any `json:"key"`
 }
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
@@ -363,11 +479,11 @@ func runList(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	js := []map[string]any{}
+	js := []any{}
 	for _, k := range keys {
 		js = append(js, keyJSON(k))
 	}
-	return c.Output(map[string]any{"keys": js}, func() {
+	return c.Output(keysJSON{Keys: js}, func() {
 		if len(keys) == 0 {
 			c.Printf("no keys (generate one with `enigm keys generate --class identity`)\n")
 			return
@@ -383,23 +499,22 @@ func runList(c *Ctx) error {
 	})
 }
 
-func runGenerate(c *Ctx) error {
-	class, ok := keystore.ParseClass(flagString(c, "class"))
+func runGenerate(c *Ctx, o *generateOpts) error {
+	class, ok := keystore.ParseClass(o.class)
 	if !ok || class == keystore.ClassBinding {
 		return Usagef("--class must be identity, kem or session")
 	}
-	opts := keystore.GenerateOptions{Activate: !c.flag("no-activate").(flag.Getter).Get().(bool),
-		TTL: c.flag("ttl").(flag.Getter).Get().(time.Duration)}
-	if a := flagString(c, "alg"); a != "" {
+	opts := keystore.GenerateOptions{Activate: !o.noActivate, TTL: o.ttl}
+	if a := o.alg; a != "" {
 		alg, ok := keystore.ParseAlgorithm(a)
 		if !ok {
 			return Usagef("unknown algorithm %q", a)
 		}
 		opts.Algorithm = alg
 	}
-	cause, ok := lifecycle.ParseCause(flagString(c, "cause"))
+	cause, ok := lifecycle.ParseCause(o.cause)
 	if !ok {
-		return Usagef("unknown cause %q", flagString(c, "cause"))
+		return Usagef("unknown cause %q", o.cause)
 	}
 	opts.Cause = cause
 	if class == keystore.ClassSession {
@@ -416,18 +531,19 @@ func runGenerate(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.Output(map[string]any{"key": keyJSON(k)}, func() {
+	return c.Output(keyJSONOut{Key: keyJSON(k)}, func() {
 		c.Printf("generated %s key %s (%s, %s)\n", k.Class, k.ID, k.Algorithm, k.State)
 	})
 }
 
-// openKey opens the keystore (unlocked when asked) and resolves --key in it.
-func (c *Ctx) openKey(unlock bool) (*keystore.Store, keystore.KeyID, error) {
+// openKey opens the keystore (unlocked when asked) and resolves the --key
+// value ref in it.
+func (c *Ctx) openKey(ref string, unlock bool) (*keystore.Store, keystore.KeyID, error) {
 	s, err := c.openStore(unlock)
 	if err != nil {
 		return nil, keystore.KeyID{}, err
 	}
-	id, err := c.resolveKey(s)
+	id, err := resolveKey(s, ref)
 	if err != nil {
 		s.Close()
 		return nil, id, err
@@ -435,8 +551,7 @@ func (c *Ctx) openKey(unlock bool) (*keystore.Store, keystore.KeyID, error) {
 	return s, id, nil
 }
 
-func (c *Ctx) resolveKey(s *keystore.Store) (keystore.KeyID, error) {
-	ref := flagString(c, "key")
+func resolveKey(s *keystore.Store, ref string) (keystore.KeyID, error) {
 	if ref == "" {
 		return keystore.KeyID{}, Usagef("--key is required")
 	}
@@ -446,17 +561,28 @@ func (c *Ctx) resolveKey(s *keystore.Store) (keystore.KeyID, error) {
 // maxInput bounds what sign and verify read.
 const maxInput = 64 << 20
 
-func runSign(c *Ctx) error {
-	msg, err := c.ReadInput(flagString(c, "in"), maxInput)
+// signJSON is `keys sign --json`.
+type signJSON struct {
+	Key       string `json:"key"`
+	Algorithm string `json:"algorithm"`
+	Purpose   string `json:"purpose"`
+	Signature string `json:"signature"`
+}
+
+func runSign(c *Ctx, o *signOpts) error {
+	if o.key == "" {
+		return Usagef("--key is required")
+	}
+	msg, err := c.ReadInput(o.in, maxInput)
 	if err != nil {
 		return err
 	}
-	purpose := flagString(c, "purpose")
+	purpose := o.purpose
 	p, err := keystore.AppPurpose(purpose)
 	if err != nil {
 		return err
 	}
-	out := flagString(c, "out")
+	out := o.out
 	var outFile *os.File
 	if out != "" {
 		// Claim the output file before signing: never overwrite, and
@@ -471,7 +597,7 @@ func runSign(c *Ctx) error {
 			}
 		}()
 	}
-	s, id, err := c.openKey(true)
+	s, id, err := c.openKey(o.key, true)
 	if err != nil {
 		return err
 	}
@@ -495,7 +621,7 @@ func runSign(c *Ctx) error {
 		outFile = nil
 	}
 	b64 := base64.StdEncoding.EncodeToString(sig)
-	return c.Output(map[string]any{"key": id.String(), "algorithm": k.Algorithm().String(), "purpose": purpose, "signature": b64}, func() {
+	return c.Output(signJSON{Key: id.String(), Algorithm: k.Algorithm().String(), Purpose: purpose, Signature: b64}, func() {
 		if out == "" {
 			fmt.Fprintln(c.Stdout, b64)
 		} else {
@@ -504,8 +630,11 @@ func runSign(c *Ctx) error {
 	})
 }
 
-func runVerify(c *Ctx) error {
-	sigPath := flagString(c, "sig")
+func runVerify(c *Ctx, o *verifyOpts) error {
+	if o.key == "" {
+		return Usagef("--key is required")
+	}
+	sigPath := o.sig
 	if sigPath == "" {
 		return Usagef("--sig is required")
 	}
@@ -517,11 +646,11 @@ func runVerify(c *Ctx) error {
 	if d, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw))); err == nil {
 		sig = d
 	}
-	msg, err := c.ReadInput(flagString(c, "in"), maxInput)
+	msg, err := c.ReadInput(o.in, maxInput)
 	if err != nil {
 		return err
 	}
-	s, id, err := c.openKey(false)
+	s, id, err := c.openKey(o.key, false)
 	if err != nil {
 		return err
 	}
@@ -533,18 +662,21 @@ func runVerify(c *Ctx) error {
 	if info.Class != keystore.ClassIdentity {
 		return fmt.Errorf("%w: %s is a %s key", keystore.ErrWrongClass, id.Short(), info.Class)
 	}
-	p, err := keystore.AppPurpose(flagString(c, "purpose"))
+	p, err := keystore.AppPurpose(o.purpose)
 	if err != nil {
 		return err
 	}
 	if err := keystore.Verify(info.Algorithm, info.Public, p, msg, sig); err != nil {
 		return fmt.Errorf("signature does not verify: %w", err)
 	}
-	return c.Output(map[string]any{"key": id.String(), "valid": true}, func() { c.Printf("signature valid (key %s)\n", id) })
+	return c.Output(struct {
+		Key   string `json:"key"`
+		Valid bool   `json:"valid"`
+	}{id.String(), true}, func() { c.Printf("signature valid (key %s)\n", id) })
 }
 
-func runPublic(c *Ctx) error {
-	s, id, err := c.openKey(false)
+func runPublic(c *Ctx, key string) error {
+	s, id, err := c.openKey(key, false)
 	if err != nil {
 		return err
 	}
@@ -557,17 +689,21 @@ func runPublic(c *Ctx) error {
 		return fmt.Errorf("%w: %s keys have no public part", keystore.ErrUnsupported, info.Class)
 	}
 	b64 := base64.StdEncoding.EncodeToString(info.Public)
-	return c.Output(map[string]any{"key": id.String(), "class": info.Class.String(), "algorithm": info.Algorithm.String(), "public": b64},
+	return c.Output(struct {
+		Key       string `json:"key"`
+		Class     string `json:"class"`
+		Algorithm string `json:"algorithm"`
+		Public    string `json:"public"`
+	}{id.String(), info.Class.String(), info.Algorithm.String(), b64},
 		func() { fmt.Fprintln(c.Stdout, b64) })
 }
 
-func runRotate(c *Ctx) error {
-	s, id, err := c.openKey(true)
+func runRotate(c *Ctx, key string, grace time.Duration) error {
+	s, id, err := c.openKey(key, true)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	grace := c.flag("grace").(flag.Getter).Get().(time.Duration)
 	nk, err := s.Rotate(id, keystore.RotateOptions{Grace: grace})
 	if err != nil {
 		return err
@@ -576,7 +712,10 @@ func runRotate(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.Output(map[string]any{"old": keyJSON(old), "new": keyJSON(nk)}, func() {
+	return c.Output(struct {
+		Old any `json:"old"`
+		New any `json:"new"`
+	}{keyJSON(old), keyJSON(nk)}, func() {
 		c.Printf("rotated %s key %s -> %s\n  old key is %s", old.Class, id, nk.ID, old.State)
 		if !old.GraceUntil.IsZero() {
 			c.Printf(" (may decrypt/verify until %s)", ts(old.GraceUntil))
@@ -585,8 +724,8 @@ func runRotate(c *Ctx) error {
 	})
 }
 
-func runRevoke(c *Ctx) error {
-	s, id, err := c.openKey(false)
+func runRevoke(c *Ctx, key string) error {
+	s, id, err := c.openKey(key, false)
 	if err != nil {
 		return err
 	}
@@ -602,10 +741,32 @@ func runRevoke(c *Ctx) error {
 		return err
 	}
 	info, _ = s.Info(id)
-	return c.Output(map[string]any{"key": keyJSON(info)}, func() { c.Printf("revoked key %s; its material is destroyed\n", id) })
+	return c.Output(keyJSONOut{Key: keyJSON(info)}, func() { c.Printf("revoked key %s; its material is destroyed\n", id) })
 }
 
-func runAudit(c *Ctx) error {
+// auditJSON is `audit --json`.
+type auditJSON struct {
+	Intact      bool         `json:"intact"`
+	Head        uint64       `json:"head"`
+	Problem     string       `json:"problem,omitempty"`
+	PreservedAs string       `json:"preserved_as,omitempty"`
+	Entries     []auditEntry `json:"entries"`
+}
+
+type auditEntry struct {
+	Seq     uint64    `json:"seq"`
+	Time    string    `json:"time"`
+	Kind    string    `json:"kind"`
+	Hash    string    `json:"hash"`
+	Key     string    `json:"key,omitempty"`
+	Op      string    `json:"op,omitempty"`
+	Allowed *bool     `json:"allowed,omitempty"` // decisions only
+	Reasons *[]string `json:"reasons,omitempty"` // decisions only, [] when allowed
+	Cause   string    `json:"cause,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+}
+
+func runAudit(c *Ctx, limit int) error {
 	s, err := c.openStore(false)
 	if err != nil {
 		return err
@@ -615,36 +776,23 @@ func runAudit(c *Ctx) error {
 	if err != nil {
 		return err
 	}
-	limit := c.flag("limit").(flag.Getter).Get().(int)
 	if limit > 0 && len(entries) > limit {
 		entries = entries[len(entries)-limit:]
 	}
-	js := []map[string]any{}
+	js := []auditEntry{}
 	for _, e := range entries {
-		j := map[string]any{"seq": e.Seq, "time": e.Time.UTC().Format(time.RFC3339Nano), "kind": e.Kind, "hash": e.Hash}
-		if e.Key != "" {
-			j["key"] = e.Key
-		}
-		if e.Op != "" {
-			j["op"] = e.Op
-		}
+		j := auditEntry{Seq: e.Seq, Time: e.Time.UTC().Format(time.RFC3339Nano), Kind: e.Kind, Hash: e.Hash,
+			Key: e.Key, Op: e.Op, Cause: e.Cause, Detail: e.Detail}
 		if e.Kind == "decision" {
-			j["allowed"] = len(e.Reasons) == 0
-			j["reasons"] = nonNil(e.Reasons)
-		}
-		if e.Cause != "" {
-			j["cause"] = e.Cause
-		}
-		if e.Detail != "" {
-			j["detail"] = e.Detail
+			allowed, reasons := len(e.Reasons) == 0, nonNil(e.Reasons)
+			j.Allowed, j.Reasons = &allowed, &reasons
 		}
 		js = append(js, j)
 	}
 	st, _ := s.Status()
-	out := map[string]any{"intact": intact, "entries": js, "head": st.AuditHead}
+	out := auditJSON{Intact: intact, Entries: js, Head: st.AuditHead}
 	if !intact {
-		out["problem"] = st.Audit.Problem
-		out["preserved_as"] = st.Audit.Preserved
+		out.Problem, out.PreservedAs = st.Audit.Problem, st.Audit.Preserved
 	}
 	err = c.Output(out, func() {
 		for _, e := range entries {
@@ -690,7 +838,7 @@ func runPosture(c *Ctx) error {
 		}
 	}
 	p := (&posture.Linux{Paths: paths}).Posture()
-	return c.Output(map[string]any{"level": p.Level.String(), "facts": nonNil(p.Facts)}, func() {
+	return c.Output(postureJSON{Level: p.Level.String(), Facts: nonNil(p.Facts)}, func() {
 		c.Printf("posture %s\n", p.Level)
 		for _, f := range p.Facts {
 			c.Printf("  %s\n", f)

@@ -1,6 +1,10 @@
 package enigmcli
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/enigm/enigm/internal/clikit"
+)
 
 // securityText states, for users, what Enigm does not protect: the key
 // management model's security limitations, each with what it means here.
@@ -48,17 +52,19 @@ the model traced to its code and tests), keystore.md, command.md.
 `
 
 func init() {
-	Register(&Command{
-		Path:    "security",
-		Summary: "what Enigm does not protect (read this once)",
-		Help: securityText + `
+	register(func(c *Ctx) *clikit.Command {
+		return &clikit.Command{
+			Path:    "security",
+			Group:   "info",
+			Summary: "what Enigm does not protect (read this once)",
+			Help: securityText + `
 examples:
   enigm security
   enigm help security`,
-		Args: 0,
-		Run: func(c *Ctx) error {
-			_, err := fmt.Fprint(c.Stdout, securityText)
-			return err
-		},
+			Run: c.do(func(c *Ctx) error {
+				_, err := fmt.Fprint(c.Stdout, securityText)
+				return err
+			}),
+		}
 	})
 }

@@ -1,0 +1,56 @@
+package enigmcli
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/command"
+	"github.com/enigm/enigm/internal/clikit/scripttest"
+	"github.com/enigm/enigm/internal/testkit"
+)
+
+// TestMain makes this test binary also the enigm of the transcripts: the
+// real Main over the process environment, with cheap Argon2id parameters
+// for the soft backend.
+func TestMain(m *testing.M) {
+	scripttest.Main(m, "enigm", func(ctx context.Context, args []string) int {
+		env := OSEnv()
+		env.Terminal = func() bool { return false }
+		env.Backend = func(name string, _ *Globals) (backend.Backend, error) { return testkit.SoftBackend(name) }
+		return Main(ctx, env, args)
+	})
+}
+
+// TestScripts runs the CLI transcripts in testdata/script: what a user
+// types and sees, exit codes included.
+func TestScripts(t *testing.T) {
+	cmds := scripttest.Cmds()
+	// server starts Enigm Command in the test process and points
+	// $ENIGM_SERVER at it.
+	cmds["server"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		cfg := command.Config{DataDir: ts.MkAbs("command-data"), RateLimits: &command.RateLimits{Disabled: true},
+			KeystoreBackend: testkit.SoftBackend, KeystorePassphrase: []byte("command"), MinRecoveryDelay: time.Hour,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), JanitorInterval: -1}
+		srv, err := command.New(cfg)
+		ts.Check(err)
+		hs := httptest.NewServer(srv.Handler())
+		ts.Defer(func() { hs.Close(); srv.Close() })
+		ts.Setenv("ENIGM_SERVER", hs.URL)
+	}
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script", Cmds: cmds, RequireExplicitExec: true,
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("ENIGM_HOME", filepath.Join(e.WorkDir, "home"))
+			e.Setenv("ENIGM_PASSPHRASE", "pw one")
+			return nil
+		},
+	})
+}
