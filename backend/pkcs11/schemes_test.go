@@ -3,7 +3,11 @@
 package pkcs11
 
 import (
+	"bytes"
+	"errors"
 	"testing"
+
+	p11 "github.com/miekg/pkcs11"
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/backendtest"
@@ -56,4 +60,80 @@ func TestConformanceForcedSchemes(t *testing.T) {
 			})
 		})
 	}
+}
+
+// Destroy without the PIN on every setup and scheme: only private objects
+// are left; an attacker with the PIN and copies of the state and sealed
+// data who plants a new destroy key under the old name gets a session but
+// unseals nothing; Purge removes the rest.
+func TestDestroyLockedSetups(t *testing.T) {
+	forEachSetup(t, func(t *testing.T, su *setup) {
+		b := su.backend(t, Options{}, nil)
+		st, err := b.Provision(bg, su.pin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := b.Open(bg, st, su.pin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		labels := []string{"enigm/v1/kek/identity", "enigm/v1/kek/kem"}
+		sealed := sealAll(t, s, labels...)
+		perLabel := 1 // the wrapping key
+		switch su.scheme {
+		case schemeCBCHMAC:
+			perLabel = 2 // + the MAC key
+		case schemeECDH:
+			perLabel = 2 // a key pair
+		}
+		want := perLabel * len(labels)
+		if bk, ok := s.(backend.BindingKeys); ok {
+			if _, _, err := bk.CreateBindingKey(bg); err != nil {
+				t.Fatal(err)
+			}
+			want += 2
+		} else if su.ecdsa {
+			t.Fatal("the session offers no binding keys on a token with ECDSA")
+		}
+		s.Close()
+		stCopy := bytes.Clone(st)
+		if err := b.Destroy(bg, st); err != nil {
+			t.Fatalf("Destroy without the PIN: %v", err)
+		}
+		if _, err := b.Open(bg, stCopy, su.pin); !errors.Is(err, backend.ErrDestroyed) {
+			t.Fatalf("Open after Destroy: err = %v, want ErrDestroyed", err)
+		}
+		inspectPIN(t, b, st, su.pin, func(c *conn) {
+			hs := storeObjects(t, c)
+			if len(hs) != want {
+				t.Fatalf("%d objects left, want the %d private ones", len(hs), want)
+			}
+			for _, h := range hs {
+				if !boolAttr(t, c, h, p11.CKA_PRIVATE) {
+					t.Fatal("an object visible without the PIN survived Destroy")
+				}
+			}
+			if err := c.createDestroyKey(); err != nil { // the attacker's new destroy key
+				t.Fatal(err)
+			}
+		})
+		s, err = b.Open(bg, stCopy, su.pin)
+		if err != nil {
+			t.Fatalf("Open with the planted destroy key: %v", err)
+		}
+		for l, blob := range sealed {
+			if got, err := s.Unseal(bg, l, blob); !errors.Is(err, backend.ErrSealedData) {
+				t.Fatalf("Unseal after Destroy with a planted destroy key: %q, %v; want ErrSealedData", got, err)
+			}
+		}
+		s.Close()
+		if err := b.Purge(bg, st, su.pin); err != nil {
+			t.Fatalf("Purge: %v", err)
+		}
+		inspectPIN(t, b, st, su.pin, func(c *conn) {
+			if n := len(storeObjects(t, c)); n != 0 {
+				t.Fatalf("%d objects left after Purge", n)
+			}
+		})
+	})
 }

@@ -114,6 +114,12 @@ func newTestBackendOpts(t testing.TB, opts Options, wrap func(token) token) *Bac
 // login registry, as the backend does) and runs fn on a raw connection.
 func inspect(t testing.TB, b *Backend, st []byte, fn func(c *conn)) {
 	t.Helper()
+	inspectPIN(t, b, st, pin, fn)
+}
+
+// inspectPIN is inspect with the PIN of the token.
+func inspectPIN(t testing.TB, b *Backend, st, pin []byte, fn func(c *conn)) {
+	t.Helper()
 	s, err := parseState(st)
 	if err != nil {
 		t.Fatal(err)
