@@ -36,7 +36,10 @@ func (c *counting) OpenSession(s, f uint) (p11.SessionHandle, error) {
 	c.n.Add(1)
 	return c.token.OpenSession(s, f)
 }
-func (c *counting) CloseSession(sh p11.SessionHandle) error { c.n.Add(1); return c.token.CloseSession(sh) }
+func (c *counting) CloseSession(sh p11.SessionHandle) error {
+	c.n.Add(1)
+	return c.token.CloseSession(sh)
+}
 func (c *counting) GetSessionInfo(sh p11.SessionHandle) (p11.SessionInfo, error) {
 	c.n.Add(1)
 	return c.token.GetSessionInfo(sh)
