@@ -152,3 +152,71 @@ func TestFaultyECDH(t *testing.T) {
 		}
 	})
 }
+
+// picky rejects, like tpm2-pkcs11, any template with an explicit false
+// usage flag (CKR_GENERAL_ERROR), and counts the templates it saw.
+type picky struct {
+	token
+	rejected int
+}
+
+func hasFalseUsage(a []*p11.Attribute) bool {
+	for _, x := range a {
+		switch x.Type {
+		case p11.CKA_ENCRYPT, p11.CKA_DECRYPT, p11.CKA_WRAP, p11.CKA_UNWRAP, p11.CKA_SIGN, p11.CKA_VERIFY, p11.CKA_DERIVE, p11.CKA_SIGN_RECOVER:
+			if len(x.Value) == 1 && x.Value[0] == 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (p *picky) GenerateKey(sh p11.SessionHandle, m []*p11.Mechanism, a []*p11.Attribute) (p11.ObjectHandle, error) {
+	if hasFalseUsage(a) {
+		p.rejected++
+		return 0, p11.Error(p11.CKR_GENERAL_ERROR)
+	}
+	return p.token.GenerateKey(sh, m, a)
+}
+
+func (p *picky) GenerateKeyPair(sh p11.SessionHandle, m []*p11.Mechanism, pub, priv []*p11.Attribute) (p11.ObjectHandle, p11.ObjectHandle, error) {
+	if hasFalseUsage(pub) || hasFalseUsage(priv) {
+		p.rejected++
+		return 0, 0, p11.Error(p11.CKR_GENERAL_ERROR)
+	}
+	return p.token.GenerateKeyPair(sh, m, pub, priv)
+}
+
+// A token that rejects explicit false usage flags gets the minimal
+// template, on every scheme, and the keys still pass the read-back.
+func TestMinimalTemplates(t *testing.T) {
+	for _, sc := range schemes {
+		t.Run(sc.name, func(t *testing.T) {
+			p := &picky{}
+			b := newTestBackendOpts(t, Options{TokenLabel: newToken(t), Scheme: sc.name}, func(tok token) token { p.token = tok; return p })
+			st, err := b.Provision(bg, pin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := b.Open(bg, st, pin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			sealed, err := s.Seal(bg, "l", []byte("x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := s.Unseal(bg, "l", sealed); err != nil || string(got) != "x" {
+				t.Fatalf("unseal: %q, %v", got, err)
+			}
+			if _, _, err := s.(backend.BindingKeys).CreateBindingKey(bg); err != nil {
+				t.Fatal(err)
+			}
+			if p.rejected == 0 {
+				t.Fatal("the strict template was never tried")
+			}
+		})
+	}
+}

@@ -137,3 +137,55 @@ func TestDestroyLockedSetups(t *testing.T) {
 		})
 	})
 }
+
+// Every secret and private key of a store, on every setup and scheme, is
+// sensitive, never extractable, generated on the token, and its value
+// cannot be read.
+func TestKeyAttributesSetups(t *testing.T) {
+	forEachSetup(t, func(t *testing.T, su *setup) {
+		b := su.backend(t, Options{}, nil)
+		st, err := b.Provision(bg, su.pin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Purge(bg, st, su.pin)
+		s, err := b.Open(bg, st, su.pin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealAll(t, s, "enigm/v1/kek/identity")
+		if bk, ok := s.(backend.BindingKeys); ok {
+			if _, _, err := bk.CreateBindingKey(bg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.Close()
+		inspectPIN(t, b, st, su.pin, func(c *conn) {
+			checked := 0
+			for _, h := range storeObjects(t, c) {
+				got, err := c.b.tok.GetAttributeValue(c.sh, h, []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, nil)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cls, _ := ulong(got[0].Value); cls == p11.CKO_PUBLIC_KEY {
+					continue
+				}
+				checked++
+				for attr, want := range map[uint]bool{
+					p11.CKA_TOKEN: true, p11.CKA_SENSITIVE: true, p11.CKA_EXTRACTABLE: false,
+					p11.CKA_NEVER_EXTRACTABLE: true, p11.CKA_ALWAYS_SENSITIVE: true, p11.CKA_LOCAL: true,
+				} {
+					if boolAttr(t, c, h, attr) != want {
+						t.Errorf("object %d: attribute %#x is not %v", h, attr, want)
+					}
+				}
+				if _, err := c.b.tok.GetAttributeValue(c.sh, h, []*p11.Attribute{p11.NewAttribute(p11.CKA_VALUE, nil)}); err == nil {
+					t.Errorf("object %d: CKA_VALUE could be read", h)
+				}
+			}
+			if checked < 2 {
+				t.Fatalf("only %d keys checked", checked)
+			}
+		})
+	})
+}
