@@ -209,10 +209,10 @@ var ecP256Params = []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 
 func (c *conn) destroyKeyTemplate() []*p11.Attribute {
 	id := objectID(c.st.StoreID, roleDestroy, nil)
 	if c.st.Scheme == schemeECDH {
-		_, priv := c.ecPairTemplates(id, false)
+		_, priv := c.ecPairTemplates(id, c.st.PINDestroy)
 		return priv
 	}
-	return c.secretTemplate(p11.CKK_AES, id, false)
+	return c.secretTemplate(p11.CKK_AES, id, c.st.PINDestroy)
 }
 
 // kekTemplate selects the wrapping key of a label: AES, or for schemeECDH

@@ -22,6 +22,10 @@ type state struct {
 	StoreID []byte `cbor:"3,keyasint"` // storeIDSize random bytes
 	Serial  string `cbor:"4,keyasint"` // CK_TOKEN_INFO.serialNumber, trimmed
 	Label   string `cbor:"5,keyasint"` // CK_TOKEN_INFO.label, trimmed
+	// PINDestroy: the destroy key is private, because the token keeps no
+	// key usable without the PIN (Options.PINOnlyDestroy); Destroy without
+	// the PIN then removes nothing. Omitted when false.
+	PINDestroy bool `cbor:"6,keyasint,omitempty"`
 }
 
 // bindingBlob is the non-secret handle of a binding key.

@@ -265,3 +265,21 @@ func wireHex(v any) (string, error) {
 	b, err := wire.Marshal(v)
 	return hex.EncodeToString(b), err
 }
+
+func TestStateGoldenPINDestroy(t *testing.T) {
+	const want = "a6" + "0101" + "0201" + // map(6), version 1, scheme 1
+		"0350" + "000102030405060708090a0b0c0d0e0f" + "0470" + "30313233343536373839616263646566" + "0565" + "656e69676d" +
+		"06f5" // 6: true, the destroy key is behind the PIN
+	s := state{Version: 1, Scheme: 1, StoreID: goldenStoreID, Serial: "0123456789abcdef", Label: "enigm", PINDestroy: true}
+	if got, err := wireHex(s); err != nil || got != want {
+		t.Fatalf("state: %s, %v; want %s", got, err, want)
+	}
+	p, err := parseState(unhex(want))
+	if err != nil || !p.PINDestroy {
+		t.Fatalf("parse: %+v, %v", p, err)
+	}
+	// false is omitted: a state with 6: false is not canonical.
+	if _, err := parseState(unhex("a6" + want[2:len(want)-2] + "f4")); !errors.Is(err, backend.ErrState) {
+		t.Fatalf("6: false accepted: %v", err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	p11 "github.com/miekg/pkcs11"
 
 	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/backendtest"
 )
 
 func haveOf(ms ...mechanism) map[uint]bool {
@@ -211,4 +212,87 @@ func TestPrivateOnlyTokenRefused(t *testing.T) {
 			t.Errorf("the error does not say what happened with %s: %v", sc.name, err)
 		}
 	}
+}
+
+// privateOnly is a token that makes every key it generates private, as a
+// PIV card does.
+type privateOnly struct{ token }
+
+func forcePrivate(a []*p11.Attribute) []*p11.Attribute {
+	out := make([]*p11.Attribute, 0, len(a))
+	for _, x := range a {
+		if x.Type == p11.CKA_PRIVATE {
+			x = p11.NewAttribute(p11.CKA_PRIVATE, true)
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+func (p privateOnly) GenerateKey(sh p11.SessionHandle, m []*p11.Mechanism, a []*p11.Attribute) (p11.ObjectHandle, error) {
+	return p.token.GenerateKey(sh, m, forcePrivate(a))
+}
+
+func (p privateOnly) GenerateKeyPair(sh p11.SessionHandle, m []*p11.Mechanism, pub, priv []*p11.Attribute) (p11.ObjectHandle, p11.ObjectHandle, error) {
+	return p.token.GenerateKeyPair(sh, m, forcePrivate(pub), forcePrivate(priv))
+}
+
+// On a token that keeps every key behind the PIN, Provision refuses unless
+// Options.PINOnlyDestroy accepts it; then the backend does not claim the
+// destroy gate, Destroy without the PIN leaves the keys (said in the
+// docs), and Destroy while unlocked or Purge removes them.
+func TestPINOnlyDestroy(t *testing.T) {
+	label := newToken(t)
+	wrap := func(tok token) token { return privateOnly{tok} }
+	strict := newTestBackendOpts(t, Options{TokenLabel: label}, wrap)
+	if _, err := strict.Provision(bg, pin); !errors.Is(err, ErrNoPublicObjects) {
+		t.Fatalf("without PINOnlyDestroy: err = %v, want ErrNoPublicObjects", err)
+	}
+	if !strict.Capabilities().Enforces(backend.GateDestroy) {
+		t.Fatal("a backend without PINOnlyDestroy does not claim the destroy gate")
+	}
+	b := newTestBackendOpts(t, Options{TokenLabel: label, PINOnlyDestroy: true}, wrap)
+	if b.Capabilities().Enforces(backend.GateDestroy) {
+		t.Fatal("PINOnlyDestroy still claims the destroy gate")
+	}
+	st, err := b.Provision(bg, pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := mustState(t, st); !s.PINDestroy || s.Scheme != schemeGCM2 {
+		t.Fatalf("state %+v, want the GCM scheme with the destroy key behind the PIN", s)
+	}
+	s, err := b.Open(bg, st, pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := sealAll(t, s, "enigm/v1/kek/identity")
+	s.Close()
+	if err := b.Destroy(bg, st); err != nil {
+		t.Fatalf("Destroy without the PIN: %v", err)
+	}
+	// What the docs say plainly: the keys are still there for the PIN.
+	s, err = b.Open(bg, st, pin)
+	if err != nil {
+		t.Fatalf("after a locked Destroy the store still opens with the PIN (documented): %v", err)
+	}
+	if _, err := s.Unseal(bg, "enigm/v1/kek/identity", sealed["enigm/v1/kek/identity"]); err != nil {
+		t.Fatalf("unseal: %v", err)
+	}
+	// Unlocked, Destroy removes everything.
+	if err := b.Destroy(bg, st); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	inspect(t, b, st, func(c *conn) {
+		if n := len(storeObjects(t, c)); n != 0 {
+			t.Fatalf("%d objects left after Destroy while logged in", n)
+		}
+	})
+	if _, err := b.Open(bg, st, pin); !errors.Is(err, backend.ErrDestroyed) {
+		t.Fatalf("Open after Destroy: err = %v, want ErrDestroyed", err)
+	}
+	backendtest.RunSecret(t, pin, func(t *testing.T) backend.Backend {
+		return newTestBackendOpts(t, Options{TokenLabel: label, PINOnlyDestroy: true}, wrap)
+	})
 }

@@ -21,6 +21,16 @@ type Options struct {
 	// SchemeAESCBCHMAC, SchemeP256ECDH). Empty: the first of them the
 	// token offers. Open reads the scheme from the state.
 	Scheme string
+	// PINOnlyDestroy accepts a token that keeps every key behind the PIN
+	// (a PIV card does; the PIV standard has no key usable and deletable
+	// without it). Such a token cannot hold the store's public destroy
+	// key, so Destroy without the PIN cannot remove anything: after the
+	// revocation of a locked device the store's keys stay on the token,
+	// usable by whoever has the PIN and a copy of the sealed data, until
+	// Purge with the PIN. With it set, Capabilities does not claim
+	// backend.GateDestroy, so the device record and organisation policy
+	// see it. A token that can hold a public destroy key still gets one.
+	PINOnlyDestroy bool
 }
 
 // DefaultModulePaths are searched, in order, when Options.Module is empty:

@@ -47,6 +47,11 @@ func newBackend(opts Options, wrap func(token) token) (*Backend, error) {
 		tok = wrap(tok)
 	}
 	b := &Backend{opts: opts, mod: mod, tok: tok, slots: map[string]uint{}, caps: capabilities()}
+	defer func() {
+		if opts.PINOnlyDestroy { // the token may not be able to destroy without the PIN
+			b.caps.HardwareGates = withoutGate(b.caps.HardwareGates, backend.GateDestroy)
+		}
+	}()
 	if t, err := b.selectToken(); err == nil {
 		if ms, err := b.tok.GetMechanismList(t.slot); err == nil {
 			have := mechSet(ms)
@@ -136,16 +141,26 @@ func (b *Backend) Provision(ctx context.Context, secret []byte) ([]byte, error) 
 		return nil, err
 	}
 	var errs []error
-	for _, sc := range cands {
-		st.Scheme = sc.id
-		err := c.createDestroyKey()
-		if err == nil {
-			return wire.Marshal(st)
+	modes := []bool{false}
+	if b.opts.PINOnlyDestroy {
+		modes = append(modes, true) // only if no scheme gets a public destroy key
+	}
+	for _, pinDestroy := range modes {
+		st.PINDestroy = pinDestroy
+		for _, sc := range cands {
+			st.Scheme = sc.id
+			err := c.createDestroyKey()
+			if err == nil {
+				return wire.Marshal(st)
+			}
+			if errors.Is(err, backend.ErrUnavailable) || errors.Is(err, backend.ErrBadSecret) || errors.Is(err, backend.ErrLockedOut) {
+				return nil, err
+			}
+			if pinDestroy {
+				err = fmt.Errorf("with the destroy key behind the PIN: %w", err)
+			}
+			errs = append(errs, fmt.Errorf("scheme %s: %w", sc.name, err))
 		}
-		if errors.Is(err, backend.ErrUnavailable) || errors.Is(err, backend.ErrBadSecret) || errors.Is(err, backend.ErrLockedOut) {
-			return nil, err
-		}
-		errs = append(errs, fmt.Errorf("scheme %s: %w", sc.name, err))
 	}
 	return nil, fmt.Errorf("pkcs11: token %q advertises the mechanisms of %s but could not host a store: %w", t.label, names(cands), errors.Join(errs...))
 }
@@ -153,11 +168,11 @@ func (b *Backend) Provision(ctx context.Context, secret []byte) ([]byte, error) 
 // createDestroyKey creates the store's destroy key for its scheme.
 func (c *conn) createDestroyKey() error {
 	if c.st.Scheme != schemeECDH {
-		_, err := c.generateAES(c.destroyKeyTemplate(), false)
+		_, err := c.generateAES(c.destroyKeyTemplate(), c.st.PINDestroy)
 		return err
 	}
-	pubT, privT := c.ecPairTemplates(objectID(c.st.StoreID, roleDestroy, nil), false)
-	_, _, err := c.generateAgreementPair(pubT, privT, false)
+	pubT, privT := c.ecPairTemplates(objectID(c.st.StoreID, roleDestroy, nil), c.st.PINDestroy)
+	_, _, err := c.generateAgreementPair(pubT, privT, c.st.PINDestroy)
 	return err
 }
 
@@ -182,22 +197,29 @@ func (b *Backend) Open(ctx context.Context, stateBytes, secret []byte) (backend.
 			c.close()
 		}
 	}()
+	if st.PINDestroy { // the destroy key is visible only after login
+		if err := c.login(secret); err != nil {
+			return nil, err
+		}
+	}
 	d, err := c.findOne("destroy key", c.destroyKeyTemplate())
 	if errors.Is(err, errNotFound) {
 		return nil, fmt.Errorf("%w: the store's destroy key is not on token %q (the store was destroyed, or the token re-initialized)", backend.ErrDestroyed, st.Label)
 	} else if err != nil {
 		return nil, err
 	}
-	if err := c.login(secret); err != nil {
-		return nil, err
+	if !st.PINDestroy {
+		if err := c.login(secret); err != nil {
+			return nil, err
+		}
 	}
 	s := &session{c: c, destroyKey: d, keks: map[string]p11.ObjectHandle{}, macs: map[string]p11.ObjectHandle{}, pubs: map[string]*ecdh.PublicKey{}}
 	if st.Scheme == schemeECDH {
-		pubT, _ := c.ecPairTemplates(objectID(st.StoreID, roleDestroy, nil), false)
-		if s.destroyPub, err = c.agreementPub(d, pubT, false); err != nil {
+		pubT, _ := c.ecPairTemplates(objectID(st.StoreID, roleDestroy, nil), st.PINDestroy)
+		if s.destroyPub, err = c.agreementPub(d, pubT, st.PINDestroy); err != nil {
 			return nil, err
 		}
-	} else if err := c.checkKey(d, p11.CKK_AES, false); err != nil {
+	} else if err := c.checkKey(d, p11.CKK_AES, st.PINDestroy); err != nil {
 		return nil, err
 	}
 	ms, err := b.tok.GetMechanismList(c.slot)
@@ -222,6 +244,12 @@ func (b *Backend) Open(ctx context.Context, stateBytes, secret []byte) (backend.
 // keys too; otherwise they stay on the token, unusable for unsealing,
 // until [Backend.Purge] removes them. Destroying a destroyed store
 // succeeds.
+//
+// A store provisioned with Options.PINOnlyDestroy on a token that keeps
+// every key behind the PIN has no such destroy key: there, Destroy without
+// a logged-in session removes nothing, and only Purge with the PIN (or the
+// token's security officer re-initializing the token) removes its keys.
+// Its backend does not claim [backend.GateDestroy].
 func (b *Backend) Destroy(ctx context.Context, stateBytes []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err

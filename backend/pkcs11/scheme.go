@@ -105,6 +105,16 @@ func candidates(token string, have map[uint]bool, want string) ([]scheme, error)
 	return nil, fmt.Errorf("pkcs11: unknown protection scheme %q (known: %s, %s, %s)", want, SchemeAESGCM, SchemeAESCBCHMAC, SchemeP256ECDH)
 }
 
+func withoutGate(gs []backend.Gate, g backend.Gate) []backend.Gate {
+	var out []backend.Gate
+	for _, x := range gs {
+		if x != g {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 func names(ss []scheme) string {
 	if len(ss) == 0 {
 		return "none"
