@@ -180,3 +180,92 @@ func BenchmarkUnseal32(b *testing.B) {
 		clear(k)
 	}
 }
+
+// BenchmarkSchemes: unlock (as BenchmarkUnlock) and the seal and unseal of
+// one 32-byte wrapping key, per scheme and token setup, in one run; the
+// baseline for the ratios in docs/perf.md is softhsm2-full/aes-gcm.
+func BenchmarkSchemes(b *testing.B) {
+	type run struct {
+		su     *setup
+		scheme string
+	}
+	var runs []run
+	for _, sc := range schemes {
+		runs = append(runs, run{setupFull, sc.name})
+	}
+	runs = append(runs, run{setupNoGCM, SchemeAESCBCHMAC}, run{setupEC, SchemeP256ECDH}, run{setupOCK, SchemeAESCBCHMAC})
+	allSetups() // fills in setupFull
+	for _, r := range runs {
+		b.Run(r.su.name+"/"+r.scheme, func(b *testing.B) {
+			r.su.need(b)
+			be := r.su.backend(b, Options{Scheme: r.scheme}, nil)
+			st, err := be.Provision(bg, r.su.pin)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { be.Purge(bg, st, r.su.pin) })
+			s, err := be.Open(bg, st, r.su.pin)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sealed := map[string][]byte{}
+			for _, l := range classLabels {
+				k := make([]byte, 32)
+				rand.Read(k)
+				if sealed[l], err = s.Seal(bg, l, k); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var blob []byte
+			if bk, ok := s.(backend.BindingKeys); ok {
+				if blob, _, err = bk.CreateBindingKey(bg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.Run("Unlock", func(b *testing.B) {
+				s.Close()
+				for b.Loop() {
+					s, err := be.Open(bg, st, r.su.pin)
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, l := range classLabels {
+						k, err := s.Unseal(bg, l, sealed[l])
+						if err != nil {
+							b.Fatal(err)
+						}
+						clear(k)
+					}
+					if blob != nil {
+						if _, err := s.(backend.BindingKeys).LoadBindingKey(bg, blob); err != nil {
+							b.Fatal(err)
+						}
+					}
+					s.Close()
+				}
+			})
+			s, err = be.Open(bg, st, r.su.pin)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			k := make([]byte, 32)
+			b.Run("Seal32", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := s.Seal(bg, classLabels[0], k); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("Unseal32", func(b *testing.B) {
+				for b.Loop() {
+					k, err := s.Unseal(bg, classLabels[0], sealed[classLabels[0]])
+					if err != nil {
+						b.Fatal(err)
+					}
+					clear(k)
+				}
+			})
+		})
+	}
+}
