@@ -121,11 +121,15 @@ func (c *conn) login(pin []byte) error {
 // (ulMinPinLen, ulMaxPinLen; bytes).
 func pinFits(ti p11.TokenInfo, pin []byte) error {
 	lo, hi := ti.MinPinLen, ti.MaxPinLen
-	if hi == 0 || hi >= 1<<31 { // CK_UNAVAILABLE_INFORMATION or unset: no upper bound known
-		hi = 1 << 31
+	if lo >= 1<<31 { // CK_UNAVAILABLE_INFORMATION
+		lo = 0
+	}
+	rng := fmt.Sprintf("%d to %d bytes", lo, hi)
+	if hi == 0 || hi >= 1<<31 { // unset or CK_UNAVAILABLE_INFORMATION: no upper bound known
+		hi, rng = 1<<31, fmt.Sprintf("at least %d bytes", lo)
 	}
 	if len(pin) < int(lo) || len(pin) > int(hi) {
-		return fmt.Errorf("%w: token %q accepts PINs of %d to %d bytes and this one has %d; no login was attempted, so no try was used. Use the token's PIN (the unlock secret is the token PIN)", backend.ErrBadSecret, trim(ti.Label), lo, ti.MaxPinLen, len(pin))
+		return fmt.Errorf("%w: token %q accepts PINs of %s and this one has %d; no login was attempted, so no try was used (the unlock secret is the token's PIN)", backend.ErrBadSecret, trim(ti.Label), rng, len(pin))
 	}
 	return nil
 }

@@ -296,3 +296,21 @@ func TestPINOnlyDestroy(t *testing.T) {
 		return newTestBackendOpts(t, Options{TokenLabel: label, PINOnlyDestroy: true}, wrap)
 	})
 }
+
+func TestPINFits(t *testing.T) {
+	for _, tc := range []struct {
+		lo, hi uint
+		n      int
+		ok     bool
+		msg    string
+	}{
+		{4, 8, 4, true, ""}, {4, 8, 8, true, ""}, {4, 8, 3, false, "4 to 8 bytes"}, {4, 8, 9, false, "4 to 8 bytes"},
+		{4, 0, 300, true, ""}, {4, ^uint(0), 300, true, ""}, {4, ^uint(0), 3, false, "at least 4 bytes"},
+		{^uint(0), ^uint(0), 1, true, ""},
+	} {
+		err := pinFits(p11.TokenInfo{Label: "t", MinPinLen: tc.lo, MaxPinLen: tc.hi}, bytes.Repeat([]byte("p"), tc.n))
+		if tc.ok != (err == nil) || (err != nil && (!errors.Is(err, backend.ErrBadSecret) || !strings.Contains(err.Error(), tc.msg))) {
+			t.Errorf("range %d..%d, %d bytes: %v", tc.lo, tc.hi, tc.n, err)
+		}
+	}
+}
