@@ -130,21 +130,29 @@ func BenchmarkOpen(b *testing.B) {
 func BenchmarkUnlock(b *testing.B) {
 	be, st, sealed, blob := benchStore(b)
 	for b.Loop() {
-		s, err := be.Open(bg, st, pin)
+		unlockOnce(b, be, st, pin, sealed, blob)
+	}
+}
+
+// unlockOnce opens the store, unseals each class's wrapping key, loads the
+// binding key (when blob is set) and closes the session.
+func unlockOnce(b *testing.B, be *Backend, st, pin []byte, sealed map[string][]byte, blob []byte) {
+	s, err := be.Open(bg, st, pin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for _, l := range classLabels {
+		k, err := s.Unseal(bg, l, sealed[l])
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, l := range classLabels {
-			k, err := s.Unseal(bg, l, sealed[l])
-			if err != nil {
-				b.Fatal(err)
-			}
-			clear(k)
-		}
+		clear(k)
+	}
+	if blob != nil {
 		if _, err := s.(backend.BindingKeys).LoadBindingKey(bg, blob); err != nil {
 			b.Fatal(err)
 		}
-		s.Close()
 	}
 }
 
@@ -225,23 +233,7 @@ func BenchmarkSchemes(b *testing.B) {
 			b.Run("Unlock", func(b *testing.B) {
 				s.Close()
 				for b.Loop() {
-					s, err := be.Open(bg, st, r.su.pin)
-					if err != nil {
-						b.Fatal(err)
-					}
-					for _, l := range classLabels {
-						k, err := s.Unseal(bg, l, sealed[l])
-						if err != nil {
-							b.Fatal(err)
-						}
-						clear(k)
-					}
-					if blob != nil {
-						if _, err := s.(backend.BindingKeys).LoadBindingKey(bg, blob); err != nil {
-							b.Fatal(err)
-						}
-					}
-					s.Close()
+					unlockOnce(b, be, st, r.su.pin, sealed, blob)
 				}
 			})
 			s, err = be.Open(bg, st, r.su.pin)

@@ -29,6 +29,17 @@ func faultyStoreScheme(t *testing.T, scheme string) (*faulty, *Backend, []byte, 
 	return f, b, st, s.(*session)
 }
 
+// atCall rewrites the plaintext of the n-th decryption (0: outer layer,
+// 1: inner layer).
+func atCall(n int, rewrite func([]byte) []byte) func(int, []byte) []byte {
+	return func(call int, pt []byte) []byte {
+		if call == n {
+			return rewrite(pt)
+		}
+		return pt
+	}
+}
+
 // A token answering wrongly under AES-CBC-HMAC: every answer is caught.
 func TestFaultyCBCHMAC(t *testing.T) {
 	f, _, _, s := faultyStoreScheme(t, SchemeAESCBCHMAC)
@@ -42,30 +53,10 @@ func TestFaultyCBCHMAC(t *testing.T) {
 		decrypt   func(call int, pt []byte) []byte
 		wantFault bool
 	}{
-		{"outer plaintext one byte short", func(call int, pt []byte) []byte {
-			if call == 0 {
-				return pt[:len(pt)-1]
-			}
-			return pt
-		}, true},
-		{"inner plaintext one block long", func(call int, pt []byte) []byte {
-			if call == 1 {
-				return append(pt, make([]byte, 16)...)
-			}
-			return pt
-		}, true},
-		{"inner plaintext with a flipped secret byte", func(call int, pt []byte) []byte {
-			if call == 1 {
-				pt[0] ^= 1
-			}
-			return pt
-		}, true},
-		{"outer plaintext with a flipped inner IV byte", func(call int, pt []byte) []byte {
-			if call == 0 {
-				pt[0] ^= 1
-			}
-			return pt
-		}, true},
+		{"outer plaintext one byte short", atCall(0, func(pt []byte) []byte { return pt[:len(pt)-1] }), true},
+		{"inner plaintext one block long", atCall(1, func(pt []byte) []byte { return append(pt, make([]byte, 16)...) }), true},
+		{"inner plaintext with a flipped secret byte", atCall(1, func(pt []byte) []byte { pt[0] ^= 1; return pt }), true},
+		{"outer plaintext with a flipped inner IV byte", atCall(0, func(pt []byte) []byte { pt[0] ^= 1; return pt }), true},
 	} {
 		f.calls = 0
 		f.decrypt = tc.decrypt

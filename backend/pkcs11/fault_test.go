@@ -92,18 +92,7 @@ func (f *faulty) GetAttributeValue(sh p11.SessionHandle, o p11.ObjectHandle, a [
 // faultyStore provisions and opens a store through a faulty token.
 func faultyStore(t *testing.T) (*faulty, *Backend, []byte, *session) {
 	t.Helper()
-	f := &faulty{}
-	b := newTestBackend(t, newToken(t), func(tok token) token { f.token = tok; return f })
-	st, err := b.Provision(bg, pin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := b.Open(bg, st, pin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return f, b, st, s.(*session)
+	return faultyStoreScheme(t, "") // the scheme a full token gets: aes-gcm
 }
 
 func wantFault(t *testing.T, what string, err error, sentinels ...error) {

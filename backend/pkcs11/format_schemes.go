@@ -183,6 +183,16 @@ func ecdhKEK(zLabel, zDestroy, storeID []byte, label string, eph, labelPub, dest
 	return hkdf.Key(sha256.New, ikm, storeID, string(info), 32)
 }
 
+// ecdhAEAD is AES-256-GCM under the key ecdhKEK derives.
+func ecdhAEAD(zLabel, zDestroy, storeID []byte, label string, eph []byte, labelPub, destroyPub *ecdh.PublicKey) (cipher.AEAD, error) {
+	k, err := ecdhKEK(zLabel, zDestroy, storeID, label, eph, labelPub.Bytes(), destroyPub.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	defer clear(k) // the cipher keeps its own expanded copy
+	return gcm(k)
+}
+
 func gcm(key []byte) (cipher.AEAD, error) {
 	blk, err := aes.NewCipher(key)
 	if err != nil {
@@ -205,12 +215,7 @@ func sealECDH(storeID []byte, label string, secret []byte, eph *ecdh.PrivateKey,
 	}
 	defer clear(zd)
 	e := eph.PublicKey().Bytes()
-	k, err := ecdhKEK(zl, zd, storeID, label, e, labelPub.Bytes(), destroyPub.Bytes())
-	if err != nil {
-		return nil, err
-	}
-	defer clear(k)
-	a, err := gcm(k)
+	a, err := ecdhAEAD(zl, zd, storeID, label, e, labelPub, destroyPub)
 	if err != nil {
 		return nil, err
 	}
@@ -258,12 +263,7 @@ func openECDH(storeID []byte, label string, sealed []byte, labelPub, destroyPub 
 	if len(zl) != 32 || len(zd) != 32 {
 		return nil, fmt.Errorf("%w: %w: ECDH returned %d and %d bytes, want 32", backend.ErrSealedData, ErrTokenFault, len(zl), len(zd))
 	}
-	k, err := ecdhKEK(zl, zd, storeID, label, e, labelPub.Bytes(), destroyPub.Bytes())
-	if err != nil {
-		return nil, err
-	}
-	defer clear(k)
-	a, err := gcm(k)
+	a, err := ecdhAEAD(zl, zd, storeID, label, e, labelPub, destroyPub)
 	if err != nil {
 		return nil, err
 	}
