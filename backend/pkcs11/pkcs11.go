@@ -146,6 +146,9 @@ func (b *Backend) Provision(ctx context.Context, secret []byte) ([]byte, error) 
 		modes = append(modes, true) // only if no scheme gets a public destroy key
 	}
 	for _, pinDestroy := range modes {
+		if pinDestroy && !errors.Is(errors.Join(errs...), ErrNoPublicObjects) {
+			break // the schemes failed for another reason
+		}
 		st.PINDestroy = pinDestroy
 		for _, sc := range cands {
 			st.Scheme = sc.id
