@@ -55,9 +55,11 @@ func newBackend(opts Options, wrap func(token) token) (*Backend, error) {
 	if t, err := b.selectToken(); err == nil {
 		if ms, err := b.tok.GetMechanismList(t.slot); err == nil {
 			have := mechSet(ms)
+			var id uint8 // 0: the token can host no scheme (Provision will say why)
 			if cs, err := candidates(t.label, have, opts.Scheme); err == nil {
-				b.caps = capsFor(cs[0].id, len(missing(have, bindingNeed)) == 0)
+				id = cs[0].id
 			}
+			b.caps = capsFor(id, len(missing(have, bindingNeed)) == 0)
 		}
 	}
 	return b, nil
@@ -69,7 +71,7 @@ func newBackend(opts Options, wrap func(token) token) (*Backend, error) {
 // unlock secret, non-exportability and destruction enforced by the token
 // in every scheme (Provision refuses a token that cannot provide them).
 // When New found no such token, it reports what a token with every
-// mechanism offers.
+// mechanism offers; for a token that can host no scheme, no AES keys.
 func (b *Backend) Capabilities() backend.Capabilities { return b.caps }
 
 // selectToken picks the token Provision uses.

@@ -113,6 +113,32 @@ func copyFile(src, dst string) error {
 	return out.Close()
 }
 
+// tpm2-pkcs11 over swtpm: scripts/test.sh starts swtpm and exports
+// ENIGM_TEST_TPM2_PKCS11_{MODULE,TCTI}; the test gives the module a
+// throwaway store directory and initializes a token through it.
+var (
+	tpm2Module string
+	tpm2Err    = errors.New("ENIGM_TEST_TPM2_PKCS11_MODULE and _TCTI are not set (scripts/test.sh sets them after starting swtpm)")
+)
+
+func setupTPM2PKCS11(dir string) {
+	mod, tcti := os.Getenv("ENIGM_TEST_TPM2_PKCS11_MODULE"), os.Getenv("ENIGM_TEST_TPM2_PKCS11_TCTI")
+	if mod == "" || tcti == "" {
+		return
+	}
+	store := filepath.Join(dir, "tpm2-pkcs11")
+	if tpm2Err = os.Mkdir(store, 0o700); tpm2Err != nil {
+		return
+	}
+	// Read by the module in C_Initialize.
+	os.Setenv("TPM2_PKCS11_STORE", store)
+	os.Setenv("TPM2_PKCS11_TCTI", tcti)
+	os.Setenv("TPM2_PKCS11_LOG_LEVEL", "0")
+	if _, tpm2Err = loadModule(mod); tpm2Err == nil {
+		tpm2Module = mod
+	}
+}
+
 func setupOpenCryptoki() {
 	mod, label, p := os.Getenv("ENIGM_TEST_OPENCRYPTOKI_MODULE"), os.Getenv("ENIGM_TEST_OPENCRYPTOKI_LABEL"), os.Getenv("ENIGM_TEST_OPENCRYPTOKI_PIN")
 	if mod == "" || label == "" || p == "" {

@@ -43,6 +43,7 @@ func TestMain(m *testing.M) {
 		setupRestricted(dir)
 		hsmErr = setupSoftHSM(dir)
 		setupOpenCryptoki()
+		setupTPM2PKCS11(dir)
 		return m.Run()
 	}())
 }
