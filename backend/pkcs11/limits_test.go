@@ -197,7 +197,7 @@ func TestTPM2PKCS11Refused(t *testing.T) {
 	}
 	t.Run("tpm2-pkcs11", func(t *testing.T) {
 		if tpm2Module == "" {
-			testenv.Missing(t, "tpm2-pkcs11 over swtpm", tpm2Err)
+			testenv.Missing(t, "tpm2-pkcs11 over swtpm", errTPM2)
 		}
 		m, err := loadModule(tpm2Module)
 		if err != nil {

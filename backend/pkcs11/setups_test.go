@@ -118,7 +118,7 @@ func copyFile(src, dst string) error {
 // throwaway store directory and initializes a token through it.
 var (
 	tpm2Module string
-	tpm2Err    = errors.New("ENIGM_TEST_TPM2_PKCS11_MODULE and _TCTI are not set (scripts/test.sh sets them after starting swtpm)")
+	errTPM2    = errors.New("ENIGM_TEST_TPM2_PKCS11_MODULE and _TCTI are not set (scripts/test.sh sets them after starting swtpm)")
 )
 
 func setupTPM2PKCS11(dir string) {
@@ -127,14 +127,14 @@ func setupTPM2PKCS11(dir string) {
 		return
 	}
 	store := filepath.Join(dir, "tpm2-pkcs11")
-	if tpm2Err = os.Mkdir(store, 0o700); tpm2Err != nil {
+	if errTPM2 = os.Mkdir(store, 0o700); errTPM2 != nil {
 		return
 	}
 	// Read by the module in C_Initialize.
 	os.Setenv("TPM2_PKCS11_STORE", store)
 	os.Setenv("TPM2_PKCS11_TCTI", tcti)
 	os.Setenv("TPM2_PKCS11_LOG_LEVEL", "0")
-	if _, tpm2Err = loadModule(mod); tpm2Err == nil {
+	if _, errTPM2 = loadModule(mod); errTPM2 == nil {
 		tpm2Module = mod
 	}
 }
