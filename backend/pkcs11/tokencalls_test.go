@@ -187,3 +187,69 @@ func TestNoTokenCallsAfterUnlock(t *testing.T) {
 		t.Logf("%s: %d token calls at unlock and first use, 0 for 40 signatures and 20 decryptions", schemeByID(su.scheme).name, before-unlockFrom)
 	})
 }
+
+// publicObjects counts the token objects visible without login on the
+// token with this label.
+func publicObjects(t *testing.T, b *Backend, label string) int {
+	t.Helper()
+	ts, err := b.tokensPresent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range ts {
+		if ti.label != label {
+			continue
+		}
+		c, err := b.dialSlot(ti.slot, &state{Serial: ti.serial, Label: ti.label})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.close()
+		hs, err := c.find([]*p11.Attribute{p11.NewAttribute(p11.CKA_TOKEN, true), p11.NewAttribute(p11.CKA_PRIVATE, false)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(hs)
+	}
+	t.Fatalf("no token %q", label)
+	return 0
+}
+
+// A keystore revoked while locked destroys its token protection through
+// the backend on every setup: the store's public destroy key (a key pair
+// under p256-ecdh) is gone from the token, and the store does not unlock.
+func TestKeystoreRevokeLockedSetups(t *testing.T) {
+	forEachSetup(t, func(t *testing.T, su *setup) {
+		label := su.token(t)
+		b := su.backend(t, Options{TokenLabel: label}, nil)
+		opts := keystore.Options{
+			Backend: func(string) (backend.Backend, error) { return b, nil },
+			Posture: posture.Static(policy.Posture{Level: policy.PostureTrusted}),
+		}
+		before := publicObjects(t, b, label)
+		s, err := keystore.Init(bg, filepath.Join(t.TempDir(), "home"), b, su.pin, keystore.InitOptions{Options: opts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		destroyObjects := 1
+		if su.scheme == schemeECDH {
+			destroyObjects = 2
+		}
+		if n := publicObjects(t, b, label) - before; n != destroyObjects {
+			t.Fatalf("the store added %d public objects, want %d (its destroy key)", n, destroyObjects)
+		}
+		if err := s.Lock(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RevokeDevice(bg, "test"); err != nil {
+			t.Fatalf("RevokeDevice while locked: %v", err)
+		}
+		if n := publicObjects(t, b, label); n != before {
+			t.Fatalf("%d public objects after revocation, want %d: the destroy key survived", n, before)
+		}
+		if err := s.Unlock(bg, su.pin); err == nil {
+			t.Fatal("a revoked store unlocked")
+		}
+	})
+}
