@@ -21,9 +21,9 @@ type Options struct {
 	// SchemeAESCBCHMAC, SchemeP256ECDH). Empty: the first of them the
 	// token offers. Open reads the scheme from the state.
 	Scheme string
-	// PINOnlyDestroy accepts a token that keeps every key behind the PIN
-	// (a PIV card does; the PIV standard has no key usable and deletable
-	// without it). Such a token cannot hold the store's public destroy
+	// PINOnlyDestroy accepts a token that keeps every key it generates for
+	// the backend behind the PIN (a PIV card, whose keys sit in fixed
+	// slots). Such a token cannot hold the store's public destroy
 	// key, so Destroy without the PIN cannot remove anything: after the
 	// revocation of a locked device the store's keys stay on the token,
 	// usable by whoever has the PIN and a copy of the sealed data, until
