@@ -130,21 +130,29 @@ func BenchmarkOpen(b *testing.B) {
 func BenchmarkUnlock(b *testing.B) {
 	be, st, sealed, blob := benchStore(b)
 	for b.Loop() {
-		s, err := be.Open(bg, st, pin)
+		unlockOnce(b, be, st, pin, sealed, blob)
+	}
+}
+
+// unlockOnce opens the store, unseals each class's wrapping key, loads the
+// binding key (when blob is set) and closes the session.
+func unlockOnce(b *testing.B, be *Backend, st, pin []byte, sealed map[string][]byte, blob []byte) {
+	s, err := be.Open(bg, st, pin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for _, l := range classLabels {
+		k, err := s.Unseal(bg, l, sealed[l])
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, l := range classLabels {
-			k, err := s.Unseal(bg, l, sealed[l])
-			if err != nil {
-				b.Fatal(err)
-			}
-			clear(k)
-		}
+		clear(k)
+	}
+	if blob != nil {
 		if _, err := s.(backend.BindingKeys).LoadBindingKey(bg, blob); err != nil {
 			b.Fatal(err)
 		}
-		s.Close()
 	}
 }
 
@@ -178,5 +186,91 @@ func BenchmarkUnseal32(b *testing.B) {
 			b.Fatal(err)
 		}
 		clear(k)
+	}
+}
+
+// BenchmarkSchemes: unlock (as BenchmarkUnlock) and the seal and unseal of
+// one 32-byte wrapping key, per scheme and token setup, in one run; the
+// baseline for the ratios in docs/perf.md is softhsm2-full/aes-gcm.
+func BenchmarkSchemes(b *testing.B) {
+	type run struct {
+		su     *setup
+		scheme string
+	}
+	var runs []run
+	for _, sc := range schemes {
+		runs = append(runs, run{setupFull, sc.name})
+	}
+	runs = append(runs, run{setupNoGCM, SchemeAESCBCHMAC}, run{setupEC, SchemeP256ECDH}, run{setupOCK, SchemeAESCBCHMAC})
+	allSetups() // fills in setupFull
+	for _, r := range runs {
+		b.Run(r.su.name+"/"+r.scheme, func(b *testing.B) {
+			r.su.need(b)
+			cnt := &counting{} // token calls per operation, reported as token-calls/op
+			be := r.su.backend(b, Options{Scheme: r.scheme}, func(tok token) token { cnt.token = tok; return cnt })
+			calls := func(b *testing.B, from int64) {
+				b.ReportMetric(float64(cnt.n.Load()-from)/float64(b.N), "token-calls/op")
+			}
+			st, err := be.Provision(bg, r.su.pin)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { be.Purge(bg, st, r.su.pin) })
+			s, err := be.Open(bg, st, r.su.pin)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sealed := map[string][]byte{}
+			for _, l := range classLabels {
+				k := make([]byte, 32)
+				rand.Read(k)
+				if sealed[l], err = s.Seal(bg, l, k); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var blob []byte
+			if bk, ok := s.(backend.BindingKeys); ok {
+				if blob, _, err = bk.CreateBindingKey(bg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.Run("Unlock", func(b *testing.B) {
+				s.Close()
+				from := cnt.n.Load()
+				for b.Loop() {
+					unlockOnce(b, be, st, r.su.pin, sealed, blob)
+				}
+				calls(b, from)
+			})
+			s, err = be.Open(bg, st, r.su.pin)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			k := make([]byte, 32)
+			if _, err := s.Seal(bg, classLabels[0], k); err != nil { // loads the label's keys once
+				b.Fatal(err)
+			}
+			b.Run("Seal32", func(b *testing.B) {
+				from := cnt.n.Load()
+				for b.Loop() {
+					if _, err := s.Seal(bg, classLabels[0], k); err != nil {
+						b.Fatal(err)
+					}
+				}
+				calls(b, from)
+			})
+			b.Run("Unseal32", func(b *testing.B) {
+				from := cnt.n.Load()
+				for b.Loop() {
+					k, err := s.Unseal(bg, classLabels[0], sealed[classLabels[0]])
+					if err != nil {
+						b.Fatal(err)
+					}
+					clear(k)
+				}
+				calls(b, from)
+			})
+		})
 	}
 }

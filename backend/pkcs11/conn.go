@@ -3,7 +3,10 @@
 package pkcs11
 
 import (
+	"crypto/ecdh"
+	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -88,12 +91,63 @@ func (b *Backend) dialSlot(slot uint, st *state) (*conn, error) {
 	return &conn{b: b, st: st, key: tokenKey(st.Serial, st.Label), slot: slot, sh: sh}, nil
 }
 
+// login logs in with the user PIN. Before any attempt (which a token with
+// a retry counter would count) it checks the PIN against the length range
+// the token reports and refuses a token whose PIN is locked; after a wrong
+// PIN it says how many tries the token reports left.
 func (c *conn) login(pin []byte) error {
-	if err := c.b.mod.acquireLogin(c.b.tok, c.sh, c.key, pin); err != nil {
+	ti, err := c.b.tok.GetTokenInfo(c.slot)
+	if err != nil {
+		return tokenErr("C_GetTokenInfo", err)
+	}
+	if err := pinFits(ti, pin); err != nil {
+		return err
+	}
+	if ti.Flags&p11.CKF_USER_PIN_LOCKED != 0 {
+		return fmt.Errorf("%w: token %q reports its user PIN locked after too many wrong PINs; no login was attempted. The token's security officer must set a new user PIN (C_InitPIN after an SO login); the store's keys on the token are kept", backend.ErrLockedOut, trim(ti.Label))
+	}
+	err = c.b.mod.acquireLogin(c.b.tok, c.sh, c.key, pin)
+	if err != nil {
+		if isCKR(err, p11.CKR_PIN_INCORRECT) {
+			return fmt.Errorf("%w%s", err, triesLeft(c.b.tok, c.slot))
+		}
 		return err
 	}
 	c.logged = true
 	return nil
+}
+
+// pinFits checks the PIN length against the range the token reports
+// (ulMinPinLen, ulMaxPinLen; bytes).
+func pinFits(ti p11.TokenInfo, pin []byte) error {
+	lo, hi := ti.MinPinLen, ti.MaxPinLen
+	if lo >= 1<<31 { // CK_UNAVAILABLE_INFORMATION
+		lo = 0
+	}
+	rng := fmt.Sprintf("%d to %d bytes", lo, hi)
+	if hi == 0 || hi >= 1<<31 { // unset or CK_UNAVAILABLE_INFORMATION: no upper bound known
+		hi, rng = 1<<31, fmt.Sprintf("at least %d bytes", lo)
+	}
+	if len(pin) < int(lo) || len(pin) > int(hi) {
+		return fmt.Errorf("%w: token %q accepts PINs of %s and this one has %d; no login was attempted, so no try was used (the unlock secret is the token's PIN)", backend.ErrBadSecret, trim(ti.Label), rng, len(pin))
+	}
+	return nil
+}
+
+// triesLeft describes what the token reports after a wrong PIN.
+func triesLeft(tok token, slot uint) string {
+	ti, err := tok.GetTokenInfo(slot)
+	switch {
+	case err != nil:
+		return ""
+	case ti.Flags&p11.CKF_USER_PIN_LOCKED != 0:
+		return "; the token has now locked the user PIN: its security officer must set a new one (the store's keys are kept)"
+	case ti.Flags&p11.CKF_USER_PIN_FINAL_TRY != 0:
+		return "; the token reports ONE try left before it locks the user PIN (then only its security officer can reset it)"
+	case ti.Flags&p11.CKF_USER_PIN_COUNT_LOW != 0:
+		return "; the token reports few tries left before it locks the user PIN"
+	}
+	return "; the token does not report how many tries are left (many tokens lock the PIN after 3 to 10 wrong tries)"
 }
 
 func (c *conn) close() {
@@ -144,23 +198,48 @@ func (c *conn) findOne(what string, tmpl []*p11.Attribute) (p11.ObjectHandle, er
 	return 0, fmt.Errorf("%w: %d token objects claim to be the %s of this store; the token was tampered with", backend.ErrState, len(hs), what)
 }
 
-// Templates. Only the usage flags the backend uses are true.
+// Templates. A template sets the attributes that matter for security
+// (where the key lives, who can see it, that it never leaves the token,
+// its size and the one usage it needs). The strict form also sets every
+// other usage flag false; tokens that reject explicit false flags
+// (tpm2-pkcs11 answers CKR_GENERAL_ERROR) get the minimal form. Either
+// way the backend reads the attributes back and refuses a key that does
+// not have them (checkKey).
 
 var ecP256Params = []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07} // OID 1.2.840.10045.3.1.7
 
+// destroyKeyTemplate selects the store's destroy key: an AES key, or for
+// schemeECDH the private half of an EC key pair, visible without login.
 func (c *conn) destroyKeyTemplate() []*p11.Attribute {
-	return c.aesTemplate(objectID(c.st.StoreID, roleDestroy, nil), false)
+	id := objectID(c.st.StoreID, roleDestroy, nil)
+	if c.st.Scheme == schemeECDH {
+		_, priv := c.ecPairTemplates(id, c.st.PINDestroy)
+		return priv
+	}
+	return c.secretTemplate(p11.CKK_AES, id, c.st.PINDestroy)
 }
 
+// kekTemplate selects the wrapping key of a label: AES, or for schemeECDH
+// the private half of an EC key pair.
 func (c *conn) kekTemplate(label string) []*p11.Attribute {
-	return c.aesTemplate(objectID(c.st.StoreID, roleKEK, []byte(label)), true)
+	id := objectID(c.st.StoreID, roleKEK, []byte(label))
+	if c.st.Scheme == schemeECDH {
+		_, priv := c.ecPairTemplates(id, true)
+		return priv
+	}
+	return c.secretTemplate(p11.CKK_AES, id, true)
 }
 
-// aesTemplate selects, and with aesGenAttrs creates, an AES key.
-func (c *conn) aesTemplate(id []byte, private bool) []*p11.Attribute {
+// macTemplate selects the HMAC key of a label (schemeCBCHMAC).
+func (c *conn) macTemplate(label string) []*p11.Attribute {
+	return c.secretTemplate(p11.CKK_GENERIC_SECRET, objectID(c.st.StoreID, roleMAC, []byte(label)), true)
+}
+
+// secretTemplate selects, and with secretGenAttrs creates, a secret key.
+func (c *conn) secretTemplate(keyType uint, id []byte, private bool) []*p11.Attribute {
 	return []*p11.Attribute{
 		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_SECRET_KEY),
-		p11.NewAttribute(p11.CKA_KEY_TYPE, p11.CKK_AES),
+		p11.NewAttribute(p11.CKA_KEY_TYPE, keyType),
 		p11.NewAttribute(p11.CKA_TOKEN, true),
 		p11.NewAttribute(p11.CKA_PRIVATE, private),
 		p11.NewAttribute(p11.CKA_LABEL, objectLabel(c.st.StoreID)),
@@ -168,32 +247,56 @@ func (c *conn) aesTemplate(id []byte, private bool) []*p11.Attribute {
 	}
 }
 
-func aesGenAttrs() []*p11.Attribute {
-	return []*p11.Attribute{
+func boolAttrs(v bool, attrs ...uint) []*p11.Attribute {
+	out := make([]*p11.Attribute, len(attrs))
+	for i, a := range attrs {
+		out[i] = p11.NewAttribute(a, v)
+	}
+	return out
+}
+
+// secretGenAttrs are the creation attributes of a 256-bit secret key with
+// the usage flags use; strict adds every other usage flag as false.
+func secretGenAttrs(use []uint, strict bool) []*p11.Attribute {
+	a := []*p11.Attribute{
 		p11.NewAttribute(p11.CKA_VALUE_LEN, 32),
 		p11.NewAttribute(p11.CKA_SENSITIVE, true),
 		p11.NewAttribute(p11.CKA_EXTRACTABLE, false),
 		p11.NewAttribute(p11.CKA_MODIFIABLE, false),
-		p11.NewAttribute(p11.CKA_ENCRYPT, true),
-		p11.NewAttribute(p11.CKA_DECRYPT, true),
-		p11.NewAttribute(p11.CKA_WRAP, false),
-		p11.NewAttribute(p11.CKA_UNWRAP, false),
-		p11.NewAttribute(p11.CKA_SIGN, false),
-		p11.NewAttribute(p11.CKA_VERIFY, false),
-		p11.NewAttribute(p11.CKA_DERIVE, false),
 	}
+	a = append(a, boolAttrs(true, use...)...)
+	if strict {
+		a = append(a, boolAttrs(false, others(use, p11.CKA_ENCRYPT, p11.CKA_DECRYPT, p11.CKA_WRAP, p11.CKA_UNWRAP,
+			p11.CKA_SIGN, p11.CKA_VERIFY, p11.CKA_DERIVE)...)...)
+	}
+	return a
 }
 
-func (c *conn) ecTemplates(keyID []byte) (pub, priv []*p11.Attribute) {
-	id := objectID(c.st.StoreID, roleBinding, keyID)
+// others returns the flags of all that are not in use.
+func others(use []uint, all ...uint) []uint {
+	var out []uint
+	for _, a := range all {
+		found := false
+		for _, u := range use {
+			found = found || u == a
+		}
+		if !found {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// ecPairTemplates select a store's EC key pair by id; private says
+// whether its halves need the login (binding and wrapping keys) or not
+// (the destroy key of schemeECDH).
+func (c *conn) ecPairTemplates(id []byte, private bool) (pub, priv []*p11.Attribute) {
 	label := objectLabel(c.st.StoreID)
-	// The public half is private too: then the destroy key is the only
-	// object of a store that anyone without the PIN can see or delete.
 	pub = []*p11.Attribute{
 		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PUBLIC_KEY),
 		p11.NewAttribute(p11.CKA_KEY_TYPE, p11.CKK_EC),
 		p11.NewAttribute(p11.CKA_TOKEN, true),
-		p11.NewAttribute(p11.CKA_PRIVATE, true),
+		p11.NewAttribute(p11.CKA_PRIVATE, private),
 		p11.NewAttribute(p11.CKA_LABEL, label),
 		p11.NewAttribute(p11.CKA_ID, id),
 	}
@@ -201,48 +304,123 @@ func (c *conn) ecTemplates(keyID []byte) (pub, priv []*p11.Attribute) {
 		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PRIVATE_KEY),
 		p11.NewAttribute(p11.CKA_KEY_TYPE, p11.CKK_EC),
 		p11.NewAttribute(p11.CKA_TOKEN, true),
-		p11.NewAttribute(p11.CKA_PRIVATE, true),
+		p11.NewAttribute(p11.CKA_PRIVATE, private),
 		p11.NewAttribute(p11.CKA_LABEL, label),
 		p11.NewAttribute(p11.CKA_ID, id),
 	}
 	return pub, priv
 }
 
-func ecGenAttrs() (pub, priv []*p11.Attribute) {
+func (c *conn) ecTemplates(keyID []byte) (pub, priv []*p11.Attribute) {
+	// The public half is private too: then the destroy key is the only
+	// object of a store that anyone without the PIN can see or delete.
+	return c.ecPairTemplates(objectID(c.st.StoreID, roleBinding, keyID), true)
+}
+
+// ecGenAttrs are the creation attributes of a P-256 pair whose private
+// half does use (CKA_SIGN for binding keys, CKA_DERIVE for ECDH keys).
+func ecGenAttrs(use uint, strict bool) (pub, priv []*p11.Attribute) {
 	pub = []*p11.Attribute{
 		p11.NewAttribute(p11.CKA_EC_PARAMS, ecP256Params),
 		p11.NewAttribute(p11.CKA_MODIFIABLE, false),
-		p11.NewAttribute(p11.CKA_VERIFY, true),
-		p11.NewAttribute(p11.CKA_ENCRYPT, false),
-		p11.NewAttribute(p11.CKA_WRAP, false),
-		p11.NewAttribute(p11.CKA_DERIVE, false),
+	}
+	if use == p11.CKA_SIGN {
+		pub = append(pub, p11.NewAttribute(p11.CKA_VERIFY, true))
 	}
 	priv = []*p11.Attribute{
 		p11.NewAttribute(p11.CKA_SENSITIVE, true),
 		p11.NewAttribute(p11.CKA_EXTRACTABLE, false),
 		p11.NewAttribute(p11.CKA_MODIFIABLE, false),
-		p11.NewAttribute(p11.CKA_SIGN, true),
-		p11.NewAttribute(p11.CKA_SIGN_RECOVER, false),
-		p11.NewAttribute(p11.CKA_DECRYPT, false),
-		p11.NewAttribute(p11.CKA_UNWRAP, false),
-		p11.NewAttribute(p11.CKA_DERIVE, false),
+		p11.NewAttribute(use, true),
+	}
+	if strict {
+		pub = append(pub, boolAttrs(false, others([]uint{p11.CKA_VERIFY}, p11.CKA_ENCRYPT, p11.CKA_WRAP, p11.CKA_DERIVE)...)...)
+		if use != p11.CKA_SIGN {
+			pub = append(pub, p11.NewAttribute(p11.CKA_VERIFY, false))
+		}
+		priv = append(priv, boolAttrs(false, others([]uint{use}, p11.CKA_SIGN, p11.CKA_SIGN_RECOVER, p11.CKA_DECRYPT,
+			p11.CKA_UNWRAP, p11.CKA_DERIVE)...)...)
 	}
 	return pub, priv
 }
 
-// generateAES creates an AES-256 key on the token and checks what the
-// token made of the template.
-func (c *conn) generateAES(tmpl []*p11.Attribute, private bool) (p11.ObjectHandle, error) {
-	mech := []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_KEY_GEN, nil)}
-	h, err := c.b.tok.GenerateKey(c.sh, mech, append(tmpl, aesGenAttrs()...))
-	if err != nil {
-		return 0, tokenErr("C_GenerateKey (AES-256)", err)
+// templateRejected reports a token refusing a template as such (rather
+// than a missing token or login): then the minimal template is tried.
+func templateRejected(err error) bool {
+	for _, code := range []uint{p11.CKR_ATTRIBUTE_TYPE_INVALID, p11.CKR_ATTRIBUTE_VALUE_INVALID,
+		p11.CKR_TEMPLATE_INCONSISTENT, p11.CKR_ATTRIBUTE_READ_ONLY, p11.CKR_GENERAL_ERROR} {
+		if isCKR(err, code) {
+			return true
+		}
 	}
-	if err := c.checkKey(h, p11.CKK_AES, private); err != nil {
+	return false
+}
+
+// generateSecret creates a 256-bit secret key on the token with the given
+// usage and checks what the token made of the template.
+func (c *conn) generateSecret(tmpl []*p11.Attribute, keyType uint, private bool, use ...uint) (p11.ObjectHandle, error) {
+	gen, name := uint(p11.CKM_AES_KEY_GEN), "AES-256"
+	if keyType == p11.CKK_GENERIC_SECRET {
+		gen, name = p11.CKM_GENERIC_SECRET_KEY_GEN, "256-bit generic secret"
+	}
+	mech := []*p11.Mechanism{p11.NewMechanism(gen, nil)}
+	h, err := c.b.tok.GenerateKey(c.sh, mech, append(append([]*p11.Attribute(nil), tmpl...), secretGenAttrs(use, true)...))
+	if err != nil && templateRejected(err) {
+		h, err = c.b.tok.GenerateKey(c.sh, mech, append(append([]*p11.Attribute(nil), tmpl...), secretGenAttrs(use, false)...))
+	}
+	if err != nil {
+		return 0, tokenErr("C_GenerateKey ("+name+")", err)
+	}
+	if err := c.checkKey(h, keyType, private); err != nil {
 		c.b.tok.DestroyObject(c.sh, h)
 		return 0, err
 	}
 	return h, nil
+}
+
+// generateAES creates an AES-256 encryption key.
+func (c *conn) generateAES(tmpl []*p11.Attribute, private bool) (p11.ObjectHandle, error) {
+	return c.generateSecret(tmpl, p11.CKK_AES, private, p11.CKA_ENCRYPT, p11.CKA_DECRYPT)
+}
+
+// generatePair creates a P-256 key pair on the token whose private half
+// does use, checks the private half and returns the public key.
+func (c *conn) generatePair(pubT, privT []*p11.Attribute, private bool, use uint) (privH, pubH p11.ObjectHandle, pub *ecdsa.PublicKey, err error) {
+	mech := []*p11.Mechanism{p11.NewMechanism(p11.CKM_EC_KEY_PAIR_GEN, nil)}
+	gen := func(strict bool) (p11.ObjectHandle, p11.ObjectHandle, error) {
+		pubG, privG := ecGenAttrs(use, strict)
+		pu, pr, err := c.b.tok.GenerateKeyPair(c.sh, mech,
+			append(append([]*p11.Attribute(nil), pubT...), pubG...), append(append([]*p11.Attribute(nil), privT...), privG...))
+		return pr, pu, err
+	}
+	privH, pubH, err = gen(true)
+	if err != nil && templateRejected(err) {
+		privH, pubH, err = gen(false)
+	}
+	if err != nil {
+		return 0, 0, nil, tokenErr("C_GenerateKeyPair (P-256)", err)
+	}
+	if pub, err = c.checkPair(privH, pubH, private); err != nil {
+		c.b.tok.DestroyObject(c.sh, privH)
+		c.b.tok.DestroyObject(c.sh, pubH)
+		return 0, 0, nil, err
+	}
+	return privH, pubH, pub, nil
+}
+
+// checkPair checks the private key's attributes and reads the public key.
+func (c *conn) checkPair(priv, pub p11.ObjectHandle, private bool) (*ecdsa.PublicKey, error) {
+	if err := c.checkKey(priv, p11.CKK_EC, private); err != nil {
+		return nil, err
+	}
+	got, err := c.b.tok.GetAttributeValue(c.sh, pub, []*p11.Attribute{p11.NewAttribute(p11.CKA_EC_POINT, nil)})
+	if err != nil {
+		return nil, tokenErr("C_GetAttributeValue (CKA_EC_POINT)", err)
+	}
+	if len(got) != 1 {
+		return nil, fmt.Errorf("%w: no CKA_EC_POINT", ErrTokenFault)
+	}
+	return decodePoint(got[0].Value)
 }
 
 // checkKey reads a key's attributes back and refuses a key that could
@@ -267,10 +445,10 @@ func (c *conn) checkKey(h p11.ObjectHandle, keyType uint, private bool) error {
 		q = append(q, p11.NewAttribute(w.attr, nil))
 	}
 	q = append(q, p11.NewAttribute(p11.CKA_KEY_TYPE, nil))
-	if keyType == p11.CKK_AES {
-		q = append(q, p11.NewAttribute(p11.CKA_VALUE_LEN, nil))
-	} else {
+	if keyType == p11.CKK_EC {
 		q = append(q, p11.NewAttribute(p11.CKA_EC_PARAMS, nil))
+	} else {
+		q = append(q, p11.NewAttribute(p11.CKA_VALUE_LEN, nil))
 	}
 	got, err := c.b.tok.GetAttributeValue(c.sh, h, q)
 	if err != nil {
@@ -282,6 +460,9 @@ func (c *conn) checkKey(h p11.ObjectHandle, keyType uint, private bool) error {
 	for i, w := range want {
 		v := got[i].Value
 		if len(v) != 1 || (v[0] != 0) != w.val {
+			if w.attr == p11.CKA_PRIVATE && !private {
+				return fmt.Errorf("%w: the token made the store's destroy key private (CKA_PRIVATE=true): it keeps no object usable without the PIN, so Destroy on revocation could not work", ErrNoPublicObjects)
+			}
 			return fmt.Errorf("%w: key has %s=%x, want %v", ErrTokenFault, w.name, v, w.val)
 		}
 	}
@@ -289,12 +470,12 @@ func (c *conn) checkKey(h p11.ObjectHandle, keyType uint, private bool) error {
 		return fmt.Errorf("%w: key has the wrong CKA_KEY_TYPE", ErrTokenFault)
 	}
 	last := got[len(want)+1].Value
-	if keyType == p11.CKK_AES {
-		if n, ok := ulong(last); !ok || n != 32 {
-			return fmt.Errorf("%w: AES key is not 256 bits", ErrTokenFault)
+	if keyType == p11.CKK_EC {
+		if string(last) != string(ecP256Params) {
+			return fmt.Errorf("%w: EC key is not on P-256", ErrTokenFault)
 		}
-	} else if string(last) != string(ecP256Params) {
-		return fmt.Errorf("%w: EC key is not on P-256", ErrTokenFault)
+	} else if n, ok := ulong(last); !ok || n != 32 {
+		return fmt.Errorf("%w: secret key is not 256 bits", ErrTokenFault)
 	}
 	return nil
 }
@@ -378,4 +559,142 @@ func (c *conn) destroyAll() (left int, err error) {
 		return 0, err
 	}
 	return len(rest), errors.Join(errs...)
+}
+
+// cbcOps returns the token operations of schemeCBCHMAC for one label.
+func (c *conn) cbcOps(destroy, kek, mac p11.ObjectHandle) cbcOps {
+	return cbcOps{
+		encInner: func(iv, pt []byte) ([]byte, error) { return c.cbc(true, destroy, iv, pt) },
+		encOuter: func(iv, pt []byte) ([]byte, error) { return c.cbc(true, kek, iv, pt) },
+		decInner: func(iv, ct []byte) ([]byte, error) { return c.cbc(false, destroy, iv, ct) },
+		decOuter: func(iv, ct []byte) ([]byte, error) { return c.cbc(false, kek, iv, ct) },
+		mac:      func(msg []byte) ([]byte, error) { return c.hmac(mac, msg) },
+	}
+}
+
+// cbc runs AES-256-CBC-PAD on the token.
+func (c *conn) cbc(enc bool, key p11.ObjectHandle, iv, in []byte) ([]byte, error) {
+	mech := []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_CBC_PAD, iv)}
+	if enc {
+		if err := c.b.tok.EncryptInit(c.sh, mech, key); err != nil {
+			return nil, tokenErr("C_EncryptInit (AES-CBC-PAD)", err)
+		}
+		out, err := c.b.tok.Encrypt(c.sh, in)
+		if err != nil {
+			return nil, tokenErr("C_Encrypt (AES-CBC-PAD)", err)
+		}
+		return out, nil
+	}
+	if err := c.b.tok.DecryptInit(c.sh, mech, key); err != nil {
+		return nil, decryptErr("C_DecryptInit (AES-CBC-PAD)", err)
+	}
+	out, err := c.b.tok.Decrypt(c.sh, in)
+	if err != nil {
+		return nil, decryptErr("C_Decrypt (AES-CBC-PAD)", err)
+	}
+	return out, nil
+}
+
+// hmac computes HMAC-SHA256 on the token.
+func (c *conn) hmac(key p11.ObjectHandle, msg []byte) ([]byte, error) {
+	mech := []*p11.Mechanism{p11.NewMechanism(p11.CKM_SHA256_HMAC, nil)}
+	if err := c.b.tok.SignInit(c.sh, mech, key); err != nil {
+		return nil, tokenErr("C_SignInit (HMAC-SHA256)", err)
+	}
+	tag, err := c.b.tok.Sign(c.sh, msg)
+	if err != nil {
+		return nil, tokenErr("C_Sign (HMAC-SHA256)", err)
+	}
+	return tag, nil
+}
+
+// ecdh computes on the token the ECDH secret of the private key and the
+// uncompressed P-256 point peer. The token returns it as a session object
+// (CKA_TOKEN=false, readable: PKCS#11 has no other way to hand out a
+// shared secret), which is read and destroyed at once.
+func (c *conn) ecdh(key p11.ObjectHandle, peer []byte) ([]byte, error) {
+	params := p11.NewECDH1DeriveParams(p11.CKD_NULL, nil, peer)
+	mech := []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDH1_DERIVE, params)}
+	tmpl := []*p11.Attribute{
+		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_SECRET_KEY),
+		p11.NewAttribute(p11.CKA_KEY_TYPE, p11.CKK_GENERIC_SECRET),
+		p11.NewAttribute(p11.CKA_TOKEN, false),
+		p11.NewAttribute(p11.CKA_SENSITIVE, false),
+		p11.NewAttribute(p11.CKA_EXTRACTABLE, true),
+		p11.NewAttribute(p11.CKA_VALUE_LEN, 32),
+	}
+	h, err := c.b.tok.DeriveKey(c.sh, mech, key, tmpl)
+	if err != nil {
+		return nil, decryptErr("C_DeriveKey (ECDH P-256)", err)
+	}
+	defer c.b.tok.DestroyObject(c.sh, h)
+	got, err := c.b.tok.GetAttributeValue(c.sh, h, []*p11.Attribute{p11.NewAttribute(p11.CKA_VALUE, nil)})
+	if err != nil {
+		return nil, tokenErr("C_GetAttributeValue (ECDH secret)", err)
+	}
+	if len(got) != 1 || len(got[0].Value) != 32 {
+		return nil, fmt.Errorf("%w: %w: the ECDH secret does not have 32 bytes", backend.ErrSealedData, ErrTokenFault)
+	}
+	return got[0].Value, nil
+}
+
+// generateAgreementPair creates a P-256 ECDH key pair (private half
+// derive-only) and checks, with one derivation against a software key,
+// that the token computes ECDH with the public key it reports.
+func (c *conn) generateAgreementPair(pubT, privT []*p11.Attribute, private bool) (p11.ObjectHandle, *ecdh.PublicKey, error) {
+	privH, pubH, pub, err := c.generatePair(pubT, privT, private, p11.CKA_DERIVE)
+	if err != nil {
+		return 0, nil, err
+	}
+	epub, err := c.checkAgreement(privH, pub)
+	if err != nil {
+		c.b.tok.DestroyObject(c.sh, privH)
+		c.b.tok.DestroyObject(c.sh, pubH)
+		return 0, nil, err
+	}
+	return privH, epub, nil
+}
+
+func (c *conn) checkAgreement(privH p11.ObjectHandle, pub *ecdsa.PublicKey) (*ecdh.PublicKey, error) {
+	epub, err := pub.ECDH()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrTokenFault, err)
+	}
+	probe, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	want, err := probe.ECDH(epub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrTokenFault, err)
+	}
+	got, err := c.ecdh(privH, probe.PublicKey().Bytes())
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare(got, want) != 1 {
+		return nil, fmt.Errorf("%w: the token's ECDH result does not match its public key", ErrTokenFault)
+	}
+	return epub, nil
+}
+
+// agreementPub checks an existing ECDH key (found by its private half)
+// and returns its public half.
+func (c *conn) agreementPub(privH p11.ObjectHandle, pubT []*p11.Attribute, private bool) (*ecdh.PublicKey, error) {
+	pubH, err := c.findOne("ECDH public key", pubT)
+	if err != nil {
+		if errors.Is(err, errNotFound) {
+			return nil, fmt.Errorf("%w: the public half of an ECDH key of the store is missing from the token", backend.ErrState)
+		}
+		return nil, err
+	}
+	pub, err := c.checkPair(privH, pubH, private)
+	if err != nil {
+		return nil, err
+	}
+	epub, err := pub.ECDH()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrTokenFault, err)
+	}
+	return epub, nil
 }

@@ -18,10 +18,14 @@ import (
 // state is the persisted, non-secret state of one store.
 type state struct {
 	Version uint8  `cbor:"1,keyasint"` // stateVersion
-	Scheme  uint8  `cbor:"2,keyasint"` // schemeGCM2
+	Scheme  uint8  `cbor:"2,keyasint"` // schemeGCM2, schemeCBCHMAC or schemeECDH
 	StoreID []byte `cbor:"3,keyasint"` // storeIDSize random bytes
 	Serial  string `cbor:"4,keyasint"` // CK_TOKEN_INFO.serialNumber, trimmed
 	Label   string `cbor:"5,keyasint"` // CK_TOKEN_INFO.label, trimmed
+	// PINDestroy: the destroy key is private, because the token keeps no
+	// key usable without the PIN (Options.PINOnlyDestroy); Destroy without
+	// the PIN then removes nothing. Omitted when false.
+	PINDestroy bool `cbor:"6,keyasint,omitempty"`
 }
 
 // bindingBlob is the non-secret handle of a binding key.
@@ -36,7 +40,16 @@ const (
 	stateVersion = 1
 	// schemeGCM2: Seal is AES-256-GCM under the destroy key, then under the
 	// label's wrapping key, both on the token.
-	schemeGCM2   = 1
+	schemeGCM2 = 1
+	// schemeCBCHMAC: Seal is AES-256-CBC-PAD under the destroy key, then
+	// under the label's wrapping key, then HMAC-SHA256 under the label's
+	// MAC key, all on the token (tokens without CKM_AES_GCM).
+	schemeCBCHMAC = 2
+	// schemeECDH: Seal is AES-256-GCM in software under a key derived with
+	// HKDF-SHA256 from two ECDH shared secrets, one with the label's P-256
+	// key and one with the destroy key, both on the token (tokens with EC
+	// but no symmetric mechanisms, PIV style).
+	schemeECDH   = 3
 	blobVersion  = 1
 	storeIDSize  = 16
 	keyIDSize    = 16
@@ -52,7 +65,7 @@ func (s *state) validate() error {
 	switch {
 	case s.Version != stateVersion:
 		return fmt.Errorf("%w: unknown pkcs11 state version %d", backend.ErrState, s.Version)
-	case s.Scheme != schemeGCM2:
+	case s.Scheme < schemeGCM2 || s.Scheme > schemeECDH:
 		return fmt.Errorf("%w: unknown pkcs11 seal scheme %d", backend.ErrState, s.Scheme)
 	case len(s.StoreID) != storeIDSize:
 		return fmt.Errorf("%w: store id has %d bytes, want %d", backend.ErrState, len(s.StoreID), storeIDSize)
@@ -146,6 +159,7 @@ const (
 	roleDestroy = 1
 	roleKEK     = 2
 	roleBinding = 3
+	roleMAC     = 4 // schemeCBCHMAC: the label's HMAC key
 )
 
 // objectLabel is the CKA_LABEL of every token object of a store.

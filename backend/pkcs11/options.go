@@ -1,6 +1,7 @@
 package pkcs11
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/enigm/enigm/backend"
@@ -16,6 +17,20 @@ type Options struct {
 	// Open and Destroy find the token recorded in the state instead.
 	TokenLabel  string
 	TokenSerial string
+	// Scheme forces a protection scheme for Provision (SchemeAESGCM,
+	// SchemeAESCBCHMAC, SchemeP256ECDH). Empty: the first of them the
+	// token offers. Open reads the scheme from the state.
+	Scheme string
+	// PINOnlyDestroy accepts a token that keeps every key it generates for
+	// the backend behind the PIN (a PIV card, whose keys sit in fixed
+	// slots). Such a token cannot hold the store's public destroy
+	// key, so Destroy without the PIN cannot remove anything: after the
+	// revocation of a locked device the store's keys stay on the token,
+	// usable by whoever has the PIN and a copy of the sealed data, until
+	// Purge with the PIN. With it set, Capabilities does not claim
+	// backend.GateDestroy, so the device record and organisation policy
+	// see it. A token that can hold a public destroy key still gets one.
+	PINOnlyDestroy bool
 }
 
 // DefaultModulePaths are searched, in order, when Options.Module is empty:
@@ -34,6 +49,18 @@ var DefaultModulePaths = []string{
 // length or content, or a key without the attributes it was created with.
 // The operation failed closed; the token should not be trusted.
 var ErrTokenFault = fmt.Errorf("pkcs11: %w", backend.ErrHardwareFault)
+
+// ErrMechanisms reports a token that lacks the mechanisms of every
+// protection scheme (or of the one Options.Scheme names). The message
+// lists every missing mechanism of every scheme at once.
+var ErrMechanisms = errors.New("pkcs11: the token lacks mechanisms the backend needs")
+
+// ErrNoPublicObjects reports a token that keeps no key usable without the
+// PIN (tpm2-pkcs11 is one): the store's destroy key cannot exist there,
+// so Destroy on revocation could not work, and Provision refuses. For a
+// TPM use the tpm backend (--backend tpm), which seals to the TPM directly
+// and destroys by evicting the sealed objects.
+var ErrNoPublicObjects = errors.New("pkcs11: the token cannot hold the store's destroy key")
 
 // Limits.
 const (
@@ -60,3 +87,22 @@ func capabilities() backend.Capabilities {
 		},
 	}
 }
+
+// Protection schemes (Options.Scheme), in the order Provision tries them
+// when Options.Scheme is empty. Which one a token can host is read from
+// its mechanism list, never from its name; docs/design/pkcs11.md has the
+// table of token kinds and schemes.
+const (
+	// SchemeAESGCM: two layers of AES-256-GCM on the token (destroy key,
+	// then the label's wrapping key). Needs CKM_AES_KEY_GEN, CKM_AES_GCM.
+	SchemeAESGCM = "aes-gcm"
+	// SchemeAESCBCHMAC: two layers of AES-256-CBC-PAD and an HMAC-SHA256
+	// tag, all on the token. Needs CKM_AES_KEY_GEN, CKM_AES_CBC_PAD,
+	// CKM_GENERIC_SECRET_KEY_GEN, CKM_SHA256_HMAC.
+	SchemeAESCBCHMAC = "aes-cbc-hmac"
+	// SchemeP256ECDH: AES-256-GCM in software under a key derived (HKDF)
+	// from ECDH with two P-256 keys on the token, for PIV-style tokens
+	// without symmetric mechanisms. Needs CKM_EC_KEY_PAIR_GEN,
+	// CKM_ECDH1_DERIVE.
+	SchemeP256ECDH = "p256-ecdh"
+)

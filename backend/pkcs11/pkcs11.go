@@ -4,9 +4,11 @@ package pkcs11
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	p11 "github.com/miekg/pkcs11"
@@ -20,6 +22,8 @@ type Backend struct {
 	opts Options
 	mod  *module
 	tok  token
+
+	caps backend.Capabilities // of the token Options select, read at New
 
 	slotMu sync.Mutex
 	slots  map[string]uint // last slot each token (tokenKey) was found in
@@ -42,23 +46,33 @@ func newBackend(opts Options, wrap func(token) token) (*Backend, error) {
 	if wrap != nil {
 		tok = wrap(tok)
 	}
-	return &Backend{opts: opts, mod: mod, tok: tok, slots: map[string]uint{}}, nil
+	b := &Backend{opts: opts, mod: mod, tok: tok, slots: map[string]uint{}, caps: capabilities()}
+	defer func() {
+		if opts.PINOnlyDestroy { // the token may not be able to destroy without the PIN
+			b.caps.HardwareGates = withoutGate(b.caps.HardwareGates, backend.GateDestroy)
+		}
+	}()
+	if t, err := b.selectToken(); err == nil {
+		if ms, err := b.tok.GetMechanismList(t.slot); err == nil {
+			have := mechSet(ms)
+			var id uint8 // 0: the token can host no scheme (Provision will say why)
+			if cs, err := candidates(t.label, have, opts.Scheme); err == nil {
+				id = cs[0].id
+			}
+			b.caps = capsFor(id, len(missing(have, bindingNeed)) == 0)
+		}
+	}
+	return b, nil
 }
 
-// Capabilities reports a PKCS#11 token: P-256 and AES-256 keys held on the
-// token; unlock secret, non-exportability and destruction enforced by it.
-func (b *Backend) Capabilities() backend.Capabilities { return capabilities() }
-
-// mechanisms the backend needs from the token.
-var needMechs = []struct {
-	mech uint
-	name string
-}{
-	{p11.CKM_AES_KEY_GEN, "CKM_AES_KEY_GEN"},
-	{p11.CKM_AES_GCM, "CKM_AES_GCM"},
-	{p11.CKM_EC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN"},
-	{p11.CKM_ECDSA, "CKM_ECDSA"},
-}
+// Capabilities reports what a store on the token Options select has, as
+// read from its mechanism list when New ran: AES-256 keys on the token for
+// the AES schemes, P-256 binding keys where the token signs with EC;
+// unlock secret, non-exportability and destruction enforced by the token
+// in every scheme (Provision refuses a token that cannot provide them).
+// When New found no such token, it reports what a token with every
+// mechanism offers; for a token that can host no scheme, no AES keys.
+func (b *Backend) Capabilities() backend.Capabilities { return b.caps }
 
 // selectToken picks the token Provision uses.
 func (b *Backend) selectToken() (slotInfo, error) {
@@ -86,41 +100,39 @@ func (b *Backend) selectToken() (slotInfo, error) {
 	if t.flags&p11.CKF_USER_PIN_INITIALIZED == 0 {
 		return slotInfo{}, fmt.Errorf("pkcs11: token %q has no user PIN; initialize it first", t.label)
 	}
-	ms, err := b.tok.GetMechanismList(t.slot)
-	if err != nil {
-		return slotInfo{}, tokenErr("C_GetMechanismList", err)
-	}
-	have := map[uint]bool{}
-	for _, m := range ms {
-		have[m.Mechanism] = true
-	}
-	for _, m := range needMechs {
-		if !have[m.mech] {
-			return slotInfo{}, fmt.Errorf("pkcs11: token %q does not offer %s, which this backend needs", t.label, m.name)
-		}
-	}
 	return t, nil
 }
 
-// Provision creates a store on the selected token: it logs in with the PIN
-// (secret) and generates the store's destroy key. The state names the
-// token (serial and label) and holds the random store id.
+// Provision creates a store on the selected token: it chooses the
+// protection scheme from the token's mechanism list (Options.Scheme, or
+// the first the token offers), logs in with the PIN (secret) and creates
+// the store's destroy key. If the token refuses to create it for one
+// scheme (some tokens advertise mechanisms they do not implement), the
+// next is tried. The state names the token (serial and label), the scheme
+// and the random store id.
 func (b *Backend) Provision(ctx context.Context, secret []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if info, err := b.tok.GetInfo(); err == nil && strings.Contains(strings.ToLower(info.ManufacturerID), "tpm2-software") {
+		return nil, fmt.Errorf("%w: %s is tpm2-pkcs11, which keeps no object usable without the PIN (so Destroy on revocation cannot work) and counts every wrong PIN against the TPM's dictionary-attack lockout; for a TPM use --backend tpm, which seals to the TPM directly", ErrNoPublicObjects, b.mod.path)
 	}
 	t, err := b.selectToken()
 	if err != nil {
 		return nil, err
 	}
-	st := &state{Version: stateVersion, Scheme: schemeGCM2, StoreID: make([]byte, storeIDSize), Serial: t.serial, Label: t.label}
+	ms, err := b.tok.GetMechanismList(t.slot)
+	if err != nil {
+		return nil, tokenErr("C_GetMechanismList", err)
+	}
+	cands, err := candidates(t.label, mechSet(ms), b.opts.Scheme)
+	if err != nil {
+		return nil, err
+	}
+	st := &state{Version: stateVersion, Scheme: cands[0].id, StoreID: make([]byte, storeIDSize), Serial: t.serial, Label: t.label}
 	rand.Read(st.StoreID)
 	if err := st.validate(); err != nil {
 		return nil, fmt.Errorf("pkcs11: token serial %q or label %q cannot be recorded: %w", t.serial, t.label, err)
-	}
-	enc, err := wire.Marshal(st)
-	if err != nil {
-		return nil, err
 	}
 	c, err := b.dialSlot(t.slot, st)
 	if err != nil {
@@ -130,10 +142,43 @@ func (b *Backend) Provision(ctx context.Context, secret []byte) ([]byte, error) 
 	if err := c.login(secret); err != nil {
 		return nil, err
 	}
-	if _, err := c.generateAES(c.destroyKeyTemplate(), false); err != nil {
-		return nil, err
+	var errs []error
+	modes := []bool{false}
+	if b.opts.PINOnlyDestroy {
+		modes = append(modes, true) // only if no scheme gets a public destroy key
 	}
-	return enc, nil
+	for _, pinDestroy := range modes {
+		if pinDestroy && !errors.Is(errors.Join(errs...), ErrNoPublicObjects) {
+			break // the schemes failed for another reason
+		}
+		st.PINDestroy = pinDestroy
+		for _, sc := range cands {
+			st.Scheme = sc.id
+			err := c.createDestroyKey()
+			if err == nil {
+				return wire.Marshal(st)
+			}
+			if errors.Is(err, backend.ErrUnavailable) || errors.Is(err, backend.ErrBadSecret) || errors.Is(err, backend.ErrLockedOut) {
+				return nil, err
+			}
+			if pinDestroy {
+				err = fmt.Errorf("with the destroy key behind the PIN: %w", err)
+			}
+			errs = append(errs, fmt.Errorf("scheme %s: %w", sc.name, err))
+		}
+	}
+	return nil, fmt.Errorf("pkcs11: token %q advertises the mechanisms of %s but could not host a store: %w", t.label, names(cands), errors.Join(errs...))
+}
+
+// createDestroyKey creates the store's destroy key for its scheme.
+func (c *conn) createDestroyKey() error {
+	if c.st.Scheme != schemeECDH {
+		_, err := c.generateAES(c.destroyKeyTemplate(), c.st.PINDestroy)
+		return err
+	}
+	pubT, privT := c.ecPairTemplates(objectID(c.st.StoreID, roleDestroy, nil), c.st.PINDestroy)
+	_, _, err := c.generateAgreementPair(pubT, privT, c.st.PINDestroy)
+	return err
 }
 
 // Open logs in to the store's token with the PIN (secret) and returns a
@@ -157,20 +202,43 @@ func (b *Backend) Open(ctx context.Context, stateBytes, secret []byte) (backend.
 			c.close()
 		}
 	}()
+	if st.PINDestroy { // the destroy key is visible only after login
+		if err := c.login(secret); err != nil {
+			return nil, err
+		}
+	}
 	d, err := c.findOne("destroy key", c.destroyKeyTemplate())
 	if errors.Is(err, errNotFound) {
 		return nil, fmt.Errorf("%w: the store's destroy key is not on token %q (the store was destroyed, or the token re-initialized)", backend.ErrDestroyed, st.Label)
 	} else if err != nil {
 		return nil, err
 	}
-	if err := c.login(secret); err != nil {
+	if !st.PINDestroy {
+		if err := c.login(secret); err != nil {
+			return nil, err
+		}
+	}
+	s := &session{c: c, destroyKey: d, keks: map[string]p11.ObjectHandle{}, macs: map[string]p11.ObjectHandle{}, pubs: map[string]*ecdh.PublicKey{}}
+	if st.Scheme == schemeECDH {
+		pubT, _ := c.ecPairTemplates(objectID(st.StoreID, roleDestroy, nil), st.PINDestroy)
+		if s.destroyPub, err = c.agreementPub(d, pubT, st.PINDestroy); err != nil {
+			return nil, err
+		}
+	} else if err := c.checkKey(d, p11.CKK_AES, st.PINDestroy); err != nil {
 		return nil, err
 	}
-	if err := c.checkKey(d, p11.CKK_AES, false); err != nil {
-		return nil, err
+	ms, err := b.tok.GetMechanismList(c.slot)
+	if err != nil {
+		return nil, tokenErr("C_GetMechanismList", err)
+	}
+	if m := missing(mechSet(ms), schemeByID(st.Scheme).need); len(m) != 0 {
+		return nil, fmt.Errorf("%w: token %q no longer offers %s, which the store's scheme %s needs", ErrMechanisms, st.Label, strings.Join(m, ", "), schemeByID(st.Scheme).name)
 	}
 	ok = true
-	return &session{c: c, destroyKey: d, keks: map[string]p11.ObjectHandle{}}, nil
+	if len(missing(mechSet(ms), bindingNeed)) != 0 {
+		return sealSession{s}, nil // no binding keys on this token
+	}
+	return s, nil
 }
 
 // Destroy deletes the store's token objects without the PIN. It always
@@ -181,6 +249,12 @@ func (b *Backend) Open(ctx context.Context, stateBytes, secret []byte) (backend.
 // keys too; otherwise they stay on the token, unusable for unsealing,
 // until [Backend.Purge] removes them. Destroying a destroyed store
 // succeeds.
+//
+// A store provisioned with Options.PINOnlyDestroy on a token that keeps
+// every key behind the PIN has no such destroy key: there, Destroy without
+// a logged-in session removes nothing, and only Purge with the PIN (or the
+// token's security officer re-initializing the token) removes its keys.
+// Its backend does not claim [backend.GateDestroy].
 func (b *Backend) Destroy(ctx context.Context, stateBytes []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -27,20 +27,12 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// provisionOpen provisions a store on a fresh token and opens it.
+// provisionOpen provisions a store on a fresh token and opens it (through
+// a faulty token with no fault set: every call reaches SoftHSM2).
 func provisionOpen(t *testing.T) (*Backend, []byte, *session) {
 	t.Helper()
-	b := newTestBackend(t, newToken(t), nil)
-	st, err := b.Provision(bg, pin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := b.Open(bg, st, pin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return b, st, s.(*session)
+	_, b, st, s := faultyStoreScheme(t, "")
+	return b, st, s
 }
 
 func boolAttr(t *testing.T, c *conn, h p11.ObjectHandle, attr uint) bool {

@@ -41,17 +41,8 @@ func (s *session) CreateBindingKey(ctx context.Context) ([]byte, crypto.Signer, 
 	keyID := make([]byte, keyIDSize)
 	rand.Read(keyID)
 	pubT, privT := c.ecTemplates(keyID)
-	pubG, privG := ecGenAttrs()
-	mech := []*p11.Mechanism{p11.NewMechanism(p11.CKM_EC_KEY_PAIR_GEN, nil)}
-	pubH, privH, err := c.b.tok.GenerateKeyPair(c.sh, mech, append(pubT, pubG...), append(privT, privG...))
+	privH, pubH, pub, err := c.generatePair(pubT, privT, true, p11.CKA_SIGN)
 	if err != nil {
-		s.mu.Unlock()
-		return nil, nil, tokenErr("C_GenerateKeyPair (P-256)", err)
-	}
-	pub, err := s.checkPair(c, privH, pubH)
-	if err != nil {
-		c.b.tok.DestroyObject(c.sh, privH)
-		c.b.tok.DestroyObject(c.sh, pubH)
 		s.mu.Unlock()
 		return nil, nil, err
 	}
@@ -79,21 +70,6 @@ func (s *session) destroyPair(hs ...p11.ObjectHandle) {
 			s.c.b.tok.DestroyObject(s.c.sh, h)
 		}
 	}
-}
-
-// checkPair checks the private key's attributes and reads the public key.
-func (s *session) checkPair(c *conn, priv, pub p11.ObjectHandle) (*ecdsa.PublicKey, error) {
-	if err := c.checkKey(priv, p11.CKK_EC, true); err != nil {
-		return nil, err
-	}
-	got, err := c.b.tok.GetAttributeValue(c.sh, pub, []*p11.Attribute{p11.NewAttribute(p11.CKA_EC_POINT, nil)})
-	if err != nil {
-		return nil, tokenErr("C_GetAttributeValue (CKA_EC_POINT)", err)
-	}
-	if len(got) != 1 {
-		return nil, fmt.Errorf("%w: no CKA_EC_POINT", ErrTokenFault)
-	}
-	return decodePoint(got[0].Value)
 }
 
 // decodePoint reads CKA_EC_POINT: a DER OCTET STRING holding the
@@ -147,7 +123,7 @@ func (s *session) LoadBindingKey(ctx context.Context, blob []byte) (crypto.Signe
 		}
 		return nil, err
 	}
-	tokPub, err := s.checkPair(c, privH, pubH)
+	tokPub, err := c.checkPair(privH, pubH, true)
 	if err != nil {
 		return nil, err
 	}

@@ -38,7 +38,12 @@ func TestMain(m *testing.M) {
 			return m.Run()
 		}
 		defer os.RemoveAll(dir)
+		// The restricted SoftHSM2 setups first: each loads its own copy
+		// of the module, which reads SOFTHSM2_CONF in C_Initialize.
+		setupRestricted(dir)
 		hsmErr = setupSoftHSM(dir)
+		setupOpenCryptoki()
+		setupTPM2PKCS11(dir)
 		return m.Run()
 	}())
 }
@@ -85,47 +90,21 @@ func needHSM(t testing.TB) *module {
 // returns its label.
 func newToken(t testing.TB) string {
 	t.Helper()
-	m := needHSM(t)
-	label := fmt.Sprintf("enigm-test-%d", tokenSeq.Add(1))
-	ctx := m.ctx
-	slots, err := ctx.GetSlotList(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	free, found := uint(0), false
-	for _, s := range slots {
-		ti, err := ctx.GetTokenInfo(s)
-		if err == nil && ti.Flags&p11.CKF_TOKEN_INITIALIZED == 0 {
-			free, found = s, true
-			break
-		}
-	}
-	if !found {
-		t.Fatal("SoftHSM2 offers no free slot")
-	}
-	if err := ctx.InitToken(free, soPIN, label); err != nil {
-		t.Fatalf("C_InitToken: %v", err)
-	}
-	sh, err := ctx.OpenSession(free, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ctx.CloseSession(sh)
-	if err := ctx.Login(sh, p11.CKU_SO, soPIN); err != nil {
-		t.Fatalf("SO login: %v", err)
-	}
-	defer ctx.Logout(sh)
-	if err := ctx.InitPIN(sh, string(pin)); err != nil {
-		t.Fatalf("C_InitPIN: %v", err)
-	}
-	return label
+	return initToken(t, needHSM(t).ctx, pin)
 }
 
-// newTestBackend returns a backend on the token with this label.
+// newTestBackend returns a backend on the SoftHSM2 token with this label.
 func newTestBackend(t testing.TB, label string, wrap func(token) token) *Backend {
 	t.Helper()
+	return newTestBackendOpts(t, Options{TokenLabel: label}, wrap)
+}
+
+// newTestBackendOpts is newTestBackend with options (Module is SoftHSM2's).
+func newTestBackendOpts(t testing.TB, opts Options, wrap func(token) token) *Backend {
+	t.Helper()
 	needHSM(t)
-	b, err := newBackend(Options{Module: hsmModule, TokenLabel: label}, wrap)
+	opts.Module = hsmModule
+	b, err := newBackend(opts, wrap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +114,12 @@ func newTestBackend(t testing.TB, label string, wrap func(token) token) *Backend
 // inspect logs in to the store's token with the test PIN (through the
 // login registry, as the backend does) and runs fn on a raw connection.
 func inspect(t testing.TB, b *Backend, st []byte, fn func(c *conn)) {
+	t.Helper()
+	inspectPIN(t, b, st, pin, fn)
+}
+
+// inspectPIN is inspect with the PIN of the token.
+func inspectPIN(t testing.TB, b *Backend, st, pin []byte, fn func(c *conn)) {
 	t.Helper()
 	s, err := parseState(st)
 	if err != nil {

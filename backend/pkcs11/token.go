@@ -41,6 +41,8 @@ type token interface {
 	Decrypt(sh p11.SessionHandle, cipher []byte) ([]byte, error)
 	SignInit(sh p11.SessionHandle, m []*p11.Mechanism, o p11.ObjectHandle) error
 	Sign(sh p11.SessionHandle, message []byte) ([]byte, error)
+	DeriveKey(sh p11.SessionHandle, m []*p11.Mechanism, base p11.ObjectHandle, a []*p11.Attribute) (p11.ObjectHandle, error)
+	GetInfo() (p11.Info, error)
 }
 
 var _ token = (*p11.Ctx)(nil)

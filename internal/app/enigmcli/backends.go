@@ -21,6 +21,11 @@ import (
 //	ENIGM_TPM_PCRS        comma-separated SHA-256 PCRs to seal to (boot_state gate)
 //	ENIGM_PKCS11_MODULE   the PKCS#11 module (default: SoftHSM2's)
 //	ENIGM_PKCS11_TOKEN    the token label (needed at init when several exist)
+//	ENIGM_PKCS11_SCHEME   force a protection scheme at init (aes-gcm,
+//	                      aes-cbc-hmac, p256-ecdh; default: from the token)
+//	ENIGM_PKCS11_PIN_ONLY_DESTROY=1  accept a token (PIV card) that keeps
+//	                      every key behind the PIN: revoking a locked device
+//	                      then cannot remove its keys from the token
 func init() {
 	backendMakers["tpm"] = func(_ *Globals, env *Env) (backend.Backend, error) {
 		opts := tpm.Options{Device: env.Getenv("ENIGM_TPM_DEVICE")}
@@ -36,7 +41,8 @@ func init() {
 		return tpm.New(opts)
 	}
 	backendMakers["pkcs11"] = func(_ *Globals, env *Env) (backend.Backend, error) {
-		return pkcs11.New(pkcs11.Options{Module: env.Getenv("ENIGM_PKCS11_MODULE"), TokenLabel: env.Getenv("ENIGM_PKCS11_TOKEN")})
+		return pkcs11.New(pkcs11.Options{Module: env.Getenv("ENIGM_PKCS11_MODULE"), TokenLabel: env.Getenv("ENIGM_PKCS11_TOKEN"),
+			Scheme: env.Getenv("ENIGM_PKCS11_SCHEME"), PINOnlyDestroy: env.Getenv("ENIGM_PKCS11_PIN_ONLY_DESTROY") == "1"})
 	}
 	// auto prefers the TPM when its device is there. PKCS#11 tokens are
 	// never picked automatically: which token to trust is the user's call.
