@@ -47,7 +47,7 @@ func TestRelayEligibility(t *testing.T) {
 		envTo(b, newDev("bob/ghost"), "ghost"),
 	}}), http.StatusAccepted, "")
 	var res struct {
-		Accepted []string   `json:"accepted"`
+		Accepted []string       `json:"accepted"`
 		Rejected []api.Rejected `json:"rejected"`
 	}
 	r.decode(t, &res)
