@@ -530,4 +530,3 @@ func (a *Agent) Status(ctx context.Context, online bool) (*StatusInfo, error) {
 	}
 	return si, nil
 }
-
