@@ -148,7 +148,7 @@ func (s *Server) handleAdminApprove(w http.ResponseWriter, r *http.Request) *api
 	en.Approvals = append(en.Approvals, store.Approval{Role: "org", Signature: sig.Sig})
 	audit := []store.AuditEntry{{Time: s.now(), Actor: adminActor(o), Action: "enrollment.admin_approve", OrgID: o.ID, AccountID: en.AccountID, DeviceID: en.DeviceID,
 		Detail: fmt.Sprintf("request %s approved by the organisation at head %d", en.ID, head.Seq)}}
-	return s.saveEnrollment(w, r, en, head, "", audit)
+	return s.saveEnrollment(w, r, en, head, "", audit, jsonAnswer)
 }
 
 func (s *Server) handleAdminDeny(w http.ResponseWriter, r *http.Request) *apiError {
@@ -173,7 +173,7 @@ func (s *Server) handleAdminDeny(w http.ResponseWriter, r *http.Request) *apiErr
 	}
 	audit := []store.AuditEntry{{Time: s.now(), Actor: adminActor(o), Action: "enrollment.deny", OrgID: o.ID, AccountID: en.AccountID, DeviceID: en.DeviceID,
 		Detail: fmt.Sprintf("request %s denied: %s", en.ID, en.Reason)}}
-	return s.saveEnrollment(w, r, en, v.account.Head, "", audit)
+	return s.saveEnrollment(w, r, en, v.account.Head, "", audit, jsonAnswer)
 }
 
 // orgLink builds a link with body at the account's head, signed by the

@@ -257,13 +257,15 @@ func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) *apiError
 	en.Approvals = []store.Approval{{Role: "device", Signer: a.device.String(), Signature: sig}}
 	audit := []store.AuditEntry{{Time: s.now(), Actor: a.actor(), Action: "enrollment.approve", OrgID: a.v.account.OrgID, AccountID: a.account, DeviceID: en.DeviceID,
 		Detail: fmt.Sprintf("request %s approved by device %s at head %d; now %s", en.ID, a.device, head.Seq, en.State)}}
-	return s.saveEnrollment(w, r, en, head, " (another approval won)", audit)
+	return s.saveEnrollment(w, r, en, head, " (another approval won)", audit, respond)
 }
 
 // saveEnrollment stores a changed enrollment request with its audit
 // entries, compare-and-swap on its version (a concurrent change is 409), and
-// answers with the request.
-func (s *Server) saveEnrollment(w http.ResponseWriter, r *http.Request, en store.Enrollment, head store.Head, why string, audit []store.AuditEntry) *apiError {
+// answers with the request through answer (respond for the device's
+// approval, which may travel as CBOR; jsonAnswer for the admin's).
+func (s *Server) saveEnrollment(w http.ResponseWriter, r *http.Request, en store.Enrollment, head store.Head, why string, audit []store.AuditEntry,
+	answer func(http.ResponseWriter, *http.Request, int, any)) *apiError {
 	err := s.store.UpdateEnrollment(r.Context(), en, audit...)
 	if errors.Is(err, store.ErrChanged) {
 		return conflict(head, "enrollment request %s changed meanwhile%s; read it again", en.ID, why)
@@ -273,7 +275,7 @@ func (s *Server) saveEnrollment(w http.ResponseWriter, r *http.Request, en store
 	}
 	s.count(audit)
 	en.Version++
-	respond(w, r, http.StatusOK, enrollmentOf(en))
+	answer(w, r, http.StatusOK, enrollmentOf(en))
 	return nil
 }
 

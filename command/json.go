@@ -115,6 +115,10 @@ func respond(w http.ResponseWriter, r *http.Request, status int, v any) {
 	writeJSON(w, status, v)
 }
 
+// jsonAnswer writes v as JSON whatever the client accepts (the endpoints
+// that are JSON only).
+func jsonAnswer(w http.ResponseWriter, _ *http.Request, status int, v any) { writeJSON(w, status, v) }
+
 // hexID checks a lowercase hex id of n bytes.
 func hexID(field, s string, n int) ([]byte, *apiError) {
 	if !api.IsHex(s, n) {

@@ -141,6 +141,14 @@ func TestCBORBodiesStrict(t *testing.T) {
 	if w.Code != 400 || !strings.Contains(w.Body.String(), "application/cbor") {
 		t.Fatalf("text/plain: %d %s", w.Code, w.Body)
 	}
+	// A JSON-only endpoint answers JSON even to a client that accepts CBOR.
+	req = httptest.NewRequest("GET", "/v1/accounts/"+a.id+"/devices", nil)
+	req.Header.Set("Accept", api.MediaCBOR)
+	w = httptest.NewRecorder()
+	e.srv.Handler().ServeHTTP(w, req)
+	if w.Code != 200 || w.Header().Get("Content-Type") != api.MediaJSON {
+		t.Fatalf("devices with Accept CBOR: %d %q", w.Code, w.Header().Get("Content-Type"))
+	}
 	a.sync()
 	if a.st.Head().Seq != 0 {
 		t.Fatalf("head moved to %d", a.st.Head().Seq)
