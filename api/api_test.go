@@ -22,6 +22,22 @@ var (
 	dev  = strings.Repeat("cd", DeviceIDSize)
 )
 
+// wantErr fails t unless err says want ("" for no error); it reports
+// whether an error was wanted.
+func wantErr(t *testing.T, err error, want string) bool {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Fatalf("refused: %v", err)
+		}
+		return false
+	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want one saying %q", err, want)
+	}
+	return true
+}
+
 func TestDecodeJSONStrict(t *testing.T) {
 	for _, tc := range []struct {
 		desc, body, wantErr string
@@ -46,16 +62,7 @@ func TestDecodeJSONStrict(t *testing.T) {
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			var v ChallengeRequest
-			err := DecodeJSON([]byte(tc.body), &v)
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("error %v, want one saying %q", err, tc.wantErr)
-			}
+			wantErr(t, DecodeJSON([]byte(tc.body), &v), tc.wantErr)
 		})
 	}
 	// Nested objects and objects in arrays are checked too.
@@ -146,14 +153,8 @@ func TestValidate(t *testing.T) {
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			err := tc.v.Validate()
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
+			if !wantErr(t, err, tc.wantErr) {
 				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("error %v, want one saying %q", err, tc.wantErr)
 			}
 			if errors.Is(err, ErrTooLarge) != tc.tooBig {
 				t.Fatalf("%v: ErrTooLarge %v, want %v", err, errors.Is(err, ErrTooLarge), tc.tooBig)
