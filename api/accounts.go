@@ -101,8 +101,5 @@ type AccountCreated struct {
 
 // Validate checks the account id and head.
 func (r AccountCreated) Validate() error {
-	if err := checkHex("account_id", r.AccountID, AccountIDSize); err != nil {
-		return err
-	}
-	return r.Head.Validate()
+	return first(checkHex("account_id", r.AccountID, AccountIDSize), r.Head.Validate())
 }

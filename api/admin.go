@@ -43,10 +43,7 @@ type RevokeRequest struct {
 
 // Validate checks the device id and the reason's length.
 func (q RevokeRequest) Validate() error {
-	if err := checkHex("device_id", q.DeviceID, DeviceIDSize); err != nil {
-		return err
-	}
-	return checkReason(q.Reason)
+	return first(checkHex("device_id", q.DeviceID, DeviceIDSize), checkReason(q.Reason))
 }
 
 // PolicyChange is the answer to POST /v1/admin/accounts/{id}/policy: the

@@ -18,10 +18,7 @@ type ChallengeRequest struct {
 
 // Validate checks the ids.
 func (q ChallengeRequest) Validate() error {
-	if err := checkHex("account_id", q.AccountID, AccountIDSize); err != nil {
-		return err
-	}
-	return checkHex("device_id", q.DeviceID, DeviceIDSize)
+	return first(checkHex("account_id", q.AccountID, AccountIDSize), checkHex("device_id", q.DeviceID, DeviceIDSize))
 }
 
 // Challenge is the answer to POST /v1/auth/challenge.
@@ -49,16 +46,8 @@ type TokenRequest struct {
 
 // Validate checks the ids and the sizes of the challenge and signature.
 func (q TokenRequest) Validate() error {
-	if err := checkHex("account_id", q.AccountID, AccountIDSize); err != nil {
-		return err
-	}
-	if err := checkHex("device_id", q.DeviceID, DeviceIDSize); err != nil {
-		return err
-	}
-	if err := checkBytes("challenge", q.Challenge, ChallengeSize); err != nil {
-		return err
-	}
-	return checkBytes("signature", q.Signature, hybrid.SignatureSize)
+	return first(checkHex("account_id", q.AccountID, AccountIDSize), checkHex("device_id", q.DeviceID, DeviceIDSize),
+		checkBytes("challenge", q.Challenge, ChallengeSize), checkBytes("signature", q.Signature, hybrid.SignatureSize))
 }
 
 // Token is the answer to POST /v1/auth/token.

@@ -207,12 +207,7 @@ func (d DeviceList) Validate() error {
 	if err := d.Chain.Validate(); err != nil {
 		return err
 	}
-	for _, dev := range d.Devices {
-		if err := dev.Validate(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return each(d.Devices)
 }
 
 // LinkRequest is the body of POST /v1/accounts/{id}/links,

@@ -44,6 +44,26 @@ func IsHex(s string, n int) bool {
 	return true
 }
 
+// first returns the first error that is not nil.
+func first(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// each validates every element of xs.
+func each[T interface{ Validate() error }](xs []T) error {
+	for _, x := range xs {
+		if err := x.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkBytes checks a required binary field of at most max bytes.
 func checkBytes(field string, b []byte, max int) error {
 	if len(b) == 0 {

@@ -109,13 +109,8 @@ type Enrollment struct {
 
 // Validate checks the ids, the type, the body and every approval.
 func (e Enrollment) Validate() error {
-	if err := checkHex("request_id", e.RequestID, RequestIDSize); err != nil {
-		return err
-	}
-	if err := checkHex("account_id", e.AccountID, AccountIDSize); err != nil {
-		return err
-	}
-	if err := checkHex("device_id", e.DeviceID, DeviceIDSize); err != nil {
+	if err := first(checkHex("request_id", e.RequestID, RequestIDSize), checkHex("account_id", e.AccountID, AccountIDSize),
+		checkHex("device_id", e.DeviceID, DeviceIDSize)); err != nil {
 		return err
 	}
 	if _, ok := EnrollType(e.Type); !ok {
@@ -129,12 +124,7 @@ func (e Enrollment) Validate() error {
 			return err
 		}
 	}
-	for _, a := range e.Approvals {
-		if err := a.Validate(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return each(e.Approvals)
 }
 
 // LinkType returns the request's link type.
@@ -161,11 +151,4 @@ type EnrollmentList struct {
 }
 
 // Validate checks every request.
-func (l EnrollmentList) Validate() error {
-	for _, e := range l.Enrollments {
-		if err := e.Validate(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (l EnrollmentList) Validate() error { return each(l.Enrollments) }

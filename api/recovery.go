@@ -30,13 +30,8 @@ type Recovery struct {
 
 // Validate checks the ids and the state.
 func (r Recovery) Validate() error {
-	if err := checkHex("recovery_id", r.RecoveryID, RecoveryIDSize); err != nil {
-		return err
-	}
-	if err := checkHex("account_id", r.AccountID, AccountIDSize); err != nil {
-		return err
-	}
-	if err := checkHex("device_id", r.DeviceID, DeviceIDSize); err != nil {
+	if err := first(checkHex("recovery_id", r.RecoveryID, RecoveryIDSize), checkHex("account_id", r.AccountID, AccountIDSize),
+		checkHex("device_id", r.DeviceID, DeviceIDSize)); err != nil {
 		return err
 	}
 	switch r.State {
@@ -52,11 +47,4 @@ type RecoveryList struct {
 }
 
 // Validate checks every recovery.
-func (l RecoveryList) Validate() error {
-	for _, r := range l.Recoveries {
-		if err := r.Validate(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (l RecoveryList) Validate() error { return each(l.Recoveries) }

@@ -30,13 +30,8 @@ type OutgoingEnvelope struct {
 
 // Validate checks the ids and the ciphertext's presence and size.
 func (e OutgoingEnvelope) Validate() error {
-	if err := checkHex("envelopes[].account_id", e.AccountID, AccountIDSize); err != nil {
-		return err
-	}
-	if err := checkHex("envelopes[].device_id", e.DeviceID, DeviceIDSize); err != nil {
-		return err
-	}
-	return checkBytes("envelopes[].ciphertext", e.Ciphertext, MaxCiphertext)
+	return first(checkHex("envelopes[].account_id", e.AccountID, AccountIDSize), checkHex("envelopes[].device_id", e.DeviceID, DeviceIDSize),
+		checkBytes("envelopes[].ciphertext", e.Ciphertext, MaxCiphertext))
 }
 
 // SendRequest is the body of POST /v1/messages.
@@ -63,12 +58,7 @@ func (q SendRequest) Validate() error {
 	if len(q.Envelopes) == 0 || len(q.Envelopes) > MaxEnvelopes {
 		return fmt.Errorf("1-%d envelopes per request", MaxEnvelopes)
 	}
-	for _, e := range q.Envelopes {
-		if err := e.Validate(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return each(q.Envelopes)
 }
 
 // Rejected is an envelope the relay refused.
@@ -93,12 +83,7 @@ func (r SendResult) Validate() error {
 			return err
 		}
 	}
-	for _, x := range r.Rejected {
-		if err := x.Validate(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return each(r.Rejected)
 }
 
 // Envelope is one queued envelope of GET /v1/messages.
@@ -117,13 +102,8 @@ func (e Envelope) Validate() error {
 	if e.ID == "" {
 		return errors.New("envelope id is missing")
 	}
-	if err := checkHex("from_account", e.FromAccount, AccountIDSize); err != nil {
-		return err
-	}
-	if err := checkHex("from_device", e.FromDevice, DeviceIDSize); err != nil {
-		return err
-	}
-	return checkBytes("ciphertext", e.Ciphertext, MaxCiphertext)
+	return first(checkHex("from_account", e.FromAccount, AccountIDSize), checkHex("from_device", e.FromDevice, DeviceIDSize),
+		checkBytes("ciphertext", e.Ciphertext, MaxCiphertext))
 }
 
 // Envelopes is the answer to GET /v1/messages.
@@ -132,14 +112,7 @@ type Envelopes struct {
 }
 
 // Validate checks every envelope.
-func (l Envelopes) Validate() error {
-	for _, e := range l.Envelopes {
-		if err := e.Validate(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (l Envelopes) Validate() error { return each(l.Envelopes) }
 
 // AckRequest is the body of POST /v1/messages/ack.
 type AckRequest struct {
