@@ -8,7 +8,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
 )
 
@@ -196,8 +196,25 @@ func (c *Client) SetIdentity(id *Identity) {
 // maxResponse bounds what the client reads from the server.
 const maxResponse = 32 << 20
 
+// byStatus picks the body to decode an answer into by its status.
+type byStatus map[int]any
+
+// do sends in as JSON (unless nil) and decodes a 2xx JSON answer into out
+// (unless nil), then validates it.
 func (c *Client) do(ctx context.Context, method, path string, auth bool, in, out any) error {
-	err := c.once(ctx, method, path, auth, in, out)
+	_, err := c.send(ctx, method, path, auth, false, in, out)
+	return err
+}
+
+// doCBOR is do for the endpoints whose bodies travel as CBOR: in is sent
+// as application/cbor and the answer is asked for as CBOR.
+func (c *Client) doCBOR(ctx context.Context, method, path string, auth bool, in, out any) error {
+	_, err := c.send(ctx, method, path, auth, true, in, out)
+	return err
+}
+
+func (c *Client) send(ctx context.Context, method, path string, auth, binary bool, in, out any) (int, error) {
+	status, err := c.once(ctx, method, path, auth, binary, in, out)
 	var ae *APIError
 	if auth && errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
 		// The token expired or the server forgot it (restart, clock
@@ -205,75 +222,93 @@ func (c *Client) do(ctx context.Context, method, path string, auth bool, in, out
 		c.mu.Lock()
 		c.token = ""
 		c.mu.Unlock()
-		err = c.once(ctx, method, path, auth, in, out)
+		status, err = c.once(ctx, method, path, auth, binary, in, out)
 	}
-	return err
+	return status, err
 }
 
-func (c *Client) once(ctx context.Context, method, path string, auth bool, in, out any) error {
+func (c *Client) once(ctx context.Context, method, path string, auth, binary bool, in, out any) (int, error) {
 	var body io.Reader
 	if in != nil {
-		b, err := json.Marshal(in)
+		var b []byte
+		var err error
+		if binary {
+			b, err = api.MarshalCBOR(in)
+		} else {
+			b, err = json.Marshal(in)
+		}
 		if err != nil {
-			return err
+			return 0, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	switch {
+	case in != nil && binary:
+		req.Header.Set("Content-Type", api.MediaCBOR)
+	case in != nil:
+		req.Header.Set("Content-Type", api.MediaJSON)
+	}
+	if binary {
+		req.Header.Set("Accept", api.MediaCBOR)
 	}
 	if auth {
 		tok, err := c.ensureToken(ctx)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := c.hc.Do(req)
 	if errors.Is(err, ErrInsecureServer) {
-		return fmt.Errorf("client: %s %s: %w", method, path, err)
+		return 0, fmt.Errorf("client: %s %s: %w", method, path, err)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %s %s: %v", ErrUnavailable, method, path, err)
+		return 0, fmt.Errorf("%w: %s %s: %v", ErrUnavailable, method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
-		return fmt.Errorf("%w: reading the response: %v", ErrUnavailable, err)
+		return resp.StatusCode, fmt.Errorf("%w: reading the response: %v", ErrUnavailable, err)
 	}
 	if len(raw) > maxResponse {
-		return fmt.Errorf("client: response larger than %d bytes", maxResponse)
+		return resp.StatusCode, fmt.Errorf("client: response larger than %d bytes", maxResponse)
 	}
 	if resp.StatusCode >= 300 {
-		return decodeError(resp, raw)
+		return resp.StatusCode, decodeError(resp, raw)
+	}
+	if m, ok := out.(byStatus); ok {
+		out = m[resp.StatusCode]
 	}
 	if out == nil {
-		return nil
+		return resp.StatusCode, nil
 	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("client: malformed response to %s %s: %v", method, path, err)
+	if api.MediaType(resp.Header.Get("Content-Type")) == api.MediaCBOR {
+		err = api.UnmarshalCBOR(raw, out)
+	} else {
+		err = json.Unmarshal(raw, out)
 	}
-	return nil
+	if err == nil {
+		if v, ok := out.(interface{ Validate() error }); ok {
+			err = v.Validate()
+		}
+	}
+	if err != nil {
+		return resp.StatusCode, fmt.Errorf("client: malformed response to %s %s: %v", method, path, err)
+	}
+	return resp.StatusCode, nil
 }
 
 func decodeError(resp *http.Response, raw []byte) error {
-	var w struct {
-		Error struct {
-			Code       string `json:"code"`
-			Message    string `json:"message"`
-			ChainError string `json:"chain_error"`
-		} `json:"error"`
-		Head *jHead `json:"head"`
-	}
+	var w api.Error
 	e := &APIError{Status: resp.StatusCode, Code: "http_" + strconv.Itoa(resp.StatusCode), Message: http.StatusText(resp.StatusCode)}
-	if json.Unmarshal(raw, &w) == nil && w.Error.Code != "" {
+	if json.Unmarshal(raw, &w) == nil && w.Validate() == nil {
 		e.Code, e.Message, e.ChainError = w.Error.Code, w.Error.Message, w.Error.ChainError
 		if w.Head != nil {
-			if h, err := w.Head.head(); err == nil {
+			if h, err := w.Head.Chain(); err == nil {
 				e.Head = &h
 			}
 		}
@@ -308,28 +343,18 @@ func (c *Client) ensureToken(ctx context.Context) (string, error) {
 	if tok != "" && time.Until(exp) > 30*time.Second {
 		return tok, nil
 	}
-	var ch struct {
-		Challenge string `json:"challenge"`
-	}
-	ids := map[string]string{"account_id": hex.EncodeToString(id.Account[:]), "device_id": hex.EncodeToString(id.Device[:])}
-	if err := c.do(ctx, "POST", "/v1/auth/challenge", false, ids, &ch); err != nil {
+	var ch api.Challenge
+	ids := api.ChallengeRequest{AccountID: hex.EncodeToString(id.Account[:]), DeviceID: hex.EncodeToString(id.Device[:])}
+	if err := c.do(ctx, "POST", "/v1/auth/challenge", false, &ids, &ch); err != nil {
 		return "", err
 	}
-	challenge, err := base64.StdEncoding.DecodeString(ch.Challenge)
-	if err != nil || len(challenge) != 32 {
-		return "", errors.New("client: malformed challenge from the server")
-	}
-	sig, err := id.Sign("auth/token", tokenMessage(id.Account, id.Device, challenge))
+	sig, err := id.Sign("auth/token", tokenMessage(id.Account, id.Device, ch.Challenge))
 	if err != nil {
 		return "", fmt.Errorf("client: signing the login challenge: %w", err)
 	}
-	var t struct {
-		Token     string    `json:"token"`
-		ExpiresAt time.Time `json:"expires_at"`
-	}
-	req := map[string]string{"account_id": ids["account_id"], "device_id": ids["device_id"], "challenge": ch.Challenge,
-		"signature": base64.StdEncoding.EncodeToString(sig)}
-	if err := c.do(ctx, "POST", "/v1/auth/token", false, req, &t); err != nil {
+	var t api.Token
+	req := api.TokenRequest{AccountID: ids.AccountID, DeviceID: ids.DeviceID, Challenge: ch.Challenge, Signature: sig}
+	if err := c.do(ctx, "POST", "/v1/auth/token", false, &req, &t); err != nil {
 		return "", err
 	}
 	c.mu.Lock()
@@ -338,36 +363,9 @@ func (c *Client) ensureToken(ctx context.Context) (string, error) {
 	return t.Token, nil
 }
 
-// jHead is the JSON form of a chain head.
-type jHead struct {
-	Seq  uint64 `json:"seq"`
-	Hash string `json:"hash"`
-}
-
-func (h *jHead) head() (chain.Head, error) {
-	var out chain.Head
-	b, err := hex.DecodeString(h.Hash)
-	if err != nil || len(b) != chain.HashSize {
-		return out, fmt.Errorf("client: malformed head hash %q", h.Hash)
-	}
-	out.Seq = h.Seq
-	copy(out.Hash[:], b)
-	return out, nil
-}
-
 // HeadJSON returns the contract's JSON form of h.
 func HeadJSON(h chain.Head) map[string]any {
 	return map[string]any{"seq": h.Seq, "hash": hex.EncodeToString(h.Hash[:])}
-}
-
-func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
-
-func unb64(s, what string) ([]byte, error) {
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		return nil, fmt.Errorf("client: malformed %s from the server", what)
-	}
-	return b, nil
 }
 
 // ParseAccountID parses a 64-digit hex account id.

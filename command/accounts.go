@@ -8,23 +8,13 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
 )
 
 // ValidName reports whether s is a valid account name: 1–64 of [a-z0-9._-].
-func ValidName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func ValidName(s string) bool { return api.ValidName(s) }
 
 func (s *Server) handleName(w http.ResponseWriter, r *http.Request) *apiError {
 	name := r.PathValue("name")
@@ -38,27 +28,13 @@ func (s *Server) handleName(w http.ResponseWriter, r *http.Request) *apiError {
 	if err != nil {
 		return storeErr(err)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"account_id": a.ID})
+	writeJSON(w, http.StatusOK, api.Name{AccountID: a.ID})
 	return nil
-}
-
-// inviteCodeOK checks the shape of an invite code before it is hashed.
-func inviteCodeOK(code string) bool {
-	if len(code) < 16 || len(code) > 128 {
-		return false
-	}
-	for i := 0; i < len(code); i++ {
-		c := code[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // invite looks up an invite by code and checks it can still be used.
 func (s *Server) invite(r *http.Request, code string) (store.Invite, store.Org, *apiError) {
-	if !inviteCodeOK(code) {
+	if !api.ValidInviteCode(code) {
 		return store.Invite{}, store.Org{}, badRequest("malformed invite code")
 	}
 	inv, err := s.store.Invite(r.Context(), secretHash([]byte(code)))
@@ -96,30 +72,14 @@ func (s *Server) handleInvite(w http.ResponseWriter, r *http.Request) *apiError 
 	if err != nil {
 		return internal(err)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"org_id": o.ID, "org_name": o.Name, "account_name": inv.AccountName,
-		"admin_key": b64enc(o.AdminKey), "policy": p,
-	})
+	writeJSON(w, http.StatusOK, api.Invite{OrgID: o.ID, OrgName: o.Name, AccountName: inv.AccountName, AdminKey: o.AdminKey, Policy: p})
 	return nil
 }
 
-type createAccountRequest struct {
-	Name    string `json:"name"`
-	Genesis string `json:"genesis"`
-	Invite  string `json:"invite,omitempty"`
-}
-
-func (q *createAccountRequest) flat() []flatField {
-	return []flatField{{"name", &q.Name}, {"genesis", &q.Genesis}, {"invite", &q.Invite}}
-}
-
 func (s *Server) handleCreateAccount(w http.ResponseWriter, r *http.Request) *apiError {
-	var req createAccountRequest
+	var req api.CreateAccount
 	if e := decode(w, r, &req); e != nil {
 		return e
-	}
-	if !ValidName(req.Name) {
-		return badRequest("name must be 1-64 of [a-z0-9._-]")
 	}
 	l, e := parseLink("genesis", req.Genesis)
 	if e != nil {
@@ -209,7 +169,7 @@ func (s *Server) handleCreateAccount(w http.ResponseWriter, r *http.Request) *ap
 	v := &verified{account: store.Account{ID: id, Name: req.Name, OrgID: orgID, Head: head, CreatedAt: now}, state: st, links: [][]byte{l.Bytes()}}
 	v.see(t)
 	s.cache.put(id, v)
-	writeJSON(w, http.StatusCreated, map[string]any{"account_id": id, "head": headJSON(head)})
+	respond(w, r, http.StatusCreated, api.AccountCreated{AccountID: id, Head: headOf(head)})
 	return nil
 }
 
@@ -240,25 +200,22 @@ func (s *Server) accountFrom(r *http.Request, load func(context.Context, string)
 	return v, nil
 }
 
-// chainView is the body of the chain and devices endpoints.
-func chainView(v *verified, after int64, withDevices bool) map[string]any {
+// chainView is the body of the chain and devices endpoints: an
+// api.Chain, or an api.DeviceList with devices.
+func chainView(v *verified, after int64, withDevices bool) any {
 	start := 0
 	if after >= 0 {
 		start = int(min(after+1, int64(len(v.links))))
 	}
-	links := make([]string, 0, len(v.links)-start)
-	for _, b := range v.links[start:] {
-		links = append(links, b64enc(b))
+	c := api.Chain{AccountID: v.account.ID, Head: headOf(v.account.Head), Links: v.links[start:len(v.links):len(v.links)]}
+	if !withDevices {
+		return c
 	}
-	out := map[string]any{"account_id": v.account.ID, "head": headJSON(v.account.Head), "links": links}
-	if withDevices {
-		devs := []jsonDevice{}
-		for _, d := range v.state.Devices() {
-			devs = append(devs, deviceJSON(d))
-		}
-		out["devices"] = devs
+	devs := []api.Device{}
+	for _, d := range v.state.Devices() {
+		devs = append(devs, api.DeviceOf(d))
 	}
-	return out
+	return api.DeviceList{Chain: c, Devices: devs}
 }
 
 func (s *Server) handleChain(w http.ResponseWriter, r *http.Request) *apiError {

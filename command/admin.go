@@ -6,9 +6,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
-	"github.com/enigm/enigm/hybrid"
 )
 
 func adminActor(o store.Org) string { return "admin:" + o.ID }
@@ -56,11 +56,11 @@ func (s *Server) handleAdminAccounts(w http.ResponseWriter, r *http.Request) *ap
 	if err != nil {
 		return storeErr(err)
 	}
-	out := []map[string]any{}
+	out := []api.AccountSummary{}
 	for _, a := range list {
-		out = append(out, map[string]any{"account_id": a.ID, "name": a.Name, "head": headJSON(a.Head)})
+		out = append(out, api.AccountSummary{AccountID: a.ID, Name: a.Name, Head: headOf(a.Head)})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"accounts": out})
+	writeJSON(w, http.StatusOK, api.AccountList{Accounts: out})
 	return nil
 }
 
@@ -94,13 +94,13 @@ func (s *Server) handleAdminEnrollments(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return storeErr(err)
 	}
-	out := []jsonEnrollment{}
+	out := []api.Enrollment{}
 	for _, en := range list {
 		if en = s.effective(r.Context(), en, o.ID); en.State == store.EnrollDeviceApproved {
-			out = append(out, enrollmentJSON(en))
+			out = append(out, enrollmentOf(en))
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"enrollments": out})
+	writeJSON(w, http.StatusOK, api.EnrollmentList{Enrollments: out})
 	return nil
 }
 
@@ -148,18 +148,7 @@ func (s *Server) handleAdminApprove(w http.ResponseWriter, r *http.Request) *api
 	en.Approvals = append(en.Approvals, store.Approval{Role: "org", Signature: sig.Sig})
 	audit := []store.AuditEntry{{Time: s.now(), Actor: adminActor(o), Action: "enrollment.admin_approve", OrgID: o.ID, AccountID: en.AccountID, DeviceID: en.DeviceID,
 		Detail: fmt.Sprintf("request %s approved by the organisation at head %d", en.ID, head.Seq)}}
-	return s.saveEnrollment(w, r, en, head, "", audit)
-}
-
-type reasonRequest struct {
-	Reason string `json:"reason,omitempty"`
-}
-
-func checkReason(s string) *apiError {
-	if len(s) > 500 {
-		return badRequest("reason is at most 500 bytes")
-	}
-	return nil
+	return s.saveEnrollment(w, r, en, head, "", audit, jsonAnswer)
 }
 
 func (s *Server) handleAdminDeny(w http.ResponseWriter, r *http.Request) *apiError {
@@ -167,11 +156,8 @@ func (s *Server) handleAdminDeny(w http.ResponseWriter, r *http.Request) *apiErr
 	if e != nil {
 		return e
 	}
-	var req reasonRequest
+	var req api.Reason
 	if e := decode(w, r, &req); e != nil {
-		return e
-	}
-	if e := checkReason(req.Reason); e != nil {
 		return e
 	}
 	en, v, e := s.adminEnrollment(r, o)
@@ -187,12 +173,7 @@ func (s *Server) handleAdminDeny(w http.ResponseWriter, r *http.Request) *apiErr
 	}
 	audit := []store.AuditEntry{{Time: s.now(), Actor: adminActor(o), Action: "enrollment.deny", OrgID: o.ID, AccountID: en.AccountID, DeviceID: en.DeviceID,
 		Detail: fmt.Sprintf("request %s denied: %s", en.ID, en.Reason)}}
-	return s.saveEnrollment(w, r, en, v.account.Head, "", audit)
-}
-
-type adminRevokeRequest struct {
-	DeviceID string `json:"device_id"`
-	Reason   string `json:"reason,omitempty"`
+	return s.saveEnrollment(w, r, en, v.account.Head, "", audit, jsonAnswer)
 }
 
 // orgLink builds a link with body at the account's head, signed by the
@@ -226,17 +207,11 @@ func (s *Server) handleAdminRevoke(w http.ResponseWriter, r *http.Request) *apiE
 	if e != nil {
 		return e
 	}
-	var req adminRevokeRequest
+	var req api.RevokeRequest
 	if e := decode(w, r, &req); e != nil {
 		return e
 	}
-	dev, e := deviceID("device_id", req.DeviceID)
-	if e != nil {
-		return e
-	}
-	if e := checkReason(req.Reason); e != nil {
-		return e
-	}
+	dev, _ := deviceID("device_id", req.DeviceID) // checked by Validate
 	v, e := s.orgAccount(r, o, r.PathValue("id"))
 	if e != nil {
 		return e
@@ -261,7 +236,7 @@ func (s *Server) handleAdminRevoke(w http.ResponseWriter, r *http.Request) *apiE
 	if e != nil {
 		return e
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"head": chainHead(st.Head())})
+	writeJSON(w, http.StatusCreated, api.HeadResponse{Head: api.HeadOf(st.Head())})
 	return nil
 }
 
@@ -274,17 +249,12 @@ func (s *Server) handleAdminRecoveries(w http.ResponseWriter, r *http.Request) *
 	if err != nil {
 		return storeErr(err)
 	}
-	out := []jsonRecovery{}
+	out := []api.Recovery{}
 	for _, rec := range list {
-		out = append(out, recoveryJSON(rec, s.now()))
+		out = append(out, recoveryOf(rec, s.now()))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"recoveries": out})
+	writeJSON(w, http.StatusOK, api.RecoveryList{Recoveries: out})
 	return nil
-}
-
-type reviewRequest struct {
-	Approve *bool  `json:"approve"`
-	Reason  string `json:"reason,omitempty"`
 }
 
 // handleAdminReview approves (counter-signs and appends the held recover
@@ -294,14 +264,8 @@ func (s *Server) handleAdminReview(w http.ResponseWriter, r *http.Request) *apiE
 	if e != nil {
 		return e
 	}
-	var req reviewRequest
+	var req api.ReviewRequest
 	if e := decode(w, r, &req); e != nil {
-		return e
-	}
-	if req.Approve == nil {
-		return badRequest("approve (true or false) is required")
-	}
-	if e := checkReason(req.Reason); e != nil {
 		return e
 	}
 	rec, e := s.recovery(r)
@@ -314,7 +278,7 @@ func (s *Server) handleAdminReview(w http.ResponseWriter, r *http.Request) *apiE
 	}
 	head := v.account.Head
 	if rec.State != store.RecoveryPendingReview {
-		return conflict(head, "recovery %s is %s, not awaiting review", rec.ID, recoveryJSON(rec, s.now()).State)
+		return conflict(head, "recovery %s is %s, not awaiting review", rec.ID, recoveryOf(rec, s.now()).State)
 	}
 	if !*req.Approve {
 		rec.State, rec.Reason, rec.Link = store.RecoveryDenied, req.Reason, nil
@@ -332,7 +296,7 @@ func (s *Server) handleAdminReview(w http.ResponseWriter, r *http.Request) *apiE
 		}
 		s.count(audit)
 		rec.Version++
-		writeJSON(w, http.StatusOK, recoveryJSON(rec, s.now()))
+		writeJSON(w, http.StatusOK, recoveryOf(rec, s.now()))
 		return nil
 	}
 	held, err := chain.ParseLink(rec.Link)
@@ -372,7 +336,7 @@ func (s *Server) handleAdminReview(w http.ResponseWriter, r *http.Request) *apiE
 		return e
 	}
 	done.Version++
-	writeJSON(w, http.StatusOK, recoveryJSON(done, s.now()))
+	writeJSON(w, http.StatusOK, recoveryOf(done, s.now()))
 	return nil
 }
 
@@ -393,15 +357,13 @@ func (s *Server) handleAdminAudit(w http.ResponseWriter, r *http.Request) *apiEr
 	if err != nil {
 		return storeErr(err)
 	}
-	out := make([]jsonAudit, 0, len(entries))
+	out := make([]api.AuditEntry, 0, len(entries))
 	for _, en := range entries {
-		out = append(out, jsonAudit{ID: en.ID, Time: rfc3339(en.Time), Actor: en.Actor, Action: en.Action, AccountID: en.AccountID, DeviceID: en.DeviceID, Detail: en.Detail})
+		out = append(out, api.AuditEntry{ID: en.ID, Time: api.Seconds(en.Time), Actor: en.Actor, Action: en.Action, AccountID: en.AccountID, DeviceID: en.DeviceID, Detail: en.Detail})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"entries": out})
+	writeJSON(w, http.StatusOK, api.AuditLog{Entries: out})
 	return nil
 }
-
-var _ = hybrid.SignatureSize
 
 // handleAdminPolicy changes a managed account's policy: Command builds a
 // set_policy link, signs it with the organisation key and appends it. Only
@@ -415,12 +377,9 @@ func (s *Server) handleAdminPolicy(w http.ResponseWriter, r *http.Request) *apiE
 	// A partial update: the fields given change, the others keep the
 	// policy of the head the new link builds on (the append fails with a
 	// conflict if the head moved meanwhile).
-	var u PolicyUpdate
+	var u api.PolicyUpdate
 	if e := decode(w, r, &u); e != nil {
 		return e
-	}
-	if u.Empty() {
-		return badRequest("no policy field given: send the fields to change (the others keep their value)")
 	}
 	v, e := s.orgAccount(r, o, r.PathValue("id"))
 	if e != nil {
@@ -447,6 +406,6 @@ func (s *Server) handleAdminPolicy(w http.ResponseWriter, r *http.Request) *apiE
 	if e != nil {
 		return e
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"head": chainHead(st.Head()), "previous": before, "policy": PolicyFromChain(st.Policy())})
+	writeJSON(w, http.StatusCreated, api.PolicyChange{Head: api.HeadOf(st.Head()), Previous: before, Policy: PolicyFromChain(st.Policy())})
 	return nil
 }

@@ -55,7 +55,7 @@ func TestCreateAccountAndRead(t *testing.T) {
 	e.want(e.do("GET", "/v1/names/nobody", "", nil), 404, "not_found")
 	e.want(e.do("GET", "/v1/names/Bad%20Name", "", nil), 400, "bad_request")
 	devs := a.devices()
-	if d := devs[A.id.String()]; d.State != "active" || d.ApprovedBy != "genesis" || d.Protection != "software" || d.AddedSeq != 0 || d.AddedAt != rfc3339(t0) || d.Name != "device alice/A" {
+	if d := devs[A.id.String()]; d.State != "active" || d.ApprovedBy != "genesis" || d.Protection != "software" || d.AddedSeq != 0 || !d.AddedAt.Equal(t0) || d.Name != "device alice/A" {
 		t.Fatalf("first device: %+v", d)
 	}
 	// Name taken; the same genesis again under another name.

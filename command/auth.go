@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/hybrid"
@@ -182,19 +183,10 @@ func provenKey(r *http.Request, account string, dev chain.DeviceID) string {
 	return account + "|" + dev.String() + "|" + addrKey(r)
 }
 
-type challengeRequest struct {
-	AccountID string `json:"account_id"`
-	DeviceID  string `json:"device_id"`
-}
-
-func (q *challengeRequest) flat() []flatField {
-	return []flatField{{"account_id", &q.AccountID}, {"device_id", &q.DeviceID}}
-}
-
 // handleChallenge issues a challenge. It is charged to the caller's
 // address only: it stores nothing, and the state it reads is public.
 func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) *apiError {
-	var req challengeRequest
+	var req api.ChallengeRequest
 	if e := decode(w, r, &req); e != nil {
 		return e
 	}
@@ -222,19 +214,8 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) *apiErr
 	}
 	exp := s.now().Add(ChallengeTTL)
 	c := s.newChallenge(acct, dev, exp)
-	writeJSON(w, http.StatusOK, map[string]string{"challenge": b64enc(c), "expires_at": rfc3339(time.Unix(exp.Unix(), 0))})
+	writeJSON(w, http.StatusOK, api.Challenge{Challenge: c, ExpiresAt: api.Seconds(exp)})
 	return nil
-}
-
-type tokenRequest struct {
-	AccountID string `json:"account_id"`
-	DeviceID  string `json:"device_id"`
-	Challenge string `json:"challenge"`
-	Signature string `json:"signature"`
-}
-
-func (q *tokenRequest) flat() []flatField {
-	return []flatField{{"account_id", &q.AccountID}, {"device_id", &q.DeviceID}, {"challenge", &q.Challenge}, {"signature", &q.Signature}}
 }
 
 // handleToken exchanges a signed challenge for a token. What it costs
@@ -247,7 +228,7 @@ func (q *tokenRequest) flat() []flatField {
 // No bucket of the account is touched: outsiders cannot lock its devices
 // out.
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) *apiError {
-	var req tokenRequest
+	var req api.TokenRequest
 	if e := decode(w, r, &req); e != nil {
 		return e
 	}
@@ -259,14 +240,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	c, e := b64dec("challenge", req.Challenge, challengeSize)
-	if e != nil {
-		return e
-	}
-	sigb, e := b64dec("signature", req.Signature, hybrid.SignatureSize)
-	if e != nil {
-		return e
-	}
+	c, sigb := req.Challenge, req.Signature
 	if e := s.limit(r, "auth", s.cfg.RateLimits.AuthPerAddr, Rate{}); e != nil {
 		return e
 	}
@@ -330,6 +304,6 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) *apiError {
 	if err := s.store.PutToken(r.Context(), store.Secret{Hash: secretHash([]byte(tok)), AccountID: req.AccountID, DeviceID: req.DeviceID, ExpiresAt: texp}); err != nil {
 		return storeErr(err)
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"token": tok, "expires_at": rfc3339(texp)})
+	writeJSON(w, http.StatusOK, api.Token{Token: tok, ExpiresAt: api.Seconds(texp)})
 	return nil
 }

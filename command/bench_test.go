@@ -1,6 +1,8 @@
 package command
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -8,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store/storetest"
 	"github.com/enigm/enigm/internal/testkit"
@@ -89,60 +92,113 @@ func runLoopback(b *testing.B, h http.Handler, path string) {
 	})
 }
 
-// prepared is one enrollment made ahead: the request body, the approval
-// signature and the completed link, all signed before the timed loop.
+// preparedEnroll is one enrollment made ahead: the request body, the
+// approval signature and the completed link, all signed before the timed
+// loop.
 type preparedEnroll struct {
 	a       *tacct
 	token   string
-	reqBody map[string]string
-	approve map[string]any
-	link    map[string]string
+	reqBody api.EnrollRequest
+	approve api.ApproveRequest
+	link    api.LinkRequest
 }
 
 // BenchmarkEnrollment runs request, approval and completion of one new
 // device per account, with every client signature made ahead: what is
 // timed is the server's work (three hybrid verifications per enrollment
-// and the rest).
+// and the rest), with the bodies as JSON (base64 inside) or as CBOR (as
+// the client sends them), encoded in the loop.
 func BenchmarkEnrollment(b *testing.B) {
 	for _, engine := range []string{"sqlite", "postgres"} {
-		b.Run(engine, func(b *testing.B) {
-			dsn := storetest.SQLiteDSN(b)
-			if engine == "postgres" {
-				dsn = storetest.PostgresDSN(b)
-			}
-			e := newEnvDSN(b, dsn)
-			e.waitListening()
-			preps := make([]preparedEnroll, b.N)
-			for i := range preps {
-				A, N := newDev(fmt.Sprintf("ebench/%d/A", i)), newDev(fmt.Sprintf("ebench/%d/N", i))
-				a := e.newAccount(fmt.Sprintf("ebench-%d", i), A, chain.DefaultPolicy())
-				n := nonce(N.label)
-				body := &chain.AddDevice{Device: N.device(), Nonce: n, PairingHash: chain.PairingHash(n, "code")}
-				raw, err := chain.EncodeBody(body)
-				testkit.NoErr(b, err)
-				d := a.draft(body)
-				st, _ := d.Approval()
-				sg, err := chain.SignApproval(st, chain.TypeAddDevice, chain.RoleDevice, A.id, A.key())
-				testkit.NoErr(b, err)
-				d.AddSignature(sg)
-				testkit.NoErr(b, d.Sign(chain.RoleSubject, N.key()))
-				preps[i] = preparedEnroll{a: a, token: a.token(A),
-					reqBody: map[string]string{"type": "add_device", "body": enc64(raw)},
-					approve: map[string]any{"head": a.head(), "signature": enc64(sg.Sig)},
-					link:    map[string]string{"link": enc64(link(b, d).Bytes())}}
-			}
-			var next atomic.Int64
-			b.ResetTimer()
-			b.SetParallelism(8)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					p := &preps[next.Add(1)-1]
-					r := e.want(e.do("POST", "/v1/accounts/"+p.a.id+"/enrollments", "", p.reqBody), 201, "")
-					rid := r.str("request_id")
-					e.want(e.do("POST", "/v1/enrollments/"+rid+"/approve", p.token, p.approve), 200, "")
-					e.want(e.do("POST", "/v1/enrollments/"+rid+"/complete", "", p.link), 201, "")
+		for _, transport := range []string{"json", "cbor"} {
+			b.Run(engine+"/"+transport, func(b *testing.B) {
+				dsn := storetest.SQLiteDSN(b)
+				if engine == "postgres" {
+					dsn = storetest.PostgresDSN(b)
 				}
+				e := newEnvDSN(b, dsn)
+				e.waitListening()
+				preps := make([]preparedEnroll, b.N)
+				for i := range preps {
+					A, N := newDev(fmt.Sprintf("ebench/%d/A", i)), newDev(fmt.Sprintf("ebench/%d/N", i))
+					a := e.newAccount(fmt.Sprintf("ebench-%d", i), A, chain.DefaultPolicy())
+					n := nonce(N.label)
+					body := &chain.AddDevice{Device: N.device(), Nonce: n, PairingHash: chain.PairingHash(n, "code")}
+					raw, err := chain.EncodeBody(body)
+					testkit.NoErr(b, err)
+					d := a.draft(body)
+					st, _ := d.Approval()
+					sg, err := chain.SignApproval(st, chain.TypeAddDevice, chain.RoleDevice, A.id, A.key())
+					testkit.NoErr(b, err)
+					d.AddSignature(sg)
+					testkit.NoErr(b, d.Sign(chain.RoleSubject, N.key()))
+					preps[i] = preparedEnroll{a: a, token: a.token(A),
+						reqBody: api.EnrollRequest{Type: api.TypeAddDevice, Body: raw},
+						approve: api.ApproveRequest{Head: a.head(), Signature: sg.Sig},
+						link:    api.LinkRequest{Link: link(b, d).Bytes()}}
+				}
+				do := e.do
+				rid := func(r *resp) string { return r.str("request_id") }
+				if transport == "cbor" {
+					do = e.doCBOR
+					rid = func(r *resp) string {
+						var en api.Enrollment
+						r.cbor(b, &en)
+						return en.RequestID
+					}
+				}
+				var next atomic.Int64
+				b.ResetTimer()
+				b.SetParallelism(8)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						p := &preps[next.Add(1)-1]
+						r := e.want(do("POST", "/v1/accounts/"+p.a.id+"/enrollments", "", &p.reqBody), 201, "")
+						id := rid(r)
+						e.want(do("POST", "/v1/enrollments/"+id+"/approve", p.token, &p.approve), 200, "")
+						e.want(do("POST", "/v1/enrollments/"+id+"/complete", "", &p.link), 201, "")
+					}
+				})
 			})
+		}
+	}
+}
+
+// BenchmarkDecodeLink decodes the completion body of an enrollment (a
+// 13 KB link) as the server does, from JSON (base64 inside, the strict
+// path) and from CBOR.
+func BenchmarkDecodeLink(b *testing.B) {
+	e := newEnv(b)
+	A, N := newDev("dbench/A"), newDev("dbench/N")
+	a := e.newAccount("dbench", A, chain.DefaultPolicy())
+	n := nonce(N.label)
+	body := &chain.AddDevice{Device: N.device(), Nonce: n, PairingHash: chain.PairingHash(n, "code")}
+	d := a.draft(body)
+	st, _ := d.Approval()
+	sg := testkit.Must(chain.SignApproval(st, chain.TypeAddDevice, chain.RoleDevice, A.id, A.key()))
+	d.AddSignature(sg)
+	testkit.NoErr(b, d.Sign(chain.RoleSubject, N.key()))
+	l := link(b, d).Bytes()
+	bodies := map[string][]byte{
+		api.MediaJSON: testkit.Must(json.Marshal(api.LinkRequest{Link: l})),
+		api.MediaCBOR: testkit.Must(api.MarshalCBOR(api.LinkRequest{Link: l})),
+	}
+	for _, media := range []string{api.MediaJSON, api.MediaCBOR} {
+		b.Run(media[len("application/"):], func(b *testing.B) {
+			body := bodies[media]
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				r := httptest.NewRequest("POST", "/", bytes.NewReader(body))
+				r.Header.Set("Content-Type", media)
+				var q api.LinkRequest
+				if e := decode(httptest.NewRecorder(), r, &q); e != nil {
+					b.Fatal(e)
+				}
+				if _, e := parseLink("link", q.Link); e != nil {
+					b.Fatal(e)
+				}
+			}
 		})
 	}
 }

@@ -3,14 +3,15 @@ package command
 import (
 	"errors"
 	"fmt"
-	"github.com/enigm/enigm/chain"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/translog"
 )
@@ -36,9 +37,9 @@ const (
 	// ChallengeTTL is how long an auth challenge may be answered.
 	ChallengeTTL = 60 * time.Second
 	// MaxCiphertext bounds one relayed envelope.
-	MaxCiphertext = 256 << 10
+	MaxCiphertext = api.MaxCiphertext
 	// MaxEnvelopes bounds the envelopes of one POST /v1/messages.
-	MaxEnvelopes = 256
+	MaxEnvelopes = api.MaxEnvelopes
 )
 
 // PassphraseEnv names the environment variable with the passphrase of

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
 )
@@ -35,15 +36,7 @@ func (s *Server) effective(ctx context.Context, e store.Enrollment, orgID string
 	return x
 }
 
-func enrollType(s string) (chain.LinkType, bool) {
-	switch s {
-	case "add_device":
-		return chain.TypeAddDevice, true
-	case "replace_device":
-		return chain.TypeReplaceDevice, true
-	}
-	return 0, false
-}
+func enrollType(s string) (chain.LinkType, bool) { return api.EnrollType(s) }
 
 // enrollBody returns the request's device, nonce, pairing hash and (for
 // replace_device) replaced device.
@@ -57,28 +50,13 @@ func enrollBody(b chain.Body) (dev chain.Device, nonce [chain.NonceSize]byte, pa
 	return
 }
 
-type enrollRequest struct {
-	Type string `json:"type"`
-	Body string `json:"body"`
-}
-
-func (q *enrollRequest) flat() []flatField {
-	return []flatField{{"type", &q.Type}, {"body", &q.Body}}
-}
-
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) *apiError {
-	var req enrollRequest
+	var req api.EnrollRequest
 	if e := decode(w, r, &req); e != nil {
 		return e
 	}
-	t, ok := enrollType(req.Type)
-	if !ok {
-		return badRequest(`type must be "add_device" or "replace_device"`)
-	}
-	raw, e := b64dec("body", req.Body, chain.MaxBodySize)
-	if e != nil {
-		return e
-	}
+	t, _ := enrollType(req.Type)
+	raw := req.Body
 	body, err := chain.DecodeBody(t, raw)
 	if err != nil {
 		e := badRequest("body: %v", err)
@@ -139,7 +117,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) *apiError 
 		return storeErr(err)
 	}
 	s.count(audit)
-	writeJSON(w, http.StatusCreated, enrollmentJSON(en))
+	respond(w, r, http.StatusCreated, enrollmentOf(en))
 	return nil
 }
 
@@ -155,13 +133,13 @@ func (s *Server) handleListEnrollments(w http.ResponseWriter, r *http.Request) *
 	if err != nil {
 		return storeErr(err)
 	}
-	out := []jsonEnrollment{}
+	out := []api.Enrollment{}
 	for _, en := range list {
 		if en = s.effective(r.Context(), en, a.v.account.OrgID); isOpen(en.State) {
-			out = append(out, enrollmentJSON(en))
+			out = append(out, enrollmentOf(en))
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"enrollments": out})
+	writeJSON(w, http.StatusOK, api.EnrollmentList{Enrollments: out})
 	return nil
 }
 
@@ -198,7 +176,7 @@ func (s *Server) handleGetEnrollment(w http.ResponseWriter, r *http.Request) *ap
 	if e != nil {
 		return e
 	}
-	writeJSON(w, http.StatusOK, enrollmentJSON(en))
+	respond(w, r, http.StatusOK, enrollmentOf(en))
 	return nil
 }
 
@@ -235,27 +213,16 @@ func stateError(en store.Enrollment, head store.Head, action string) *apiError {
 	return conflict(head, "enrollment request %s is %s; it cannot be %s", en.ID, en.State, action)
 }
 
-type approveRequest struct {
-	Head      jsonHead `json:"head"`
-	Signature string   `json:"signature"`
-}
-
 func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) *apiError {
 	a, e := s.authDevice(r)
 	if e != nil {
 		return e
 	}
-	var req approveRequest
+	var req api.ApproveRequest
 	if e := decode(w, r, &req); e != nil {
 		return e
 	}
-	sig, e := b64dec("signature", req.Signature, 4096)
-	if e != nil {
-		return e
-	}
-	if _, e := hexID("head.hash", req.Head.Hash, chain.HashSize); e != nil {
-		return e
-	}
+	sig := req.Signature
 	en, e := s.enrollment(r)
 	if e != nil {
 		return e
@@ -290,13 +257,15 @@ func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) *apiError
 	en.Approvals = []store.Approval{{Role: "device", Signer: a.device.String(), Signature: sig}}
 	audit := []store.AuditEntry{{Time: s.now(), Actor: a.actor(), Action: "enrollment.approve", OrgID: a.v.account.OrgID, AccountID: a.account, DeviceID: en.DeviceID,
 		Detail: fmt.Sprintf("request %s approved by device %s at head %d; now %s", en.ID, a.device, head.Seq, en.State)}}
-	return s.saveEnrollment(w, r, en, head, " (another approval won)", audit)
+	return s.saveEnrollment(w, r, en, head, " (another approval won)", audit, respond)
 }
 
 // saveEnrollment stores a changed enrollment request with its audit
 // entries, compare-and-swap on its version (a concurrent change is 409), and
-// answers with the request.
-func (s *Server) saveEnrollment(w http.ResponseWriter, r *http.Request, en store.Enrollment, head store.Head, why string, audit []store.AuditEntry) *apiError {
+// answers with the request through answer (respond for the device's
+// approval, which may travel as CBOR; jsonAnswer for the admin's).
+func (s *Server) saveEnrollment(w http.ResponseWriter, r *http.Request, en store.Enrollment, head store.Head, why string, audit []store.AuditEntry,
+	answer func(http.ResponseWriter, *http.Request, int, any)) *apiError {
 	err := s.store.UpdateEnrollment(r.Context(), en, audit...)
 	if errors.Is(err, store.ErrChanged) {
 		return conflict(head, "enrollment request %s changed meanwhile%s; read it again", en.ID, why)
@@ -306,7 +275,7 @@ func (s *Server) saveEnrollment(w http.ResponseWriter, r *http.Request, en store
 	}
 	s.count(audit)
 	en.Version++
-	writeJSON(w, http.StatusOK, enrollmentJSON(en))
+	answer(w, r, http.StatusOK, enrollmentOf(en))
 	return nil
 }
 
@@ -323,7 +292,7 @@ func (s *Server) resetStale(ctx context.Context, en store.Enrollment, orgID stri
 }
 
 func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request) *apiError {
-	var req linkRequest
+	var req api.LinkRequest
 	if e := decode(w, r, &req); e != nil {
 		return e
 	}
@@ -377,6 +346,6 @@ func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request) *apiErro
 		}
 		return e
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"head": chainHead(st.Head())})
+	respond(w, r, http.StatusCreated, api.HeadResponse{Head: api.HeadOf(st.Head())})
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
 )
@@ -18,7 +19,7 @@ type apiError struct {
 	status  int
 	code    string
 	msg     string
-	head    *jsonHead // 409 conflict: the current head
+	head    *api.Head // 409 conflict: the current head
 	chain   string    // 422 chain_rejected: the chain code's wire name
 	retryIn int       // 429: seconds for Retry-After
 	cause   error     // logged, never sent
@@ -52,7 +53,7 @@ func policyRejected(format string, args ...any) *apiError {
 
 func conflict(head store.Head, format string, args ...any) *apiError {
 	e := errorf(http.StatusConflict, "conflict", format, args...)
-	h := headJSON(head)
+	h := headOf(head)
 	e.head = &h
 	return e
 }
@@ -99,25 +100,12 @@ func storeErr(err error) *apiError {
 	return internal(err)
 }
 
-type errorBody struct {
-	Error      errorDetail `json:"error"`
-	Head       *jsonHead   `json:"head,omitempty"`
-	ChainError string      `json:"chain_error,omitempty"`
-}
-
-type errorDetail struct {
-	Code       string    `json:"code"`
-	Message    string    `json:"message"`
-	Head       *jsonHead `json:"head,omitempty"`
-	ChainError string    `json:"chain_error,omitempty"`
-}
-
 func writeError(w http.ResponseWriter, e *apiError) {
 	if e.retryIn > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.retryIn))
 	}
-	writeJSON(w, e.status, errorBody{
-		Error: errorDetail{Code: e.code, Message: e.msg, Head: e.head, ChainError: e.chain},
+	writeJSON(w, e.status, api.Error{
+		Error: api.ErrorDetail{Code: e.code, Message: e.msg, Head: e.head, ChainError: e.chain},
 		Head:  e.head, ChainError: e.chain,
 	})
 }
@@ -127,7 +115,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"encoding the response failed"}}`)
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", api.MediaJSON)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))

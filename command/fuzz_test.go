@@ -6,8 +6,9 @@ import (
 )
 
 // Arbitrary bodies on every POST route, with and without a device or
-// admin token: never a panic (the middleware would answer 500), never a
-// 5xx, always a JSON answer.
+// admin token, as JSON or as CBOR: never a panic (the middleware would
+// answer 500), never a 5xx, always a JSON answer (a CBOR one only for a
+// CBOR request that succeeded).
 func FuzzRequests(f *testing.F) {
 	e := newEnv(f)
 	o := e.newOrg("Acme", Policy{})
@@ -30,6 +31,8 @@ func FuzzRequests(f *testing.F) {
 	}
 	f.Add(uint8(0), uint8(1), []byte(`{"kind":"call","call_id":"x","envelopes":[{"account_id":"`+a.id+`","device_id":"`+A.id.String()+`","ciphertext":"AA=="}]}`))
 	f.Add(uint8(0), uint8(1), []byte(`{"type":"add_device","body":"oA=="}`))
+	f.Add(uint8(0), uint8(4), []byte{0xa1, 0x01, 0x41, 0xa0})            // {1: h'a0'} as CBOR
+	f.Add(uint8(0), uint8(5), []byte{0xa2, 0x01, 0x61, 'x', 0x02, 0x40}) // non-canonical CBOR
 	f.Fuzz(func(t *testing.T, route, auth uint8, body []byte) {
 		path := posts[int(route)%len(posts)]
 		token := ""
@@ -41,12 +44,17 @@ func FuzzRequests(f *testing.F) {
 		}
 		ee := *e
 		ee.t = t
-		r := ee.do("POST", path, token, body)
+		do := ee.do
+		if auth&4 != 0 { // the body as application/cbor, asking for CBOR
+			do = ee.doCBOR
+		}
+		r := do("POST", path, token, body)
 		if r.code >= 500 {
 			t.Fatalf("POST %s: %d %s", path, r.code, r.body)
 		}
-		if r.hdr.Get("Content-Type") != "application/json" {
-			t.Fatalf("POST %s: content type %q", path, r.hdr.Get("Content-Type"))
+		ct := r.hdr.Get("Content-Type")
+		if ct != "application/json" && (ct != "application/cbor" || r.code >= 300 || auth&4 == 0) {
+			t.Fatalf("POST %s: %d, content type %q", path, r.code, ct)
 		}
 	})
 }

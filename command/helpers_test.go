@@ -6,6 +6,7 @@ import (
 	"crypto/hpke"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/command/store/storetest"
@@ -228,7 +230,9 @@ type tacct struct {
 	tokens map[chain.DeviceID]string
 }
 
-func enc64(b []byte) string { return b64enc(b) }
+var b64 = base64.StdEncoding
+
+func enc64(b []byte) string { return b64.EncodeToString(b) }
 
 // newAccount sets up an account with first as its first device.
 func (e *env) newAccount(name string, first *tdev, p chain.Policy) *tacct {
@@ -286,7 +290,7 @@ func (a *tacct) sync() {
 	a.st = st
 }
 
-func (a *tacct) head() jsonHead { return chainHead(a.st.Head()) }
+func (a *tacct) head() api.Head { return api.HeadOf(a.st.Head()) }
 
 // login obtains a token for d by the challenge protocol.
 func (a *tacct) login(d *tdev) string {
@@ -416,13 +420,12 @@ func (en *enrolling) buildLink() *chain.Link {
 	e := en.a.e
 	e.t.Helper()
 	r := e.want(e.do("GET", "/v1/enrollments/"+en.rid, "", nil), 200, "")
-	var j jsonEnrollment
+	var j api.Enrollment
 	r.decode(e.t, &j)
 	st, _ := en.statement()
 	d := en.a.draft(en.body)
 	for _, ap := range j.Approvals {
-		sig, _ := b64.DecodeString(ap.Signature)
-		s := chain.Signature{Approval: &st, Sig: sig, Role: chain.RoleOrg}
+		s := chain.Signature{Approval: &st, Sig: ap.Signature, Role: chain.RoleOrg}
 		if ap.Role == "device" {
 			s.Role = chain.RoleDevice
 			id, _ := deviceID("", ap.Signer)
@@ -453,14 +456,14 @@ func (a *tacct) add(dev, approver *tdev) {
 }
 
 // devices returns the server's device list of the account by id.
-func (a *tacct) devices() map[string]jsonDevice {
+func (a *tacct) devices() map[string]api.Device {
 	a.e.t.Helper()
 	r := a.e.want(a.e.do("GET", "/v1/accounts/"+a.id+"/devices", "", nil), 200, "")
 	var body struct {
-		Devices []jsonDevice `json:"devices"`
+		Devices []api.Device `json:"devices"`
 	}
 	r.decode(a.e.t, &body)
-	out := map[string]jsonDevice{}
+	out := map[string]api.Device{}
 	for _, d := range body.Devices {
 		out[d.DeviceID] = d
 	}

@@ -4,15 +4,10 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
 )
-
-type linkRequest struct {
-	Link string `json:"link"`
-}
-
-func (q *linkRequest) flat() []flatField { return []flatField{{"link", &q.Link}} }
 
 // handleAppendLink appends a device-signed revoke_device, rotate_keys,
 // recovery_veto or rotate_recovery link.
@@ -24,7 +19,7 @@ func (s *Server) handleAppendLink(w http.ResponseWriter, r *http.Request) *apiEr
 	if r.PathValue("id") != a.account {
 		return forbidden("a device appends to its own account only")
 	}
-	var req linkRequest
+	var req api.LinkRequest
 	if e := decode(w, r, &req); e != nil {
 		return e
 	}
@@ -79,7 +74,7 @@ func (s *Server) handleAppendLink(w http.ResponseWriter, r *http.Request) *apiEr
 	if e != nil {
 		return e
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"head": chainHead(st.Head())})
+	respond(w, r, http.StatusCreated, api.HeadResponse{Head: api.HeadOf(st.Head())})
 	return nil
 }
 

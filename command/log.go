@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/translog"
 )
@@ -90,9 +91,9 @@ func (s *Server) stopLog() {
 
 // logInfo is the "log" member of GET /v1/info: the origin and the note
 // verifier keys (Ed25519, then ML-DSA-44) of the log, nil without one.
-func (s *Server) logInfo() map[string]any {
+func (s *Server) logInfo() *api.LogInfo {
 	if s.tlog == nil {
 		return nil
 	}
-	return map[string]any{"origin": s.tlog.log.Origin(), "public_keys": s.tlog.log.VerifierKeys()}
+	return &api.LogInfo{Origin: s.tlog.log.Origin(), PublicKeys: s.tlog.log.VerifierKeys()}
 }

@@ -224,12 +224,8 @@ func checkOrgName(s string) error {
 
 // checkPolicy validates an organisation policy as the chain would.
 func checkPolicy(p Policy) error {
-	cp := p.ChainPolicy()
-	if p.RecoveryDelaySeconds < 0 || cp.RecoveryDelay > chain.MaxRecoveryDelay {
-		return fmt.Errorf("command: recovery delay must be in [0, %v]", chain.MaxRecoveryDelay)
-	}
-	if cp.MinLevel != "" && !cp.MinLevel.Valid() {
-		return fmt.Errorf("command: unknown protection level %q (software, hardware-tpm, hardware-pkcs11, hardware-platform)", cp.MinLevel)
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("command: %w", err)
 	}
 	return nil
 }

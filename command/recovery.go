@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/hybrid"
@@ -14,7 +15,7 @@ import (
 // handleRecoveryRequest appends a recovery_request link (signed by the
 // recovery key and the new device) and opens the recovery.
 func (s *Server) handleRecoveryRequest(w http.ResponseWriter, r *http.Request) *apiError {
-	var req linkRequest
+	var req api.LinkRequest
 	if e := decode(w, r, &req); e != nil {
 		return e
 	}
@@ -56,7 +57,7 @@ func (s *Server) handleRecoveryRequest(w http.ResponseWriter, r *http.Request) *
 	if _, e := s.appendLink(r, v, l, ap, chain.WithMaxAge(s.cfg.MaxLinkSkew)); e != nil {
 		return e
 	}
-	writeJSON(w, http.StatusCreated, recoveryJSON(rec, s.now()))
+	respond(w, r, http.StatusCreated, recoveryOf(rec, s.now()))
 	return nil
 }
 
@@ -81,14 +82,14 @@ func (s *Server) handleGetRecovery(w http.ResponseWriter, r *http.Request) *apiE
 	if e != nil {
 		return e
 	}
-	writeJSON(w, http.StatusOK, recoveryJSON(rec, s.now()))
+	respond(w, r, http.StatusOK, recoveryOf(rec, s.now()))
 	return nil
 }
 
 // handleRecoveryComplete appends the recover link, or keeps it for the
 // organisation's review when the policy requires one.
 func (s *Server) handleRecoveryComplete(w http.ResponseWriter, r *http.Request) *apiError {
-	var req linkRequest
+	var req api.LinkRequest
 	if e := decode(w, r, &req); e != nil {
 		return e
 	}
@@ -144,7 +145,7 @@ func (s *Server) handleRecoveryComplete(w http.ResponseWriter, r *http.Request) 
 	if e != nil {
 		return e
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"head": chainHead(ns.Head())})
+	respond(w, r, http.StatusCreated, api.HeadResponse{Head: api.HeadOf(ns.Head())})
 	return nil
 }
 
@@ -218,6 +219,6 @@ func (s *Server) holdForReview(w http.ResponseWriter, r *http.Request, v *verifi
 		return storeErr(err)
 	}
 	s.count(audit)
-	writeJSON(w, http.StatusAccepted, recoveryJSON(held, s.now()))
+	respond(w, r, http.StatusAccepted, recoveryOf(held, s.now()))
 	return nil
 }

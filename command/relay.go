@@ -5,38 +5,9 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/command/store"
 )
-
-type envelopeIn struct {
-	AccountID  string `json:"account_id"`
-	DeviceID   string `json:"device_id"`
-	Ciphertext string `json:"ciphertext"`
-}
-
-type sendRequest struct {
-	Kind      string       `json:"kind"`
-	CallID    string       `json:"call_id,omitempty"`
-	Envelopes []envelopeIn `json:"envelopes"`
-}
-
-type rejected struct {
-	DeviceID string `json:"device_id"`
-	Reason   string `json:"reason"`
-}
-
-func callIDOK(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
 
 // handleSend accepts envelopes for the devices that are active at their
 // account's current verified head, and only for those.
@@ -45,38 +16,9 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	var req sendRequest
+	var req api.SendRequest
 	if e := decode(w, r, &req); e != nil {
 		return e
-	}
-	switch req.Kind {
-	case "message":
-		if req.CallID != "" {
-			return badRequest("call_id goes with kind call only")
-		}
-	case "call":
-		if !callIDOK(req.CallID) {
-			return badRequest("a call envelope needs call_id: 1-64 of [A-Za-z0-9_-]")
-		}
-	default:
-		return badRequest(`kind must be "message" or "call"`)
-	}
-	if len(req.Envelopes) == 0 || len(req.Envelopes) > MaxEnvelopes {
-		return badRequest("1-%d envelopes per request", MaxEnvelopes)
-	}
-	cts := make([][]byte, len(req.Envelopes))
-	for i, env := range req.Envelopes {
-		if _, e := accountID("envelopes[].account_id", env.AccountID); e != nil {
-			return e
-		}
-		if _, e := deviceID("envelopes[].device_id", env.DeviceID); e != nil {
-			return e
-		}
-		ct, e := b64dec("envelopes[].ciphertext", env.Ciphertext, MaxCiphertext)
-		if e != nil {
-			return e
-		}
-		cts[i] = ct
 	}
 	now := s.now()
 	// Eligibility is decided at each account's verified head, and the
@@ -86,9 +28,9 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) *apiError {
 		heads := map[string]uint64{}
 		states := map[string]*verified{}
 		var accepted []string
-		rej := []rejected{}
+		rej := []api.Rejected{}
 		var envs []store.Envelope
-		for i, env := range req.Envelopes {
+		for _, env := range req.Envelopes {
 			v, ok := states[env.AccountID]
 			if !ok {
 				var err error
@@ -104,17 +46,17 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) *apiError {
 				}
 			}
 			if v == nil {
-				rej = append(rej, rejected{env.DeviceID, "unknown_account"})
+				rej = append(rej, api.Rejected{DeviceID: env.DeviceID, Reason: "unknown_account"})
 				continue
 			}
 			dev, _ := deviceID("", env.DeviceID)
 			if !v.state.IsActive(dev) {
-				rej = append(rej, rejected{env.DeviceID, "not_active"})
+				rej = append(rej, api.Rejected{DeviceID: env.DeviceID, Reason: "not_active"})
 				continue
 			}
 			accepted = append(accepted, env.DeviceID)
 			envs = append(envs, store.Envelope{AccountID: env.AccountID, DeviceID: env.DeviceID, FromAccount: a.account, FromDevice: a.device.String(),
-				Kind: req.Kind, CallID: req.CallID, SentAt: now, Ciphertext: cts[i]})
+				Kind: req.Kind, CallID: req.CallID, SentAt: now, Ciphertext: env.Ciphertext})
 		}
 		if len(envs) > 0 {
 			err := s.store.PutEnvelopes(r.Context(), heads, envs)
@@ -130,19 +72,9 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) *apiError {
 		if accepted == nil {
 			accepted = []string{}
 		}
-		writeJSON(w, http.StatusAccepted, map[string]any{"accepted": accepted, "rejected": rej})
+		writeJSON(w, http.StatusAccepted, api.SendResult{Accepted: accepted, Rejected: rej})
 		return nil
 	}
-}
-
-type envelopeOut struct {
-	ID          string `json:"id"`
-	FromAccount string `json:"from_account"`
-	FromDevice  string `json:"from_device"`
-	Kind        string `json:"kind"`
-	CallID      string `json:"call_id,omitempty"`
-	SentAt      string `json:"sent_at"`
-	Ciphertext  string `json:"ciphertext"`
 }
 
 // handleFetch hands a device its own queued envelopes while it is active.
@@ -159,18 +91,14 @@ func (s *Server) handleFetch(w http.ResponseWriter, r *http.Request) *apiError {
 	if err != nil {
 		return storeErr(err)
 	}
-	out := make([]envelopeOut, 0, len(envs))
+	out := make([]api.Envelope, 0, len(envs))
 	for _, e := range envs {
-		out = append(out, envelopeOut{ID: strconv.FormatInt(e.ID, 10), FromAccount: e.FromAccount, FromDevice: e.FromDevice, Kind: e.Kind,
-			CallID: e.CallID, SentAt: rfc3339(e.SentAt), Ciphertext: b64enc(e.Ciphertext)})
+		out = append(out, api.Envelope{ID: strconv.FormatInt(e.ID, 10), FromAccount: e.FromAccount, FromDevice: e.FromDevice, Kind: e.Kind,
+			CallID: e.CallID, SentAt: api.Seconds(e.SentAt), Ciphertext: e.Ciphertext})
 	}
 	s.metrics.envelopesFetched.Add(uint64(len(out)))
-	writeJSON(w, http.StatusOK, map[string]any{"envelopes": out})
+	writeJSON(w, http.StatusOK, api.Envelopes{Envelopes: out})
 	return nil
-}
-
-type ackRequest struct {
-	IDs []string `json:"ids"`
 }
 
 func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) *apiError {
@@ -178,25 +106,19 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	var req ackRequest
+	var req api.AckRequest
 	if e := decode(w, r, &req); e != nil {
 		return e
 	}
-	if len(req.IDs) > 1000 {
-		return badRequest("at most 1000 ids per acknowledgement")
-	}
 	ids := make([]int64, 0, len(req.IDs))
 	for _, s := range req.IDs {
-		id, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || id <= 0 {
-			return badRequest("envelope id %q is not one this server issued", s)
-		}
+		id, _ := strconv.ParseInt(s, 10, 64) // checked by Validate
 		ids = append(ids, id)
 	}
 	n, err := s.store.AckEnvelopes(r.Context(), a.account, a.device.String(), ids)
 	if err != nil {
 		return storeErr(err)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"deleted": n})
+	writeJSON(w, http.StatusOK, api.AckResult{Deleted: int64(n)})
 	return nil
 }

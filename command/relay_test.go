@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/internal/testkit"
 )
@@ -20,11 +21,11 @@ func envTo(a *tacct, d *tdev, msg string) env1 {
 	return env1{AccountID: a.id, DeviceID: d.id.String(), Ciphertext: enc64([]byte(msg))}
 }
 
-func (a *tacct) fetch(d *tdev) []envelopeOut {
+func (a *tacct) fetch(d *tdev) []api.Envelope {
 	a.e.t.Helper()
 	r := a.e.want(a.e.do("GET", "/v1/messages?limit=1000", a.token(d), nil), 200, "")
 	var body struct {
-		Envelopes []envelopeOut `json:"envelopes"`
+		Envelopes []api.Envelope `json:"envelopes"`
 	}
 	r.decode(a.e.t, &body)
 	return body.Envelopes
@@ -46,15 +47,15 @@ func TestRelayEligibility(t *testing.T) {
 		envTo(b, newDev("bob/ghost"), "ghost"),
 	}}), http.StatusAccepted, "")
 	var res struct {
-		Accepted []string   `json:"accepted"`
-		Rejected []rejected `json:"rejected"`
+		Accepted []string       `json:"accepted"`
+		Rejected []api.Rejected `json:"rejected"`
 	}
 	r.decode(t, &res)
 	if len(res.Accepted) != 3 || len(res.Rejected) != 2 || res.Rejected[0].Reason != "unknown_account" || res.Rejected[1].Reason != "not_active" {
 		t.Fatalf("send: %s", r.body)
 	}
 	got := b.fetch(B1)
-	if len(got) != 1 || got[0].FromAccount != a.id || got[0].FromDevice != A1.id.String() || got[0].Kind != "message" || got[0].Ciphertext != enc64([]byte("hi B1")) || got[0].SentAt != rfc3339(t0) {
+	if len(got) != 1 || got[0].FromAccount != a.id || got[0].FromDevice != A1.id.String() || got[0].Kind != "message" || string(got[0].Ciphertext) != "hi B1" || !got[0].SentAt.Equal(t0) {
 		t.Fatalf("B1 got %+v", got)
 	}
 	if got := a.fetch(A2); len(got) != 1 {

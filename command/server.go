@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/command/store"
 )
 
@@ -238,25 +239,22 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) *apiError 
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "schema_version": s.store.SchemaVersion()})
+		writeJSON(w, http.StatusServiceUnavailable, api.Health{Status: "unavailable", SchemaVersion: s.store.SchemaVersion()})
 		return nil
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "schema_version": s.store.SchemaVersion()})
+	writeJSON(w, http.StatusOK, api.Health{Status: "ok", SchemaVersion: s.store.SchemaVersion()})
 	return nil
 }
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) *apiError {
-	info := map[string]any{
-		"version":                    1,
-		"server_id":                  s.serverID,
-		"min_recovery_delay_seconds": int64(s.cfg.MinRecoveryDelay / time.Second),
-		"enrollment_ttl_seconds":     int64(s.cfg.EnrollmentTTL / time.Second),
-		"token_ttl_seconds":          int64(s.cfg.TokenTTL / time.Second),
-	}
-	if l := s.logInfo(); l != nil {
-		info["log"] = l
-	}
-	writeJSON(w, http.StatusOK, info)
+	writeJSON(w, http.StatusOK, api.Info{
+		Version:                 1,
+		ServerID:                s.serverID,
+		MinRecoveryDelaySeconds: int64(s.cfg.MinRecoveryDelay / time.Second),
+		EnrollmentTTLSeconds:    int64(s.cfg.EnrollmentTTL / time.Second),
+		TokenTTLSeconds:         int64(s.cfg.TokenTTL / time.Second),
+		Log:                     s.logInfo(),
+	})
 	return nil
 }
 

@@ -42,10 +42,7 @@ func (a *Agent) Approve(ctx context.Context, requestID, code string, confirm fun
 	if err != nil {
 		return nil, err
 	}
-	raw, err := e.BodyBytes()
-	if err != nil {
-		return nil, err
-	}
+	raw := e.Body
 	body, err := chain.DecodeBody(typ, raw)
 	if err != nil {
 		return nil, fmt.Errorf("device: the request's body: %w", err)

@@ -123,11 +123,8 @@ func (a *Agent) Finish(ctx context.Context) error {
 }
 
 func approvalSignature(ap client.Approval, stmt *chain.Approval) (chain.Signature, error) {
-	sig, err := decodeB64(ap.Signature)
-	if err != nil {
-		return chain.Signature{}, err
-	}
-	s := chain.Signature{Approval: stmt, Sig: sig}
+	var err error
+	s := chain.Signature{Approval: stmt, Sig: ap.Signature}
 	switch ap.Role {
 	case "device":
 		s.Role = chain.RoleDevice

@@ -61,16 +61,12 @@ func (a *Agent) Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 		if inv.AccountName != o.Account {
 			return nil, fmt.Errorf("device: the invite is for account %q, not %q", inv.AccountName, o.Account)
 		}
-		kb, err := decodeB64(inv.AdminKey)
-		if err != nil {
-			return nil, err
-		}
-		admin, err := hybrid.ParsePublicKey(kb)
+		admin, err := hybrid.ParsePublicKey(inv.AdminKey)
 		if err != nil {
 			return nil, fmt.Errorf("device: the organisation's admin key: %w", err)
 		}
 		org = &chain.Org{ID: inv.OrgID, AdminKey: admin}
-		policy = inv.Policy.Chain()
+		policy = inv.Policy.ChainPolicy()
 	}
 	if err := a.ensureKeystore(ctx); err != nil {
 		return nil, err

@@ -51,10 +51,10 @@ func (a *Agent) from(own chain.AccountID) (envelope.From, error) {
 }
 
 func (a *Agent) relay(ctx context.Context, kind envelope.Kind, callID string, sealed []envelope.Sealed) (*SendResult, error) {
-	var envs []client.Envelope
+	var envs []client.OutgoingEnvelope
 	for _, s := range sealed {
-		envs = append(envs, client.Envelope{AccountID: hex.EncodeToString(s.To.Account[:]), DeviceID: hex.EncodeToString(s.To.Device[:]),
-			Cipher: b64(s.Bytes)})
+		envs = append(envs, client.OutgoingEnvelope{AccountID: hex.EncodeToString(s.To.Account[:]), DeviceID: hex.EncodeToString(s.To.Device[:]),
+			Ciphertext: s.Bytes})
 	}
 	cl, _ := a.client()
 	acc, rej, err := cl.Send(ctx, kind.String(), callID, envs)
@@ -212,11 +212,7 @@ func (a *Agent) Receive(ctx context.Context) (*ReceiveResult, error) {
 // open verifies and opens one envelope; senders caches the senders'
 // chains verified during this receive.
 func (a *Agent) open(ctx context.Context, own chain.AccountID, kems map[[32]byte]*keystore.KEMKey, senders map[chain.AccountID]*chain.State, e client.Envelope) (*Received, string, error) {
-	raw, err := e.CipherBytes()
-	if err != nil {
-		return nil, "", err
-	}
-	p, err := envelope.Parse(raw)
+	p, err := envelope.Parse(e.Ciphertext)
 	if err != nil {
 		return nil, "", err
 	}
@@ -244,7 +240,7 @@ func (a *Agent) open(ctx context.Context, own chain.AccountID, kems map[[32]byte
 		return nil, "", err
 	}
 	if p.Kind == envelope.KindCall {
-		if err := a.db.putInbox(p.CallID, raw); err != nil {
+		if err := a.db.putInbox(p.CallID, e.Ciphertext); err != nil {
 			return nil, "", err
 		}
 		return nil, p.CallID, nil
@@ -534,5 +530,3 @@ func (a *Agent) Status(ctx context.Context, online bool) (*StatusInfo, error) {
 	}
 	return si, nil
 }
-
-func b64(b []byte) string { return encodeB64(b) }

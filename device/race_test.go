@@ -3,7 +3,6 @@ package device_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/internal/testkit"
@@ -33,12 +33,13 @@ func (h *racer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == "POST" && h.left.Load() > 0 {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		var req struct {
-			Link string `json:"link"`
+		var req api.LinkRequest
+		if api.MediaType(r.Header.Get("Content-Type")) == api.MediaCBOR {
+			api.UnmarshalCBOR(body, &req)
+		} else {
+			json.Unmarshal(body, &req)
 		}
-		json.Unmarshal(body, &req)
-		raw, _ := base64.StdEncoding.DecodeString(req.Link)
-		if l, err := chain.ParseLink(raw); err == nil && l.Type() == chain.TypeRevokeDevice && h.left.Add(-1) >= 0 {
+		if l, err := chain.ParseLink(req.Link); err == nil && l.Type() == chain.TypeRevokeDevice && h.left.Add(-1) >= 0 {
 			if err := h.move(); err != nil {
 				http.Error(w, "racer: "+err.Error(), http.StatusBadGateway)
 				return

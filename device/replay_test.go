@@ -1,8 +1,8 @@
 package device_test
 
 import (
+	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -44,9 +44,9 @@ func (h *replayRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.seen = append(h.seen, v.Envelopes...)
 		if h.damage {
 			for i := range v.Envelopes {
-				raw, _ := base64.StdEncoding.DecodeString(v.Envelopes[i].Cipher)
-				raw[len(raw)-1] ^= 1 // inside the signature: it still parses
-				v.Envelopes[i].Cipher = base64.StdEncoding.EncodeToString(raw)
+				raw := bytes.Clone(v.Envelopes[i].Ciphertext) // seen keeps the original
+				raw[len(raw)-1] ^= 1                          // inside the signature: it still parses
+				v.Envelopes[i].Ciphertext = raw
 			}
 		}
 		v.Envelopes = append(v.Envelopes, h.replay...)

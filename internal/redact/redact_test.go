@@ -73,8 +73,8 @@ type secretCase struct {
 // check next to them: platform.secretKeys (TestSecretKeysRedacted),
 // pkcs11 login and module (TestLoginsRedacted), keystore kek/keks/liveKey
 // (keystore TestNoSecretsInFormat), tpm session and signer (tpm
-// TestNoSecretsInFormat), command.orgKeys and createAccountRequest
-// (TestOrgKeysRedacted),
+// TestNoSecretsInFormat), command.orgKeys (TestOrgKeysRedacted),
+// api.CreateAccount and api.Token (api TestBodiesRedacted),
 // cli.adminClient (TestAdminClientRedacted), device pending and config
 // (TestPendingRedacted), cli.demo (TestDemoRedacted), the load tool's
 // device, run and enrollment (TestLoadTypesRedacted), the simulated

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/internal/clikit"
@@ -249,16 +250,22 @@ func (a *adminClient) do(method, path string, body, out any) error {
 		return err
 	}
 	if resp.StatusCode >= 300 {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		if json.Unmarshal(b, &e) != nil || e.Error.Code == "" {
+		var e api.Error
+		if json.Unmarshal(b, &e) != nil || e.Validate() != nil {
 			return &apiError{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(b))}
 		}
 		return &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
 	}
-	if out != nil {
-		return json.Unmarshal(b, out)
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("malformed answer from Command: %w", err)
+	}
+	if v, ok := out.(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("malformed answer from Command: %w", err)
+		}
 	}
 	return nil
 }
@@ -269,12 +276,7 @@ func (a *adminClient) account(ref string) (string, error) {
 	if isHex(ref, 32) {
 		return ref, nil
 	}
-	var out struct {
-		Accounts []struct {
-			AccountID string `json:"account_id"`
-			Name      string `json:"name"`
-		} `json:"accounts"`
-	}
+	var out api.AccountList
 	if err := a.do("GET", "/v1/admin/accounts", nil, &out); err != nil {
 		return "", err
 	}
@@ -291,12 +293,7 @@ func (a *adminClient) device(acct, ref string) (string, error) {
 	if isHex(ref, 16) {
 		return ref, nil
 	}
-	var out struct {
-		Devices []struct {
-			DeviceID string `json:"device_id"`
-			Name     string `json:"name"`
-		} `json:"devices"`
-	}
+	var out api.DeviceList
 	if err := a.do("GET", "/v1/admin/accounts/"+acct+"/devices", nil, &out); err != nil {
 		return "", err
 	}
@@ -307,17 +304,7 @@ func (a *adminClient) device(acct, ref string) (string, error) {
 	return clikit.PickID("device", ref, cands)
 }
 
-func isHex(s string, n int) bool {
-	if len(s) != 2*n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
-			return false
-		}
-	}
-	return true
-}
+func isHex(s string, n int) bool { return api.IsHex(s, n) }
 
 // output prints v (a typed struct; "version": 1 is added) as JSON, or
 // calls text.
@@ -331,6 +318,8 @@ func (c *ctx) output(v any, text func(w io.Writer)) {
 	tw.Flush()
 }
 
+// enrollment and recovery are the --json output of the admin commands (the
+// API's api.Enrollment and api.Recovery, fewer fields, times as text).
 type enrollment struct {
 	RequestID  string `json:"request_id"`
 	AccountID  string `json:"account_id"`
@@ -353,20 +342,30 @@ type recovery struct {
 	Reason      string `json:"reason,omitempty"`
 }
 
+func enrollmentOut(e api.Enrollment) enrollment {
+	return enrollment{RequestID: e.RequestID, AccountID: e.AccountID, Type: e.Type, State: e.State, DeviceID: e.DeviceID,
+		DeviceName: e.DeviceName, Protection: e.Protection, ExpiresAt: apiTime(e.ExpiresAt), Reason: e.Reason}
+}
+
+func recoveryOut(r api.Recovery) recovery {
+	return recovery{RecoveryID: r.RecoveryID, AccountID: r.AccountID, DeviceID: r.DeviceID, State: r.State,
+		RequestedAt: apiTime(r.RequestedAt), NotBefore: apiTime(r.NotBefore), Reason: r.Reason}
+}
+
+// apiTime prints a time of the API as it travels (RFC 3339 UTC).
+func apiTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
 func runAdminAccounts(c *ctx) error {
 	a, err := c.admin()
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Accounts []struct {
-			AccountID string `json:"account_id"`
-			Name      string `json:"name"`
-			Head      struct {
-				Seq uint64 `json:"seq"`
-			} `json:"head"`
-		} `json:"accounts"`
-	}
+	var out api.AccountList
 	if err := a.do("GET", "/v1/admin/accounts", nil, &out); err != nil {
 		return err
 	}
@@ -395,14 +394,13 @@ func runAdminEnrollments(c *ctx) error {
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Enrollments []enrollment `json:"enrollments"`
-	}
-	if err := a.do("GET", "/v1/admin/enrollments", nil, &out); err != nil {
+	var list api.EnrollmentList
+	if err := a.do("GET", "/v1/admin/enrollments", nil, &list); err != nil {
 		return err
 	}
-	if out.Enrollments == nil {
-		out.Enrollments = []enrollment{}
+	out := struct{ Enrollments []enrollment }{Enrollments: []enrollment{}}
+	for _, e := range list.Enrollments {
+		out.Enrollments = append(out.Enrollments, enrollmentOut(e))
 	}
 	c.output(out, func(w io.Writer) {
 		if len(out.Enrollments) == 0 {
@@ -422,7 +420,7 @@ func runAdminApprove(c *ctx) error {
 }
 
 func runAdminDeny(c *ctx, reason string) error {
-	return adminEnrollmentAction(c, "deny", map[string]string{"reason": reason})
+	return adminEnrollmentAction(c, "deny", &api.Reason{Reason: reason})
 }
 
 func adminEnrollmentAction(c *ctx, action string, body any) error {
@@ -434,7 +432,7 @@ func adminEnrollmentAction(c *ctx, action string, body any) error {
 	if err != nil {
 		return err
 	}
-	var e enrollment
+	var e api.Enrollment
 	if err := a.do("POST", "/v1/admin/enrollments/"+rid+"/"+action, body, &e); err != nil {
 		return err
 	}
@@ -471,13 +469,8 @@ func runAdminRevoke(c *ctx, o *revokeOpts) error {
 			return errors.New("not revoked")
 		}
 	}
-	var out struct {
-		Head struct {
-			Seq  uint64 `json:"seq"`
-			Hash string `json:"hash"`
-		} `json:"head"`
-	}
-	if err := a.do("POST", "/v1/admin/accounts/"+acct+"/revoke", map[string]string{"device_id": dev, "reason": o.reason}, &out); err != nil {
+	var out api.HeadResponse
+	if err := a.do("POST", "/v1/admin/accounts/"+acct+"/revoke", &api.RevokeRequest{DeviceID: dev, Reason: o.reason}, &out); err != nil {
 		return err
 	}
 	c.output(struct {
@@ -496,14 +489,13 @@ func runAdminRecoveries(c *ctx) error {
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Recoveries []recovery `json:"recoveries"`
-	}
-	if err := a.do("GET", "/v1/admin/recoveries", nil, &out); err != nil {
+	var list api.RecoveryList
+	if err := a.do("GET", "/v1/admin/recoveries", nil, &list); err != nil {
 		return err
 	}
-	if out.Recoveries == nil {
-		out.Recoveries = []recovery{}
+	out := struct{ Recoveries []recovery }{Recoveries: []recovery{}}
+	for _, r := range list.Recoveries {
+		out.Recoveries = append(out.Recoveries, recoveryOut(r))
 	}
 	c.output(out, func(w io.Writer) {
 		if len(out.Recoveries) == 0 {
@@ -531,8 +523,8 @@ func runAdminReview(c *ctx, o *reviewOpts) error {
 	if err != nil {
 		return err
 	}
-	var r recovery
-	if err := a.do("POST", "/v1/admin/recoveries/"+rid+"/review", map[string]any{"approve": approve, "reason": o.reason}, &r); err != nil {
+	var r api.Recovery
+	if err := a.do("POST", "/v1/admin/recoveries/"+rid+"/review", &api.ReviewRequest{Approve: &approve, Reason: o.reason}, &r); err != nil {
 		return err
 	}
 	c.output(struct {
@@ -555,27 +547,21 @@ func runAdminDevices(c *ctx) error {
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Head struct {
-			Seq  uint64 `json:"seq"`
-			Hash string `json:"hash"`
-		} `json:"head"`
-		Devices []map[string]any `json:"devices"`
-	}
+	var out api.DeviceList
 	if err := a.do("GET", "/v1/admin/accounts/"+acct+"/devices", nil, &out); err != nil {
 		return err
 	}
 	if out.Devices == nil {
-		out.Devices = []map[string]any{}
+		out.Devices = []api.Device{}
 	}
 	c.output(struct {
-		AccountID string           `json:"account_id"`
-		Head      any              `json:"head"`
-		Devices   []map[string]any `json:"devices"`
+		AccountID string       `json:"account_id"`
+		Head      any          `json:"head"`
+		Devices   []api.Device `json:"devices"`
 	}{acct, out.Head, out.Devices}, func(w io.Writer) {
 		fmt.Fprintln(w, "DEVICE ID\tNAME\tSTATE\tPROTECTION\tAPPROVED BY\tADDED")
 		for _, d := range out.Devices {
-			fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%v\n", d["device_id"], d["name"], d["state"], d["protection"], d["approved_by"], d["added_at"])
+			fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%v\n", d.DeviceID, d.Name, d.State, d.Protection, d.ApprovedBy, apiTime(d.AddedAt))
 		}
 	})
 	return nil
@@ -590,19 +576,17 @@ func runAdminAudit(c *ctx, o *auditOpts) error {
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Entries []map[string]any `json:"entries"`
-	}
+	var out api.AuditLog
 	if err := a.do("GET", "/v1/admin/audit?limit="+strconv.Itoa(limit)+"&after="+strconv.Itoa(after), nil, &out); err != nil {
 		return err
 	}
 	if out.Entries == nil {
-		out.Entries = []map[string]any{}
+		out.Entries = []api.AuditEntry{}
 	}
 	c.output(out, func(w io.Writer) {
 		fmt.Fprintln(w, "ID\tTIME\tACTOR\tACTION\tDETAIL")
 		for _, e := range out.Entries {
-			fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\n", e["id"], e["time"], e["actor"], e["action"], e["detail"])
+			fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\n", e.ID, apiTime(e.Time), e.Actor, e.Action, e.Detail)
 		}
 	})
 	return nil
@@ -610,7 +594,7 @@ func runAdminAudit(c *ctx, o *auditOpts) error {
 
 func runAdminSetPolicy(c *ctx, o *setPolicyOpts) error {
 	// Only the flags given change; the others keep the account's value.
-	var u command.PolicyUpdate
+	var u api.PolicyUpdate
 	if o.requireAdminApproval.set {
 		u.RequireAdminApproval = ptr(o.requireAdminApproval.v)
 	}
@@ -641,14 +625,7 @@ func runAdminSetPolicy(c *ctx, o *setPolicyOpts) error {
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Head struct {
-			Seq  uint64 `json:"seq"`
-			Hash string `json:"hash"`
-		} `json:"head"`
-		Previous command.Policy `json:"previous"`
-		Policy   command.Policy `json:"policy"`
-	}
+	var out api.PolicyChange
 	if err := a.do("POST", "/v1/admin/accounts/"+acct+"/policy", u, &out); err != nil {
 		return err
 	}
@@ -674,7 +651,7 @@ func runAdminSetPolicy(c *ctx, o *setPolicyOpts) error {
 func ptr[T any](v T) *T { return &v }
 
 // policyRows lists each policy setting as name, before, after.
-func policyRows(before, after command.Policy) [][3]string {
+func policyRows(before, after api.Policy) [][3]string {
 	level := func(s string) string {
 		if s == "" {
 			return "any"

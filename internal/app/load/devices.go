@@ -113,7 +113,7 @@ func (r *run) runDevices(ctx context.Context) (*DeviceListResult, error) {
 // fetchSide accumulates the timed segments against one server.
 type fetchSide struct {
 	name     string
-	api      *api
+	api      *endpoint
 	pids     []int
 	postgres bool
 

@@ -175,7 +175,7 @@ func (s *steps) flush() {
 
 // runEnrollment sends the request, the approval and the completion of a
 // prepared enrollment. It returns the request id.
-func runEnrollment(ctx context.Context, c *api, en *enrollment, st *steps) (string, error) {
+func runEnrollment(ctx context.Context, c *endpoint, en *enrollment, st *steps) (string, error) {
 	var buf *bytes.Buffer
 	if st != nil {
 		buf = &st.buf
@@ -184,7 +184,7 @@ func runEnrollment(ctx context.Context, c *api, en *enrollment, st *steps) (stri
 	}
 	step := func(rec func(*steps) *recorder, path, token string, body []byte, want int) error {
 		t0 := time.Now()
-		status, err := c.raw(ctx, "POST", path, token, body, buf)
+		status, err := c.rawCBOR(ctx, "POST", path, token, body, buf)
 		if err != nil || status != want {
 			return errors.New(describe(status, buf.Bytes(), err))
 		}
@@ -197,7 +197,7 @@ func runEnrollment(ctx context.Context, c *api, en *enrollment, st *steps) (stri
 	if err := step(func(s *steps) *recorder { return s.req }, "/v1/accounts/"+en.acct.id+"/enrollments", "", en.request, 201); err != nil {
 		return "", fmt.Errorf("request: %w", err)
 	}
-	rid := jsonField(buf.Bytes(), "request_id")
+	rid := requestID(buf.Bytes())
 	if err := step(func(s *steps) *recorder { return s.appr }, "/v1/enrollments/"+rid+"/approve", en.token, en.approve, 200); err != nil {
 		return rid, fmt.Errorf("approval: %w", err)
 	}

@@ -11,19 +11,21 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/enigm/enigm/api"
 )
 
-// api talks to one Command server (or the trivial server) over HTTP/1.1
-// keep-alive connections. Timed phases send pre-encoded bodies and read
-// responses into a worker's buffer, so that the generator spends as
-// little CPU as it can per request.
-type api struct {
+// endpoint talks to one Command server (or the trivial server) over
+// HTTP/1.1 keep-alive connections. Timed phases send pre-encoded bodies
+// and read responses into a worker's buffer, so that the generator spends
+// as little CPU as it can per request.
+type endpoint struct {
 	hc   *http.Client
 	base string
 }
 
-func newAPI(base string, hc *http.Client) *api {
-	return &api{hc: hc, base: strings.TrimRight(base, "/")}
+func newAPI(base string, hc *http.Client) *endpoint {
+	return &endpoint{hc: hc, base: strings.TrimRight(base, "/")}
 }
 
 // newHTTPClient returns a client keeping up to conns idle connections to
@@ -55,19 +57,24 @@ func (e *httpError) Error() string {
 }
 
 func apiErr(status int, body []byte) *httpError {
-	var b struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
+	var b api.Error
 	json.Unmarshal(body, &b)
 	return &httpError{status: status, code: b.Error.Code, msg: b.Error.Message}
 }
 
-// raw sends body (nil for none) and reads the response into buf. It
-// returns the status; transport failures are errors.
-func (a *api) raw(ctx context.Context, method, path, token string, body []byte, buf *bytes.Buffer) (int, error) {
+// raw sends the JSON body (nil for none) and reads the response into buf.
+// It returns the status; transport failures are errors.
+func (a *endpoint) raw(ctx context.Context, method, path, token string, body []byte, buf *bytes.Buffer) (int, error) {
+	return a.send(ctx, method, path, token, api.MediaJSON, body, buf)
+}
+
+// rawCBOR is raw for a CBOR body (nil for none), asking for a CBOR answer:
+// how devices call the endpoints that carry links.
+func (a *endpoint) rawCBOR(ctx context.Context, method, path, token string, body []byte, buf *bytes.Buffer) (int, error) {
+	return a.send(ctx, method, path, token, api.MediaCBOR, body, buf)
+}
+
+func (a *endpoint) send(ctx context.Context, method, path, token, media string, body []byte, buf *bytes.Buffer) (int, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -77,7 +84,10 @@ func (a *api) raw(ctx context.Context, method, path, token string, body []byte, 
 		return 0, err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", media)
+	}
+	if media == api.MediaCBOR {
+		req.Header.Set("Accept", api.MediaCBOR)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -94,18 +104,20 @@ func (a *api) raw(ctx context.Context, method, path, token string, body []byte, 
 	return resp.StatusCode, nil
 }
 
-// call sends in as JSON (unless nil) and decodes a 2xx response into out
-// (unless nil); other statuses are *httpError.
-func (a *api) call(ctx context.Context, method, path, token string, in, out any) error {
+// call sends in (unless nil) as JSON, or as CBOR for the api types that
+// travel so, and decodes a 2xx response into out (unless nil); other
+// statuses are *httpError.
+func (a *endpoint) call(ctx context.Context, method, path, token string, in, out any) error {
+	media := api.MediaJSON
+	if _, ok := in.(api.CBORBody); ok {
+		media = api.MediaCBOR
+	}
 	var body []byte
 	if in != nil {
-		var err error
-		if body, err = json.Marshal(in); err != nil {
-			return err
-		}
+		body = encode(in)
 	}
 	var buf bytes.Buffer
-	status, err := a.raw(ctx, method, path, token, body, &buf)
+	status, err := a.send(ctx, method, path, token, media, body, &buf)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -113,28 +125,43 @@ func (a *api) call(ctx context.Context, method, path, token string, in, out any)
 		return fmt.Errorf("%s %s: %w", method, path, apiErr(status, buf.Bytes()))
 	}
 	if out != nil {
-		if err := json.Unmarshal(buf.Bytes(), out); err != nil {
+		if media == api.MediaCBOR {
+			err = api.UnmarshalCBOR(buf.Bytes(), out)
+		} else {
+			err = json.Unmarshal(buf.Bytes(), out)
+		}
+		if err != nil {
 			return fmt.Errorf("%s %s: decoding the response: %w", method, path, err)
 		}
 	}
 	return nil
 }
 
-// jsonField returns the string value of the first "name":"…" in a JSON
-// body without decoding all of it (the timed phases need one id from a
-// large response).
-func jsonField(body []byte, name string) string {
-	key := `"` + name + `":"`
-	i := bytes.Index(body, []byte(key))
-	if i < 0 {
+// encode returns the body of in: CBOR for the api types that travel so,
+// JSON otherwise.
+func encode(in any) []byte {
+	var (
+		b   []byte
+		err error
+	)
+	if _, ok := in.(api.CBORBody); ok {
+		b, err = api.MarshalCBOR(in)
+	} else {
+		b, err = json.Marshal(in)
+	}
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// requestID returns the request id of an enrollment answer in CBOR.
+func requestID(body []byte) string {
+	var e api.Enrollment
+	if api.UnmarshalCBOR(body, &e) != nil {
 		return ""
 	}
-	rest := body[i+len(key):]
-	j := bytes.IndexByte(rest, '"')
-	if j < 0 {
-		return ""
-	}
-	return string(rest[:j])
+	return e.RequestID
 }
 
 // describe turns a failed request into a short, stable error message for

@@ -218,7 +218,7 @@ type run struct {
 	dir      string
 	prefix   string // account names: load-<random>-…
 	hc       *http.Client
-	apis     []*api
+	apis     []*endpoint
 	servers  []*child
 	postgres bool // count local postgres processes
 	recovery *hybrid.PrivateKey
@@ -358,12 +358,4 @@ func isLocal(url string) bool {
 		}
 	}
 	return strings.Contains(url, "host=/") // a Unix socket
-}
-
-func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
 )
 
@@ -124,7 +125,7 @@ func (r *run) runRevoke(ctx context.Context) (*RevokeResult, error) {
 
 // setupRound creates the round's account: A first, then B and C enrolled
 // with A's approval; tokens for all three; A's revocation of B, signed.
-func (r *run) setupRound(ctx context.Context, c *api, i int) (*revokeRound, error) {
+func (r *run) setupRound(ctx context.Context, c *endpoint, i int) (*revokeRound, error) {
 	rd := &revokeRound{}
 	var err error
 	if rd.a, err = newDevice("A"); err != nil {
@@ -169,7 +170,7 @@ func (r *run) setupRound(ctx context.Context, c *api, i int) (*revokeRound, erro
 	if err != nil {
 		return nil, err
 	}
-	rd.revoke = mustJSON(map[string]string{"link": b64.EncodeToString(l.Bytes())})
+	rd.revoke = encode(&api.LinkRequest{Link: l.Bytes()})
 	return rd, nil
 }
 
@@ -179,7 +180,7 @@ const (
 	defaultRevokeTail = time.Second
 )
 
-func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*sender, first, last *api, res *RevokeResult, cnt *counters, elog *errorLog) error {
+func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*sender, first, last *endpoint, res *RevokeResult, cnt *counters, elog *errorLog) error {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	var (
@@ -198,9 +199,9 @@ func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*se
 	bID, cID := rd.b.id(), rd.c.id()
 	ct := make([]byte, 200)
 	rand.Read(ct)
-	sendBody := mustJSON(map[string]any{"kind": "message", "envelopes": []map[string]string{
-		{"account_id": rd.acct.id, "device_id": bID, "ciphertext": b64.EncodeToString(ct)},
-		{"account_id": rd.acct.id, "device_id": cID, "ciphertext": b64.EncodeToString(ct)},
+	sendBody := encode(&api.SendRequest{Kind: api.KindMessage, Envelopes: []api.OutgoingEnvelope{
+		{AccountID: rd.acct.id, DeviceID: bID, Ciphertext: ct},
+		{AccountID: rd.acct.id, DeviceID: cID, Ciphertext: ct},
 	}})
 
 	var (
@@ -279,11 +280,7 @@ func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*se
 				answers["200 ok"]++
 				amu.Unlock()
 			}
-			var out struct {
-				Envelopes []struct {
-					ID string `json:"id"`
-				} `json:"envelopes"`
-			}
+			var out api.Envelopes
 			json.Unmarshal(buf.Bytes(), &out)
 			n := int64(len(out.Envelopes))
 			deliv.Add(n)
@@ -295,7 +292,7 @@ func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*se
 				for i, e := range out.Envelopes {
 					ids[i] = e.ID
 				}
-				last.raw(ctx, "POST", "/v1/messages/ack", rd.tokB, mustJSON(map[string]any{"ids": ids}), &buf)
+				last.raw(ctx, "POST", "/v1/messages/ack", rd.tokB, encode(&api.AckRequest{IDs: ids}), &buf)
 			}
 		}
 	}()
@@ -316,16 +313,11 @@ func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*se
 				continue
 			}
 			syncs.Add(1)
-			var out struct {
-				Devices []struct {
-					ID    string `json:"device_id"`
-					State string `json:"state"`
-				} `json:"devices"`
-			}
+			var out api.DeviceList
 			json.Unmarshal(buf.Bytes(), &out)
 			revoked := false
 			for _, d := range out.Devices {
-				if d.ID == bID && d.State == "revoked" {
+				if d.DeviceID == bID && d.State == "revoked" {
 					revoked = true
 				}
 			}
@@ -354,7 +346,7 @@ func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*se
 	var buf bytes.Buffer
 	t0 := time.Now()
 	sent.Store(t0.UnixNano())
-	status, err := first.raw(ctx, "POST", "/v1/accounts/"+rd.acct.id+"/links", rd.tokA, rd.revoke, &buf)
+	status, err := first.rawCBOR(ctx, "POST", "/v1/accounts/"+rd.acct.id+"/links", rd.tokA, rd.revoke, &buf)
 	t1 := time.Now()
 	if err != nil || status != 201 {
 		cancel()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/hpke"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"runtime"
@@ -12,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/hybrid"
@@ -22,8 +22,6 @@ import (
 // chain package as a device agent does. Nothing here is verified against
 // the server's answers beyond their status: the tool measures the server,
 // the device agent's verification is tested elsewhere.
-
-var b64 = base64.StdEncoding
 
 // device is a generated device: its keys and public record.
 type device struct {
@@ -58,12 +56,10 @@ type account struct {
 	first *device
 }
 
-func (a *account) head() map[string]any { return client.HeadJSON(a.st.Head()) }
-
 // newAccount builds and registers an unmanaged account whose first device
 // is first; recovery is the recovery key (one per run: the tool never
 // recovers).
-func newAccount(ctx context.Context, c *api, name string, first *device, recovery *hybrid.PrivateKey) (*account, error) {
+func newAccount(ctx context.Context, c *endpoint, name string, first *device, recovery *hybrid.PrivateKey) (*account, error) {
 	d, err := chain.NewGenesis(time.Now(), &chain.Genesis{Device: first.rec, Recovery: recovery.Public(), Policy: chain.DefaultPolicy()})
 	if err != nil {
 		return nil, err
@@ -82,10 +78,8 @@ func newAccount(ctx context.Context, c *api, name string, first *device, recover
 	if err != nil {
 		return nil, err
 	}
-	var out struct {
-		AccountID string `json:"account_id"`
-	}
-	if err := c.call(ctx, "POST", "/v1/accounts", "", map[string]string{"name": name, "genesis": b64.EncodeToString(l.Bytes())}, &out); err != nil {
+	var out api.AccountCreated
+	if err := c.call(ctx, "POST", "/v1/accounts", "", &api.CreateAccount{Name: name, Genesis: l.Bytes()}, &out); err != nil {
 		return nil, fmt.Errorf("creating account %s: %w", name, err)
 	}
 	if out.AccountID != st.Account().String() {
@@ -95,26 +89,20 @@ func newAccount(ctx context.Context, c *api, name string, first *device, recover
 }
 
 // login obtains a device token by the challenge protocol.
-func login(ctx context.Context, c *api, a *account, d *device) (string, error) {
-	var ch struct {
-		Challenge string `json:"challenge"`
-	}
-	ids := map[string]string{"account_id": a.id, "device_id": d.id()}
-	if err := c.call(ctx, "POST", "/v1/auth/challenge", "", ids, &ch); err != nil {
+func login(ctx context.Context, c *endpoint, a *account, d *device) (string, error) {
+	var ch api.Challenge
+	if err := c.call(ctx, "POST", "/v1/auth/challenge", "", &api.ChallengeRequest{AccountID: a.id, DeviceID: d.id()}, &ch); err != nil {
 		return "", err
 	}
-	challenge, err := b64.DecodeString(ch.Challenge)
-	if err != nil {
-		return "", fmt.Errorf("malformed challenge: %w", err)
+	if err := ch.Validate(); err != nil {
+		return "", err
 	}
-	sig, err := d.key.Sign(authContext, client.TokenMessage(a.st.Account(), d.rec.ID, challenge))
+	sig, err := d.key.Sign(authContext, client.TokenMessage(a.st.Account(), d.rec.ID, ch.Challenge))
 	if err != nil {
 		return "", err
 	}
-	var tok struct {
-		Token string `json:"token"`
-	}
-	req := map[string]string{"account_id": a.id, "device_id": d.id(), "challenge": ch.Challenge, "signature": b64.EncodeToString(sig.Bytes())}
+	var tok api.Token
+	req := &api.TokenRequest{AccountID: a.id, DeviceID: d.id(), Challenge: ch.Challenge, Signature: sig.Bytes()}
 	if err := c.call(ctx, "POST", "/v1/auth/token", "", req, &tok); err != nil {
 		return "", err
 	}
@@ -136,7 +124,7 @@ var authContext = func() string {
 type enrollment struct {
 	acct    *account
 	token   string // the approving device's
-	request []byte // POST /v1/accounts/{id}/enrollments
+	request []byte // POST /v1/accounts/{id}/enrollments (CBOR, as the bodies below)
 	approve []byte // POST /v1/enrollments/{rid}/approve
 	link    []byte // POST /v1/enrollments/{rid}/complete
 	st      *chain.State
@@ -196,15 +184,15 @@ func prepareAdd(a *account, dev, approver *device) (*enrollment, error) {
 		payload, ctx, dpk := l.Payload(), chain.SigningContext(chain.TypeAddDevice, chain.RoleSubject), dev.key.Public()
 		en.verifySubject = func() error { return hybrid.Verify(dpk, ctx, payload, hs) }
 	}
-	en.request = mustJSON(map[string]string{"type": "add_device", "body": b64.EncodeToString(raw)})
-	en.approve = mustJSON(map[string]any{"head": a.head(), "signature": b64.EncodeToString(sg.Sig)})
-	en.link = mustJSON(map[string]string{"link": b64.EncodeToString(l.Bytes())})
+	en.request = encode(&api.EnrollRequest{Type: api.TypeAddDevice, Body: raw})
+	en.approve = encode(&api.ApproveRequest{Head: api.HeadOf(a.st.Head()), Signature: sg.Sig})
+	en.link = encode(&api.LinkRequest{Link: l.Bytes()})
 	return en, nil
 }
 
 // enroll runs a prepared enrollment outside a timed phase and moves the
 // account's state on.
-func enroll(ctx context.Context, c *api, en *enrollment) error {
+func enroll(ctx context.Context, c *endpoint, en *enrollment) error {
 	rid, err := runEnrollment(ctx, c, en, nil)
 	if err != nil {
 		return fmt.Errorf("enrollment %s: %w", rid, err)

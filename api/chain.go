@@ -1,0 +1,233 @@
+package api
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/enigm/enigm/chain"
+)
+
+// Head is a chain head: {"seq": 7, "hash": "<64 hex>"}.
+type Head struct {
+	Seq  uint64 `json:"seq" cbor:"1,keyasint,omitempty"`
+	Hash string `json:"hash" cbor:"2,keyasint,omitempty"`
+}
+
+// HeadOf returns the API form of h.
+func HeadOf(h chain.Head) Head { return Head{Seq: h.Seq, Hash: h.Hash.String()} }
+
+// Validate checks the hash.
+func (h Head) Validate() error { return checkHex("head.hash", h.Hash, chain.HashSize) }
+
+// Chain returns h as a chain.Head.
+func (h Head) Chain() (chain.Head, error) {
+	var out chain.Head
+	if err := h.Validate(); err != nil {
+		return out, err
+	}
+	out.Seq = h.Seq
+	hex.Decode(out.Hash[:], []byte(h.Hash))
+	return out, nil
+}
+
+// Policy is the organisation and account policy as the API carries it
+// (and as an organisation's policy is stored: keep the tags).
+type Policy struct {
+	RequireAdminApproval       bool   `json:"require_admin_approval"`
+	RecoveryDelaySeconds       int64  `json:"recovery_delay_seconds"`
+	RequireAdminReview         bool   `json:"require_admin_review"`
+	MinLevel                   string `json:"min_level"`
+	RequireVerifiedAttestation bool   `json:"require_verified_attestation"`
+}
+
+// ChainPolicy converts p to the chain's policy.
+func (p Policy) ChainPolicy() chain.Policy {
+	return chain.Policy{
+		RequireAdminApproval:       p.RequireAdminApproval,
+		RecoveryDelay:              time.Duration(p.RecoveryDelaySeconds) * time.Second,
+		RequireAdminReview:         p.RequireAdminReview,
+		MinLevel:                   chain.Level(p.MinLevel),
+		RequireVerifiedAttestation: p.RequireVerifiedAttestation,
+	}
+}
+
+// PolicyFromChain converts a chain policy to the API's.
+func PolicyFromChain(p chain.Policy) Policy {
+	return Policy{
+		RequireAdminApproval:       p.RequireAdminApproval,
+		RecoveryDelaySeconds:       int64(p.RecoveryDelay / time.Second),
+		RequireAdminReview:         p.RequireAdminReview,
+		MinLevel:                   string(p.MinLevel),
+		RequireVerifiedAttestation: p.RequireVerifiedAttestation,
+	}
+}
+
+// Validate checks p as the chain would: a recovery delay in [0,
+// chain.MaxRecoveryDelay] and a known protection level (or none).
+func (p Policy) Validate() error {
+	if p.RecoveryDelaySeconds < 0 || p.RecoveryDelaySeconds > int64(chain.MaxRecoveryDelay/time.Second) {
+		return fmt.Errorf("recovery delay must be in [0, %v]", chain.MaxRecoveryDelay)
+	}
+	if l := chain.Level(p.MinLevel); l != "" && !l.Valid() {
+		return fmt.Errorf("unknown protection level %q (software, hardware-tpm, hardware-pkcs11, hardware-platform)", p.MinLevel)
+	}
+	return nil
+}
+
+// PolicyUpdate is the body of POST /v1/admin/accounts/{id}/policy: a
+// partial update. Each field given replaces the account's current value;
+// a field left out (or null) keeps it.
+type PolicyUpdate struct {
+	RequireAdminApproval       *bool   `json:"require_admin_approval,omitempty"`
+	RecoveryDelaySeconds       *int64  `json:"recovery_delay_seconds,omitempty"`
+	RequireAdminReview         *bool   `json:"require_admin_review,omitempty"`
+	MinLevel                   *string `json:"min_level,omitempty"`
+	RequireVerifiedAttestation *bool   `json:"require_verified_attestation,omitempty"`
+}
+
+// Empty reports whether u changes nothing.
+func (u PolicyUpdate) Empty() bool { return u == PolicyUpdate{} }
+
+// Validate refuses an update that changes nothing, and values no policy
+// may hold.
+func (u PolicyUpdate) Validate() error {
+	if u.Empty() {
+		return errors.New("no policy field given: send the fields to change (the others keep their value)")
+	}
+	if u.RecoveryDelaySeconds != nil && *u.RecoveryDelaySeconds < 0 {
+		return errors.New("recovery_delay_seconds must not be negative")
+	}
+	return nil
+}
+
+// Apply returns p with the fields u gives replaced.
+func (u PolicyUpdate) Apply(p Policy) Policy {
+	if u.RequireAdminApproval != nil {
+		p.RequireAdminApproval = *u.RequireAdminApproval
+	}
+	if u.RecoveryDelaySeconds != nil {
+		p.RecoveryDelaySeconds = *u.RecoveryDelaySeconds
+	}
+	if u.RequireAdminReview != nil {
+		p.RequireAdminReview = *u.RequireAdminReview
+	}
+	if u.MinLevel != nil {
+		p.MinLevel = *u.MinLevel
+	}
+	if u.RequireVerifiedAttestation != nil {
+		p.RequireVerifiedAttestation = *u.RequireVerifiedAttestation
+	}
+	return p
+}
+
+// Device is one device of the server's view of a verified chain.
+type Device struct {
+	DeviceID   string `json:"device_id"`
+	Name       string `json:"name"`
+	State      string `json:"state"`
+	Protection string `json:"protection"`
+	// ApprovedBy is the approving device's id, or "org", "recovery",
+	// "genesis".
+	ApprovedBy string    `json:"approved_by"`
+	AddedAt    time.Time `json:"added_at"`
+	AddedSeq   uint64    `json:"added_seq"`
+	EndedAt    time.Time `json:"ended_at,omitzero"`
+}
+
+// DeviceOf returns the API form of a chain's device record.
+func DeviceOf(r chain.DeviceRecord) Device {
+	d := Device{
+		DeviceID: r.ID.String(), Name: r.Name, State: r.Status.String(), Protection: string(r.Level),
+		AddedAt: Seconds(r.AddedAt), AddedSeq: r.AddedSeq,
+	}
+	switch r.ApprovedBy.Kind {
+	case chain.ByGenesis:
+		d.ApprovedBy = "genesis"
+	case chain.ByDevice:
+		d.ApprovedBy = r.ApprovedBy.Device.String()
+	case chain.ByRecovery:
+		d.ApprovedBy = "recovery"
+	case chain.ByOrg:
+		d.ApprovedBy = "org"
+	}
+	if r.Status != chain.StatusActive {
+		d.EndedAt = Seconds(r.EndedAt)
+	}
+	return d
+}
+
+// Validate checks the device id and that the state is one of the chain's.
+func (d Device) Validate() error {
+	if err := checkHex("device_id", d.DeviceID, DeviceIDSize); err != nil {
+		return err
+	}
+	switch d.State {
+	case "active", "revoked", "retired":
+		return nil
+	}
+	return fmt.Errorf("device %s: unknown state %q", d.DeviceID, d.State)
+}
+
+// Chain is GET /v1/accounts/{id}/chain: the links after some seq, as
+// the server verified them, and its head.
+type Chain struct {
+	AccountID string   `json:"account_id"`
+	Head      Head     `json:"head"`
+	Links     [][]byte `json:"links"`
+}
+
+// Validate checks the ids and that no link is empty or beyond the chain's
+// size limit.
+func (c Chain) Validate() error {
+	if err := checkHex("account_id", c.AccountID, AccountIDSize); err != nil {
+		return err
+	}
+	if err := c.Head.Validate(); err != nil {
+		return err
+	}
+	for i, l := range c.Links {
+		if err := checkLink(fmt.Sprintf("links[%d]", i), l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeviceList is GET /v1/accounts/{id}/devices: the chain and the server's
+// view of its device list (devices recompute it from the links).
+type DeviceList struct {
+	Chain
+	Devices []Device `json:"devices"`
+}
+
+// Validate checks the chain and every device.
+func (d DeviceList) Validate() error {
+	if err := d.Chain.Validate(); err != nil {
+		return err
+	}
+	return each(d.Devices)
+}
+
+// LinkRequest is the body of POST /v1/accounts/{id}/links,
+// /v1/enrollments/{rid}/complete, /v1/accounts/{id}/recoveries and
+// /v1/recoveries/{rid}/complete: one link's canonical bytes
+// (chain.Link.Bytes). CBOR: {1: bstr}.
+type LinkRequest struct {
+	Link []byte `json:"link" cbor:"1,keyasint,omitempty"`
+}
+
+func (LinkRequest) cborBody() {}
+
+// Validate checks that the link is there and within the chain's size
+// limit (it is parsed by chain.ParseLink).
+func (q LinkRequest) Validate() error { return checkLink("link", q.Link) }
+
+// HeadResponse is the answer to an append: the new head. CBOR: {1: Head}.
+type HeadResponse struct {
+	Head Head `json:"head" cbor:"1,keyasint"`
+}
+
+// Validate checks the head.
+func (r HeadResponse) Validate() error { return r.Head.Validate() }
