@@ -192,8 +192,8 @@ func TestTPM2PKCS11Refused(t *testing.T) {
 		return &moduleInfo{token: tok, manufacturer: "tpm2-software.github.io"}
 	})
 	_, err := b.Provision(bg, pin)
-	if !errors.Is(err, ErrNoPublicObjects) || !strings.Contains(err.Error(), "--backend tpm") {
-		t.Fatalf("err = %v, want ErrNoPublicObjects naming --backend tpm", err)
+	if !errors.Is(err, ErrNoPublicObjects) || !strings.Contains(err.Error(), "TPM backend") {
+		t.Fatalf("err = %v, want ErrNoPublicObjects naming the TPM backend", err)
 	}
 	t.Run("tpm2-pkcs11", func(t *testing.T) {
 		if tpm2Module == "" {
@@ -210,8 +210,8 @@ func TestTPM2PKCS11Refused(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = b.Provision(bg, tpmPIN)
-		if !errors.Is(err, ErrNoPublicObjects) || !strings.Contains(err.Error(), "--backend tpm") {
-			t.Fatalf("tpm2-pkcs11: err = %v, want ErrNoPublicObjects naming --backend tpm", err)
+		if !errors.Is(err, ErrNoPublicObjects) || !strings.Contains(err.Error(), "TPM backend") {
+			t.Fatalf("tpm2-pkcs11: err = %v, want ErrNoPublicObjects naming the TPM backend", err)
 		}
 		b, err = newBackend(Options{Module: tpm2Module, TokenLabel: label}, func(tok token) token { return &moduleInfo{token: tok, manufacturer: "x"} })
 		if err != nil {

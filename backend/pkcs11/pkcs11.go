@@ -115,7 +115,7 @@ func (b *Backend) Provision(ctx context.Context, secret []byte) ([]byte, error) 
 		return nil, err
 	}
 	if info, err := b.tok.GetInfo(); err == nil && strings.Contains(strings.ToLower(info.ManufacturerID), "tpm2-software") {
-		return nil, fmt.Errorf("%w: %s is tpm2-pkcs11, which keeps no object usable without the PIN (so Destroy on revocation cannot work) and counts every wrong PIN against the TPM's dictionary-attack lockout; for a TPM use --backend tpm, which seals to the TPM directly", ErrNoPublicObjects, b.mod.path)
+		return nil, fmt.Errorf("%w: %s is tpm2-pkcs11, which keeps no object usable without the PIN (so Destroy on revocation cannot work) and counts every wrong PIN against the TPM's dictionary-attack lockout; for a TPM use Enigm's TPM backend, which seals to the TPM directly", ErrNoPublicObjects, b.mod.path)
 	}
 	t, err := b.selectToken()
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/pkcs11"
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/internal/clikit"
@@ -225,6 +226,8 @@ func hintFor(err error) string {
 		return "nothing was revoked; to revoke the account's last active device, add --last-device"
 	case errors.Is(err, device.ErrNoPendingRecovery):
 		return "nothing was vetoed; `enigm sync` shows a pending recovery of this account"
+	case errors.Is(err, pkcs11.ErrNoPublicObjects):
+		return "for a TPM, `enigm keystore init --backend tpm` seals to it directly; for a token that keeps every key behind the PIN, see ENIGM_PKCS11_PIN_ONLY_DESTROY in `enigm keystore init --help`"
 	case errors.Is(err, clikit.ErrNoMatch), errors.Is(err, clikit.ErrAmbiguous):
 		return "`enigm devices` lists the account's devices with their ids and names"
 	}

@@ -80,8 +80,11 @@ The wrapping keys of the four key classes are generated here and sealed by the
 backend: "soft" derives a key from the passphrase with Argon2id (t=3, 64 MiB,
 p=4); "tpm" seals them as TPM 2.0 objects that need the passphrase
 (PolicyAuthValue) and creates a P-256 hardware binding key in the TPM.
-"pkcs11" generates AES-256 wrapping keys and the binding key on a PKCS#11
-token; the token PIN is the passphrase. "auto" picks the TPM when its device
+"pkcs11" protects the wrapping keys on a PKCS#11 token with the best scheme
+its mechanism list allows (AES-GCM, AES-CBC-PAD + HMAC, or P-256 ECDH) and
+makes the binding key there where it has EC; the token PIN is the
+passphrase, and its length is checked against the token's range before any
+login is tried (docs/design/pkcs11.md). "auto" picks the TPM when its device
 is reachable, else soft.
 
 Where the hardware is comes from the environment, on every command:
@@ -89,6 +92,10 @@ Where the hardware is comes from the environment, on every command:
   ENIGM_TPM_PCRS       e.g. 0,7: also seal to these PCRs (measured boot)
   ENIGM_PKCS11_MODULE  the module (default: SoftHSM2's library)
   ENIGM_PKCS11_TOKEN   the token label
+  ENIGM_PKCS11_SCHEME  force a scheme at init: aes-gcm, aes-cbc-hmac, p256-ecdh
+  ENIGM_PKCS11_PIN_ONLY_DESTROY=1  accept a token (PIV card) that keeps every
+                       key behind the PIN: revoking a locked device then
+                       cannot remove its keys from the token
 
 examples:
   ENIGM_PASSPHRASE=... enigm keystore init
