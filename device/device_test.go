@@ -248,7 +248,7 @@ func TestManagedOrganisation(t *testing.T) {
 
 func adminApprove(t *testing.T, w *world, token, rid string) {
 	t.Helper()
-	resp, err := httpPost(w.url+"/v1/admin/enrollments/"+rid+"/approve", token)
+	resp, err := httpPostJSON(w.url+"/v1/admin/enrollments/"+rid+"/approve", token, "{}")
 	if err != nil || resp != 200 {
 		t.Fatalf("admin approve: %d %v", resp, err)
 	}
