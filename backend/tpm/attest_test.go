@@ -34,15 +34,9 @@ func TestAttestRoundTrip(t *testing.T) {
 		}
 		st := mustProvision(t, b)
 		s := mustOpen(t, b, st)
-		blob, key, err := s.CreateBindingKey(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		blob, key := mustBindingKey(t, s)
 		n := nonce(t)
-		ev, err := s.Attest(ctx, blob, n)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ev := mustAttest(t, s, blob, n)
 		if ev.Type != "tpm2-certify" {
 			t.Fatalf("type %q", ev.Type)
 		}
@@ -77,23 +71,11 @@ func TestAttestNegatives(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := mustOpen(t, b, mustProvision(t, b))
-	blob, _, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, _ := mustBindingKey(t, s)
 	n := nonce(t)
-	ev, err := s.Attest(ctx, blob, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherBlob, _, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherEv, err := s.Attest(ctx, otherBlob, n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev := mustAttest(t, s, blob, n)
+	otherBlob, _ := mustBindingKey(t, s)
+	otherEv := mustAttest(t, s, otherBlob, n)
 	// Same key, other attributes: not the trusted AK.
 	pa, _ := format.ParsePublic(ak)
 	pa.ObjectAttributes.Restricted = false

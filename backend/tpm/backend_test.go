@@ -165,10 +165,7 @@ func TestDestroy(t *testing.T) {
 	stCopy := bytes.Clone(st)
 	s := mustOpen(t, b, st)
 	sealed := mustSeal(t, s, "enigm/v1/kek/identity", key32)
-	blob, signer, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, signer := mustBindingKey(t, s)
 	if n := persistentCount(t); n != 1 {
 		t.Fatalf("%d persistent objects, want 1", n)
 	}
@@ -271,10 +268,7 @@ func TestTamperNoLockout(t *testing.T) {
 	st := mustProvision(t, b)
 	s := mustOpen(t, b, st)
 	sealed := mustSeal(t, s, "enigm/v1/kek/kem", key32)
-	bk, _, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bk, _ := mustBindingKey(t, s)
 	other := mustProvision(t, b)
 
 	states := map[string][]byte{
@@ -352,10 +346,7 @@ func TestBindingKeyAttributes(t *testing.T) {
 	b := newSim(t, Options{})
 	st := mustProvision(t, b)
 	s := mustOpen(t, b, st)
-	blob, key, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, key := mustBindingKey(t, s)
 	obj, err := format.ParseObject(blob, format.KindBinding)
 	if err != nil {
 		t.Fatal(err)
@@ -413,10 +404,7 @@ func TestBindingKeyNeedsSecret(t *testing.T) {
 	b := newSim(t, Options{})
 	st := mustProvision(t, b)
 	s := mustOpen(t, b, st)
-	_, key, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, key := mustBindingKey(t, s)
 	p, _ := format.ParseState(st)
 	s.mu.Lock()
 	s.bindAuth = deriveAuth(wrong, p.Salt, infoBind)
@@ -465,10 +453,7 @@ func TestP256PublicRejects(t *testing.T) {
 func TestNoSecretsInFormat(t *testing.T) {
 	b := newSim(t, Options{})
 	s := mustOpen(t, b, mustProvision(t, b))
-	_, key, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, key := mustBindingKey(t, s)
 	for _, v := range []any{s, key} {
 		if err := redact.Leak(v, s.sealAuth, s.bindAuth, secret); err != nil {
 			t.Error(err)

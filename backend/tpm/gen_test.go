@@ -28,15 +28,9 @@ func TestGenerateTestdata(t *testing.T) {
 	st := mustProvision(t, b)
 	s := mustOpen(t, b, st)
 	sealed := mustSeal(t, s, "enigm/v1/kek/identity", key32)
-	blob, _, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, _ := mustBindingKey(t, s)
 	n := sha256Sum([]byte("enigm test nonce"))
-	ev, err := s.Attest(ctx, blob, n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev := mustAttest(t, s, blob, n)
 	e, err := format.ParseEvidence(ev.Data)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package tpm
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"testing"
 
@@ -20,7 +21,7 @@ var (
 	key32  = bytes.Repeat([]byte{0x42}, 32)
 )
 
-func mustProvision(t *testing.T, b backend.Backend) []byte {
+func mustProvision(t testing.TB, b backend.Backend) []byte {
 	t.Helper()
 	st, err := b.Provision(ctx, secret)
 	if err != nil {
@@ -29,7 +30,7 @@ func mustProvision(t *testing.T, b backend.Backend) []byte {
 	return st
 }
 
-func mustOpen(t *testing.T, b backend.Backend, st []byte) *session {
+func mustOpen(t testing.TB, b backend.Backend, st []byte) *session {
 	t.Helper()
 	s, err := b.Open(ctx, st, secret)
 	if err != nil {
@@ -39,7 +40,27 @@ func mustOpen(t *testing.T, b backend.Backend, st []byte) *session {
 	return s.(*session)
 }
 
-func mustSeal(t *testing.T, s backend.Session, label string, pt []byte) []byte {
+// mustBindingKey creates a binding key in s: its blob and its signer.
+func mustBindingKey(t testing.TB, s *session) ([]byte, crypto.Signer) {
+	t.Helper()
+	blob, key, err := s.CreateBindingKey(ctx)
+	if err != nil {
+		t.Fatalf("CreateBindingKey: %v", err)
+	}
+	return blob, key
+}
+
+// mustAttest attests the binding key blob in s over nonce n.
+func mustAttest(t testing.TB, s *session, blob, n []byte) backend.Evidence {
+	t.Helper()
+	ev, err := s.Attest(ctx, blob, n)
+	if err != nil {
+		t.Fatalf("Attest: %v", err)
+	}
+	return ev
+}
+
+func mustSeal(t testing.TB, s backend.Session, label string, pt []byte) []byte {
 	t.Helper()
 	sealed, err := s.Seal(ctx, label, pt)
 	if err != nil {
