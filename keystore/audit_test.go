@@ -105,7 +105,7 @@ func TestAuditFailsClosed(t *testing.T) {
 	path := filepath.Join(f.home, AuditFile)
 	st, _ := os.Stat(path)
 	sizeBefore := st.Size()
-	keysBefore := len(mustList(t, f.s))
+	keysBefore := len(testkit.Must(f.s.List()))
 
 	ff.full.Store(true)
 	const tries = 200
@@ -125,7 +125,7 @@ func TestAuditFailsClosed(t *testing.T) {
 	if err := f.s.RetireKey(kemInfo.ID, lifecycle.Retirement); !errors.Is(err, audit.ErrUnavailable) {
 		t.Fatalf("retire with the log full: %v, want audit.ErrUnavailable", err)
 	}
-	if n := len(mustList(t, f.s)); n != keysBefore {
+	if n := len(testkit.Must(f.s.List())); n != keysBefore {
 		t.Fatalf("%d keys after changes refused for the audit log, want %d", n, keysBefore)
 	}
 	if info, _ := f.s.Info(kemInfo.ID); info.State != lifecycle.Active {

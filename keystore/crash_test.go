@@ -16,9 +16,25 @@ import (
 	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
+	"github.com/enigm/enigm/posture"
 )
 
 const crashEnv = "ENIGM_CRASH_CHILD_HOME"
+
+// childOpen opens and unlocks the keystore at home in a child process
+// (posture p, or none); a failure ends the child with exit status 2.
+func childOpen(home string, p posture.Provider) *Store {
+	s, err := Open(home, Options{Backend: testkit.SoftBackend, Posture: p, LockTimeout: 5 * time.Second})
+	if err != nil {
+		fmt.Println("open failed:", err)
+		os.Exit(2)
+	}
+	if err := s.Unlock(context.Background(), testPass); err != nil {
+		fmt.Println("unlock failed:", err)
+		os.Exit(2)
+	}
+	return s
+}
 
 // TestCrashChild is the child side of TestKill9: when run with crashEnv set
 // it opens the store and generates, rotates and revokes keys forever,
@@ -28,15 +44,7 @@ func TestCrashChild(t *testing.T) {
 	if home == "" {
 		t.Skip("child of TestKill9 only")
 	}
-	s, err := Open(home, Options{Backend: testkit.SoftBackend, LockTimeout: 5 * time.Second})
-	if err != nil {
-		fmt.Println("open failed:", err)
-		os.Exit(2)
-	}
-	if err := s.Unlock(context.Background(), testPass); err != nil {
-		fmt.Println("unlock failed:", err)
-		os.Exit(2)
-	}
+	s := childOpen(home, nil)
 	fmt.Println("ready")
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	classes := []Class{ClassIdentity, ClassKEM, ClassSession}
@@ -267,15 +275,7 @@ func TestSignChild(t *testing.T) {
 		fmt.Println("bad key:", err)
 		os.Exit(2)
 	}
-	s, err := Open(home, Options{Backend: testkit.SoftBackend, Posture: staticPosture(policy.PostureDegraded), LockTimeout: 5 * time.Second})
-	if err != nil {
-		fmt.Println("open failed:", err)
-		os.Exit(2)
-	}
-	if err := s.Unlock(context.Background(), testPass); err != nil {
-		fmt.Println("unlock failed:", err)
-		os.Exit(2)
-	}
+	s := childOpen(home, staticPosture(policy.PostureDegraded))
 	s.SetAppAuthorized(true)
 	k, err := s.Identity(id)
 	if err != nil {

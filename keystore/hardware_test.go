@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func TestOnDeviceLocked(t *testing.T) {
 	if err := f.s.OnDeviceLocked(); err != nil {
 		t.Fatal(err)
 	}
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !contains(got, "locked") {
+	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !slices.Contains(got, "locked") {
 		t.Fatalf("after the device locked: %v", got)
 	}
 	if st, _ := f.s.Status(); !st.Locked {
@@ -86,7 +87,7 @@ func TestHardwareRefusalLocks(t *testing.T) {
 	if !errors.As(err, &g) || g.Gate != backend.GateDeviceUnlocked {
 		t.Fatalf("binding key while the device is locked: err = %v", err)
 	}
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !contains(got, "locked") {
+	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !slices.Contains(got, "locked") {
 		t.Fatalf("wrapped key after the hardware refused: %v", got)
 	}
 	if err := s.Unlock(context.Background(), testPass); !errors.Is(err, backend.ErrGate) {

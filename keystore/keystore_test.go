@@ -7,13 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/hybrid"
 	"github.com/enigm/enigm/internal/redact"
 	"github.com/enigm/enigm/internal/testkit"
@@ -520,7 +520,7 @@ func TestPermissionsAndExclusiveOpen(t *testing.T) {
 	if _, err := Open(f.home, f.opts()); !errors.Is(err, ErrInUse) {
 		t.Fatalf("second open: %v", err)
 	}
-	if _, err := Init(context.Background(), f.home, mustSoft(t), testPass, InitOptions{Options: f.opts()}); !errors.Is(err, ErrExists) {
+	if _, err := Init(context.Background(), f.home, testkit.Must(testkit.SoftBackend("soft")), testPass, InitOptions{Options: f.opts()}); !errors.Is(err, ErrExists) {
 		t.Fatalf("init over an existing store: %v", err)
 	}
 	if _, err := Open(filepath.Join(t.TempDir(), "nothing"), f.opts()); !errors.Is(err, ErrNotInitialized) {
@@ -533,14 +533,6 @@ func TestPermissionsAndExclusiveOpen(t *testing.T) {
 			t.Fatalf("%s has mode %v", p, st.Mode())
 		}
 	}
-}
-
-func mustSoft(t *testing.T) backend.Backend {
-	b, err := testkit.SoftBackend("soft")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // A damaged database file gives an error, never a panic, and the original
@@ -609,16 +601,16 @@ func TestRevokeDevice(t *testing.T) {
 	if err := f.s.RevokeDevice(context.Background(), "test"); err != nil {
 		t.Fatal(err)
 	}
-	for _, info := range mustList(t, f.s) {
+	for _, info := range testkit.Must(f.s.List()) {
 		if info.State != lifecycle.Revoked {
 			t.Fatalf("key %s is %v after device revocation", info.ID.Short(), info.State)
 		}
 	}
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !contains(got, "revoked") {
+	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !slices.Contains(got, "revoked") {
 		t.Fatalf("after revocation: %v", got)
 	}
 	kem, _ := f.s.KEM(kemInfo.ID)
-	if got := deniedCodes(t, func() error { _, err := kem.OpenData(nil, []byte("x")); return err }()); !contains(got, "revoked") {
+	if got := deniedCodes(t, func() error { _, err := kem.OpenData(nil, []byte("x")); return err }()); !slices.Contains(got, "revoked") {
 		t.Fatalf("kem after revocation: %v", got)
 	}
 	if err := f.s.Unlock(context.Background(), testPass); !errors.Is(err, ErrDeviceRevoked) {
@@ -650,24 +642,6 @@ func record0(t *testing.T, raw []byte) []byte {
 		t.Fatal("short record")
 	}
 	return bytes.Clone(raw[len(raw)-80:])
-}
-
-func mustList(t *testing.T, s *Store) []KeyInfo {
-	t.Helper()
-	l, err := s.List()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func TestAuditBrokenIsPreserved(t *testing.T) {
