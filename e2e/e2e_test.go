@@ -24,6 +24,7 @@ import (
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 type harness struct {
@@ -144,16 +145,28 @@ type result struct {
 	stderr string
 }
 
+// json is the command's --json output (testkit.VersionedJSON).
 func (r result) json(t *testing.T) map[string]any {
 	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
-		t.Fatalf("not JSON (%v):\n%s\nstderr: %s", err, r.stdout, r.stderr)
+	return testkit.VersionedJSON(t, r.stdout)
+}
+
+// runBinary runs the binary name from the harness's build with env added
+// to the environment; a failure to start it fails the test.
+func (h *harness) runBinary(name string, env []string, stdin string, args ...string) result {
+	cmd := exec.Command(filepath.Join(h.bin, name), args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		h.t.Fatal(err)
 	}
-	if m["version"] != float64(1) {
-		t.Fatalf("JSON without version 1: %s", r.stdout)
-	}
-	return m
+	return result{code, out.String(), errb.String()}
 }
 
 // device is one enigm home.
@@ -168,19 +181,7 @@ func (h *harness) device(name string) *device {
 }
 
 func (d *device) run(stdin string, args ...string) result {
-	cmd := exec.Command(filepath.Join(d.h.bin, "enigm"), args...)
-	cmd.Env = append(os.Environ(), "ENIGM_HOME="+d.home, "ENIGM_PASSPHRASE="+d.pass, "ENIGM_SERVER="+d.h.server)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		d.h.t.Fatal(err)
-	}
-	return result{code, out.String(), errb.String()}
+	return d.h.runBinary("enigm", []string{"ENIGM_HOME=" + d.home, "ENIGM_PASSPHRASE=" + d.pass, "ENIGM_SERVER=" + d.h.server}, stdin, args...)
 }
 
 func (d *device) ok(stdin string, args ...string) result {
@@ -193,20 +194,9 @@ func (d *device) ok(stdin string, args ...string) result {
 }
 
 func (h *harness) command(env []string, args ...string) result {
-	cmd := exec.Command(filepath.Join(h.bin, "enigm-command"), args...)
-	cmd.Env = append(append(os.Environ(), "ENIGM_COMMAND_PASSPHRASE="+h.cmdPass, "ENIGM_SERVER="+h.server), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		h.t.Fatal(err)
-	}
-	r := result{code, out.String(), errb.String()}
-	if code != 0 {
-		h.t.Fatalf("enigm-command %s: exit %d\n%s%s", strings.Join(args, " "), code, r.stdout, r.stderr)
+	r := h.runBinary("enigm-command", append([]string{"ENIGM_COMMAND_PASSPHRASE=" + h.cmdPass, "ENIGM_SERVER=" + h.server}, env...), "", args...)
+	if r.code != 0 {
+		h.t.Fatalf("enigm-command %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
 	}
 	return r
 }
