@@ -99,6 +99,18 @@ func (s syncBuffer) Write(p []byte) (int, error) {
 }
 
 // newEnv starts a server on a new SQLite database.
+// withLimits turns rate limiting on for newEnv: DefaultRateLimits, changed
+// by each of adjust.
+func withLimits(adjust ...func(*RateLimits)) func(*Config) {
+	return func(c *Config) {
+		rl := DefaultRateLimits()
+		for _, f := range adjust {
+			f(&rl)
+		}
+		c.RateLimits = &rl
+	}
+}
+
 func newEnv(t testing.TB, opts ...func(*Config)) *env {
 	return newEnvDSN(t, storetest.SQLiteDSN(t), opts...)
 }
@@ -201,6 +213,11 @@ func (e *env) do(method, path, token string, body any) *resp {
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return e.serve(req)
+}
+
+// serve has the handler answer req.
+func (e *env) serve(req *http.Request) *resp {
 	w := httptest.NewRecorder()
 	e.srv.Handler().ServeHTTP(w, req)
 	r := &resp{code: w.Code, hdr: w.Header(), body: w.Body.Bytes()}

@@ -14,12 +14,10 @@ import (
 )
 
 func TestRateLimits(t *testing.T) {
-	e := newEnv(t, func(c *Config) {
-		rl := DefaultRateLimits()
+	e := newEnv(t, withLimits(func(rl *RateLimits) {
 		rl.AuthPerAddr = Rate{PerMinute: 60, Burst: 3}
 		rl.EnrollPerAddr = Rate{PerMinute: 6, Burst: 2}
-		c.RateLimits = &rl
-	})
+	}))
 	A := newDev("alice/A")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
 	body := map[string]string{"account_id": a.id, "device_id": A.id.String()}
