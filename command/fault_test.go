@@ -85,9 +85,7 @@ func (failingAppend) Append(context.Context, store.Append) error {
 
 func TestUnavailableDatabaseIsA503(t *testing.T) {
 	e, hs := newHookedEnv(t, filepath.Join(t.TempDir(), "c.db"))
-	A, B := newDev("alice/A"), newDev("alice/B")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.twoDevices("alice")
 	a.token(A)
 	hs.mu.Lock()
 	hs.failReads = true
@@ -264,9 +262,7 @@ func TestPostgresRestart(t *testing.T) {
 // answered.
 func TestGracefulShutdown(t *testing.T) {
 	e, hs := newHookedEnv(t, filepath.Join(t.TempDir(), "c.db"))
-	A, B := newDev("alice/A"), newDev("alice/B")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.twoDevices("alice")
 	tok := a.token(A)
 	l := a.revokeLink(A, B)
 

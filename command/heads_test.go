@@ -50,9 +50,7 @@ func TestRevocationAcrossInstances(t *testing.T) {
 	e1, e2 := newEnvDSN(t, dsn), newEnvDSN(t, dsn)
 	e1.waitListening()
 	e2.waitListening()
-	A, B := newDev("alice/A"), newDev("alice/B")
-	a := e1.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e1.twoDevices("alice")
 	a2 := a.on(e2)
 	e2.waitAnnounced(a.id, 1)
 

@@ -248,6 +248,16 @@ type tacct struct {
 func enc64(b []byte) string { return b64enc(b) }
 
 // newAccount sets up an account with first as its first device.
+// twoDevices is account name with its first device A and a second device
+// B that A approved.
+func (e *env) twoDevices(name string) (a *tacct, A, B *tdev) {
+	e.t.Helper()
+	A, B = newDev(name+"/A"), newDev(name+"/B")
+	a = e.newAccount(name, A, chain.DefaultPolicy())
+	a.add(B, A)
+	return a, A, B
+}
+
 func (e *env) newAccount(name string, first *tdev, p chain.Policy) *tacct {
 	e.t.Helper()
 	a, r := e.tryAccount(name, first, p, nil, "")

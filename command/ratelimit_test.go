@@ -114,9 +114,7 @@ func TestAuthProvenDeviceSurvivesDrainedVerifyBudget(t *testing.T) {
 	e := newEnv(t, withLimits(func(rl *RateLimits) {
 		rl.AuthVerify = Rate{PerMinute: 60, Burst: 10}
 	}))
-	A, B := newDev("alice/A"), newDev("alice/B")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.twoDevices("alice")
 	a.login(A) // A proves itself from 192.0.2.1
 	bad, _ := testKey("outsider").Sign(AuthContext, []byte("x"))
 
@@ -166,9 +164,7 @@ func TestAuthPerDeviceBudget(t *testing.T) {
 	e := newEnv(t, withLimits(func(rl *RateLimits) {
 		rl.AuthPerDevice = Rate{PerMinute: 60, Burst: 3}
 	}))
-	A, B := newDev("alice/A"), newDev("alice/B")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A) // A logged in once to approve B
+	a, A, B := e.twoDevices("alice") // A logged in once to approve B
 	// A signed challenge that leaked: replayed from elsewhere, it yields
 	// nothing and costs A nothing.
 	r := e.want(e.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": A.id.String()}), 200, "")
