@@ -416,6 +416,14 @@ func (a *Agent) saveJoin(cl *client.Client, ref string, acct chain.AccountID, id
 	return nil
 }
 
+// subjectLink signs d as its subject (signSubject) and returns the link.
+func (a *Agent) subjectLink(d *chain.Draft, id keystore.KeyID, bs *bindingSigner) (*chain.Link, error) {
+	if err := a.signSubject(d, id, bs); err != nil {
+		return nil, err
+	}
+	return d.Link()
+}
+
 // signSubject adds the new keys' proofs of possession to a draft.
 func (a *Agent) signSubject(d *chain.Draft, id keystore.KeyID, bs *bindingSigner) error {
 	k, err := a.ks.Identity(id)

@@ -195,10 +195,7 @@ func (a *Agent) Recover(ctx context.Context, o RecoverOptions) (*RecoverResult, 
 	if err := d.Sign(chain.RoleRecovery, rk); err != nil {
 		return nil, err
 	}
-	if err := a.signSubject(d, idk.ID, bs); err != nil {
-		return nil, err
-	}
-	l, err := d.Link()
+	l, err := a.subjectLink(d, idk.ID, bs)
 	if err != nil {
 		return nil, err
 	}
@@ -265,10 +262,7 @@ func (a *Agent) finishRecovery(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.signSubject(d, idID, nil); err != nil {
-		return err
-	}
-	l, err := d.Link()
+	l, err := a.subjectLink(d, idID, nil)
 	if err != nil {
 		return err
 	}
