@@ -92,10 +92,7 @@ func decisionsFor(t *testing.T, home string, id KeyID) (allowed, denied int, all
 // disk has room again, uses resume.
 func TestAuditFailsClosed(t *testing.T) {
 	f, ff := newFailingFixture(t)
-	id, err := f.s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := f.genWith(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
 	kemInfo := f.gen(ClassKEM, true)
 	k, _ := f.s.Identity(id.ID)
 	kem, _ := f.s.KEM(kemInfo.ID)
@@ -174,10 +171,7 @@ func TestAuditFailsClosed(t *testing.T) {
 // written, so every use is denied until the store is opened again.
 func TestAuditSyncFailureIsSticky(t *testing.T) {
 	f, ff := newFailingFixture(t)
-	id, err := f.s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := f.genWith(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
 	k, _ := f.s.Identity(id.ID)
 	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
 		t.Fatal(err)

@@ -300,10 +300,7 @@ func TestKill9AfterSign(t *testing.T) {
 		t.Skip("slow")
 	}
 	f := newFixture(t)
-	id, err := f.s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := f.genWith(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
 	f.s.Close()
 	r := rand.New(rand.NewPCG(7, 42))
 	for round := 0; round < 10; round++ {

@@ -55,10 +55,7 @@ func TestSignVerifyAcrossReopen(t *testing.T) {
 
 func TestEd25519Identity(t *testing.T) {
 	f := newFixture(t)
-	info, err := f.s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := f.genWith(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
 	k, _ := f.s.Identity(info.ID)
 	sig, err := k.Sign(appPurpose("x"), []byte("m"))
 	if err != nil || len(sig) != 64 {
@@ -244,10 +241,7 @@ func TestRevokeKeyWhileLocked(t *testing.T) {
 
 func TestSessionKeys(t *testing.T) {
 	f := newFixture(t)
-	sinfo, err := f.s.Generate(ClassSession, GenerateOptions{Cause: lifecycle.CallSetup, Activate: true, TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sinfo := f.genWith(ClassSession, GenerateOptions{Cause: lifecycle.CallSetup, Activate: true, TTL: time.Minute})
 	if sinfo.Persistent {
 		t.Fatal("session key persisted by default")
 	}
@@ -670,10 +664,7 @@ func TestAuditBrokenIsPreserved(t *testing.T) {
 // or its wrapping keys.
 func TestNoSecretsInFormat(t *testing.T) {
 	f := newFixture(t)
-	id, err := f.s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := f.genWith(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
 	k, _ := f.s.Identity(id.ID)
 	k.Sign(appPurpose("p"), nil) // loads the material
 	secrets := [][]byte{k.lk.ed.Seed(), f.s.keks.identity.key, f.s.keks.session.key}

@@ -23,10 +23,7 @@ import (
 // under any info the caller chose and returned the 32-byte key.)
 func TestKEMOpenYieldsNoSessionKey(t *testing.T) {
 	f := newFixture(t)
-	si, err := f.s.Generate(ClassSession, GenerateOptions{Cause: lifecycle.MessagingSetup, Activate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	si := f.genWith(ClassSession, GenerateOptions{Cause: lifecycle.MessagingSetup, Activate: true})
 	sk, _ := f.s.Session(si.ID)
 	g := newFixture(t)
 	g.s.SetAssociation(policy.Associated, nil)
