@@ -13,13 +13,15 @@ import (
 
 	"github.com/enigm/enigm/backend/platform/bridge"
 	"github.com/enigm/enigm/backend/platform/simulated"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 var secret = []byte("app secret")
 
 func testConfig() *Config {
 	c := NewConfig()
-	c.KDFTime, c.KDFMemoryKiB, c.KDFThreads = 1, 64, 1
+	k := testkit.FastKDF
+	c.KDFTime, c.KDFMemoryKiB, c.KDFThreads = int(k.Time), int(k.MemoryKiB), int(k.Threads)
 	return c
 }
 
