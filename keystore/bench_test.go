@@ -49,7 +49,7 @@ func (s countingSession) Unseal(ctx context.Context, l string, p []byte) ([]byte
 // backend.
 func TestNoBackendCallsPerUse(t *testing.T) {
 	var calls atomic.Int64
-	sb, _ := soft.New(soft.Options{Params: testkit.FastKDF})
+	sb := testkit.Must(testkit.SoftBackend("soft"))
 	cb := countingBackend{sb, &calls}
 	home := t.TempDir() + "/h"
 	opts := Options{Backend: func(string) (backend.Backend, error) { return cb, nil }, Posture: staticPosture(policy.PostureDegraded)}
@@ -96,7 +96,7 @@ func (p staticPosture) Posture() policy.Posture { return policy.Posture{Level: p
 
 func benchStore(b *testing.B, alg Algorithm) *IdentityKey {
 	b.Helper()
-	sb, _ := soft.New(soft.Options{Params: testkit.FastKDF})
+	sb := testkit.Must(testkit.SoftBackend("soft"))
 	s, err := Init(context.Background(), b.TempDir()+"/h", sb, testPass, InitOptions{Options: Options{
 		Backend: testkit.SoftBackend, Posture: staticPosture(policy.PostureDegraded)}})
 	if err != nil {

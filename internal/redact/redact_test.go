@@ -19,7 +19,6 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/platform"
 	"github.com/enigm/enigm/backend/platform/simulated"
-	"github.com/enigm/enigm/backend/soft"
 	"github.com/enigm/enigm/backend/tpm"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/client"
@@ -151,10 +150,7 @@ func TestNoSecretInAnyVerb(t *testing.T) {
 		}
 		add("tpm.bindingKey", signer, field(t, ts, "sealAuth"), field(t, ts, "bindAuth"))
 	}
-	sb, err := soft.New(soft.Options{Params: testkit.FastKDF})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb := testkit.Must(testkit.SoftBackend("soft"))
 	spass := secret("soft-unlock", 24)
 	add("soft.session", openSession(t, sb, spass), spass)
 	pb, err := platform.New(simulated.New(simulated.StrongBox(0)), platform.Options{KDF: testkit.FastKDF})

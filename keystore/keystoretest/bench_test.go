@@ -57,10 +57,7 @@ func BenchmarkSign(b *testing.B) {
 
 func benchSignMakers() []maker {
 	return []maker{
-		{"soft", func(t testing.TB) *env {
-			be, _ := soft.New(soft.Options{Params: testkit.FastKDF})
-			return newEnv("soft", be, nil)
-		}},
+		softMaker,
 		hsmMaker(),
 	}
 }

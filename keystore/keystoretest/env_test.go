@@ -65,17 +65,16 @@ func newEnv(name string, b backend.Backend, dev *simulated.Device) *env {
 	return e
 }
 
+// softMaker is the software backend with testkit's fast KDF costs.
+var softMaker = maker{"soft", func(testing.TB) *env {
+	return newEnv("soft", testkit.Must(testkit.SoftBackend("soft")), nil)
+}}
+
 // makers lists every backend; tpmMaker and hsmMaker come from files that
 // need cgo.
 func makers() []maker {
 	return []maker{
-		{"soft", func(t testing.TB) *env {
-			b, err := soft.New(soft.Options{Params: testkit.FastKDF})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return newEnv("soft", b, nil)
-		}},
+		softMaker,
 		tpmMaker(),
 		hsmMaker(),
 		{"secure-enclave-sim", func(t testing.TB) *env {
