@@ -10,6 +10,7 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/platform/bridge"
 	"github.com/enigm/enigm/backend/platform/simulated"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // faulty is a bridge that misbehaves in one way, after arming.
@@ -183,8 +184,8 @@ func TestRefusalMapping(t *testing.T) {
 		{errors.New("KeyStoreException"), "", backend.ErrUnavailable},
 	} {
 		got := bridgeErr("op", tc.err)
-		if gateOf(got) != tc.gate || !errors.Is(got, tc.is) {
-			t.Errorf("%q → %v (gate %q)", tc.err, got, gateOf(got))
+		if testkit.GateOf(got) != tc.gate || !errors.Is(got, tc.is) {
+			t.Errorf("%q → %v (gate %q)", tc.err, got, testkit.GateOf(got))
 		}
 	}
 	if bridge.RefusalCode(nil) != "" {

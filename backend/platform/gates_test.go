@@ -16,14 +16,6 @@ import (
 	"github.com/enigm/enigm/internal/testkit"
 )
 
-func gateOf(err error) backend.Gate {
-	var g *backend.GateError
-	if errors.As(err, &g) {
-		return g.Gate
-	}
-	return ""
-}
-
 func provision(t *testing.T, b *Backend) []byte {
 	t.Helper()
 	st, err := b.Provision(bg, secret)
@@ -185,16 +177,16 @@ func TestDeviceLockedRefused(t *testing.T) {
 			}
 			dg := sha256.Sum256([]byte("m"))
 			d.Lock()
-			if _, err := s.Unseal(bg, "enigm/kek/identity", sealed); gateOf(err) != backend.GateDeviceUnlocked {
+			if _, err := s.Unseal(bg, "enigm/kek/identity", sealed); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 				t.Fatalf("Unseal while locked: err = %v, want a device_unlocked GateError", err)
 			}
-			if _, err := b.Open(bg, st, secret); gateOf(err) != backend.GateDeviceUnlocked || !errors.Is(err, backend.ErrGate) {
+			if _, err := b.Open(bg, st, secret); testkit.GateOf(err) != backend.GateDeviceUnlocked || !errors.Is(err, backend.ErrGate) {
 				t.Fatalf("Open while locked: err = %v", err)
 			}
-			if _, err := key.Sign(nil, dg[:], crypto.SHA256); gateOf(err) != backend.GateDeviceUnlocked {
+			if _, err := key.Sign(nil, dg[:], crypto.SHA256); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 				t.Fatalf("binding key Sign while locked: err = %v", err)
 			}
-			if _, err := b.Provision(bg, secret); p.AES && gateOf(err) != backend.GateDeviceUnlocked {
+			if _, err := b.Provision(bg, secret); p.AES && testkit.GateOf(err) != backend.GateDeviceUnlocked {
 				t.Fatalf("Provision while locked: err = %v", err)
 			}
 			d.Unlock()
@@ -220,10 +212,10 @@ func TestAuthWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Advance(61 * time.Second)
-	if _, err := s.Unseal(bg, "l", sealed); gateOf(err) != backend.GateUserPresence {
+	if _, err := s.Unseal(bg, "l", sealed); testkit.GateOf(err) != backend.GateUserPresence {
 		t.Fatalf("after the window: err = %v, want a user_presence GateError", err)
 	}
-	if _, err := b.Open(bg, st, secret); gateOf(err) != backend.GateUserPresence {
+	if _, err := b.Open(bg, st, secret); testkit.GateOf(err) != backend.GateUserPresence {
 		t.Fatalf("Open after the window: err = %v", err)
 	}
 	d.Authenticate(bridge.AuthDeviceCredential)
@@ -244,14 +236,14 @@ func TestAuthPerUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Unseal(bg, "l", sealed); gateOf(err) != backend.GateUserPresence {
+	if _, err := s.Unseal(bg, "l", sealed); testkit.GateOf(err) != backend.GateUserPresence {
 		t.Fatalf("second use without authentication: err = %v", err)
 	}
 	d.Authenticate(bridge.AuthDeviceCredential)
 	if _, err := s.Unseal(bg, "l", sealed); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Unseal(bg, "l", sealed); gateOf(err) != backend.GateUserPresence {
+	if _, err := s.Unseal(bg, "l", sealed); testkit.GateOf(err) != backend.GateUserPresence {
 		t.Fatalf("the authentication was used twice: err = %v", err)
 	}
 }
@@ -290,7 +282,7 @@ func TestAfterFirstUnlock(t *testing.T) {
 	d.Lock()
 	open(t, b, st).Close()
 	d.Reboot()
-	if _, err := b.Open(bg, st, secret); gateOf(err) != backend.GateDeviceUnlocked {
+	if _, err := b.Open(bg, st, secret); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 		t.Fatalf("before the first unlock: err = %v", err)
 	}
 	d.Unlock()

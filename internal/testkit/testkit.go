@@ -1,7 +1,7 @@
 // Package testkit holds the helpers the module's tests share: fast soft
-// backend key-derivation costs, a settable clock, error helpers, the
-// check of a CLI's versioned JSON output and the two halves of a
-// man-in-the-middle test server.
+// backend key-derivation costs, a settable clock, error helpers (and the
+// gate a backend refusal names), the check of a CLI's versioned JSON
+// output and the two halves of a man-in-the-middle test server.
 //
 // Only _test.go files import it; internal/archtest fails if a non-test
 // package does, so test shortcuts (tiny Argon2id costs) never reach a
@@ -10,6 +10,7 @@ package testkit
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -53,6 +54,16 @@ func (c *Clock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
+}
+
+// GateOf is the gate a backend.GateError in err's chain names, or "" when
+// err carries none.
+func GateOf(err error) backend.Gate {
+	var g *backend.GateError
+	if errors.As(err, &g) {
+		return g.Gate
+	}
+	return ""
 }
 
 // Must returns v, or panics with err (the stack names the failing call).

@@ -14,6 +14,7 @@ import (
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/platform/bridge"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/keystore"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
@@ -100,14 +101,6 @@ func deniedWith(err error, code string) bool {
 		}
 	}
 	return false
-}
-
-func gateOf(err error) backend.Gate {
-	var g *backend.GateError
-	if errors.As(err, &g) {
-		return g.Gate
-	}
-	return ""
 }
 
 // Generation: every class on every backend; the binding key in hardware
@@ -312,10 +305,10 @@ var gateChecks = map[backend.Gate]func(t *testing.T, s *store){
 		}
 		s.e.dev.Lock() // the app does not tell the keystore
 		// The session the unlocked keystore holds refuses.
-		if _, err := sess.Unseal(bg, "enigm/test/gate", sealed); gateOf(err) != backend.GateDeviceUnlocked {
+		if _, err := sess.Unseal(bg, "enigm/test/gate", sealed); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 			t.Fatalf("Unseal through the open session while the device is locked: err = %v", err)
 		}
-		if _, err := s.e.raw.Open(bg, s.e.cb.state(t), secret); gateOf(err) != backend.GateDeviceUnlocked {
+		if _, err := s.e.raw.Open(bg, s.e.cb.state(t), secret); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 			t.Fatalf("Open while the device is locked: err = %v", err)
 		}
 		// The hardware refuses the binding key, and the keystore follows.
@@ -324,13 +317,13 @@ var gateChecks = map[backend.Gate]func(t *testing.T, s *store){
 			t.Fatal(err)
 		}
 		d := sha256.Sum256([]byte("x"))
-		if _, err = bk.Sign(appPurpose("bind"), d[:]); gateOf(err) != backend.GateDeviceUnlocked {
+		if _, err = bk.Sign(appPurpose("bind"), d[:]); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 			t.Fatalf("binding key while the device is locked: err = %v", err)
 		}
 		if _, err := s.sign(t, id.ID); !deniedWith(err, "locked") {
 			t.Fatalf("wrapped key after the hardware refused: err = %v", err)
 		}
-		if err := s.Unlock(bg, secret); gateOf(err) != backend.GateDeviceUnlocked {
+		if err := s.Unlock(bg, secret); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 			t.Fatalf("Unlock while the device is locked: err = %v", err)
 		}
 		s.e.dev.Unlock()
@@ -343,11 +336,11 @@ var gateChecks = map[backend.Gate]func(t *testing.T, s *store){
 	},
 	backend.GateUserPresence: func(t *testing.T, s *store) {
 		s.e.dev.Advance(authWindow + 1)
-		if _, err := s.e.raw.Open(bg, s.e.cb.state(t), secret); gateOf(err) != backend.GateUserPresence {
+		if _, err := s.e.raw.Open(bg, s.e.cb.state(t), secret); testkit.GateOf(err) != backend.GateUserPresence {
 			t.Fatalf("Open after the authentication window: err = %v", err)
 		}
 		s.Lock()
-		if err := s.Unlock(bg, secret); gateOf(err) != backend.GateUserPresence {
+		if err := s.Unlock(bg, secret); testkit.GateOf(err) != backend.GateUserPresence {
 			t.Fatalf("Unlock after the authentication window: err = %v", err)
 		}
 		s.e.dev.Authenticate(bridge.AuthBiometric)
