@@ -3,9 +3,7 @@ package command
 import (
 	"bytes"
 	"context"
-	"crypto/hpke"
 	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,32 +26,14 @@ import (
 
 var t0 = time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
 
-func seed(label string, n int) []byte {
-	h := sha512.Sum512([]byte("enigm-command-test:" + label))
-	return h[:n]
-}
+// keys are the test world's keys, derived from labels.
+var keys = testkit.Keys{Domain: "enigm-command-test"}
 
-var keyCache sync.Map
+func seed(label string, n int) []byte { return keys.Seed(label, n) }
 
-func testKey(label string) *hybrid.PrivateKey {
-	if k, ok := keyCache.Load(label); ok {
-		return k.(*hybrid.PrivateKey)
-	}
-	k, err := hybrid.NewPrivateKey(seed("hybrid:"+label, hybrid.SeedSize))
-	if err != nil {
-		panic(err)
-	}
-	keyCache.Store(label, k)
-	return k
-}
+func testKey(label string) *hybrid.PrivateKey { return keys.Hybrid(label) }
 
-func testKEM(label string) []byte {
-	sk, err := hpke.MLKEM768X25519().DeriveKeyPair(seed("kem:"+label, 64))
-	if err != nil {
-		panic(err)
-	}
-	return sk.PublicKey().Bytes()
-}
+func testKEM(label string) []byte { return keys.KEM(label).Bytes() }
 
 // tdev is a test device: deterministic keys from its label.
 type tdev struct {
