@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,6 +49,23 @@ func newWorldWith(t *testing.T, adjust func(*command.Config)) *world {
 	t.Cleanup(func() { hs.Close(); srv.Close() })
 	w.url = hs.URL
 	return w
+}
+
+// serverURL is where the agents made now reach the server.
+func (w *world) serverURL() *url.URL {
+	u, err := url.Parse(w.url)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return u
+}
+
+// front puts h (a test's hostile or recording server) in front of the
+// server: the agents made afterwards talk to h.
+func (w *world) front(t *testing.T, h http.Handler) {
+	proxy := httptest.NewServer(h)
+	t.Cleanup(proxy.Close)
+	w.url = proxy.URL
 }
 
 func (w *world) agent(name string) *device.Agent {

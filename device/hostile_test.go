@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -37,11 +36,8 @@ type hostile struct {
 // hostileFront puts a hostile server in front of w's server; the agents
 // made after it talk to the hostile one.
 func (w *world) hostileFront(t *testing.T) *hostile {
-	u, _ := url.Parse(w.url)
-	hs := &hostile{backend: u}
-	proxy := httptest.NewServer(hs)
-	t.Cleanup(proxy.Close)
-	w.url = proxy.URL
+	hs := &hostile{backend: w.serverURL()}
+	w.front(t, hs)
 	return hs
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -68,11 +67,8 @@ func (h *replayRelay) redeliver() int {
 
 func replayWorld(t *testing.T) (*world, *replayRelay) {
 	w := newWorld(t)
-	u, _ := url.Parse(w.url)
-	rr := &replayRelay{backend: u}
-	proxy := httptest.NewServer(rr)
-	t.Cleanup(proxy.Close)
-	w.url = proxy.URL
+	rr := &replayRelay{backend: w.serverURL()}
+	w.front(t, rr)
 	return w, rr
 }
 
