@@ -31,8 +31,6 @@ func (d detKey) Sign(ctx string, msg []byte) (*hybrid.Signature, error) {
 // keys are the test world's keys, derived from names.
 var keys = testkit.Keys{Domain: "enigm-chain-test"}
 
-func seedOf(label string, n int) []byte { return keys.Seed(label, n) }
-
 func testHybrid(label string) detKey             { return detKey{keys.Hybrid(label)} }
 func testKEM(label string) hpke.PublicKey        { return keys.KEM(label) }
 func testBinding(label string) *ecdsa.PrivateKey { return keys.P256(label) }
@@ -145,7 +143,7 @@ func (w *world) genesisLink(a *actor, p Policy, managed bool) *Link {
 }
 
 func nonceFor(label string) [NonceSize]byte {
-	return [NonceSize]byte(seedOf("nonce:"+label, NonceSize))
+	return [NonceSize]byte(keys.Seed("nonce:"+label, NonceSize))
 }
 
 // addDraft starts an add_device for b; approve with approveAdd.

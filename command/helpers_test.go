@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,8 +27,6 @@ var t0 = time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
 
 // keys are the test world's keys, derived from labels.
 var keys = testkit.Keys{Domain: "enigm-command-test"}
-
-func seed(label string, n int) []byte { return keys.Seed(label, n) }
 
 func testKey(label string) *hybrid.PrivateKey { return keys.Hybrid(label) }
 
@@ -62,20 +59,8 @@ type env struct {
 	srv   *Server
 	clock *testkit.Clock
 	cfg   Config
-	logs  *bytes.Buffer
-	logMu *sync.Mutex
+	logs  *testkit.Buffer
 	dsn   string
-}
-
-type syncBuffer struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (s syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
 }
 
 // newEnv starts a server on a new SQLite database.
@@ -98,12 +83,12 @@ func newEnv(t testing.TB, opts ...func(*Config)) *env {
 func newEnvDSN(t testing.TB, dsn string, opts ...func(*Config)) *env {
 	t.Helper()
 	clock := testkit.NewClock(t0)
-	logs, mu := &bytes.Buffer{}, &sync.Mutex{}
+	logs := &testkit.Buffer{}
 	cfg := Config{
 		DataDir:            t.TempDir(),
 		KeystorePassphrase: []byte("test passphrase"),
 		KeystoreBackend:    testkit.SoftBackend,
-		Logger:             slog.New(slog.NewJSONHandler(syncBuffer{mu, logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:             slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Clock:              clock.Now,
 		JanitorInterval:    -1,
 		RateLimits:         &RateLimits{Disabled: true},
@@ -126,14 +111,10 @@ func newEnvDSN(t testing.TB, dsn string, opts ...func(*Config)) *env {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	return &env{t: t, srv: srv, clock: clock, cfg: cfg, logs: logs, logMu: mu, dsn: dsn}
+	return &env{t: t, srv: srv, clock: clock, cfg: cfg, logs: logs, dsn: dsn}
 }
 
-func (e *env) logText() string {
-	e.logMu.Lock()
-	defer e.logMu.Unlock()
-	return e.logs.String()
-}
+func (e *env) logText() string { return e.logs.String() }
 
 // resp is a decoded response.
 type resp struct {
@@ -370,7 +351,7 @@ type enrolling struct {
 }
 
 func nonce(label string) [chain.NonceSize]byte {
-	return [chain.NonceSize]byte(seed("nonce:"+label, 32))
+	return [chain.NonceSize]byte(keys.Seed("nonce:"+label, 32))
 }
 
 // requestAdd sends dev's add_device request.

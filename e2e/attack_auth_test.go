@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // authAtkServe starts a second enigm-command on loopback, with the
@@ -25,7 +27,7 @@ func authAtkServe(t *testing.T, h *harness) {
 	t.Helper()
 	addr := freePort(t)
 	data := filepath.Join(h.tmp, "auth-command-data")
-	logb := &logBuffer{}
+	logb := &testkit.Buffer{}
 	srv := exec.Command(filepath.Join(h.bin, "enigm-command"), "serve", "--listen", addr, "--data", data)
 	srv.Env = append(os.Environ(), "ENIGM_COMMAND_PASSPHRASE="+h.cmdPass)
 	srv.Stdout, srv.Stderr = logb, logb

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // headsDB opens enigm-command's SQLite database behind its back.
@@ -83,7 +85,7 @@ func headsRestart(t *testing.T, h *harness) string {
 		t.Fatal("the server did not shut down within 10s of SIGINT")
 	}
 	old, oldLog := h.srv, h.srvLog.String()
-	h.srvLog = &logBuffer{}
+	h.srvLog = &testkit.Buffer{}
 	h.srv = exec.Command(old.Path, old.Args[1:]...)
 	h.srv.Env, h.srv.Stdout, h.srv.Stderr = old.Env, h.srvLog, h.srvLog
 	if err := h.srv.Start(); err != nil {

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,28 +32,9 @@ type harness struct {
 	data    string
 	server  string
 	srv     *exec.Cmd
-	srvLog  *logBuffer
+	srvLog  *testkit.Buffer
 	tmp     string
 	cmdPass string
-}
-
-// logBuffer collects a server process's output; the test may read it while
-// the process writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func build(t *testing.T, dir string) {
@@ -86,7 +66,7 @@ func start(t *testing.T) *harness {
 	h.data = filepath.Join(h.tmp, "command-data")
 	addr := freePort(t)
 	h.server = "http://" + addr
-	h.srvLog = &logBuffer{}
+	h.srvLog = &testkit.Buffer{}
 	h.srv = exec.Command(filepath.Join(h.bin, "enigm-command"), "serve", "--listen", addr, "--data", h.data, "--no-rate-limit", "--min-recovery-delay", "0s", "--dev-allow-zero-recovery-delay")
 	h.srv.Env = append(os.Environ(), "ENIGM_COMMAND_PASSPHRASE="+h.cmdPass)
 	h.srv.Stdout, h.srv.Stderr = h.srvLog, h.srvLog
@@ -122,7 +102,7 @@ func stopServer(srv *exec.Cmd) bool {
 
 // waitHealthy waits (5 s at most) until the server at base answers
 // /healthz with 200.
-func waitHealthy(t *testing.T, base string, log *logBuffer) {
+func waitHealthy(t *testing.T, base string, log *testkit.Buffer) {
 	t.Helper()
 	for i := 0; ; i++ {
 		resp, err := http.Get(base + "/healthz")

@@ -1,7 +1,7 @@
 // Package testkit holds the helpers the module's tests share: fast soft
 // backend key-derivation costs, a settable clock, error helpers (and the
-// gate a backend refusal names), the check of a CLI's versioned JSON
-// output, the two halves of a man-in-the-middle test server and keys
+// gate a backend refusal names), a log buffer safe for concurrent use,
+// the check of a CLI's versioned JSON output, the two halves of a man-in-the-middle test server and keys
 // derived from labels for deterministic test worlds.
 //
 // Only _test.go files import it; internal/archtest fails if a non-test
@@ -10,6 +10,7 @@
 package testkit
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hpke"
@@ -71,6 +72,27 @@ func GateOf(err error) backend.Gate {
 		return g.Gate
 	}
 	return ""
+}
+
+// Buffer is a bytes.Buffer safe for concurrent use: a server or a process
+// writes its log into it while the test reads.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // Must returns v, or panics with err (the stack names the failing call).
