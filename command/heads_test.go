@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
@@ -175,25 +174,6 @@ func TestAnnouncedHeadWindow(t *testing.T) {
 	})
 }
 
-// headsWaitNotice waits until the server has processed an announcement
-// of account's head at exactly seq (PostgreSQL; a no-op without
-// announcements): a head moved back is announced like any other change.
-func headsWaitNotice(e *env, account string, seq uint64) {
-	e.t.Helper()
-	if e.srv.heads == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err := e.srv.heads.wait(ctx, func(h *headWatch) bool {
-		n, ok := h.notices[account]
-		return ok && n.head != nil && n.head.Seq == seq
-	})
-	if err != nil {
-		e.t.Fatalf("no announcement of account %s at seq %d: %v", account, seq, err)
-	}
-}
-
 // headsRow is a stored link row, kept to put it back.
 type headsRow struct {
 	seq             uint64
@@ -308,7 +288,7 @@ func TestHeadRollbackIsRefused(t *testing.T) {
 
 		// 1. The head columns go back to seq 1; the revocation's row stays.
 		headsRollBack(t, dsn, a.id, 1, false)
-		headsWaitNotice(e, a.id, 1)
+		e.waitAnnouncedExactly(a.id, 1)
 		headsRefused(t, e, a, A, B, c, C, rolledBack)
 		// A fresh instance never saw seq 2, but the row above the head
 		// gives the rollback away.
@@ -333,7 +313,7 @@ func TestHeadRollbackIsRefused(t *testing.T) {
 
 		// 3. The database is put back: the instance serves it again.
 		headsRestore(t, dsn, a.id, dropped)
-		headsWaitNotice(restarted, a.id, 2)
+		restarted.waitAnnouncedExactly(a.id, 2)
 		if st := a.on(restarted).deviceState(B); st != "revoked" {
 			t.Fatalf("after the database was put back B is %q", st)
 		}

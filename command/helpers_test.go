@@ -503,9 +503,21 @@ func (e *env) waitListening() {
 }
 
 // waitAnnounced waits until the server has processed the announcement of
-// account's head at seq (PostgreSQL); a no-op without announcements. It
-// bounds a wait for an event, it does not time anything.
+// account's head at seq or later (PostgreSQL); a no-op without
+// announcements. It bounds a wait for an event, it does not time anything.
 func (e *env) waitAnnounced(account string, seq uint64) {
+	e.t.Helper()
+	e.waitNotice(account, seq, func(got uint64) bool { return got >= seq })
+}
+
+// waitAnnouncedExactly is waitAnnounced for a head at exactly seq: a head
+// moved back is announced like any other change.
+func (e *env) waitAnnouncedExactly(account string, seq uint64) {
+	e.t.Helper()
+	e.waitNotice(account, seq, func(got uint64) bool { return got == seq })
+}
+
+func (e *env) waitNotice(account string, seq uint64, ok func(got uint64) bool) {
 	e.t.Helper()
 	if e.srv.heads == nil {
 		return
@@ -513,8 +525,8 @@ func (e *env) waitAnnounced(account string, seq uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := e.srv.heads.wait(ctx, func(h *headWatch) bool {
-		n, ok := h.notices[account]
-		return ok && n.head != nil && n.head.Seq >= seq
+		n, seen := h.notices[account]
+		return seen && n.head != nil && ok(n.head.Seq)
 	})
 	if err != nil {
 		e.t.Fatalf("no announcement of account %s at seq %d: %v", account, seq, err)
