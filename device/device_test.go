@@ -68,12 +68,25 @@ func (w *world) front(t *testing.T, h http.Handler) {
 	w.url = proxy.URL
 }
 
+// agent opens a software device agent named name on w's server.
 func (w *world) agent(name string) *device.Agent {
 	w.t.Helper()
-	a, err := device.Open(device.Options{Home: filepath.Join(w.t.TempDir(), name), Server: w.url,
-		Passphrase: func(bool) ([]byte, error) { return []byte("pw " + name), nil },
+	return w.open(w.softOptions(filepath.Join(w.t.TempDir(), name), "pw "+name))
+}
+
+// softOptions are the options of a software agent at home (fast KDF
+// costs) on w's server, with w's clock and passphrase pass.
+func (w *world) softOptions(home, pass string) device.Options {
+	return device.Options{Home: home, Server: w.url,
+		Passphrase: func(bool) ([]byte, error) { return []byte(pass), nil },
 		Backend:    testkit.SoftBackend, NewBackend: func() (backend.Backend, error) { return testkit.SoftBackend("soft") },
-		Clock: w.clock.Now, Poll: time.Millisecond})
+		Clock: w.clock.Now, Poll: time.Millisecond}
+}
+
+// open opens an agent with o; it is closed when the test ends.
+func (w *world) open(o device.Options) *device.Agent {
+	w.t.Helper()
+	a, err := device.Open(o)
 	if err != nil {
 		w.t.Fatal(err)
 	}

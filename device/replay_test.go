@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/internal/testkit"
@@ -75,10 +74,7 @@ func replayWorld(t *testing.T) (*world, *replayRelay) {
 // replayOpen opens (or reopens) the agent at home.
 func replayOpen(t *testing.T, w *world, home string) *device.Agent {
 	t.Helper()
-	a, err := device.Open(device.Options{Home: home, Server: w.url,
-		Passphrase: func(bool) ([]byte, error) { return []byte("pw replay"), nil },
-		Backend:    testkit.SoftBackend, NewBackend: func() (backend.Backend, error) { return testkit.SoftBackend("soft") },
-		Clock: w.clock.Now, Poll: time.Millisecond})
+	a, err := device.Open(w.softOptions(home, "pw replay"))
 	if err != nil {
 		t.Fatal(err)
 	}
