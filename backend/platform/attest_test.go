@@ -11,6 +11,7 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/platform/bridge"
 	"github.com/enigm/enigm/backend/platform/simulated"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/wire"
 )
 
@@ -18,15 +19,9 @@ func TestAttestRoundTrip(t *testing.T) {
 	d := newDevice(simulated.StrongBox(0))
 	b := newBackend(t, d, withAuth)
 	s := open(t, b, provision(t, b))
-	blob, key, err := s.(backend.BindingKeys).CreateBindingKey(bg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, key := testkit.BindingKey(t, s)
 	nonce := bytes.Repeat([]byte{0x42}, 32)
-	ev, err := s.(backend.Attester).Attest(bg, blob, nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev := testkit.Attest(t, s, blob, nonce)
 	a, err := VerifyEvidence(ev, nonce, d.AttestationRoots(), d.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -70,15 +65,9 @@ func TestAttestReplay(t *testing.T) {
 	d := newDevice(simulated.StrongBox(0))
 	b := newBackend(t, d, withAuth)
 	s := open(t, b, provision(t, b))
-	blob, _, err := s.(backend.BindingKeys).CreateBindingKey(bg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, _ := testkit.BindingKey(t, s)
 	n1, n2 := bytes.Repeat([]byte{1}, 16), bytes.Repeat([]byte{2}, 16)
-	ev1, err := s.(backend.Attester).Attest(bg, blob, n1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev1 := testkit.Attest(t, s, blob, n1)
 	if _, err := VerifyEvidence(ev1, n2, d.AttestationRoots(), d.Now()); !errors.Is(err, ErrNonce) {
 		t.Fatalf("replayed evidence: err = %v", err)
 	}
@@ -93,12 +82,9 @@ func TestAttestKeyDescriptionChecks(t *testing.T) {
 	d := newDevice(p)
 	b := newBackend(t, d, withAuth)
 	s := open(t, b, provision(t, b))
-	blob, _, _ := s.(backend.BindingKeys).CreateBindingKey(bg)
+	blob, _ := testkit.BindingKey(t, s)
 	nonce := bytes.Repeat([]byte{9}, 20)
-	ev, err := s.(backend.Attester).Attest(bg, blob, nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev := testkit.Attest(t, s, blob, nonce)
 	a, err := VerifyEvidence(ev, nonce, d.AttestationRoots(), d.Now())
 	if err != nil || a.SecurityLevel != bridge.LevelTEE {
 		t.Fatalf("%+v, %v", a, err)

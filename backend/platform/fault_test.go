@@ -126,10 +126,7 @@ func TestHardwareFaults(t *testing.T) {
 	})
 	t.Run("wrong signature", func(t *testing.T) {
 		f, _, s, _ := setup(t, se, "")
-		_, key, err := s.(backend.BindingKeys).CreateBindingKey(bg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, key := testkit.BindingKey(t, s)
 		f.fault = "signature"
 		d := sha256.Sum256([]byte("m"))
 		if sig, err := key.Sign(nil, d[:], crypto.SHA256); !errors.Is(err, backend.ErrHardwareFault) {

@@ -16,7 +16,7 @@ import (
 	"github.com/enigm/enigm/internal/testkit"
 )
 
-func provision(t *testing.T, b *Backend) []byte {
+func provision(t testing.TB, b *Backend) []byte {
 	t.Helper()
 	st, err := b.Provision(bg, secret)
 	if err != nil {
@@ -25,7 +25,7 @@ func provision(t *testing.T, b *Backend) []byte {
 	return st
 }
 
-func open(t *testing.T, b *Backend, st []byte) backend.Session {
+func open(t testing.TB, b *Backend, st []byte) backend.Session {
 	t.Helper()
 	s, err := b.Open(bg, st, secret)
 	if err != nil {
@@ -171,10 +171,7 @@ func TestDeviceLockedRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, key, err := s.(backend.BindingKeys).CreateBindingKey(bg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, key := testkit.BindingKey(t, s)
 			dg := sha256.Sum256([]byte("m"))
 			d.Lock()
 			if _, err := s.Unseal(bg, "enigm/kek/identity", sealed); testkit.GateOf(err) != backend.GateDeviceUnlocked {
@@ -298,10 +295,7 @@ func TestDestroyDeletesHardwareKeys(t *testing.T) {
 	other := provision(t, b) // another store on the same device survives
 	st := provision(t, b)
 	s := open(t, b, st)
-	blob, _, err := s.(backend.BindingKeys).CreateBindingKey(bg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, _ := testkit.BindingKey(t, s)
 	sealed, err := s.Seal(bg, "l", []byte("k"))
 	if err != nil {
 		t.Fatal(err)
@@ -337,10 +331,7 @@ func TestBindingKeyBlobs(t *testing.T) {
 	b := newBackend(t, d, withAuth)
 	s1 := open(t, b, provision(t, b))
 	s2 := open(t, b, provision(t, b))
-	blob, _, err := s1.(backend.BindingKeys).CreateBindingKey(bg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, _ := testkit.BindingKey(t, s1)
 	if _, err := s2.(backend.BindingKeys).LoadBindingKey(bg, blob); !errors.Is(err, backend.ErrState) {
 		t.Fatalf("another store's blob: err = %v", err)
 	}

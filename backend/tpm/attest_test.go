@@ -12,6 +12,7 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/tpm/attest"
 	"github.com/enigm/enigm/backend/tpm/internal/format"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/wire"
 )
 
@@ -34,9 +35,9 @@ func TestAttestRoundTrip(t *testing.T) {
 		}
 		st := mustProvision(t, b)
 		s := mustOpen(t, b, st)
-		blob, key := mustBindingKey(t, s)
+		blob, key := testkit.BindingKey(t, s)
 		n := nonce(t)
-		ev := mustAttest(t, s, blob, n)
+		ev := testkit.Attest(t, s, blob, n)
 		if ev.Type != "tpm2-certify" {
 			t.Fatalf("type %q", ev.Type)
 		}
@@ -71,11 +72,11 @@ func TestAttestNegatives(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := mustOpen(t, b, mustProvision(t, b))
-	blob, _ := mustBindingKey(t, s)
+	blob, _ := testkit.BindingKey(t, s)
 	n := nonce(t)
-	ev := mustAttest(t, s, blob, n)
-	otherBlob, _ := mustBindingKey(t, s)
-	otherEv := mustAttest(t, s, otherBlob, n)
+	ev := testkit.Attest(t, s, blob, n)
+	otherBlob, _ := testkit.BindingKey(t, s)
+	otherEv := testkit.Attest(t, s, otherBlob, n)
 	// Same key, other attributes: not the trusted AK.
 	pa, _ := format.ParsePublic(ak)
 	pa.ObjectAttributes.Restricted = false

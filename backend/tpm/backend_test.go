@@ -16,6 +16,7 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/tpm/internal/format"
 	"github.com/enigm/enigm/internal/redact"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 func TestCapabilities(t *testing.T) {
@@ -165,7 +166,7 @@ func TestDestroy(t *testing.T) {
 	stCopy := bytes.Clone(st)
 	s := mustOpen(t, b, st)
 	sealed := mustSeal(t, s, "enigm/v1/kek/identity", key32)
-	blob, signer := mustBindingKey(t, s)
+	blob, signer := testkit.BindingKey(t, s)
 	if n := persistentCount(t); n != 1 {
 		t.Fatalf("%d persistent objects, want 1", n)
 	}
@@ -268,7 +269,7 @@ func TestTamperNoLockout(t *testing.T) {
 	st := mustProvision(t, b)
 	s := mustOpen(t, b, st)
 	sealed := mustSeal(t, s, "enigm/v1/kek/kem", key32)
-	bk, _ := mustBindingKey(t, s)
+	bk, _ := testkit.BindingKey(t, s)
 	other := mustProvision(t, b)
 
 	states := map[string][]byte{
@@ -346,7 +347,7 @@ func TestBindingKeyAttributes(t *testing.T) {
 	b := newSim(t, Options{})
 	st := mustProvision(t, b)
 	s := mustOpen(t, b, st)
-	blob, key := mustBindingKey(t, s)
+	blob, key := testkit.BindingKey(t, s)
 	obj, err := format.ParseObject(blob, format.KindBinding)
 	if err != nil {
 		t.Fatal(err)
@@ -404,7 +405,7 @@ func TestBindingKeyNeedsSecret(t *testing.T) {
 	b := newSim(t, Options{})
 	st := mustProvision(t, b)
 	s := mustOpen(t, b, st)
-	_, key := mustBindingKey(t, s)
+	_, key := testkit.BindingKey(t, s)
 	p, _ := format.ParseState(st)
 	s.mu.Lock()
 	s.bindAuth = deriveAuth(wrong, p.Salt, infoBind)
@@ -453,7 +454,7 @@ func TestP256PublicRejects(t *testing.T) {
 func TestNoSecretsInFormat(t *testing.T) {
 	b := newSim(t, Options{})
 	s := mustOpen(t, b, mustProvision(t, b))
-	_, key := mustBindingKey(t, s)
+	_, key := testkit.BindingKey(t, s)
 	for _, v := range []any{s, key} {
 		if err := redact.Leak(v, s.sealAuth, s.bindAuth, secret); err != nil {
 			t.Error(err)

@@ -3,6 +3,8 @@ package tpm
 import (
 	"crypto"
 	"testing"
+
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // Benchmarks against the in-process simulator (Microsoft reference TPM):
@@ -66,7 +68,7 @@ func BenchmarkUnseal(b *testing.B) {
 
 func BenchmarkBindingSign(b *testing.B) {
 	s := benchSession(b)
-	_, key := mustBindingKey(b, s)
+	_, key := testkit.BindingKey(b, s)
 	digest := sha256Sum([]byte("bind"))
 	for b.Loop() {
 		if _, err := key.Sign(nil, digest, crypto.SHA256); err != nil {
@@ -77,7 +79,7 @@ func BenchmarkBindingSign(b *testing.B) {
 
 func BenchmarkAttest(b *testing.B) {
 	s := benchSession(b)
-	blob, _ := mustBindingKey(b, s)
+	blob, _ := testkit.BindingKey(b, s)
 	n := sha256Sum([]byte("nonce"))
 	for b.Loop() {
 		if _, err := s.Attest(ctx, blob, n); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/tpm/internal/format"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/wire"
 )
 
@@ -28,9 +29,9 @@ func TestGenerateTestdata(t *testing.T) {
 	st := mustProvision(t, b)
 	s := mustOpen(t, b, st)
 	sealed := mustSeal(t, s, "enigm/v1/kek/identity", key32)
-	blob, _ := mustBindingKey(t, s)
+	blob, _ := testkit.BindingKey(t, s)
 	n := sha256Sum([]byte("enigm test nonce"))
-	ev := mustAttest(t, s, blob, n)
+	ev := testkit.Attest(t, s, blob, n)
 	e, err := format.ParseEvidence(ev.Data)
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package tpm
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/sha256"
 	"testing"
 
@@ -38,26 +37,6 @@ func mustOpen(t testing.TB, b backend.Backend, st []byte) *session {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s.(*session)
-}
-
-// mustBindingKey creates a binding key in s: its blob and its signer.
-func mustBindingKey(t testing.TB, s *session) ([]byte, crypto.Signer) {
-	t.Helper()
-	blob, key, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatalf("CreateBindingKey: %v", err)
-	}
-	return blob, key
-}
-
-// mustAttest attests the binding key blob in s over nonce n.
-func mustAttest(t testing.TB, s *session, blob, n []byte) backend.Evidence {
-	t.Helper()
-	ev, err := s.Attest(ctx, blob, n)
-	if err != nil {
-		t.Fatalf("Attest: %v", err)
-	}
-	return ev
 }
 
 func mustSeal(t testing.TB, s backend.Session, label string, pt []byte) []byte {

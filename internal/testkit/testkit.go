@@ -1,6 +1,7 @@
 // Package testkit holds the helpers the module's tests share: fast soft
 // backend key-derivation costs, a settable clock, error helpers (and the
-// gate a backend refusal names), a log buffer safe for concurrent use,
+// gate a backend refusal names), binding keys and attestation made or
+// the test fails, a log buffer safe for concurrent use,
 // the check of a CLI's versioned JSON output, the two halves of a man-in-the-middle test server and keys
 // derived from labels for deterministic test worlds.
 //
@@ -11,6 +12,8 @@ package testkit
 
 import (
 	"bytes"
+	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hpke"
@@ -93,6 +96,36 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// BindingKey creates a hardware binding key in s, which must offer
+// backend.BindingKeys: its blob and its signer. A failure fails the test.
+func BindingKey(t testing.TB, s backend.Session) ([]byte, crypto.Signer) {
+	t.Helper()
+	bk, ok := s.(backend.BindingKeys)
+	if !ok {
+		t.Fatalf("%T has no binding keys", s)
+	}
+	blob, key, err := bk.CreateBindingKey(context.Background())
+	if err != nil {
+		t.Fatalf("CreateBindingKey: %v", err)
+	}
+	return blob, key
+}
+
+// Attest has s, which must be a backend.Attester, attest the binding key
+// blob over nonce. A failure fails the test.
+func Attest(t testing.TB, s backend.Session, blob, nonce []byte) backend.Evidence {
+	t.Helper()
+	a, ok := s.(backend.Attester)
+	if !ok {
+		t.Fatalf("%T does not attest", s)
+	}
+	ev, err := a.Attest(context.Background(), blob, nonce)
+	if err != nil {
+		t.Fatalf("Attest: %v", err)
+	}
+	return ev
 }
 
 // Must returns v, or panics with err (the stack names the failing call).
