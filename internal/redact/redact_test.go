@@ -144,10 +144,7 @@ func TestNoSecretInAnyVerb(t *testing.T) {
 		tb, _ := tpm.New(tpm.Options{Open: tpmsim.Open})
 		ts := openSession(t, tb, pass)
 		add("tpm.session", ts, pass, field(t, ts, "sealAuth"), field(t, ts, "bindAuth"))
-		_, signer, err := ts.(backend.BindingKeys).CreateBindingKey(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, signer := testkit.BindingKey(t, ts)
 		add("tpm.bindingKey", signer, field(t, ts, "sealAuth"), field(t, ts, "bindAuth"))
 	}
 	sb := testkit.Must(testkit.SoftBackend("soft"))
