@@ -136,9 +136,6 @@ func (f *authAtkFlood) run(ctx context.Context, server, source, account, real st
 // still vetoes it with the real enigm binary. Before issue 8 the flood
 // emptied the account's authentication bucket and the veto got 429.
 func TestAttackAuthFloodDuringRecovery(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binaries")
-	}
 	h := start(t)
 	authAtkServe(t, h)
 

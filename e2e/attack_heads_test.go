@@ -104,9 +104,6 @@ func headsRestart(t *testing.T, h *harness) string {
 // sealed to B. The same holds once the revocation's row is deleted too,
 // and after enigm-command restarts over the same data directory.
 func TestAttackHeadRollback(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binaries")
-	}
 	h := start(t)
 	a, b := h.device("a"), h.device("b")
 	ai := a.ok("", "init", "--account", "alice", "--name", "a", "--recovery-delay", "0s", "--json").json(t)

@@ -146,9 +146,6 @@ func ahLogin(t *testing.T, h *harness, acct chain.AccountID, d *rawDevice) strin
 }
 
 func TestAttacksThatHold(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binaries")
-	}
 	h := start(t)
 
 	// The victim: a real device with the real CLI, and a second device

@@ -57,8 +57,13 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// start builds the binaries and starts enigm-command; with -short the
+// test is skipped instead.
 func start(t *testing.T) *harness {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the binaries")
+	}
 	h := &harness{t: t, tmp: t.TempDir(), cmdPass: "command keystore passphrase"}
 	h.bin = filepath.Join(h.tmp, "bin")
 	os.Mkdir(h.bin, 0o755)
@@ -187,9 +192,6 @@ func str(m map[string]any, k string) string {
 }
 
 func TestEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binaries")
-	}
 	h := start(t)
 
 	// 1. An unmanaged account: init A, enroll B approved by A, A sends, B receives.
