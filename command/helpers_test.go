@@ -287,16 +287,27 @@ func (a *tacct) login(d *tdev) string {
 
 func (a *tacct) tryLogin(d *tdev) (string, *resp) {
 	a.e.t.Helper()
+	body, r := a.answerChallenge(d)
+	if body == nil {
+		return "", r
+	}
+	r = a.e.do("POST", "/v1/auth/token", "", body)
+	return r.str("token"), r
+}
+
+// answerChallenge asks for a login challenge for d and signs it: the body
+// for /v1/auth/token and the challenge's answer, or nil and the refusal.
+func (a *tacct) answerChallenge(d *tdev) (map[string]string, *resp) {
+	a.e.t.Helper()
 	r := a.e.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": d.id.String()})
 	if r.code != 200 {
-		return "", r
+		return nil, r
 	}
 	c, _ := b64.DecodeString(r.str("challenge"))
 	acct, _ := accountID("", a.id)
 	sig, err := d.key().Sign(AuthContext, AuthMessage(acct, d.id, c))
 	testkit.NoErr(a.e.t, err)
-	r = a.e.do("POST", "/v1/auth/token", "", map[string]string{"account_id": a.id, "device_id": d.id.String(), "challenge": r.str("challenge"), "signature": enc64(sig.Bytes())})
-	return r.str("token"), r
+	return map[string]string{"account_id": a.id, "device_id": d.id.String(), "challenge": r.str("challenge"), "signature": enc64(sig.Bytes())}, r
 }
 
 func (a *tacct) token(d *tdev) string {

@@ -167,11 +167,8 @@ func TestAuthPerDeviceBudget(t *testing.T) {
 	a, A, B := e.twoDevices("alice") // A logged in once to approve B
 	// A signed challenge that leaked: replayed from elsewhere, it yields
 	// nothing and costs A nothing.
-	r := e.want(e.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": A.id.String()}), 200, "")
-	c, _ := b64.DecodeString(r.str("challenge"))
-	acct, _ := accountID("", a.id)
-	sig, _ := A.key().Sign(AuthContext, AuthMessage(acct, A.id, c))
-	leaked := map[string]string{"account_id": a.id, "device_id": A.id.String(), "challenge": r.str("challenge"), "signature": enc64(sig.Bytes())}
+	leaked, r := a.answerChallenge(A)
+	e.want(r, 200, "")
 	e.want(e.do("POST", "/v1/auth/token", "", leaked), 200, "")
 	for i := 0; i < 10; i++ {
 		e.want(authFloodDo(e, "198.51.100.7", "POST", "/v1/auth/token", leaked), 401, "unauthorized")
@@ -200,11 +197,8 @@ func TestAuthChallengeAcrossInstances(t *testing.T) {
 	testkit.NoErr(t, err)
 	defer other.Close()
 	e2 := &env{t: t, srv: other, clock: e.clock, cfg: e.cfg}
-	r := e.want(e.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": A.id.String()}), 200, "")
-	c, _ := b64.DecodeString(r.str("challenge"))
-	acct, _ := accountID("", a.id)
-	sig, _ := A.key().Sign(AuthContext, AuthMessage(acct, A.id, c))
-	body := map[string]string{"account_id": a.id, "device_id": A.id.String(), "challenge": r.str("challenge"), "signature": enc64(sig.Bytes())}
+	body, r := a.answerChallenge(A)
+	e.want(r, 200, "")
 	e2.want(e2.do("POST", "/v1/auth/token", "", body), 200, "")
 	e.want(e.do("POST", "/v1/auth/token", "", body), 401, "unauthorized")
 }
