@@ -76,12 +76,7 @@ func TestRevocationAcrossInstances(t *testing.T) {
 	if a2.st.Head().Seq != 2 {
 		t.Fatalf("the second instance serves head %d", a2.st.Head().Seq)
 	}
-	e2.want(e2.do("GET", "/v1/messages", tokB, nil), 401, "unauthorized")
-	e2.want(e2.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": B.id.String()}), 403, "device_revoked")
-	r := e2.want(e2.do("POST", "/v1/messages", a2.token(A), map[string]any{"kind": "message", "envelopes": []env1{envTo(a, B, "late")}}), http.StatusAccepted, "")
-	if !strings.Contains(string(r.body), `"reason":"not_active"`) {
-		t.Fatalf("an envelope for the revoked device: %s", r.body)
-	}
+	wantRevokedOut(a2, A, B, tokB)
 }
 
 // scriptedHeads stands for the database's announcements: the test decides
@@ -141,12 +136,7 @@ func TestAnnouncedHeadWindow(t *testing.T) {
 		if st := a2.deviceState(B); st != "active" {
 			t.Fatalf("without an announcement the cached list changed (%q): the cache is not in use", st)
 		}
-		e2.want(e2.do("GET", "/v1/messages", tokB, nil), 401, "unauthorized")
-		e2.want(e2.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": B.id.String()}), 403, "device_revoked")
-		r := e2.want(e2.do("POST", "/v1/messages", a2.token(A), map[string]any{"kind": "message", "envelopes": []env1{envTo(a, B, "late")}}), http.StatusAccepted, "")
-		if !strings.Contains(string(r.body), `"reason":"not_active"`) {
-			t.Fatalf("an envelope for the revoked device: %s", r.body)
-		}
+		wantRevokedOut(a2, A, B, tokB)
 
 		// The announcement arrives: the next read is current.
 		a.sync()
@@ -236,6 +226,20 @@ func headsEnvelopesFor(t *testing.T, dsn, account string, d *tdev) int {
 	var n int
 	testkit.NoErr(t, db.QueryRowContext(context.Background(), storetest.Rebind(dsn, `SELECT COUNT(*) FROM envelopes WHERE account_id = ? AND device_id = ?`), account, d.id.String()).Scan(&n))
 	return n
+}
+
+// wantRevokedOut checks that the instance a is on (a.on) treats B as
+// revoked: B's token tokB opens nothing, B gets no challenge, and an
+// envelope for B from A is not queued.
+func wantRevokedOut(a *tacct, A, B *tdev, tokB string) {
+	e := a.e
+	e.t.Helper()
+	e.want(e.do("GET", "/v1/messages", tokB, nil), 401, "unauthorized")
+	e.want(e.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": B.id.String()}), 403, "device_revoked")
+	r := e.want(e.do("POST", "/v1/messages", a.token(A), map[string]any{"kind": "message", "envelopes": []env1{envTo(a, B, "late")}}), http.StatusAccepted, "")
+	if !strings.Contains(string(r.body), `"reason":"not_active"`) {
+		e.t.Fatalf("an envelope for the revoked device: %s", r.body)
+	}
 }
 
 // headsRefused checks that instance e serves nothing of account a and
