@@ -490,11 +490,17 @@ func (e *env) invite(o *torg, account string) string {
 	return inv.Code
 }
 
+// tryManaged asks to create account name, invited into o with code.
+func (e *env) tryManaged(o *torg, name string, first *tdev, code string) (*tacct, *resp) {
+	e.t.Helper()
+	return e.tryAccount(name, first, o.Policy.ChainPolicy(), &chain.Org{ID: o.ID, AdminKey: o.AdminKey}, code)
+}
+
 // newManaged sets up an account invited into o.
 func (e *env) newManaged(o *torg, name string, first *tdev) *tacct {
 	e.t.Helper()
 	code := e.invite(o, name)
-	a, r := e.tryAccount(name, first, o.Policy.ChainPolicy(), &chain.Org{ID: o.ID, AdminKey: o.AdminKey}, code)
+	a, r := e.tryManaged(o, name, first, code)
 	e.want(r, http.StatusCreated, "")
 	return a
 }

@@ -71,7 +71,7 @@ func TestMetricsAndLogsOfWorkflows(t *testing.T) {
 	o := e.newOrg("Acme", Policy{})
 	A, B := newDev("alice/A"), newDev("alice/B")
 	code := e.invite(o, "alice")
-	a, r := e.tryAccount("alice", A, o.Policy.ChainPolicy(), &chain.Org{ID: o.ID, AdminKey: o.AdminKey}, code)
+	a, r := e.tryManaged(o, "alice", A, code)
 	e.want(r, http.StatusCreated, "")
 	a.add(B, A)
 	tok := a.token(A)
