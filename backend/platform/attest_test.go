@@ -2,6 +2,7 @@ package platform
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -15,11 +16,19 @@ import (
 	"github.com/enigm/enigm/internal/wire"
 )
 
-func TestAttestRoundTrip(t *testing.T) {
-	d := newDevice(simulated.StrongBox(0))
+// withBindingKey opens a session on a fresh simulated device of profile p
+// and creates a binding key in it.
+func withBindingKey(t *testing.T, p simulated.Profile) (*simulated.Device, backend.Session, []byte, crypto.Signer) {
+	t.Helper()
+	d := newDevice(p)
 	b := newBackend(t, d, withAuth)
 	s := open(t, b, provision(t, b))
 	blob, key := testkit.BindingKey(t, s)
+	return d, s, blob, key
+}
+
+func TestAttestRoundTrip(t *testing.T) {
+	d, s, blob, key := withBindingKey(t, simulated.StrongBox(0))
 	nonce := bytes.Repeat([]byte{0x42}, 32)
 	ev := testkit.Attest(t, s, blob, nonce)
 	a, err := VerifyEvidence(ev, nonce, d.AttestationRoots(), d.Now())
@@ -62,10 +71,7 @@ func TestAttestRoundTrip(t *testing.T) {
 // The nonce signature is what makes old evidence useless: a chain alone,
 // replayed with a signature over another nonce, does not verify.
 func TestAttestReplay(t *testing.T) {
-	d := newDevice(simulated.StrongBox(0))
-	b := newBackend(t, d, withAuth)
-	s := open(t, b, provision(t, b))
-	blob, _ := testkit.BindingKey(t, s)
+	d, s, blob, _ := withBindingKey(t, simulated.StrongBox(0))
 	n1, n2 := bytes.Repeat([]byte{1}, 16), bytes.Repeat([]byte{2}, 16)
 	ev1 := testkit.Attest(t, s, blob, n1)
 	if _, err := VerifyEvidence(ev1, n2, d.AttestationRoots(), d.Now()); !errors.Is(err, ErrNonce) {
@@ -79,10 +85,7 @@ func TestAttestKeyDescriptionChecks(t *testing.T) {
 	// A TEE-level profile yields level "tee".
 	p := simulated.StrongBox(0)
 	p.Level = bridge.LevelTEE
-	d := newDevice(p)
-	b := newBackend(t, d, withAuth)
-	s := open(t, b, provision(t, b))
-	blob, _ := testkit.BindingKey(t, s)
+	d, s, blob, _ := withBindingKey(t, p)
 	nonce := bytes.Repeat([]byte{9}, 20)
 	ev := testkit.Attest(t, s, blob, nonce)
 	a, err := VerifyEvidence(ev, nonce, d.AttestationRoots(), d.Now())
