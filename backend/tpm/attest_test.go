@@ -13,7 +13,6 @@ import (
 	"github.com/enigm/enigm/backend/tpm/attest"
 	"github.com/enigm/enigm/backend/tpm/internal/format"
 	"github.com/enigm/enigm/internal/testkit"
-	"github.com/enigm/enigm/internal/wire"
 )
 
 func nonce(t *testing.T) []byte {
@@ -83,16 +82,7 @@ func TestAttestNegatives(t *testing.T) {
 	stranger := attest.AK(tpm2.Marshal(*pa))
 
 	edit := func(f func(e *format.Evidence)) backend.Evidence {
-		e, err := format.ParseEvidence(ev.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f(e)
-		d, err := wire.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return backend.Evidence{Type: ev.Type, Data: d}
+		return backend.Evidence{Type: ev.Type, Data: reencode(t, ev.Data, format.ParseEvidence, f)}
 	}
 	oe, _ := format.ParseEvidence(otherEv.Data)
 	cases := []struct {
