@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ type hookStore struct {
 	store.Store
 	mu           sync.Mutex
 	beforeAppend func()
-	failReads    bool
+	failReads    atomic.Bool // reads of accounts and tokens fail
 }
 
 func (h *hookStore) Append(ctx context.Context, a store.Append) error {
@@ -42,20 +43,14 @@ func (h *hookStore) Append(ctx context.Context, a store.Append) error {
 }
 
 func (h *hookStore) Account(ctx context.Context, id string) (store.Account, error) {
-	h.mu.Lock()
-	fail := h.failReads
-	h.mu.Unlock()
-	if fail {
+	if h.failReads.Load() {
 		return store.Account{}, fmt.Errorf("%w: connection refused", store.ErrUnavailable)
 	}
 	return h.Store.Account(ctx, id)
 }
 
 func (h *hookStore) TokenAccount(ctx context.Context, hash []byte) (store.Secret, store.Account, error) {
-	h.mu.Lock()
-	fail := h.failReads
-	h.mu.Unlock()
-	if fail {
+	if h.failReads.Load() {
 		return store.Secret{}, store.Account{}, fmt.Errorf("%w: connection refused", store.ErrUnavailable)
 	}
 	return h.Store.TokenAccount(ctx, hash)
@@ -87,14 +82,10 @@ func TestUnavailableDatabaseIsA503(t *testing.T) {
 	e, hs := newHookedEnv(t, filepath.Join(t.TempDir(), "c.db"))
 	a, A, B := e.twoDevices("alice")
 	a.token(A)
-	hs.mu.Lock()
-	hs.failReads = true
-	hs.mu.Unlock()
+	hs.failReads.Store(true)
 	e.want(e.do("GET", "/v1/accounts/"+a.id+"/devices", "", nil), 503, "unavailable")
 	e.want(a.post(A, a.revokeLink(A, B)), 503, "unavailable")
-	hs.mu.Lock()
-	hs.failReads = false
-	hs.mu.Unlock()
+	hs.failReads.Store(false)
 	// The write itself fails: nothing is accepted.
 	e2 := newEnv(t, func(c *Config) { c.Store = failingAppend{hs.Store} })
 	a2 := &tacct{e: e2, id: a.id, tokens: map[chain.DeviceID]string{}}

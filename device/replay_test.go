@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,7 +26,7 @@ type replayRelay struct {
 	backend *url.URL
 	seen    []client.Envelope
 	replay  []client.Envelope
-	damage  bool // deliver copies whose signature no longer verifies
+	damage  atomic.Bool // deliver copies whose signature no longer verifies
 }
 
 func (h *replayRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -40,7 +41,7 @@ func (h *replayRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		json.Unmarshal(body, &v)
 		h.mu.Lock()
 		h.seen = append(h.seen, v.Envelopes...)
-		if h.damage {
+		if h.damage.Load() {
 			for i := range v.Envelopes {
 				raw, _ := base64.StdEncoding.DecodeString(v.Envelopes[i].Cipher)
 				raw[len(raw)-1] ^= 1 // inside the signature: it still parses
@@ -153,16 +154,12 @@ func TestFailedEnvelopeNotMarkedSeen(t *testing.T) {
 	testkit.Must(a.Init(ctx, device.InitOptions{Account: "zed"}))
 	testkit.Must(bob.Init(ctx, device.InitOptions{Account: "abe"}))
 	testkit.Must(bob.Send(ctx, "zed", []byte("hello")))
-	rr.mu.Lock()
-	rr.damage = true
-	rr.mu.Unlock()
+	rr.damage.Store(true)
 	got := testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 0 || len(got.Skipped) != 1 || skippedWith(got, device.ErrReplay) {
 		t.Fatalf("a damaged copy: %+v", got)
 	}
-	rr.mu.Lock()
-	rr.damage = false
-	rr.mu.Unlock()
+	rr.damage.Store(false)
 	rr.redeliver() // the genuine envelope, as the server first held it
 	got = testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 1 || string(got.Messages[0].Body) != "hello" {
