@@ -173,7 +173,7 @@ func TestAuditSyncFailureIsSticky(t *testing.T) {
 	f, ff := newFailingFixture(t)
 	id := f.genWith(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
 	k, _ := f.s.Identity(id.ID)
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
+	if err := signP(k); err != nil {
 		t.Fatal(err)
 	}
 	ff.syncFails.Store(true)
@@ -181,7 +181,7 @@ func TestAuditSyncFailureIsSticky(t *testing.T) {
 		t.Fatalf("AuditLog with fsync failing: %v", err)
 	}
 	ff.syncFails.Store(false)
-	if _, err := k.Sign(appPurpose("p"), nil); !reflect.DeepEqual(deniedCodes(t, err), []string{"audit_unavailable"}) {
+	if err := signP(k); !reflect.DeepEqual(deniedCodes(t, err), []string{"audit_unavailable"}) {
 		t.Fatalf("sign after a failed fsync: %v, want denied [audit_unavailable]", err)
 	}
 	if err := f.s.Close(); !errors.Is(err, audit.ErrUnavailable) {
@@ -197,7 +197,7 @@ func TestAuditSyncFailureIsSticky(t *testing.T) {
 	}
 	s.SetAppAuthorized(true)
 	k, _ = f.s.Identity(id.ID)
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
+	if err := signP(k); err != nil {
 		t.Fatalf("sign after reopening: %v", err)
 	}
 }
@@ -210,7 +210,7 @@ func TestAuditRewriteDetectedAtOpen(t *testing.T) {
 	id := f.gen(ClassIdentity, true)
 	k, _ := f.s.Identity(id.ID)
 	f.s.SetAppAuthorized(false)
-	if _, err := k.Sign(appPurpose("p"), nil); !errors.Is(err, ErrDenied) {
+	if err := signP(k); !errors.Is(err, ErrDenied) {
 		t.Fatal(err)
 	}
 	f.s.Close()

@@ -24,13 +24,13 @@ func TestOnDeviceLocked(t *testing.T) {
 	f := newFixture(t)
 	id := f.gen(ClassIdentity, true)
 	k, _ := f.s.Identity(id.ID)
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
+	if err := signP(k); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.s.OnDeviceLocked(); err != nil {
 		t.Fatal(err)
 	}
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !slices.Contains(got, "locked") {
+	if got := deniedCodes(t, signP(k)); !slices.Contains(got, "locked") {
 		t.Fatalf("after the device locked: %v", got)
 	}
 	if st, _ := f.s.Status(); !st.Locked {
@@ -39,7 +39,7 @@ func TestOnDeviceLocked(t *testing.T) {
 	if err := f.s.Unlock(context.Background(), testPass); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
+	if err := signP(k); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -87,7 +87,7 @@ func TestHardwareRefusalLocks(t *testing.T) {
 	if !errors.As(err, &g) || g.Gate != backend.GateDeviceUnlocked {
 		t.Fatalf("binding key while the device is locked: err = %v", err)
 	}
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !slices.Contains(got, "locked") {
+	if got := deniedCodes(t, signP(k)); !slices.Contains(got, "locked") {
 		t.Fatalf("wrapped key after the hardware refused: %v", got)
 	}
 	if err := s.Unlock(context.Background(), testPass); !errors.Is(err, backend.ErrGate) {
@@ -97,7 +97,7 @@ func TestHardwareRefusalLocks(t *testing.T) {
 	if err := s.Unlock(context.Background(), testPass); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
+	if err := signP(k); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -69,6 +69,12 @@ func TestEd25519Identity(t *testing.T) {
 	}
 }
 
+// signP is the error of a use of k: signing nothing for app purpose "p".
+func signP(k *IdentityKey) error {
+	_, err := k.Sign(appPurpose("p"), nil)
+	return err
+}
+
 func deniedCodes(t *testing.T, err error) []string {
 	t.Helper()
 	var d *DeniedError
@@ -150,13 +156,13 @@ func TestOrganisationOverlayTightens(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.clock.Add(2 * time.Minute)
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !reflect.DeepEqual(got, []string{"auth_stale", "posture_insufficient"}) {
+	if got := deniedCodes(t, signP(k)); !reflect.DeepEqual(got, []string{"auth_stale", "posture_insufficient"}) {
 		t.Fatalf("overlay: %v", got)
 	}
 	// The overlay survives a reopen.
 	f.reopen()
 	k, _ = f.s.Identity(id.ID)
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !reflect.DeepEqual(got, []string{"posture_insufficient"}) {
+	if got := deniedCodes(t, signP(k)); !reflect.DeepEqual(got, []string{"posture_insufficient"}) {
 		t.Fatalf("overlay after reopen: %v", got)
 	}
 }
@@ -168,7 +174,7 @@ func TestLifecycleGatesUse(t *testing.T) {
 	}
 	created := f.gen(ClassIdentity, false)
 	k, _ := f.s.Identity(created.ID)
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !reflect.DeepEqual(got, []string{"key_state"}) {
+	if got := deniedCodes(t, signP(k)); !reflect.DeepEqual(got, []string{"key_state"}) {
 		t.Fatalf("created key signs: %v", got)
 	}
 	if _, err := k.ProvePossession(appPurpose("enrollment"), []byte("req")); err != nil {
@@ -177,7 +183,7 @@ func TestLifecycleGatesUse(t *testing.T) {
 	if err := f.s.Activate(created.ID, lifecycle.DeviceEnrollment); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
+	if err := signP(k); err != nil {
 		t.Fatalf("activated: %v", err)
 	}
 	if err := f.s.Activate(created.ID, lifecycle.DeviceEnrollment); !errors.Is(err, lifecycle.ErrTransition) {
@@ -227,7 +233,7 @@ func TestRevokeKeyWhileLocked(t *testing.T) {
 	}
 	f.s.Unlock(context.Background(), testPass)
 	k, _ := f.s.Identity(id.ID)
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !reflect.DeepEqual(got, []string{"key_state"}) {
+	if got := deniedCodes(t, signP(k)); !reflect.DeepEqual(got, []string{"key_state"}) {
 		t.Fatalf("revoked key: %v", got)
 	}
 	if err := f.s.RevokeKey(id.ID); !errors.Is(err, lifecycle.ErrTransition) {
@@ -428,7 +434,7 @@ func TestTamperedRecord(t *testing.T) {
 	putRaw(t, f, victim.ID, orig)
 	f.forget(victim.ID)
 	k, _ := f.s.Identity(victim.ID)
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
+	if err := signP(k); err != nil {
 		t.Fatalf("restored record: %v", err)
 	}
 	// List shows the damage without hiding the other keys.
@@ -485,7 +491,7 @@ func TestWrongPassphraseLosesNothing(t *testing.T) {
 	}
 	s.SetAppAuthorized(true)
 	k, _ := s.Identity(id.ID)
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
+	if err := signP(k); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -600,7 +606,7 @@ func TestRevokeDevice(t *testing.T) {
 			t.Fatalf("key %s is %v after device revocation", info.ID.Short(), info.State)
 		}
 	}
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !slices.Contains(got, "revoked") {
+	if got := deniedCodes(t, signP(k)); !slices.Contains(got, "revoked") {
 		t.Fatalf("after revocation: %v", got)
 	}
 	kem, _ := f.s.KEM(kemInfo.ID)
