@@ -30,16 +30,12 @@ func TestTPMEvidenceIntoChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Sign(chain.RoleSubject, testkit.Must(id.ChainSigner(true))); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, d.Sign(chain.RoleSubject, testkit.Must(id.ChainSigner(true))))
 	bs, err := bk.ChainSigner()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.SignBinding(bs, nil); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, d.SignBinding(bs, nil))
 	d.Sign(chain.RoleNewRecovery, rk)
 	g, err := d.Link()
 	if err != nil {

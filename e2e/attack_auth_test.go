@@ -31,9 +31,7 @@ func authAtkServe(t *testing.T, h *harness) {
 	srv := exec.Command(filepath.Join(h.bin, "enigm-command"), "serve", "--listen", addr, "--data", data)
 	srv.Env = append(os.Environ(), "ENIGM_COMMAND_PASSPHRASE="+h.cmdPass)
 	srv.Stdout, srv.Stderr = logb, logb
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, srv.Start())
 	t.Cleanup(func() {
 		if !stopServer(srv) {
 			t.Error("the rate-limited server did not shut down within 10s of SIGINT")

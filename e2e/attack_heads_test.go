@@ -34,9 +34,7 @@ func headsRollBack(t *testing.T, h *harness, acct string, seq int, dropAbove boo
 	t.Helper()
 	db := headsDB(t, h)
 	var hash string
-	if err := db.QueryRow(`SELECT hash FROM links WHERE account_id = ? AND seq = ?`, acct, seq).Scan(&hash); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, db.QueryRow(`SELECT hash FROM links WHERE account_id = ? AND seq = ?`, acct, seq).Scan(&hash))
 	if dropAbove {
 		if _, err := db.Exec(`DELETE FROM links WHERE account_id = ? AND seq > ?`, acct, seq); err != nil {
 			t.Fatal(err)
@@ -88,9 +86,7 @@ func headsRestart(t *testing.T, h *harness) string {
 	h.srvLog = &testkit.Buffer{}
 	h.srv = exec.Command(old.Path, old.Args[1:]...)
 	h.srv.Env, h.srv.Stdout, h.srv.Stderr = old.Env, h.srvLog, h.srvLog
-	if err := h.srv.Start(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, h.srv.Start())
 	waitHealthy(t, h.server, h.srvLog)
 	return oldLog
 }
@@ -138,9 +134,7 @@ func TestAttackHeadRollback(t *testing.T) {
 			t.Fatalf("%s: a first-contact device sent to alice: %+v", phase, r)
 		}
 		var queued int
-		if err := headsDB(t, h).QueryRow(`SELECT COUNT(*) FROM envelopes WHERE account_id = ? AND device_id = ?`, alice, bdev).Scan(&queued); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, headsDB(t, h).QueryRow(`SELECT COUNT(*) FROM envelopes WHERE account_id = ? AND device_id = ?`, alice, bdev).Scan(&queued))
 		if queued != 0 {
 			t.Fatalf("%s: %d envelopes queued for the revoked device", phase, queued)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // The attacks in this file already fail against the first stage; they are
@@ -74,12 +75,8 @@ func ahAccount(t *testing.T, h *harness, name string, d *rawDevice) *chain.State
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dr.Sign(chain.RoleSubject, d.key); err != nil {
-		t.Fatal(err)
-	}
-	if err := dr.Sign(chain.RoleNewRecovery, recovery); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, dr.Sign(chain.RoleSubject, d.key))
+	testkit.NoErr(t, dr.Sign(chain.RoleNewRecovery, recovery))
 	l, err := dr.Link()
 	if err != nil {
 		t.Fatal(err)
@@ -186,9 +183,7 @@ func TestAttacksThatHold(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := dr.SignDevice(m.rec.ID, m.key); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, dr.SignDevice(m.rec.ID, m.key))
 		l, err := dr.Link()
 		if err != nil {
 			t.Fatal(err)
@@ -223,12 +218,8 @@ func TestAttacksThatHold(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := dr.SignDevice(m.rec.ID, m.key); err != nil {
-			t.Fatal(err)
-		}
-		if err := dr.Sign(chain.RoleSubject, nk); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, dr.SignDevice(m.rec.ID, m.key))
+		testkit.NoErr(t, dr.Sign(chain.RoleSubject, nk))
 		l, err := dr.Link()
 		if err != nil {
 			t.Fatal(err)

@@ -45,9 +45,7 @@ func TestAttackRecoveryTakeover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dr.Sign(chain.RoleRecovery, rk); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, dr.Sign(chain.RoleRecovery, rk))
 	forged, err := dr.Link()
 	if err != nil {
 		t.Fatal(err)

@@ -75,9 +75,7 @@ func start(t *testing.T) *harness {
 	h.srv = exec.Command(filepath.Join(h.bin, "enigm-command"), "serve", "--listen", addr, "--data", h.data, "--no-rate-limit", "--min-recovery-delay", "0s", "--dev-allow-zero-recovery-delay")
 	h.srv.Env = append(os.Environ(), "ENIGM_COMMAND_PASSPHRASE="+h.cmdPass)
 	h.srv.Stdout, h.srv.Stderr = h.srvLog, h.srvLog
-	if err := h.srv.Start(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, h.srv.Start())
 	t.Cleanup(func() {
 		if !stopServer(h.srv) {
 			t.Error("the server did not shut down within 10s of SIGINT")
