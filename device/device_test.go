@@ -145,9 +145,7 @@ func TestAccountLifecycle(t *testing.T) {
 	if fp != call.Fingerprint {
 		t.Fatalf("fingerprints differ: %s %s", fp, call.Fingerprint)
 	}
-	if err := a.EndCall(ctx, call.CallID); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, a.EndCall(ctx, call.CallID))
 
 	// Rotation on B, then A still reaches B.
 	if _, _, err := b.Rotate(ctx); err != nil {
@@ -248,9 +246,7 @@ func TestPairingCodeMismatch(t *testing.T) {
 	// Lower case and without dashes is the same code.
 	lc := strings.ToLower(strings.ReplaceAll(r.PairingCode, "-", ""))
 	testkit.Must(a.Approve(ctx, r.RequestID, lc, nil))
-	if err := b.Finish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, b.Finish(ctx))
 }
 
 func TestManagedOrganisation(t *testing.T) {
@@ -304,9 +300,7 @@ func TestReplaceDevice(t *testing.T) {
 		t.Fatal("another device approved a replacement of the old one")
 	}
 	testkit.Must(old.Approve(ctx, r.RequestID, r.PairingCode, nil))
-	if err := nu.Finish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, nu.Finish(ctx))
 	_, devs, _ := check3(other.Devices(ctx, ""))
 	retired := false
 	for _, d := range devs {

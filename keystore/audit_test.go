@@ -144,9 +144,7 @@ func TestAuditFailsClosed(t *testing.T) {
 	}
 
 	ff.full.Store(false)
-	if err := f.s.Unlock(context.Background(), testPass); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.Unlock(context.Background(), testPass))
 	if _, err := k.Sign(appPurpose("p"), []byte("after")); err != nil {
 		t.Fatalf("sign after the disk has room again: %v", err)
 	}
@@ -173,9 +171,7 @@ func TestAuditSyncFailureIsSticky(t *testing.T) {
 	f, ff := newFailingFixture(t)
 	id := f.genWith(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
 	k, _ := f.s.Identity(id.ID)
-	if err := signP(k); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, signP(k))
 	ff.syncFails.Store(true)
 	if _, _, err := f.s.AuditLog(); !errors.Is(err, audit.ErrUnavailable) {
 		t.Fatalf("AuditLog with fsync failing: %v", err)
@@ -192,9 +188,7 @@ func TestAuditSyncFailureIsSticky(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.s = s
-	if err := s.Unlock(context.Background(), testPass); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, s.Unlock(context.Background(), testPass))
 	s.SetAppAuthorized(true)
 	k, _ = f.s.Identity(id.ID)
 	if err := signP(k); err != nil {
@@ -239,9 +233,7 @@ func TestAuditRewriteDetectedAtOpen(t *testing.T) {
 	if _, _, err := audit.ReadFile(path, audit.Anchor{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, forged, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, os.WriteFile(path, forged, 0o600))
 	if _, _, err := audit.ReadFile(path, audit.Anchor{}); err != nil {
 		t.Fatalf("the forged log should verify without its anchor: %v", err)
 	}

@@ -63,9 +63,7 @@ func TestNoBackendCallsPerUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Unlock(context.Background(), testPass); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, s.Unlock(context.Background(), testPass))
 	s.SetAppAuthorized(true)
 	s.SetAssociation(policy.Associated, nil)
 	id, _ := s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true})
@@ -174,9 +172,7 @@ func BenchmarkUnlockSoftRFC9106(b *testing.B) {
 	s, _ = Open(home, opts)
 	defer s.Close()
 	for b.Loop() {
-		if err := s.Unlock(context.Background(), testPass); err != nil {
-			b.Fatal(err)
-		}
+		testkit.NoErr(b, s.Unlock(context.Background(), testPass))
 		s.Lock()
 	}
 }

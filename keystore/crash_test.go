@@ -357,9 +357,7 @@ func startChild(t *testing.T, round int, test string, env ...string) (*exec.Cmd,
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, cmd.Start())
 	sc := bufio.NewScanner(out)
 	if !sc.Scan() || sc.Text() != "ready" {
 		cmd.Process.Kill()

@@ -24,24 +24,16 @@ func TestOnDeviceLocked(t *testing.T) {
 	f := newFixture(t)
 	id := f.gen(ClassIdentity, true)
 	k, _ := f.s.Identity(id.ID)
-	if err := signP(k); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.s.OnDeviceLocked(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, signP(k))
+	testkit.NoErr(t, f.s.OnDeviceLocked())
 	if got := deniedCodes(t, signP(k)); !slices.Contains(got, "locked") {
 		t.Fatalf("after the device locked: %v", got)
 	}
 	if st, _ := f.s.Status(); !st.Locked {
 		t.Fatal("status is not locked")
 	}
-	if err := f.s.Unlock(context.Background(), testPass); err != nil {
-		t.Fatal(err)
-	}
-	if err := signP(k); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.Unlock(context.Background(), testPass))
+	testkit.NoErr(t, signP(k))
 }
 
 // phoneStore is a store over the simulated StrongBox, unlocked, with the
@@ -94,20 +86,14 @@ func TestHardwareRefusalLocks(t *testing.T) {
 		t.Fatalf("unlock while the device is locked: err = %v", err)
 	}
 	d.Unlock()
-	if err := s.Unlock(context.Background(), testPass); err != nil {
-		t.Fatal(err)
-	}
-	if err := signP(k); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, s.Unlock(context.Background(), testPass))
+	testkit.NoErr(t, signP(k))
 }
 
 func TestCheckHardware(t *testing.T) {
 	s, d := phoneStore(t)
 	ctx := context.Background()
-	if err := s.CheckHardware(ctx); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, s.CheckHardware(ctx))
 	// A lapsed authentication window is reported but does not lock.
 	d.Advance(2 * time.Hour)
 	if err := s.CheckHardware(ctx); !errors.Is(err, backend.ErrGate) {
@@ -130,9 +116,7 @@ func TestCheckHardware(t *testing.T) {
 	// Invalidated hardware (biometric-only keys after a new enrolment
 	// would be; here the keys are destroyed) also locks.
 	d.Unlock()
-	if err := s.Unlock(ctx, testPass); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, s.Unlock(ctx, testPass))
 	d.DeleteKeys("enigm.")
 	if err := s.CheckHardware(ctx); !errors.Is(err, backend.ErrDestroyed) {
 		t.Fatalf("err = %v", err)

@@ -61,9 +61,7 @@ func TestEd25519Identity(t *testing.T) {
 	if err != nil || len(sig) != 64 {
 		t.Fatalf("sig %d bytes, %v", len(sig), err)
 	}
-	if err := Verify(AlgEd25519, info.Public, appPurpose("x"), []byte("m"), sig); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, Verify(AlgEd25519, info.Public, appPurpose("x"), []byte("m"), sig))
 	if _, err := f.s.Generate(ClassKEM, GenerateOptions{Cause: lifecycle.AccountSetup, Algorithm: AlgEd25519}); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("KEM key with Ed25519: %v", err)
 	}
@@ -123,16 +121,12 @@ func TestPolicyGatesEveryUse(t *testing.T) {
 	if _, err := kem.OpenData([]byte("info"), ct); !reflect.DeepEqual(deniedCodes(t, err), []string{"not_associated"}) {
 		t.Fatalf("kem: %v", err)
 	}
-	if err := f.s.SetAssociation(policy.Associated, []byte("acct")); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.SetAssociation(policy.Associated, []byte("acct")))
 	if pt, err := kem.OpenData([]byte("info"), ct); err != nil || string(pt) != "secret" {
 		t.Fatalf("kem open: %q %v", pt, err)
 	}
 	// Locked: every reason that fails is reported.
-	if err := f.s.Lock(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.Lock())
 	f.clock.Add(10 * time.Minute)
 	if got := deniedCodes(t, sign()); !reflect.DeepEqual(got, []string{"locked", "auth_stale"}) {
 		t.Fatalf("locked: %v", got)
@@ -140,9 +134,7 @@ func TestPolicyGatesEveryUse(t *testing.T) {
 	if _, err := kem.OpenData([]byte("info"), ct); !reflect.DeepEqual(deniedCodes(t, err), []string{"locked"}) {
 		t.Fatalf("kem locked: %v", err)
 	}
-	if err := f.s.Unlock(context.Background(), testPass); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.Unlock(context.Background(), testPass))
 	if err := sign(); err != nil {
 		t.Fatalf("after unlock: %v", err)
 	}
@@ -152,9 +144,7 @@ func TestOrganisationOverlayTightens(t *testing.T) {
 	f := newFixture(t)
 	id := f.gen(ClassIdentity, true)
 	k, _ := f.s.Identity(id.ID)
-	if err := f.s.SetPolicyOverlay(ClassIdentity, policy.Requirements{MinPosture: policy.PostureTrusted, AuthWithin: time.Minute}); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.SetPolicyOverlay(ClassIdentity, policy.Requirements{MinPosture: policy.PostureTrusted, AuthWithin: time.Minute}))
 	f.clock.Add(2 * time.Minute)
 	if got := deniedCodes(t, signP(k)); !reflect.DeepEqual(got, []string{"auth_stale", "posture_insufficient"}) {
 		t.Fatalf("overlay: %v", got)
@@ -169,9 +159,7 @@ func TestOrganisationOverlayTightens(t *testing.T) {
 
 func TestLifecycleGatesUse(t *testing.T) {
 	f := newFixture(t)
-	if err := f.s.SetAssociation(policy.Associated, nil); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.SetAssociation(policy.Associated, nil))
 	created := f.gen(ClassIdentity, false)
 	k, _ := f.s.Identity(created.ID)
 	if got := deniedCodes(t, signP(k)); !reflect.DeepEqual(got, []string{"key_state"}) {
@@ -180,9 +168,7 @@ func TestLifecycleGatesUse(t *testing.T) {
 	if _, err := k.ProvePossession(appPurpose("enrollment"), []byte("req")); err != nil {
 		t.Fatalf("created key cannot prove possession: %v", err)
 	}
-	if err := f.s.Activate(created.ID, lifecycle.DeviceEnrollment); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.Activate(created.ID, lifecycle.DeviceEnrollment))
 	if err := signP(k); err != nil {
 		t.Fatalf("activated: %v", err)
 	}
@@ -212,9 +198,7 @@ func TestLifecycleGatesUse(t *testing.T) {
 	if got := deniedCodes(t, func() error { _, err := ok.OpenData(nil, ct); return err }()); !reflect.DeepEqual(got, []string{"key_state"}) {
 		t.Fatalf("after grace: %v", got)
 	}
-	if err := f.s.Maintain(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.Maintain())
 	if oi, _ := f.s.Info(old.ID); oi.State != lifecycle.Retired {
 		t.Fatalf("Maintain did not retire: %v", oi.State)
 	}
@@ -228,9 +212,7 @@ func TestRevokeKeyWhileLocked(t *testing.T) {
 	f := newFixture(t)
 	id := f.gen(ClassIdentity, true)
 	f.s.Lock()
-	if err := f.s.RevokeKey(id.ID); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.RevokeKey(id.ID))
 	f.s.Unlock(context.Background(), testPass)
 	k, _ := f.s.Identity(id.ID)
 	if got := deniedCodes(t, signP(k)); !reflect.DeepEqual(got, []string{"key_state"}) {
@@ -300,9 +282,7 @@ func TestSessionKeys(t *testing.T) {
 	}
 	// Destroy at call end, and at lock.
 	fp, _ := rk.Fingerprint([]byte("call 1"))
-	if err := rk.Destroy(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, rk.Destroy())
 	if _, err := rk.Fingerprint([]byte("call 1")); err == nil {
 		t.Fatalf("destroyed session key still usable (fingerprint %s)", fp)
 	}
@@ -391,9 +371,7 @@ func rawRecord(t *testing.T, f *fixture, id KeyID) []byte {
 
 func putRaw(t *testing.T, f *fixture, id KeyID, b []byte) {
 	t.Helper()
-	if err := f.s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketKeys).Put(id[:], b) }); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketKeys).Put(id[:], b) }))
 }
 
 // A changed byte anywhere in a record makes it fail to open, with an error
@@ -486,22 +464,16 @@ func TestWrongPassphraseLosesNothing(t *testing.T) {
 	if err := s.Unlock(context.Background(), []byte("wrong")); !errors.Is(err, ErrBadPassphrase) {
 		t.Fatalf("err = %v, want ErrBadPassphrase", err)
 	}
-	if err := s.Unlock(context.Background(), testPass); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, s.Unlock(context.Background(), testPass))
 	s.SetAppAuthorized(true)
 	k, _ := s.Identity(id.ID)
-	if err := signP(k); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, signP(k))
 }
 
 func TestPermissionsAndExclusiveOpen(t *testing.T) {
 	f := newFixture(t)
 	f.s.Close()
-	if err := os.Chmod(f.home, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, os.Chmod(f.home, 0o755))
 	if _, err := Open(f.home, f.opts()); !errors.Is(err, ErrPermissions) {
 		t.Fatalf("loose home: %v", err)
 	}
@@ -598,9 +570,7 @@ func TestRevokeDevice(t *testing.T) {
 	before := rawRecord(t, f, id.ID)
 	var d0 = record0(t, before)
 	f.s.Lock()
-	if err := f.s.RevokeDevice(context.Background(), "test"); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.RevokeDevice(context.Background(), "test"))
 	for _, info := range testkit.Must(f.s.List()) {
 		if info.State != lifecycle.Revoked {
 			t.Fatalf("key %s is %v after device revocation", info.ID.Short(), info.State)
@@ -689,9 +659,7 @@ func TestPromote(t *testing.T) {
 	if _, err := h.ProvePossession(appPurpose("rotate"), []byte("link")); err != nil {
 		t.Fatalf("the created key cannot prove possession: %v", err)
 	}
-	if err := f.s.Promote(old.ID, next.ID, RotateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.Promote(old.ID, next.ID, RotateOptions{}))
 	oi, _ := f.s.Info(old.ID)
 	ni, _ := f.s.Info(next.ID)
 	if oi.State != lifecycle.Superseded || *oi.Successor != next.ID || ni.State != lifecycle.Active || *ni.Predecessor != old.ID {

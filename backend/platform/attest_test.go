@@ -94,9 +94,7 @@ func TestAttestKeyDescriptionChecks(t *testing.T) {
 	}
 	// Swap the leaf for the batch certificate (no KeyDescription).
 	var e evidence
-	if err := wire.Unmarshal(ev.Data, &e, 0); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, wire.Unmarshal(ev.Data, &e, 0))
 	certs, _ := x509.ParseCertificates(e.Chain)
 	e.Chain = append(bytes.Clone(certs[1].Raw), certs[1].Raw...)
 	data, _ := wire.Marshal(e)

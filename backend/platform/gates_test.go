@@ -304,9 +304,7 @@ func TestDestroyDeletesHardwareKeys(t *testing.T) {
 		t.Fatalf("%d hardware keys, want 3", n)
 	}
 	d.Lock()
-	if err := b.Destroy(bg, st); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, b.Destroy(bg, st))
 	d.Unlock()
 	if n := d.KeyCount(); n != 1 {
 		t.Fatalf("%d hardware keys after Destroy, want 1 (the other store's)", n)

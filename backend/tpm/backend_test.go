@@ -217,9 +217,7 @@ func TestDestroyByName(t *testing.T) {
 	b := newSim(t, Options{})
 	st := mustProvision(t, b)
 	moved := editState(t, st, func(s *format.State) { s.Handle = DefaultHandleBase + 77 })
-	if err := b.Destroy(ctx, moved); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, b.Destroy(ctx, moved))
 	if _, err := b.Open(ctx, st, secret); !errors.Is(err, backend.ErrDestroyed) {
 		t.Fatalf("err = %v, want ErrDestroyed", err)
 	}

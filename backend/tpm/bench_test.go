@@ -18,9 +18,7 @@ func BenchmarkProvision(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := be.Destroy(ctx, st); err != nil {
-			b.Fatal(err)
-		}
+		testkit.NoErr(b, be.Destroy(ctx, st))
 	}
 }
 

@@ -45,15 +45,11 @@ func TestGenerateTestdata(t *testing.T) {
 	}
 	for target, list := range seeds {
 		dir := filepath.Join("internal", "format", "testdata", "fuzz", target)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, os.MkdirAll(dir, 0o755))
 		for _, in := range list {
 			sum := sha256.Sum256(in)
 			name := filepath.Join(dir, "sim-"+hex.EncodeToString(sum[:8]))
-			if err := os.WriteFile(name, fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", in), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			testkit.NoErr(t, os.WriteFile(name, fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", in), 0o644))
 		}
 	}
 
@@ -90,8 +86,6 @@ func TestGenerateTestdata(t *testing.T) {
 		{Desc: "truncated", Type: EvidenceType, Evidence: hx(ev.Data[:len(ev.Data)-1]), Nonce: hx(n), Trusted: hx(ak), WantErr: "invalid"},
 	}
 	out, _ := json.MarshalIndent(vs, "", "  ")
-	if err := os.WriteFile(filepath.Join("attest", "testdata", "vectors.json"), append(out, '\n'), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, os.WriteFile(filepath.Join("attest", "testdata", "vectors.json"), append(out, '\n'), 0o644))
 	_ = backend.Evidence{}
 }

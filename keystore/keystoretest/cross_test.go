@@ -61,9 +61,7 @@ func (s *store) ready(t testing.TB) {
 // reopen closes the store and opens it again, locked.
 func (s *store) reopen(t testing.TB) {
 	t.Helper()
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, s.Close())
 	ks, err := keystore.Open(s.home, s.e.options())
 	if err != nil {
 		t.Fatal(err)
@@ -179,9 +177,7 @@ func TestRecordIntegrity(t *testing.T) {
 		s := initStore(t, e)
 		bad := s.generate(t, keystore.ClassIdentity, keystore.AlgEd25519)
 		good := s.generate(t, keystore.ClassIdentity, keystore.AlgHybrid)
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.Close())
 		db, err := bolt.Open(filepath.Join(s.home, keystore.DBFile), 0o600, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -197,9 +193,7 @@ func TestRecordIntegrity(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.reopen(t)
-		if err := s.Unlock(bg, secret); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.Unlock(bg, secret))
 		_, err = s.sign(t, bad.ID)
 		if !errors.Is(err, keystore.ErrCorrupt) || !bytes.Contains([]byte(err.Error()), []byte(bad.ID.String())) {
 			t.Fatalf("tampered record: err = %v, want ErrCorrupt naming %s", err, bad.ID)
@@ -216,9 +210,7 @@ func TestLockUnlock(t *testing.T) {
 	forEach(t, func(t *testing.T, e *env) {
 		s := initStore(t, e)
 		id := s.generate(t, keystore.ClassIdentity, keystore.AlgEd25519)
-		if err := s.Lock(); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.Lock())
 		if _, err := s.sign(t, id.ID); !deniedWith(err, "locked") {
 			t.Fatalf("locked: err = %v", err)
 		}
@@ -229,9 +221,7 @@ func TestLockUnlock(t *testing.T) {
 			t.Fatalf("after a wrong secret: err = %v", err)
 		}
 		s.reopen(t)
-		if err := s.Unlock(bg, secret); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.Unlock(bg, secret))
 		if _, err := s.sign(t, id.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -281,9 +271,7 @@ var gateChecks = map[backend.Gate]func(t *testing.T, s *store){
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.e.raw.Destroy(bg, s.e.cb.state(t)); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.e.raw.Destroy(bg, s.e.cb.state(t)))
 		if _, err := sess.Unseal(bg, "enigm/test/gate", sealed); err == nil {
 			t.Fatal("the open session unsealed after Destroy")
 		}
@@ -327,9 +315,7 @@ var gateChecks = map[backend.Gate]func(t *testing.T, s *store){
 			t.Fatalf("Unlock while the device is locked: err = %v", err)
 		}
 		s.e.dev.Unlock()
-		if err := s.Unlock(bg, secret); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.Unlock(bg, secret))
 		if _, err := s.sign(t, id.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -344,9 +330,7 @@ var gateChecks = map[backend.Gate]func(t *testing.T, s *store){
 			t.Fatalf("Unlock after the authentication window: err = %v", err)
 		}
 		s.e.dev.Authenticate(bridge.AuthBiometric)
-		if err := s.Unlock(bg, secret); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.Unlock(bg, secret))
 	},
 }
 
@@ -372,9 +356,7 @@ func TestHardwareGatesEnforced(t *testing.T) {
 func copyHome(t *testing.T, from string) string {
 	t.Helper()
 	to := filepath.Join(t.TempDir(), "copy")
-	if err := os.Mkdir(to, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, os.Mkdir(to, 0o700))
 	for _, name := range []string{keystore.DBFile, keystore.AuditFile} {
 		src, err := os.Open(filepath.Join(from, name))
 		if err != nil {
@@ -410,9 +392,7 @@ func TestRevocationDestroys(t *testing.T) {
 		s.Close()
 		backup := copyHome(t, s.home)
 		s.reopen(t)
-		if err := s.RevokeDevice(bg, "test"); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.RevokeDevice(bg, "test"))
 		if _, err := s.sign(t, id.ID); !deniedWith(err, "revoked") {
 			t.Fatalf("after revocation: %v", err)
 		}
@@ -457,9 +437,7 @@ func TestNoBackendCallsPerSignature(t *testing.T) {
 		ed := s.generate(t, keystore.ClassIdentity, keystore.AlgEd25519)
 		kemInfo := s.generate(t, keystore.ClassKEM, 0)
 		s.reopen(t)
-		if err := s.Unlock(bg, secret); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.Unlock(bg, secret))
 		kh, _ := s.Identity(hyb.ID)
 		ke, _ := s.Identity(ed.ID)
 		kem, _ := s.KEM(kemInfo.ID)
