@@ -199,9 +199,7 @@ func TestNoSecretInAnyVerb(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer agent.Close()
-	if err := agent.Keystore().Unlock(ctx, apass); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, agent.Keystore().Unlock(ctx, apass))
 	add("device.Agent", agent, apass, field(t, agent, "ks", "keks", "identity", "key"))
 	mpass := secret("mobile-unlock", 24)
 	mcfg := mobile.NewConfig()
