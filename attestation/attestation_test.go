@@ -2,22 +2,14 @@ package attestation
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/enigm/enigm/backend"
-	"github.com/enigm/enigm/backend/tpm"
 	"github.com/enigm/enigm/backend/tpm/attest"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/hybrid"
-	"github.com/enigm/enigm/internal/testenv"
 	"github.com/enigm/enigm/internal/testkit"
-	"github.com/enigm/enigm/internal/tpmsim"
-	"github.com/enigm/enigm/keystore"
-	"github.com/enigm/enigm/lifecycle"
 )
 
 // TestTPMEvidenceIntoChain: a TPM keystore's binding key is attested by the
@@ -25,47 +17,11 @@ import (
 // travels in the device record and chain.Apply accepts it with a verifier
 // that trusts the simulator's attestation key, and refuses it otherwise.
 func TestTPMEvidenceIntoChain(t *testing.T) {
-	if err := tpmsim.Reset(); err != nil {
-		testenv.Missing(t, "TPM simulator", err)
-	}
-	ctx := context.Background()
-	be, err := tpm.New(tpm.Options{Open: tpmsim.Open})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ak, err := be.AttestationKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	home := filepath.Join(t.TempDir(), "h")
-	ks, err := keystore.Init(ctx, home, be, []byte("pw"), keystore.InitOptions{Options: keystore.Options{
-		Backend: func(string) (backend.Backend, error) { return be, nil }}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ks.Close()
-	ks.SetAppAuthorized(true)
-	idInfo, _ := ks.Generate(keystore.ClassIdentity, keystore.GenerateOptions{Cause: lifecycle.AccountSetup})
-	kemInfo, _ := ks.Generate(keystore.ClassKEM, keystore.GenerateOptions{Cause: lifecycle.AccountSetup})
-	id, _ := ks.Identity(idInfo.ID)
-	bk, err := ks.Binding()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bpub, _ := bk.Public()
-	ipub, _ := id.HybridPublic()
-	dev := chain.Device{ID: chain.DeviceID(ks.DeviceID()), Name: "tpm device", Identity: ipub, KEM: kemInfo.Public,
-		Binding: bpub, Level: chain.LevelHardwareTPM}
-	in := chain.AttestationInput{Type: chain.TypeGenesis, Device: &dev}
-	nonce, err := Nonce(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := bk.Attest(ctx, nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev.Evidence = &chain.Evidence{Type: ev.Type, Data: ev.Data}
+	td := newTPMDevice(t, nil)
+	ak, id, bk := td.ak, td.id, td.bk
+	in := td.attest(t, chain.AttestationInput{Type: chain.TypeGenesis, Device: &td.dev})
+	dev := *in.Device
+	in.Device = &dev
 
 	rk, _ := hybrid.NewPrivateKey(bytes.Repeat([]byte{3}, hybrid.SeedSize))
 	p := chain.DefaultPolicy()
@@ -74,16 +30,12 @@ func TestTPMEvidenceIntoChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Sign(chain.RoleSubject, testkit.Must(id.ChainSigner(true))); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, d.Sign(chain.RoleSubject, testkit.Must(id.ChainSigner(true))))
 	bs, err := bk.ChainSigner()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.SignBinding(bs, nil); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, d.SignBinding(bs, nil))
 	d.Sign(chain.RoleNewRecovery, rk)
 	g, err := d.Link()
 	if err != nil {

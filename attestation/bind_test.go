@@ -174,19 +174,13 @@ func signedGenesis(t *testing.T, d *tpmDevice, rec chain.Device) *chain.Link {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dr.Sign(chain.RoleSubject, testkit.Must(d.id.ChainSigner(true))); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, dr.Sign(chain.RoleSubject, testkit.Must(d.id.ChainSigner(true))))
 	bs, err := d.bk.ChainSigner()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dr.SignBinding(bs, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := dr.Sign(chain.RoleNewRecovery, rk); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, dr.SignBinding(bs, nil))
+	testkit.NoErr(t, dr.Sign(chain.RoleNewRecovery, rk))
 	l, err := dr.Link()
 	if err != nil {
 		t.Fatal(err)

@@ -101,14 +101,10 @@ func benchPair(b *testing.B, verify func() error, jobs []sigJob) {
 	var tv, ts time.Duration
 	for b.Loop() {
 		t0 := time.Now()
-		if err := verify(); err != nil {
-			b.Fatal(err)
-		}
+		testkit.NoErr(b, verify())
 		t1 := time.Now()
 		for _, j := range jobs {
-			if err := j.run(); err != nil {
-				b.Fatal(err)
-			}
+			testkit.NoErr(b, j.run())
 		}
 		tv, ts = tv+t1.Sub(t0), ts+time.Since(t1)
 	}

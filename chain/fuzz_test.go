@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/wire"
 )
 
@@ -56,9 +57,7 @@ func FuzzParseLink(f *testing.F) {
 			t.Fatal("hash is not over the input bytes")
 		}
 		var w wLink
-		if err := wire.Unmarshal(b, &w, 0); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, wire.Unmarshal(b, &w, 0))
 		w.Sigs = nil
 		if p, err := wire.Marshal(&w); err != nil || !bytes.Equal(p, l.Payload()) {
 			t.Fatal("payload is not the encoding of the link without its signatures")

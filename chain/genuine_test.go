@@ -7,7 +7,6 @@ import (
 	"crypto/elliptic"
 	"encoding/asn1"
 	"math/big"
-	"strings"
 	"testing"
 
 	"github.com/enigm/enigm/hybrid"
@@ -46,15 +45,14 @@ func checkGenuine(t *testing.T, st, ns *State, l *Link) {
 	}
 	priv := map[[32]byte]detKey{}
 	bpriv := map[string]*ecdsa.PrivateKey{}
-	keyCache.Range(func(k, v any) bool {
-		switch name := k.(string); {
-		case strings.HasPrefix(name, "h:"):
-			priv[v.(detKey).Public().Fingerprint()] = v.(detKey)
-		case strings.HasPrefix(name, "b:"):
-			kb, _ := v.(*ecdsa.PrivateKey).PublicKey.Bytes()
-			bpriv[string(kb)] = v.(*ecdsa.PrivateKey)
+	keys.Each(func(k any) {
+		switch k := k.(type) {
+		case *hybrid.PrivateKey:
+			priv[k.Public().Fingerprint()] = detKey{k}
+		case *ecdsa.PrivateKey:
+			kb, _ := k.PublicKey.Bytes()
+			bpriv[string(kb)] = k
 		}
-		return true
 	})
 	for _, s := range l.Signatures() {
 		if s.Role == RoleBinding {

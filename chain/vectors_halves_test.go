@@ -78,7 +78,7 @@ func weakGenesis() []byte {
 	kh := sha256.Sum256(weak)
 	m := append([]byte("enigm-hybrid-v1\x00"), byte(len(ctx)))
 	m = append(append(append(m, ctx...), kh[:]...), payload...)
-	pq := testkit.Must(mldsa.NewPrivateKey(mldsa.MLDSA65(), seedOf(fmt.Sprintf("hybrid:%s/%d", dev.name, dev.idGen), hybrid.SeedSize)[32:]))
+	pq := testkit.Must(mldsa.NewPrivateKey(mldsa.MLDSA65(), keys.Seed(fmt.Sprintf("hybrid:%s/%d", dev.name, dev.idGen), hybrid.SeedSize)[32:]))
 	pqSig := testkit.Must(pq.SignDeterministic(m, &mldsa.Options{Context: ctx}))
 	constant := append(append([]byte(nil), identity...), make([]byte, 32)...)
 	rec := testkit.Must(w.recovery().Sign(SigningContext(TypeGenesis, RoleNewRecovery), payload))

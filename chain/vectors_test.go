@@ -514,9 +514,7 @@ func loadVectors(t *testing.T) (*vectorFile, []byte) {
 		t.Fatalf("read vectors: %v (generate with go test ./chain -run TestVectors -update)", err)
 	}
 	var f vectorFile
-	if err := json.Unmarshal(raw, &f); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, json.Unmarshal(raw, &f))
 	return &f, raw
 }
 

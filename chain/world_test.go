@@ -2,15 +2,12 @@ package chain
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/hpke"
 	"crypto/sha256"
-	"crypto/sha512"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,52 +28,12 @@ func (d detKey) Sign(ctx string, msg []byte) (*hybrid.Signature, error) {
 	return d.k.SignDeterministic(ctx, msg)
 }
 
-var (
-	keyCache sync.Map // string -> detKey / hpke.PublicKey / *ecdsa.PrivateKey
-)
+// keys are the test world's keys, derived from names.
+var keys = testkit.Keys{Domain: "enigm-chain-test"}
 
-func seedOf(label string, n int) []byte {
-	h := sha512.Sum512([]byte("enigm-chain-test:" + label))
-	return h[:n]
-}
-
-func testHybrid(label string) detKey {
-	if k, ok := keyCache.Load("h:" + label); ok {
-		return k.(detKey)
-	}
-	k, err := hybrid.NewPrivateKey(seedOf("hybrid:"+label, hybrid.SeedSize))
-	if err != nil {
-		panic(err)
-	}
-	keyCache.Store("h:"+label, detKey{k})
-	return detKey{k}
-}
-
-func testKEM(label string) hpke.PublicKey {
-	if k, ok := keyCache.Load("k:" + label); ok {
-		return k.(hpke.PublicKey)
-	}
-	sk, err := kemSuite.DeriveKeyPair(seedOf("kem:"+label, 64))
-	if err != nil {
-		panic(err)
-	}
-	keyCache.Store("k:"+label, sk.PublicKey())
-	return sk.PublicKey()
-}
-
-func testBinding(label string) *ecdsa.PrivateKey {
-	if k, ok := keyCache.Load("b:" + label); ok {
-		return k.(*ecdsa.PrivateKey)
-	}
-	s := seedOf("binding:"+label, 32)
-	s[0] &= 0x7f // below the group order
-	k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), s)
-	if err != nil {
-		panic(err)
-	}
-	keyCache.Store("b:"+label, k)
-	return k
-}
+func testHybrid(label string) detKey             { return detKey{keys.Hybrid(label)} }
+func testKEM(label string) hpke.PublicKey        { return keys.KEM(label) }
+func testBinding(label string) *ecdsa.PrivateKey { return keys.P256(label) }
 
 func testID(name string) DeviceID {
 	h := sha256.Sum256([]byte("enigm-chain-test:id:" + name))
@@ -186,7 +143,7 @@ func (w *world) genesisLink(a *actor, p Policy, managed bool) *Link {
 }
 
 func nonceFor(label string) [NonceSize]byte {
-	return [NonceSize]byte(seedOf("nonce:"+label, NonceSize))
+	return [NonceSize]byte(keys.Seed("nonce:"+label, NonceSize))
 }
 
 // addDraft starts an add_device for b; approve with approveAdd.

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ type hookStore struct {
 	store.Store
 	mu           sync.Mutex
 	beforeAppend func()
-	failReads    bool
+	failReads    atomic.Bool // reads of accounts and tokens fail
 }
 
 func (h *hookStore) Append(ctx context.Context, a store.Append) error {
@@ -42,20 +43,14 @@ func (h *hookStore) Append(ctx context.Context, a store.Append) error {
 }
 
 func (h *hookStore) Account(ctx context.Context, id string) (store.Account, error) {
-	h.mu.Lock()
-	fail := h.failReads
-	h.mu.Unlock()
-	if fail {
+	if h.failReads.Load() {
 		return store.Account{}, fmt.Errorf("%w: connection refused", store.ErrUnavailable)
 	}
 	return h.Store.Account(ctx, id)
 }
 
 func (h *hookStore) TokenAccount(ctx context.Context, hash []byte) (store.Secret, store.Account, error) {
-	h.mu.Lock()
-	fail := h.failReads
-	h.mu.Unlock()
-	if fail {
+	if h.failReads.Load() {
 		return store.Secret{}, store.Account{}, fmt.Errorf("%w: connection refused", store.ErrUnavailable)
 	}
 	return h.Store.TokenAccount(ctx, hash)
@@ -67,6 +62,16 @@ func (h *hookStore) set(f func()) {
 	h.mu.Unlock()
 }
 
+// newHookedEnv is an env whose store (opened at dsn) goes through a
+// hookStore.
+func newHookedEnv(t *testing.T, dsn string) (*env, *hookStore) {
+	inner, err := store.Open(context.Background(), dsn)
+	testkit.NoErr(t, err)
+	t.Cleanup(func() { inner.Close() })
+	hs := &hookStore{Store: inner}
+	return newEnv(t, func(c *Config) { c.Store = hs }), hs
+}
+
 type failingAppend struct{ store.Store }
 
 func (failingAppend) Append(context.Context, store.Append) error {
@@ -74,25 +79,15 @@ func (failingAppend) Append(context.Context, store.Append) error {
 }
 
 func TestUnavailableDatabaseIsA503(t *testing.T) {
-	inner, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"))
-	testkit.NoErr(t, err)
-	defer inner.Close()
-	hs := &hookStore{Store: inner}
-	e := newEnv(t, func(c *Config) { c.Store = hs })
-	A, B := newDev("alice/A"), newDev("alice/B")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	e, hs := newHookedEnv(t, filepath.Join(t.TempDir(), "c.db"))
+	a, A, B := e.twoDevices("alice")
 	a.token(A)
-	hs.mu.Lock()
-	hs.failReads = true
-	hs.mu.Unlock()
+	hs.failReads.Store(true)
 	e.want(e.do("GET", "/v1/accounts/"+a.id+"/devices", "", nil), 503, "unavailable")
 	e.want(a.post(A, a.revokeLink(A, B)), 503, "unavailable")
-	hs.mu.Lock()
-	hs.failReads = false
-	hs.mu.Unlock()
+	hs.failReads.Store(false)
 	// The write itself fails: nothing is accepted.
-	e2 := newEnv(t, func(c *Config) { c.Store = failingAppend{inner} })
+	e2 := newEnv(t, func(c *Config) { c.Store = failingAppend{hs.Store} })
 	a2 := &tacct{e: e2, id: a.id, tokens: map[chain.DeviceID]string{}}
 	a2.sync()
 	e2.want(a2.post(A, a2.revokeLink(A, B)), 503, "unavailable")
@@ -202,11 +197,7 @@ func TestPostgresRestart(t *testing.T) {
 		t.Skip("starts a PostgreSQL cluster")
 	}
 	pg := privatePostgres(t)
-	inner, err := store.Open(context.Background(), pg.url())
-	testkit.NoErr(t, err)
-	defer inner.Close()
-	hs := &hookStore{Store: inner}
-	e := newEnv(t, func(c *Config) { c.Store = hs })
+	e, hs := newHookedEnv(t, pg.url())
 	A, B, S := newDev("alice/A"), newDev("alice/B"), newDev("sam/S")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
 	a.add(B, A)
@@ -243,7 +234,7 @@ func TestPostgresRestart(t *testing.T) {
 	if a.st.Head().Seq != 1 || !a.st.IsActive(B.id) {
 		t.Fatal("the interrupted revocation was half-accepted")
 	}
-	if _, err := inner.AccountByName(context.Background(), "bob"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := hs.Store.AccountByName(context.Background(), "bob"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("an account was created while the database was down: %v", err)
 	}
 	if got := a.fetch(B); len(got) != 1 {
@@ -251,7 +242,7 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	// The revocation goes through now, with its envelope deletion.
 	e.want(a.post(A, a.revokeLink(A, B)), http.StatusCreated, "")
-	left, _ := inner.Envelopes(context.Background(), a.id, B.id.String(), 10)
+	left, _ := hs.Store.Envelopes(context.Background(), a.id, B.id.String(), 10)
 	if len(left) != 0 {
 		t.Fatal("the revoked device's envelope survived")
 	}
@@ -261,14 +252,8 @@ func TestPostgresRestart(t *testing.T) {
 // accepted: a revocation in flight when SIGTERM arrives is stored and
 // answered.
 func TestGracefulShutdown(t *testing.T) {
-	inner, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"))
-	testkit.NoErr(t, err)
-	defer inner.Close()
-	hs := &hookStore{Store: inner}
-	e := newEnv(t, func(c *Config) { c.Store = hs })
-	A, B := newDev("alice/A"), newDev("alice/B")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	e, hs := newHookedEnv(t, filepath.Join(t.TempDir(), "c.db"))
+	a, A, B := e.twoDevices("alice")
 	tok := a.token(A)
 	l := a.revokeLink(A, B)
 

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
@@ -50,9 +49,7 @@ func TestRevocationAcrossInstances(t *testing.T) {
 	e1, e2 := newEnvDSN(t, dsn), newEnvDSN(t, dsn)
 	e1.waitListening()
 	e2.waitListening()
-	A, B := newDev("alice/A"), newDev("alice/B")
-	a := e1.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e1.twoDevices("alice")
 	a2 := a.on(e2)
 	e2.waitAnnounced(a.id, 1)
 
@@ -79,12 +76,7 @@ func TestRevocationAcrossInstances(t *testing.T) {
 	if a2.st.Head().Seq != 2 {
 		t.Fatalf("the second instance serves head %d", a2.st.Head().Seq)
 	}
-	e2.want(e2.do("GET", "/v1/messages", tokB, nil), 401, "unauthorized")
-	e2.want(e2.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": B.id.String()}), 403, "device_revoked")
-	r := e2.want(e2.do("POST", "/v1/messages", a2.token(A), map[string]any{"kind": "message", "envelopes": []env1{envTo(a, B, "late")}}), http.StatusAccepted, "")
-	if !strings.Contains(string(r.body), `"reason":"not_active"`) {
-		t.Fatalf("an envelope for the revoked device: %s", r.body)
-	}
+	wantRevokedOut(a2, A, B, tokB)
 }
 
 // scriptedHeads stands for the database's announcements: the test decides
@@ -144,12 +136,7 @@ func TestAnnouncedHeadWindow(t *testing.T) {
 		if st := a2.deviceState(B); st != "active" {
 			t.Fatalf("without an announcement the cached list changed (%q): the cache is not in use", st)
 		}
-		e2.want(e2.do("GET", "/v1/messages", tokB, nil), 401, "unauthorized")
-		e2.want(e2.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": B.id.String()}), 403, "device_revoked")
-		r := e2.want(e2.do("POST", "/v1/messages", a2.token(A), map[string]any{"kind": "message", "envelopes": []env1{envTo(a, B, "late")}}), http.StatusAccepted, "")
-		if !strings.Contains(string(r.body), `"reason":"not_active"`) {
-			t.Fatalf("an envelope for the revoked device: %s", r.body)
-		}
+		wantRevokedOut(a2, A, B, tokB)
 
 		// The announcement arrives: the next read is current.
 		a.sync()
@@ -175,25 +162,6 @@ func TestAnnouncedHeadWindow(t *testing.T) {
 			t.Fatal("a head read while the listener was down was served after it came back")
 		}
 	})
-}
-
-// headsWaitNotice waits until the server has processed an announcement
-// of account's head at exactly seq (PostgreSQL; a no-op without
-// announcements): a head moved back is announced like any other change.
-func headsWaitNotice(e *env, account string, seq uint64) {
-	e.t.Helper()
-	if e.srv.heads == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err := e.srv.heads.wait(ctx, func(h *headWatch) bool {
-		n, ok := h.notices[account]
-		return ok && n.head != nil && n.head.Seq == seq
-	})
-	if err != nil {
-		e.t.Fatalf("no announcement of account %s at seq %d: %v", account, seq, err)
-	}
 }
 
 // headsRow is a stored link row, kept to put it back.
@@ -260,6 +228,20 @@ func headsEnvelopesFor(t *testing.T, dsn, account string, d *tdev) int {
 	return n
 }
 
+// wantRevokedOut checks that the instance a is on (a.on) treats B as
+// revoked: B's token tokB opens nothing, B gets no challenge, and an
+// envelope for B from A is not queued.
+func wantRevokedOut(a *tacct, A, B *tdev, tokB string) {
+	e := a.e
+	e.t.Helper()
+	e.want(e.do("GET", "/v1/messages", tokB, nil), 401, "unauthorized")
+	e.want(e.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": B.id.String()}), 403, "device_revoked")
+	r := e.want(e.do("POST", "/v1/messages", a.token(A), map[string]any{"kind": "message", "envelopes": []env1{envTo(a, B, "late")}}), http.StatusAccepted, "")
+	if !strings.Contains(string(r.body), `"reason":"not_active"`) {
+		e.t.Fatalf("an envelope for the revoked device: %s", r.body)
+	}
+}
+
 // headsRefused checks that instance e serves nothing of account a and
 // lets none of its devices act: no device list, no chain, no challenge
 // (so no token) for the revoked device B or the active A, and no relay
@@ -310,7 +292,7 @@ func TestHeadRollbackIsRefused(t *testing.T) {
 
 		// 1. The head columns go back to seq 1; the revocation's row stays.
 		headsRollBack(t, dsn, a.id, 1, false)
-		headsWaitNotice(e, a.id, 1)
+		e.waitAnnouncedExactly(a.id, 1)
 		headsRefused(t, e, a, A, B, c, C, rolledBack)
 		// A fresh instance never saw seq 2, but the row above the head
 		// gives the rollback away.
@@ -335,7 +317,7 @@ func TestHeadRollbackIsRefused(t *testing.T) {
 
 		// 3. The database is put back: the instance serves it again.
 		headsRestore(t, dsn, a.id, dropped)
-		headsWaitNotice(restarted, a.id, 2)
+		restarted.waitAnnouncedExactly(a.id, 2)
 		if st := a.on(restarted).deviceState(B); st != "revoked" {
 			t.Fatalf("after the database was put back B is %q", st)
 		}

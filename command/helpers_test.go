@@ -3,9 +3,7 @@ package command
 import (
 	"bytes"
 	"context"
-	"crypto/hpke"
 	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -14,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,32 +27,12 @@ import (
 
 var t0 = time.Date(2026, 6, 1, 9, 0, 0, 0, time.UTC)
 
-func seed(label string, n int) []byte {
-	h := sha512.Sum512([]byte("enigm-command-test:" + label))
-	return h[:n]
-}
+// keys are the test world's keys, derived from labels.
+var keys = testkit.Keys{Domain: "enigm-command-test"}
 
-var keyCache sync.Map
+func testKey(label string) *hybrid.PrivateKey { return keys.Hybrid(label) }
 
-func testKey(label string) *hybrid.PrivateKey {
-	if k, ok := keyCache.Load(label); ok {
-		return k.(*hybrid.PrivateKey)
-	}
-	k, err := hybrid.NewPrivateKey(seed("hybrid:"+label, hybrid.SeedSize))
-	if err != nil {
-		panic(err)
-	}
-	keyCache.Store(label, k)
-	return k
-}
-
-func testKEM(label string) []byte {
-	sk, err := hpke.MLKEM768X25519().DeriveKeyPair(seed("kem:"+label, 64))
-	if err != nil {
-		panic(err)
-	}
-	return sk.PublicKey().Bytes()
-}
+func testKEM(label string) []byte { return keys.KEM(label).Bytes() }
 
 // tdev is a test device: deterministic keys from its label.
 type tdev struct {
@@ -84,23 +61,23 @@ type env struct {
 	srv   *Server
 	clock *testkit.Clock
 	cfg   Config
-	logs  *bytes.Buffer
-	logMu *sync.Mutex
+	logs  *testkit.Buffer
 	dsn   string
 }
 
-type syncBuffer struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (s syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
 // newEnv starts a server on a new SQLite database.
+// withLimits turns rate limiting on for newEnv: DefaultRateLimits, changed
+// by each of adjust.
+func withLimits(adjust ...func(*RateLimits)) func(*Config) {
+	return func(c *Config) {
+		rl := DefaultRateLimits()
+		for _, f := range adjust {
+			f(&rl)
+		}
+		c.RateLimits = &rl
+	}
+}
+
 func newEnv(t testing.TB, opts ...func(*Config)) *env {
 	return newEnvDSN(t, storetest.SQLiteDSN(t), opts...)
 }
@@ -108,12 +85,12 @@ func newEnv(t testing.TB, opts ...func(*Config)) *env {
 func newEnvDSN(t testing.TB, dsn string, opts ...func(*Config)) *env {
 	t.Helper()
 	clock := testkit.NewClock(t0)
-	logs, mu := &bytes.Buffer{}, &sync.Mutex{}
+	logs := &testkit.Buffer{}
 	cfg := Config{
 		DataDir:            t.TempDir(),
 		KeystorePassphrase: []byte("test passphrase"),
 		KeystoreBackend:    testkit.SoftBackend,
-		Logger:             slog.New(slog.NewJSONHandler(syncBuffer{mu, logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:             slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Clock:              clock.Now,
 		JanitorInterval:    -1,
 		RateLimits:         &RateLimits{Disabled: true},
@@ -136,14 +113,10 @@ func newEnvDSN(t testing.TB, dsn string, opts ...func(*Config)) *env {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	return &env{t: t, srv: srv, clock: clock, cfg: cfg, logs: logs, logMu: mu, dsn: dsn}
+	return &env{t: t, srv: srv, clock: clock, cfg: cfg, logs: logs, dsn: dsn}
 }
 
-func (e *env) logText() string {
-	e.logMu.Lock()
-	defer e.logMu.Unlock()
-	return e.logs.String()
-}
+func (e *env) logText() string { return e.logs.String() }
 
 // resp is a decoded response.
 type resp struct {
@@ -203,6 +176,11 @@ func (e *env) do(method, path, token string, body any) *resp {
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return e.serve(req)
+}
+
+// serve has the handler answer req.
+func (e *env) serve(req *http.Request) *resp {
 	w := httptest.NewRecorder()
 	e.srv.Handler().ServeHTTP(w, req)
 	r := &resp{code: w.Code, hdr: w.Header(), body: w.Body.Bytes()}
@@ -235,6 +213,16 @@ var b64 = base64.StdEncoding
 func enc64(b []byte) string { return b64.EncodeToString(b) }
 
 // newAccount sets up an account with first as its first device.
+// twoDevices is account name with its first device A and a second device
+// B that A approved.
+func (e *env) twoDevices(name string) (a *tacct, A, B *tdev) {
+	e.t.Helper()
+	A, B = newDev(name+"/A"), newDev(name+"/B")
+	a = e.newAccount(name, A, chain.DefaultPolicy())
+	a.add(B, A)
+	return a, A, B
+}
+
 func (e *env) newAccount(name string, first *tdev, p chain.Policy) *tacct {
 	e.t.Helper()
 	a, r := e.tryAccount(name, first, p, nil, "")
@@ -303,16 +291,27 @@ func (a *tacct) login(d *tdev) string {
 
 func (a *tacct) tryLogin(d *tdev) (string, *resp) {
 	a.e.t.Helper()
+	body, r := a.answerChallenge(d)
+	if body == nil {
+		return "", r
+	}
+	r = a.e.do("POST", "/v1/auth/token", "", body)
+	return r.str("token"), r
+}
+
+// answerChallenge asks for a login challenge for d and signs it: the body
+// for /v1/auth/token and the challenge's answer, or nil and the refusal.
+func (a *tacct) answerChallenge(d *tdev) (map[string]string, *resp) {
+	a.e.t.Helper()
 	r := a.e.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": d.id.String()})
 	if r.code != 200 {
-		return "", r
+		return nil, r
 	}
 	c, _ := b64.DecodeString(r.str("challenge"))
 	acct, _ := accountID("", a.id)
 	sig, err := d.key().Sign(AuthContext, AuthMessage(acct, d.id, c))
 	testkit.NoErr(a.e.t, err)
-	r = a.e.do("POST", "/v1/auth/token", "", map[string]string{"account_id": a.id, "device_id": d.id.String(), "challenge": r.str("challenge"), "signature": enc64(sig.Bytes())})
-	return r.str("token"), r
+	return map[string]string{"account_id": a.id, "device_id": d.id.String(), "challenge": r.str("challenge"), "signature": enc64(sig.Bytes())}, r
 }
 
 func (a *tacct) token(d *tdev) string {
@@ -367,7 +366,7 @@ type enrolling struct {
 }
 
 func nonce(label string) [chain.NonceSize]byte {
-	return [chain.NonceSize]byte(seed("nonce:"+label, 32))
+	return [chain.NonceSize]byte(keys.Seed("nonce:"+label, 32))
 }
 
 // requestAdd sends dev's add_device request.
@@ -494,11 +493,17 @@ func (e *env) invite(o *torg, account string) string {
 	return inv.Code
 }
 
+// tryManaged asks to create account name, invited into o with code.
+func (e *env) tryManaged(o *torg, name string, first *tdev, code string) (*tacct, *resp) {
+	e.t.Helper()
+	return e.tryAccount(name, first, o.Policy.ChainPolicy(), &chain.Org{ID: o.ID, AdminKey: o.AdminKey}, code)
+}
+
 // newManaged sets up an account invited into o.
 func (e *env) newManaged(o *torg, name string, first *tdev) *tacct {
 	e.t.Helper()
 	code := e.invite(o, name)
-	a, r := e.tryAccount(name, first, o.Policy.ChainPolicy(), &chain.Org{ID: o.ID, AdminKey: o.AdminKey}, code)
+	a, r := e.tryManaged(o, name, first, code)
 	e.want(r, http.StatusCreated, "")
 	return a
 }
@@ -518,9 +523,21 @@ func (e *env) waitListening() {
 }
 
 // waitAnnounced waits until the server has processed the announcement of
-// account's head at seq (PostgreSQL); a no-op without announcements. It
-// bounds a wait for an event, it does not time anything.
+// account's head at seq or later (PostgreSQL); a no-op without
+// announcements. It bounds a wait for an event, it does not time anything.
 func (e *env) waitAnnounced(account string, seq uint64) {
+	e.t.Helper()
+	e.waitNotice(account, seq, func(got uint64) bool { return got >= seq })
+}
+
+// waitAnnouncedExactly is waitAnnounced for a head at exactly seq: a head
+// moved back is announced like any other change.
+func (e *env) waitAnnouncedExactly(account string, seq uint64) {
+	e.t.Helper()
+	e.waitNotice(account, seq, func(got uint64) bool { return got == seq })
+}
+
+func (e *env) waitNotice(account string, seq uint64, ok func(got uint64) bool) {
 	e.t.Helper()
 	if e.srv.heads == nil {
 		return
@@ -528,8 +545,8 @@ func (e *env) waitAnnounced(account string, seq uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := e.srv.heads.wait(ctx, func(h *headWatch) bool {
-		n, ok := h.notices[account]
-		return ok && n.head != nil && n.head.Seq >= seq
+		n, seen := h.notices[account]
+		return seen && n.head != nil && ok(n.head.Seq)
 	})
 	if err != nil {
 		e.t.Fatalf("no announcement of account %s at seq %d: %v", account, seq, err)

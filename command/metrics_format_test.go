@@ -18,11 +18,9 @@ import (
 // HELP and TYPE, and the latency histogram is well formed (cumulative
 // buckets ending in +Inf, whose count is the series' count).
 func TestMetricsParseWithPrometheus(t *testing.T) {
-	e := newEnv(t, func(c *Config) {
-		rl := DefaultRateLimits()
+	e := newEnv(t, withLimits(func(rl *RateLimits) {
 		rl.AuthPerAddr = Rate{PerMinute: 1, Burst: 1}
-		c.RateLimits = &rl
-	})
+	}))
 	A := newDev("alice/A")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
 	a.tryLogin(A)

@@ -14,12 +14,10 @@ import (
 )
 
 func TestRateLimits(t *testing.T) {
-	e := newEnv(t, func(c *Config) {
-		rl := DefaultRateLimits()
+	e := newEnv(t, withLimits(func(rl *RateLimits) {
 		rl.AuthPerAddr = Rate{PerMinute: 60, Burst: 3}
 		rl.EnrollPerAddr = Rate{PerMinute: 6, Burst: 2}
-		c.RateLimits = &rl
-	})
+	}))
 	A := newDev("alice/A")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
 	body := map[string]string{"account_id": a.id, "device_id": A.id.String()}
@@ -73,7 +71,7 @@ func TestMetricsAndLogsOfWorkflows(t *testing.T) {
 	o := e.newOrg("Acme", Policy{})
 	A, B := newDev("alice/A"), newDev("alice/B")
 	code := e.invite(o, "alice")
-	a, r := e.tryAccount("alice", A, o.Policy.ChainPolicy(), &chain.Org{ID: o.ID, AdminKey: o.AdminKey}, code)
+	a, r := e.tryManaged(o, "alice", A, code)
 	e.want(r, http.StatusCreated, "")
 	a.add(B, A)
 	tok := a.token(A)

@@ -145,7 +145,7 @@ func TestOrganisationMinimumProtection(t *testing.T) {
 	A.level = chain.LevelHardwareTPM
 	// A software first device: the chain refuses it.
 	code := e.invite(o, "soft")
-	_, r := e.tryAccount("soft", newDev("soft/A"), o.Policy.ChainPolicy(), &chain.Org{ID: o.ID, AdminKey: o.AdminKey}, code)
+	_, r := e.tryManaged(o, "soft", newDev("soft/A"), code)
 	e.want(r, 422, "chain_rejected")
 	if r.chainError() != "protection_level" {
 		t.Fatal(r.body)
@@ -173,7 +173,7 @@ func TestInviteExpiry(t *testing.T) {
 	code := e.invite(o, "late")
 	e.clock.Add(2 * time.Hour)
 	e.want(e.do("GET", "/v1/invites/"+code, "", nil), 410, "expired")
-	_, r := e.tryAccount("late", newDev("late/A"), o.Policy.ChainPolicy(), &chain.Org{ID: o.ID, AdminKey: o.AdminKey}, code)
+	_, r := e.tryManaged(o, "late", newDev("late/A"), code)
 	e.want(r, 410, "expired")
 	if _, err := e.srv.store.AccountByName(t.Context(), "late"); err == nil {
 		t.Fatal("an account was created with an expired invite")

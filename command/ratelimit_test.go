@@ -23,11 +23,7 @@ func authFloodDo(e *env, addr, method, path string, body any) *resp {
 	req := httptest.NewRequest(method, path, bytes.NewReader(j))
 	req.RemoteAddr = addr + ":40000"
 	req.Header.Set("Content-Type", "application/json")
-	w := httptest.NewRecorder()
-	e.srv.Handler().ServeHTTP(w, req)
-	r := &resp{code: w.Code, hdr: w.Header(), body: w.Body.Bytes()}
-	json.Unmarshal(r.body, &r.m)
-	return r
+	return e.serve(req)
 }
 
 // authFloodAddrs are the outsiders' addresses; the last is an IPv6 host
@@ -85,7 +81,7 @@ func authFlood(t *testing.T, e *env, a *tacct, real *tdev) int {
 // waits: the account's device still authenticates, vetoes the recovery
 // and revokes, under the default limits.
 func TestAuthFloodDoesNotLockOutDevices(t *testing.T) {
-	e := newEnv(t, func(c *Config) { rl := DefaultRateLimits(); c.RateLimits = &rl })
+	e := newEnv(t, withLimits())
 	A, B, thief := newDev("alice/A"), newDev("alice/B"), newDev("thief")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
 	a.add(B, A)
@@ -115,14 +111,10 @@ func TestAuthFloodDoesNotLockOutDevices(t *testing.T) {
 // bad signature from that address ends the standing. A challenge the
 // server did not issue costs no verification.
 func TestAuthProvenDeviceSurvivesDrainedVerifyBudget(t *testing.T) {
-	e := newEnv(t, func(c *Config) {
-		rl := DefaultRateLimits()
+	e := newEnv(t, withLimits(func(rl *RateLimits) {
 		rl.AuthVerify = Rate{PerMinute: 60, Burst: 10}
-		c.RateLimits = &rl
-	})
-	A, B := newDev("alice/A"), newDev("alice/B")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	}))
+	a, A, B := e.twoDevices("alice")
 	a.login(A) // A proves itself from 192.0.2.1
 	bad, _ := testKey("outsider").Sign(AuthContext, []byte("x"))
 
@@ -169,21 +161,14 @@ func TestAuthProvenDeviceSurvivesDrainedVerifyBudget(t *testing.T) {
 // often is limited, and that does not touch the account's other devices;
 // replays of its signed challenges do not count against it.
 func TestAuthPerDeviceBudget(t *testing.T) {
-	e := newEnv(t, func(c *Config) {
-		rl := DefaultRateLimits()
+	e := newEnv(t, withLimits(func(rl *RateLimits) {
 		rl.AuthPerDevice = Rate{PerMinute: 60, Burst: 3}
-		c.RateLimits = &rl
-	})
-	A, B := newDev("alice/A"), newDev("alice/B")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A) // A logged in once to approve B
+	}))
+	a, A, B := e.twoDevices("alice") // A logged in once to approve B
 	// A signed challenge that leaked: replayed from elsewhere, it yields
 	// nothing and costs A nothing.
-	r := e.want(e.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": A.id.String()}), 200, "")
-	c, _ := b64.DecodeString(r.str("challenge"))
-	acct, _ := accountID("", a.id)
-	sig, _ := A.key().Sign(AuthContext, AuthMessage(acct, A.id, c))
-	leaked := map[string]string{"account_id": a.id, "device_id": A.id.String(), "challenge": r.str("challenge"), "signature": enc64(sig.Bytes())}
+	leaked, r := a.answerChallenge(A)
+	e.want(r, 200, "")
 	e.want(e.do("POST", "/v1/auth/token", "", leaked), 200, "")
 	for i := 0; i < 10; i++ {
 		e.want(authFloodDo(e, "198.51.100.7", "POST", "/v1/auth/token", leaked), 401, "unauthorized")
@@ -212,11 +197,8 @@ func TestAuthChallengeAcrossInstances(t *testing.T) {
 	testkit.NoErr(t, err)
 	defer other.Close()
 	e2 := &env{t: t, srv: other, clock: e.clock, cfg: e.cfg}
-	r := e.want(e.do("POST", "/v1/auth/challenge", "", map[string]string{"account_id": a.id, "device_id": A.id.String()}), 200, "")
-	c, _ := b64.DecodeString(r.str("challenge"))
-	acct, _ := accountID("", a.id)
-	sig, _ := A.key().Sign(AuthContext, AuthMessage(acct, A.id, c))
-	body := map[string]string{"account_id": a.id, "device_id": A.id.String(), "challenge": r.str("challenge"), "signature": enc64(sig.Bytes())}
+	body, r := a.answerChallenge(A)
+	e.want(r, 200, "")
 	e2.want(e2.do("POST", "/v1/auth/token", "", body), 200, "")
 	e.want(e.do("POST", "/v1/auth/token", "", body), 401, "unauthorized")
 }
@@ -225,7 +207,7 @@ func TestAuthChallengeAcrossInstances(t *testing.T) {
 // with requests no device will approve: the new device's own request
 // still goes through.
 func TestEnrollFloodDoesNotBlockTheAccount(t *testing.T) {
-	e := newEnv(t, func(c *Config) { rl := DefaultRateLimits(); c.RateLimits = &rl })
+	e := newEnv(t, withLimits())
 	A := newDev("alice/A")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
 	floodEnroll := func() {
@@ -258,7 +240,7 @@ func TestEnrollFloodDoesNotBlockTheAccount(t *testing.T) {
 // signed: the recovering device's request and its completion still go
 // through.
 func TestRecoveryFloodDoesNotBlockTheAccount(t *testing.T) {
-	e := newEnv(t, func(c *Config) { rl := DefaultRateLimits(); c.RateLimits = &rl })
+	e := newEnv(t, withLimits())
 	A, C := newDev("alice/A"), newDev("alice/C")
 	p := chain.DefaultPolicy()
 	a := e.newAccount("alice", A, p)
@@ -354,12 +336,10 @@ func TestLimiterPrunesOnlyFullBuckets(t *testing.T) {
 // Unauthenticated work is bounded globally too: many addresses together
 // meet the global bucket.
 func TestGlobalBudgetsBoundUnauthenticatedWork(t *testing.T) {
-	e := newEnv(t, func(c *Config) {
-		rl := DefaultRateLimits()
+	e := newEnv(t, withLimits(func(rl *RateLimits) {
 		rl.EnrollGlobal = Rate{PerMinute: 60, Burst: 3}
 		rl.RecoveryGlobal = Rate{PerMinute: 60, Burst: 2}
-		c.RateLimits = &rl
-	})
+	}))
 	A := newDev("alice/A")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
 	for n := 0; n < 4; n++ {
@@ -398,11 +378,9 @@ func TestGlobalBudgetsBoundUnauthenticatedWork(t *testing.T) {
 // revocation is bounded by its own link budget; revocations are never
 // charged, so the owner's goes through even when that budget is spent.
 func TestLinkBudgetBoundsHeadRacing(t *testing.T) {
-	e := newEnv(t, func(c *Config) {
-		rl := DefaultRateLimits()
+	e := newEnv(t, withLimits(func(rl *RateLimits) {
 		rl.LinkPerDevice = Rate{PerMinute: 1, Burst: 2}
-		c.RateLimits = &rl
-	})
+	}))
 	A, S := newDev("alice/A"), newDev("alice/S")
 	a := e.newAccount("alice", A, chain.DefaultPolicy())
 	a.add(S, A)

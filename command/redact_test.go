@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/enigm/enigm/internal/redact"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // The organisation keys' handle points to the Config and its passphrase;
@@ -11,7 +12,5 @@ import (
 // table; the API bodies in api's TestBodiesRedacted).
 func TestOrgKeysRedacted(t *testing.T) {
 	pass := []byte("command-keystore-passphrase-0123")
-	if err := redact.Leak(newOrgKeys(&Config{DataDir: "/srv/enigm", KeystorePassphrase: pass}), pass); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, redact.Leak(newOrgKeys(&Config{DataDir: "/srv/enigm", KeystorePassphrase: pass}), pass))
 }

@@ -56,9 +56,7 @@ func tmWantChainErr(t *testing.T, r *resp, want chain.Code) {
 // the owner's revocation goes through.
 func TestStolenDeviceFutureDatedLinkRefused(t *testing.T) {
 	e := newEnv(t)
-	A, B := newDev("tm/A"), newDev("tm/B")
-	a := e.newAccount("tm-future", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.twoDevices("tm-future")
 	a.sync()
 	now := e.clock.Now()
 	tmWantChainErr(t, a.post(B, tmRotateAt(a, B, now.Add(4*time.Minute), "ahead4m")), chain.ErrFutureTimestamp)
@@ -79,9 +77,7 @@ func TestStolenDeviceFutureDatedLinkRefused(t *testing.T) {
 // max(now, head time), as devices date links, is accepted after it.
 func TestRevocationAfterHeadDatedAheadWithinSkew(t *testing.T) {
 	e := newEnv(t)
-	A, B := newDev("tm2/A"), newDev("tm2/B")
-	a := e.newAccount("tm-skew", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.twoDevices("tm-skew")
 	a.sync()
 	now := e.clock.Now()
 	e.want(a.post(B, tmRotateAt(a, B, now.Add(DefaultMaxLinkSkew), "ahead30s")), http.StatusCreated, "")

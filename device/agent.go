@@ -376,6 +376,57 @@ func (a *Agent) record(name string, id, kem keystore.KeyInfo, af attestFor) (cha
 	return d, bs, nil
 }
 
+// joinTarget is where an enrollment or a recovery into the account ref
+// (a name or an id) starts: the client, the account and its verified
+// chain.
+func (a *Agent) joinTarget(ctx context.Context, ref string) (*client.Client, chain.AccountID, *chain.State, error) {
+	cl, err := a.client()
+	if err != nil {
+		return nil, chain.AccountID{}, nil, err
+	}
+	acct, err := a.resolve(ctx, ref)
+	if err != nil {
+		return nil, chain.AccountID{}, nil, err
+	}
+	st, err := a.chainState(ctx, acct)
+	if err != nil {
+		return nil, chain.AccountID{}, nil, err
+	}
+	return cl, acct, st, nil
+}
+
+// dropNewKeys retires the keys made for a join request Command refused.
+func (a *Agent) dropNewKeys(idk, kemk keystore.KeyInfo) {
+	a.ks.RetireKey(idk.ID, lifecycle.Retirement)
+	a.ks.RetireKey(kemk.ID, lifecycle.Retirement)
+}
+
+// saveJoin stores a join request Command accepted: the account (ref as the
+// user named it; no name when ref was an id), the new keys, the device's
+// status and what is pending, and makes the client sign as the new device.
+func (a *Agent) saveJoin(cl *client.Client, ref string, acct chain.AccountID, idk, kemk keystore.KeyInfo, name, status string, p *pending) error {
+	a.cfg.AccountName, a.cfg.Account = ref, hex.EncodeToString(acct[:])
+	if _, err := client.ParseAccountID(ref); err == nil {
+		a.cfg.AccountName = ""
+	}
+	a.cfg.Identity, a.cfg.KEM, a.cfg.DeviceName, a.cfg.Server = idk.ID.String(), kemk.ID.String(), name, cl.Server()
+	a.cfg.Status = status
+	a.cfg.Pending = p
+	if err := a.db.save(a.cfg); err != nil {
+		return err
+	}
+	cl.SetIdentity(&client.Identity{Account: acct, Device: a.deviceID(), Sign: a.signAs})
+	return nil
+}
+
+// subjectLink signs d as its subject (signSubject) and returns the link.
+func (a *Agent) subjectLink(d *chain.Draft, id keystore.KeyID, bs *bindingSigner) (*chain.Link, error) {
+	if err := a.signSubject(d, id, bs); err != nil {
+		return nil, err
+	}
+	return d.Link()
+}
+
 // signSubject adds the new keys' proofs of possession to a draft.
 func (a *Agent) signSubject(d *chain.Draft, id keystore.KeyID, bs *bindingSigner) error {
 	k, err := a.ks.Identity(id)

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/enigm/enigm/attestation"
 	"github.com/enigm/enigm/backend"
@@ -35,14 +34,9 @@ func TestOrganisationRequiresAttestation(t *testing.T) {
 	}
 	// A software device (that verifies the chain with the same trust) is
 	// refused by Command: its protection is below the organisation's minimum.
-	s, err := device.Open(device.Options{Home: filepath.Join(t.TempDir(), "soft"), Server: o.w.url,
-		Passphrase: func(bool) ([]byte, error) { return []byte("pw"), nil }, Backend: testkit.SoftBackend,
-		NewBackend: func() (backend.Backend, error) { return testkit.SoftBackend("soft") }, Clock: o.w.clock.Now,
-		Attestation: &attestation.TPM{Trusted: []attest.AK{o.ak}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	so := o.w.softOptions(filepath.Join(t.TempDir(), "soft"), "pw")
+	so.Poll, so.Attestation = 0, &attestation.TPM{Trusted: []attest.AK{o.ak}}
+	s := o.w.open(so)
 	if _, err := s.Enroll(ctx, device.EnrollOptions{Account: "ivy"}); err == nil || !strings.Contains(err.Error(), "policy_rejected") && !strings.Contains(err.Error(), "below") {
 		t.Fatalf("a software device enrolled into an attestation-requiring org: %v", err)
 	}
@@ -87,13 +81,8 @@ func (o *attestedOrg) agent(name string) *device.Agent {
 	t := o.w.t
 	t.Helper()
 	tpmBackend := func(string) (backend.Backend, error) { return tpm.New(tpm.Options{Open: tpmsim.Open}) }
-	a, err := device.Open(device.Options{Home: filepath.Join(t.TempDir(), name), Server: o.w.url,
-		Passphrase: func(bool) ([]byte, error) { return []byte("pw " + name), nil },
-		Backend:    tpmBackend, NewBackend: func() (backend.Backend, error) { return tpmBackend("tpm") },
-		Clock: o.w.clock.Now, Poll: time.Millisecond, Attestation: &attestation.TPM{Trusted: []attest.AK{o.ak}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	return a
+	opts := o.w.softOptions(filepath.Join(t.TempDir(), name), "pw "+name)
+	opts.Backend, opts.NewBackend = tpmBackend, func() (backend.Backend, error) { return tpmBackend("tpm") }
+	opts.Attestation = &attestation.TPM{Trusted: []attest.AK{o.ak}}
+	return o.w.open(opts)
 }

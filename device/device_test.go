@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -49,12 +51,42 @@ func newWorldWith(t *testing.T, adjust func(*command.Config)) *world {
 	return w
 }
 
+// serverURL is where the agents made now reach the server.
+func (w *world) serverURL() *url.URL {
+	u, err := url.Parse(w.url)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return u
+}
+
+// front puts h (a test's hostile or recording server) in front of the
+// server: the agents made afterwards talk to h.
+func (w *world) front(t *testing.T, h http.Handler) {
+	proxy := httptest.NewServer(h)
+	t.Cleanup(proxy.Close)
+	w.url = proxy.URL
+}
+
+// agent opens a software device agent named name on w's server.
 func (w *world) agent(name string) *device.Agent {
 	w.t.Helper()
-	a, err := device.Open(device.Options{Home: filepath.Join(w.t.TempDir(), name), Server: w.url,
-		Passphrase: func(bool) ([]byte, error) { return []byte("pw " + name), nil },
+	return w.open(w.softOptions(filepath.Join(w.t.TempDir(), name), "pw "+name))
+}
+
+// softOptions are the options of a software agent at home (fast KDF
+// costs) on w's server, with w's clock and passphrase pass.
+func (w *world) softOptions(home, pass string) device.Options {
+	return device.Options{Home: home, Server: w.url,
+		Passphrase: func(bool) ([]byte, error) { return []byte(pass), nil },
 		Backend:    testkit.SoftBackend, NewBackend: func() (backend.Backend, error) { return testkit.SoftBackend("soft") },
-		Clock: w.clock.Now, Poll: time.Millisecond})
+		Clock: w.clock.Now, Poll: time.Millisecond}
+}
+
+// open opens an agent with o; it is closed when the test ends.
+func (w *world) open(o device.Options) *device.Agent {
+	w.t.Helper()
+	a, err := device.Open(o)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -113,9 +145,7 @@ func TestAccountLifecycle(t *testing.T) {
 	if fp != call.Fingerprint {
 		t.Fatalf("fingerprints differ: %s %s", fp, call.Fingerprint)
 	}
-	if err := a.EndCall(ctx, call.CallID); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, a.EndCall(ctx, call.CallID))
 
 	// Rotation on B, then A still reaches B.
 	if _, _, err := b.Rotate(ctx); err != nil {
@@ -216,9 +246,7 @@ func TestPairingCodeMismatch(t *testing.T) {
 	// Lower case and without dashes is the same code.
 	lc := strings.ToLower(strings.ReplaceAll(r.PairingCode, "-", ""))
 	testkit.Must(a.Approve(ctx, r.RequestID, lc, nil))
-	if err := b.Finish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, b.Finish(ctx))
 }
 
 func TestManagedOrganisation(t *testing.T) {
@@ -248,7 +276,7 @@ func TestManagedOrganisation(t *testing.T) {
 
 func adminApprove(t *testing.T, w *world, token, rid string) {
 	t.Helper()
-	resp, err := httpPost(w.url+"/v1/admin/enrollments/"+rid+"/approve", token)
+	resp, err := httpPostJSON(w.url+"/v1/admin/enrollments/"+rid+"/approve", token, "{}")
 	if err != nil || resp != 200 {
 		t.Fatalf("admin approve: %d %v", resp, err)
 	}
@@ -272,9 +300,7 @@ func TestReplaceDevice(t *testing.T) {
 		t.Fatal("another device approved a replacement of the old one")
 	}
 	testkit.Must(old.Approve(ctx, r.RequestID, r.PairingCode, nil))
-	if err := nu.Finish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, nu.Finish(ctx))
 	_, devs, _ := check3(other.Devices(ctx, ""))
 	retired := false
 	for _, d := range devs {

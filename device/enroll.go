@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
-	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -74,15 +73,7 @@ func (a *Agent) Enroll(ctx context.Context, o EnrollOptions) (*EnrollResult, err
 	if a.cfg.Account != "" {
 		return nil, fmt.Errorf("%w (%s)", ErrHasAccount, a.cfg.AccountName)
 	}
-	cl, err := a.client()
-	if err != nil {
-		return nil, err
-	}
-	acct, err := a.resolve(ctx, o.Account)
-	if err != nil {
-		return nil, err
-	}
-	st, err := a.chainState(ctx, acct)
+	cl, acct, st, err := a.joinTarget(ctx, o.Account)
 	if err != nil {
 		return nil, err
 	}
@@ -123,28 +114,17 @@ func (a *Agent) Enroll(ctx context.Context, o EnrollOptions) (*EnrollResult, err
 	}
 	e, err := cl.CreateEnrollment(ctx, acct, typ, enc)
 	if err != nil {
-		a.ks.RetireKey(idk.ID, lifecycle.Retirement)
-		a.ks.RetireKey(kemk.ID, lifecycle.Retirement)
+		a.dropNewKeys(idk, kemk)
 		return nil, fmt.Errorf("device: enrollment request: %w", err)
 	}
 	kind := "enroll"
 	if typ == chain.TypeReplaceDevice {
 		kind = "replace"
 	}
-	a.cfg.AccountName, a.cfg.Account = o.Account, hex.EncodeToString(acct[:])
-	if _, err := client.ParseAccountID(o.Account); err == nil {
-		a.cfg.AccountName = ""
-	}
-	a.cfg.Identity, a.cfg.KEM, a.cfg.DeviceName, a.cfg.Server = idk.ID.String(), kemk.ID.String(), name, cl.Server()
-	a.cfg.Status = StatusEnrolling
-	a.cfg.Pending = &pending{Kind: kind, RequestID: e.RequestID, Body: enc, PairingCode: code}
-	if o.Replace != "" {
-		a.cfg.Pending.Old = o.Replace
-	}
-	if err := a.db.save(a.cfg); err != nil {
+	p := &pending{Kind: kind, RequestID: e.RequestID, Body: enc, PairingCode: code, Old: o.Replace}
+	if err := a.saveJoin(cl, o.Account, acct, idk, kemk, name, StatusEnrolling, p); err != nil {
 		return nil, err
 	}
-	cl.SetIdentity(&client.Identity{Account: acct, Device: a.deviceID(), Sign: a.signAs})
 	res := &EnrollResult{RequestID: e.RequestID, Account: acct, Device: a.deviceID(), PairingCode: code}
 	for _, d := range st.Active() {
 		if typ == chain.TypeReplaceDevice && d.ID != old {

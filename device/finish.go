@@ -105,10 +105,7 @@ func (a *Agent) Finish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.signSubject(d, idID, bs); err != nil {
-		return err
-	}
-	l, err := d.Link()
+	l, err := a.subjectLink(d, idID, bs)
 	if err != nil {
 		return err
 	}

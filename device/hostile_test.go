@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -32,6 +31,22 @@ type hostile struct {
 	target  string         // unavailable: the account whose chain fails
 	fetches map[string]int // GET …/chain requests per account path
 	backend *url.URL
+}
+
+// hostileFront puts a hostile server in front of w's server; the agents
+// made after it talk to the hostile one.
+func (w *world) hostileFront(t *testing.T) *hostile {
+	hs := &hostile{backend: w.serverURL()}
+	w.front(t, hs)
+	return hs
+}
+
+// set switches the lie told from now on (mode "" for honest answers);
+// target is the account whose chain fails in mode "unavailable".
+func (h *hostile) set(mode, target string) {
+	h.mu.Lock()
+	h.mode, h.target = mode, target
+	h.mu.Unlock()
 }
 
 func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -88,11 +103,7 @@ func (h *hostile) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestHostileServer(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t)
-	u, _ := url.Parse(w.url)
-	hs := &hostile{backend: u}
-	proxy := httptest.NewServer(hs)
-	defer proxy.Close()
-	w.url = proxy.URL
+	hs := w.hostileFront(t)
 	a, b := w.agent("a"), w.agent("b")
 	res := testkit.Must(a.Init(ctx, device.InitOptions{Account: "hal"}))
 	enroll(t, ctx, a, b, "hal")
@@ -126,10 +137,8 @@ func TestHostileServer(t *testing.T) {
 		{"fork", client.ErrFork},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
-			hs.mu.Lock()
-			hs.mode = c.mode
-			hs.mu.Unlock()
-			defer func() { hs.mu.Lock(); hs.mode = ""; hs.mu.Unlock() }()
+			hs.set(c.mode, "")
+			defer hs.set("", "")
 			for name, ag := range map[string]*device.Agent{"a": a, "b": b} {
 				_, devs, _, err := ag.Devices(ctx, "")
 				if !errors.Is(err, c.want) {
@@ -154,25 +163,17 @@ func TestHostileServer(t *testing.T) {
 func TestReceiveDefersOnPassingFailure(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t)
-	u, _ := url.Parse(w.url)
-	hs := &hostile{backend: u}
-	proxy := httptest.NewServer(hs)
-	defer proxy.Close()
-	w.url = proxy.URL
+	hs := w.hostileFront(t)
 	a, bob := w.agent("a"), w.agent("bob")
 	testkit.Must(a.Init(ctx, device.InitOptions{Account: "sam"}))
 	br := testkit.Must(bob.Init(ctx, device.InitOptions{Account: "tom"}))
 	testkit.Must(bob.Send(ctx, "sam", []byte("are you there?")))
-	hs.mu.Lock()
-	hs.mode, hs.target = "unavailable", hex.EncodeToString(br.Account[:])
-	hs.mu.Unlock()
+	hs.set("unavailable", hex.EncodeToString(br.Account[:]))
 	got := testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 0 || len(got.Deferred) != 1 || len(got.Skipped) != 0 {
 		t.Fatalf("while the sender's chain is unreachable: %+v", got)
 	}
-	hs.mu.Lock()
-	hs.mode = ""
-	hs.mu.Unlock()
+	hs.set("", "")
 	got = testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 1 || string(got.Messages[0].Body) != "are you there?" {
 		t.Fatalf("after the failure passed: %+v", got)
@@ -184,11 +185,7 @@ func TestReceiveDefersOnPassingFailure(t *testing.T) {
 func TestReceiveSyncsEachSenderOnce(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t)
-	u, _ := url.Parse(w.url)
-	hs := &hostile{backend: u}
-	proxy := httptest.NewServer(hs)
-	defer proxy.Close()
-	w.url = proxy.URL
+	hs := w.hostileFront(t)
 	a, bob := w.agent("a"), w.agent("bob")
 	testkit.Must(a.Init(ctx, device.InitOptions{Account: "uma"}))
 	br := testkit.Must(bob.Init(ctx, device.InitOptions{Account: "val"}))
@@ -216,16 +213,10 @@ func TestReceiveSyncsEachSenderOnce(t *testing.T) {
 func TestFalseRevocationDestroysNothing(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t)
-	u, _ := url.Parse(w.url)
-	hs := &hostile{backend: u}
-	proxy := httptest.NewServer(hs)
-	defer proxy.Close()
-	w.url = proxy.URL
+	hs := w.hostileFront(t)
 	a := w.agent("a")
 	testkit.Must(a.Init(ctx, device.InitOptions{Account: "wes"}))
-	hs.mu.Lock()
-	hs.mode = "false-revoked"
-	hs.mu.Unlock()
+	hs.set("false-revoked", "")
 	_, err := a.Receive(ctx)
 	if err == nil || errors.Is(err, device.ErrRevoked) || !strings.Contains(err.Error(), "still shows it active") {
 		t.Fatalf("a false device_revoked: %v", err)

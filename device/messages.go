@@ -42,12 +42,34 @@ func (a *Agent) recipients(ctx context.Context, to chain.AccountID) ([]envelope.
 	return out, own, nil
 }
 
-func (a *Agent) from(own chain.AccountID) (envelope.From, error) {
+// outbound is what sealing to an account takes: the peer, this account,
+// the recipients (recipients above) and this device as the sender.
+type outbound struct {
+	peer, own chain.AccountID
+	rcpts     []envelope.Recipient
+	from      envelope.From
+}
+
+// outbound unlocks the keystore and gathers what sealing to the account
+// to (a name or an id) takes.
+func (a *Agent) outbound(ctx context.Context, to string) (*outbound, error) {
+	if err := a.unlock(ctx); err != nil {
+		return nil, err
+	}
+	peer, err := a.resolve(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	rcpts, own, err := a.recipients(ctx, peer)
+	if err != nil {
+		return nil, err
+	}
 	k, err := a.identity()
 	if err != nil {
-		return envelope.From{}, err
+		return nil, err
 	}
-	return envelope.From{Account: own, Device: a.deviceID(), Identity: k}, nil
+	return &outbound{peer: peer, own: own, rcpts: rcpts,
+		from: envelope.From{Account: own, Device: a.deviceID(), Identity: k}}, nil
 }
 
 func (a *Agent) relay(ctx context.Context, kind envelope.Kind, callID string, sealed []envelope.Sealed) (*SendResult, error) {
@@ -69,18 +91,7 @@ func (a *Agent) relay(ctx context.Context, kind envelope.Kind, callID string, se
 // devices, and hands the envelopes to the relay. The message key is
 // destroyed afterwards.
 func (a *Agent) Send(ctx context.Context, to string, body []byte) (*SendResult, error) {
-	if err := a.unlock(ctx); err != nil {
-		return nil, err
-	}
-	peer, err := a.resolve(ctx, to)
-	if err != nil {
-		return nil, err
-	}
-	rcpts, own, err := a.recipients(ctx, peer)
-	if err != nil {
-		return nil, err
-	}
-	from, err := a.from(own)
+	o, err := a.outbound(ctx, to)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +104,7 @@ func (a *Agent) Send(ctx context.Context, to string, body []byte) (*SendResult, 
 		return nil, err
 	}
 	defer sk.Destroy()
-	sealed, err := envelope.Seal(sk, from, envelope.Message{Kind: envelope.KindMessage, Conversation: peer, Body: body, SentAt: a.now()}, rcpts)
+	sealed, err := envelope.Seal(sk, o.from, envelope.Message{Kind: envelope.KindMessage, Conversation: o.peer, Body: body, SentAt: a.now()}, o.rcpts)
 	if err != nil {
 		return nil, err
 	}
@@ -275,18 +286,7 @@ type CallResult struct {
 // and this account's other devices, and kept until EndCall or its TTL.
 // Both ends show the same fingerprint.
 func (a *Agent) Call(ctx context.Context, to string, ttl time.Duration) (*CallResult, error) {
-	if err := a.unlock(ctx); err != nil {
-		return nil, err
-	}
-	peer, err := a.resolve(ctx, to)
-	if err != nil {
-		return nil, err
-	}
-	rcpts, own, err := a.recipients(ctx, peer)
-	if err != nil {
-		return nil, err
-	}
-	from, err := a.from(own)
+	o, err := a.outbound(ctx, to)
 	if err != nil {
 		return nil, err
 	}
@@ -304,7 +304,7 @@ func (a *Agent) Call(ctx context.Context, to string, ttl time.Duration) (*CallRe
 	idb := make([]byte, 12)
 	rand.Read(idb)
 	callID := "call-" + hex.EncodeToString(idb)
-	sealed, err := envelope.Seal(sk, from, envelope.Message{Kind: envelope.KindCall, Conversation: peer, CallID: callID, SentAt: a.now()}, rcpts)
+	sealed, err := envelope.Seal(sk, o.from, envelope.Message{Kind: envelope.KindCall, Conversation: o.peer, CallID: callID, SentAt: a.now()}, o.rcpts)
 	if err != nil {
 		sk.Destroy()
 		return nil, err
@@ -314,7 +314,7 @@ func (a *Agent) Call(ctx context.Context, to string, ttl time.Duration) (*CallRe
 		sk.Destroy()
 		return nil, err
 	}
-	fp, err := envelope.Fingerprint(sk, callID, own, a.deviceID(), peer)
+	fp, err := envelope.Fingerprint(sk, callID, o.own, a.deviceID(), o.peer)
 	if err != nil {
 		return nil, err
 	}

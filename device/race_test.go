@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
-	"net/url"
 	"sync/atomic"
 	"testing"
 
@@ -57,11 +55,8 @@ func (h *racer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestRevokeWinsAgainstHeadRacing(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t)
-	backend, _ := url.Parse(w.url)
-	rc := &racer{next: httputil.NewSingleHostReverseProxy(backend)}
-	proxy := httptest.NewServer(rc)
-	t.Cleanup(proxy.Close)
-	w.url = proxy.URL
+	rc := &racer{next: httputil.NewSingleHostReverseProxy(w.serverURL())}
+	w.front(t, rc)
 
 	owner, stolen := w.agent("owner"), w.agent("stolen")
 	testkit.Must(owner.Init(ctx, device.InitOptions{Account: "race"}))

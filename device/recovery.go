@@ -169,15 +169,7 @@ func (a *Agent) Recover(ctx context.Context, o RecoverOptions) (*RecoverResult, 
 		return nil, err
 	}
 	defer rk.Destroy()
-	cl, err := a.client()
-	if err != nil {
-		return nil, err
-	}
-	acct, err := a.resolve(ctx, o.Account)
-	if err != nil {
-		return nil, err
-	}
-	st, err := a.chainState(ctx, acct)
+	cl, acct, st, err := a.joinTarget(ctx, o.Account)
 	if err != nil {
 		return nil, err
 	}
@@ -203,30 +195,19 @@ func (a *Agent) Recover(ctx context.Context, o RecoverOptions) (*RecoverResult, 
 	if err := d.Sign(chain.RoleRecovery, rk); err != nil {
 		return nil, err
 	}
-	if err := a.signSubject(d, idk.ID, bs); err != nil {
-		return nil, err
-	}
-	l, err := d.Link()
+	l, err := a.subjectLink(d, idk.ID, bs)
 	if err != nil {
 		return nil, err
 	}
 	r, err := cl.CreateRecovery(ctx, l)
 	if err != nil {
-		a.ks.RetireKey(idk.ID, lifecycle.Retirement)
-		a.ks.RetireKey(kemk.ID, lifecycle.Retirement)
+		a.dropNewKeys(idk, kemk)
 		return nil, fmt.Errorf("device: recovery request: %w", err)
 	}
-	a.cfg.AccountName, a.cfg.Account = o.Account, hex.EncodeToString(acct[:])
-	if _, err := client.ParseAccountID(o.Account); err == nil {
-		a.cfg.AccountName = ""
-	}
-	a.cfg.Identity, a.cfg.KEM, a.cfg.DeviceName, a.cfg.Server = idk.ID.String(), kemk.ID.String(), name, cl.Server()
-	a.cfg.Status = StatusRecovering
-	a.cfg.Pending = &pending{Kind: "recover", RequestID: r.RecoveryID, NotBefore: r.NotBefore}
-	if err := a.db.save(a.cfg); err != nil {
+	p := &pending{Kind: "recover", RequestID: r.RecoveryID, NotBefore: r.NotBefore}
+	if err := a.saveJoin(cl, o.Account, acct, idk, kemk, name, StatusRecovering, p); err != nil {
 		return nil, err
 	}
-	cl.SetIdentity(&client.Identity{Account: acct, Device: a.deviceID(), Sign: a.signAs})
 	return &RecoverResult{RecoveryID: r.RecoveryID, Account: acct, Device: a.deviceID(), NotBefore: r.NotBefore}, nil
 }
 
@@ -281,18 +262,7 @@ func (a *Agent) finishRecovery(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	k, err := a.ks.Identity(idID)
-	if err != nil {
-		return err
-	}
-	s, err := newSigner(k, true)
-	if err != nil {
-		return err
-	}
-	if err := d.Sign(chain.RoleSubject, s); err != nil {
-		return err
-	}
-	l, err := d.Link()
+	l, err := a.subjectLink(d, idID, nil)
 	if err != nil {
 		return err
 	}

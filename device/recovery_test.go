@@ -106,12 +106,8 @@ func rvPostRecovery(t *testing.T, w *world, acct chain.AccountID, rk *hybrid.Pri
 	rand.Read(id[:])
 	dev := chain.Device{ID: id, Name: "posted", Identity: idk.Public(), KEM: kem.PublicKey().Bytes(), Level: chain.LevelSoftware}
 	d := testkit.Must(chain.NewDraft(st, w.clock.Now(), &chain.RecoveryRequest{Device: dev}))
-	if err := d.Sign(chain.RoleRecovery, rk); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Sign(chain.RoleSubject, idk); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, d.Sign(chain.RoleRecovery, rk))
+	testkit.NoErr(t, d.Sign(chain.RoleSubject, idk))
 	l := testkit.Must(d.Link())
 	_, err := cl.CreateRecovery(ctx, l)
 	return err

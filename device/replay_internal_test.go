@@ -9,6 +9,7 @@ import (
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/envelope"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 func replayParsed(id byte, kind envelope.Kind, sent time.Time) *envelope.Parsed {
@@ -49,9 +50,7 @@ func TestReplaySetBounded(t *testing.T) {
 		if err := a.checkReplay(p, now.Add(time.Hour)); err != nil {
 			t.Fatalf("envelope %d: %v", i, err)
 		}
-		if err := a.markSeen(p, now.Add(time.Hour)); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, a.markSeen(p, now.Add(time.Hour)))
 		ps = append(ps, p)
 	}
 	if n := replayCount(t, a); n != 3 {
@@ -71,9 +70,7 @@ func TestReplaySetBounded(t *testing.T) {
 	}
 	// A call is remembered by its envelope id and its call id.
 	c := replayParsed(5, envelope.KindCall, now.Add(10*time.Minute))
-	if err := a.markSeen(c, now.Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, a.markSeen(c, now.Add(time.Hour)))
 	again := replayParsed(6, envelope.KindCall, now.Add(11*time.Minute))
 	again.CallID = c.CallID
 	if err := a.checkReplay(again, now.Add(time.Hour)); !errors.Is(err, ErrReplay) {
@@ -81,9 +78,7 @@ func TestReplaySetBounded(t *testing.T) {
 	}
 	// Past the window everything old leaves the set at the next mark.
 	later := now.Add(ReplayWindow + time.Hour)
-	if err := a.markSeen(replayParsed(8, envelope.KindMessage, later), later); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, a.markSeen(replayParsed(8, envelope.KindMessage, later), later))
 	if n := replayCount(t, a); n != 1 {
 		t.Fatalf("%d entries after the window passed, want 1", n)
 	}
@@ -105,14 +100,10 @@ func TestReplayAfterClockSetBack(t *testing.T) {
 	defer a.close()
 	sent := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	p := replayParsed(1, envelope.KindMessage, sent)
-	if err := a.markSeen(p, sent.Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, a.markSeen(p, sent.Add(time.Minute)))
 	// A later open, once p's send time left the window, forgets p.
 	later := sent.Add(ReplayWindow + time.Hour)
-	if err := a.markSeen(replayParsed(2, envelope.KindMessage, later), later); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, a.markSeen(replayParsed(2, envelope.KindMessage, later), later))
 	if n := replayCount(t, a); n != 1 {
 		t.Fatalf("%d entries after the window moved, want 1", n)
 	}

@@ -5,15 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/internal/testkit"
@@ -27,7 +26,7 @@ type replayRelay struct {
 	backend *url.URL
 	seen    []client.Envelope
 	replay  []client.Envelope
-	damage  bool // deliver copies whose signature no longer verifies
+	damage  atomic.Bool // deliver copies whose signature no longer verifies
 }
 
 func (h *replayRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -42,7 +41,7 @@ func (h *replayRelay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		json.Unmarshal(body, &v)
 		h.mu.Lock()
 		h.seen = append(h.seen, v.Envelopes...)
-		if h.damage {
+		if h.damage.Load() {
 			for i := range v.Envelopes {
 				raw := bytes.Clone(v.Envelopes[i].Ciphertext) // seen keeps the original
 				raw[len(raw)-1] ^= 1                          // inside the signature: it still parses
@@ -68,21 +67,15 @@ func (h *replayRelay) redeliver() int {
 
 func replayWorld(t *testing.T) (*world, *replayRelay) {
 	w := newWorld(t)
-	u, _ := url.Parse(w.url)
-	rr := &replayRelay{backend: u}
-	proxy := httptest.NewServer(rr)
-	t.Cleanup(proxy.Close)
-	w.url = proxy.URL
+	rr := &replayRelay{backend: w.serverURL()}
+	w.front(t, rr)
 	return w, rr
 }
 
 // replayOpen opens (or reopens) the agent at home.
 func replayOpen(t *testing.T, w *world, home string) *device.Agent {
 	t.Helper()
-	a, err := device.Open(device.Options{Home: home, Server: w.url,
-		Passphrase: func(bool) ([]byte, error) { return []byte("pw replay"), nil },
-		Backend:    testkit.SoftBackend, NewBackend: func() (backend.Backend, error) { return testkit.SoftBackend("soft") },
-		Clock: w.clock.Now, Poll: time.Millisecond})
+	a, err := device.Open(w.softOptions(home, "pw replay"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,16 +154,12 @@ func TestFailedEnvelopeNotMarkedSeen(t *testing.T) {
 	testkit.Must(a.Init(ctx, device.InitOptions{Account: "zed"}))
 	testkit.Must(bob.Init(ctx, device.InitOptions{Account: "abe"}))
 	testkit.Must(bob.Send(ctx, "zed", []byte("hello")))
-	rr.mu.Lock()
-	rr.damage = true
-	rr.mu.Unlock()
+	rr.damage.Store(true)
 	got := testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 0 || len(got.Skipped) != 1 || skippedWith(got, device.ErrReplay) {
 		t.Fatalf("a damaged copy: %+v", got)
 	}
-	rr.mu.Lock()
-	rr.damage = false
-	rr.mu.Unlock()
+	rr.damage.Store(false)
 	rr.redeliver() // the genuine envelope, as the server first held it
 	got = testkit.Must(a.Receive(ctx))
 	if len(got.Messages) != 1 || string(got.Messages[0].Body) != "hello" {

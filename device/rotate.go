@@ -62,10 +62,7 @@ func (a *Agent) Rotate(ctx context.Context) (identity, kem keystore.KeyID, err e
 	if err != nil {
 		return abort(err)
 	}
-	if err := a.signSubject(d, nid.ID, bs); err != nil {
-		return abort(err)
-	}
-	l, err := d.Link()
+	l, err := a.subjectLink(d, nid.ID, bs)
 	if err != nil {
 		return abort(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/internal/testkit"
@@ -17,15 +16,9 @@ import (
 // *ahead (changeable while it runs).
 func tmAgentAhead(w *world, name string, ahead *atomic.Int64) *device.Agent {
 	w.t.Helper()
-	a, err := device.Open(device.Options{Home: filepath.Join(w.t.TempDir(), name), Server: w.url,
-		Passphrase: func(bool) ([]byte, error) { return []byte("pw " + name), nil },
-		Backend:    testkit.SoftBackend, NewBackend: func() (backend.Backend, error) { return testkit.SoftBackend("soft") },
-		Clock: func() time.Time { return w.clock.Now().Add(time.Duration(ahead.Load())) }, Poll: time.Millisecond})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	w.t.Cleanup(func() { a.Close() })
-	return a
+	o := w.softOptions(filepath.Join(w.t.TempDir(), name), "pw "+name)
+	o.Clock = func() time.Time { return w.clock.Now().Add(time.Duration(ahead.Load())) }
+	return w.open(o)
 }
 
 // A device whose clock runs ahead (within Command's skew) appends a link

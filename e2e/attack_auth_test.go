@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // authAtkServe starts a second enigm-command on loopback, with the
@@ -25,13 +27,11 @@ func authAtkServe(t *testing.T, h *harness) {
 	t.Helper()
 	addr := freePort(t)
 	data := filepath.Join(h.tmp, "auth-command-data")
-	logb := &logBuffer{}
+	logb := &testkit.Buffer{}
 	srv := exec.Command(filepath.Join(h.bin, "enigm-command"), "serve", "--listen", addr, "--data", data)
 	srv.Env = append(os.Environ(), "ENIGM_COMMAND_PASSPHRASE="+h.cmdPass)
 	srv.Stdout, srv.Stderr = logb, logb
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, srv.Start())
 	t.Cleanup(func() {
 		if !stopServer(srv) {
 			t.Error("the rate-limited server did not shut down within 10s of SIGINT")
@@ -134,9 +134,6 @@ func (f *authAtkFlood) run(ctx context.Context, server, source, account, real st
 // still vetoes it with the real enigm binary. Before issue 8 the flood
 // emptied the account's authentication bucket and the veto got 429.
 func TestAttackAuthFloodDuringRecovery(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binaries")
-	}
 	h := start(t)
 	authAtkServe(t, h)
 

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // headsDB opens enigm-command's SQLite database behind its back.
@@ -32,9 +34,7 @@ func headsRollBack(t *testing.T, h *harness, acct string, seq int, dropAbove boo
 	t.Helper()
 	db := headsDB(t, h)
 	var hash string
-	if err := db.QueryRow(`SELECT hash FROM links WHERE account_id = ? AND seq = ?`, acct, seq).Scan(&hash); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, db.QueryRow(`SELECT hash FROM links WHERE account_id = ? AND seq = ?`, acct, seq).Scan(&hash))
 	if dropAbove {
 		if _, err := db.Exec(`DELETE FROM links WHERE account_id = ? AND seq > ?`, acct, seq); err != nil {
 			t.Fatal(err)
@@ -83,12 +83,10 @@ func headsRestart(t *testing.T, h *harness) string {
 		t.Fatal("the server did not shut down within 10s of SIGINT")
 	}
 	old, oldLog := h.srv, h.srvLog.String()
-	h.srvLog = &logBuffer{}
+	h.srvLog = &testkit.Buffer{}
 	h.srv = exec.Command(old.Path, old.Args[1:]...)
 	h.srv.Env, h.srv.Stdout, h.srv.Stderr = old.Env, h.srvLog, h.srvLog
-	if err := h.srv.Start(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, h.srv.Start())
 	waitHealthy(t, h.server, h.srvLog)
 	return oldLog
 }
@@ -102,9 +100,6 @@ func headsRestart(t *testing.T, h *harness) string {
 // sealed to B. The same holds once the revocation's row is deleted too,
 // and after enigm-command restarts over the same data directory.
 func TestAttackHeadRollback(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binaries")
-	}
 	h := start(t)
 	a, b := h.device("a"), h.device("b")
 	ai := a.ok("", "init", "--account", "alice", "--name", "a", "--recovery-delay", "0s", "--json").json(t)
@@ -139,9 +134,7 @@ func TestAttackHeadRollback(t *testing.T) {
 			t.Fatalf("%s: a first-contact device sent to alice: %+v", phase, r)
 		}
 		var queued int
-		if err := headsDB(t, h).QueryRow(`SELECT COUNT(*) FROM envelopes WHERE account_id = ? AND device_id = ?`, alice, bdev).Scan(&queued); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, headsDB(t, h).QueryRow(`SELECT COUNT(*) FROM envelopes WHERE account_id = ? AND device_id = ?`, alice, bdev).Scan(&queued))
 		if queued != 0 {
 			t.Fatalf("%s: %d envelopes queued for the revoked device", phase, queued)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // The attacks in this file already fail against the first stage; they are
@@ -74,12 +75,8 @@ func ahAccount(t *testing.T, h *harness, name string, d *rawDevice) *chain.State
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dr.Sign(chain.RoleSubject, d.key); err != nil {
-		t.Fatal(err)
-	}
-	if err := dr.Sign(chain.RoleNewRecovery, recovery); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, dr.Sign(chain.RoleSubject, d.key))
+	testkit.NoErr(t, dr.Sign(chain.RoleNewRecovery, recovery))
 	l, err := dr.Link()
 	if err != nil {
 		t.Fatal(err)
@@ -146,9 +143,6 @@ func ahLogin(t *testing.T, h *harness, acct chain.AccountID, d *rawDevice) strin
 }
 
 func TestAttacksThatHold(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binaries")
-	}
 	h := start(t)
 
 	// The victim: a real device with the real CLI, and a second device
@@ -189,9 +183,7 @@ func TestAttacksThatHold(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := dr.SignDevice(m.rec.ID, m.key); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, dr.SignDevice(m.rec.ID, m.key))
 		l, err := dr.Link()
 		if err != nil {
 			t.Fatal(err)
@@ -226,12 +218,8 @@ func TestAttacksThatHold(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := dr.SignDevice(m.rec.ID, m.key); err != nil {
-			t.Fatal(err)
-		}
-		if err := dr.Sign(chain.RoleSubject, nk); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, dr.SignDevice(m.rec.ID, m.key))
+		testkit.NoErr(t, dr.Sign(chain.RoleSubject, nk))
 		l, err := dr.Link()
 		if err != nil {
 			t.Fatal(err)

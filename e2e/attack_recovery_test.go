@@ -21,9 +21,6 @@ import (
 // CLI and, signed straight into a request to Command, by the server's chain
 // verification.
 func TestAttackLeakedRecoveryCode(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binaries")
-	}
 	h := start(t)
 	a, b, thief := h.device("owner-a"), h.device("owner-b"), h.device("thief")
 	codeFile := filepath.Join(h.tmp, "leaky.recovery")

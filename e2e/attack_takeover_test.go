@@ -27,9 +27,6 @@ import (
 // hostile server, it fails verification: nothing is destroyed); the thief
 // is left with the visible, vetoable recovery request.
 func TestAttackRecoveryTakeover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binaries")
-	}
 	h := start(t)
 	owner := h.device("owner")
 	codeFile := filepath.Join(h.tmp, "owner.recovery")
@@ -48,9 +45,7 @@ func TestAttackRecoveryTakeover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dr.Sign(chain.RoleRecovery, rk); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, dr.Sign(chain.RoleRecovery, rk))
 	forged, err := dr.Link()
 	if err != nil {
 		t.Fatal(err)

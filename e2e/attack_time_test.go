@@ -18,9 +18,6 @@ import (
 // Attacks on link time (issue 8, weaknesses 1, 4, 5) against the real
 // enigm-command binary on loopback, sharing one build and one server.
 func TestAttackTime(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binaries")
-	}
 	h := start(t)
 	// One after the other on the test's goroutine: the harness reports
 	// through h.t.

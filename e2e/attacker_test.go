@@ -11,6 +11,7 @@ import (
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // The attacker's tools, built from the public packages the way anyone
@@ -91,12 +92,8 @@ func recoveryRequest(t *testing.T, st *chain.State, at time.Time, rk *hybrid.Pri
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Sign(chain.RoleRecovery, rk); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Sign(chain.RoleSubject, dev.key); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, d.Sign(chain.RoleRecovery, rk))
+	testkit.NoErr(t, d.Sign(chain.RoleSubject, dev.key))
 	l, err := d.Link()
 	if err != nil {
 		t.Fatal(err)

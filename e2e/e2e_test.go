@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 type harness struct {
@@ -32,28 +32,9 @@ type harness struct {
 	data    string
 	server  string
 	srv     *exec.Cmd
-	srvLog  *logBuffer
+	srvLog  *testkit.Buffer
 	tmp     string
 	cmdPass string
-}
-
-// logBuffer collects a server process's output; the test may read it while
-// the process writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func build(t *testing.T, dir string) {
@@ -76,8 +57,13 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// start builds the binaries and starts enigm-command; with -short the
+// test is skipped instead.
 func start(t *testing.T) *harness {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the binaries")
+	}
 	h := &harness{t: t, tmp: t.TempDir(), cmdPass: "command keystore passphrase"}
 	h.bin = filepath.Join(h.tmp, "bin")
 	os.Mkdir(h.bin, 0o755)
@@ -85,13 +71,11 @@ func start(t *testing.T) *harness {
 	h.data = filepath.Join(h.tmp, "command-data")
 	addr := freePort(t)
 	h.server = "http://" + addr
-	h.srvLog = &logBuffer{}
+	h.srvLog = &testkit.Buffer{}
 	h.srv = exec.Command(filepath.Join(h.bin, "enigm-command"), "serve", "--listen", addr, "--data", h.data, "--no-rate-limit", "--min-recovery-delay", "0s", "--dev-allow-zero-recovery-delay")
 	h.srv.Env = append(os.Environ(), "ENIGM_COMMAND_PASSPHRASE="+h.cmdPass)
 	h.srv.Stdout, h.srv.Stderr = h.srvLog, h.srvLog
-	if err := h.srv.Start(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, h.srv.Start())
 	t.Cleanup(func() {
 		if !stopServer(h.srv) {
 			t.Error("the server did not shut down within 10s of SIGINT")
@@ -121,7 +105,7 @@ func stopServer(srv *exec.Cmd) bool {
 
 // waitHealthy waits (5 s at most) until the server at base answers
 // /healthz with 200.
-func waitHealthy(t *testing.T, base string, log *logBuffer) {
+func waitHealthy(t *testing.T, base string, log *testkit.Buffer) {
 	t.Helper()
 	for i := 0; ; i++ {
 		resp, err := http.Get(base + "/healthz")
@@ -144,16 +128,28 @@ type result struct {
 	stderr string
 }
 
+// json is the command's --json output (testkit.VersionedJSON).
 func (r result) json(t *testing.T) map[string]any {
 	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
-		t.Fatalf("not JSON (%v):\n%s\nstderr: %s", err, r.stdout, r.stderr)
+	return testkit.VersionedJSON(t, r.stdout)
+}
+
+// runBinary runs the binary name from the harness's build with env added
+// to the environment; a failure to start it fails the test.
+func (h *harness) runBinary(name string, env []string, stdin string, args ...string) result {
+	cmd := exec.Command(filepath.Join(h.bin, name), args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		h.t.Fatal(err)
 	}
-	if m["version"] != float64(1) {
-		t.Fatalf("JSON without version 1: %s", r.stdout)
-	}
-	return m
+	return result{code, out.String(), errb.String()}
 }
 
 // device is one enigm home.
@@ -168,19 +164,7 @@ func (h *harness) device(name string) *device {
 }
 
 func (d *device) run(stdin string, args ...string) result {
-	cmd := exec.Command(filepath.Join(d.h.bin, "enigm"), args...)
-	cmd.Env = append(os.Environ(), "ENIGM_HOME="+d.home, "ENIGM_PASSPHRASE="+d.pass, "ENIGM_SERVER="+d.h.server)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		d.h.t.Fatal(err)
-	}
-	return result{code, out.String(), errb.String()}
+	return d.h.runBinary("enigm", []string{"ENIGM_HOME=" + d.home, "ENIGM_PASSPHRASE=" + d.pass, "ENIGM_SERVER=" + d.h.server}, stdin, args...)
 }
 
 func (d *device) ok(stdin string, args ...string) result {
@@ -193,20 +177,9 @@ func (d *device) ok(stdin string, args ...string) result {
 }
 
 func (h *harness) command(env []string, args ...string) result {
-	cmd := exec.Command(filepath.Join(h.bin, "enigm-command"), args...)
-	cmd.Env = append(append(os.Environ(), "ENIGM_COMMAND_PASSPHRASE="+h.cmdPass, "ENIGM_SERVER="+h.server), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		h.t.Fatal(err)
-	}
-	r := result{code, out.String(), errb.String()}
-	if code != 0 {
-		h.t.Fatalf("enigm-command %s: exit %d\n%s%s", strings.Join(args, " "), code, r.stdout, r.stderr)
+	r := h.runBinary("enigm-command", append([]string{"ENIGM_COMMAND_PASSPHRASE=" + h.cmdPass, "ENIGM_SERVER=" + h.server}, env...), "", args...)
+	if r.code != 0 {
+		h.t.Fatalf("enigm-command %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
 	}
 	return r
 }
@@ -217,9 +190,6 @@ func str(m map[string]any, k string) string {
 }
 
 func TestEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binaries")
-	}
 	h := start(t)
 
 	// 1. An unmanaged account: init A, enroll B approved by A, A sends, B receives.

@@ -41,9 +41,7 @@ func newParty(t *testing.T, seed byte) *party {
 	rk := testkit.Must(hybrid.NewPrivateKey(bytes.Repeat([]byte{seed}, hybrid.SeedSize)))
 	d := testkit.Must(chain.NewGenesis(time.Now(), &chain.Genesis{Device: chain.Device{ID: p.dev, Name: "d", Identity: testkit.Must(p.id.HybridPublic()),
 		KEM: kemInfo.Public, Level: chain.LevelSoftware}, Recovery: rk.Public(), Policy: chain.DefaultPolicy()}))
-	if err := d.Sign(chain.RoleSubject, testkit.Must(p.id.ChainSigner(true))); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, d.Sign(chain.RoleSubject, testkit.Must(p.id.ChainSigner(true))))
 	d.Sign(chain.RoleNewRecovery, rk)
 	p.state = testkit.Must(chain.Apply(nil, testkit.Must(d.Link()), time.Now()))
 	return p

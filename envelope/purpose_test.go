@@ -33,12 +33,8 @@ func purposeAddDevice(t *testing.T, owner, dev *party) {
 	n[0] = dev.dev[0]
 	rec := chain.Device{ID: dev.dev, Name: "second", Identity: testkit.Must(dev.id.HybridPublic()), KEM: dev.kemPK, Level: chain.LevelSoftware}
 	d := testkit.Must(chain.NewDraft(owner.state, time.Now(), &chain.AddDevice{Device: rec, Nonce: n, PairingHash: chain.PairingHash(n, "123456")}))
-	if err := d.SignDevice(owner.dev, testkit.Must(owner.id.ChainSigner(true))); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Sign(chain.RoleSubject, testkit.Must(dev.id.ChainSigner(true))); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, d.SignDevice(owner.dev, testkit.Must(owner.id.ChainSigner(true))))
+	testkit.NoErr(t, d.Sign(chain.RoleSubject, testkit.Must(dev.id.ChainSigner(true))))
 	owner.state = purposeApply(t, owner.state, d)
 }
 
@@ -54,9 +50,7 @@ func TestRevokedSenderRefused(t *testing.T) {
 		t.Fatalf("an active second device is refused: %v", err)
 	}
 	d := testkit.Must(chain.NewDraft(a.state, time.Now(), &chain.RevokeDevice{ID: a2.dev, Reason: chain.ReasonLost}))
-	if err := d.SignDevice(a.dev, testkit.Must(a.id.ChainSigner(true))); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, d.SignDevice(a.dev, testkit.Must(a.id.ChainSigner(true))))
 	a.state = purposeApply(t, a.state, d)
 	if _, ok := a.state.Device(a2.dev); !ok {
 		t.Fatal("the revoked device left the chain: the test would not exercise the active check")
@@ -80,12 +74,8 @@ func TestRetiredSenderRefused(t *testing.T) {
 	n[0] = 9
 	rec := chain.Device{ID: a3.dev, Name: "new phone", Identity: testkit.Must(a3.id.HybridPublic()), KEM: a3.kemPK, Level: chain.LevelSoftware}
 	d := testkit.Must(chain.NewDraft(a.state, time.Now(), &chain.ReplaceDevice{Old: a.dev, Device: rec, Nonce: n, PairingHash: chain.PairingHash(n, "654321")}))
-	if err := d.SignDevice(a.dev, testkit.Must(a.id.ChainSigner(true))); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Sign(chain.RoleSubject, testkit.Must(a3.id.ChainSigner(true))); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, d.SignDevice(a.dev, testkit.Must(a.id.ChainSigner(true))))
+	testkit.NoErr(t, d.Sign(chain.RoleSubject, testkit.Must(a3.id.ChainSigner(true))))
 	a.state = purposeApply(t, a.state, d)
 	if _, ok := a.state.Device(a.dev); !ok || a.state.IsActive(a.dev) {
 		t.Fatal("the replaced device should stay in the chain, not active")
@@ -117,18 +107,14 @@ func TestCallFingerprintBindsCallAndParties(t *testing.T) {
 	sk := a.session(t)
 	p := testkit.Must(envelope.Parse(sealCall(t, sk, a, b, "call-1")))
 	callerFP := testkit.Must(envelope.Fingerprint(sk, "call-1", a.state.Account(), a.dev, b.state.Account()))
-	if err := p.Verify(a.state); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, p.Verify(a.state))
 	bk := testkit.Must(p.OpenKey(b.kems(), time.Minute))
 	if got := testkit.Must(p.Fingerprint(bk)); got != callerFP {
 		t.Fatalf("the two ends of an honest call show %s and %s", callerFP, got)
 	}
 	for _, id := range []string{"call-2", "call-1"} {
 		q := testkit.Must(envelope.Parse(sealCall(t, bk, b, c, id)))
-		if err := q.Verify(b.state); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, q.Verify(b.state))
 		ck := testkit.Must(q.OpenKey(c.kems(), time.Minute))
 		if got := testkit.Must(q.Fingerprint(ck)); got == callerFP {
 			t.Fatalf("re-sealed to a third party as %s, the call key shows the original call's fingerprint %s", id, got)

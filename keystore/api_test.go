@@ -353,15 +353,9 @@ func TestNoAPIReturnsPrivateKeyBytes(t *testing.T) {
 	f := newFixture(t)
 	f.s.SetAssociation(policy.Associated, []byte("acct"))
 	hyb := f.gen(ClassIdentity, true)
-	ed, err := f.s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ed := f.genWith(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
 	kemInfo := f.gen(ClassKEM, true)
-	sessInfo, err := f.s.Generate(ClassSession, GenerateOptions{Cause: lifecycle.CallSetup, Activate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sessInfo := f.genWith(ClassSession, GenerateOptions{Cause: lifecycle.CallSetup, Activate: true})
 	hk, _ := f.s.Identity(hyb.ID)
 	ek, _ := f.s.Identity(ed.ID)
 	kem, _ := f.s.KEM(kemInfo.ID)

@@ -92,10 +92,7 @@ func decisionsFor(t *testing.T, home string, id KeyID) (allowed, denied int, all
 // disk has room again, uses resume.
 func TestAuditFailsClosed(t *testing.T) {
 	f, ff := newFailingFixture(t)
-	id, err := f.s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := f.genWith(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
 	kemInfo := f.gen(ClassKEM, true)
 	k, _ := f.s.Identity(id.ID)
 	kem, _ := f.s.KEM(kemInfo.ID)
@@ -105,7 +102,7 @@ func TestAuditFailsClosed(t *testing.T) {
 	path := filepath.Join(f.home, AuditFile)
 	st, _ := os.Stat(path)
 	sizeBefore := st.Size()
-	keysBefore := len(mustList(t, f.s))
+	keysBefore := len(testkit.Must(f.s.List()))
 
 	ff.full.Store(true)
 	const tries = 200
@@ -125,7 +122,7 @@ func TestAuditFailsClosed(t *testing.T) {
 	if err := f.s.RetireKey(kemInfo.ID, lifecycle.Retirement); !errors.Is(err, audit.ErrUnavailable) {
 		t.Fatalf("retire with the log full: %v, want audit.ErrUnavailable", err)
 	}
-	if n := len(mustList(t, f.s)); n != keysBefore {
+	if n := len(testkit.Must(f.s.List())); n != keysBefore {
 		t.Fatalf("%d keys after changes refused for the audit log, want %d", n, keysBefore)
 	}
 	if info, _ := f.s.Info(kemInfo.ID); info.State != lifecycle.Active {
@@ -147,9 +144,7 @@ func TestAuditFailsClosed(t *testing.T) {
 	}
 
 	ff.full.Store(false)
-	if err := f.s.Unlock(context.Background(), testPass); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.Unlock(context.Background(), testPass))
 	if _, err := k.Sign(appPurpose("p"), []byte("after")); err != nil {
 		t.Fatalf("sign after the disk has room again: %v", err)
 	}
@@ -174,20 +169,15 @@ func TestAuditFailsClosed(t *testing.T) {
 // written, so every use is denied until the store is opened again.
 func TestAuditSyncFailureIsSticky(t *testing.T) {
 	f, ff := newFailingFixture(t)
-	id, err := f.s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := f.genWith(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
 	k, _ := f.s.Identity(id.ID)
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, signP(k))
 	ff.syncFails.Store(true)
 	if _, _, err := f.s.AuditLog(); !errors.Is(err, audit.ErrUnavailable) {
 		t.Fatalf("AuditLog with fsync failing: %v", err)
 	}
 	ff.syncFails.Store(false)
-	if _, err := k.Sign(appPurpose("p"), nil); !reflect.DeepEqual(deniedCodes(t, err), []string{"audit_unavailable"}) {
+	if err := signP(k); !reflect.DeepEqual(deniedCodes(t, err), []string{"audit_unavailable"}) {
 		t.Fatalf("sign after a failed fsync: %v, want denied [audit_unavailable]", err)
 	}
 	if err := f.s.Close(); !errors.Is(err, audit.ErrUnavailable) {
@@ -198,12 +188,10 @@ func TestAuditSyncFailureIsSticky(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.s = s
-	if err := s.Unlock(context.Background(), testPass); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, s.Unlock(context.Background(), testPass))
 	s.SetAppAuthorized(true)
 	k, _ = f.s.Identity(id.ID)
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
+	if err := signP(k); err != nil {
 		t.Fatalf("sign after reopening: %v", err)
 	}
 }
@@ -216,7 +204,7 @@ func TestAuditRewriteDetectedAtOpen(t *testing.T) {
 	id := f.gen(ClassIdentity, true)
 	k, _ := f.s.Identity(id.ID)
 	f.s.SetAppAuthorized(false)
-	if _, err := k.Sign(appPurpose("p"), nil); !errors.Is(err, ErrDenied) {
+	if err := signP(k); !errors.Is(err, ErrDenied) {
 		t.Fatal(err)
 	}
 	f.s.Close()
@@ -245,9 +233,7 @@ func TestAuditRewriteDetectedAtOpen(t *testing.T) {
 	if _, _, err := audit.ReadFile(path, audit.Anchor{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, forged, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, os.WriteFile(path, forged, 0o600))
 	if _, _, err := audit.ReadFile(path, audit.Anchor{}); err != nil {
 		t.Fatalf("the forged log should verify without its anchor: %v", err)
 	}

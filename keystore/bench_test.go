@@ -49,7 +49,7 @@ func (s countingSession) Unseal(ctx context.Context, l string, p []byte) ([]byte
 // backend.
 func TestNoBackendCallsPerUse(t *testing.T) {
 	var calls atomic.Int64
-	sb, _ := soft.New(soft.Options{Params: testkit.FastKDF})
+	sb := testkit.Must(testkit.SoftBackend("soft"))
 	cb := countingBackend{sb, &calls}
 	home := t.TempDir() + "/h"
 	opts := Options{Backend: func(string) (backend.Backend, error) { return cb, nil }, Posture: staticPosture(policy.PostureDegraded)}
@@ -63,9 +63,7 @@ func TestNoBackendCallsPerUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Unlock(context.Background(), testPass); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, s.Unlock(context.Background(), testPass))
 	s.SetAppAuthorized(true)
 	s.SetAssociation(policy.Associated, nil)
 	id, _ := s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true})
@@ -96,7 +94,7 @@ func (p staticPosture) Posture() policy.Posture { return policy.Posture{Level: p
 
 func benchStore(b *testing.B, alg Algorithm) *IdentityKey {
 	b.Helper()
-	sb, _ := soft.New(soft.Options{Params: testkit.FastKDF})
+	sb := testkit.Must(testkit.SoftBackend("soft"))
 	s, err := Init(context.Background(), b.TempDir()+"/h", sb, testPass, InitOptions{Options: Options{
 		Backend: testkit.SoftBackend, Posture: staticPosture(policy.PostureDegraded)}})
 	if err != nil {
@@ -174,9 +172,7 @@ func BenchmarkUnlockSoftRFC9106(b *testing.B) {
 	s, _ = Open(home, opts)
 	defer s.Close()
 	for b.Loop() {
-		if err := s.Unlock(context.Background(), testPass); err != nil {
-			b.Fatal(err)
-		}
+		testkit.NoErr(b, s.Unlock(context.Background(), testPass))
 		s.Lock()
 	}
 }

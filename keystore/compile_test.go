@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // The class separation is enforced by the compiler: code that opens a
@@ -71,9 +73,7 @@ func buildWithFile(t *testing.T, dir, name, src string) (string, error) {
 	t.Helper()
 	tmp := t.TempDir()
 	file := filepath.Join(tmp, name)
-	if err := os.WriteFile(file, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, os.WriteFile(file, []byte(src), 0o600))
 	target := filepath.Join(dir, "zz_"+strings.TrimSuffix(name, ".go")+"_overlay.go")
 	ov, _ := json.Marshal(map[string]any{"Replace": map[string]string{target: file}})
 	ovFile := filepath.Join(tmp, "overlay.json")

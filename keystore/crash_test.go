@@ -16,9 +16,25 @@ import (
 	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
+	"github.com/enigm/enigm/posture"
 )
 
 const crashEnv = "ENIGM_CRASH_CHILD_HOME"
+
+// childOpen opens and unlocks the keystore at home in a child process
+// (posture p, or none); a failure ends the child with exit status 2.
+func childOpen(home string, p posture.Provider) *Store {
+	s, err := Open(home, Options{Backend: testkit.SoftBackend, Posture: p, LockTimeout: 5 * time.Second})
+	if err != nil {
+		fmt.Println("open failed:", err)
+		os.Exit(2)
+	}
+	if err := s.Unlock(context.Background(), testPass); err != nil {
+		fmt.Println("unlock failed:", err)
+		os.Exit(2)
+	}
+	return s
+}
 
 // TestCrashChild is the child side of TestKill9: when run with crashEnv set
 // it opens the store and generates, rotates and revokes keys forever,
@@ -28,15 +44,7 @@ func TestCrashChild(t *testing.T) {
 	if home == "" {
 		t.Skip("child of TestKill9 only")
 	}
-	s, err := Open(home, Options{Backend: testkit.SoftBackend, LockTimeout: 5 * time.Second})
-	if err != nil {
-		fmt.Println("open failed:", err)
-		os.Exit(2)
-	}
-	if err := s.Unlock(context.Background(), testPass); err != nil {
-		fmt.Println("unlock failed:", err)
-		os.Exit(2)
-	}
+	s := childOpen(home, nil)
 	fmt.Println("ready")
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	classes := []Class{ClassIdentity, ClassKEM, ClassSession}
@@ -267,15 +275,7 @@ func TestSignChild(t *testing.T) {
 		fmt.Println("bad key:", err)
 		os.Exit(2)
 	}
-	s, err := Open(home, Options{Backend: testkit.SoftBackend, Posture: staticPosture(policy.PostureDegraded), LockTimeout: 5 * time.Second})
-	if err != nil {
-		fmt.Println("open failed:", err)
-		os.Exit(2)
-	}
-	if err := s.Unlock(context.Background(), testPass); err != nil {
-		fmt.Println("unlock failed:", err)
-		os.Exit(2)
-	}
+	s := childOpen(home, staticPosture(policy.PostureDegraded))
 	s.SetAppAuthorized(true)
 	k, err := s.Identity(id)
 	if err != nil {
@@ -300,10 +300,7 @@ func TestKill9AfterSign(t *testing.T) {
 		t.Skip("slow")
 	}
 	f := newFixture(t)
-	id, err := f.s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := f.genWith(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
 	f.s.Close()
 	r := rand.New(rand.NewPCG(7, 42))
 	for round := 0; round < 10; round++ {
@@ -360,9 +357,7 @@ func startChild(t *testing.T, round int, test string, env ...string) (*exec.Cmd,
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, cmd.Start())
 	sc := bufio.NewScanner(out)
 	if !sc.Scan() || sc.Text() != "ready" {
 		cmd.Process.Kill()

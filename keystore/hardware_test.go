@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -23,24 +24,16 @@ func TestOnDeviceLocked(t *testing.T) {
 	f := newFixture(t)
 	id := f.gen(ClassIdentity, true)
 	k, _ := f.s.Identity(id.ID)
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.s.OnDeviceLocked(); err != nil {
-		t.Fatal(err)
-	}
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !contains(got, "locked") {
+	testkit.NoErr(t, signP(k))
+	testkit.NoErr(t, f.s.OnDeviceLocked())
+	if got := deniedCodes(t, signP(k)); !slices.Contains(got, "locked") {
 		t.Fatalf("after the device locked: %v", got)
 	}
 	if st, _ := f.s.Status(); !st.Locked {
 		t.Fatal("status is not locked")
 	}
-	if err := f.s.Unlock(context.Background(), testPass); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.Unlock(context.Background(), testPass))
+	testkit.NoErr(t, signP(k))
 }
 
 // phoneStore is a store over the simulated StrongBox, unlocked, with the
@@ -86,27 +79,21 @@ func TestHardwareRefusalLocks(t *testing.T) {
 	if !errors.As(err, &g) || g.Gate != backend.GateDeviceUnlocked {
 		t.Fatalf("binding key while the device is locked: err = %v", err)
 	}
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !contains(got, "locked") {
+	if got := deniedCodes(t, signP(k)); !slices.Contains(got, "locked") {
 		t.Fatalf("wrapped key after the hardware refused: %v", got)
 	}
 	if err := s.Unlock(context.Background(), testPass); !errors.Is(err, backend.ErrGate) {
 		t.Fatalf("unlock while the device is locked: err = %v", err)
 	}
 	d.Unlock()
-	if err := s.Unlock(context.Background(), testPass); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, s.Unlock(context.Background(), testPass))
+	testkit.NoErr(t, signP(k))
 }
 
 func TestCheckHardware(t *testing.T) {
 	s, d := phoneStore(t)
 	ctx := context.Background()
-	if err := s.CheckHardware(ctx); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, s.CheckHardware(ctx))
 	// A lapsed authentication window is reported but does not lock.
 	d.Advance(2 * time.Hour)
 	if err := s.CheckHardware(ctx); !errors.Is(err, backend.ErrGate) {
@@ -129,9 +116,7 @@ func TestCheckHardware(t *testing.T) {
 	// Invalidated hardware (biometric-only keys after a new enrolment
 	// would be; here the keys are destroyed) also locks.
 	d.Unlock()
-	if err := s.Unlock(ctx, testPass); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, s.Unlock(ctx, testPass))
 	d.DeleteKeys("enigm.")
 	if err := s.CheckHardware(ctx); !errors.Is(err, backend.ErrDestroyed) {
 		t.Fatalf("err = %v", err)

@@ -82,7 +82,13 @@ func (f *fixture) reopen() {
 
 func (f *fixture) gen(c Class, activate bool) KeyInfo {
 	f.t.Helper()
-	k, err := f.s.Generate(c, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: activate})
+	return f.genWith(c, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: activate})
+}
+
+// genWith generates a key of class c with o; an error fails the test.
+func (f *fixture) genWith(c Class, o GenerateOptions) KeyInfo {
+	f.t.Helper()
+	k, err := f.s.Generate(c, o)
 	if err != nil {
 		f.t.Fatal(err)
 	}

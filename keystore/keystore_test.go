@@ -7,13 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/hybrid"
 	"github.com/enigm/enigm/internal/redact"
 	"github.com/enigm/enigm/internal/testkit"
@@ -55,21 +55,22 @@ func TestSignVerifyAcrossReopen(t *testing.T) {
 
 func TestEd25519Identity(t *testing.T) {
 	f := newFixture(t)
-	info, err := f.s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := f.genWith(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
 	k, _ := f.s.Identity(info.ID)
 	sig, err := k.Sign(appPurpose("x"), []byte("m"))
 	if err != nil || len(sig) != 64 {
 		t.Fatalf("sig %d bytes, %v", len(sig), err)
 	}
-	if err := Verify(AlgEd25519, info.Public, appPurpose("x"), []byte("m"), sig); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, Verify(AlgEd25519, info.Public, appPurpose("x"), []byte("m"), sig))
 	if _, err := f.s.Generate(ClassKEM, GenerateOptions{Cause: lifecycle.AccountSetup, Algorithm: AlgEd25519}); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("KEM key with Ed25519: %v", err)
 	}
+}
+
+// signP is the error of a use of k: signing nothing for app purpose "p".
+func signP(k *IdentityKey) error {
+	_, err := k.Sign(appPurpose("p"), nil)
+	return err
 }
 
 func deniedCodes(t *testing.T, err error) []string {
@@ -120,16 +121,12 @@ func TestPolicyGatesEveryUse(t *testing.T) {
 	if _, err := kem.OpenData([]byte("info"), ct); !reflect.DeepEqual(deniedCodes(t, err), []string{"not_associated"}) {
 		t.Fatalf("kem: %v", err)
 	}
-	if err := f.s.SetAssociation(policy.Associated, []byte("acct")); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.SetAssociation(policy.Associated, []byte("acct")))
 	if pt, err := kem.OpenData([]byte("info"), ct); err != nil || string(pt) != "secret" {
 		t.Fatalf("kem open: %q %v", pt, err)
 	}
 	// Locked: every reason that fails is reported.
-	if err := f.s.Lock(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.Lock())
 	f.clock.Add(10 * time.Minute)
 	if got := deniedCodes(t, sign()); !reflect.DeepEqual(got, []string{"locked", "auth_stale"}) {
 		t.Fatalf("locked: %v", got)
@@ -137,9 +134,7 @@ func TestPolicyGatesEveryUse(t *testing.T) {
 	if _, err := kem.OpenData([]byte("info"), ct); !reflect.DeepEqual(deniedCodes(t, err), []string{"locked"}) {
 		t.Fatalf("kem locked: %v", err)
 	}
-	if err := f.s.Unlock(context.Background(), testPass); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.Unlock(context.Background(), testPass))
 	if err := sign(); err != nil {
 		t.Fatalf("after unlock: %v", err)
 	}
@@ -149,38 +144,32 @@ func TestOrganisationOverlayTightens(t *testing.T) {
 	f := newFixture(t)
 	id := f.gen(ClassIdentity, true)
 	k, _ := f.s.Identity(id.ID)
-	if err := f.s.SetPolicyOverlay(ClassIdentity, policy.Requirements{MinPosture: policy.PostureTrusted, AuthWithin: time.Minute}); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.SetPolicyOverlay(ClassIdentity, policy.Requirements{MinPosture: policy.PostureTrusted, AuthWithin: time.Minute}))
 	f.clock.Add(2 * time.Minute)
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !reflect.DeepEqual(got, []string{"auth_stale", "posture_insufficient"}) {
+	if got := deniedCodes(t, signP(k)); !reflect.DeepEqual(got, []string{"auth_stale", "posture_insufficient"}) {
 		t.Fatalf("overlay: %v", got)
 	}
 	// The overlay survives a reopen.
 	f.reopen()
 	k, _ = f.s.Identity(id.ID)
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !reflect.DeepEqual(got, []string{"posture_insufficient"}) {
+	if got := deniedCodes(t, signP(k)); !reflect.DeepEqual(got, []string{"posture_insufficient"}) {
 		t.Fatalf("overlay after reopen: %v", got)
 	}
 }
 
 func TestLifecycleGatesUse(t *testing.T) {
 	f := newFixture(t)
-	if err := f.s.SetAssociation(policy.Associated, nil); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.SetAssociation(policy.Associated, nil))
 	created := f.gen(ClassIdentity, false)
 	k, _ := f.s.Identity(created.ID)
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !reflect.DeepEqual(got, []string{"key_state"}) {
+	if got := deniedCodes(t, signP(k)); !reflect.DeepEqual(got, []string{"key_state"}) {
 		t.Fatalf("created key signs: %v", got)
 	}
 	if _, err := k.ProvePossession(appPurpose("enrollment"), []byte("req")); err != nil {
 		t.Fatalf("created key cannot prove possession: %v", err)
 	}
-	if err := f.s.Activate(created.ID, lifecycle.DeviceEnrollment); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
+	testkit.NoErr(t, f.s.Activate(created.ID, lifecycle.DeviceEnrollment))
+	if err := signP(k); err != nil {
 		t.Fatalf("activated: %v", err)
 	}
 	if err := f.s.Activate(created.ID, lifecycle.DeviceEnrollment); !errors.Is(err, lifecycle.ErrTransition) {
@@ -209,9 +198,7 @@ func TestLifecycleGatesUse(t *testing.T) {
 	if got := deniedCodes(t, func() error { _, err := ok.OpenData(nil, ct); return err }()); !reflect.DeepEqual(got, []string{"key_state"}) {
 		t.Fatalf("after grace: %v", got)
 	}
-	if err := f.s.Maintain(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.Maintain())
 	if oi, _ := f.s.Info(old.ID); oi.State != lifecycle.Retired {
 		t.Fatalf("Maintain did not retire: %v", oi.State)
 	}
@@ -225,12 +212,10 @@ func TestRevokeKeyWhileLocked(t *testing.T) {
 	f := newFixture(t)
 	id := f.gen(ClassIdentity, true)
 	f.s.Lock()
-	if err := f.s.RevokeKey(id.ID); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.RevokeKey(id.ID))
 	f.s.Unlock(context.Background(), testPass)
 	k, _ := f.s.Identity(id.ID)
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !reflect.DeepEqual(got, []string{"key_state"}) {
+	if got := deniedCodes(t, signP(k)); !reflect.DeepEqual(got, []string{"key_state"}) {
 		t.Fatalf("revoked key: %v", got)
 	}
 	if err := f.s.RevokeKey(id.ID); !errors.Is(err, lifecycle.ErrTransition) {
@@ -244,10 +229,7 @@ func TestRevokeKeyWhileLocked(t *testing.T) {
 
 func TestSessionKeys(t *testing.T) {
 	f := newFixture(t)
-	sinfo, err := f.s.Generate(ClassSession, GenerateOptions{Cause: lifecycle.CallSetup, Activate: true, TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sinfo := f.genWith(ClassSession, GenerateOptions{Cause: lifecycle.CallSetup, Activate: true, TTL: time.Minute})
 	if sinfo.Persistent {
 		t.Fatal("session key persisted by default")
 	}
@@ -300,9 +282,7 @@ func TestSessionKeys(t *testing.T) {
 	}
 	// Destroy at call end, and at lock.
 	fp, _ := rk.Fingerprint([]byte("call 1"))
-	if err := rk.Destroy(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, rk.Destroy())
 	if _, err := rk.Fingerprint([]byte("call 1")); err == nil {
 		t.Fatalf("destroyed session key still usable (fingerprint %s)", fp)
 	}
@@ -391,9 +371,7 @@ func rawRecord(t *testing.T, f *fixture, id KeyID) []byte {
 
 func putRaw(t *testing.T, f *fixture, id KeyID, b []byte) {
 	t.Helper()
-	if err := f.s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketKeys).Put(id[:], b) }); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketKeys).Put(id[:], b) }))
 }
 
 // A changed byte anywhere in a record makes it fail to open, with an error
@@ -434,7 +412,7 @@ func TestTamperedRecord(t *testing.T) {
 	putRaw(t, f, victim.ID, orig)
 	f.forget(victim.ID)
 	k, _ := f.s.Identity(victim.ID)
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
+	if err := signP(k); err != nil {
 		t.Fatalf("restored record: %v", err)
 	}
 	// List shows the damage without hiding the other keys.
@@ -486,22 +464,16 @@ func TestWrongPassphraseLosesNothing(t *testing.T) {
 	if err := s.Unlock(context.Background(), []byte("wrong")); !errors.Is(err, ErrBadPassphrase) {
 		t.Fatalf("err = %v, want ErrBadPassphrase", err)
 	}
-	if err := s.Unlock(context.Background(), testPass); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, s.Unlock(context.Background(), testPass))
 	s.SetAppAuthorized(true)
 	k, _ := s.Identity(id.ID)
-	if _, err := k.Sign(appPurpose("p"), nil); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, signP(k))
 }
 
 func TestPermissionsAndExclusiveOpen(t *testing.T) {
 	f := newFixture(t)
 	f.s.Close()
-	if err := os.Chmod(f.home, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, os.Chmod(f.home, 0o755))
 	if _, err := Open(f.home, f.opts()); !errors.Is(err, ErrPermissions) {
 		t.Fatalf("loose home: %v", err)
 	}
@@ -520,7 +492,7 @@ func TestPermissionsAndExclusiveOpen(t *testing.T) {
 	if _, err := Open(f.home, f.opts()); !errors.Is(err, ErrInUse) {
 		t.Fatalf("second open: %v", err)
 	}
-	if _, err := Init(context.Background(), f.home, mustSoft(t), testPass, InitOptions{Options: f.opts()}); !errors.Is(err, ErrExists) {
+	if _, err := Init(context.Background(), f.home, testkit.Must(testkit.SoftBackend("soft")), testPass, InitOptions{Options: f.opts()}); !errors.Is(err, ErrExists) {
 		t.Fatalf("init over an existing store: %v", err)
 	}
 	if _, err := Open(filepath.Join(t.TempDir(), "nothing"), f.opts()); !errors.Is(err, ErrNotInitialized) {
@@ -533,14 +505,6 @@ func TestPermissionsAndExclusiveOpen(t *testing.T) {
 			t.Fatalf("%s has mode %v", p, st.Mode())
 		}
 	}
-}
-
-func mustSoft(t *testing.T) backend.Backend {
-	b, err := testkit.SoftBackend("soft")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // A damaged database file gives an error, never a panic, and the original
@@ -606,19 +570,17 @@ func TestRevokeDevice(t *testing.T) {
 	before := rawRecord(t, f, id.ID)
 	var d0 = record0(t, before)
 	f.s.Lock()
-	if err := f.s.RevokeDevice(context.Background(), "test"); err != nil {
-		t.Fatal(err)
-	}
-	for _, info := range mustList(t, f.s) {
+	testkit.NoErr(t, f.s.RevokeDevice(context.Background(), "test"))
+	for _, info := range testkit.Must(f.s.List()) {
 		if info.State != lifecycle.Revoked {
 			t.Fatalf("key %s is %v after device revocation", info.ID.Short(), info.State)
 		}
 	}
-	if got := deniedCodes(t, func() error { _, err := k.Sign(appPurpose("p"), nil); return err }()); !contains(got, "revoked") {
+	if got := deniedCodes(t, signP(k)); !slices.Contains(got, "revoked") {
 		t.Fatalf("after revocation: %v", got)
 	}
 	kem, _ := f.s.KEM(kemInfo.ID)
-	if got := deniedCodes(t, func() error { _, err := kem.OpenData(nil, []byte("x")); return err }()); !contains(got, "revoked") {
+	if got := deniedCodes(t, func() error { _, err := kem.OpenData(nil, []byte("x")); return err }()); !slices.Contains(got, "revoked") {
 		t.Fatalf("kem after revocation: %v", got)
 	}
 	if err := f.s.Unlock(context.Background(), testPass); !errors.Is(err, ErrDeviceRevoked) {
@@ -652,24 +614,6 @@ func record0(t *testing.T, raw []byte) []byte {
 	return bytes.Clone(raw[len(raw)-80:])
 }
 
-func mustList(t *testing.T, s *Store) []KeyInfo {
-	t.Helper()
-	l, err := s.List()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func TestAuditBrokenIsPreserved(t *testing.T) {
 	f := newFixture(t)
 	f.gen(ClassIdentity, true)
@@ -696,10 +640,7 @@ func TestAuditBrokenIsPreserved(t *testing.T) {
 // or its wrapping keys.
 func TestNoSecretsInFormat(t *testing.T) {
 	f := newFixture(t)
-	id, err := f.s.Generate(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := f.genWith(ClassIdentity, GenerateOptions{Cause: lifecycle.AccountSetup, Activate: true, Algorithm: AlgEd25519})
 	k, _ := f.s.Identity(id.ID)
 	k.Sign(appPurpose("p"), nil) // loads the material
 	secrets := [][]byte{k.lk.ed.Seed(), f.s.keks.identity.key, f.s.keks.session.key}
@@ -718,9 +659,7 @@ func TestPromote(t *testing.T) {
 	if _, err := h.ProvePossession(appPurpose("rotate"), []byte("link")); err != nil {
 		t.Fatalf("the created key cannot prove possession: %v", err)
 	}
-	if err := f.s.Promote(old.ID, next.ID, RotateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, f.s.Promote(old.ID, next.ID, RotateOptions{}))
 	oi, _ := f.s.Info(old.ID)
 	ni, _ := f.s.Info(next.ID)
 	if oi.State != lifecycle.Superseded || *oi.Successor != next.ID || ni.State != lifecycle.Active || *ni.Predecessor != old.ID {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/hybrid"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
 )
@@ -23,10 +24,7 @@ import (
 // under any info the caller chose and returned the 32-byte key.)
 func TestKEMOpenYieldsNoSessionKey(t *testing.T) {
 	f := newFixture(t)
-	si, err := f.s.Generate(ClassSession, GenerateOptions{Cause: lifecycle.MessagingSetup, Activate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	si := f.genWith(ClassSession, GenerateOptions{Cause: lifecycle.MessagingSetup, Activate: true})
 	sk, _ := f.s.Session(si.ID)
 	g := newFixture(t)
 	g.s.SetAssociation(policy.Associated, nil)
@@ -172,9 +170,7 @@ func TestSignRefusesChainPurposes(t *testing.T) {
 		t.Fatal(err)
 	}
 	possess, _ := ck.ChainSigner(true)
-	if err := d.Sign(chain.RoleSubject, possess); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, d.Sign(chain.RoleSubject, possess))
 	d.Sign(chain.RoleNewRecovery, rk)
 	l, err := d.Link()
 	if err != nil {
@@ -202,9 +198,7 @@ func TestBindingSignRefusesChainPurposes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := VerifyBinding(pub, p, msg, sig); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, VerifyBinding(pub, p, msg, sig))
 	d, _ := chain.BindingDigest(ctx, pub, msg)
 	if ecdsa.VerifyASN1(pub, d[:], sig) {
 		t.Fatal("an application binding signature verifies as a link's binding signature")

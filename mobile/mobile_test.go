@@ -13,13 +13,15 @@ import (
 
 	"github.com/enigm/enigm/backend/platform/bridge"
 	"github.com/enigm/enigm/backend/platform/simulated"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 var secret = []byte("app secret")
 
 func testConfig() *Config {
 	c := NewConfig()
-	c.KDFTime, c.KDFMemoryKiB, c.KDFThreads = 1, 64, 1
+	k := testkit.FastKDF
+	c.KDFTime, c.KDFMemoryKiB, c.KDFThreads = int(k.Time), int(k.MemoryKiB), int(k.Threads)
 	return c
 }
 
@@ -41,9 +43,7 @@ func newPhone(t *testing.T, p simulated.Profile, cfg *Config) *phone {
 	}
 	t.Cleanup(func() { ks.Close() })
 	ks.SetAppAuthorized(true)
-	if err := ks.SetPosture("trusted", ""); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, ks.SetPosture("trusted", ""))
 	ks.UserAuthenticated("biometric")
 	return &phone{dev: d, ks: ks, home: home, cfg: cfg}
 }
@@ -108,9 +108,7 @@ func TestKeysOnPhones(t *testing.T) {
 			if !strings.Contains(err.Error(), "not_associated") {
 				t.Fatalf("reasons missing: %v", err)
 			}
-			if err := ph.ks.SetAssociation("associated", []byte("acct")); err != nil {
-				t.Fatal(err)
-			}
+			testkit.NoErr(t, ph.ks.SetAssociation("associated", []byte("acct")))
 			if pt, err := ph.ks.KEMOpen(kem, []byte("i"), ct); err != nil || string(pt) != "secret message" {
 				t.Fatalf("%q, %v", pt, err)
 			}
@@ -154,9 +152,7 @@ func TestKeysOnPhones(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := json.Unmarshal([]byte(s), &js); err != nil {
-				t.Fatal(err)
-			}
+			testkit.NoErr(t, json.Unmarshal([]byte(s), &js))
 			if js.Version != 1 || len(js.Keys) != list.Len() || list.Len() != 5 {
 				t.Fatalf("list: %d keys, JSON %s", list.Len(), s)
 			}
@@ -197,9 +193,7 @@ func TestPolicyAndErrors(t *testing.T) {
 		t.Fatalf("reasons: %v", err)
 	}
 	ph.ks.SetAppAuthorized(true)
-	if err := ph.ks.SetPosture("compromised", "jailbroken, debugger"); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, ph.ks.SetPosture("compromised", "jailbroken, debugger"))
 	_, err = ph.ks.Sign(id, "p", nil)
 	wantCode(t, err, CodeDenied)
 	if !strings.Contains(err.Error(), "posture_insufficient") {
@@ -232,9 +226,7 @@ func TestPolicyAndErrors(t *testing.T) {
 	if k, _ := ph.ks.Key(id); k.State != "superseded" {
 		t.Fatalf("old key %+v", k)
 	}
-	if err := ph.ks.RevokeKey(nid); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, ph.ks.RevokeKey(nid))
 	_, err = ph.ks.Sign(nid, "p", nil)
 	wantCode(t, err, CodeDenied)
 
@@ -247,9 +239,7 @@ func TestPolicyAndErrors(t *testing.T) {
 	ph.ks = ks
 	defer ks.Close()
 	wantCode(t, ks.Unlock([]byte("wrong")), CodeBadSecret)
-	if err := ks.Unlock(secret); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, ks.Unlock(secret))
 	if !Exists(ph.home) || Exists(filepath.Join(ph.home, "nope")) {
 		t.Fatal("Exists")
 	}
@@ -286,9 +276,7 @@ func TestDeviceLock(t *testing.T) {
 	ph := newPhone(t, simulated.StrongBox(0), testConfig())
 	id, _ := ph.ks.Generate("identity", "ed25519", "")
 	ph.dev.Lock()
-	if err := ph.ks.SetDeviceLocked(true); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, ph.ks.SetDeviceLocked(true))
 	_, err := ph.ks.Sign(id, "p", nil)
 	wantCode(t, err, CodeDenied)
 	if !strings.Contains(err.Error(), "locked") {
@@ -296,12 +284,8 @@ func TestDeviceLock(t *testing.T) {
 	}
 	wantCode(t, ph.ks.Unlock(secret), CodeDeviceLocked)
 	ph.dev.UnlockWith(bridge.AuthBiometric)
-	if err := ph.ks.SetDeviceLocked(false); err != nil {
-		t.Fatal(err)
-	}
-	if err := ph.ks.Unlock(secret); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, ph.ks.SetDeviceLocked(false))
+	testkit.NoErr(t, ph.ks.Unlock(secret))
 	ph.ks.UserAuthenticated("biometric")
 	if _, err := ph.ks.Sign(id, "p", nil); err != nil {
 		t.Fatal(err)
@@ -311,9 +295,7 @@ func TestDeviceLock(t *testing.T) {
 	ph.dev.Advance(time.Minute + time.Second)
 	wantCode(t, ph.ks.Unlock(secret), CodeAuthRequired)
 	ph.dev.Authenticate(bridge.AuthDeviceCredential)
-	if err := ph.ks.Unlock(secret); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, ph.ks.Unlock(secret))
 	// CheckHardware notices a locked device without the app's signal.
 	ph.dev.Lock()
 	wantCode(t, ph.ks.CheckHardware(), CodeDeviceLocked)
@@ -330,9 +312,7 @@ func TestAllowLocked(t *testing.T) {
 	ph := newPhone(t, simulated.SecureEnclave(), cfg)
 	id, _ := ph.ks.Generate("identity", "ed25519", "")
 	ph.dev.Lock()
-	if err := ph.ks.SetDeviceLocked(true); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, ph.ks.SetDeviceLocked(true))
 	if _, err := ph.ks.Sign(id, "p", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -358,9 +338,7 @@ func TestInvalidationAndRevocation(t *testing.T) {
 	wantCode(t, ph.ks.Unlock(secret), CodeKeyInvalidated)
 
 	ph2 := newPhone(t, simulated.StrongBox(0), testConfig())
-	if err := ph2.ks.RevokeDevice("lost"); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, ph2.ks.RevokeDevice("lost"))
 	if ph2.dev.KeyCount() != 0 {
 		t.Fatalf("%d hardware keys after revocation", ph2.dev.KeyCount())
 	}

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -11,22 +12,25 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/platform/bridge"
 	"github.com/enigm/enigm/backend/platform/simulated"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/wire"
 )
 
-func TestAttestRoundTrip(t *testing.T) {
-	d := newDevice(simulated.StrongBox(0))
+// withBindingKey opens a session on a fresh simulated device of profile p
+// and creates a binding key in it.
+func withBindingKey(t *testing.T, p simulated.Profile) (*simulated.Device, backend.Session, []byte, crypto.Signer) {
+	t.Helper()
+	d := newDevice(p)
 	b := newBackend(t, d, withAuth)
 	s := open(t, b, provision(t, b))
-	blob, key, err := s.(backend.BindingKeys).CreateBindingKey(bg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, key := testkit.BindingKey(t, s)
+	return d, s, blob, key
+}
+
+func TestAttestRoundTrip(t *testing.T) {
+	d, s, blob, key := withBindingKey(t, simulated.StrongBox(0))
 	nonce := bytes.Repeat([]byte{0x42}, 32)
-	ev, err := s.(backend.Attester).Attest(bg, blob, nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev := testkit.Attest(t, s, blob, nonce)
 	a, err := VerifyEvidence(ev, nonce, d.AttestationRoots(), d.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -67,18 +71,9 @@ func TestAttestRoundTrip(t *testing.T) {
 // The nonce signature is what makes old evidence useless: a chain alone,
 // replayed with a signature over another nonce, does not verify.
 func TestAttestReplay(t *testing.T) {
-	d := newDevice(simulated.StrongBox(0))
-	b := newBackend(t, d, withAuth)
-	s := open(t, b, provision(t, b))
-	blob, _, err := s.(backend.BindingKeys).CreateBindingKey(bg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, s, blob, _ := withBindingKey(t, simulated.StrongBox(0))
 	n1, n2 := bytes.Repeat([]byte{1}, 16), bytes.Repeat([]byte{2}, 16)
-	ev1, err := s.(backend.Attester).Attest(bg, blob, n1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev1 := testkit.Attest(t, s, blob, n1)
 	if _, err := VerifyEvidence(ev1, n2, d.AttestationRoots(), d.Now()); !errors.Is(err, ErrNonce) {
 		t.Fatalf("replayed evidence: err = %v", err)
 	}
@@ -90,24 +85,16 @@ func TestAttestKeyDescriptionChecks(t *testing.T) {
 	// A TEE-level profile yields level "tee".
 	p := simulated.StrongBox(0)
 	p.Level = bridge.LevelTEE
-	d := newDevice(p)
-	b := newBackend(t, d, withAuth)
-	s := open(t, b, provision(t, b))
-	blob, _, _ := s.(backend.BindingKeys).CreateBindingKey(bg)
+	d, s, blob, _ := withBindingKey(t, p)
 	nonce := bytes.Repeat([]byte{9}, 20)
-	ev, err := s.(backend.Attester).Attest(bg, blob, nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev := testkit.Attest(t, s, blob, nonce)
 	a, err := VerifyEvidence(ev, nonce, d.AttestationRoots(), d.Now())
 	if err != nil || a.SecurityLevel != bridge.LevelTEE {
 		t.Fatalf("%+v, %v", a, err)
 	}
 	// Swap the leaf for the batch certificate (no KeyDescription).
 	var e evidence
-	if err := wire.Unmarshal(ev.Data, &e, 0); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, wire.Unmarshal(ev.Data, &e, 0))
 	certs, _ := x509.ParseCertificates(e.Chain)
 	e.Chain = append(bytes.Clone(certs[1].Raw), certs[1].Raw...)
 	data, _ := wire.Marshal(e)

@@ -10,6 +10,7 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/platform/bridge"
 	"github.com/enigm/enigm/backend/platform/simulated"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // faulty is a bridge that misbehaves in one way, after arming.
@@ -125,10 +126,7 @@ func TestHardwareFaults(t *testing.T) {
 	})
 	t.Run("wrong signature", func(t *testing.T) {
 		f, _, s, _ := setup(t, se, "")
-		_, key, err := s.(backend.BindingKeys).CreateBindingKey(bg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, key := testkit.BindingKey(t, s)
 		f.fault = "signature"
 		d := sha256.Sum256([]byte("m"))
 		if sig, err := key.Sign(nil, d[:], crypto.SHA256); !errors.Is(err, backend.ErrHardwareFault) {
@@ -183,8 +181,8 @@ func TestRefusalMapping(t *testing.T) {
 		{errors.New("KeyStoreException"), "", backend.ErrUnavailable},
 	} {
 		got := bridgeErr("op", tc.err)
-		if gateOf(got) != tc.gate || !errors.Is(got, tc.is) {
-			t.Errorf("%q → %v (gate %q)", tc.err, got, gateOf(got))
+		if testkit.GateOf(got) != tc.gate || !errors.Is(got, tc.is) {
+			t.Errorf("%q → %v (gate %q)", tc.err, got, testkit.GateOf(got))
 		}
 	}
 	if bridge.RefusalCode(nil) != "" {

@@ -114,11 +114,7 @@ func TestStateRejects(t *testing.T) {
 
 func FuzzParseState(f *testing.F) {
 	b := newBackend(f, newDevice(simulated.SecureEnclave()), withAuth)
-	st, err := b.Provision(bg, secret)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(st)
+	f.Add(provision(f, b))
 	f.Add([]byte{0xa0})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		s, err := parseState(in)
@@ -151,27 +147,14 @@ func FuzzParseBindingBlob(f *testing.F) {
 func FuzzUnseal(f *testing.F) {
 	for _, p := range []simulated.Profile{simulated.SecureEnclave(), simulated.StrongBox(0)} {
 		b := newBackend(f, newDevice(p), withAuth)
-		st, err := b.Provision(bg, secret)
-		if err != nil {
-			f.Fatal(err)
-		}
-		s, err := b.Open(bg, st, secret)
-		if err != nil {
-			f.Fatal(err)
-		}
-		sealed, err := s.Seal(bg, "l", []byte("k"))
+		sealed, err := open(f, b, provision(f, b)).Seal(bg, "l", []byte("k"))
 		if err != nil {
 			f.Fatal(err)
 		}
 		f.Add(sealed)
-		s.Close()
 	}
 	b := newBackend(f, newDevice(simulated.StrongBox(0)), withAuth)
-	st, _ := b.Provision(bg, secret)
-	s, err := b.Open(bg, st, secret)
-	if err != nil {
-		f.Fatal(err)
-	}
+	s := open(f, b, provision(f, b))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if pt, err := s.Unseal(bg, "l", in); err == nil {
 			t.Fatalf("junk unsealed to %x", pt)

@@ -16,15 +16,7 @@ import (
 	"github.com/enigm/enigm/internal/testkit"
 )
 
-func gateOf(err error) backend.Gate {
-	var g *backend.GateError
-	if errors.As(err, &g) {
-		return g.Gate
-	}
-	return ""
-}
-
-func provision(t *testing.T, b *Backend) []byte {
+func provision(t testing.TB, b *Backend) []byte {
 	t.Helper()
 	st, err := b.Provision(bg, secret)
 	if err != nil {
@@ -33,7 +25,7 @@ func provision(t *testing.T, b *Backend) []byte {
 	return st
 }
 
-func open(t *testing.T, b *Backend, st []byte) backend.Session {
+func open(t testing.TB, b *Backend, st []byte) backend.Session {
 	t.Helper()
 	s, err := b.Open(bg, st, secret)
 	if err != nil {
@@ -179,22 +171,19 @@ func TestDeviceLockedRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, key, err := s.(backend.BindingKeys).CreateBindingKey(bg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, key := testkit.BindingKey(t, s)
 			dg := sha256.Sum256([]byte("m"))
 			d.Lock()
-			if _, err := s.Unseal(bg, "enigm/kek/identity", sealed); gateOf(err) != backend.GateDeviceUnlocked {
+			if _, err := s.Unseal(bg, "enigm/kek/identity", sealed); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 				t.Fatalf("Unseal while locked: err = %v, want a device_unlocked GateError", err)
 			}
-			if _, err := b.Open(bg, st, secret); gateOf(err) != backend.GateDeviceUnlocked || !errors.Is(err, backend.ErrGate) {
+			if _, err := b.Open(bg, st, secret); testkit.GateOf(err) != backend.GateDeviceUnlocked || !errors.Is(err, backend.ErrGate) {
 				t.Fatalf("Open while locked: err = %v", err)
 			}
-			if _, err := key.Sign(nil, dg[:], crypto.SHA256); gateOf(err) != backend.GateDeviceUnlocked {
+			if _, err := key.Sign(nil, dg[:], crypto.SHA256); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 				t.Fatalf("binding key Sign while locked: err = %v", err)
 			}
-			if _, err := b.Provision(bg, secret); p.AES && gateOf(err) != backend.GateDeviceUnlocked {
+			if _, err := b.Provision(bg, secret); p.AES && testkit.GateOf(err) != backend.GateDeviceUnlocked {
 				t.Fatalf("Provision while locked: err = %v", err)
 			}
 			d.Unlock()
@@ -220,10 +209,10 @@ func TestAuthWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Advance(61 * time.Second)
-	if _, err := s.Unseal(bg, "l", sealed); gateOf(err) != backend.GateUserPresence {
+	if _, err := s.Unseal(bg, "l", sealed); testkit.GateOf(err) != backend.GateUserPresence {
 		t.Fatalf("after the window: err = %v, want a user_presence GateError", err)
 	}
-	if _, err := b.Open(bg, st, secret); gateOf(err) != backend.GateUserPresence {
+	if _, err := b.Open(bg, st, secret); testkit.GateOf(err) != backend.GateUserPresence {
 		t.Fatalf("Open after the window: err = %v", err)
 	}
 	d.Authenticate(bridge.AuthDeviceCredential)
@@ -244,14 +233,14 @@ func TestAuthPerUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Unseal(bg, "l", sealed); gateOf(err) != backend.GateUserPresence {
+	if _, err := s.Unseal(bg, "l", sealed); testkit.GateOf(err) != backend.GateUserPresence {
 		t.Fatalf("second use without authentication: err = %v", err)
 	}
 	d.Authenticate(bridge.AuthDeviceCredential)
 	if _, err := s.Unseal(bg, "l", sealed); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Unseal(bg, "l", sealed); gateOf(err) != backend.GateUserPresence {
+	if _, err := s.Unseal(bg, "l", sealed); testkit.GateOf(err) != backend.GateUserPresence {
 		t.Fatalf("the authentication was used twice: err = %v", err)
 	}
 }
@@ -290,7 +279,7 @@ func TestAfterFirstUnlock(t *testing.T) {
 	d.Lock()
 	open(t, b, st).Close()
 	d.Reboot()
-	if _, err := b.Open(bg, st, secret); gateOf(err) != backend.GateDeviceUnlocked {
+	if _, err := b.Open(bg, st, secret); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 		t.Fatalf("before the first unlock: err = %v", err)
 	}
 	d.Unlock()
@@ -306,10 +295,7 @@ func TestDestroyDeletesHardwareKeys(t *testing.T) {
 	other := provision(t, b) // another store on the same device survives
 	st := provision(t, b)
 	s := open(t, b, st)
-	blob, _, err := s.(backend.BindingKeys).CreateBindingKey(bg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, _ := testkit.BindingKey(t, s)
 	sealed, err := s.Seal(bg, "l", []byte("k"))
 	if err != nil {
 		t.Fatal(err)
@@ -318,9 +304,7 @@ func TestDestroyDeletesHardwareKeys(t *testing.T) {
 		t.Fatalf("%d hardware keys, want 3", n)
 	}
 	d.Lock()
-	if err := b.Destroy(bg, st); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, b.Destroy(bg, st))
 	d.Unlock()
 	if n := d.KeyCount(); n != 1 {
 		t.Fatalf("%d hardware keys after Destroy, want 1 (the other store's)", n)
@@ -345,10 +329,7 @@ func TestBindingKeyBlobs(t *testing.T) {
 	b := newBackend(t, d, withAuth)
 	s1 := open(t, b, provision(t, b))
 	s2 := open(t, b, provision(t, b))
-	blob, _, err := s1.(backend.BindingKeys).CreateBindingKey(bg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, _ := testkit.BindingKey(t, s1)
 	if _, err := s2.(backend.BindingKeys).LoadBindingKey(bg, blob); !errors.Is(err, backend.ErrState) {
 		t.Fatalf("another store's blob: err = %v", err)
 	}

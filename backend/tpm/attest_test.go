@@ -12,7 +12,7 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/tpm/attest"
 	"github.com/enigm/enigm/backend/tpm/internal/format"
-	"github.com/enigm/enigm/internal/wire"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 func nonce(t *testing.T) []byte {
@@ -34,15 +34,9 @@ func TestAttestRoundTrip(t *testing.T) {
 		}
 		st := mustProvision(t, b)
 		s := mustOpen(t, b, st)
-		blob, key, err := s.CreateBindingKey(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		blob, key := testkit.BindingKey(t, s)
 		n := nonce(t)
-		ev, err := s.Attest(ctx, blob, n)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ev := testkit.Attest(t, s, blob, n)
 		if ev.Type != "tpm2-certify" {
 			t.Fatalf("type %q", ev.Type)
 		}
@@ -77,39 +71,18 @@ func TestAttestNegatives(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := mustOpen(t, b, mustProvision(t, b))
-	blob, _, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, _ := testkit.BindingKey(t, s)
 	n := nonce(t)
-	ev, err := s.Attest(ctx, blob, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherBlob, _, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	otherEv, err := s.Attest(ctx, otherBlob, n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev := testkit.Attest(t, s, blob, n)
+	otherBlob, _ := testkit.BindingKey(t, s)
+	otherEv := testkit.Attest(t, s, otherBlob, n)
 	// Same key, other attributes: not the trusted AK.
 	pa, _ := format.ParsePublic(ak)
 	pa.ObjectAttributes.Restricted = false
 	stranger := attest.AK(tpm2.Marshal(*pa))
 
 	edit := func(f func(e *format.Evidence)) backend.Evidence {
-		e, err := format.ParseEvidence(ev.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f(e)
-		d, err := wire.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return backend.Evidence{Type: ev.Type, Data: d}
+		return backend.Evidence{Type: ev.Type, Data: reencode(t, ev.Data, format.ParseEvidence, f)}
 	}
 	oe, _ := format.ParseEvidence(otherEv.Data)
 	cases := []struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/tpm/internal/format"
 	"github.com/enigm/enigm/internal/redact"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 func TestCapabilities(t *testing.T) {
@@ -165,10 +166,7 @@ func TestDestroy(t *testing.T) {
 	stCopy := bytes.Clone(st)
 	s := mustOpen(t, b, st)
 	sealed := mustSeal(t, s, "enigm/v1/kek/identity", key32)
-	blob, signer, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, signer := testkit.BindingKey(t, s)
 	if n := persistentCount(t); n != 1 {
 		t.Fatalf("%d persistent objects, want 1", n)
 	}
@@ -219,9 +217,7 @@ func TestDestroyByName(t *testing.T) {
 	b := newSim(t, Options{})
 	st := mustProvision(t, b)
 	moved := editState(t, st, func(s *format.State) { s.Handle = DefaultHandleBase + 77 })
-	if err := b.Destroy(ctx, moved); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, b.Destroy(ctx, moved))
 	if _, err := b.Open(ctx, st, secret); !errors.Is(err, backend.ErrDestroyed) {
 		t.Fatalf("err = %v, want ErrDestroyed", err)
 	}
@@ -271,10 +267,7 @@ func TestTamperNoLockout(t *testing.T) {
 	st := mustProvision(t, b)
 	s := mustOpen(t, b, st)
 	sealed := mustSeal(t, s, "enigm/v1/kek/kem", key32)
-	bk, _, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bk, _ := testkit.BindingKey(t, s)
 	other := mustProvision(t, b)
 
 	states := map[string][]byte{
@@ -352,10 +345,7 @@ func TestBindingKeyAttributes(t *testing.T) {
 	b := newSim(t, Options{})
 	st := mustProvision(t, b)
 	s := mustOpen(t, b, st)
-	blob, key, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, key := testkit.BindingKey(t, s)
 	obj, err := format.ParseObject(blob, format.KindBinding)
 	if err != nil {
 		t.Fatal(err)
@@ -413,10 +403,7 @@ func TestBindingKeyNeedsSecret(t *testing.T) {
 	b := newSim(t, Options{})
 	st := mustProvision(t, b)
 	s := mustOpen(t, b, st)
-	_, key, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, key := testkit.BindingKey(t, s)
 	p, _ := format.ParseState(st)
 	s.mu.Lock()
 	s.bindAuth = deriveAuth(wrong, p.Salt, infoBind)
@@ -465,10 +452,7 @@ func TestP256PublicRejects(t *testing.T) {
 func TestNoSecretsInFormat(t *testing.T) {
 	b := newSim(t, Options{})
 	s := mustOpen(t, b, mustProvision(t, b))
-	_, key, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, key := testkit.BindingKey(t, s)
 	for _, v := range []any{s, key} {
 		if err := redact.Leak(v, s.sealAuth, s.bindAuth, secret); err != nil {
 			t.Error(err)

@@ -3,6 +3,8 @@ package tpm
 import (
 	"crypto"
 	"testing"
+
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // Benchmarks against the in-process simulator (Microsoft reference TPM):
@@ -16,18 +18,13 @@ func BenchmarkProvision(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := be.Destroy(ctx, st); err != nil {
-			b.Fatal(err)
-		}
+		testkit.NoErr(b, be.Destroy(ctx, st))
 	}
 }
 
 func benchOpen(b *testing.B, opts Options) {
 	be := newSim(b, opts)
-	st, err := be.Provision(ctx, secret)
-	if err != nil {
-		b.Fatal(err)
-	}
+	st := mustProvision(b, be)
 	for b.Loop() {
 		s, err := be.Open(ctx, st, secret)
 		if err != nil {
@@ -41,14 +38,15 @@ func benchOpen(b *testing.B, opts Options) {
 func BenchmarkOpen(b *testing.B)    { benchOpen(b, Options{}) }
 func BenchmarkOpenPCR(b *testing.B) { benchOpen(b, Options{PCRs: []int{0, 7}}) }
 
-func BenchmarkSeal(b *testing.B) {
+// benchSession opens a session on a freshly provisioned simulator backend;
+// it is closed when the benchmark ends.
+func benchSession(b *testing.B) *session {
 	be := newSim(b, Options{})
-	st, _ := be.Provision(ctx, secret)
-	s, err := be.Open(ctx, st, secret)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	return mustOpen(b, be, mustProvision(b, be))
+}
+
+func BenchmarkSeal(b *testing.B) {
+	s := benchSession(b)
 	for b.Loop() {
 		if _, err := s.Seal(ctx, "enigm/v1/kek/identity", key32); err != nil {
 			b.Fatal(err)
@@ -57,17 +55,8 @@ func BenchmarkSeal(b *testing.B) {
 }
 
 func BenchmarkUnseal(b *testing.B) {
-	be := newSim(b, Options{})
-	st, _ := be.Provision(ctx, secret)
-	s, err := be.Open(ctx, st, secret)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	sealed, err := s.Seal(ctx, "enigm/v1/kek/identity", key32)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := benchSession(b)
+	sealed := mustSeal(b, s, "enigm/v1/kek/identity", key32)
 	for b.Loop() {
 		if _, err := s.Unseal(ctx, "enigm/v1/kek/identity", sealed); err != nil {
 			b.Fatal(err)
@@ -76,17 +65,8 @@ func BenchmarkUnseal(b *testing.B) {
 }
 
 func BenchmarkBindingSign(b *testing.B) {
-	be := newSim(b, Options{})
-	st, _ := be.Provision(ctx, secret)
-	s, err := be.Open(ctx, st, secret)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	_, key, err := s.(*session).CreateBindingKey(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := benchSession(b)
+	_, key := testkit.BindingKey(b, s)
 	digest := sha256Sum([]byte("bind"))
 	for b.Loop() {
 		if _, err := key.Sign(nil, digest, crypto.SHA256); err != nil {
@@ -96,20 +76,11 @@ func BenchmarkBindingSign(b *testing.B) {
 }
 
 func BenchmarkAttest(b *testing.B) {
-	be := newSim(b, Options{})
-	st, _ := be.Provision(ctx, secret)
-	s, err := be.Open(ctx, st, secret)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	blob, _, err := s.(*session).CreateBindingKey(ctx)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := benchSession(b)
+	blob, _ := testkit.BindingKey(b, s)
 	n := sha256Sum([]byte("nonce"))
 	for b.Loop() {
-		if _, err := s.(*session).Attest(ctx, blob, n); err != nil {
+		if _, err := s.Attest(ctx, blob, n); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/tpm/internal/format"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/wire"
 )
 
@@ -28,15 +29,9 @@ func TestGenerateTestdata(t *testing.T) {
 	st := mustProvision(t, b)
 	s := mustOpen(t, b, st)
 	sealed := mustSeal(t, s, "enigm/v1/kek/identity", key32)
-	blob, _, err := s.CreateBindingKey(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	blob, _ := testkit.BindingKey(t, s)
 	n := sha256Sum([]byte("enigm test nonce"))
-	ev, err := s.Attest(ctx, blob, n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev := testkit.Attest(t, s, blob, n)
 	e, err := format.ParseEvidence(ev.Data)
 	if err != nil {
 		t.Fatal(err)
@@ -50,15 +45,11 @@ func TestGenerateTestdata(t *testing.T) {
 	}
 	for target, list := range seeds {
 		dir := filepath.Join("internal", "format", "testdata", "fuzz", target)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, os.MkdirAll(dir, 0o755))
 		for _, in := range list {
 			sum := sha256.Sum256(in)
 			name := filepath.Join(dir, "sim-"+hex.EncodeToString(sum[:8]))
-			if err := os.WriteFile(name, fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", in), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			testkit.NoErr(t, os.WriteFile(name, fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", in), 0o644))
 		}
 	}
 
@@ -95,8 +86,6 @@ func TestGenerateTestdata(t *testing.T) {
 		{Desc: "truncated", Type: EvidenceType, Evidence: hx(ev.Data[:len(ev.Data)-1]), Nonce: hx(n), Trusted: hx(ak), WantErr: "invalid"},
 	}
 	out, _ := json.MarshalIndent(vs, "", "  ")
-	if err := os.WriteFile(filepath.Join("attest", "testdata", "vectors.json"), append(out, '\n'), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, os.WriteFile(filepath.Join("attest", "testdata", "vectors.json"), append(out, '\n'), 0o644))
 	_ = backend.Evidence{}
 }

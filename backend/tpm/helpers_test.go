@@ -20,7 +20,7 @@ var (
 	key32  = bytes.Repeat([]byte{0x42}, 32)
 )
 
-func mustProvision(t *testing.T, b backend.Backend) []byte {
+func mustProvision(t testing.TB, b backend.Backend) []byte {
 	t.Helper()
 	st, err := b.Provision(ctx, secret)
 	if err != nil {
@@ -29,7 +29,7 @@ func mustProvision(t *testing.T, b backend.Backend) []byte {
 	return st
 }
 
-func mustOpen(t *testing.T, b backend.Backend, st []byte) *session {
+func mustOpen(t testing.TB, b backend.Backend, st []byte) *session {
 	t.Helper()
 	s, err := b.Open(ctx, st, secret)
 	if err != nil {
@@ -39,7 +39,7 @@ func mustOpen(t *testing.T, b backend.Backend, st []byte) *session {
 	return s.(*session)
 }
 
-func mustSeal(t *testing.T, s backend.Session, label string, pt []byte) []byte {
+func mustSeal(t testing.TB, s backend.Session, label string, pt []byte) []byte {
 	t.Helper()
 	sealed, err := s.Seal(ctx, label, pt)
 	if err != nil {
@@ -81,33 +81,34 @@ func extendPCR(t *testing.T, pcr int, data string) {
 	}
 }
 
-// editState decodes a state, applies f and re-encodes it canonically.
-func editState(t *testing.T, st []byte, f func(*format.State)) []byte {
+// reencode decodes b with parse, applies f and re-encodes it canonically.
+func reencode[T any](t testing.TB, b []byte, parse func([]byte) (*T, error), f func(*T)) []byte {
 	t.Helper()
-	s, err := format.ParseState(st)
+	v, err := parse(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f(s)
-	out, err := wire.Marshal(s)
+	f(v)
+	out, err := wire.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
 }
 
+// editState decodes a state, applies f and re-encodes it canonically.
+func editState(t *testing.T, st []byte, f func(*format.State)) []byte {
+	t.Helper()
+	return reencode(t, st, format.ParseState, f)
+}
+
+// editObject does the same to a key object blob, without judging it.
 func editObject(t *testing.T, blob []byte, f func(*format.Object)) []byte {
 	t.Helper()
-	var o format.Object
-	if err := wire.Unmarshal(blob, &o, 0); err != nil {
-		t.Fatal(err)
-	}
-	f(&o)
-	out, err := wire.Marshal(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return reencode(t, blob, func(b []byte) (*format.Object, error) {
+		var o format.Object
+		return &o, wire.Unmarshal(b, &o, 0)
+	}, f)
 }
 
 func sha256Sum(b []byte) []byte {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // serveSim relays raw TPM commands from ln to the simulator, as swtpm's
@@ -65,9 +67,7 @@ func roundTrip(t *testing.T, b *Backend) {
 	if err != nil || !bytes.Equal(got, key32) {
 		t.Fatalf("unseal: %x, %v", got, err)
 	}
-	if err := b.Destroy(ctx, st); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, b.Destroy(ctx, st))
 }
 
 func TestDeviceTCP(t *testing.T) {

@@ -19,7 +19,6 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/platform"
 	"github.com/enigm/enigm/backend/platform/simulated"
-	"github.com/enigm/enigm/backend/soft"
 	"github.com/enigm/enigm/backend/tpm"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/client"
@@ -145,16 +144,10 @@ func TestNoSecretInAnyVerb(t *testing.T) {
 		tb, _ := tpm.New(tpm.Options{Open: tpmsim.Open})
 		ts := openSession(t, tb, pass)
 		add("tpm.session", ts, pass, field(t, ts, "sealAuth"), field(t, ts, "bindAuth"))
-		_, signer, err := ts.(backend.BindingKeys).CreateBindingKey(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, signer := testkit.BindingKey(t, ts)
 		add("tpm.bindingKey", signer, field(t, ts, "sealAuth"), field(t, ts, "bindAuth"))
 	}
-	sb, err := soft.New(soft.Options{Params: testkit.FastKDF})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb := testkit.Must(testkit.SoftBackend("soft"))
 	spass := secret("soft-unlock", 24)
 	add("soft.session", openSession(t, sb, spass), spass)
 	pb, err := platform.New(simulated.New(simulated.StrongBox(0)), platform.Options{KDF: testkit.FastKDF})
@@ -206,9 +199,7 @@ func TestNoSecretInAnyVerb(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer agent.Close()
-	if err := agent.Keystore().Unlock(ctx, apass); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, agent.Keystore().Unlock(ctx, apass))
 	add("device.Agent", agent, apass, field(t, agent, "ks", "keks", "identity", "key"))
 	mpass := secret("mobile-unlock", 24)
 	mcfg := mobile.NewConfig()

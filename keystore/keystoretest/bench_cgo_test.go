@@ -9,6 +9,7 @@ import (
 	p11 "github.com/miekg/pkcs11"
 
 	"github.com/enigm/enigm/internal/testenv"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // benchTokenSign adds the PKCS#11 cases to BenchmarkSign:
@@ -30,9 +31,7 @@ func benchTokenSign(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer hsmCtx.CloseSession(sh)
-		if err := hsmCtx.Login(sh, p11.CKU_USER, string(secret)); err != nil {
-			b.Fatal(err)
-		}
+		testkit.NoErr(b, hsmCtx.Login(sh, p11.CKU_USER, string(secret)))
 		defer hsmCtx.Logout(sh)
 		params := []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07} // OID 1.2.840.10045.3.1.7
 		pub := []*p11.Attribute{
@@ -54,9 +53,7 @@ func benchTokenSign(b *testing.B) {
 		mech := []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDSA, nil)}
 		for b.Loop() {
 			d := sha256.Sum256(benchMsg)
-			if err := hsmCtx.SignInit(sh, mech, key); err != nil {
-				b.Fatal(err)
-			}
+			testkit.NoErr(b, hsmCtx.SignInit(sh, mech, key))
 			if sig, err := hsmCtx.Sign(sh, d[:]); err != nil || len(sig) != 64 {
 				b.Fatalf("C_Sign: %d bytes, %v", len(sig), err)
 			}

@@ -57,10 +57,7 @@ func BenchmarkSign(b *testing.B) {
 
 func benchSignMakers() []maker {
 	return []maker{
-		{"soft", func(t testing.TB) *env {
-			be, _ := soft.New(soft.Options{Params: testkit.FastKDF})
-			return newEnv("soft", be, nil)
-		}},
+		softMaker,
 		hsmMaker(),
 	}
 }
@@ -100,12 +97,8 @@ func BenchmarkUnlock(b *testing.B) {
 			s.reopen(b)
 			calls := e.cb.calls.Load()
 			for b.Loop() {
-				if err := s.Unlock(bg, secret); err != nil {
-					b.Fatal(err)
-				}
-				if err := s.Lock(); err != nil {
-					b.Fatal(err)
-				}
+				testkit.NoErr(b, s.Unlock(bg, secret))
+				testkit.NoErr(b, s.Lock())
 			}
 			b.ReportMetric(float64(e.cb.calls.Load()-calls)/float64(b.N), "backend-calls/op")
 		})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/platform/bridge"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/keystore"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
@@ -60,9 +61,7 @@ func (s *store) ready(t testing.TB) {
 // reopen closes the store and opens it again, locked.
 func (s *store) reopen(t testing.TB) {
 	t.Helper()
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, s.Close())
 	ks, err := keystore.Open(s.home, s.e.options())
 	if err != nil {
 		t.Fatal(err)
@@ -100,14 +99,6 @@ func deniedWith(err error, code string) bool {
 		}
 	}
 	return false
-}
-
-func gateOf(err error) backend.Gate {
-	var g *backend.GateError
-	if errors.As(err, &g) {
-		return g.Gate
-	}
-	return ""
 }
 
 // Generation: every class on every backend; the binding key in hardware
@@ -186,9 +177,7 @@ func TestRecordIntegrity(t *testing.T) {
 		s := initStore(t, e)
 		bad := s.generate(t, keystore.ClassIdentity, keystore.AlgEd25519)
 		good := s.generate(t, keystore.ClassIdentity, keystore.AlgHybrid)
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.Close())
 		db, err := bolt.Open(filepath.Join(s.home, keystore.DBFile), 0o600, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -204,9 +193,7 @@ func TestRecordIntegrity(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.reopen(t)
-		if err := s.Unlock(bg, secret); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.Unlock(bg, secret))
 		_, err = s.sign(t, bad.ID)
 		if !errors.Is(err, keystore.ErrCorrupt) || !bytes.Contains([]byte(err.Error()), []byte(bad.ID.String())) {
 			t.Fatalf("tampered record: err = %v, want ErrCorrupt naming %s", err, bad.ID)
@@ -223,9 +210,7 @@ func TestLockUnlock(t *testing.T) {
 	forEach(t, func(t *testing.T, e *env) {
 		s := initStore(t, e)
 		id := s.generate(t, keystore.ClassIdentity, keystore.AlgEd25519)
-		if err := s.Lock(); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.Lock())
 		if _, err := s.sign(t, id.ID); !deniedWith(err, "locked") {
 			t.Fatalf("locked: err = %v", err)
 		}
@@ -236,9 +221,7 @@ func TestLockUnlock(t *testing.T) {
 			t.Fatalf("after a wrong secret: err = %v", err)
 		}
 		s.reopen(t)
-		if err := s.Unlock(bg, secret); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.Unlock(bg, secret))
 		if _, err := s.sign(t, id.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -288,9 +271,7 @@ var gateChecks = map[backend.Gate]func(t *testing.T, s *store){
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.e.raw.Destroy(bg, s.e.cb.state(t)); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.e.raw.Destroy(bg, s.e.cb.state(t)))
 		if _, err := sess.Unseal(bg, "enigm/test/gate", sealed); err == nil {
 			t.Fatal("the open session unsealed after Destroy")
 		}
@@ -312,10 +293,10 @@ var gateChecks = map[backend.Gate]func(t *testing.T, s *store){
 		}
 		s.e.dev.Lock() // the app does not tell the keystore
 		// The session the unlocked keystore holds refuses.
-		if _, err := sess.Unseal(bg, "enigm/test/gate", sealed); gateOf(err) != backend.GateDeviceUnlocked {
+		if _, err := sess.Unseal(bg, "enigm/test/gate", sealed); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 			t.Fatalf("Unseal through the open session while the device is locked: err = %v", err)
 		}
-		if _, err := s.e.raw.Open(bg, s.e.cb.state(t), secret); gateOf(err) != backend.GateDeviceUnlocked {
+		if _, err := s.e.raw.Open(bg, s.e.cb.state(t), secret); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 			t.Fatalf("Open while the device is locked: err = %v", err)
 		}
 		// The hardware refuses the binding key, and the keystore follows.
@@ -324,36 +305,32 @@ var gateChecks = map[backend.Gate]func(t *testing.T, s *store){
 			t.Fatal(err)
 		}
 		d := sha256.Sum256([]byte("x"))
-		if _, err = bk.Sign(appPurpose("bind"), d[:]); gateOf(err) != backend.GateDeviceUnlocked {
+		if _, err = bk.Sign(appPurpose("bind"), d[:]); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 			t.Fatalf("binding key while the device is locked: err = %v", err)
 		}
 		if _, err := s.sign(t, id.ID); !deniedWith(err, "locked") {
 			t.Fatalf("wrapped key after the hardware refused: err = %v", err)
 		}
-		if err := s.Unlock(bg, secret); gateOf(err) != backend.GateDeviceUnlocked {
+		if err := s.Unlock(bg, secret); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 			t.Fatalf("Unlock while the device is locked: err = %v", err)
 		}
 		s.e.dev.Unlock()
-		if err := s.Unlock(bg, secret); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.Unlock(bg, secret))
 		if _, err := s.sign(t, id.ID); err != nil {
 			t.Fatal(err)
 		}
 	},
 	backend.GateUserPresence: func(t *testing.T, s *store) {
 		s.e.dev.Advance(authWindow + 1)
-		if _, err := s.e.raw.Open(bg, s.e.cb.state(t), secret); gateOf(err) != backend.GateUserPresence {
+		if _, err := s.e.raw.Open(bg, s.e.cb.state(t), secret); testkit.GateOf(err) != backend.GateUserPresence {
 			t.Fatalf("Open after the authentication window: err = %v", err)
 		}
 		s.Lock()
-		if err := s.Unlock(bg, secret); gateOf(err) != backend.GateUserPresence {
+		if err := s.Unlock(bg, secret); testkit.GateOf(err) != backend.GateUserPresence {
 			t.Fatalf("Unlock after the authentication window: err = %v", err)
 		}
 		s.e.dev.Authenticate(bridge.AuthBiometric)
-		if err := s.Unlock(bg, secret); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.Unlock(bg, secret))
 	},
 }
 
@@ -379,9 +356,7 @@ func TestHardwareGatesEnforced(t *testing.T) {
 func copyHome(t *testing.T, from string) string {
 	t.Helper()
 	to := filepath.Join(t.TempDir(), "copy")
-	if err := os.Mkdir(to, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, os.Mkdir(to, 0o700))
 	for _, name := range []string{keystore.DBFile, keystore.AuditFile} {
 		src, err := os.Open(filepath.Join(from, name))
 		if err != nil {
@@ -417,9 +392,7 @@ func TestRevocationDestroys(t *testing.T) {
 		s.Close()
 		backup := copyHome(t, s.home)
 		s.reopen(t)
-		if err := s.RevokeDevice(bg, "test"); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.RevokeDevice(bg, "test"))
 		if _, err := s.sign(t, id.ID); !deniedWith(err, "revoked") {
 			t.Fatalf("after revocation: %v", err)
 		}
@@ -464,9 +437,7 @@ func TestNoBackendCallsPerSignature(t *testing.T) {
 		ed := s.generate(t, keystore.ClassIdentity, keystore.AlgEd25519)
 		kemInfo := s.generate(t, keystore.ClassKEM, 0)
 		s.reopen(t)
-		if err := s.Unlock(bg, secret); err != nil {
-			t.Fatal(err)
-		}
+		testkit.NoErr(t, s.Unlock(bg, secret))
 		kh, _ := s.Identity(hyb.ID)
 		ke, _ := s.Identity(ed.ID)
 		kem, _ := s.KEM(kemInfo.ID)

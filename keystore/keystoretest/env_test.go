@@ -65,17 +65,16 @@ func newEnv(name string, b backend.Backend, dev *simulated.Device) *env {
 	return e
 }
 
+// softMaker is the software backend with testkit's fast KDF costs.
+var softMaker = maker{"soft", func(testing.TB) *env {
+	return newEnv("soft", testkit.Must(testkit.SoftBackend("soft")), nil)
+}}
+
 // makers lists every backend; tpmMaker and hsmMaker come from files that
 // need cgo.
 func makers() []maker {
 	return []maker{
-		{"soft", func(t testing.TB) *env {
-			b, err := soft.New(soft.Options{Params: testkit.FastKDF})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return newEnv("soft", b, nil)
-		}},
+		softMaker,
 		tpmMaker(),
 		hsmMaker(),
 		{"secure-enclave-sim", func(t testing.TB) *env {
@@ -149,38 +148,28 @@ func (c *counting) Open(ctx context.Context, st, s []byte) (backend.Session, err
 	return cs, nil
 }
 
-// state is the state the keystore provisioned.
-func (c *counting) state(t testing.TB) []byte {
+// newest is the last of what c recorded in *xs; if there is none the test
+// fails with none.
+func newest[T any](t testing.TB, c *counting, xs *[]T, none string) T {
 	t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.states) == 0 {
-		t.Fatal("nothing provisioned")
+	if len(*xs) == 0 {
+		t.Fatal(none)
 	}
-	return c.states[len(c.states)-1]
+	return (*xs)[len(*xs)-1]
 }
+
+// state is the state the keystore provisioned.
+func (c *counting) state(t testing.TB) []byte { return newest(t, c, &c.states, "nothing provisioned") }
 
 // session is the last session the keystore opened (the one an unlocked
 // store holds).
 func (c *counting) session(t testing.TB) backend.Session {
-	t.Helper()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.sessions) == 0 {
-		t.Fatal("no session")
-	}
-	return c.sessions[len(c.sessions)-1]
+	return newest(t, c, &c.sessions, "no session")
 }
 
-func (c *counting) binding(t testing.TB) []byte {
-	t.Helper()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.bindings) == 0 {
-		t.Fatal("no binding key")
-	}
-	return c.bindings[len(c.bindings)-1]
-}
+func (c *counting) binding(t testing.TB) []byte { return newest(t, c, &c.bindings, "no binding key") }
 
 type countingSession struct {
 	backend.Session

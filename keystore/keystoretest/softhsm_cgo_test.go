@@ -15,6 +15,7 @@ import (
 
 	"github.com/enigm/enigm/backend/pkcs11"
 	"github.com/enigm/enigm/internal/testenv"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // SoftHSM2 runs with a throwaway token directory: TestMain points
@@ -106,13 +107,9 @@ func newToken(t testing.TB) string {
 		t.Fatal(err)
 	}
 	defer hsmCtx.CloseSession(sh)
-	if err := hsmCtx.Login(sh, p11.CKU_SO, hsmSOPIN); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, hsmCtx.Login(sh, p11.CKU_SO, hsmSOPIN))
 	defer hsmCtx.Logout(sh)
-	if err := hsmCtx.InitPIN(sh, string(secret)); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, hsmCtx.InitPIN(sh, string(secret)))
 	return label
 }
 

@@ -384,6 +384,13 @@ func (d *Device) describe(alias string, k *key) *bridge.Key {
 	return out
 }
 
+// useLocking is use with d.mu taken for the checks.
+func (d *Device) useLocking(alias, purpose string) (*key, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.use(alias, purpose)
+}
+
 // use finds a key and checks every gate for one use with purpose. d.mu is
 // held by the caller.
 func (d *Device) use(alias string, purpose string) (*key, error) {
@@ -445,9 +452,7 @@ func (d *Device) KeyInfo(alias string) (*bridge.Key, error) {
 // Sign signs a SHA-256 digest.
 func (d *Device) Sign(alias string, digest []byte) ([]byte, error) {
 	defer d.operate()()
-	d.mu.Lock()
-	k, err := d.use(alias, "sign")
-	d.mu.Unlock()
+	k, err := d.useLocking(alias, "sign")
 	if err != nil {
 		return nil, err
 	}
@@ -464,9 +469,7 @@ func (d *Device) Sign(alias string, digest []byte) ([]byte, error) {
 // Agree computes an ECDH shared secret.
 func (d *Device) Agree(alias string, peerPublic []byte) ([]byte, error) {
 	defer d.operate()()
-	d.mu.Lock()
-	k, err := d.use(alias, "agree")
-	d.mu.Unlock()
+	k, err := d.useLocking(alias, "agree")
 	if err != nil {
 		return nil, err
 	}
@@ -484,9 +487,7 @@ func (d *Device) Agree(alias string, peerPublic []byte) ([]byte, error) {
 // Encrypt encrypts with AES-256-GCM under a random IV.
 func (d *Device) Encrypt(alias string, plaintext, aad []byte) ([]byte, error) {
 	defer d.operate()()
-	d.mu.Lock()
-	k, err := d.use(alias, "encrypt")
-	d.mu.Unlock()
+	k, err := d.useLocking(alias, "encrypt")
 	if err != nil {
 		return nil, err
 	}
@@ -498,9 +499,7 @@ func (d *Device) Encrypt(alias string, plaintext, aad []byte) ([]byte, error) {
 // Decrypt reverses Encrypt.
 func (d *Device) Decrypt(alias string, sealed, aad []byte) ([]byte, error) {
 	defer d.operate()()
-	d.mu.Lock()
-	k, err := d.use(alias, "encrypt")
-	d.mu.Unlock()
+	k, err := d.useLocking(alias, "encrypt")
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/backend/platform/bridge"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 func code(err error) string { return bridge.RefusalCode(err) }
@@ -265,9 +266,7 @@ func TestDeleteKeys(t *testing.T) {
 	if _, err := d.DeleteKeys(""); code(err) != bridge.CodeBadData {
 		t.Fatalf("empty prefix: %v", err)
 	}
-	if err := d.DeleteKey("missing"); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, d.DeleteKey("missing"))
 	if d.KeyCount() != 1 {
 		t.Fatal("wrong keys deleted")
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/tpm/internal/format"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // testdata/vectors.json comes from the TPM simulator (see the tpm
@@ -42,9 +43,7 @@ func loadVectors(t *testing.T) []vector {
 		t.Fatal(err)
 	}
 	var vs []vector
-	if err := json.Unmarshal(raw, &vs); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, json.Unmarshal(raw, &vs))
 	if len(vs) < 2 {
 		t.Fatal("no vectors")
 	}

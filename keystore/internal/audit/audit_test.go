@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -23,9 +25,7 @@ func writeLog(t *testing.T, n int) (string, Anchor) {
 	for i := 0; i < n; i++ {
 		l.Append(Entry{Time: t0.Add(time.Duration(i) * time.Second), Kind: KindDecision, Op: 2, Reasons: uint32(i % 3), Detail: strings.Repeat("d", i%5)})
 	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	testkit.NoErr(t, l.Close())
 	return path, l.Head()
 }
 
