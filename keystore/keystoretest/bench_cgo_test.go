@@ -8,7 +8,7 @@ import (
 
 	p11 "github.com/miekg/pkcs11"
 
-	"github.com/enigm/enigm/internal/testenv"
+	"github.com/enigm/enigm/backend/pkcs11/pkcs11test"
 	"github.com/enigm/enigm/internal/testkit"
 )
 
@@ -22,16 +22,15 @@ import (
 //     verification of the token's signature.
 func benchTokenSign(b *testing.B) {
 	b.Run("pkcs11-p256-C_Sign/softhsm2", func(b *testing.B) {
-		if errHSM != nil {
-			testenv.Missing(b, "SoftHSM2", errHSM)
-		}
-		label := newToken(b)
-		sh, err := hsmCtx.OpenSession(tokenSlot(b, label), p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
+		su := pkcs11test.Full
+		label := su.Token(b)
+		hsmCtx := su.Ctx(b)
+		sh, err := hsmCtx.OpenSession(su.Slot(b, label), p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer hsmCtx.CloseSession(sh)
-		testkit.NoErr(b, hsmCtx.Login(sh, p11.CKU_USER, string(secret)))
+		testkit.NoErr(b, hsmCtx.Login(sh, p11.CKU_USER, string(su.PIN())))
 		defer hsmCtx.Logout(sh)
 		params := []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07} // OID 1.2.840.10045.3.1.7
 		pub := []*p11.Attribute{

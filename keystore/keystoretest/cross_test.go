@@ -40,7 +40,7 @@ func (e *env) options() keystore.Options {
 func initStore(t testing.TB, e *env) *store {
 	t.Helper()
 	home := filepath.Join(t.TempDir(), "home")
-	s, err := keystore.Init(bg, home, e.cb, secret, keystore.InitOptions{Options: e.options()})
+	s, err := keystore.Init(bg, home, e.cb, e.secret, keystore.InitOptions{Options: e.options()})
 	if err != nil {
 		t.Fatalf("%s: Init: %v", e.name, err)
 	}
@@ -193,7 +193,7 @@ func TestRecordIntegrity(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.reopen(t)
-		testkit.NoErr(t, s.Unlock(bg, secret))
+		testkit.NoErr(t, s.Unlock(bg, s.e.secret))
 		_, err = s.sign(t, bad.ID)
 		if !errors.Is(err, keystore.ErrCorrupt) || !bytes.Contains([]byte(err.Error()), []byte(bad.ID.String())) {
 			t.Fatalf("tampered record: err = %v, want ErrCorrupt naming %s", err, bad.ID)
@@ -214,14 +214,14 @@ func TestLockUnlock(t *testing.T) {
 		if _, err := s.sign(t, id.ID); !deniedWith(err, "locked") {
 			t.Fatalf("locked: err = %v", err)
 		}
-		if err := s.Unlock(bg, wrong); !errors.Is(err, keystore.ErrBadPassphrase) {
+		if err := s.Unlock(bg, s.e.wrong); !errors.Is(err, keystore.ErrBadPassphrase) {
 			t.Fatalf("wrong secret: err = %v", err)
 		}
 		if _, err := s.sign(t, id.ID); !deniedWith(err, "locked") {
 			t.Fatalf("after a wrong secret: err = %v", err)
 		}
 		s.reopen(t)
-		testkit.NoErr(t, s.Unlock(bg, secret))
+		testkit.NoErr(t, s.Unlock(bg, s.e.secret))
 		if _, err := s.sign(t, id.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +233,7 @@ func TestLockUnlock(t *testing.T) {
 // backend (or its session) directly.
 var gateChecks = map[backend.Gate]func(t *testing.T, s *store){
 	backend.GateUnlockSecret: func(t *testing.T, s *store) {
-		sess, err := s.e.raw.Open(bg, s.e.cb.state(t), wrong)
+		sess, err := s.e.raw.Open(bg, s.e.cb.state(t), s.e.wrong)
 		if err == nil {
 			k := make([]byte, 32)
 			sealed, serr := s.e.cb.session(t).Seal(bg, "enigm/test/gate", k)
@@ -275,7 +275,7 @@ var gateChecks = map[backend.Gate]func(t *testing.T, s *store){
 		if _, err := sess.Unseal(bg, "enigm/test/gate", sealed); err == nil {
 			t.Fatal("the open session unsealed after Destroy")
 		}
-		again, err := s.e.raw.Open(bg, s.e.cb.state(t), secret)
+		again, err := s.e.raw.Open(bg, s.e.cb.state(t), s.e.secret)
 		if err == nil {
 			_, err = again.Unseal(bg, "enigm/test/gate", sealed)
 			again.Close()
@@ -296,7 +296,7 @@ var gateChecks = map[backend.Gate]func(t *testing.T, s *store){
 		if _, err := sess.Unseal(bg, "enigm/test/gate", sealed); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 			t.Fatalf("Unseal through the open session while the device is locked: err = %v", err)
 		}
-		if _, err := s.e.raw.Open(bg, s.e.cb.state(t), secret); testkit.GateOf(err) != backend.GateDeviceUnlocked {
+		if _, err := s.e.raw.Open(bg, s.e.cb.state(t), s.e.secret); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 			t.Fatalf("Open while the device is locked: err = %v", err)
 		}
 		// The hardware refuses the binding key, and the keystore follows.
@@ -311,26 +311,26 @@ var gateChecks = map[backend.Gate]func(t *testing.T, s *store){
 		if _, err := s.sign(t, id.ID); !deniedWith(err, "locked") {
 			t.Fatalf("wrapped key after the hardware refused: err = %v", err)
 		}
-		if err := s.Unlock(bg, secret); testkit.GateOf(err) != backend.GateDeviceUnlocked {
+		if err := s.Unlock(bg, s.e.secret); testkit.GateOf(err) != backend.GateDeviceUnlocked {
 			t.Fatalf("Unlock while the device is locked: err = %v", err)
 		}
 		s.e.dev.Unlock()
-		testkit.NoErr(t, s.Unlock(bg, secret))
+		testkit.NoErr(t, s.Unlock(bg, s.e.secret))
 		if _, err := s.sign(t, id.ID); err != nil {
 			t.Fatal(err)
 		}
 	},
 	backend.GateUserPresence: func(t *testing.T, s *store) {
 		s.e.dev.Advance(authWindow + 1)
-		if _, err := s.e.raw.Open(bg, s.e.cb.state(t), secret); testkit.GateOf(err) != backend.GateUserPresence {
+		if _, err := s.e.raw.Open(bg, s.e.cb.state(t), s.e.secret); testkit.GateOf(err) != backend.GateUserPresence {
 			t.Fatalf("Open after the authentication window: err = %v", err)
 		}
 		s.Lock()
-		if err := s.Unlock(bg, secret); testkit.GateOf(err) != backend.GateUserPresence {
+		if err := s.Unlock(bg, s.e.secret); testkit.GateOf(err) != backend.GateUserPresence {
 			t.Fatalf("Unlock after the authentication window: err = %v", err)
 		}
 		s.e.dev.Authenticate(bridge.AuthBiometric)
-		testkit.NoErr(t, s.Unlock(bg, secret))
+		testkit.NoErr(t, s.Unlock(bg, s.e.secret))
 	},
 }
 
@@ -396,7 +396,7 @@ func TestRevocationDestroys(t *testing.T) {
 		if _, err := s.sign(t, id.ID); !deniedWith(err, "revoked") {
 			t.Fatalf("after revocation: %v", err)
 		}
-		if err := s.Unlock(bg, secret); !errors.Is(err, keystore.ErrDeviceRevoked) {
+		if err := s.Unlock(bg, s.e.secret); !errors.Is(err, keystore.ErrDeviceRevoked) {
 			t.Fatalf("unlock after revocation: %v", err)
 		}
 		if e.dev != nil && e.dev.KeyCount() != 0 {
@@ -407,7 +407,7 @@ func TestRevocationDestroys(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer old.Close()
-		err = old.Unlock(bg, secret)
+		err = old.Unlock(bg, e.secret)
 		if e.raw.Capabilities().Enforces(backend.GateDestroy) {
 			if err == nil {
 				t.Fatal("a copy of the store made before revocation unlocks")
@@ -437,7 +437,7 @@ func TestNoBackendCallsPerSignature(t *testing.T) {
 		ed := s.generate(t, keystore.ClassIdentity, keystore.AlgEd25519)
 		kemInfo := s.generate(t, keystore.ClassKEM, 0)
 		s.reopen(t)
-		testkit.NoErr(t, s.Unlock(bg, secret))
+		testkit.NoErr(t, s.Unlock(bg, s.e.secret))
 		kh, _ := s.Identity(hyb.ID)
 		ke, _ := s.Identity(ed.ID)
 		kem, _ := s.KEM(kemInfo.ID)
@@ -513,7 +513,7 @@ func TestPlacementFollowsCapabilities(t *testing.T) {
 			if e.dev != nil {
 				keysBefore = e.dev.KeyCount()
 			}
-			s, err := keystore.Init(bg, home, hidden, secret, keystore.InitOptions{Options: opts})
+			s, err := keystore.Init(bg, home, hidden, e.secret, keystore.InitOptions{Options: opts})
 			if err != nil {
 				t.Fatal(err)
 			}

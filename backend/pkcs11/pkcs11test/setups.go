@@ -44,10 +44,10 @@ var errNotStarted = errors.New("pkcs11test.Start was not called (from TestMain, 
 
 // The setups, in the order [All] lists them.
 var (
-	Full         = &Setup{Name: "softhsm2-full", EC: true, pin: softPIN, Err: errNotStarted}
-	NoGCM        = &Setup{Name: "softhsm2-no-gcm", EC: true, pin: softPIN, Err: errNotStarted}
-	ECOnly       = &Setup{Name: "softhsm2-ec-only", EC: true, pin: softPIN, Err: errNotStarted}
-	OpenCryptoki = &Setup{Name: "opencryptoki", EC: false, Err: errNotStarted}
+	Full         = &Setup{Name: FullName, EC: true, pin: softPIN, Err: errNotStarted}
+	NoGCM        = &Setup{Name: NoGCMName, EC: true, pin: softPIN, Err: errNotStarted}
+	ECOnly       = &Setup{Name: ECOnlyName, EC: true, pin: softPIN, Err: errNotStarted}
+	OpenCryptoki = &Setup{Name: OpenCryptokiName, EC: false, Err: errNotStarted}
 )
 
 // All lists every setup.

@@ -1,0 +1,113 @@
+//go:build cgo
+
+package keystoretest
+
+import (
+	"errors"
+	"testing"
+
+	p11 "github.com/miekg/pkcs11"
+
+	"github.com/enigm/enigm/backend/pkcs11"
+	"github.com/enigm/enigm/backend/pkcs11/pkcs11test"
+)
+
+// The PKCS#11 backend runs on every token setup of pkcs11test (SoftHSM2
+// full, without GCM, EC-only; openCryptoki's soft token): TestMain loads
+// them before any other module, each SoftHSM2 env initializes its own
+// token, and every env unlocks with its token's PIN.
+
+func setupPKCS11() func() { return pkcs11test.Start(pkcs11.DefaultModulePaths) }
+
+// pkcs11Makers has one maker per token setup, named pkcs11/<setup>.
+func pkcs11Makers() []maker {
+	var ms []maker
+	for _, su := range pkcs11test.All() {
+		ms = append(ms, maker{"pkcs11/" + su.Name, func(t testing.TB) *env { return pkcs11Env(t, su) }})
+	}
+	return ms
+}
+
+// hsmMaker is SoftHSM2 with every mechanism, for the benchmarks (their
+// rows keep the name softhsm2).
+func hsmMaker() maker {
+	return maker{"softhsm2", func(t testing.TB) *env { return pkcs11Env(t, pkcs11test.Full) }}
+}
+
+func pkcs11Env(t testing.TB, su *pkcs11test.Setup) *env {
+	t.Helper()
+	label := su.Token(t)
+	b, err := pkcs11.New(pkcs11.Options{Module: su.Module, TokenLabel: label})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv("pkcs11/"+su.Name, b, nil)
+	e.secret, e.wrong = su.PIN(), su.WrongPIN()
+	e.token = &tokenEnv{
+		setup: su.Name,
+		ec:    su.EC,
+		keys:  func(t testing.TB) int { return checkTokenKeys(t, su, label) },
+	}
+	return e
+}
+
+// checkTokenKeys goes around the backend to the token: every secret and
+// private key on it must be sensitive and not extractable, and its value
+// must not be readable. It returns how many keys it checked. The backend
+// is logged in (the store is unlocked); a login of its own is undone.
+func checkTokenKeys(t testing.TB, su *pkcs11test.Setup, label string) int {
+	t.Helper()
+	ctx := su.Ctx(t)
+	sh, err := ctx.OpenSession(su.Slot(t, label), p11.CKF_SERIAL_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctx.CloseSession(sh)
+	switch err := ctx.Login(sh, p11.CKU_USER, string(su.PIN())); {
+	case err == nil:
+		defer ctx.Logout(sh)
+	case errors.Is(err, p11.Error(p11.CKR_USER_ALREADY_LOGGED_IN)):
+	default:
+		t.Fatalf("C_Login: %v", err)
+	}
+	n := 0
+	for _, class := range []uint{p11.CKO_SECRET_KEY, p11.CKO_PRIVATE_KEY} {
+		if err := ctx.FindObjectsInit(sh, []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, class)}); err != nil {
+			t.Fatal(err)
+		}
+		var hs []p11.ObjectHandle
+		for {
+			more, _, err := ctx.FindObjects(sh, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(more) == 0 {
+				break
+			}
+			hs = append(hs, more...)
+		}
+		if err := ctx.FindObjectsFinal(sh); err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hs {
+			as, err := ctx.GetAttributeValue(sh, h, []*p11.Attribute{
+				p11.NewAttribute(p11.CKA_SENSITIVE, nil),
+				p11.NewAttribute(p11.CKA_EXTRACTABLE, nil),
+			})
+			if err != nil {
+				t.Fatalf("key %d (class %d): %v", h, class, err)
+			}
+			if !isTrue(as[0].Value) || isTrue(as[1].Value) {
+				t.Fatalf("key %d (class %d): CKA_SENSITIVE %x, CKA_EXTRACTABLE %x; want sensitive and not extractable", h, class, as[0].Value, as[1].Value)
+			}
+			v, err := ctx.GetAttributeValue(sh, h, []*p11.Attribute{p11.NewAttribute(p11.CKA_VALUE, nil)})
+			if err == nil && len(v) == 1 && len(v[0].Value) > 0 {
+				t.Fatalf("key %d (class %d): the token returned its value (%d bytes)", h, class, len(v[0].Value))
+			}
+			n++
+		}
+	}
+	return n
+}
+
+func isTrue(v []byte) bool { return len(v) == 1 && v[0] != 0 }
