@@ -4,6 +4,8 @@ package keystoretest
 
 import (
 	"errors"
+	"fmt"
+	"runtime"
 	"testing"
 
 	p11 "github.com/miekg/pkcs11"
@@ -111,3 +113,71 @@ func checkTokenKeys(t testing.TB, su *pkcs11test.Setup, label string) int {
 }
 
 func isTrue(v []byte) bool { return len(v) == 1 && v[0] != 0 }
+
+// fatalRecorder is a testing.TB whose Fatal stops only the goroutine
+// running the check and records the message.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (r *fatalRecorder) Helper() {}
+func (r *fatalRecorder) Fatal(a ...any) {
+	r.msg = fmt.Sprint(a...)
+	runtime.Goexit()
+}
+func (r *fatalRecorder) Fatalf(f string, a ...any) {
+	r.msg = fmt.Sprintf(f, a...)
+	runtime.Goexit()
+}
+
+// The token-side non-exportability check can fail: it passes on a token
+// holding one sensitive, non-extractable AES key, and refuses the same
+// token once a key whose value can be read is added.
+func TestTokenKeyCheckCatchesReadableKeys(t *testing.T) {
+	su := pkcs11test.Full
+	su.Need(t)
+	label := su.Token(t)
+	ctx := su.Ctx(t)
+	sh, err := ctx.OpenSession(su.Slot(t, label), p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctx.CloseSession(sh)
+	if err := ctx.Login(sh, p11.CKU_USER, string(su.PIN())); err != nil {
+		t.Fatal(err)
+	}
+	defer ctx.Logout(sh)
+	aes := func(readable bool) {
+		t.Helper()
+		_, err := ctx.GenerateKey(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_KEY_GEN, nil)}, []*p11.Attribute{
+			p11.NewAttribute(p11.CKA_TOKEN, true),
+			p11.NewAttribute(p11.CKA_PRIVATE, true),
+			p11.NewAttribute(p11.CKA_VALUE_LEN, 32),
+			p11.NewAttribute(p11.CKA_SENSITIVE, !readable),
+			p11.NewAttribute(p11.CKA_EXTRACTABLE, readable),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func() (int, string) {
+		r := &fatalRecorder{TB: t}
+		n := -1
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			n = checkTokenKeys(r, su, label)
+		}()
+		<-done
+		return n, r.msg
+	}
+	aes(false)
+	if n, msg := check(); n != 1 || msg != "" {
+		t.Fatalf("one unreadable key: checked %d, failure %q; want 1 and none", n, msg)
+	}
+	aes(true)
+	if _, msg := check(); msg == "" {
+		t.Fatal("a key with CKA_SENSITIVE false and CKA_EXTRACTABLE true passed the check")
+	}
+}
