@@ -23,15 +23,8 @@ import (
 func benchTokenSign(b *testing.B) {
 	b.Run("pkcs11-p256-C_Sign/softhsm2", func(b *testing.B) {
 		su := pkcs11test.Full
-		label := su.Token(b)
-		hsmCtx := su.Ctx(b)
-		sh, err := hsmCtx.OpenSession(su.Slot(b, label), p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer hsmCtx.CloseSession(sh)
-		testkit.NoErr(b, hsmCtx.Login(sh, p11.CKU_USER, string(su.PIN())))
-		defer hsmCtx.Logout(sh)
+		hsmCtx, sh, done := su.Session(b, su.Token(b))
+		defer done()
 		params := []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07} // OID 1.2.840.10045.3.1.7
 		pub := []*p11.Attribute{
 			p11.NewAttribute(p11.CKA_TOKEN, true),

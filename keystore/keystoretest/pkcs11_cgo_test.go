@@ -3,7 +3,6 @@
 package keystoretest
 
 import (
-	"errors"
 	"fmt"
 	"runtime"
 	"testing"
@@ -55,23 +54,11 @@ func pkcs11Env(t testing.TB, su *pkcs11test.Setup) *env {
 
 // checkTokenKeys goes around the backend to the token: every secret and
 // private key on it must be sensitive and not extractable, and its value
-// must not be readable. It returns how many keys it checked. The backend
-// is logged in (the store is unlocked); a login of its own is undone.
+// must not be readable. It returns how many keys it checked.
 func checkTokenKeys(t testing.TB, su *pkcs11test.Setup, label string) int {
 	t.Helper()
-	ctx := su.Ctx(t)
-	sh, err := ctx.OpenSession(su.Slot(t, label), p11.CKF_SERIAL_SESSION)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ctx.CloseSession(sh)
-	switch err := ctx.Login(sh, p11.CKU_USER, string(su.PIN())); {
-	case err == nil:
-		defer ctx.Logout(sh)
-	case errors.Is(err, p11.Error(p11.CKR_USER_ALREADY_LOGGED_IN)):
-	default:
-		t.Fatalf("C_Login: %v", err)
-	}
+	ctx, sh, done := su.Session(t, label)
+	defer done()
 	n := 0
 	for _, class := range []uint{p11.CKO_SECRET_KEY, p11.CKO_PRIVATE_KEY} {
 		if err := ctx.FindObjectsInit(sh, []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, class)}); err != nil {
@@ -138,16 +125,8 @@ func TestTokenKeyCheckCatchesReadableKeys(t *testing.T) {
 	su := pkcs11test.Full
 	su.Need(t)
 	label := su.Token(t)
-	ctx := su.Ctx(t)
-	sh, err := ctx.OpenSession(su.Slot(t, label), p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ctx.CloseSession(sh)
-	if err := ctx.Login(sh, p11.CKU_USER, string(su.PIN())); err != nil {
-		t.Fatal(err)
-	}
-	defer ctx.Logout(sh)
+	ctx, sh, done := su.Session(t, label)
+	defer done()
 	aes := func(readable bool) {
 		t.Helper()
 		_, err := ctx.GenerateKey(sh, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_KEY_GEN, nil)}, []*p11.Attribute{

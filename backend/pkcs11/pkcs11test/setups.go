@@ -280,3 +280,26 @@ func InitToken(t testing.TB, ctx *p11.Ctx, pin []byte) string {
 	}
 	return label
 }
+
+// Session opens a read-write session on the setup's token with label and
+// logs the user in with [Setup.PIN], unless this process already is (the
+// backend shares the module); done closes the session, logging out only a
+// login of its own.
+func (s *Setup) Session(t testing.TB, label string) (ctx *p11.Ctx, sh p11.SessionHandle, done func()) {
+	t.Helper()
+	ctx = s.Ctx(t)
+	sh, err := ctx.OpenSession(s.Slot(t, label), p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch err := ctx.Login(sh, p11.CKU_USER, s.pin); {
+	case err == nil:
+		return ctx, sh, func() { ctx.Logout(sh); ctx.CloseSession(sh) }
+	case errors.Is(err, p11.Error(p11.CKR_USER_ALREADY_LOGGED_IN)):
+		return ctx, sh, func() { ctx.CloseSession(sh) }
+	default:
+		ctx.CloseSession(sh)
+		t.Fatalf("%s: C_Login: %v", s.Name, err)
+		return nil, 0, nil
+	}
+}
