@@ -202,21 +202,20 @@ func BenchmarkSchemes(b *testing.B) {
 		runs = append(runs, run{setupFull, sc.name})
 	}
 	runs = append(runs, run{setupNoGCM, SchemeAESCBCHMAC}, run{setupEC, SchemeP256ECDH}, run{setupOCK, SchemeAESCBCHMAC})
-	allSetups() // fills in setupFull
 	for _, r := range runs {
-		b.Run(r.su.name+"/"+r.scheme, func(b *testing.B) {
-			r.su.need(b)
+		b.Run(r.su.Name+"/"+r.scheme, func(b *testing.B) {
+			r.su.Need(b)
 			cnt := &counting{} // token calls per operation, reported as token-calls/op
 			be := r.su.backend(b, Options{Scheme: r.scheme}, func(tok token) token { cnt.token = tok; return cnt })
 			calls := func(b *testing.B, from int64) {
 				b.ReportMetric(float64(cnt.n.Load()-from)/float64(b.N), "token-calls/op")
 			}
-			st, err := be.Provision(bg, r.su.pin)
+			st, err := be.Provision(bg, r.su.PIN())
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Cleanup(func() { be.Purge(bg, st, r.su.pin) })
-			s, err := be.Open(bg, st, r.su.pin)
+			b.Cleanup(func() { be.Purge(bg, st, r.su.PIN()) })
+			s, err := be.Open(bg, st, r.su.PIN())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -238,11 +237,11 @@ func BenchmarkSchemes(b *testing.B) {
 				s.Close()
 				from := cnt.n.Load()
 				for b.Loop() {
-					unlockOnce(b, be, st, r.su.pin, sealed, blob)
+					unlockOnce(b, be, st, r.su.PIN(), sealed, blob)
 				}
 				calls(b, from)
 			})
-			s, err = be.Open(bg, st, r.su.pin)
+			s, err = be.Open(bg, st, r.su.PIN())
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/backendtest"
+	"github.com/enigm/enigm/backend/pkcs11/pkcs11test"
 	"github.com/enigm/enigm/internal/testenv"
 )
 
@@ -69,7 +70,7 @@ func TestSchemeSelection(t *testing.T) {
 		}
 	}
 	// Provision on the EC-only token, forced to GCM: the same message.
-	setupEC.need(t)
+	setupEC.Need(t)
 	b := setupEC.backend(t, Options{Scheme: SchemeAESGCM}, nil)
 	if _, err := b.Provision(bg, pin); !errors.Is(err, ErrMechanisms) || !strings.Contains(err.Error(), "schemes it can host: p256-ecdh") {
 		t.Fatalf("forced aes-gcm on the EC-only token: %v", err)
@@ -105,7 +106,7 @@ func TestPINLengthCheckedBeforeLogin(t *testing.T) {
 	forEachSetup(t, func(t *testing.T, su *setup) {
 		f := &tokenInfo{}
 		b := su.backend(t, Options{}, func(tok token) token { f.token = tok; return f })
-		st, err := b.Provision(bg, su.pin)
+		st, err := b.Provision(bg, su.PIN())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,7 +205,7 @@ func TestTPM2PKCS11Refused(t *testing.T) {
 			t.Fatal(err)
 		}
 		tpmPIN := []byte("enigm-tpm-pin")
-		label := initToken(t, m.ctx, tpmPIN)
+		label := pkcs11test.InitToken(t, m.ctx, tpmPIN)
 		b, err := newBackend(Options{Module: tpm2Module, TokenLabel: label}, nil)
 		if err != nil {
 			t.Fatal(err)

@@ -414,7 +414,7 @@ func TestTokenAbsent(t *testing.T) {
 func TestProvisionNeedsSelection(t *testing.T) {
 	newToken(t)
 	newToken(t)
-	b, err := New(Options{Module: hsmModule})
+	b, err := New(Options{Module: setupFull.Module})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,15 +17,15 @@ import (
 // chooses there (with the setup's PIN: openCryptoki takes 4 to 8 bytes).
 func TestConformanceSetups(t *testing.T) {
 	forEachSetup(t, func(t *testing.T, su *setup) {
-		label := su.token(t)
+		label := su.Token(t)
 		b := su.backend(t, Options{TokenLabel: label}, nil)
-		if got := b.Capabilities().Holds(backend.AlgP256); got != su.ecdsa {
-			t.Fatalf("capabilities hold P-256 = %v, want %v", got, su.ecdsa)
+		if got := b.Capabilities().Holds(backend.AlgP256); got != su.EC {
+			t.Fatalf("capabilities hold P-256 = %v, want %v", got, su.EC)
 		}
 		if got := b.Capabilities().Holds(backend.AlgAES256); got != (su.scheme != schemeECDH) {
 			t.Fatalf("capabilities hold AES-256 = %v on a %s token", got, schemeByID(su.scheme).name)
 		}
-		st, err := b.Provision(bg, su.pin)
+		st, err := b.Provision(bg, su.PIN())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +35,7 @@ func TestConformanceSetups(t *testing.T) {
 		if err := b.Destroy(bg, st); err != nil {
 			t.Fatal(err)
 		}
-		backendtest.RunSecret(t, su.pin, func(t *testing.T) backend.Backend {
+		backendtest.RunSecret(t, su.PIN(), func(t *testing.T) backend.Backend {
 			return su.backend(t, Options{TokenLabel: label}, nil)
 		})
 	})
@@ -69,11 +69,11 @@ func TestConformanceForcedSchemes(t *testing.T) {
 func TestDestroyLockedSetups(t *testing.T) {
 	forEachSetup(t, func(t *testing.T, su *setup) {
 		b := su.backend(t, Options{}, nil)
-		st, err := b.Provision(bg, su.pin)
+		st, err := b.Provision(bg, su.PIN())
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := b.Open(bg, st, su.pin)
+		s, err := b.Open(bg, st, su.PIN())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +92,7 @@ func TestDestroyLockedSetups(t *testing.T) {
 				t.Fatal(err)
 			}
 			want += 2
-		} else if su.ecdsa {
+		} else if su.EC {
 			t.Fatal("the session offers no binding keys on a token with ECDSA")
 		}
 		s.Close()
@@ -100,10 +100,10 @@ func TestDestroyLockedSetups(t *testing.T) {
 		if err := b.Destroy(bg, st); err != nil {
 			t.Fatalf("Destroy without the PIN: %v", err)
 		}
-		if _, err := b.Open(bg, stCopy, su.pin); !errors.Is(err, backend.ErrDestroyed) {
+		if _, err := b.Open(bg, stCopy, su.PIN()); !errors.Is(err, backend.ErrDestroyed) {
 			t.Fatalf("Open after Destroy: err = %v, want ErrDestroyed", err)
 		}
-		inspectPIN(t, b, st, su.pin, func(c *conn) {
+		inspectPIN(t, b, st, su.PIN(), func(c *conn) {
 			hs := storeObjects(t, c)
 			if len(hs) != want {
 				t.Fatalf("%d objects left, want the %d private ones", len(hs), want)
@@ -117,7 +117,7 @@ func TestDestroyLockedSetups(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		s, err = b.Open(bg, stCopy, su.pin)
+		s, err = b.Open(bg, stCopy, su.PIN())
 		if err != nil {
 			t.Fatalf("Open with the planted destroy key: %v", err)
 		}
@@ -127,10 +127,10 @@ func TestDestroyLockedSetups(t *testing.T) {
 			}
 		}
 		s.Close()
-		if err := b.Purge(bg, st, su.pin); err != nil {
+		if err := b.Purge(bg, st, su.PIN()); err != nil {
 			t.Fatalf("Purge: %v", err)
 		}
-		inspectPIN(t, b, st, su.pin, func(c *conn) {
+		inspectPIN(t, b, st, su.PIN(), func(c *conn) {
 			if n := len(storeObjects(t, c)); n != 0 {
 				t.Fatalf("%d objects left after Purge", n)
 			}
@@ -144,12 +144,12 @@ func TestDestroyLockedSetups(t *testing.T) {
 func TestKeyAttributesSetups(t *testing.T) {
 	forEachSetup(t, func(t *testing.T, su *setup) {
 		b := su.backend(t, Options{}, nil)
-		st, err := b.Provision(bg, su.pin)
+		st, err := b.Provision(bg, su.PIN())
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer b.Purge(bg, st, su.pin)
-		s, err := b.Open(bg, st, su.pin)
+		defer b.Purge(bg, st, su.PIN())
+		s, err := b.Open(bg, st, su.PIN())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +160,7 @@ func TestKeyAttributesSetups(t *testing.T) {
 			}
 		}
 		s.Close()
-		inspectPIN(t, b, st, su.pin, func(c *conn) {
+		inspectPIN(t, b, st, su.PIN(), func(c *conn) {
 			checked := 0
 			for _, h := range storeObjects(t, c) {
 				got, err := c.b.tok.GetAttributeValue(c.sh, h, []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, nil)})

@@ -3,83 +3,43 @@
 package pkcs11
 
 import (
-	"fmt"
 	"os"
-	"path/filepath"
-	"sync/atomic"
 	"testing"
 
 	p11 "github.com/miekg/pkcs11"
 
-	"github.com/enigm/enigm/internal/testenv"
+	"github.com/enigm/enigm/backend/pkcs11/pkcs11test"
 )
 
-// The tests run against SoftHSM2 with a throwaway token directory: TestMain
-// points SOFTHSM2_CONF at a generated configuration before the module is
-// loaded, and every test initializes its own token through the module
-// (C_InitToken, C_InitPIN). No system token is ever touched.
+// The tests run on the token setups of pkcs11test (setups_test.go):
+// TestMain loads them before any other module, and every SoftHSM2 test
+// initializes its own token through the module (C_InitToken, C_InitPIN).
+// No system token is ever touched.
 
-// pin is the user PIN of test tokens: the conformance suite's secret.
-var pin = []byte("correct horse battery staple")
-
-const soPIN = "enigm-test-so-pin"
-
-var (
-	hsmModule string // module path, when SoftHSM2 is usable
-	hsmErr    error  // why it is not
-	tokenSeq  atomic.Int64
-)
+// pin is the user PIN of SoftHSM2 test tokens: the conformance suite's
+// secret.
+var pin = pkcs11test.Full.PIN()
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "enigm-softhsm-")
+		stop := pkcs11test.Start(DefaultModulePaths)
+		defer stop()
+		dir, err := os.MkdirTemp("", "enigm-pkcs11-")
 		if err != nil {
-			hsmErr = err
+			errTPM2 = err
 			return m.Run()
 		}
 		defer os.RemoveAll(dir)
-		// The restricted SoftHSM2 setups first: each loads its own copy
-		// of the module, which reads SOFTHSM2_CONF in C_Initialize.
-		setupRestricted(dir)
-		hsmErr = setupSoftHSM(dir)
-		setupOpenCryptoki()
 		setupTPM2PKCS11(dir)
 		return m.Run()
 	}())
 }
 
-func setupSoftHSM(dir string) error {
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.Mkdir(tokens, 0o700); err != nil {
-		return err
-	}
-	conf := filepath.Join(dir, "softhsm2.conf")
-	cfg := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n", tokens)
-	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
-		return err
-	}
-	// Before the module is loaded: SoftHSM2 reads it in C_Initialize.
-	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
-		return err
-	}
-	path, err := findModule("")
-	if err != nil {
-		return err
-	}
-	if _, err := loadModule(path); err != nil {
-		return err
-	}
-	hsmModule = path
-	return nil
-}
-
 // needHSM skips (or, under ENIGM_REQUIRE_ALL=1, fails) without SoftHSM2.
 func needHSM(t testing.TB) *module {
 	t.Helper()
-	if hsmErr != nil {
-		testenv.Missing(t, "SoftHSM2", hsmErr)
-	}
-	m, err := loadModule(hsmModule)
+	setupFull.Need(t)
+	m, err := loadModule(setupFull.Module)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +50,7 @@ func needHSM(t testing.TB) *module {
 // returns its label.
 func newToken(t testing.TB) string {
 	t.Helper()
-	return initToken(t, needHSM(t).ctx, pin)
+	return setupFull.Token(t)
 }
 
 // newTestBackend returns a backend on the SoftHSM2 token with this label.
@@ -103,7 +63,7 @@ func newTestBackend(t testing.TB, label string, wrap func(token) token) *Backend
 func newTestBackendOpts(t testing.TB, opts Options, wrap func(token) token) *Backend {
 	t.Helper()
 	needHSM(t)
-	opts.Module = hsmModule
+	opts.Module = setupFull.Module
 	b, err := newBackend(opts, wrap)
 	if err != nil {
 		t.Fatal(err)

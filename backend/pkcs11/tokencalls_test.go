@@ -119,9 +119,9 @@ func TestNoTokenCallsAfterUnlock(t *testing.T) {
 			Posture: posture.Static(policy.Posture{Level: policy.PostureTrusted}),
 		}
 		home := filepath.Join(t.TempDir(), "home")
-		s, err := keystore.Init(bg, home, b, su.pin, keystore.InitOptions{Options: opts})
+		s, err := keystore.Init(bg, home, b, su.PIN(), keystore.InitOptions{Options: opts})
 		if err != nil {
-			t.Fatalf("keystore.Init on %s: %v", su.name, err)
+			t.Fatalf("keystore.Init on %s: %v", su.Name, err)
 		}
 		ready := func(s *keystore.Store) {
 			s.SetAppAuthorized(true)
@@ -148,7 +148,7 @@ func TestNoTokenCallsAfterUnlock(t *testing.T) {
 		defer s.Close()
 		ready(s)
 		unlockFrom := cnt.n.Load()
-		if err := s.Unlock(bg, su.pin); err != nil {
+		if err := s.Unlock(bg, su.PIN()); err != nil {
 			t.Fatal(err)
 		}
 		purpose, err := keystore.AppPurpose("p")
@@ -220,14 +220,14 @@ func publicObjects(t *testing.T, b *Backend, label string) int {
 // under p256-ecdh) is gone from the token, and the store does not unlock.
 func TestKeystoreRevokeLockedSetups(t *testing.T) {
 	forEachSetup(t, func(t *testing.T, su *setup) {
-		label := su.token(t)
+		label := su.Token(t)
 		b := su.backend(t, Options{TokenLabel: label}, nil)
 		opts := keystore.Options{
 			Backend: func(string) (backend.Backend, error) { return b, nil },
 			Posture: posture.Static(policy.Posture{Level: policy.PostureTrusted}),
 		}
 		before := publicObjects(t, b, label)
-		s, err := keystore.Init(bg, filepath.Join(t.TempDir(), "home"), b, su.pin, keystore.InitOptions{Options: opts})
+		s, err := keystore.Init(bg, filepath.Join(t.TempDir(), "home"), b, su.PIN(), keystore.InitOptions{Options: opts})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -248,7 +248,7 @@ func TestKeystoreRevokeLockedSetups(t *testing.T) {
 		if n := publicObjects(t, b, label); n != before {
 			t.Fatalf("%d public objects after revocation, want %d: the destroy key survived", n, before)
 		}
-		if err := s.Unlock(bg, su.pin); err == nil {
+		if err := s.Unlock(bg, su.PIN()); err == nil {
 			t.Fatal("a revoked store unlocked")
 		}
 	})

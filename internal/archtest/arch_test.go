@@ -306,35 +306,49 @@ func TestPureCoresDoNoIO(t *testing.T) {
 // settable clock, for _test.go files only.
 const testkit = mod + "/internal/testkit"
 
-// testkitImporters lists the packages in g, other than testkit itself,
-// that import testkit. g holds no test files, so every one is a violation.
-func (g graph) testkitImporters() []string {
+// pkcs11test is the PKCS#11 token setups package (SoftHSM2 configurations,
+// token initialization with fixed PINs), for _test.go files only.
+const pkcs11test = mod + "/backend/pkcs11/pkcs11test"
+
+// testOnlyImporters lists the packages in g, other than target itself,
+// that import target. g holds no test files, so every one is a violation.
+func (g graph) testOnlyImporters(target string) []string {
 	var out []string
 	for p, pk := range g {
-		if p != testkit && slices.Contains(pk.Imports, testkit) {
-			out = append(out, fmt.Sprintf("%s imports %s, which only _test.go files may import", p, testkit))
+		if p != target && slices.Contains(pk.Imports, target) {
+			out = append(out, fmt.Sprintf("%s imports %s, which only _test.go files may import", p, target))
 		}
 	}
 	slices.Sort(out)
 	return out
 }
 
-// TestTestkitOnlyInTests: no package of the module imports internal/testkit
-// from non-test code, in any build configuration, so its test shortcuts
-// (FastKDF) cannot reach a binary.
-func TestTestkitOnlyInTests(t *testing.T) {
+// checkTestOnly: no package of the module imports target from non-test
+// code, in any build configuration.
+func checkTestOnly(t *testing.T, target string) {
 	for _, c := range contexts {
 		t.Run(c.name, func(t *testing.T) {
 			g := load(t, c.env, mod+"/...")
-			if g[testkit] == nil {
-				t.Fatalf("go list %s/... did not report %s", mod, testkit)
+			if g[target] == nil {
+				t.Fatalf("go list %s/... did not report %s", mod, target)
 			}
-			for _, v := range g.testkitImporters() {
+			for _, v := range g.testOnlyImporters(target) {
 				t.Error(v)
 			}
 		})
 	}
 }
+
+// TestTestkitOnlyInTests: no package of the module imports internal/testkit
+// from non-test code, in any build configuration, so its test shortcuts
+// (FastKDF) cannot reach a binary.
+func TestTestkitOnlyInTests(t *testing.T) { checkTestOnly(t, testkit) }
+
+// TestPKCS11TestOnlyInTests: no package of the module imports
+// backend/pkcs11/pkcs11test from non-test code, in any build
+// configuration, so its token setups (fixed SO and user PINs, SoftHSM2
+// configurations, SOFTHSM2_CONF set process-wide) cannot reach a binary.
+func TestPKCS11TestOnlyInTests(t *testing.T) { checkTestOnly(t, pkcs11test) }
 
 // apps holds the application packages: the command lines and the load
 // tool, one per binary. Only a cmd/ main may import one (tests may drive
@@ -399,9 +413,11 @@ func TestRulesCatchViolations(t *testing.T) {
 	}) {
 		t.Errorf("device (which reaches keystore and client) passes the pure rule: %q", v)
 	}
-	bad := graph{mod + "/keystore": {ImportPath: mod + "/keystore", Imports: []string{"os", testkit}}, testkit: {ImportPath: testkit}}
-	if v := bad.testkitImporters(); len(v) != 1 || !strings.Contains(v[0], mod+"/keystore imports "+testkit) {
-		t.Errorf("a package importing testkit from non-test code passes: %q", v)
+	for _, target := range []string{testkit, pkcs11test} {
+		bad := graph{mod + "/keystore": {ImportPath: mod + "/keystore", Imports: []string{"os", target}}, target: {ImportPath: target}}
+		if v := bad.testOnlyImporters(target); len(v) != 1 || !strings.Contains(v[0], mod+"/keystore imports "+target) {
+			t.Errorf("a package importing %s from non-test code passes: %q", target, v)
+		}
 	}
 	cli := apps + "enigmcli"
 	badApp := graph{mod + "/device": {ImportPath: mod + "/device", Imports: []string{cli}}, mod + "/cmd/enigm": {ImportPath: mod + "/cmd/enigm", Imports: []string{cli}}}

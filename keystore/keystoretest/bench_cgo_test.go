@@ -8,7 +8,7 @@ import (
 
 	p11 "github.com/miekg/pkcs11"
 
-	"github.com/enigm/enigm/internal/testenv"
+	"github.com/enigm/enigm/backend/pkcs11/pkcs11test"
 	"github.com/enigm/enigm/internal/testkit"
 )
 
@@ -22,17 +22,9 @@ import (
 //     verification of the token's signature.
 func benchTokenSign(b *testing.B) {
 	b.Run("pkcs11-p256-C_Sign/softhsm2", func(b *testing.B) {
-		if errHSM != nil {
-			testenv.Missing(b, "SoftHSM2", errHSM)
-		}
-		label := newToken(b)
-		sh, err := hsmCtx.OpenSession(tokenSlot(b, label), p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer hsmCtx.CloseSession(sh)
-		testkit.NoErr(b, hsmCtx.Login(sh, p11.CKU_USER, string(secret)))
-		defer hsmCtx.Logout(sh)
+		su := pkcs11test.Full
+		hsmCtx, sh, done := su.Session(b, su.Token(b))
+		defer done()
 		params := []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07} // OID 1.2.840.10045.3.1.7
 		pub := []*p11.Attribute{
 			p11.NewAttribute(p11.CKA_TOKEN, true),

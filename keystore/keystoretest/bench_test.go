@@ -97,7 +97,7 @@ func BenchmarkUnlock(b *testing.B) {
 			s.reopen(b)
 			calls := e.cb.calls.Load()
 			for b.Loop() {
-				testkit.NoErr(b, s.Unlock(bg, secret))
+				testkit.NoErr(b, s.Unlock(bg, s.e.secret))
 				testkit.NoErr(b, s.Lock())
 			}
 			b.ReportMetric(float64(e.cb.calls.Load()-calls)/float64(b.N), "backend-calls/op")

@@ -1,6 +1,7 @@
 package keystoretest
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"io"
@@ -19,11 +20,11 @@ import (
 	"github.com/enigm/enigm/keystore"
 )
 
-var (
-	bg     = context.Background()
-	secret = []byte("correct horse battery staple")
-	wrong  = []byte("correct horse battery stapler")
-)
+var bg = context.Background()
+
+// defaultSecret is the unlock secret of every env whose backend takes it
+// (a PKCS#11 setup uses its token's PIN; openCryptoki takes 4 to 8 bytes).
+var defaultSecret = []byte("correct horse battery staple")
 
 // authWindow is the user-authentication validity window of the simulated
 // platforms' keys in these tests.
@@ -35,8 +36,8 @@ const strongBoxTestDelay = 2 * time.Millisecond
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
-		cleanup := setupHSM()
-		defer cleanup()
+		stop := setupPKCS11()
+		defer stop()
 		return m.Run()
 	}())
 }
@@ -48,6 +49,24 @@ type env struct {
 	cb   *counting       // raw, counting every call; what the keystore uses
 	dev  *simulated.Device
 	now  func() time.Time
+
+	// secret unlocks the store; wrong is a secret of the same length that
+	// must not (so a token's PIN length rules pass it on to the token).
+	secret, wrong []byte
+	// token is set on the PKCS#11 setups: what the token itself offers
+	// and lets the tests check around the backend.
+	token *tokenEnv
+}
+
+// tokenEnv is what a PKCS#11 env's token setup says about the token, and
+// a way around the backend to the token.
+type tokenEnv struct {
+	setup string // pkcs11test's setup name
+	ec    bool   // the token offers EC P-256 key pairs
+	// keys checks, on the token itself, that every secret and private key
+	// is sensitive, not extractable and unreadable; it returns how many
+	// keys it checked.
+	keys func(t testing.TB) int
 }
 
 // maker makes a fresh env; it skips (or fails under ENIGM_REQUIRE_ALL=1)
@@ -58,7 +77,9 @@ type maker struct {
 }
 
 func newEnv(name string, b backend.Backend, dev *simulated.Device) *env {
-	e := &env{name: name, raw: b, cb: &counting{Backend: b}, dev: dev, now: time.Now}
+	e := &env{name: name, raw: b, cb: &counting{Backend: b}, dev: dev, now: time.Now, secret: defaultSecret}
+	e.wrong = bytes.Clone(defaultSecret)
+	e.wrong[len(e.wrong)-1] ^= 0x01
 	if dev != nil {
 		e.now = dev.Now
 	}
@@ -70,20 +91,20 @@ var softMaker = maker{"soft", func(testing.TB) *env {
 	return newEnv("soft", testkit.Must(testkit.SoftBackend("soft")), nil)
 }}
 
-// makers lists every backend; tpmMaker and hsmMaker come from files that
-// need cgo.
+// makers lists every backend: PKCS#11 on every token setup of
+// backend/pkcs11/pkcs11test; tpmMaker and pkcs11Makers come from files
+// that need cgo.
 func makers() []maker {
-	return []maker{
-		softMaker,
-		tpmMaker(),
-		hsmMaker(),
-		{"secure-enclave-sim", func(t testing.TB) *env {
+	ms := []maker{softMaker, tpmMaker()}
+	ms = append(ms, pkcs11Makers()...)
+	return append(ms,
+		maker{"secure-enclave-sim", func(t testing.TB) *env {
 			return platformEnv(t, "secure-enclave-sim", simulated.SecureEnclave(), testkit.FastKDF)
 		}},
-		{"strongbox-sim", func(t testing.TB) *env {
+		maker{"strongbox-sim", func(t testing.TB) *env {
 			return platformEnv(t, "strongbox-sim", simulated.StrongBox(strongBoxTestDelay), testkit.FastKDF)
 		}},
-	}
+	)
 }
 
 func platformEnv(t testing.TB, name string, p simulated.Profile, kdf soft.Params) *env {
