@@ -382,11 +382,7 @@ func runAccountInit(c *Ctx, o *accountInitOpts) error {
 	}
 	return c.Output(j, func() {
 		c.Printf("account %s created\n  account id:  %s\n  device id:   %s\n  fingerprint: %s\n", name, hexID(res.Account[:]), hexID(res.Device[:]), res.Fingerprint)
-		if out != "" {
-			c.Printf("recovery code written to %s (mode 0600): keep it offline; it is not stored on this device\n", out)
-		} else {
-			c.Printf("\nRECOVERY CODE (shown once; keep it offline, it is not stored anywhere):\n  %s\n", code)
-		}
+		codeOut.tell(c, "recovery code", code)
 	})
 }
 
@@ -801,6 +797,16 @@ func (o *recoveryCodeOut) put(code string, j *recoveryCodeJSON) error {
 	return nil
 }
 
+// tell says where the code went: the file, or (shown once) the code
+// itself; what names it in the message.
+func (o *recoveryCodeOut) tell(c *Ctx, what, code string) {
+	if o.path != "" {
+		c.Printf("%s written to %s (mode 0600): keep it offline; it is not stored on this device\n", what, o.path)
+		return
+	}
+	c.Printf("\n%s (shown once; keep it offline, it is not stored anywhere):\n  %s\n", strings.ToUpper(what), code)
+}
+
 func runRotateRecovery(c *Ctx, out string) error {
 	codeOut, err := newRecoveryCodeOut(out)
 	if err != nil {
@@ -828,11 +834,7 @@ func runRotateRecovery(c *Ctx, out string) error {
 	}
 	if oerr := c.Output(j, func() {
 		c.Printf("recovery code replaced (chain seq %d): the old code no longer works\n", head.Seq)
-		if out != "" {
-			c.Printf("new recovery code written to %s (mode 0600): keep it offline; it is not stored on this device\n", out)
-		} else {
-			c.Printf("\nNEW RECOVERY CODE (shown once; keep it offline, it is not stored anywhere):\n  %s\n", rc.Reveal())
-		}
+		codeOut.tell(c, "new recovery code", rc.Reveal())
 	}); oerr != nil {
 		return oerr
 	}
