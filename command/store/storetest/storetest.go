@@ -83,6 +83,13 @@ func newAccount(t *testing.T, s store.Store, name, org string) store.Account {
 	return a
 }
 
+// newOrg creates the organisation "o" the tests' managed accounts belong
+// to.
+func newOrg(t *testing.T, s store.Store) {
+	t.Helper()
+	must(t, "org", s.CreateOrg(context.Background(), store.Org{ID: "o", Name: "o", AdminKey: []byte("k"), AdminKeyID: "k", AdminTokenHash: []byte("t"), Policy: "{}"}))
+}
+
 func link(account string, seq uint64, typ string) store.Link {
 	prev := hx(fmt.Sprintf("%s/%d", account, seq-1))
 	if seq == 1 {
@@ -153,7 +160,7 @@ func testOrgs(t *testing.T, dsn string) {
 func testInvites(t *testing.T, dsn string) {
 	ctx := context.Background()
 	s := Open(t, dsn)
-	must(t, "org", s.CreateOrg(ctx, store.Org{ID: "o", Name: "o", AdminKey: []byte("k"), AdminKeyID: "k", AdminTokenHash: []byte("t"), Policy: "{}"}))
+	newOrg(t, s)
 	inv := store.Invite{CodeHash: []byte("code-hash"), OrgID: "o", AccountName: "bob", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
 	must(t, "invite", s.CreateInvite(ctx, inv))
 	wantErr(t, "invite twice", s.CreateInvite(ctx, inv), store.ErrExists)
@@ -184,7 +191,7 @@ func testInvites(t *testing.T, dsn string) {
 func testAccounts(t *testing.T, dsn string) {
 	ctx := context.Background()
 	s := Open(t, dsn)
-	must(t, "org", s.CreateOrg(ctx, store.Org{ID: "o", Name: "o", AdminKey: []byte("k"), AdminKeyID: "k", AdminTokenHash: []byte("t"), Policy: "{}"}))
+	newOrg(t, s)
 	a := newAccount(t, s, "alice", "")
 	b := newAccount(t, s, "bob", "o")
 	newAccount(t, s, "carol", "o")
@@ -426,7 +433,7 @@ func testAppendRace(t *testing.T, dsn string) {
 func testEnrollments(t *testing.T, dsn string) {
 	ctx := context.Background()
 	s := Open(t, dsn)
-	must(t, "org", s.CreateOrg(ctx, store.Org{ID: "o", Name: "o", AdminKey: []byte("k"), AdminKeyID: "k", AdminTokenHash: []byte("t"), Policy: "{}"}))
+	newOrg(t, s)
 	a := newAccount(t, s, "alice", "")
 	b := newAccount(t, s, "bob", "o")
 	mk := func(id, acct string, created time.Time) store.Enrollment {
@@ -480,7 +487,7 @@ func testEnrollments(t *testing.T, dsn string) {
 func testRecoveries(t *testing.T, dsn string) {
 	ctx := context.Background()
 	s := Open(t, dsn)
-	must(t, "org", s.CreateOrg(ctx, store.Org{ID: "o", Name: "o", AdminKey: []byte("k"), AdminKeyID: "k", AdminTokenHash: []byte("t"), Policy: "{}"}))
+	newOrg(t, s)
 	a := newAccount(t, s, "alice", "o")
 	r := store.Recovery{ID: link(a.ID, 1, "").Hash, AccountID: a.ID, DeviceID: devID("R"), State: store.RecoveryWaiting, RequestedAt: t0, NotBefore: t0.Add(24 * time.Hour)}
 	must(t, "request", s.Append(ctx, store.Append{AccountID: a.ID, Link: link(a.ID, 1, "recovery_request"), NewRecovery: &r}))
