@@ -190,11 +190,7 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) *apiErr
 	if e := decode(w, r, &req); e != nil {
 		return e
 	}
-	acct, e := accountID("account_id", req.AccountID)
-	if e != nil {
-		return e
-	}
-	dev, e := deviceID("device_id", req.DeviceID)
+	acct, dev, e := accountDevice(req.AccountID, req.DeviceID)
 	if e != nil {
 		return e
 	}
@@ -232,11 +228,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) *apiError {
 	if e := decode(w, r, &req); e != nil {
 		return e
 	}
-	acct, e := accountID("account_id", req.AccountID)
-	if e != nil {
-		return e
-	}
-	dev, e := deviceID("device_id", req.DeviceID)
+	acct, dev, e := accountDevice(req.AccountID, req.DeviceID)
 	if e != nil {
 		return e
 	}

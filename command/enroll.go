@@ -292,11 +292,7 @@ func (s *Server) resetStale(ctx context.Context, en store.Enrollment, orgID stri
 }
 
 func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request) *apiError {
-	var req api.LinkRequest
-	if e := decode(w, r, &req); e != nil {
-		return e
-	}
-	l, e := parseLink("link", req.Link)
+	l, e := decodeLink(w, r)
 	if e != nil {
 		return e
 	}

@@ -19,11 +19,7 @@ func (s *Server) handleAppendLink(w http.ResponseWriter, r *http.Request) *apiEr
 	if r.PathValue("id") != a.account {
 		return forbidden("a device appends to its own account only")
 	}
-	var req api.LinkRequest
-	if e := decode(w, r, &req); e != nil {
-		return e
-	}
-	l, e := parseLink("link", req.Link)
+	l, e := decodeLink(w, r)
 	if e != nil {
 		return e
 	}
