@@ -330,6 +330,28 @@ func printRow(w io.Writer, cells ...any) {
 	fmt.Fprintln(w)
 }
 
+// printTable prints rows as a table under header, or the line empty when
+// there are none.
+func printTable[T any](w io.Writer, rows []T, empty string, header []any, row func(T) []any) {
+	if len(rows) == 0 {
+		fmt.Fprintln(w, empty)
+		return
+	}
+	printRow(w, header...)
+	for _, r := range rows {
+		printRow(w, row(r)...)
+	}
+}
+
+// mapAll returns f of each of xs, an empty (not nil) slice for none.
+func mapAll[A, B any](xs []A, f func(A) B) []B {
+	out := make([]B, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, f(x))
+	}
+	return out
+}
+
 // output prints v (a typed struct; "version": 1 is added) as JSON, or
 // calls text.
 func (c *ctx) output(v any, text func(w io.Writer)) {
@@ -414,19 +436,13 @@ func runAdminEnrollments(c *ctx) error {
 	if err != nil {
 		return err
 	}
-	out := struct{ Enrollments []enrollment }{Enrollments: []enrollment{}}
-	for _, e := range list.Enrollments {
-		out.Enrollments = append(out.Enrollments, enrollmentOut(e))
-	}
+	out := struct{ Enrollments []enrollment }{mapAll(list.Enrollments, enrollmentOut)}
 	c.output(out, func(w io.Writer) {
-		if len(out.Enrollments) == 0 {
-			fmt.Fprintln(w, "no enrollment requests await the organisation")
-			return
-		}
-		printRow(w, "REQUEST ID", "TYPE", "ACCOUNT", "DEVICE", "NAME", "PROTECTION", "EXPIRES")
-		for _, e := range out.Enrollments {
-			printRow(w, e.RequestID, e.Type, e.AccountID, e.DeviceID, e.DeviceName, e.Protection, e.ExpiresAt)
-		}
+		printTable(w, out.Enrollments, "no enrollment requests await the organisation",
+			[]any{"REQUEST ID", "TYPE", "ACCOUNT", "DEVICE", "NAME", "PROTECTION", "EXPIRES"},
+			func(e enrollment) []any {
+				return []any{e.RequestID, e.Type, e.AccountID, e.DeviceID, e.DeviceName, e.Protection, e.ExpiresAt}
+			})
 	})
 	return nil
 }
@@ -501,19 +517,10 @@ func runAdminRecoveries(c *ctx) error {
 	if err != nil {
 		return err
 	}
-	out := struct{ Recoveries []recovery }{Recoveries: []recovery{}}
-	for _, r := range list.Recoveries {
-		out.Recoveries = append(out.Recoveries, recoveryOut(r))
-	}
+	out := struct{ Recoveries []recovery }{mapAll(list.Recoveries, recoveryOut)}
 	c.output(out, func(w io.Writer) {
-		if len(out.Recoveries) == 0 {
-			fmt.Fprintln(w, "no recoveries")
-			return
-		}
-		printRow(w, "RECOVERY ID", "STATE", "ACCOUNT", "DEVICE", "NOT BEFORE")
-		for _, r := range out.Recoveries {
-			printRow(w, r.RecoveryID, r.State, r.AccountID, r.DeviceID, r.NotBefore)
-		}
+		printTable(w, out.Recoveries, "no recoveries", []any{"RECOVERY ID", "STATE", "ACCOUNT", "DEVICE", "NOT BEFORE"},
+			func(r recovery) []any { return []any{r.RecoveryID, r.State, r.AccountID, r.DeviceID, r.NotBefore} })
 	})
 	return nil
 }
