@@ -287,6 +287,17 @@ func (a *adminClient) account(ref string) (string, error) {
 	return clikit.PickID("account", ref, cands)
 }
 
+// adminAccount opens the admin client and resolves the command's first
+// argument, an account id or name.
+func (c *ctx) adminAccount() (*adminClient, string, error) {
+	a, err := c.admin()
+	if err != nil {
+		return nil, "", err
+	}
+	acct, err := a.account(c.args[0])
+	return a, acct, err
+}
+
 // device resolves ref, a device id, a unique prefix of at least 6 hex
 // digits of one, or a device name, among the account's devices.
 func (a *adminClient) device(acct, ref string) (string, error) {
@@ -476,11 +487,7 @@ func adminEnrollmentAction(c *ctx, action string, body any) error {
 }
 
 func runAdminRevoke(c *ctx, o *revokeOpts) error {
-	a, err := c.admin()
-	if err != nil {
-		return err
-	}
-	acct, err := a.account(c.args[0])
+	a, acct, err := c.adminAccount()
 	if err != nil {
 		return err
 	}
@@ -550,11 +557,7 @@ func runAdminReview(c *ctx, o *reviewOpts) error {
 }
 
 func runAdminDevices(c *ctx) error {
-	a, err := c.admin()
-	if err != nil {
-		return err
-	}
-	acct, err := a.account(c.args[0])
+	a, acct, err := c.adminAccount()
 	if err != nil {
 		return err
 	}
@@ -624,11 +627,7 @@ func runAdminSetPolicy(c *ctx, o *setPolicyOpts) error {
 	if u.Empty() {
 		return usagef("give the policy flags to change (the others keep their value), e.g. --recovery-delay 72h or --require-admin-approval=false")
 	}
-	a, err := c.admin()
-	if err != nil {
-		return err
-	}
-	acct, err := a.account(c.args[0])
+	a, acct, err := c.adminAccount()
 	if err != nil {
 		return err
 	}
