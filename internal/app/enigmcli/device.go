@@ -72,17 +72,21 @@ func (c *Ctx) agent() (*device.Agent, error) {
 
 // newBackend builds the backend named by --backend for a new keystore.
 func (c *Ctx) newBackend() (backend.Backend, error) {
-	name := c.backendName
-	if name == "auto" {
-		name = "soft"
-		for _, n := range autoOrder {
-			if probe := probes[n]; probe != nil && probe(c.Env) == nil {
-				name = n
-				break
-			}
+	return c.backendFor(c.backendChoice())
+}
+
+// backendChoice is the backend --backend names: "auto" is the first of
+// autoOrder whose probe passes here, else soft.
+func (c *Ctx) backendChoice() string {
+	if c.backendName != "auto" {
+		return c.backendName
+	}
+	for _, n := range autoOrder {
+		if probe := probes[n]; probe != nil && probe(c.Env) == nil {
+			return n
 		}
 	}
-	return c.backendFor(name)
+	return "soft"
 }
 
 func hexID(b []byte) string { return hex.EncodeToString(b) }

@@ -245,16 +245,7 @@ func runInit(c *Ctx) error {
 	if keystore.Exists(home) {
 		return fmt.Errorf("%w: %s already holds a keystore", keystore.ErrExists, home)
 	}
-	name := c.backendName
-	if name == "auto" {
-		name = "soft"
-		for _, n := range autoOrder {
-			if probe := probes[n]; probe != nil && probe(c.Env) == nil {
-				name = n
-				break
-			}
-		}
-	}
+	name := c.backendChoice()
 	if _, ok := backendMakers[name]; !ok && c.Env.Backend == nil {
 		return Usagef("unknown backend %q (this build has: %s)", name, strings.Join(backendNames(), ", "))
 	}
