@@ -1140,17 +1140,5 @@ func readTrustedAKs(path string) ([]attest.AK, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ENIGM_TRUST_TPM_AK: %w", err)
 	}
-	var out []attest.AK
-	for i, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		ak, err := hex.DecodeString(line)
-		if err != nil || len(ak) < 32 {
-			return nil, fmt.Errorf("%s line %d: not a hex attestation key", path, i+1)
-		}
-		out = append(out, ak)
-	}
-	return out, nil
+	return clikit.ParseHexLines[attest.AK](b, path, "attestation key", 32, 0)
 }
