@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/enigm/enigm/chain"
@@ -115,28 +116,21 @@ func ParseDeviceID(s string) (chain.DeviceID, error) {
 }
 
 // ValidName reports whether s is a valid account name: 1–64 of [a-z0-9._-].
-func ValidName(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func ValidName(s string) bool { return lowerAlnum(s, 1, 64, "._-") }
 
 // ValidInviteCode reports whether s has the shape of an invite code:
 // 16–128 of [a-z0-9-].
-func ValidInviteCode(s string) bool {
-	if len(s) < 16 || len(s) > 128 {
+func ValidInviteCode(s string) bool { return lowerAlnum(s, 16, 128, "-") }
+
+// lowerAlnum reports whether s has min to max bytes, each of a-z, 0-9 or
+// extra.
+func lowerAlnum(s string, min, max int, extra string) bool {
+	if len(s) < min || len(s) > max {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte(extra, c) >= 0) {
 			return false
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"strconv"
 
@@ -160,15 +161,4 @@ func checkKeys(b []byte) error {
 	}
 }
 
-func snakeCase(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+func snakeCase(s string) bool { return lowerAlnum(s, 1, math.MaxInt, "_") }

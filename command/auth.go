@@ -72,6 +72,19 @@ type deviceAuth struct {
 
 func (a *deviceAuth) actor() string { return "device:" + a.account + "/" + a.device.String() }
 
+// authOwnAccount is authDevice for a request on the account in the path,
+// which must be the device's own; refusal is the message otherwise.
+func (s *Server) authOwnAccount(r *http.Request, refusal string) (*deviceAuth, *apiError) {
+	a, e := s.authDevice(r)
+	if e != nil {
+		return nil, e
+	}
+	if r.PathValue("id") != a.account {
+		return nil, forbidden("%s", refusal)
+	}
+	return a, nil
+}
+
 // authDevice checks the bearer token and that its device is active at the
 // account's current verified head.
 func (s *Server) authDevice(r *http.Request) (*deviceAuth, *apiError) {
@@ -190,11 +203,7 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) *apiErr
 	if e := decode(w, r, &req); e != nil {
 		return e
 	}
-	acct, e := accountID("account_id", req.AccountID)
-	if e != nil {
-		return e
-	}
-	dev, e := deviceID("device_id", req.DeviceID)
+	acct, dev, e := accountDevice(req.AccountID, req.DeviceID)
 	if e != nil {
 		return e
 	}
@@ -232,11 +241,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) *apiError {
 	if e := decode(w, r, &req); e != nil {
 		return e
 	}
-	acct, e := accountID("account_id", req.AccountID)
-	if e != nil {
-		return e
-	}
-	dev, e := deviceID("device_id", req.DeviceID)
+	acct, dev, e := accountDevice(req.AccountID, req.DeviceID)
 	if e != nil {
 		return e
 	}

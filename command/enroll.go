@@ -122,12 +122,9 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) *apiError 
 }
 
 func (s *Server) handleListEnrollments(w http.ResponseWriter, r *http.Request) *apiError {
-	a, e := s.authDevice(r)
+	a, e := s.authOwnAccount(r, "a device lists its own account's enrollments only")
 	if e != nil {
 		return e
-	}
-	if r.PathValue("id") != a.account {
-		return forbidden("a device lists its own account's enrollments only")
 	}
 	list, err := s.store.Enrollments(r.Context(), store.EnrollmentFilter{AccountID: a.account, States: openEnrollment})
 	if err != nil {
@@ -292,11 +289,7 @@ func (s *Server) resetStale(ctx context.Context, en store.Enrollment, orgID stri
 }
 
 func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request) *apiError {
-	var req api.LinkRequest
-	if e := decode(w, r, &req); e != nil {
-		return e
-	}
-	l, e := parseLink("link", req.Link)
+	l, e := decodeLink(w, r)
 	if e != nil {
 		return e
 	}

@@ -160,6 +160,26 @@ func parseLink(field string, b []byte) (*chain.Link, *apiError) {
 	return l, nil
 }
 
+// decodeLink decodes a link request (api.LinkRequest) and parses its
+// link.
+func decodeLink(w http.ResponseWriter, r *http.Request) (*chain.Link, *apiError) {
+	var req api.LinkRequest
+	if e := decode(w, r, &req); e != nil {
+		return nil, e
+	}
+	return parseLink("link", req.Link)
+}
+
+// accountDevice parses the account_id and device_id fields of a request.
+func accountDevice(account, device string) (chain.AccountID, chain.DeviceID, *apiError) {
+	acct, e := accountID("account_id", account)
+	if e != nil {
+		return acct, chain.DeviceID{}, e
+	}
+	dev, e := deviceID("device_id", device)
+	return acct, dev, e
+}
+
 // rfc3339 formats a time for messages and audit details.
 func rfc3339(t time.Time) string {
 	if t.IsZero() {

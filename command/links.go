@@ -12,18 +12,11 @@ import (
 // handleAppendLink appends a device-signed revoke_device, rotate_keys,
 // recovery_veto or rotate_recovery link.
 func (s *Server) handleAppendLink(w http.ResponseWriter, r *http.Request) *apiError {
-	a, e := s.authDevice(r)
+	a, e := s.authOwnAccount(r, "a device appends to its own account only")
 	if e != nil {
 		return e
 	}
-	if r.PathValue("id") != a.account {
-		return forbidden("a device appends to its own account only")
-	}
-	var req api.LinkRequest
-	if e := decode(w, r, &req); e != nil {
-		return e
-	}
-	l, e := parseLink("link", req.Link)
+	l, e := decodeLink(w, r)
 	if e != nil {
 		return e
 	}

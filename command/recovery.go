@@ -15,11 +15,7 @@ import (
 // handleRecoveryRequest appends a recovery_request link (signed by the
 // recovery key and the new device) and opens the recovery.
 func (s *Server) handleRecoveryRequest(w http.ResponseWriter, r *http.Request) *apiError {
-	var req api.LinkRequest
-	if e := decode(w, r, &req); e != nil {
-		return e
-	}
-	l, e := parseLink("link", req.Link)
+	l, e := decodeLink(w, r)
 	if e != nil {
 		return e
 	}
@@ -89,11 +85,7 @@ func (s *Server) handleGetRecovery(w http.ResponseWriter, r *http.Request) *apiE
 // handleRecoveryComplete appends the recover link, or keeps it for the
 // organisation's review when the policy requires one.
 func (s *Server) handleRecoveryComplete(w http.ResponseWriter, r *http.Request) *apiError {
-	var req api.LinkRequest
-	if e := decode(w, r, &req); e != nil {
-		return e
-	}
-	l, e := parseLink("link", req.Link)
+	l, e := decodeLink(w, r)
 	if e != nil {
 		return e
 	}

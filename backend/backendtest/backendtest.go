@@ -57,6 +57,14 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 		return s
 	}
 	key32 := bytes.Repeat([]byte{0x5a}, 32)
+	seal := func(t *testing.T, s backend.Session, label string) []byte {
+		t.Helper()
+		sealed, err := s.Seal(ctx, label, key32)
+		if err != nil {
+			t.Fatalf("Seal: %v", err)
+		}
+		return sealed
+	}
 
 	t.Run("Capabilities", func(t *testing.T) {
 		c := newBackend(t).Capabilities()
@@ -131,10 +139,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 		b := newBackend(t)
 		st := provision(t, b)
 		good := open(t, b, st)
-		sealed, err := good.Seal(ctx, "enigm/test/kek", key32)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sealed := seal(t, good, "enigm/test/kek")
 		s, err := b.Open(ctx, st, wrong)
 		if err == nil {
 			_, err = s.Unseal(ctx, "enigm/test/kek", sealed)
@@ -154,10 +159,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	t.Run("LabelBinding", func(t *testing.T) {
 		b := newBackend(t)
 		s := open(t, b, provision(t, b))
-		sealed, err := s.Seal(ctx, "enigm/kek/session", key32)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sealed := seal(t, s, "enigm/kek/session")
 		if _, err := s.Unseal(ctx, "enigm/kek/identity", sealed); !errors.Is(err, backend.ErrSealedData) {
 			t.Fatalf("unseal under another label: err = %v, want ErrSealedData", err)
 		}
@@ -166,10 +168,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	t.Run("TamperedSealedData", func(t *testing.T) {
 		b := newBackend(t)
 		s := open(t, b, provision(t, b))
-		sealed, err := s.Seal(ctx, "enigm/test/kek", key32)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sealed := seal(t, s, "enigm/test/kek")
 		for _, i := range positions(len(sealed)) {
 			bad := bytes.Clone(sealed)
 			bad[i] ^= 0x01
@@ -195,10 +194,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	t.Run("ForeignState", func(t *testing.T) {
 		b := newBackend(t)
 		a := open(t, b, provision(t, b))
-		sealed, err := a.Seal(ctx, "enigm/test/kek", key32)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sealed := seal(t, a, "enigm/test/kek")
 		other := open(t, b, provision(t, b)) // same secret, fresh protection
 		if _, err := other.Unseal(ctx, "enigm/test/kek", sealed); !errors.Is(err, backend.ErrSealedData) {
 			t.Fatalf("another store's sealed data: err = %v, want ErrSealedData", err)
@@ -212,10 +208,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sealed, err := s1.Seal(ctx, "enigm/test/kek", key32)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sealed := seal(t, s1, "enigm/test/kek")
 		if err := s1.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -257,10 +250,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	t.Run("Concurrent", func(t *testing.T) {
 		b := newBackend(t)
 		s := open(t, b, provision(t, b))
-		sealed, err := s.Seal(ctx, "enigm/test/kek", key32)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sealed := seal(t, s, "enigm/test/kek")
 		var wg sync.WaitGroup
 		errs := make(chan error, 8)
 		for i := 0; i < 8; i++ {
@@ -332,10 +322,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 		b := newBackend(t)
 		st := provision(t, b)
 		s := open(t, b, st)
-		sealed, err := s.Seal(ctx, "enigm/test/kek", key32)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sealed := seal(t, s, "enigm/test/kek")
 		s.Close()
 		if err := b.Destroy(ctx, st); err != nil {
 			t.Fatalf("Destroy: %v", err)

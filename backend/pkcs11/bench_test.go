@@ -36,14 +36,7 @@ func benchStore(b *testing.B) (*Backend, []byte, map[string][]byte, []byte) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	sealed := map[string][]byte{}
-	for _, l := range classLabels {
-		k := make([]byte, 32)
-		rand.Read(k)
-		if sealed[l], err = s.Seal(bg, l, k); err != nil {
-			b.Fatal(err)
-		}
-	}
+	sealed := sealClassKeys(b, s)
 	blob, _, err := s.(backend.BindingKeys).CreateBindingKey(bg)
 	if err != nil {
 		b.Fatal(err)
@@ -51,19 +44,51 @@ func benchStore(b *testing.B) (*Backend, []byte, map[string][]byte, []byte) {
 	return be, st, sealed, blob
 }
 
-// BenchmarkSignP256Token: one binding-key signature per operation: C_SignInit
-// + C_Sign on the token, r||s to DER, verification against the public key.
-func BenchmarkSignP256Token(b *testing.B) {
-	be, st, _, blob := benchStore(b)
+// sealClassKeys seals a random 32-byte wrapping key for each class and
+// returns the sealed blobs by label.
+func sealClassKeys(b *testing.B, s backend.Session) map[string][]byte {
+	b.Helper()
+	sealed := map[string][]byte{}
+	for _, l := range classLabels {
+		k := make([]byte, 32)
+		rand.Read(k)
+		var err error
+		if sealed[l], err = s.Seal(bg, l, k); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return sealed
+}
+
+// benchSession opens the store st with the test PIN for the rest of the
+// benchmark.
+func benchSession(b *testing.B, be *Backend, st []byte) backend.Session {
+	b.Helper()
 	s, err := be.Open(bg, st, pin)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close()
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// benchBindingKey opens a session of a fresh bench store and loads its
+// binding key.
+func benchBindingKey(b *testing.B) (backend.Session, crypto.Signer) {
+	b.Helper()
+	be, st, _, blob := benchStore(b)
+	s := benchSession(b, be, st)
 	key, err := s.(backend.BindingKeys).LoadBindingKey(bg, blob)
 	if err != nil {
 		b.Fatal(err)
 	}
+	return s, key
+}
+
+// BenchmarkSignP256Token: one binding-key signature per operation: C_SignInit
+// + C_Sign on the token, r||s to DER, verification against the public key.
+func BenchmarkSignP256Token(b *testing.B) {
+	_, key := benchBindingKey(b)
 	d := sha256.Sum256([]byte("enigm benchmark message"))
 	for b.Loop() {
 		if _, err := key.Sign(nil, d[:], crypto.SHA256); err != nil {
@@ -76,16 +101,7 @@ func BenchmarkSignP256Token(b *testing.B) {
 // signature through PKCS#11 as a plain client would make it, without the
 // DER conversion and the verification the binding key adds.
 func BenchmarkSignP256TokenRaw(b *testing.B) {
-	be, st, _, blob := benchStore(b)
-	s, err := be.Open(bg, st, pin)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	key, err := s.(backend.BindingKeys).LoadBindingKey(bg, blob)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s, key := benchBindingKey(b)
 	c := s.(*session).c
 	priv := key.(*signer).priv
 	mech := []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDSA, nil)}
@@ -160,11 +176,7 @@ func unlockOnce(b *testing.B, be *Backend, st, pin []byte, sealed map[string][]b
 // AES-256-GCM operations on the token each (wrapping keys cached).
 func BenchmarkSeal32(b *testing.B) {
 	be, st, _, _ := benchStore(b)
-	s, err := be.Open(bg, st, pin)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := benchSession(b, be, st)
 	k := make([]byte, 32)
 	for b.Loop() {
 		if _, err := s.Seal(bg, classLabels[0], k); err != nil {
@@ -175,11 +187,7 @@ func BenchmarkSeal32(b *testing.B) {
 
 func BenchmarkUnseal32(b *testing.B) {
 	be, st, sealed, _ := benchStore(b)
-	s, err := be.Open(bg, st, pin)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := benchSession(b, be, st)
 	for b.Loop() {
 		k, err := s.Unseal(bg, classLabels[0], sealed[classLabels[0]])
 		if err != nil {
@@ -219,14 +227,7 @@ func BenchmarkSchemes(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			sealed := map[string][]byte{}
-			for _, l := range classLabels {
-				k := make([]byte, 32)
-				rand.Read(k)
-				if sealed[l], err = s.Seal(bg, l, k); err != nil {
-					b.Fatal(err)
-				}
-			}
+			sealed := sealClassKeys(b, s)
 			var blob []byte
 			if bk, ok := s.(backend.BindingKeys); ok {
 				if blob, _, err = bk.CreateBindingKey(bg); err != nil {

@@ -17,15 +17,7 @@ func faultyStoreScheme(t *testing.T, scheme string) (*faulty, *Backend, []byte, 
 	t.Helper()
 	f := &faulty{}
 	b := newTestBackendOpts(t, Options{TokenLabel: newToken(t), Scheme: scheme}, func(tok token) token { f.token = tok; return f })
-	st, err := b.Provision(bg, pin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := b.Open(bg, st, pin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	st, s := openNewStore(t, b)
 	return f, b, st, s.(*session)
 }
 
@@ -186,15 +178,7 @@ func TestMinimalTemplates(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			p := &picky{}
 			b := newTestBackendOpts(t, Options{TokenLabel: newToken(t), Scheme: sc.name}, func(tok token) token { p.token = tok; return p })
-			st, err := b.Provision(bg, pin)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := b.Open(bg, st, pin)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			_, s := openNewStore(t, b)
 			sealed, err := s.Seal(bg, "l", []byte("x"))
 			if err != nil {
 				t.Fatal(err)

@@ -197,5 +197,3 @@ func checkValue(storeID []byte, label string, secret []byte) []byte {
 	h.Write(secret)
 	return h.Sum(nil)[:checkSize]
 }
-
-func p256() elliptic.Curve { return elliptic.P256() }

@@ -181,10 +181,8 @@ func (c *conn) createDestroyKey() error {
 	return err
 }
 
-// Open logs in to the store's token with the PIN (secret) and returns a
-// session. A store whose destroy key is gone returns [backend.ErrDestroyed]
-// without trying the PIN.
-func (b *Backend) Open(ctx context.Context, stateBytes, secret []byte) (backend.Session, error) {
+// dialState parses a store's state and opens a session on its token.
+func (b *Backend) dialState(ctx context.Context, stateBytes []byte) (*conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -192,10 +190,18 @@ func (b *Backend) Open(ctx context.Context, stateBytes, secret []byte) (backend.
 	if err != nil {
 		return nil, err
 	}
-	c, err := b.dial(st)
+	return b.dial(st)
+}
+
+// Open logs in to the store's token with the PIN (secret) and returns a
+// session. A store whose destroy key is gone returns [backend.ErrDestroyed]
+// without trying the PIN.
+func (b *Backend) Open(ctx context.Context, stateBytes, secret []byte) (backend.Session, error) {
+	c, err := b.dialState(ctx, stateBytes)
 	if err != nil {
 		return nil, err
 	}
+	st := c.st
 	ok := false
 	defer func() {
 		if !ok {
@@ -256,14 +262,7 @@ func (b *Backend) Open(ctx context.Context, stateBytes, secret []byte) (backend.
 // token's security officer re-initializing the token) removes its keys.
 // Its backend does not claim [backend.GateDestroy].
 func (b *Backend) Destroy(ctx context.Context, stateBytes []byte) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	st, err := parseState(stateBytes)
-	if err != nil {
-		return err
-	}
-	c, err := b.dial(st)
+	c, err := b.dialState(ctx, stateBytes)
 	if err != nil {
 		return err
 	}
@@ -283,14 +282,7 @@ func (b *Backend) Destroy(ctx context.Context, stateBytes []byte) error {
 // store, including the private keys a Destroy without login leaves behind.
 // It works on destroyed stores too.
 func (b *Backend) Purge(ctx context.Context, stateBytes, secret []byte) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	st, err := parseState(stateBytes)
-	if err != nil {
-		return err
-	}
-	c, err := b.dial(st)
+	c, err := b.dialState(ctx, stateBytes)
 	if err != nil {
 		return err
 	}

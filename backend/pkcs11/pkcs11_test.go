@@ -441,15 +441,7 @@ func TestBindingKeyBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another store on the same token.
-	other, err := b.Provision(bg, pin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	so, err := b.Open(bg, other, pin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer so.Close()
+	_, so := openNewStore(t, b)
 	if _, err := so.(backend.BindingKeys).LoadBindingKey(bg, blob); !errors.Is(err, backend.ErrState) {
 		t.Errorf("another store's blob: err = %v, want ErrState", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/asn1"
@@ -81,7 +82,7 @@ func decodePoint(v []byte) (*ecdsa.PublicKey, error) {
 	if len(v) != pointSize {
 		return nil, fmt.Errorf("%w: CKA_EC_POINT has %d bytes", ErrTokenFault, len(v))
 	}
-	pub, err := ecdsa.ParseUncompressedPublicKey(p256(), v)
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), v)
 	if err != nil {
 		return nil, fmt.Errorf("%w: CKA_EC_POINT: %v", ErrTokenFault, err)
 	}

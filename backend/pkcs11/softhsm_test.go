@@ -8,6 +8,7 @@ import (
 
 	p11 "github.com/miekg/pkcs11"
 
+	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/pkcs11/pkcs11test"
 )
 
@@ -69,6 +70,22 @@ func newTestBackendOpts(t testing.TB, opts Options, wrap func(token) token) *Bac
 		t.Fatal(err)
 	}
 	return b
+}
+
+// openNewStore provisions a store on b and opens it with the test PIN
+// for the rest of the test.
+func openNewStore(t testing.TB, b *Backend) ([]byte, backend.Session) {
+	t.Helper()
+	st, err := b.Provision(bg, pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.Open(bg, st, pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return st, s
 }
 
 // inspect logs in to the store's token with the test PIN (through the

@@ -24,11 +24,7 @@ func TestConstraintErrorsPostgres(t *testing.T) {
 // from other failures.
 func testConstraintErrors(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s, err := store.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := storetest.Open(t, dsn)
 	const acct = `INSERT INTO accounts (id, name, org_id, head_seq, head_hash, created_at) VALUES (?,?,'',0,'h',0)`
 	const link = `INSERT INTO links (account_id, seq, hash, prev_hash, type, data, created_at) VALUES (?,0,'h','','genesis',?,0)`
 	if _, _, err := store.ConstraintOf(ctx, s, acct, "a1", "alice"); err != nil {

@@ -26,16 +26,6 @@ const logOrigin = "enigm.test/command-log"
 
 func logSigner(t testing.TB) *translog.Signer { return translogtest.NewSigner(t, logOrigin) }
 
-func openStore(t testing.TB, dsn string) store.Store {
-	t.Helper()
-	s, err := store.Open(context.Background(), dsn)
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 func logOf(t testing.TB, s store.Store) *store.Log {
 	t.Helper()
 	l, err := store.LogStorage(s)
@@ -93,7 +83,7 @@ func TestLogPostgres(t *testing.T) {
 // link's inclusion, and Tessera's fsck passes on it when served.
 func testLog(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := openStore(t, dsn)
+	s := storetest.Open(t, dsn)
 	ls := logOf(t, s)
 	l := translog.New(ls, logSigner(t))
 
@@ -191,7 +181,7 @@ func TestLogConcurrentPostgres(t *testing.T) {
 	var stores []store.Store
 	var logs []*translog.Log
 	for range instances {
-		s := openStore(t, dsn)
+		s := storetest.Open(t, dsn)
 		stores = append(stores, s)
 		logs = append(logs, translog.New(logOf(t, s), signer))
 	}
@@ -352,7 +342,7 @@ func testLogMigrationBackfill(t *testing.T, dsn string) {
 	}
 	db.Close()
 
-	s = openStore(t, dsn)
+	s = storetest.Open(t, dsn)
 	ls := logOf(t, s)
 	leaves, err := ls.Leaves(ctx, 0, 100)
 	if err != nil {

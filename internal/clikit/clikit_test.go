@@ -154,3 +154,32 @@ func TestRunClassifies(t *testing.T) {
 		t.Errorf("num --n seven: %d %q", code, errs)
 	}
 }
+
+func TestParseHexLines(t *testing.T) {
+	const in = "# trusted keys\n\n  aabbcc  \n# another\nddeeff\n"
+	got, err := ParseHexLines[[]byte]([]byte(in), "keys.txt", "key", 3, 3)
+	if err != nil || len(got) != 2 || !bytes.Equal(got[0], []byte{0xaa, 0xbb, 0xcc}) || !bytes.Equal(got[1], []byte{0xdd, 0xee, 0xff}) {
+		t.Fatalf("ParseHexLines = %x, %v", got, err)
+	}
+	if got, err := ParseHexLines[[]byte](nil, "empty", "key", 1, 0); err != nil || len(got) != 0 {
+		t.Fatalf("empty input: %x, %v", got, err)
+	}
+	for _, tc := range []struct {
+		in       string
+		min, max int
+		want     string
+	}{
+		{"aabbcc\nzz\n", 1, 0, "keys.txt line 2: not a hex key"},
+		{"aabbcc\nabc\n", 1, 0, "keys.txt line 2: not a hex key"}, // odd length
+		{"aabb\n", 3, 0, "keys.txt line 1: not a hex key"},        // too short
+		{"aabbccdd\n", 1, 3, "keys.txt line 1: not a hex key"},    // too long
+	} {
+		if _, err := ParseHexLines[[]byte]([]byte(tc.in), "keys.txt", "key", tc.min, tc.max); err == nil || err.Error() != tc.want {
+			t.Errorf("ParseHexLines(%q, %d, %d): err = %v, want %q", tc.in, tc.min, tc.max, err, tc.want)
+		}
+	}
+	// max 0 is no bound.
+	if got, err := ParseHexLines[[]byte]([]byte(strings.Repeat("ab", 5000)), "big", "key", 1, 0); err != nil || len(got) != 1 || len(got[0]) != 5000 {
+		t.Fatalf("unbounded: %d values, %v", len(got), err)
+	}
+}

@@ -42,7 +42,8 @@ func Run(t *testing.T, newDSN func(t testing.TB) string) {
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func open(t *testing.T, dsn string) store.Store {
+// Open opens the store at dsn for the rest of the test.
+func Open(t testing.TB, dsn string) store.Store {
 	t.Helper()
 	s, err := store.Open(context.Background(), dsn)
 	if err != nil {
@@ -82,6 +83,13 @@ func newAccount(t *testing.T, s store.Store, name, org string) store.Account {
 	return a
 }
 
+// newOrg creates the organisation "o" the tests' managed accounts belong
+// to.
+func newOrg(t *testing.T, s store.Store) {
+	t.Helper()
+	must(t, "org", s.CreateOrg(context.Background(), store.Org{ID: "o", Name: "o", AdminKey: []byte("k"), AdminKeyID: "k", AdminTokenHash: []byte("t"), Policy: "{}"}))
+}
+
 func link(account string, seq uint64, typ string) store.Link {
 	prev := hx(fmt.Sprintf("%s/%d", account, seq-1))
 	if seq == 1 {
@@ -93,7 +101,7 @@ func link(account string, seq uint64, typ string) store.Link {
 
 func testSchema(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t, dsn)
+	s := Open(t, dsn)
 	if s.SchemaVersion() != store.SchemaVersion {
 		t.Fatalf("schema version %d, want %d", s.SchemaVersion(), store.SchemaVersion)
 	}
@@ -106,7 +114,7 @@ func testSchema(t *testing.T, dsn string) {
 	newAccount(t, s, "alice", "")
 	s.Close()
 	// Opening again migrates nothing and keeps the data.
-	s2 := open(t, dsn)
+	s2 := Open(t, dsn)
 	if _, err := s2.AccountByName(ctx, "alice"); err != nil {
 		t.Fatalf("data after reopen: %v", err)
 	}
@@ -122,7 +130,7 @@ func testSchema(t *testing.T, dsn string) {
 
 func testOrgs(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t, dsn)
+	s := Open(t, dsn)
 	o := store.Org{ID: "org1", Name: "acme", AdminKey: []byte("pub"), AdminKeyID: "kid", AdminTokenHash: []byte("tokhash"), Policy: `{"x":1}`, CreatedAt: t0}
 	must(t, "create org", s.CreateOrg(ctx, o, store.AuditEntry{Time: t0, Actor: "cli", Action: "org.create", OrgID: "org1"}))
 	wantErr(t, "same name", s.CreateOrg(ctx, store.Org{ID: "org2", Name: "acme", AdminKey: []byte("p"), AdminKeyID: "k", AdminTokenHash: []byte("t2"), Policy: "{}"}), store.ErrExists)
@@ -151,8 +159,8 @@ func testOrgs(t *testing.T, dsn string) {
 
 func testInvites(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t, dsn)
-	must(t, "org", s.CreateOrg(ctx, store.Org{ID: "o", Name: "o", AdminKey: []byte("k"), AdminKeyID: "k", AdminTokenHash: []byte("t"), Policy: "{}"}))
+	s := Open(t, dsn)
+	newOrg(t, s)
 	inv := store.Invite{CodeHash: []byte("code-hash"), OrgID: "o", AccountName: "bob", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
 	must(t, "invite", s.CreateInvite(ctx, inv))
 	wantErr(t, "invite twice", s.CreateInvite(ctx, inv), store.ErrExists)
@@ -182,8 +190,8 @@ func testInvites(t *testing.T, dsn string) {
 
 func testAccounts(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t, dsn)
-	must(t, "org", s.CreateOrg(ctx, store.Org{ID: "o", Name: "o", AdminKey: []byte("k"), AdminKeyID: "k", AdminTokenHash: []byte("t"), Policy: "{}"}))
+	s := Open(t, dsn)
+	newOrg(t, s)
 	a := newAccount(t, s, "alice", "")
 	b := newAccount(t, s, "bob", "o")
 	newAccount(t, s, "carol", "o")
@@ -221,7 +229,7 @@ func testAccounts(t *testing.T, dsn string) {
 
 func testAppend(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t, dsn)
+	s := Open(t, dsn)
 	a := newAccount(t, s, "alice", "")
 	for seq := uint64(1); seq <= 5; seq++ {
 		must(t, fmt.Sprintf("append %d", seq), s.Append(ctx, store.Append{AccountID: a.ID, Link: link(a.ID, seq, "rotate_keys")}))
@@ -263,7 +271,7 @@ func testAppend(t *testing.T, dsn string) {
 // whose position is still taken conflicts and changes nothing.
 func testHeadMovedBack(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t, dsn)
+	s := Open(t, dsn)
 	a := newAccount(t, s, "alice", "")
 	for seq := uint64(1); seq <= 3; seq++ {
 		must(t, fmt.Sprintf("append %d", seq), s.Append(ctx, store.Append{AccountID: a.ID, Link: link(a.ID, seq, "rotate_keys")}))
@@ -294,7 +302,7 @@ func testHeadMovedBack(t *testing.T, dsn string) {
 // head, not the audit entry; and a revocation's side changes happen with it.
 func testAppendAtomic(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t, dsn)
+	s := Open(t, dsn)
 	a := newAccount(t, s, "alice", "")
 	dev, other := devID("B"), devID("C")
 	e := store.Enrollment{ID: "req1", AccountID: a.ID, Type: "add_device", State: store.EnrollApproved, Body: []byte("body"),
@@ -361,7 +369,7 @@ func testAppendAtomic(t *testing.T, dsn string) {
 // sequence number, and the stored chain has no gap, fork or interleaving.
 func testAppendRace(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t, dsn)
+	s := Open(t, dsn)
 	a := newAccount(t, s, "race", "")
 	const writers, rounds = 8, 12
 	var mu sync.Mutex
@@ -424,8 +432,8 @@ func testAppendRace(t *testing.T, dsn string) {
 
 func testEnrollments(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t, dsn)
-	must(t, "org", s.CreateOrg(ctx, store.Org{ID: "o", Name: "o", AdminKey: []byte("k"), AdminKeyID: "k", AdminTokenHash: []byte("t"), Policy: "{}"}))
+	s := Open(t, dsn)
+	newOrg(t, s)
 	a := newAccount(t, s, "alice", "")
 	b := newAccount(t, s, "bob", "o")
 	mk := func(id, acct string, created time.Time) store.Enrollment {
@@ -478,8 +486,8 @@ func testEnrollments(t *testing.T, dsn string) {
 
 func testRecoveries(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t, dsn)
-	must(t, "org", s.CreateOrg(ctx, store.Org{ID: "o", Name: "o", AdminKey: []byte("k"), AdminKeyID: "k", AdminTokenHash: []byte("t"), Policy: "{}"}))
+	s := Open(t, dsn)
+	newOrg(t, s)
 	a := newAccount(t, s, "alice", "o")
 	r := store.Recovery{ID: link(a.ID, 1, "").Hash, AccountID: a.ID, DeviceID: devID("R"), State: store.RecoveryWaiting, RequestedAt: t0, NotBefore: t0.Add(24 * time.Hour)}
 	must(t, "request", s.Append(ctx, store.Append{AccountID: a.ID, Link: link(a.ID, 1, "recovery_request"), NewRecovery: &r}))
@@ -506,7 +514,7 @@ func testRecoveries(t *testing.T, dsn string) {
 
 func testEnvelopes(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t, dsn)
+	s := Open(t, dsn)
 	a := newAccount(t, s, "alice", "")
 	b := newAccount(t, s, "bob", "")
 	d1, d2 := devID("1"), devID("2")
@@ -551,7 +559,7 @@ func testEnvelopes(t *testing.T, dsn string) {
 
 func testSecrets(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t, dsn)
+	s := Open(t, dsn)
 	c := store.Secret{Hash: []byte("challenge"), AccountID: hx("a"), DeviceID: devID("d"), ExpiresAt: t0.Add(time.Minute)}
 	must(t, "put challenge", s.PutChallenge(ctx, c))
 	wantErr(t, "same challenge twice", s.PutChallenge(ctx, c), store.ErrExists)
@@ -611,7 +619,7 @@ func testSecrets(t *testing.T, dsn string) {
 
 func testExpire(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t, dsn)
+	s := Open(t, dsn)
 	a := newAccount(t, s, "alice", "")
 	for i, st := range []string{store.EnrollPending, store.EnrollDeviceApproved, store.EnrollApproved, store.EnrollCompleted, store.EnrollDenied} {
 		e := store.Enrollment{ID: fmt.Sprintf("old%d", i), AccountID: a.ID, Type: "add_device", State: st, Body: []byte("b"),
@@ -651,7 +659,7 @@ func testExpire(t *testing.T, dsn string) {
 
 func testAudit(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t, dsn)
+	s := Open(t, dsn)
 	for i := 0; i < 10; i++ {
 		org := "o1"
 		if i%2 == 1 {

@@ -287,6 +287,17 @@ func (a *adminClient) account(ref string) (string, error) {
 	return clikit.PickID("account", ref, cands)
 }
 
+// adminAccount opens the admin client and resolves the command's first
+// argument, an account id or name.
+func (c *ctx) adminAccount() (*adminClient, string, error) {
+	a, err := c.admin()
+	if err != nil {
+		return nil, "", err
+	}
+	acct, err := a.account(c.args[0])
+	return a, acct, err
+}
+
 // device resolves ref, a device id, a unique prefix of at least 6 hex
 // digits of one, or a device name, among the account's devices.
 func (a *adminClient) device(acct, ref string) (string, error) {
@@ -305,6 +316,52 @@ func (a *adminClient) device(acct, ref string) (string, error) {
 }
 
 func isHex(s string, n int) bool { return api.IsHex(s, n) }
+
+// adminDo makes one request of the admin API and returns its answer, a T.
+func adminDo[T any](c *ctx, method, path string, body any) (*T, error) {
+	a, err := c.admin()
+	if err != nil {
+		return nil, err
+	}
+	out := new(T)
+	if err := a.do(method, path, body, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// printRow prints cells as one tab-separated line of a table.
+func printRow(w io.Writer, cells ...any) {
+	for i, v := range cells {
+		if i > 0 {
+			fmt.Fprint(w, "\t")
+		}
+		fmt.Fprint(w, v)
+	}
+	fmt.Fprintln(w)
+}
+
+// printTable prints rows as a table under header, or the line empty when
+// there are none.
+func printTable[T any](w io.Writer, rows []T, empty string, header []any, row func(T) []any) {
+	if len(rows) == 0 {
+		fmt.Fprintln(w, empty)
+		return
+	}
+	printRow(w, header...)
+	for _, r := range rows {
+		printRow(w, row(r)...)
+	}
+}
+
+// mapAll returns f of each of xs, an empty (not nil) slice for none.
+func mapAll[A, B any](xs []A, f func(A) B) []B {
+	out := make([]B, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, f(x))
+	}
+	return out
+}
 
 // output prints v (a typed struct; "version": 1 is added) as JSON, or
 // calls text.
@@ -361,12 +418,8 @@ func apiTime(t time.Time) string {
 }
 
 func runAdminAccounts(c *ctx) error {
-	a, err := c.admin()
+	out, err := adminDo[api.AccountList](c, "GET", "/v1/admin/accounts", nil)
 	if err != nil {
-		return err
-	}
-	var out api.AccountList
-	if err := a.do("GET", "/v1/admin/accounts", nil, &out); err != nil {
 		return err
 	}
 	type row struct {
@@ -381,36 +434,26 @@ func runAdminAccounts(c *ctx) error {
 	c.output(struct {
 		Accounts []row `json:"accounts"`
 	}{rows}, func(w io.Writer) {
-		fmt.Fprintln(w, "NAME\tACCOUNT ID\tHEAD")
+		printRow(w, "NAME", "ACCOUNT ID", "HEAD")
 		for _, r := range rows {
-			fmt.Fprintf(w, "%s\t%s\t%d\n", r.Name, r.AccountID, r.HeadSeq)
+			printRow(w, r.Name, r.AccountID, r.HeadSeq)
 		}
 	})
 	return nil
 }
 
 func runAdminEnrollments(c *ctx) error {
-	a, err := c.admin()
+	list, err := adminDo[api.EnrollmentList](c, "GET", "/v1/admin/enrollments", nil)
 	if err != nil {
 		return err
 	}
-	var list api.EnrollmentList
-	if err := a.do("GET", "/v1/admin/enrollments", nil, &list); err != nil {
-		return err
-	}
-	out := struct{ Enrollments []enrollment }{Enrollments: []enrollment{}}
-	for _, e := range list.Enrollments {
-		out.Enrollments = append(out.Enrollments, enrollmentOut(e))
-	}
+	out := struct{ Enrollments []enrollment }{mapAll(list.Enrollments, enrollmentOut)}
 	c.output(out, func(w io.Writer) {
-		if len(out.Enrollments) == 0 {
-			fmt.Fprintln(w, "no enrollment requests await the organisation")
-			return
-		}
-		fmt.Fprintln(w, "REQUEST ID\tTYPE\tACCOUNT\tDEVICE\tNAME\tPROTECTION\tEXPIRES")
-		for _, e := range out.Enrollments {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.RequestID, e.Type, e.AccountID, e.DeviceID, e.DeviceName, e.Protection, e.ExpiresAt)
-		}
+		printTable(w, out.Enrollments, "no enrollment requests await the organisation",
+			[]any{"REQUEST ID", "TYPE", "ACCOUNT", "DEVICE", "NAME", "PROTECTION", "EXPIRES"},
+			func(e enrollment) []any {
+				return []any{e.RequestID, e.Type, e.AccountID, e.DeviceID, e.DeviceName, e.Protection, e.ExpiresAt}
+			})
 	})
 	return nil
 }
@@ -428,12 +471,8 @@ func adminEnrollmentAction(c *ctx, action string, body any) error {
 	if !isHex(rid, 16) {
 		return usagef("REQUEST_ID is 32 lowercase hex digits")
 	}
-	a, err := c.admin()
+	e, err := adminDo[api.Enrollment](c, "POST", "/v1/admin/enrollments/"+rid+"/"+action, body)
 	if err != nil {
-		return err
-	}
-	var e api.Enrollment
-	if err := a.do("POST", "/v1/admin/enrollments/"+rid+"/"+action, body, &e); err != nil {
 		return err
 	}
 	c.output(struct {
@@ -448,11 +487,7 @@ func adminEnrollmentAction(c *ctx, action string, body any) error {
 }
 
 func runAdminRevoke(c *ctx, o *revokeOpts) error {
-	a, err := c.admin()
-	if err != nil {
-		return err
-	}
-	acct, err := a.account(c.args[0])
+	a, acct, err := c.adminAccount()
 	if err != nil {
 		return err
 	}
@@ -485,27 +520,14 @@ func runAdminRevoke(c *ctx, o *revokeOpts) error {
 }
 
 func runAdminRecoveries(c *ctx) error {
-	a, err := c.admin()
+	list, err := adminDo[api.RecoveryList](c, "GET", "/v1/admin/recoveries", nil)
 	if err != nil {
 		return err
 	}
-	var list api.RecoveryList
-	if err := a.do("GET", "/v1/admin/recoveries", nil, &list); err != nil {
-		return err
-	}
-	out := struct{ Recoveries []recovery }{Recoveries: []recovery{}}
-	for _, r := range list.Recoveries {
-		out.Recoveries = append(out.Recoveries, recoveryOut(r))
-	}
+	out := struct{ Recoveries []recovery }{mapAll(list.Recoveries, recoveryOut)}
 	c.output(out, func(w io.Writer) {
-		if len(out.Recoveries) == 0 {
-			fmt.Fprintln(w, "no recoveries")
-			return
-		}
-		fmt.Fprintln(w, "RECOVERY ID\tSTATE\tACCOUNT\tDEVICE\tNOT BEFORE")
-		for _, r := range out.Recoveries {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.RecoveryID, r.State, r.AccountID, r.DeviceID, r.NotBefore)
-		}
+		printTable(w, out.Recoveries, "no recoveries", []any{"RECOVERY ID", "STATE", "ACCOUNT", "DEVICE", "NOT BEFORE"},
+			func(r recovery) []any { return []any{r.RecoveryID, r.State, r.AccountID, r.DeviceID, r.NotBefore} })
 	})
 	return nil
 }
@@ -519,12 +541,8 @@ func runAdminReview(c *ctx, o *reviewOpts) error {
 	if approve == deny {
 		return usagef("pass exactly one of --approve and --deny")
 	}
-	a, err := c.admin()
+	r, err := adminDo[api.Recovery](c, "POST", "/v1/admin/recoveries/"+rid+"/review", &api.ReviewRequest{Approve: &approve, Reason: o.reason})
 	if err != nil {
-		return err
-	}
-	var r api.Recovery
-	if err := a.do("POST", "/v1/admin/recoveries/"+rid+"/review", &api.ReviewRequest{Approve: &approve, Reason: o.reason}, &r); err != nil {
 		return err
 	}
 	c.output(struct {
@@ -539,11 +557,7 @@ func runAdminReview(c *ctx, o *reviewOpts) error {
 }
 
 func runAdminDevices(c *ctx) error {
-	a, err := c.admin()
-	if err != nil {
-		return err
-	}
-	acct, err := a.account(c.args[0])
+	a, acct, err := c.adminAccount()
 	if err != nil {
 		return err
 	}
@@ -559,9 +573,9 @@ func runAdminDevices(c *ctx) error {
 		Head      any          `json:"head"`
 		Devices   []api.Device `json:"devices"`
 	}{acct, out.Head, out.Devices}, func(w io.Writer) {
-		fmt.Fprintln(w, "DEVICE ID\tNAME\tSTATE\tPROTECTION\tAPPROVED BY\tADDED")
+		printRow(w, "DEVICE ID", "NAME", "STATE", "PROTECTION", "APPROVED BY", "ADDED")
 		for _, d := range out.Devices {
-			fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\t%v\n", d.DeviceID, d.Name, d.State, d.Protection, d.ApprovedBy, apiTime(d.AddedAt))
+			printRow(w, d.DeviceID, d.Name, d.State, d.Protection, d.ApprovedBy, apiTime(d.AddedAt))
 		}
 	})
 	return nil
@@ -572,21 +586,17 @@ func runAdminAudit(c *ctx, o *auditOpts) error {
 	if limit < 1 || limit > 1000 || after < 0 {
 		return usagef("--limit is 1-1000 and --after not negative")
 	}
-	a, err := c.admin()
+	out, err := adminDo[api.AuditLog](c, "GET", "/v1/admin/audit?limit="+strconv.Itoa(limit)+"&after="+strconv.Itoa(after), nil)
 	if err != nil {
-		return err
-	}
-	var out api.AuditLog
-	if err := a.do("GET", "/v1/admin/audit?limit="+strconv.Itoa(limit)+"&after="+strconv.Itoa(after), nil, &out); err != nil {
 		return err
 	}
 	if out.Entries == nil {
 		out.Entries = []api.AuditEntry{}
 	}
 	c.output(out, func(w io.Writer) {
-		fmt.Fprintln(w, "ID\tTIME\tACTOR\tACTION\tDETAIL")
+		printRow(w, "ID", "TIME", "ACTOR", "ACTION", "DETAIL")
 		for _, e := range out.Entries {
-			fmt.Fprintf(w, "%v\t%v\t%v\t%v\t%v\n", e.ID, apiTime(e.Time), e.Actor, e.Action, e.Detail)
+			printRow(w, e.ID, apiTime(e.Time), e.Actor, e.Action, e.Detail)
 		}
 	})
 	return nil
@@ -617,11 +627,7 @@ func runAdminSetPolicy(c *ctx, o *setPolicyOpts) error {
 	if u.Empty() {
 		return usagef("give the policy flags to change (the others keep their value), e.g. --recovery-delay 72h or --require-admin-approval=false")
 	}
-	a, err := c.admin()
-	if err != nil {
-		return err
-	}
-	acct, err := a.account(c.args[0])
+	a, acct, err := c.adminAccount()
 	if err != nil {
 		return err
 	}

@@ -112,3 +112,29 @@ func TestAdminClientRedacted(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The admin commands' tables: the empty line when there is nothing, else
+// a header and one tab-separated row per item, every cell as %v prints it.
+func TestPrintTable(t *testing.T) {
+	type item struct {
+		id  string
+		seq uint64
+	}
+	cell := func(x item) []any { return []any{x.id, x.seq} }
+	for _, tc := range []struct {
+		rows []item
+		want string
+	}{
+		{nil, "nothing here\n"},
+		{[]item{{"a1", 0}, {"b2", 17}}, "ID\tHEAD\na1\t0\nb2\t17\n"},
+	} {
+		var b strings.Builder
+		printTable(&b, tc.rows, "nothing here", []any{"ID", "HEAD"}, cell)
+		if b.String() != tc.want {
+			t.Errorf("printTable(%v) = %q, want %q", tc.rows, b.String(), tc.want)
+		}
+	}
+	if got := mapAll([]int(nil), func(i int) int { return i }); got == nil || len(got) != 0 {
+		t.Errorf("mapAll(nil) = %#v, want an empty slice (it is a JSON list)", got)
+	}
+}

@@ -1,7 +1,6 @@
 package commandcli
 
 import (
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -193,17 +192,9 @@ func readAKs(path string) ([]attest.AK, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []attest.AK
-	for i, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		ak, err := hex.DecodeString(line)
-		if err != nil || len(ak) < 32 || len(ak) > 1024 {
-			return nil, fmt.Errorf("%s line %d: not a hex attestation key", path, i+1)
-		}
-		out = append(out, ak)
+	out, err := clikit.ParseHexLines[attest.AK](b, path, "attestation key", 32, 1024)
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s holds no attestation key", path)

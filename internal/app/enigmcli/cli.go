@@ -200,36 +200,35 @@ func errorCode(err error) string {
 	return "error"
 }
 
-// hintFor is the next step after an error: the library errors say what
-// failed, the CLI says which command to run.
+// hints are the next steps after errors, the first whose error matches:
+// the library errors say what failed, the CLI says which command to run.
+var hints = []struct {
+	errs []error
+	hint string
+}{
+	{[]error{keystore.ErrNotInitialized}, "create one with `enigm keystore init` (or `enigm init` for an account), or point --home at an existing one"},
+	{[]error{keystore.ErrBadPassphrase}, "check $ENIGM_PASSPHRASE or --passphrase-file; nothing was changed"},
+	{[]error{keystore.ErrInUse}, "another enigm process holds the keystore; retry when it has finished"},
+	{[]error{keystore.ErrCorrupt}, "the damaged item was left untouched; the other keys still work"},
+	{[]error{keystore.ErrNotFound, keystore.ErrAmbiguous}, "`enigm keys list` shows the key ids"},
+	{[]error{device.ErrNoAccount}, "set up an account with `enigm init`, or join one with `enigm enroll` (or `enigm recover`)"},
+	{[]error{device.ErrNoServer}, "pass --server URL or set $ENIGM_SERVER (init and enroll save it)"},
+	{[]error{device.ErrEnrollmentPending}, "finish it with `enigm sync` (after the approving device ran `enigm approve`)"},
+	{[]error{device.ErrRevokeThisDevice}, "nothing was revoked; to revoke this device, add --this-device"},
+	{[]error{device.ErrRevokeLastDevice}, "nothing was revoked; to revoke the account's last active device, add --last-device"},
+	{[]error{device.ErrNoPendingRecovery}, "nothing was vetoed; `enigm sync` shows a pending recovery of this account"},
+	{[]error{pkcs11.ErrNoPublicObjects}, "for a TPM, `enigm keystore init --backend tpm` seals to it directly; for a token that keeps every key behind the PIN, see ENIGM_PKCS11_PIN_ONLY_DESTROY in `enigm keystore init --help`"},
+	{[]error{clikit.ErrNoMatch, clikit.ErrAmbiguous}, "`enigm devices` lists the account's devices with their ids and names"},
+}
+
+// hintFor is the next step after err, or "".
 func hintFor(err error) string {
-	switch {
-	case errors.Is(err, keystore.ErrNotInitialized):
-		return "create one with `enigm keystore init` (or `enigm init` for an account), or point --home at an existing one"
-	case errors.Is(err, keystore.ErrBadPassphrase):
-		return "check $ENIGM_PASSPHRASE or --passphrase-file; nothing was changed"
-	case errors.Is(err, keystore.ErrInUse):
-		return "another enigm process holds the keystore; retry when it has finished"
-	case errors.Is(err, keystore.ErrCorrupt):
-		return "the damaged item was left untouched; the other keys still work"
-	case errors.Is(err, keystore.ErrNotFound), errors.Is(err, keystore.ErrAmbiguous):
-		return "`enigm keys list` shows the key ids"
-	case errors.Is(err, device.ErrNoAccount):
-		return "set up an account with `enigm init`, or join one with `enigm enroll` (or `enigm recover`)"
-	case errors.Is(err, device.ErrNoServer):
-		return "pass --server URL or set $ENIGM_SERVER (init and enroll save it)"
-	case errors.Is(err, device.ErrEnrollmentPending):
-		return "finish it with `enigm sync` (after the approving device ran `enigm approve`)"
-	case errors.Is(err, device.ErrRevokeThisDevice):
-		return "nothing was revoked; to revoke this device, add --this-device"
-	case errors.Is(err, device.ErrRevokeLastDevice):
-		return "nothing was revoked; to revoke the account's last active device, add --last-device"
-	case errors.Is(err, device.ErrNoPendingRecovery):
-		return "nothing was vetoed; `enigm sync` shows a pending recovery of this account"
-	case errors.Is(err, pkcs11.ErrNoPublicObjects):
-		return "for a TPM, `enigm keystore init --backend tpm` seals to it directly; for a token that keeps every key behind the PIN, see ENIGM_PKCS11_PIN_ONLY_DESTROY in `enigm keystore init --help`"
-	case errors.Is(err, clikit.ErrNoMatch), errors.Is(err, clikit.ErrAmbiguous):
-		return "`enigm devices` lists the account's devices with their ids and names"
+	for _, h := range hints {
+		for _, e := range h.errs {
+			if errors.Is(err, e) {
+				return h.hint
+			}
+		}
 	}
 	return ""
 }

@@ -72,17 +72,21 @@ func (c *Ctx) agent() (*device.Agent, error) {
 
 // newBackend builds the backend named by --backend for a new keystore.
 func (c *Ctx) newBackend() (backend.Backend, error) {
-	name := c.backendName
-	if name == "auto" {
-		name = "soft"
-		for _, n := range autoOrder {
-			if probe := probes[n]; probe != nil && probe(c.Env) == nil {
-				name = n
-				break
-			}
+	return c.backendFor(c.backendChoice())
+}
+
+// backendChoice is the backend --backend names: "auto" is the first of
+// autoOrder whose probe passes here, else soft.
+func (c *Ctx) backendChoice() string {
+	if c.backendName != "auto" {
+		return c.backendName
+	}
+	for _, n := range autoOrder {
+		if probe := probes[n]; probe != nil && probe(c.Env) == nil {
+			return n
 		}
 	}
-	return c.backendFor(name)
+	return "soft"
 }
 
 func hexID(b []byte) string { return hex.EncodeToString(b) }
@@ -382,11 +386,7 @@ func runAccountInit(c *Ctx, o *accountInitOpts) error {
 	}
 	return c.Output(j, func() {
 		c.Printf("account %s created\n  account id:  %s\n  device id:   %s\n  fingerprint: %s\n", name, hexID(res.Account[:]), hexID(res.Device[:]), res.Fingerprint)
-		if out != "" {
-			c.Printf("recovery code written to %s (mode 0600): keep it offline; it is not stored on this device\n", out)
-		} else {
-			c.Printf("\nRECOVERY CODE (shown once; keep it offline, it is not stored anywhere):\n  %s\n", code)
-		}
+		codeOut.tell(c, "recovery code", code)
 	})
 }
 
@@ -801,6 +801,16 @@ func (o *recoveryCodeOut) put(code string, j *recoveryCodeJSON) error {
 	return nil
 }
 
+// tell says where the code went: the file, or (shown once) the code
+// itself; what names it in the message.
+func (o *recoveryCodeOut) tell(c *Ctx, what, code string) {
+	if o.path != "" {
+		c.Printf("%s written to %s (mode 0600): keep it offline; it is not stored on this device\n", what, o.path)
+		return
+	}
+	c.Printf("\n%s (shown once; keep it offline, it is not stored anywhere):\n  %s\n", strings.ToUpper(what), code)
+}
+
 func runRotateRecovery(c *Ctx, out string) error {
 	codeOut, err := newRecoveryCodeOut(out)
 	if err != nil {
@@ -828,11 +838,7 @@ func runRotateRecovery(c *Ctx, out string) error {
 	}
 	if oerr := c.Output(j, func() {
 		c.Printf("recovery code replaced (chain seq %d): the old code no longer works\n", head.Seq)
-		if out != "" {
-			c.Printf("new recovery code written to %s (mode 0600): keep it offline; it is not stored on this device\n", out)
-		} else {
-			c.Printf("\nNEW RECOVERY CODE (shown once; keep it offline, it is not stored anywhere):\n  %s\n", rc.Reveal())
-		}
+		codeOut.tell(c, "new recovery code", rc.Reveal())
 	}); oerr != nil {
 		return oerr
 	}
@@ -1134,17 +1140,5 @@ func readTrustedAKs(path string) ([]attest.AK, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ENIGM_TRUST_TPM_AK: %w", err)
 	}
-	var out []attest.AK
-	for i, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		ak, err := hex.DecodeString(line)
-		if err != nil || len(ak) < 32 {
-			return nil, fmt.Errorf("%s line %d: not a hex attestation key", path, i+1)
-		}
-		out = append(out, ak)
-	}
-	return out, nil
+	return clikit.ParseHexLines[attest.AK](b, path, "attestation key", 32, 0)
 }

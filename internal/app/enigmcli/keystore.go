@@ -245,16 +245,7 @@ func runInit(c *Ctx) error {
 	if keystore.Exists(home) {
 		return fmt.Errorf("%w: %s already holds a keystore", keystore.ErrExists, home)
 	}
-	name := c.backendName
-	if name == "auto" {
-		name = "soft"
-		for _, n := range autoOrder {
-			if probe := probes[n]; probe != nil && probe(c.Env) == nil {
-				name = n
-				break
-			}
-		}
-	}
+	name := c.backendChoice()
 	if _, ok := backendMakers[name]; !ok && c.Env.Backend == nil {
 		return Usagef("unknown backend %q (this build has: %s)", name, strings.Join(backendNames(), ", "))
 	}
@@ -558,6 +549,21 @@ func (c *Ctx) openKey(ref string, unlock bool) (*keystore.Store, keystore.KeyID,
 	return s, id, nil
 }
 
+// openKeyInfo opens the keystore (locked) and returns the key that ref
+// names and its information.
+func (c *Ctx) openKeyInfo(ref string) (*keystore.Store, keystore.KeyID, keystore.KeyInfo, error) {
+	s, id, err := c.openKey(ref, false)
+	if err != nil {
+		return nil, id, keystore.KeyInfo{}, err
+	}
+	info, err := s.Info(id)
+	if err != nil {
+		s.Close()
+		return nil, id, info, err
+	}
+	return s, id, info, nil
+}
+
 func resolveKey(s *keystore.Store, ref string) (keystore.KeyID, error) {
 	if ref == "" {
 		return keystore.KeyID{}, Usagef("--key is required")
@@ -657,15 +663,11 @@ func runVerify(c *Ctx, o *verifyOpts) error {
 	if err != nil {
 		return err
 	}
-	s, id, err := c.openKey(o.key, false)
+	s, id, info, err := c.openKeyInfo(o.key)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	info, err := s.Info(id)
-	if err != nil {
-		return err
-	}
 	if info.Class != keystore.ClassIdentity {
 		return fmt.Errorf("%w: %s is a %s key", keystore.ErrWrongClass, id.Short(), info.Class)
 	}
@@ -683,15 +685,11 @@ func runVerify(c *Ctx, o *verifyOpts) error {
 }
 
 func runPublic(c *Ctx, key string) error {
-	s, id, err := c.openKey(key, false)
+	s, id, info, err := c.openKeyInfo(key)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	info, err := s.Info(id)
-	if err != nil {
-		return err
-	}
 	if info.Public == nil {
 		return fmt.Errorf("%w: %s keys have no public part", keystore.ErrUnsupported, info.Class)
 	}
@@ -732,15 +730,11 @@ func runRotate(c *Ctx, key string, grace time.Duration) error {
 }
 
 func runRevoke(c *Ctx, key string) error {
-	s, id, err := c.openKey(key, false)
+	s, id, info, err := c.openKeyInfo(key)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	info, err := s.Info(id)
-	if err != nil {
-		return err
-	}
 	if err := c.Confirm(fmt.Sprintf("revoke %s key %s? its material will be destroyed", info.Class, id)); err != nil {
 		return err
 	}

@@ -215,120 +215,91 @@ func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*se
 	)
 	for i, s := range senders {
 		c := r.apis[i%len(r.apis)]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var buf bytes.Buffer
-			for ctx.Err() == nil {
-				t0 := time.Now()
-				status, err := c.raw(ctx, "POST", "/v1/messages", s.tok, sendBody, &buf)
-				if ctx.Err() != nil {
-					return
-				}
-				if err != nil || status != 202 {
-					cnt.errors.Add(1)
-					elog.add("send: " + describe(status, buf.Bytes(), err))
-					continue
-				}
-				var out struct {
-					Accepted []string `json:"accepted"`
-				}
-				json.Unmarshal(buf.Bytes(), &out)
-				if slices.Contains(out.Accepted, bID) {
-					accB.Add(1)
-					if after(t0) {
-						accAfter.Add(1)
-					}
-				}
-				sends.Add(1)
-				cnt.done.Add(1)
+		repeat(ctx, &wg, c, "POST", "/v1/messages", s.tok, sendBody, func(t0 time.Time, status int, resp []byte, err error) {
+			if err != nil || status != 202 {
+				cnt.errors.Add(1)
+				elog.add("send: " + describe(status, resp, err))
+				return
 			}
-		}()
+			var out struct {
+				Accepted []string `json:"accepted"`
+			}
+			json.Unmarshal(resp, &out)
+			if slices.Contains(out.Accepted, bID) {
+				accB.Add(1)
+				if after(t0) {
+					accAfter.Add(1)
+				}
+			}
+			sends.Add(1)
+			cnt.done.Add(1)
+		})
 	}
 	// B fetches and acknowledges back to back.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var buf bytes.Buffer
-		for ctx.Err() == nil {
-			t0 := time.Now()
-			status, err := last.raw(ctx, "GET", "/v1/messages?limit=1000", rd.tokB, nil, &buf)
-			if ctx.Err() != nil {
-				return
-			}
-			late := after(t0)
-			if late {
-				fetchesAfter.Add(1)
-			}
-			if err != nil {
-				elog.add("fetch: " + describe(status, buf.Bytes(), err))
-				continue
-			}
-			if status != 200 {
-				switch {
-				case late:
-					amu.Lock()
-					answers[describe(status, buf.Bytes(), nil)]++
-					amu.Unlock()
-				case !inFlight(t0):
-					elog.add("fetch before the revocation: " + describe(status, buf.Bytes(), nil))
-				}
-				continue
-			}
-			if late {
-				amu.Lock()
-				answers["200 ok"]++
-				amu.Unlock()
-			}
-			var out api.Envelopes
-			json.Unmarshal(buf.Bytes(), &out)
-			n := int64(len(out.Envelopes))
-			deliv.Add(n)
-			if late {
-				delivAfter.Add(n)
-			}
-			if n > 0 {
-				ids := make([]string, n)
-				for i, e := range out.Envelopes {
-					ids[i] = e.ID
-				}
-				last.raw(ctx, "POST", "/v1/messages/ack", rd.tokB, encode(&api.AckRequest{IDs: ids}), &buf)
-			}
+	var ackBuf bytes.Buffer
+	repeat(ctx, &wg, last, "GET", "/v1/messages?limit=1000", rd.tokB, nil, func(t0 time.Time, status int, resp []byte, err error) {
+		late := after(t0)
+		if late {
+			fetchesAfter.Add(1)
 		}
-	}()
-	// C syncs its device list back to back, as far as the head it knows.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var buf bytes.Buffer
-		path := fmt.Sprintf("/v1/accounts/%s/devices?after=%d", rd.acct.id, rd.acct.st.Head().Seq)
-		for ctx.Err() == nil {
-			t0 := time.Now()
-			status, err := last.raw(ctx, "GET", path, rd.tokC, nil, &buf)
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil || status != 200 {
-				elog.add("sync: " + describe(status, buf.Bytes(), err))
-				continue
-			}
-			syncs.Add(1)
-			var out api.DeviceList
-			json.Unmarshal(buf.Bytes(), &out)
-			revoked := false
-			for _, d := range out.Devices {
-				if d.DeviceID == bID && d.State == "revoked" {
-					revoked = true
-				}
-			}
+		if err != nil {
+			elog.add("fetch: " + describe(status, resp, err))
+			return
+		}
+		if status != 200 {
 			switch {
-			case revoked:
-				visible.CompareAndSwap(0, time.Now().UnixNano())
-			case after(t0):
-				stale.Add(1)
+			case late:
+				amu.Lock()
+				answers[describe(status, resp, nil)]++
+				amu.Unlock()
+			case !inFlight(t0):
+				elog.add("fetch before the revocation: " + describe(status, resp, nil))
+			}
+			return
+		}
+		if late {
+			amu.Lock()
+			answers["200 ok"]++
+			amu.Unlock()
+		}
+		var out api.Envelopes
+		json.Unmarshal(resp, &out)
+		n := int64(len(out.Envelopes))
+		deliv.Add(n)
+		if late {
+			delivAfter.Add(n)
+		}
+		if n > 0 {
+			ids := make([]string, n)
+			for i, e := range out.Envelopes {
+				ids[i] = e.ID
+			}
+			last.raw(ctx, "POST", "/v1/messages/ack", rd.tokB, encode(&api.AckRequest{IDs: ids}), &ackBuf)
+		}
+	})
+	// C syncs its device list back to back, as far as the head it knows.
+	path := fmt.Sprintf("/v1/accounts/%s/devices?after=%d", rd.acct.id, rd.acct.st.Head().Seq)
+	repeat(ctx, &wg, last, "GET", path, rd.tokC, nil, func(t0 time.Time, status int, resp []byte, err error) {
+		if err != nil || status != 200 {
+			elog.add("sync: " + describe(status, resp, err))
+			return
+		}
+		syncs.Add(1)
+		var out api.DeviceList
+		json.Unmarshal(resp, &out)
+		revoked := false
+		for _, d := range out.Devices {
+			if d.DeviceID == bID && d.State == "revoked" {
+				revoked = true
 			}
 		}
-	}()
+		switch {
+		case revoked:
+			visible.CompareAndSwap(0, time.Now().UnixNano())
+		case after(t0):
+			stale.Add(1)
+		}
+	})
 
 	// A revokes B in the middle of the traffic.
 	warm, tail := r.opt.RevokeWarm, r.opt.RevokeTail
@@ -386,4 +357,23 @@ func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*se
 	res.Syncs += syncs.Load()
 	res.StaleSyncs += stale.Load()
 	return parent.Err()
+}
+
+// repeat makes one request back to back in a goroutine of wg until ctx
+// ends, handing f each answer and when its request was sent; an answer
+// that comes after the end is dropped.
+func repeat(ctx context.Context, wg *sync.WaitGroup, c *endpoint, method, path, token string, body []byte, f func(t0 time.Time, status int, resp []byte, err error)) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var buf bytes.Buffer
+		for ctx.Err() == nil {
+			t0 := time.Now()
+			status, err := c.raw(ctx, method, path, token, body, &buf)
+			if ctx.Err() != nil {
+				return
+			}
+			f(t0, status, buf.Bytes(), err)
+		}
+	}()
 }
