@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/enigm/enigm/chain"
@@ -231,3 +232,54 @@ type HeadResponse struct {
 
 // Validate checks the head.
 func (r HeadResponse) Validate() error { return r.Head.Validate() }
+
+// CodeNotOnChain is the error code of a 409 answer to a chain or device
+// list fetched after a head that is not on the account's chain: the server
+// has no link at that seq, or another one. For a client that verified that
+// head, it is a fork or rollback alarm, never a reason to fetch the whole
+// chain again. The answer carries the server's head.
+const CodeNotOnChain = "not_on_chain"
+
+// ChainQuery is the query of GET /v1/accounts/{id}/chain and
+// /v1/accounts/{id}/devices: after=SEQ&hash=HASH. With After < 0 (the
+// parameters absent) the answer holds every link. With After ≥ 0 it holds
+// the links with seq > After; with Hash as well (the hash of the link at
+// seq After that the caller verified), the server first checks that the
+// link at seq After has that hash and answers 409 CodeNotOnChain if it
+// does not, or if its chain ends before After.
+type ChainQuery struct {
+	After int64  `query:"after"`
+	Hash  string `query:"hash"`
+}
+
+// ChainQueryAfter returns the query for the links after the verified head h.
+func ChainQueryAfter(h chain.Head) ChainQuery {
+	return ChainQuery{After: int64(h.Seq), Hash: h.Hash.String()}
+}
+
+// Validate checks that After is -1 (all links) or a seq, that Hash is a
+// link hash when given, and that it comes with a seq.
+func (q ChainQuery) Validate() error {
+	if q.After < -1 || q.After > chain.MaxSeq {
+		return fmt.Errorf("after must be -1 (all links) or a seq in [0, %d]", chain.MaxSeq)
+	}
+	if q.Hash == "" {
+		return nil
+	}
+	if q.After < 0 {
+		return errors.New("hash is the hash of the link at seq after: give after as well")
+	}
+	return checkHex("hash", q.Hash, chain.HashSize)
+}
+
+// Encode returns the query string ("" for every link).
+func (q ChainQuery) Encode() string {
+	if q.After < 0 {
+		return ""
+	}
+	s := "?after=" + strconv.FormatInt(q.After, 10)
+	if q.Hash != "" {
+		s += "&hash=" + q.Hash
+	}
+	return s
+}

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -74,14 +75,33 @@ func view(acct chain.AccountID, j *api.Chain) (View, error) {
 	return View{Head: h, Links: j.Links}, nil
 }
 
-// Chain fetches the links after seq after (all when after < 0).
+// Chain fetches the links after seq after (all when after < 0), without
+// asking the server to check the head it builds on: Sync uses ChainAfter.
 func (c *Client) Chain(ctx context.Context, acct chain.AccountID, after int64) (View, error) {
-	path := "/v1/accounts/" + hex.EncodeToString(acct[:]) + "/chain"
-	if after >= 0 {
-		path += "?after=" + strconv.FormatInt(after, 10)
+	return c.chain(ctx, acct, api.ChainQuery{After: max(after, -1)})
+}
+
+// ChainAfter fetches the links after head, a head this device verified of
+// acct: the server sends only the links after it, and refuses with 409
+// not_on_chain when head is not on its chain, which is ErrRollback (the
+// server's chain ends before head) or ErrFork (it holds another link at
+// head's seq) — never a reason to fetch the whole chain again. The links
+// are not verified here: Extend verifies them against the state of head.
+func (c *Client) ChainAfter(ctx context.Context, acct chain.AccountID, head chain.Head) (View, error) {
+	v, err := c.chain(ctx, acct, api.ChainQueryAfter(head))
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Code == api.CodeNotOnChain {
+		if ae.Head != nil && ae.Head.Seq < head.Seq {
+			return View{}, fmt.Errorf("%w: account %s: the server's head is seq %d, this device verified seq %d: %w", ErrRollback, acct, ae.Head.Seq, head.Seq, err)
+		}
+		return View{}, fmt.Errorf("%w: account %s: the server's chain does not hold the link %d this device verified: %w", ErrFork, acct, head.Seq, err)
 	}
+	return v, err
+}
+
+func (c *Client) chain(ctx context.Context, acct chain.AccountID, q api.ChainQuery) (View, error) {
 	var j api.Chain
-	if err := c.do(ctx, "GET", path, false, nil, &j); err != nil {
+	if err := c.do(ctx, "GET", "/v1/accounts/"+hex.EncodeToString(acct[:])+"/chain"+q.Encode(), false, nil, &j); err != nil {
 		return View{}, err
 	}
 	return view(acct, &j)

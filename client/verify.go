@@ -41,11 +41,13 @@ func (c *Client) SyncFrom(ctx context.Context, acct chain.AccountID, st Store, p
 			return nil, err
 		}
 	}
-	after := int64(-1)
+	var view View
+	var err error
 	if state != nil {
-		after = int64(state.Head().Seq)
+		view, err = c.ChainAfter(ctx, acct, state.Head())
+	} else {
+		view, err = c.Chain(ctx, acct, -1)
 	}
-	view, err := c.Chain(ctx, acct, after)
 	if err != nil {
 		return nil, err
 	}

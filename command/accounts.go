@@ -227,7 +227,7 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) *apiError
 }
 
 func (s *Server) serveChain(w http.ResponseWriter, r *http.Request, devices bool) *apiError {
-	after, e := queryInt(r, "after", -1, -1, chain.MaxSeq)
+	q, e := chainQuery(r)
 	if e != nil {
 		return e
 	}
@@ -235,11 +235,52 @@ func (s *Server) serveChain(w http.ResponseWriter, r *http.Request, devices bool
 	if e != nil {
 		return e
 	}
-	if after >= 0 {
-		writeJSON(w, http.StatusOK, chainView(v, after, devices))
+	if q.After < 0 {
+		writeEncoded(w, v, devices)
 		return nil
 	}
-	writeEncoded(w, v, devices)
+	if q.Hash != "" {
+		if e := onChain(v, q); e != nil {
+			return e
+		}
+	}
+	writeJSON(w, http.StatusOK, chainView(v, q.After, devices))
+	return nil
+}
+
+// chainQuery reads the after and hash parameters (api.ChainQuery).
+func chainQuery(r *http.Request) (api.ChainQuery, *apiError) {
+	after, e := queryInt(r, "after", -1, -1, chain.MaxSeq)
+	if e != nil {
+		return api.ChainQuery{}, e
+	}
+	q := api.ChainQuery{After: after, Hash: r.URL.Query().Get("hash")}
+	if err := q.Validate(); err != nil {
+		return q, badRequest("%v", err)
+	}
+	return q, nil
+}
+
+// onChain answers 409 not_on_chain, with the server's head, unless the
+// link at seq q.After of v has hash q.Hash: a caller that verified that
+// head is told plainly that this chain does not extend it.
+func onChain(v *verified, q api.ChainQuery) *apiError {
+	head := v.account.Head
+	notOn := func(format string, args ...any) *apiError {
+		e := conflict(head, format, args...)
+		e.code = api.CodeNotOnChain
+		return e
+	}
+	if uint64(q.After) > head.Seq {
+		return notOn("the chain of account %s ends at seq %d, before the head seq %d you verified", v.account.ID, head.Seq, q.After)
+	}
+	l, err := chain.ParseLink(v.links[q.After])
+	if err != nil {
+		return internal(fmt.Errorf("the verified link %d of account %s does not parse: %w", q.After, v.account.ID, err))
+	}
+	if l.Hash().String() != q.Hash {
+		return notOn("the link at seq %d of account %s is not the one you verified (hash %s)", q.After, v.account.ID, q.Hash)
+	}
 	return nil
 }
 
