@@ -155,6 +155,18 @@ func TestRefreshAfterVerifiedHeadUnderAttack(t *testing.T) {
 	if q := front.take(); len(q) != 1 || q[0] != want {
 		t.Fatalf("honest refresh queries %q, want [%q]", q, want)
 	}
+
+	// A first contact fetches the whole chain once; the next look at the
+	// account asks only for what follows the head it verified.
+	c := w.agent("c")
+	for i, want := range []string{"", "after=3&hash=" + h3.Hash.String()} {
+		if _, devs, h, err := c.Devices(ctx, "ivy"); err != nil || h != h3 || len(devs) != 2 {
+			t.Fatalf("contact %d: head %+v, %d devices, %v", i, h, len(devs), err)
+		}
+		if q := front.take(); len(q) != 1 || q[0] != want {
+			t.Fatalf("contact %d: queries %q, want [%q]", i, q, want)
+		}
+	}
 }
 
 func rotate(t *testing.T, ctx context.Context, a *device.Agent) {
