@@ -136,4 +136,16 @@ func TestLogKeysServer(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The same database under another origin: refused at start, naming
+	// the origin the log was published as.
+	cfg := e.cfg
+	cfg.LogOrigin = "other.example/log"
+	other, err := LogSigner(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.LogSigner = other
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "published as origin \""+s.Origin()+"\"") {
+		t.Fatalf("a server continuing the log under another origin: %v", err)
+	}
 }
