@@ -23,6 +23,7 @@ const DefaultLogInterval = time.Second
 // Every instance over one database integrates; the store serialises them.
 type serverLog struct {
 	log  *translog.Log
+	ls   *store.Log
 	done chan struct{}
 }
 
@@ -36,7 +37,7 @@ func (s *Server) startLog(mux *http.ServeMux) error {
 	if err != nil {
 		return err
 	}
-	s.tlog = &serverLog{log: translog.New(ls, s.cfg.LogSigner), done: make(chan struct{})}
+	s.tlog = &serverLog{log: translog.New(ls, s.cfg.LogSigner), ls: ls, done: make(chan struct{})}
 	// A log already published under another origin or other keys cannot
 	// be continued: refuse to start rather than fail every integration.
 	if _, _, err := s.tlog.log.Checkpoint(context.Background()); err != nil && !errors.Is(err, translog.ErrNotFound) {
