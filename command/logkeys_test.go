@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -123,19 +122,7 @@ func TestLogKeysServer(t *testing.T) {
 	}
 	e := newEnvDSN(t, filepath.Join(dir, DBFile), func(c *Config) { c.LogSigner, c.LogInterval = s, 20*time.Millisecond })
 	e.newAccount("ks-alice", newDev("ks/a1"), chain.Policy{})
-	srv := httptest.NewServer(e.srv.Handler())
-	defer srv.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, _, cp := getURL(t, srv.URL+"/log/checkpoint")
-		if c, err := translog.VerifyCheckpoint(cp, s.Origin(), s.VerifierKeys()); err == nil && c.Size == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no checkpoint of size 1 within 10s; last:\n%s\n%s", cp, e.logText())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitCheckpoint(e, s.Origin(), s.VerifierKeys(), 1)
 	// The same database under another origin: refused at start, naming
 	// the origin the log was published as.
 	cfg := e.cfg

@@ -15,14 +15,14 @@ import (
 )
 
 // waitCheckpoint waits until the served checkpoint has size leaves and
-// returns it verified under the keys GET /v1/info advertises.
-func waitCheckpoint(e *env, keys []string, size uint64) translog.Checkpoint {
+// returns it verified as origin under keys.
+func waitCheckpoint(e *env, origin string, keys []string, size uint64) translog.Checkpoint {
 	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		r := e.do("GET", "/log/checkpoint", "", nil)
 		if r.code == 200 {
-			if c, err := translog.VerifyCheckpoint(r.body, testLogOrigin, keys); err == nil && c.Size == size {
+			if c, err := translog.VerifyCheckpoint(r.body, origin, keys); err == nil && c.Size == size {
 				return c
 			}
 		}
@@ -53,12 +53,12 @@ func TestLogProofsAPI(t *testing.T) {
 	keys := infoLogKeys(e)
 	a1 := newDev("proof/a1")
 	a := e.newAccount("proof-alice", a1, chain.Policy{})
-	first := waitCheckpoint(e, keys, 1)
+	first := waitCheckpoint(e, testLogOrigin, keys, 1)
 	e.newAccount("proof-bob", newDev("proof/b1"), chain.Policy{})
 	a2 := newDev("proof/a2")
 	a.add(a2, a1)
 	e.want(a.post(a1, a.revokeLink(a1, a2)), 201, "")
-	newest := waitCheckpoint(e, keys, 4)
+	newest := waitCheckpoint(e, testLogOrigin, keys, 4)
 
 	links, err := e.srv.store.Links(context.Background(), a.id, -1, 0)
 	if err != nil || len(links) != 3 {
