@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/soft"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/keystore"
@@ -134,5 +136,35 @@ func TestLogKeysServer(t *testing.T) {
 	cfg.LogSigner = other
 	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "published as origin \""+s.Origin()+"\"") {
 		t.Fatalf("a server continuing the log under another origin: %v", err)
+	}
+}
+
+// BenchmarkLogKeystoreSign: one checkpoint signed with the keystore's
+// log keys (open, unlock, two signatures, close), with the software
+// backend's recommended Argon2id parameters (what serve uses) and with
+// the tests' fast ones; the difference is the passphrase derivation.
+func BenchmarkLogKeystoreSign(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		be   func(string) (backend.Backend, error)
+	}{
+		{"recommended-kdf", func(string) (backend.Backend, error) { return soft.New(soft.Options{}) }},
+		{"fast-kdf", testkit.SoftBackend},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			cfg := Config{DataDir: b.TempDir(), KeystorePassphrase: []byte("bench passphrase"), KeystoreBackend: bc.be,
+				Logger: slog.New(slog.NewTextHandler(&testkit.Buffer{}, nil))}
+			s, err := LogSigner(context.Background(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := translog.Checkpoint{Origin: s.Origin(), Size: 1}
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := s.Sign(c); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
