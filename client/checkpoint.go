@@ -14,6 +14,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/enigm/enigm/api"
+	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/translog"
 )
 
@@ -30,6 +31,9 @@ var (
 	// ErrLogFork: the server's checkpoint is not consistent with the one
 	// this device verified before (another history).
 	ErrLogFork = errors.New("client: the server forked the transparency log")
+	// ErrNotLogged: the server gave no valid inclusion proof of a link in
+	// the checkpoint this device verified.
+	ErrNotLogged = errors.New("client: the link is not in the transparency log this device verified")
 )
 
 // LogPin names the transparency log a device trusts: its origin and note
@@ -139,6 +143,41 @@ func (c *Client) checkConsistent(ctx context.Context, prev *LogState, cp translo
 	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, prev.Size, cp.Size, p.Proof, prev.Hash, cp.Hash[:]); err != nil {
 		return fmt.Errorf("%w: the checkpoint of %d leaves does not extend the one of %d this device verified (root %s): %v",
 			ErrLogFork, cp.Size, prev.Size, hex.EncodeToString(prev.Hash), err)
+	}
+	return nil
+}
+
+// VerifyInclusion checks that link, the canonical bytes of link seq of
+// account acct, is a leaf of the checkpoint st holds (the newest this
+// device verified, SyncLog): it asks for the inclusion proof in that
+// tree (GET /v1/accounts/{id}/links/{seq}/proof?size=) and checks it with
+// transparency-dev/merkle against the stored root. A link that is not
+// there, or a proof that does not verify, is ErrNotLogged. A link newer
+// than the stored checkpoint is not in it yet: the server answers 503
+// (ErrUnavailable); SyncLog, then ask again.
+func (c *Client) VerifyInclusion(ctx context.Context, acct chain.AccountID, seq uint64, link []byte, st LogStore) error {
+	prev, err := st.LogState()
+	if err != nil {
+		return err
+	}
+	if prev == nil || prev.Size == 0 {
+		return fmt.Errorf("%w: this device holds no checkpoint to check link %d of %s against (SyncLog first)", ErrNotLogged, seq, acct)
+	}
+	var p api.InclusionProof
+	err = c.do(ctx, "GET", fmt.Sprintf("/v1/accounts/%s/links/%d/proof?size=%d", acct, seq, prev.Size), false, nil, &p)
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%w: the server says link %d of %s was never logged: %v", ErrNotLogged, seq, acct, err)
+	}
+	if err != nil {
+		return fmt.Errorf("client: fetching the inclusion proof of link %d of %s: %w", seq, acct, err)
+	}
+	if p.TreeSize != prev.Size {
+		return fmt.Errorf("%w: asked for a proof in the tree of %d leaves, got one for %d", ErrNotLogged, prev.Size, p.TreeSize)
+	}
+	h := rfc6962.DefaultHasher
+	if err := proof.VerifyInclusion(h, p.LeafIndex, p.TreeSize, h.HashLeaf(link), p.Proof, prev.Hash); err != nil {
+		return fmt.Errorf("%w: link %d of %s is not leaf %d of the checkpoint of %d leaves (root %s): %v",
+			ErrNotLogged, seq, acct, p.LeafIndex, prev.Size, hex.EncodeToString(prev.Hash), err)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/transparency-dev/merkle/testonly"
 
 	"github.com/enigm/enigm/api"
+	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/translog"
 	"github.com/enigm/enigm/translog/translogtest"
 )
@@ -39,7 +40,8 @@ type logServer struct {
 	signer   *translog.Signer // what /v1/info advertises
 	sign     *translog.Signer // what signs the served checkpoint
 	tree     *testonly.Tree
-	lieRange bool // answer a consistency proof for other sizes
+	lieRange bool              // answer a consistency proof for other sizes
+	leafOf   map[uint64]uint64 // the leaf index served for a link seq (default seq)
 }
 
 func tree(leaves ...string) *testonly.Tree {
@@ -86,6 +88,28 @@ func (s *logServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		json.NewEncoder(w).Encode(api.ConsistencyProof{Checkpoint: string(signed), From: from, To: to, Proof: p})
 	default:
+		var acct string
+		var seq uint64
+		if n, _ := fmt.Sscanf(r.URL.Path, "/v1/accounts/%64s", &acct); n == 1 {
+			if _, err := fmt.Sscanf(r.URL.Path[len("/v1/accounts/")+len(acct):], "/links/%d/proof", &seq); err == nil {
+				idx, ok := s.leafOf[seq]
+				if !ok {
+					idx = seq
+				}
+				size, _ := strconv.ParseUint(r.URL.Query().Get("size"), 10, 64)
+				if idx >= size || size > s.tree.Size() {
+					w.WriteHeader(404)
+					fmt.Fprint(w, `{"error":{"code":"not_found","message":"no such link"}}`)
+					return
+				}
+				p, _ := s.tree.InclusionProof(idx, size)
+				if p == nil {
+					p = [][]byte{}
+				}
+				json.NewEncoder(w).Encode(api.InclusionProof{Checkpoint: string(signed), LeafIndex: idx, TreeSize: size, Proof: p})
+				return
+			}
+		}
 		http.NotFound(w, r)
 	}
 }
@@ -172,5 +196,50 @@ func TestSyncLogHostile(t *testing.T) {
 	ls.set(func(s *logServer) { s.sign, s.signer = other, other })
 	if _, err := cl.SyncLog(ctx, &memLogStore{}, &LogPin{Origin: testOrigin, PublicKeys: honest.VerifierKeys()}); !errors.Is(err, ErrLogKeys) {
 		t.Errorf("configured keys, server signing with others: %v", err)
+	}
+}
+
+// TestVerifyInclusion: a link is accepted as logged only with a proof
+// that verifies against the checkpoint the device stored; a server that
+// points at another leaf, proves against another tree, or says the link
+// was never logged is refused with ErrNotLogged.
+func TestVerifyInclusion(t *testing.T) {
+	ctx := context.Background()
+	honest := translogtest.NewSigner(t, testOrigin)
+	ls := &logServer{signer: honest, sign: honest, tree: tree("l0", "l1", "l2", "l3", "l4")}
+	srv := httptest.NewServer(ls)
+	defer srv.Close()
+	cl, err := New(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &memLogStore{}
+	var acct chain.AccountID
+	if err := cl.VerifyInclusion(ctx, acct, 0, []byte("l0"), st); !errors.Is(err, ErrNotLogged) {
+		t.Fatalf("no stored checkpoint: %v", err)
+	}
+	if _, err := cl.SyncLog(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	for seq := range uint64(5) {
+		if err := cl.VerifyInclusion(ctx, acct, seq, []byte(fmt.Sprintf("l%d", seq)), st); err != nil {
+			t.Fatalf("link %d: %v", seq, err)
+		}
+	}
+	if err := cl.VerifyInclusion(ctx, acct, 2, []byte("forged"), st); !errors.Is(err, ErrNotLogged) {
+		t.Errorf("a link that is not the leaf: %v", err)
+	}
+	ls.set(func(s *logServer) { s.leafOf = map[uint64]uint64{3: 1} })
+	if err := cl.VerifyInclusion(ctx, acct, 3, []byte("l3"), st); !errors.Is(err, ErrNotLogged) {
+		t.Errorf("a proof of another leaf: %v", err)
+	}
+	if err := cl.VerifyInclusion(ctx, acct, 9, []byte("l9"), st); !errors.Is(err, ErrNotLogged) {
+		t.Errorf("a link never logged: %v", err)
+	}
+	// A server that forked after the device's checkpoint proves against
+	// its own tree: the proof does not verify against the stored root.
+	ls.set(func(s *logServer) { s.leafOf = nil; s.tree = tree("l0", "l1", "X2", "l3", "l4") })
+	if err := cl.VerifyInclusion(ctx, acct, 2, []byte("X2"), st); !errors.Is(err, ErrNotLogged) {
+		t.Errorf("a leaf of a forked tree: %v", err)
 	}
 }
