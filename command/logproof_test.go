@@ -2,7 +2,10 @@ package command
 
 import (
 	"context"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 
 	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/translog"
 )
 
@@ -142,6 +146,51 @@ func TestLogProofsAPI(t *testing.T) {
 	r := e.do("GET", fmt.Sprintf("/v1/accounts/%s/links/2/proof?size=3", a.id), "", nil)
 	if r.code != 503 || r.errCode() != "unavailable" {
 		t.Errorf("a link beyond the requested tree: %d %s", r.code, r.body)
+	}
+}
+
+type memLogStore struct{ s *client.LogState }
+
+func (m *memLogStore) LogState() (*client.LogState, error)  { return m.s, nil }
+func (m *memLogStore) SetLogState(s *client.LogState) error { m.s = s; return nil }
+
+// TestLogProofsClient: the device client, against a running Command,
+// verifies the log's checkpoint and the inclusion of every link of an
+// account, and refuses a link that is not the logged one.
+func TestLogProofsClient(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, withLog(t))
+	a1 := newDev("pc/a1")
+	a := e.newAccount("pc-alice", a1, chain.Policy{})
+	a.add(newDev("pc/a2"), a1)
+	waitCheckpoint(e, testLogOrigin, infoLogKeys(e), 2)
+	srv := httptest.NewServer(e.srv.Handler())
+	defer srv.Close()
+	cl, err := client.New(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &memLogStore{}
+	if c, err := cl.SyncLog(ctx, st, nil); err != nil || c.Size != 2 {
+		t.Fatalf("SyncLog: %+v %v", c, err)
+	}
+	var acct chain.AccountID
+	if b, err := hex.DecodeString(a.id); err != nil || len(b) != len(acct) {
+		t.Fatalf("account id %q", a.id)
+	} else {
+		copy(acct[:], b)
+	}
+	links, err := e.srv.store.Links(ctx, a.id, -1, 0)
+	if err != nil || len(links) != 2 {
+		t.Fatalf("links: %d %v", len(links), err)
+	}
+	for seq, l := range links {
+		if err := cl.VerifyInclusion(ctx, acct, uint64(seq), l.Data, st); err != nil {
+			t.Fatalf("link %d: %v", seq, err)
+		}
+	}
+	if err := cl.VerifyInclusion(ctx, acct, 1, links[0].Data, st); !errors.Is(err, client.ErrNotLogged) {
+		t.Fatalf("link 0's bytes as link 1: %v", err)
 	}
 }
 
