@@ -51,8 +51,8 @@ Organisation admin keys live in the keystore in the data directory, unlocked
 with $ENIGM_COMMAND_PASSPHRASE (or a generated keystore.passphrase file).
 
 Every accepted link is a leaf of the transparency log, published under /log/
-(c2sp.org/tlog-tiles) with a checkpoint signed every --log-interval by the
-log's Ed25519 and ML-DSA-44 keys. The keys are generated in the keystore at the
+(c2sp.org/tlog-tiles); new leaves are integrated every --log-interval and
+each new checkpoint is signed by the log's Ed25519 and ML-DSA-44 keys. The keys are generated in the keystore at the
 first start and sign nothing but this log's checkpoints; enigm-command log
 public-key prints them. The log's origin (its key name) is --log-origin,
 by default enigm-command/ followed by a fingerprint of the Ed25519 key; it
