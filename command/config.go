@@ -117,6 +117,10 @@ type Config struct {
 	// the log's origin). Every link is a log leaf whether it is set or
 	// not; without it no checkpoint is signed and /log/ is not served.
 	LogSigner *translog.Signer
+	// LogOrigin is the origin LogSigner gives the log when it builds the
+	// signer over the keystore's log keys; empty means
+	// DefaultLogOriginPrefix + the Ed25519 log key's fingerprint.
+	LogOrigin string
 	// LogInterval is how often new leaves are integrated and a new
 	// checkpoint is signed (default DefaultLogInterval).
 	LogInterval time.Duration

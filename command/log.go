@@ -1,7 +1,10 @@
 package command
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -20,6 +23,7 @@ const DefaultLogInterval = time.Second
 // Every instance over one database integrates; the store serialises them.
 type serverLog struct {
 	log  *translog.Log
+	ls   *store.Log
 	done chan struct{}
 }
 
@@ -33,7 +37,19 @@ func (s *Server) startLog(mux *http.ServeMux) error {
 	if err != nil {
 		return err
 	}
-	s.tlog = &serverLog{log: translog.New(ls, s.cfg.LogSigner), done: make(chan struct{})}
+	s.tlog = &serverLog{log: translog.New(ls, s.cfg.LogSigner), ls: ls, done: make(chan struct{})}
+	// A log already published under another origin or other keys cannot
+	// be continued: refuse to start rather than fail every integration.
+	if _, _, err := s.tlog.log.Checkpoint(context.Background()); err != nil && !errors.Is(err, translog.ErrNotFound) {
+		origin := "?"
+		if st, serr := ls.State(context.Background()); serr == nil {
+			if i := bytes.IndexByte(st.Checkpoint, '\n'); i > 0 {
+				origin = string(st.Checkpoint[:i])
+			}
+		}
+		return fmt.Errorf("the database's transparency log was published as origin %q, and its checkpoint does not verify as %q under this keystore's log keys (%w): use origin %q (LogOrigin) and the keystore that holds its keys",
+			origin, s.cfg.LogSigner.Origin(), err, origin)
+	}
 	h := http.StripPrefix("/log", s.tlog.log.Handler())
 	mux.Handle("/log/", s.wrap("GET /log/", func(w http.ResponseWriter, r *http.Request) *apiError {
 		h.ServeHTTP(w, r)

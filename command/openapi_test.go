@@ -112,6 +112,8 @@ var apiBodies = map[string]struct {
 	"GET /v1/admin/recoveries":                 {nil, map[string]any{"200": api.RecoveryList{}}, false},
 	"POST /v1/admin/recoveries/{rid}/review":   {api.ReviewRequest{}, map[string]any{"200": api.Recovery{}}, false},
 	"GET /v1/admin/audit":                      {nil, map[string]any{"200": api.AuditLog{}}, false},
+	"GET /v1/accounts/{id}/links/{seq}/proof":  {nil, map[string]any{"200": api.InclusionProof{}}, false},
+	"GET /v1/log/consistency":                  {nil, map[string]any{"200": api.ConsistencyProof{}}, false},
 }
 
 type openAPI struct {

@@ -161,6 +161,8 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/admin/recoveries", s.handleAdminRecoveries},
 		{"POST", "/v1/admin/recoveries/{rid}/review", s.handleAdminReview},
 		{"GET", "/v1/admin/audit", s.handleAdminAudit},
+		{"GET", "/v1/accounts/{id}/links/{seq}/proof", s.handleLinkProof},
+		{"GET", "/v1/log/consistency", s.handleConsistency},
 	}
 }
 

@@ -132,7 +132,7 @@ func (s *Store) generateLocked(c Class, opts GenerateOptions) (*liveKey, []byte,
 	var material []byte
 	defer func() { clear(material) }()
 	switch alg {
-	case AlgHybrid, AlgEd25519, AlgXWing, AlgAES256GCM:
+	case AlgHybrid, AlgEd25519, AlgXWing, AlgAES256GCM, AlgCheckpointEd25519, AlgCheckpointMLDSA44:
 		material = make([]byte, alg.SeedSize())
 		rand.Read(material)
 		if err := lk.setMaterial(material); err != nil {

@@ -168,7 +168,7 @@ func (s *Store) Identity(id KeyID) (*IdentityKey, error) {
 // ID returns the key id.
 func (k *IdentityKey) ID() KeyID { return k.lk.id }
 
-// Algorithm returns AlgHybrid or AlgEd25519.
+// Algorithm returns AlgHybrid, AlgEd25519 or a checkpoint algorithm.
 func (k *IdentityKey) Algorithm() Algorithm { return k.lk.alg }
 
 // Public returns the public key encoding (hybrid: Ed25519 || ML-DSA-65).
@@ -266,6 +266,8 @@ func (k *IdentityKey) sign(op lifecycle.Op, ctx string, msg []byte) ([]byte, err
 		return sig.Bytes(), nil
 	case AlgEd25519:
 		return lk.ed.Sign(nil, msg, &ed25519.Options{Context: ctx})
+	case AlgCheckpointEd25519, AlgCheckpointMLDSA44:
+		return nil, fmt.Errorf("%w: key %s signs transparency-log checkpoints only (CheckpointSigner)", ErrPurpose, lk.id.Short())
 	}
 	return nil, fmt.Errorf("%w: %v", ErrUnsupported, lk.alg)
 }

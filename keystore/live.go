@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/mldsa"
+
 	"github.com/enigm/enigm/hybrid"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
@@ -35,6 +37,7 @@ type liveKey struct {
 
 	hyb    *hybrid.PrivateKey
 	ed     ed25519.PrivateKey
+	mldsa  *mldsa.PrivateKey
 	kem    hpke.PrivateKey
 	aes    []byte
 	signer crypto.Signer
@@ -50,9 +53,15 @@ func (lk *liveKey) setMaterial(m []byte) error {
 			return err
 		}
 		lk.hyb, lk.pub = k, append([]byte(nil), k.Public().Bytes()...)
-	case AlgEd25519:
+	case AlgEd25519, AlgCheckpointEd25519:
 		lk.ed = ed25519.NewKeyFromSeed(m)
 		lk.pub = append([]byte(nil), lk.ed.Public().(ed25519.PublicKey)...)
+	case AlgCheckpointMLDSA44:
+		k, err := mldsa.NewPrivateKey(mldsa.MLDSA44(), m)
+		if err != nil {
+			return err
+		}
+		lk.mldsa, lk.pub = k, k.PublicKey().Bytes()
 	case AlgXWing:
 		k, err := hpke.MLKEM768X25519().NewPrivateKey(m)
 		if err != nil {
@@ -76,7 +85,8 @@ func (lk *liveKey) destroyLocked() {
 	}
 	clear(lk.ed)
 	lk.ed = nil
-	lk.kem = nil // crypto/hpke offers no zeroisation; dropping the reference is all we can do
+	lk.mldsa = nil // filippo.io/mldsa offers no zeroisation; dropping the reference is all we can do
+	lk.kem = nil   // crypto/hpke offers no zeroisation; dropping the reference is all we can do
 	clear(lk.aes)
 	lk.aes = nil
 	lk.signer = nil

@@ -84,6 +84,10 @@ const (
 	AlgXWing     = record.AlgXWing
 	AlgAES256GCM = record.AlgAES256GCM
 	AlgP256      = record.AlgP256
+	// AlgCheckpointEd25519 and AlgCheckpointMLDSA44 are identity keys that
+	// sign transparency-log checkpoints only ([IdentityKey.CheckpointSigner]).
+	AlgCheckpointEd25519 = record.AlgCheckpointEd25519
+	AlgCheckpointMLDSA44 = record.AlgCheckpointMLDSA44
 )
 
 // ParseClass parses "identity", "kem", "session" or "binding".

@@ -43,9 +43,10 @@ var (
 // so they can be handles of a keystore that never hands out the private
 // key.
 type Signer struct {
-	origin string
-	ed     edSigner
-	pq     pqSigner
+	origin  string
+	ed      edSigner
+	pq      pqSigner
+	session func(sign func() error) error
 }
 
 // NewSigner returns a Signer for the log origin. ed must be an Ed25519
@@ -71,6 +72,16 @@ func NewSigner(origin string, ed, pq crypto.Signer) (*Signer, error) {
 	}, nil
 }
 
+// WithSession returns a copy of s whose Sign makes both signatures inside
+// one call of session, which must call sign once and return its error
+// (for keys in a keystore that is opened and unlocked once per
+// checkpoint rather than once per signature).
+func (s *Signer) WithSession(session func(sign func() error) error) *Signer {
+	c := *s
+	c.session = session
+	return &c
+}
+
 // Origin returns the log's origin, which is also the key name.
 func (s *Signer) Origin() string { return s.origin }
 
@@ -91,7 +102,18 @@ func (s *Signer) Sign(c Checkpoint) ([]byte, error) {
 	if c.Origin != s.origin {
 		return nil, fmt.Errorf("%w: checkpoint of %q signed by the key of %q", ErrBadCheckpoint, c.Origin, s.origin)
 	}
-	return note.Sign(&note.Note{Text: string(c.Text())}, &s.ed, &s.pq)
+	if s.session == nil {
+		return note.Sign(&note.Note{Text: string(c.Text())}, &s.ed, &s.pq)
+	}
+	var out []byte
+	err := s.session(func() (err error) {
+		out, err = note.Sign(&note.Note{Text: string(c.Text())}, &s.ed, &s.pq)
+		return err
+	})
+	if err == nil && out == nil {
+		err = errors.New("translog: the signing session did not sign")
+	}
+	return out, err
 }
 
 // keyID is c2sp.org/signed-note's recommended key ID:

@@ -116,6 +116,7 @@ administration and the message relay. It holds only public material.`,
 		},
 		Words: map[string]clikit.Word{
 			"org":   {Group: "org", Summary: "organisations, on the server's data", Flags: c.dataFlags},
+			"log":   {Group: "server", Summary: "the transparency log, on the server's data", Flags: c.dataFlags},
 			"admin": {Group: "admin", Summary: "the organisation admin client", Flags: c.adminFlags},
 		},
 		Global: func(fs *pflag.FlagSet) {

@@ -15,10 +15,14 @@ import (
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/internal/clikit"
+	"github.com/enigm/enigm/translog"
 )
 
 type serveOpts struct {
 	listen, trustAK, bootState, logLevel           string
+	logOrigin                                      string
+	logInterval                                    time.Duration
+	witnesses                                      []string
 	enrollmentTTL, tokenTTL, minRecoveryDelay      time.Duration
 	maxLinkAge, maxLinkSkew                        time.Duration
 	devAllowZero, noRateLimit, minRecoveryDelaySet bool
@@ -45,6 +49,17 @@ Links dated more than --max-link-skew after this server's clock are refused.
 
 Organisation admin keys live in the keystore in the data directory, unlocked
 with $ENIGM_COMMAND_PASSPHRASE (or a generated keystore.passphrase file).
+
+Every accepted link is a leaf of the transparency log, published under /log/
+(c2sp.org/tlog-tiles); new leaves are integrated every --log-interval and
+each new checkpoint is signed by the log's Ed25519 and ML-DSA-44 keys. The keys are generated in the keystore at the
+first start and sign nothing but this log's checkpoints; enigm-command log
+public-key prints them. The log's origin (its key name) is --log-origin,
+by default enigm-command/ followed by a fingerprint of the Ed25519 key; it
+must not change once checkpoints are published. Each --witness URL=VKEY is
+sent every new checkpoint (c2sp.org/tlog-witness add-checkpoint at
+URL/add-checkpoint) and its cosignature, checked against VKEY, is served with
+the checkpoint.
 Logs are JSON on stderr; the listen address is printed on stdout. SIGTERM
 stops it with exit 0; Ctrl-C (SIGINT) stops it the same way and exits 130.
 
@@ -53,6 +68,7 @@ examples:
   enigm-command serve --listen 127.0.0.1:9000 --data /var/lib/enigm
   ENIGM_COMMAND_DB=postgres://enigm@db/enigm enigm-command serve --listen 0.0.0.0:8470
   enigm-command serve --min-recovery-delay 24h --enrollment-ttl 10m --json
+  enigm-command serve --log-origin enigm.example.org/log --witness https://witness.example/=witness.example+1a2b3c4d+AQ…
   enigm-command serve --dev-allow-zero-recovery-delay   # development only`,
 			Flags: func(fs *pflag.FlagSet) {
 				fs.StringVar(&o.listen, "listen", "127.0.0.1:8470", "listen `ADDR` (host:port)")
@@ -68,6 +84,9 @@ examples:
 				fs.StringVar(&o.trustAK, "trust-tpm-ak", "", "judge TPM attestation evidence against the attestation keys in `FILE` (hex, one per line; `enigm keystore attestation-key` prints a TPM's)")
 				fs.StringVar(&o.bootState, "tpm-boot-state", "", "with --trust-tpm-ak: require a boot-state quote with PCR values allowed by `FILE` (JSON: {\"version\":1,\"allowed\":[{\"0\":\"<hex>\",\"7\":\"<hex>\"}]})")
 				fs.StringVar(&o.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn, error")
+				fs.StringVar(&o.logOrigin, "log-origin", "", "the transparency log's `ORIGIN` (default enigm-command/<Ed25519 log key fingerprint>)")
+				fs.DurationVar(&o.logInterval, "log-interval", command.DefaultLogInterval, "how often new log leaves are integrated and a checkpoint is signed")
+				fs.StringArrayVar(&o.witnesses, "witness", nil, "send each checkpoint to the tlog-witness at `URL=VKEY` (its submission prefix = its note verifier key; repeatable)")
 			},
 			Run: c.do(func(c *ctx) error { return runServe(c, o) }),
 		}
@@ -152,8 +171,27 @@ func runServe(c *ctx, o *serveOpts) error {
 	} else if o.bootState != "" {
 		return usagef("--tpm-boot-state needs --trust-tpm-ak: the boot-state quote is judged with the TPM evidence")
 	}
+	if o.logInterval <= 0 {
+		return usagef("--log-interval must be positive")
+	}
+	cfg.LogInterval = o.logInterval
+	cfg.LogOrigin = o.logOrigin
+	for _, w := range o.witnesses {
+		wt, err := parseWitness(w)
+		if err != nil {
+			return err
+		}
+		cfg.LogWitnesses = append(cfg.LogWitnesses, wt)
+	}
 	if c.Env.Config != nil {
 		c.Env.Config(&cfg)
+	}
+	if cfg.LogSigner == nil {
+		signer, err := command.LogSigner(c, cfg)
+		if err != nil {
+			return err
+		}
+		cfg.LogSigner = signer
 	}
 	srv, err := command.New(cfg)
 	if err != nil {
@@ -184,6 +222,23 @@ func runServe(c *ctx, o *serveOpts) error {
 	err = srv.Serve(c.Context, ln)
 	cfg.Logger.Info("stopped", "uptime", time.Since(start).Round(time.Second).String())
 	return err
+}
+
+// parseWitness parses --witness URL=VKEY (split at the first "=": a
+// witness's submission prefix carries no query).
+func parseWitness(s string) (*translog.Witness, error) {
+	url, vkey, ok := strings.Cut(s, "=")
+	if !ok || url == "" || vkey == "" {
+		return nil, usagef("--witness %q: want URL=VKEY (the witness's submission prefix, \"=\", its note verifier key name+hash+base64)", s)
+	}
+	if !strings.HasPrefix(url, "https://") && !strings.HasPrefix(url, "http://") {
+		return nil, usagef("--witness %q: the URL must start with https:// (or http://)", s)
+	}
+	w, err := translog.NewWitness(url, vkey, nil)
+	if err != nil {
+		return nil, usagef("--witness %s: %v", url, err)
+	}
+	return w, nil
 }
 
 // readAKs reads attestation keys: hex, one per line, # comments.

@@ -86,12 +86,19 @@ const (
 	AlgXWing                          // HPKE MLKEM768X25519, 32-byte seed
 	AlgAES256GCM                      // 32-byte AEAD key
 	AlgP256                           // ECDSA P-256 resident in hardware
+	// Transparency-log checkpoint keys (Command's log, translog.md): they
+	// sign checkpoint notes and nothing else, 32-byte seeds.
+	AlgCheckpointEd25519 // Ed25519 over a c2sp.org/tlog-checkpoint note text
+	AlgCheckpointMLDSA44 // ML-DSA-44 over a c2sp.org/tlog-cosignature subtree message
 )
 
-var algNames = [...]string{"", "ed25519+ml-dsa-65", "ed25519", "ml-kem-768+x25519", "aes-256-gcm", "ecdsa-p256"}
+// algLast is the highest algorithm value.
+const algLast = AlgCheckpointMLDSA44
+
+var algNames = [...]string{"", "ed25519+ml-dsa-65", "ed25519", "ml-kem-768+x25519", "aes-256-gcm", "ecdsa-p256", "checkpoint-ed25519", "checkpoint-ml-dsa-44"}
 
 func (a Algorithm) String() string {
-	if a >= AlgHybrid && a <= AlgP256 {
+	if a >= AlgHybrid && a <= algLast {
 		return algNames[a]
 	}
 	return fmt.Sprintf("alg(%d)", uint8(a))
@@ -99,7 +106,7 @@ func (a Algorithm) String() string {
 
 // ParseAlgorithm parses an algorithm name.
 func ParseAlgorithm(s string) (Algorithm, bool) {
-	for a := AlgHybrid; a <= AlgP256; a++ {
+	for a := AlgHybrid; a <= algLast; a++ {
 		if algNames[a] == s {
 			return a, true
 		}
@@ -113,7 +120,7 @@ func (a Algorithm) SeedSize() int {
 	switch a {
 	case AlgHybrid:
 		return 64
-	case AlgEd25519, AlgXWing, AlgAES256GCM:
+	case AlgEd25519, AlgXWing, AlgAES256GCM, AlgCheckpointEd25519, AlgCheckpointMLDSA44:
 		return 32
 	}
 	return 0
@@ -121,7 +128,7 @@ func (a Algorithm) SeedSize() int {
 
 // classAlgs lists the algorithms each class may use.
 var classAlgs = map[Class][]Algorithm{
-	ClassIdentity: {AlgHybrid, AlgEd25519},
+	ClassIdentity: {AlgHybrid, AlgEd25519, AlgCheckpointEd25519, AlgCheckpointMLDSA44},
 	ClassKEM:      {AlgXWing},
 	ClassSession:  {AlgAES256GCM},
 	ClassBinding:  {AlgP256},

@@ -1,0 +1,208 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/enigm/enigm/api"
+	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/translog"
+)
+
+// Errors of the transparency-log checks (SyncLog). Each is wrapped with
+// the sizes and hashes involved; keep the refused checkpoint as evidence.
+var (
+	// ErrLogKeys: the server's checkpoint does not verify under the log
+	// keys this device pinned (or was configured with), or the server now
+	// advertises other keys.
+	ErrLogKeys = errors.New("client: the log checkpoint is not signed by the pinned log keys")
+	// ErrLogRollback: the server's newest checkpoint is smaller than the
+	// one this device verified before.
+	ErrLogRollback = errors.New("client: the server rolled the transparency log back")
+	// ErrLogFork: the server's checkpoint is not consistent with the one
+	// this device verified before (another history).
+	ErrLogFork = errors.New("client: the server forked the transparency log")
+	// ErrNotLogged: the server gave no valid inclusion proof of a link in
+	// the checkpoint this device verified.
+	ErrNotLogged = errors.New("client: the link is not in the transparency log this device verified")
+)
+
+// LogPin names the transparency log a device trusts: its origin and note
+// verifier keys (GET /v1/info log, or `enigm-command log public-key`).
+type LogPin struct {
+	Origin     string   `json:"origin"`
+	PublicKeys []string `json:"public_keys"`
+}
+
+// LogState is what a device keeps of the log: the pinned keys and the
+// newest checkpoint it verified (the signed note, kept as evidence).
+type LogState struct {
+	LogPin
+	Size       uint64 `json:"size"`
+	Hash       []byte `json:"hash"`
+	Checkpoint []byte `json:"checkpoint"`
+}
+
+// LogStore persists a device's LogState. LogState returns nil before the
+// first checkpoint; SetLogState must be durable when it returns.
+type LogStore interface {
+	LogState() (*LogState, error)
+	SetLogState(*LogState) error
+}
+
+// SyncLog fetches the server's newest checkpoint (GET /log/checkpoint),
+// verifies its signatures under the pinned keys, and accepts it only if it
+// is consistent with the checkpoint st holds: the same tree, or a larger
+// one with a valid RFC 6962 consistency proof (GET /v1/log/consistency),
+// checked with transparency-dev/merkle. The accepted checkpoint replaces
+// the stored one. A smaller tree is ErrLogRollback, another tree
+// ErrLogFork, a bad signature ErrLogKeys; st is left unchanged then.
+//
+// The keys are pin when given; otherwise those st pinned; otherwise, at
+// first contact, those GET /v1/info advertises (trust on first use). A pin
+// that differs from the stored one is ErrLogKeys.
+func (c *Client) SyncLog(ctx context.Context, st LogStore, pin *LogPin) (translog.Checkpoint, error) {
+	prev, err := st.LogState()
+	if err != nil {
+		return translog.Checkpoint{}, err
+	}
+	keys, err := c.logPin(ctx, prev, pin)
+	if err != nil {
+		return translog.Checkpoint{}, err
+	}
+	signed, err := c.rawGet(ctx, "/log/checkpoint", translog.MaxCheckpointSize)
+	if err != nil {
+		return translog.Checkpoint{}, fmt.Errorf("client: fetching the log checkpoint: %w", err)
+	}
+	cp, err := translog.VerifyCheckpoint(signed, keys.Origin, keys.PublicKeys)
+	if err != nil {
+		return translog.Checkpoint{}, fmt.Errorf("%w: %v", ErrLogKeys, err)
+	}
+	if prev != nil && prev.Size > 0 {
+		if err := c.checkConsistent(ctx, prev, cp); err != nil {
+			return translog.Checkpoint{}, err
+		}
+	}
+	if prev != nil && prev.Size == cp.Size && bytes.Equal(prev.Hash, cp.Hash[:]) {
+		return cp, nil // nothing new
+	}
+	next := &LogState{LogPin: keys, Size: cp.Size, Hash: cp.Hash[:], Checkpoint: signed}
+	if err := st.SetLogState(next); err != nil {
+		return translog.Checkpoint{}, fmt.Errorf("client: storing the verified log checkpoint: %w", err)
+	}
+	return cp, nil
+}
+
+// logPin picks the keys to verify with.
+func (c *Client) logPin(ctx context.Context, prev *LogState, pin *LogPin) (LogPin, error) {
+	switch {
+	case pin != nil && prev != nil && (pin.Origin != prev.Origin || !slices.Equal(pin.PublicKeys, prev.PublicKeys)):
+		return LogPin{}, fmt.Errorf("%w: the configured log %q differs from the log %q this device pinned", ErrLogKeys, pin.Origin, prev.Origin)
+	case pin != nil:
+		return *pin, nil
+	case prev != nil:
+		return prev.LogPin, nil
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return LogPin{}, err
+	}
+	if info.Log == nil {
+		return LogPin{}, fmt.Errorf("%w: the server publishes no transparency log (GET /v1/info has no log)", ErrLogKeys)
+	}
+	return LogPin{Origin: info.Log.Origin, PublicKeys: slices.Clone(info.Log.PublicKeys)}, nil
+}
+
+// checkConsistent checks cp against the stored checkpoint prev.
+func (c *Client) checkConsistent(ctx context.Context, prev *LogState, cp translog.Checkpoint) error {
+	switch {
+	case cp.Size < prev.Size:
+		return fmt.Errorf("%w: its checkpoint has %d leaves, this device verified %d (root %s)", ErrLogRollback, cp.Size, prev.Size, hex.EncodeToString(prev.Hash))
+	case cp.Size == prev.Size:
+		if !bytes.Equal(cp.Hash[:], prev.Hash) {
+			return fmt.Errorf("%w: two roots for %d leaves: %x now, %s verified before", ErrLogFork, cp.Size, cp.Hash, hex.EncodeToString(prev.Hash))
+		}
+		return nil
+	}
+	var p api.ConsistencyProof
+	if err := c.do(ctx, "GET", fmt.Sprintf("/v1/log/consistency?from=%d&to=%d", prev.Size, cp.Size), false, nil, &p); err != nil {
+		return fmt.Errorf("client: fetching the consistency proof %d → %d: %w", prev.Size, cp.Size, err)
+	}
+	if p.From != prev.Size || p.To != cp.Size {
+		return fmt.Errorf("%w: asked for the consistency proof %d → %d, got %d → %d", ErrLogFork, prev.Size, cp.Size, p.From, p.To)
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, prev.Size, cp.Size, p.Proof, prev.Hash, cp.Hash[:]); err != nil {
+		return fmt.Errorf("%w: the checkpoint of %d leaves does not extend the one of %d this device verified (root %s): %v",
+			ErrLogFork, cp.Size, prev.Size, hex.EncodeToString(prev.Hash), err)
+	}
+	return nil
+}
+
+// VerifyInclusion checks that link, the canonical bytes of link seq of
+// account acct, is a leaf of the checkpoint st holds (the newest this
+// device verified, SyncLog): it asks for the inclusion proof in that
+// tree (GET /v1/accounts/{id}/links/{seq}/proof?size=) and checks it with
+// transparency-dev/merkle against the stored root. A link that is not
+// there, or a proof that does not verify, is ErrNotLogged. A link newer
+// than the stored checkpoint is not in it yet: the server answers 503
+// (ErrUnavailable); SyncLog, then ask again.
+func (c *Client) VerifyInclusion(ctx context.Context, acct chain.AccountID, seq uint64, link []byte, st LogStore) error {
+	prev, err := st.LogState()
+	if err != nil {
+		return err
+	}
+	if prev == nil || prev.Size == 0 {
+		return fmt.Errorf("%w: this device holds no checkpoint to check link %d of %s against (SyncLog first)", ErrNotLogged, seq, acct)
+	}
+	var p api.InclusionProof
+	err = c.do(ctx, "GET", fmt.Sprintf("/v1/accounts/%s/links/%d/proof?size=%d", acct, seq, prev.Size), false, nil, &p)
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("%w: the server says link %d of %s was never logged: %v", ErrNotLogged, seq, acct, err)
+	}
+	if err != nil {
+		return fmt.Errorf("client: fetching the inclusion proof of link %d of %s: %w", seq, acct, err)
+	}
+	if p.TreeSize != prev.Size {
+		return fmt.Errorf("%w: asked for a proof in the tree of %d leaves, got one for %d", ErrNotLogged, prev.Size, p.TreeSize)
+	}
+	h := rfc6962.DefaultHasher
+	if err := proof.VerifyInclusion(h, p.LeafIndex, p.TreeSize, h.HashLeaf(link), p.Proof, prev.Hash); err != nil {
+		return fmt.Errorf("%w: link %d of %s is not leaf %d of the checkpoint of %d leaves (root %s): %v",
+			ErrNotLogged, seq, acct, p.LeafIndex, prev.Size, hex.EncodeToString(prev.Hash), err)
+	}
+	return nil
+}
+
+// rawGet GETs path and returns its body (at most limit bytes), refusing a
+// non-200 answer.
+func (c *Client) rawGet(ctx context.Context, path string, limit int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base.String()+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, &APIError{Status: resp.StatusCode, Code: "http_" + fmt.Sprint(resp.StatusCode), Message: "GET " + path + " failed"}
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("client: GET %s: more than %d bytes", path, limit)
+	}
+	return b, nil
+}
