@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,23 +14,12 @@ import (
 	"github.com/enigm/enigm/internal/testkit"
 )
 
-// headsDB opens enigm-command's SQLite database behind its back.
-func headsDB(t *testing.T, h *harness) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("sqlite", filepath.Join(h.data, "command.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
 // headsRollBack moves the account's head columns back to its link at seq
 // (the rows above it are left in place, or deleted with dropAbove), with
 // the server running.
 func headsRollBack(t *testing.T, h *harness, acct string, seq int, dropAbove bool) {
 	t.Helper()
-	db := headsDB(t, h)
+	db := commandDB(t, h)
 	var hash string
 	testkit.NoErr(t, db.QueryRow(`SELECT hash FROM links WHERE account_id = ? AND seq = ?`, acct, seq).Scan(&hash))
 	if dropAbove {
@@ -134,7 +121,7 @@ func TestAttackHeadRollback(t *testing.T) {
 			t.Fatalf("%s: a first-contact device sent to alice: %+v", phase, r)
 		}
 		var queued int
-		testkit.NoErr(t, headsDB(t, h).QueryRow(`SELECT COUNT(*) FROM envelopes WHERE account_id = ? AND device_id = ?`, alice, bdev).Scan(&queued))
+		testkit.NoErr(t, commandDB(t, h).QueryRow(`SELECT COUNT(*) FROM envelopes WHERE account_id = ? AND device_id = ?`, alice, bdev).Scan(&queued))
 		if queued != 0 {
 			t.Fatalf("%s: %d envelopes queued for the revoked device", phase, queued)
 		}

@@ -252,6 +252,7 @@ func TestAttacksThatHold(t *testing.T) {
 			"{rid}":  {rid, strings.Repeat("f", 32), "%2e%2e", "x"},
 			"{name}": {"victim", strings.Repeat("n", 300), "%00"},
 			"{code}": {"EIC-0000", strings.Repeat("c", 300)},
+			"{seq}":  {"0", "1", "-1", "18446744073709551616", "x"},
 		}
 		deep := strings.Repeat("[", 10000) + strings.Repeat("]", 10000)
 		bodies := [][]byte{

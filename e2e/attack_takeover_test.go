@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -102,11 +101,7 @@ func TestAttackRecoveryTakeover(t *testing.T) {
 
 	// 2. Appended behind Command's back, it is an integrity failure: the
 	// account is served to nobody and nothing is appended to it.
-	db, err := sql.Open("sqlite", filepath.Join(h.data, "command.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := commandDB(t, h)
 	if _, err := db.Exec(`INSERT INTO links (account_id, seq, hash, prev_hash, type, data, created_at) VALUES (?,?,?,?,?,?,?)`,
 		acct.String(), forged.Seq(), forged.Hash().String(), forged.Prev().String(), "revoke_device", forged.Bytes(), time.Now().Unix()); err != nil {
 		t.Fatal(err)

@@ -368,11 +368,7 @@ func forgeLink(t *testing.T, h *harness, acct string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", filepath.Join(h.data, "command.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := commandDB(t, h)
 	if _, err := db.Exec(`INSERT INTO links (account_id, seq, hash, prev_hash, type, data, created_at) VALUES (?,?,?,?,?,?,?)`,
 		acct, l.Seq(), l.Hash().String(), l.Prev().String(), "add_device", l.Bytes(), time.Now().Unix()); err != nil {
 		t.Fatal(err)
@@ -380,4 +376,18 @@ func forgeLink(t *testing.T, h *harness, acct string) {
 	if _, err := db.Exec(`UPDATE accounts SET head_seq = ?, head_hash = ? WHERE id = ?`, l.Seq(), l.Hash().String(), acct); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// commandDB opens enigm-command's SQLite database behind its back, as an
+// attacker with the disk would, while the server runs. The server writes
+// on its own too (the log is integrated every second), so the connection
+// waits for its lock instead of failing with SQLITE_BUSY.
+func commandDB(t *testing.T, h *harness) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(h.data, "command.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
