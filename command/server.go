@@ -18,12 +18,14 @@ import (
 	"github.com/enigm/enigm/command/store"
 )
 
-// cacheSize bounds the verified states an instance keeps.
-const cacheSize = 50_000
+// accountsInMemory scales the per-account bookkeeping an instance keeps
+// besides the state cache (which has a budget in bytes,
+// Config.StateCacheBytes): head marks and head announcements.
+const accountsInMemory = 50_000
 
 // marksInMemory bounds the head marks an instance keeps in memory (the
 // rest are read from the marks file when needed).
-const marksInMemory = 2 * cacheSize
+const marksInMemory = 2 * accountsInMemory
 
 // Server is an Enigm Command instance: the HTTP API over a store. Several
 // instances may share one PostgreSQL database.
@@ -64,7 +66,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: c, log: c.Logger, cache: newStateCache(cacheSize), metrics: newMetrics(),
+	s := &Server{cfg: c, log: c.Logger, cache: newStateCache(c.StateCacheBytes), metrics: newMetrics(),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	s.limiter = newLimiter(c.Clock)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -91,7 +93,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("command: reading the auth challenge key: %w", err)
 	}
 	if w, ok := s.store.(store.HeadWatcher); ok {
-		s.heads = newHeadWatch(4 * cacheSize)
+		s.heads = newHeadWatch(4 * accountsInMemory)
 		var wctx context.Context
 		wctx, s.watchStop = context.WithCancel(context.Background())
 		s.watchDone = make(chan struct{})
