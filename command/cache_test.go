@@ -12,6 +12,7 @@ import (
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
+	"github.com/enigm/enigm/command/store/storetest"
 	"github.com/enigm/enigm/internal/testkit"
 )
 
@@ -133,36 +134,54 @@ func TestStateCacheMetrics(t *testing.T) {
 	}
 }
 
-// Two servers over one store: a head appended through one is seen by the
-// other at its next read, which verifies only the new link from its
-// cached state (an extension), never serves the older cached head.
+// Two servers over one store (one SQLite store shared in the process;
+// one PostgreSQL database with head announcements): a head appended
+// through one is seen by the other. A request that reads the head from
+// the database (here a token-authenticated append built on the new head)
+// sees it at once; a public read sees it once the announcement arrived
+// (at once on SQLite, which has none), verifying only the new link from
+// the cached state (an extension), never serving the older cached head.
 func TestStateCacheSeesHeadMovedByAnotherInstance(t *testing.T) {
-	e1 := newEnv(t)
-	e2 := newEnv(t, func(c *Config) { c.Store = e1.srv.store })
-	A := newDev("alice/A")
-	a := e1.newAccount("alice", A, chain.DefaultPolicy())
-	a2 := a.on(e2)
-	a2.sync() // e2 caches seq 0
-	if e2.srv.cache.get(a.id) == nil {
-		t.Fatal("the second instance did not cache the state")
-	}
-	e1.want(a.post(A, a.rotateKEMLink(A, 1)), http.StatusCreated, "")
-	a2.sync()
-	if a2.st.Head().Seq != 1 {
-		t.Fatalf("the second instance serves head seq %d, want 1", a2.st.Head().Seq)
-	}
-	if d, _ := a2.st.Device(A.id); bytes.Equal(d.KEM, A.kem()) {
-		t.Fatal("the second instance's chain has the KEM key from before the rotation")
-	}
-	if e2.lookups("extend") != 1 {
-		t.Fatalf("extensions %d, want 1", e2.lookups("extend"))
-	}
-	// The token path reads the head from the database too: a link posted
-	// through the second instance on the head the first wrote.
-	e2.want(a2.post(A, a2.rotateKEMLink(A, 2)), http.StatusCreated, "")
-	a.sync()
-	if a.st.Head().Seq != 2 {
-		t.Fatalf("the first instance serves head seq %d, want 2", a.st.Head().Seq)
+	for _, engine := range []string{"sqlite", "postgres"} {
+		t.Run(engine, func(t *testing.T) {
+			var e1, e2 *env
+			if engine == "sqlite" {
+				e1 = newEnv(t)
+				e2 = newEnv(t, func(c *Config) { c.Store = e1.srv.store })
+			} else {
+				dsn := storetest.PostgresDSN(t)
+				e1, e2 = newEnvDSN(t, dsn), newEnvDSN(t, dsn)
+				e1.waitListening()
+				e2.waitListening()
+			}
+			A := newDev("alice/A")
+			a := e1.newAccount("alice", A, chain.DefaultPolicy())
+			a2 := a.on(e2)
+			a2.sync() // e2 caches seq 0
+			a2.token(A)
+			if e2.srv.cache.get(a.id) == nil {
+				t.Fatal("the second instance did not cache the state")
+			}
+			e1.want(a.post(A, a.rotateKEMLink(A, 1)), http.StatusCreated, "")
+			a.sync()
+			// Through the second instance, on the head the first wrote,
+			// before any announcement is awaited.
+			a2.st = a.st
+			e2.want(a2.post(A, a2.rotateKEMLink(A, 2)), http.StatusCreated, "")
+			if e2.lookups("extend") != 1 {
+				t.Fatalf("extensions %d, want 1", e2.lookups("extend"))
+			}
+			if engine == "postgres" {
+				e1.waitAnnounced(a.id, 2)
+			}
+			a.sync()
+			if a.st.Head().Seq != 2 {
+				t.Fatalf("the first instance serves head seq %d, want 2", a.st.Head().Seq)
+			}
+			if d, _ := a.st.Device(A.id); !bytes.Equal(d.KEM, testKEM("alice/A/rot2")) {
+				t.Fatal("the first instance's chain lacks the KEM key rotated through the second")
+			}
+		})
 	}
 }
 
