@@ -58,7 +58,9 @@ func BenchmarkServerMemory(b *testing.B) {
 			e.want(e.do("GET", "/v1/accounts/"+a.id+"/devices", "", nil), 200, "")
 			if i == next || i == n {
 				heap, rss = memNow()
-				fmt.Fprintf(os.Stderr, "server memory: accounts=%d heap_inuse_mib=%.1f vmrss_mib=%.1f\n", i, mib(heap), mib(rss))
+				entries, bytes := e.srv.cache.stats()
+				fmt.Fprintf(os.Stderr, "server memory: accounts=%d heap_inuse_mib=%.1f vmrss_mib=%.1f cache_entries=%d cache_mib=%.1f\n",
+					i, mib(heap), mib(rss), entries, mib(uint64(bytes)))
 				next = nextCheckpoint(next)
 			}
 		}
