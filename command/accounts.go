@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
@@ -165,7 +166,7 @@ func (s *Server) handleCreateAccount(w http.ResponseWriter, r *http.Request) *ap
 	}
 	s.count(audit)
 	s.metrics.linksAppended.inc("genesis")
-	v := &verified{account: store.Account{ID: id, Name: req.Name, OrgID: orgID, Head: head, CreatedAt: now}, state: st}
+	v := &verified{account: store.Account{ID: id, Name: req.Name, OrgID: orgID, Head: head, CreatedAt: now}, state: st, hashes: []chain.Hash{l.Hash()}}
 	v.see(t)
 	s.cache.put(id, v)
 	respond(w, r, http.StatusCreated, api.AccountCreated{AccountID: id, Head: headOf(head)})
@@ -286,14 +287,41 @@ func (s *Server) onChain(ctx context.Context, v *verified, q api.ChainQuery) *ap
 }
 
 // writeChain writes v's links with seq > after (all when after is
-// negative), with its devices when devices is set.
+// negative), with its devices when devices is set. Whole chains are
+// encoded once per head while they stay in the response cache.
 func (s *Server) writeChain(w http.ResponseWriter, r *http.Request, v *verified, after int64, devices bool) *apiError {
+	k := respKey{id: v.account.ID, devices: devices}
+	if after < 0 {
+		if b := s.resp.get(k, v.account.Head); b != nil {
+			writeBody(w, b)
+			return nil
+		}
+	}
 	links, err := s.storedLinks(r.Context(), v, after)
 	if err != nil {
 		return storeErr(err)
 	}
-	writeJSON(w, http.StatusOK, chainView(v, links, devices))
+	if after >= 0 {
+		writeJSON(w, http.StatusOK, chainView(v, links, devices))
+		return nil
+	}
+	b, err := json.Marshal(chainView(v, links, devices))
+	if err != nil {
+		return internal(err)
+	}
+	b = append(b, '\n')
+	s.resp.put(k, v.account.Head, b)
+	writeBody(w, b)
 	return nil
+}
+
+func writeBody(w http.ResponseWriter, b []byte) {
+	h := w.Header()
+	h.Set("Content-Type", api.MediaJSON)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
 }
 
 // appendLink verifies l against the account's current verified state and
@@ -335,7 +363,7 @@ func (s *Server) appendLink(r *http.Request, v *verified, l *chain.Link, a store
 	s.metrics.linksAppended.inc(l.Type().String())
 	acct := v.account
 	acct.Head = store.Head{Seq: l.Seq(), Hash: l.Hash().String()}
-	nv := &verified{account: acct, state: st}
+	nv := &verified{account: acct, state: st, hashes: append(v.hashes[:len(v.hashes):len(v.hashes)], l.Hash())}
 	nv.see(t) // this instance wrote the head: current unless announced otherwise
 	// The mark is raised before the append is acknowledged: from the
 	// response on, this instance refuses any lower head.

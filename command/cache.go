@@ -3,11 +3,13 @@ package command
 import (
 	"container/list"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"sync"
 	"sync/atomic"
 
 	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/hybrid"
 )
 
@@ -149,7 +151,8 @@ func entrySize(id string, v *verified) int64 {
 	}
 	// Every link adds at most a few entries to the maps of used keys and
 	// closed recovery requests; they are not exposed, so count by link.
-	n += int64(st.Head().Seq+1) * 2 * keyHashOverhead
+	// And every link's hash.
+	n += int64(st.Head().Seq+1)*2*keyHashOverhead + int64(cap(v.hashes))*32
 	return n
 }
 
@@ -172,10 +175,10 @@ func hybridKeySize(k *hybrid.PublicKey) int64 {
 }
 
 // storedLinks reads from the store the links of v's chain with seq >
-// after (all when after is negative) and checks that they are the links
-// v verified: hash-linked back from v's head, each at its sequence number.
-// A row changed in the database since it was verified is refused (an
-// *integrityError, logged and counted), never served.
+// after (all when after is negative) and checks that each is the link v
+// verified at its sequence number: its hash (linkHash, no parsing) is the
+// one recorded when it was verified. A row changed in the database since
+// is refused (an *integrityError, logged and counted), never served.
 func (s *Server) storedLinks(ctx context.Context, v *verified, after int64) ([][]byte, error) {
 	head := v.account.Head
 	after = max(after, -1)
@@ -194,22 +197,111 @@ func (s *Server) storedLinks(ctx context.Context, v *verified, after int64) ([][
 		s.metrics.integrityFailures.Add(1)
 		return err
 	}
-	if int64(len(rows)) != want {
+	if int64(len(rows)) != want || int64(len(v.hashes)) != int64(head.Seq)+1 {
 		return nil, fail("%d links are stored after seq %d, the verified head is seq %d", len(rows), after, head.Seq)
 	}
 	out := make([][]byte, len(rows))
-	next := head.Hash
-	for i := len(rows) - 1; i >= 0; i-- {
-		seq := uint64(after + 1 + int64(i))
-		l, err := chain.ParseLink(rows[i].Data)
-		if err != nil {
-			return nil, fail("link seq %d: %w", seq, err)
+	for i, r := range rows {
+		seq := after + 1 + int64(i)
+		if r.Seq != uint64(seq) || linkHash(r.Data) != v.hashes[seq] {
+			return nil, fail("the link stored at seq %d is not the one verified there (%s)", seq, v.hashes[seq])
 		}
-		if l.Seq() != seq || l.Hash().String() != next {
-			return nil, fail("the link stored at seq %d (seq %d, %s) is not the verified one (%s)", seq, l.Seq(), l.Hash(), next)
-		}
-		next = l.Prev().String()
-		out[i] = rows[i].Data
+		out[i] = r.Data
 	}
 	return out, nil
+}
+
+// linkPrefix is the domain of link hashes (docs/design/chain.md; checked
+// against chain.Link.Hash in TestLinkHashIsTheChains).
+const linkPrefix = "enigm/v1/link-hash\x00"
+
+// linkHash is chain.Link.Hash of the link encoded as b, without parsing
+// it: SHA-256("enigm/v1/link-hash" || 0x00 || b).
+func linkHash(b []byte) chain.Hash {
+	h := sha256.New()
+	h.Write([]byte(linkPrefix))
+	h.Write(b)
+	var out chain.Hash
+	h.Sum(out[:0])
+	return out
+}
+
+// respCache keeps the encoded whole-chain responses (chain, and chain with
+// devices) of the accounts fetched most recently, keyed by account and
+// head, within its own budget (an eighth of Config.StateCacheBytes, on top
+// of the states'): a repeated device-list fetch at an unchanged head is a
+// head check and a write, not a read of every link and an encoding. An
+// entry is made from links storedLinks checked, and used only at the head
+// it was made for.
+type respCache struct {
+	mu     sync.Mutex
+	m      map[respKey]*list.Element // of *respEntry
+	lru    list.List
+	bytes  int64
+	budget int64
+}
+
+type respKey struct {
+	id      string
+	devices bool
+}
+
+type respEntry struct {
+	key  respKey
+	head store.Head
+	b    []byte
+}
+
+func newRespCache(budget int64) *respCache {
+	c := &respCache{m: make(map[respKey]*list.Element), budget: budget}
+	c.lru.Init()
+	return c
+}
+
+// get returns the response for k at head, nil when none is cached.
+func (c *respCache) get(k respKey, head store.Head) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok || e.Value.(*respEntry).head != head {
+		return nil
+	}
+	c.lru.MoveToFront(e)
+	return e.Value.(*respEntry).b
+}
+
+func respSize(k respKey, b []byte) int64 { return int64(len(b) + len(k.id) + 256) }
+
+// put caches b as the response for k at head, evicting the least recently
+// used responses over the budget; a response larger than the budget is
+// not cached.
+func (c *respCache) put(k respKey, head store.Head, b []byte) {
+	size := respSize(k, b)
+	if size > c.budget {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[k]; ok {
+		old := e.Value.(*respEntry)
+		c.bytes -= respSize(k, old.b)
+		old.head, old.b = head, b
+		c.lru.MoveToFront(e)
+	} else {
+		c.m[k] = c.lru.PushFront(&respEntry{key: k, head: head, b: b})
+	}
+	c.bytes += size
+	for c.bytes > c.budget {
+		last := c.lru.Back()
+		old := last.Value.(*respEntry)
+		c.lru.Remove(last)
+		delete(c.m, old.key)
+		c.bytes -= respSize(old.key, old.b)
+	}
+}
+
+func (c *respCache) stats() (entries int, bytes int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Len(), c.bytes
 }

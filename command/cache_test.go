@@ -252,6 +252,7 @@ func TestStoredLinksAreCheckedAgainstTheVerifiedHead(t *testing.T) {
 	rows, err := inner.Links(context.Background(), o.id, -1, 0)
 	testkit.NoErr(t, err)
 	ts.other = rows[0].Data
+	e.srv.resp = newRespCache(1 << 20) // what newAccount's sync encoded and cached
 	ts.on.Store(true)
 	for _, path := range []string{"/chain", "/devices", "/chain?after=-1"} {
 		e.want(e.do("GET", "/v1/accounts/"+a.id+path, "", nil), http.StatusInternalServerError, "integrity")
@@ -261,4 +262,19 @@ func TestStoredLinksAreCheckedAgainstTheVerifiedHead(t *testing.T) {
 	}
 	ts.on.Store(false)
 	a.sync()
+}
+
+// linkHash, which checks stored rows without parsing them, is the chain's
+// link hash.
+func TestLinkHashIsTheChains(t *testing.T) {
+	e := newEnv(t)
+	A := newDev("alice/A")
+	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	rows, err := e.srv.store.Links(context.Background(), a.id, -1, 0)
+	testkit.NoErr(t, err)
+	l, err := chain.ParseLink(rows[0].Data)
+	testkit.NoErr(t, err)
+	if linkHash(rows[0].Data) != l.Hash() || l.Hash() != e.srv.cache.get(a.id).hashes[0] {
+		t.Fatal("linkHash differs from chain.Link.Hash")
+	}
 }

@@ -36,6 +36,7 @@ type Server struct {
 	ownStore bool
 	serverID string
 	cache    *stateCache
+	resp     *respCache   // encoded whole-chain responses
 	heads    *headWatch   // nil unless the store announces head changes
 	marks    *store.Marks // the highest head verified per account, in DataDir
 	limiter  *limiter
@@ -66,7 +67,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: c, log: c.Logger, cache: newStateCache(c.StateCacheBytes), metrics: newMetrics(),
+	s := &Server{cfg: c, log: c.Logger, cache: newStateCache(c.StateCacheBytes), resp: newRespCache(c.StateCacheBytes / 8), metrics: newMetrics(),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	s.limiter = newLimiter(c.Clock)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

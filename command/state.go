@@ -16,11 +16,12 @@ import (
 // chain.Apply needs to verify the next link and what the handlers answer
 // from (the chain.State: devices, keys, policy, organisation, recovery),
 // not the links: a request that serves links reads them from the store
-// (storedLinks) and checks them against the verified head.
+// (storedLinks) and checks each against the hash it had when verified.
 type verified struct {
 	account store.Account
 	state   *chain.State
-	err     error // the stored chain failed verification at this head
+	hashes  []chain.Hash // hashes[i] is the hash of the verified link at seq i
+	err     error        // the stored chain failed verification at this head
 
 	// seen is the newest ticket under which this head was read from or
 	// written to the database (headWatch); nil when never.
@@ -241,11 +242,13 @@ func (s *Server) rolledBack(acct store.Account, mk store.Head) error {
 // marked one.
 func (s *Server) verifyStored(ctx context.Context, acct store.Account, c *verified, mk *store.Head) (*verified, error) {
 	var (
-		from  *chain.State
-		after = int64(-1)
+		from   *chain.State
+		hashes []chain.Hash
+		after  = int64(-1)
 	)
 	if c != nil && c.err == nil && c.account.Head.Seq < acct.Head.Seq {
 		from, after = c.state, int64(c.account.Head.Seq)
+		hashes = c.hashes[:len(c.hashes):len(c.hashes)] // appends copy
 	}
 	// One row more than the head needs: a row above the head is a head
 	// moved back behind the server (the rows of an append and its head
@@ -291,6 +294,7 @@ func (s *Server) verifyStored(ctx context.Context, acct store.Account, c *verifi
 				return nil, fail("link row seq %d does not match the link it holds (seq %d, %s, %s)", r.Seq, l.Seq(), l.Type(), l.Hash())
 			}
 			parsed = append(parsed, l)
+			hashes = append(hashes, l.Hash())
 		}
 		if st, err = chain.VerifyChain(st, parsed, now, s.verifyOpts()...); err != nil {
 			return nil, fail("%w", err)
@@ -305,7 +309,7 @@ func (s *Server) verifyStored(ctx context.Context, acct store.Account, c *verifi
 	if st.Account().String() != acct.ID {
 		return nil, fail("the chain is of account %s", st.Account())
 	}
-	return &verified{account: acct, state: st}, nil
+	return &verified{account: acct, state: st, hashes: hashes}, nil
 }
 
 func (s *Server) now() time.Time { return s.cfg.Clock() }
