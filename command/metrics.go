@@ -198,6 +198,9 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	s.metrics.write(w)
 	s.cache.writeMetrics(w)
+	n, b := s.resp.stats()
+	fmt.Fprintf(w, "# HELP enigm_command_response_cache_entries Encoded whole-chain responses cached.\n# TYPE enigm_command_response_cache_entries gauge\nenigm_command_response_cache_entries %d\n", n)
+	fmt.Fprintf(w, "# HELP enigm_command_response_cache_bytes Bytes of the cached whole-chain responses (budget: an eighth of the state cache's).\n# TYPE enigm_command_response_cache_bytes gauge\nenigm_command_response_cache_bytes %d\n", b)
 	if h := s.heads; h != nil {
 		up := 0
 		if h.liveGauge.Load() {

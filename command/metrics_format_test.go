@@ -52,6 +52,7 @@ func TestMetricsParseWithPrometheus(t *testing.T) {
 		"enigm_command_state_cache_lookups_total": dto.MetricType_COUNTER,
 		"enigm_command_state_cache_entries":       dto.MetricType_GAUGE,
 		"enigm_command_state_cache_bytes":         dto.MetricType_GAUGE,
+		"enigm_command_response_cache_bytes":      dto.MetricType_GAUGE,
 	}
 	for name, typ := range want {
 		f, ok := fams[name]
