@@ -136,7 +136,8 @@ type Config struct {
 	// StateCacheBytes is the memory budget of the verified-state cache
 	// (default DefaultStateCacheBytes, at least MinStateCacheBytes): the
 	// states of the accounts used least recently are evicted beyond it
-	// and verified again from the store when next used.
+	// and verified again from the store when next used. Encoded
+	// whole-chain responses take up to a further eighth of it.
 	StateCacheBytes int64
 	// ShutdownTimeout bounds how long Serve waits for accepted requests
 	// after its context ends (default 30s).
