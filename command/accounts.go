@@ -235,7 +235,7 @@ func (s *Server) serveChain(w http.ResponseWriter, r *http.Request, devices bool
 		return e
 	}
 	if q.Hash != "" {
-		if e := s.onChain(r.Context(), v, q); e != nil {
+		if e := onChain(v, q); e != nil {
 			return e
 		}
 	}
@@ -258,7 +258,7 @@ func chainQuery(r *http.Request) (api.ChainQuery, *apiError) {
 // onChain answers 409 not_on_chain, with the server's head, unless the
 // link at seq q.After of v has hash q.Hash: a caller that verified that
 // head is told plainly that this chain does not extend it.
-func (s *Server) onChain(ctx context.Context, v *verified, q api.ChainQuery) *apiError {
+func onChain(v *verified, q api.ChainQuery) *apiError {
 	head := v.account.Head
 	notOn := func(format string, args ...any) *apiError {
 		e := conflict(head, format, args...)
@@ -268,18 +268,10 @@ func (s *Server) onChain(ctx context.Context, v *verified, q api.ChainQuery) *ap
 	if uint64(q.After) > head.Seq {
 		return notOn("the chain of account %s ends at seq %d, before the head seq %d you verified", v.account.ID, head.Seq, q.After)
 	}
-	hash := head.Hash // the common case, a refresh at an unchanged head: no read
-	if uint64(q.After) < head.Seq {
-		links, err := s.storedLinks(ctx, v, q.After-1)
-		if err != nil {
-			return storeErr(err)
-		}
-		l, err := chain.ParseLink(links[0])
-		if err != nil {
-			return internal(fmt.Errorf("the verified link %d of account %s does not parse: %w", q.After, v.account.ID, err))
-		}
-		hash = l.Hash().String()
+	if q.After >= int64(len(v.hashes)) {
+		return internal(fmt.Errorf("the verified state of account %s records %d link hashes, its head is seq %d", v.account.ID, len(v.hashes), head.Seq))
 	}
+	hash := v.hashes[q.After].String() // recorded when verified: no read, no parse
 	if hash != q.Hash {
 		return notOn("the link at seq %d of account %s is not the one you verified (hash %s)", q.After, v.account.ID, q.Hash)
 	}
