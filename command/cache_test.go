@@ -278,3 +278,33 @@ func TestLinkHashIsTheChains(t *testing.T) {
 		t.Fatal("linkHash differs from chain.Link.Hash")
 	}
 }
+
+// The response cache stays within its budget, serves a response only at
+// the head it was made for, and does not cache one larger than the budget.
+func TestRespCacheBudgetAndHead(t *testing.T) {
+	body := bytes.Repeat([]byte("x"), 1000)
+	k := func(i int) respKey { return respKey{id: fmt.Sprintf("%064x", i), devices: i%2 == 0} }
+	h0, h1 := store.Head{Seq: 0, Hash: "a"}, store.Head{Seq: 1, Hash: "b"}
+	one := respSize(k(0), body)
+	c := newRespCache(5 * one)
+	for i := range 20 {
+		c.put(k(i), h0, body)
+		if _, b := c.stats(); b > c.budget {
+			t.Fatalf("after %d puts %d bytes, budget %d", i+1, b, c.budget)
+		}
+	}
+	if n, _ := c.stats(); n != 5 || c.get(k(19), h0) == nil || c.get(k(14), h0) != nil {
+		t.Fatalf("%d entries; the newest kept %v, an old one evicted %v", n, c.get(k(19), h0) != nil, c.get(k(14), h0) == nil)
+	}
+	if c.get(k(19), h1) != nil {
+		t.Fatal("a response was served at another head")
+	}
+	c.put(k(19), h1, body)
+	if c.get(k(19), h0) != nil || c.get(k(19), h1) == nil {
+		t.Fatal("the response at the new head did not replace the old one")
+	}
+	c.put(k(30), h0, bytes.Repeat([]byte("x"), int(6*one)))
+	if c.get(k(30), h0) != nil {
+		t.Fatal("a response larger than the budget was cached")
+	}
+}
