@@ -166,7 +166,7 @@ func (s *Server) handleCreateAccount(w http.ResponseWriter, r *http.Request) *ap
 	}
 	s.count(audit)
 	s.metrics.linksAppended.inc("genesis")
-	v := &verified{account: store.Account{ID: id, Name: req.Name, OrgID: orgID, Head: head, CreatedAt: now}, state: st, links: [][]byte{l.Bytes()}}
+	v := &verified{account: store.Account{ID: id, Name: req.Name, OrgID: orgID, Head: head, CreatedAt: now}, state: st, hashes: []chain.Hash{l.Hash()}}
 	v.see(t)
 	s.cache.put(id, v)
 	respond(w, r, http.StatusCreated, api.AccountCreated{AccountID: id, Head: headOf(head)})
@@ -201,13 +201,10 @@ func (s *Server) accountFrom(r *http.Request, load func(context.Context, string)
 }
 
 // chainView is the body of the chain and devices endpoints: an
-// api.Chain, or an api.DeviceList with devices.
-func chainView(v *verified, after int64, withDevices bool) any {
-	start := 0
-	if after >= 0 {
-		start = int(min(after+1, int64(len(v.links))))
-	}
-	c := api.Chain{AccountID: v.account.ID, Head: headOf(v.account.Head), Links: v.links[start:len(v.links):len(v.links)]}
+// api.Chain of links (read by storedLinks), or an api.DeviceList with
+// devices.
+func chainView(v *verified, links [][]byte, withDevices bool) any {
+	c := api.Chain{AccountID: v.account.ID, Head: headOf(v.account.Head), Links: links}
 	if !withDevices {
 		return c
 	}
@@ -226,6 +223,8 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) *apiError
 	return s.serveChain(w, r, true)
 }
 
+// serveChain answers from the verified state and the links read again
+// from the store: the state cache keeps no links (cache.go).
 func (s *Server) serveChain(w http.ResponseWriter, r *http.Request, devices bool) *apiError {
 	q, e := chainQuery(r)
 	if e != nil {
@@ -235,17 +234,12 @@ func (s *Server) serveChain(w http.ResponseWriter, r *http.Request, devices bool
 	if e != nil {
 		return e
 	}
-	if q.After < 0 {
-		writeEncoded(w, v, devices)
-		return nil
-	}
 	if q.Hash != "" {
 		if e := onChain(v, q); e != nil {
 			return e
 		}
 	}
-	writeJSON(w, http.StatusOK, chainView(v, q.After, devices))
-	return nil
+	return s.writeChain(w, r, v, q.After, devices)
 }
 
 // chainQuery reads the after and hash parameters (api.ChainQuery).
@@ -274,44 +268,52 @@ func onChain(v *verified, q api.ChainQuery) *apiError {
 	if uint64(q.After) > head.Seq {
 		return notOn("the chain of account %s ends at seq %d, before the head seq %d you verified", v.account.ID, head.Seq, q.After)
 	}
-	hash := head.Hash // the common case, a refresh at an unchanged head: no parse
-	if uint64(q.After) < head.Seq {
-		l, err := chain.ParseLink(v.links[q.After])
-		if err != nil {
-			return internal(fmt.Errorf("the verified link %d of account %s does not parse: %w", q.After, v.account.ID, err))
-		}
-		hash = l.Hash().String()
+	if q.After >= int64(len(v.hashes)) {
+		return internal(fmt.Errorf("the verified state of account %s records %d link hashes, its head is seq %d", v.account.ID, len(v.hashes), head.Seq))
 	}
+	hash := v.hashes[q.After].String() // recorded when verified: no read, no parse
 	if hash != q.Hash {
 		return notOn("the link at seq %d of account %s is not the one you verified (hash %s)", q.After, v.account.ID, q.Hash)
 	}
 	return nil
 }
 
-// writeEncoded writes the whole chain (with devices) of v, encoding it
-// once per verified head.
-func writeEncoded(w http.ResponseWriter, v *verified, devices bool) {
-	i := 0
-	if devices {
-		i = 1
-	}
-	b := v.encoded[i].Load()
-	if b == nil {
-		enc, err := json.Marshal(chainView(v, -1, devices))
-		if err != nil {
-			writeError(w, internal(err))
-			return
+// writeChain writes v's links with seq > after (all when after is
+// negative), with its devices when devices is set. Whole chains are
+// encoded once per head while they stay in the response cache.
+func (s *Server) writeChain(w http.ResponseWriter, r *http.Request, v *verified, after int64, devices bool) *apiError {
+	k := respKey{id: v.account.ID, devices: devices}
+	if after < 0 {
+		if b := s.resp.get(k, v.account.Head); b != nil {
+			writeBody(w, b)
+			return nil
 		}
-		enc = append(enc, '\n')
-		v.encoded[i].Store(&enc)
-		b = &enc
 	}
+	links, err := s.storedLinks(r.Context(), v, after)
+	if err != nil {
+		return storeErr(err)
+	}
+	if after >= 0 {
+		writeJSON(w, http.StatusOK, chainView(v, links, devices))
+		return nil
+	}
+	b, err := json.Marshal(chainView(v, links, devices))
+	if err != nil {
+		return internal(err)
+	}
+	b = append(b, '\n')
+	s.resp.put(k, v.account.Head, b)
+	writeBody(w, b)
+	return nil
+}
+
+func writeBody(w http.ResponseWriter, b []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h.Set("Content-Type", api.MediaJSON)
 	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(*b)))
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusOK)
-	w.Write(*b)
+	w.Write(b)
 }
 
 // appendLink verifies l against the account's current verified state and
@@ -353,7 +355,7 @@ func (s *Server) appendLink(r *http.Request, v *verified, l *chain.Link, a store
 	s.metrics.linksAppended.inc(l.Type().String())
 	acct := v.account
 	acct.Head = store.Head{Seq: l.Seq(), Hash: l.Hash().String()}
-	nv := &verified{account: acct, state: st, links: append(v.links[:len(v.links):len(v.links)], l.Bytes())}
+	nv := &verified{account: acct, state: st, hashes: append(v.hashes[:len(v.hashes):len(v.hashes)], l.Hash())}
 	nv.see(t) // this instance wrote the head: current unless announced otherwise
 	// The mark is raised before the append is acknowledged: from the
 	// response on, this instance refuses any lower head.

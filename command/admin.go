@@ -77,12 +77,7 @@ func (s *Server) handleAdminDevices(w http.ResponseWriter, r *http.Request) *api
 	if e != nil {
 		return e
 	}
-	if after < 0 {
-		writeEncoded(w, v, true)
-		return nil
-	}
-	writeJSON(w, http.StatusOK, chainView(v, after, true))
-	return nil
+	return s.writeChain(w, r, v, after, true)
 }
 
 func (s *Server) handleAdminEnrollments(w http.ResponseWriter, r *http.Request) *apiError {

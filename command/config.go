@@ -137,6 +137,12 @@ type Config struct {
 	// JanitorInterval is how often expired enrollments, tokens and
 	// challenges are swept (default 30s; negative disables).
 	JanitorInterval time.Duration
+	// StateCacheBytes is the memory budget of the verified-state cache
+	// (default DefaultStateCacheBytes, at least MinStateCacheBytes): the
+	// states of the accounts used least recently are evicted beyond it
+	// and verified again from the store when next used. Encoded
+	// whole-chain responses take up to a further eighth of it.
+	StateCacheBytes int64
 	// ShutdownTimeout bounds how long Serve waits for accepted requests
 	// after its context ends (default 30s).
 	ShutdownTimeout time.Duration
@@ -186,6 +192,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.JanitorInterval == 0 {
 		cfg.JanitorInterval = 30 * time.Second
+	}
+	if cfg.StateCacheBytes == 0 {
+		cfg.StateCacheBytes = DefaultStateCacheBytes
+	}
+	if cfg.StateCacheBytes < MinStateCacheBytes {
+		return cfg, fmt.Errorf("command: Config.StateCacheBytes is %d, want at least %d (1 MiB)", cfg.StateCacheBytes, MinStateCacheBytes)
 	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 30 * time.Second

@@ -197,6 +197,10 @@ func writeLabeled(w io.Writer, name, help, label string, l *labeled) {
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	s.metrics.write(w)
+	s.cache.writeMetrics(w)
+	n, b := s.resp.stats()
+	fmt.Fprintf(w, "# HELP enigm_command_response_cache_entries Encoded whole-chain responses cached.\n# TYPE enigm_command_response_cache_entries gauge\nenigm_command_response_cache_entries %d\n", n)
+	fmt.Fprintf(w, "# HELP enigm_command_response_cache_bytes Bytes of the cached whole-chain responses (budget: an eighth of the state cache's).\n# TYPE enigm_command_response_cache_bytes gauge\nenigm_command_response_cache_bytes %d\n", b)
 	if h := s.heads; h != nil {
 		up := 0
 		if h.liveGauge.Load() {
@@ -206,4 +210,19 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "# HELP enigm_command_head_announcements_total Head announcements received from the database.\n# TYPE enigm_command_head_announcements_total counter\nenigm_command_head_announcements_total %d\n", h.announcements.Load())
 		fmt.Fprintf(w, "# HELP enigm_command_head_listener_losses_total Times the head listener lost its subscription.\n# TYPE enigm_command_head_listener_losses_total counter\nenigm_command_head_listener_losses_total %d\n", h.losses.Load())
 	}
+}
+
+// writeMetrics writes the state cache's lookups by result, evictions,
+// entries, estimated bytes and budget.
+func (c *stateCache) writeMetrics(w io.Writer) {
+	fmt.Fprintln(w, "# HELP enigm_command_state_cache_lookups_total Verified-state cache lookups by result: hit (the state at the current head was cached), extend (an older state was: only new links were verified), miss (the whole chain was verified).")
+	fmt.Fprintln(w, "# TYPE enigm_command_state_cache_lookups_total counter")
+	for i, name := range cacheResultNames {
+		fmt.Fprintf(w, "enigm_command_state_cache_lookups_total{result=\"%s\"} %d\n", name, c.lookups[i].Load())
+	}
+	entries, bytes := c.stats()
+	fmt.Fprintf(w, "# HELP enigm_command_state_cache_evictions_total States evicted from the verified-state cache to stay within its budget.\n# TYPE enigm_command_state_cache_evictions_total counter\nenigm_command_state_cache_evictions_total %d\n", c.evictions.Load())
+	fmt.Fprintf(w, "# HELP enigm_command_state_cache_entries Accounts whose verified state is cached.\n# TYPE enigm_command_state_cache_entries gauge\nenigm_command_state_cache_entries %d\n", entries)
+	fmt.Fprintf(w, "# HELP enigm_command_state_cache_bytes Estimated heap bytes of the cached verified states.\n# TYPE enigm_command_state_cache_bytes gauge\nenigm_command_state_cache_bytes %d\n", bytes)
+	fmt.Fprintf(w, "# HELP enigm_command_state_cache_budget_bytes Memory budget of the verified-state cache (--state-cache-mib).\n# TYPE enigm_command_state_cache_budget_bytes gauge\nenigm_command_state_cache_budget_bytes %d\n", c.budget)
 }

@@ -46,9 +46,13 @@ func TestMetricsParseWithPrometheus(t *testing.T) {
 		}
 	}
 	want := map[string]dto.MetricType{
-		"enigm_command_requests_total":           dto.MetricType_COUNTER,
-		"enigm_command_request_duration_seconds": dto.MetricType_HISTOGRAM,
-		"enigm_command_rate_limited_total":       dto.MetricType_COUNTER,
+		"enigm_command_requests_total":            dto.MetricType_COUNTER,
+		"enigm_command_request_duration_seconds":  dto.MetricType_HISTOGRAM,
+		"enigm_command_rate_limited_total":        dto.MetricType_COUNTER,
+		"enigm_command_state_cache_lookups_total": dto.MetricType_COUNTER,
+		"enigm_command_state_cache_entries":       dto.MetricType_GAUGE,
+		"enigm_command_state_cache_bytes":         dto.MetricType_GAUGE,
+		"enigm_command_response_cache_bytes":      dto.MetricType_GAUGE,
 	}
 	for name, typ := range want {
 		f, ok := fams[name]

@@ -18,12 +18,14 @@ import (
 	"github.com/enigm/enigm/command/store"
 )
 
-// cacheSize bounds the verified states an instance keeps.
-const cacheSize = 50_000
+// accountsInMemory scales the per-account bookkeeping an instance keeps
+// besides the state cache (which has a budget in bytes,
+// Config.StateCacheBytes): head marks and head announcements.
+const accountsInMemory = 50_000
 
 // marksInMemory bounds the head marks an instance keeps in memory (the
 // rest are read from the marks file when needed).
-const marksInMemory = 2 * cacheSize
+const marksInMemory = 2 * accountsInMemory
 
 // Server is an Enigm Command instance: the HTTP API over a store. Several
 // instances may share one PostgreSQL database.
@@ -34,6 +36,7 @@ type Server struct {
 	ownStore bool
 	serverID string
 	cache    *stateCache
+	resp     *respCache   // encoded whole-chain responses
 	heads    *headWatch   // nil unless the store announces head changes
 	marks    *store.Marks // the highest head verified per account, in DataDir
 	limiter  *limiter
@@ -64,7 +67,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: c, log: c.Logger, cache: newStateCache(cacheSize), metrics: newMetrics(),
+	s := &Server{cfg: c, log: c.Logger, cache: newStateCache(c.StateCacheBytes), resp: newRespCache(c.StateCacheBytes / 8), metrics: newMetrics(),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	s.limiter = newLimiter(c.Clock)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -91,7 +94,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("command: reading the auth challenge key: %w", err)
 	}
 	if w, ok := s.store.(store.HeadWatcher); ok {
-		s.heads = newHeadWatch(4 * cacheSize)
+		s.heads = newHeadWatch(4 * accountsInMemory)
 		var wctx context.Context
 		wctx, s.watchStop = context.WithCancel(context.Background())
 		s.watchDone = make(chan struct{})

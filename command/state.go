@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,18 +11,17 @@ import (
 	"github.com/enigm/enigm/command/store"
 )
 
-// verified is an account's chain as this server verified it: the state
-// after the last link and the links themselves, for a given head.
+// verified is an account's chain state as this server verified it, for
+// a given head: the compact form the state cache keeps. It holds what
+// chain.Apply needs to verify the next link and what the handlers answer
+// from (the chain.State: devices, keys, policy, organisation, recovery),
+// not the links: a request that serves links reads them from the store
+// (storedLinks) and checks each against the hash it had when verified.
 type verified struct {
 	account store.Account
 	state   *chain.State
-	links   [][]byte // canonical bytes, links[i] has seq i
-	err     error    // the stored chain failed verification at this head
-
-	// Encoded whole-chain responses (chain, and chain with devices), made
-	// on first use: a device-list fetch at an unchanged head costs one
-	// head read (none while the head is known fresh) and a write.
-	encoded [2]atomic.Pointer[[]byte]
+	hashes  []chain.Hash // hashes[i] is the hash of the verified link at seq i
+	err     error        // the stored chain failed verification at this head
 
 	// seen is the newest ticket under which this head was read from or
 	// written to the database (headWatch); nil when never.
@@ -79,43 +77,6 @@ func (e *inconsistentError) Unwrap() error { return e.err }
 // account and database head).
 const inconsistentLog = "the database is inconsistent with the account's chain (its head moved back behind the server); refusing to serve or extend it until the database is restored"
 
-// stateCache caches verified states per account, keyed by head. It is per
-// server instance; the database stays the source of truth: a lookup reads
-// the account's current head first (load), unless the head announcements
-// say the cached head is still current (loadFresh), and a head the cache
-// has not verified is verified (from the cached state when the chain only
-// grew).
-type stateCache struct {
-	mu  sync.Mutex
-	m   map[string]*verified
-	max int
-}
-
-func newStateCache(max int) *stateCache {
-	return &stateCache{m: make(map[string]*verified), max: max}
-}
-
-func (c *stateCache) get(id string) *verified {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.m[id]
-}
-
-func (c *stateCache) put(id string, v *verified) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if old, ok := c.m[id]; ok && old.err == nil && v.err == nil && old.account.Head.Seq > v.account.Head.Seq {
-		return // keep the newer one
-	}
-	if _, ok := c.m[id]; !ok && len(c.m) >= c.max {
-		for k := range c.m { // evict an arbitrary entry
-			delete(c.m, k)
-			break
-		}
-	}
-	c.m[id] = v
-}
-
 // load returns the verified state of an account at its current head.
 // ErrNotFound for an unknown account; an *integrityError when the stored
 // chain does not verify (logged, and counted).
@@ -141,6 +102,7 @@ func (s *Server) loadFresh(ctx context.Context, id string) (*verified, error) {
 	if c := s.cache.get(id); c != nil {
 		if t := c.seen.Load(); t != nil && s.heads.fresh(id, c.account.Head, *t) {
 			s.metrics.headReads[headFromCache].Add(1)
+			s.cache.count(cacheHit)
 			if c.err != nil {
 				return nil, c.err
 			}
@@ -191,11 +153,17 @@ func (s *Server) loadAt(ctx context.Context, acct store.Account) (*verified, err
 		acct = cur
 	}
 	c := s.cache.get(acct.ID)
-	if c != nil && c.account.Head == acct.Head {
+	switch {
+	case c != nil && c.account.Head == acct.Head:
+		s.cache.count(cacheHit)
 		if c.err != nil {
 			return nil, c.err
 		}
 		return c, nil
+	case c != nil && c.err == nil && c.account.Head.Seq < acct.Head.Seq:
+		s.cache.count(cacheExtend)
+	default:
+		s.cache.count(cacheMiss)
 	}
 	v, err := s.verifyStored(ctx, acct, c, mk)
 	if err != nil {
@@ -274,13 +242,13 @@ func (s *Server) rolledBack(acct store.Account, mk store.Head) error {
 // marked one.
 func (s *Server) verifyStored(ctx context.Context, acct store.Account, c *verified, mk *store.Head) (*verified, error) {
 	var (
-		from  *chain.State
-		links [][]byte
-		after = int64(-1)
+		from   *chain.State
+		hashes []chain.Hash
+		after  = int64(-1)
 	)
 	if c != nil && c.err == nil && c.account.Head.Seq < acct.Head.Seq {
 		from, after = c.state, int64(c.account.Head.Seq)
-		links = c.links[:len(c.links):len(c.links)] // appends copy
+		hashes = c.hashes[:len(c.hashes):len(c.hashes)] // appends copy
 	}
 	// One row more than the head needs: a row above the head is a head
 	// moved back behind the server (the rows of an append and its head
@@ -326,7 +294,7 @@ func (s *Server) verifyStored(ctx context.Context, acct store.Account, c *verifi
 				return nil, fail("link row seq %d does not match the link it holds (seq %d, %s, %s)", r.Seq, l.Seq(), l.Type(), l.Hash())
 			}
 			parsed = append(parsed, l)
-			links = append(links, r.Data)
+			hashes = append(hashes, l.Hash())
 		}
 		if st, err = chain.VerifyChain(st, parsed, now, s.verifyOpts()...); err != nil {
 			return nil, fail("%w", err)
@@ -341,7 +309,7 @@ func (s *Server) verifyStored(ctx context.Context, acct store.Account, c *verifi
 	if st.Account().String() != acct.ID {
 		return nil, fail("the chain is of account %s", st.Account())
 	}
-	return &verified{account: acct, state: st, links: links}, nil
+	return &verified{account: acct, state: st, hashes: hashes}, nil
 }
 
 func (s *Server) now() time.Time { return s.cfg.Clock() }

@@ -181,22 +181,12 @@ func TestServeRecoveryDelayFlags(t *testing.T) {
 		{[]string{"--dev-allow-zero-recovery-delay", "--min-recovery-delay", "0s"}, 0, true},
 		{[]string{"--dev-allow-zero-recovery-delay", "--min-recovery-delay", "2s"}, 2 * time.Second, false},
 	} {
-		env := testEnv(nil)
-		var got command.Config
-		set := env.Config
-		env.Config = func(cfg *command.Config) { set(cfg); got = *cfg }
-		var out, errb bytes.Buffer
-		env.Stdout, env.Stderr = &out, &errb
-		// An address that cannot be bound: serve stops after New.
-		args := append([]string{"serve", "--data", t.TempDir(), "--listen", "256.0.0.1:1"}, c.args...)
-		if code := Main(context.Background(), env, args); code != ExitError {
-			t.Fatalf("%v: exit %d: %s", c.args, code, errb.String())
-		}
+		got, stderr := serveConfig(t, c.args...)
 		if got.MinRecoveryDelay != c.min || got.MaxLinkSkew != command.DefaultMaxLinkSkew {
 			t.Errorf("%v: min recovery delay %v, skew %v; want %v, %v", c.args, got.MinRecoveryDelay, got.MaxLinkSkew, c.min, command.DefaultMaxLinkSkew)
 		}
-		if warned := strings.Contains(errb.String(), "DEVELOPMENT SERVER"); warned != c.dev {
-			t.Errorf("%v: development warning logged = %v, want %v:\n%s", c.args, warned, c.dev, errb.String())
+		if warned := strings.Contains(stderr, "DEVELOPMENT SERVER"); warned != c.dev {
+			t.Errorf("%v: development warning logged = %v, want %v:\n%s", c.args, warned, c.dev, stderr)
 		}
 	}
 }

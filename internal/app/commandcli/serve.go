@@ -26,6 +26,7 @@ type serveOpts struct {
 	enrollmentTTL, tokenTTL, minRecoveryDelay      time.Duration
 	maxLinkAge, maxLinkSkew                        time.Duration
 	devAllowZero, noRateLimit, minRecoveryDelaySet bool
+	stateCacheMiB                                  int64
 }
 
 func init() {
@@ -81,6 +82,7 @@ examples:
 				fs.DurationVar(&o.maxLinkAge, "max-link-age", command.DefaultMaxLinkAge, "refuse links dated earlier than this before now")
 				fs.DurationVar(&o.maxLinkSkew, "max-link-skew", command.DefaultMaxLinkSkew, "refuse links dated later than this after now (at most 5m)")
 				fs.BoolVar(&o.noRateLimit, "no-rate-limit", false, "disable the rate limits (load tests only)")
+				fs.Int64Var(&o.stateCacheMiB, "state-cache-mib", command.DefaultStateCacheBytes>>20, "memory budget of the verified-state cache, in `MiB` (at least 1; least recently used accounts are verified again)")
 				fs.StringVar(&o.trustAK, "trust-tpm-ak", "", "judge TPM attestation evidence against the attestation keys in `FILE` (hex, one per line; `enigm keystore attestation-key` prints a TPM's)")
 				fs.StringVar(&o.bootState, "tpm-boot-state", "", "with --trust-tpm-ak: require a boot-state quote with PCR values allowed by `FILE` (JSON: {\"version\":1,\"allowed\":[{\"0\":\"<hex>\",\"7\":\"<hex>\"}]})")
 				fs.StringVar(&o.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn, error")
@@ -149,6 +151,10 @@ func runServe(c *ctx, o *serveOpts) error {
 	case cfg.MinRecoveryDelay == 0 && !cfg.DevAllowZeroRecoveryDelay:
 		return usagef("--min-recovery-delay 0 lets a recovery complete before any device could veto it; use a positive delay (default %v), or --dev-allow-zero-recovery-delay on a development server", command.DefaultMinRecoveryDelay)
 	}
+	if o.stateCacheMiB < 1 || o.stateCacheMiB > 1<<30 {
+		return usagef("--state-cache-mib must be between 1 and %d", int64(1<<30))
+	}
+	cfg.StateCacheBytes = o.stateCacheMiB << 20
 	if o.noRateLimit {
 		cfg.RateLimits = &command.RateLimits{Disabled: true}
 	}
