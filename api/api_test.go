@@ -149,6 +149,9 @@ func TestValidate(t *testing.T) {
 		{"chain", Chain{AccountID: acct, Head: Head{Hash: acct}, Links: [][]byte{link}}, "", false, false},
 		{"chain empty link", Chain{AccountID: acct, Head: Head{Hash: acct}, Links: [][]byte{{}}}, "links[0] is missing", false, false},
 		{"info version", Info{Version: 2}, "API version 2", false, false},
+		{"info with log", Info{Version: 1, Log: &LogInfo{Origin: "enigm-command/x", PublicKeys: []string{"k"}}}, "", false, false},
+		{"info log without keys", Info{Version: 1, Log: &LogInfo{Origin: "enigm-command/x"}}, "at least one public key", false, false},
+		{"info log without origin", Info{Version: 1, Log: &LogInfo{PublicKeys: []string{"k"}}}, "an origin", false, false},
 		{"error without code", Error{}, "without a code", false, false},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
