@@ -150,16 +150,23 @@ type goldenWorld struct {
 
 func newGoldenWorld(t testing.TB) *goldenWorld {
 	t.Helper()
-	st := newMemStorage()
 	s := proofSigner(t, goldenOrigin, "golden log")
+	return &goldenWorld{log: logOf(t, s, 1000), signer: s, w1: newCosigner(t, "witness1.enigm.test", false), w2: newCosigner(t, "witness2.enigm.test", true)}
+}
+
+// logOf returns a log in memory signed by s with the n leaves leaf(0)
+// … leaf(n-1), integrated.
+func logOf(t testing.TB, s *translog.Signer, n int) *translog.Log {
+	t.Helper()
+	st := newMemStorage()
 	l := translog.New(st, s)
-	for i := range 1000 {
+	for i := range n {
 		st.add(leaf(i))
 	}
 	if _, err := l.Integrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return &goldenWorld{log: l, signer: s, w1: newCosigner(t, "witness1.enigm.test", false), w2: newCosigner(t, "witness2.enigm.test", true)}
+	return l
 }
 
 // proof returns the proof of leaf i, cosigned by ws at time 1700000000.
@@ -274,7 +281,6 @@ func TestProofAttacks(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := proofSigner(t, goldenOrigin, "another log")
-	otherLog := translog.New(newMemStorage(), other)
 	clone := func() *translog.Proof {
 		c := *good
 		c.Hashes = append([][]byte(nil), good.Hashes...)
@@ -307,21 +313,13 @@ func TestProofAttacks(t *testing.T) {
 		{desc: "another leaf", leaf: leaf(idx + 1), wantErr: translog.ErrNotIncluded},
 		{desc: "the leaf with one byte more", leaf: append(leaf(idx), 0), wantErr: translog.ErrNotIncluded},
 		{desc: "a checkpoint of the same origin signed by another log's keys", mutate: func(p *translog.Proof) {
-			st := newMemStorage()
-			l := translog.New(st, other)
-			for i := range 1000 {
-				st.add(leaf(i))
-			}
-			if _, err := l.Integrate(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			o, err := l.Proof(context.Background(), idx, nil)
+			o, err := logOf(t, other, 1000).Proof(context.Background(), idx, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			p.Checkpoint = o.Checkpoint
 		}, wantErr: translog.ErrBadCheckpoint},
-		{desc: "verified with another log's keys", keys: otherLog.VerifierKeys(), wantErr: translog.ErrBadCheckpoint},
+		{desc: "verified with another log's keys", keys: other.VerifierKeys(), wantErr: translog.ErrBadCheckpoint},
 		{desc: "the checkpoint without its ML-DSA-44 signature", mutate: func(p *translog.Proof) {
 			text, sigs := sigLines(p.Checkpoint)
 			p.Checkpoint = []byte(text + strings.Join(append([]string{sigs[0]}, sigs[2:]...), "\n") + "\n")
@@ -341,15 +339,7 @@ func TestProofAttacks(t *testing.T) {
 			p.Checkpoint = []byte(text + strings.Join(sigs, "\n") + "\n")
 		}, wantErr: translog.ErrBadCheckpoint},
 		{desc: "genuine cosignatures of another checkpoint", mutate: func(p *translog.Proof) {
-			st := newMemStorage()
-			l := translog.New(st, g.signer)
-			for i := range 999 {
-				st.add(leaf(i))
-			}
-			if _, err := l.Integrate(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			o, err := l.Proof(context.Background(), 0, nil)
+			o, err := logOf(t, g.signer, 999).Proof(context.Background(), 0, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

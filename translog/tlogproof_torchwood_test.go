@@ -105,15 +105,7 @@ func TestProofTorchwood(t *testing.T) {
 		{"the index of the next leaf", logEd + "quorum none\n", mutate(func(p *translog.Proof) { p.Index++ }), leaf(617), false},
 		{"a truncated path", logEd + "quorum none\n", mutate(func(p *translog.Proof) { p.Hashes = p.Hashes[:len(p.Hashes)-1] }), leaf(617), false},
 		{"a checkpoint signed by another log", logEd + "quorum none\n", func() []byte {
-			st := newMemStorage()
-			l := translog.New(st, proofSigner(t, goldenOrigin, "another log"))
-			for i := range 1000 {
-				st.add(leaf(i))
-			}
-			if _, err := l.Integrate(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			p, err := l.Proof(context.Background(), 617, nil)
+			p, err := logOf(t, proofSigner(t, goldenOrigin, "another log"), 1000).Proof(context.Background(), 617, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
