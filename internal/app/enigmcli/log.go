@@ -174,7 +174,7 @@ examples:
 			Flags: func(fs *pflag.FlagSet) {
 				fs.StringVar(&c.server, "server", "", "Command server `URL` (default $ENIGM_SERVER)")
 				fs.StringVarP(&o.out, "out", "o", "", "write the proof to `FILE` (created, never overwritten; default stdout)")
-				fs.DurationVar(&o.wait, "wait", 10*time.Second, "how long to wait for a new link to reach a checkpoint (the server publishes one every --log-interval, 1s by default)")
+				fs.DurationVar(&o.wait, "wait", 10*time.Second, "wait up to `DURATION` for a new link to reach a checkpoint (the server signs one every serve --log-interval, 1s by default)")
 				o.flags(fs, "the log's verifier `VKEY` (give its Ed25519 and its ML-DSA-44 key; default the keys the server advertises)")
 			},
 			Run: c.do(func(c *Ctx) error { return runLogProof(c, o) }),
