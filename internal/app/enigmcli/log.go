@@ -163,8 +163,9 @@ agrees with itself. With --witness-key, the checkpoint must also carry the
 cosignatures of --quorum of those witnesses (default all).
 
 A link newer than the log's newest checkpoint is in none yet; the command
-waits up to --wait for the next checkpoint. Without -o the proof goes to
-stdout. -o never overwrites a file.
+waits up to --wait for the next checkpoint (and, with --witness-key, for
+the witnesses' cosignatures). Without -o the proof goes to stdout. -o
+never overwrites a file.
 
 examples:
   enigm log proof $ACCOUNT 0 -o alice-0.tlog-proof --log-keys log.keys
@@ -316,29 +317,41 @@ func runLogProof(c *Ctx, o *logProofOpts) error {
 		return fmt.Errorf("asked the server for link %d of account %s, it sent link %d of account %s", seq, acct, l.Seq(), linkAccount(l))
 	}
 	// A link newer than the newest checkpoint is not in it yet (503 for
-	// about one --log-interval of the server): ask again until --wait.
-	var ip api.InclusionProof
+	// about one --log-interval of the server), and witnesses cosign a
+	// checkpoint shortly after it is published: ask again until --wait.
 	deadline := time.Now().Add(o.wait)
+	again := func() bool {
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(200 * time.Millisecond):
+			return true
+		}
+	}
+	var p *translog.Proof
+	var ver *translog.VerifiedProof
 	for {
+		var ip api.InclusionProof
 		err := getJSON(c, server, fmt.Sprintf("/v1/accounts/%s/links/%d/proof", acct, seq), &ip)
 		var ae *client.APIError
-		if errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable && time.Now().Before(deadline) {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(200 * time.Millisecond):
-				continue
-			}
+		if errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable && again() {
+			continue
 		}
 		if err != nil {
 			return fmt.Errorf("fetching the inclusion proof of link %d of account %s: %w", seq, acct, err)
 		}
+		p = &translog.Proof{Extra: raw, Index: ip.LeafIndex, Hashes: ip.Proof, Checkpoint: []byte(ip.Checkpoint)}
+		ver, err = p.Verify(raw, origin, keys, q)
+		if errors.Is(err, translog.ErrQuorum) && again() {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("the server's proof of link %d of account %s does not verify, nothing was written: %w", seq, acct, err)
+		}
 		break
-	}
-	p := &translog.Proof{Extra: raw, Index: ip.LeafIndex, Hashes: ip.Proof, Checkpoint: []byte(ip.Checkpoint)}
-	ver, err := p.Verify(raw, origin, keys, q)
-	if err != nil {
-		return fmt.Errorf("the server's proof of link %d of account %s does not verify, nothing was written: %w", seq, acct, err)
 	}
 	b, err := p.Bytes()
 	if err != nil {
