@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -379,20 +380,134 @@ func TestProofAttacks(t *testing.T) {
 		if q == nil {
 			q = g.quorum(2)
 		}
+		b := mustBytes(t, p)
+		v := proofVector{Desc: c.desc, Proof: string(b), Leaf: l, LogKeys: k, WitnessKeys: q.Keys, Quorum: q.K, WantErr: errName(c.wantErr)}
+		checkVector(t, v)
 		// Through the bytes, as a verifier receives it.
-		var err error
-		if b, berr := p.Bytes(); berr != nil {
-			err = berr
-		} else if pp, perr := translog.ParseProof(b); perr != nil {
-			err = perr
-		} else {
-			_, err = pp.Verify(l, goldenOrigin, k, q)
-		}
+		err := verifyVector(v)
 		if !errors.Is(err, c.wantErr) {
 			t.Errorf("%s: got %v, want %v", c.desc, err, c.wantErr)
 		}
 		t.Logf("%s: %v", c.desc, err)
 	}
+	// The genuine proof is a vector too.
+	checkVector(t, proofVector{Desc: "the genuine proof", Proof: string(mustBytes(t, good)), Leaf: leaf(idx), LogKeys: keys,
+		WitnessKeys: g.quorum(2).Keys, Quorum: 2})
+}
+
+// proofVector is one case of testdata/tlogproof/vectors: a proof, the
+// leaf and the keys to verify it with, and the error Verify must give
+// (empty: it verifies). Other implementations can run the same files
+// (TestProofTorchwood does).
+type proofVector struct {
+	Desc        string   `json:"desc"`
+	Proof       string   `json:"proof"`
+	Leaf        []byte   `json:"leaf"`
+	LogKeys     []string `json:"log_keys"`
+	WitnessKeys []string `json:"witness_keys"`
+	Quorum      int      `json:"quorum"`
+	// WantErr: "", "bad_proof", "not_included", "bad_checkpoint",
+	// "quorum" or "bad_key".
+	WantErr string `json:"want_err"`
+}
+
+var vectorErrs = map[string]error{"bad_proof": translog.ErrBadProof, "not_included": translog.ErrNotIncluded,
+	"bad_checkpoint": translog.ErrBadCheckpoint, "quorum": translog.ErrQuorum, "bad_key": translog.ErrBadKey}
+
+func errName(err error) string {
+	for n, e := range vectorErrs {
+		if e == err {
+			return n
+		}
+	}
+	return ""
+}
+
+// vectorFile is the vector's file: its description, spelled as a name.
+func vectorFile(desc string) string {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		if r >= 'A' && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return '-'
+	}, desc)
+	return filepath.Join("testdata", "tlogproof", "vectors", name+".json")
+}
+
+// checkVector writes v's file under -update, and otherwise requires the
+// committed file to be exactly v (the golden world is deterministic).
+func checkVector(t *testing.T, v proofVector) {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = append(b, '\n')
+	f := vectorFile(v.Desc)
+	if *updateGolden {
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	have, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(have, b) {
+		t.Errorf("%s: the committed vector differs from what the golden world makes now (-update, and say why)", f)
+	}
+}
+
+// verifyVector runs Verify on a vector as a verifier receives it.
+func verifyVector(v proofVector) error {
+	p, err := translog.ParseProof([]byte(v.Proof))
+	if err != nil {
+		return err
+	}
+	var q *translog.WitnessQuorum
+	if len(v.WitnessKeys) > 0 {
+		q = &translog.WitnessQuorum{Keys: v.WitnessKeys, K: v.Quorum}
+	}
+	_, err = p.Verify(v.Leaf, goldenOrigin, v.LogKeys, q)
+	return err
+}
+
+// TestProofVectors: every committed vector gives its error (and no other
+// file lies in the directory unchecked).
+func TestProofVectors(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "tlogproof", "vectors", "*.json"))
+	if err != nil || len(files) < 20 {
+		t.Fatalf("%d vectors (%v)", len(files), err)
+	}
+	for _, f := range files {
+		v := readVector(t, f)
+		err := verifyVector(v)
+		want := vectorErrs[v.WantErr]
+		if (v.WantErr == "") != (err == nil) || (want != nil && !errors.Is(err, want)) {
+			t.Errorf("%s (%s): got %v, want %q", f, v.Desc, err, v.WantErr)
+		}
+	}
+}
+
+func readVector(t *testing.T, f string) proofVector {
+	t.Helper()
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v proofVector
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("%s: %v", f, err)
+	}
+	if _, ok := vectorErrs[v.WantErr]; !ok && v.WantErr != "" {
+		t.Fatalf("%s: want_err %q", f, v.WantErr)
+	}
+	return v
 }
 
 // TestParseProofRefuses: bytes that are not the one spelling of a

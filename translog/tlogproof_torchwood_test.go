@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -135,6 +136,56 @@ func TestProofTorchwood(t *testing.T) {
 			t.Errorf("%s: we say %v, want ok=%v", c.desc, ours, c.ok)
 		}
 		t.Logf("%s: torchwood %q; we %v", c.desc, bytes.TrimSpace(out), ours)
+	}
+}
+
+// TestProofVectorsTorchwood: torchwood gives every committed vector
+// (testdata/tlogproof/vectors) our verdict: it verifies the genuine
+// proof and refuses each attacked one, under a tlog-policy with the
+// vector's log keys and a group of its witnesses with its quorum. Vectors
+// whose keys are refused before any verification (bad_key) say nothing
+// about torchwood's checks and are left out.
+func TestProofVectorsTorchwood(t *testing.T) {
+	bin := buildTorchwood(t)
+	files, err := filepath.Glob(filepath.Join("testdata", "tlogproof", "vectors", "*.json"))
+	if err != nil || len(files) < 20 {
+		t.Fatalf("%d vectors (%v)", len(files), err)
+	}
+	dir := t.TempDir()
+	for _, f := range files {
+		v := readVector(t, f)
+		if v.WantErr == "bad_key" {
+			continue
+		}
+		var policy strings.Builder
+		for _, k := range v.LogKeys {
+			policy.WriteString("log " + k + "\n")
+		}
+		if len(v.WitnessKeys) > 0 {
+			names := ""
+			for i, k := range v.WitnessKeys {
+				fmt.Fprintf(&policy, "witness w%d %s\n", i, k)
+				names += fmt.Sprintf(" w%d", i)
+			}
+			fmt.Fprintf(&policy, "group q %d%s\nquorum q\n", v.Quorum, names)
+		} else {
+			policy.WriteString("quorum none\n")
+		}
+		pf, lf, pol := filepath.Join(dir, "p"), filepath.Join(dir, "l"), filepath.Join(dir, "policy")
+		for f, b := range map[string][]byte{pf: []byte(v.Proof), lf: v.Leaf, pol: []byte(policy.String())} {
+			if err := os.WriteFile(f, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := exec.Command(bin, pol, pf, lf).CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && (!errors.As(err, &ee) || ee.ExitCode() != 1) {
+			t.Fatalf("%s: torchwood: %v: %s", f, err, out)
+		}
+		if ok := err == nil; ok != (v.WantErr == "") {
+			t.Errorf("%s (%s): torchwood says %q, we say %q", f, v.Desc, bytes.TrimSpace(out), v.WantErr)
+		}
+		t.Logf("%s: torchwood %q, want_err %q", v.Desc, bytes.TrimSpace(out), v.WantErr)
 	}
 }
 
