@@ -24,6 +24,10 @@
 //   - [Log.InclusionProof] and [Log.ConsistencyProof] build RFC 6962 proofs
 //     from the stored tiles; [VerifyCheckpoint] checks a checkpoint's
 //     signatures.
+//   - [Proof] is a c2sp.org/tlog-proof@v1, a leaf's offline proof of
+//     inclusion ([Log.Proof] builds one, [ParseProof] reads its one
+//     spelling, [Proof.Verify] checks it under the log's keys and an
+//     optional [WitnessQuorum]).
 //
 // The freshness proofs, witness cosignatures, client enforcement and the
 // monitor of docs/design/translog.md are not built yet.

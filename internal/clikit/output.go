@@ -118,7 +118,7 @@ func (p *Program) versionCommand(io IO) *cobra.Command {
 var libraryPrefixes = map[string]bool{
 	"keystore": true, "device": true, "chain": true, "client": true, "backend": true, "soft": true, "tpm": true,
 	"pkcs11": true, "platform": true, "lifecycle": true, "policy": true, "envelope": true, "hybrid": true,
-	"attestation": true, "posture": true, "command": true, "store": true, "attest": true,
+	"attestation": true, "posture": true, "command": true, "store": true, "attest": true, "translog": true,
 }
 
 // Message is err's text for a user: the Go package prefixes dropped.

@@ -129,6 +129,7 @@ var words = map[string]clikit.Word{
 	"keystore": {Group: "keystore", Summary: "the protected keystore of this device"},
 	"keys":     {Group: "keystore", Summary: "keys in the keystore: generate, sign, rotate, revoke"},
 	"recovery": {Group: "account", Summary: "the account's recovery code"},
+	"log":      {Group: "account", Summary: "the transparency log: export a link's proof, check one offline"},
 }
 
 // Main runs the CLI with args (without the program name) and returns the
