@@ -45,6 +45,19 @@ func adoptedCaps() backend.Capabilities {
 	return c
 }
 
+var _ backend.StoreCapabilities = (*Backend)(nil)
+
+// CapabilitiesOf reports the capabilities of the store whose state is
+// given: those of [Backend.Capabilities], except for a store on an adopted
+// key (no destroy gate, no resident keys) whatever the options say. A
+// state that does not parse gets Capabilities.
+func (b *Backend) CapabilitiesOf(stateBytes []byte) backend.Capabilities {
+	if st, err := parseState(stateBytes); err == nil && st.Scheme == schemeECDHAdopted {
+		return adoptedCaps()
+	}
+	return b.Capabilities()
+}
+
 // provisionAdopted is Provision with Options.AdoptKeyID: it checks the key
 // and records its id and public point; nothing is created on the token.
 func (b *Backend) provisionAdopted(t slotInfo, have map[uint]bool, secret []byte) ([]byte, error) {

@@ -283,6 +283,15 @@ func TestAdoptedCapabilitiesAfterOpen(t *testing.T) {
 	if !plain.Capabilities().Enforces(backend.GateDestroy) {
 		t.Fatal("an EC-only token's backend without AdoptKeyID does not claim destroy (the test premise changed)")
 	}
+	// From the state alone (a locked keystore's status), before any Open.
+	if c := plain.CapabilitiesOf(st); c.Enforces(backend.GateDestroy) || len(c.Resident) != 0 {
+		t.Fatalf("CapabilitiesOf an adopted store: %+v", c)
+	}
+	other, err := plain.Provision(bg, su.PIN()) // a store of scheme 3 on the same token
+	testNoErr(t, err)
+	if c := plain.CapabilitiesOf(other); !c.Enforces(backend.GateDestroy) {
+		t.Fatalf("CapabilitiesOf a p256-ecdh store: %+v", c)
+	}
 	sess, err := plain.Open(bg, st, su.PIN())
 	testNoErr(t, err)
 	defer sess.Close()
