@@ -197,6 +197,14 @@ func (c *conn) adoptedKey(id []byte) (p11.ObjectHandle, *ecdsa.PublicKey, error)
 			return 0, nil, fmt.Errorf("%w: %s has %s=%x: %s. Generate a new key on the token that cannot leave it and adopt that one", ErrAdoptedKey, name, w.name, v, w.why)
 		}
 	}
+	// A key that needs the PIN before every use (CKA_ALWAYS_AUTHENTICATE:
+	// PIV slot 9c, or PIN policy "always") would need a context-specific
+	// login before each ECDH, which the backend does not do. A token that
+	// does not know the attribute has no such keys.
+	if aa, err := c.b.tok.GetAttributeValue(c.sh, h, []*p11.Attribute{p11.NewAttribute(p11.CKA_ALWAYS_AUTHENTICATE, nil)}); err == nil &&
+		len(aa) == 1 && len(aa[0].Value) == 1 && aa[0].Value[0] != 0 {
+		return 0, nil, fmt.Errorf("%w: %s needs the PIN again before every use (CKA_ALWAYS_AUTHENTICATE: PIV slot 9c, or PIN policy \"always\"), which the backend does not support; use a key with PIN policy \"once\" (slot 9d)", ErrAdoptedKey, name)
+	}
 	// CKA_DERIVE is not required: ykcs11 reports it false for every PIV
 	// key and still derives. The derivation itself is what counts
 	// (checkAgreement at Provision; the AEAD at every Unseal).

@@ -153,6 +153,9 @@ func TestAdoptedKeyRefused(t *testing.T) {
 			testNoErr(t, os.WriteFile(f, der, 0o600))
 			su.Tool(t, label, "--write-object", f, "--type", "privkey", "--id", "06")
 		}, []string{"CKA_ALWAYS_SENSITIVE=00", "readable once"}},
+		{"PIN before every use", []byte{0x08}, func(t *testing.T, label string) {
+			su.Tool(t, label, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "08", "--always-auth")
+		}, []string{"CKA_ALWAYS_AUTHENTICATE", `PIN policy "once"`}},
 		{"no public key or certificate", []byte{0x03}, func(t *testing.T, label string) {
 			su.Tool(t, label, "--delete-object", "--type", "pubkey", "--id", "03")
 		}, []string{"neither a public key nor a certificate with CKA_ID 03"}},
