@@ -74,14 +74,11 @@ func (b *Backend) provisionAdopted(t slotInfo, have map[uint]bool, secret []byte
 	st := &state{Version: stateVersion, Scheme: schemeECDHAdopted, StoreID: make([]byte, storeIDSize),
 		Serial: t.serial, Label: t.label, KeyID: bytes.Clone(id)}
 	rand.Read(st.StoreID)
-	c, err := b.dialSlot(t.slot, st)
+	c, err := b.dialLogin(t.slot, st, secret)
 	if err != nil {
 		return nil, err
 	}
 	defer c.close()
-	if err := c.login(secret); err != nil {
-		return nil, err
-	}
 	h, pub, err := c.adoptedKey(id)
 	if err != nil {
 		return nil, err

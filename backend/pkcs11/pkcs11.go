@@ -150,14 +150,11 @@ func (b *Backend) Provision(ctx context.Context, secret []byte) ([]byte, error) 
 	if err := st.validate(); err != nil {
 		return nil, fmt.Errorf("pkcs11: token serial %q or label %q cannot be recorded: %w", t.serial, t.label, err)
 	}
-	c, err := b.dialSlot(t.slot, st)
+	c, err := b.dialLogin(t.slot, st, secret)
 	if err != nil {
 		return nil, err
 	}
 	defer c.close()
-	if err := c.login(secret); err != nil {
-		return nil, err
-	}
 	var errs []error
 	modes := []bool{false}
 	if b.opts.PINOnlyDestroy {
@@ -184,6 +181,20 @@ func (b *Backend) Provision(ctx context.Context, secret []byte) ([]byte, error) 
 		}
 	}
 	return nil, fmt.Errorf("pkcs11: token %q advertises the mechanisms of %s but could not host a store: %w", t.label, names(cands), errors.Join(errs...))
+}
+
+// dialLogin opens a session on the token in slot for st and logs in with
+// the PIN (secret).
+func (b *Backend) dialLogin(slot uint, st *state, secret []byte) (*conn, error) {
+	c, err := b.dialSlot(slot, st)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.login(secret); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // createDestroyKey creates the store's destroy key for its scheme.
