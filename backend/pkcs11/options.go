@@ -22,8 +22,9 @@ type Options struct {
 	// token offers. Open reads the scheme from the state.
 	Scheme string
 	// PINOnlyDestroy accepts a token that keeps every key it generates for
-	// the backend behind the PIN (a PIV card, whose keys sit in fixed
-	// slots). Such a token cannot hold the store's public destroy
+	// the backend behind the PIN. (A PIV card does not let the backend
+	// generate keys at all, with the PIN only: use AdoptKeyID there.) Such
+	// a token cannot hold the store's public destroy
 	// key, so Destroy without the PIN cannot remove anything: after the
 	// revocation of a locked device the store's keys stay on the token,
 	// usable by whoever has the PIN and a copy of the sealed data, until
