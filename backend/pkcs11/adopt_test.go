@@ -13,7 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	p11 "github.com/miekg/pkcs11"
 
@@ -357,4 +359,92 @@ type deriveRecorder struct {
 func (d *deriveRecorder) DeriveKey(sh p11.SessionHandle, m []*p11.Mechanism, base p11.ObjectHandle, a []*p11.Attribute) (p11.ObjectHandle, error) {
 	*d.tmpl, *d.mech = a, m
 	return d.token.DeriveKey(sh, m, base, a)
+}
+
+// ykcs11 keeps one derived-secret object per slot (C_DeriveKey stores the
+// secret as slot data and always answers the same handle), so two
+// sessions deriving at once would read each other's secret. The backend
+// derives one at a time per module: concurrent unseals through two
+// sessions on a token double that behaves like that all succeed.
+func TestConcurrentDerivationsOnOneSecretObject(t *testing.T) {
+	su := setupAdopted
+	su.Need(t)
+	label := su.Token(t)
+	one := &oneSecretObject{}
+	b := su.backend(t, Options{TokenLabel: label, AdoptKeyID: su.AdoptID}, func(tk token) token { one.token = tk; return one })
+	st, err := b.Provision(bg, su.PIN())
+	testNoErr(t, err)
+	var sessions []backend.Session
+	for range 2 {
+		s, err := b.Open(bg, st, su.PIN())
+		testNoErr(t, err)
+		defer s.Close()
+		sessions = append(sessions, s)
+	}
+	// Two blobs (two ephemeral keys): their ECDH secrets differ.
+	var sealed [2][]byte
+	for i := range sealed {
+		sealed[i], err = sessions[0].Seal(bg, "L", []byte("k"))
+		testNoErr(t, err)
+	}
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			var err error
+			for range 5 {
+				if _, e := sessions[i%2].Unseal(bg, "L", sealed[i%2]); e != nil {
+					err = e
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent unseal: %v", err)
+		}
+	}
+}
+
+// oneSecretObject models ykcs11's derived secret: one object per slot,
+// overwritten by every derivation.
+type oneSecretObject struct {
+	token
+	mu   sync.Mutex
+	data []byte
+}
+
+const secretObject p11.ObjectHandle = 0x7fff0001
+
+func (o *oneSecretObject) DeriveKey(sh p11.SessionHandle, m []*p11.Mechanism, base p11.ObjectHandle, a []*p11.Attribute) (p11.ObjectHandle, error) {
+	h, err := o.token.DeriveKey(sh, m, base, a)
+	if err != nil {
+		return 0, err
+	}
+	v, err := o.token.GetAttributeValue(sh, h, []*p11.Attribute{p11.NewAttribute(p11.CKA_VALUE, nil)})
+	o.token.DestroyObject(sh, h)
+	if err != nil {
+		return 0, err
+	}
+	o.mu.Lock()
+	o.data = v[0].Value
+	o.mu.Unlock()
+	time.Sleep(time.Millisecond) // another session's derivation would land here
+	return secretObject, nil
+}
+
+func (o *oneSecretObject) GetAttributeValue(sh p11.SessionHandle, h p11.ObjectHandle, a []*p11.Attribute) ([]*p11.Attribute, error) {
+	if h != secretObject {
+		return o.token.GetAttributeValue(sh, h, a)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return []*p11.Attribute{p11.NewAttribute(p11.CKA_VALUE, bytes.Clone(o.data))}, nil
+}
+
+func (o *oneSecretObject) DestroyObject(sh p11.SessionHandle, h p11.ObjectHandle) error {
+	if h == secretObject {
+		return nil
+	}
+	return o.token.DestroyObject(sh, h)
 }
