@@ -85,8 +85,11 @@ func (b *Backend) provisionAdopted(t slotInfo, have map[uint]bool, secret []byte
 	}
 	// Proven once here: the token computes ECDH with the point recorded.
 	ep, err := c.checkAgreement(h, pub)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrTokenFault):
 		return nil, fmt.Errorf("%w: the key with CKA_ID %x on token %q does not compute ECDH with its public key (a public key or certificate of another key under its id?): %w", ErrAdoptedKey, id, t.label, err)
+	case err != nil:
+		return nil, fmt.Errorf("%w: ECDH with the key with CKA_ID %x on token %q failed (a key with a touch policy waits for a touch): %w", ErrAdoptedKey, id, t.label, err)
 	}
 	st.Public = ep.Bytes()
 	if err := st.validate(); err != nil {

@@ -448,3 +448,23 @@ func (o *oneSecretObject) DestroyObject(sh p11.SessionHandle, h p11.ObjectHandle
 	}
 	return o.token.DestroyObject(sh, h)
 }
+
+// A derivation the token refuses at Provision (ykcs11 answers
+// CKR_FUNCTION_FAILED when the card does; a touch not given, say) is
+// reported as such, not as a key mismatch, and adopts nothing.
+func TestAdoptedKeyDeriveRefused(t *testing.T) {
+	su := setupAdopted
+	su.Need(t)
+	label := su.Token(t)
+	b := su.backend(t, Options{TokenLabel: label, AdoptKeyID: su.AdoptID}, func(tk token) token { return failingDerive{tk} })
+	_, err := b.Provision(bg, su.PIN())
+	if !errors.Is(err, ErrAdoptedKey) || !strings.Contains(err.Error(), "failed") || strings.Contains(err.Error(), "another key") {
+		t.Fatalf("err = %v, want ErrAdoptedKey saying the ECDH failed", err)
+	}
+}
+
+type failingDerive struct{ token }
+
+func (failingDerive) DeriveKey(p11.SessionHandle, []*p11.Mechanism, p11.ObjectHandle, []*p11.Attribute) (p11.ObjectHandle, error) {
+	return 0, p11.Error(p11.CKR_FUNCTION_FAILED)
+}
