@@ -29,8 +29,8 @@ type Options struct {
 	// revocation of a locked device the store's keys stay on the token,
 	// usable by whoever has the PIN and a copy of the sealed data, until
 	// Purge with the PIN. With it set, Capabilities does not claim
-	// backend.GateDestroy, so the device record and organisation policy
-	// see it. A token that can hold a public destroy key still gets one.
+	// backend.GateDestroy, so the keystore's status shows it (the chain's
+	// device record carries only the protection level). A token that can hold a public destroy key still gets one.
 	PINOnlyDestroy bool
 	// AdoptKeyID, when set, makes Provision adopt the existing P-256
 	// private key with this CKA_ID instead of generating keys: the way PIV
