@@ -89,7 +89,12 @@ func (b *Backend) provisionAdopted(t slotInfo, have map[uint]bool, secret []byte
 	case errors.Is(err, ErrTokenFault):
 		return nil, fmt.Errorf("%w: the key with CKA_ID %x on token %q does not compute ECDH with its public key (a public key or certificate of another key under its id?): %w", ErrAdoptedKey, id, t.label, err)
 	case err != nil:
-		return nil, fmt.Errorf("%w: ECDH with the key with CKA_ID %x on token %q failed (a key with a touch policy waits for a touch): %w", ErrAdoptedKey, id, t.label, err)
+		why := "a key with a touch policy waits for a touch"
+		if d, derr := c.b.tok.GetAttributeValue(c.sh, h, []*p11.Attribute{p11.NewAttribute(p11.CKA_DERIVE, nil)}); derr == nil &&
+			len(d) == 1 && bytes.Equal(d[0].Value, []byte{0}) {
+			why = "the key has CKA_DERIVE=false: the token may not allow key agreement with it; " + why
+		}
+		return nil, fmt.Errorf("%w: ECDH with the key with CKA_ID %x on token %q failed (%s): %w", ErrAdoptedKey, id, t.label, why, err)
 	}
 	st.Public = ep.Bytes()
 	if err := st.validate(); err != nil {

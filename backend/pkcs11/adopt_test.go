@@ -458,8 +458,16 @@ func TestAdoptedKeyDeriveRefused(t *testing.T) {
 	label := su.Token(t)
 	b := su.backend(t, Options{TokenLabel: label, AdoptKeyID: su.AdoptID}, func(tk token) token { return failingDerive{tk} })
 	_, err := b.Provision(bg, su.PIN())
-	if !errors.Is(err, ErrAdoptedKey) || !strings.Contains(err.Error(), "failed") || strings.Contains(err.Error(), "another key") {
+	if !errors.Is(err, ErrAdoptedKey) || !strings.Contains(err.Error(), "failed") || strings.Contains(err.Error(), "another key") ||
+		strings.Contains(err.Error(), "CKA_DERIVE") {
 		t.Fatalf("err = %v, want ErrAdoptedKey saying the ECDH failed", err)
+	}
+	// A key without CKA_DERIVE (which ykcs11 reports for every key, and
+	// which does not stop the adoption by itself): the error says so.
+	su.Tool(t, label, "--keypairgen", "--key-type", "EC:prime256v1", "--id", "0c", "--usage-sign")
+	b = su.backend(t, Options{TokenLabel: label, AdoptKeyID: []byte{0x0c}}, func(tk token) token { return failingDerive{tk} })
+	if _, err := b.Provision(bg, su.PIN()); !errors.Is(err, ErrAdoptedKey) || !strings.Contains(err.Error(), "CKA_DERIVE=false") {
+		t.Fatalf("err = %v, want ErrAdoptedKey naming CKA_DERIVE=false", err)
 	}
 }
 
