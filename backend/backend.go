@@ -176,6 +176,15 @@ type Evidence struct {
 	Data []byte
 }
 
+// StoreCapabilities is implemented by backends whose capabilities differ
+// from store to store, beyond what Capabilities reports for a new one: a
+// PKCS#11 store on a key the user made on a PIV token has no destroy gate.
+// CapabilitiesOf reports the store's from its state, without touching the
+// hardware; callers that hold a state prefer it to Capabilities.
+type StoreCapabilities interface {
+	CapabilitiesOf(state []byte) Capabilities
+}
+
 // Attester is implemented by sessions that can attest their binding key.
 type Attester interface {
 	Attest(ctx context.Context, bindingBlob, nonce []byte) (Evidence, error)

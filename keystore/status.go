@@ -50,6 +50,9 @@ func (s *Store) Status() (Status, error) {
 	}
 	if s.be != nil {
 		caps := s.be.Capabilities()
+		if sc, ok := s.be.(backend.StoreCapabilities); ok { // this store's, not a new one's
+			caps = sc.CapabilitiesOf(s.hdr.State)
+		}
 		st.Gates, st.Attestation = caps.HardwareGates, caps.Attestation
 	}
 	s.mu.Unlock()

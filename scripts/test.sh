@@ -21,6 +21,9 @@ command -v gcc >/dev/null 2>&1 || need_pkgs+=(gcc libc6-dev)
 # PKCS#11 backend's third token implementation (see "PKCS#11 token setups"
 # below).
 [ -x /usr/sbin/pkcsslotd ] || need_pkgs+=(opencryptoki)
+# OpenSC's pkcs11-tool: the PIV tests provision the key that the backend
+# adopts from outside, the way a user does with a vendor tool.
+command -v pkcs11-tool >/dev/null 2>&1 || need_pkgs+=(opensc)
 # tpm2-pkcs11 over swtpm: the PKCS#11 backend must refuse it (--backend tpm
 # is the route for a TPM), tested against the real module.
 ls /usr/lib/*/pkcs11/libtpm2_pkcs11.so >/dev/null 2>&1 || need_pkgs+=(libtpm2-pkcs11-1 libtss2-tcti-swtpm0)

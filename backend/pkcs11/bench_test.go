@@ -209,12 +209,12 @@ func BenchmarkSchemes(b *testing.B) {
 	for _, sc := range schemes {
 		runs = append(runs, run{setupFull, sc.name})
 	}
-	runs = append(runs, run{setupNoGCM, SchemeAESCBCHMAC}, run{setupEC, SchemeP256ECDH}, run{setupOCK, SchemeAESCBCHMAC})
+	runs = append(runs, run{setupNoGCM, SchemeAESCBCHMAC}, run{setupEC, SchemeP256ECDH}, run{setupAdopted, SchemeP256ECDH}, run{setupOCK, SchemeAESCBCHMAC})
 	for _, r := range runs {
 		b.Run(r.su.Name+"/"+r.scheme, func(b *testing.B) {
 			r.su.Need(b)
 			cnt := &counting{} // token calls per operation, reported as token-calls/op
-			be := r.su.backend(b, Options{Scheme: r.scheme}, func(tok token) token { cnt.token = tok; return cnt })
+			be := r.su.backend(b, Options{Scheme: r.scheme, AdoptKeyID: r.su.AdoptID}, func(tok token) token { cnt.token = tok; return cnt })
 			calls := func(b *testing.B, from int64) {
 				b.ReportMetric(float64(cnt.n.Load()-from)/float64(b.N), "token-calls/op")
 			}

@@ -611,7 +611,10 @@ func (c *conn) hmac(key p11.ObjectHandle, msg []byte) ([]byte, error) {
 // ecdh computes on the token the ECDH secret of the private key and the
 // uncompressed P-256 point peer. The token returns it as a session object
 // (CKA_TOKEN=false, readable: PKCS#11 has no other way to hand out a
-// shared secret), which is read and destroyed at once.
+// shared secret), which is read and destroyed at once, one derivation at a
+// time per module (module.deriveMu). The template is one ykcs11 accepts
+// (it checks CKA_TOKEN, CKA_CLASS, CKA_KEY_TYPE and CKA_EXTRACTABLE and
+// ignores the rest; TestECDHTemplateFitsYKCS11).
 func (c *conn) ecdh(key p11.ObjectHandle, peer []byte) ([]byte, error) {
 	params := p11.NewECDH1DeriveParams(p11.CKD_NULL, nil, peer)
 	mech := []*p11.Mechanism{p11.NewMechanism(p11.CKM_ECDH1_DERIVE, params)}
@@ -623,6 +626,8 @@ func (c *conn) ecdh(key p11.ObjectHandle, peer []byte) ([]byte, error) {
 		p11.NewAttribute(p11.CKA_EXTRACTABLE, true),
 		p11.NewAttribute(p11.CKA_VALUE_LEN, 32),
 	}
+	c.b.mod.deriveMu.Lock()
+	defer c.b.mod.deriveMu.Unlock()
 	h, err := c.b.tok.DeriveKey(c.sh, mech, key, tmpl)
 	if err != nil {
 		return nil, decryptErr("C_DeriveKey (ECDH P-256)", err)

@@ -20,6 +20,12 @@
 //     the store id; info: the label, the ephemeral key and both token
 //     keys) from two ECDH secrets the token computes, with the label's
 //     P-256 key and with the destroy key.
+//   - The same with one key the user made on a PIV token with the vendor's
+//     tool (a slot's key; generating one needs the token's management
+//     key), adopted by its CKA_ID (Options.AdoptKeyID). The backend then
+//     creates and destroys no token object: the adopted key stays on the
+//     token after revocation, and Capabilities (and CapabilitiesOf the
+//     store's state) claim no backend.GateDestroy.
 //
 // Each binds the store id and the label and is authenticated; a software
 // check value (schemes 1 and 2) or the AEAD under a derived key (scheme 3)

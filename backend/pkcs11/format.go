@@ -26,6 +26,11 @@ type state struct {
 	// key usable without the PIN (Options.PINOnlyDestroy); Destroy without
 	// the PIN then removes nothing. Omitted when false.
 	PINDestroy bool `cbor:"6,keyasint,omitempty"`
+	// KeyID and Public (schemeECDHAdopted only; omitted otherwise): the
+	// CKA_ID of the adopted private key and its uncompressed P-256 point,
+	// so Open refuses another key put under the same id.
+	KeyID  []byte `cbor:"7,keyasint,omitempty"`
+	Public []byte `cbor:"8,keyasint,omitempty"`
 }
 
 // bindingBlob is the non-secret handle of a binding key.
@@ -49,23 +54,29 @@ const (
 	// HKDF-SHA256 from two ECDH shared secrets, one with the label's P-256
 	// key and one with the destroy key, both on the token (tokens with EC
 	// but no symmetric mechanisms, PIV style).
-	schemeECDH   = 3
-	blobVersion  = 1
-	storeIDSize  = 16
-	keyIDSize    = 16
-	objectIDSize = 16
-	maxSerial    = 16 // CK_TOKEN_INFO.serialNumber is 16 bytes
-	maxLabel     = 32 // CK_TOKEN_INFO.label is 32 bytes
-	maxStateSize = 128
-	maxBlobSize  = 160
-	pointSize    = 65
+	schemeECDH = 3
+	// schemeECDHAdopted: as schemeECDH, with one P-256 key that the user
+	// created on the token (a PIV slot) and the backend adopted by its
+	// CKA_ID; the backend creates no token object (adopt.go).
+	schemeECDHAdopted = 4
+	// maxAdoptIDSize bounds the CKA_ID of an adopted key (PIV: 1 byte).
+	maxAdoptIDSize = 64
+	blobVersion    = 1
+	storeIDSize    = 16
+	keyIDSize      = 16
+	objectIDSize   = 16
+	maxSerial      = 16  // CK_TOKEN_INFO.serialNumber is 16 bytes
+	maxLabel       = 32  // CK_TOKEN_INFO.label is 32 bytes
+	maxStateSize   = 256 // 128 before schemeECDHAdopted; only a decoding bound
+	maxBlobSize    = 160
+	pointSize      = 65
 )
 
 func (s *state) validate() error {
 	switch {
 	case s.Version != stateVersion:
 		return fmt.Errorf("%w: unknown pkcs11 state version %d", backend.ErrState, s.Version)
-	case s.Scheme < schemeGCM2 || s.Scheme > schemeECDH:
+	case s.Scheme < schemeGCM2 || s.Scheme > schemeECDHAdopted:
 		return fmt.Errorf("%w: unknown pkcs11 seal scheme %d", backend.ErrState, s.Scheme)
 	case len(s.StoreID) != storeIDSize:
 		return fmt.Errorf("%w: store id has %d bytes, want %d", backend.ErrState, len(s.StoreID), storeIDSize)
@@ -73,6 +84,20 @@ func (s *state) validate() error {
 		return fmt.Errorf("%w: token serial number is empty, too long or not printable", backend.ErrState)
 	case len(s.Label) > maxLabel || !utf8.ValidString(s.Label):
 		return fmt.Errorf("%w: token label is too long or not UTF-8", backend.ErrState)
+	case s.Scheme != schemeECDHAdopted:
+		if s.KeyID != nil || s.Public != nil {
+			return fmt.Errorf("%w: an adopted key id in a state of scheme %d", backend.ErrState, s.Scheme)
+		}
+		return nil
+	case len(s.KeyID) == 0 || len(s.KeyID) > maxAdoptIDSize:
+		return fmt.Errorf("%w: adopted key id has %d bytes, want 1 to %d", backend.ErrState, len(s.KeyID), maxAdoptIDSize)
+	case s.PINDestroy:
+		return fmt.Errorf("%w: a store on an adopted key has no destroy key", backend.ErrState)
+	case len(s.Public) != pointSize:
+		return fmt.Errorf("%w: adopted public key has %d bytes, want %d", backend.ErrState, len(s.Public), pointSize)
+	}
+	if _, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), s.Public); err != nil {
+		return fmt.Errorf("%w: adopted public key: %v", backend.ErrState, err)
 	}
 	return nil
 }

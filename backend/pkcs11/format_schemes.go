@@ -162,35 +162,148 @@ func openCBC(ops cbcOps, storeID []byte, label string, sealed []byte) ([]byte, e
 // Seal runs in software with the token keys' public halves; Unseal needs
 // both ECDH secrets from the token: the label key is private (the PIN), the
 // destroy key is the one Destroy deletes without the PIN.
+//
+// schemeECDHAdopted sealed data has the same layout with one token key, the
+// adopted one (version 0x04; see ecdhAdopted):
+//
+//	k  = HKDF-SHA256(ikm  = ECDH(adopted key, E), salt = store id,
+//	                 info = "enigm/v1/pkcs11/ecdh-adopted-kek\x00" || u16(len label) ||
+//	                        label || E || adopted key's public point, 32 bytes)
+//	ad = "enigm/v1/pkcs11/seal/ecdh-adopted\x00" || store id || label
 const (
-	sealECDHVersion = 3
-	ecdhNonceSize   = 12
-	ecdhOverhead    = 1 + pointSize + ecdhNonceSize + tagSize // 94
-	ecdhMaxSealed   = MaxSealSize + ecdhOverhead
+	sealECDHVersion    = 3
+	sealAdoptedVersion = 4
+	ecdhNonceSize      = 12
+	ecdhOverhead       = 1 + pointSize + ecdhNonceSize + tagSize // 94
+	ecdhMaxSealed      = MaxSealSize + ecdhOverhead
 )
 
-// ecdhKEK derives the AEAD key of one sealed value.
-func ecdhKEK(zLabel, zDestroy, storeID []byte, label string, eph, labelPub, destroyPub []byte) ([]byte, error) {
-	ikm := append(append(make([]byte, 0, len(zLabel)+len(zDestroy)), zLabel...), zDestroy...)
+// ecdhLayout is one ECDH sealed-data format: its version byte and the
+// domain separation of its key derivation and additional data. The token
+// keys' order is part of the format.
+type ecdhLayout struct {
+	version byte
+	name    string // in error messages
+	info    string // HKDF info prefix
+	layer   string // sealAD layer
+}
+
+var (
+	// ecdhPair is schemeECDH: the label's key, then the destroy key.
+	ecdhPair = ecdhLayout{sealECDHVersion, "P-256 ECDH", "enigm/v1/pkcs11/ecdh-kek\x00", "ecdh"}
+	// ecdhAdopted is schemeECDHAdopted: the adopted key alone.
+	ecdhAdopted = ecdhLayout{sealAdoptedVersion, "P-256 ECDH with an adopted key", "enigm/v1/pkcs11/ecdh-adopted-kek\x00", "ecdh-adopted"}
+)
+
+// kek derives the AEAD key of one sealed value from the ECDH secrets zs
+// of the token keys whose public points are pubs.
+func (l ecdhLayout) kek(zs [][]byte, storeID []byte, label string, eph []byte, pubs [][]byte) ([]byte, error) {
+	var ikm, info []byte
+	for _, z := range zs {
+		ikm = append(ikm, z...)
+	}
 	defer clear(ikm)
-	info := make([]byte, 0, 32+len(label)+3*pointSize)
-	info = append(info, "enigm/v1/pkcs11/ecdh-kek\x00"...)
+	info = append(info, l.info...)
 	info = binary.BigEndian.AppendUint16(info, uint16(len(label)))
 	info = append(info, label...)
 	info = append(info, eph...)
-	info = append(info, labelPub...)
-	info = append(info, destroyPub...)
+	for _, p := range pubs {
+		info = append(info, p...)
+	}
 	return hkdf.Key(sha256.New, ikm, storeID, string(info), 32)
 }
 
-// ecdhAEAD is AES-256-GCM under the key ecdhKEK derives.
-func ecdhAEAD(zLabel, zDestroy, storeID []byte, label string, eph []byte, labelPub, destroyPub *ecdh.PublicKey) (cipher.AEAD, error) {
-	k, err := ecdhKEK(zLabel, zDestroy, storeID, label, eph, labelPub.Bytes(), destroyPub.Bytes())
+// aead is AES-256-GCM under the key kek derives.
+func (l ecdhLayout) aead(zs [][]byte, storeID []byte, label string, eph []byte, pubs []*ecdh.PublicKey) (cipher.AEAD, error) {
+	pb := make([][]byte, len(pubs))
+	for i, p := range pubs {
+		pb[i] = p.Bytes()
+	}
+	k, err := l.kek(zs, storeID, label, eph, pb)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(k) // the cipher keeps its own expanded copy
 	return gcm(k)
+}
+
+// seal builds sealed data of the layout with the ephemeral key and nonce
+// given, to the token keys' public halves. Everything runs in software.
+func (l ecdhLayout) seal(storeID []byte, label string, secret []byte, eph *ecdh.PrivateKey, pubs []*ecdh.PublicKey, nonce []byte) ([]byte, error) {
+	zs := make([][]byte, len(pubs))
+	defer func() {
+		for _, z := range zs {
+			clear(z)
+		}
+	}()
+	for i, p := range pubs {
+		z, err := eph.ECDH(p)
+		if err != nil {
+			return nil, err
+		}
+		zs[i] = z
+	}
+	e := eph.PublicKey().Bytes()
+	a, err := l.aead(zs, storeID, label, e, pubs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, ecdhOverhead+len(secret))
+	out = append(out, l.version)
+	out = append(out, e...)
+	out = append(out, nonce...)
+	return a.Seal(out, nonce, secret, sealAD(l.layer, storeID, label)), nil
+}
+
+// parse splits sealed data of the layout and checks the ephemeral point
+// is on the curve.
+func (l ecdhLayout) parse(b []byte) (eph *ecdh.PublicKey, nonce, ct []byte, err error) {
+	if len(b) < ecdhOverhead || len(b) > ecdhMaxSealed {
+		return nil, nil, nil, fmt.Errorf("%w: sealed data has %d bytes, want %d to %d", backend.ErrSealedData, len(b), ecdhOverhead, ecdhMaxSealed)
+	}
+	if b[0] != l.version {
+		return nil, nil, nil, fmt.Errorf("%w: sealed data version %d is not the store's scheme (%s, version %d)", backend.ErrSealedData, b[0], l.name, l.version)
+	}
+	eph, err = ecdh.P256().NewPublicKey(b[1 : 1+pointSize])
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: ephemeral key: %v", backend.ErrSealedData, err)
+	}
+	return eph, b[1+pointSize : 1+pointSize+ecdhNonceSize], b[1+pointSize+ecdhNonceSize:], nil
+}
+
+// open opens sealed data of the layout; derive computes on the token the
+// ECDH secret of token key i (in the order of pubs) with E.
+func (l ecdhLayout) open(storeID []byte, label string, sealed []byte, pubs []*ecdh.PublicKey, derive func(i int, e []byte) ([]byte, error)) ([]byte, error) {
+	eph, nonce, ct, err := l.parse(sealed)
+	if err != nil {
+		return nil, err
+	}
+	e := eph.Bytes()
+	zs := make([][]byte, len(pubs))
+	defer func() {
+		for _, z := range zs {
+			clear(z)
+		}
+	}()
+	for i := range pubs {
+		z, err := derive(i, e)
+		if err != nil {
+			return nil, err
+		}
+		zs[i] = z
+		if len(z) != 32 {
+			return nil, fmt.Errorf("%w: %w: ECDH returned %d bytes, want 32", backend.ErrSealedData, ErrTokenFault, len(z))
+		}
+	}
+	a, err := l.aead(zs, storeID, label, e, pubs)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := a.Open(nil, nonce, ct, sealAD(l.layer, storeID, label))
+	if err != nil {
+		return nil, fmt.Errorf("%w: authentication failed (tampered, another store's or another label's data, or a token that computed a wrong ECDH secret)", backend.ErrSealedData)
+	}
+	return pt, nil
 }
 
 func gcm(key []byte) (cipher.AEAD, error) {
@@ -204,74 +317,20 @@ func gcm(key []byte) (cipher.AEAD, error) {
 // sealECDH builds schemeECDH sealed data with the ephemeral key and nonce
 // given. Everything runs in software.
 func sealECDH(storeID []byte, label string, secret []byte, eph *ecdh.PrivateKey, labelPub, destroyPub *ecdh.PublicKey, nonce []byte) ([]byte, error) {
-	zl, err := eph.ECDH(labelPub)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(zl)
-	zd, err := eph.ECDH(destroyPub)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(zd)
-	e := eph.PublicKey().Bytes()
-	a, err := ecdhAEAD(zl, zd, storeID, label, e, labelPub, destroyPub)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, 0, ecdhOverhead+len(secret))
-	out = append(out, sealECDHVersion)
-	out = append(out, e...)
-	out = append(out, nonce...)
-	return a.Seal(out, nonce, secret, sealAD("ecdh", storeID, label)), nil
+	return ecdhPair.seal(storeID, label, secret, eph, []*ecdh.PublicKey{labelPub, destroyPub}, nonce)
 }
 
-// parseSealedECDH splits schemeECDH sealed data and checks the ephemeral
-// point is on the curve.
+// parseSealedECDH splits schemeECDH sealed data.
 func parseSealedECDH(b []byte) (eph *ecdh.PublicKey, nonce, ct []byte, err error) {
-	if len(b) < ecdhOverhead || len(b) > ecdhMaxSealed {
-		return nil, nil, nil, fmt.Errorf("%w: sealed data has %d bytes, want %d to %d", backend.ErrSealedData, len(b), ecdhOverhead, ecdhMaxSealed)
-	}
-	if b[0] != sealECDHVersion {
-		return nil, nil, nil, fmt.Errorf("%w: sealed data version %d is not the store's scheme (P-256 ECDH, version %d)", backend.ErrSealedData, b[0], sealECDHVersion)
-	}
-	eph, err = ecdh.P256().NewPublicKey(b[1 : 1+pointSize])
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: ephemeral key: %v", backend.ErrSealedData, err)
-	}
-	return eph, b[1+pointSize : 1+pointSize+ecdhNonceSize], b[1+pointSize+ecdhNonceSize:], nil
+	return ecdhPair.parse(b)
 }
 
 // openECDH opens schemeECDH sealed data; derive computes the ECDH secret
 // of the label key (destroy=false) or the destroy key with E.
 func openECDH(storeID []byte, label string, sealed []byte, labelPub, destroyPub *ecdh.PublicKey, derive func(destroy bool, e []byte) ([]byte, error)) ([]byte, error) {
-	eph, nonce, ct, err := parseSealedECDH(sealed)
-	if err != nil {
-		return nil, err
-	}
-	e := eph.Bytes()
-	zl, err := derive(false, e)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(zl)
-	zd, err := derive(true, e)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(zd)
-	if len(zl) != 32 || len(zd) != 32 {
-		return nil, fmt.Errorf("%w: %w: ECDH returned %d and %d bytes, want 32", backend.ErrSealedData, ErrTokenFault, len(zl), len(zd))
-	}
-	a, err := ecdhAEAD(zl, zd, storeID, label, e, labelPub, destroyPub)
-	if err != nil {
-		return nil, err
-	}
-	pt, err := a.Open(nil, nonce, ct, sealAD("ecdh", storeID, label))
-	if err != nil {
-		return nil, fmt.Errorf("%w: authentication failed (tampered, another store's or another label's data, or a token that computed a wrong ECDH secret)", backend.ErrSealedData)
-	}
-	return pt, nil
+	return ecdhPair.open(storeID, label, sealed, []*ecdh.PublicKey{labelPub, destroyPub}, func(i int, e []byte) ([]byte, error) {
+		return derive(i == 1, e)
+	})
 }
 
 func equal(a, b []byte) bool { return subtle.ConstantTimeCompare(a, b) == 1 }

@@ -136,17 +136,23 @@ func TestStateRejects(t *testing.T) {
 	} {
 		s := good
 		mutate(&s)
-		enc, err := wire.Marshal(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := parseState(enc); !errors.Is(err, backend.ErrState) {
-			t.Errorf("%s: err = %v, want ErrState", desc, err)
-		}
+		stateRejected(t, desc, s)
 	}
 	enc, _ := wire.Marshal(good)
 	if _, err := parseState(append(enc, 0)); !errors.Is(err, backend.ErrState) {
 		t.Errorf("trailing byte: err = %v, want ErrState", err)
+	}
+}
+
+// stateRejected checks that parseState refuses the encoding of s.
+func stateRejected(t *testing.T, desc string, s state) {
+	t.Helper()
+	enc, err := wire.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseState(enc); !errors.Is(err, backend.ErrState) {
+		t.Errorf("%s: err = %v, want ErrState", desc, err)
 	}
 }
 

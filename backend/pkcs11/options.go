@@ -22,15 +22,31 @@ type Options struct {
 	// token offers. Open reads the scheme from the state.
 	Scheme string
 	// PINOnlyDestroy accepts a token that keeps every key it generates for
-	// the backend behind the PIN (a PIV card, whose keys sit in fixed
-	// slots). Such a token cannot hold the store's public destroy
+	// the backend behind the PIN. (A PIV card does not let the backend
+	// generate keys at all, with the PIN only: use AdoptKeyID there.) Such
+	// a token cannot hold the store's public destroy
 	// key, so Destroy without the PIN cannot remove anything: after the
 	// revocation of a locked device the store's keys stay on the token,
 	// usable by whoever has the PIN and a copy of the sealed data, until
 	// Purge with the PIN. With it set, Capabilities does not claim
-	// backend.GateDestroy, so the device record and organisation policy
-	// see it. A token that can hold a public destroy key still gets one.
+	// backend.GateDestroy, so the keystore's status shows it (the chain's
+	// device record carries only the protection level). A token that can hold a public destroy key still gets one.
 	PINOnlyDestroy bool
+	// AdoptKeyID, when set, makes Provision adopt the existing P-256
+	// private key with this CKA_ID instead of generating keys: the way PIV
+	// tokens are provisioned, where the user creates the key in a slot with
+	// the vendor's tool (ykman, yubico-piv-tool) and the PKCS#11 module
+	// names it by a one-byte id (ykcs11 and OpenSC: 01 = slot 9a, 02 = 9c,
+	// 03 = 9d, 04 = 9e). The store uses scheme p256-ecdh with that one key
+	// (Scheme may be empty or SchemeP256ECDH) and creates, and Destroy and
+	// Purge delete, no token object: the adopted key stays on the token
+	// after revocation; wipe the slot with the vendor's tool. So
+	// Capabilities claims neither backend.GateDestroy nor resident keys.
+	// Provision refuses a key that is missing, ambiguous (two private keys
+	// with the id), not EC P-256, extractable, readable, not generated on
+	// the token, or that does not compute ECDH with its public key
+	// ([ErrAdoptedKey]). Open reads the id from the state.
+	AdoptKeyID []byte
 }
 
 // DefaultModulePaths are searched, in order, when Options.Module is empty:
@@ -61,6 +77,13 @@ var ErrMechanisms = errors.New("pkcs11: the token lacks mechanisms the backend n
 // TPM use the tpm backend (--backend tpm), which seals to the TPM directly
 // and destroys by evicting the sealed objects.
 var ErrNoPublicObjects = errors.New("pkcs11: the token cannot hold the store's destroy key")
+
+// ErrAdoptedKey reports that the key Options.AdoptKeyID names (or the one
+// a store adopted) cannot be used: missing (the message lists the token's
+// EC private keys by id and label), ambiguous, not EC P-256, extractable
+// or readable, not generated on the token, or, at Open, replaced by
+// another key under the same id. Nothing stored is changed.
+var ErrAdoptedKey = errors.New("pkcs11: the adopted key cannot be used")
 
 // Limits.
 const (

@@ -23,7 +23,8 @@ type Backend struct {
 	mod  *module
 	tok  token
 
-	caps backend.Capabilities // of the token Options select, read at New
+	capsMu sync.Mutex
+	caps   backend.Capabilities // of the token Options select, read at New; of the store after Open of an adopted key
 
 	slotMu sync.Mutex
 	slots  map[string]uint // last slot each token (tokenKey) was found in
@@ -52,6 +53,10 @@ func newBackend(opts Options, wrap func(token) token) (*Backend, error) {
 			b.caps.HardwareGates = withoutGate(b.caps.HardwareGates, backend.GateDestroy)
 		}
 	}()
+	if len(opts.AdoptKeyID) != 0 {
+		b.caps = adoptedCaps()
+		return b, nil
+	}
 	if t, err := b.selectToken(); err == nil {
 		if ms, err := b.tok.GetMechanismList(t.slot); err == nil {
 			have := mechSet(ms)
@@ -72,7 +77,15 @@ func newBackend(opts Options, wrap func(token) token) (*Backend, error) {
 // in every scheme (Provision refuses a token that cannot provide them).
 // When New found no such token, it reports what a token with every
 // mechanism offers; for a token that can host no scheme, no AES keys.
-func (b *Backend) Capabilities() backend.Capabilities { return b.caps }
+//
+// With Options.AdoptKeyID, and after Open of a store on an adopted key, it
+// reports that store's: no resident keys, and no backend.GateDestroy (the
+// adopted key stays on the token).
+func (b *Backend) Capabilities() backend.Capabilities {
+	b.capsMu.Lock()
+	defer b.capsMu.Unlock()
+	return b.caps
+}
 
 // selectToken picks the token Provision uses.
 func (b *Backend) selectToken() (slotInfo, error) {
@@ -125,6 +138,9 @@ func (b *Backend) Provision(ctx context.Context, secret []byte) ([]byte, error) 
 	if err != nil {
 		return nil, tokenErr("C_GetMechanismList", err)
 	}
+	if len(b.opts.AdoptKeyID) != 0 {
+		return b.provisionAdopted(t, mechSet(ms), secret)
+	}
 	cands, err := candidates(t.label, mechSet(ms), b.opts.Scheme)
 	if err != nil {
 		return nil, err
@@ -134,14 +150,11 @@ func (b *Backend) Provision(ctx context.Context, secret []byte) ([]byte, error) 
 	if err := st.validate(); err != nil {
 		return nil, fmt.Errorf("pkcs11: token serial %q or label %q cannot be recorded: %w", t.serial, t.label, err)
 	}
-	c, err := b.dialSlot(t.slot, st)
+	c, err := b.dialLogin(t.slot, st, secret)
 	if err != nil {
 		return nil, err
 	}
 	defer c.close()
-	if err := c.login(secret); err != nil {
-		return nil, err
-	}
 	var errs []error
 	modes := []bool{false}
 	if b.opts.PINOnlyDestroy {
@@ -168,6 +181,20 @@ func (b *Backend) Provision(ctx context.Context, secret []byte) ([]byte, error) 
 		}
 	}
 	return nil, fmt.Errorf("pkcs11: token %q advertises the mechanisms of %s but could not host a store: %w", t.label, names(cands), errors.Join(errs...))
+}
+
+// dialLogin opens a session on the token in slot for st and logs in with
+// the PIN (secret).
+func (b *Backend) dialLogin(slot uint, st *state, secret []byte) (*conn, error) {
+	c, err := b.dialSlot(slot, st)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.login(secret); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // createDestroyKey creates the store's destroy key for its scheme.
@@ -208,6 +235,11 @@ func (b *Backend) Open(ctx context.Context, stateBytes, secret []byte) (backend.
 			c.close()
 		}
 	}()
+	if st.Scheme == schemeECDHAdopted {
+		sess, err := b.openAdopted(c, secret)
+		ok = err == nil
+		return sess, err
+	}
 	if st.PINDestroy { // the destroy key is visible only after login
 		if err := c.login(secret); err != nil {
 			return nil, err
@@ -261,7 +293,16 @@ func (b *Backend) Open(ctx context.Context, stateBytes, secret []byte) (backend.
 // a logged-in session removes nothing, and only Purge with the PIN (or the
 // token's security officer re-initializing the token) removes its keys.
 // Its backend does not claim [backend.GateDestroy].
+//
+// A store on an adopted key (Options.AdoptKeyID) has no object of its own
+// on the token: Destroy and Purge remove nothing, and the adopted key
+// stays, usable by whoever has the token and its PIN; the keystore's
+// sealed data is what revocation deletes. Wipe the key with the token
+// vendor's tool (docs/design/pkcs11.md).
 func (b *Backend) Destroy(ctx context.Context, stateBytes []byte) error {
+	if adopted, err := adoptedState(ctx, stateBytes); adopted || err != nil {
+		return err
+	}
 	c, err := b.dialState(ctx, stateBytes)
 	if err != nil {
 		return err
@@ -282,6 +323,9 @@ func (b *Backend) Destroy(ctx context.Context, stateBytes []byte) error {
 // store, including the private keys a Destroy without login leaves behind.
 // It works on destroyed stores too.
 func (b *Backend) Purge(ctx context.Context, stateBytes, secret []byte) error {
+	if adopted, err := adoptedState(ctx, stateBytes); adopted || err != nil {
+		return err
+	}
 	c, err := b.dialState(ctx, stateBytes)
 	if err != nil {
 		return err
@@ -298,4 +342,17 @@ func (b *Backend) Purge(ctx context.Context, stateBytes, secret []byte) error {
 		return fmt.Errorf("pkcs11: %d objects of the store remain on the token after C_DestroyObject", left)
 	}
 	return nil
+}
+
+// adoptedState reports whether stateBytes is a store on an adopted key
+// (which has no token object of its own to delete).
+func adoptedState(ctx context.Context, stateBytes []byte) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	st, err := parseState(stateBytes)
+	if err != nil {
+		return false, err
+	}
+	return st.Scheme == schemeECDHAdopted, nil
 }

@@ -28,6 +28,8 @@ type session struct {
 	keks       map[string]p11.ObjectHandle // wrapping key per label
 	macs       map[string]p11.ObjectHandle // schemeCBCHMAC: HMAC key per label
 	pubs       map[string]*ecdh.PublicKey  // schemeECDH: wrapping key's public half per label
+	adopted    p11.ObjectHandle            // schemeECDHAdopted: the adopted private key
+	adoptedPub *ecdh.PublicKey             // schemeECDHAdopted: its public half
 }
 
 // sealSession is a session on a token without binding-key mechanisms: it
@@ -143,6 +145,9 @@ func (s *session) Seal(ctx context.Context, label string, secret []byte) ([]byte
 		return nil, err
 	}
 	defer s.mu.Unlock()
+	if c.st.Scheme == schemeECDHAdopted {
+		return s.sealAdopted(label, secret)
+	}
 	k, err := s.kek(c, label, true)
 	if err != nil {
 		return nil, err
@@ -197,6 +202,8 @@ func (s *session) Unseal(ctx context.Context, label string, sealed []byte) ([]by
 	}
 	defer s.mu.Unlock()
 	switch c.st.Scheme {
+	case schemeECDHAdopted:
+		return s.unsealAdopted(label, sealed)
 	case schemeCBCHMAC:
 		if err := parseSealedCBC(sealed); err != nil {
 			return nil, err

@@ -56,6 +56,12 @@ type module struct {
 
 	mu     sync.Mutex
 	logins map[string]*login // by tokenKey
+
+	// deriveMu serializes ECDH derivations (C_DeriveKey, reading and
+	// destroying the result) across the module's sessions: ykcs11 keeps
+	// one derived-secret object per slot, which a second derivation in
+	// another session would overwrite before the first is read.
+	deriveMu sync.Mutex
 }
 
 // login is this process's user login to one token.

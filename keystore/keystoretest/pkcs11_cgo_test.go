@@ -38,7 +38,7 @@ func hsmMaker() maker {
 func pkcs11Env(t testing.TB, su *pkcs11test.Setup) *env {
 	t.Helper()
 	label := su.Token(t)
-	b, err := pkcs11.New(pkcs11.Options{Module: su.Module, TokenLabel: label})
+	b, err := pkcs11.New(pkcs11.Options{Module: su.Module, TokenLabel: label, AdoptKeyID: su.AdoptID})
 	if err != nil {
 		t.Fatal(err)
 	}

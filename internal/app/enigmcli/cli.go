@@ -94,6 +94,7 @@ type Ctx struct {
 
 	server      string // --server
 	backendName string // --backend
+	pkcs11KeyID string // --pkcs11-key-id (hex CKA_ID of a key to adopt)
 }
 
 // Context returns the command's context.
@@ -218,6 +219,7 @@ var hints = []struct {
 	{[]error{device.ErrRevokeThisDevice}, "nothing was revoked; to revoke this device, add --this-device"},
 	{[]error{device.ErrRevokeLastDevice}, "nothing was revoked; to revoke the account's last active device, add --last-device"},
 	{[]error{device.ErrNoPendingRecovery}, "nothing was vetoed; `enigm sync` shows a pending recovery of this account"},
+	{[]error{pkcs11.ErrAdoptedKey}, "nothing was created or changed; `pkcs11-tool --module MODULE --login --list-objects` lists the token's keys; on a YubiKey make the key with `ykman piv keys generate` and a certificate (README, \"Using a YubiKey or other PIV token\")"},
 	{[]error{pkcs11.ErrNoPublicObjects}, "for a TPM, `enigm keystore init --backend tpm` seals to it directly; for a token that keeps every key behind the PIN, see ENIGM_PKCS11_PIN_ONLY_DESTROY in `enigm keystore init --help`"},
 	{[]error{clikit.ErrNoMatch, clikit.ErrAmbiguous}, "`enigm devices` lists the account's devices with their ids and names"},
 }

@@ -33,6 +33,9 @@ var autoOrder []string
 var probes = map[string]func(env *Env) error{}
 
 func (c *Ctx) backendFor(name string) (backend.Backend, error) {
+	if c.pkcs11KeyID != "" {
+		return c.adoptingBackend(name)
+	}
 	if c.Env.Backend != nil {
 		return c.Env.Backend(name, c.G)
 	}
@@ -97,10 +100,19 @@ Where the hardware is comes from the environment, on every command:
                        key behind the PIN: revoking a locked device then
                        cannot remove its keys from the token
 
+A PIV token (YubiKey through ykcs11, OpenSC's PIV driver) holds keys in slots
+that only its management key can fill: make a P-256 key there with the
+vendor's tool, then adopt it with --pkcs11-key-id (the token's CKA_ID in hex;
+ykcs11 and OpenSC: 01=9a, 02=9c, 03=9d, 04=9e). Nothing is created on the
+token; revocation deletes the keystore's sealed data, and the key stays in
+its slot until you wipe it with the vendor's tool (README, "Using a YubiKey
+or other PIV token").
+
 examples:
   ENIGM_PASSPHRASE=... enigm keystore init
   enigm --home /tmp/k keystore init --backend soft --passphrase-file pw.txt
-  ENIGM_TPM_DEVICE=unix:/run/swtpm/sock enigm keystore init --backend tpm`,
+  ENIGM_TPM_DEVICE=unix:/run/swtpm/sock enigm keystore init --backend tpm
+  ENIGM_PKCS11_MODULE=/usr/lib/x86_64-linux-gnu/libykcs11.so enigm keystore init --backend pkcs11 --pkcs11-key-id 03`,
 				Flags: c.backendFlag, Run: c.do(runInit)}
 		},
 		func(c *Ctx) *clikit.Command {
@@ -235,6 +247,7 @@ func keyFlag(fs *pflag.FlagSet, key *string) {
 // backendFlag binds --backend, the backend of a new keystore.
 func (c *Ctx) backendFlag(fs *pflag.FlagSet) {
 	fs.StringVar(&c.backendName, "backend", "auto", "protection backend of a new keystore: auto, soft, tpm or pkcs11")
+	fs.StringVar(&c.pkcs11KeyID, "pkcs11-key-id", "", "with --backend pkcs11: adopt the P-256 key with this CKA_ID (`HEX`; PIV: 01=9a 02=9c 03=9d 04=9e) instead of generating keys")
 }
 
 func runInit(c *Ctx) error {
