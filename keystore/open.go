@@ -332,9 +332,34 @@ func (s *Store) openAudit(anchor audit.Checkpoint) error {
 	var l *audit.Log
 	var rep audit.Report
 	var err error
-	if anchor.Seq > 0 && anchor.Off >= 0 {
-		l, rep, err = audit.OpenFrom(path, anchor, s.opts.auditFile)
-	} else {
+	segs, err := audit.Segments(s.home)
+	if err != nil {
+		return fmt.Errorf("keystore: audit log: %w", err)
+	}
+	switch {
+	case anchor.Seq > 0 && anchor.Off >= 0:
+		// The checkpoint's entry is in the active file unless a rotation
+		// was interrupted before its commit recorded the new file's.
+		var first uint64
+		var ok bool
+		if first, ok, err = audit.FirstSeq(path); err == nil || len(segs) == 0 {
+			if ok && first <= anchor.Seq || len(segs) == 0 {
+				l, rep, err = audit.OpenFrom(path, anchor, s.opts.auditFile)
+			} else {
+				l, rep, err = s.openChained(anchor)
+			}
+		}
+	case len(segs) > 0:
+		// An anchor without an offset next to segments (a database
+		// edited by hand): verify everything, then continue the chain.
+		var broken error
+		if _, broken, err = s.walkAudit(anchor.Anchor, nil); err == nil {
+			err = broken
+		}
+		if err == nil {
+			l, rep, err = s.openChained(audit.Checkpoint{Off: -1})
+		}
+	default:
 		l, rep, err = audit.OpenWith(path, anchor.Anchor, s.opts.auditFile)
 	}
 	if err == nil {
@@ -342,7 +367,7 @@ func (s *Store) openAudit(anchor audit.Checkpoint) error {
 		s.auditRep = AuditStatus{Intact: true, Entries: rep.Entries, VerifiedFrom: rep.From, TornBytes: rep.TornBytes}
 		return nil
 	}
-	if !errors.Is(err, audit.ErrBroken) && !errors.Is(err, audit.ErrTruncated) && !errors.Is(err, audit.ErrEntry) {
+	if !isChainErr(err) {
 		return fmt.Errorf("keystore: audit log: %w", err)
 	}
 	preserved := fmt.Sprintf("%s.broken-%d", path, time.Now().UnixNano())
