@@ -15,7 +15,7 @@ import (
 type AuditEntry struct {
 	Seq     uint64
 	Time    time.Time
-	Kind    string   // decision, lifecycle, unlock, unlock_failed, lock, device, init, recovered
+	Kind    string   // decision, lifecycle, unlock, unlock_failed, lock, device, init, recovered, aborted, segment, retention
 	Key     string   // hex key id, "" when none
 	Op      string   // decisions: the operation; lifecycle: the event
 	Reasons []string // decisions: denial reason codes, empty when allowed

@@ -332,24 +332,29 @@ func (s *Store) openAudit(anchor audit.Checkpoint) error {
 	var l *audit.Log
 	var rep audit.Report
 	var err error
-	segs, err := audit.Segments(s.home)
-	if err != nil {
-		return fmt.Errorf("keystore: audit log: %w", err)
-	}
 	switch {
 	case anchor.Seq > 0 && anchor.Off >= 0:
-		// The checkpoint's entry is in the active file unless a rotation
-		// was interrupted before its commit recorded the new file's.
-		var first uint64
-		var ok bool
-		if first, ok, err = audit.FirstSeq(path); err == nil || len(segs) == 0 {
-			if ok && first <= anchor.Seq || len(segs) == 0 {
-				l, rep, err = audit.OpenFrom(path, anchor, s.opts.auditFile)
-			} else {
-				l, rep, err = s.openChained(anchor)
+		l, rep, err = audit.OpenFrom(path, anchor, s.opts.auditFile)
+		if err != nil && isChainErr(err) {
+			// The checkpoint's entry is in the active file unless a
+			// rotation was interrupted before its commit recorded the new
+			// file's: then the active file is empty or starts after it,
+			// and the sealed segments hold it.
+			if first, ok, ferr := audit.FirstSeq(path); ferr == nil && (!ok || first > anchor.Seq) {
+				if segs, serr := audit.Segments(s.home); serr == nil && len(segs) > 0 {
+					l, rep, err = s.openChained(anchor)
+				}
 			}
 		}
-	case len(segs) > 0:
+	default:
+		var segs []audit.Segment
+		if segs, err = audit.Segments(s.home); err != nil {
+			return fmt.Errorf("keystore: audit log: %w", err)
+		}
+		if len(segs) == 0 {
+			l, rep, err = audit.OpenWith(path, anchor.Anchor, s.opts.auditFile)
+			break
+		}
 		// An anchor without an offset next to segments (a database
 		// edited by hand): verify everything, then continue the chain.
 		var broken error
@@ -359,8 +364,6 @@ func (s *Store) openAudit(anchor audit.Checkpoint) error {
 		if err == nil {
 			l, rep, err = s.openChained(audit.Checkpoint{Off: -1})
 		}
-	default:
-		l, rep, err = audit.OpenWith(path, anchor.Anchor, s.opts.auditFile)
 	}
 	if err == nil {
 		s.log = l
