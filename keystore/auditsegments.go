@@ -232,7 +232,8 @@ func (s *Store) walkAudit(anchor audit.Anchor, visit func(audit.Entry) error) (v
 				} else if ret.FirstKept > 1 {
 					prev = fmt.Sprintf("the entries deleted by retention (through %d)", ret.FirstKept-1)
 				}
-				v.Problem = fmt.Sprintf("%v: no file holds them between %s and %s (a segment was deleted or moved without retention; restore it from an archive)", err, prev, f.name)
+				err = fmt.Errorf("%w: no file holds them between %s and %s (a segment was deleted or moved without retention; restore it from an archive)", err, prev, f.name)
+				v.Problem = err.Error()
 			}
 			v.Head = r.Head.Seq
 			return v, err, nil
