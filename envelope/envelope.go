@@ -336,10 +336,7 @@ func SealMessage(sk *keystore.SessionKey, from From, m Message, to []Recipient) 
 	for i, h := range hs {
 		index[chain.AccountID(h.Account)] = uint8(i)
 	}
-	id := make([]byte, 16)
-	rand.Read(id)
-	header, err := wire.Marshal(&wHeader{Version: version, Kind: uint8(m.Kind), ID: id, FromAccount: from.Account[:],
-		FromDevice: from.Device[:], Conversation: m.Conversation[:], SentAt: m.SentAt.UnixMilli(), CallID: m.CallID, Heads: hs})
+	header, err := newHeader(version, from, m, hs)
 	if err != nil {
 		return nil, err
 	}
@@ -378,6 +375,15 @@ func SealMessage(sk *keystore.SessionKey, from From, m Message, to []Recipient) 
 		out.Envelopes[i] = Sealed{To: r, Bytes: b}
 	}
 	return out, nil
+}
+
+// newHeader encodes the header of a new message of version v, with a
+// fresh random message id.
+func newHeader(v uint8, from From, m Message, hs []wHead) ([]byte, error) {
+	id := make([]byte, 16)
+	rand.Read(id)
+	return wire.Marshal(&wHeader{Version: v, Kind: uint8(m.Kind), ID: id, FromAccount: from.Account[:],
+		FromDevice: from.Device[:], Conversation: m.Conversation[:], SentAt: m.SentAt.UnixMilli(), CallID: m.CallID, Heads: hs})
 }
 
 // Delivery is one device's envelope of a message form, as Split cuts it.
@@ -457,9 +463,14 @@ func (k Kind) sealing() keystore.Sealing {
 
 // signed is what a version 4 signature covers.
 func signed(header, digests, body []byte) []byte {
-	out := make([]byte, 0, len(signedLabel)+3*32)
-	out = append(out, signedLabel...)
-	for _, p := range [][]byte{header, digests, body} {
+	return labelled(signedLabel, header, digests, body)
+}
+
+// labelled is label || SHA-256 of each part.
+func labelled(label string, parts ...[]byte) []byte {
+	out := make([]byte, 0, len(label)+len(parts)*32)
+	out = append(out, label...)
+	for _, p := range parts {
 		h := sha256.Sum256(p)
 		out = append(out, h[:]...)
 	}
@@ -605,12 +616,9 @@ func parseV4(b []byte) (*Parsed, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := len(w.Digests) / 32
-	switch {
-	case n == 0 || n > MaxRecipients || len(w.Digests)%32 != 0:
-		return nil, fmt.Errorf("%w: %d bytes of entry digests, want 32 for each of 1-%d devices", ErrMalformed, len(w.Digests), MaxRecipients)
-	case int(w.Index) >= n:
-		return nil, fmt.Errorf("%w: entry %d of %d", ErrMalformed, w.Index, n)
+	n, err := checkDigests(w.Digests, w.Index)
+	if err != nil {
+		return nil, err
 	}
 	p := &Parsed{Recipients: n, header: w.Header, body: w.Body, sig: w.Sig, w: &w}
 	p.fill(h, version)
@@ -619,11 +627,30 @@ func parseV4(b []byte) (*Parsed, error) {
 	}
 	p.bind = binding(w.Header, p.ToAccount, p.ToDevice, p.KEMHash)
 	p.msg = signed(w.Header, w.Digests, w.Body)
-	own := sha256.Sum256(w.Entry)
-	if i := int(w.Index) * 32; !bytes.Equal(w.Digests[i:i+32], own[:]) {
-		p.entryErr = fmt.Errorf("%w: this device's entry is not the one the message lists at index %d", ErrSender, w.Index)
-	}
+	p.entryErr = checkOwn(w.Digests, w.Index, sha256.Sum256(w.Entry))
 	return p, nil
+}
+
+// checkDigests checks a digest list of 1-MaxRecipients digests and an
+// index into it, returning how many digests it holds.
+func checkDigests(digests []byte, index uint16) (int, error) {
+	n := len(digests) / 32
+	switch {
+	case n == 0 || n > MaxRecipients || len(digests)%32 != 0:
+		return 0, fmt.Errorf("%w: %d bytes of entry digests, want 32 for each of 1-%d devices", ErrMalformed, len(digests), MaxRecipients)
+	case int(index) >= n:
+		return 0, fmt.Errorf("%w: entry %d of %d", ErrMalformed, index, n)
+	}
+	return n, nil
+}
+
+// checkOwn reports (as ErrSender, at Verify) an entry whose digest is not
+// the one the list holds at its index.
+func checkOwn(digests []byte, index uint16, own [32]byte) error {
+	if i := int(index) * 32; !bytes.Equal(digests[i:i+32], own[:]) {
+		return fmt.Errorf("%w: this device's entry is not the one the message lists at index %d", ErrSender, index)
+	}
+	return nil
 }
 
 // Verify checks that the sender device is active in the sender's verified

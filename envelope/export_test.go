@@ -1,7 +1,6 @@
 package envelope
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 
 	"github.com/enigm/enigm/chain"
@@ -55,10 +54,7 @@ func Binding(header []byte, a chain.AccountID, d chain.DeviceID, kem [32]byte) [
 // SealV2 seals m the way version 2 did (one signature per device), so that
 // tests can check that queued version 2 envelopes still open.
 func SealV2(sk *keystore.SessionKey, from From, m Message, to []Recipient) ([]Sealed, error) {
-	id := make([]byte, 16)
-	rand.Read(id)
-	common, err := wire.Marshal(&wHeader{Version: versionV2, Kind: uint8(m.Kind), ID: id, FromAccount: from.Account[:],
-		FromDevice: from.Device[:], Conversation: m.Conversation[:], SentAt: m.SentAt.UnixMilli(), CallID: m.CallID})
+	common, err := newHeader(versionV2, from, m, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -101,10 +97,7 @@ func SealV3(sk *keystore.SessionKey, from From, m Message, to []Recipient) ([]Se
 	if err != nil {
 		return nil, err
 	}
-	id := make([]byte, 16)
-	rand.Read(id)
-	header, err := wire.Marshal(&wHeader{Version: versionV3, Kind: uint8(m.Kind), ID: id, FromAccount: from.Account[:],
-		FromDevice: from.Device[:], Conversation: m.Conversation[:], SentAt: m.SentAt.UnixMilli(), CallID: m.CallID, Heads: hs})
+	header, err := newHeader(versionV3, from, m, hs)
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,6 @@
 package envelope
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"fmt"
 
@@ -94,21 +93,15 @@ func parseLegacy(b []byte) (*Parsed, error) {
 		p.msg = digestV2(w.Header, w.Recipient, w.Sealed, w.Body)
 		return p, nil
 	}
-	n := len(w.Digests) / 32
-	switch {
-	case n == 0 || n > MaxRecipients || len(w.Digests)%32 != 0:
-		return nil, fmt.Errorf("%w: %d bytes of entry digests, want 32 for each of 1-%d devices", ErrMalformed, len(w.Digests), MaxRecipients)
-	case int(w.Index) >= n:
-		return nil, fmt.Errorf("%w: entry %d of %d", ErrMalformed, w.Index, n)
+	n, err := checkDigests(w.Digests, w.Index)
+	if err != nil {
+		return nil, err
 	}
 	if _, ok := p.Heads[p.ToAccount]; !ok {
 		return nil, fmt.Errorf("%w: no chain head for the recipient's account %s", ErrMalformed, p.ToAccount)
 	}
 	p.Recipients = n
-	own := entryDigestV3(w.Recipient, w.Sealed)
-	if i := int(w.Index) * 32; !bytes.Equal(w.Digests[i:i+32], own[:]) {
-		p.entryErr = fmt.Errorf("%w: this device's entry is not the one the message lists at index %d", ErrSender, w.Index)
-	}
+	p.entryErr = checkOwn(w.Digests, w.Index, entryDigestV3(w.Recipient, w.Sealed))
 	p.msg = signedV3(w.Header, w.Digests, w.Body)
 	return p, nil
 }
@@ -122,21 +115,10 @@ func entryDigestV3(recipient, sealed []byte) [32]byte {
 
 // signedV3 is what a version 3 signature covers.
 func signedV3(header, digests, body []byte) []byte {
-	out := make([]byte, 0, len(signedLabelV3)+3*32)
-	out = append(out, signedLabelV3...)
-	for _, p := range [][]byte{header, digests, body} {
-		h := sha256.Sum256(p)
-		out = append(out, h[:]...)
-	}
-	return out
+	return labelled(signedLabelV3, header, digests, body)
 }
 
-// digestV2 is what a version 2 signature covers.
+// digestV2 is what a version 2 signature covers (no label).
 func digestV2(common, recipient, sealed, body []byte) []byte {
-	var out []byte
-	for _, p := range [][]byte{common, recipient, sealed, body} {
-		h := sha256.Sum256(p)
-		out = append(out, h[:]...)
-	}
-	return out
+	return labelled("", common, recipient, sealed, body)
 }

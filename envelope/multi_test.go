@@ -19,12 +19,7 @@ import (
 // other device of both accounts: b, b2, a2 in that order.
 func twoAccounts(t *testing.T) (a, a2, b, b2 *party, sealed []envelope.Sealed) {
 	t.Helper()
-	a, a2, b, b2 = newParty(t, 1), newParty(t, 4), newParty(t, 2), newParty(t, 5)
-	purposeAddDevice(t, a, a2)
-	a2.state = a.state
-	purposeAddDevice(t, b, b2)
-	b2.state = b.state
-	to := append(envelope.Eligible(b.state, chain.DeviceID{}), envelope.Eligible(a.state, a.dev)...)
+	a, a2, b, b2, to := fourDevices(t)
 	var err error
 	sealed, err = envelope.Seal(a.session(t), envelope.From{Account: a.state.Account(), Device: a.dev, Identity: a.id},
 		envelope.Message{Kind: envelope.KindMessage, Conversation: b.state.Account(), Body: []byte("to all"), SentAt: time.Now()}, to)
@@ -32,6 +27,18 @@ func twoAccounts(t *testing.T) (a, a2, b, b2 *party, sealed []envelope.Sealed) {
 		t.Fatalf("seal: %v (%d envelopes)", err, len(sealed))
 	}
 	return a, a2, b, b2, sealed
+}
+
+// fourDevices returns accounts A (devices a, a2) and B (b, b2) and the
+// recipients of a message from a: b, b2, a2 in that order.
+func fourDevices(t *testing.T) (a, a2, b, b2 *party, to []envelope.Recipient) {
+	t.Helper()
+	a, a2, b, b2 = newParty(t, 1), newParty(t, 4), newParty(t, 2), newParty(t, 5)
+	purposeAddDevice(t, a, a2)
+	a2.state = a.state
+	purposeAddDevice(t, b, b2)
+	b2.state = b.state
+	return a, a2, b, b2, append(envelope.Eligible(b.state, chain.DeviceID{}), envelope.Eligible(a.state, a.dev)...)
 }
 
 // envelopeFor returns the envelope sealed to party p.
@@ -194,12 +201,7 @@ func TestRecipientCannotForwardUnderSendersSignature(t *testing.T) {
 // the envelopes Seal returns; Split refuses a message whose entries name a
 // device twice or an account the header has no head for.
 func TestMessageFormSplits(t *testing.T) {
-	a, a2, b, b2 := newParty(t, 1), newParty(t, 4), newParty(t, 2), newParty(t, 5)
-	purposeAddDevice(t, a, a2)
-	a2.state = a.state
-	purposeAddDevice(t, b, b2)
-	b2.state = b.state
-	to := append(envelope.Eligible(b.state, chain.DeviceID{}), envelope.Eligible(a.state, a.dev)...)
+	a, a2, b, b2, to := fourDevices(t)
 	o := testkit.Must(envelope.SealMessage(a.session(t), envelope.From{Account: a.state.Account(), Device: a.dev, Identity: a.id},
 		envelope.Message{Kind: envelope.KindMessage, Conversation: b.state.Account(), Body: []byte("once"), SentAt: time.Now()}, to))
 	ds := testkit.Must(envelope.Split(o.Message))
@@ -274,12 +276,7 @@ func TestSealRefusesBadRecipients(t *testing.T) {
 // update to version 4) still open at each of their devices; a changed byte
 // is refused, and so is a relay's swap of two devices' entries.
 func TestVersion3StillOpens(t *testing.T) {
-	a, a2, b, b2 := newParty(t, 1), newParty(t, 4), newParty(t, 2), newParty(t, 5)
-	purposeAddDevice(t, a, a2)
-	a2.state = a.state
-	purposeAddDevice(t, b, b2)
-	b2.state = b.state
-	to := append(envelope.Eligible(b.state, chain.DeviceID{}), envelope.Eligible(a.state, a.dev)...)
+	a, a2, b, b2, to := fourDevices(t)
 	out := testkit.Must(envelope.SealV3(a.session(t), envelope.From{Account: a.state.Account(), Device: a.dev, Identity: a.id},
 		envelope.Message{Kind: envelope.KindMessage, Conversation: b.state.Account(), Body: []byte("queued v3"), SentAt: time.Now()}, to))
 	for _, p := range []*party{b, b2, a2} {
@@ -293,15 +290,7 @@ func TestVersion3StillOpens(t *testing.T) {
 		}
 	}
 	raw := envelopeFor(t, out, b)
-	for i := 0; i < len(raw); i += max(1, len(raw)/400) {
-		bad := bytes.Clone(raw)
-		bad[i] ^= 0x01
-		if q, err := envelope.Parse(bad); err == nil {
-			if body, err := open(q, b, a); err == nil {
-				t.Fatalf("byte %d flipped: opened %q", i, body)
-			}
-		}
-	}
+	flipsRefused(t, raw, b, a)
 	w := *testkit.Must(envelope.DecodeWireV3(raw))
 	w2 := testkit.Must(envelope.DecodeWireV3(envelopeFor(t, out, b2)))
 	w.Recipient, w.Sealed = w2.Recipient, w2.Sealed
@@ -332,15 +321,7 @@ func TestVersion2StillOpens(t *testing.T) {
 	if body, err := open(p, b, a); err != nil || string(body) != "queued" {
 		t.Fatalf("open: %q %v", body, err)
 	}
-	for i := 0; i < len(raw); i += max(1, len(raw)/400) {
-		bad := bytes.Clone(raw)
-		bad[i] ^= 0x01
-		if q, err := envelope.Parse(bad); err == nil {
-			if body, err := open(q, b, a); err == nil {
-				t.Fatalf("byte %d flipped: opened %q", i, body)
-			}
-		}
-	}
+	flipsRefused(t, raw, b, a)
 	w := *testkit.Must(envelope.DecodeWireV3(raw))
 	w.Digests = make([]byte, 32)
 	if _, err := envelope.Parse(envelope.EncodeWire(&w)); !errors.Is(err, envelope.ErrMalformed) {
@@ -395,6 +376,21 @@ func TestGoldenRealEnvelope(t *testing.T) {
 		e := testkit.Must(envelope.DecodeEntry(w.Entry))
 		if len(e.Sealed) != 1168 || len(w.Sig) != 3373 || len(w.Digests) != 3*32 || len(w.Entry) != 1228 {
 			t.Errorf("sizes: sealed %d, signature %d, digests %d, entry %d", len(e.Sealed), len(w.Sig), len(w.Digests), len(w.Entry))
+		}
+	}
+}
+
+// flipsRefused checks that raw, sealed by sender to device to, never opens
+// with one byte changed (every len/400-th byte).
+func flipsRefused(t *testing.T, raw []byte, to, sender *party) {
+	t.Helper()
+	for i := 0; i < len(raw); i += max(1, len(raw)/400) {
+		bad := bytes.Clone(raw)
+		bad[i] ^= 0x01
+		if q, err := envelope.Parse(bad); err == nil {
+			if body, err := open(q, to, sender); err == nil {
+				t.Fatalf("byte %d flipped: opened %q", i, body)
+			}
 		}
 	}
 }

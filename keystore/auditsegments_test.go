@@ -15,16 +15,7 @@ import (
 // segment at each commit once it passes 2 KiB (about 20 entries).
 func segmented(t *testing.T) *fixture {
 	f := newFixture(t)
-	f.s.Close()
-	s, err := Open(f.home, f.segOpts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.s = s
-	if err := s.Unlock(context.Background(), testPass); err != nil {
-		t.Fatal(err)
-	}
-	s.SetAppAuthorized(true)
+	f.reopenSeg()
 	return f
 }
 
@@ -37,18 +28,7 @@ func (f *fixture) segOpts() Options {
 // reopenSeg closes and reopens the store with segOpts.
 func (f *fixture) reopenSeg() {
 	f.t.Helper()
-	if err := f.s.Close(); err != nil {
-		f.t.Fatal(err)
-	}
-	s, err := Open(f.home, f.segOpts())
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	f.s = s
-	if err := s.Unlock(context.Background(), testPass); err != nil {
-		f.t.Fatal(err)
-	}
-	s.SetAppAuthorized(true)
+	f.reopenWith(f.segOpts())
 }
 
 // rounds makes n rounds of 25 signatures, the clock moving an hour, and
