@@ -29,14 +29,16 @@ type AuditEntry struct {
 // returns its entries. intact is false when the log opened broken at Open
 // (the broken file was set aside; Status says where).
 func (s *Store) AuditLog() (entries []AuditEntry, intact bool, err error) {
+	// Held while the files are read: a commit that rotates the log
+	// would otherwise rename the active file under the walk. Key uses do
+	// not take it.
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	head, err := s.log.Sync()
 	if err != nil {
-		s.mu.Unlock()
 		return nil, false, err
 	}
 	intact = s.auditRep.Intact
-	s.mu.Unlock()
 	var raw []audit.Entry
 	_, broken, err := s.walkAudit(head, func(e audit.Entry) error { raw = append(raw, e); return nil })
 	if err == nil {
@@ -108,10 +110,11 @@ func (v AuditVerification) Unverifiable() string {
 // a break. It reads each file once, in constant memory. `enigm audit
 // --verify` runs it.
 func (s *Store) VerifyAudit() (AuditVerification, error) {
+	// Held while the files are read (see AuditLog).
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	head, err := s.log.Sync()
 	rep := s.auditRep
-	s.mu.Unlock()
 	if err != nil {
 		return AuditVerification{}, err
 	}
