@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -278,5 +279,65 @@ func TestAuditInterruptedRotation(t *testing.T) {
 		if v, err := f.s.VerifyAudit(); err != nil || !v.Intact || v.From != 1 {
 			t.Fatalf("created %v: %+v %v", created, v, err)
 		}
+	}
+}
+
+// Commits that rotate the log while VerifyAudit and AuditLog read it:
+// every verification sees one consistent set of files (intact).
+func TestAuditVerifyDuringRotation(t *testing.T) {
+	f := segmented(t)
+	f.rounds(1)
+	k, err := f.s.Identity(f.gen(ClassIdentity, true).ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, stop := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 15 {
+			for range 25 {
+				if _, err := k.Sign(appPurpose("p"), nil); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			if err := f.s.Unlock(context.Background(), testPass); err != nil {
+				t.Error(err)
+				return
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	var problem string
+	n := 0
+loop:
+	for ; ; n++ {
+		select {
+		case <-done:
+			break loop
+		default:
+		}
+		if v, err := f.s.VerifyAudit(); err != nil || !v.Intact {
+			problem = fmt.Sprintf("verification %d during rotation: %+v %v", n, v, err)
+			break
+		}
+		if _, _, err := f.s.AuditLog(); err != nil {
+			problem = fmt.Sprintf("AuditLog %d during rotation: %v", n, err)
+			break
+		}
+	}
+	close(stop)
+	<-done
+	switch {
+	case problem != "":
+		t.Fatal(problem)
+	case n == 0:
+		t.Fatal("no verification ran during the rotations")
+	case len(segments(t, f.home)) < 10:
+		t.Fatalf("%d segments: the rotations did not happen", len(segments(t, f.home)))
 	}
 }
