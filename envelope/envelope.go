@@ -315,7 +315,7 @@ func checkSeal(m Message, to []Recipient) error {
 // in the sender's keystore), signs the whole message once with
 // from.Identity, and returns each recipient's envelope.
 func Seal(sk *keystore.SessionKey, from From, m Message, to []Recipient) ([]Sealed, error) {
-	o, err := SealMessage(sk, from, m, to)
+	o, err := seal(sk, from, m, to, false)
 	if err != nil {
 		return nil, err
 	}
@@ -325,6 +325,11 @@ func Seal(sk *keystore.SessionKey, from From, m Message, to []Recipient) ([]Seal
 // SealMessage is Seal, returning the message form as well as the
 // devices' envelopes.
 func SealMessage(sk *keystore.SessionKey, from From, m Message, to []Recipient) (*Outgoing, error) {
+	return seal(sk, from, m, to, true)
+}
+
+// seal is Seal, encoding the message form too when form is set.
+func seal(sk *keystore.SessionKey, from From, m Message, to []Recipient, form bool) (*Outgoing, error) {
 	if err := checkSeal(m, to); err != nil {
 		return nil, err
 	}
@@ -362,11 +367,12 @@ func SealMessage(sk *keystore.SessionKey, from From, m Message, to []Recipient) 
 	if err != nil {
 		return nil, err
 	}
-	msg, err := wire.Marshal(&wMessage{Version: version, Header: header, Body: body, Sig: sig, Entries: entries})
-	if err != nil {
-		return nil, err
+	out := &Outgoing{Envelopes: make([]Sealed, len(to))}
+	if form {
+		if out.Message, err = wire.Marshal(&wMessage{Version: version, Header: header, Body: body, Sig: sig, Entries: entries}); err != nil {
+			return nil, err
+		}
 	}
-	out := &Outgoing{Message: msg, Envelopes: make([]Sealed, len(to))}
 	for i, r := range to {
 		b, err := wire.Marshal(&wEnvelope{Version: version, Header: header, Body: body, Sig: sig, Entry: entries[i], Index: uint16(i), Digests: digests})
 		if err != nil {
