@@ -445,6 +445,9 @@ func Split(message []byte) ([]Delivery, error) {
 			Index: uint16(i), Digests: digests}); err != nil {
 			return nil, err
 		}
+		if len(out[i].Bytes) > MaxEnvelope {
+			return nil, fmt.Errorf("%w: a device's envelope would be %d bytes, limit %d (body or signature too large)", ErrMalformed, len(out[i].Bytes), MaxEnvelope)
+		}
 	}
 	return out, nil
 }
