@@ -238,6 +238,7 @@ func TestMessageFormSplits(t *testing.T) {
 			e.Account = 2
 			m.Entries = append([][]byte{envelope.EncodeWire(&e)}, m.Entries[1:]...)
 		},
+		"a body too large for a device's envelope": func(m *envelope.MessageWire) { m.Body = make([]byte, envelope.MaxEnvelope) },
 		"no entries": func(m *envelope.MessageWire) { m.Entries = nil },
 		"version 5":  func(m *envelope.MessageWire) { m.Version = 5 },
 		"no header":  func(m *envelope.MessageWire) { m.Header = nil },
