@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime/pprof"
 	"sync/atomic"
 	"testing"
 
@@ -149,6 +151,7 @@ func BenchmarkEnrollment(b *testing.B) {
 				}
 				var next atomic.Int64
 				b.ResetTimer()
+				defer timedProfile(b)()
 				b.SetParallelism(8)
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
@@ -161,6 +164,24 @@ func BenchmarkEnrollment(b *testing.B) {
 				})
 			})
 		}
+	}
+}
+
+// timedProfile starts a CPU profile of the timed phase alone when
+// ENIGM_BENCH_CPUPROFILE names a file (go test's -cpuprofile also covers
+// the set-up, which here signs and stores every account), and returns
+// what stops it.
+func timedProfile(b *testing.B) func() {
+	path := os.Getenv("ENIGM_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	testkit.NoErr(b, err)
+	testkit.NoErr(b, pprof.StartCPUProfile(f))
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}
 }
 

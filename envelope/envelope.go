@@ -11,50 +11,59 @@
 // key is destroyed right after use; a call key lives until the call ends or
 // its TTL.
 //
-// # Format (version 3)
+// # Format (version 4)
 //
-// One message to N devices has one header, N recipient entries, one body
-// and one signature. The relay delivers each device its own envelope: the
-// shared parts, its own entry, and the digests of all N entries, so that it
-// checks the one signature without the other devices' sealed keys.
+// One message to N devices has one header, one body, one signature and N
+// entries. Everything the devices share is at the message level; an entry
+// carries only what differs per device: which of the header's accounts
+// (an index into its heads), which device, which of its KEM keys, and the
+// sealed key. A message has two encodings. The message form carries every
+// part once (what a relay that fans one message out takes, SealMessage);
+// each device's envelope carries the shared parts, its own entry and the
+// digests of all N entries, so that it checks the one signature without the
+// other devices' sealed keys (Split turns the message form into the N
+// envelopes; it needs no key, and everything it rearranges is signed).
 //
-//	Envelope  = {1: header (bstr), 2: recipient (bstr), 3: sealed key (bstr),
-//	             4: body (bstr: AES-256-GCM nonce || ciphertext, AD = header),
-//	             5: signature (bstr), 6: index of this entry (uint, omitted when 0),
-//	             7: entry digests (bstr, N × 32)}
-//	Header    = {1: version (3), 2: kind (1 message, 2 call), 3: message id (16),
+//	Message   = {0: version (4), 1: header (bstr), 2: body (bstr), 3: signature (bstr),
+//	             4: entries [bstr, …] (N, in the sender's order)}
+//	Envelope  = {0: version (4), 1: header (bstr), 2: body (bstr), 3: signature (bstr),
+//	             4: this device's entry (bstr), 5: its index (uint, omitted when 0),
+//	             6: entry digests (bstr, N × 32)}
+//	Header    = {1: version (4), 2: kind (1 message, 2 call), 3: message id (16),
 //	             4: from account (32), 5: from device (16), 6: conversation account (32),
 //	             7: sent at (Unix ms), 8: call id (text, calls only),
 //	             9: heads used: [{1: account (32), 2: seq, 3: link hash (32)}], sorted by account}
-//	Recipient = {1: account (32), 2: device (16), 3: SHA-256 of the KEM public key}
+//	Entry     = {1: account (uint: index into the header's heads), 2: device (16),
+//	             3: SHA-256 of the KEM public key (32), 4: sealed key (bstr)}
+//	body      = AES-256-GCM nonce (12) || ciphertext || tag (16), additional data = header
 //
-//	digest(i) = SHA-256(SHA-256(recipient i) || SHA-256(sealed key i))
-//	signed    = "enigm/v1/envelope/v3" 0x00 || SHA-256(header) ||
+//	digest(i) = SHA-256(entry i)
+//	signed    = "enigm/v1/envelope/v4" 0x00 || SHA-256(header) ||
 //	            SHA-256(digest(0) || … || digest(N-1)) || SHA-256(body)
 //
 // The signature is the sender identity key's hybrid signature, purpose
-// "envelope" (keystore.PurposeEnvelope), over signed. Every device's entry
-// is named by account and device, so a device finds its own without trial
+// "envelope" (keystore.PurposeEnvelope), over signed. Every entry names its
+// device by account and device id, so a device finds its own without trial
 // decryption; the relay cannot add, drop, swap or reorder entries (the
 // digests are signed), move an entry to another index (its digest would not
-// match), or deliver one device's entry to another (the recipient part
-// names the device, and is bound into the HPKE info). The heads are the
-// (seq, hash) of every account chain the sender chose recipients from; each
-// recipient's account must be among them.
+// match), or deliver one device's entry to another (the entry names the
+// device, and the name is bound into the HPKE info). The heads are the
+// (seq, hash) of every account chain the sender chose recipients from; an
+// entry's account is one of them by construction.
 //
 // The sealed key's HPKE info is fixed by the keystore for the kind:
 // "enigm/v1/kem/message-key" (messages) or "enigm/v1/kem/call-key" (calls),
-// then 0x00 || header || recipient; the recipient's keystore opens it only
-// into a session key it keeps (keystore.Sealing).
+// then 0x00 || header || account (32) || device (16) || KEM hash (32); the
+// recipient's keystore opens it only into a session key it keeps
+// (keystore.Sealing).
 //
-// # Version 2
+// # Versions 3 and 2
 //
-// Version 2 (one signature per device) is still read, so that envelopes
-// queued before an update open; Seal writes only version 3. A version 2
-// envelope has keys 1-5 only (common, recipient, sealed key, body,
-// signature; common is the header without 9) and its signature covers
-// SHA-256(common) || SHA-256(recipient) || SHA-256(sealed key) ||
-// SHA-256(body). Any other version is refused with ErrMalformed naming it.
+// Envelopes queued before an update still open: Parse reads versions 3
+// and 2 (legacy.go); Seal writes only version 4. A version 4 envelope
+// starts with key 0 (the version); versions 3 and 2 have no key 0 and carry
+// their version in the header. Any other version is refused with
+// ErrMalformed naming it.
 //
 // Who is eligible is decided from verified chain states only: senders seal
 // to the active devices of the chains they verified, and recipients accept
@@ -101,19 +110,25 @@ const (
 	// on the envelopes of one send).
 	MaxRecipients = 256
 	// MaxHeads bounds the account chains one message names.
-	MaxHeads    = 16
+	MaxHeads = 16
+	// MaxEnvelope bounds one device's envelope.
 	MaxEnvelope = MaxBody + MaxRecipients*32 + 16<<10
-	MaxCallID   = 64
-	maxHeader   = 4096
-	// version 3: one signature over the whole multi-recipient message
-	// (version 2 signed each device's envelope; version 1 used
+	// MaxMessage bounds the message form (every entry once).
+	MaxMessage = MaxBody + MaxRecipients*maxEntry + 16<<10
+	MaxCallID  = 64
+	maxHeader  = 4096
+	// maxEntry bounds one entry: the sealed key of MLKEM768-X25519 is
+	// 1,168 bytes, its names 53.
+	maxEntry = 2048
+	// version 4: shared parts at the message level, compact entries
+	// (version 3 repeated the account in every entry and had no message
+	// form; version 2 signed each device's envelope; version 1 used
 	// "enigm/v1/envelope-key" as HPKE info for both kinds).
-	version   = 3
-	versionV2 = 2
+	version = 4
 )
 
-// signedLabel starts what a version 3 signature covers.
-const signedLabel = "enigm/v1/envelope/v3\x00"
+// signedLabel starts what a version 4 signature covers.
+const signedLabel = "enigm/v1/envelope/v4\x00"
 
 // Errors.
 var (
@@ -127,18 +142,27 @@ var (
 	ErrNoKey = errors.New("envelope: sealed to a KEM key this device does not hold")
 )
 
-// wEnvelope is one device's envelope, of version 3 or 2 (fields 6 and 7
-// are version 3 only).
-type wEnvelope struct {
-	Header    []byte `cbor:"1,keyasint"`
-	Recipient []byte `cbor:"2,keyasint"`
-	Sealed    []byte `cbor:"3,keyasint"`
-	Body      []byte `cbor:"4,keyasint"`
-	Sig       []byte `cbor:"5,keyasint"`
-	Index     uint16 `cbor:"6,keyasint,omitempty"`
-	Digests   []byte `cbor:"7,keyasint,omitempty"`
+// wMessage is the message form of version 4.
+type wMessage struct {
+	Version uint8    `cbor:"0,keyasint"`
+	Header  []byte   `cbor:"1,keyasint"`
+	Body    []byte   `cbor:"2,keyasint"`
+	Sig     []byte   `cbor:"3,keyasint"`
+	Entries [][]byte `cbor:"4,keyasint"`
 }
 
+// wEnvelope is one device's envelope of version 4.
+type wEnvelope struct {
+	Version uint8  `cbor:"0,keyasint"`
+	Header  []byte `cbor:"1,keyasint"`
+	Body    []byte `cbor:"2,keyasint"`
+	Sig     []byte `cbor:"3,keyasint"`
+	Entry   []byte `cbor:"4,keyasint"`
+	Index   uint16 `cbor:"5,keyasint,omitempty"`
+	Digests []byte `cbor:"6,keyasint"`
+}
+
+// wHeader is the header of versions 4 and 3 (version 2 has no key 9).
 type wHeader struct {
 	Version      uint8   `cbor:"1,keyasint"`
 	Kind         uint8   `cbor:"2,keyasint"`
@@ -157,10 +181,12 @@ type wHead struct {
 	Hash    []byte `cbor:"3,keyasint"`
 }
 
-type wRecipient struct {
-	Account []byte `cbor:"1,keyasint"`
+// wEntry is one device's entry of version 4.
+type wEntry struct {
+	Account uint8  `cbor:"1,keyasint"` // index into the header's heads
 	Device  []byte `cbor:"2,keyasint"`
 	KEM     []byte `cbor:"3,keyasint"`
+	Sealed  []byte `cbor:"4,keyasint"`
 }
 
 // Recipient is one device to seal to, from a verified chain state.
@@ -195,6 +221,16 @@ type From struct {
 type Sealed struct {
 	To    Recipient
 	Bytes []byte
+}
+
+// Outgoing is a sealed message in both of its encodings.
+type Outgoing struct {
+	// Message is the message form: the shared parts once and one entry
+	// per device, what a relay that fans the message out takes.
+	Message []byte
+	// Envelopes are the devices' envelopes, in the order of the
+	// recipients (Split of Message).
+	Envelopes []Sealed
 }
 
 // Message is what Seal sends: its kind, conversation, call id and body.
@@ -243,23 +279,23 @@ func heads(to []Recipient) ([]wHead, error) {
 	return out, nil
 }
 
-// Seal encrypts m for every recipient with session key sk (a session key
-// in the sender's keystore), signs the whole message once with
-// from.Identity, and returns each recipient's envelope.
-func Seal(sk *keystore.SessionKey, from From, m Message, to []Recipient) ([]Sealed, error) {
+// checkSeal refuses what Seal must not write: a body over the limit, a
+// call id on a message or none on a call, no or too many recipients, one
+// device twice.
+func checkSeal(m Message, to []Recipient) error {
 	if len(m.Body) > MaxBody {
-		return nil, fmt.Errorf("%w: body of %d bytes, limit %d", ErrMalformed, len(m.Body), MaxBody)
+		return fmt.Errorf("%w: body of %d bytes, limit %d", ErrMalformed, len(m.Body), MaxBody)
 	}
 	if (m.Kind == KindCall) != (m.CallID != "") {
-		return nil, fmt.Errorf("%w: a call id goes with calls and only with calls", ErrMalformed)
+		return fmt.Errorf("%w: a call id goes with calls and only with calls", ErrMalformed)
 	}
 	if m.Kind == KindCall {
 		if err := checkCallID(m.CallID); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if len(to) == 0 || len(to) > MaxRecipients {
-		return nil, fmt.Errorf("%w: %d recipients, 1-%d allowed", ErrMalformed, len(to), MaxRecipients)
+		return fmt.Errorf("%w: %d recipients, 1-%d allowed", ErrMalformed, len(to), MaxRecipients)
 	}
 	type dev struct {
 		a chain.AccountID
@@ -268,18 +304,44 @@ func Seal(sk *keystore.SessionKey, from From, m Message, to []Recipient) ([]Seal
 	dup := make(map[dev]bool, len(to))
 	for _, r := range to {
 		if dup[dev{r.Account, r.Device}] {
-			return nil, fmt.Errorf("%w: device %s of account %s is a recipient twice", ErrMalformed, r.Device, r.Account)
+			return fmt.Errorf("%w: device %s of account %s is a recipient twice", ErrMalformed, r.Device, r.Account)
 		}
 		dup[dev{r.Account, r.Device}] = true
+	}
+	return nil
+}
+
+// Seal encrypts m for every recipient with session key sk (a session key
+// in the sender's keystore), signs the whole message once with
+// from.Identity, and returns each recipient's envelope.
+func Seal(sk *keystore.SessionKey, from From, m Message, to []Recipient) ([]Sealed, error) {
+	o, err := seal(sk, from, m, to, false)
+	if err != nil {
+		return nil, err
+	}
+	return o.Envelopes, nil
+}
+
+// SealMessage is Seal, returning the message form as well as the
+// devices' envelopes.
+func SealMessage(sk *keystore.SessionKey, from From, m Message, to []Recipient) (*Outgoing, error) {
+	return seal(sk, from, m, to, true)
+}
+
+// seal is Seal, encoding the message form too when form is set.
+func seal(sk *keystore.SessionKey, from From, m Message, to []Recipient, form bool) (*Outgoing, error) {
+	if err := checkSeal(m, to); err != nil {
+		return nil, err
 	}
 	hs, err := heads(to)
 	if err != nil {
 		return nil, err
 	}
-	id := make([]byte, 16)
-	rand.Read(id)
-	header, err := wire.Marshal(&wHeader{Version: version, Kind: uint8(m.Kind), ID: id, FromAccount: from.Account[:],
-		FromDevice: from.Device[:], Conversation: m.Conversation[:], SentAt: m.SentAt.UnixMilli(), CallID: m.CallID, Heads: hs})
+	index := make(map[chain.AccountID]uint8, len(hs))
+	for i, h := range hs {
+		index[chain.AccountID(h.Account)] = uint8(i)
+	}
+	header, err := newHeader(version, from, m, hs)
 	if err != nil {
 		return nil, err
 	}
@@ -287,40 +349,117 @@ func Seal(sk *keystore.SessionKey, from From, m Message, to []Recipient) ([]Seal
 	if err != nil {
 		return nil, err
 	}
-	rbs := make([][]byte, len(to))
-	sealed := make([][]byte, len(to))
+	entries := make([][]byte, len(to))
 	digests := make([]byte, 0, 32*len(to))
 	for i, r := range to {
 		kh := sha256.Sum256(r.KEM)
-		if rbs[i], err = wire.Marshal(&wRecipient{Account: r.Account[:], Device: r.Device[:], KEM: kh[:]}); err != nil {
-			return nil, err
-		}
-		if sealed[i], err = sk.SealTo(m.Kind.sealing(), r.KEM, binding(header, rbs[i])); err != nil {
+		sealed, err := sk.SealTo(m.Kind.sealing(), r.KEM, binding(header, r.Account, r.Device, kh))
+		if err != nil {
 			return nil, fmt.Errorf("envelope: sealing to device %s: %w", r.Device, err)
 		}
-		d := entryDigest(rbs[i], sealed[i])
+		if entries[i], err = wire.Marshal(&wEntry{Account: index[r.Account], Device: r.Device[:], KEM: kh[:], Sealed: sealed}); err != nil {
+			return nil, err
+		}
+		d := sha256.Sum256(entries[i])
 		digests = append(digests, d[:]...)
 	}
 	sig, err := from.Identity.Sign(keystore.PurposeEnvelope, signed(header, digests, body))
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Sealed, len(to))
+	out := &Outgoing{Envelopes: make([]Sealed, len(to))}
+	if form {
+		if out.Message, err = wire.Marshal(&wMessage{Version: version, Header: header, Body: body, Sig: sig, Entries: entries}); err != nil {
+			return nil, err
+		}
+	}
 	for i, r := range to {
-		b, err := wire.Marshal(&wEnvelope{Header: header, Recipient: rbs[i], Sealed: sealed[i], Body: body, Sig: sig,
-			Index: uint16(i), Digests: digests})
+		b, err := wire.Marshal(&wEnvelope{Version: version, Header: header, Body: body, Sig: sig, Entry: entries[i], Index: uint16(i), Digests: digests})
 		if err != nil {
 			return nil, err
 		}
-		out[i] = Sealed{To: r, Bytes: b}
+		out.Envelopes[i] = Sealed{To: r, Bytes: b}
+	}
+	return out, nil
+}
+
+// newHeader encodes the header of a new message of version v, with a
+// fresh random message id.
+func newHeader(v uint8, from From, m Message, hs []wHead) ([]byte, error) {
+	id := make([]byte, 16)
+	rand.Read(id)
+	return wire.Marshal(&wHeader{Version: v, Kind: uint8(m.Kind), ID: id, FromAccount: from.Account[:],
+		FromDevice: from.Device[:], Conversation: m.Conversation[:], SentAt: m.SentAt.UnixMilli(), CallID: m.CallID, Heads: hs})
+}
+
+// Delivery is one device's envelope of a message form, as Split cuts it.
+type Delivery struct {
+	Account chain.AccountID
+	Device  chain.DeviceID
+	Bytes   []byte
+}
+
+// Split parses a message form strictly and returns each device's
+// envelope, in the order of the entries: what a relay that takes a
+// message once does before queueing it per device. It holds no key and
+// checks no signature (the devices do); everything it rearranges is
+// signed, so a relay that splits wrongly only makes envelopes that fail
+// Verify.
+func Split(message []byte) ([]Delivery, error) {
+	var m wMessage
+	if err := wire.Unmarshal(message, &m, MaxMessage); err != nil {
+		return nil, fmt.Errorf("%w: message: %v", ErrMalformed, err)
+	}
+	if m.Version != version {
+		return nil, fmt.Errorf("%w: message form of version %d, this build writes version %d", ErrMalformed, m.Version, version)
+	}
+	h, err := parseHeader(m.Header, version)
+	if err != nil {
+		return nil, err
+	}
+	if len(m.Entries) == 0 || len(m.Entries) > MaxRecipients {
+		return nil, fmt.Errorf("%w: %d entries, 1-%d allowed", ErrMalformed, len(m.Entries), MaxRecipients)
+	}
+	type dev struct {
+		a chain.AccountID
+		d chain.DeviceID
+	}
+	seen := make(map[dev]bool, len(m.Entries))
+	out := make([]Delivery, len(m.Entries))
+	digests := make([]byte, 0, 32*len(m.Entries))
+	for i, e := range m.Entries {
+		a, d, _, _, err := parseEntry(e, h.accts)
+		if err != nil {
+			return nil, fmt.Errorf("%w (entry %d)", err, i)
+		}
+		if seen[dev{a, d}] {
+			return nil, fmt.Errorf("%w: device %s of account %s has two entries", ErrMalformed, d, a)
+		}
+		seen[dev{a, d}] = true
+		out[i] = Delivery{Account: a, Device: d}
+		sum := sha256.Sum256(e)
+		digests = append(digests, sum[:]...)
+	}
+	for i := range out {
+		if out[i].Bytes, err = wire.Marshal(&wEnvelope{Version: version, Header: m.Header, Body: m.Body, Sig: m.Sig, Entry: m.Entries[i],
+			Index: uint16(i), Digests: digests}); err != nil {
+			return nil, err
+		}
+		if len(out[i].Bytes) > MaxEnvelope {
+			return nil, fmt.Errorf("%w: a device's envelope would be %d bytes, limit %d (body or signature too large)", ErrMalformed, len(out[i].Bytes), MaxEnvelope)
+		}
 	}
 	return out, nil
 }
 
 // binding is what the sealed key's HPKE info binds after the keystore's
-// label for the kind: header || recipient.
-func binding(header, recipient []byte) []byte {
-	return append(append([]byte(nil), header...), recipient...)
+// label for the kind: header || account || device || KEM hash.
+func binding(header []byte, a chain.AccountID, d chain.DeviceID, kem [32]byte) []byte {
+	out := make([]byte, 0, len(header)+32+16+32)
+	out = append(out, header...)
+	out = append(out, a[:]...)
+	out = append(out, d[:]...)
+	return append(out, kem[:]...)
 }
 
 // sealing is the keystore sealing of a kind's session key.
@@ -331,28 +470,16 @@ func (k Kind) sealing() keystore.Sealing {
 	return keystore.SealMessageKey
 }
 
-// entryDigest is digest(i) of the format: SHA-256(SHA-256(recipient) ||
-// SHA-256(sealed key)).
-func entryDigest(recipient, sealed []byte) [32]byte {
-	r, s := sha256.Sum256(recipient), sha256.Sum256(sealed)
-	return sha256.Sum256(append(r[:], s[:]...))
-}
-
-// signed is what a version 3 signature covers.
+// signed is what a version 4 signature covers.
 func signed(header, digests, body []byte) []byte {
-	out := make([]byte, 0, len(signedLabel)+3*32)
-	out = append(out, signedLabel...)
-	for _, p := range [][]byte{header, digests, body} {
-		h := sha256.Sum256(p)
-		out = append(out, h[:]...)
-	}
-	return out
+	return labelled(signedLabel, header, digests, body)
 }
 
-// digestV2 is what a version 2 signature covers.
-func digestV2(common, recipient, sealed, body []byte) []byte {
-	var out []byte
-	for _, p := range [][]byte{common, recipient, sealed, body} {
+// labelled is label || SHA-256 of each part.
+func labelled(label string, parts ...[]byte) []byte {
+	out := make([]byte, 0, len(label)+len(parts)*32)
+	out = append(out, label...)
+	for _, p := range parts {
 		h := sha256.Sum256(p)
 		out = append(out, h[:]...)
 	}
@@ -361,7 +488,7 @@ func digestV2(common, recipient, sealed, body []byte) []byte {
 
 // Parsed is an envelope that decoded, not yet verified or opened.
 type Parsed struct {
-	Version      int // 3, or 2 for an envelope queued before the update
+	Version      int // 4, or 3 or 2 for an envelope queued before an update
 	Kind         Kind
 	ID           [16]byte
 	FromAccount  chain.AccountID
@@ -372,72 +499,43 @@ type Parsed struct {
 	KEMHash      [32]byte
 	SentAt       time.Time
 	CallID       string
-	// Recipients is how many devices the message was sealed to (version
-	// 3; 1 for version 2, whose envelopes were signed one by one).
+	// Recipients is how many devices the message was sealed to (1 for
+	// version 2, whose envelopes were signed one by one).
 	Recipients int
 	// Heads are the chain heads the sender chose recipients from, by
-	// account (version 3; empty for version 2). Signed with the message:
-	// a recipient can compare the head of its own account with its chain.
+	// account (empty for version 2). Signed with the message: a recipient
+	// can compare the head of its own account with its chain.
 	Heads map[chain.AccountID]chain.Head
 
-	w wEnvelope
+	header, body, sig, sealed []byte
+	bind                      []byte // the HPKE binding after the keystore's label
+	msg                       []byte // what the signature covers
+	entryErr                  error  // this device's entry is not the signed one at its index
+	w                         any    // the decoded wire struct (for the fuzz target's re-encoding)
 }
 
-// Parse decodes an envelope strictly.
-func Parse(b []byte) (*Parsed, error) {
-	var p Parsed
-	if err := wire.Unmarshal(b, &p.w, MaxEnvelope); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	var c wHeader
-	if err := wire.Unmarshal(p.w.Header, &c, maxHeader); err != nil {
+// header is a decoded and checked header.
+type header struct {
+	w     wHeader
+	heads []chain.Head      // in the header's order
+	accts []chain.AccountID // in the header's order
+}
+
+// parseHeader decodes and checks a header of version v (4 or 3: heads
+// required; 2: none).
+func parseHeader(b []byte, v uint8) (*header, error) {
+	var h header
+	if err := wire.Unmarshal(b, &h.w, maxHeader); err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
-	var r wRecipient
-	if err := wire.Unmarshal(p.w.Recipient, &r, 256); err != nil {
-		return nil, fmt.Errorf("%w: recipient part: %v", ErrMalformed, err)
-	}
+	c := &h.w
 	switch {
-	case c.Version == version:
-		n := len(p.w.Digests) / 32
-		switch {
-		case n == 0 || n > MaxRecipients || len(p.w.Digests)%32 != 0:
-			return nil, fmt.Errorf("%w: %d bytes of entry digests, want 32 for each of 1-%d devices", ErrMalformed, len(p.w.Digests), MaxRecipients)
-		case int(p.w.Index) >= n:
-			return nil, fmt.Errorf("%w: entry %d of %d", ErrMalformed, p.w.Index, n)
-		case len(c.Heads) == 0 || len(c.Heads) > MaxHeads:
-			return nil, fmt.Errorf("%w: %d chain heads, 1-%d allowed", ErrMalformed, len(c.Heads), MaxHeads)
-		}
-		p.Recipients = n
-		p.Heads = make(map[chain.AccountID]chain.Head, len(c.Heads))
-		for i, h := range c.Heads {
-			if len(h.Account) != 32 || len(h.Hash) != 32 {
-				return nil, fmt.Errorf("%w: chain head of the wrong size", ErrMalformed)
-			}
-			if i > 0 && bytes.Compare(c.Heads[i-1].Account, h.Account) >= 0 {
-				return nil, fmt.Errorf("%w: chain heads not sorted by account, or an account twice", ErrMalformed)
-			}
-			var a chain.AccountID
-			var hh chain.Hash
-			copy(a[:], h.Account)
-			copy(hh[:], h.Hash)
-			p.Heads[a] = chain.Head{Seq: h.Seq, Hash: hh}
-		}
-	case c.Version == versionV2:
-		if p.w.Index != 0 || p.w.Digests != nil || c.Heads != nil {
-			return nil, fmt.Errorf("%w: a version 2 envelope with version 3 fields", ErrMalformed)
-		}
-		p.Recipients = 1
-	default:
-		return nil, fmt.Errorf("%w: version %d, this build reads versions %d and %d (the sender must update, or this device)", ErrMalformed, c.Version, versionV2, version)
-	}
-	switch {
+	case c.Version != v:
+		return nil, fmt.Errorf("%w: header of version %d in an envelope of version %d", ErrMalformed, c.Version, v)
 	case c.Kind != uint8(KindMessage) && c.Kind != uint8(KindCall):
 		return nil, fmt.Errorf("%w: kind %d", ErrMalformed, c.Kind)
 	case len(c.ID) != 16 || len(c.FromAccount) != 32 || len(c.FromDevice) != 16 || len(c.Conversation) != 32:
 		return nil, fmt.Errorf("%w: id of the wrong size", ErrMalformed)
-	case len(r.Account) != 32 || len(r.Device) != 16 || len(r.KEM) != 32:
-		return nil, fmt.Errorf("%w: recipient id of the wrong size", ErrMalformed)
 	case (Kind(c.Kind) == KindCall) != (c.CallID != ""):
 		return nil, fmt.Errorf("%w: call id on a message or missing on a call", ErrMalformed)
 	}
@@ -446,20 +544,122 @@ func Parse(b []byte) (*Parsed, error) {
 			return nil, err
 		}
 	}
-	p.Version, p.Kind, p.SentAt, p.CallID = int(c.Version), Kind(c.Kind), time.UnixMilli(c.SentAt).UTC(), c.CallID
-	copy(p.ID[:], c.ID)
-	copy(p.FromAccount[:], c.FromAccount)
-	copy(p.FromDevice[:], c.FromDevice)
-	copy(p.Conversation[:], c.Conversation)
-	copy(p.ToAccount[:], r.Account)
-	copy(p.ToDevice[:], r.Device)
-	copy(p.KEMHash[:], r.KEM)
-	if p.Version == version {
-		if _, ok := p.Heads[p.ToAccount]; !ok {
-			return nil, fmt.Errorf("%w: no chain head for the recipient's account %s", ErrMalformed, p.ToAccount)
+	if v == versionV2 {
+		if c.Heads != nil {
+			return nil, fmt.Errorf("%w: a version 2 envelope with version 3 fields", ErrMalformed)
+		}
+		return &h, nil
+	}
+	if len(c.Heads) == 0 || len(c.Heads) > MaxHeads {
+		return nil, fmt.Errorf("%w: %d chain heads, 1-%d allowed", ErrMalformed, len(c.Heads), MaxHeads)
+	}
+	for i, hd := range c.Heads {
+		if len(hd.Account) != 32 || len(hd.Hash) != 32 {
+			return nil, fmt.Errorf("%w: chain head of the wrong size", ErrMalformed)
+		}
+		if i > 0 && bytes.Compare(c.Heads[i-1].Account, hd.Account) >= 0 {
+			return nil, fmt.Errorf("%w: chain heads not sorted by account, or an account twice", ErrMalformed)
+		}
+		h.accts = append(h.accts, chain.AccountID(hd.Account))
+		h.heads = append(h.heads, chain.Head{Seq: hd.Seq, Hash: chain.Hash(hd.Hash)})
+	}
+	return &h, nil
+}
+
+// parseEntry decodes and checks a version 4 entry against the header's
+// accounts, returning its account, device, KEM hash and sealed key.
+func parseEntry(b []byte, accts []chain.AccountID) (a chain.AccountID, d chain.DeviceID, kem [32]byte, sealed []byte, err error) {
+	var e wEntry
+	if err = wire.Unmarshal(b, &e, maxEntry); err != nil {
+		return a, d, kem, nil, fmt.Errorf("%w: entry: %v", ErrMalformed, err)
+	}
+	switch {
+	case int(e.Account) >= len(accts):
+		return a, d, kem, nil, fmt.Errorf("%w: entry names account %d of the header's %d", ErrMalformed, e.Account, len(accts))
+	case len(e.Device) != 16 || len(e.KEM) != 32:
+		return a, d, kem, nil, fmt.Errorf("%w: recipient id of the wrong size", ErrMalformed)
+	case len(e.Sealed) == 0:
+		return a, d, kem, nil, fmt.Errorf("%w: entry without a sealed key", ErrMalformed)
+	}
+	return accts[e.Account], chain.DeviceID(e.Device), [32]byte(e.KEM), e.Sealed, nil
+}
+
+// fill copies the header's fields into p.
+func (p *Parsed) fill(h *header, v int) {
+	c := &h.w
+	p.Version, p.Kind, p.SentAt, p.CallID = v, Kind(c.Kind), time.UnixMilli(c.SentAt).UTC(), c.CallID
+	p.ID = [16]byte(c.ID)
+	p.FromAccount = chain.AccountID(c.FromAccount)
+	p.FromDevice = chain.DeviceID(c.FromDevice)
+	p.Conversation = chain.AccountID(c.Conversation)
+	if len(h.heads) > 0 {
+		p.Heads = make(map[chain.AccountID]chain.Head, len(h.heads))
+		for i, a := range h.accts {
+			p.Heads[a] = h.heads[i]
 		}
 	}
-	return &p, nil
+}
+
+// Parse decodes one device's envelope strictly: version 4, or 3 or 2
+// (queued before an update).
+func Parse(b []byte) (*Parsed, error) {
+	// A version 4 envelope is a map whose first key is 0 (canonical CBOR
+	// sorts the keys), followed by the version; versions 3 and 2 start
+	// with key 1.
+	if len(b) >= 3 && b[0] >= 0xa1 && b[0] <= 0xb7 && b[1] == 0x00 {
+		return parseV4(b)
+	}
+	return parseLegacy(b)
+}
+
+func parseV4(b []byte) (*Parsed, error) {
+	var w wEnvelope
+	if err := wire.Unmarshal(b, &w, MaxEnvelope); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if w.Version != version {
+		return nil, fmt.Errorf("%w: version %d at key 0, where this build reads only version %d (versions %d and %d have no key 0); the sender must update, or this device",
+			ErrMalformed, w.Version, version, versionV2, versionV3)
+	}
+	h, err := parseHeader(w.Header, version)
+	if err != nil {
+		return nil, err
+	}
+	n, err := checkDigests(w.Digests, w.Index)
+	if err != nil {
+		return nil, err
+	}
+	p := &Parsed{Recipients: n, header: w.Header, body: w.Body, sig: w.Sig, w: &w}
+	p.fill(h, version)
+	if p.ToAccount, p.ToDevice, p.KEMHash, p.sealed, err = parseEntry(w.Entry, h.accts); err != nil {
+		return nil, err
+	}
+	p.bind = binding(w.Header, p.ToAccount, p.ToDevice, p.KEMHash)
+	p.msg = signed(w.Header, w.Digests, w.Body)
+	p.entryErr = checkOwn(w.Digests, w.Index, sha256.Sum256(w.Entry))
+	return p, nil
+}
+
+// checkDigests checks a digest list of 1-MaxRecipients digests and an
+// index into it, returning how many digests it holds.
+func checkDigests(digests []byte, index uint16) (int, error) {
+	n := len(digests) / 32
+	switch {
+	case n == 0 || n > MaxRecipients || len(digests)%32 != 0:
+		return 0, fmt.Errorf("%w: %d bytes of entry digests, want 32 for each of 1-%d devices", ErrMalformed, len(digests), MaxRecipients)
+	case int(index) >= n:
+		return 0, fmt.Errorf("%w: entry %d of %d", ErrMalformed, index, n)
+	}
+	return n, nil
+}
+
+// checkOwn reports (as ErrSender, at Verify) an entry whose digest is not
+// the one the list holds at its index.
+func checkOwn(digests []byte, index uint16, own [32]byte) error {
+	if i := int(index) * 32; !bytes.Equal(digests[i:i+32], own[:]) {
+		return fmt.Errorf("%w: this device's entry is not the one the message lists at index %d", ErrSender, index)
+	}
+	return nil
 }
 
 // Verify checks that the sender device is active in the sender's verified
@@ -473,18 +673,10 @@ func (p *Parsed) Verify(sender *chain.State) error {
 	if !ok || !sender.IsActive(p.FromDevice) {
 		return fmt.Errorf("%w: device %s is not active in account %s", ErrSender, p.FromDevice, p.FromAccount)
 	}
-	var msg []byte
-	if p.Version == versionV2 {
-		msg = digestV2(p.w.Header, p.w.Recipient, p.w.Sealed, p.w.Body)
-	} else {
-		own := entryDigest(p.w.Recipient, p.w.Sealed)
-		i := int(p.w.Index) * 32
-		if !bytes.Equal(p.w.Digests[i:i+32], own[:]) {
-			return fmt.Errorf("%w: this device's entry is not the one the message lists at index %d", ErrSender, p.w.Index)
-		}
-		msg = signed(p.w.Header, p.w.Digests, p.w.Body)
+	if p.entryErr != nil {
+		return p.entryErr
 	}
-	if err := keystore.Verify(keystore.AlgHybrid, d.Identity.Bytes(), keystore.PurposeEnvelope, msg, p.w.Sig); err != nil {
+	if err := keystore.Verify(keystore.AlgHybrid, d.Identity.Bytes(), keystore.PurposeEnvelope, p.msg, p.sig); err != nil {
 		return fmt.Errorf("%w: signature: %v", ErrSender, err)
 	}
 	return nil
@@ -500,7 +692,7 @@ func (p *Parsed) OpenKey(kems map[[32]byte]*keystore.KEMKey, ttl time.Duration) 
 	if !ok {
 		return nil, ErrNoKey
 	}
-	return k.OpenSession(p.Kind.sealing(), binding(p.w.Header, p.w.Recipient), p.w.Sealed, keystore.SessionOptions{TTL: ttl})
+	return k.OpenSession(p.Kind.sealing(), p.bind, p.sealed, keystore.SessionOptions{TTL: ttl})
 }
 
 // Fingerprint returns the fingerprint the two ends of a call compare:
@@ -538,7 +730,7 @@ func (p *Parsed) Fingerprint(sk *keystore.SessionKey) (string, error) {
 
 // OpenBody decrypts the body with the envelope's session key.
 func (p *Parsed) OpenBody(sk *keystore.SessionKey) ([]byte, error) {
-	return sk.Open(p.w.Body, p.w.Header)
+	return sk.Open(p.body, p.header)
 }
 
 // For checks that the envelope is addressed to this device.

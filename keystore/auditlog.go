@@ -2,9 +2,7 @@ package keystore
 
 import (
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -17,7 +15,7 @@ import (
 type AuditEntry struct {
 	Seq     uint64
 	Time    time.Time
-	Kind    string   // decision, lifecycle, unlock, unlock_failed, lock, device, init, recovered
+	Kind    string   // decision, lifecycle, unlock, unlock_failed, lock, device, init, recovered, aborted, segment, retention
 	Key     string   // hex key id, "" when none
 	Op      string   // decisions: the operation; lifecycle: the event
 	Reasons []string // decisions: denial reason codes, empty when allowed
@@ -26,19 +24,26 @@ type AuditEntry struct {
 	Hash    string
 }
 
-// AuditLog makes the audit log durable, verifies its chain against the anchor and
+// AuditLog makes the audit log durable, verifies its chain against the
+// anchor (every kept segment, then the active file, as VerifyAudit) and
 // returns its entries. intact is false when the log opened broken at Open
 // (the broken file was set aside; Status says where).
 func (s *Store) AuditLog() (entries []AuditEntry, intact bool, err error) {
+	// Held while the files are read: a commit that rotates the log
+	// would otherwise rename the active file under the walk. Key uses do
+	// not take it.
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	head, err := s.log.Sync()
 	if err != nil {
-		s.mu.Unlock()
 		return nil, false, err
 	}
 	intact = s.auditRep.Intact
-	s.mu.Unlock()
-	raw, _, err := audit.ReadFile(filepath.Join(s.home, AuditFile), head)
+	var raw []audit.Entry
+	_, broken, err := s.walkAudit(head, func(e audit.Entry) error { raw = append(raw, e); return nil })
+	if err == nil {
+		err = broken
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -63,41 +68,62 @@ func (s *Store) AuditLog() (entries []AuditEntry, intact bool, err error) {
 // AuditVerification is the result of verifying the whole audit log.
 type AuditVerification struct {
 	Intact  bool
-	Entries uint64 // entries verified, from the first
+	Entries uint64 // entries verified, from From
+	From    uint64 // seq of the first entry verified: 1, or the first kept by retention
 	Head    uint64 // seq of the newest entry
-	// Problem says what failed when Intact is false: where the chain
-	// breaks in the file, or why the log was set aside at Open.
+	// Segments is how many sealed segments were verified before the
+	// active file.
+	Segments int
+	// PrunedThrough is the newest entry deleted by retention (PruneAudit),
+	// 0 when none was; entries 1 to PrunedThrough can no longer be
+	// checked. PrunedAt is when they were deleted. A deleted prefix is not
+	// a problem: the first kept entry links to the hash recorded when they
+	// were deleted.
+	PrunedThrough uint64
+	PrunedAt      time.Time
+	// Problem says what failed when Intact is false: the file and entry
+	// where the chain breaks, the entries no file holds, or why the log was
+	// set aside at Open.
 	Problem string
 }
 
-// VerifyAudit makes the audit log durable and verifies all of it, from its
-// first entry: every entry's hash, the chain, and that it holds the anchor
-// recorded in the database. Open verifies only from the last checkpoint on
-// (AuditStatus.VerifiedFrom), so an entry changed before it is found here
-// (and by AuditLog), not at Open. A broken log is a result (Intact false,
-// Problem), not an error; the error is for a log that cannot be read. It
-// reads the file once, in constant memory. `enigm audit --verify` runs it.
+// Unverifiable says which entries can no longer be checked because
+// retention deleted them ("" when none were).
+func (v AuditVerification) Unverifiable() string {
+	if v.PrunedThrough == 0 {
+		return ""
+	}
+	return fmt.Sprintf("entries 1-%d were deleted by retention on %s and can no longer be checked; the chain is verified from entry %d on",
+		v.PrunedThrough, v.PrunedAt.Format(time.RFC3339), v.PrunedThrough+1)
+}
+
+// VerifyAudit makes the audit log durable and verifies all of it: every
+// sealed segment from the oldest kept, then the active file, each entry's
+// hash, every link (within a file and from one file to the next), and that
+// it holds the anchor recorded in the database. Open verifies only from the
+// last checkpoint on (AuditStatus.VerifiedFrom), so an entry changed before
+// it is found here (and by AuditLog), not at Open. A broken log — an entry
+// changed in any segment, a segment missing from the middle or the start
+// without retention — is a result (Intact false, Problem naming the file),
+// not an error; the error is for a log that cannot be read. Entries
+// deleted by retention are reported (PrunedThrough, Unverifiable), not as
+// a break. It reads each file once, in constant memory. `enigm audit
+// --verify` runs it.
 func (s *Store) VerifyAudit() (AuditVerification, error) {
+	// Held while the files are read (see AuditLog).
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	head, err := s.log.Sync()
 	rep := s.auditRep
-	s.mu.Unlock()
 	if err != nil {
 		return AuditVerification{}, err
 	}
-	f, err := os.Open(filepath.Join(s.home, AuditFile))
+	v, _, err := s.walkAudit(head, nil)
 	if err != nil {
-		return AuditVerification{}, err
+		return v, err
 	}
-	defer f.Close()
-	r, err := audit.Verify(f, head, nil)
-	v := AuditVerification{Intact: err == nil && rep.Intact, Entries: r.Entries, Head: r.Head.Seq}
-	switch {
-	case errors.Is(err, audit.ErrBroken), errors.Is(err, audit.ErrTruncated), errors.Is(err, audit.ErrEntry):
-		v.Problem = err.Error()
-	case err != nil:
-		return v, fmt.Errorf("keystore: reading the audit log: %w", err)
-	case !rep.Intact:
+	if v.Intact && !rep.Intact {
+		v.Intact = false
 		v.Problem = fmt.Sprintf("the log failed verification at open (%s) and was kept as %s; this log starts after it", rep.Problem, rep.Preserved)
 	}
 	return v, nil

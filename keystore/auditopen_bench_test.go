@@ -13,11 +13,13 @@ import (
 )
 
 // auditHome makes a store whose audit log holds n decision entries (what
-// n key uses write), closed.
-func auditHome(b *testing.B, n int) (string, Options) {
+// n key uses write), closed. With segBytes > 0 the log is sealed into
+// segments of about that size (a commit every 10,000 entries, where
+// rotation happens); with segBytes < 0 it stays one file.
+func auditHome(b *testing.B, n int, segBytes int64) (string, Options) {
 	b.Helper()
 	home := filepath.Join(b.TempDir(), "h")
-	opts := Options{Backend: testkit.SoftBackend, Posture: staticPosture(policy.PostureDegraded)}
+	opts := Options{Backend: testkit.SoftBackend, Posture: staticPosture(policy.PostureDegraded), AuditSegmentBytes: segBytes}
 	be, _ := testkit.SoftBackend("soft")
 	s, err := Init(context.Background(), home, be, testPass, InitOptions{Options: opts})
 	if err != nil {
@@ -28,6 +30,11 @@ func auditHome(b *testing.B, n int) (string, Options) {
 		if _, err := s.log.Append(audit.Entry{Time: now.Add(time.Duration(i)), Kind: audit.KindDecision, Op: 2}); err != nil {
 			b.Fatal(err)
 		}
+		if segBytes > 0 && i%10_000 == 9_999 {
+			if err := s.anchor(); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 	if err := s.Close(); err != nil {
 		b.Fatal(err)
@@ -35,24 +42,31 @@ func auditHome(b *testing.B, n int) (string, Options) {
 	return home, opts
 }
 
-// BenchmarkOpenAuditHistory opens (and closes) a store whose audit log
-// holds 1,000 and one whose log holds 1,000,000 entries, in alternation
-// within each iteration (the order flips every iteration), and reports
-// the time of Open for each, mean and median, and their ratios. Close is
-// not timed. The medians resist the spikes of a shared machine.
+// BenchmarkOpenAuditHistory opens (and closes) three stores in rotation
+// within each iteration (the order shifts every iteration): one whose
+// audit log holds 1,000 entries, one with 1,000,000 entries in one file,
+// and one with 1,000,000 entries sealed into segments of 1 MiB (about 100
+// segments). It reports the time of Open for each, mean and median, and
+// the ratios to the 1,000-entry store. Close is not timed. The medians
+// resist the spikes of a shared machine.
 func BenchmarkOpenAuditHistory(b *testing.B) {
-	small, opts := auditHome(b, 1_000)
-	large, _ := auditHome(b, 1_000_000)
-	var ts, tl []time.Duration
+	small, opts := auditHome(b, 1_000, -1)
+	large, _ := auditHome(b, 1_000_000, -1)
+	seg, segOpts := auditHome(b, 1_000_000, 1<<20)
+	if segs, _ := audit.Segments(seg); len(segs) < 50 {
+		b.Fatalf("%d segments, want about 100", len(segs))
+	}
+	stores := []struct {
+		home string
+		opts Options
+		t    []time.Duration
+	}{{home: small, opts: opts}, {home: large, opts: opts}, {home: seg, opts: segOpts}}
 	for i := 0; b.Loop(); i++ {
-		for k := range 2 {
-			home, d := small, &ts
-			if (i+k)%2 == 1 {
-				home, d = large, &tl
-			}
+		for k := range stores {
+			st := &stores[(i+k)%len(stores)]
 			t0 := time.Now()
-			s, err := Open(home, opts)
-			*d = append(*d, time.Since(t0))
+			s, err := Open(st.home, st.opts)
+			st.t = append(st.t, time.Since(t0))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -62,13 +76,16 @@ func BenchmarkOpenAuditHistory(b *testing.B) {
 			s.Close()
 		}
 	}
-	ms, ml := mean(ts), mean(tl)
-	b.ReportMetric(ms, "open-1k-ns/op")
-	b.ReportMetric(ml, "open-1M-ns/op")
-	b.ReportMetric(ml/ms, "1M/1k")
+	ts, tl, tg := stores[0].t, stores[1].t, stores[2].t
+	b.ReportMetric(mean(ts), "open-1k-ns/op")
+	b.ReportMetric(mean(tl), "open-1M-ns/op")
+	b.ReportMetric(mean(tg), "open-1M-seg-ns/op")
+	b.ReportMetric(mean(tl)/mean(ts), "1M/1k")
 	b.ReportMetric(median(ts), "open-1k-median-ns")
 	b.ReportMetric(median(tl), "open-1M-median-ns")
+	b.ReportMetric(median(tg), "open-1M-seg-median-ns")
 	b.ReportMetric(median(tl)/median(ts), "1M/1k-median")
+	b.ReportMetric(median(tg)/median(ts), "1M-seg/1k-median")
 }
 
 func mean(d []time.Duration) float64 {

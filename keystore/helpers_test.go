@@ -66,10 +66,16 @@ func newFixture(t *testing.T) *fixture {
 // reopen closes and reopens the store, unlocked.
 func (f *fixture) reopen() {
 	f.t.Helper()
+	f.reopenWith(f.opts())
+}
+
+// reopenWith is reopen with options o.
+func (f *fixture) reopenWith(o Options) {
+	f.t.Helper()
 	if err := f.s.Close(); err != nil {
 		f.t.Fatal(err)
 	}
-	s, err := Open(f.home, f.opts())
+	s, err := Open(f.home, o)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -332,17 +332,45 @@ func (s *Store) openAudit(anchor audit.Checkpoint) error {
 	var l *audit.Log
 	var rep audit.Report
 	var err error
-	if anchor.Seq > 0 && anchor.Off >= 0 {
+	switch {
+	case anchor.Seq > 0 && anchor.Off >= 0:
 		l, rep, err = audit.OpenFrom(path, anchor, s.opts.auditFile)
-	} else {
-		l, rep, err = audit.OpenWith(path, anchor.Anchor, s.opts.auditFile)
+		if err != nil && isChainErr(err) {
+			// The checkpoint's entry is in the active file unless a
+			// rotation was interrupted before its commit recorded the new
+			// file's: then the active file is empty or starts after it,
+			// and the sealed segments hold it.
+			if first, ok, ferr := audit.FirstSeq(path); ferr == nil && (!ok || first > anchor.Seq) {
+				if segs, serr := audit.Segments(s.home); serr == nil && len(segs) > 0 {
+					l, rep, err = s.openChained(anchor)
+				}
+			}
+		}
+	default:
+		var segs []audit.Segment
+		if segs, err = audit.Segments(s.home); err != nil {
+			return fmt.Errorf("keystore: audit log: %w", err)
+		}
+		if len(segs) == 0 {
+			l, rep, err = audit.OpenWith(path, anchor.Anchor, s.opts.auditFile)
+			break
+		}
+		// An anchor without an offset next to segments (a database
+		// edited by hand): verify everything, then continue the chain.
+		var broken error
+		if _, broken, err = s.walkAudit(anchor.Anchor, nil); err == nil {
+			err = broken
+		}
+		if err == nil {
+			l, rep, err = s.openChained(audit.Checkpoint{Off: -1})
+		}
 	}
 	if err == nil {
 		s.log = l
 		s.auditRep = AuditStatus{Intact: true, Entries: rep.Entries, VerifiedFrom: rep.From, TornBytes: rep.TornBytes}
 		return nil
 	}
-	if !errors.Is(err, audit.ErrBroken) && !errors.Is(err, audit.ErrTruncated) && !errors.Is(err, audit.ErrEntry) {
+	if !isChainErr(err) {
 		return fmt.Errorf("keystore: audit log: %w", err)
 	}
 	preserved := fmt.Sprintf("%s.broken-%d", path, time.Now().UnixNano())

@@ -33,6 +33,7 @@ package keystore
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,6 +62,9 @@ var (
 	keyHeader  = []byte("header")
 	keyDevice  = []byte("device")
 	keyAnchor  = []byte("audit-anchor")
+	// keyRetention records the audit entries deleted by retention
+	// (PruneAudit): see parseRetention.
+	keyRetention = []byte("audit-retention")
 )
 
 // Class is a key class.
@@ -141,6 +145,11 @@ type Options struct {
 	// LockTimeout is how long Open waits for another process to release
 	// the store; 0 means 2s.
 	LockTimeout time.Duration
+	// AuditSegmentBytes is the size past which the active audit log is
+	// sealed as a segment at the next commit (a lifecycle event, unlock,
+	// lock or close); 0 means DefaultAuditSegmentBytes, a negative value
+	// never rotates.
+	AuditSegmentBytes int64
 
 	// auditFile, in tests, wraps the audit log's file (to make it fail).
 	auditFile func(*os.File) audit.File
@@ -216,6 +225,19 @@ func (s *Store) commitLocked(fn func(tx *bolt.Tx) error, entries ...audit.Entry)
 	h, err := s.log.SyncCheckpoint()
 	if err != nil {
 		return fmt.Errorf("keystore: the audit log cannot be made durable (fix the disk, then open the store again): %w", err)
+	}
+	if limit := s.segmentBytes(); limit > 0 && s.log.Size() >= limit {
+		// Seal the active file as a segment; the checkpoint recorded
+		// below names the new file's first entry. A failure before the
+		// rename leaves the log as it was: the change goes on, and the
+		// next commit tries again.
+		cp, rerr := s.log.Rotate(s.now())
+		switch {
+		case rerr == nil:
+			h = cp
+		case errors.Is(rerr, audit.ErrUnavailable):
+			return fmt.Errorf("keystore: sealing an audit segment (fix %s, then open the store again): %w", s.home, rerr)
+		}
 	}
 	b := encodeAnchor(h)
 	err = s.update(func(tx *bolt.Tx) error {

@@ -49,6 +49,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -68,12 +71,14 @@ const (
 	KindInit                         // store created
 	KindRecovered                    // a torn tail was cut off, or a broken log set aside
 	KindAborted                      // the preceding entries' change did not commit
+	KindSegment                      // first entry of a segment: the previous one was sealed
+	KindRetention                    // sealed segments were deleted by retention
 )
 
-var kindNames = [...]string{"", "decision", "lifecycle", "unlock", "unlock_failed", "lock", "device", "init", "recovered", "aborted"}
+var kindNames = [...]string{"", "decision", "lifecycle", "unlock", "unlock_failed", "lock", "device", "init", "recovered", "aborted", "segment", "retention"}
 
 func (k Kind) String() string {
-	if k >= KindDecision && k <= KindAborted {
+	if k >= KindDecision && k <= KindRetention {
 		return kindNames[k]
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
@@ -113,6 +118,10 @@ var (
 	ErrTruncated = errors.New("audit: log truncated below its anchor")
 	// ErrEntry reports an entry that does not parse.
 	ErrEntry = errors.New("audit: malformed entry")
+	// ErrGap reports a log (a segment) that starts after the entry it
+	// should continue from: the entries between are in no file. It is an
+	// ErrBroken.
+	ErrGap = fmt.Errorf("%w: entries missing", ErrBroken)
 )
 
 // appendEntry encodes e (with Prev set) and returns the bytes and hash.
@@ -179,7 +188,7 @@ func Decode(b []byte) (Entry, int, error) {
 	e.Detail = string(b[fixedSize : fixedSize+n])
 	copy(e.Prev[:], b[fixedSize+n:])
 	copy(e.Hash[:], b[fixedSize+n+hashSize:])
-	if e.Kind < KindDecision || e.Kind > KindAborted {
+	if e.Kind < KindDecision || e.Kind > KindRetention {
 		return e, 0, fmt.Errorf("%w: unknown kind %d", ErrEntry, e.Kind)
 	}
 	if !utf8.ValidString(e.Detail) {
@@ -219,7 +228,14 @@ type Report struct {
 // reported in TornBytes, not as an error. visit, when not nil, sees every
 // entry in order.
 func Verify(r io.Reader, anchor Anchor, visit func(Entry) error) (Report, error) {
-	return verify(r, nil, anchor, visit)
+	return verify(r, nil, Anchor{}, anchor, visit)
+}
+
+// VerifyAfter is Verify for a log (a segment) that continues a chain: its
+// first entry must follow after (seq after.Seq+1, prev after.Hash). An
+// empty log verifies with Head = after.
+func VerifyAfter(r io.Reader, after, anchor Anchor, visit func(Entry) error) (Report, error) {
+	return verify(r, nil, after, anchor, visit)
 }
 
 // VerifyFrom verifies the log in r from checkpoint cp on: r is positioned
@@ -228,12 +244,12 @@ func Verify(r io.Reader, anchor Anchor, visit func(Entry) error) (Report, error)
 // Verify from the start checks them (and that they lead to cp, when cp is
 // passed as its anchor).
 func VerifyFrom(r io.Reader, cp Checkpoint, visit func(Entry) error) (Report, error) {
-	return verify(r, &cp, cp.Anchor, visit)
+	return verify(r, &cp, Anchor{}, cp.Anchor, visit)
 }
 
-func verify(r io.Reader, cp *Checkpoint, anchor Anchor, visit func(Entry) error) (Report, error) {
-	rep := Report{From: 1}
-	next, prev := uint64(1), [32]byte{}
+func verify(r io.Reader, cp *Checkpoint, after, anchor Anchor, visit func(Entry) error) (Report, error) {
+	rep := Report{From: after.Seq + 1, Head: after}
+	next, prev := after.Seq+1, after.Hash
 	if cp != nil {
 		rep.From, next = cp.Seq, cp.Seq
 	}
@@ -274,6 +290,9 @@ func verify(r io.Reader, cp *Checkpoint, anchor Anchor, visit func(Entry) error)
 			return rep, fmt.Errorf("entry %d: %w", next, err)
 		}
 		if e.Seq != next {
+			if rep.Entries == 0 && cp == nil && e.Seq > next {
+				return rep, fmt.Errorf("%w: %d-%d (the file starts at entry %d)", ErrGap, next, e.Seq-1, e.Seq)
+			}
 			return rep, fmt.Errorf("%w: entry %d has seq %d", ErrBroken, next, e.Seq)
 		}
 		switch {
@@ -325,6 +344,9 @@ type File interface {
 // against power loss. It is safe for concurrent use.
 type Log struct {
 	mu     sync.Mutex
+	path   string
+	wrap   func(*os.File) File
+	first  uint64 // seq of the active file's first entry (0: none yet)
 	f      File
 	end    int64 // file offset after the head entry
 	head   Anchor
@@ -351,17 +373,25 @@ func Open(path string, anchor Anchor) (*Log, Report, error) {
 // OpenWith is Open with the opened file passed through wrap (when not nil)
 // before the log writes to it. Tests use it to make the file fail.
 func OpenWith(path string, anchor Anchor, wrap func(*os.File) File) (*Log, Report, error) {
-	return open(path, nil, anchor, wrap)
+	return open(path, nil, Anchor{}, anchor, wrap)
+}
+
+// OpenAfter is OpenWith for an active file that continues a chain whose
+// last entry is after (the last entry of the newest sealed segment): the
+// whole file is verified as following it, and an empty file is positioned
+// to continue it.
+func OpenAfter(path string, after Anchor, wrap func(*os.File) File) (*Log, Report, error) {
+	return open(path, nil, after, Anchor{}, wrap)
 }
 
 // OpenFrom is OpenWith that verifies only from checkpoint cp on (VerifyFrom):
 // the cost of opening does not grow with the entries before cp. cp is also
 // the anchor: the log must hold it.
 func OpenFrom(path string, cp Checkpoint, wrap func(*os.File) File) (*Log, Report, error) {
-	return open(path, &cp, cp.Anchor, wrap)
+	return open(path, &cp, Anchor{}, cp.Anchor, wrap)
 }
 
-func open(path string, cp *Checkpoint, anchor Anchor, wrap func(*os.File) File) (*Log, Report, error) {
+func open(path string, cp *Checkpoint, after, anchor Anchor, wrap func(*os.File) File) (*Log, Report, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, Report{}, err
@@ -381,8 +411,11 @@ func open(path string, cp *Checkpoint, anchor Anchor, wrap func(*os.File) File) 
 		off = cp.Off
 	}
 	// Follow each entry's offset, to know where the head starts.
-	headAt, pos := int64(-1), off
+	headAt, pos, first := int64(-1), off, uint64(0)
 	track := func(e Entry) error {
+		if pos == 0 {
+			first = e.Seq
+		}
 		headAt = pos
 		pos += int64(MinEntrySize + len(e.Detail))
 		return nil
@@ -390,7 +423,7 @@ func open(path string, cp *Checkpoint, anchor Anchor, wrap func(*os.File) File) 
 	if cp != nil {
 		rep, err = VerifyFrom(io.NewSectionReader(f, off, st.Size()-off), *cp, track)
 	} else {
-		rep, err = verify(io.NewSectionReader(f, 0, st.Size()), nil, anchor, track)
+		rep, err = verify(io.NewSectionReader(f, 0, st.Size()), nil, after, anchor, track)
 	}
 	if err != nil {
 		f.Close()
@@ -407,7 +440,13 @@ func open(path string, cp *Checkpoint, anchor Anchor, wrap func(*os.File) File) 
 	if wrap != nil {
 		file = wrap(f)
 	}
-	l := &Log{f: file, end: end, head: rep.Head, headAt: headAt}
+	if cp != nil && off > 0 {
+		// The first entry was not read: read it for First.
+		if fe, ok, ferr := readFirst(f); ferr == nil && ok {
+			first = fe.Seq
+		}
+	}
+	l := &Log{path: path, wrap: wrap, first: first, f: file, end: end, head: rep.Head, headAt: headAt}
 	l.synced = Checkpoint{Anchor: rep.Head, Off: headAt}
 	if rep.TornBytes > 0 {
 		_, err := l.Append(Entry{Time: time.Now(), Kind: KindRecovered, Detail: fmt.Sprintf("cut %d bytes of an incomplete entry after seq %d", rep.TornBytes, rep.Head.Seq)})
@@ -450,6 +489,9 @@ func (l *Log) Append(e Entry) (uint64, error) {
 func (l *Log) writeLocked(e *Entry) error {
 	if l.err != nil {
 		return l.err
+	}
+	if l.end == 0 {
+		l.first = l.head.Seq + 1
 	}
 	e.Seq = l.head.Seq + 1
 	e.Prev = l.head.Hash
@@ -529,6 +571,175 @@ func (l *Log) SyncCheckpoint() (Checkpoint, error) {
 	}
 	l.synced = head
 	return head, nil
+}
+
+// Size returns the bytes of the active file.
+func (l *Log) Size() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.end
+}
+
+// Rotate seals the active file as a segment, named by the seq of its
+// first entry (SegmentName) in the same directory, and starts a new active
+// file whose first entry, of kind KindSegment, continues the chain from
+// the sealed segment's last entry. Both files and the directory are made
+// durable before it returns the checkpoint of that first entry (offset 0
+// of the new file). Appends wait while it runs.
+//
+// An error before the rename leaves the log as it was (the error does not
+// wrap ErrUnavailable); after it, the log refuses entries (ErrUnavailable)
+// until it is opened again, which finds the sealed segment.
+func (l *Log) Rotate(now time.Time) (Checkpoint, error) {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return l.synced, l.err
+	}
+	if l.end == 0 {
+		return l.synced, nil
+	}
+	if err := l.f.Sync(); err != nil {
+		l.err = fmt.Errorf("%w: fsync failed: %w", ErrUnavailable, err)
+		return l.synced, l.err
+	}
+	l.synced = Checkpoint{Anchor: l.head, Off: l.headAt}
+	dir := filepath.Dir(l.path)
+	name := SegmentName(l.first)
+	sealed := filepath.Join(dir, name)
+	if _, err := os.Lstat(sealed); err == nil {
+		return l.synced, fmt.Errorf("audit: cannot seal the log as %s: the file exists", sealed)
+	}
+	if err := os.Rename(l.path, sealed); err != nil {
+		return l.synced, fmt.Errorf("audit: sealing the log as a segment: %w", err)
+	}
+	fail := func(err error) (Checkpoint, error) {
+		l.err = fmt.Errorf("%w: the log was sealed as %s but a new one could not be started: %w", ErrUnavailable, name, err)
+		return l.synced, l.err
+	}
+	nf, err := os.OpenFile(l.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	var file File = nf
+	if l.wrap != nil {
+		file = l.wrap(nf)
+	}
+	l.f.Close()
+	l.f, l.end, l.headAt = file, 0, -1
+	last := l.head
+	e := Entry{Time: now, Kind: KindSegment, Detail: fmt.Sprintf("previous segment sealed as %s (entries %d-%d)", name, l.first, last.Seq)}
+	if err := l.writeLocked(&e); err != nil {
+		return fail(err)
+	}
+	if err := l.f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fail(err)
+	}
+	l.synced = Checkpoint{Anchor: l.head, Off: 0}
+	return l.synced, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// SegmentName is the file name of a sealed segment whose first entry has
+// seq first: "audit." and 20 decimal digits, ".seg", so that names sort
+// like their seqs.
+func SegmentName(first uint64) string { return fmt.Sprintf("audit.%020d.seg", first) }
+
+// Segment is a sealed segment file.
+type Segment struct {
+	First uint64 // seq of its first entry, from its name
+	Path  string
+}
+
+// Segments lists the sealed segments in dir, oldest first.
+func Segments(dir string) ([]Segment, error) {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []Segment
+	for _, de := range des {
+		n := de.Name()
+		if len(n) != len(SegmentName(0)) || !strings.HasPrefix(n, "audit.") || !strings.HasSuffix(n, ".seg") {
+			continue
+		}
+		first, err := strconv.ParseUint(n[len("audit."):len(n)-len(".seg")], 10, 64)
+		if err != nil || SegmentName(first) != n {
+			continue
+		}
+		out = append(out, Segment{First: first, Path: filepath.Join(dir, n)})
+	}
+	// os.ReadDir sorts by name, and names sort like their seqs.
+	return out, nil
+}
+
+// ReadFirst returns the first entry of the log at path (ok false when the
+// file is empty or missing). It checks the entry's own hash.
+func ReadFirst(path string) (e Entry, ok bool, err error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return e, false, nil
+	}
+	if err != nil {
+		return e, false, err
+	}
+	defer f.Close()
+	return readFirst(f)
+}
+
+// FirstSeq returns the seq of the first entry of the log at path (ok false
+// when the file is empty or missing) without checking that entry: Open
+// uses it to find which file holds its checkpoint, and verifies only from
+// there.
+func FirstSeq(path string) (seq uint64, ok bool, err error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer f.Close()
+	var b [9]byte
+	n, err := f.ReadAt(b[:], 0)
+	switch {
+	case n == 0 && (err == nil || err == io.EOF):
+		return 0, false, nil
+	case n < len(b):
+		return 0, false, fmt.Errorf("%w: %d bytes", ErrEntry, n)
+	case b[0] != version:
+		return 0, false, fmt.Errorf("%w: version %d", ErrEntry, b[0])
+	}
+	return binary.BigEndian.Uint64(b[1:]), true, nil
+}
+
+func readFirst(r io.ReaderAt) (Entry, bool, error) {
+	buf := make([]byte, MaxEntrySize)
+	n, err := r.ReadAt(buf, 0)
+	if n == 0 && (err == io.EOF || err == nil) {
+		return Entry{}, false, nil
+	}
+	if err != nil && err != io.EOF {
+		return Entry{}, false, err
+	}
+	e, _, err := Decode(buf[:n])
+	if err != nil {
+		return Entry{}, false, err
+	}
+	return e, true, nil
 }
 
 // Close syncs and closes the file.
