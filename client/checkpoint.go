@@ -91,6 +91,12 @@ func (c *Client) SyncLog(ctx context.Context, st LogStore, pin *LogPin) (translo
 	if err != nil {
 		return translog.Checkpoint{}, fmt.Errorf("client: fetching the log checkpoint: %w", err)
 	}
+	if prev != nil && prev.Size > 0 && bytes.Equal(signed, prev.Checkpoint) && samePin(keys, prev.LogPin) {
+		// The very note this device verified and stored: nothing new.
+		cp := translog.Checkpoint{Origin: prev.Origin, Size: prev.Size}
+		copy(cp.Hash[:], prev.Hash)
+		return cp, nil
+	}
 	cp, err := translog.VerifyCheckpoint(signed, keys.Origin, keys.PublicKeys)
 	if err != nil {
 		return translog.Checkpoint{}, fmt.Errorf("%w: %v", ErrLogKeys, err)
@@ -110,10 +116,14 @@ func (c *Client) SyncLog(ctx context.Context, st LogStore, pin *LogPin) (translo
 	return cp, nil
 }
 
+func samePin(a, b LogPin) bool {
+	return a.Origin == b.Origin && slices.Equal(a.PublicKeys, b.PublicKeys)
+}
+
 // logPin picks the keys to verify with.
 func (c *Client) logPin(ctx context.Context, prev *LogState, pin *LogPin) (LogPin, error) {
 	switch {
-	case pin != nil && prev != nil && (pin.Origin != prev.Origin || !slices.Equal(pin.PublicKeys, prev.PublicKeys)):
+	case pin != nil && prev != nil && !samePin(*pin, prev.LogPin):
 		return LogPin{}, fmt.Errorf("%w: the configured log %q differs from the log %q this device pinned", ErrLogKeys, pin.Origin, prev.Origin)
 	case pin != nil:
 		return *pin, nil

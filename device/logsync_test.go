@@ -64,7 +64,7 @@ func (f *logFront) lastChainQuery() string {
 
 // logWorld is a world whose server publishes its log (a checkpoint every
 // 10 ms), behind a logFront.
-func logWorld(t *testing.T) (*world, *logFront) {
+func logWorld(t testing.TB) (*world, *logFront) {
 	t.Helper()
 	w := newWorldWith(t, func(c *command.Config) {
 		s, err := command.LogSigner(context.Background(), *c)
