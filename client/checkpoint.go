@@ -79,11 +79,21 @@ type LogStore interface {
 // first contact, those GET /v1/info advertises (trust on first use). A pin
 // that differs from the stored one is ErrLogKeys.
 func (c *Client) SyncLog(ctx context.Context, st LogStore, pin *LogPin) (translog.Checkpoint, error) {
+	return c.SyncLogPolicy(ctx, st, LogPolicy{Pin: pin})
+}
+
+// SyncLogPolicy is SyncLog that also requires what p requires of a
+// checkpoint's witnesses (CheckWitnesses): a checkpoint that lacks the
+// quorum or is older than the maximum age is refused with a
+// *WitnessError, and not stored. When st also implements LogEvidence,
+// every refused checkpoint that the log signed (a rollback, a fork, one
+// without the quorum or too old) is kept there.
+func (c *Client) SyncLogPolicy(ctx context.Context, st LogStore, p LogPolicy) (translog.Checkpoint, error) {
 	prev, err := st.LogState()
 	if err != nil {
 		return translog.Checkpoint{}, err
 	}
-	keys, err := c.logPin(ctx, prev, pin)
+	keys, err := c.logPin(ctx, prev, p.Pin)
 	if err != nil {
 		return translog.Checkpoint{}, err
 	}
@@ -91,23 +101,30 @@ func (c *Client) SyncLog(ctx context.Context, st LogStore, pin *LogPin) (translo
 	if err != nil {
 		return translog.Checkpoint{}, fmt.Errorf("client: fetching the log checkpoint: %w", err)
 	}
-	if prev != nil && prev.Size > 0 && bytes.Equal(signed, prev.Checkpoint) && samePin(keys, prev.LogPin) {
-		// The very note this device verified and stored: nothing new.
-		cp := translog.Checkpoint{Origin: prev.Origin, Size: prev.Size}
+	same := prev != nil && prev.Size > 0 && bytes.Equal(signed, prev.Checkpoint) && samePin(keys, prev.LogPin)
+	var cp translog.Checkpoint
+	if same {
+		// The very note this device verified and stored: its signatures
+		// and consistency were checked then; its age is checked below.
+		cp = translog.Checkpoint{Origin: prev.Origin, Size: prev.Size}
 		copy(cp.Hash[:], prev.Hash)
-		return cp, nil
-	}
-	cp, err := translog.VerifyCheckpoint(signed, keys.Origin, keys.PublicKeys)
-	if err != nil {
-		return translog.Checkpoint{}, fmt.Errorf("%w: %v", ErrLogKeys, err)
-	}
-	if prev != nil && prev.Size > 0 {
-		if err := c.checkConsistent(ctx, prev, cp); err != nil {
-			return translog.Checkpoint{}, err
+	} else {
+		if cp, err = translog.VerifyCheckpoint(signed, keys.Origin, keys.PublicKeys); err != nil {
+			return translog.Checkpoint{}, fmt.Errorf("%w: %v", ErrLogKeys, err)
+		}
+		if prev != nil && prev.Size > 0 {
+			if err := c.checkConsistent(ctx, prev, cp); err != nil {
+				keepEvidence(st, signed, err)
+				return translog.Checkpoint{}, err
+			}
 		}
 	}
-	if prev != nil && prev.Size == cp.Size && bytes.Equal(prev.Hash, cp.Hash[:]) {
-		return cp, nil // nothing new
+	if err := p.CheckWitnesses(signed, cp); err != nil {
+		keepEvidence(st, signed, err)
+		return translog.Checkpoint{}, err
+	}
+	if same {
+		return cp, nil
 	}
 	next := &LogState{LogPin: keys, Size: cp.Size, Hash: cp.Hash[:], Checkpoint: signed}
 	if err := st.SetLogState(next); err != nil {
@@ -116,9 +133,18 @@ func (c *Client) SyncLog(ctx context.Context, st LogStore, pin *LogPin) (translo
 	return cp, nil
 }
 
+// samePin reports whether two pins name the same log: the same origin
+// and the same set of keys (in any order).
 func samePin(a, b LogPin) bool {
-	return a.Origin == b.Origin && slices.Equal(a.PublicKeys, b.PublicKeys)
+	ka, kb := slices.Clone(a.PublicKeys), slices.Clone(b.PublicKeys)
+	slices.Sort(ka)
+	slices.Sort(kb)
+	return a.Origin == b.Origin && slices.Equal(ka, kb)
 }
+
+// Same reports whether p and q name the same log (origin and keys, in
+// any order).
+func (p LogPin) Same(q LogPin) bool { return samePin(p, q) }
 
 // logPin picks the keys to verify with.
 func (c *Client) logPin(ctx context.Context, prev *LogState, pin *LogPin) (LogPin, error) {

@@ -43,6 +43,7 @@ type logServer struct {
 	lieRange bool              // answer a consistency proof for other sizes
 	leafOf   map[uint64]uint64 // the leaf index served for a link seq (default seq)
 	proofs   int               // inclusion proofs asked for
+	cosign   func(signed []byte) []byte
 }
 
 func tree(leaves ...string) *testonly.Tree {
@@ -62,6 +63,9 @@ func (s *logServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		http.Error(w, err.Error(), 500)
 		return
+	}
+	if s.cosign != nil {
+		signed = s.cosign(signed)
 	}
 	switch r.URL.Path {
 	case "/v1/info":

@@ -106,6 +106,11 @@ type Agent struct {
 	// and this device pinned none.
 	logSynced time.Time
 	noLog     bool
+	// logCfg is the parsed log configuration; logRefusal why the
+	// server's newest checkpoint was last refused while the stored one
+	// stayed in force.
+	logCfg     *client.LogPolicy
+	logRefusal error
 }
 
 // Open opens the agent of home. It does not need the passphrase until keys

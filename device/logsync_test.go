@@ -17,6 +17,7 @@ import (
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/internal/testkit"
+	"github.com/enigm/enigm/translog/translogtest"
 )
 
 // logFront sits in front of a server that publishes its log and lies
@@ -26,14 +27,16 @@ type logFront struct {
 	mu         sync.Mutex
 	hideProof  string // path suffix "/links/<seq>/proof" of the account hidden, "" none
 	hideStatus int
-	checkpoint []byte // served as /log/checkpoint when set
+	checkpoint []byte              // served as /log/checkpoint when set
+	rewrite    func([]byte) []byte // applied to the real /log/checkpoint when set
 	chainQs    []string
 	proxy      *httputil.ReverseProxy
+	backend    string
 }
 
 func (f *logFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
-	hide, status, cp := f.hideProof, f.hideStatus, f.checkpoint
+	hide, status, cp, rewrite := f.hideProof, f.hideStatus, f.checkpoint, f.rewrite
 	if strings.HasSuffix(r.URL.Path, "/chain") {
 		f.chainQs = append(f.chainQs, r.URL.RawQuery)
 	}
@@ -45,6 +48,15 @@ func (f *logFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"error":{"code":"not_found","message":"hidden by the test"}}`))
 	case cp != nil && r.URL.Path == "/log/checkpoint":
 		w.Write(cp)
+	case rewrite != nil && r.URL.Path == "/log/checkpoint":
+		resp, err := http.Get(f.backend + "/log/checkpoint")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		w.Write(rewrite(b))
 	default:
 		f.proxy.ServeHTTP(w, r)
 	}
@@ -74,7 +86,7 @@ func logWorld(t testing.TB) (*world, *logFront) {
 		c.LogSigner, c.LogInterval = s, 10*time.Millisecond
 	})
 	u, _ := url.Parse(w.url)
-	f := &logFront{proxy: httputil.NewSingleHostReverseProxy(u)}
+	f := &logFront{proxy: httputil.NewSingleHostReverseProxy(u), backend: w.url}
 	w.front(t, f)
 	return w, f
 }
@@ -162,4 +174,63 @@ func get(t *testing.T, url string) []byte {
 		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
 	}
 	return b
+}
+
+// TestChainSyncRequiresWitnesses: a device configured with a witness
+// policy (one witness, here a test cosigner at the shared clock's time,
+// maximum age 1 h by default) accepts links only under checkpoints that
+// witness cosigned within the hour. With the cosignatures stripped, the
+// stored checkpoint stays in force (new links wait, then the error names
+// the refused checkpoint and the missing witness); an hour later the
+// stored one is stale and the sync is refused outright. The refused
+// checkpoints are kept as evidence.
+func TestChainSyncRequiresWitnesses(t *testing.T) {
+	ctx := context.Background()
+	w, f := logWorld(t)
+	wit := translogtest.NewCosigner(t, "witness.example")
+	cosign := func(b []byte) []byte { return wit.Cosign(b, w.clock.Now().Unix()) }
+	f.set(func(f *logFront) { f.rewrite = cosign })
+	o := w.softOptions(t.TempDir()+"/a", "pw a")
+	o.LogWait = 300 * time.Millisecond
+	a := w.open(o)
+	policy := "witness W " + wit.Key + "\nquorum W\n"
+	testkit.NoErr(t, a.ConfigureLog(device.LogConfig{Policy: policy}))
+	res := testkit.Must(a.Init(ctx, device.InitOptions{Account: "alice", DeviceName: "a"}))
+	b := w.agent("b")
+	enroll(t, ctx, a, b, "alice")
+
+	// Stripped: the device keeps its checkpoint; b's rotation waits.
+	f.set(func(f *logFront) { f.rewrite = func(b []byte) []byte { return b } })
+	rotate(t, ctx, b)
+	_, err := a.Sync(ctx, res.Account)
+	if !errors.Is(err, client.ErrNotLoggedYet) || !errors.Is(err, client.ErrWitness) ||
+		!strings.Contains(err.Error(), "has 0 of 1 required witness cosignatures (quorum W): missing W (witness.example)") {
+		t.Fatalf("cosignatures stripped: %v", err)
+	}
+	t.Logf("refused: %v", err)
+	f.set(func(f *logFront) { f.rewrite = cosign })
+	if st := testkit.Must(a.Sync(ctx, res.Account)); st.Head().Seq != 2 {
+		t.Fatalf("cosigned again: head %v", st.Head())
+	}
+
+	// A frozen view: the server keeps serving the checkpoint cosigned
+	// now; two hours later the device refuses it.
+	frozen := cosign(get(t, f.backend+"/log/checkpoint"))
+	f.set(func(f *logFront) { f.checkpoint = frozen })
+	w.clock.Add(2 * time.Hour)
+	time.Sleep(1100 * time.Millisecond) // logReuse
+	_, err = a.Sync(ctx, res.Account)
+	if !errors.Is(err, client.ErrWitness) || !strings.Contains(err.Error(), "is 2h0m0s old, the device allows 1h0m0s") {
+		t.Fatalf("a checkpoint cosigned 2h ago: %v", err)
+	}
+	t.Logf("refused: %v", err)
+	ev := testkit.Must(a.RefusedCheckpoints())
+	if len(ev) < 2 || !strings.Contains(ev[len(ev)-1].Reason, "old") {
+		t.Fatalf("evidence kept: %+v", ev)
+	}
+	// A pin of other keys than those the device follows is refused.
+	other := translogtest.NewSigner(t, "other.example/log")
+	if err := a.ConfigureLog(device.LogConfig{Pin: &client.LogPin{Origin: "other.example/log", PublicKeys: other.VerifierKeys()}}); !errors.Is(err, client.ErrLogKeys) {
+		t.Fatalf("moving the device to another log: %v", err)
+	}
 }
