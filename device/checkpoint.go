@@ -390,3 +390,18 @@ func (a *Agent) RefusedCheckpoints() ([]RefusedCheckpoint, error) {
 // LogState returns the log this device follows and the newest checkpoint
 // it verified (nil before the first).
 func (a *Agent) LogState() (*client.LogState, error) { return a.db.LogState() }
+
+// logPreflight syncs the log before this device registers anything with
+// the server (Init), so that a server whose log it refuses (other keys,
+// no witness quorum) gets nothing from it. A log without a checkpoint yet
+// passes.
+func (a *Agent) logPreflight(ctx context.Context, cl *client.Client) error {
+	follow, err := a.logFollowed(ctx, cl)
+	if err != nil || !follow {
+		return err
+	}
+	if _, err := a.syncLog(ctx, cl); err != nil && !errors.Is(err, client.ErrNotFound) {
+		return err
+	}
+	return nil
+}
