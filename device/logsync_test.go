@@ -56,6 +56,11 @@ func (f *logFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			w.WriteHeader(resp.StatusCode)
+			w.Write(b)
+			return
+		}
 		w.Write(rewrite(b))
 	default:
 		f.proxy.ServeHTTP(w, r)
