@@ -164,9 +164,14 @@ func (a *Agent) syncLogged(ctx context.Context, cl *client.Client, acct chain.Ac
 		var err error
 		if again || a.logSynced.IsZero() || time.Since(a.logSynced) >= logReuse {
 			_, err = a.syncLog(ctx, cl)
-			if errors.Is(err, client.ErrNotFound) {
+			switch {
+			case errors.Is(err, client.ErrNotFound):
 				// No checkpoint yet (a server that just started).
 				err = fmt.Errorf("%w: the server has no log checkpoint yet: %w", client.ErrNotLoggedYet, err)
+			case errors.Is(err, client.ErrWitness):
+				// Not witnessed (yet: a checkpoint is served before its
+				// witnesses cosign it), and no stored one in force.
+				err = fmt.Errorf("%w: %w", client.ErrNotLoggedYet, err)
 			}
 		}
 		if err == nil {
@@ -400,8 +405,24 @@ func (a *Agent) logPreflight(ctx context.Context, cl *client.Client) error {
 	if err != nil || !follow {
 		return err
 	}
-	if _, err := a.syncLog(ctx, cl); err != nil && !errors.Is(err, client.ErrNotFound) {
-		return err
+	wait := a.opts.LogWait
+	if wait <= 0 {
+		wait = DefaultLogWait
 	}
-	return nil
+	deadline := time.Now().Add(wait)
+	for {
+		_, err := a.syncLog(ctx, cl)
+		if err == nil || errors.Is(err, client.ErrNotFound) {
+			return nil
+		}
+		// A checkpoint not witnessed yet is retried as in syncLogged.
+		if !errors.Is(err, client.ErrWitness) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("device: %w (%w)", err, ctx.Err())
+		case <-time.After(logPoll):
+		}
+	}
 }

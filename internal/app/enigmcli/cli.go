@@ -223,8 +223,8 @@ var hints = []struct {
 	{[]error{clikit.ErrNoMatch, clikit.ErrAmbiguous}, "`enigm devices` lists the account's devices with their ids and names"},
 	{[]error{client.ErrLogRollback, client.ErrLogFork, client.ErrNotLogged}, "the server showed this device a history it cannot prove in its transparency log; nothing was accepted from it: report it to the server's operator (`enigm log status` lists the refused checkpoints kept as evidence)"},
 	{[]error{client.ErrLogKeys}, "the server's log is not signed by the keys this device follows; check --log-key against `enigm-command log public-key` (`enigm log status` shows the pinned keys)"},
-	{[]error{client.ErrNotLoggedYet}, "a checkpoint follows within about a second: run the command again"},
 	{[]error{client.ErrWitness}, "the server's checkpoints lack the witness cosignatures this device requires, or they are too old; `enigm log status` shows the policy and the refused checkpoints"},
+	{[]error{client.ErrNotLoggedYet}, "a checkpoint follows within about a second: run the command again"},
 }
 
 // hintFor is the next step after err, or "".
