@@ -163,15 +163,9 @@ func (a *Agent) syncLogged(ctx context.Context, cl *client.Client, acct chain.Ac
 		var st *chain.State
 		var err error
 		if again || a.logSynced.IsZero() || time.Since(a.logSynced) >= logReuse {
-			_, err = a.syncLog(ctx, cl)
-			switch {
-			case errors.Is(err, client.ErrNotFound):
+			if _, err = a.syncLog(ctx, cl); errors.Is(err, client.ErrNotFound) {
 				// No checkpoint yet (a server that just started).
 				err = fmt.Errorf("%w: the server has no log checkpoint yet: %w", client.ErrNotLoggedYet, err)
-			case errors.Is(err, client.ErrWitness):
-				// Not witnessed (yet: a checkpoint is served before its
-				// witnesses cosign it), and no stored one in force.
-				err = fmt.Errorf("%w: %w", client.ErrNotLoggedYet, err)
 			}
 		}
 		if err == nil {
@@ -183,10 +177,16 @@ func (a *Agent) syncLogged(ctx context.Context, cl *client.Client, acct chain.Ac
 		if err == nil {
 			return st, nil
 		}
-		if !errors.Is(err, client.ErrNotLoggedYet) {
+		// Retried until the deadline: a link not integrated yet, and a
+		// checkpoint not witnessed (yet: a checkpoint is served before its
+		// witnesses cosign it) with no stored one in force.
+		if !errors.Is(err, client.ErrNotLoggedYet) && !errors.Is(err, client.ErrWitness) {
 			return nil, err
 		}
 		if time.Now().After(deadline) {
+			if errors.Is(err, client.ErrWitness) {
+				return nil, fmt.Errorf("device: %w (waited %s for a checkpoint that meets the policy)", err, wait)
+			}
 			if a.logRefusal != nil {
 				return nil, fmt.Errorf("device: %w (waited %s for the log; the server's newest checkpoint was refused: %w)", err, wait, a.logRefusal)
 			}
