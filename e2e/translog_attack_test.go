@@ -252,6 +252,25 @@ func waitWitnessed(t *testing.T, server string, n uint64) []byte {
 	}
 }
 
+// honestLifecycle sets up alice's A, enrolls B (both with the setup
+// flags logArgs), and revokes B: B, syncing, sees its revocation. It
+// returns A.
+func honestLifecycle(t *testing.T, h *harness, logArgs ...string) *device {
+	t.Helper()
+	a, b := h.device("a"), h.device("b")
+	a.ok("", append([]string{"init", "--account", "alice", "--name", "a", "--recovery-delay", "0s"}, logArgs...)...)
+	en := b.ok("", append([]string{"enroll", "--account", "alice", "--name", "b", "--no-wait", "--json"}, logArgs...)...).json(t)
+	a.ok("", "approve", str(en, "request_id"), "--code", str(en, "pairing_code"))
+	if st := b.ok("", "sync", "--json").json(t); str(st, "state") != "active" {
+		t.Fatalf("B after approval: %v", st)
+	}
+	a.ok("", "revoke", str(en, "device_id"), "--yes")
+	if r := b.run("", "sync"); r.code != 3 || !strings.Contains(r.stderr, "no longer active") {
+		t.Fatalf("revoked B syncs: %+v", r)
+	}
+	return a
+}
+
 // TestTranslogAttackUnloggedLink: the honest lifecycle works with the log
 // on (enroll, approve, revoke; the revoked device destroys its keys), and
 // a server that serves a valid chain link it never logged — an
@@ -264,17 +283,7 @@ func TestTranslogAttackUnloggedLink(t *testing.T) {
 	hp := h.via(p)
 
 	// The honest path, through the (honest) front.
-	a, b := hp.device("a"), hp.device("b")
-	a.ok("", "init", "--account", "alice", "--name", "a", "--recovery-delay", "0s")
-	en := b.ok("", "enroll", "--account", "alice", "--name", "b", "--no-wait", "--json").json(t)
-	a.ok("", "approve", str(en, "request_id"), "--code", str(en, "pairing_code"))
-	if st := b.ok("", "sync", "--json").json(t); str(st, "state") != "active" {
-		t.Fatalf("B after approval: %v", st)
-	}
-	a.ok("", "revoke", str(en, "device_id"), "--yes")
-	if r := b.run("", "sync"); r.code != 3 || !strings.Contains(r.stderr, "no longer active") {
-		t.Fatalf("revoked B syncs: %+v", r)
-	}
+	a := honestLifecycle(t, hp)
 
 	// An account whose device keys the attacker holds: its genesis is
 	// registered (and logged), its add_device is only served.
@@ -341,17 +350,7 @@ func TestTranslogAttackWitness(t *testing.T) {
 	hp := h.via(p)
 
 	// The honest path, every device requiring the witness.
-	a, b := hp.device("a"), hp.device("b")
-	a.ok("", "init", "--account", "alice", "--name", "a", "--recovery-delay", "0s", "--log-policy", policy)
-	en := b.ok("", "enroll", "--account", "alice", "--name", "b", "--no-wait", "--json", "--log-policy", policy).json(t)
-	a.ok("", "approve", str(en, "request_id"), "--code", str(en, "pairing_code"))
-	if st := b.ok("", "sync", "--json").json(t); str(st, "state") != "active" {
-		t.Fatalf("B after approval: %v", st)
-	}
-	a.ok("", "revoke", str(en, "device_id"), "--yes")
-	if r := b.run("", "sync"); r.code != 3 || !strings.Contains(r.stderr, "no longer active") {
-		t.Fatalf("revoked B syncs: %+v", r)
-	}
+	honestLifecycle(t, hp, "--log-policy", policy)
 
 	// (d) Cosignatures stripped, then one broken.
 	p.set(func(p *logProxy) { p.rewrite = stripWitnesses })

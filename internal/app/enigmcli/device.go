@@ -380,18 +380,11 @@ func runAccountInit(c *Ctx, o *accountInitOpts) error {
 		return err
 	}
 	defer codeOut.discard()
-	lc, err := o.log.prepare(c)
-	if err != nil {
-		return err
-	}
-	a, err := c.agent()
+	a, err := c.agentWithLog(&o.log)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	if err := applyLog(a, lc); err != nil {
-		return err
-	}
 	res, err := a.Init(c.Context(), device.InitOptions{Account: name, DeviceName: o.name,
 		Invite: o.invite, Org: o.org, RecoveryDelay: o.recoveryDelay, SetRecoveryDelay: true})
 	if err != nil {
@@ -450,18 +443,11 @@ func enrollCommon(c *Ctx, o *enrollOpts) error {
 	if acct == "" {
 		return Usagef("--account is required")
 	}
-	lc, err := o.log.prepare(c)
-	if err != nil {
-		return err
-	}
-	a, err := c.agent()
+	a, err := c.agentWithLog(&o.log)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	if err := applyLog(a, lc); err != nil {
-		return err
-	}
 	old := ""
 	if o.old != "" {
 		// The device to replace, by id, id prefix or name, among the
@@ -726,18 +712,11 @@ func runRecover(c *Ctx, o *recoverOpts) error {
 	if err != nil {
 		return err
 	}
-	lc, err := o.log.prepare(c)
-	if err != nil {
-		return err
-	}
-	a, err := c.agent()
+	a, err := c.agentWithLog(&o.log)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	if err := applyLog(a, lc); err != nil {
-		return err
-	}
 	r, err := a.Recover(c.Context(), device.RecoverOptions{Account: acct, DeviceName: o.name, Code: code})
 	if err != nil {
 		return err

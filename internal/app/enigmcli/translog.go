@@ -101,6 +101,25 @@ func applyLog(a *device.Agent, lc *device.LogConfig) error {
 	return a.ConfigureLog(*lc)
 }
 
+// agentWithLog opens the agent of a device being set up (init, enroll,
+// replace, recover) configured with the log flags, checked before
+// anything is opened.
+func (c *Ctx) agentWithLog(o *logOpts) (*device.Agent, error) {
+	lc, err := o.prepare(c)
+	if err != nil {
+		return nil, err
+	}
+	a, err := c.agent()
+	if err != nil {
+		return nil, err
+	}
+	if err := applyLog(a, lc); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
 func abbrev(s string) string {
 	if len(s) > 40 {
 		return s[:40] + "…"
