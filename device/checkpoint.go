@@ -230,7 +230,7 @@ func ParseLogConfig(c LogConfig) (*client.LogPin, *translog.Policy, error) {
 		return nil, nil, fmt.Errorf("device: a log pin needs the log's origin and at least one key")
 	}
 	if pin != nil {
-		if _, err := translog.VerifyCheckpoint(nil, pin.Origin, pin.PublicKeys); errors.Is(err, translog.ErrBadKey) {
+		if err := translog.CheckLogKeys(pin.Origin, pin.PublicKeys); err != nil {
 			return nil, nil, fmt.Errorf("device: the log keys: %w", err)
 		}
 	}

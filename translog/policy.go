@@ -234,6 +234,28 @@ func keyName(vkey string) string {
 	return name
 }
 
+// CheckLogKeys checks that vkeys are log verifier keys (Ed25519, type
+// 0x01, or ML-DSA-44, type 0x06) named origin, as VerifyCheckpoint needs
+// them: a pin a device is configured with.
+func CheckLogKeys(origin string, vkeys []string) error {
+	if len(vkeys) == 0 {
+		return fmt.Errorf("%w: no verifier keys", ErrBadKey)
+	}
+	for _, k := range vkeys {
+		v, typ, err := newVerifier(k)
+		if err != nil {
+			return err
+		}
+		if typ != sigEd25519 && typ != sigMLDSA44 {
+			return fmt.Errorf("%w: %q has signature type 0x%02x, not a log key (0x01 Ed25519 or 0x06 ML-DSA-44)", ErrBadKey, v.Name(), typ)
+		}
+		if v.Name() != origin {
+			return fmt.Errorf("%w: verifier key named %q for the log %q", ErrBadKey, v.Name(), origin)
+		}
+	}
+	return nil
+}
+
 // RequiresWitnesses reports whether the quorum needs any cosignature.
 func (p *Policy) RequiresWitnesses() bool { return p != nil && p.quorum != nil }
 

@@ -121,3 +121,26 @@ func TestCosignatures(t *testing.T) {
 		t.Errorf("a log key as a witness key: %v", err)
 	}
 }
+
+// TestCheckLogKeys: a device's configured pin must be log keys of the
+// origin it names.
+func TestCheckLogKeys(t *testing.T) {
+	keys := translogtest.NewSigner(t, "example.com/log").VerifierKeys()
+	w := translogtest.NewCosigner(t, "example.com/log")
+	for _, tc := range []struct {
+		desc, origin string
+		keys         []string
+		wantErr      string
+	}{
+		{"both keys", "example.com/log", keys, ""},
+		{"no key", "example.com/log", nil, "no verifier keys"},
+		{"another origin", "example.com/other", keys, `named "example.com/log" for the log "example.com/other"`},
+		{"a witness key", "example.com/log", []string{w.Key}, "not a log key"},
+		{"garbage", "example.com/log", []string{"example.com/log+00000000+!!"}, "bad base64"},
+	} {
+		err := translog.CheckLogKeys(tc.origin, tc.keys)
+		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (!errors.Is(err, translog.ErrBadKey) || !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%s: %v, want %q", tc.desc, err, tc.wantErr)
+		}
+	}
+}
