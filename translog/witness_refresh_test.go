@@ -49,4 +49,27 @@ func TestWitnessRefresh(t *testing.T) {
 	if again := at(); !again.After(first) {
 		t.Fatalf("the refreshed cosignature is from %v, the first from %v", again, first)
 	}
+	// The witness's ML-DSA-44 cosignature (type 0x06) is read the same
+	// way, beside the Ed25519 one, with the witness's own timestamp.
+	wPQ, err := translog.NewWitness(rw.URL, rw.Keys[1], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Witness(ctx, wPQ); err != nil {
+		t.Fatalf("ML-DSA-44 submission: %v\n%s", err, rw.Output())
+	}
+	served, _, _ := l.Checkpoint(ctx)
+	cos, err := translog.Cosignatures(served, rw.Keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cos {
+		if !c.Valid || time.Since(c.Time) > time.Minute || time.Until(c.Time) > time.Minute {
+			t.Errorf("cosignature of key %d: %+v, want valid and timestamped now", i, c)
+		}
+	}
+	// Another key under the witness's name finds no cosignature.
+	if cos, _ := translog.Cosignatures(served, []string{translogtest.NewCosigner(t, "witness.enigm.test/refresh").Key}); cos[0].Valid {
+		t.Error("a cosignature of another key under the witness's name was counted")
+	}
 }
