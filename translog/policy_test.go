@@ -144,3 +144,26 @@ func TestCheckLogKeys(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParsePolicy: no input panics the parser, and every policy it
+// accepts is coherent: all its witnesses meet its quorum, none of them
+// meets it only when it requires none, and the least number of witnesses
+// it needs is at most how many it lists.
+func FuzzParsePolicy(f *testing.F) {
+	w1, w2 := translogtest.NewCosigner(f, "w1.example"), translogtest.NewCosigner(f, "w2.example")
+	f.Add([]byte("quorum none\n"))
+	f.Add([]byte("witness A " + w1.Key + "\nwitness B " + w2.Key + "\ngroup g any A B\nquorum g\n"))
+	f.Add([]byte("witness A " + w1.Key + "\nwitness B " + w2.Key + "\ngroup g 2 A B\ngroup h all g\nquorum h\n# c\n"))
+	f.Add([]byte("\tgroup x 1 y\n\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := translog.ParsePolicy(b)
+		if err != nil {
+			return
+		}
+		all := p.Satisfied(func(int) bool { return true })
+		none := p.Satisfied(func(int) bool { return false })
+		if !all || none == p.RequiresWitnesses() || p.MinWitnesses() > len(p.Witnesses) {
+			t.Fatalf("incoherent policy %q: all %v none %v min %d of %d", b, all, none, p.MinWitnesses(), len(p.Witnesses))
+		}
+	})
+}
