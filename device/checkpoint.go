@@ -64,10 +64,14 @@ func (a *agentDB) SetLogState(s *client.LogState) error {
 
 // SyncLog fetches the server's newest transparency-log checkpoint and
 // accepts it only if it verifies under the log keys this device pinned
-// (at its first sync, from the server's GET /v1/info) and is consistent
-// with the checkpoint it verified before; the accepted one is kept in
+// (configured, or at its first sync from the server's GET /v1/info), is
+// consistent with the checkpoint it verified before and meets the
+// configured witness policy (LogConfig); the accepted one is kept in
 // agent.db. A rolled-back log is client.ErrLogRollback, a forked one
-// client.ErrLogFork, and nothing is stored then.
+// client.ErrLogFork, one the witness policy refuses client.ErrWitness
+// (unless the stored checkpoint still meets the policy: it stays in
+// force); nothing is stored then, and the refused checkpoint is kept as
+// evidence (RefusedCheckpoints). Every chain sync runs it first.
 func (a *Agent) SyncLog(ctx context.Context) (translog.Checkpoint, error) {
 	cl, err := a.client()
 	if err != nil {
@@ -289,7 +293,7 @@ func (a *Agent) ConfigureLog(c LogConfig) error {
 	if err != nil {
 		return err
 	}
-	a.logCfg = nil
+	a.logCfg, a.noLog = nil, false
 	return nil
 }
 
