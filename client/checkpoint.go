@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"sync"
 
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -34,7 +35,14 @@ var (
 	// ErrNotLogged: the server gave no valid inclusion proof of a link in
 	// the checkpoint this device verified.
 	ErrNotLogged = errors.New("client: the link is not in the transparency log this device verified")
+	// ErrNotLoggedYet: the server says the link is newer than the
+	// checkpoint this device verified. Command integrates new links
+	// within about a second: SyncLog, then ask again.
+	ErrNotLoggedYet = errors.New("client: not in the transparency log yet")
 )
+
+// maxProofFetches bounds the inclusion proofs SyncLogged asks for at once.
+const maxProofFetches = 8
 
 // LogPin names the transparency log a device trusts: its origin and note
 // verifier keys (GET /v1/info log, or `enigm-command log public-key`).
@@ -71,11 +79,21 @@ type LogStore interface {
 // first contact, those GET /v1/info advertises (trust on first use). A pin
 // that differs from the stored one is ErrLogKeys.
 func (c *Client) SyncLog(ctx context.Context, st LogStore, pin *LogPin) (translog.Checkpoint, error) {
+	return c.SyncLogPolicy(ctx, st, LogPolicy{Pin: pin})
+}
+
+// SyncLogPolicy is SyncLog that also requires what p requires of a
+// checkpoint's witnesses (CheckWitnesses): a checkpoint that lacks the
+// quorum or is older than the maximum age is refused with a
+// *WitnessError, and not stored. When st also implements LogEvidence,
+// every refused checkpoint that the log signed (a rollback, a fork, one
+// without the quorum or too old) is kept there.
+func (c *Client) SyncLogPolicy(ctx context.Context, st LogStore, p LogPolicy) (translog.Checkpoint, error) {
 	prev, err := st.LogState()
 	if err != nil {
 		return translog.Checkpoint{}, err
 	}
-	keys, err := c.logPin(ctx, prev, pin)
+	keys, err := c.logPin(ctx, prev, p.Pin)
 	if err != nil {
 		return translog.Checkpoint{}, err
 	}
@@ -83,17 +101,30 @@ func (c *Client) SyncLog(ctx context.Context, st LogStore, pin *LogPin) (translo
 	if err != nil {
 		return translog.Checkpoint{}, fmt.Errorf("client: fetching the log checkpoint: %w", err)
 	}
-	cp, err := translog.VerifyCheckpoint(signed, keys.Origin, keys.PublicKeys)
-	if err != nil {
-		return translog.Checkpoint{}, fmt.Errorf("%w: %v", ErrLogKeys, err)
-	}
-	if prev != nil && prev.Size > 0 {
-		if err := c.checkConsistent(ctx, prev, cp); err != nil {
-			return translog.Checkpoint{}, err
+	same := prev != nil && prev.Size > 0 && bytes.Equal(signed, prev.Checkpoint) && samePin(keys, prev.LogPin)
+	var cp translog.Checkpoint
+	if same {
+		// The very note this device verified and stored: its signatures
+		// and consistency were checked then; its age is checked below.
+		cp = translog.Checkpoint{Origin: prev.Origin, Size: prev.Size}
+		copy(cp.Hash[:], prev.Hash)
+	} else {
+		if cp, err = translog.VerifyCheckpoint(signed, keys.Origin, keys.PublicKeys); err != nil {
+			return translog.Checkpoint{}, fmt.Errorf("%w: %v", ErrLogKeys, err)
+		}
+		if prev != nil && prev.Size > 0 {
+			if err := c.checkConsistent(ctx, prev, cp); err != nil {
+				keepEvidence(st, signed, err)
+				return translog.Checkpoint{}, err
+			}
 		}
 	}
-	if prev != nil && prev.Size == cp.Size && bytes.Equal(prev.Hash, cp.Hash[:]) {
-		return cp, nil // nothing new
+	if err := p.CheckWitnesses(signed, cp); err != nil {
+		keepEvidence(st, signed, err)
+		return translog.Checkpoint{}, err
+	}
+	if same {
+		return cp, nil
 	}
 	next := &LogState{LogPin: keys, Size: cp.Size, Hash: cp.Hash[:], Checkpoint: signed}
 	if err := st.SetLogState(next); err != nil {
@@ -102,10 +133,23 @@ func (c *Client) SyncLog(ctx context.Context, st LogStore, pin *LogPin) (translo
 	return cp, nil
 }
 
+// samePin reports whether two pins name the same log: the same origin
+// and the same set of keys (in any order).
+func samePin(a, b LogPin) bool {
+	ka, kb := slices.Clone(a.PublicKeys), slices.Clone(b.PublicKeys)
+	slices.Sort(ka)
+	slices.Sort(kb)
+	return a.Origin == b.Origin && slices.Equal(ka, kb)
+}
+
+// Same reports whether p and q name the same log (origin and keys, in
+// any order).
+func (p LogPin) Same(q LogPin) bool { return samePin(p, q) }
+
 // logPin picks the keys to verify with.
 func (c *Client) logPin(ctx context.Context, prev *LogState, pin *LogPin) (LogPin, error) {
 	switch {
-	case pin != nil && prev != nil && (pin.Origin != prev.Origin || !slices.Equal(pin.PublicKeys, prev.PublicKeys)):
+	case pin != nil && prev != nil && !samePin(*pin, prev.LogPin):
 		return LogPin{}, fmt.Errorf("%w: the configured log %q differs from the log %q this device pinned", ErrLogKeys, pin.Origin, prev.Origin)
 	case pin != nil:
 		return *pin, nil
@@ -153,26 +197,36 @@ func (c *Client) checkConsistent(ctx context.Context, prev *LogState, cp translo
 // tree (GET /v1/accounts/{id}/links/{seq}/proof?size=) and checks it with
 // transparency-dev/merkle against the stored root. A link that is not
 // there, or a proof that does not verify, is ErrNotLogged. A link newer
-// than the stored checkpoint is not in it yet: the server answers 503
-// (ErrUnavailable); SyncLog, then ask again.
+// than the stored checkpoint is not in it yet: the server answers 503,
+// which is ErrNotLoggedYet; SyncLog, then ask again.
 func (c *Client) VerifyInclusion(ctx context.Context, acct chain.AccountID, seq uint64, link []byte, st LogStore) error {
 	prev, err := st.LogState()
 	if err != nil {
 		return err
 	}
-	if prev == nil || prev.Size == 0 {
+	return c.verifyInclusion(ctx, acct, seq, link, prev)
+}
+
+func (c *Client) verifyInclusion(ctx context.Context, acct chain.AccountID, seq uint64, link []byte, prev *LogState) error {
+	if prev == nil {
 		return fmt.Errorf("%w: this device holds no checkpoint to check link %d of %s against (SyncLog first)", ErrNotLogged, seq, acct)
 	}
-	var p api.InclusionProof
-	err = c.do(ctx, "GET", fmt.Sprintf("/v1/accounts/%s/links/%d/proof?size=%d", acct, seq, prev.Size), false, nil, &p)
-	if errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("%w: the server says link %d of %s was never logged: %v", ErrNotLogged, seq, acct, err)
+	if prev.Size == 0 {
+		return fmt.Errorf("%w: link %d of account %s: the checkpoint this device verified is of the empty log; retry in a second", ErrNotLoggedYet, seq, acct)
 	}
-	if err != nil {
+	var p api.InclusionProof
+	err := c.do(ctx, "GET", fmt.Sprintf("/v1/accounts/%s/links/%d/proof?size=%d", acct, seq, prev.Size), false, nil, &p)
+	var ae *APIError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("%w: the server says link %d of account %s was never logged: %v", ErrNotLogged, seq, acct, err)
+	case errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable:
+		return fmt.Errorf("%w: link %d of account %s is not in the checkpoint of %d leaves this device verified; retry in a second", ErrNotLoggedYet, seq, acct, prev.Size)
+	case err != nil:
 		return fmt.Errorf("client: fetching the inclusion proof of link %d of %s: %w", seq, acct, err)
 	}
 	if p.TreeSize != prev.Size {
-		return fmt.Errorf("%w: asked for a proof in the tree of %d leaves, got one for %d", ErrNotLogged, prev.Size, p.TreeSize)
+		return fmt.Errorf("%w: asked for a proof of link %d of %s in the tree of %d leaves, got one for %d", ErrNotLogged, seq, acct, prev.Size, p.TreeSize)
 	}
 	h := rfc6962.DefaultHasher
 	if err := proof.VerifyInclusion(h, p.LeafIndex, p.TreeSize, h.HashLeaf(link), p.Proof, prev.Hash); err != nil {
@@ -180,6 +234,35 @@ func (c *Client) VerifyInclusion(ctx context.Context, acct chain.AccountID, seq 
 			ErrNotLogged, seq, acct, p.LeafIndex, prev.Size, hex.EncodeToString(prev.Hash), err)
 	}
 	return nil
+}
+
+// loggedPrefix checks the inclusion of links (links first, first+1, … of
+// acct) in the checkpoint st holds, at most maxProofFetches at a time,
+// and returns how many of them, from the first, are logged, and the
+// error of the first that is not.
+func (c *Client) loggedPrefix(ctx context.Context, acct chain.AccountID, first uint64, links [][]byte, st LogStore) (int, error) {
+	prev, err := st.LogState()
+	if err != nil {
+		return 0, err
+	}
+	errs := make([]error, len(links))
+	sem := make(chan struct{}, maxProofFetches)
+	var wg sync.WaitGroup
+	for i, l := range links {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = c.verifyInclusion(ctx, acct, first+uint64(i), l, prev)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return i, err
+		}
+	}
+	return len(links), nil
 }
 
 // rawGet GETs path and returns its body (at most limit bytes), refusing a

@@ -42,6 +42,8 @@ type logServer struct {
 	tree     *testonly.Tree
 	lieRange bool              // answer a consistency proof for other sizes
 	leafOf   map[uint64]uint64 // the leaf index served for a link seq (default seq)
+	proofs   int               // inclusion proofs asked for
+	cosign   func(signed []byte) []byte
 }
 
 func tree(leaves ...string) *testonly.Tree {
@@ -61,6 +63,9 @@ func (s *logServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		http.Error(w, err.Error(), 500)
 		return
+	}
+	if s.cosign != nil {
+		signed = s.cosign(signed)
 	}
 	switch r.URL.Path {
 	case "/v1/info":
@@ -97,6 +102,12 @@ func (s *logServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					idx = seq
 				}
 				size, _ := strconv.ParseUint(r.URL.Query().Get("size"), 10, 64)
+				s.proofs++
+				if idx >= size && idx < s.tree.Size() { // as Command: newer than the tree asked for
+					w.WriteHeader(503)
+					fmt.Fprint(w, `{"error":{"code":"unavailable","message":"not yet in the tree; try again in a second"}}`)
+					return
+				}
 				if idx >= size || size > s.tree.Size() {
 					w.WriteHeader(404)
 					fmt.Fprint(w, `{"error":{"code":"not_found","message":"no such link"}}`)

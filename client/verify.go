@@ -34,6 +34,32 @@ func (c *Client) Sync(ctx context.Context, acct chain.AccountID, st Store, now t
 // holds for acct (as a previous Sync returned it), instead of verifying them
 // again; nil means load and verify them.
 func (c *Client) SyncFrom(ctx context.Context, acct chain.AccountID, st Store, prev *chain.State, now time.Time, opts ...chain.Option) (*chain.State, error) {
+	return c.syncFrom(ctx, acct, st, prev, nil, now, opts...)
+}
+
+// SyncLogged is SyncFrom for a device that follows the transparency log:
+// it accepts only links that are leaves of the checkpoint ls holds (the
+// newest this device verified; run SyncLog first). It verifies the
+// server's view with the chain package as SyncFrom does, then checks an
+// inclusion proof of every new link in that checkpoint (VerifyInclusion;
+// the proofs are fetched concurrently, and links accepted before are not
+// asked for again), and stores the longest prefix of the view that is
+// logged.
+//
+// When a link is not logged the error says which and why: ErrNotLoggedYet
+// when the server says it is newer than the checkpoint (it is integrated
+// within about a second: SyncLog, then sync again), ErrNotLogged when it
+// is not a leaf at all. With that error the state returned is the one of
+// the links stored now, the logged prefix included (nil when acct has
+// none); with any other error it is nil and nothing was stored.
+func (c *Client) SyncLogged(ctx context.Context, acct chain.AccountID, st Store, prev *chain.State, ls LogStore, now time.Time, opts ...chain.Option) (*chain.State, error) {
+	if ls == nil {
+		return nil, errors.New("client: SyncLogged needs the device's log state")
+	}
+	return c.syncFrom(ctx, acct, st, prev, ls, now, opts...)
+}
+
+func (c *Client) syncFrom(ctx context.Context, acct chain.AccountID, st Store, prev *chain.State, ls LogStore, now time.Time, opts ...chain.Option) (*chain.State, error) {
 	state := prev
 	if state == nil {
 		var err error
@@ -55,12 +81,35 @@ func (c *Client) SyncFrom(ctx context.Context, acct chain.AccountID, st Store, p
 	if err != nil {
 		return nil, err
 	}
+	var logErr error
+	if ls != nil && len(view.Links) > 0 {
+		first := uint64(0)
+		if state != nil {
+			first = state.Head().Seq + 1
+		}
+		n, err := c.loggedPrefix(ctx, acct, first, view.Links, ls)
+		if err != nil {
+			if n == 0 {
+				return state, err
+			}
+			// Accept the logged prefix: its links verified above.
+			l, perr := chain.ParseLink(view.Links[n-1])
+			if perr != nil {
+				return nil, perr
+			}
+			view = View{Head: chain.Head{Seq: l.Seq(), Hash: l.Hash()}, Links: view.Links[:n]}
+			if next, perr = Extend(acct, state, view, now, opts...); perr != nil {
+				return nil, perr
+			}
+			logErr = fmt.Errorf("%w (this device accepted the links up to %d, which are in the log)", err, l.Seq())
+		}
+	}
 	if len(view.Links) > 0 {
 		if err := st.Append(acct, view.Links); err != nil {
 			return nil, fmt.Errorf("client: storing verified links: %w", err)
 		}
 	}
-	return next, nil
+	return next, logErr
 }
 
 // Load verifies the stored links of acct (nil state when there are none).

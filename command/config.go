@@ -127,6 +127,10 @@ type Config struct {
 	// LogWitnesses are the tlog-witness witnesses every new checkpoint
 	// is submitted to; their cosignatures are served with it.
 	LogWitnesses []*translog.Witness
+	// LogWitnessRefresh is how often an unchanged checkpoint is submitted
+	// to the witnesses again for fresh cosignatures (default
+	// DefaultLogWitnessRefresh).
+	LogWitnessRefresh time.Duration
 
 	// Logger receives structured logs; nil means JSON to stderr at Info.
 	Logger *slog.Logger

@@ -17,6 +17,12 @@ import (
 // and signs a new checkpoint.
 const DefaultLogInterval = time.Second
 
+// DefaultLogWitnessRefresh is how often, by default, an unchanged
+// checkpoint is submitted to the witnesses again for a fresh cosignature
+// (devices refuse checkpoints whose witnesses' timestamps are older than
+// their maximum age, by default an hour).
+const DefaultLogWitnessRefresh = 5 * time.Minute
+
 // serverLog is the transparency log an instance publishes: the leaves the
 // store sequences with every link (always, signer or not), integrated
 // every interval and served under /log/ in c2sp.org/tlog-tiles form.
@@ -68,8 +74,13 @@ func (s *Server) integrateLoop(every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	witnessed := make([]int64, len(s.cfg.LogWitnesses)) // the size each last cosigned; -1 none
+	witnessedAt := make([]time.Time, len(s.cfg.LogWitnesses))
 	for i := range witnessed {
 		witnessed[i] = -1
+	}
+	refresh := s.cfg.LogWitnessRefresh
+	if refresh <= 0 {
+		refresh = DefaultLogWitnessRefresh
 	}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -78,16 +89,18 @@ func (s *Server) integrateLoop(every time.Duration) {
 			s.log.Warn("integrating the transparency log failed; retrying", "err", err)
 		}
 		// Each new checkpoint goes to every witness (one at a time; a
-		// witness that fails is tried again at the next interval).
+		// witness that fails is tried again at the next interval), and an
+		// unchanged one again every refresh, so its cosignatures stay
+		// fresh on an idle log.
 		for i, w := range s.cfg.LogWitnesses {
-			if err != nil || witnessed[i] == int64(c.Size) {
+			if err != nil || witnessed[i] == int64(c.Size) && time.Since(witnessedAt[i]) < refresh {
 				continue
 			}
 			if _, werr := s.tlog.log.Witness(ctx, w); werr != nil {
 				s.log.Warn("a witness did not cosign the log's checkpoint", "witness", w.Name(), "size", c.Size, "err", werr)
 				continue
 			}
-			witnessed[i] = int64(c.Size)
+			witnessed[i], witnessedAt[i] = int64(c.Size), time.Now()
 		}
 		cancel()
 		select {

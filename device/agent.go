@@ -79,6 +79,10 @@ type Options struct {
 	Progress io.Writer
 	// Poll is the interval of waits; 0 means 1s.
 	Poll time.Duration
+	// LogWait bounds how long a sync waits for links that are not in
+	// the transparency log yet (Command integrates new links within about
+	// a second); 0 means DefaultLogWait.
+	LogWait time.Duration
 	// Attestation judges attestation evidence in the chains this device
 	// verifies (e.g. attestation.TPM with the attestation keys the
 	// deployment trusts). A chain whose policy requires verified
@@ -97,6 +101,16 @@ type Agent struct {
 	// (every sync goes through chainState, which keeps the two in step), so
 	// a process verifies each stored chain once, not at every sync.
 	verified map[chain.AccountID]*chain.State
+	// logSynced is when this process last accepted the server's log
+	// checkpoint (wall clock); noLog that the server publishes no log
+	// and this device pinned none.
+	logSynced time.Time
+	noLog     bool
+	// logCfg is the parsed log configuration; logRefusal why the
+	// server's newest checkpoint was last refused while the stored one
+	// stayed in force.
+	logCfg     *client.LogPolicy
+	logRefusal error
 }
 
 // Open opens the agent of home. It does not need the passphrase until keys
@@ -534,21 +548,36 @@ func (a *Agent) Sync(ctx context.Context, acct chain.AccountID) (*chain.State, e
 
 // chainState verifies the server's view of acct against what this device
 // verified before and stores the extension (client.SyncFrom), from the
-// state cached for this process.
+// state cached for this process. A device that follows a transparency
+// log (logFollowed) first syncs the log and accepts only links that are
+// in it (syncLogged).
 func (a *Agent) chainState(ctx context.Context, acct chain.AccountID) (*chain.State, error) {
 	cl, err := a.client()
 	if err != nil {
 		return nil, err
 	}
+	follow, err := a.logFollowed(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	if follow {
+		return a.syncLogged(ctx, cl, acct)
+	}
 	st, err := cl.SyncFrom(ctx, acct, a.db, a.verified[acct], a.now(), a.verifyOpts()...)
 	if err != nil {
 		return nil, err
 	}
+	a.remember(acct, st)
+	return st, nil
+}
+
+// remember caches st as the verified state of the links agent.db holds
+// for acct.
+func (a *Agent) remember(acct chain.AccountID, st *chain.State) {
 	if a.verified == nil {
 		a.verified = map[chain.AccountID]*chain.State{}
 	}
 	a.verified[acct] = st
-	return st, nil
 }
 
 // checkSelf acts on this device's status in its verified chain.

@@ -23,7 +23,7 @@ import (
 )
 
 type world struct {
-	t     *testing.T
+	t     testing.TB
 	url   string
 	cfg   command.Config
 	clock *testkit.Clock // shared by the server and the devices: waits pass without sleeping
@@ -31,7 +31,7 @@ type world struct {
 
 func newWorld(t *testing.T) *world { return newWorldWith(t, nil) }
 
-func newWorldWith(t *testing.T, adjust func(*command.Config)) *world {
+func newWorldWith(t testing.TB, adjust func(*command.Config)) *world {
 	t.Helper()
 	w := &world{t: t, clock: testkit.NewClock(time.Now().UTC().Truncate(time.Second))}
 	w.cfg = command.Config{DataDir: t.TempDir(), RateLimits: &command.RateLimits{Disabled: true},
@@ -62,7 +62,7 @@ func (w *world) serverURL() *url.URL {
 
 // front puts h (a test's hostile or recording server) in front of the
 // server: the agents made afterwards talk to h.
-func (w *world) front(t *testing.T, h http.Handler) {
+func (w *world) front(t testing.TB, h http.Handler) {
 	proxy := httptest.NewServer(h)
 	t.Cleanup(proxy.Close)
 	w.url = proxy.URL
@@ -102,7 +102,7 @@ func check3[A, B, C any](a A, b B, c C, err error) (A, B, C) {
 }
 
 // enroll joins b to account through approver a.
-func enroll(t *testing.T, ctx context.Context, a, b *device.Agent, account string) *device.EnrollResult {
+func enroll(t testing.TB, ctx context.Context, a, b *device.Agent, account string) *device.EnrollResult {
 	t.Helper()
 	r := testkit.Must(b.Enroll(ctx, device.EnrollOptions{Account: account, DeviceName: "b"}))
 	if len(r.SAS) == 0 {

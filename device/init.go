@@ -45,6 +45,9 @@ func (a *Agent) Init(ctx context.Context, o InitOptions) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := a.logPreflight(ctx, cl); err != nil {
+		return nil, err
+	}
 	policy := chain.DefaultPolicy()
 	if o.SetRecoveryDelay {
 		policy.RecoveryDelay = o.RecoveryDelay

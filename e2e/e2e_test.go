@@ -59,7 +59,11 @@ func freePort(t *testing.T) string {
 
 // start builds the binaries and starts enigm-command; with -short the
 // test is skipped instead.
-func start(t *testing.T) *harness {
+func start(t *testing.T) *harness { t.Helper(); return startWith(t, nil) }
+
+// startWith is start where prepare (when not nil) runs after the build,
+// before enigm-command starts, and returns more arguments for serve.
+func startWith(t *testing.T, prepare func(h *harness) []string) *harness {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and runs the binaries")
@@ -72,7 +76,11 @@ func start(t *testing.T) *harness {
 	addr := freePort(t)
 	h.server = "http://" + addr
 	h.srvLog = &testkit.Buffer{}
-	h.srv = exec.Command(filepath.Join(h.bin, "enigm-command"), "serve", "--listen", addr, "--data", h.data, "--no-rate-limit", "--min-recovery-delay", "0s", "--dev-allow-zero-recovery-delay")
+	args := []string{"serve", "--listen", addr, "--data", h.data, "--no-rate-limit", "--min-recovery-delay", "0s", "--dev-allow-zero-recovery-delay"}
+	if prepare != nil {
+		args = append(args, prepare(h)...)
+	}
+	h.srv = exec.Command(filepath.Join(h.bin, "enigm-command"), args...)
 	h.srv.Env = append(os.Environ(), "ENIGM_COMMAND_PASSPHRASE="+h.cmdPass)
 	h.srv.Stdout, h.srv.Stderr = h.srvLog, h.srvLog
 	testkit.NoErr(t, h.srv.Start())

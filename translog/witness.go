@@ -132,7 +132,9 @@ func (l *Log) Witness(ctx context.Context, w *Witness) ([]byte, error) {
 		if err != nil || !bytes.Equal(s.Checkpoint, signed) {
 			return err // a newer checkpoint (or a cosignature) meanwhile: keep it
 		}
-		s.Checkpoint = append(append([]byte(nil), signed...), own...)
+		// A fresh cosignature replaces this witness's older one (a note
+		// verifier reads only the first line of a key).
+		s.Checkpoint = append(w.withoutOwn(signed), own...)
 		return tx.PutState(ctx, s)
 	})
 	return own, err
@@ -172,4 +174,21 @@ func (v *edCosigVerifier) Verify(msg, sig []byte) bool {
 	}
 	m := fmt.Appendf(nil, "cosignature/v1\ntime %d\n%s", binary.BigEndian.Uint64(sig[:8]), msg)
 	return ed25519.Verify(v.pub, m, sig[8:])
+}
+
+// withoutOwn returns the signed note without the signature lines of w's
+// key.
+func (w *Witness) withoutOwn(signed []byte) []byte {
+	i := bytes.LastIndex(signed, []byte("\n\n")) + 2
+	out := append([]byte(nil), signed[:i]...)
+	for _, line := range bytes.SplitAfter(signed[i:], []byte("\n")) {
+		f := strings.Fields(string(line))
+		if len(f) == 3 && f[0] == "—" && f[1] == w.v.Name() {
+			if raw, err := base64.StdEncoding.DecodeString(f[2]); err == nil && len(raw) >= 4 && binary.BigEndian.Uint32(raw) == w.v.KeyHash() {
+				continue
+			}
+		}
+		out = append(out, line...)
+	}
+	return out
 }

@@ -190,6 +190,8 @@ func errorCode(err error) string {
 		{keystore.ErrUnsupported, "unsupported"}, {backend.ErrUnavailable, "backend_unavailable"}, {backend.ErrLockedOut, "locked_out"},
 		{clikit.ErrNoMatch, "not_found"}, {clikit.ErrAmbiguous, "ambiguous"},
 		{device.ErrNoAccount, "no_account"}, {device.ErrNoServer, "no_server"}, {device.ErrEnrollmentPending, "pending"},
+		{client.ErrLogRollback, "log_rollback"}, {client.ErrLogFork, "log_fork"}, {client.ErrLogKeys, "log_keys"},
+		{client.ErrWitness, "log_witness"}, {client.ErrNotLoggedYet, "not_logged_yet"}, {client.ErrNotLogged, "not_logged"},
 	} {
 		if errors.Is(err, x.err) {
 			return x.code
@@ -222,6 +224,10 @@ var hints = []struct {
 	{[]error{pkcs11.ErrAdoptedKey}, "nothing was created or changed; `pkcs11-tool --module MODULE --login --list-objects` lists the token's keys; on a YubiKey make the key with `ykman piv keys generate` and a certificate (README, \"Using a YubiKey or other PIV token\")"},
 	{[]error{pkcs11.ErrNoPublicObjects}, "for a TPM, `enigm keystore init --backend tpm` seals to it directly; for a token that keeps every key behind the PIN, see ENIGM_PKCS11_PIN_ONLY_DESTROY in `enigm keystore init --help`"},
 	{[]error{clikit.ErrNoMatch, clikit.ErrAmbiguous}, "`enigm devices` lists the account's devices with their ids and names"},
+	{[]error{client.ErrLogRollback, client.ErrLogFork, client.ErrNotLogged}, "the server showed this device a history it cannot prove in its transparency log; nothing was accepted from it: report it to the server's operator (`enigm log status` lists the refused checkpoints kept as evidence)"},
+	{[]error{client.ErrLogKeys}, "the server's log is not signed by the keys this device follows; check --log-key against `enigm-command log public-key` (`enigm log status` shows the pinned keys)"},
+	{[]error{client.ErrWitness}, "the server's checkpoints lack the witness cosignatures this device requires, or they are too old; `enigm log status` shows the policy and the refused checkpoints"},
+	{[]error{client.ErrNotLoggedYet}, "a checkpoint follows within about a second: run the command again"},
 }
 
 // hintFor is the next step after err, or "".

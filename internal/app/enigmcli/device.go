@@ -94,16 +94,19 @@ func hexID(b []byte) string { return hex.EncodeToString(b) }
 type accountInitOpts struct {
 	account, name, org, invite, codeFile string
 	recoveryDelay                        time.Duration
+	log                                  logOpts
 }
 
 type enrollOpts struct {
 	account, name, old string
 	noWait             bool
+	log                logOpts
 }
 
 type recoverOpts struct {
 	account, name, codeFile string
 	noWait                  bool
+	log                     logOpts
 }
 
 type revokeOpts struct{ thisDevice, lastDevice bool }
@@ -120,10 +123,12 @@ account with Command. The recovery code is shown once (or written, mode 0600,
 to --recovery-code-file); it is the only way to recover the account without
 another device, and it is never stored on a device. If it may have leaked,
 replace it with ` + "`enigm recovery rotate`" + `.
+` + logHelp + `
 
 examples:
   enigm init --account alice --server http://127.0.0.1:8470
-  enigm init --account bob --org acme --invite 7Q2K-... --recovery-code-file bob.recovery --json`,
+  enigm init --account bob --org acme --invite 7Q2K-... --recovery-code-file bob.recovery --json
+  enigm init --account carol --log-key "$(sed -n 1p log.keys)" --log-key "$(sed -n 2p log.keys)" --log-policy witnesses.policy`,
 				Flags: func(fs *pflag.FlagSet) {
 					c.newDeviceFlags(fs, &o.name)
 					fs.StringVar(&o.account, "account", "", "account `NAME`: 1-64 of a-z 0-9 . _ - (required)")
@@ -131,6 +136,7 @@ examples:
 					fs.StringVar(&o.invite, "invite", "", "organisation invite `CODE` (managed accounts)")
 					fs.DurationVar(&o.recoveryDelay, "recovery-delay", 24*time.Hour, "waiting period of recovery (unmanaged accounts; the server may impose a minimum)")
 					fs.StringVar(&o.codeFile, "recovery-code-file", "", "write the recovery code to this new `FILE` (0600) instead of printing it")
+					c.logFlags(fs, &o.log)
 				}, Run: c.do(func(c *Ctx) error { return runAccountInit(c, o) })}
 		},
 		func(c *Ctx) *clikit.Command {
@@ -142,25 +148,29 @@ keys. Show the pairing code to the account's other device and run
 devices show. Without --no-wait this command waits for the approval (and an
 organisation admin's, where required) and completes the enrollment;
 with --no-wait, finish later with ` + "`enigm sync`" + `.
+` + logHelp + `
 
 examples:
   enigm enroll --account alice --name laptop
-  enigm enroll --account alice --no-wait --json`,
+  enigm enroll --account alice --no-wait --json
+  enigm enroll --account alice --log-policy witnesses.policy --log-max-age 30m`,
 				Flags: func(fs *pflag.FlagSet) {
 					c.newDeviceFlags(fs, &o.name)
 					fs.StringVar(&o.account, "account", "", "account name or id (required)")
 					fs.BoolVar(&o.noWait, "no-wait", false, "print the request and return without waiting")
+					c.logFlags(fs, &o.log)
 				}, Run: c.do(func(c *Ctx) error { return enrollCommon(c, o) })}
 		},
 		func(c *Ctx) *clikit.Command {
 			o := &enrollOpts{}
 			return &clikit.Command{Path: "replace", Group: "account", Summary: "replace an old device of the account with this one", Usage: "--account NAME --old DEVICE [--no-wait]",
-				Help: "Like enroll, but the new device takes the place of --old (its id, a unique\nprefix of at least 6 hex digits, or its name): only the old device can\napprove (with the pairing code), and it ends retired, its keys destroyed.\n\nexample:\n  enigm replace --account alice --old 4f0c9a1e... --no-wait --json",
+				Help: "Like enroll, but the new device takes the place of --old (its id, a unique\nprefix of at least 6 hex digits, or its name): only the old device can\napprove (with the pairing code), and it ends retired, its keys destroyed.\nThe --log-* flags are those of enroll (see enigm enroll --help).\n\nexample:\n  enigm replace --account alice --old 4f0c9a1e... --no-wait --json",
 				Flags: func(fs *pflag.FlagSet) {
 					c.newDeviceFlags(fs, &o.name)
 					fs.StringVar(&o.account, "account", "", "account name or id (required)")
 					fs.StringVar(&o.old, "old", "", "the device this one replaces: id, id prefix or name (required)")
 					fs.BoolVar(&o.noWait, "no-wait", false, "print the request and return without waiting")
+					c.logFlags(fs, &o.log)
 				}, Run: c.do(func(c *Ctx) error {
 					if o.old == "" {
 						return Usagef("--old is required")
@@ -232,6 +242,7 @@ during the waiting period; after it, the recovery completes (with the
 organisation's review where required). Recovery restores the account, never
 old messages: this device reads only what is sent to it after it joins.
 The code comes from $ENIGM_RECOVERY_CODE, --recovery-code-file or a prompt.
+The --log-* flags are those of enroll (see enigm enroll --help).
 
 examples:
   ENIGM_RECOVERY_CODE=... enigm recover --account alice --no-wait --json
@@ -241,6 +252,7 @@ examples:
 					fs.StringVar(&o.account, "account", "", "account name or id (required)")
 					fs.StringVar(&o.codeFile, "recovery-code-file", "", "read the recovery code from this `FILE`")
 					fs.BoolVar(&o.noWait, "no-wait", false, "start the recovery and return")
+					c.logFlags(fs, &o.log)
 				}, Run: c.do(func(c *Ctx) error { return runRecover(c, o) })}
 		},
 		func(c *Ctx) *clikit.Command {
@@ -368,7 +380,7 @@ func runAccountInit(c *Ctx, o *accountInitOpts) error {
 		return err
 	}
 	defer codeOut.discard()
-	a, err := c.agent()
+	a, err := c.agentWithLog(&o.log)
 	if err != nil {
 		return err
 	}
@@ -431,7 +443,7 @@ func enrollCommon(c *Ctx, o *enrollOpts) error {
 	if acct == "" {
 		return Usagef("--account is required")
 	}
-	a, err := c.agent()
+	a, err := c.agentWithLog(&o.log)
 	if err != nil {
 		return err
 	}
@@ -700,7 +712,7 @@ func runRecover(c *Ctx, o *recoverOpts) error {
 	if err != nil {
 		return err
 	}
-	a, err := c.agent()
+	a, err := c.agentWithLog(&o.log)
 	if err != nil {
 		return err
 	}

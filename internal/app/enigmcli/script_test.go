@@ -15,6 +15,7 @@ import (
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/internal/clikit/scripttest"
 	"github.com/enigm/enigm/internal/testkit"
+	"github.com/enigm/enigm/translog/translogtest"
 )
 
 // TestMain makes this test binary also the enigm of the transcripts: the
@@ -34,11 +35,24 @@ func TestMain(m *testing.M) {
 func TestScripts(t *testing.T) {
 	cmds := scripttest.Cmds()
 	// server starts Enigm Command in the test process and points
-	// $ENIGM_SERVER at it.
+	// $ENIGM_SERVER at it. "server log" also publishes its transparency
+	// log (a checkpoint every 50 ms) and sets $LOGKEY1 and $LOGKEY2 to the
+	// log's keys and $OTHERKEY to a key of another log of the same origin.
 	cmds["server"] = func(ts *testscript.TestScript, neg bool, args []string) {
 		cfg := command.Config{DataDir: ts.MkAbs("command-data"), RateLimits: &command.RateLimits{Disabled: true},
 			KeystoreBackend: testkit.SoftBackend, KeystorePassphrase: []byte("command"), MinRecoveryDelay: time.Hour,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), JanitorInterval: -1}
+		if len(args) == 1 && args[0] == "log" {
+			s, err := command.LogSigner(context.Background(), cfg)
+			ts.Check(err)
+			cfg.LogSigner, cfg.LogInterval = s, 50*time.Millisecond
+			keys := s.VerifierKeys()
+			ts.Setenv("LOGKEY1", keys[0])
+			ts.Setenv("LOGKEY2", keys[1])
+			ts.Setenv("OTHERKEY", translogtest.NewSigner(t, s.Origin()).VerifierKeys()[0])
+		} else if len(args) > 0 {
+			ts.Fatalf("usage: server [log]")
+		}
 		srv, err := command.New(cfg)
 		ts.Check(err)
 		hs := httptest.NewServer(srv.Handler())
