@@ -313,7 +313,7 @@ func (s *Store) PruneAudit(before time.Time) (AuditPruned, error) {
 			return audit.VerifyAfter(fh, after, audit.Anchor{}, nil)
 		})
 		if err != nil {
-			return AuditPruned{}, fmt.Errorf("keystore: not pruning the audit log: it does not verify (%w); run enigm audit --verify", err)
+			return AuditPruned{}, fmt.Errorf("keystore: not pruning the audit log: it does not verify (%w)", err)
 		}
 		after = r.Head
 	}

@@ -211,16 +211,51 @@ example:
 				Flags: func(fs *pflag.FlagSet) { keyFlag(fs, &key) }, Run: c.do(func(c *Ctx) error { return runRevoke(c, key) })}
 		},
 		func(c *Ctx) *clikit.Command {
-			limit := 50
-			return &clikit.Command{Path: "audit", Group: "info", Summary: "show and verify the local audit log", Usage: "[--limit N] [--json]",
+			limit, verify := 50, false
+			return &clikit.Command{Path: "audit", Group: "info", Summary: "show and verify the local audit log", Usage: "[--limit N | --verify] [--json]",
 				Help: `Verifies the hash chain of the audit log (every key-use decision, lifecycle
 event, unlock and lock) against its anchor in the database, then prints the
 newest entries. Exits 1 if the log is broken or was truncated.
 
+The log rotates into sealed segments (audit.<first entry>.seg) beside the
+active audit.log. With --verify it checks every entry of every segment it
+still has, and the links between them, without printing entries: an entry
+changed in any segment, or a segment missing from the middle, fails naming
+the file. Entries deleted by retention (enigm audit prune) are reported as
+no longer checkable, not as a break.
+
+examples:
+  enigm audit --limit 20 --json
+  enigm audit --verify`,
+				Flags: func(fs *pflag.FlagSet) {
+					fs.IntVar(&limit, "limit", 50, "show at most `N` newest entries (0: all)")
+					fs.BoolVar(&verify, "verify", false, "verify every kept segment and print only the result")
+				},
+				Run: c.do(func(c *Ctx) error {
+					if verify {
+						return runAuditVerify(c)
+					}
+					return runAudit(c, limit)
+				})}
+		},
+		func(c *Ctx) *clikit.Command {
+			var olderThan time.Duration
+			return &clikit.Command{Path: "audit prune", Group: "info", Summary: "delete the oldest sealed audit segments (retention)", Usage: "--older-than DURATION [--yes] [--json]",
+				Help: `Deletes the sealed audit segments sealed more than DURATION ago, oldest
+first (never the active audit.log, never a segment newer than one it keeps).
+It verifies them first and deletes nothing if they do not verify, so that
+retention never destroys evidence of tampering. The database and the log
+record which entries are gone and the hash the first kept entry continues
+from: enigm audit --verify then reports the deleted range as no longer
+checkable. Archive the segments first if policy asks you to keep them.
+Asks for confirmation unless --yes.
+
 example:
-  enigm audit --limit 20 --json`,
-				Flags: func(fs *pflag.FlagSet) { fs.IntVar(&limit, "limit", 50, "show at most `N` newest entries (0: all)") },
-				Run:   c.do(func(c *Ctx) error { return runAudit(c, limit) })}
+  enigm audit prune --older-than 2160h --yes`,
+				Flags: func(fs *pflag.FlagSet) {
+					fs.DurationVar(&olderThan, "older-than", 0, "delete segments sealed more than `DURATION` ago (required, e.g. 2160h)")
+				},
+				Run: c.do(func(c *Ctx) error { return runAuditPrune(c, olderThan) })}
 		},
 		func(c *Ctx) *clikit.Command {
 			return &clikit.Command{Path: "posture", Group: "info", Summary: "show the OS security posture key use depends on", Usage: "[--json]",
