@@ -27,14 +27,7 @@ var classLabels = []string{"enigm/v1/kek/identity", "enigm/v1/kek/kem", "enigm/v
 func benchStore(b *testing.B) (*Backend, []byte, map[string][]byte, []byte) {
 	b.Helper()
 	be := newTestBackend(b, newToken(b), nil)
-	st, err := be.Provision(bg, pin)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := be.Open(bg, st, pin)
-	if err != nil {
-		b.Fatal(err)
-	}
+	st, s := openNewStore(b, be)
 	defer s.Close()
 	sealed := sealClassKeys(b, s)
 	blob, _, err := s.(backend.BindingKeys).CreateBindingKey(bg)

@@ -95,6 +95,18 @@ func faultyStore(t *testing.T) (*faulty, *Backend, []byte, *session) {
 	return faultyStoreScheme(t, "") // the scheme a full token gets: aes-gcm
 }
 
+// sealSecret seals 32 bytes under the identity label while the token is
+// still honest: the secret, and what the fault tests then try to unseal.
+func sealSecret(t *testing.T, s *session) (secret, sealed []byte) {
+	t.Helper()
+	secret = bytes.Repeat([]byte{0x42}, 32)
+	sealed, err := s.Seal(bg, "enigm/v1/kek/identity", secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secret, sealed
+}
+
 func wantFault(t *testing.T, what string, err error, sentinels ...error) {
 	t.Helper()
 	for _, s := range sentinels {
@@ -178,11 +190,7 @@ func TestFaultyNewBindingKey(t *testing.T) {
 
 func TestFaultyDecrypt(t *testing.T) {
 	f, _, _, s := faultyStore(t)
-	secret := bytes.Repeat([]byte{0x42}, 32)
-	sealed, err := s.Seal(bg, "enigm/v1/kek/identity", secret)
-	if err != nil {
-		t.Fatal(err)
-	}
+	secret, sealed := sealSecret(t, s)
 	cases := []struct {
 		desc      string
 		decrypt   func(call int, pt []byte) []byte

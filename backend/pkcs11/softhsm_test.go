@@ -76,6 +76,12 @@ func newTestBackendOpts(t testing.TB, opts Options, wrap func(token) token) *Bac
 // for the rest of the test.
 func openNewStore(t testing.TB, b *Backend) ([]byte, backend.Session) {
 	t.Helper()
+	return openNewStorePIN(t, b, pin)
+}
+
+// openNewStorePIN is openNewStore with another PIN (a setup's).
+func openNewStorePIN(t testing.TB, b *Backend, pin []byte) ([]byte, backend.Session) {
+	t.Helper()
 	st, err := b.Provision(bg, pin)
 	if err != nil {
 		t.Fatal(err)
