@@ -1,13 +1,13 @@
 package command
 
 import (
-	"github.com/enigm/enigm/command/store"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/internal/testkit"
 )
 

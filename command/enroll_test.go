@@ -8,10 +8,11 @@ import (
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
+	"github.com/enigm/enigm/command/store/storetest"
 	"github.com/enigm/enigm/internal/testkit"
 )
 
-func TestEnrollmentStateMachine(t *testing.T) { engines(t, testEnrollmentStateMachine) }
+func TestEnrollmentStateMachine(t *testing.T) { storetest.Engines(t, testEnrollmentStateMachine) }
 
 func testEnrollmentStateMachine(t *testing.T, dsn string) {
 	e := newEnvDSN(t, dsn)
@@ -191,7 +192,7 @@ func TestReplaceDevice(t *testing.T) {
 }
 
 // Concurrent approvals of one request: exactly one wins.
-func TestConcurrentApprovals(t *testing.T) { engines(t, testConcurrentApprovals) }
+func TestConcurrentApprovals(t *testing.T) { storetest.Engines(t, testConcurrentApprovals) }
 
 func testConcurrentApprovals(t *testing.T, dsn string) {
 	e := newEnvDSN(t, dsn)

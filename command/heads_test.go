@@ -113,7 +113,7 @@ func (s *scriptedHeads) do(e *env, f func(store.HeadEvents)) {
 // the announcement ends the window; and without a subscription every read
 // goes to the database.
 func TestAnnouncedHeadWindow(t *testing.T) {
-	engines(t, func(t *testing.T, dsn string) {
+	storetest.Engines(t, func(t *testing.T, dsn string) {
 		e1 := newEnvDSN(t, dsn)
 		inner, err := store.Open(context.Background(), dsn)
 		testkit.NoErr(t, err)
@@ -278,7 +278,7 @@ func headsRefused(t *testing.T, e *env, a *tacct, A, B *tdev, c *tacct, C *tdev,
 // database back ends the refusal.
 func TestHeadRollbackIsRefused(t *testing.T) {
 	const rolledBack = inconsistentLog
-	engines(t, func(t *testing.T, dsn string) {
+	storetest.Engines(t, func(t *testing.T, dsn string) {
 		e := newEnvDSN(t, dsn)
 		e.waitListening()
 		A, B, C := newDev("alice/A"), newDev("alice/B"), newDev("carol/C")

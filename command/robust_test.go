@@ -15,11 +15,6 @@ import (
 
 // engines runs fn on SQLite and on PostgreSQL (skipped, or failed under
 // ENIGM_REQUIRE_ALL=1, without a server).
-func engines(t *testing.T, fn func(t *testing.T, dsn string)) {
-	t.Run("sqlite", func(t *testing.T) { fn(t, storetest.SQLiteDSN(t)) })
-	t.Run("postgres", func(t *testing.T) { fn(t, storetest.PostgresDSN(t)) })
-}
-
 func TestMalformedRequests(t *testing.T) {
 	e := newEnv(t)
 	A := newDev("alice/A")
@@ -83,7 +78,7 @@ func (a *tacct) mustChainLink(seq int) []byte {
 // the others get 409 conflict with the new head, and the stored chain
 // verifies.
 func TestAppendRaceOverHTTP(t *testing.T) {
-	engines(t, func(t *testing.T, dsn string) {
+	storetest.Engines(t, func(t *testing.T, dsn string) {
 		e := newEnvDSN(t, dsn)
 		devs := []*tdev{newDev("race/A")}
 		a := e.newAccount("race", devs[0], chain.DefaultPolicy())
@@ -145,7 +140,7 @@ func TestAppendRaceOverHTTP(t *testing.T) {
 // server's own verification: it serves no state from it, logs it, and
 // accepts nothing on top of it.
 func TestForgedLinkInDatabaseIsRefused(t *testing.T) {
-	engines(t, func(t *testing.T, dsn string) {
+	storetest.Engines(t, func(t *testing.T, dsn string) {
 		e := newEnvDSN(t, dsn)
 		e.waitListening()
 		A, G := newDev("alice/A"), newDev("alice/ghost")
