@@ -19,11 +19,8 @@ func (s *Server) orgAccount(r *http.Request, o store.Org, id string) (*verified,
 		return nil, e
 	}
 	acct, err := s.store.Account(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, notFound("no account %s", id)
-	}
 	if err != nil {
-		return nil, storeErr(err)
+		return nil, missingAs(err, notFound("no account %s", id))
 	}
 	if acct.OrgID != o.ID {
 		return nil, forbidden("account %s is not managed by organisation %s", id, o.ID)
