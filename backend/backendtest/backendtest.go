@@ -23,6 +23,29 @@ type Factory func(t *testing.T) backend.Backend
 // DefaultSecret is the unlock secret [Run] uses.
 var DefaultSecret = []byte("correct horse battery staple")
 
+// Provision provisions a store on b with secret and returns its state; a
+// failure fails the test.
+func Provision(t testing.TB, b backend.Backend, secret []byte) []byte {
+	t.Helper()
+	st, err := b.Provision(context.Background(), secret)
+	if err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	return st
+}
+
+// Open opens the store st of b with secret for the rest of the test; a
+// failure fails the test.
+func Open(t testing.TB, b backend.Backend, st, secret []byte) backend.Session {
+	t.Helper()
+	s, err := b.Open(context.Background(), st, secret)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // Run runs the conformance suite with [DefaultSecret] as the unlock secret.
 func Run(t *testing.T, newBackend Factory) { RunSecret(t, DefaultSecret, newBackend) }
 
@@ -39,23 +62,8 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	wrong := bytes.Clone(secret)
 	wrong[len(wrong)-1] ^= 0x01
 	ctx := context.Background()
-	provision := func(t *testing.T, b backend.Backend) []byte {
-		t.Helper()
-		st, err := b.Provision(ctx, secret)
-		if err != nil {
-			t.Fatalf("Provision: %v", err)
-		}
-		return st
-	}
-	open := func(t *testing.T, b backend.Backend, st []byte) backend.Session {
-		t.Helper()
-		s, err := b.Open(ctx, st, secret)
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
+	provision := func(t *testing.T, b backend.Backend) []byte { return Provision(t, b, secret) }
+	open := func(t *testing.T, b backend.Backend, st []byte) backend.Session { return Open(t, b, st, secret) }
 	key32 := bytes.Repeat([]byte{0x5a}, 32)
 	seal := func(t *testing.T, s backend.Session, label string) []byte {
 		t.Helper()

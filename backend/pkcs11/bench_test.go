@@ -13,6 +13,7 @@ import (
 	p11 "github.com/miekg/pkcs11"
 
 	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/backendtest"
 )
 
 // Benchmarks against SoftHSM2 (issue 5, speed). Results and the command
@@ -57,12 +58,7 @@ func sealClassKeys(b *testing.B, s backend.Session) map[string][]byte {
 // benchmark.
 func benchSession(b *testing.B, be *Backend, st []byte) backend.Session {
 	b.Helper()
-	s, err := be.Open(bg, st, pin)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
-	return s
+	return backendtest.Open(b, be, st, pin)
 }
 
 // benchBindingKey opens a session of a fresh bench store and loads its

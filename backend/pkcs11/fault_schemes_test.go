@@ -21,17 +21,6 @@ func faultyStoreScheme(t *testing.T, scheme string) (*faulty, *Backend, []byte, 
 	return f, b, st, s.(*session)
 }
 
-// atCall rewrites the plaintext of the n-th decryption (0: outer layer,
-// 1: inner layer).
-func atCall(n int, rewrite func([]byte) []byte) func(int, []byte) []byte {
-	return func(call int, pt []byte) []byte {
-		if call == n {
-			return rewrite(pt)
-		}
-		return pt
-	}
-}
-
 // A token answering wrongly under AES-CBC-HMAC: every answer is caught.
 func TestFaultyCBCHMAC(t *testing.T) {
 	f, _, _, s := faultyStoreScheme(t, SchemeAESCBCHMAC)

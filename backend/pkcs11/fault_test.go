@@ -107,6 +107,17 @@ func sealSecret(t *testing.T, s *session) (secret, sealed []byte) {
 	return secret, sealed
 }
 
+// atCall rewrites the plaintext of the n-th decryption (0: outer layer,
+// 1: inner layer).
+func atCall(n int, rewrite func([]byte) []byte) func(int, []byte) []byte {
+	return func(call int, pt []byte) []byte {
+		if call == n {
+			return rewrite(pt)
+		}
+		return pt
+	}
+}
+
 func wantFault(t *testing.T, what string, err error, sentinels ...error) {
 	t.Helper()
 	for _, s := range sentinels {
@@ -196,60 +207,15 @@ func TestFaultyDecrypt(t *testing.T) {
 		decrypt   func(call int, pt []byte) []byte
 		wantFault bool // detected as the token's fault (else as bad data)
 	}{
-		{"outer layer one byte long", func(c int, pt []byte) []byte {
-			if c == 0 {
-				return append(pt, 0)
-			}
-			return pt
-		}, true},
-		{"outer layer one byte short", func(c int, pt []byte) []byte {
-			if c == 0 {
-				return pt[:len(pt)-1]
-			}
-			return pt
-		}, true},
-		{"inner layer one byte long", func(c int, pt []byte) []byte {
-			if c == 1 {
-				return append(pt, 0)
-			}
-			return pt
-		}, true},
-		{"inner layer truncated", func(c int, pt []byte) []byte {
-			if c == 1 {
-				return pt[:16]
-			}
-			return pt
-		}, true},
-		{"inner layer bit flip", func(c int, pt []byte) []byte {
-			if c == 1 {
-				pt[3] ^= 1
-			}
-			return pt
-		}, true},
-		{"inner layer check value flipped", func(c int, pt []byte) []byte {
-			if c == 1 {
-				pt[len(pt)-1] ^= 1
-			}
-			return pt
-		}, true},
-		{"inner layer zeros", func(c int, pt []byte) []byte {
-			if c == 1 {
-				return make([]byte, len(pt))
-			}
-			return pt
-		}, true},
-		{"outer layer bit flip", func(c int, pt []byte) []byte {
-			if c == 0 {
-				pt[20] ^= 1
-			}
-			return pt
-		}, false},
-		{"outer layer IV flip", func(c int, pt []byte) []byte {
-			if c == 0 {
-				pt[0] ^= 1
-			}
-			return pt
-		}, false},
+		{"outer layer one byte long", atCall(0, func(pt []byte) []byte { return append(pt, 0) }), true},
+		{"outer layer one byte short", atCall(0, func(pt []byte) []byte { return pt[:len(pt)-1] }), true},
+		{"inner layer one byte long", atCall(1, func(pt []byte) []byte { return append(pt, 0) }), true},
+		{"inner layer truncated", atCall(1, func(pt []byte) []byte { return pt[:16] }), true},
+		{"inner layer bit flip", atCall(1, func(pt []byte) []byte { pt[3] ^= 1; return pt }), true},
+		{"inner layer check value flipped", atCall(1, func(pt []byte) []byte { pt[len(pt)-1] ^= 1; return pt }), true},
+		{"inner layer zeros", atCall(1, func(pt []byte) []byte { return make([]byte, len(pt)) }), true},
+		{"outer layer bit flip", atCall(0, func(pt []byte) []byte { pt[20] ^= 1; return pt }), false},
+		{"outer layer IV flip", atCall(0, func(pt []byte) []byte { pt[0] ^= 1; return pt }), false},
 	}
 	for _, tc := range cases {
 		f.calls, f.decrypt = 0, tc.decrypt

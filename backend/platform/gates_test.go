@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/backendtest"
 	"github.com/enigm/enigm/backend/platform/bridge"
 	"github.com/enigm/enigm/backend/platform/simulated"
 	"github.com/enigm/enigm/internal/testkit"
@@ -18,21 +19,12 @@ import (
 
 func provision(t testing.TB, b *Backend) []byte {
 	t.Helper()
-	st, err := b.Provision(bg, secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return backendtest.Provision(t, b, secret)
 }
 
 func open(t testing.TB, b *Backend, st []byte) backend.Session {
 	t.Helper()
-	s, err := b.Open(bg, st, secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return backendtest.Open(t, b, st, secret)
 }
 
 // The scheme follows what the bridge reports it can do, not its name.
