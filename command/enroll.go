@@ -208,12 +208,8 @@ func stateError(en store.Enrollment, head store.Head, action string) *apiError {
 }
 
 func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) *apiError {
-	a, e := s.authDevice(r)
+	a, req, e := authedBody[api.ApproveRequest](w, r, s.authDevice)
 	if e != nil {
-		return e
-	}
-	var req api.ApproveRequest
-	if e := decode(w, r, &req); e != nil {
 		return e
 	}
 	sig := req.Signature
