@@ -11,21 +11,10 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/backend"
-	"github.com/enigm/enigm/backend/backendtest"
 	"github.com/enigm/enigm/backend/platform/bridge"
 	"github.com/enigm/enigm/backend/platform/simulated"
 	"github.com/enigm/enigm/internal/testkit"
 )
-
-func provision(t testing.TB, b *Backend) []byte {
-	t.Helper()
-	return backendtest.Provision(t, b, secret)
-}
-
-func open(t testing.TB, b *Backend, st []byte) backend.Session {
-	t.Helper()
-	return backendtest.Open(t, b, st, secret)
-}
 
 // The scheme follows what the bridge reports it can do, not its name.
 func TestSchemeFromCapabilities(t *testing.T) {
