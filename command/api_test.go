@@ -123,9 +123,7 @@ func TestCreateAccountRejectsBadGenesis(t *testing.T) {
 
 func TestAuthentication(t *testing.T) {
 	e := newEnv(t)
-	A, B := newDev("alice/A"), newDev("alice/B")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.aliceAB()
 	tok := a.login(A)
 	e.want(e.do("GET", "/v1/messages", tok, nil), 200, "")
 
@@ -181,9 +179,7 @@ func TestAuthentication(t *testing.T) {
 // gets 403 device_revoked: every request re-checks the verified state.
 func TestRevokedDeviceRecheckedEveryRequest(t *testing.T) {
 	e := newEnv(t)
-	A, B := newDev("alice/A"), newDev("alice/B")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.aliceAB()
 	tokB := a.login(B)
 	e.want(e.do("GET", "/v1/messages", tokB, nil), 200, "")
 	// Revoke B through a second instance over the same database, and put

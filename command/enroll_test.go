@@ -167,9 +167,8 @@ func TestEnrollmentExpiry(t *testing.T) {
 
 func TestReplaceDevice(t *testing.T) {
 	e := newEnv(t)
-	A, B, N := newDev("alice/A"), newDev("alice/B"), newDev("alice/N")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.aliceAB()
+	N := newDev("alice/N")
 	en, r := a.tryRequest(N, B)
 	e.want(r, http.StatusCreated, "")
 	if r.str("type") != "replace_device" {
@@ -196,9 +195,8 @@ func TestConcurrentApprovals(t *testing.T) { storetest.Engines(t, testConcurrent
 
 func testConcurrentApprovals(t *testing.T, dsn string) {
 	e := newEnvDSN(t, dsn)
-	A, B, C := newDev("alice/A"), newDev("alice/B"), newDev("alice/C")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.aliceAB()
+	C := newDev("alice/C")
 	en := a.requestAdd(C)
 	a.token(A)
 	a.token(B)

@@ -281,9 +281,8 @@ func TestHeadRollbackIsRefused(t *testing.T) {
 	storetest.Engines(t, func(t *testing.T, dsn string) {
 		e := newEnvDSN(t, dsn)
 		e.waitListening()
-		A, B, C := newDev("alice/A"), newDev("alice/B"), newDev("carol/C")
-		a := e.newAccount("alice", A, chain.DefaultPolicy())
-		a.add(B, A)
+		a, A, B := e.aliceAB()
+		C := newDev("carol/C")
 		c := e.newAccount("carol", C, chain.DefaultPolicy())
 		e.want(a.post(A, a.revokeLink(A, B)), http.StatusCreated, "")
 		if st := a.deviceState(B); st != "revoked" {
@@ -386,9 +385,8 @@ func TestStaleHeadReadIsNotARollback(t *testing.T) {
 func TestHeadMarkTamperingIsRefused(t *testing.T) {
 	dsn := storetest.SQLiteDSN(t)
 	e := newEnvDSN(t, dsn)
-	A, B, C := newDev("alice/A"), newDev("alice/B"), newDev("carol/C")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.aliceAB()
+	C := newDev("carol/C")
 	c := e.newAccount("carol", C, chain.DefaultPolicy())
 	e.want(a.post(A, a.revokeLink(A, B)), http.StatusCreated, "")
 	testkit.NoErr(t, e.srv.Close())

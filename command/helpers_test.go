@@ -223,6 +223,16 @@ func (e *env) twoDevices(name string) (a *tacct, A, B *tdev) {
 	return a, A, B
 }
 
+// aliceAB is the usual start of a test: the account alice under the
+// default policy, with its first device A and a device B that A added.
+func (e *env) aliceAB() (a *tacct, A, B *tdev) {
+	e.t.Helper()
+	A, B = newDev("alice/A"), newDev("alice/B")
+	a = e.newAccount("alice", A, chain.DefaultPolicy())
+	a.add(B, A)
+	return a, A, B
+}
+
 func (e *env) newAccount(name string, first *tdev, p chain.Policy) *tacct {
 	e.t.Helper()
 	a, r := e.tryAccount(name, first, p, nil, "")

@@ -136,9 +136,8 @@ func TestRevocationRacesSends(t *testing.T) { storetest.Engines(t, testRevocatio
 
 func testRevocationRacesSends(t *testing.T, dsn string) {
 	e := newEnvDSN(t, dsn)
-	A, B, S := newDev("alice/A"), newDev("alice/B"), newDev("sam/S")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.aliceAB()
+	S := newDev("sam/S")
 	s := e.newAccount("sam", S, chain.DefaultPolicy())
 	tokS := s.token(S)
 	a.token(A)
