@@ -43,8 +43,7 @@ func TestInfoHealthMetrics(t *testing.T) {
 
 func TestCreateAccountAndRead(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MinRecoveryDelay = time.Hour })
-	A := newDev("alice/A")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a, A := e.alice()
 	if a.id != a.st.Account().String() {
 		t.Fatalf("account id %s, chain says %s", a.id, a.st.Account())
 	}

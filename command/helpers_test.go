@@ -223,12 +223,19 @@ func (e *env) twoDevices(name string) (a *tacct, A, B *tdev) {
 	return a, A, B
 }
 
-// aliceAB is the usual start of a test: the account alice under the
-// default policy, with its first device A and a device B that A added.
+// alice is the usual start of a test: the account alice under the
+// default policy, with its first device A.
+func (e *env) alice() (a *tacct, A *tdev) {
+	e.t.Helper()
+	A = newDev("alice/A")
+	return e.newAccount("alice", A, chain.DefaultPolicy()), A
+}
+
+// aliceAB is alice with a second device B that A added.
 func (e *env) aliceAB() (a *tacct, A, B *tdev) {
 	e.t.Helper()
-	A, B = newDev("alice/A"), newDev("alice/B")
-	a = e.newAccount("alice", A, chain.DefaultPolicy())
+	a, A = e.alice()
+	B = newDev("alice/B")
 	a.add(B, A)
 	return a, A, B
 }

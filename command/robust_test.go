@@ -17,8 +17,7 @@ import (
 // ENIGM_REQUIRE_ALL=1, without a server).
 func TestMalformedRequests(t *testing.T) {
 	e := newEnv(t)
-	A := newDev("alice/A")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a, A := e.alice()
 	tok := a.token(A)
 	for _, tc := range []struct {
 		desc, method, path, token string
