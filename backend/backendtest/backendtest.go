@@ -64,6 +64,18 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	ctx := context.Background()
 	provision := func(t *testing.T, b backend.Backend) []byte { return Provision(t, b, secret) }
 	open := func(t *testing.T, b backend.Backend, st []byte) backend.Session { return Open(t, b, st, secret) }
+	// wrongSecret reports whether err refuses a wrong unlock secret
+	// (ErrBadSecret, or ErrLockedOut once the hardware has counted too
+	// many).
+	wrongSecret := func(err error) bool {
+		return errors.Is(err, backend.ErrBadSecret) || errors.Is(err, backend.ErrLockedOut)
+	}
+	// fresh is a new backend with one provisioned store, open.
+	fresh := func(t *testing.T) (backend.Backend, backend.Session) {
+		t.Helper()
+		b := newBackend(t)
+		return b, open(t, b, provision(t, b))
+	}
 	key32 := bytes.Repeat([]byte{0x5a}, 32)
 	seal := func(t *testing.T, s backend.Session, label string) []byte {
 		t.Helper()
@@ -88,8 +100,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	})
 
 	t.Run("SealUnsealRoundTrip", func(t *testing.T) {
-		b := newBackend(t)
-		s := open(t, b, provision(t, b))
+		b, s := fresh(t)
 		max := b.Capabilities().MaxSealSize
 		for _, n := range []int{1, 16, 32, max} {
 			pt := make([]byte, n)
@@ -111,8 +122,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	})
 
 	t.Run("TooLarge", func(t *testing.T) {
-		b := newBackend(t)
-		s := open(t, b, provision(t, b))
+		b, s := fresh(t)
 		_, err := s.Seal(ctx, "enigm/test/large", make([]byte, b.Capabilities().MaxSealSize+1))
 		if !errors.Is(err, backend.ErrTooLarge) {
 			t.Fatalf("err = %v, want ErrTooLarge", err)
@@ -130,10 +140,10 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 			if err == nil {
 				t.Fatal("a wrong secret unsealed a wrapping key")
 			}
-			if !errors.Is(err, backend.ErrBadSecret) && !errors.Is(err, backend.ErrLockedOut) {
+			if !wrongSecret(err) {
 				t.Fatalf("err = %v, want ErrBadSecret", err)
 			}
-		} else if !errors.Is(err, backend.ErrBadSecret) && !errors.Is(err, backend.ErrLockedOut) {
+		} else if !wrongSecret(err) {
 			t.Fatalf("err = %v, want ErrBadSecret", err)
 		}
 		// The right secret still works afterwards: nothing was lost.
@@ -156,7 +166,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 		if err == nil {
 			t.Fatal("a wrong secret unsealed while another session was open")
 		}
-		if !errors.Is(err, backend.ErrBadSecret) && !errors.Is(err, backend.ErrLockedOut) {
+		if !wrongSecret(err) {
 			t.Fatalf("err = %v, want ErrBadSecret", err)
 		}
 		if got, err := good.Unseal(ctx, "enigm/test/kek", sealed); err != nil || !bytes.Equal(got, key32) {
@@ -165,8 +175,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	})
 
 	t.Run("LabelBinding", func(t *testing.T) {
-		b := newBackend(t)
-		s := open(t, b, provision(t, b))
+		_, s := fresh(t)
 		sealed := seal(t, s, "enigm/kek/session")
 		if _, err := s.Unseal(ctx, "enigm/kek/identity", sealed); !errors.Is(err, backend.ErrSealedData) {
 			t.Fatalf("unseal under another label: err = %v, want ErrSealedData", err)
@@ -174,8 +183,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	})
 
 	t.Run("TamperedSealedData", func(t *testing.T) {
-		b := newBackend(t)
-		s := open(t, b, provision(t, b))
+		_, s := fresh(t)
 		sealed := seal(t, s, "enigm/test/kek")
 		for _, i := range positions(len(sealed)) {
 			bad := bytes.Clone(sealed)
@@ -200,8 +208,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	})
 
 	t.Run("ForeignState", func(t *testing.T) {
-		b := newBackend(t)
-		a := open(t, b, provision(t, b))
+		b, a := fresh(t)
 		sealed := seal(t, a, "enigm/test/kek")
 		other := open(t, b, provision(t, b)) // same secret, fresh protection
 		if _, err := other.Unseal(ctx, "enigm/test/kek", sealed); !errors.Is(err, backend.ErrSealedData) {
@@ -256,8 +263,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	})
 
 	t.Run("Concurrent", func(t *testing.T) {
-		b := newBackend(t)
-		s := open(t, b, provision(t, b))
+		_, s := fresh(t)
 		sealed := seal(t, s, "enigm/test/kek")
 		var wg sync.WaitGroup
 		errs := make(chan error, 8)
