@@ -13,6 +13,7 @@ import (
 	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
+	"github.com/enigm/enigm/posture"
 )
 
 // countingBackend counts every call that reaches the backend.
@@ -51,7 +52,7 @@ func (s countingSession) Unseal(ctx context.Context, l string, p []byte) ([]byte
 func initReopened(t testing.TB, be backend.Backend) *Store {
 	t.Helper()
 	home := t.TempDir() + "/h"
-	opts := Options{Backend: func(string) (backend.Backend, error) { return be, nil }, Posture: staticPosture(policy.PostureDegraded)}
+	opts := Options{Backend: func(string) (backend.Backend, error) { return be, nil }, Posture: posture.Static{Level: policy.PostureDegraded}}
 	s, err := Init(context.Background(), home, be, testPass, InitOptions{Options: opts})
 	if err != nil {
 		t.Fatal(err)
@@ -96,15 +97,11 @@ func TestNoBackendCallsPerUse(t *testing.T) {
 	}
 }
 
-type staticPosture policy.PostureLevel
-
-func (p staticPosture) Posture() policy.Posture { return policy.Posture{Level: policy.PostureLevel(p)} }
-
 func benchStore(b *testing.B, alg Algorithm) *IdentityKey {
 	b.Helper()
 	sb := testkit.Must(testkit.SoftBackend("soft"))
 	s, err := Init(context.Background(), b.TempDir()+"/h", sb, testPass, InitOptions{Options: Options{
-		Backend: testkit.SoftBackend, Posture: staticPosture(policy.PostureDegraded)}})
+		Backend: testkit.SoftBackend, Posture: posture.Static{Level: policy.PostureDegraded}}})
 	if err != nil {
 		b.Fatal(err)
 	}
