@@ -468,6 +468,25 @@ func (s *State) verifyEnrollment(l *Link, rs *roleSigs, d *Device, approver *Dev
 	return verifySubject(l, rs, d)
 }
 
+// enrollDevice is what add_device and replace_device check alike once
+// their approver is known, in this order: the new device d is admitted
+// (countRoom: it takes a new place rather than a retiring device's), its
+// attestation is judged against the policy, and the enrollment signatures
+// are verified against approver. It reports whether d is attested.
+func (s *State) enrollDevice(l *Link, rs *roleSigs, o *options, d *Device, countRoom bool, approver *DeviceRecord, nonce [NonceSize]byte, pairing [PairingHashSize]byte) (bool, error) {
+	if err := s.admit(d, countRoom); err != nil {
+		return false, err
+	}
+	attested, err := checkAttestation(o, s.policy, AttestationInput{Account: s.account, Type: l.typ, Prev: s.head.Hash, Nonce: nonce[:], Device: d})
+	if err != nil {
+		return false, err
+	}
+	if err := s.verifyEnrollment(l, rs, d, approver, nonce, pairing); err != nil {
+		return false, err
+	}
+	return attested, nil
+}
+
 func (s *State) addDevice(l *Link, b *AddDevice, rs *roleSigs, o *options) error {
 	d := &b.Device
 	if err := s.enrollmentRules(l, rs, d); err != nil {
@@ -477,14 +496,8 @@ func (s *State) addDevice(l *Link, b *AddDevice, rs *roleSigs, o *options) error
 	if err != nil {
 		return err
 	}
-	if err := s.admit(d, true); err != nil {
-		return err
-	}
-	attested, err := checkAttestation(o, s.policy, AttestationInput{Account: s.account, Type: l.typ, Prev: s.head.Hash, Nonce: b.Nonce[:], Device: d})
+	attested, err := s.enrollDevice(l, rs, o, d, true, approver, b.Nonce, b.PairingHash)
 	if err != nil {
-		return err
-	}
-	if err := s.verifyEnrollment(l, rs, d, approver, b.Nonce, b.PairingHash); err != nil {
 		return err
 	}
 	s.addRecord(l, d, Authority{Kind: ByDevice, Device: approver.ID, Org: rs[RoleOrg] != nil}, attested)
@@ -506,14 +519,8 @@ func (s *State) replaceDevice(l *Link, b *ReplaceDevice, rs *roleSigs, o *option
 	if rs[RoleDevice].Signer != b.Old {
 		return errorf(ErrWrongSigner, "replace_device of %s must be approved by %s itself, not %s", b.Old, b.Old, rs[RoleDevice].Signer)
 	}
-	if err := s.admit(d, false); err != nil {
-		return err
-	}
-	attested, err := checkAttestation(o, s.policy, AttestationInput{Account: s.account, Type: l.typ, Prev: s.head.Hash, Nonce: b.Nonce[:], Device: d})
+	attested, err := s.enrollDevice(l, rs, o, d, false, old, b.Nonce, b.PairingHash)
 	if err != nil {
-		return err
-	}
-	if err := s.verifyEnrollment(l, rs, d, old, b.Nonce, b.PairingHash); err != nil {
 		return err
 	}
 	s.endRecord(l, old, StatusRetired, Authority{Kind: ByDevice, Device: old.ID}, d.ID)

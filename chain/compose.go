@@ -19,6 +19,18 @@ func EncodeBody(b Body) ([]byte, error) {
 	if b == nil {
 		return nil, errorf(ErrMalformed, "no body")
 	}
+	out, err := marshalBody(b)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > MaxBodySize {
+		return nil, errorf(ErrTooLarge, "body is %d bytes, limit %d", len(out), MaxBodySize)
+	}
+	return out, nil
+}
+
+// marshalBody is the wire encoding of a non-nil body, unbounded.
+func marshalBody(b Body) ([]byte, error) {
 	wb, err := b.encode()
 	if err != nil {
 		return nil, err
@@ -26,9 +38,6 @@ func EncodeBody(b Body) ([]byte, error) {
 	out, err := wire.Marshal(wb)
 	if err != nil {
 		return nil, errorf(ErrMalformed, "encode body: %v", err)
-	}
-	if len(out) > MaxBodySize {
-		return nil, errorf(ErrTooLarge, "body is %d bytes, limit %d", len(out), MaxBodySize)
 	}
 	return out, nil
 }

@@ -155,13 +155,9 @@ func newDraft(acct AccountID, seq uint64, prev Hash, t time.Time, b Body) (*Draf
 	if ts < 0 || ts > MaxTimestamp {
 		return nil, errorf(ErrMalformed, "timestamp %v out of range", t)
 	}
-	wb, err := b.encode()
+	body, err := marshalBody(b)
 	if err != nil {
 		return nil, err
-	}
-	body, err := wire.Marshal(wb)
-	if err != nil {
-		return nil, errorf(ErrMalformed, "encode body: %v", err)
 	}
 	d := &Draft{body: b, w: wLink{Version: linkVersion, Seq: seq, Time: uint64(ts), Type: uint64(b.Type()), Body: body}}
 	if b.Type() != TypeGenesis {

@@ -368,24 +368,27 @@ func HeadJSON(h chain.Head) map[string]any {
 	return map[string]any{"seq": h.Seq, "hash": hex.EncodeToString(h.Hash[:])}
 }
 
-// ParseAccountID parses a 64-digit hex account id.
+// ParseAccountID parses a 64-digit hex account id (either case).
 func ParseAccountID(s string) (chain.AccountID, error) {
 	var a chain.AccountID
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != len(a) {
-		return a, fmt.Errorf("%q is not a 64-digit hex account id", s)
-	}
-	copy(a[:], b)
-	return a, nil
+	err := parseHexID(a[:], s, "account")
+	return a, err
 }
 
-// ParseDeviceID parses a 32-digit hex device id.
+// ParseDeviceID parses a 32-digit hex device id (either case).
 func ParseDeviceID(s string) (chain.DeviceID, error) {
 	var d chain.DeviceID
+	err := parseHexID(d[:], s, "device")
+	return d, err
+}
+
+// parseHexID decodes s, hex of exactly len(id) bytes, into id; id is left
+// as it was when s is not.
+func parseHexID(id []byte, s, what string) error {
 	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != len(d) {
-		return d, fmt.Errorf("%q is not a 32-digit hex device id", s)
+	if err != nil || len(b) != len(id) {
+		return fmt.Errorf("%q is not a %d-digit hex %s id", s, 2*len(id), what)
 	}
-	copy(d[:], b)
-	return d, nil
+	copy(id, b)
+	return nil
 }

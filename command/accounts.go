@@ -22,11 +22,8 @@ func (s *Server) handleName(w http.ResponseWriter, r *http.Request) *apiError {
 		return badRequest("an account name is 1-64 of [a-z0-9._-]")
 	}
 	a, err := s.store.AccountByName(r.Context(), name)
-	if errors.Is(err, store.ErrNotFound) {
-		return notFound("no account named %q", name)
-	}
 	if err != nil {
-		return storeErr(err)
+		return missingAs(err, notFound("no account named %q", name))
 	}
 	writeJSON(w, http.StatusOK, api.Name{AccountID: a.ID})
 	return nil
@@ -38,11 +35,8 @@ func (s *Server) invite(r *http.Request, code string) (store.Invite, store.Org, 
 		return store.Invite{}, store.Org{}, badRequest("malformed invite code")
 	}
 	inv, err := s.store.Invite(r.Context(), secretHash([]byte(code)))
-	if errors.Is(err, store.ErrNotFound) {
-		return inv, store.Org{}, notFound("unknown invite code")
-	}
 	if err != nil {
-		return inv, store.Org{}, storeErr(err)
+		return inv, store.Org{}, missingAs(err, notFound("unknown invite code"))
 	}
 	if !inv.UsedAt.IsZero() {
 		return inv, store.Org{}, expired("the invite was used already")
@@ -191,11 +185,8 @@ func (s *Server) accountFrom(r *http.Request, load func(context.Context, string)
 		return nil, e
 	}
 	v, err := load(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, notFound("no account %s", id)
-	}
 	if err != nil {
-		return nil, storeErr(err)
+		return nil, missingAs(err, notFound("no account %s", id))
 	}
 	return v, nil
 }

@@ -19,11 +19,8 @@ func (s *Server) orgAccount(r *http.Request, o store.Org, id string) (*verified,
 		return nil, e
 	}
 	acct, err := s.store.Account(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, notFound("no account %s", id)
-	}
 	if err != nil {
-		return nil, storeErr(err)
+		return nil, missingAs(err, notFound("no account %s", id))
 	}
 	if acct.OrgID != o.ID {
 		return nil, forbidden("account %s is not managed by organisation %s", id, o.ID)
@@ -147,12 +144,8 @@ func (s *Server) handleAdminApprove(w http.ResponseWriter, r *http.Request) *api
 }
 
 func (s *Server) handleAdminDeny(w http.ResponseWriter, r *http.Request) *apiError {
-	o, e := s.authAdmin(r)
+	o, req, e := authedBody[api.Reason](w, r, s.authAdmin)
 	if e != nil {
-		return e
-	}
-	var req api.Reason
-	if e := decode(w, r, &req); e != nil {
 		return e
 	}
 	en, v, e := s.adminEnrollment(r, o)
@@ -198,12 +191,8 @@ func (s *Server) orgLink(r *http.Request, o store.Org, v *verified, body chain.B
 // handleAdminRevoke builds and signs a revoke_device link with the
 // organisation key, and appends it.
 func (s *Server) handleAdminRevoke(w http.ResponseWriter, r *http.Request) *apiError {
-	o, e := s.authAdmin(r)
+	o, req, e := authedBody[api.RevokeRequest](w, r, s.authAdmin)
 	if e != nil {
-		return e
-	}
-	var req api.RevokeRequest
-	if e := decode(w, r, &req); e != nil {
 		return e
 	}
 	dev, _ := deviceID("device_id", req.DeviceID) // checked by Validate
@@ -255,12 +244,8 @@ func (s *Server) handleAdminRecoveries(w http.ResponseWriter, r *http.Request) *
 // handleAdminReview approves (counter-signs and appends the held recover
 // link) or denies a recovery awaiting review.
 func (s *Server) handleAdminReview(w http.ResponseWriter, r *http.Request) *apiError {
-	o, e := s.authAdmin(r)
+	o, req, e := authedBody[api.ReviewRequest](w, r, s.authAdmin)
 	if e != nil {
-		return e
-	}
-	var req api.ReviewRequest
-	if e := decode(w, r, &req); e != nil {
 		return e
 	}
 	rec, e := s.recovery(r)
@@ -365,15 +350,11 @@ func (s *Server) handleAdminAudit(w http.ResponseWriter, r *http.Request) *apiEr
 // the organisation can change a managed account's policy; the chain checks
 // the signature like any other.
 func (s *Server) handleAdminPolicy(w http.ResponseWriter, r *http.Request) *apiError {
-	o, e := s.authAdmin(r)
-	if e != nil {
-		return e
-	}
 	// A partial update: the fields given change, the others keep the
 	// policy of the head the new link builds on (the append fails with a
 	// conflict if the head moved meanwhile).
-	var u api.PolicyUpdate
-	if e := decode(w, r, &u); e != nil {
+	o, u, e := authedBody[api.PolicyUpdate](w, r, s.authAdmin)
+	if e != nil {
 		return e
 	}
 	v, e := s.orgAccount(r, o, r.PathValue("id"))

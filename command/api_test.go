@@ -1,13 +1,13 @@
 package command
 
 import (
-	"github.com/enigm/enigm/command/store"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/internal/testkit"
 )
 
@@ -43,8 +43,7 @@ func TestInfoHealthMetrics(t *testing.T) {
 
 func TestCreateAccountAndRead(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MinRecoveryDelay = time.Hour })
-	A := newDev("alice/A")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a, A := e.alice()
 	if a.id != a.st.Account().String() {
 		t.Fatalf("account id %s, chain says %s", a.id, a.st.Account())
 	}
@@ -123,9 +122,7 @@ func TestCreateAccountRejectsBadGenesis(t *testing.T) {
 
 func TestAuthentication(t *testing.T) {
 	e := newEnv(t)
-	A, B := newDev("alice/A"), newDev("alice/B")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.aliceAB()
 	tok := a.login(A)
 	e.want(e.do("GET", "/v1/messages", tok, nil), 200, "")
 
@@ -181,9 +178,7 @@ func TestAuthentication(t *testing.T) {
 // gets 403 device_revoked: every request re-checks the verified state.
 func TestRevokedDeviceRecheckedEveryRequest(t *testing.T) {
 	e := newEnv(t)
-	A, B := newDev("alice/A"), newDev("alice/B")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.aliceAB()
 	tokB := a.login(B)
 	e.want(e.do("GET", "/v1/messages", tokB, nil), 200, "")
 	// Revoke B through a second instance over the same database, and put

@@ -93,11 +93,8 @@ func (s *Server) authDevice(r *http.Request) (*deviceAuth, *apiError) {
 		return nil, unauthorized("a device token is required (Authorization: Bearer …; POST /v1/auth/token)")
 	}
 	t, acct, err := s.store.TokenAccount(r.Context(), secretHash([]byte(tok)))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, unauthorized("unknown or expired token")
-	}
 	if err != nil {
-		return nil, storeErr(err)
+		return nil, missingAs(err, unauthorized("unknown or expired token"))
 	}
 	if !s.now().Before(t.ExpiresAt) {
 		return nil, unauthorized("token expired; obtain a new one")
@@ -126,11 +123,8 @@ func (s *Server) authAdmin(r *http.Request) (store.Org, *apiError) {
 		return store.Org{}, unauthorized("an admin token is required (Authorization: Bearer …, from enigm-command org create)")
 	}
 	o, err := s.store.OrgByTokenHash(r.Context(), secretHash([]byte(tok)))
-	if errors.Is(err, store.ErrNotFound) {
-		return store.Org{}, unauthorized("unknown admin token")
-	}
 	if err != nil {
-		return store.Org{}, storeErr(err)
+		return store.Org{}, missingAs(err, unauthorized("unknown admin token"))
 	}
 	return o, nil
 }
@@ -196,6 +190,25 @@ func provenKey(r *http.Request, account string, dev chain.DeviceID) string {
 	return account + "|" + dev.String() + "|" + addrKey(r)
 }
 
+// activeDevice loads the account's verified state and returns the record
+// of its device dev, refusing a device that is not active (403
+// device_revoked); a device the account does not have is refused with
+// what unknown returns.
+func (s *Server) activeDevice(r *http.Request, account string, dev chain.DeviceID, unknown func() *apiError) (chain.DeviceRecord, *apiError) {
+	v, err := s.load(r.Context(), account)
+	if err != nil {
+		return chain.DeviceRecord{}, storeErr(err)
+	}
+	rec, ok := v.state.Device(dev)
+	if !ok {
+		return rec, unknown()
+	}
+	if rec.Status != chain.StatusActive {
+		return rec, errorf(http.StatusForbidden, "device_revoked", "device %s is %s", dev, rec.Status)
+	}
+	return rec, nil
+}
+
 // handleChallenge issues a challenge. It is charged to the caller's
 // address only: it stores nothing, and the state it reads is public.
 func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) *apiError {
@@ -210,16 +223,10 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) *apiErr
 	if e := s.limit(r, "auth", s.cfg.RateLimits.AuthPerAddr, Rate{}); e != nil {
 		return e
 	}
-	v, err := s.load(r.Context(), req.AccountID)
-	if err != nil {
-		return storeErr(err)
-	}
-	rec, ok := v.state.Device(dev)
-	if !ok {
+	if _, e := s.activeDevice(r, req.AccountID, dev, func() *apiError {
 		return notFound("device %s is not in account %s", dev, req.AccountID)
-	}
-	if rec.Status != chain.StatusActive {
-		return errorf(http.StatusForbidden, "device_revoked", "device %s is %s", dev, rec.Status)
+	}); e != nil {
+		return e
 	}
 	exp := s.now().Add(ChallengeTTL)
 	c := s.newChallenge(acct, dev, exp)
@@ -256,16 +263,11 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	v, err := s.load(r.Context(), req.AccountID)
-	if err != nil {
-		return storeErr(err)
-	}
-	rec, ok := v.state.Device(dev)
-	if !ok {
+	rec, e := s.activeDevice(r, req.AccountID, dev, func() *apiError {
 		return unauthorized("device %s is not in the account", dev)
-	}
-	if rec.Status != chain.StatusActive {
-		return errorf(http.StatusForbidden, "device_revoked", "device %s is %s", dev, rec.Status)
+	})
+	if e != nil {
+		return e
 	}
 	pk := provenKey(r, req.AccountID, dev)
 	proven := !s.cfg.RateLimits.Disabled && s.limiter.isProven(pk)

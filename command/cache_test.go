@@ -246,8 +246,7 @@ func TestStoredLinksAreCheckedAgainstTheVerifiedHead(t *testing.T) {
 	t.Cleanup(func() { inner.Close() })
 	ts := &tamperedLinks{Store: inner}
 	e := newEnv(t, func(c *Config) { c.Store = ts })
-	A := newDev("alice/A")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a, _ := e.alice()
 	o := e.newAccount("other", newDev("other/A"), chain.DefaultPolicy())
 	rows, err := inner.Links(context.Background(), o.id, -1, 0)
 	testkit.NoErr(t, err)
@@ -268,8 +267,7 @@ func TestStoredLinksAreCheckedAgainstTheVerifiedHead(t *testing.T) {
 // link hash.
 func TestLinkHashIsTheChains(t *testing.T) {
 	e := newEnv(t)
-	A := newDev("alice/A")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a, _ := e.alice()
 	rows, err := e.srv.store.Links(context.Background(), a.id, -1, 0)
 	testkit.NoErr(t, err)
 	l, err := chain.ParseLink(rows[0].Data)

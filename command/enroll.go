@@ -147,11 +147,8 @@ func (s *Server) enrollment(r *http.Request) (store.Enrollment, *apiError) {
 		return store.Enrollment{}, e
 	}
 	en, err := s.store.Enrollment(r.Context(), rid)
-	if errors.Is(err, store.ErrNotFound) {
-		return en, notFound("no enrollment request %s", rid)
-	}
 	if err != nil {
-		return en, storeErr(err)
+		return en, missingAs(err, notFound("no enrollment request %s", rid))
 	}
 	// The organisation of an account never changes: a cached state names
 	// it as well as the database.
@@ -211,12 +208,8 @@ func stateError(en store.Enrollment, head store.Head, action string) *apiError {
 }
 
 func (s *Server) handleApprove(w http.ResponseWriter, r *http.Request) *apiError {
-	a, e := s.authDevice(r)
+	a, req, e := authedBody[api.ApproveRequest](w, r, s.authDevice)
 	if e != nil {
-		return e
-	}
-	var req api.ApproveRequest
-	if e := decode(w, r, &req); e != nil {
 		return e
 	}
 	sig := req.Signature

@@ -8,10 +8,11 @@ import (
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
+	"github.com/enigm/enigm/command/store/storetest"
 	"github.com/enigm/enigm/internal/testkit"
 )
 
-func TestEnrollmentStateMachine(t *testing.T) { engines(t, testEnrollmentStateMachine) }
+func TestEnrollmentStateMachine(t *testing.T) { storetest.Engines(t, testEnrollmentStateMachine) }
 
 func testEnrollmentStateMachine(t *testing.T, dsn string) {
 	e := newEnvDSN(t, dsn)
@@ -166,9 +167,8 @@ func TestEnrollmentExpiry(t *testing.T) {
 
 func TestReplaceDevice(t *testing.T) {
 	e := newEnv(t)
-	A, B, N := newDev("alice/A"), newDev("alice/B"), newDev("alice/N")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.aliceAB()
+	N := newDev("alice/N")
 	en, r := a.tryRequest(N, B)
 	e.want(r, http.StatusCreated, "")
 	if r.str("type") != "replace_device" {
@@ -191,13 +191,12 @@ func TestReplaceDevice(t *testing.T) {
 }
 
 // Concurrent approvals of one request: exactly one wins.
-func TestConcurrentApprovals(t *testing.T) { engines(t, testConcurrentApprovals) }
+func TestConcurrentApprovals(t *testing.T) { storetest.Engines(t, testConcurrentApprovals) }
 
 func testConcurrentApprovals(t *testing.T, dsn string) {
 	e := newEnvDSN(t, dsn)
-	A, B, C := newDev("alice/A"), newDev("alice/B"), newDev("alice/C")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.aliceAB()
+	C := newDev("alice/C")
 	en := a.requestAdd(C)
 	a.token(A)
 	a.token(B)

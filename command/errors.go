@@ -75,6 +75,15 @@ func internal(err error) *apiError {
 	return &apiError{status: http.StatusInternalServerError, code: "internal", msg: "internal server error (see the server log)", cause: err}
 }
 
+// missingAs answers a failed read of one row: missing when the store has
+// no such row (store.ErrNotFound), storeErr(err) for any other failure.
+func missingAs(err error, missing *apiError) *apiError {
+	if errors.Is(err, store.ErrNotFound) {
+		return missing
+	}
+	return storeErr(err)
+}
+
 // storeErr maps a store error that the handler did not expect in its own
 // terms: an unreachable database is 503 unavailable, anything else 500.
 func storeErr(err error) *apiError {

@@ -198,9 +198,8 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	pg := privatePostgres(t)
 	e, hs := newHookedEnv(t, pg.url())
-	A, B, S := newDev("alice/A"), newDev("alice/B"), newDev("sam/S")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.aliceAB()
+	S := newDev("sam/S")
 	s := e.newAccount("sam", S, chain.DefaultPolicy())
 	a.token(A)
 	e.want(e.do("POST", "/v1/messages", s.token(S), map[string]any{"kind": "message", "envelopes": []env1{envTo(a, B, "queued")}}), http.StatusAccepted, "")

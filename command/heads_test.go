@@ -113,7 +113,7 @@ func (s *scriptedHeads) do(e *env, f func(store.HeadEvents)) {
 // the announcement ends the window; and without a subscription every read
 // goes to the database.
 func TestAnnouncedHeadWindow(t *testing.T) {
-	engines(t, func(t *testing.T, dsn string) {
+	storetest.Engines(t, func(t *testing.T, dsn string) {
 		e1 := newEnvDSN(t, dsn)
 		inner, err := store.Open(context.Background(), dsn)
 		testkit.NoErr(t, err)
@@ -278,12 +278,11 @@ func headsRefused(t *testing.T, e *env, a *tacct, A, B *tdev, c *tacct, C *tdev,
 // database back ends the refusal.
 func TestHeadRollbackIsRefused(t *testing.T) {
 	const rolledBack = inconsistentLog
-	engines(t, func(t *testing.T, dsn string) {
+	storetest.Engines(t, func(t *testing.T, dsn string) {
 		e := newEnvDSN(t, dsn)
 		e.waitListening()
-		A, B, C := newDev("alice/A"), newDev("alice/B"), newDev("carol/C")
-		a := e.newAccount("alice", A, chain.DefaultPolicy())
-		a.add(B, A)
+		a, A, B := e.aliceAB()
+		C := newDev("carol/C")
 		c := e.newAccount("carol", C, chain.DefaultPolicy())
 		e.want(a.post(A, a.revokeLink(A, B)), http.StatusCreated, "")
 		if st := a.deviceState(B); st != "revoked" {
@@ -386,9 +385,8 @@ func TestStaleHeadReadIsNotARollback(t *testing.T) {
 func TestHeadMarkTamperingIsRefused(t *testing.T) {
 	dsn := storetest.SQLiteDSN(t)
 	e := newEnvDSN(t, dsn)
-	A, B, C := newDev("alice/A"), newDev("alice/B"), newDev("carol/C")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.aliceAB()
+	C := newDev("carol/C")
 	c := e.newAccount("carol", C, chain.DefaultPolicy())
 	e.want(a.post(A, a.revokeLink(A, B)), http.StatusCreated, "")
 	testkit.NoErr(t, e.srv.Close())

@@ -223,6 +223,23 @@ func (e *env) twoDevices(name string) (a *tacct, A, B *tdev) {
 	return a, A, B
 }
 
+// alice is the usual start of a test: the account alice under the
+// default policy, with its first device A.
+func (e *env) alice() (a *tacct, A *tdev) {
+	e.t.Helper()
+	A = newDev("alice/A")
+	return e.newAccount("alice", A, chain.DefaultPolicy()), A
+}
+
+// aliceAB is alice with a second device B that A added.
+func (e *env) aliceAB() (a *tacct, A, B *tdev) {
+	e.t.Helper()
+	a, A = e.alice()
+	B = newDev("alice/B")
+	a.add(B, A)
+	return a, A, B
+}
+
 func (e *env) newAccount(name string, first *tdev, p chain.Policy) *tacct {
 	e.t.Helper()
 	a, r := e.tryAccount(name, first, p, nil, "")

@@ -170,6 +170,25 @@ func decodeLink(w http.ResponseWriter, r *http.Request) (*chain.Link, *apiError)
 	return parseLink("link", req.Link)
 }
 
+// authedBody runs auth (s.authDevice, s.authAdmin) and then decodes and
+// validates the request body into a new T (decode): the first two steps
+// of every authenticated endpoint that takes a body, in that order, so
+// that nobody unauthenticated has a body parsed.
+func authedBody[T any, P interface {
+	*T
+	request
+}, A any](w http.ResponseWriter, r *http.Request, auth func(*http.Request) (A, *apiError)) (A, *T, *apiError) {
+	who, e := auth(r)
+	if e != nil {
+		return who, nil, e
+	}
+	req := new(T)
+	if e := decode(w, r, P(req)); e != nil {
+		return who, nil, e
+	}
+	return who, req, nil
+}
+
 // accountDevice parses the account_id and device_id fields of a request.
 func accountDevice(account, device string) (chain.AccountID, chain.DeviceID, *apiError) {
 	acct, e := accountID("account_id", account)

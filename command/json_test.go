@@ -98,8 +98,7 @@ func TestEnrollmentOverCBOR(t *testing.T) {
 // refused. Nothing of it changes the account.
 func TestCBORBodiesStrict(t *testing.T) {
 	e := newEnv(t)
-	A := newDev("alice/A")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a, A := e.alice()
 	tok := a.token(A)
 	links := "/v1/accounts/" + a.id + "/links"
 	rot := a.rotateKEMLink(A, 1).Bytes()
@@ -168,8 +167,7 @@ func TestCBORBodiesStrict(t *testing.T) {
 // gets 400 with a message naming the key.
 func TestJSONDuplicateAndFoldedKeys(t *testing.T) {
 	e := newEnv(t)
-	A := newDev("alice/A")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a, A := e.alice()
 	dev := A.id.String()
 	for _, tc := range []struct {
 		desc, path, body, msg string

@@ -8,8 +8,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-
-	"github.com/enigm/enigm/chain"
 )
 
 // /metrics is read by Prometheus, not by us: after real workflows, denials,
@@ -21,8 +19,7 @@ func TestMetricsParseWithPrometheus(t *testing.T) {
 	e := newEnv(t, withLimits(func(rl *RateLimits) {
 		rl.AuthPerAddr = Rate{PerMinute: 1, Burst: 1}
 	}))
-	A := newDev("alice/A")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a, A := e.alice()
 	a.tryLogin(A)
 	a.tryLogin(A) // over the per-address budget: 429
 	e.do("GET", "/v1/accounts/"+a.id+"/devices", "", nil)

@@ -18,8 +18,7 @@ func TestRateLimits(t *testing.T) {
 		rl.AuthPerAddr = Rate{PerMinute: 60, Burst: 3}
 		rl.EnrollPerAddr = Rate{PerMinute: 6, Burst: 2}
 	}))
-	A := newDev("alice/A")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a, A := e.alice()
 	body := map[string]string{"account_id": a.id, "device_id": A.id.String()}
 	for i := 0; i < 3; i++ {
 		e.want(e.do("POST", "/v1/auth/challenge", "", body), 200, "")

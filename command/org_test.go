@@ -8,10 +8,11 @@ import (
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
+	"github.com/enigm/enigm/command/store/storetest"
 	"github.com/enigm/enigm/internal/testkit"
 )
 
-func TestManagedOrganisation(t *testing.T) { engines(t, testManagedOrganisation) }
+func TestManagedOrganisation(t *testing.T) { storetest.Engines(t, testManagedOrganisation) }
 
 func testManagedOrganisation(t *testing.T, dsn string) {
 	e := newEnvDSN(t, dsn)

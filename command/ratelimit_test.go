@@ -191,8 +191,7 @@ func TestAuthPerDeviceBudget(t *testing.T) {
 // database, once.
 func TestAuthChallengeAcrossInstances(t *testing.T) {
 	e := newEnv(t)
-	A := newDev("alice/A")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a, A := e.alice()
 	other, err := New(Config{DataDir: e.cfg.DataDir, Store: e.srv.store, KeystorePassphrase: []byte("x"), Clock: e.clock.Now, Logger: discard, JanitorInterval: -1, RateLimits: &RateLimits{Disabled: true}})
 	testkit.NoErr(t, err)
 	defer other.Close()
@@ -208,8 +207,7 @@ func TestAuthChallengeAcrossInstances(t *testing.T) {
 // still goes through.
 func TestEnrollFloodDoesNotBlockTheAccount(t *testing.T) {
 	e := newEnv(t, withLimits())
-	A := newDev("alice/A")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a, A := e.alice()
 	floodEnroll := func() {
 		for i, addr := range authFloodAddrs {
 			for n := 0; ; n++ {
@@ -340,8 +338,7 @@ func TestGlobalBudgetsBoundUnauthenticatedWork(t *testing.T) {
 		rl.EnrollGlobal = Rate{PerMinute: 60, Burst: 3}
 		rl.RecoveryGlobal = Rate{PerMinute: 60, Burst: 2}
 	}))
-	A := newDev("alice/A")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a, _ := e.alice()
 	for n := 0; n < 4; n++ {
 		dev := newDev(fmt.Sprintf("many/%d", n))
 		nc := nonce(dev.label)

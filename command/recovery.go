@@ -64,11 +64,8 @@ func (s *Server) recovery(r *http.Request) (store.Recovery, *apiError) {
 		return store.Recovery{}, e
 	}
 	rec, err := s.store.Recovery(r.Context(), rid)
-	if errors.Is(err, store.ErrNotFound) {
-		return rec, notFound("no recovery %s", rid)
-	}
 	if err != nil {
-		return rec, storeErr(err)
+		return rec, missingAs(err, notFound("no recovery %s", rid))
 	}
 	return rec, nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/command/store/storetest"
 	"github.com/enigm/enigm/internal/testkit"
 )
 
@@ -33,7 +34,9 @@ func (a *tacct) completeRecovery(dev *tdev, req chain.Hash) *resp {
 	return a.e.do("POST", "/v1/recoveries/"+req.String()+"/complete", "", map[string]string{"link": enc64(l.Bytes())})
 }
 
-func TestRecoveryWaitingPeriodAndVeto(t *testing.T) { engines(t, testRecoveryWaitingPeriodAndVeto) }
+func TestRecoveryWaitingPeriodAndVeto(t *testing.T) {
+	storetest.Engines(t, testRecoveryWaitingPeriodAndVeto)
+}
 
 func testRecoveryWaitingPeriodAndVeto(t *testing.T, dsn string) {
 	e := newEnvDSN(t, dsn)
@@ -95,7 +98,7 @@ func testRecoveryWaitingPeriodAndVeto(t *testing.T, dsn string) {
 	e.want(e.do("GET", "/v1/recoveries/xyz", "", nil), 400, "bad_request")
 }
 
-func TestRecoveryAdminReview(t *testing.T) { engines(t, testRecoveryAdminReview) }
+func TestRecoveryAdminReview(t *testing.T) { storetest.Engines(t, testRecoveryAdminReview) }
 
 func testRecoveryAdminReview(t *testing.T, dsn string) {
 	e := newEnvDSN(t, dsn)

@@ -12,12 +12,8 @@ import (
 // handleSend accepts envelopes for the devices that are active at their
 // account's current verified head, and only for those.
 func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) *apiError {
-	a, e := s.authDevice(r)
+	a, req, e := authedBody[api.SendRequest](w, r, s.authDevice)
 	if e != nil {
-		return e
-	}
-	var req api.SendRequest
-	if e := decode(w, r, &req); e != nil {
 		return e
 	}
 	now := s.now()
@@ -102,12 +98,8 @@ func (s *Server) handleFetch(w http.ResponseWriter, r *http.Request) *apiError {
 }
 
 func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) *apiError {
-	a, e := s.authDevice(r)
+	a, req, e := authedBody[api.AckRequest](w, r, s.authDevice)
 	if e != nil {
-		return e
-	}
-	var req api.AckRequest
-	if e := decode(w, r, &req); e != nil {
 		return e
 	}
 	ids := make([]int64, 0, len(req.IDs))

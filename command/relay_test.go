@@ -8,6 +8,7 @@ import (
 
 	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/command/store/storetest"
 	"github.com/enigm/enigm/internal/testkit"
 )
 
@@ -91,7 +92,7 @@ func TestRelayEligibility(t *testing.T) {
 // After a revocation is accepted, the revoked device receives nothing:
 // its queue was deleted in the revocation's transaction, new envelopes for
 // it are rejected, and its own requests are refused.
-func TestRevocationCutsRelay(t *testing.T) { engines(t, testRevocationCutsRelay) }
+func TestRevocationCutsRelay(t *testing.T) { storetest.Engines(t, testRevocationCutsRelay) }
 
 func testRevocationCutsRelay(t *testing.T, dsn string) {
 	e := newEnvDSN(t, dsn)
@@ -131,13 +132,12 @@ func testRevocationCutsRelay(t *testing.T, dsn string) {
 
 // Sends racing with a revocation: whatever order they commit in, no
 // envelope for the revoked device is queued once the revocation is in.
-func TestRevocationRacesSends(t *testing.T) { engines(t, testRevocationRacesSends) }
+func TestRevocationRacesSends(t *testing.T) { storetest.Engines(t, testRevocationRacesSends) }
 
 func testRevocationRacesSends(t *testing.T, dsn string) {
 	e := newEnvDSN(t, dsn)
-	A, B, S := newDev("alice/A"), newDev("alice/B"), newDev("sam/S")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
-	a.add(B, A)
+	a, A, B := e.aliceAB()
+	S := newDev("sam/S")
 	s := e.newAccount("sam", S, chain.DefaultPolicy())
 	tokS := s.token(S)
 	a.token(A)

@@ -15,15 +15,9 @@ import (
 
 // engines runs fn on SQLite and on PostgreSQL (skipped, or failed under
 // ENIGM_REQUIRE_ALL=1, without a server).
-func engines(t *testing.T, fn func(t *testing.T, dsn string)) {
-	t.Run("sqlite", func(t *testing.T) { fn(t, storetest.SQLiteDSN(t)) })
-	t.Run("postgres", func(t *testing.T) { fn(t, storetest.PostgresDSN(t)) })
-}
-
 func TestMalformedRequests(t *testing.T) {
 	e := newEnv(t)
-	A := newDev("alice/A")
-	a := e.newAccount("alice", A, chain.DefaultPolicy())
+	a, A := e.alice()
 	tok := a.token(A)
 	for _, tc := range []struct {
 		desc, method, path, token string
@@ -83,7 +77,7 @@ func (a *tacct) mustChainLink(seq int) []byte {
 // the others get 409 conflict with the new head, and the stored chain
 // verifies.
 func TestAppendRaceOverHTTP(t *testing.T) {
-	engines(t, func(t *testing.T, dsn string) {
+	storetest.Engines(t, func(t *testing.T, dsn string) {
 		e := newEnvDSN(t, dsn)
 		devs := []*tdev{newDev("race/A")}
 		a := e.newAccount("race", devs[0], chain.DefaultPolicy())
@@ -145,7 +139,7 @@ func TestAppendRaceOverHTTP(t *testing.T) {
 // server's own verification: it serves no state from it, logs it, and
 // accepts nothing on top of it.
 func TestForgedLinkInDatabaseIsRefused(t *testing.T) {
-	engines(t, func(t *testing.T, dsn string) {
+	storetest.Engines(t, func(t *testing.T, dsn string) {
 		e := newEnvDSN(t, dsn)
 		e.waitListening()
 		A, G := newDev("alice/A"), newDev("alice/ghost")

@@ -183,11 +183,7 @@ func TestAuditSyncFailureIsSticky(t *testing.T) {
 	if err := f.s.Close(); !errors.Is(err, audit.ErrUnavailable) {
 		t.Fatalf("Close after a failed fsync: %v, want the lock entry reported unwritten", err)
 	}
-	s, err := Open(f.home, f.opts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.s = s
+	s := f.open()
 	testkit.NoErr(t, s.Unlock(context.Background(), testPass))
 	s.SetAppAuthorized(true)
 	k, _ = f.s.Identity(id.ID)
@@ -237,11 +233,7 @@ func TestAuditRewriteDetectedAtOpen(t *testing.T) {
 	if _, _, err := audit.ReadFile(path, audit.Anchor{}); err != nil {
 		t.Fatalf("the forged log should verify without its anchor: %v", err)
 	}
-	s, err := Open(f.home, f.opts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.s = s
+	s := f.open()
 	st, _ := s.Status()
 	if st.Audit.Intact || !strings.Contains(st.Audit.Problem, "differs from the checkpoint") {
 		t.Fatalf("forged log accepted: %+v", st.Audit)

@@ -54,11 +54,7 @@ func TestAuditAnchorWithoutOffset(t *testing.T) {
 		return m.Put(keyAnchor, append([]byte(nil), m.Get(keyAnchor)[:40]...))
 	})
 	db.Close()
-	s, err := Open(f.home, f.opts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.s = s
+	s := f.open()
 	st, _ := s.Status()
 	if !st.Audit.Intact || st.Audit.VerifiedFrom != 1 || st.Audit.Entries < 20 {
 		t.Fatalf("old anchor: verified %d entries from %d", st.Audit.Entries, st.Audit.VerifiedFrom)
@@ -82,11 +78,7 @@ func TestAuditOldEntryTamperFoundByVerify(t *testing.T) {
 	b := append([]byte(nil), orig...)
 	b[20] ^= 1 // in entry 1
 	os.WriteFile(path, b, 0o600)
-	s, err := Open(f.home, f.opts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.s = s
+	s := f.open()
 	if st, _ := s.Status(); !st.Audit.Intact {
 		t.Fatalf("open read before its checkpoint: %+v", st.Audit)
 	}
@@ -101,11 +93,7 @@ func TestAuditOldEntryTamperFoundByVerify(t *testing.T) {
 
 	// Cut below the checkpoint: found at Open, the cut file kept aside.
 	os.WriteFile(path, orig[:len(orig)/2], 0o600)
-	s, err = Open(f.home, f.opts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.s = s
+	s = f.open()
 	st, _ := s.Status()
 	if st.Audit.Intact || st.Audit.Preserved == "" {
 		t.Fatalf("a log cut below its checkpoint opened: %+v", st.Audit)

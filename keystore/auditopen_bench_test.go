@@ -10,6 +10,7 @@ import (
 	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/keystore/internal/audit"
 	"github.com/enigm/enigm/policy"
+	"github.com/enigm/enigm/posture"
 )
 
 // auditHome makes a store whose audit log holds n decision entries (what
@@ -19,7 +20,7 @@ import (
 func auditHome(b *testing.B, n int, segBytes int64) (string, Options) {
 	b.Helper()
 	home := filepath.Join(b.TempDir(), "h")
-	opts := Options{Backend: testkit.SoftBackend, Posture: staticPosture(policy.PostureDegraded), AuditSegmentBytes: segBytes}
+	opts := Options{Backend: testkit.SoftBackend, Posture: posture.Static{Level: policy.PostureDegraded}, AuditSegmentBytes: segBytes}
 	be, _ := testkit.SoftBackend("soft")
 	s, err := Init(context.Background(), home, be, testPass, InitOptions{Options: opts})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
+	"github.com/enigm/enigm/posture"
 )
 
 // countingBackend counts every call that reaches the backend.
@@ -45,24 +46,32 @@ func (s countingSession) Unseal(ctx context.Context, l string, p []byte) ([]byte
 	return s.Session.Unseal(ctx, l, p)
 }
 
+// initReopened creates a store on be in a fresh home, closes it and opens
+// it again, locked, for the rest of the test: every backend call a store
+// makes after a restart goes through be.
+func initReopened(t testing.TB, be backend.Backend) *Store {
+	t.Helper()
+	home := t.TempDir() + "/h"
+	opts := Options{Backend: func(string) (backend.Backend, error) { return be, nil }, Posture: posture.Static{Level: policy.PostureDegraded}}
+	s, err := Init(context.Background(), home, be, testPass, InitOptions{Options: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(home, opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // After unlock, signing and decrypting with wrapped keys never touch the
 // backend.
 func TestNoBackendCallsPerUse(t *testing.T) {
 	var calls atomic.Int64
 	sb := testkit.Must(testkit.SoftBackend("soft"))
 	cb := countingBackend{sb, &calls}
-	home := t.TempDir() + "/h"
-	opts := Options{Backend: func(string) (backend.Backend, error) { return cb, nil }, Posture: staticPosture(policy.PostureDegraded)}
-	s, err := Init(context.Background(), home, cb, testPass, InitOptions{Options: opts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s, err = Open(home, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := initReopened(t, cb)
 	testkit.NoErr(t, s.Unlock(context.Background(), testPass))
 	s.SetAppAuthorized(true)
 	s.SetAssociation(policy.Associated, nil)
@@ -88,15 +97,11 @@ func TestNoBackendCallsPerUse(t *testing.T) {
 	}
 }
 
-type staticPosture policy.PostureLevel
-
-func (p staticPosture) Posture() policy.Posture { return policy.Posture{Level: policy.PostureLevel(p)} }
-
 func benchStore(b *testing.B, alg Algorithm) *IdentityKey {
 	b.Helper()
 	sb := testkit.Must(testkit.SoftBackend("soft"))
 	s, err := Init(context.Background(), b.TempDir()+"/h", sb, testPass, InitOptions{Options: Options{
-		Backend: testkit.SoftBackend, Posture: staticPosture(policy.PostureDegraded)}})
+		Backend: testkit.SoftBackend, Posture: posture.Static{Level: policy.PostureDegraded}}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -162,15 +167,7 @@ func BenchmarkSignHybridKeystore(b *testing.B) {
 // Unlock with the software backend at RFC 9106 parameters (t=3, 64 MiB, p=4).
 func BenchmarkUnlockSoftRFC9106(b *testing.B) {
 	sb, _ := soft.New(soft.Options{})
-	home := b.TempDir() + "/h"
-	opts := Options{Backend: func(string) (backend.Backend, error) { return sb, nil }, Posture: staticPosture(policy.PostureDegraded)}
-	s, err := Init(context.Background(), home, sb, testPass, InitOptions{Options: opts})
-	if err != nil {
-		b.Fatal(err)
-	}
-	s.Close()
-	s, _ = Open(home, opts)
-	defer s.Close()
+	s := initReopened(b, sb)
 	for b.Loop() {
 		testkit.NoErr(b, s.Unlock(context.Background(), testPass))
 		s.Lock()

@@ -21,11 +21,7 @@ func TestClassMixingDoesNotCompile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the compiler")
 	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	build := func(src string) (string, error) { return buildWithFile(t, dir, "mix.go", src) }
+	build := func(src string) (string, error) { return buildWithFile(t, ".", "mix.go", src) }
 	// Each refused case names the error it must fail with: the class tags
 	// of the two sides, at the mixing line of the added file. Any other
 	// failure (a typo, an unrelated inference error) is not a proof.
@@ -66,11 +62,17 @@ func TestClassMixingDoesNotCompile(t *testing.T) {
 	}
 }
 
-// buildWithFile runs go build in dir with one more file holding src, added
-// through an overlay as zz_<name>_overlay.go (the tree is not written to),
-// and returns the compiler's output; its errors name the file name.
-func buildWithFile(t *testing.T, dir, name, src string) (string, error) {
+// buildWithFile runs go build in the package directory rel (relative to
+// this package's) with one more file holding src, added through an
+// overlay as zz_<name>_overlay.go (the tree is not written to), and
+// returns the compiler's output; its errors name the file name.
+func buildWithFile(t *testing.T, rel, name, src string) (string, error) {
 	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(wd, rel)
 	tmp := t.TempDir()
 	file := filepath.Join(tmp, name)
 	testkit.NoErr(t, os.WriteFile(file, []byte(src), 0o600))

@@ -275,7 +275,7 @@ func TestSignChild(t *testing.T) {
 		fmt.Println("bad key:", err)
 		os.Exit(2)
 	}
-	s := childOpen(home, staticPosture(policy.PostureDegraded))
+	s := childOpen(home, posture.Static{Level: policy.PostureDegraded})
 	s.SetAppAuthorized(true)
 	k, err := s.Identity(id)
 	if err != nil {

@@ -37,6 +37,21 @@ func (s *Store) update(fn func(*bolt.Tx) error) error {
 	return guard(func() error { return s.db.Update(fn) })
 }
 
+// openSized opens path with flag (os.O_RDONLY, os.O_WRONLY) and returns
+// the file, which the caller closes, and its size.
+func openSized(path string, flag int) (*os.File, int64, error) {
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, st.Size(), nil
+}
+
 // checkBoltFile validates a bbolt file's meta pages before bbolt maps it: at
 // least one meta page must carry the right magic, version and checksum, and
 // the newest valid one must describe pages that the file really holds. A
@@ -48,16 +63,11 @@ func (s *Store) update(fn func(*bolt.Tx) error) error {
 // freelist pgid u64, high-water pgid u64, txid u64, checksum u64 = FNV-64a
 // of the 56 bytes before it.
 func checkBoltFile(path string) error {
-	f, err := os.Open(path)
+	f, size, err := openSized(path, os.O_RDONLY)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	size := st.Size()
 	type meta struct {
 		pageSize             uint32
 		root, freelist, pgid uint64

@@ -16,6 +16,7 @@ import (
 	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
+	"github.com/enigm/enigm/posture"
 )
 
 // The app's device-lock signal locks the store: keys in memory are gone,
@@ -46,7 +47,7 @@ func phoneStore(t *testing.T) (*Store, *simulated.Device) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{Backend: func(string) (backend.Backend, error) { return b, nil }, Posture: staticPosture(policy.PostureDegraded), Clock: d.Now}
+	opts := Options{Backend: func(string) (backend.Backend, error) { return b, nil }, Posture: posture.Static{Level: policy.PostureDegraded}, Clock: d.Now}
 	s, err := Init(context.Background(), filepath.Join(t.TempDir(), "h"), b, testPass, InitOptions{Options: opts})
 	if err != nil {
 		t.Fatal(err)

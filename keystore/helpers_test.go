@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -61,6 +62,33 @@ func newFixture(t *testing.T) *fixture {
 	f.s = s
 	t.Cleanup(func() { f.s.Close() })
 	return f
+}
+
+// closedWithKey is a fixture whose store holds one active identity key
+// and is closed, for tests that damage its files: the fixture, and the
+// path in its home of file and that file's bytes.
+func closedWithKey(t *testing.T, file string) (*fixture, string, []byte) {
+	t.Helper()
+	f := newFixture(t)
+	f.gen(ClassIdentity, true)
+	f.s.Close()
+	path := filepath.Join(f.home, file)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, path, b
+}
+
+// open opens the closed store at f.home again, locked, as f.s.
+func (f *fixture) open() *Store {
+	f.t.Helper()
+	s, err := Open(f.home, f.opts())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.s = s
+	return s
 }
 
 // reopen closes and reopens the store, unlocked.

@@ -456,11 +456,7 @@ func TestWrongPassphraseLosesNothing(t *testing.T) {
 	f := newFixture(t)
 	id := f.gen(ClassIdentity, true)
 	f.s.Close()
-	s, err := Open(f.home, f.opts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.s = s
+	s := f.open()
 	if err := s.Unlock(context.Background(), []byte("wrong")); !errors.Is(err, ErrBadPassphrase) {
 		t.Fatalf("err = %v, want ErrBadPassphrase", err)
 	}
@@ -484,11 +480,7 @@ func TestPermissionsAndExclusiveOpen(t *testing.T) {
 		t.Fatalf("loose db: %v", err)
 	}
 	os.Chmod(db, 0o600)
-	s, err := Open(f.home, f.opts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.s = s
+	f.open()
 	if _, err := Open(f.home, f.opts()); !errors.Is(err, ErrInUse) {
 		t.Fatalf("second open: %v", err)
 	}
@@ -510,11 +502,7 @@ func TestPermissionsAndExclusiveOpen(t *testing.T) {
 // A damaged database file gives an error, never a panic, and the original
 // bytes are left alone.
 func TestDamagedDatabase(t *testing.T) {
-	f := newFixture(t)
-	f.gen(ClassIdentity, true)
-	f.s.Close()
-	db := filepath.Join(f.home, DBFile)
-	orig, _ := os.ReadFile(db)
+	f, db, orig := closedWithKey(t, DBFile)
 	for _, n := range []int{0, 100, 4096, len(orig) / 2} {
 		os.WriteFile(db, orig[:n], 0o600)
 		s, err := Open(f.home, f.opts())
@@ -553,11 +541,7 @@ func TestDamagedDatabase(t *testing.T) {
 		}()
 	}
 	os.WriteFile(db, orig, 0o600)
-	s, err := Open(f.home, f.opts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.s = s
+	f.open()
 }
 
 func TestRevokeDevice(t *testing.T) {
@@ -595,11 +579,7 @@ func TestRevokeDevice(t *testing.T) {
 	if bytes.Contains(raw, d0) {
 		t.Fatal("the revoked key's sealed bytes survive in the database file")
 	}
-	s, err := Open(f.home, f.opts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.s = s
+	s := f.open()
 	st, _ := s.Status()
 	if !st.Revoked {
 		t.Fatal("status does not say revoked after reopen")
@@ -615,18 +595,10 @@ func record0(t *testing.T, raw []byte) []byte {
 }
 
 func TestAuditBrokenIsPreserved(t *testing.T) {
-	f := newFixture(t)
-	f.gen(ClassIdentity, true)
-	f.s.Close()
-	path := filepath.Join(f.home, AuditFile)
-	b, _ := os.ReadFile(path)
+	f, path, b := closedWithKey(t, AuditFile)
 	b[len(b)-40] ^= 1 // in the last entry, the checkpoint Open checks
 	os.WriteFile(path, b, 0o600)
-	s, err := Open(f.home, f.opts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.s = s
+	s := f.open()
 	st, _ := s.Status()
 	if st.Audit.Intact || st.Audit.Preserved == "" {
 		t.Fatalf("broken audit log not reported: %+v", st.Audit)

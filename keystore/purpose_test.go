@@ -5,8 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -225,14 +223,9 @@ func TestPurposesCannotBeForged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the compiler")
 	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkgDir := filepath.Join(dir, "keystoretest")
 	build := func(body string) (string, error) {
 		src := "package keystoretest\n\nimport (\n\t\"github.com/enigm/enigm/chain\"\n\t\"github.com/enigm/enigm/keystore\"\n)\n\nvar _ = chain.Request{}\nvar _ = keystore.Purpose{}\n\n" + body + "\n"
-		return buildWithFile(t, pkgDir, "forge.go", src)
+		return buildWithFile(t, "keystoretest", "forge.go", src)
 	}
 	if out, err := build(`var _, _ = keystore.AppPurpose("x")`); err != nil {
 		t.Fatalf("control does not compile: %s", out)

@@ -143,20 +143,16 @@ func (s *Store) compactLocked() error {
 		return fmt.Errorf("keystore: compacting: %w", err)
 	}
 	dst.Close()
-	old, err := os.OpenFile(path, os.O_WRONLY, 0)
+	old, size, err := openSized(path, os.O_WRONLY)
 	if err != nil {
 		return err
 	}
 	defer old.Close()
-	st, err := old.Stat()
-	if err != nil {
-		return err
-	}
 	s.db.Close()
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("keystore: replacing the compacted database: %w", err)
 	}
-	if _, err := io.CopyN(old, zeroReader{}, st.Size()); err != nil {
+	if _, err := io.CopyN(old, zeroReader{}, size); err != nil {
 		return fmt.Errorf("keystore: overwriting the old database: %w", err)
 	}
 	old.Sync()

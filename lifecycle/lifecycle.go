@@ -33,25 +33,13 @@ const (
 
 var stateNames = [...]string{"", "created", "active", "superseded", "retired", "revoked"}
 
-func (s State) String() string {
-	if s >= Created && s <= Revoked {
-		return stateNames[s]
-	}
-	return fmt.Sprintf("state(%d)", uint8(s))
-}
+func (s State) String() string { return nameOf(stateNames[:], s, "state") }
 
 // Valid reports whether s is a known state.
 func (s State) Valid() bool { return s >= Created && s <= Revoked }
 
 // ParseState parses a state name.
-func ParseState(name string) (State, bool) {
-	for i := Created; i <= Revoked; i++ {
-		if stateNames[i] == name {
-			return i, true
-		}
-	}
-	return 0, false
-}
+func ParseState(name string) (State, bool) { return valueOf[State](stateNames[:], name) }
 
 // HoldsMaterial reports whether a key in this state still has private
 // material; retired and revoked keys have had it destroyed.
@@ -78,25 +66,13 @@ const (
 var causeNames = [...]string{"", "account_setup", "device_enrollment", "messaging_setup",
 	"call_setup", "rotation", "replacement", "recovery", "revocation", "retirement", "expiry"}
 
-func (c Cause) String() string {
-	if c >= AccountSetup && c <= Expiry {
-		return causeNames[c]
-	}
-	return fmt.Sprintf("cause(%d)", uint8(c))
-}
+func (c Cause) String() string { return nameOf(causeNames[:], c, "cause") }
 
 // Valid reports whether c is a known cause.
 func (c Cause) Valid() bool { return c >= AccountSetup && c <= Expiry }
 
 // ParseCause parses a cause name.
-func ParseCause(name string) (Cause, bool) {
-	for i := AccountSetup; i <= Expiry; i++ {
-		if causeNames[i] == name {
-			return i, true
-		}
-	}
-	return 0, false
-}
+func ParseCause(name string) (Cause, bool) { return valueOf[Cause](causeNames[:], name) }
 
 // Kind is the kind of an event. Values are persisted: never reorder.
 type Kind uint8
@@ -112,12 +88,7 @@ const (
 
 var kindNames = [...]string{"", "create", "activate", "supersede", "retire", "revoke"}
 
-func (k Kind) String() string {
-	if k >= Create && k <= Revoke {
-		return kindNames[k]
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
-}
+func (k Kind) String() string { return nameOf(kindNames[:], k, "kind") }
 
 // causesFor lists the causes each event kind accepts.
 var causesFor = map[Kind][]Cause{

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -177,7 +178,19 @@ func TestNamesRoundTrip(t *testing.T) {
 			t.Errorf("cause %v", c)
 		}
 	}
-	if _, ok := ParseState("bogus"); ok {
-		t.Error("parsed a bogus state")
+	for _, name := range []string{"bogus", "", "state(0)"} {
+		if _, ok := ParseState(name); ok {
+			t.Errorf("parsed the state %q", name)
+		}
+		if _, ok := ParseCause(name); ok {
+			t.Errorf("parsed the cause %q", name)
+		}
+	}
+	// Values out of range print as numbers; every kind has its name.
+	for v, want := range map[fmt.Stringer]string{State(0): "state(0)", Revoked + 1: "state(6)", Cause(0): "cause(0)",
+		Expiry + 1: "cause(11)", Kind(0): "kind(0)", Revoke + 1: "kind(6)", Create: "create", Revoke: "revoke"} {
+		if got := v.String(); got != want {
+			t.Errorf("%#v prints %q, want %q", v, got, want)
+		}
 	}
 }

@@ -169,11 +169,7 @@ func (k *Keystore) Sign(id, purpose string, message []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fail(CodeFailed, err)
 	}
-	kid, err := k.s.Resolve(id)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	h, err := k.s.Identity(kid)
+	h, err := handle(k, id, k.s.Identity)
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -186,16 +182,23 @@ func (k *Keystore) Sign(id, purpose string, message []byte) ([]byte, error) {
 // info). It opens application data only: the message and call keys sealed
 // to the device stay inside the keystore.
 func (k *Keystore) KEMOpen(id string, info, ciphertext []byte) ([]byte, error) {
-	kid, err := k.s.Resolve(id)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	h, err := k.s.KEM(kid)
+	h, err := handle(k, id, k.s.KEM)
 	if err != nil {
 		return nil, wrap(err)
 	}
 	pt, err := h.OpenData(info, ciphertext)
 	return pt, wrap(err)
+}
+
+// handle resolves id (a key id or a unique prefix of one) and returns the
+// handle get gives for it (k.s.Identity, k.s.KEM).
+func handle[H any](k *Keystore, id string, get func(keystore.KeyID) (H, error)) (H, error) {
+	kid, err := k.s.Resolve(id)
+	if err != nil {
+		var none H
+		return none, err
+	}
+	return get(kid)
 }
 
 // BindingPublicKey returns the hardware binding key's public key

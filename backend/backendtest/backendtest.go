@@ -23,6 +23,29 @@ type Factory func(t *testing.T) backend.Backend
 // DefaultSecret is the unlock secret [Run] uses.
 var DefaultSecret = []byte("correct horse battery staple")
 
+// Provision provisions a store on b with secret and returns its state; a
+// failure fails the test.
+func Provision(t testing.TB, b backend.Backend, secret []byte) []byte {
+	t.Helper()
+	st, err := b.Provision(context.Background(), secret)
+	if err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	return st
+}
+
+// Open opens the store st of b with secret for the rest of the test; a
+// failure fails the test.
+func Open(t testing.TB, b backend.Backend, st, secret []byte) backend.Session {
+	t.Helper()
+	s, err := b.Open(context.Background(), st, secret)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // Run runs the conformance suite with [DefaultSecret] as the unlock secret.
 func Run(t *testing.T, newBackend Factory) { RunSecret(t, DefaultSecret, newBackend) }
 
@@ -39,22 +62,19 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	wrong := bytes.Clone(secret)
 	wrong[len(wrong)-1] ^= 0x01
 	ctx := context.Background()
-	provision := func(t *testing.T, b backend.Backend) []byte {
-		t.Helper()
-		st, err := b.Provision(ctx, secret)
-		if err != nil {
-			t.Fatalf("Provision: %v", err)
-		}
-		return st
+	provision := func(t *testing.T, b backend.Backend) []byte { return Provision(t, b, secret) }
+	open := func(t *testing.T, b backend.Backend, st []byte) backend.Session { return Open(t, b, st, secret) }
+	// wrongSecret reports whether err refuses a wrong unlock secret
+	// (ErrBadSecret, or ErrLockedOut once the hardware has counted too
+	// many).
+	wrongSecret := func(err error) bool {
+		return errors.Is(err, backend.ErrBadSecret) || errors.Is(err, backend.ErrLockedOut)
 	}
-	open := func(t *testing.T, b backend.Backend, st []byte) backend.Session {
+	// fresh is a new backend with one provisioned store, open.
+	fresh := func(t *testing.T) (backend.Backend, backend.Session) {
 		t.Helper()
-		s, err := b.Open(ctx, st, secret)
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
+		b := newBackend(t)
+		return b, open(t, b, provision(t, b))
 	}
 	key32 := bytes.Repeat([]byte{0x5a}, 32)
 	seal := func(t *testing.T, s backend.Session, label string) []byte {
@@ -80,8 +100,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	})
 
 	t.Run("SealUnsealRoundTrip", func(t *testing.T) {
-		b := newBackend(t)
-		s := open(t, b, provision(t, b))
+		b, s := fresh(t)
 		max := b.Capabilities().MaxSealSize
 		for _, n := range []int{1, 16, 32, max} {
 			pt := make([]byte, n)
@@ -103,8 +122,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	})
 
 	t.Run("TooLarge", func(t *testing.T) {
-		b := newBackend(t)
-		s := open(t, b, provision(t, b))
+		b, s := fresh(t)
 		_, err := s.Seal(ctx, "enigm/test/large", make([]byte, b.Capabilities().MaxSealSize+1))
 		if !errors.Is(err, backend.ErrTooLarge) {
 			t.Fatalf("err = %v, want ErrTooLarge", err)
@@ -122,10 +140,10 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 			if err == nil {
 				t.Fatal("a wrong secret unsealed a wrapping key")
 			}
-			if !errors.Is(err, backend.ErrBadSecret) && !errors.Is(err, backend.ErrLockedOut) {
+			if !wrongSecret(err) {
 				t.Fatalf("err = %v, want ErrBadSecret", err)
 			}
-		} else if !errors.Is(err, backend.ErrBadSecret) && !errors.Is(err, backend.ErrLockedOut) {
+		} else if !wrongSecret(err) {
 			t.Fatalf("err = %v, want ErrBadSecret", err)
 		}
 		// The right secret still works afterwards: nothing was lost.
@@ -148,7 +166,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 		if err == nil {
 			t.Fatal("a wrong secret unsealed while another session was open")
 		}
-		if !errors.Is(err, backend.ErrBadSecret) && !errors.Is(err, backend.ErrLockedOut) {
+		if !wrongSecret(err) {
 			t.Fatalf("err = %v, want ErrBadSecret", err)
 		}
 		if got, err := good.Unseal(ctx, "enigm/test/kek", sealed); err != nil || !bytes.Equal(got, key32) {
@@ -157,8 +175,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	})
 
 	t.Run("LabelBinding", func(t *testing.T) {
-		b := newBackend(t)
-		s := open(t, b, provision(t, b))
+		_, s := fresh(t)
 		sealed := seal(t, s, "enigm/kek/session")
 		if _, err := s.Unseal(ctx, "enigm/kek/identity", sealed); !errors.Is(err, backend.ErrSealedData) {
 			t.Fatalf("unseal under another label: err = %v, want ErrSealedData", err)
@@ -166,8 +183,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	})
 
 	t.Run("TamperedSealedData", func(t *testing.T) {
-		b := newBackend(t)
-		s := open(t, b, provision(t, b))
+		_, s := fresh(t)
 		sealed := seal(t, s, "enigm/test/kek")
 		for _, i := range positions(len(sealed)) {
 			bad := bytes.Clone(sealed)
@@ -192,8 +208,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	})
 
 	t.Run("ForeignState", func(t *testing.T) {
-		b := newBackend(t)
-		a := open(t, b, provision(t, b))
+		b, a := fresh(t)
 		sealed := seal(t, a, "enigm/test/kek")
 		other := open(t, b, provision(t, b)) // same secret, fresh protection
 		if _, err := other.Unseal(ctx, "enigm/test/kek", sealed); !errors.Is(err, backend.ErrSealedData) {
@@ -248,8 +263,7 @@ func RunSecret(t *testing.T, secret []byte, newBackend Factory) {
 	})
 
 	t.Run("Concurrent", func(t *testing.T) {
-		b := newBackend(t)
-		s := open(t, b, provision(t, b))
+		_, s := fresh(t)
 		sealed := seal(t, s, "enigm/test/kek")
 		var wg sync.WaitGroup
 		errs := make(chan error, 8)

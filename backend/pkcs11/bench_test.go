@@ -13,6 +13,7 @@ import (
 	p11 "github.com/miekg/pkcs11"
 
 	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/backendtest"
 )
 
 // Benchmarks against SoftHSM2 (issue 5, speed). Results and the command
@@ -27,14 +28,7 @@ var classLabels = []string{"enigm/v1/kek/identity", "enigm/v1/kek/kem", "enigm/v
 func benchStore(b *testing.B) (*Backend, []byte, map[string][]byte, []byte) {
 	b.Helper()
 	be := newTestBackend(b, newToken(b), nil)
-	st, err := be.Provision(bg, pin)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := be.Open(bg, st, pin)
-	if err != nil {
-		b.Fatal(err)
-	}
+	st, s := openNewStore(b, be)
 	defer s.Close()
 	sealed := sealClassKeys(b, s)
 	blob, _, err := s.(backend.BindingKeys).CreateBindingKey(bg)
@@ -64,12 +58,7 @@ func sealClassKeys(b *testing.B, s backend.Session) map[string][]byte {
 // benchmark.
 func benchSession(b *testing.B, be *Backend, st []byte) backend.Session {
 	b.Helper()
-	s, err := be.Open(bg, st, pin)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
-	return s
+	return backendtest.Open(b, be, st, pin)
 }
 
 // benchBindingKey opens a session of a fresh bench store and loads its

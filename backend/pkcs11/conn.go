@@ -182,6 +182,28 @@ func (c *conn) find(tmpl []*p11.Attribute) ([]p11.ObjectHandle, error) {
 
 var errNotFound = errors.New("pkcs11: object not found on the token")
 
+// findStored is findOne for an object the store's state says exists: its
+// absence is the state's fault (backend.ErrState, with missing saying
+// what is gone), not an error of the caller.
+func (c *conn) findStored(what string, tmpl []*p11.Attribute, missing string) (p11.ObjectHandle, error) {
+	h, err := c.findOne(what, tmpl)
+	if errors.Is(err, errNotFound) {
+		return 0, fmt.Errorf("%w: %s", backend.ErrState, missing)
+	}
+	return h, err
+}
+
+// storedPublic finds (findStored) the public half, matching pubT, of the
+// store's key pair whose private half is privH, and checks that the two
+// belong together (checkPair).
+func (c *conn) storedPublic(privH p11.ObjectHandle, what string, pubT []*p11.Attribute, missing string, private bool) (*ecdsa.PublicKey, error) {
+	pubH, err := c.findStored(what, pubT, missing)
+	if err != nil {
+		return nil, err
+	}
+	return c.checkPair(privH, pubH, private)
+}
+
 // findOne finds exactly one object; several are refused, as only an
 // attacker makes a second object with our label and id.
 func (c *conn) findOne(what string, tmpl []*p11.Attribute) (p11.ObjectHandle, error) {
@@ -686,14 +708,7 @@ func (c *conn) checkAgreement(privH p11.ObjectHandle, pub *ecdsa.PublicKey) (*ec
 // agreementPub checks an existing ECDH key (found by its private half)
 // and returns its public half.
 func (c *conn) agreementPub(privH p11.ObjectHandle, pubT []*p11.Attribute, private bool) (*ecdh.PublicKey, error) {
-	pubH, err := c.findOne("ECDH public key", pubT)
-	if err != nil {
-		if errors.Is(err, errNotFound) {
-			return nil, fmt.Errorf("%w: the public half of an ECDH key of the store is missing from the token", backend.ErrState)
-		}
-		return nil, err
-	}
-	pub, err := c.checkPair(privH, pubH, private)
+	pub, err := c.storedPublic(privH, "ECDH public key", pubT, "the public half of an ECDH key of the store is missing from the token", private)
 	if err != nil {
 		return nil, err
 	}

@@ -21,25 +21,10 @@ func faultyStoreScheme(t *testing.T, scheme string) (*faulty, *Backend, []byte, 
 	return f, b, st, s.(*session)
 }
 
-// atCall rewrites the plaintext of the n-th decryption (0: outer layer,
-// 1: inner layer).
-func atCall(n int, rewrite func([]byte) []byte) func(int, []byte) []byte {
-	return func(call int, pt []byte) []byte {
-		if call == n {
-			return rewrite(pt)
-		}
-		return pt
-	}
-}
-
 // A token answering wrongly under AES-CBC-HMAC: every answer is caught.
 func TestFaultyCBCHMAC(t *testing.T) {
 	f, _, _, s := faultyStoreScheme(t, SchemeAESCBCHMAC)
-	secret := bytes.Repeat([]byte{0x42}, 32)
-	sealed, err := s.Seal(bg, "enigm/v1/kek/identity", secret)
-	if err != nil {
-		t.Fatal(err)
-	}
+	secret, sealed := sealSecret(t, s)
 	for _, tc := range []struct {
 		desc      string
 		decrypt   func(call int, pt []byte) []byte
@@ -87,11 +72,7 @@ func TestFaultyCBCHMAC(t *testing.T) {
 // key is created (checked against software), and at Unseal.
 func TestFaultyECDH(t *testing.T) {
 	f, b, st, s := faultyStoreScheme(t, SchemeP256ECDH)
-	secret := bytes.Repeat([]byte{0x42}, 32)
-	sealed, err := s.Seal(bg, "enigm/v1/kek/identity", secret)
-	if err != nil {
-		t.Fatal(err)
-	}
+	secret, sealed := sealSecret(t, s)
 	flip := func(a []*p11.Attribute) {
 		for _, x := range a {
 			if x.Type == p11.CKA_VALUE && len(x.Value) == 32 {

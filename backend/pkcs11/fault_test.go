@@ -95,6 +95,29 @@ func faultyStore(t *testing.T) (*faulty, *Backend, []byte, *session) {
 	return faultyStoreScheme(t, "") // the scheme a full token gets: aes-gcm
 }
 
+// sealSecret seals 32 bytes under the identity label while the token is
+// still honest: the secret, and what the fault tests then try to unseal.
+func sealSecret(t *testing.T, s *session) (secret, sealed []byte) {
+	t.Helper()
+	secret = bytes.Repeat([]byte{0x42}, 32)
+	sealed, err := s.Seal(bg, "enigm/v1/kek/identity", secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secret, sealed
+}
+
+// atCall rewrites the plaintext of the n-th decryption (0: outer layer,
+// 1: inner layer).
+func atCall(n int, rewrite func([]byte) []byte) func(int, []byte) []byte {
+	return func(call int, pt []byte) []byte {
+		if call == n {
+			return rewrite(pt)
+		}
+		return pt
+	}
+}
+
 func wantFault(t *testing.T, what string, err error, sentinels ...error) {
 	t.Helper()
 	for _, s := range sentinels {
@@ -178,70 +201,21 @@ func TestFaultyNewBindingKey(t *testing.T) {
 
 func TestFaultyDecrypt(t *testing.T) {
 	f, _, _, s := faultyStore(t)
-	secret := bytes.Repeat([]byte{0x42}, 32)
-	sealed, err := s.Seal(bg, "enigm/v1/kek/identity", secret)
-	if err != nil {
-		t.Fatal(err)
-	}
+	secret, sealed := sealSecret(t, s)
 	cases := []struct {
 		desc      string
 		decrypt   func(call int, pt []byte) []byte
 		wantFault bool // detected as the token's fault (else as bad data)
 	}{
-		{"outer layer one byte long", func(c int, pt []byte) []byte {
-			if c == 0 {
-				return append(pt, 0)
-			}
-			return pt
-		}, true},
-		{"outer layer one byte short", func(c int, pt []byte) []byte {
-			if c == 0 {
-				return pt[:len(pt)-1]
-			}
-			return pt
-		}, true},
-		{"inner layer one byte long", func(c int, pt []byte) []byte {
-			if c == 1 {
-				return append(pt, 0)
-			}
-			return pt
-		}, true},
-		{"inner layer truncated", func(c int, pt []byte) []byte {
-			if c == 1 {
-				return pt[:16]
-			}
-			return pt
-		}, true},
-		{"inner layer bit flip", func(c int, pt []byte) []byte {
-			if c == 1 {
-				pt[3] ^= 1
-			}
-			return pt
-		}, true},
-		{"inner layer check value flipped", func(c int, pt []byte) []byte {
-			if c == 1 {
-				pt[len(pt)-1] ^= 1
-			}
-			return pt
-		}, true},
-		{"inner layer zeros", func(c int, pt []byte) []byte {
-			if c == 1 {
-				return make([]byte, len(pt))
-			}
-			return pt
-		}, true},
-		{"outer layer bit flip", func(c int, pt []byte) []byte {
-			if c == 0 {
-				pt[20] ^= 1
-			}
-			return pt
-		}, false},
-		{"outer layer IV flip", func(c int, pt []byte) []byte {
-			if c == 0 {
-				pt[0] ^= 1
-			}
-			return pt
-		}, false},
+		{"outer layer one byte long", atCall(0, func(pt []byte) []byte { return append(pt, 0) }), true},
+		{"outer layer one byte short", atCall(0, func(pt []byte) []byte { return pt[:len(pt)-1] }), true},
+		{"inner layer one byte long", atCall(1, func(pt []byte) []byte { return append(pt, 0) }), true},
+		{"inner layer truncated", atCall(1, func(pt []byte) []byte { return pt[:16] }), true},
+		{"inner layer bit flip", atCall(1, func(pt []byte) []byte { pt[3] ^= 1; return pt }), true},
+		{"inner layer check value flipped", atCall(1, func(pt []byte) []byte { pt[len(pt)-1] ^= 1; return pt }), true},
+		{"inner layer zeros", atCall(1, func(pt []byte) []byte { return make([]byte, len(pt)) }), true},
+		{"outer layer bit flip", atCall(0, func(pt []byte) []byte { pt[20] ^= 1; return pt }), false},
+		{"outer layer IV flip", atCall(0, func(pt []byte) []byte { pt[0] ^= 1; return pt }), false},
 	}
 	for _, tc := range cases {
 		f.calls, f.decrypt = 0, tc.decrypt

@@ -289,16 +289,9 @@ func TestPINOnlyDestroy(t *testing.T) {
 	if b.Capabilities().Enforces(backend.GateDestroy) {
 		t.Fatal("PINOnlyDestroy still claims the destroy gate")
 	}
-	st, err := b.Provision(bg, pin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s := mustState(t, st); !s.PINDestroy || s.Scheme != schemeGCM2 {
-		t.Fatalf("state %+v, want the GCM scheme with the destroy key behind the PIN", s)
-	}
-	s, err := b.Open(bg, st, pin)
-	if err != nil {
-		t.Fatal(err)
+	st, s := openNewStore(t, b)
+	if ps := mustState(t, st); !ps.PINDestroy || ps.Scheme != schemeGCM2 {
+		t.Fatalf("state %+v, want the GCM scheme with the destroy key behind the PIN", ps)
 	}
 	sealed := sealAll(t, s, "enigm/v1/kek/identity")
 	s.Close()
@@ -306,7 +299,7 @@ func TestPINOnlyDestroy(t *testing.T) {
 		t.Fatalf("Destroy without the PIN: %v", err)
 	}
 	// What the docs say plainly: the keys are still there for the PIN.
-	s, err = b.Open(bg, st, pin)
+	s, err := b.Open(bg, st, pin)
 	if err != nil {
 		t.Fatalf("after a locked Destroy the store still opens with the PIN (documented): %v", err)
 	}

@@ -337,14 +337,7 @@ func TestDestroyIsPerStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stB, err := b.Provision(bg, pin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sB, err := b.Open(bg, stB, pin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stB, sB := openNewStore(t, b)
 	sealed := sealAll(t, sB, "enigm/v1/kek/identity")
 	sB.Close()
 	if err := b.Destroy(bg, stA); err != nil {

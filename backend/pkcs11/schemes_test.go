@@ -69,14 +69,7 @@ func TestConformanceForcedSchemes(t *testing.T) {
 func TestDestroyLockedSetups(t *testing.T) {
 	forEachSetup(t, func(t *testing.T, su *setup) {
 		b := su.backend(t, Options{}, nil)
-		st, err := b.Provision(bg, su.PIN())
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := b.Open(bg, st, su.PIN())
-		if err != nil {
-			t.Fatal(err)
-		}
+		st, s := openNewStorePIN(t, b, su.PIN())
 		labels := []string{"enigm/v1/kek/identity", "enigm/v1/kek/kem"}
 		sealed := sealAll(t, s, labels...)
 		perLabel := 1 // the wrapping key
@@ -117,7 +110,7 @@ func TestDestroyLockedSetups(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		s, err = b.Open(bg, stCopy, su.PIN())
+		s, err := b.Open(bg, stCopy, su.PIN())
 		if err != nil {
 			t.Fatalf("Open with the planted destroy key: %v", err)
 		}
@@ -144,15 +137,8 @@ func TestDestroyLockedSetups(t *testing.T) {
 func TestKeyAttributesSetups(t *testing.T) {
 	forEachSetup(t, func(t *testing.T, su *setup) {
 		b := su.backend(t, Options{}, nil)
-		st, err := b.Provision(bg, su.PIN())
-		if err != nil {
-			t.Fatal(err)
-		}
+		st, s := openNewStorePIN(t, b, su.PIN())
 		defer b.Purge(bg, st, su.PIN())
-		s, err := b.Open(bg, st, su.PIN())
-		if err != nil {
-			t.Fatal(err)
-		}
 		sealAll(t, s, "enigm/v1/kek/identity")
 		if bk, ok := s.(backend.BindingKeys); ok {
 			if _, _, err := bk.CreateBindingKey(bg); err != nil {

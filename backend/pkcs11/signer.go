@@ -110,21 +110,11 @@ func (s *session) LoadBindingKey(ctx context.Context, blob []byte) (crypto.Signe
 		return nil, fmt.Errorf("%w: the binding key blob belongs to another store", backend.ErrState)
 	}
 	pubT, privT := c.ecTemplates(bb.KeyID)
-	privH, err := c.findOne("binding key", privT)
+	privH, err := c.findStored("binding key", privT, "binding key not on the token (destroyed?)")
 	if err != nil {
-		if errors.Is(err, errNotFound) {
-			return nil, fmt.Errorf("%w: binding key not on the token (destroyed?)", backend.ErrState)
-		}
 		return nil, err
 	}
-	pubH, err := c.findOne("binding public key", pubT)
-	if err != nil {
-		if errors.Is(err, errNotFound) {
-			return nil, fmt.Errorf("%w: binding public key not on the token (destroyed?)", backend.ErrState)
-		}
-		return nil, err
-	}
-	tokPub, err := c.checkPair(privH, pubH, true)
+	tokPub, err := c.storedPublic(privH, "binding public key", pubT, "binding public key not on the token (destroyed?)", true)
 	if err != nil {
 		return nil, err
 	}

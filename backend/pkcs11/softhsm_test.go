@@ -9,6 +9,7 @@ import (
 	p11 "github.com/miekg/pkcs11"
 
 	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/backendtest"
 	"github.com/enigm/enigm/backend/pkcs11/pkcs11test"
 )
 
@@ -76,16 +77,14 @@ func newTestBackendOpts(t testing.TB, opts Options, wrap func(token) token) *Bac
 // for the rest of the test.
 func openNewStore(t testing.TB, b *Backend) ([]byte, backend.Session) {
 	t.Helper()
-	st, err := b.Provision(bg, pin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := b.Open(bg, st, pin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return st, s
+	return openNewStorePIN(t, b, pin)
+}
+
+// openNewStorePIN is openNewStore with another PIN (a setup's).
+func openNewStorePIN(t testing.TB, b *Backend, pin []byte) ([]byte, backend.Session) {
+	t.Helper()
+	st := backendtest.Provision(t, b, pin)
+	return st, backendtest.Open(t, b, st, pin)
 }
 
 // inspect logs in to the store's token with the test PIN (through the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/platform/bridge"
+	"github.com/enigm/enigm/backend/platform/internal/keymint"
 	"github.com/enigm/enigm/internal/wire"
 )
 
@@ -80,9 +81,6 @@ type Attested struct {
 	AuthTimeoutSeconds     int64 // 0: per use (or no auth)
 }
 
-// OID of the Android key attestation extension (KeyDescription).
-var oidKeyDescription = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 11129, 2, 1, 17}
-
 // Android KeyMint values used below.
 const (
 	secLevelTEE       = 1
@@ -100,17 +98,6 @@ const (
 	curveP256         = 1
 	originGenerated   = 0
 )
-
-type keyDescription struct {
-	AttestationVersion       int
-	AttestationSecurityLevel asn1.Enumerated
-	KeyMintVersion           int
-	KeyMintSecurityLevel     asn1.Enumerated
-	AttestationChallenge     []byte
-	UniqueID                 []byte
-	SoftwareEnforced         asn1.RawValue
-	HardwareEnforced         asn1.RawValue
-}
 
 // VerifyEvidence checks evidence from Attest against the verifier's nonce
 // and trusted attestation roots (Google's attestation roots for real
@@ -193,7 +180,7 @@ func parseEvidence(ev backend.Evidence, nonce []byte) (*Attested, []*x509.Certif
 func parseKeyDescription(leaf *x509.Certificate) (*Attested, error) {
 	var ext []byte
 	for _, e := range leaf.Extensions {
-		if e.Id.Equal(oidKeyDescription) {
+		if e.Id.Equal(keymint.OID) {
 			if ext != nil {
 				return nil, fmt.Errorf("%w: two KeyDescription extensions", ErrEvidence)
 			}
@@ -203,7 +190,7 @@ func parseKeyDescription(leaf *x509.Certificate) (*Attested, error) {
 	if ext == nil {
 		return nil, fmt.Errorf("%w: the leaf has no key attestation extension", ErrEvidence)
 	}
-	var kd keyDescription
+	var kd keymint.KeyDescription
 	rest, err := asn1.Unmarshal(ext, &kd)
 	if err != nil || len(rest) != 0 {
 		return nil, fmt.Errorf("%w: KeyDescription does not parse", ErrEvidence)

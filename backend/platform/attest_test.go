@@ -11,6 +11,7 @@ import (
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/platform/bridge"
+	"github.com/enigm/enigm/backend/platform/internal/keymint"
 	"github.com/enigm/enigm/backend/platform/simulated"
 	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/wire"
@@ -136,7 +137,7 @@ func TestKeyDescriptionRules(t *testing.T) {
 		for _, e := range extra {
 			body = append(body, e...)
 		}
-		kd := keyDescription{AttestationVersion: 300, AttestationSecurityLevel: asn1.Enumerated(attLevel), KeyMintVersion: 300,
+		kd := keymint.KeyDescription{AttestationVersion: 300, AttestationSecurityLevel: asn1.Enumerated(attLevel), KeyMintVersion: 300,
 			KeyMintSecurityLevel: asn1.Enumerated(kmLevel), AttestationChallenge: []byte("c"), UniqueID: []byte{},
 			SoftwareEnforced: asn1.RawValue{Tag: asn1.TagSequence, IsCompound: true},
 			HardwareEnforced: asn1.RawValue{Tag: asn1.TagSequence, IsCompound: true, Bytes: body}}
@@ -144,7 +145,7 @@ func TestKeyDescriptionRules(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &x509.Certificate{Extensions: []pkix.Extension{{Id: oidKeyDescription, Value: ext}}}
+		return &x509.Certificate{Extensions: []pkix.Extension{{Id: keymint.OID, Value: ext}}}
 	}
 	if a, err := parseKeyDescription(build(t, 2, 2, good(t))); err != nil || !a.UnlockedDeviceRequired || a.SecurityLevel != bridge.LevelStrongBox {
 		t.Fatalf("good description: %+v, %v", a, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/backend/platform/bridge"
 	"github.com/enigm/enigm/backend/platform/simulated"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/wire"
 )
 
@@ -116,31 +117,13 @@ func FuzzParseState(f *testing.F) {
 	b := newBackend(f, newDevice(simulated.SecureEnclave()), withAuth)
 	f.Add(provision(f, b))
 	f.Add([]byte{0xa0})
-	f.Fuzz(func(t *testing.T, in []byte) {
-		s, err := parseState(in)
-		if err != nil {
-			return
-		}
-		again, err := wire.Marshal(s)
-		if err != nil || !bytes.Equal(again, in) {
-			t.Fatalf("accepted state does not re-encode to itself: %v", err)
-		}
-	})
+	testkit.FuzzCanonical(f, "state", parseState)
 }
 
 func FuzzParseBindingBlob(f *testing.F) {
 	blob, _ := wire.Marshal(bindingBlob{Version: 1, StoreID: seq(16, 0), KeyID: seq(16, 0x40), Public: goldenPoint})
 	f.Add(blob)
-	f.Fuzz(func(t *testing.T, in []byte) {
-		bb, err := parseBindingBlob(in)
-		if err != nil {
-			return
-		}
-		again, err := wire.Marshal(bb)
-		if err != nil || !bytes.Equal(again, in) {
-			t.Fatalf("accepted blob does not re-encode to itself: %v", err)
-		}
-	})
+	testkit.FuzzCanonical(f, "binding key blob", parseBindingBlob)
 }
 
 // Unseal of arbitrary input never panics and never succeeds.

@@ -16,25 +16,6 @@ import (
 	"github.com/enigm/enigm/internal/testkit"
 )
 
-func provision(t testing.TB, b *Backend) []byte {
-	t.Helper()
-	st, err := b.Provision(bg, secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
-func open(t testing.TB, b *Backend, st []byte) backend.Session {
-	t.Helper()
-	s, err := b.Open(bg, st, secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 // The scheme follows what the bridge reports it can do, not its name.
 func TestSchemeFromCapabilities(t *testing.T) {
 	agreeOnly := simulated.StrongBox(0)

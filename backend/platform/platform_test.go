@@ -41,6 +41,19 @@ func newBackend(t testing.TB, br bridge.Hardware, opts Options) *Backend {
 	return b
 }
 
+// provision provisions a store on b with the test secret.
+func provision(t testing.TB, b *Backend) []byte {
+	t.Helper()
+	return backendtest.Provision(t, b, secret)
+}
+
+// open opens the store st of b with the test secret for the rest of the
+// test.
+func open(t testing.TB, b *Backend, st []byte) backend.Session {
+	t.Helper()
+	return backendtest.Open(t, b, st, secret)
+}
+
 // flatten passes a bridge's errors on as plain strings, as they arrive
 // after crossing the gomobile boundary.
 type flatten struct{ bridge.Hardware }

@@ -96,9 +96,7 @@ func TestEmptySecretRefused(t *testing.T) {
 }
 
 func TestCancelledContext(t *testing.T) {
-	b := newSim(t, Options{})
-	st := mustProvision(t, b)
-	s := mustOpen(t, b, st)
+	b, _, s := simStore(t, Options{})
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	if _, err := b.Provision(cctx, secret); !errors.Is(err, context.Canceled) {
@@ -263,9 +261,7 @@ func TestLockout(t *testing.T) {
 // Corrupt states and tampered blobs are refused without touching the
 // TPM's dictionary-attack counter.
 func TestTamperNoLockout(t *testing.T) {
-	b := newSim(t, Options{})
-	st := mustProvision(t, b)
-	s := mustOpen(t, b, st)
+	b, st, s := simStore(t, Options{})
 	sealed := mustSeal(t, s, "enigm/v1/kek/kem", key32)
 	bk, _ := testkit.BindingKey(t, s)
 	other := mustProvision(t, b)
@@ -322,8 +318,7 @@ func TestTamperNoLockout(t *testing.T) {
 }
 
 func TestSealLimits(t *testing.T) {
-	b := newSim(t, Options{})
-	s := mustOpen(t, b, mustProvision(t, b))
+	_, _, s := simStore(t, Options{})
 	if _, err := s.Seal(ctx, "x", nil); err == nil {
 		t.Fatal("sealed an empty secret")
 	}
@@ -342,9 +337,7 @@ func TestSealLimits(t *testing.T) {
 // The binding key's public area, read back from the TPM, says it was
 // generated inside and cannot leave; it signs only SHA-256 digests.
 func TestBindingKeyAttributes(t *testing.T) {
-	b := newSim(t, Options{})
-	st := mustProvision(t, b)
-	s := mustOpen(t, b, st)
+	b, _, s := simStore(t, Options{})
 	blob, key := testkit.BindingKey(t, s)
 	obj, err := format.ParseObject(blob, format.KindBinding)
 	if err != nil {
@@ -400,9 +393,7 @@ func TestBindingKeyAttributes(t *testing.T) {
 // The binding key's auth value comes from the unlock secret: the TPM
 // refuses to sign for a session that knows another secret.
 func TestBindingKeyNeedsSecret(t *testing.T) {
-	b := newSim(t, Options{})
-	st := mustProvision(t, b)
-	s := mustOpen(t, b, st)
+	_, st, s := simStore(t, Options{})
 	_, key := testkit.BindingKey(t, s)
 	p, _ := format.ParseState(st)
 	s.mu.Lock()
@@ -450,8 +441,7 @@ func TestP256PublicRejects(t *testing.T) {
 
 // Formatting a session or a signer never prints the derived auth values.
 func TestNoSecretsInFormat(t *testing.T) {
-	b := newSim(t, Options{})
-	s := mustOpen(t, b, mustProvision(t, b))
+	_, _, s := simStore(t, Options{})
 	_, key := testkit.BindingKey(t, s)
 	for _, v := range []any{s, key} {
 		if err := redact.Leak(v, s.sealAuth, s.bindAuth, secret); err != nil {

@@ -41,8 +41,8 @@ func BenchmarkOpenPCR(b *testing.B) { benchOpen(b, Options{PCRs: []int{0, 7}}) }
 // benchSession opens a session on a freshly provisioned simulator backend;
 // it is closed when the benchmark ends.
 func benchSession(b *testing.B) *session {
-	be := newSim(b, Options{})
-	return mustOpen(b, be, mustProvision(b, be))
+	_, _, s := simStore(b, Options{})
+	return s
 }
 
 func BenchmarkSeal(b *testing.B) {

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/enigm/enigm/backend"
+	"github.com/enigm/enigm/backend/backendtest"
 	"github.com/enigm/enigm/backend/tpm/internal/format"
 	"github.com/enigm/enigm/internal/wire"
 )
@@ -22,21 +23,12 @@ var (
 
 func mustProvision(t testing.TB, b backend.Backend) []byte {
 	t.Helper()
-	st, err := b.Provision(ctx, secret)
-	if err != nil {
-		t.Fatalf("Provision: %v", err)
-	}
-	return st
+	return backendtest.Provision(t, b, secret)
 }
 
 func mustOpen(t testing.TB, b backend.Backend, st []byte) *session {
 	t.Helper()
-	s, err := b.Open(ctx, st, secret)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s.(*session)
+	return backendtest.Open(t, b, st, secret).(*session)
 }
 
 func mustSeal(t testing.TB, s backend.Session, label string, pt []byte) []byte {

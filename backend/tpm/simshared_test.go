@@ -31,6 +31,15 @@ func newSim(t testing.TB, opts Options) *Backend {
 	return b
 }
 
+// simStore provisions a store on a fresh simulator and opens it for the
+// rest of the test: the backend, the store's state and its session.
+func simStore(t testing.TB, opts Options) (*Backend, []byte, *session) {
+	t.Helper()
+	b := newSim(t, opts)
+	st := mustProvision(t, b)
+	return b, st, mustOpen(t, b, st)
+}
+
 // tracked destroys every store it provisioned when the test ends, so a
 // real TPM is left as it was found.
 type tracked struct {

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"os"
 
 	"github.com/enigm/enigm/internal/clikit"
 
@@ -12,10 +11,5 @@ import (
 )
 
 func main() {
-	// SIGINT ends the run with exit code 130, SIGTERM as the command
-	// decides (serve: a graceful stop, exit 0).
-	ctx, stop := clikit.SignalContext(context.Background())
-	code := enigmcli.Main(ctx, enigmcli.OSEnv(), os.Args[1:])
-	stop()
-	os.Exit(code)
+	clikit.RunMain(func(ctx context.Context, args []string) int { return enigmcli.Main(ctx, enigmcli.OSEnv(), args) })
 }

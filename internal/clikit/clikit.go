@@ -102,6 +102,17 @@ func SignalContext(parent context.Context) (ctx context.Context, stop func()) {
 	return ctx, func() { signal.Stop(ch); cancel(nil) }
 }
 
+// RunMain is all a cmd/ main does: it runs run with a SignalContext and the
+// process's arguments, then exits the process with the code run returns.
+// SIGINT ends the run with exit code 130; SIGTERM ends it as the command
+// decides (serve: a graceful stop, exit 0).
+func RunMain(run func(ctx context.Context, args []string) int) {
+	ctx, stop := SignalContext(context.Background())
+	code := run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
 // UsageError is a mistake on the command line: exit code 2.
 type UsageError struct{ Err error }
 

@@ -2,8 +2,9 @@
 // backend key-derivation costs, a settable clock, error helpers (and the
 // gate a backend refusal names), binding keys and attestation made or
 // the test fails, a log buffer safe for concurrent use,
-// the check of a CLI's versioned JSON output, the two halves of a man-in-the-middle test server and keys
-// derived from labels for deterministic test worlds.
+// the check of a CLI's versioned JSON output, the two halves of a man-in-the-middle test server, keys
+// derived from labels for deterministic test worlds, and the round-trip
+// fuzz target of a strict decoder (FuzzCanonical).
 //
 // Only _test.go files import it; internal/archtest fails if a non-test
 // package does, so test shortcuts (tiny Argon2id costs) never reach a

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/backend/platform/bridge"
+	"github.com/enigm/enigm/backend/platform/internal/keymint"
 )
 
 // authority is the simulated attestation hierarchy: a root (what a
@@ -51,17 +52,6 @@ const (
 	securityLevelStrongBox = 2
 	keyMintVersion         = 300
 )
-
-type keyDescription struct {
-	AttestationVersion       int
-	AttestationSecurityLevel asn1.Enumerated
-	KeyMintVersion           int
-	KeyMintSecurityLevel     asn1.Enumerated
-	AttestationChallenge     []byte
-	UniqueID                 []byte
-	SoftwareEnforced         asn1.RawValue
-	HardwareEnforced         asn1.RawValue
-}
 
 // explicit encodes v under an EXPLICIT context-specific tag.
 func explicit(tag int, v any) asn1.RawValue {
@@ -130,7 +120,7 @@ func (a *authority) attest(k *key, level string, now time.Time) ([]byte, error) 
 		hw = append(hw, explicit(509, asn1.NullRawValue)) // unlockedDeviceRequired
 	}
 	hw = append(hw, explicit(702, 0)) // origin: GENERATED
-	kd := keyDescription{AttestationVersion: keyMintVersion, AttestationSecurityLevel: sl, KeyMintVersion: keyMintVersion,
+	kd := keymint.KeyDescription{AttestationVersion: keyMintVersion, AttestationSecurityLevel: sl, KeyMintVersion: keyMintVersion,
 		KeyMintSecurityLevel: sl, AttestationChallenge: k.spec.AttestationChallenge, UniqueID: []byte{},
 		SoftwareEnforced: sequence(), HardwareEnforced: sequence(hw...)}
 	ext, err := asn1.Marshal(kd)

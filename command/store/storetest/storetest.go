@@ -40,6 +40,13 @@ func Run(t *testing.T, newDSN func(t testing.TB) string) {
 	}
 }
 
+// Engines runs fn on each storage engine, as the subtests "sqlite" and
+// "postgres", each on a fresh database (SQLiteDSN, PostgresDSN).
+func Engines(t *testing.T, fn func(t *testing.T, dsn string)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, SQLiteDSN(t)) })
+	t.Run("postgres", func(t *testing.T) { fn(t, PostgresDSN(t)) })
+}
+
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // Open opens the store at dsn for the rest of the test.

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,23 +27,6 @@ type run struct {
 func (r run) json(t *testing.T) map[string]any {
 	t.Helper()
 	return testkit.VersionedJSON(t, r.stdout)
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func testEnv(vars map[string]string) *Env {
@@ -86,7 +68,7 @@ func serve(t *testing.T, data string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	env := testEnv(nil)
-	out, errb := &lockedBuf{}, &lockedBuf{}
+	out, errb := &testkit.Buffer{}, &testkit.Buffer{}
 	env.Stdout, env.Stderr = out, errb
 	ready := make(chan string, 1)
 	env.Ready = func(addr string) { ready <- addr }

@@ -41,15 +41,7 @@ type Fetches struct {
 func (r *run) runDevices(ctx context.Context) (*DeviceListResult, error) {
 	c := r.apis[0]
 	recovery := r.recovery
-	first, err := newDevice("devices-0")
-	if err != nil {
-		return nil, err
-	}
-	a, err := newAccount(ctx, c, r.name("devices"), first, recovery)
-	if err != nil {
-		return nil, err
-	}
-	tok, err := login(ctx, c, a, first)
+	a, first, tok, err := signedIn(ctx, c, r.name("devices"), "devices-0", recovery)
 	if err != nil {
 		return nil, err
 	}

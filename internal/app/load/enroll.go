@@ -62,7 +62,7 @@ func (r *run) runEnroll(ctx context.Context) (*EnrollResult, error) {
 	p := startProgress(r.stderr, r.tty, "enroll/setup", "accounts", &cnt)
 	err := parallel(ctx, n, &cnt.done, func(ctx context.Context, i int) error {
 		c := r.apis[i%len(r.apis)]
-		first, err := newDevice("approver")
+		a, first, tok, err := signedIn(ctx, c, r.name(fmt.Sprintf("e%d", i)), "approver", r.recovery)
 		if err != nil {
 			return err
 		}
@@ -70,17 +70,11 @@ func (r *run) runEnroll(ctx context.Context) (*EnrollResult, error) {
 		if err != nil {
 			return err
 		}
-		a, err := newAccount(ctx, c, r.name(fmt.Sprintf("e%d", i)), first, r.recovery)
-		if err != nil {
-			return err
-		}
 		en, err := prepareAdd(a, dev, first)
 		if err != nil {
 			return err
 		}
-		if en.token, err = login(ctx, c, a, first); err != nil {
-			return err
-		}
+		en.token = tok
 		preps[i] = en
 		return nil
 	})

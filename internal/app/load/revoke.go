@@ -78,15 +78,7 @@ func (r *run) runRevoke(ctx context.Context) (*RevokeResult, error) {
 	p := startProgress(r.stderr, r.tty, "revoke/setup", "accounts", &cnt)
 	senders := make([]*sender, r.opt.Senders)
 	err := parallel(ctx, len(senders), &cnt.done, func(ctx context.Context, i int) error {
-		d, err := newDevice("sender")
-		if err != nil {
-			return err
-		}
-		a, err := newAccount(ctx, first, r.name(fmt.Sprintf("s%d", i)), d, r.recovery)
-		if err != nil {
-			return err
-		}
-		tok, err := login(ctx, first, a, d)
+		a, d, tok, err := signedIn(ctx, first, r.name(fmt.Sprintf("s%d", i)), "sender", r.recovery)
 		senders[i] = &sender{acct: a, dev: d, tok: tok}
 		return err
 	})
@@ -128,19 +120,13 @@ func (r *run) runRevoke(ctx context.Context) (*RevokeResult, error) {
 func (r *run) setupRound(ctx context.Context, c *endpoint, i int) (*revokeRound, error) {
 	rd := &revokeRound{}
 	var err error
-	if rd.a, err = newDevice("A"); err != nil {
+	if rd.acct, rd.a, rd.tokA, err = signedIn(ctx, c, r.name(fmt.Sprintf("r%d", i)), "A", r.recovery); err != nil {
 		return nil, err
 	}
 	if rd.b, err = newDevice("B"); err != nil {
 		return nil, err
 	}
 	if rd.c, err = newDevice("C"); err != nil {
-		return nil, err
-	}
-	if rd.acct, err = newAccount(ctx, c, r.name(fmt.Sprintf("r%d", i)), rd.a, r.recovery); err != nil {
-		return nil, err
-	}
-	if rd.tokA, err = login(ctx, c, rd.acct, rd.a); err != nil {
 		return nil, err
 	}
 	for _, d := range []*device{rd.b, rd.c} {

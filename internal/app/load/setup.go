@@ -89,6 +89,22 @@ func newAccount(ctx context.Context, c *endpoint, name string, first *device, re
 }
 
 // login obtains a device token by the challenge protocol.
+// signedIn makes a device named devName, the account name with it as the
+// first device, and the device's token: how every scenario starts an
+// account.
+func signedIn(ctx context.Context, c *endpoint, name, devName string, recovery *hybrid.PrivateKey) (*account, *device, string, error) {
+	d, err := newDevice(devName)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	a, err := newAccount(ctx, c, name, d, recovery)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	tok, err := login(ctx, c, a, d)
+	return a, d, tok, err
+}
+
 func login(ctx context.Context, c *endpoint, a *account, d *device) (string, error) {
 	var ch api.Challenge
 	if err := c.call(ctx, "POST", "/v1/auth/challenge", "", &api.ChallengeRequest{AccountID: a.id, DeviceID: d.id()}, &ch); err != nil {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -19,15 +18,9 @@ import (
 )
 
 // Main makes the test binary also the program name of the transcripts:
-// run is the program's real Main, given a context that SIGINT cancels
-// (as in cmd/) and the arguments.
+// run is the program's real Main, run as cmd/ runs it (clikit.RunMain).
 func Main(m *testing.M, name string, run func(ctx context.Context, args []string) int) {
-	testscript.Main(m, map[string]func(){name: func() {
-		ctx, stop := clikit.SignalContext(context.Background())
-		code := run(ctx, os.Args[1:])
-		stop()
-		os.Exit(code)
-	}})
+	testscript.Main(m, map[string]func(){name: func() { clikit.RunMain(run) }})
 }
 
 // Cmds are the transcript commands:

@@ -391,16 +391,7 @@ func (h *Header) Validate() error {
 }
 
 // ParseHeader decodes and validates a header.
-func ParseHeader(b []byte) (*Header, error) {
-	var h Header
-	if err := wire.Unmarshal(b, &h, MaxHeaderSize); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrFormat, err)
-	}
-	if err := h.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrFormat, err)
-	}
-	return &h, nil
-}
+func ParseHeader(b []byte) (*Header, error) { return parseValid[Header](b, MaxHeaderSize, "header") }
 
 // Device is the mutable device-state entry.
 type Device struct {
@@ -437,12 +428,22 @@ func (d *Device) Validate() error {
 
 // ParseDevice decodes and validates a device entry.
 func ParseDevice(b []byte) (*Device, error) {
-	var d Device
-	if err := wire.Unmarshal(b, &d, MaxDeviceSize); err != nil {
-		return nil, fmt.Errorf("%w: device entry: %v", ErrFormat, err)
+	return parseValid[Device](b, MaxDeviceSize, "device entry")
+}
+
+// parseValid decodes b strictly (at most max bytes) into a new T and
+// validates it; either failure is ErrFormat naming what.
+func parseValid[T any, P interface {
+	*T
+	Validate() error
+}](b []byte, max int, what string) (*T, error) {
+	v := new(T)
+	err := wire.Unmarshal(b, v, max)
+	if err == nil {
+		err = P(v).Validate()
 	}
-	if err := d.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: device entry: %v", ErrFormat, err)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrFormat, what, err)
 	}
-	return &d, nil
+	return v, nil
 }

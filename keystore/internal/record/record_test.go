@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/internal/wire"
 	"github.com/enigm/enigm/policy"
 )
@@ -187,27 +188,11 @@ func FuzzParseHeader(f *testing.F) {
 	h := testHeader()
 	b, _ := wire.Marshal(&h)
 	f.Add(b)
-	f.Fuzz(func(t *testing.T, b []byte) {
-		h, err := ParseHeader(b)
-		if err != nil {
-			return
-		}
-		if again, _ := wire.Marshal(h); !bytes.Equal(again, b) {
-			t.Fatal("accepted a header that does not re-encode identically")
-		}
-	})
+	testkit.FuzzCanonical(f, "header", ParseHeader)
 }
 
 func FuzzParseDevice(f *testing.F) {
 	b, _ := wire.Marshal(&Device{Version: 1, Association: 3, Account: []byte("acct"), Overlay: map[Class]Policy{ClassIdentity: {Unlocked: true}}})
 	f.Add(b)
-	f.Fuzz(func(t *testing.T, b []byte) {
-		d, err := ParseDevice(b)
-		if err != nil {
-			return
-		}
-		if again, _ := wire.Marshal(d); !bytes.Equal(again, b) {
-			t.Fatal("accepted a device entry that does not re-encode identically")
-		}
-	})
+	testkit.FuzzCanonical(f, "device entry", ParseDevice)
 }

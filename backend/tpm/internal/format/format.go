@@ -141,25 +141,38 @@ func MaskPCRs(mask uint32) []uint {
 	return out
 }
 
-// MarshalState encodes s after validating it.
-func MarshalState(s *State) ([]byte, error) {
-	if err := s.Validate(); err != nil {
+// validator is a value of this package's formats: it checks itself.
+type validator interface{ Validate() error }
+
+// marshalValid encodes v after validating it.
+func marshalValid(v validator) ([]byte, error) {
+	if err := v.Validate(); err != nil {
 		return nil, err
 	}
-	return wire.Marshal(s)
+	return wire.Marshal(v)
 }
 
-// ParseState decodes and validates a state.
-func ParseState(b []byte) (*State, error) {
-	var s State
-	if err := wire.Unmarshal(b, &s, MaxState); err != nil {
-		return nil, fmt.Errorf("%w: state: %v", ErrFormat, err)
+// parseValid decodes b strictly (at most max bytes) into a new T and
+// validates it; a decoding failure is ErrFormat naming what.
+func parseValid[T any, P interface {
+	*T
+	validator
+}](b []byte, max int, what string) (*T, error) {
+	v := new(T)
+	if err := wire.Unmarshal(b, v, max); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrFormat, what, err)
 	}
-	if err := s.Validate(); err != nil {
+	if err := P(v).Validate(); err != nil {
 		return nil, err
 	}
-	return &s, nil
+	return v, nil
 }
+
+// MarshalState encodes s after validating it.
+func MarshalState(s *State) ([]byte, error) { return marshalValid(s) }
+
+// ParseState decodes and validates a state.
+func ParseState(b []byte) (*State, error) { return parseValid[State](b, MaxState, "state") }
 
 // Object kinds. Never reorder.
 const (
@@ -190,26 +203,18 @@ func (o *Object) Validate() error {
 }
 
 // MarshalObject encodes o after validating it.
-func MarshalObject(o *Object) ([]byte, error) {
-	if err := o.Validate(); err != nil {
-		return nil, err
-	}
-	return wire.Marshal(o)
-}
+func MarshalObject(o *Object) ([]byte, error) { return marshalValid(o) }
 
 // ParseObject decodes and validates an object blob of the given kind.
 func ParseObject(b []byte, kind uint8) (*Object, error) {
-	var o Object
-	if err := wire.Unmarshal(b, &o, MaxObject); err != nil {
-		return nil, fmt.Errorf("%w: object: %v", ErrFormat, err)
-	}
-	if err := o.Validate(); err != nil {
+	o, err := parseValid[Object](b, MaxObject, "object")
+	if err != nil {
 		return nil, err
 	}
 	if o.Kind != kind {
 		return nil, fmt.Errorf("%w: object of kind %d, want %d", ErrFormat, o.Kind, kind)
 	}
-	return &o, nil
+	return o, nil
 }
 
 // EvidenceVersion is the only evidence version.
@@ -247,23 +252,11 @@ func (e *Evidence) Validate() error {
 }
 
 // MarshalEvidence encodes e after validating it.
-func MarshalEvidence(e *Evidence) ([]byte, error) {
-	if err := e.Validate(); err != nil {
-		return nil, err
-	}
-	return wire.Marshal(e)
-}
+func MarshalEvidence(e *Evidence) ([]byte, error) { return marshalValid(e) }
 
 // ParseEvidence decodes and validates evidence data.
 func ParseEvidence(b []byte) (*Evidence, error) {
-	var e Evidence
-	if err := wire.Unmarshal(b, &e, MaxEvidence); err != nil {
-		return nil, fmt.Errorf("%w: evidence: %v", ErrFormat, err)
-	}
-	if err := e.Validate(); err != nil {
-		return nil, err
-	}
-	return &e, nil
+	return parseValid[Evidence](b, MaxEvidence, "evidence")
 }
 
 // ParsePublic strictly decodes a TPMT_PUBLIC: the bytes must be exactly
