@@ -9,9 +9,11 @@ import (
 // Witnessed recovery requests (translog.md, "Recovery on witnessed
 // time"): for each recovery, the first checkpoint Command kept that
 // includes the recovery_request leaf and carries every configured
-// witness's cosignature. Schema version 4 adds the table
-// (recoveryWitnessMigration); nothing else in the schema changes.
+// witness's cosignature. Schema version 4 adds the table and an index of
+// recoveries by state, which every instance's recorder reads every log
+// interval (recoveryWitnessMigration); nothing else in the schema changes.
 var recoveryWitnessMigration = []string{
+	`CREATE INDEX recoveries_state ON recoveries(state)`,
 	`CREATE TABLE recovery_witnesses (
 		recovery_id TEXT PRIMARY KEY,
 		account_id TEXT NOT NULL,

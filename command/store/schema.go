@@ -143,7 +143,8 @@ var migrations = [][]string{
 	// as its first leaves (log.go).
 	3: logMigration,
 	// 4: the first witnessed checkpoint of each recovery request
-	// (recovery_witness.go); a table of its own, nothing else changes.
+	// (recovery_witness.go): a table of its own and an index of
+	// recoveries by state; nothing else changes.
 	4: recoveryWitnessMigration,
 }
 
