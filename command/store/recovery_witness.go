@@ -13,8 +13,8 @@ import (
 // recoveries by state, which every instance's recorder reads every log
 // interval (recoveryWitnessMigration); nothing else in the schema changes.
 var recoveryWitnessMigration = []string{
-	`CREATE INDEX recoveries_state ON recoveries(state)`,
-	`CREATE TABLE recovery_witnesses (
+	`CREATE INDEX IF NOT EXISTS recoveries_state ON recoveries(state)`,
+	`CREATE TABLE IF NOT EXISTS recovery_witnesses (
 		recovery_id TEXT PRIMARY KEY,
 		account_id TEXT NOT NULL,
 		request_seq BIGINT NOT NULL,
