@@ -156,7 +156,7 @@ func (c *Client) VerifyRecoveryPublic(ctx context.Context, acct chain.AccountID,
 		return fail("leaf %d is not in its checkpoint of %d leaves", ev.LeafIndex, c1.Size)
 	}
 	if err := proof.VerifyInclusion(h, ev.LeafIndex, c1.Size, h.HashLeaf(request), ev.Proof, c1.Hash[:]); err != nil {
-		return fail("the request is not leaf %d of the checkpoint of %d leaves the server offers as evidence: %v", ev.LeafIndex, c1.Size, err)
+		return fail("the request is not leaf %d of the checkpoint of %d leaves (root %x) the server offers as evidence: the inclusion proof does not verify", ev.LeafIndex, c1.Size, c1.Hash)
 	}
 	now := time.Now()
 	if p.Now != nil {
