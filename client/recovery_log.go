@@ -221,11 +221,22 @@ func (c *Client) CheckRecoverWitnessed(ctx context.Context, acct chain.AccountID
 		return pub, fmt.Errorf("%w: the checkpoint that includes the recover link %d of account %s: %v", ErrRecoveryNotWitnessed, recoverSeq, acct, err)
 	}
 	if t2.Before(pub.NotBefore) {
-		return pub, fmt.Errorf("%w: recover link %d of account %s: the recovery request (link %d) was first witnessed at %s; completion allowed after %s by witnessed time (waiting period %s), but the checkpoint that includes the recover link was witnessed at %s (the links claim the request at %s and the recover at %s)",
-			ErrRecoveryNotWitnessed, recoverSeq, acct, pr.Seq, rfc3339(pub.WitnessedAt), rfc3339(pub.NotBefore), delay, rfc3339(t2), rfc3339(pr.Time), rfc3339(recover.Time()))
+		return pub, &RecoverEarlyError{msg: fmt.Sprintf("%v: recover link %d of account %s: the recovery request (link %d) was first witnessed at %s; completion allowed after %s by witnessed time (waiting period %s), but the checkpoint that includes the recover link was witnessed at %s (the links claim the request at %s and the recover at %s)",
+			ErrRecoveryNotWitnessed, recoverSeq, acct, pr.Seq, rfc3339(pub.WitnessedAt), rfc3339(pub.NotBefore), delay, rfc3339(t2), rfc3339(pr.Time), rfc3339(recover.Time()))}
 	}
 	return pub, nil
 }
+
+// RecoverEarlyError is the ErrRecoveryNotWitnessed of a recover link
+// under a checkpoint witnessed before the end of the waiting period: that
+// checkpoint, signed by the log and cosigned by the witnesses, is
+// evidence against the log (SyncLogged keeps it through LogEvidence).
+type RecoverEarlyError struct{ msg string }
+
+func (e *RecoverEarlyError) Error() string { return e.msg }
+
+// Is makes it match ErrRecoveryNotWitnessed.
+func (e *RecoverEarlyError) Is(target error) bool { return target == ErrRecoveryNotWitnessed }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
@@ -288,6 +299,9 @@ func (c *Client) witnessedRecovers(ctx context.Context, acct chain.AccountID, st
 			return View{}, nil, err
 		}
 		if _, err := c.CheckRecoverWitnessed(ctx, acct, cur, request, l, prev, p); err != nil {
+			if early := (*RecoverEarlyError)(nil); errors.As(err, &early) {
+				keepEvidence(ls, prev.Checkpoint, err)
+			}
 			if i == 0 {
 				return View{}, state, err
 			}

@@ -199,6 +199,11 @@ func TestRecoveryWaitsOnWitnessedTime(t *testing.T) {
 		t.Fatalf("the owner's sync of a recover early by witnessed time: %v", err)
 	}
 	t.Logf("refused: %v", err)
+	// The checkpoint that includes the early recover is kept as evidence.
+	if kept := testkit.Must(a.RefusedCheckpoints()); len(kept) == 0 || !strings.Contains(kept[len(kept)-1].Reason, "first witnessed at "+rfc(ev.WitnessedAt)) ||
+		!strings.Contains(string(kept[len(kept)-1].Checkpoint), "— witness.example ") {
+		t.Fatalf("evidence kept: %+v", kept)
+	}
 	if off := testkit.Must(a.Status(ctx, false)); off.Head.Seq != 1 || off.Recovery == nil || off.Recovery.RequestID != rr.RecoveryID {
 		t.Fatalf("the owner's stored chain after the refusal: head %v, recovery %+v; want the request (seq 1) still pending", off.Head, off.Recovery)
 	}
