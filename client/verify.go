@@ -103,6 +103,13 @@ func (c *Client) syncFrom(ctx context.Context, acct chain.AccountID, st Store, p
 			}
 			logErr = fmt.Errorf("%w (this device accepted the links up to %d, which are in the log)", err, l.Seq())
 		}
+		// A recover link waits on witnessed time (recovery_log.go).
+		if v, n, err := c.witnessedRecovers(ctx, acct, st, state, next, view, ls, now, opts...); err != nil {
+			if len(v.Links) == 0 {
+				return n, err
+			}
+			view, next, logErr = v, n, err
+		}
 	}
 	if len(view.Links) > 0 {
 		if err := st.Append(acct, view.Links); err != nil {

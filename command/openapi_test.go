@@ -96,6 +96,7 @@ var apiBodies = map[string]struct {
 	"POST /v1/enrollments/{rid}/complete":      {api.LinkRequest{}, map[string]any{"201": api.HeadResponse{}}, true},
 	"POST /v1/accounts/{id}/recoveries":        {api.LinkRequest{}, map[string]any{"201": api.Recovery{}}, true},
 	"GET /v1/recoveries/{rid}":                 {nil, map[string]any{"200": api.Recovery{}}, true},
+	"GET /v1/recoveries/{rid}/witness":         {nil, map[string]any{"200": api.RecoveryWitness{}}, false},
 	"POST /v1/recoveries/{rid}/complete":       {api.LinkRequest{}, map[string]any{"201": api.HeadResponse{}, "202": api.Recovery{}}, true},
 	"POST /v1/auth/challenge":                  {api.ChallengeRequest{}, map[string]any{"200": api.Challenge{}}, false},
 	"POST /v1/auth/token":                      {api.TokenRequest{}, map[string]any{"200": api.Token{}}, false},

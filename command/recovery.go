@@ -122,6 +122,9 @@ func (s *Server) handleRecoveryComplete(w http.ResponseWriter, r *http.Request) 
 	if nb := s.notBefore(v, rec); s.now().Before(nb) {
 		return errorf(http.StatusConflict, "too_early", "the waiting period of recovery %s ends at %s", rec.ID, rfc3339(nb))
 	}
+	if e := s.holdUntilWitnessed(r, v, rec); e != nil {
+		return e
+	}
 	done := rec
 	done.State = store.RecoveryCompleted
 	st := v.state

@@ -45,7 +45,8 @@ type Server struct {
 	challengeKey []byte
 	metrics      *metrics
 	keys         *orgKeys
-	tlog         *serverLog // nil without Config.LogSigner (log.go)
+	tlog         *serverLog       // nil without Config.LogSigner (log.go)
+	rwit         *recoveryWitness // nil without witnesses (recovery_witness.go)
 	routes       []route
 	handler      http.Handler
 
@@ -116,6 +117,12 @@ func New(cfg Config) (*Server, error) {
 		s.closeStore()
 		return nil, fmt.Errorf("command: the transparency log: %w", err)
 	}
+	if err := s.startRecoveryWitness(); err != nil {
+		close(s.stop)
+		s.stopLog()
+		s.closeStore()
+		return nil, fmt.Errorf("command: witnessed recoveries: %w", err)
+	}
 	s.handler = mux
 	if c.JanitorInterval > 0 {
 		go s.janitor(c.JanitorInterval)
@@ -148,6 +155,7 @@ func (s *Server) routeTable() []route {
 		{"POST", "/v1/enrollments/{rid}/complete", s.handleComplete},
 		{"POST", "/v1/accounts/{id}/recoveries", s.handleRecoveryRequest},
 		{"GET", "/v1/recoveries/{rid}", s.handleGetRecovery},
+		{"GET", "/v1/recoveries/{rid}/witness", s.handleRecoveryWitness},
 		{"POST", "/v1/recoveries/{rid}/complete", s.handleRecoveryComplete},
 		{"POST", "/v1/auth/challenge", s.handleChallenge},
 		{"POST", "/v1/auth/token", s.handleToken},
@@ -335,6 +343,7 @@ func (s *Server) Close() error {
 		close(s.stop)
 		<-s.done
 		s.stopLog()
+		s.stopRecoveryWitness()
 		if s.watchStop != nil {
 			s.watchStop()
 			<-s.watchDone

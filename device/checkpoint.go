@@ -173,7 +173,7 @@ func (a *Agent) syncLogged(ctx context.Context, cl *client.Client, acct chain.Ac
 			}
 		}
 		if err == nil {
-			st, err = cl.SyncLogged(ctx, acct, a.db, a.verified[acct], a.db, a.now(), a.verifyOpts()...)
+			st, err = cl.SyncLogged(ctx, acct, a.db, a.verified[acct], a.logStore(), a.now(), a.verifyOpts()...)
 			if err == nil || errors.Is(err, client.ErrNotLoggedYet) || errors.Is(err, client.ErrNotLogged) {
 				a.remember(acct, st) // the links agent.db holds now
 			}

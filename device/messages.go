@@ -521,6 +521,9 @@ func (a *Agent) Status(ctx context.Context, online bool) (*StatusInfo, error) {
 	if st != nil {
 		si.Head = st.Head()
 		if ri := recoveryInfo(st); ri != nil && (a.ks == nil || ri.Device != a.deviceID()) {
+			if online {
+				a.witnessRecovery(ctx, acct, st, ri)
+			}
 			si.Recovery = ri
 		}
 	}

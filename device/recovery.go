@@ -40,6 +40,18 @@ type RecoveryInfo struct {
 	// the one in force at the request and the current policy's). Command
 	// may hold the completion longer; never shorter.
 	NotBefore time.Time
+	// Witnessed: this device's witness policy requires witnesses, so a
+	// recover link is accepted only on witnessed time (translog.md,
+	// "Recovery on witnessed time"). WitnessedAt is when the request was
+	// first public under a checkpoint the policy's quorum cosigned, and
+	// WitnessedNotBefore that plus the waiting period: no recover link is
+	// accepted under a checkpoint witnessed earlier. Both are zero until
+	// the server offers evidence this device verifies (WitnessError says
+	// why not); they are filled in by online operations (Status online).
+	Witnessed          bool
+	WitnessedAt        time.Time
+	WitnessedNotBefore time.Time
+	WitnessError       string
 }
 
 // recoveryInfo returns st's pending recovery, or nil.
@@ -250,6 +262,9 @@ func (a *Agent) finishRecovery(ctx context.Context) error {
 	// than date the recover link ahead.
 	if end := pr.Time.Add(max(pr.Delay, st.Policy().RecoveryDelay)); a.now().Before(end) {
 		return fmt.Errorf("%w: the waiting period ends at %s", ErrWaiting, end.UTC().Format(time.RFC3339))
+	}
+	if err := a.waitWitnessed(ctx, acct, st); err != nil {
+		return err
 	}
 	if err := a.unlock(ctx); err != nil {
 		return err

@@ -142,6 +142,10 @@ var migrations = [][]string{
 	// 3: the transparency log's tables, with the links stored before it
 	// as its first leaves (log.go).
 	3: logMigration,
+	// 4: the first witnessed checkpoint of each recovery request
+	// (recovery_witness.go): a table of its own and an index of
+	// recoveries by state; nothing else changes.
+	4: recoveryWitnessMigration,
 }
 
 // SchemaVersion is the schema version this code creates and reads.

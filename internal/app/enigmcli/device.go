@@ -1072,7 +1072,7 @@ func (c *Ctx) printStatus(s *device.StatusInfo) {
 		c.Printf("pending     %s %s\n", s.Pending.Kind, s.Pending.RequestID)
 	}
 	if r := s.Recovery; r != nil {
-		c.Printf("RECOVERY    %s: device %q (%s) requested %s, can complete from %s\n", r.RequestID, r.Name, hexID(r.Device[:]), ts(r.RequestedAt), ts(r.NotBefore))
+		c.Printf("RECOVERY    %s: device %q (%s) requested %s, can complete from %s%s\n", r.RequestID, r.Name, hexID(r.Device[:]), ts(r.RequestedAt), ts(r.NotBefore), witnessedText(r))
 	}
 }
 
@@ -1084,11 +1084,33 @@ type recoveryJSON struct {
 	Seq         uint64 `json:"seq"`
 	RequestedAt string `json:"requested_at"`
 	NotBefore   string `json:"not_before"`
+	// With a witness policy: when the request was first witnessed and
+	// the witnessed time before which no recover link is accepted, or
+	// why the device could not verify them.
+	WitnessedAt        string `json:"witnessed_at,omitempty"`
+	WitnessedNotBefore string `json:"witnessed_not_before,omitempty"`
+	WitnessError       string `json:"witness_error,omitempty"`
 }
 
 func recoveryOut(r *device.RecoveryInfo) *recoveryJSON {
-	return &recoveryJSON{RequestID: r.RequestID, DeviceID: hexID(r.Device[:]), Name: r.Name, Seq: r.Seq,
-		RequestedAt: ts(r.RequestedAt), NotBefore: ts(r.NotBefore)}
+	j := &recoveryJSON{RequestID: r.RequestID, DeviceID: hexID(r.Device[:]), Name: r.Name, Seq: r.Seq,
+		RequestedAt: ts(r.RequestedAt), NotBefore: ts(r.NotBefore), WitnessError: r.WitnessError}
+	if !r.WitnessedAt.IsZero() {
+		j.WitnessedAt, j.WitnessedNotBefore = ts(r.WitnessedAt), ts(r.WitnessedNotBefore)
+	}
+	return j
+}
+
+// witnessedText is what the text output adds about a pending recovery's
+// witnessed time ("" without a witness policy).
+func witnessedText(r *device.RecoveryInfo) string {
+	switch {
+	case !r.WitnessedAt.IsZero():
+		return fmt.Sprintf("; first witnessed %s, not before %s by witnessed time", ts(r.WitnessedAt), ts(r.WitnessedNotBefore))
+	case r.Witnessed || r.WitnessError != "":
+		return "; not witnessed as this device requires yet: " + r.WitnessError
+	}
+	return ""
 }
 
 // recoveryPendingError is sync's answer while a recovery of the account is
@@ -1097,9 +1119,9 @@ type recoveryPendingError struct{ r *device.RecoveryInfo }
 
 func (e *recoveryPendingError) Error() string {
 	r := e.r
-	return fmt.Sprintf("a recovery of this account is pending: request %s for new device %q (%s), requested %s; it can complete from %s.\n"+
+	return fmt.Sprintf("a recovery of this account is pending: request %s for new device %q (%s), requested %s; it can complete from %s%s.\n"+
 		"If you did not start it, stop it now with `enigm veto`, then replace the recovery code with `enigm recovery rotate`",
-		r.RequestID, r.Name, hexID(r.Device[:]), ts(r.RequestedAt), ts(r.NotBefore))
+		r.RequestID, r.Name, hexID(r.Device[:]), ts(r.RequestedAt), ts(r.NotBefore), witnessedText(r))
 }
 
 func runDeviceStatus(c *Ctx, online bool) error {
