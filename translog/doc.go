@@ -24,7 +24,14 @@
 //   - [Log.InclusionProof] and [Log.ConsistencyProof] build RFC 6962 proofs
 //     from the stored tiles; [VerifyCheckpoint] checks a checkpoint's
 //     signatures.
+//   - Freshness: Integrate keeps a sparse Merkle map (package smap) of
+//     every account's newest link and appends, as the last leaf of every
+//     checkpoint, a map leaf ([MapLeaf]) committing to its root.
+//     [Log.Freshness] proves an account's newest head (or its absence) at
+//     the newest checkpoint, [VerifyFreshness] checks such a proof, and
+//     [MapChecker] / [CheckMapLeaves] recompute the map from the leaves,
+//     as a monitor does.
 //
-// The freshness proofs, witness cosignatures, client enforcement and the
-// monitor of docs/design/translog.md are not built yet.
+// Client enforcement and the monitor of docs/design/translog.md live
+// elsewhere (client, the monitor command).
 package translog

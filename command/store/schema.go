@@ -142,6 +142,9 @@ var migrations = [][]string{
 	// 3: the transparency log's tables, with the links stored before it
 	// as its first leaves (log.go).
 	3: logMigration,
+	// 4: the map of every account's newest link, committed by the log's
+	// map leaves (log.go).
+	4: mapMigration,
 }
 
 // SchemaVersion is the schema version this code creates and reads.

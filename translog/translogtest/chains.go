@@ -1,0 +1,104 @@
+package translogtest
+
+import (
+	"crypto/hpke"
+	"crypto/sha256"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/hybrid"
+)
+
+// Chain is a test account's chain: real, verified chain links, so the
+// log's map (translog.LinkEntry) reads them as an integrator would.
+type Chain struct {
+	ID    chain.AccountID
+	Links []*chain.Link
+	state *chain.State
+	dev   chain.DeviceID
+	key   *hybrid.PrivateKey
+	label string
+	t0    time.Time
+}
+
+// NewChain returns the genesis of an account named label (its keys are
+// derived from the label, so the same label gives the same account).
+func NewChain(t testing.TB, label string) *Chain {
+	t.Helper()
+	seed := func(what string) []byte {
+		a := sha256.Sum256([]byte("translogtest/" + label + "/" + what + "/0"))
+		b := sha256.Sum256([]byte("translogtest/" + label + "/" + what + "/1"))
+		return append(a[:], b[:hybrid.SeedSize-len(a)]...)
+	}
+	k, err := hybrid.NewPrivateKey(seed("device"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := hybrid.NewPrivateKey(seed("recovery"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Chain{key: k, label: label, t0: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	copy(c.dev[:], seed("id"))
+	d, err := chain.NewGenesis(c.t0, &chain.Genesis{
+		Device:   chain.Device{ID: c.dev, Name: label, Identity: k.Public(), KEM: kem(t), Level: chain.LevelSoftware},
+		Recovery: rk.Public(), Policy: chain.DefaultPolicy()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sign(chain.RoleSubject, k); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sign(chain.RoleNewRecovery, rk); err != nil {
+		t.Fatal(err)
+	}
+	c.add(t, d)
+	c.ID = chain.AccountID(c.Links[0].Hash())
+	return c
+}
+
+func kem(t testing.TB) []byte {
+	k, err := hpke.MLKEM768X25519().GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.PublicKey().Bytes()
+}
+
+// Next appends one link (the device rotates its KEM key) and returns it.
+func (c *Chain) Next(t testing.TB) *chain.Link {
+	t.Helper()
+	d, err := chain.NewDraft(c.state, c.t0, &chain.RotateKeys{ID: c.dev, KEM: kem(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SignDevice(c.dev, c.key); err != nil {
+		t.Fatal(err)
+	}
+	return c.add(t, d)
+}
+
+func (c *Chain) add(t testing.TB, d *chain.Draft) *chain.Link {
+	l, err := d.Link()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := chain.Apply(c.state, l, c.t0)
+	if err != nil {
+		t.Fatalf("chain %s link %d: %v", c.label, len(c.Links), err)
+	}
+	c.state = s
+	c.Links = append(c.Links, l)
+	return l
+}
+
+// Head returns the chain's head.
+func (c *Chain) Head() chain.Head {
+	l := c.Links[len(c.Links)-1]
+	return chain.Head{Seq: l.Seq(), Hash: l.Hash()}
+}
+
+// String names the chain.
+func (c *Chain) String() string { return fmt.Sprintf("%s (%s)", c.label, c.ID) }
