@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -232,4 +233,65 @@ func TestLogProofsNoLog(t *testing.T) {
 	for _, p := range []string{"/v1/accounts/" + a.id + "/links/0/proof", "/v1/log/consistency?from=0"} {
 		e.want(e.do("GET", p, "", nil), 404, "not_found")
 	}
+}
+
+// TestLogFreshnessAPI: against a running Command, the device client
+// verifies its account's freshness proof (GET
+// /v1/accounts/{id}/freshness) against the checkpoint it synced; once a
+// revocation is accepted and integrated, a device still holding the head
+// before it is told ErrStaleHead, naming both sequence numbers; the head
+// after it verifies; an unknown account proves absent
+// (ErrHeadNotLogged); without a log the endpoint answers 404.
+func TestLogFreshnessAPI(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, withLog(t))
+	a1, a2 := newDev("fr/a1"), newDev("fr/a2")
+	a := e.newAccount("fr-alice", a1, chain.Policy{})
+	a.add(a2, a1)
+	waitCheckpoint(e, testLogOrigin, infoLogKeys(e), 2)
+	srv := httptest.NewServer(e.srv.Handler())
+	defer srv.Close()
+	cl, err := client.New(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &memLogStore{}
+	if _, err := cl.SyncLog(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	var acct chain.AccountID
+	b, _ := hex.DecodeString(a.id)
+	copy(acct[:], b)
+	held := a.st.Head()
+	if _, err := cl.VerifyFreshness(ctx, acct, held, st); err != nil {
+		t.Fatalf("the honest head: %v", err)
+	}
+
+	e.want(a.post(a1, a.revokeLink(a1, a2)), 201, "")
+	waitCheckpoint(e, testLogOrigin, infoLogKeys(e), 3)
+	a.sync()
+	if a.st.Head().Seq != 2 {
+		t.Fatalf("alice's head after the revocation: %d", a.st.Head().Seq)
+	}
+	_, err = cl.VerifyFreshness(ctx, acct, held, st)
+	if !errors.Is(err, client.ErrStaleHead) || !strings.Contains(err.Error(), "showed head seq 1") || !strings.Contains(err.Error(), "seq 2") {
+		t.Fatalf("the head before the revocation: %v, want ErrStaleHead naming seq 1 and 2", err)
+	}
+	if _, err := cl.VerifyFreshness(ctx, acct, a.st.Head(), st); err != nil {
+		t.Fatalf("the head after the revocation: %v", err)
+	}
+	var f api.Freshness
+	e.want(e.do("GET", "/v1/accounts/"+a.id+"/freshness", "", nil), 200, "").decode(t, &f)
+	if err := f.Validate(); err != nil || f.MapIndex != f.TreeSize-1 || f.Head == nil || f.Head.Seq != 2 {
+		t.Fatalf("the answer: %+v %v", f, err)
+	}
+	var nobody chain.AccountID
+	nobody[0] = 7
+	if _, err := cl.VerifyFreshness(ctx, nobody, chain.Head{}, st); !errors.Is(err, client.ErrHeadNotLogged) {
+		t.Fatalf("an unknown account: %v, want ErrHeadNotLogged (proven absent)", err)
+	}
+	e.want(e.do("GET", "/v1/accounts/zz/freshness", "", nil), 400, "bad_request")
+
+	off := newEnv(t)
+	off.want(off.do("GET", "/v1/accounts/"+a.id+"/freshness", "", nil), 404, "not_found")
 }

@@ -14,17 +14,18 @@ import (
 // Chain is a test account's chain: real, verified chain links, so the
 // log's map (translog.LinkEntry) reads them as an integrator would.
 type Chain struct {
-	ID    chain.AccountID
-	Links []*chain.Link
-	state *chain.State
-	dev   chain.DeviceID
-	key   *hybrid.PrivateKey
-	label string
-	t0    time.Time
+	ID     chain.AccountID
+	Links  []*chain.Link
+	state  *chain.State
+	states []*chain.State // after each link
+	dev    chain.DeviceID
+	key    *hybrid.PrivateKey
+	label  string
+	t0     time.Time
 }
 
-// NewChain returns the genesis of an account named label (its keys are
-// derived from the label, so the same label gives the same account).
+// NewChain returns the genesis of an account named label, with keys
+// derived from the label.
 func NewChain(t testing.TB, label string) *Chain {
 	t.Helper()
 	seed := func(what string) []byte {
@@ -40,10 +41,14 @@ func NewChain(t testing.TB, label string) *Chain {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gk, err := hpke.MLKEM768X25519().DeriveKeyPair(seed("kem"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := &Chain{key: k, label: label, t0: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
 	copy(c.dev[:], seed("id"))
 	d, err := chain.NewGenesis(c.t0, &chain.Genesis{
-		Device:   chain.Device{ID: c.dev, Name: label, Identity: k.Public(), KEM: kem(t), Level: chain.LevelSoftware},
+		Device:   chain.Device{ID: c.dev, Name: label, Identity: k.Public(), KEM: gk.PublicKey().Bytes(), Level: chain.LevelSoftware},
 		Recovery: rk.Public(), Policy: chain.DefaultPolicy()})
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +64,7 @@ func NewChain(t testing.TB, label string) *Chain {
 	return c
 }
 
+// kem returns a new random KEM public key.
 func kem(t testing.TB) []byte {
 	k, err := hpke.MLKEM768X25519().GenerateKey()
 	if err != nil {
@@ -90,8 +96,20 @@ func (c *Chain) add(t testing.TB, d *chain.Draft) *chain.Link {
 		t.Fatalf("chain %s link %d: %v", c.label, len(c.Links), err)
 	}
 	c.state = s
+	c.states = append(c.states, s)
 	c.Links = append(c.Links, l)
 	return l
+}
+
+// ForkAt returns a copy of the chain up to link seq: links appended to
+// it (each with a new random KEM key) differ from the original's at the
+// same sequence numbers.
+func (c *Chain) ForkAt(seq uint64) *Chain {
+	f := *c
+	f.Links = append([]*chain.Link(nil), c.Links[:seq+1]...)
+	f.states = append([]*chain.State(nil), c.states[:seq+1]...)
+	f.state = f.states[seq]
+	return &f
 }
 
 // Head returns the chain's head.
