@@ -394,3 +394,54 @@ func TestMapLeafForLogFromBeforeTheMap(t *testing.T) {
 		t.Fatal("a second integration with nothing new added another map leaf")
 	}
 }
+
+// TestFreshnessConcurrent: freshness proofs read while links are added
+// and integrated (run with -race) always verify against the checkpoint
+// they carry, and prove a head the account had.
+func TestFreshnessConcurrent(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, 3, 1)
+	var more []*chain.Link
+	for range 30 {
+		more = append(more, w.chains[0].Next(t))
+	}
+	done := make(chan struct{})
+	errs := make(chan error, 1)
+	go func() {
+		defer close(done)
+		for _, l := range more {
+			w.st.add(l.Bytes())
+			if _, err := w.l.Integrate(ctx); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	key := smap.Key(w.chains[0].ID)
+	for {
+		select {
+		case <-done:
+			select {
+			case err := <-errs:
+				t.Fatal(err)
+			default:
+			}
+			return
+		default:
+		}
+		f, err := w.l.Freshness(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, err := translog.VerifyCheckpoint(f.Checkpoint, testOrigin, w.s.VerifierKeys())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := translog.VerifyFreshness(cp, key, f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Value == nil || w.chains[0].Links[f.Value.Seq].Hash() != f.Value.Head {
+			t.Fatalf("a head the account never had: %v", f.Value)
+		}
+	}
+}
