@@ -119,17 +119,6 @@ func (s *freshServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-type freshStore struct{ s *LogState }
-
-func (m *freshStore) LogState() (*LogState, error) {
-	if m.s == nil {
-		return nil, nil
-	}
-	c := *m.s
-	return &c, nil
-}
-func (m *freshStore) SetLogState(s *LogState) error { c := *s; m.s = &c; return nil }
-
 func headOf(l *chain.Link) chain.Head { return chain.Head{Seq: l.Seq(), Hash: l.Hash()} }
 
 // TestVerifyFreshness plays a server against a device that holds an
@@ -154,7 +143,7 @@ func TestVerifyFreshness(t *testing.T) {
 		t.Fatal(err)
 	}
 	pin := &LogPin{Origin: testOrigin, PublicKeys: fs.signer.VerifierKeys()}
-	st := &freshStore{}
+	st := &memLogStore{}
 	if _, err := cl.SyncLog(ctx, st, pin); err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +230,7 @@ func TestVerifyFreshness(t *testing.T) {
 		t.Fatalf("another link at the head's seq: %v, want ErrNotFresh naming a fork", err)
 	}
 	// No checkpoint stored yet.
-	if _, err := cl.VerifyFreshness(ctx, a.ID, held, &freshStore{}); !errors.Is(err, ErrNotFresh) || !strings.Contains(err.Error(), "SyncLog first") {
+	if _, err := cl.VerifyFreshness(ctx, a.ID, held, &memLogStore{}); !errors.Is(err, ErrNotFresh) || !strings.Contains(err.Error(), "SyncLog first") {
 		t.Fatalf("without a stored checkpoint: %v", err)
 	}
 }

@@ -3,7 +3,6 @@ package translog_test
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"fmt"
 	"testing"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -20,15 +19,7 @@ var benchLinks [][]byte
 // and three KEM rotations each), built once.
 func links4096(b *testing.B) [][]byte {
 	if benchLinks == nil {
-		for i := range 1024 {
-			c := translogtest.NewChain(b, fmt.Sprintf("bench%d", i))
-			for range 3 {
-				c.Next(b)
-			}
-			for _, l := range c.Links {
-				benchLinks = append(benchLinks, l.Bytes())
-			}
-		}
+		benchLinks = translogtest.Links(b, "bench", 1024, 4)
 	}
 	return benchLinks
 }

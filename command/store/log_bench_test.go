@@ -13,21 +13,13 @@ import (
 	"github.com/enigm/enigm/translog/translogtest"
 )
 
-// benchLinks are 4096 real chain links of 1024 accounts (genesis and
-// three KEM rotations each), built once.
 var benchLinks [][]byte
 
+// links4096 returns 4096 real chain links of 1024 accounts (a genesis
+// and three KEM rotations each), built once.
 func links4096(b *testing.B) [][]byte {
 	if benchLinks == nil {
-		for i := range 1024 {
-			c := translogtest.NewChain(b, fmt.Sprintf("bench%d", i))
-			for range 3 {
-				c.Next(b)
-			}
-			for _, l := range c.Links {
-				benchLinks = append(benchLinks, l.Bytes())
-			}
-		}
+		benchLinks = translogtest.Links(b, "bench", 1024, 4)
 	}
 	return benchLinks
 }

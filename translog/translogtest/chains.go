@@ -120,3 +120,20 @@ func (c *Chain) Head() chain.Head {
 
 // String names the chain.
 func (c *Chain) String() string { return fmt.Sprintf("%s (%s)", c.label, c.ID) }
+
+// Links returns the links of accounts chains of perAccount links each
+// (a genesis, then KEM rotations), account after account.
+func Links(t testing.TB, prefix string, accounts, perAccount int) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for i := range accounts {
+		c := NewChain(t, fmt.Sprintf("%s%d", prefix, i))
+		for range perAccount - 1 {
+			c.Next(t)
+		}
+		for _, l := range c.Links {
+			out = append(out, l.Bytes())
+		}
+	}
+	return out
+}
