@@ -100,7 +100,7 @@ func (l *Log) freshness(ctx context.Context, key smap.Key) (Freshness, error) {
 // checkpoint's: from the one in memory, caught up from the leaves, or
 // loaded from the storage when this Log has none or one ahead of size.
 func (l *Log) mapFor(ctx context.Context, size uint64) (*mapSnap, error) {
-	if m := l.getSnap(); m != nil && m.size <= size {
+	if m := l.getSnap(size); m != nil {
 		m, err := replay(ctx, l.st, m, size, nil)
 		if err != nil {
 			return nil, err

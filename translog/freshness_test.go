@@ -298,6 +298,11 @@ func TestMapTakesLeavesSequencedDuringIntegration(t *testing.T) {
 	if err := translog.CheckMapLeaves(leaves); err != nil {
 		t.Fatal(err)
 	}
+	// The checkpoints were signed in transactions that did not hold the
+	// sequence (on PostgreSQL: appends never wait for a signature).
+	if w.st.signedUnderSeq != 0 {
+		t.Fatalf("%d checkpoints signed while holding the sequence", w.st.signedUnderSeq)
+	}
 }
 
 // TestMapRebuiltFromLeaves: a Log with no map in memory, over a storage

@@ -94,6 +94,7 @@ type Log struct {
 
 	mu   sync.Mutex
 	snap *mapSnap // the map as of the newest state this Log committed or read
+	prev *mapSnap // the one before it
 }
 
 // mapSnap is the map of the leaves [0, size), fully hashed (so Prove on
@@ -168,13 +169,23 @@ func (l *Log) integrateBatch(ctx context.Context) (c Checkpoint, more bool, err 
 		if err != nil {
 			return err
 		}
-		if n == s.Size && s.Checkpoint != nil && closed {
-			c, err = VerifyCheckpoint(s.Checkpoint, l.Origin(), l.VerifierKeys())
-			if err != nil {
+		var signedSize uint64
+		if s.Checkpoint != nil {
+			if c, err = VerifyCheckpoint(s.Checkpoint, l.Origin(), l.VerifierKeys()); err != nil {
 				return fmt.Errorf("%w: the stored checkpoint: %v", ErrCorrupt, err)
 			}
+			signedSize = c.Size
+		}
+		if closed && s.Size > 0 && (s.Checkpoint == nil || signedSize < s.Size) {
+			// The previous transaction integrated up to its map leaf:
+			// sign that tree. Only log_state is locked here, so appends
+			// do not wait for the signature.
+			return l.sign(ctx, tx, s, &c)
+		}
+		if n == s.Size && s.Checkpoint != nil && closed {
 			return nil
 		}
+		c = Checkpoint{}
 		m, err := l.mapAt(ctx, tx, &s)
 		if err != nil {
 			return err
@@ -266,10 +277,13 @@ func (l *Log) integrateBatch(ctx context.Context) (c Checkpoint, more bool, err 
 			return err
 		}
 		// Only a tree that ends in its map leaf is signed (or the empty
-		// tree); a batch that leaves more to integrate keeps the previous
-		// checkpoint.
+		// tree), in the next transaction (l.sign), which does not hold the
+		// sequence row; until then the previous checkpoint stays.
 		signed := s.Checkpoint
-		if withMap || size == 0 {
+		if withMap {
+			more = true
+		}
+		if size == 0 {
 			root, err := rootOf(r)
 			if err != nil {
 				return err
@@ -299,6 +313,27 @@ func (l *Log) integrateBatch(ctx context.Context) (c Checkpoint, more bool, err 
 		l.setSnap(next)
 	}
 	return c, more, err
+}
+
+// sign signs the checkpoint of the integrated tree of s (which ends in
+// its map leaf) and stores it.
+func (l *Log) sign(ctx context.Context, tx Tx, s State, c *Checkpoint) error {
+	r, err := l.loadRange(s)
+	if err != nil {
+		return err
+	}
+	root, err := rootOf(r)
+	if err != nil {
+		return err
+	}
+	*c = Checkpoint{Origin: l.Origin(), Size: s.Size}
+	copy(c.Hash[:], root)
+	signed, err := l.signer.Sign(*c)
+	if err != nil {
+		return err
+	}
+	s.Checkpoint = signed
+	return tx.PutState(ctx, s)
 }
 
 // lastIsMapLeaf reports whether the last of the size integrated leaves is
@@ -342,18 +377,32 @@ func readLeaves(ctx context.Context, st leafReader, start, end uint64, fn func(s
 	return nil
 }
 
+// setSnap keeps m as the newest map in memory, and the one it replaces
+// (which the newest signed checkpoint may still need while the newest
+// integration's checkpoint is being signed).
 func (l *Log) setSnap(m *mapSnap) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.snap == nil || m.size >= l.snap.size {
+	switch {
+	case l.snap == nil || m.size > l.snap.size:
+		l.prev, l.snap = l.snap, m
+	case m.size == l.snap.size:
 		l.snap = m
+	case l.prev == nil || m.size > l.prev.size:
+		l.prev = m
 	}
 }
 
-func (l *Log) getSnap() *mapSnap {
+// getSnap returns the newest map in memory of at most size leaves.
+func (l *Log) getSnap(size uint64) *mapSnap {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.snap
+	for _, m := range []*mapSnap{l.snap, l.prev} {
+		if m != nil && m.size <= size {
+			return m
+		}
+	}
+	return nil
 }
 
 // mapAt returns the map of the leaves [0, s.Size) inside an integration:
@@ -362,7 +411,7 @@ func (l *Log) getSnap() *mapSnap {
 // leaves it does not reflect yet (a log from before the map: it is built
 // here and stored). It may update s.MapSize.
 func (l *Log) mapAt(ctx context.Context, tx Tx, s *State) (*mapSnap, error) {
-	if m := l.getSnap(); m != nil && m.size <= s.Size && s.MapSize == s.Size {
+	if m := l.getSnap(s.Size); m != nil && s.MapSize == s.Size {
 		return replay(ctx, tx, m, s.Size, nil)
 	}
 	if s.MapSize > s.Size {

@@ -1,6 +1,7 @@
 package translog_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -26,6 +27,9 @@ type memStorage struct {
 	// beforeSequence, when set, runs in SequenceLeaf before it takes its
 	// number: appends that commit while an integration runs.
 	beforeSequence func()
+	// signedUnderSeq counts transactions that stored a new checkpoint
+	// while holding the sequence (appends would have waited for it).
+	signedUnderSeq int
 }
 
 func newMemStorage() *memStorage {
@@ -55,6 +59,9 @@ func (m *memStorage) Update(ctx context.Context, fn func(context.Context, transl
 		return err
 	}
 	m.rmu.Lock()
+	if tx.locked && !bytes.Equal(tx.state.Checkpoint, m.state.Checkpoint) {
+		m.signedUnderSeq++
+	}
 	m.tiles, m.state, m.smap = tx.tiles, tx.state, tx.smap
 	m.leaves = append(m.leaves, tx.added...)
 	m.rmu.Unlock()
