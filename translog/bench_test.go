@@ -42,6 +42,7 @@ func BenchmarkIntegrateCPU4096(b *testing.B) {
 	base.Root()
 	b.Run("tree", func(b *testing.B) {
 		rf := &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+		defer translogtest.ReportCPU(b, translogtest.CPUTime(b))
 		for b.Loop() {
 			r := rf.NewEmptyRange(0)
 			for _, l := range ls {
@@ -52,6 +53,7 @@ func BenchmarkIntegrateCPU4096(b *testing.B) {
 		}
 	})
 	b.Run("map", func(b *testing.B) {
+		defer translogtest.ReportCPU(b, translogtest.CPUTime(b))
 		for b.Loop() {
 			t := base.Clone()
 			for _, l := range ls {
@@ -69,6 +71,7 @@ func BenchmarkIntegrateCPU4096(b *testing.B) {
 		for i, l := range ls {
 			es[i], _ = translog.LinkEntry(l)
 		}
+		defer translogtest.ReportCPU(b, translogtest.CPUTime(b))
 		for b.Loop() {
 			t := base.Clone()
 			for _, e := range es {

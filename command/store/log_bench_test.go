@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/enigm/enigm/command/store/storetest"
 	"github.com/enigm/enigm/translog"
@@ -88,14 +89,18 @@ func BenchmarkIntegrate4096(b *testing.B) {
 			if _, err := l.Integrate(ctx); err != nil { // loads the map; not timed
 				b.Fatal(err)
 			}
+			var cpu time.Duration
 			for b.Loop() {
 				b.StopTimer()
 				add()
+				start := translogtest.CPUTime(b)
 				b.StartTimer()
 				if _, err := l.Integrate(ctx); err != nil {
 					b.Fatal(err)
 				}
+				cpu += translogtest.CPUTime(b) - start
 			}
+			b.ReportMetric(float64(cpu)/float64(b.N)/1e6, "cpu-ms/op")
 		})
 	}
 }
