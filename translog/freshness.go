@@ -40,7 +40,7 @@ var errMoved = errors.New("translog: the log moved on")
 // leaf yet (an empty log, or one from before the map until the next
 // integration).
 func (l *Log) Freshness(ctx context.Context, key smap.Key) (Freshness, error) {
-	for range 3 {
+	for range 5 {
 		f, err := l.freshness(ctx, key)
 		if !errors.Is(err, errMoved) {
 			return f, err

@@ -92,9 +92,8 @@ type Log struct {
 	signer *Signer
 	rf     *compact.RangeFactory
 
-	mu   sync.Mutex
-	snap *mapSnap // the map as of the newest state this Log committed or read
-	prev *mapSnap // the one before it
+	mu    sync.Mutex
+	snaps []*mapSnap // maps of the newest sizes this Log committed or read, newest first
 }
 
 // mapSnap is the map of the leaves [0, size), fully hashed (so Prove on
@@ -377,19 +376,28 @@ func readLeaves(ctx context.Context, st leafReader, start, end uint64, fn func(s
 	return nil
 }
 
-// setSnap keeps m as the newest map in memory, and the one it replaces
-// (which the newest signed checkpoint may still need while the newest
-// integration's checkpoint is being signed).
+// keptMaps is how many maps of recent sizes a Log keeps in memory: the
+// newest, the one of the newest signed checkpoint (older while the newest
+// integration's checkpoint is being signed), and a few more for proofs
+// that read a checkpoint just before integrations replaced it. They share
+// all but the paths that changed.
+const keptMaps = 4
+
+// setSnap keeps m among the maps in memory (newest first).
 func (l *Log) setSnap(m *mapSnap) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	switch {
-	case l.snap == nil || m.size > l.snap.size:
-		l.prev, l.snap = l.snap, m
-	case m.size == l.snap.size:
-		l.snap = m
-	case l.prev == nil || m.size > l.prev.size:
-		l.prev = m
+	i := 0
+	for i < len(l.snaps) && l.snaps[i].size > m.size {
+		i++
+	}
+	if i < len(l.snaps) && l.snaps[i].size == m.size {
+		l.snaps[i] = m
+		return
+	}
+	l.snaps = slices.Insert(l.snaps, i, m)
+	if len(l.snaps) > keptMaps {
+		l.snaps = l.snaps[:keptMaps]
 	}
 }
 
@@ -397,8 +405,8 @@ func (l *Log) setSnap(m *mapSnap) {
 func (l *Log) getSnap(size uint64) *mapSnap {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, m := range []*mapSnap{l.snap, l.prev} {
-		if m != nil && m.size <= size {
+	for _, m := range l.snaps {
+		if m.size <= size {
 			return m
 		}
 	}
