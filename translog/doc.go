@@ -32,6 +32,7 @@
 //     [MapChecker] / [CheckMapLeaves] recompute the map from the leaves,
 //     as a monitor does.
 //
-// Client enforcement and the monitor of docs/design/translog.md live
-// elsewhere (client, the monitor command).
+// The device's checks live in package client (SyncLog, VerifyInclusion,
+// VerifyFreshness); the monitor of docs/design/translog.md is not built
+// here.
 package translog
