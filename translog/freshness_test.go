@@ -164,8 +164,20 @@ func TestFreshness(t *testing.T) {
 			maps++
 		}
 	}
-	if maps != 2 || !translog.IsMapLeaf(leaves[cp.Size-1]) || !translog.IsMapLeaf(leaves[cp2.Size-1]) {
+	if maps != 2 {
 		t.Fatalf("%d map leaves; want one as the last leaf of each checkpoint", maps)
+	}
+	for _, c := range []translog.Checkpoint{cp, cp2} {
+		if err := translog.CheckCheckpointLeaf(c, leaves[c.Size-1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A checkpoint that ends in a link, or in a map leaf of another index.
+	if err := translog.CheckCheckpointLeaf(translog.Checkpoint{Size: cp.Size - 1}, leaves[cp.Size-2]); !errors.Is(err, translog.ErrMapMismatch) {
+		t.Fatalf("a checkpoint ending in a link: %v", err)
+	}
+	if err := translog.CheckCheckpointLeaf(translog.Checkpoint{Size: cp2.Size}, leaves[cp.Size-1]); !errors.Is(err, translog.ErrMapMismatch) {
+		t.Fatalf("a checkpoint ending in an older map leaf: %v", err)
 	}
 	if mc.Map().Root() != f.MapRoot {
 		t.Fatal("the monitor's map of the leaves is not the map the log proves from")

@@ -133,3 +133,24 @@ func CheckMapLeaves(leaves [][]byte) error {
 	}
 	return nil
 }
+
+// CheckCheckpointLeaf checks that last, the leaf at index c.Size-1, is the
+// map leaf a checkpoint must end in: a map leaf naming its own index. A
+// monitor runs it for every checkpoint it sees (and MapChecker for the
+// root); the empty tree has no leaf and passes.
+func CheckCheckpointLeaf(c Checkpoint, last []byte) error {
+	if c.Size == 0 {
+		return nil
+	}
+	if !IsMapLeaf(last) {
+		return fmt.Errorf("%w: the checkpoint of %d leaves does not end in a map leaf", ErrMapMismatch, c.Size)
+	}
+	n, _, err := ParseMapLeaf(last)
+	if err != nil {
+		return fmt.Errorf("%w: the last leaf of the checkpoint of %d leaves: %v", ErrMapMismatch, c.Size, err)
+	}
+	if n != c.Size-1 {
+		return fmt.Errorf("%w: the last leaf of the checkpoint of %d leaves names index %d", ErrMapMismatch, c.Size, n)
+	}
+	return nil
+}
