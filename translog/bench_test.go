@@ -13,17 +13,6 @@ import (
 	"github.com/enigm/enigm/translog/translogtest"
 )
 
-var benchLinks [][]byte
-
-// links4096 returns 4096 real chain links of 1024 accounts (a genesis
-// and three KEM rotations each), built once.
-func links4096(b *testing.B) [][]byte {
-	if benchLinks == nil {
-		benchLinks = translogtest.Links(b, "bench", 1024, 4)
-	}
-	return benchLinks
-}
-
 // BenchmarkIntegrateCPU4096 compares, in one run, the CPU work an
 // integration of 4096 link leaves does for the tree (leaf hashes into the
 // compact range: "tree") with what the map adds (each leaf read with
@@ -32,7 +21,7 @@ func links4096(b *testing.B) [][]byte {
 // are left out (command/store's BenchmarkIntegrate4096 has the whole
 // integration on SQLite).
 func BenchmarkIntegrateCPU4096(b *testing.B) {
-	ls := links4096(b)
+	ls := translogtest.Links4096(b)
 	base := &smap.Tree{}
 	for i := range 100_000 {
 		var n [8]byte

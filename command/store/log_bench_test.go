@@ -14,17 +14,6 @@ import (
 	"github.com/enigm/enigm/translog/translogtest"
 )
 
-var benchLinks [][]byte
-
-// links4096 returns 4096 real chain links of 1024 accounts (a genesis
-// and three KEM rotations each), built once.
-func links4096(b *testing.B) [][]byte {
-	if benchLinks == nil {
-		benchLinks = translogtest.Links(b, "bench", 1024, 4)
-	}
-	return benchLinks
-}
-
 // BenchmarkIntegrate4096: one integration of 4096 new leaves on SQLite,
 // over a log whose map already holds 100,000 accounts. links: the leaves
 // are chain links of 1024 accounts, so the integrator parses each, sets
@@ -34,7 +23,7 @@ func links4096(b *testing.B) [][]byte {
 // leaf hashes, tiles, checkpoint, and the one map leaf). The ratio of the
 // two is what the map adds to an integration (docs/perf.md).
 func BenchmarkIntegrate4096(b *testing.B) {
-	ls := links4096(b)
+	ls := translogtest.Links4096(b)
 	junk := make([][]byte, len(ls))
 	for i, l := range ls {
 		junk[i] = bytes.Repeat([]byte{'j'}, len(l))

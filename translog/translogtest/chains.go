@@ -4,6 +4,7 @@ import (
 	"crypto/hpke"
 	"crypto/sha256"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -136,4 +137,21 @@ func Links(t testing.TB, prefix string, accounts, perAccount int) [][]byte {
 		}
 	}
 	return out
+}
+
+var links4096 struct {
+	sync.Mutex
+	links [][]byte
+}
+
+// Links4096 returns 4096 real chain links of 1024 accounts (a genesis and
+// three KEM rotations each), built once per process: the benchmarks'
+// batch of one integration.
+func Links4096(t testing.TB) [][]byte {
+	links4096.Lock()
+	defer links4096.Unlock()
+	if links4096.links == nil {
+		links4096.links = Links(t, "bench", 1024, 4)
+	}
+	return links4096.links
 }
