@@ -310,6 +310,13 @@ func TestMapTakesLeavesSequencedDuringIntegration(t *testing.T) {
 	if err := translog.CheckMapLeaves(leaves); err != nil {
 		t.Fatal(err)
 	}
+	// The stored map has the late account too (a restart loads it).
+	w.st.rmu.RLock()
+	stored, ok := w.st.smap[smap.Key(late.ID)]
+	w.st.rmu.RUnlock()
+	if !ok || stored != *valueOf(late.Head()) {
+		t.Fatalf("the stored map lacks the account created during the integration: %v", stored)
+	}
 	// The checkpoints were signed in transactions that did not hold the
 	// sequence (on PostgreSQL: appends never wait for a signature).
 	if w.st.signedUnderSeq != 0 {

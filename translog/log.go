@@ -244,11 +244,25 @@ func (l *Log) integrateBatch(ctx context.Context) (c Checkpoint, more bool, err 
 		if err := readLeaves(ctx, tx, s.Size, end, take); err != nil {
 			return err
 		}
+		// putMap stores what changed in the map since it last ran.
+		putMap := func() error {
+			entries := make([]smap.Entry, 0, len(changed))
+			for k, v := range changed {
+				entries = append(entries, smap.Entry{Key: k, Value: v})
+			}
+			slices.SortFunc(entries, func(a, b smap.Entry) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+			clear(changed)
+			return tx.PutMap(ctx, entries)
+		}
 		size := end
 		if withMap {
-			// Hash before taking the number: on PostgreSQL appends wait
-			// for the sequence row from here to the commit.
+			// Hash and store the map before taking the number: on
+			// PostgreSQL appends wait for the sequence row from there to
+			// the commit.
 			tree.Root()
+			if err := putMap(); err != nil {
+				return err
+			}
 			idx, err := tx.SequenceLeaf(ctx, func(idx uint64) ([]byte, error) {
 				if idx < end {
 					return nil, fmt.Errorf("%w: the map leaf got number %d, below the %d leaves sequenced", ErrCorrupt, idx, end)
@@ -267,12 +281,7 @@ func (l *Log) integrateBatch(ctx context.Context) (c Checkpoint, more bool, err 
 			size = idx + 1
 		}
 		tree.Root()
-		entries := make([]smap.Entry, 0, len(changed))
-		for k, v := range changed {
-			entries = append(entries, smap.Entry{Key: k, Value: v})
-		}
-		slices.SortFunc(entries, func(a, b smap.Entry) int { return bytes.Compare(a.Key[:], b.Key[:]) })
-		if err := tx.PutMap(ctx, entries); err != nil {
+		if err := putMap(); err != nil {
 			return err
 		}
 		// Only a tree that ends in its map leaf is signed (or the empty
