@@ -1,6 +1,10 @@
 package api
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/enigm/enigm/translog/smap"
+)
 
 // Bounds of the log proof answers.
 const (
@@ -71,4 +75,44 @@ func checkLogProof(what, checkpoint string, proof [][]byte) error {
 		}
 	}
 	return nil
+}
+
+// Freshness is GET /v1/accounts/{id}/freshness: the proof that Head is
+// the account's newest link as of the log's newest checkpoint (or, Head
+// absent, that the log holds no link of it). The checkpoint's last leaf,
+// index MapIndex = TreeSize-1, is the map leaf "enigm.map/v1\n" MapIndex
+// "\n" base64(MapRoot) "\n"; Inclusion is its RFC 6962 inclusion proof in
+// the tree of TreeSize leaves; MapProof is the sparse Merkle map proof
+// (translog/smap encoding) of the account under MapRoot
+// (docs/design/translog.md, "Freshness").
+type Freshness struct {
+	Checkpoint string   `json:"checkpoint"`
+	TreeSize   uint64   `json:"tree_size"`
+	MapIndex   uint64   `json:"map_index"`
+	MapRoot    []byte   `json:"map_root"`
+	Inclusion  [][]byte `json:"inclusion"`
+	Head       *Head    `json:"head,omitempty"`
+	MapProof   []byte   `json:"map_proof"`
+}
+
+// Validate checks the shape: the map leaf inside the tree, a 32-byte
+// root, bounded proofs, a valid head if any. That the map leaf is the
+// last leaf, and every proof, the client checks against the checkpoint it
+// verified.
+func (f Freshness) Validate() error {
+	if f.MapIndex >= f.TreeSize {
+		return fmt.Errorf("freshness proof: map leaf %d is not inside a tree of %d leaves", f.MapIndex, f.TreeSize)
+	}
+	if len(f.MapRoot) != logHashSize {
+		return fmt.Errorf("freshness proof: the map root is %d bytes, want %d", len(f.MapRoot), logHashSize)
+	}
+	if len(f.MapProof) == 0 || len(f.MapProof) > smap.MaxProofSize {
+		return fmt.Errorf("freshness proof: the map proof must be 1 to %d bytes", smap.MaxProofSize)
+	}
+	if f.Head != nil {
+		if err := f.Head.Validate(); err != nil {
+			return fmt.Errorf("freshness proof: %w", err)
+		}
+	}
+	return checkLogProof("freshness proof", f.Checkpoint, f.Inclusion)
 }

@@ -26,6 +26,15 @@ func TestLogProofValidate(t *testing.T) {
 		{"consistency empty", ConsistencyProof{Checkpoint: "c", From: 3, To: 3}, ""},
 		{"consistency backwards", ConsistencyProof{Checkpoint: "c", From: 4, To: 3}, "is after"},
 		{"consistency long hash", ConsistencyProof{Checkpoint: "c", From: 1, To: 3, Proof: [][]byte{append(h, 0)}}, "33 bytes"},
+		{"freshness ok", Freshness{Checkpoint: "c", TreeSize: 3, MapIndex: 2, MapRoot: h, Inclusion: [][]byte{h}, MapProof: []byte{0, 0, 1}}, ""},
+		{"freshness with head", Freshness{Checkpoint: "c", TreeSize: 3, MapIndex: 2, MapRoot: h, MapProof: []byte{0, 0, 0}, Head: &Head{Seq: 4, Hash: strings.Repeat("ab", 32)}}, ""},
+		{"freshness bad head", Freshness{Checkpoint: "c", TreeSize: 3, MapIndex: 2, MapRoot: h, MapProof: []byte{0, 0, 0}, Head: &Head{Seq: 4, Hash: "ab"}}, "head.hash"},
+		{"freshness map leaf outside", Freshness{Checkpoint: "c", TreeSize: 3, MapIndex: 3, MapRoot: h, MapProof: []byte{0, 0, 1}}, "not inside a tree"},
+		{"freshness short root", Freshness{Checkpoint: "c", TreeSize: 3, MapIndex: 2, MapRoot: h[:31], MapProof: []byte{0, 0, 1}}, "map root is 31 bytes"},
+		{"freshness no map proof", Freshness{Checkpoint: "c", TreeSize: 3, MapIndex: 2, MapRoot: h}, "map proof must be"},
+		{"freshness huge map proof", Freshness{Checkpoint: "c", TreeSize: 3, MapIndex: 2, MapRoot: h, MapProof: make([]byte, 9000)}, "map proof must be"},
+		{"freshness bad inclusion hash", Freshness{Checkpoint: "c", TreeSize: 3, MapIndex: 2, MapRoot: h, MapProof: []byte{0, 0, 1}, Inclusion: [][]byte{h[:3]}}, "hash 0 is 3 bytes"},
+		{"freshness no checkpoint", Freshness{TreeSize: 3, MapIndex: 2, MapRoot: h, MapProof: []byte{0, 0, 1}}, "checkpoint must be"},
 	}
 	for _, c := range cases {
 		err := c.v.Validate()

@@ -10,6 +10,7 @@ import (
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/translog"
+	"github.com/enigm/enigm/translog/smap"
 )
 
 // The log's proofs over the API, for devices: they check them against a
@@ -126,4 +127,33 @@ func nonNil(p [][]byte) [][]byte {
 		return [][]byte{}
 	}
 	return p
+}
+
+// handleFreshness is GET /v1/accounts/{id}/freshness: the proof of the
+// account's newest link (or its absence) as of the newest checkpoint, for
+// a device to check that the head it was shown is the newest
+// (translog.Log.Freshness; client.VerifyFreshness).
+func (s *Server) handleFreshness(w http.ResponseWriter, r *http.Request) *apiError {
+	if s.tlog == nil {
+		return noLog()
+	}
+	id := r.PathValue("id")
+	acct, e := accountID("account id", id)
+	if e != nil {
+		return e
+	}
+	f, err := s.tlog.log.Freshness(r.Context(), smap.Key(acct))
+	if errors.Is(err, translog.ErrNotFound) {
+		return errorf(http.StatusServiceUnavailable, "unavailable", "no checkpoint with a map leaf yet (%v); try again in a second", err)
+	}
+	if err != nil {
+		return internal(err)
+	}
+	out := api.Freshness{Checkpoint: string(f.Checkpoint), TreeSize: f.Size, MapIndex: f.Size - 1,
+		MapRoot: f.MapRoot[:], Inclusion: nonNil(f.Inclusion), MapProof: f.Proof.Bytes()}
+	if f.Value != nil {
+		out.Head = &api.Head{Seq: f.Value.Seq, Hash: chain.Hash(f.Value.Head).String()}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }

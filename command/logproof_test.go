@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,23 +19,47 @@ import (
 	"github.com/enigm/enigm/translog"
 )
 
-// waitCheckpoint waits until the served checkpoint has size leaves and
-// returns it verified as origin under keys.
-func waitCheckpoint(e *env, origin string, keys []string, size uint64) translog.Checkpoint {
+// waitCheckpoint waits until the served checkpoint covers links links
+// (its other leaves being map leaves, one after each integration's links,
+// the last one last) and returns it verified as origin under keys.
+func waitCheckpoint(e *env, origin string, keys []string, links int) translog.Checkpoint {
 	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		r := e.do("GET", "/log/checkpoint", "", nil)
 		if r.code == 200 {
-			if c, err := translog.VerifyCheckpoint(r.body, origin, keys); err == nil && c.Size == size {
-				return c
+			if c, err := translog.VerifyCheckpoint(r.body, origin, keys); err == nil && c.Size > 0 {
+				leaves, err := e.srv.tlog.ls.Leaves(context.Background(), 0, c.Size)
+				if err != nil {
+					e.t.Fatal(err)
+				}
+				if countLinks(leaves) == links {
+					if !translog.IsMapLeaf(leaves[c.Size-1]) {
+						e.t.Fatalf("the checkpoint of %d leaves does not end in a map leaf", c.Size)
+					}
+					if err := translog.CheckMapLeaves(leaves); err != nil {
+						e.t.Fatal(err)
+					}
+					return c
+				}
 			}
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("no checkpoint of %d leaves within 10s: %d %s", size, r.code, r.body)
+			e.t.Fatalf("no checkpoint of %d links within 10s: %d %s", links, r.code, r.body)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// countLinks counts the leaves that are not map leaves.
+func countLinks(leaves [][]byte) int {
+	n := 0
+	for _, l := range leaves {
+		if !translog.IsMapLeaf(l) {
+			n++
+		}
+	}
+	return n
 }
 
 func infoLogKeys(e *env) []string {
@@ -94,47 +119,49 @@ func TestLogProofsAPI(t *testing.T) {
 			}
 		}
 	}
-	// Against an older tree, on request: alice's genesis in the tree of 1.
+	// Against an older tree, on request: alice's genesis in the first
+	// checkpoint (the genesis and its map leaf).
 	var old api.InclusionProof
-	e.want(e.do("GET", fmt.Sprintf("/v1/accounts/%s/links/0/proof?size=1", a.id), "", nil), 200, "").decode(t, &old)
-	if old.TreeSize != 1 || proof.VerifyInclusion(h, old.LeafIndex, 1, h.HashLeaf(links[0].Data), old.Proof, first.Hash[:]) != nil {
+	e.want(e.do("GET", fmt.Sprintf("/v1/accounts/%s/links/0/proof?size=%d", a.id, first.Size), "", nil), 200, "").decode(t, &old)
+	if old.TreeSize != first.Size || proof.VerifyInclusion(h, old.LeafIndex, first.Size, h.HashLeaf(links[0].Data), old.Proof, first.Hash[:]) != nil {
 		t.Fatalf("inclusion in the first checkpoint: %+v", old)
 	}
 
 	var cp api.ConsistencyProof
-	e.want(e.do("GET", "/v1/log/consistency?from=1", "", nil), 200, "").decode(t, &cp)
+	e.want(e.do("GET", fmt.Sprintf("/v1/log/consistency?from=%d", first.Size), "", nil), 200, "").decode(t, &cp)
 	if err := cp.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := translog.VerifyCheckpoint([]byte(cp.Checkpoint), testLogOrigin, keys); err != nil || c != newest || cp.From != 1 || cp.To != 4 {
+	if c, err := translog.VerifyCheckpoint([]byte(cp.Checkpoint), testLogOrigin, keys); err != nil || c != newest || cp.From != first.Size || cp.To != newest.Size {
 		t.Fatalf("consistency answer: %+v %v", cp, err)
 	}
-	if err := proof.VerifyConsistency(h, 1, 4, cp.Proof, first.Hash[:], newest.Hash[:]); err != nil {
-		t.Fatalf("consistency 1 → 4: %v", err)
+	if err := proof.VerifyConsistency(h, first.Size, newest.Size, cp.Proof, first.Hash[:], newest.Hash[:]); err != nil {
+		t.Fatalf("consistency %d → %d: %v", first.Size, newest.Size, err)
 	}
 	// A forked or rolled-back earlier root does not verify.
 	forged := first.Hash
 	forged[0] ^= 1
-	if proof.VerifyConsistency(h, 1, 4, cp.Proof, forged[:], newest.Hash[:]) == nil {
+	if proof.VerifyConsistency(h, first.Size, newest.Size, cp.Proof, forged[:], newest.Hash[:]) == nil {
 		t.Fatal("the consistency proof verifies another first root")
 	}
 	e.want(e.do("GET", "/v1/log/consistency?from=2&to=3", "", nil), 200, "").decode(t, &cp)
 	if cp.From != 2 || cp.To != 3 || len(cp.Proof) == 0 {
 		t.Fatalf("consistency 2 → 3: %+v", cp)
 	}
-	e.want(e.do("GET", "/v1/log/consistency?from=4", "", nil), 200, "").decode(t, &cp)
+	e.want(e.do("GET", fmt.Sprintf("/v1/log/consistency?from=%d", newest.Size), "", nil), 200, "").decode(t, &cp)
 	if len(cp.Proof) != 0 {
-		t.Fatalf("consistency 4 → 4 has %d hashes", len(cp.Proof))
+		t.Fatalf("consistency %d → %d has %d hashes", newest.Size, newest.Size, len(cp.Proof))
 	}
 
+	beyond := newest.Size + 1
 	for _, c := range []struct{ path, code string }{
 		{fmt.Sprintf("/v1/accounts/%s/links/3/proof", a.id), "not_found"},
-		{fmt.Sprintf("/v1/accounts/%s/links/0/proof?size=5", a.id), "bad_request"},
+		{fmt.Sprintf("/v1/accounts/%s/links/0/proof?size=%d", a.id, beyond), "bad_request"},
 		{fmt.Sprintf("/v1/accounts/%s/links/x/proof", a.id), "bad_request"},
 		{"/v1/accounts/zz/links/0/proof", "bad_request"},
 		{"/v1/log/consistency", "bad_request"},
 		{"/v1/log/consistency?from=3&to=2", "bad_request"},
-		{"/v1/log/consistency?from=5", "bad_request"},
+		{fmt.Sprintf("/v1/log/consistency?from=%d", beyond), "bad_request"},
 		{"/v1/log/consistency?from=-1", "bad_request"},
 	} {
 		r := e.do("GET", c.path, "", nil)
@@ -142,8 +169,12 @@ func TestLogProofsAPI(t *testing.T) {
 			t.Errorf("GET %s: %d %s, want %s", c.path, r.code, r.body, c.code)
 		}
 	}
-	// The revocation is leaf 3, but not in the tree of 3: not yet.
-	r := e.do("GET", fmt.Sprintf("/v1/accounts/%s/links/2/proof?size=3", a.id), "", nil)
+	// The revocation is leaf idx, but not in the tree of idx leaves: not yet.
+	idx, err := e.srv.tlog.ls.LeafIndex(context.Background(), a.id, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.do("GET", fmt.Sprintf("/v1/accounts/%s/links/2/proof?size=%d", a.id, idx), "", nil)
 	if r.code != 503 || r.errCode() != "unavailable" {
 		t.Errorf("a link beyond the requested tree: %d %s", r.code, r.body)
 	}
@@ -163,7 +194,7 @@ func TestLogProofsClient(t *testing.T) {
 	a1 := newDev("pc/a1")
 	a := e.newAccount("pc-alice", a1, chain.Policy{})
 	a.add(newDev("pc/a2"), a1)
-	waitCheckpoint(e, testLogOrigin, infoLogKeys(e), 2)
+	want := waitCheckpoint(e, testLogOrigin, infoLogKeys(e), 2)
 	srv := httptest.NewServer(e.srv.Handler())
 	defer srv.Close()
 	cl, err := client.New(srv.URL, nil)
@@ -171,7 +202,7 @@ func TestLogProofsClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := &memLogStore{}
-	if c, err := cl.SyncLog(ctx, st, nil); err != nil || c.Size != 2 {
+	if c, err := cl.SyncLog(ctx, st, nil); err != nil || c.Size != want.Size {
 		t.Fatalf("SyncLog: %+v %v", c, err)
 	}
 	var acct chain.AccountID
@@ -202,4 +233,65 @@ func TestLogProofsNoLog(t *testing.T) {
 	for _, p := range []string{"/v1/accounts/" + a.id + "/links/0/proof", "/v1/log/consistency?from=0"} {
 		e.want(e.do("GET", p, "", nil), 404, "not_found")
 	}
+}
+
+// TestLogFreshnessAPI: against a running Command, the device client
+// verifies its account's freshness proof (GET
+// /v1/accounts/{id}/freshness) against the checkpoint it synced; once a
+// revocation is accepted and integrated, a device still holding the head
+// before it is told ErrStaleHead, naming both sequence numbers; the head
+// after it verifies; an unknown account proves absent
+// (ErrHeadNotLogged); without a log the endpoint answers 404.
+func TestLogFreshnessAPI(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, withLog(t))
+	a1, a2 := newDev("fr/a1"), newDev("fr/a2")
+	a := e.newAccount("fr-alice", a1, chain.Policy{})
+	a.add(a2, a1)
+	waitCheckpoint(e, testLogOrigin, infoLogKeys(e), 2)
+	srv := httptest.NewServer(e.srv.Handler())
+	defer srv.Close()
+	cl, err := client.New(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &memLogStore{}
+	if _, err := cl.SyncLog(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	var acct chain.AccountID
+	b, _ := hex.DecodeString(a.id)
+	copy(acct[:], b)
+	held := a.st.Head()
+	if _, err := cl.VerifyFreshness(ctx, acct, held, st); err != nil {
+		t.Fatalf("the honest head: %v", err)
+	}
+
+	e.want(a.post(a1, a.revokeLink(a1, a2)), 201, "")
+	waitCheckpoint(e, testLogOrigin, infoLogKeys(e), 3)
+	a.sync()
+	if a.st.Head().Seq != 2 {
+		t.Fatalf("alice's head after the revocation: %d", a.st.Head().Seq)
+	}
+	_, err = cl.VerifyFreshness(ctx, acct, held, st)
+	if !errors.Is(err, client.ErrStaleHead) || !strings.Contains(err.Error(), "showed head seq 1") || !strings.Contains(err.Error(), "seq 2") {
+		t.Fatalf("the head before the revocation: %v, want ErrStaleHead naming seq 1 and 2", err)
+	}
+	if _, err := cl.VerifyFreshness(ctx, acct, a.st.Head(), st); err != nil {
+		t.Fatalf("the head after the revocation: %v", err)
+	}
+	var f api.Freshness
+	e.want(e.do("GET", "/v1/accounts/"+a.id+"/freshness", "", nil), 200, "").decode(t, &f)
+	if err := f.Validate(); err != nil || f.MapIndex != f.TreeSize-1 || f.Head == nil || f.Head.Seq != 2 {
+		t.Fatalf("the answer: %+v %v", f, err)
+	}
+	var nobody chain.AccountID
+	nobody[0] = 7
+	if _, err := cl.VerifyFreshness(ctx, nobody, chain.Head{}, st); !errors.Is(err, client.ErrHeadNotLogged) {
+		t.Fatalf("an unknown account: %v, want ErrHeadNotLogged (proven absent)", err)
+	}
+	e.want(e.do("GET", "/v1/accounts/zz/freshness", "", nil), 400, "bad_request")
+
+	off := newEnv(t)
+	off.want(off.do("GET", "/v1/accounts/"+a.id+"/freshness", "", nil), 404, "not_found")
 }

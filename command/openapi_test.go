@@ -115,6 +115,7 @@ var apiBodies = map[string]struct {
 	"GET /v1/admin/audit":                      {nil, map[string]any{"200": api.AuditLog{}}, false},
 	"GET /v1/accounts/{id}/links/{seq}/proof":  {nil, map[string]any{"200": api.InclusionProof{}}, false},
 	"GET /v1/log/consistency":                  {nil, map[string]any{"200": api.ConsistencyProof{}}, false},
+	"GET /v1/accounts/{id}/freshness":          {nil, map[string]any{"200": api.Freshness{}}, false},
 }
 
 type openAPI struct {

@@ -173,6 +173,7 @@ func (s *Server) routeTable() []route {
 		{"POST", "/v1/admin/recoveries/{rid}/review", s.handleAdminReview},
 		{"GET", "/v1/admin/audit", s.handleAdminAudit},
 		{"GET", "/v1/accounts/{id}/links/{seq}/proof", s.handleLinkProof},
+		{"GET", "/v1/accounts/{id}/freshness", s.handleFreshness},
 		{"GET", "/v1/log/consistency", s.handleConsistency},
 	}
 }

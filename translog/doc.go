@@ -28,7 +28,15 @@
 //     inclusion ([Log.Proof] builds one, [ParseProof] reads its one
 //     spelling, [Proof.Verify] checks it under the log's keys and an
 //     optional [WitnessQuorum]).
+//   - Freshness: Integrate keeps a sparse Merkle map (package smap) of
+//     every account's newest link and appends, as the last leaf of every
+//     checkpoint, a map leaf ([MapLeaf]) committing to its root.
+//     [Log.Freshness] proves an account's newest head (or its absence) at
+//     the newest checkpoint, [VerifyFreshness] checks such a proof, and
+//     [MapChecker] / [CheckMapLeaves] recompute the map from the leaves,
+//     as a monitor does.
 //
-// The freshness proofs, witness cosignatures, client enforcement and the
-// monitor of docs/design/translog.md are not built yet.
+// The device's checks live in package client (SyncLog, VerifyInclusion,
+// VerifyFreshness); the monitor of docs/design/translog.md is not built
+// here.
 package translog

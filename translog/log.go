@@ -8,10 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/enigm/enigm/translog/smap"
 )
 
 // ErrNotFound: no such tile, leaf or state. Storage implementations wrap
@@ -24,13 +27,17 @@ var ErrNotFound = errors.New("translog: not found")
 var ErrCorrupt = errors.New("translog: log storage is inconsistent")
 
 // State is the integrated log: its size, the compact range of its leaves
-// [0, Size) (the hashes of compact.Range.Hashes, concatenated) and the
-// signed checkpoint of that size. The zero State is a log that has
-// integrated nothing.
+// [0, Size) (the hashes of compact.Range.Hashes, concatenated), the newest
+// signed checkpoint (of size Size, except between the transactions of one
+// Integrate that takes more than a batch of leaves), and the number of
+// leaves the stored map reflects (MapSize: Size, except in a log from
+// before the map, whose first integration builds it). The zero State is a
+// log that has integrated nothing.
 type State struct {
 	Size       uint64
 	Range      []byte
 	Checkpoint []byte
+	MapSize    uint64
 }
 
 // Storage holds a log. Leaves are sequenced by whoever appends them, in
@@ -65,6 +72,18 @@ type Tx interface {
 	// tile only grows: hashes holds the previous ones as its prefix).
 	PutTile(ctx context.Context, level, index uint64, hashes []byte) error
 	PutState(ctx context.Context, s State) error
+	// SequenceLeaf sequences one leaf, the map leaf, the way appends
+	// sequence theirs (the same counter, so leaves stay numbered without
+	// gaps across instances): it takes the next number, calls leaf with it
+	// for the bytes and stores them. Leaves sequenced before that number
+	// are committed and readable with Leaves when leaf is called, and none
+	// is sequenced after it until the transaction ends.
+	SequenceLeaf(ctx context.Context, leaf func(index uint64) ([]byte, error)) (uint64, error)
+	// Map returns every stored map entry (State.MapSize says as of how
+	// many leaves).
+	Map(ctx context.Context) ([]smap.Entry, error)
+	// PutMap stores entries, replacing the values of keys it holds.
+	PutMap(ctx context.Context, entries []smap.Entry) error
 }
 
 // Log is a transparency log over a Storage, signing with a Signer.
@@ -72,6 +91,16 @@ type Log struct {
 	st     Storage
 	signer *Signer
 	rf     *compact.RangeFactory
+
+	mu    sync.Mutex
+	snaps []*mapSnap // maps of the newest sizes this Log committed or read, newest first
+}
+
+// mapSnap is the map of the leaves [0, size), fully hashed (so Prove on
+// it only reads, from any goroutine).
+type mapSnap struct {
+	tree *smap.Tree
+	size uint64
 }
 
 // New returns the log held by st and signed by s (whose origin is the
@@ -105,8 +134,12 @@ func (l *Log) Checkpoint(ctx context.Context) ([]byte, Checkpoint, error) {
 
 // Integrate takes every sequenced leaf into the tree and stores a new
 // signed checkpoint, in transactions of at most a few thousand leaves. It
-// returns the newest checkpoint. With nothing new to integrate it writes
-// nothing (the first call on a new log signs the empty tree).
+// returns the newest checkpoint. Before signing, it updates the map of
+// every account's newest link (smap) with the new leaves and sequences one
+// more leaf, the map leaf (MapLeaf), so the last leaf of every checkpoint
+// commits to the map of all the leaves before it. With nothing new to
+// integrate it writes nothing (the first call on a new log signs the empty
+// tree, which has no map leaf).
 func (l *Log) Integrate(ctx context.Context) (Checkpoint, error) {
 	for {
 		c, more, err := l.integrateBatch(ctx)
@@ -117,8 +150,9 @@ func (l *Log) Integrate(ctx context.Context) (Checkpoint, error) {
 }
 
 func (l *Log) integrateBatch(ctx context.Context) (c Checkpoint, more bool, err error) {
+	var next *mapSnap
 	err = l.st.Update(ctx, func(ctx context.Context, tx Tx) error {
-		c, more = Checkpoint{}, false
+		c, more, next = Checkpoint{}, false, nil
 		s, err := tx.State(ctx)
 		if err != nil {
 			return err
@@ -130,25 +164,40 @@ func (l *Log) integrateBatch(ctx context.Context) (c Checkpoint, more bool, err 
 		if n < s.Size {
 			return fmt.Errorf("%w: %d leaves sequenced but %d integrated", ErrCorrupt, n, s.Size)
 		}
-		if n == s.Size && s.Checkpoint != nil {
-			c, err = VerifyCheckpoint(s.Checkpoint, l.Origin(), l.VerifierKeys())
-			if err != nil {
+		closed, err := lastIsMapLeaf(ctx, tx, s.Size)
+		if err != nil {
+			return err
+		}
+		var signedSize uint64
+		if s.Checkpoint != nil {
+			if c, err = VerifyCheckpoint(s.Checkpoint, l.Origin(), l.VerifierKeys()); err != nil {
 				return fmt.Errorf("%w: the stored checkpoint: %v", ErrCorrupt, err)
 			}
+			signedSize = c.Size
+		}
+		if closed && s.Size > 0 && (s.Checkpoint == nil || signedSize < s.Size) {
+			// The previous transaction integrated up to its map leaf:
+			// sign that tree. Only log_state is locked here, so appends
+			// do not wait for the signature.
+			return l.sign(ctx, tx, s, &c)
+		}
+		if n == s.Size && s.Checkpoint != nil && closed {
 			return nil
 		}
+		c = Checkpoint{}
+		m, err := l.mapAt(ctx, tx, &s)
+		if err != nil {
+			return err
+		}
+		tree := m.tree.Clone()
 		end := min(n, s.Size+maxIntegrateBatch)
+		// A log from before the map, or a new one, gets its map leaf even
+		// without new links; the empty tree is signed as it is.
+		withMap := end == n && (n > s.Size || (!closed && s.Size > 0))
 		more = end < n
 		r, err := l.loadRange(s)
 		if err != nil {
 			return err
-		}
-		leaves, err := tx.Leaves(ctx, s.Size, end)
-		if err != nil {
-			return err
-		}
-		if uint64(len(leaves)) != end-s.Size {
-			return fmt.Errorf("%w: %d leaves sequenced, but only %d of [%d, %d) could be read", ErrCorrupt, n, len(leaves), s.Size, end)
 		}
 		tiles := map[[2]uint64][]byte{}
 		var verr error
@@ -173,26 +222,85 @@ func (l *Log) integrateBatch(ctx context.Context) (c Checkpoint, more bool, err 
 			}
 			tiles[key] = append(t, h...)
 		}
-		for i, leaf := range leaves {
-			if len(leaf) > MaxLeafSize {
-				return fmt.Errorf("%w: leaf %d is %d bytes, more than %d", ErrCorrupt, s.Size+uint64(i), len(leaf), MaxLeafSize)
+		changed := map[smap.Key]smap.Value{}
+		take := func(start uint64, leaves [][]byte) error {
+			for i, leaf := range leaves {
+				if len(leaf) > MaxLeafSize {
+					return fmt.Errorf("%w: leaf %d is %d bytes, more than %d", ErrCorrupt, start+uint64(i), len(leaf), MaxLeafSize)
+				}
+				if e, ok := LinkEntry(leaf); ok {
+					tree.Set(e.Key, e.Value)
+					changed[e.Key] = e.Value
+				}
+				if err := r.Append(rfc6962.DefaultHasher.HashLeaf(leaf), visit); err != nil {
+					return err
+				}
+				if verr != nil {
+					return verr
+				}
 			}
-			if err := r.Append(rfc6962.DefaultHasher.HashLeaf(leaf), visit); err != nil {
+			return nil
+		}
+		if err := readLeaves(ctx, tx, s.Size, end, take); err != nil {
+			return err
+		}
+		// putMap stores what changed in the map since it last ran.
+		putMap := func() error {
+			entries := make([]smap.Entry, 0, len(changed))
+			for k, v := range changed {
+				entries = append(entries, smap.Entry{Key: k, Value: v})
+			}
+			slices.SortFunc(entries, func(a, b smap.Entry) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+			clear(changed)
+			return tx.PutMap(ctx, entries)
+		}
+		size := end
+		if withMap {
+			// Hash and store the map before taking the number: on
+			// PostgreSQL appends wait for the sequence row from there to
+			// the commit.
+			tree.Root()
+			if err := putMap(); err != nil {
 				return err
 			}
-			if verr != nil {
-				return verr
+			idx, err := tx.SequenceLeaf(ctx, func(idx uint64) ([]byte, error) {
+				if idx < end {
+					return nil, fmt.Errorf("%w: the map leaf got number %d, below the %d leaves sequenced", ErrCorrupt, idx, end)
+				}
+				if err := readLeaves(ctx, tx, end, idx, take); err != nil {
+					return nil, err
+				}
+				return MapLeaf(idx, tree.Root()), nil
+			})
+			if err != nil {
+				return err
 			}
+			if err := take(idx, [][]byte{MapLeaf(idx, tree.Root())}); err != nil {
+				return err
+			}
+			size = idx + 1
 		}
-		root, err := rootOf(r)
-		if err != nil {
+		tree.Root()
+		if err := putMap(); err != nil {
 			return err
 		}
-		c = Checkpoint{Origin: l.Origin(), Size: end}
-		copy(c.Hash[:], root)
-		signed, err := l.signer.Sign(c)
-		if err != nil {
-			return err
+		// Only a tree that ends in its map leaf is signed (or the empty
+		// tree), in the next transaction (l.sign), which does not hold the
+		// sequence row; until then the previous checkpoint stays.
+		signed := s.Checkpoint
+		if withMap {
+			more = true
+		}
+		if size == 0 {
+			root, err := rootOf(r)
+			if err != nil {
+				return err
+			}
+			c = Checkpoint{Origin: l.Origin(), Size: size}
+			copy(c.Hash[:], root)
+			if signed, err = l.signer.Sign(c); err != nil {
+				return err
+			}
 		}
 		keys := make([][2]uint64, 0, len(tiles))
 		for k := range tiles {
@@ -206,9 +314,177 @@ func (l *Log) integrateBatch(ctx context.Context) (c Checkpoint, more bool, err 
 				return err
 			}
 		}
-		return tx.PutState(ctx, State{Size: end, Range: bytes.Join(r.Hashes(), nil), Checkpoint: signed})
+		next = &mapSnap{tree: tree, size: size}
+		return tx.PutState(ctx, State{Size: size, Range: bytes.Join(r.Hashes(), nil), Checkpoint: signed, MapSize: size})
 	})
+	if err == nil && next != nil {
+		l.setSnap(next)
+	}
 	return c, more, err
+}
+
+// sign signs the checkpoint of the integrated tree of s (which ends in
+// its map leaf) and stores it.
+func (l *Log) sign(ctx context.Context, tx Tx, s State, c *Checkpoint) error {
+	r, err := l.loadRange(s)
+	if err != nil {
+		return err
+	}
+	root, err := rootOf(r)
+	if err != nil {
+		return err
+	}
+	*c = Checkpoint{Origin: l.Origin(), Size: s.Size}
+	copy(c.Hash[:], root)
+	signed, err := l.signer.Sign(*c)
+	if err != nil {
+		return err
+	}
+	s.Checkpoint = signed
+	return tx.PutState(ctx, s)
+}
+
+// lastIsMapLeaf reports whether the last of the size integrated leaves is
+// a map leaf (true for the empty log).
+func lastIsMapLeaf(ctx context.Context, tx Tx, size uint64) (bool, error) {
+	if size == 0 {
+		return true, nil
+	}
+	ls, err := tx.Leaves(ctx, size-1, size)
+	if err != nil {
+		return false, err
+	}
+	if len(ls) != 1 {
+		return false, fmt.Errorf("%w: integrated leaf %d cannot be read", ErrCorrupt, size-1)
+	}
+	return IsMapLeaf(ls[0]), nil
+}
+
+// leafReader is the part of Storage and Tx that reads leaves.
+type leafReader interface {
+	Leaves(ctx context.Context, start, end uint64) ([][]byte, error)
+}
+
+// readLeaves calls fn on the leaves [start, end), a batch at a time,
+// refusing a gap.
+func readLeaves(ctx context.Context, st leafReader, start, end uint64, fn func(start uint64, leaves [][]byte) error) error {
+	for start < end {
+		stop := min(end, start+maxIntegrateBatch)
+		ls, err := st.Leaves(ctx, start, stop)
+		if err != nil {
+			return err
+		}
+		if uint64(len(ls)) != stop-start {
+			return fmt.Errorf("%w: only %d of the leaves [%d, %d) could be read", ErrCorrupt, len(ls), start, stop)
+		}
+		if err := fn(start, ls); err != nil {
+			return err
+		}
+		start = stop
+	}
+	return nil
+}
+
+// keptMaps is how many maps of recent sizes a Log keeps in memory: the
+// newest, the one of the newest signed checkpoint (older while the newest
+// integration's checkpoint is being signed), and a few more for proofs
+// that read a checkpoint just before integrations replaced it. They share
+// all but the paths that changed.
+const keptMaps = 4
+
+// setSnap keeps m among the maps in memory (newest first).
+func (l *Log) setSnap(m *mapSnap) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := 0
+	for i < len(l.snaps) && l.snaps[i].size > m.size {
+		i++
+	}
+	if i < len(l.snaps) && l.snaps[i].size == m.size {
+		l.snaps[i] = m
+		return
+	}
+	l.snaps = slices.Insert(l.snaps, i, m)
+	if len(l.snaps) > keptMaps {
+		l.snaps = l.snaps[:keptMaps]
+	}
+}
+
+// getSnap returns the newest map in memory of at most size leaves.
+func (l *Log) getSnap(size uint64) *mapSnap {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.snaps {
+		if m.size <= size {
+			return m
+		}
+	}
+	return nil
+}
+
+// mapAt returns the map of the leaves [0, s.Size) inside an integration:
+// the one in memory, caught up from the leaves when another instance
+// integrated meanwhile; otherwise the stored one, caught up from the
+// leaves it does not reflect yet (a log from before the map: it is built
+// here and stored). It may update s.MapSize.
+func (l *Log) mapAt(ctx context.Context, tx Tx, s *State) (*mapSnap, error) {
+	if m := l.getSnap(s.Size); m != nil && s.MapSize == s.Size {
+		return replay(ctx, tx, m, s.Size, nil)
+	}
+	if s.MapSize > s.Size {
+		return nil, fmt.Errorf("%w: the stored map reflects %d leaves, the log has %d", ErrCorrupt, s.MapSize, s.Size)
+	}
+	es, err := tx.Map(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t := &smap.Tree{}
+	for _, e := range es {
+		t.Set(e.Key, e.Value)
+	}
+	t.Root()
+	if s.MapSize == s.Size {
+		return &mapSnap{tree: t, size: s.Size}, nil
+	}
+	changed := map[smap.Key]smap.Value{}
+	m, err := replay(ctx, tx, &mapSnap{tree: t, size: s.MapSize}, s.Size, changed)
+	if err != nil {
+		return nil, err
+	}
+	entries := make([]smap.Entry, 0, len(changed))
+	for k, v := range changed {
+		entries = append(entries, smap.Entry{Key: k, Value: v})
+	}
+	if err := tx.PutMap(ctx, entries); err != nil {
+		return nil, err
+	}
+	s.MapSize = s.Size
+	return m, nil
+}
+
+// replay returns m caught up to size with the leaves after it (and notes
+// what changed in changed, when not nil).
+func replay(ctx context.Context, st leafReader, m *mapSnap, size uint64, changed map[smap.Key]smap.Value) (*mapSnap, error) {
+	if m.size == size {
+		return m, nil
+	}
+	t := m.tree.Clone()
+	err := readLeaves(ctx, st, m.size, size, func(_ uint64, ls [][]byte) error {
+		for _, leaf := range ls {
+			if e, ok := LinkEntry(leaf); ok {
+				t.Set(e.Key, e.Value)
+				if changed != nil {
+					changed[e.Key] = e.Value
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	t.Root()
+	return &mapSnap{tree: t, size: size}, nil
 }
 
 // loadRange rebuilds the compact range of a state.

@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/enigm/enigm/translog"
+	"github.com/enigm/enigm/translog/smap"
 )
 
 // The transparency log's tables (package translog holds the log itself).
@@ -30,6 +32,19 @@ import (
 // Migration 3 logs the links stored before it, ordered by when they were
 // stored (the running maximum of created_at within an account, so an
 // account's links stay in sequence order), then by account and sequence.
+//
+// Migration 4 adds the map of every account's newest link (translog/smap,
+// docs/design/translog.md "Freshness"):
+//
+//	log_map             account id (32 bytes) → seq and hash of its newest
+//	                    integrated link
+//	log_state.map_size  how many leaves log_map reflects
+//
+// and map leaves: the integrator sequences one after the links of every
+// checkpoint, through log_sequence like any append, stored in log_leaves
+// with account_id ” and seq its own index (so (account_id, seq) stays
+// unique). A database from before it has map_size 0: the first
+// integration (or freshness proof) builds log_map from the leaves.
 var logMigration = []string{
 	`CREATE TABLE log_sequence (
 		id INTEGER PRIMARY KEY,
@@ -79,6 +94,14 @@ func (s *sqlStore) logLeaf(ctx context.Context, x execer, account string, l Link
 		return fmt.Errorf("%w: account %s already has a log leaf at seq %d", ErrConflict, account, l.Seq)
 	}
 	return err
+}
+
+var mapMigration = []string{
+	`CREATE TABLE log_map (
+		account_id {blob} PRIMARY KEY,
+		seq BIGINT NOT NULL,
+		head {blob} NOT NULL)`,
+	`ALTER TABLE log_state ADD COLUMN map_size BIGINT NOT NULL DEFAULT 0`,
 }
 
 // LogStorage returns the transparency log storage of st, a Store from
@@ -179,17 +202,81 @@ func (t *logTx) PutTile(ctx context.Context, level, index uint64, hashes []byte)
 }
 
 func (t *logTx) PutState(ctx context.Context, st translog.State) error {
-	return t.s.execOne(ctx, t.x, "the log state row", `UPDATE log_state SET size = ?, compact = ?, checkpoint = ? WHERE id = 1`,
-		int64(st.Size), st.Range, st.Checkpoint)
+	return t.s.execOne(ctx, t.x, "the log state row", `UPDATE log_state SET size = ?, compact = ?, checkpoint = ?, map_size = ? WHERE id = 1`,
+		int64(st.Size), st.Range, st.Checkpoint, int64(st.MapSize))
+}
+
+// SequenceLeaf takes the next leaf number the way logLeaf does (on
+// PostgreSQL the update waits for, then holds, the sequence row, so every
+// append that took a number before has committed, and READ COMMITTED
+// statements after it see their leaves) and stores the map leaf there.
+// The integrator locked log_state first; appends never lock it, so the
+// two lock orders (append: account row, sequence; integrator: log_state,
+// sequence) cannot deadlock.
+func (t *logTx) SequenceLeaf(ctx context.Context, leaf func(uint64) ([]byte, error)) (uint64, error) {
+	var next int64
+	if err := t.s.row(ctx, t.x, `UPDATE log_sequence SET next = next + 1 WHERE id = 1 RETURNING next`).Scan(&next); err != nil {
+		return 0, fmt.Errorf("sequencing the map leaf: %w", err)
+	}
+	idx := uint64(next - 1)
+	b, err := leaf(idx)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := t.s.exec(ctx, t.x, `INSERT INTO log_leaves (idx, account_id, seq, data) VALUES (?,'',?,?)`, int64(idx), int64(idx), b); err != nil {
+		if t.s.d.classify(err) == kindUnique {
+			return 0, fmt.Errorf("%w: log leaf %d exists already, the log sequence is behind its leaves", translog.ErrCorrupt, idx)
+		}
+		return 0, err
+	}
+	return idx, nil
+}
+
+func (t *logTx) Map(ctx context.Context) ([]smap.Entry, error) {
+	return queryAll(ctx, t.s, t.x, func(sc scanner) (smap.Entry, error) {
+		var e smap.Entry
+		var k, h []byte
+		var seq int64
+		if err := sc.Scan(&k, &seq, &h); err != nil {
+			return e, err
+		}
+		if len(k) != len(e.Key) || len(h) != len(e.Value.Head) || seq < 0 {
+			return e, fmt.Errorf("%w: a log_map row of a %d-byte key, seq %d, a %d-byte hash", translog.ErrCorrupt, len(k), seq, len(h))
+		}
+		copy(e.Key[:], k)
+		copy(e.Value.Head[:], h)
+		e.Value.Seq = uint64(seq)
+		return e, nil
+	}, `SELECT account_id, seq, head FROM log_map`)
+}
+
+// mapChunk is how many entries one PutMap statement writes.
+const mapChunk = 256
+
+func (t *logTx) PutMap(ctx context.Context, es []smap.Entry) error {
+	for len(es) > 0 {
+		n := min(len(es), mapChunk)
+		q := `INSERT INTO log_map (account_id, seq, head) VALUES (?,?,?)` + strings.Repeat(`,(?,?,?)`, n-1) +
+			` ON CONFLICT (account_id) DO UPDATE SET seq = excluded.seq, head = excluded.head`
+		args := make([]any, 0, 3*n)
+		for _, e := range es[:n] {
+			args = append(args, e.Key[:], int64(e.Value.Seq), e.Value.Head[:])
+		}
+		if _, err := t.s.exec(ctx, t.x, q, args...); err != nil {
+			return fmt.Errorf("storing the log's map: %w", err)
+		}
+		es = es[n:]
+	}
+	return nil
 }
 
 func readLogState(ctx context.Context, s *sqlStore, x execer) (translog.State, error) {
 	var st translog.State
-	var size int64
-	if err := s.row(ctx, x, `SELECT size, compact, checkpoint FROM log_state WHERE id = 1`).Scan(&size, &st.Range, &st.Checkpoint); err != nil {
+	var size, mapSize int64
+	if err := s.row(ctx, x, `SELECT size, compact, checkpoint, map_size FROM log_state WHERE id = 1`).Scan(&size, &st.Range, &st.Checkpoint, &mapSize); err != nil {
 		return translog.State{}, err
 	}
-	st.Size = uint64(size)
+	st.Size, st.MapSize = uint64(size), uint64(mapSize)
 	return st, nil
 }
 

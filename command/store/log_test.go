@@ -16,9 +16,11 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/merkle/testonly"
 
+	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command/store"
 	"github.com/enigm/enigm/command/store/storetest"
 	"github.com/enigm/enigm/translog"
+	"github.com/enigm/enigm/translog/smap"
 	"github.com/enigm/enigm/translog/translogtest"
 )
 
@@ -61,6 +63,15 @@ func createAccount(t testing.TB, s store.Store, name string) string {
 		t.Fatalf("create %s: %v", name, err)
 	}
 	return a.ID
+}
+
+// storeLink is the store's row of a real chain link, as Command writes it.
+func storeLink(l *chain.Link) store.Link {
+	sl := store.Link{Seq: l.Seq(), Hash: l.Hash().String(), Type: l.Type().String(), Data: l.Bytes(), CreatedAt: l.Time()}
+	if l.Seq() > 0 {
+		sl.Prev = l.Prev().String()
+	}
+	return sl
 }
 
 func appendLink(s store.Store, id, name string, seq uint64) error {
@@ -134,10 +145,13 @@ func testLog(t *testing.T, dsn string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The links, then the map leaf (of the empty map: these fake links
+	// are not chain links; testLogMap has real ones).
 	ref := testonly.New(rfc6962.DefaultHasher)
 	ref.AppendData(want...)
-	if c.Size != uint64(len(want)) || !bytes.Equal(c.Hash[:], ref.Hash()) {
-		t.Fatalf("checkpoint size %d, %d links stored; root %x, reference %x", c.Size, len(want), c.Hash, ref.Hash())
+	ref.AppendData(translog.MapLeaf(uint64(len(want)), smap.EmptyHash))
+	if c.Size != uint64(len(want))+1 || !bytes.Equal(c.Hash[:], ref.Hash()) {
+		t.Fatalf("checkpoint size %d, %d links stored and the map leaf; root %x, reference %x", c.Size, len(want), c.Hash, ref.Hash())
 	}
 	for _, name := range []string{"acct00", "acct11"} {
 		for _, seq := range []uint64{0, 13, 25} {
@@ -160,7 +174,7 @@ func testLog(t *testing.T, dsn string) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	r := translogtest.Fsck(t, srv.URL+"/log/", logOrigin, l.VerifierKeys()[0])
-	if !r.OK || r.Size != uint64(len(want)) {
+	if !r.OK || r.Size != uint64(len(want))+1 {
 		t.Fatalf("fsck on the %s log of %d leaves:\n%s", s.Engine(), len(want), r.Output)
 	}
 }
@@ -213,6 +227,19 @@ func TestLogConcurrentPostgres(t *testing.T) {
 		}()
 	}
 
+	// Real chains, built before the appends start (signing is slow and
+	// would serialise nothing interesting).
+	chains := map[string]*translogtest.Chain{}
+	for i := range instances {
+		for w := range writers {
+			name := fmt.Sprintf("i%d-w%d", i, w)
+			c := translogtest.NewChain(t, name)
+			for range perWriter {
+				c.Next(t)
+			}
+			chains[name] = c
+		}
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, instances*writers)
 	for i, s := range stores {
@@ -221,15 +248,16 @@ func TestLogConcurrentPostgres(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				name := fmt.Sprintf("i%d-w%d", i, w)
-				g := fakeLink(name, 0)
+				c := chains[name]
+				g := storeLink(c.Links[0])
 				a := store.Account{ID: g.Hash, Name: name, Head: store.Head{Hash: g.Hash}, CreatedAt: g.CreatedAt}
 				if err := s.CreateAccount(ctx, store.NewAccount{Account: a, Genesis: g}); err != nil {
 					errs <- err
 					return
 				}
-				for seq := uint64(1); seq <= perWriter; seq++ {
-					if err := appendLink(s, a.ID, name, seq); err != nil {
-						errs <- fmt.Errorf("%s seq %d: %w", name, seq, err)
+				for _, l := range c.Links[1:] {
+					if err := s.Append(ctx, store.Append{AccountID: a.ID, Link: storeLink(l)}); err != nil {
+						errs <- fmt.Errorf("%s seq %d: %w", name, l.Seq(), err)
 						return
 					}
 				}
@@ -251,29 +279,53 @@ func TestLogConcurrentPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	total := uint64(instances * writers * (perWriter + 1))
-	if final.Size != total {
-		t.Fatalf("final checkpoint of %d leaves, %d links stored", final.Size, total)
-	}
-	leaves, err := logOf(t, stores[0]).Leaves(ctx, 0, total+10)
+	links := uint64(instances * writers * (perWriter + 1))
+	leaves, err := logOf(t, stores[0]).Leaves(ctx, 0, final.Size+10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if uint64(len(leaves)) != total {
-		t.Fatalf("%d leaves sequenced, %d links stored", len(leaves), total)
+	if uint64(len(leaves)) != final.Size {
+		t.Fatalf("%d leaves sequenced, the final checkpoint has %d", len(leaves), final.Size)
 	}
-	next := map[string]uint64{}
+	// The leaves: every link once, each account's in sequence order,
+	// and map leaves, each committing to the map of exactly the links
+	// before it although appends ran on all instances meanwhile.
+	next := map[chain.AccountID]uint64{}
+	var mc translog.MapChecker
+	var nlinks, nmaps uint64
 	for i, lf := range leaves {
-		var seq uint64
-		var name string
-		if _, err := fmt.Sscanf(string(lf), "link %d of %s", &seq, &name); err != nil {
-			t.Fatalf("leaf %d: %q", i, lf)
+		isMap, err := mc.Add(lf)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if seq != next[name] {
-			t.Fatalf("leaf %d is %s seq %d, expected seq %d of it next", i, name, seq, next[name])
+		if isMap {
+			nmaps++
+			continue
 		}
-		next[name]++
+		l, err := chain.ParseLink(lf)
+		if err != nil {
+			t.Fatalf("leaf %d: %v", i, err)
+		}
+		acct := l.Account()
+		if l.Seq() == 0 {
+			acct = chain.AccountID(l.Hash())
+		}
+		if l.Seq() != next[acct] {
+			t.Fatalf("leaf %d is %s seq %d, expected seq %d of it next", i, acct, l.Seq(), next[acct])
+		}
+		next[acct]++
+		nlinks++
 	}
+	if nlinks != links || !translog.IsMapLeaf(leaves[len(leaves)-1]) {
+		t.Fatalf("%d links and %d map leaves in the log, %d links stored; last leaf a map leaf: %v", nlinks, nmaps, links, translog.IsMapLeaf(leaves[len(leaves)-1]))
+	}
+	for name, c := range chains {
+		v, ok := mc.Map().Get(smap.Key(c.ID))
+		if !ok || v.Seq != c.Head().Seq || v.Head != c.Head().Hash {
+			t.Fatalf("%s: the map has %v, its head is %v", name, v, c.Head())
+		}
+	}
+	total := final.Size
 	ref := testonly.New(rfc6962.DefaultHasher)
 	ref.AppendData(leaves...)
 	if !bytes.Equal(final.Hash[:], ref.Hash()) {
@@ -283,6 +335,9 @@ func TestLogConcurrentPostgres(t *testing.T) {
 	for _, c := range seen {
 		if c.Size > total {
 			t.Fatalf("a checkpoint of %d leaves, more than the %d stored", c.Size, total)
+		}
+		if c.Size > 0 && !translog.IsMapLeaf(leaves[c.Size-1]) {
+			t.Fatalf("the checkpoint of %d leaves does not end in a map leaf", c.Size)
 		}
 		p, err := logs[1].ConsistencyProof(ctx, c.Size, final.Size)
 		if err != nil {
@@ -295,7 +350,7 @@ func TestLogConcurrentPostgres(t *testing.T) {
 			sizes++
 		}
 	}
-	t.Logf("%d leaves from %d instances; %d intermediate checkpoints checked for consistency", total, instances, sizes)
+	t.Logf("%d leaves (%d map leaves) from %d instances; %d intermediate checkpoints checked for consistency", total, nmaps, instances, sizes)
 }
 
 // TestLogMigrationBackfill*: a database at schema version 2, whose links
@@ -333,7 +388,7 @@ func testLogMigrationBackfill(t *testing.T, dsn string) {
 	for _, q := range []string{
 		// alice's seq 2 was stored with a clock that had gone back.
 		`UPDATE links SET created_at = 1 WHERE seq = 2 AND account_id = '` + a + `'`,
-		`DROP TABLE log_sequence`, `DROP TABLE log_leaves`, `DROP TABLE log_tiles`, `DROP TABLE log_state`,
+		`DROP TABLE log_sequence`, `DROP TABLE log_leaves`, `DROP TABLE log_tiles`, `DROP TABLE log_state`, `DROP TABLE log_map`,
 		`UPDATE schema_version SET version = 2`,
 	} {
 		if _, err := db.ExecContext(ctx, q); err != nil {
@@ -369,6 +424,105 @@ func testLogMigrationBackfill(t *testing.T, dsn string) {
 		t.Fatalf("the first link after the migration is leaf %d (%v), want 8", idx, err)
 	}
 	if _, err := translog.New(ls, logSigner(t)).Integrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLogMap*: real chains through the store: after integration every
+// account's freshness proof verifies against the checkpoint and proves
+// its head, log_map holds one row per account, and the map survives a
+// new Log (a restart) and a database at schema version 3 (log_map and
+// map_size dropped, as before migration 4), which builds it from the
+// leaves at its first freshness proof and keeps integrating from it.
+func TestLogMapSQLite(t *testing.T) {
+	t.Parallel()
+	testLogMap(t, storetest.SQLiteDSN(t))
+}
+
+func TestLogMapPostgres(t *testing.T) {
+	t.Parallel()
+	testLogMap(t, storetest.PostgresDSN(t))
+}
+
+func testLogMap(t *testing.T, dsn string) {
+	ctx := context.Background()
+	s, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := logSigner(t)
+	var chains []*translogtest.Chain
+	for i := range 5 {
+		c := translogtest.NewChain(t, fmt.Sprintf("map%d", i))
+		chains = append(chains, c)
+		g := storeLink(c.Links[0])
+		if err := s.CreateAccount(ctx, store.NewAccount{Account: store.Account{ID: g.Hash, Name: c.String(), Head: store.Head{Hash: g.Hash}, CreatedAt: g.CreatedAt}, Genesis: g}); err != nil {
+			t.Fatal(err)
+		}
+		for range i {
+			if err := s.Append(ctx, store.Append{AccountID: g.Hash, Link: storeLink(c.Next(t))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	checkAll := func(l *translog.Log, cp translog.Checkpoint) {
+		t.Helper()
+		for _, c := range chains {
+			f, err := l.Freshness(ctx, smap.Key(c.ID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := translog.VerifyFreshness(cp, smap.Key(c.ID), f); err != nil {
+				t.Fatalf("%s: %v", c, err)
+			}
+			if h := c.Head(); f.Value == nil || f.Value.Seq != h.Seq || f.Value.Head != h.Hash {
+				t.Fatalf("%s: the log proves %v, its head is %v", c, f.Value, h)
+			}
+		}
+	}
+	l := translog.New(logOf(t, s), signer)
+	cp, err := l.Integrate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Size != 5+10+1 {
+		t.Fatalf("checkpoint of %d leaves, want 15 links and the map leaf", cp.Size)
+	}
+	checkAll(l, cp)
+	checkAll(translog.New(logOf(t, s), signer), cp) // a restart: the map from log_map
+	db := storetest.RawDB(t, dsn)
+	var rows int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM log_map`).Scan(&rows); err != nil || rows != 5 {
+		t.Fatalf("log_map has %d rows (%v), want one per account", rows, err)
+	}
+	s.Close()
+
+	// Back to schema version 3.
+	for _, q := range []string{`DROP TABLE log_map`, `ALTER TABLE log_state DROP COLUMN map_size`, `UPDATE schema_version SET version = 3`} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s = storetest.Open(t, dsn)
+	l = translog.New(logOf(t, s), signer)
+	checkAll(l, cp)
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM log_map`).Scan(&rows); err != nil || rows != 5 {
+		t.Fatalf("after migration 4 and a freshness proof log_map has %d rows (%v), want 5", rows, err)
+	}
+	c := chains[4]
+	if err := s.Append(ctx, store.Append{AccountID: c.ID.String(), Link: storeLink(c.Next(t))}); err != nil {
+		t.Fatal(err)
+	}
+	cp2, err := l.Integrate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAll(l, cp2)
+	leaves, err := logOf(t, s).Leaves(ctx, 0, cp2.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := translog.CheckMapLeaves(leaves); err != nil {
 		t.Fatal(err)
 	}
 }

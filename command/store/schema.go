@@ -146,6 +146,9 @@ var migrations = [][]string{
 	// (recovery_witness.go): a table of its own and an index of
 	// recoveries by state; nothing else changes.
 	4: recoveryWitnessMigration,
+	// 5: the map of every account's newest link, committed by the log's
+	// map leaves (log.go).
+	5: mapMigration,
 }
 
 // SchemaVersion is the schema version this code creates and reads.
