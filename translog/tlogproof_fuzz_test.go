@@ -38,8 +38,10 @@ func FuzzParseProof(f *testing.F) {
 }
 
 // FuzzVerifyProof: whatever bytes verify for leaf 617 of the golden log
-// under its keys say index 617 (a path cannot place a leaf elsewhere),
-// and nothing panics.
+// under its keys say index 617 in a tree that holds it (a path cannot
+// place a leaf elsewhere; a proof against an older checkpoint of the same
+// log, such as the committed seeds made before checkpoints ended in a map
+// leaf, is still a proof of 617), and nothing panics.
 func FuzzVerifyProof(f *testing.F) {
 	g := newGoldenWorld(f)
 	good := g.proof(f, 617, nil, g.w1, g.w2)
@@ -54,7 +56,7 @@ func FuzzVerifyProof(f *testing.F) {
 			return
 		}
 		v, err := p.Verify(leaf(617), goldenOrigin, keys, g.quorum(1))
-		if err == nil && (v.Index != 617 || v.Checkpoint.Size != 1000) {
+		if err == nil && (v.Index != 617 || v.Checkpoint.Size <= 617) {
 			t.Fatalf("leaf 617 verified at index %d of %d leaves:\n%s", v.Index, v.Checkpoint.Size, b)
 		}
 	})

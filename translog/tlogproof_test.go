@@ -250,7 +250,8 @@ func TestProofGolden(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.file, err)
 		}
-		if v.Checkpoint.Size != 1000 || v.Index != c.index || len(v.Cosigners) != len(c.ws) {
+		// 1000 leaves, then the map leaf every checkpoint ends in.
+		if v.Checkpoint.Size != 1001 || v.Index != c.index || len(v.Cosigners) != len(c.ws) {
 			t.Errorf("%s: verified %+v", c.file, v)
 		}
 		for _, cs := range v.Cosigners {
@@ -582,17 +583,17 @@ func TestProofXModTlog(t *testing.T) {
 		}
 		lines := strings.Split(n.Text, "\n")
 		th, err := tlog.ParseHash(lines[2])
-		if err != nil || lines[1] != "1000" {
+		if err != nil || lines[1] != "1001" { // 1000 leaves and the map leaf
 			t.Fatalf("checkpoint text %q", n.Text)
 		}
 		rp := make(tlog.RecordProof, len(p.Hashes))
 		for j, h := range p.Hashes {
 			copy(rp[j][:], h)
 		}
-		if err := tlog.CheckRecord(rp, 1000, th, int64(i), tlog.RecordHash(leaf(int(i)))); err != nil {
+		if err := tlog.CheckRecord(rp, 1001, th, int64(i), tlog.RecordHash(leaf(int(i)))); err != nil {
 			t.Errorf("leaf %d: x/mod/sumdb/tlog refuses our path: %v", i, err)
 		}
-		if err := tlog.CheckRecord(rp, 1000, th, int64(i), tlog.RecordHash(leaf(int(i)+1))); err == nil {
+		if err := tlog.CheckRecord(rp, 1001, th, int64(i), tlog.RecordHash(leaf(int(i)+1))); err == nil {
 			t.Errorf("leaf %d: x/mod/sumdb/tlog accepts the path for another leaf", i)
 		}
 	}
