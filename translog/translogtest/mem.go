@@ -1,0 +1,101 @@
+package translogtest
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sync"
+
+	"github.com/enigm/enigm/translog"
+)
+
+// MemStorage is a translog.Storage in memory for tests of other packages
+// (a monitor's hostile logs): Update works on a copy and keeps it only
+// when fn succeeds, as a database transaction would.
+type MemStorage struct {
+	mu     sync.Mutex // held by Update
+	rmu    sync.RWMutex
+	leaves [][]byte
+	tiles  map[[2]uint64][]byte
+	state  translog.State
+}
+
+// NewMemStorage returns an empty log storage.
+func NewMemStorage() *MemStorage { return &MemStorage{tiles: map[[2]uint64][]byte{}} }
+
+// Add sequences leaves, as the transaction that moves a head does.
+func (m *MemStorage) Add(leaves ...[]byte) {
+	m.rmu.Lock()
+	defer m.rmu.Unlock()
+	m.leaves = append(m.leaves, leaves...)
+}
+
+// Update implements translog.Storage.
+func (m *MemStorage) Update(ctx context.Context, fn func(context.Context, translog.Tx) error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rmu.RLock()
+	tx := &memTx{m: m, tiles: maps.Clone(m.tiles), state: m.state, n: uint64(len(m.leaves))}
+	m.rmu.RUnlock()
+	if err := fn(ctx, tx); err != nil {
+		return err
+	}
+	m.rmu.Lock()
+	m.tiles, m.state = tx.tiles, tx.state
+	m.rmu.Unlock()
+	return nil
+}
+
+// State implements translog.Storage.
+func (m *MemStorage) State(context.Context) (translog.State, error) {
+	m.rmu.RLock()
+	defer m.rmu.RUnlock()
+	return m.state, nil
+}
+
+// Tile implements translog.Storage.
+func (m *MemStorage) Tile(_ context.Context, level, index uint64) ([]byte, error) {
+	m.rmu.RLock()
+	defer m.rmu.RUnlock()
+	t, ok := m.tiles[[2]uint64{level, index}]
+	if !ok {
+		return nil, fmt.Errorf("%w: tile %d/%d", translog.ErrNotFound, level, index)
+	}
+	return t, nil
+}
+
+// Leaves implements translog.Storage.
+func (m *MemStorage) Leaves(_ context.Context, start, end uint64) ([][]byte, error) {
+	m.rmu.RLock()
+	defer m.rmu.RUnlock()
+	end = min(end, uint64(len(m.leaves)))
+	if start >= end {
+		return nil, nil
+	}
+	return m.leaves[start:end], nil
+}
+
+type memTx struct {
+	m     *MemStorage
+	tiles map[[2]uint64][]byte
+	state translog.State
+	n     uint64
+}
+
+func (tx *memTx) State(context.Context) (translog.State, error)      { return tx.state, nil }
+func (tx *memTx) Sequenced(context.Context) (uint64, error)          { return tx.n, nil }
+func (tx *memTx) PutState(_ context.Context, s translog.State) error { tx.state = s; return nil }
+func (tx *memTx) Leaves(ctx context.Context, start, end uint64) ([][]byte, error) {
+	return tx.m.Leaves(ctx, start, min(end, tx.n))
+}
+func (tx *memTx) Tile(_ context.Context, level, index uint64) ([]byte, error) {
+	t, ok := tx.tiles[[2]uint64{level, index}]
+	if !ok {
+		return nil, fmt.Errorf("%w: tile %d/%d", translog.ErrNotFound, level, index)
+	}
+	return t, nil
+}
+func (tx *memTx) PutTile(_ context.Context, level, index uint64, h []byte) error {
+	tx.tiles[[2]uint64{level, index}] = append([]byte(nil), h...)
+	return nil
+}
