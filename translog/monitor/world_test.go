@@ -20,8 +20,12 @@ const testOrigin = "monitor.enigm.test/log"
 
 var keys = &testkit.Keys{Domain: "enigm-monitor-test"}
 
-// t0 is the time of every link of the tests' worlds.
-var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+// t0 is the time of the tests' worlds; linkTime that of every link they
+// make (a test against Command sets it to now, which Command requires).
+var (
+	t0       = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	linkTime = t0
+)
 
 // acct is an account of a test world: its state and its one device.
 type acct struct {
@@ -41,11 +45,11 @@ func device(label string) chain.Device {
 func genesis(t testing.TB, name string) (*acct, *chain.Link) {
 	t.Helper()
 	dev := device(name)
-	d := testkit.Must(chain.NewGenesis(t0, &chain.Genesis{Device: dev, Recovery: keys.Hybrid(name + "/recovery").Public(), Policy: chain.DefaultPolicy()}))
+	d := testkit.Must(chain.NewGenesis(linkTime, &chain.Genesis{Device: dev, Recovery: keys.Hybrid(name + "/recovery").Public(), Policy: chain.DefaultPolicy()}))
 	testkit.NoErr(t, d.Sign(chain.RoleSubject, keys.Hybrid(name)))
 	testkit.NoErr(t, d.Sign(chain.RoleNewRecovery, keys.Hybrid(name+"/recovery")))
 	l := testkit.Must(d.Link())
-	st := testkit.Must(chain.Apply(nil, l, t0))
+	st := testkit.Must(chain.Apply(nil, l, linkTime))
 	return &acct{name: name, st: st, dev: dev.ID}, l
 }
 
@@ -54,7 +58,7 @@ func genesis(t testing.TB, name string) (*acct, *chain.Link) {
 func (a *acct) rotate(t testing.TB) *chain.Link {
 	t.Helper()
 	a.n++
-	d := testkit.Must(chain.NewDraft(a.st, t0, &chain.RotateKeys{ID: a.dev, KEM: keys.KEM(fmt.Sprintf("%s/kem%d", a.name, a.n)).Bytes()}))
+	d := testkit.Must(chain.NewDraft(a.st, linkTime, &chain.RotateKeys{ID: a.dev, KEM: keys.KEM(fmt.Sprintf("%s/kem%d", a.name, a.n)).Bytes()}))
 	testkit.NoErr(t, d.SignDevice(a.dev, keys.Hybrid(a.name)))
 	return testkit.Must(d.Link())
 }
@@ -63,7 +67,7 @@ func (a *acct) rotate(t testing.TB) *chain.Link {
 func (a *acct) next(t testing.TB) *chain.Link {
 	t.Helper()
 	l := a.rotate(t)
-	a.st = testkit.Must(chain.Apply(a.st, l, t0))
+	a.st = testkit.Must(chain.Apply(a.st, l, linkTime))
 	return l
 }
 
