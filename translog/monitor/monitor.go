@@ -371,9 +371,9 @@ func (m *Monitor) catchUp(ctx context.Context) error {
 			ok = why == nil
 		}
 		if !ok {
-			msg := fmt.Sprintf("the entry bundles of leaves [%d, %d) do not hash to the tree of the checkpoint of %d leaves, whose hash tiles are consistent with the verified history", start, end, total)
+			msg := fmt.Sprintf("the entry bundles of leaves [%d, %d) do not hash to the root of the verified checkpoint of %d leaves", start, end, total)
 			if why != nil {
-				msg += fmt.Sprintf(" (%v)", why)
+				msg = fmt.Sprintf("the entry bundles of leaves [%d, %d) do not hash to a prefix of the verified checkpoint of %d leaves (%v)", start, end, total, why)
 			}
 			m.report(Finding{Kind: KindBadEntryBundle, Index: u64(start), Size: total, Root: bytes.Clone(m.cp.Hash[:]), Message: msg})
 			return nil

@@ -226,3 +226,10 @@ ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, leaves 
 	}
 	return nil
 }
+
+// Pinned returns the origin and log keys the state pins ("" and nil
+// before the first run).
+func (s *Store) Pinned(ctx context.Context) (origin string, keys []string, err error) {
+	st, _, err := s.load(ctx)
+	return st.origin, st.keys, err
+}
