@@ -12,7 +12,8 @@ import (
 )
 
 // Fetcher reads a c2sp.org/tlog-tiles log. Nothing it returns is trusted:
-// the monitor checks it against signed checkpoints.
+// the monitor checks it against signed checkpoints. It must be safe for
+// concurrent use.
 type Fetcher interface {
 	// Checkpoint returns the served signed checkpoint.
 	Checkpoint(ctx context.Context) ([]byte, error)

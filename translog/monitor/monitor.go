@@ -54,7 +54,9 @@ type Config struct {
 	// Maps compares map-root leaves with the replayed heads; nil: only
 	// their form and size are checked.
 	Maps MapChecker
-	// ChainOptions are passed to chain.Apply (an attestation verifier).
+	// ChainOptions are passed to chain.Apply (an attestation verifier,
+	// which must be safe for concurrent use: accounts are replayed in
+	// parallel).
 	ChainOptions []chain.Option
 	// CachedStates bounds the chain.States kept in memory (0: the
 	// default).
@@ -336,10 +338,34 @@ func (m *Monitor) catchUp(ctx context.Context) error {
 	if m.started.IsZero() {
 		m.started = time.Now()
 	}
+	// The next chunk's bundles are fetched while this one is replayed.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type fetched struct {
+		leaves [][]byte
+		bad    *Finding
+		err    error
+	}
+	chunkEnd := func(start uint64) uint64 {
+		return min(total, (start/translog.TileWidth+chunkBundles)*translog.TileWidth)
+	}
+	fetch := func(start uint64) <-chan fetched {
+		ch := make(chan fetched, 1)
+		go func() {
+			l, bad, err := m.fetchLeaves(ctx, start, chunkEnd(start), total)
+			ch <- fetched{l, bad, err}
+		}()
+		return ch
+	}
+	next := fetch(m.st.size)
 	for m.st.size < total {
 		start := m.st.size
-		end := min(total, (start/translog.TileWidth+chunkBundles)*translog.TileWidth)
-		leaves, bad, err := m.fetchLeaves(ctx, start, end, total)
+		end := chunkEnd(start)
+		got := <-next
+		if end < total {
+			next = fetch(end)
+		}
+		leaves, bad, err := got.leaves, got.bad, got.err
 		if err != nil {
 			return err
 		}
@@ -378,9 +404,7 @@ func (m *Monitor) catchUp(ctx context.Context) error {
 			m.report(Finding{Kind: KindBadEntryBundle, Index: u64(start), Size: total, Root: bytes.Clone(m.cp.Hash[:]), Message: msg})
 			return nil
 		}
-		for i, l := range leaves {
-			m.leaf(ctx, start+uint64(i), l)
-		}
+		m.replay(ctx, start, leaves)
 		m.st.size, m.st.rng = end, bytes.Join(r.Hashes(), nil)
 		if err := m.save(ctx); err != nil {
 			return err
@@ -433,54 +457,6 @@ func (m *Monitor) bundle(ctx context.Context, b, total uint64) ([][]byte, *Findi
 	return leaves, nil, nil
 }
 
-// leaf checks and replays one verified leaf.
-func (m *Monitor) leaf(ctx context.Context, idx uint64, data []byte) {
-	if bytes.HasPrefix(data, []byte(MapPrefix)) {
-		m.mapLeaf(idx, data)
-		return
-	}
-	l, err := chain.ParseLink(data)
-	if err != nil {
-		m.report(m.linkFinding(idx, nil, err, "leaf %d is neither a chain link nor a map-root leaf: %v", idx, err))
-		return
-	}
-	id := l.Account()
-	if l.Type() == chain.TypeGenesis {
-		id = chain.AccountID(l.Hash())
-	}
-	a := m.accounts[id]
-	if a != nil && l.Seq() <= a.head.Seq {
-		seq := l.Seq()
-		m.report(Finding{Kind: KindDuplicateLink, Index: u64(idx), FirstIndex: u64(a.leaves[seq]), Account: &id, Seq: &seq,
-			Message: fmt.Sprintf("leaf %d is a second link at sequence %d of account %s (the first is leaf %d)", idx, seq, id, a.leaves[seq])})
-		return
-	}
-	var s *chain.State
-	if a != nil {
-		if s, err = m.state(ctx, id, a); err != nil {
-			m.report(Finding{Kind: KindBadEntryBundle, Index: u64(idx), Account: &id, Size: m.cp.Size, Root: bytes.Clone(m.cp.Hash[:]),
-				Message: fmt.Sprintf("replaying account %s before leaf %d: %v", id, idx, err)})
-			return
-		}
-	}
-	ns, err := chain.Apply(s, l, m.cfg.Now(), m.cfg.ChainOptions...)
-	if err != nil {
-		m.report(m.linkFinding(idx, l, err, "leaf %d, link %d of account %s, does not verify: %v", idx, l.Seq(), id, err))
-		return
-	}
-	if a == nil {
-		a = &account{}
-		m.accounts[id] = a
-	}
-	a.head = ns.Head()
-	a.leaves = append(a.leaves, idx)
-	m.dirty[id] = struct{}{}
-	if m.sinceMap != nil {
-		m.sinceMap[id] = struct{}{}
-	}
-	m.cache(id, ns)
-}
-
 func (m *Monitor) linkFinding(idx uint64, l *chain.Link, err error, format string, args ...any) Finding {
 	f := Finding{Kind: KindLinkInvalid, Index: u64(idx), Message: fmt.Sprintf(format, args...)}
 	if c, ok := chain.CodeOf(err); ok {
@@ -531,12 +507,9 @@ func (m *Monitor) cache(id chain.AccountID, s *chain.State) {
 	m.states[id] = s
 }
 
-// state returns the chain state of a known account: cached, or rebuilt
-// from its leaves, which must replay to the stored head.
-func (m *Monitor) state(ctx context.Context, id chain.AccountID, a *account) (*chain.State, error) {
-	if s, ok := m.states[id]; ok {
-		return s, nil
-	}
+// rebuild returns the chain state of a known account, rebuilt from its
+// leaves, which must replay to the stored head. It only reads m.
+func (m *Monitor) rebuild(ctx context.Context, a *account) (*chain.State, error) {
 	bundles := map[uint64][][]byte{}
 	var s *chain.State
 	for seq, idx := range a.leaves {
@@ -565,6 +538,5 @@ func (m *Monitor) state(ctx context.Context, id chain.AccountID, a *account) (*c
 	if s == nil || s.Head() != a.head {
 		return nil, fmt.Errorf("the leaves served now replay to another head than the verified %d/%s", a.head.Seq, a.head.Hash)
 	}
-	m.cache(id, s)
 	return s, nil
 }

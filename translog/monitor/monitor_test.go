@@ -432,3 +432,48 @@ func TestPinnedKeys(t *testing.T) {
 		t.Fatalf("no keys at all: %v", err)
 	}
 }
+
+// TestEvictedStates: with room for one chain.State, accounts whose links
+// interleave are rebuilt from their own leaves (authenticated by the
+// stored head) and replay without a finding, across chunks; a duplicate
+// of an evicted account's link is still found.
+func TestEvictedStates(t *testing.T) {
+	h := newHostLog(t, translogtest.NewSigner(t, testOrigin))
+	var as []*acct
+	var leaves [][]byte
+	for i := range 40 {
+		a, g := genesis(t, fmt.Sprintf("evict%d", i))
+		as = append(as, a)
+		leaves = append(leaves, g.Bytes())
+	}
+	h.add(leaves...)
+	r := newRun(t, h.srv.URL+"/log/", t.TempDir(), h.signer, func(c *monitor.Config) { c.CachedStates = 1 })
+	only(t, r.check())
+	// Every later link needs its account's state: 39 of 40 rebuilt.
+	leaves = nil
+	var first *chain.Link
+	for range 3 {
+		for _, a := range as {
+			l := a.next(t)
+			if first == nil {
+				first = l
+			}
+			leaves = append(leaves, l.Bytes())
+		}
+	}
+	h.st.Add(leaves...)
+	h.add(first.Bytes())
+	counted := &countingFetcher{Fetcher: monitor.HTTPFetcher(h.srv.URL+"/log/", nil)}
+	r.store.Close()
+	r = newRun(t, h.srv.URL+"/log/", r.dir, h.signer, func(c *monitor.Config) { c.CachedStates = 1; c.Fetcher = counted })
+	f := only(t, r.check(), monitor.KindDuplicateLink)[0]
+	if len(counted.entries) < 40 {
+		t.Fatalf("%d bundle reads: the states were not rebuilt", len(counted.entries))
+	}
+	if *f.FirstIndex != 40 || *f.Index != 160 {
+		t.Fatalf("%+v", f)
+	}
+	if _, n := r.m.Verified(); n != 161 {
+		t.Fatalf("verified %d, want 161", n)
+	}
+}

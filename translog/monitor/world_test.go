@@ -149,13 +149,14 @@ type run struct {
 	store    *monitor.Store
 	findings []monitor.Finding
 	clock    *testkit.Clock
+	dir      string
 }
 
 type runOpt func(*monitor.Config)
 
 func newRun(t testing.TB, prefix, dir string, signer *translog.Signer, opts ...runOpt) *run {
 	t.Helper()
-	r := &run{t: t, clock: testkit.NewClock(t0.Add(time.Hour))}
+	r := &run{t: t, clock: testkit.NewClock(t0.Add(time.Hour)), dir: dir}
 	st, err := monitor.OpenStore(dir)
 	if err != nil {
 		t.Fatal(err)
