@@ -29,6 +29,7 @@
 //     spelling, [Proof.Verify] checks it under the log's keys and an
 //     optional [WitnessQuorum]).
 //
-// The freshness proofs, witness cosignatures, client enforcement and the
-// monitor of docs/design/translog.md are not built yet.
+// The monitor that follows a log from its tiles is translog/monitor. The
+// freshness proofs and the client enforcement of docs/design/translog.md
+// are not built yet.
 package translog
