@@ -273,9 +273,12 @@ func (m *Monitor) advance(ctx context.Context, raw []byte, cp translog.Checkpoin
 		}
 	}
 	prevSize, prevRoot := m.cp.Size, m.prevRoot()
+	msg := fmt.Sprintf("checkpoint of %d leaves verified, consistent with the previous one of %d", cp.Size, prevSize)
+	if prevRoot == nil {
+		msg = fmt.Sprintf("first checkpoint, of %d leaves, verified (later ones must be consistent with it)", cp.Size)
+	}
 	m.st.checkpoint, m.cp = bytes.Clone(raw), cp
-	m.report(Finding{Kind: KindCheckpoint, Size: cp.Size, Root: bytes.Clone(cp.Hash[:]), PreviousSize: prevSize, PreviousRoot: prevRoot,
-		Message: fmt.Sprintf("checkpoint of %d leaves verified, consistent with the previous one of %d", cp.Size, prevSize)})
+	m.report(Finding{Kind: KindCheckpoint, Size: cp.Size, Root: bytes.Clone(cp.Hash[:]), PreviousSize: prevSize, PreviousRoot: prevRoot, Message: msg})
 	return m.save(ctx)
 }
 
@@ -440,21 +443,27 @@ func (m *Monitor) bundle(ctx context.Context, b, total uint64) ([][]byte, *Findi
 	if err != nil {
 		return nil, nil, err
 	}
-	leaves := make([][]byte, 0, w)
+	leaves, ok := splitBundle(data, w)
+	if !ok {
+		return nil, &Finding{Kind: KindBadEntryBundle, Index: u64(b * translog.TileWidth), Size: total, Root: bytes.Clone(m.cp.Hash[:]),
+			Message: fmt.Sprintf("entry bundle %d (width %d) of %d bytes is not %d length-prefixed entries", b, w, len(data), w)}, nil
+	}
+	return leaves, nil, nil
+}
+
+// splitBundle splits an entry bundle into exactly w entries, each behind
+// a big-endian uint16 length, with nothing left over.
+func splitBundle(data []byte, w uint64) ([][]byte, bool) {
+	leaves := make([][]byte, 0, min(w, translog.TileWidth))
 	for rest := data; len(rest) > 0; {
 		if len(rest) < 2 || len(rest) < 2+int(binary.BigEndian.Uint16(rest)) {
-			leaves = nil
-			break
+			return nil, false
 		}
 		n := int(binary.BigEndian.Uint16(rest))
 		leaves = append(leaves, rest[2:2+n:2+n])
 		rest = rest[2+n:]
 	}
-	if uint64(len(leaves)) != w {
-		return nil, &Finding{Kind: KindBadEntryBundle, Index: u64(b * translog.TileWidth), Size: total, Root: bytes.Clone(m.cp.Hash[:]),
-			Message: fmt.Sprintf("entry bundle %d (width %d) of %d bytes is not %d length-prefixed entries", b, w, len(data), w)}, nil
-	}
-	return leaves, nil, nil
+	return leaves, uint64(len(leaves)) == w
 }
 
 func (m *Monitor) linkFinding(idx uint64, l *chain.Link, err error, format string, args ...any) Finding {
