@@ -10,6 +10,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -426,6 +428,9 @@ func TestPinnedKeys(t *testing.T) {
 	if _, err := monitor.New(context.Background(), monitor.Config{Fetcher: f, Store: st}); err != nil {
 		t.Fatalf("the pinned keys: %v", err)
 	}
+	if fi, err := os.Stat(filepath.Join(dir, "monitor.db")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("monitor.db: %v, %v; want mode 0600", fi.Mode(), err)
+	}
 	st2, _ := monitor.OpenStore(t.TempDir())
 	defer st2.Close()
 	if _, err := monitor.New(context.Background(), monitor.Config{Fetcher: f, Store: st2}); !errors.Is(err, monitor.ErrKeys) || !strings.Contains(err.Error(), "give the origin") {
@@ -475,5 +480,24 @@ func TestEvictedStates(t *testing.T) {
 	}
 	if _, n := r.m.Verified(); n != 161 {
 		t.Fatalf("verified %d, want 161", n)
+	}
+}
+
+// TestBadState: a state directory whose database is not a monitor's is
+// refused with ErrStore and left as it was.
+func TestBadState(t *testing.T) {
+	dir := t.TempDir()
+	junk := []byte("this is not an SQLite database, and it is long enough to have a header")
+	if err := os.WriteFile(filepath.Join(dir, "monitor.db"), junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := monitor.OpenStore(dir); !errors.Is(err, monitor.ErrStore) {
+		if st != nil {
+			st.Close()
+		}
+		t.Fatalf("OpenStore on junk: %v, want ErrStore", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "monitor.db")); !bytes.Equal(got, junk) {
+		t.Fatal("the file was changed")
 	}
 }
