@@ -4,41 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/enigm/enigm/translog"
+	"github.com/enigm/enigm/translog/translogtest"
 )
-
-// edCosign returns an Ed25519 cosignature/v1 line by a witness named name
-// at time t over the signed checkpoint signed, and the witness's vkey.
-func edCosign(t *testing.T, name string, priv ed25519.PrivateKey, ts uint64, signed []byte) (line []byte, vkey string) {
-	t.Helper()
-	pub := priv.Public().(ed25519.PublicKey)
-	h := sha256.New()
-	h.Write([]byte(name + "\n\x04"))
-	h.Write(pub)
-	id := h.Sum(nil)[:4]
-	text := signed[:indexBlank(signed)+1]
-	msg := fmt.Appendf(nil, "cosignature/v1\ntime %d\n%s", ts, text)
-	sig := append(append(append([]byte(nil), id...), binary.BigEndian.AppendUint64(nil, ts)...), ed25519.Sign(priv, msg)...)
-	line = fmt.Appendf(nil, "— %s %s\n", name, base64.StdEncoding.EncodeToString(sig))
-	vkey = fmt.Sprintf("%s+%x+%s", name, id, base64.StdEncoding.EncodeToString(append([]byte{0x04}, pub...)))
-	return line, vkey
-}
-
-func indexBlank(b []byte) int {
-	for i := len(b) - 2; i >= 0; i-- {
-		if b[i] == '\n' && b[i+1] == '\n' {
-			return i
-		}
-	}
-	return -1
-}
 
 // TestCosignatureTimes: the time of a witness's valid cosignature is
 // returned; a cosignature that does not verify (another checkpoint's, or
@@ -51,8 +22,8 @@ func TestCosignatureTimes(t *testing.T) {
 	}
 	_, wpriv, _ := ed25519.GenerateKey(rand.Reader)
 	_, other, _ := ed25519.GenerateKey(rand.Reader)
-	line, vkey := edCosign(t, "w.example", wpriv, 1_700_000_000, signed)
-	_, otherKey := edCosign(t, "o.example", other, 1, signed)
+	line, vkey := translogtest.Cosign("w.example", wpriv, time.Unix(1_700_000_000, 0), signed)
+	_, otherKey := translogtest.Cosign("o.example", other, time.Unix(1, 0), signed)
 
 	got, err := translog.CosignatureTimes(append(append([]byte(nil), signed...), line...), []string{vkey, otherKey})
 	if err != nil {

@@ -3,107 +3,29 @@ package translog_test
 import (
 	"context"
 	"fmt"
-	"maps"
-	"sync"
 	"testing"
 
 	"github.com/enigm/enigm/translog"
 	"github.com/enigm/enigm/translog/translogtest"
 )
 
-// memStorage is a translog.Storage in memory for the tests: Update works
-// on a copy and keeps it only when fn succeeds, so a failed integration
-// leaves nothing behind, as a database transaction would.
-type memStorage struct {
-	mu     sync.Mutex // held by Update
-	rmu    sync.RWMutex
-	leaves [][]byte
-	tiles  map[[2]uint64][]byte
-	state  translog.State
-}
+// memStorage is translogtest.MemStorage with this package's helpers.
+type memStorage struct{ *translogtest.MemStorage }
 
-func newMemStorage() *memStorage { return &memStorage{tiles: map[[2]uint64][]byte{}} }
+func newMemStorage() *memStorage { return &memStorage{translogtest.NewMemStorage()} }
 
 // add sequences leaves, as the transaction that moves a head does.
-func (m *memStorage) add(leaves ...[]byte) {
-	m.rmu.Lock()
-	defer m.rmu.Unlock()
-	m.leaves = append(m.leaves, leaves...)
-}
-
-func (m *memStorage) Update(ctx context.Context, fn func(context.Context, translog.Tx) error) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.rmu.RLock()
-	tx := &memTx{m: m, tiles: maps.Clone(m.tiles), state: m.state, n: uint64(len(m.leaves))}
-	m.rmu.RUnlock()
-	if err := fn(ctx, tx); err != nil {
-		return err
-	}
-	m.rmu.Lock()
-	m.tiles, m.state = tx.tiles, tx.state
-	m.rmu.Unlock()
-	return nil
-}
-
-func (m *memStorage) State(context.Context) (translog.State, error) {
-	m.rmu.RLock()
-	defer m.rmu.RUnlock()
-	return m.state, nil
-}
-
-func (m *memStorage) Tile(_ context.Context, level, index uint64) ([]byte, error) {
-	m.rmu.RLock()
-	defer m.rmu.RUnlock()
-	t, ok := m.tiles[[2]uint64{level, index}]
-	if !ok {
-		return nil, fmt.Errorf("%w: tile %d/%d", translog.ErrNotFound, level, index)
-	}
-	return t, nil
-}
-
-func (m *memStorage) Leaves(_ context.Context, start, end uint64) ([][]byte, error) {
-	m.rmu.RLock()
-	defer m.rmu.RUnlock()
-	end = min(end, uint64(len(m.leaves)))
-	if start >= end {
-		return nil, nil
-	}
-	return m.leaves[start:end], nil
-}
+func (m *memStorage) add(leaves ...[]byte) { m.Add(leaves...) }
 
 // corruptTile flips one bit of a stored tile.
 func (m *memStorage) corruptTile(level, index uint64, at int) {
-	m.rmu.Lock()
-	defer m.rmu.Unlock()
-	t := append([]byte(nil), m.tiles[[2]uint64{level, index}]...)
-	t[at] ^= 1
-	m.tiles[[2]uint64{level, index}] = t
-}
-
-type memTx struct {
-	m     *memStorage
-	tiles map[[2]uint64][]byte
-	state translog.State
-	n     uint64
-}
-
-func (tx *memTx) State(context.Context) (translog.State, error)      { return tx.state, nil }
-func (tx *memTx) Sequenced(context.Context) (uint64, error)          { return tx.n, nil }
-func (tx *memTx) PutState(_ context.Context, s translog.State) error { tx.state = s; return nil }
-func (tx *memTx) Leaves(ctx context.Context, start, end uint64) ([][]byte, error) {
-	return tx.m.Leaves(ctx, start, min(end, tx.n))
-}
-func (tx *memTx) Tile(_ context.Context, level, index uint64) ([]byte, error) {
-	t, ok := tx.tiles[[2]uint64{level, index}]
-	if !ok {
-		return nil, fmt.Errorf("%w: tile %d/%d", translog.ErrNotFound, level, index)
+	t, err := m.Tile(context.Background(), level, index)
+	if err != nil {
+		panic(err)
 	}
-	return t, nil
-}
-func (tx *memTx) PutTile(_ context.Context, level, index uint64, h []byte) error {
-	tx.tiles[[2]uint64{level, index}] = append([]byte(nil), h...)
-	return nil
+	t = append([]byte(nil), t...)
+	t[at] ^= 1
+	m.SetTile(level, index, t)
 }
 
 const testOrigin = "enigm.test/log"

@@ -30,6 +30,14 @@ func (m *MemStorage) Add(leaves ...[]byte) {
 	m.leaves = append(m.leaves, leaves...)
 }
 
+// SetTile replaces the stored hashes of a tile, as a hostile or broken
+// database could.
+func (m *MemStorage) SetTile(level, index uint64, hashes []byte) {
+	m.rmu.Lock()
+	defer m.rmu.Unlock()
+	m.tiles[[2]uint64{level, index}] = hashes
+}
+
 // Update implements translog.Storage.
 func (m *MemStorage) Update(ctx context.Context, fn func(context.Context, translog.Tx) error) error {
 	m.mu.Lock()
