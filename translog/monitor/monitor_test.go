@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -296,7 +295,7 @@ func TestStaleCheckpoint(t *testing.T) {
 	only(t, r.check())
 
 	_, wpriv, _ := ed25519.GenerateKey(rand.Reader)
-	wkey := witnessKey("w.enigm.test", wpriv)
+	_, wkey := translogtest.Cosign("w.enigm.test", wpriv, t0, h.checkpoint())
 	now := r.clock.Now()
 	for _, c := range []struct {
 		name string
@@ -309,7 +308,8 @@ func TestStaleCheckpoint(t *testing.T) {
 	} {
 		cp := h.checkpoint()
 		if !c.at.IsZero() {
-			cp = append(cp, cosign(t, "w.enigm.test", wpriv, c.at, cp)...)
+			line, _ := translogtest.Cosign("w.enigm.test", wpriv, c.at, cp)
+			cp = append(cp, line...)
 		}
 		h.set(func(path string, body []byte) []byte {
 			if path == "/log/checkpoint" {
@@ -326,29 +326,6 @@ func TestStaleCheckpoint(t *testing.T) {
 			t.Fatalf("%s: %+v", c.name, fs[0])
 		}
 	}
-}
-
-func witnessKey(name string, priv ed25519.PrivateKey) string {
-	pub := priv.Public().(ed25519.PublicKey)
-	return fmt.Sprintf("%s+%08x+%s", name, cosigKeyID(name, pub), base64.StdEncoding.EncodeToString(append([]byte{0x04}, pub...)))
-}
-
-func cosigKeyID(name string, pub ed25519.PublicKey) uint32 {
-	h := sha256.Sum256(append([]byte(name+"\n\x04"), pub...))
-	return binary.BigEndian.Uint32(h[:4])
-}
-
-// cosign returns an Ed25519 cosignature/v1 line over the signed
-// checkpoint signed, at time at.
-func cosign(t *testing.T, name string, priv ed25519.PrivateKey, at time.Time, signed []byte) []byte {
-	t.Helper()
-	text := signed[:bytes.Index(signed, []byte("\n\n"))+1]
-	ts := uint64(at.Unix())
-	msg := fmt.Appendf(nil, "cosignature/v1\ntime %d\n%s", ts, text)
-	sig := binary.BigEndian.AppendUint32(nil, cosigKeyID(name, priv.Public().(ed25519.PublicKey)))
-	sig = binary.BigEndian.AppendUint64(sig, ts)
-	sig = append(sig, ed25519.Sign(priv, msg)...)
-	return fmt.Appendf(nil, "— %s %s\n", name, base64.StdEncoding.EncodeToString(sig))
 }
 
 // mapChecker records the calls and refuses the roots in refuse.
