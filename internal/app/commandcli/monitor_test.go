@@ -20,6 +20,7 @@ import (
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/command"
+	"github.com/enigm/enigm/internal/clikit"
 	"github.com/enigm/enigm/internal/clikit/scripttest"
 	"github.com/enigm/enigm/translog"
 )
@@ -110,6 +111,73 @@ func testKEM(name string) []byte {
 	return sk.PublicKey().Bytes()
 }
 
+// startLogWorld starts Command on data with its log, behind a proxy, and
+// returns the world, the proxy's URL and what stops them.
+func startLogWorld(data string) (*logWorld, string, func(), error) {
+	cfg := command.Config{DataDir: data, RateLimits: &command.RateLimits{Disabled: true},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	testConfig(&cfg)
+	s, err := command.LogSigner(context.Background(), cfg)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	cfg.LogSigner, cfg.LogInterval = s, 20*time.Millisecond
+	srv, err := command.New(cfg)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	up := httptest.NewServer(srv.Handler())
+	w := &logWorld{upstream: up.URL, signer: s}
+	px := httptest.NewServer(http.HandlerFunc(w.proxy))
+	return w, px.URL, func() { px.Close(); up.Close(); srv.Close() }, nil
+}
+
+// TestMonitorFollows: without --once the monitor checks every
+// --interval, printing a checkpoint line for each new checkpoint, until
+// it is interrupted (exit 130).
+func TestMonitorFollows(t *testing.T) {
+	w, url, stop, err := startLogWorld(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if err := w.addAccounts(1); err != nil {
+		t.Fatal(err)
+	}
+	env := testEnv(nil)
+	out, errb := &lockedBuf{}, &lockedBuf{}
+	env.Stdout, env.Stderr = out, errb
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, env, []string{"monitor", url, "--state", t.TempDir(), "--origin", w.signer.Origin(), "--interval", "20ms"})
+	}()
+	waitFor := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(out.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q within 20s:\n%s\n%s", what, out.String(), errb.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor(`"size":1,`)
+	if err := w.addAccounts(2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(`"size":3,`)
+	cancel(clikit.ErrInterrupted)
+	if code := <-done; code != clikit.ExitInterrupted {
+		t.Fatalf("exit %d after the interrupt, want 130:\n%s", code, errb.String())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if !strings.HasPrefix(line, `{"version":1,"kind":"checkpoint",`) {
+			t.Fatalf("a line that is not a checkpoint event on an honest log: %s", line)
+		}
+	}
+}
+
 // TestMonitorScripts runs the monitor's transcripts (testdata/monitor),
 // which have a server with a log:
 //
@@ -138,25 +206,17 @@ func TestMonitorScripts(t *testing.T) {
 		if neg || len(args) != 2 {
 			ts.Fatalf("usage: logserver DATA N")
 		}
-		cfg := command.Config{DataDir: ts.MkAbs(args[0]), RateLimits: &command.RateLimits{Disabled: true},
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-		testConfig(&cfg)
-		s, err := command.LogSigner(context.Background(), cfg)
+		w, px, stop, err := startLogWorld(ts.MkAbs(args[0]))
 		ts.Check(err)
-		cfg.LogSigner, cfg.LogInterval = s, 20*time.Millisecond
-		srv, err := command.New(cfg)
-		ts.Check(err)
-		up := httptest.NewServer(srv.Handler())
-		w := &logWorld{upstream: up.URL, signer: s}
-		px := httptest.NewServer(http.HandlerFunc(w.proxy))
-		ts.Defer(func() { px.Close(); up.Close(); srv.Close() })
+		ts.Defer(stop)
+		s := w.signer
 		mu.Lock()
 		worlds[ts] = w
 		mu.Unlock()
 		var n int
 		fmt.Sscan(args[1], &n)
 		ts.Check(w.addAccounts(n))
-		ts.Setenv("ENIGM_SERVER", px.URL)
+		ts.Setenv("ENIGM_SERVER", px)
 		ts.Setenv("LOG_ORIGIN", s.Origin())
 		ts.Setenv("LOG_KEY_ED", s.VerifierKeys()[0])
 		ts.Setenv("LOG_KEY_PQ", s.VerifierKeys()[1])
