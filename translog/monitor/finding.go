@@ -23,8 +23,11 @@ const (
 	// same size with another root, or a consistency proof that fails).
 	KindInconsistent Kind = "inconsistent_checkpoint"
 	// KindBadEntryBundle: entry bundles whose leaves do not hash to the
-	// checkpoint's tree (while its hash tiles do), a malformed bundle, or
-	// a bundle that serves other bytes than when they were verified.
+	// verified checkpoint's tree (for a chunk before the checkpoint's last,
+	// this can also be hash tiles that give no valid consistency proof
+	// for correct leaves: the message carries the proof's error), a
+	// malformed bundle, or a bundle that serves other bytes than when they
+	// were verified.
 	KindBadEntryBundle Kind = "bad_entry_bundle"
 	// KindLinkInvalid: a leaf in the verified tree that is not a link
 	// chain.Apply accepts after its account's previous links (Code is the
