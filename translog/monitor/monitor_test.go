@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,6 +85,7 @@ func TestHonestLog(t *testing.T) {
 
 type countingFetcher struct {
 	monitor.Fetcher
+	mu      sync.Mutex
 	entries []string
 }
 
@@ -92,7 +94,9 @@ func (c *countingFetcher) Entries(ctx context.Context, index, width uint64) ([]b
 	if width < translog.TileWidth {
 		s += fmt.Sprintf(".p/%d", width)
 	}
+	c.mu.Lock()
 	c.entries = append(c.entries, s)
+	c.mu.Unlock()
 	return c.Fetcher.Entries(ctx, index, width)
 }
 
