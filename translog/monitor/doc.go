@@ -12,7 +12,8 @@
 //     with transparency-dev/merkle) a fork.
 //   - The entry bundles hash to the checkpoint's root: leaves are hashed
 //     into a compact range kept in the store, and each chunk of leaves is
-//     proved a prefix of the checkpoint's tree before any of it is used.
+//     proved a prefix of the checkpoint's tree before any of it is used;
+//     the hash tiles hold the hashes those leaves give.
 //   - Every leaf is a chain link that chain.Apply accepts after the
 //     account's previous links, or a map-root leaf (enigm.map/v1) whose
 //     size is its own index; two leaves at one (account, sequence) are

@@ -29,6 +29,10 @@ const (
 	// malformed bundle, or a bundle that serves other bytes than when they
 	// were verified.
 	KindBadEntryBundle Kind = "bad_entry_bundle"
+	// KindBadTile: a hash tile whose hashes differ from those the
+	// verified leaves give (Index: the first node's index at its level);
+	// the log's proofs built from it fail.
+	KindBadTile Kind = "bad_tile"
 	// KindLinkInvalid: a leaf in the verified tree that is not a link
 	// chain.Apply accepts after its account's previous links (Code is the
 	// chain error code, such as bad_signature or sequence).

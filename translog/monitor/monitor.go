@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -23,6 +24,8 @@ const (
 	// chunkBundles is how many entry bundles are verified against the
 	// checkpoint (and their links replayed and stored) in one step.
 	chunkBundles = 16
+	// maxCachedTiles bounds the hash tiles kept in memory (8 KiB each).
+	maxCachedTiles = 1024
 	// DefaultCachedStates bounds the chain.States kept in memory.
 	DefaultCachedStates = 4096
 )
@@ -79,6 +82,7 @@ type Monitor struct {
 	dirty    map[chain.AccountID]struct{}
 	sinceMap map[chain.AccountID]struct{} // nil until the first map leaf
 	rf       *compact.RangeFactory
+	tiles    map[[3]uint64][]byte // hash tiles read, by level, index and width
 	problems int
 	started  time.Time
 	done     uint64 // leaves verified in this run
@@ -105,7 +109,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		return nil, err
 	}
 	m := &Monitor{cfg: cfg, st: st, accounts: accts, states: map[chain.AccountID]*chain.State{},
-		dirty: map[chain.AccountID]struct{}{}, rf: &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}}
+		dirty: map[chain.AccountID]struct{}{}, tiles: map[[3]uint64][]byte{}, rf: &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}}
 	switch {
 	case st.origin == "" && (cfg.Origin == "" || len(cfg.LogKeys) == 0):
 		return nil, fmt.Errorf("%w: the state pins no log yet: give the origin and the log's verifier keys", ErrKeys)
@@ -305,6 +309,10 @@ func (m *Monitor) tileReader(size uint64) translog.TileReader {
 			return nil, fmt.Errorf("%w: tile %d/%d is beyond the tree of %d", ErrNotServed, level, index, size)
 		}
 		w := min(uint64(translog.TileWidth), nodes-index*translog.TileWidth)
+		key := [3]uint64{level, index, w}
+		if t, ok := m.tiles[key]; ok {
+			return t, nil
+		}
 		t, err := m.cfg.Fetcher.Tile(ctx, level, index, w)
 		if err != nil {
 			return nil, err
@@ -312,6 +320,10 @@ func (m *Monitor) tileReader(size uint64) translog.TileReader {
 		if uint64(len(t)) != w*sha256.Size {
 			return nil, fmt.Errorf("%w: tile %d/%d of width %d is %d bytes", ErrNotServed, level, index, w, len(t))
 		}
+		if len(m.tiles) >= maxCachedTiles {
+			clear(m.tiles)
+		}
+		m.tiles[key] = t
 		return t, nil
 	}
 }
@@ -380,8 +392,20 @@ func (m *Monitor) catchUp(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// The nodes at tile levels, to compare with the served tiles.
+		computed := map[[2]uint64]map[uint64][]byte{}
+		visit := func(id compact.NodeID, h []byte) {
+			if id.Level%8 != 0 {
+				return
+			}
+			key := [2]uint64{uint64(id.Level / 8), id.Index / translog.TileWidth}
+			if computed[key] == nil {
+				computed[key] = map[uint64][]byte{}
+			}
+			computed[key][id.Index%translog.TileWidth] = bytes.Clone(h)
+		}
 		for _, l := range leaves {
-			if err := r.Append(rfc6962.DefaultHasher.HashLeaf(l), nil); err != nil {
+			if err := r.Append(rfc6962.DefaultHasher.HashLeaf(l), visit); err != nil {
 				return err
 			}
 		}
@@ -407,6 +431,9 @@ func (m *Monitor) catchUp(ctx context.Context) error {
 			m.report(Finding{Kind: KindBadEntryBundle, Index: u64(start), Size: total, Root: bytes.Clone(m.cp.Hash[:]), Message: msg})
 			return nil
 		}
+		if err := m.checkTiles(ctx, computed, total); err != nil {
+			return err
+		}
 		m.replay(ctx, start, leaves)
 		m.st.size, m.st.rng = end, bytes.Join(r.Hashes(), nil)
 		if err := m.save(ctx); err != nil {
@@ -415,6 +442,40 @@ func (m *Monitor) catchUp(ctx context.Context) error {
 		m.done += end - start
 		if m.cfg.Progress != nil {
 			m.cfg.Progress(Progress{Done: end, Total: total, Rate: float64(m.done) / time.Since(m.started).Seconds()})
+		}
+	}
+	return nil
+}
+
+// checkTiles compares the tile-level nodes computed from verified leaves
+// with the hash tiles the log serves for the tree of size total.
+func (m *Monitor) checkTiles(ctx context.Context, computed map[[2]uint64]map[uint64][]byte, total uint64) error {
+	keys := make([][2]uint64, 0, len(computed))
+	for k := range computed {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b [2]uint64) int {
+		if a[0] != b[0] {
+			return cmp.Compare(a[0], b[0])
+		}
+		return cmp.Compare(a[1], b[1])
+	})
+	read := m.tileReader(total)
+	for _, k := range keys {
+		t, err := read(ctx, k[0], k[1])
+		if err != nil {
+			return fmt.Errorf("hash tile %d/%d: %w", k[0], k[1], err)
+		}
+		var bad []uint64
+		for pos, h := range computed[k] {
+			if (pos+1)*sha256.Size > uint64(len(t)) || !bytes.Equal(t[pos*sha256.Size:(pos+1)*sha256.Size], h) {
+				bad = append(bad, pos)
+			}
+		}
+		if len(bad) > 0 {
+			slices.Sort(bad)
+			m.report(Finding{Kind: KindBadTile, Size: total, Root: bytes.Clone(m.cp.Hash[:]), Index: u64(k[1]*translog.TileWidth + bad[0]),
+				Message: fmt.Sprintf("hash tile %d/%d of the tree of %d leaves holds %d hashes that the verified leaves do not give (first at position %d); proofs built from it fail", k[0], k[1], total, len(bad), bad[0])})
 		}
 	}
 	return nil

@@ -46,7 +46,8 @@ entry bundles alone, and checks:
   - every new checkpoint extends the last one verified: no smaller tree
     (rollback), no other root at the same size, a consistency proof from
     the hash tiles that verifies (fork);
-  - the entry bundles hash to the checkpoint's root;
+  - the entry bundles hash to the checkpoint's root, and the hash tiles hold
+    the hashes the entries give;
   - every leaf is a chain link that the account's previous links accept
     (chain.Apply, signatures included), never a second link at one account
     and sequence number; a map-root leaf (enigm.map/v1) covers exactly the
@@ -55,7 +56,7 @@ entry bundles alone, and checks:
 
 Each finding is one JSON object on a line of stdout, with "version": 1 and a
 "kind": inconsistent_checkpoint (reason rollback or fork), bad_signature,
-bad_entry_bundle, link_invalid (with the chain's "code"), duplicate_link,
+bad_entry_bundle, bad_tile, link_invalid (with the chain's "code"), duplicate_link,
 map_leaf_invalid, stale_checkpoint; "checkpoint" lines are progress: a new
 checkpoint verified. Progress while catching up goes to stderr.
 
