@@ -18,7 +18,8 @@ import (
 // bundles, hashing, the consistency proofs, chain.Apply and the SQLite
 // state — against chain.Apply alone over the same links (parsed and
 // applied in one goroutine), measured in the same iteration. Reported:
-// monitor-leaves/s, apply-leaves/s and their ratio. "http": the log is
+// monitor-leaves/s, apply-leaves/s and their ratio (wall clock), and the
+// process's CPU time per leaf of each. "http": the log is
 // served over HTTP by translog.Log.Handler in this process, whose work
 // competes for the same cores; "static": the same responses, fetched once
 // before, served from memory, so only the monitor's own work counts.
@@ -91,11 +92,11 @@ func (s *staticFetcher) Entries(ctx context.Context, index, width uint64) ([]byt
 
 func benchCatchUp(b *testing.B, h *hostLog, leaves [][]byte, f monitor.Fetcher) {
 	n := float64(len(leaves))
-	var monitorTime, applyTime time.Duration
+	var monitorTime, applyTime, monitorCPU, applyCPU time.Duration
 	b.ResetTimer()
 	for range b.N {
 		// chain.Apply alone: parse and apply every link, states by account.
-		start := time.Now()
+		start, cpu := time.Now(), cpuTime()
 		states := map[chain.AccountID]*chain.State{}
 		for _, raw := range leaves {
 			l, err := chain.ParseLink(raw)
@@ -113,6 +114,7 @@ func benchCatchUp(b *testing.B, h *hostLog, leaves [][]byte, f monitor.Fetcher) 
 			states[id] = s
 		}
 		applyTime += time.Since(start)
+		applyCPU += cpuTime() - cpu
 
 		b.StopTimer()
 		r := newRun(b, h.srv.URL+"/log/", b.TempDir(), h.signer, func(c *monitor.Config) {
@@ -121,11 +123,12 @@ func benchCatchUp(b *testing.B, h *hostLog, leaves [][]byte, f monitor.Fetcher) 
 			}
 		})
 		b.StartTimer()
-		start = time.Now()
+		start, cpu = time.Now(), cpuTime()
 		if err := r.m.Check(context.Background()); err != nil {
 			b.Fatal(err)
 		}
 		monitorTime += time.Since(start)
+		monitorCPU += cpuTime() - cpu
 		b.StopTimer()
 		if _, done := r.m.Verified(); done != uint64(len(leaves)) || r.m.Problems() != 0 {
 			b.Fatalf("monitor verified %d leaves with %d findings", done, r.m.Problems())
@@ -136,4 +139,8 @@ func benchCatchUp(b *testing.B, h *hostLog, leaves [][]byte, f monitor.Fetcher) 
 	b.ReportMetric(n*float64(b.N)/monitorTime.Seconds(), "monitor-leaves/s")
 	b.ReportMetric(n*float64(b.N)/applyTime.Seconds(), "apply-leaves/s")
 	b.ReportMetric(applyTime.Seconds()/monitorTime.Seconds(), "ratio")
+	// CPU time of the whole process (with "http", the log server's too)
+	// per leaf: the work, less sensitive than wall time to other load.
+	b.ReportMetric(float64(monitorCPU.Microseconds())/(n*float64(b.N)), "monitor-cpu-µs/leaf")
+	b.ReportMetric(float64(applyCPU.Microseconds())/(n*float64(b.N)), "apply-cpu-µs/leaf")
 }
