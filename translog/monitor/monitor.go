@@ -100,7 +100,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		cfg.CachedStates = DefaultCachedStates
 	}
 	if len(cfg.WitnessKeys) > 0 {
-		if _, err := translog.CosignatureTimes(nil, cfg.WitnessKeys); errors.Is(err, translog.ErrBadKey) {
+		if _, err := translog.Cosignatures(nil, cfg.WitnessKeys); errors.Is(err, translog.ErrBadKey) {
 			return nil, err
 		}
 	}
@@ -227,11 +227,11 @@ func (m *Monitor) checkStale(raw []byte, cp translog.Checkpoint, now time.Time) 
 	if len(m.cfg.WitnessKeys) == 0 {
 		return
 	}
-	times, err := translog.CosignatureTimes(raw, m.cfg.WitnessKeys)
+	cs, err := translog.Cosignatures(raw, m.cfg.WitnessKeys)
 	var newest time.Time
-	for _, t := range times {
-		if t.After(newest) {
-			newest = t
+	for _, c := range cs {
+		if c.Valid && c.Time.After(newest) {
+			newest = c.Time
 		}
 	}
 	if err != nil || newest.IsZero() {

@@ -166,7 +166,7 @@ func runMonitor(c *ctx, o *monitorOpts) error {
 		}
 	}
 	for _, k := range o.witnessKeys {
-		if _, err := translog.CosignatureTimes(nil, []string{k}); errors.Is(err, translog.ErrBadKey) {
+		if _, err := translog.Cosignatures(nil, []string{k}); errors.Is(err, translog.ErrBadKey) {
 			return usagef("--witness-key: %s", clikit.Message(err))
 		}
 	}
