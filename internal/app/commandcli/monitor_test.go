@@ -22,6 +22,7 @@ import (
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/internal/clikit"
 	"github.com/enigm/enigm/internal/clikit/scripttest"
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/translog"
 )
 
@@ -145,7 +146,7 @@ func TestMonitorFollows(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := testEnv(nil)
-	out, errb := &lockedBuf{}, &lockedBuf{}
+	out, errb := &testkit.Buffer{}, &testkit.Buffer{}
 	env.Stdout, env.Stderr = out, errb
 	ctx, cancel := context.WithCancelCause(context.Background())
 	done := make(chan int, 1)
