@@ -37,6 +37,6 @@
 //     as a monitor does.
 //
 // The device's checks live in package client (SyncLog, VerifyInclusion,
-// VerifyFreshness); the monitor of docs/design/translog.md is not built
-// here.
+// VerifyFreshness); the monitor that follows a log from its tiles is
+// translog/monitor.
 package translog

@@ -103,9 +103,8 @@ func TestIntegrateRefusesCorruptTiles(t *testing.T) {
 	before, _ := st.State(ctx)
 	// Cut the level-0 tile short: the next leaf hash would land at the
 	// wrong position.
-	st.rmu.Lock()
-	st.tiles[[2]uint64{0, 0}] = st.tiles[[2]uint64{0, 0}][:5*sha256.Size]
-	st.rmu.Unlock()
+	tile, _ := st.Tile(ctx, 0, 0)
+	st.SetTile(0, 0, tile[:5*sha256.Size])
 	st.add(leaf(10))
 	if _, err := l.Integrate(ctx); !errors.Is(err, translog.ErrCorrupt) {
 		t.Fatalf("integrating over a cut tile: %v, want ErrCorrupt", err)

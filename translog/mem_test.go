@@ -94,6 +94,14 @@ func (m *memStorage) Leaves(_ context.Context, start, end uint64) ([][]byte, err
 	return m.leaves[start:end], nil
 }
 
+// SetTile replaces the stored hashes of a tile, as a hostile or broken
+// database could.
+func (m *memStorage) SetTile(level, index uint64, hashes []byte) {
+	m.rmu.Lock()
+	defer m.rmu.Unlock()
+	m.tiles[[2]uint64{level, index}] = hashes
+}
+
 // corruptTile flips one bit of a stored tile.
 func (m *memStorage) corruptTile(level, index uint64, at int) {
 	m.rmu.Lock()

@@ -107,8 +107,9 @@ func Main(cx context.Context, env *Env, args []string) int {
 		Title: `enigm-command is Enigm Command: the server that holds the account device
 chains, runs the enrollment, revocation and recovery workflows, organisation
 administration and the message relay. It holds only public material.`,
-		Synopsis: "COMMAND [flags] [args]",
-		Footer:   footer,
+		Synopsis:  "COMMAND [flags] [args]",
+		Footer:    footer,
+		ExitCodes: "  5    monitor --once: it reported findings (JSON lines on stdout)\n",
 		Groups: []clikit.Group{
 			{ID: "server", Title: "The server"},
 			{ID: "org", Title: "Organisations (on the server's data)"},

@@ -1,0 +1,257 @@
+package commandcli
+
+import (
+	"bytes"
+	"context"
+	"crypto/hpke"
+	"crypto/sha512"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/client"
+	"github.com/enigm/enigm/command"
+	"github.com/enigm/enigm/internal/clikit"
+	"github.com/enigm/enigm/internal/clikit/scripttest"
+	"github.com/enigm/enigm/internal/testkit"
+	"github.com/enigm/enigm/translog"
+)
+
+// logWorld is a running Command with a log, behind a proxy that can turn
+// hostile, for the monitor's transcripts.
+type logWorld struct {
+	upstream string
+	signer   *translog.Signer
+	accounts int
+
+	mu    sync.Mutex
+	mode  string // "", "rollback", "tamper"
+	first []byte // the first checkpoint the proxy served
+}
+
+func (w *logWorld) proxy(rw http.ResponseWriter, r *http.Request) {
+	resp, err := http.Get(w.upstream + r.URL.Path)
+	if err != nil {
+		http.Error(rw, err.Error(), http.StatusBadGateway)
+		return
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	w.mu.Lock()
+	if r.URL.Path == "/log/checkpoint" && w.first == nil {
+		w.first = b
+	}
+	switch {
+	case w.mode == "rollback" && r.URL.Path == "/log/checkpoint":
+		b = w.first
+	case w.mode == "tamper" && strings.HasPrefix(r.URL.Path, "/log/tile/entries/"):
+		b = bytes.Clone(b)
+		b[len(b)-1] ^= 1
+	}
+	w.mu.Unlock()
+	rw.WriteHeader(resp.StatusCode)
+	rw.Write(b)
+}
+
+// addAccounts creates n accounts through the API and waits until the
+// log's checkpoint covers them.
+func (w *logWorld) addAccounts(n int) error {
+	cl, err := client.New(w.upstream, nil)
+	if err != nil {
+		return err
+	}
+	for range n {
+		w.accounts++
+		name := fmt.Sprintf("mon%d", w.accounts)
+		h := sha512.Sum512([]byte("id:" + name))
+		dev := chain.Device{ID: chain.DeviceID(h[:16]), Name: "laptop", Identity: key(name).Public(), KEM: testKEM(name), Level: chain.LevelSoftware}
+		d, err := chain.NewGenesis(time.Now(), &chain.Genesis{Device: dev, Recovery: key(name + "/recovery").Public(), Policy: chain.DefaultPolicy()})
+		if err != nil {
+			return err
+		}
+		d.Sign(chain.RoleSubject, key(name))
+		d.Sign(chain.RoleNewRecovery, key(name+"/recovery"))
+		l, err := d.Link()
+		if err != nil {
+			return err
+		}
+		if _, err := cl.CreateAccount(context.Background(), name, l, ""); err != nil {
+			return err
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(w.upstream + "/log/checkpoint")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if c, err := translog.VerifyCheckpoint(b, w.signer.Origin(), w.signer.VerifierKeys()); err == nil && c.Size >= uint64(w.accounts) {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("no checkpoint of %d leaves within 20s", w.accounts)
+}
+
+func testKEM(name string) []byte {
+	h := sha512.Sum512([]byte("kem:" + name))
+	sk, err := hpke.MLKEM768X25519().DeriveKeyPair(h[:])
+	if err != nil {
+		panic(err)
+	}
+	return sk.PublicKey().Bytes()
+}
+
+// startLogWorld starts Command on data with its log, behind a proxy, and
+// returns the world, the proxy's URL and what stops them.
+func startLogWorld(data string) (*logWorld, string, func(), error) {
+	cfg := command.Config{DataDir: data, RateLimits: &command.RateLimits{Disabled: true},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	testConfig(&cfg)
+	s, err := command.LogSigner(context.Background(), cfg)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	cfg.LogSigner, cfg.LogInterval = s, 20*time.Millisecond
+	srv, err := command.New(cfg)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	up := httptest.NewServer(srv.Handler())
+	w := &logWorld{upstream: up.URL, signer: s}
+	px := httptest.NewServer(http.HandlerFunc(w.proxy))
+	return w, px.URL, func() { px.Close(); up.Close(); srv.Close() }, nil
+}
+
+// TestMonitorFollows: without --once the monitor checks every
+// --interval, printing a checkpoint line for each new checkpoint, until
+// it is interrupted (exit 130).
+func TestMonitorFollows(t *testing.T) {
+	w, url, stop, err := startLogWorld(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if err := w.addAccounts(1); err != nil {
+		t.Fatal(err)
+	}
+	env := testEnv(nil)
+	out, errb := &testkit.Buffer{}, &testkit.Buffer{}
+	env.Stdout, env.Stderr = out, errb
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, env, []string{"monitor", url, "--state", t.TempDir(), "--origin", w.signer.Origin(), "--interval", "20ms"})
+	}()
+	waitFor := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(out.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q within 20s:\n%s\n%s", what, out.String(), errb.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor(`"size":1,`)
+	if err := w.addAccounts(2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(`"size":3,`)
+	cancel(clikit.ErrInterrupted)
+	if code := <-done; code != clikit.ExitInterrupted {
+		t.Fatalf("exit %d after the interrupt, want 130:\n%s", code, errb.String())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if !strings.HasPrefix(line, `{"version":1,"kind":"checkpoint",`) {
+			t.Fatalf("a line that is not a checkpoint event on an honest log: %s", line)
+		}
+	}
+}
+
+// TestMonitorScripts runs the monitor's transcripts (testdata/monitor),
+// which have a server with a log:
+//
+//	logserver DATA N   starts Command on DATA with its log, N accounts in
+//	                   it, behind a proxy; sets $ENIGM_SERVER (the proxy),
+//	                   $LOG_ORIGIN, $LOG_KEY_ED and $LOG_KEY_PQ
+//	accounts N         adds N accounts and waits for the checkpoint
+//	hostile MODE       the proxy serves the first checkpoint it served
+//	                   (rollback), flips a bit of every entry bundle
+//	                   (tamper), or is honest (off)
+//	pause DURATION     sleeps
+func TestMonitorScripts(t *testing.T) {
+	cmds := scripttest.Cmds()
+	worlds := map[*testscript.TestScript]*logWorld{}
+	var mu sync.Mutex
+	world := func(ts *testscript.TestScript) *logWorld {
+		mu.Lock()
+		defer mu.Unlock()
+		w := worlds[ts]
+		if w == nil {
+			ts.Fatalf("no logserver started")
+		}
+		return w
+	}
+	cmds["logserver"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		if neg || len(args) != 2 {
+			ts.Fatalf("usage: logserver DATA N")
+		}
+		w, px, stop, err := startLogWorld(ts.MkAbs(args[0]))
+		ts.Check(err)
+		ts.Defer(stop)
+		s := w.signer
+		mu.Lock()
+		worlds[ts] = w
+		mu.Unlock()
+		var n int
+		fmt.Sscan(args[1], &n)
+		ts.Check(w.addAccounts(n))
+		ts.Setenv("ENIGM_SERVER", px)
+		ts.Setenv("LOG_ORIGIN", s.Origin())
+		ts.Setenv("LOG_KEY_ED", s.VerifierKeys()[0])
+		ts.Setenv("LOG_KEY_PQ", s.VerifierKeys()[1])
+	}
+	cmds["accounts"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		var n int
+		if neg || len(args) != 1 {
+			ts.Fatalf("usage: accounts N")
+		}
+		fmt.Sscan(args[0], &n)
+		ts.Check(world(ts).addAccounts(n))
+	}
+	cmds["hostile"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		if neg || len(args) != 1 {
+			ts.Fatalf("usage: hostile rollback|tamper|off")
+		}
+		w := world(ts)
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		switch args[0] {
+		case "rollback", "tamper":
+			w.mode = args[0]
+		case "off":
+			w.mode = ""
+		default:
+			ts.Fatalf("usage: hostile rollback|tamper|off")
+		}
+	}
+	cmds["pause"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		d, err := time.ParseDuration(strings.Join(args, ""))
+		if neg || len(args) != 1 || err != nil {
+			ts.Fatalf("usage: pause DURATION")
+		}
+		time.Sleep(d)
+	}
+	testscript.Run(t, testscript.Params{Dir: "testdata/monitor", Cmds: cmds, RequireExplicitExec: true})
+}
