@@ -60,6 +60,12 @@ func (c *Client) VerifyFreshness(ctx context.Context, acct chain.AccountID, head
 	}
 	var f api.Freshness
 	if err := c.do(ctx, "GET", fmt.Sprintf("/v1/accounts/%s/freshness", acct), false, nil, &f); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			// No map leaf in the newest checkpoint yet (a log from before
+			// the map until its next integration), or a server that does
+			// not prove freshness: nothing shows the head is the newest.
+			return translog.Checkpoint{}, fmt.Errorf("%w: the server gives no freshness proof of %s: %w", ErrHeadNotLogged, acct, err)
+		}
 		return translog.Checkpoint{}, fmt.Errorf("client: fetching the freshness proof of %s: %w", acct, err)
 	}
 	cp, err := translog.VerifyCheckpoint([]byte(f.Checkpoint), prev.Origin, prev.PublicKeys)
@@ -67,9 +73,22 @@ func (c *Client) VerifyFreshness(ctx context.Context, acct chain.AccountID, head
 		return translog.Checkpoint{}, fmt.Errorf("%w: the freshness proof's checkpoint: %v", ErrLogKeys, err)
 	}
 	if err := c.checkConsistent(ctx, prev, cp); err != nil {
+		keepEvidence(st, []byte(f.Checkpoint), err)
 		return translog.Checkpoint{}, err
 	}
 	if cp.Size != prev.Size {
+		// A newer checkpoint is adopted only under the device's witness
+		// policy, as SyncLogPolicy would: the freshness answer is no side
+		// door for a checkpoint the witnesses have not seen.
+		if ps, ok := st.(WitnessPolicySource); ok {
+			pol, err := ps.WitnessPolicy()
+			if err != nil {
+				return translog.Checkpoint{}, err
+			}
+			if err := pol.CheckWitnesses([]byte(f.Checkpoint), cp); err != nil {
+				return translog.Checkpoint{}, err
+			}
+		}
 		next := &LogState{LogPin: prev.LogPin, Size: cp.Size, Hash: cp.Hash[:], Checkpoint: []byte(f.Checkpoint)}
 		if err := st.SetLogState(next); err != nil {
 			return translog.Checkpoint{}, fmt.Errorf("client: storing the verified log checkpoint: %w", err)

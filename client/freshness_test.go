@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/merkle/testonly"
@@ -33,6 +34,7 @@ type freshServer struct {
 	leaves [][]byte
 	maps   translog.MapChecker
 	lie    func(f *api.Freshness) // changes the answer when set
+	cosign func([]byte) []byte    // adds witness cosignatures to the checkpoint when set
 }
 
 func newFreshServer(t *testing.T) *freshServer {
@@ -63,6 +65,9 @@ func (s *freshServer) checkpoint() []byte {
 	signed, err := s.signer.Sign(c)
 	if err != nil {
 		s.t.Fatal(err)
+	}
+	if s.cosign != nil {
+		signed = s.cosign(signed)
 	}
 	return signed
 }
@@ -236,3 +241,55 @@ func TestVerifyFreshness(t *testing.T) {
 }
 
 func (s *freshServer) set(f func()) { s.mu.Lock(); f(); s.mu.Unlock() }
+
+// policyLogStore is a device's log store with a witness policy.
+type policyLogStore struct {
+	memLogStore
+	pol LogPolicy
+}
+
+func (p *policyLogStore) WitnessPolicy() (LogPolicy, error) { return p.pol, nil }
+
+// TestVerifyFreshnessWitnessPolicy: the freshness answer is no side door
+// for a checkpoint the device's witnesses have not cosigned. A newer
+// checkpoint without the quorum is refused (ErrWitness) and not stored,
+// even though its proof is valid; cosigned, it is accepted and stored.
+func TestVerifyFreshnessWitnessPolicy(t *testing.T) {
+	ctx := context.Background()
+	a := translogtest.NewChain(t, "fresh-w")
+	w := translogtest.NewCosigner(t, "w.example")
+	pol, err := translog.ParsePolicy([]byte("witness W " + w.Key + "\nquorum W\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	fs := newFreshServer(t)
+	fs.cosign = func(b []byte) []byte { return w.Cosign(b, now.Unix()) }
+	fs.add(a.Links[0])
+	srv := httptest.NewServer(fs)
+	defer srv.Close()
+	cl, err := New(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &policyLogStore{pol: LogPolicy{Pin: &LogPin{Origin: testOrigin, PublicKeys: fs.signer.VerifierKeys()}, Witnesses: pol}}
+	if _, err := cl.SyncLogPolicy(ctx, st, st.pol); err != nil {
+		t.Fatal(err)
+	}
+	held := headOf(a.Links[0])
+	if _, err := cl.VerifyFreshness(ctx, a.ID, held, st); err != nil {
+		t.Fatalf("the witnessed checkpoint the device holds: %v", err)
+	}
+	// A newer checkpoint the witness never saw.
+	fs.set(func() { fs.cosign = nil })
+	fs.add(a.Next(t))
+	size := st.s.Size
+	if _, err := cl.VerifyFreshness(ctx, a.ID, held, st); !errors.Is(err, ErrWitness) || st.s.Size != size {
+		t.Fatalf("an unwitnessed newer checkpoint: %v, stored size %d (was %d); want ErrWitness and nothing stored", err, st.s.Size, size)
+	}
+	// Cosigned, it is adopted (and shows the newer head).
+	fs.set(func() { fs.cosign = func(b []byte) []byte { return w.Cosign(b, now.Unix()) } })
+	if _, err := cl.VerifyFreshness(ctx, a.ID, held, st); !errors.Is(err, ErrStaleHead) || st.s.Size == size {
+		t.Fatalf("the witnessed newer checkpoint: %v, stored size %d; want ErrStaleHead (seq 1 is newer) and the checkpoint stored", err, st.s.Size)
+	}
+}

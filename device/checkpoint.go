@@ -174,7 +174,15 @@ func (a *Agent) syncLogged(ctx context.Context, cl *client.Client, acct chain.Ac
 		}
 		if err == nil {
 			st, err = cl.SyncLogged(ctx, acct, a.db, a.verified[acct], a.logStore(), a.now(), a.verifyOpts()...)
-			if err == nil || errors.Is(err, client.ErrNotLoggedYet) || errors.Is(err, client.ErrNotLogged) {
+			if err == nil && st != nil {
+				// The head is the account's newest in the log
+				// (client.VerifyFreshness): a server that hides a newer
+				// link, a revocation say, behind valid inclusion proofs of
+				// the older ones is refused.
+				_, err = cl.VerifyFreshness(ctx, acct, st.Head(), a.logStore())
+			}
+			if err == nil || errors.Is(err, client.ErrNotLoggedYet) || errors.Is(err, client.ErrNotLogged) ||
+				errors.Is(err, client.ErrHeadNotLogged) || errors.Is(err, client.ErrStaleHead) || errors.Is(err, client.ErrNotFresh) {
 				a.remember(acct, st) // the links agent.db holds now
 			}
 		}
@@ -184,7 +192,12 @@ func (a *Agent) syncLogged(ctx context.Context, cl *client.Client, acct chain.Ac
 		// Retried until the deadline: a link not integrated yet, and a
 		// checkpoint not witnessed (yet: a checkpoint is served before its
 		// witnesses cosign it) with no stored one in force.
-		if !errors.Is(err, client.ErrNotLoggedYet) && !errors.Is(err, client.ErrWitness) {
+		// And a head not in the log's newest map yet, or older than the
+		// map's (a link appended between the chain and the freshness
+		// answers is fetched by the next round; a server that keeps
+		// hiding it is refused at the deadline).
+		if !errors.Is(err, client.ErrNotLoggedYet) && !errors.Is(err, client.ErrWitness) &&
+			!errors.Is(err, client.ErrHeadNotLogged) && !errors.Is(err, client.ErrStaleHead) {
 			return nil, err
 		}
 		if time.Now().After(deadline) {

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -41,6 +42,7 @@ type logProxy struct {
 	checkpoint []byte              // served as /log/checkpoint when set
 	rewrite    func([]byte) []byte // applied to the upstream's /log/checkpoint when set
 	extra      map[string][]byte   // account id -> a link appended to its chain answers
+	hide       map[string]uint64   // account id -> the first seq its chain answers leave out
 	url        string
 }
 
@@ -66,7 +68,7 @@ func (p *logProxy) set(f func(p *logProxy)) { p.mu.Lock(); f(p); p.mu.Unlock() }
 
 func (p *logProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
-	up, cp, rewrite, extra := p.upstream, p.checkpoint, p.rewrite, p.extra
+	up, cp, rewrite, extra, hide := p.upstream, p.checkpoint, p.rewrite, p.extra, p.hide
 	p.mu.Unlock()
 	if cp != nil && r.URL.Path == "/log/checkpoint" {
 		w.Write(cp)
@@ -80,6 +82,10 @@ func (p *logProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = rewrite(body)
 	}
 	if strings.HasSuffix(r.URL.Path, "/chain") && resp.StatusCode == http.StatusOK {
+		id := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/accounts/"), "/chain")
+		if cut, ok := hide[id]; ok {
+			body = hideFrom(r, body, cut)
+		}
 		var c api.Chain
 		if link, ok := extra[strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/accounts/"), "/chain")]; ok && json.Unmarshal(body, &c) == nil {
 			l, err := chain.ParseLink(link)
@@ -91,6 +97,36 @@ func (p *logProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	testkit.Reply(w, resp, body)
+}
+
+// hideFrom rewrites a chain answer as a server hiding the links from
+// seq cut on would: those links dropped and the head moved back to the
+// last one it still shows (the one the query's after= and hash= name when
+// it shows none).
+func hideFrom(r *http.Request, body []byte, cut uint64) []byte {
+	var c api.Chain
+	if json.Unmarshal(body, &c) != nil {
+		return body
+	}
+	kept := c.Links[:0]
+	for _, b := range c.Links {
+		l, err := chain.ParseLink(b)
+		if err != nil || l.Seq() >= cut {
+			break
+		}
+		kept = append(kept, b)
+		c.Head = api.HeadOf(chain.Head{Seq: l.Seq(), Hash: l.Hash()})
+	}
+	if len(kept) == 0 {
+		after, err := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+		if err != nil {
+			return body
+		}
+		c.Head = api.Head{Seq: after, Hash: r.URL.Query().Get("hash")}
+	}
+	c.Links = kept
+	out, _ := json.Marshal(c)
+	return out
 }
 
 // via returns h with its devices talking to p instead of the server.
@@ -413,4 +449,56 @@ func breakWitness(b []byte) []byte {
 		out = append(out, line...)
 	}
 	return out
+}
+
+// TestTranslogAttackHiddenRevocation: a server that hides a revocation
+// from a correspondent — its chain answers stop before the revoke link,
+// every link it does show carrying a valid inclusion proof — is refused
+// by the correspondent's device on the freshness proof: the log's map
+// says the account's newest link is the revocation. Without the freshness
+// check the correspondent would keep sealing message keys to the revoked
+// device. Honest again, the correspondent sees the revocation.
+func TestTranslogAttackHiddenRevocation(t *testing.T) {
+	h := start(t)
+	p := newLogProxy(t, h.server)
+	hp := h.via(p)
+	a, b := h.device("a"), h.device("b")
+	a.ok("", "init", "--account", "alice", "--name", "a", "--recovery-delay", "0s")
+	en := b.ok("", "enroll", "--account", "alice", "--name", "b", "--no-wait", "--json").json(t)
+	a.ok("", "approve", str(en, "request_id"), "--code", str(en, "pairing_code"))
+	if st := b.ok("", "sync", "--json").json(t); str(st, "state") != "active" {
+		t.Fatalf("B after approval: %v", st)
+	}
+	acct := str(a.ok("", "status", "--json").json(t), "account_id")
+
+	// The correspondent meets alice through the (honest) front: two
+	// active devices.
+	v := hp.device("v")
+	v.ok("", "init", "--account", "victor", "--name", "v", "--recovery-delay", "0s")
+	if got := activeDevices(t, v, acct); got != 2 {
+		t.Fatalf("v's first view of alice: %d active devices, want 2", got)
+	}
+	// A revokes B (seq 2); the front hides it from v.
+	a.ok("", "revoke", str(en, "device_id"), "--yes")
+	p.set(func(p *logProxy) { p.hide = map[string]uint64{acct: 2} })
+	refused(t, v, "a hidden revocation", []string{`the log says seq 2 \([0-9a-f]{64}\) is the newest`,
+		`(?m)^hint: the server keeps showing an older head than its own log holds`}, "devices", "--account", acct)
+	// Honest again: the revocation is seen.
+	p.set(func(p *logProxy) { p.hide = nil })
+	if got := activeDevices(t, v, acct); got != 1 {
+		t.Fatalf("v's view of alice after the revocation: %d active devices, want 1", got)
+	}
+}
+
+// activeDevices is how many of acct's devices d's `enigm devices` lists as
+// active.
+func activeDevices(t *testing.T, d *device, acct string) int {
+	t.Helper()
+	n := 0
+	for _, x := range d.ok("", "devices", "--account", acct, "--json").json(t)["devices"].([]any) {
+		if x.(map[string]any)["state"] == "active" {
+			n++
+		}
+	}
+	return n
 }

@@ -192,6 +192,7 @@ func errorCode(err error) string {
 		{device.ErrNoAccount, "no_account"}, {device.ErrNoServer, "no_server"}, {device.ErrEnrollmentPending, "pending"},
 		{client.ErrLogRollback, "log_rollback"}, {client.ErrLogFork, "log_fork"}, {client.ErrLogKeys, "log_keys"},
 		{client.ErrWitness, "log_witness"}, {client.ErrNotLoggedYet, "not_logged_yet"}, {client.ErrNotLogged, "not_logged"},
+		{client.ErrStaleHead, "stale_head"}, {client.ErrHeadNotLogged, "head_not_logged"}, {client.ErrNotFresh, "not_fresh"},
 	} {
 		if errors.Is(err, x.err) {
 			return x.code
@@ -225,6 +226,8 @@ var hints = []struct {
 	{[]error{pkcs11.ErrNoPublicObjects}, "for a TPM, `enigm keystore init --backend tpm` seals to it directly; for a token that keeps every key behind the PIN, see ENIGM_PKCS11_PIN_ONLY_DESTROY in `enigm keystore init --help`"},
 	{[]error{clikit.ErrNoMatch, clikit.ErrAmbiguous}, "`enigm devices` lists the account's devices with their ids and names"},
 	{[]error{client.ErrLogRollback, client.ErrLogFork, client.ErrNotLogged}, "the server showed this device a history it cannot prove in its transparency log; nothing was accepted from it: report it to the server's operator (`enigm log status` lists the refused checkpoints kept as evidence)"},
+	{[]error{client.ErrStaleHead}, "the server keeps showing an older head than its own log holds: it is hiding a newer link (perhaps a revocation) from this device; nothing after the logged head was accepted: report it to the server's operator"},
+	{[]error{client.ErrNotFresh, client.ErrHeadNotLogged}, "the server cannot prove that the head it shows is the account's newest in its transparency log; run the command again in a few seconds, and report it to the server's operator if it persists"},
 	{[]error{client.ErrLogKeys}, "the server's log is not signed by the keys this device follows; check --log-key against `enigm-command log public-key` (`enigm log status` shows the pinned keys)"},
 	{[]error{client.ErrWitness}, "the server's checkpoints lack the witness cosignatures this device requires, or they are too old; `enigm log status` shows the policy and the refused checkpoints"},
 	{[]error{client.ErrNotLoggedYet}, "a checkpoint follows within about a second: run the command again"},
