@@ -222,7 +222,8 @@ func TestTranslogAttackRollbackAndFork(t *testing.T) {
 
 	// (a) A rollback to the checkpoint of 2 leaves.
 	py.set(func(p *logProxy) { p.checkpoint = old })
-	refused(t, y, "a rolled-back log", []string{`rolled the transparency log back: its checkpoint has 2 leaves, this device verified [4-9]`,
+	oldSize := strings.Split(string(old), "\n")[1]
+	refused(t, y, "a rolled-back log", []string{`rolled the transparency log back: its checkpoint has ` + oldSize + ` leaves, this device verified [0-9]+`,
 		`(?m)^hint: the server showed this device a history it cannot prove`}, "devices", "--account", "alice")
 	x.ok("", "devices", "--account", "alice") // x, shown the real log, is unaffected
 
@@ -236,7 +237,7 @@ func TestTranslogAttackRollbackAndFork(t *testing.T) {
 	waitCheckpoint(t, fh.server, 5)
 	py.set(func(p *logProxy) { p.checkpoint = nil })
 	py.setUpstream(t, fh.server)
-	refused(t, y, "a forked log", []string{`forked the transparency log: the checkpoint of [5-9] leaves does not extend the one of [4-9] this device verified`},
+	refused(t, y, "a forked log", []string{`forked the transparency log: the checkpoint of [0-9]+ leaves does not extend the one of [0-9]+ this device verified`},
 		"devices", "--account", "alice")
 	if got := x.ok("", "devices", "--account", str(xi, "account_id"), "--json").json(t)["devices"].([]any); len(got) != 1 {
 		t.Fatalf("x's view of alice: %v", got)
