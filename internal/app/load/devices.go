@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
@@ -23,6 +24,31 @@ type DeviceListResult struct {
 	// Ratio is the server's throughput over the trivial server's (goal:
 	// at least 0.5).
 	Ratio float64 `json:"ratio"`
+	// Segments are the per-round ratios (server over trivial in each
+	// alternating round) and Spread their minimum, median and maximum:
+	// how much the machine drifted during the run.
+	Segments []float64 `json:"segment_ratios"`
+	Spread   Spread    `json:"ratio_spread"`
+}
+
+// Spread is the minimum, median and maximum of per-segment ratios.
+type Spread struct {
+	Min    float64 `json:"min"`
+	Median float64 `json:"median"`
+	Max    float64 `json:"max"`
+}
+
+// spreadOf is xs' spread (zero for none).
+func spreadOf(xs []float64) Spread {
+	if len(xs) == 0 {
+		return Spread{}
+	}
+	s := slices.Sorted(slices.Values(xs))
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return Spread{Min: s[0], Median: m, Max: s[len(s)-1]}
 }
 
 // Fetches is one side of the comparison.
@@ -87,18 +113,30 @@ func (r *run) runDevices(ctx context.Context) (*DeviceListResult, error) {
 			return nil, err
 		}
 	}
-	half := r.opt.Duration / 2
-	for range 2 {
-		for _, s := range []*fetchSide{trivial, server} {
-			if err := s.run(ctx, r, path, want, half, true); err != nil {
+	// Many short rounds, each side once per round, the order swapped
+	// every round so that neither side always runs first; each side gets
+	// opt.Duration in all.
+	rounds := max(r.opt.Segments, 1)
+	seg := r.opt.Duration / time.Duration(rounds)
+	for i := range rounds {
+		order := []*fetchSide{trivial, server}
+		if i%2 == 1 {
+			order = []*fetchSide{server, trivial}
+		}
+		for _, s := range order {
+			if err := s.run(ctx, r, path, want, seg, true); err != nil {
 				return nil, err
 			}
+		}
+		if t, sv := trivial.rates[i], server.rates[i]; t > 0 {
+			res.Segments = append(res.Segments, sv/t)
 		}
 	}
 	res.Server, res.Trivial = server.result(), trivial.result()
 	if res.Trivial.PerSec > 0 {
 		res.Ratio = res.Server.PerSec / res.Trivial.PerSec
 	}
+	res.Spread = spreadOf(res.Segments)
 	return res, nil
 }
 
@@ -110,6 +148,7 @@ type fetchSide struct {
 	postgres bool
 
 	lat     latencies
+	rates   []float64 // requests per second of each recorded segment
 	n, errs int64
 	seconds float64
 	cpu     CPU
@@ -168,6 +207,11 @@ func (s *fetchSide) run(ctx context.Context, r *run, path string, want int, d ti
 	}
 	s.n += cnt.done.Load()
 	s.errs += cnt.errors.Load()
+	rate := 0.0
+	if cpu.Wall > 0 {
+		rate = float64(cnt.done.Load()) / cpu.Wall
+	}
+	s.rates = append(s.rates, rate)
 	s.seconds += cpu.Wall
 	s.cpu = addCPU(s.cpu, cpu)
 	return ctx.Err()

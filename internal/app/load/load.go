@@ -53,6 +53,7 @@ type Options struct {
 	Scenarios   []string      // devices, enroll, revoke
 	Duration    time.Duration // device list: timed phase per server
 	Concurrency int           // device list: clients
+	Segments    int           // device list: alternating rounds the timed phase is cut into
 	Devices     int           // device list: devices of the account
 	Enrollments int           // enroll: enrollments in the timed phase
 	Workers     int           // enroll: concurrent enrollments
@@ -166,6 +167,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*Options, error) {
 	fs.StringVar(&opt.LogLevel, "server-log-level", "info", "log level of the servers it starts (their logs go to the data directory)")
 	fs.DurationVar(&opt.Duration, "duration", 10*time.Second, "devices: timed phase against each server")
 	fs.IntVar(&opt.Concurrency, "concurrency", 8, "devices: concurrent clients")
+	fs.IntVar(&opt.Segments, "segments", 8, "devices: alternating rounds (server, trivial) the timed phase is cut into; the report gives the spread of their ratios")
 	fs.IntVar(&opt.Devices, "devices", 4, "devices: devices of the account whose list is fetched")
 	fs.IntVar(&opt.Enrollments, "enrollments", 4000, "enroll: enrollments in the timed phase")
 	fs.IntVar(&opt.Workers, "workers", 64, "enroll: concurrent enrollments")
@@ -202,7 +204,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*Options, error) {
 		return nil, errors.New("--instances > 1 needs PostgreSQL (--db or --pg-cluster): SQLite serves one instance")
 	case opt.PGCluster && (opt.DB != "" || opt.Servers != nil):
 		return nil, errors.New("--pg-cluster excludes --db and --server")
-	case opt.Duration <= 0 || opt.Concurrency < 1 || opt.Devices < 1 || opt.Enrollments < 1 || opt.Workers < 1 || opt.Rounds < 1 || opt.Senders < 1:
+	case opt.Duration <= 0 || opt.Concurrency < 1 || opt.Segments < 1 || opt.Devices < 1 || opt.Enrollments < 1 || opt.Workers < 1 || opt.Rounds < 1 || opt.Senders < 1:
 		return nil, errors.New("--duration, --concurrency, --devices, --enrollments, --workers, --rounds and --senders must be positive")
 	case opt.JSON && opt.Markdown:
 		return nil, errors.New("--json and --markdown exclude each other")

@@ -60,7 +60,7 @@ func serve(t *testing.T, dsn string) string {
 // not a measurement.
 func small(servers ...string) *Options {
 	return &Options{Servers: servers, Label: "test", Scenarios: allScenarios, Instances: 1,
-		Duration: 400 * time.Millisecond, Concurrency: 2, Devices: 3, Enrollments: 12, Workers: 3,
+		Duration: 400 * time.Millisecond, Segments: 4, Concurrency: 2, Devices: 3, Enrollments: 12, Workers: 3,
 		Rounds: 1, Senders: 2, RevokeWarm: 300 * time.Millisecond, RevokeTail: 300 * time.Millisecond}
 }
 
@@ -75,6 +75,10 @@ func check(t *testing.T, res *Result, opt *Options) {
 	}
 	if d.Server.Requests == 0 || d.Trivial.Requests == 0 || d.Server.Errors+d.Trivial.Errors != 0 || d.Ratio <= 0 || d.Devices != opt.Devices {
 		t.Fatalf("device list: %+v", d)
+	}
+	// One ratio per alternating round, and a spread that holds them.
+	if len(d.Segments) != opt.Segments || d.Spread.Min > d.Spread.Median || d.Spread.Median > d.Spread.Max || d.Spread.Min <= 0 {
+		t.Fatalf("device list rounds: %v, spread %+v; want %d ratios", d.Segments, d.Spread, opt.Segments)
 	}
 	if d.Server.Latency.N != int(d.Server.Requests) || d.Server.Latency.P50 <= 0 || d.Server.Latency.P99 < d.Server.Latency.P50 {
 		t.Fatalf("device list latencies: %+v", d.Server.Latency)
@@ -158,5 +162,21 @@ func TestCommandLine(t *testing.T) {
 	out.Reset()
 	if code := Main(context.Background(), []string{"--help"}, &out, io.Discard, false); code != 0 || !strings.Contains(out.String(), "examples:") {
 		t.Fatalf("--help (%d): %s", code, out.String())
+	}
+}
+
+func TestSpreadOf(t *testing.T) {
+	for _, c := range []struct {
+		xs   []float64
+		want Spread
+	}{
+		{nil, Spread{}},
+		{[]float64{0.7}, Spread{0.7, 0.7, 0.7}},
+		{[]float64{0.9, 0.5, 0.7}, Spread{0.5, 0.7, 0.9}},
+		{[]float64{0.9, 0.5, 0.6, 0.8}, Spread{0.5, 0.7, 0.9}},
+	} {
+		if got := spreadOf(c.xs); got != c.want {
+			t.Errorf("spreadOf(%v) = %+v, want %+v", c.xs, got, c.want)
+		}
 	}
 }

@@ -79,7 +79,8 @@ func writeText(w io.Writer, r *Result) {
 				fmt.Fprintf(w, "          error: %s\n", e)
 			}
 		}
-		fmt.Fprintf(w, "  ratio %.2f (goal >= 0.5: %s)\n", d.Ratio, verdict(d.Ratio >= 0.5))
+		fmt.Fprintf(w, "  ratio %.2f (goal >= 0.5: %s); per round min %.2f, median %.2f, max %.2f over %d rounds\n",
+			d.Ratio, verdict(d.Ratio >= 0.5), d.Spread.Min, d.Spread.Median, d.Spread.Max, len(d.Segments))
 	}
 	if e := r.Enroll; e != nil {
 		fmt.Fprintf(w, "\nenrollments (%d workers):\n", e.Workers)
@@ -160,7 +161,7 @@ func writeMarkdown(w io.Writer, r *Result) {
 			srv := s.f.CPU.Server + s.f.CPU.Postgres
 			fmt.Fprintf(w, "| %s | %.0f | %.3f ms | %.3f ms | %s | %s |\n", s.name, s.f.PerSec, s.f.Latency.P50, s.f.Latency.P99, cores(srv, s.f.CPU.Wall), cores(s.f.CPU.Generator, s.f.CPU.Wall))
 		}
-		fmt.Fprintf(w, "| **ratio** | **%.2f** | | | | |\n", d.Ratio)
+		fmt.Fprintf(w, "| **ratio** | **%.2f** (rounds: min %.2f, median %.2f, max %.2f, n = %d) | | | | |\n", d.Ratio, d.Spread.Min, d.Spread.Median, d.Spread.Max, len(d.Segments))
 	}
 	if e := r.Enroll; e != nil {
 		fmt.Fprintf(w, "\n| enrollments (%d workers) | value |\n|---|---|\n", e.Workers)
