@@ -62,8 +62,10 @@ func (w *logWorld) proxy(rw http.ResponseWriter, r *http.Request) {
 	rw.Write(b)
 }
 
-// addAccounts creates n accounts through the API and waits until the
-// log's checkpoint covers them.
+// addAccounts creates n accounts through the API, one at a time, each
+// waited for until the log's checkpoint covers it: so each genesis link
+// is integrated on its own and followed by its map leaf, and the log has
+// exactly 2 leaves per account.
 func (w *logWorld) addAccounts(n int) error {
 	cl, err := client.New(w.upstream, nil)
 	if err != nil {
@@ -87,20 +89,28 @@ func (w *logWorld) addAccounts(n int) error {
 		if _, err := cl.CreateAccount(context.Background(), name, l, ""); err != nil {
 			return err
 		}
+		if err := w.waitSize(uint64(2 * w.accounts)); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// waitSize waits until the log's checkpoint has at least n leaves.
+func (w *logWorld) waitSize(n uint64) error {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(w.upstream + "/log/checkpoint")
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if c, err := translog.VerifyCheckpoint(b, w.signer.Origin(), w.signer.VerifierKeys()); err == nil && c.Size >= uint64(w.accounts) {
+			if c, err := translog.VerifyCheckpoint(b, w.signer.Origin(), w.signer.VerifierKeys()); err == nil && c.Size >= n {
 				return nil
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("no checkpoint of %d leaves within 20s", w.accounts)
+	return fmt.Errorf("no checkpoint of %d leaves within 20s", n)
 }
 
 func testKEM(name string) []byte {
@@ -163,11 +173,11 @@ func TestMonitorFollows(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	waitFor(`"size":1,`)
+	waitFor(`"size":2,`) // the genesis link and its map leaf
 	if err := w.addAccounts(2); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(`"size":3,`)
+	waitFor(`"size":6,`)
 	cancel(clikit.ErrInterrupted)
 	if code := <-done; code != clikit.ExitInterrupted {
 		t.Fatalf("exit %d after the interrupt, want 130:\n%s", code, errb.String())
