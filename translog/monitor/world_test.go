@@ -1,18 +1,13 @@
 package monitor_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/transparency-dev/merkle/compact"
-	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/internal/testkit"
@@ -139,36 +134,13 @@ func (h *hostLog) addLinks(ls ...*chain.Link) {
 	}
 }
 
-// signThrough makes the log sign a tree that ends in leaf, as an
-// operator may: leaf is sequenced after the leaves so far (k of them)
-// and integrated (the integrator appends its own map leaf after it), and
-// the log then serves a checkpoint of k+1 leaves, signed with its keys,
-// whose last leaf is leaf. It returns k. Its hash tiles and entry bundles
-// are the log's own, served at the width k+1.
+// signThrough makes the log sign a tree that ends in leaf and serve
+// that checkpoint (translogtest.SignThrough); it returns leaf's index.
 func (h *hostLog) signThrough(leaf []byte) uint64 {
 	h.t.Helper()
-	ctx := context.Background()
-	leaves := h.leaves()
-	k := uint64(len(leaves))
-	h.add(leaf)
-	r := (&compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}).NewEmptyRange(0)
-	for _, l := range append(leaves, leaf) {
-		if err := r.Append(rfc6962.DefaultHasher.HashLeaf(l), nil); err != nil {
-			h.t.Fatal(err)
-		}
-	}
-	root, err := r.GetRootHash(nil)
+	signed, k, err := translogtest.SignThrough(context.Background(), h.st, h.log, h.signer, leaf)
 	if err != nil {
 		h.t.Fatal(err)
-	}
-	c := translog.Checkpoint{Origin: h.signer.Origin(), Size: k + 1}
-	copy(c.Hash[:], root)
-	signed, err := h.signer.Sign(c)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if got, _ := h.st.Leaves(ctx, k, k+1); len(got) != 1 || !bytes.Equal(got[0], leaf) {
-		h.t.Fatalf("leaf %d is not the one signed through", k)
 	}
 	h.set(func(path string, body []byte) []byte {
 		if path == "/log/checkpoint" {
@@ -179,34 +151,23 @@ func (h *hostLog) signThrough(leaf []byte) uint64 {
 	return k
 }
 
-// leaves returns the leaves of the log's checkpoint.
-func (h *hostLog) leaves() [][]byte {
+// leaves returns the leaves of the log's checkpoint and their map.
+func (h *hostLog) leaves() ([][]byte, *smap.Tree) {
 	h.t.Helper()
-	_, c, err := h.log.Checkpoint(context.Background())
+	ls, m, err := translogtest.Leaves(context.Background(), h.st, h.log)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	ls, err := h.st.Leaves(context.Background(), 0, c.Size)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return slices.Clone(ls)
+	return ls, m
 }
 
 // lieInMap makes the log sign a tree that ends in a map leaf at its own
 // index (signThrough) whose root lie gives from the honest map of the
-// leaves before it (translog.MapChecker, which also checks the log's own
-// map leaves so far). It returns the leaf's index.
+// leaves before it. It returns the leaf's index.
 func (h *hostLog) lieInMap(lie func(honest *smap.Tree) smap.Hash) uint64 {
 	h.t.Helper()
-	var mc translog.MapChecker
-	leaves := h.leaves()
-	for _, l := range leaves {
-		if _, err := mc.Add(l); err != nil {
-			h.t.Fatal(err)
-		}
-	}
-	return h.signThrough(translog.MapLeaf(uint64(len(leaves)), lie(mc.Map())))
+	ls, m := h.leaves()
+	return h.signThrough(translog.MapLeaf(uint64(len(ls)), lie(m)))
 }
 
 func (h *hostLog) checkpoint() []byte {
