@@ -54,11 +54,25 @@ func (c *rootChecker) CheckMapRoot(n uint64, root [32]byte, heads Heads) error {
 		c.tree.Set(smap.Key(id), smap.Value{Seq: h.Seq, Head: h.Hash})
 	}
 	if got := c.tree.Root(); got != smap.Hash(root) {
-		return fmt.Errorf("%w: leaf %d commits to map root %x, but the newest links of the %d accounts in the %d leaves before it give %x (the map names an old head, misses an account or is made up)",
-			translog.ErrMapMismatch, n, root, heads.Len(), n, got)
+		return &rootError{n: n, root: root, want: got, accounts: heads.Len()}
 	}
 	return nil
 }
+
+// rootError: a map leaf's root is not the map of the heads. It is
+// translog.ErrMapMismatch.
+type rootError struct {
+	n          uint64
+	root, want [32]byte
+	accounts   int
+}
+
+func (e *rootError) Error() string {
+	return fmt.Sprintf("it commits to map root %x, but the newest links of the %d accounts in the %d leaves before it give %x (the map names an old head, misses an account or is made up)",
+		e.root, e.accounts, e.n, e.want)
+}
+
+func (e *rootError) Is(target error) bool { return target == translog.ErrMapMismatch }
 
 // headView is the Heads a MapChecker gets: the accepted heads, overlaid
 // with m.mapHeads where an account's last link in log order is not its

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -559,10 +560,10 @@ func (m *Monitor) linkFinding(idx uint64, l *chain.Link, err error, format strin
 
 func (m *Monitor) mapLeaf(idx uint64, data []byte) {
 	n, root, err := translog.ParseMapLeaf(data)
-	f := Finding{Kind: KindMapLeafInvalid, Index: u64(idx)}
+	f := Finding{Kind: KindMapLeafInvalid, Index: u64(idx), Size: m.cp.Size, Root: bytes.Clone(m.cp.Hash[:])}
 	switch {
 	case err != nil:
-		f.Reason, f.Message = "malformed", fmt.Sprintf("map leaf %d: %v", idx, err)
+		f.Reason, f.Message = "malformed", fmt.Sprintf("map leaf %d: %s", idx, strings.TrimPrefix(err.Error(), "translog: "))
 	case n != idx:
 		f.Reason, f.Message = "size", fmt.Sprintf("map leaf %d says it covers leaves 0..%d; a map leaf covers exactly the leaves before it", idx, n)
 	default:
@@ -589,7 +590,7 @@ func (m *Monitor) checkLastLeaf(last []byte) {
 		return
 	}
 	m.report(Finding{Kind: KindMapLeafInvalid, Reason: "missing", Index: u64(m.cp.Size - 1), Size: m.cp.Size, Root: bytes.Clone(m.cp.Hash[:]),
-		Message: fmt.Sprintf("%v: its last leaf (%d) is not the map leaf every checkpoint must end in, so no freshness proof can be given for it (a log from before the map gets it at its next integration; if it stays, the log withholds freshness)", err, m.cp.Size-1)})
+		Message: fmt.Sprintf("the checkpoint of %d leaves does not end in a map leaf: its last leaf (%d) is not the map leaf every checkpoint must end in, so no freshness proof can be given for it (a log from before the map gets it at its next integration; if it stays, the log withholds freshness)", m.cp.Size, m.cp.Size-1)})
 }
 
 // cache keeps s for id, evicting another state when full.

@@ -364,7 +364,7 @@ func mapLeaf(n uint64, root byte) []byte {
 	return fmt.Appendf(nil, "%s%d\n%s\n", translog.MapLeafPrefix, n, base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{root}, 32)))
 }
 
-// TestMapLeaves: a map-root leaf must say N = its own index and be well
+// TestMapLeaves: a map leaf must say N = its own index and be well
 // formed; the MapChecker gets each valid one with the replayed heads and
 // its refusal is map_leaf_invalid (reason root).
 func TestMapLeaves(t *testing.T) {

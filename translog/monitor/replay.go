@@ -53,7 +53,7 @@ func (m *Monitor) replaySegment(ctx context.Context, first uint64, leaves [][]by
 		idx := first + uint64(i)
 		l, err := chain.ParseLink(leaves[i])
 		if err != nil {
-			f := m.linkFinding(idx, nil, err, "leaf %d is neither a chain link nor a map-root leaf: %v", idx, err)
+			f := m.linkFinding(idx, nil, err, "leaf %d is neither a chain link nor a map leaf: %v", idx, err)
 			items[i].finding = &f
 			return
 		}
