@@ -39,6 +39,10 @@ type Heads interface {
 	Changed() iter.Seq2[chain.AccountID, chain.Head]
 }
 
+// NewMapChecker returns the MapChecker a Monitor uses when Config.Maps is
+// nil (rootChecker), for one Monitor, to wrap or to measure.
+func NewMapChecker() MapChecker { return &rootChecker{} }
+
 // rootChecker is the MapChecker a Monitor uses by default: it keeps the
 // sparse Merkle map (translog/smap) of the heads, updated at each map
 // leaf with the heads changed since the previous one (at the first, with

@@ -113,7 +113,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		}
 	}
 	if cfg.Maps == nil {
-		cfg.Maps = &rootChecker{}
+		cfg.Maps = NewMapChecker()
 	}
 	st, accts, mapHeads, err := cfg.Store.load(ctx)
 	if err != nil {
