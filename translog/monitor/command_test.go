@@ -84,20 +84,25 @@ func TestCommandLog(t *testing.T) {
 	}
 	alice, ga := genesis(t, "alice")
 	bob, gb := genesis(t, "bob")
+	// Each link is waited for until a checkpoint covers it, so each is
+	// integrated on its own and followed by its map leaf: the sizes are
+	// exact (2 leaves per link).
+	f := monitor.HTTPFetcher(url+"/log/", nil)
 	if _, err := cl.CreateAccount(ctx, "alice", ga, ""); err != nil {
 		t.Fatal(err)
 	}
+	waitSize(t, f, signer, 2)
 	if _, err := cl.CreateAccount(ctx, "bob", gb, ""); err != nil {
 		t.Fatal(err)
 	}
+	waitSize(t, f, signer, 4)
 	login(cl, alice)
-	for range 2 {
+	for i := range 2 {
 		if _, err := cl.AppendLink(ctx, alice.next(t)); err != nil {
 			t.Fatal(err)
 		}
+		waitSize(t, f, signer, uint64(6+2*i))
 	}
-	f := monitor.HTTPFetcher(url+"/log/", nil)
-	waitSize(t, f, signer, 4)
 	old, err := f.Checkpoint(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -105,8 +110,8 @@ func TestCommandLog(t *testing.T) {
 	dir := t.TempDir()
 	r := newRun(t, url+"/log/", dir, signer, func(c *monitor.Config) { c.Now = time.Now })
 	only(t, r.check())
-	if c, n := r.m.Verified(); c.Size != 4 || n != 4 {
-		t.Fatalf("verified %d of %d, want 4", n, c.Size)
+	if c, n := r.m.Verified(); c.Size != 8 || n != 8 {
+		t.Fatalf("verified %d of %d, want 8 (4 links, each with its map leaf)", n, c.Size)
 	}
 	r.store.Close()
 
@@ -115,18 +120,19 @@ func TestCommandLog(t *testing.T) {
 	if _, err := cl2.AppendLink(ctx, bob.next(t)); err != nil {
 		t.Fatal(err)
 	}
+	waitSize(t, f, signer, 10)
 	if _, err := cl.AppendLink(ctx, alice.next(t)); err != nil {
 		t.Fatal(err)
 	}
-	waitSize(t, f, signer, 6)
+	waitSize(t, f, signer, 12)
 	r = newRun(t, url+"/log/", dir, signer, func(c *monitor.Config) { c.Now = time.Now })
 	fs := r.check()
 	only(t, fs)
-	if len(fs) == 0 || fs[0].Kind != monitor.KindCheckpoint || fs[0].PreviousSize != 4 {
-		t.Fatalf("after restart: %+v", fs)
+	if len(fs) != 1 || fs[0].Kind != monitor.KindCheckpoint || fs[0].PreviousSize != 8 || fs[0].Size != 12 {
+		t.Fatalf("after restart: %+v, want one checkpoint event from 8 to 12 leaves", fs)
 	}
-	if c, n := r.m.Verified(); n != c.Size || n < 6 {
-		t.Fatalf("verified %d of %d, want all of at least 6", n, c.Size)
+	if c, n := r.m.Verified(); n != c.Size || n != 12 {
+		t.Fatalf("verified %d of %d, want 12", n, c.Size)
 	}
 
 	// A proxy in front of the real server: serving the old checkpoint is
@@ -153,7 +159,7 @@ func TestCommandLog(t *testing.T) {
 	}
 	r.store.Close()
 	r = newRun(t, proxy.URL+"/log/", dir, signer, func(c *monitor.Config) { c.Now = time.Now })
-	if got := only(t, r.check(), monitor.KindInconsistent)[0]; got.Reason != "rollback" || got.Size != 4 {
+	if got := only(t, r.check(), monitor.KindInconsistent)[0]; got.Reason != "rollback" || got.Size != 8 || got.PreviousSize != 12 {
 		t.Fatalf("rollback through the proxy: %+v", got)
 	}
 	mutate = func(path string, b []byte) []byte {

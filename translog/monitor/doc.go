@@ -15,21 +15,29 @@
 //     proved a prefix of the checkpoint's tree before any of it is used;
 //     the hash tiles hold the hashes those leaves give.
 //   - Every leaf is a chain link that chain.Apply accepts after the
-//     account's previous links, or a map-root leaf (enigm.map/v1) whose
-//     size is its own index; two leaves at one (account, sequence) are
-//     reported, whatever their bytes.
+//     account's previous links, or a map leaf (enigm.map/v1) that names
+//     its own index and commits to the sparse Merkle map (translog/smap)
+//     of every account's last link in log order among the leaves before
+//     it; two leaves at one (account, sequence) are reported, whatever
+//     their bytes.
+//   - Every checkpoint ends in its map leaf (translog.CheckCheckpointLeaf),
+//     what a freshness proof is made from.
 //   - The checkpoint is not stale: its served bytes have not stayed the
 //     same for longer than MaxAge, and (with witness keys) its newest
 //     verified witness cosignature is at most MaxAge old.
 //
-// Comparing a map-root leaf's root with the heads replayed is delegated
-// to a [MapChecker]; without one only the leaf's form and size are checked.
+// The map root is compared by a [MapChecker]; the default keeps the map
+// in memory and updates it, at each map leaf, with the accounts changed
+// since the previous one.
 //
 // # State
 //
 // A [Store] (SQLite in a directory) keeps the pinned origin and keys, the
 // last verified checkpoint, the compact range of the leaves verified so
-// far, and per account its head and the indices of its leaves. Account
+// far, per account its head and the indices of its leaves, and, where an
+// account's last link in log order is one it refused, that link's head
+// (the log's map holds it). The map is rebuilt from these heads at the
+// first map leaf of each run, not stored. Account
 // states (chain.State) are cached in memory up to a bound and rebuilt on
 // demand by re-reading only that account's leaves, authenticated by the
 // stored head hash. A monitor resumes where it stopped.

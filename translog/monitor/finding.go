@@ -40,8 +40,11 @@ const (
 	// KindDuplicateLink: a second leaf at one (account, sequence);
 	// FirstIndex is the leaf that holds it first.
 	KindDuplicateLink Kind = "duplicate_link"
-	// KindMapLeafInvalid: a map-root leaf that is malformed, whose size is
-	// not its own index, or whose root the MapChecker refused.
+	// KindMapLeafInvalid: a map leaf (enigm.map/v1) that is malformed
+	// (Reason "malformed"), names another index than its own ("size"),
+	// or commits to another map than the links before it give ("root":
+	// the MapChecker refused it); or a verified checkpoint whose last leaf
+	// is not a map leaf ("missing").
 	KindMapLeafInvalid Kind = "map_leaf_invalid"
 	// KindStale: the checkpoint is older than MaxAge (Reason "unchanged":
 	// the same bytes served for longer; "witness": no verified witness

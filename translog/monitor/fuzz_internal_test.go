@@ -2,28 +2,9 @@ package monitor
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/binary"
-	"fmt"
 	"testing"
 )
-
-// FuzzMapLeaf: a map-root leaf has one spelling: what parses formats
-// back to exactly the input.
-func FuzzMapLeaf(f *testing.F) {
-	f.Add([]byte(MapPrefix + "0\n" + base64.StdEncoding.EncodeToString(make([]byte, 32)) + "\n"))
-	f.Add([]byte(MapPrefix + "007\nAAAA\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		n, root, err := parseMapLeaf(b)
-		if err != nil {
-			return
-		}
-		again := fmt.Appendf(nil, "%s%d\n%s\n", MapPrefix, n, base64.StdEncoding.EncodeToString(root[:]))
-		if !bytes.Equal(again, b) {
-			t.Fatalf("%q parses as (%d, %x), which is spelt %q", b, n, root, again)
-		}
-	})
-}
 
 // FuzzBundle: an entry bundle that splits re-encodes to exactly the
 // input, and no input panics.

@@ -1,30 +1,31 @@
 package monitor
 
 import (
-	"bytes"
-	"encoding/base64"
 	"fmt"
 	"iter"
-	"strconv"
-	"strings"
 
 	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/translog"
+	"github.com/enigm/enigm/translog/smap"
 )
 
-// MapPrefix starts every map-root leaf: "enigm.map/v1\n<N>\n<base64 root>\n",
-// the root of the sparse Merkle map account → head over leaves 0..N-1.
-const MapPrefix = "enigm.map/v1\n"
-
-// MapChecker compares a map-root leaf with the heads the monitor replayed.
-// The monitor calls it for every well-formed map-root leaf whose N is its
-// own index; an error is reported as a map_leaf_invalid finding.
+// MapChecker compares a map leaf with the heads the monitor replayed.
+// The monitor calls it for every well-formed map leaf whose N is its own
+// index; an error is reported as a map_leaf_invalid finding (reason
+// root). A MapChecker serves one Monitor: it may rely on Heads.Changed
+// yielding every account at its first call.
 type MapChecker interface {
 	CheckMapRoot(n uint64, root [32]byte, heads Heads) error
 }
 
-// Heads is the monitor's view of every account's head after the leaves
-// before a map-root leaf: the last link chain.Apply accepted for each
-// (leaves that were invalid or duplicates do not count).
+// Heads is what the log's map must hold after the leaves before a map
+// leaf, as the monitor replayed them: for every account, the sequence
+// number and hash of its link that comes last in log order among the
+// leaves that parse as chain links (translog.LinkEntry), whether or not
+// chain.Apply accepted it. That is the map's definition (the integrator
+// does not judge links); a link the monitor refused was reported where it
+// stands (link_invalid, duplicate_link), and the map naming it is not a
+// second lie.
 type Heads interface {
 	// Len is the number of accounts.
 	Len() int
@@ -32,42 +33,70 @@ type Heads interface {
 	Head(chain.AccountID) (chain.Head, bool)
 	// All yields every account and its head, in no order.
 	All() iter.Seq2[chain.AccountID, chain.Head]
-	// Changed yields the accounts whose head changed since the previous
-	// CheckMapRoot call of this run (all of them on the first call).
+	// Changed yields the accounts whose head may have changed since the
+	// previous CheckMapRoot call of this run (all of them on the first
+	// call).
 	Changed() iter.Seq2[chain.AccountID, chain.Head]
 }
 
-// parseMapLeaf parses a map-root leaf strictly: the prefix, N in decimal
-// without leading zeros, 32 bytes of standard base64, each line ending
-// in a newline, nothing after.
-func parseMapLeaf(b []byte) (uint64, [32]byte, error) {
-	var root [32]byte
-	rest, ok := bytes.CutPrefix(b, []byte(MapPrefix))
-	if !ok || !bytes.HasSuffix(rest, []byte("\n")) {
-		return 0, root, fmt.Errorf("not %q followed by two lines", MapPrefix)
-	}
-	lines := strings.Split(string(rest[:len(rest)-1]), "\n")
-	if len(lines) != 2 {
-		return 0, root, fmt.Errorf("%d lines after the prefix, want the size and the root", len(lines))
-	}
-	n, err := strconv.ParseUint(lines[0], 10, 64)
-	if err != nil || (lines[0] != "0" && lines[0][0] == '0') {
-		return 0, root, fmt.Errorf("size %q is not a decimal number without leading zeros", lines[0])
-	}
-	r, err := base64.StdEncoding.Strict().DecodeString(lines[1])
-	if err != nil || len(r) != 32 {
-		return 0, root, fmt.Errorf("root %q is not 32 bytes of base64", lines[1])
-	}
-	copy(root[:], r)
-	return n, root, nil
+// NewMapChecker returns the MapChecker a Monitor uses when Config.Maps is
+// nil (rootChecker), for one Monitor, to wrap or to measure.
+func NewMapChecker() MapChecker { return &rootChecker{} }
+
+// rootChecker is the MapChecker a Monitor uses by default: it keeps the
+// sparse Merkle map (translog/smap) of the heads, updated at each map
+// leaf with the heads changed since the previous one (at the first, with
+// every head, so a resumed monitor rebuilds it from its stored state),
+// and compares its root with the leaf's. It uses smap directly rather
+// than translog.MapChecker, which would parse every link a second time.
+type rootChecker struct {
+	tree smap.Tree
 }
 
-// headView is the Heads a MapChecker gets.
+func (c *rootChecker) CheckMapRoot(n uint64, root [32]byte, heads Heads) error {
+	for id, h := range heads.Changed() {
+		c.tree.Set(smap.Key(id), smap.Value{Seq: h.Seq, Head: h.Hash})
+	}
+	if got := c.tree.Root(); got != smap.Hash(root) {
+		return &rootError{n: n, root: root, want: got, accounts: heads.Len()}
+	}
+	return nil
+}
+
+// rootError: a map leaf's root is not the map of the heads. It is
+// translog.ErrMapMismatch.
+type rootError struct {
+	n          uint64
+	root, want [32]byte
+	accounts   int
+}
+
+func (e *rootError) Error() string {
+	return fmt.Sprintf("it commits to map root %x, but the newest links of the %d accounts in the %d leaves before it give %x (the map names an old head, misses an account or is made up)",
+		e.root, e.accounts, e.n, e.want)
+}
+
+func (e *rootError) Is(target error) bool { return target == translog.ErrMapMismatch }
+
+// headView is the Heads a MapChecker gets: the accepted heads, overlaid
+// with m.mapHeads where an account's last link in log order is not its
+// accepted head.
 type headView struct{ m *Monitor }
 
-func (h headView) Len() int { return len(h.m.accounts) }
+func (h headView) Len() int {
+	n := len(h.m.accounts)
+	for id := range h.m.mapHeads {
+		if _, ok := h.m.accounts[id]; !ok {
+			n++
+		}
+	}
+	return n
+}
 
 func (h headView) Head(id chain.AccountID) (chain.Head, bool) {
+	if v, ok := h.m.mapHeads[id]; ok {
+		return v, true
+	}
 	a, ok := h.m.accounts[id]
 	if !ok {
 		return chain.Head{}, false
@@ -78,7 +107,19 @@ func (h headView) Head(id chain.AccountID) (chain.Head, bool) {
 func (h headView) All() iter.Seq2[chain.AccountID, chain.Head] {
 	return func(yield func(chain.AccountID, chain.Head) bool) {
 		for id, a := range h.m.accounts {
-			if !yield(id, a.head) {
+			v, ok := h.m.mapHeads[id]
+			if !ok {
+				v = a.head
+			}
+			if !yield(id, v) {
+				return
+			}
+		}
+		for id, v := range h.m.mapHeads {
+			if _, ok := h.m.accounts[id]; ok {
+				continue
+			}
+			if !yield(id, v) {
 				return
 			}
 		}
@@ -91,7 +132,8 @@ func (h headView) Changed() iter.Seq2[chain.AccountID, chain.Head] {
 	}
 	return func(yield func(chain.AccountID, chain.Head) bool) {
 		for id := range h.m.sinceMap {
-			if !yield(id, h.m.accounts[id].head) {
+			v, _ := h.Head(id)
+			if !yield(id, v) {
 				return
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -54,8 +55,10 @@ type Config struct {
 	// its newest witness cosignature be old) before it is stale; 0: no
 	// staleness check.
 	MaxAge time.Duration
-	// Maps compares map-root leaves with the replayed heads; nil: only
-	// their form and size are checked.
+	// Maps compares map leaves with the replayed heads; nil: the
+	// monitor's own, which recomputes the sparse Merkle map (smap) of
+	// the heads incrementally and compares roots. A MapChecker serves one
+	// Monitor.
 	Maps MapChecker
 	// ChainOptions are passed to chain.Apply (an attestation verifier,
 	// which must be safe for concurrent use: accounts are replayed in
@@ -80,7 +83,12 @@ type Monitor struct {
 	accounts map[chain.AccountID]*account
 	states   map[chain.AccountID]*chain.State
 	dirty    map[chain.AccountID]struct{}
-	sinceMap map[chain.AccountID]struct{} // nil until the first map leaf
+	// mapHeads: where an account's last link in log order (what the
+	// log's map holds) is not its accepted head, that link's (seq,
+	// hash); mapDirty: the ids whose entry changed since the last save.
+	mapHeads map[chain.AccountID]chain.Head
+	mapDirty map[chain.AccountID]struct{}
+	sinceMap map[chain.AccountID]struct{} // nil until the first map leaf of this run
 	rf       *compact.RangeFactory
 	tiles    map[[3]uint64][]byte // hash tiles read, by level, index and width
 	problems int
@@ -104,12 +112,16 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 			return nil, err
 		}
 	}
-	st, accts, err := cfg.Store.load(ctx)
+	if cfg.Maps == nil {
+		cfg.Maps = NewMapChecker()
+	}
+	st, accts, mapHeads, err := cfg.Store.load(ctx)
 	if err != nil {
 		return nil, err
 	}
 	m := &Monitor{cfg: cfg, st: st, accounts: accts, states: map[chain.AccountID]*chain.State{},
-		dirty: map[chain.AccountID]struct{}{}, tiles: map[[3]uint64][]byte{}, rf: &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}}
+		dirty: map[chain.AccountID]struct{}{}, mapHeads: mapHeads, mapDirty: map[chain.AccountID]struct{}{},
+		tiles: map[[3]uint64][]byte{}, rf: &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}}
 	switch {
 	case st.origin == "" && (cfg.Origin == "" || len(cfg.LogKeys) == 0):
 		return nil, fmt.Errorf("%w: the state pins no log yet: give the origin and the log's verifier keys", ErrKeys)
@@ -204,10 +216,11 @@ func (m *Monitor) prevRoot() []byte {
 }
 
 func (m *Monitor) save(ctx context.Context) error {
-	if err := m.cfg.Store.save(ctx, m.st, m.accounts, m.dirty); err != nil {
+	if err := m.cfg.Store.save(ctx, m.st, m.accounts, m.dirty, m.mapHeads, m.mapDirty); err != nil {
 		return err
 	}
 	clear(m.dirty)
+	clear(m.mapDirty)
 	return nil
 }
 
@@ -435,6 +448,9 @@ func (m *Monitor) catchUp(ctx context.Context) error {
 			return err
 		}
 		m.replay(ctx, start, leaves)
+		if end == total {
+			m.checkLastLeaf(leaves[len(leaves)-1])
+		}
 		m.st.size, m.st.rng = end, bytes.Join(r.Hashes(), nil)
 		if err := m.save(ctx); err != nil {
 			return err
@@ -543,14 +559,14 @@ func (m *Monitor) linkFinding(idx uint64, l *chain.Link, err error, format strin
 }
 
 func (m *Monitor) mapLeaf(idx uint64, data []byte) {
-	n, root, err := parseMapLeaf(data)
-	f := Finding{Kind: KindMapLeafInvalid, Index: u64(idx)}
+	n, root, err := translog.ParseMapLeaf(data)
+	f := Finding{Kind: KindMapLeafInvalid, Index: u64(idx), Size: m.cp.Size, Root: bytes.Clone(m.cp.Hash[:])}
 	switch {
 	case err != nil:
-		f.Reason, f.Message = "malformed", fmt.Sprintf("map-root leaf %d: %v", idx, err)
+		f.Reason, f.Message = "malformed", fmt.Sprintf("map leaf %d: %s", idx, strings.TrimPrefix(err.Error(), "translog: "))
 	case n != idx:
-		f.Reason, f.Message = "size", fmt.Sprintf("map-root leaf %d says it covers leaves 0..%d; a map-root leaf covers exactly the leaves before it", idx, n)
-	case m.cfg.Maps != nil:
+		f.Reason, f.Message = "size", fmt.Sprintf("map leaf %d says it covers leaves 0..%d; a map leaf covers exactly the leaves before it", idx, n)
+	default:
 		err = m.cfg.Maps.CheckMapRoot(n, root, headView{m})
 		if m.sinceMap == nil {
 			m.sinceMap = map[chain.AccountID]struct{}{}
@@ -559,11 +575,22 @@ func (m *Monitor) mapLeaf(idx uint64, data []byte) {
 		if err == nil {
 			return
 		}
-		f.Reason, f.Message = "root", fmt.Sprintf("map-root leaf %d: the map root does not match the replayed heads: %v", idx, err)
-	default:
-		return
+		f.Reason, f.Message = "root", fmt.Sprintf("map leaf %d: %v", idx, err)
 	}
 	m.report(f)
+}
+
+// checkLastLeaf reports a verified checkpoint whose last leaf is not a
+// map leaf (translog.CheckCheckpointLeaf): then no freshness proof can be
+// given for it. A last leaf that is a map leaf but malformed or naming
+// another index was reported by mapLeaf already.
+func (m *Monitor) checkLastLeaf(last []byte) {
+	err := translog.CheckCheckpointLeaf(m.cp, last)
+	if err == nil || translog.IsMapLeaf(last) {
+		return
+	}
+	m.report(Finding{Kind: KindMapLeafInvalid, Reason: "missing", Index: u64(m.cp.Size - 1), Size: m.cp.Size, Root: bytes.Clone(m.cp.Hash[:]),
+		Message: fmt.Sprintf("the checkpoint of %d leaves does not end in a map leaf: its last leaf (%d) is not the map leaf every checkpoint must end in, so no freshness proof can be given for it (a log from before the map gets it at its next integration; if it stays, the log withholds freshness)", m.cp.Size, m.cp.Size-1)})
 }
 
 // cache keeps s for id, evicting another state when full.

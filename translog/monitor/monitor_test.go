@@ -22,8 +22,10 @@ import (
 	"github.com/enigm/enigm/translog/translogtest"
 )
 
-// honest returns a log with three accounts and a few links, checked once
-// by a monitor without findings.
+// honest returns a log with two accounts and five links, checked once
+// by a monitor without findings. Each link is integrated on its own, so
+// each is followed by its checkpoint's map leaf: 10 leaves, the links at
+// 0, 2, 4, 6 and 8.
 func honest(t *testing.T) (*hostLog, *run, []*acct, string) {
 	t.Helper()
 	h := newHostLog(t, translogtest.NewSigner(t, testOrigin))
@@ -34,11 +36,11 @@ func honest(t *testing.T) (*hostLog, *run, []*acct, string) {
 	r := newRun(t, h.srv.URL+"/log/", dir, h.signer)
 	fs := r.check()
 	only(t, fs)
-	if len(fs) != 1 || fs[0].Kind != monitor.KindCheckpoint || fs[0].Size != 5 {
-		t.Fatalf("first check: %+v, want one checkpoint event of size 5", fs)
+	if len(fs) != 1 || fs[0].Kind != monitor.KindCheckpoint || fs[0].Size != 10 {
+		t.Fatalf("first check: %+v, want one checkpoint event of size 10", fs)
 	}
-	if c, n := r.m.Verified(); c.Size != 5 || n != 5 {
-		t.Fatalf("verified %d of %d, want 5 of 5", n, c.Size)
+	if c, n := r.m.Verified(); c.Size != 10 || n != 10 {
+		t.Fatalf("verified %d of %d, want 10 of 10", n, c.Size)
 	}
 	return h, r, []*acct{a, b}, dir
 }
@@ -49,10 +51,10 @@ func honest(t *testing.T) (*hostLog, *run, []*acct, string) {
 // replay.
 func TestHonestLog(t *testing.T) {
 	h, r, accts, dir := honest(t)
-	h.addLinks(accts[0].next(t))
+	h.addLinks(accts[0].next(t)) // leaf 10, its map leaf 11
 	fs := r.check()
 	only(t, fs)
-	if len(fs) != 1 || fs[0].PreviousSize != 5 || fs[0].Size != 6 {
+	if len(fs) != 1 || fs[0].PreviousSize != 10 || fs[0].Size != 12 {
 		t.Fatalf("second check: %+v", fs)
 	}
 	// Nothing new: no event at all.
@@ -60,7 +62,9 @@ func TestHonestLog(t *testing.T) {
 	if got := r.check(); len(got) != 0 {
 		t.Fatalf("unchanged log: %+v", got)
 	}
-	// More than a bundle: 300 new accounts, then a resumed monitor.
+	// More than a bundle: 300 new accounts and a link of bob's in one
+	// integration (leaves 12 to 312, its map leaf 313), then a resumed
+	// monitor.
 	for i := range 300 {
 		_, g := genesis(t, fmt.Sprintf("many%d", i))
 		h.st.Add(g.Bytes())
@@ -69,17 +73,17 @@ func TestHonestLog(t *testing.T) {
 	only(t, r.check())
 	r.store.Close()
 
-	h.addLinks(accts[0].next(t))
+	h.addLinks(accts[0].next(t)) // leaf 314, its map leaf 315
 	counted := &countingFetcher{Fetcher: monitor.HTTPFetcher(h.srv.URL+"/log/", nil)}
 	r2 := newRun(t, h.srv.URL+"/log/", dir, h.signer, func(c *monitor.Config) { c.Fetcher = counted })
 	only(t, r2.check())
-	if c, n := r2.m.Verified(); c.Size != 308 || n != 308 {
-		t.Fatalf("resumed: verified %d of %d, want 308", n, c.Size)
+	if c, n := r2.m.Verified(); c.Size != 316 || n != 316 {
+		t.Fatalf("resumed: verified %d of %d, want 316", n, c.Size)
 	}
-	// Bundle 1 (the new leaf) and bundle 0 (alice's earlier links, to
-	// rebuild her state): not the whole log again.
-	if got := strings.Join(counted.entries, " "); got != "1.p/52 0" {
-		t.Fatalf("resumed monitor read entry bundles %q, want 1.p/52 then 0", got)
+	// Bundle 1 (the new leaves 314 and 315) and bundle 0 (alice's earlier
+	// links, to rebuild her state): not the whole log again.
+	if got := strings.Join(counted.entries, " "); got != "1.p/60 0" {
+		t.Fatalf("resumed monitor read entry bundles %q, want 1.p/60 then 0", got)
 	}
 }
 
@@ -108,6 +112,8 @@ func (c *countingFetcher) Entries(ctx context.Context, index, width uint64) ([]b
 func TestForkedCheckpoint(t *testing.T) {
 	h, r, _, _ := honest(t)
 	before, _ := r.m.Verified()
+	// n genesis links, each integrated with its map leaf: 2n leaves, 14
+	// (larger than the verified 10) and 10 (the same size).
 	for _, n := range []int{7, 5} {
 		fork := newHostLog(t, h.signer)
 		_, g := genesis(t, "mallory")
@@ -120,7 +126,7 @@ func TestForkedCheckpoint(t *testing.T) {
 		h.handler = fork.log.Handler()
 		h.mu.Unlock()
 		f := only(t, r.check(), monitor.KindInconsistent)[0]
-		if f.Reason != "fork" || f.Size != uint64(n) || f.PreviousSize != 5 {
+		if f.Reason != "fork" || f.Size != uint64(2*n) || f.PreviousSize != 10 {
 			t.Fatalf("size %d: %+v", n, f)
 		}
 		if c, _ := r.m.Verified(); c != before {
@@ -134,9 +140,9 @@ func TestForkedCheckpoint(t *testing.T) {
 func TestRolledBackCheckpoint(t *testing.T) {
 	h := newHostLog(t, translogtest.NewSigner(t, testOrigin))
 	a, g := genesis(t, "alice")
-	h.addLinks(g, a.next(t))
+	h.addLinks(g, a.next(t)) // each with its map leaf: 4 leaves
 	old := h.checkpoint()
-	h.addLinks(a.next(t))
+	h.addLinks(a.next(t)) // 6
 	r := newRun(t, h.srv.URL+"/log/", t.TempDir(), h.signer)
 	only(t, r.check())
 	h.set(func(path string, body []byte) []byte {
@@ -146,7 +152,7 @@ func TestRolledBackCheckpoint(t *testing.T) {
 		return body
 	})
 	f := only(t, r.check(), monitor.KindInconsistent)[0]
-	if f.Reason != "rollback" || f.Size != 2 || f.PreviousSize != 3 {
+	if f.Reason != "rollback" || f.Size != 4 || f.PreviousSize != 6 {
 		t.Fatalf("rollback: %+v", f)
 	}
 }
@@ -189,18 +195,20 @@ func TestDuplicateLink(t *testing.T) {
 	a, g := genesis(t, "alice")
 	r1 := a.rotate(t)
 	other := a.rotate(t) // also seq 1, another KEM key
+	// Each integrated on its own, with its map leaf: g 0, r1 2, r1 4,
+	// other 6 (map leaves at 1, 3, 5, 7).
 	h.addLinks(g, r1, r1, other)
 	r := newRun(t, h.srv.URL+"/log/", t.TempDir(), h.signer)
 	fs := only(t, r.check(), monitor.KindDuplicateLink, monitor.KindDuplicateLink)
 	for i, f := range fs {
-		if *f.Index != uint64(2+i) || *f.FirstIndex != 1 || *f.Seq != 1 || *f.Account != a.st.Account() {
+		if *f.Index != uint64(4+2*i) || *f.FirstIndex != 2 || *f.Seq != 1 || *f.Account != a.st.Account() {
 			t.Fatalf("duplicate %d: %+v", i, f)
 		}
 	}
-	// The genesis again is a duplicate at seq 0.
+	// The genesis again (leaf 8) is a duplicate at seq 0.
 	h.addLinks(g)
 	f := only(t, r.check(), monitor.KindDuplicateLink)[0]
-	if *f.Seq != 0 || *f.FirstIndex != 0 || *f.Index != 4 {
+	if *f.Seq != 0 || *f.FirstIndex != 0 || *f.Index != 8 {
 		t.Fatalf("genesis twice: %+v", f)
 	}
 }
@@ -227,12 +235,14 @@ func TestLinkInvalid(t *testing.T) {
 	gap := b.rotate(t) // seq 2 while bob's log has only seq 0
 	h.addLinks(gb, gap)
 	h.add([]byte("not a link"))
+	// Each add is integrated with its map leaf: g 0, bad 2, good 4, gb 6,
+	// gap 8, "not a link" 10 (map leaves at the odd indices).
 	r := newRun(t, h.srv.URL+"/log/", t.TempDir(), h.signer)
 	fs := only(t, r.check(), monitor.KindLinkInvalid, monitor.KindLinkInvalid, monitor.KindLinkInvalid)
 	want := []struct {
 		idx  uint64
 		code string
-	}{{1, "bad_signature"}, {4, "sequence"}, {5, "malformed"}}
+	}{{2, "bad_signature"}, {8, "sequence"}, {10, "malformed"}}
 	for i, w := range want {
 		if *fs[i].Index != w.idx || fs[i].Code != w.code {
 			t.Fatalf("finding %d: index %d code %q (%s), want %d %q", i, *fs[i].Index, fs[i].Code, fs[i].Message, w.idx, w.code)
@@ -270,7 +280,7 @@ func TestBadSignature(t *testing.T) {
 			return body
 		})
 		f := only(t, r.check(), monitor.KindBadSignature)[0]
-		if f.PreviousSize != 5 {
+		if f.PreviousSize != 10 {
 			t.Fatalf("%s: %+v", name, f)
 		}
 	}
@@ -351,23 +361,26 @@ func (c *mapChecker) CheckMapRoot(n uint64, root [32]byte, heads monitor.Heads) 
 }
 
 func mapLeaf(n uint64, root byte) []byte {
-	return fmt.Appendf(nil, "%s%d\n%s\n", monitor.MapPrefix, n, base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{root}, 32)))
+	return fmt.Appendf(nil, "%s%d\n%s\n", translog.MapLeafPrefix, n, base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{root}, 32)))
 }
 
-// TestMapLeaves: a map-root leaf must say N = its own index and be well
+// TestMapLeaves: a map leaf must say N = its own index and be well
 // formed; the MapChecker gets each valid one with the replayed heads and
 // its refusal is map_leaf_invalid (reason root).
 func TestMapLeaves(t *testing.T) {
 	h := newHostLog(t, translogtest.NewSigner(t, testOrigin))
 	a, g := genesis(t, "alice")
 	b, gb := genesis(t, "bob")
-	h.addLinks(g, gb)
-	h.add(mapLeaf(2, 1))                           // 2: fine
-	h.add(a.next(t).Bytes())                       // 3
-	h.add(mapLeaf(3, 2))                           // 4: says 3
-	h.add([]byte(monitor.MapPrefix + "5\nAAAA\n")) // 5: malformed
-	h.add(b.next(t).Bytes())                       // 6
-	h.add(mapLeaf(7, 3))                           // 7: refused by the checker
+	// One integration, so the leaves keep the indices written here; the
+	// log's own map leaf follows them, at 8.
+	h.add(g.Bytes(), gb.Bytes(),
+		mapLeaf(2, 1),     // 2: fine
+		a.next(t).Bytes(), // 3
+		mapLeaf(3, 2),     // 4: says 3
+		[]byte(translog.MapLeafPrefix+"5\nAAAA\n"), // 5: malformed
+		b.next(t).Bytes(), // 6
+		mapLeaf(7, 3),     // 7: refused by the checker
+	)
 	mc := &mapChecker{refuse: map[uint64]bool{7: true}}
 	r := newRun(t, h.srv.URL+"/log/", t.TempDir(), h.signer, func(c *monitor.Config) { c.Maps = mc })
 	fs := only(t, r.check(), monitor.KindMapLeafInvalid, monitor.KindMapLeafInvalid, monitor.KindMapLeafInvalid)
@@ -380,8 +393,8 @@ func TestMapLeaves(t *testing.T) {
 		}
 	}
 	// Leaf 2: both accounts new (changed 2 of 2); leaf 7: alice and bob
-	// changed since leaf 2.
-	if got := strings.Join(mc.calls, " "); got != "2:2/2 7:2/2" {
+	// changed since leaf 2; leaf 8, the log's: nothing since leaf 7.
+	if got := strings.Join(mc.calls, " "); got != "2:2/2 7:2/2 8:0/2" {
 		t.Fatalf("map checks %q", got)
 	}
 }
@@ -491,20 +504,20 @@ func TestBadState(t *testing.T) {
 func TestBadTile(t *testing.T) {
 	h := newHostLog(t, translogtest.NewSigner(t, testOrigin))
 	a, g := genesis(t, "alice")
-	h.addLinks(g, a.next(t), a.next(t))
+	h.addLinks(g, a.next(t), a.next(t)) // each with its map leaf: 6 leaves
 	h.set(func(path string, body []byte) []byte {
-		if path == "/log/"+translog.TilePath(0, 0, 4) { // 3 links and the map leaf
+		if path == "/log/"+translog.TilePath(0, 0, 6) {
 			body = bytes.Clone(body)
-			body[32+5] ^= 1 // the hash of leaf 1
+			body[32+5] ^= 1 // the hash of leaf 1 (the first map leaf)
 		}
 		return body
 	})
 	r := newRun(t, h.srv.URL+"/log/", t.TempDir(), h.signer)
 	f := only(t, r.check(), monitor.KindBadTile)[0]
-	if *f.Index != 1 || f.Size != 3 {
+	if *f.Index != 1 || f.Size != 6 {
 		t.Fatalf("%+v", f)
 	}
-	if _, n := r.m.Verified(); n != 3 {
-		t.Fatalf("verified %d leaves, want 3", n)
+	if _, n := r.m.Verified(); n != 6 {
+		t.Fatalf("verified %d leaves, want 6", n)
 	}
 }

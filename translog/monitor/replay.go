@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/translog"
 )
 
 // replay checks and replays verified leaves [first, first+len(leaves)).
@@ -17,7 +18,7 @@ import (
 func (m *Monitor) replay(ctx context.Context, first uint64, leaves [][]byte) {
 	seg := 0
 	for i, l := range leaves {
-		if bytes.HasPrefix(l, []byte(MapPrefix)) {
+		if translog.IsMapLeaf(l) {
 			m.replaySegment(ctx, first+uint64(seg), leaves[seg:i])
 			m.mapLeaf(first+uint64(i), l)
 			seg = i + 1
@@ -52,7 +53,7 @@ func (m *Monitor) replaySegment(ctx context.Context, first uint64, leaves [][]by
 		idx := first + uint64(i)
 		l, err := chain.ParseLink(leaves[i])
 		if err != nil {
-			f := m.linkFinding(idx, nil, err, "leaf %d is neither a chain link nor a map-root leaf: %v", idx, err)
+			f := m.linkFinding(idx, nil, err, "leaf %d is neither a chain link nor a map leaf: %v", idx, err)
 			items[i].finding = &f
 			return
 		}
@@ -80,15 +81,29 @@ func (m *Monitor) replaySegment(ctx context.Context, first uint64, leaves [][]by
 		m.replayGroup(ctx, first, g, items, m.accounts[g.id], m.states[g.id])
 	})
 	for _, g := range groups {
-		if g.acct == nil {
-			continue
+		if g.acct != nil {
+			m.accounts[g.id] = g.acct
+			m.dirty[g.id] = struct{}{}
+			m.cache(g.id, g.state)
 		}
-		m.accounts[g.id] = g.acct
-		m.dirty[g.id] = struct{}{}
+		// The log's map holds the account's last link in log order
+		// (translog.LinkEntry: key the account id, the genesis link's
+		// hash for seq 0, which chain.ParseLink makes the genesis), as
+		// accepted or not.
+		last := items[g.items[len(g.items)-1]].link
+		head := chain.Head{Seq: last.Seq(), Hash: last.Hash()}
+		_, had := m.mapHeads[g.id]
+		if a, ok := m.accounts[g.id]; ok && a.head == head {
+			delete(m.mapHeads, g.id)
+		} else {
+			m.mapHeads[g.id] = head
+		}
+		if _, has := m.mapHeads[g.id]; has || had {
+			m.mapDirty[g.id] = struct{}{}
+		}
 		if m.sinceMap != nil {
 			m.sinceMap[g.id] = struct{}{}
 		}
-		m.cache(g.id, g.state)
 	}
 	for i := range items {
 		if items[i].finding != nil {

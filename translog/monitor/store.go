@@ -18,8 +18,11 @@ import (
 	"github.com/enigm/enigm/chain"
 )
 
-// storeVersion is the schema version of the monitor's state.
-const storeVersion = 1
+// storeVersion is the schema version of the monitor's state. Version 2
+// added map_heads, which the map check needs: a version 1 state (from a
+// monitor that did not check map roots) keeps its pinned keys and
+// verified checkpoint and replays the log's leaves again (migrate).
+const storeVersion = 2
 
 // ErrStore: the monitor's state is unreadable or not a monitor's state.
 // Nothing is changed; point --state at another directory or restore it.
@@ -27,8 +30,10 @@ var ErrStore = errors.New("monitor: state")
 
 // Store is the monitor's state in a directory: one SQLite database,
 // monitor.db, holding the pinned origin and log keys, the last verified
-// checkpoint, the compact range of the verified leaves, and each
-// account's head and leaf indices.
+// checkpoint, the compact range of the verified leaves, each account's
+// head and leaf indices, and, for the accounts whose last link in log
+// order is not their accepted head (a link refused as invalid or a
+// duplicate), that link's (seq, hash): the log's map holds it.
 type Store struct {
 	db *sql.DB
 }
@@ -72,7 +77,8 @@ func (s *Store) Close() error { return s.db.Close() }
 
 func (s *Store) init() error {
 	_, err := s.db.Exec(`CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS accounts (id BLOB PRIMARY KEY, seq INTEGER NOT NULL, hash BLOB NOT NULL, leaves BLOB NOT NULL);`)
+CREATE TABLE IF NOT EXISTS accounts (id BLOB PRIMARY KEY, seq INTEGER NOT NULL, hash BLOB NOT NULL, leaves BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS map_heads (id BLOB PRIMARY KEY, seq INTEGER NOT NULL, hash BLOB NOT NULL);`)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrStore, err)
 	}
@@ -88,8 +94,36 @@ CREATE TABLE IF NOT EXISTS accounts (id BLOB PRIMARY KEY, seq INTEGER NOT NULL, 
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrStore, err)
 	}
+	if string(v) == "1" {
+		return s.migrate1()
+	}
 	if string(v) != strconv.Itoa(storeVersion) {
-		return fmt.Errorf("%w: schema version %q, this monitor reads %d", ErrStore, v, storeVersion)
+		return fmt.Errorf("%w: schema version %q, this monitor reads %d; use a new --state directory (or the monitor that wrote it)", ErrStore, v, storeVersion)
+	}
+	return nil
+}
+
+// migrate1 upgrades a version 1 state, which kept no map_heads: without
+// them the map of a log that holds refused links cannot be rebuilt. It
+// keeps the pinned origin and keys, the verified checkpoint (so a
+// rollback or fork is still caught) and the served checkpoint's first
+// sighting, and forgets the replay: the next check verifies and replays
+// every leaf again (findings about them are reported again).
+func (s *Store) migrate1() error {
+	tx, err := s.db.Begin()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStore, err)
+	}
+	defer tx.Rollback()
+	for _, q := range []string{`DELETE FROM accounts`, `DELETE FROM map_heads`,
+		`UPDATE meta SET v = CAST('0' AS BLOB) WHERE k = 'size'`, `UPDATE meta SET v = x'' WHERE k = 'range'`,
+		`UPDATE meta SET v = CAST('2' AS BLOB) WHERE k = 'version'`} {
+		if _, err := tx.Exec(q); err != nil {
+			return fmt.Errorf("%w: upgrading the state from version 1: %v", ErrStore, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("%w: upgrading the state from version 1: %v", ErrStore, err)
 	}
 	return nil
 }
@@ -111,7 +145,37 @@ type account struct {
 	leaves []uint64 // leaf index of each accepted link, by sequence number
 }
 
-func (s *Store) load(ctx context.Context) (state, map[chain.AccountID]*account, error) {
+func (s *Store) load(ctx context.Context) (state, map[chain.AccountID]*account, map[chain.AccountID]chain.Head, error) {
+	st, accts, err := s.loadAccounts(ctx)
+	if err != nil {
+		return st, nil, nil, err
+	}
+	heads := map[chain.AccountID]chain.Head{}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, seq, hash FROM map_heads`)
+	if err != nil {
+		return st, nil, nil, fmt.Errorf("%w: %v", ErrStore, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, hash []byte
+		var seq int64
+		if err := rows.Scan(&id, &seq, &hash); err != nil {
+			return st, nil, nil, fmt.Errorf("%w: %v", ErrStore, err)
+		}
+		if len(id) != chain.HashSize || len(hash) != chain.HashSize || seq < 0 {
+			return st, nil, nil, fmt.Errorf("%w: malformed map head row", ErrStore)
+		}
+		h := chain.Head{Seq: uint64(seq)}
+		copy(h.Hash[:], hash)
+		heads[chain.AccountID(id)] = h
+	}
+	if err := rows.Err(); err != nil {
+		return st, nil, nil, fmt.Errorf("%w: %v", ErrStore, err)
+	}
+	return st, accts, heads, nil
+}
+
+func (s *Store) loadAccounts(ctx context.Context) (state, map[chain.AccountID]*account, error) {
 	var st state
 	rows, err := s.db.QueryContext(ctx, `SELECT k, v FROM meta`)
 	if err != nil {
@@ -186,8 +250,10 @@ func (s *Store) load(ctx context.Context) (state, map[chain.AccountID]*account, 
 	return st, accts, nil
 }
 
-// save writes st and the accounts in dirty in one transaction.
-func (s *Store) save(ctx context.Context, st state, accts map[chain.AccountID]*account, dirty map[chain.AccountID]struct{}) error {
+// save writes st, the accounts in dirty and the map heads in mapDirty (a
+// row for those in mapHeads, none for the others) in one transaction.
+func (s *Store) save(ctx context.Context, st state, accts map[chain.AccountID]*account, dirty map[chain.AccountID]struct{},
+	mapHeads map[chain.AccountID]chain.Head, mapDirty map[chain.AccountID]struct{}) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrStore, err)
@@ -229,6 +295,18 @@ ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, leaves 
 			}
 		}
 	}
+	for id := range mapDirty {
+		var err error
+		if h, ok := mapHeads[id]; ok {
+			_, err = tx.ExecContext(ctx, `INSERT INTO map_heads (id, seq, hash) VALUES (?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`, id[:], int64(h.Seq), h.Hash[:])
+		} else {
+			_, err = tx.ExecContext(ctx, `DELETE FROM map_heads WHERE id = ?`, id[:])
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrStore, err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("%w: %v", ErrStore, err)
 	}
@@ -238,6 +316,6 @@ ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, leaves 
 // Pinned returns the origin and log keys the state pins ("" and nil
 // before the first run).
 func (s *Store) Pinned(ctx context.Context) (origin string, keys []string, err error) {
-	st, _, err := s.load(ctx)
+	st, _, err := s.loadAccounts(ctx)
 	return st.origin, st.keys, err
 }

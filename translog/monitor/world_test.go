@@ -13,6 +13,7 @@ import (
 	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/translog"
 	"github.com/enigm/enigm/translog/monitor"
+	"github.com/enigm/enigm/translog/smap"
 	"github.com/enigm/enigm/translog/translogtest"
 )
 
@@ -131,6 +132,42 @@ func (h *hostLog) addLinks(ls ...*chain.Link) {
 	for _, l := range ls {
 		h.add(l.Bytes())
 	}
+}
+
+// signThrough makes the log sign a tree that ends in leaf and serve
+// that checkpoint (translogtest.SignThrough); it returns leaf's index.
+func (h *hostLog) signThrough(leaf []byte) uint64 {
+	h.t.Helper()
+	signed, k, err := translogtest.SignThrough(context.Background(), h.st, h.log, h.signer, leaf)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.set(func(path string, body []byte) []byte {
+		if path == "/log/checkpoint" {
+			return signed
+		}
+		return body
+	})
+	return k
+}
+
+// leaves returns the leaves of the log's checkpoint and their map.
+func (h *hostLog) leaves() ([][]byte, *smap.Tree) {
+	h.t.Helper()
+	ls, m, err := translogtest.Leaves(context.Background(), h.st, h.log)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return ls, m
+}
+
+// lieInMap makes the log sign a tree that ends in a map leaf at its own
+// index (signThrough) whose root lie gives from the honest map of the
+// leaves before it. It returns the leaf's index.
+func (h *hostLog) lieInMap(lie func(honest *smap.Tree) smap.Hash) uint64 {
+	h.t.Helper()
+	ls, m := h.leaves()
+	return h.signThrough(translog.MapLeaf(uint64(len(ls)), lie(m)))
 }
 
 func (h *hostLog) checkpoint() []byte {

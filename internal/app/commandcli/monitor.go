@@ -50,14 +50,19 @@ entry bundles alone, and checks:
     the hashes the entries give;
   - every leaf is a chain link that the account's previous links accept
     (chain.Apply, signatures included), never a second link at one account
-    and sequence number; a map-root leaf (enigm.map/v1) covers exactly the
-    leaves before it (its root is NOT compared with the links yet);
+    and sequence number;
+  - every map leaf (enigm.map/v1) names its own index and commits to the
+    map of every account's newest link in the leaves before it (the
+    monitor recomputes that sparse Merkle map and compares roots: a map
+    that names an old head, leaves an account out or is made up is
+    map_leaf_invalid, reason root), and every checkpoint ends in its map
+    leaf (reason missing), which freshness proofs are made from;
   - the checkpoint is not stale (below).
 
 Each finding is one JSON object on a line of stdout, with "version": 1 and a
 "kind": inconsistent_checkpoint (reason rollback or fork), bad_signature,
 bad_entry_bundle, bad_tile, link_invalid (with the chain's "code"), duplicate_link,
-map_leaf_invalid, stale_checkpoint; "checkpoint" lines are progress: a new
+map_leaf_invalid (reason malformed, size, root or missing), stale_checkpoint; "checkpoint" lines are progress: a new
 checkpoint verified. Progress while catching up goes to stderr.
 
 Stale: with --max-age D (default 1h; 0 turns it off) a checkpoint is stale
@@ -74,8 +79,10 @@ the origin) to trust nothing from the server; with only --origin, the keys
 are taken from the server's GET /v1/info at the first run, so a server that
 is already hostile then can pin its own keys. Later runs check against the
 pinned keys and refuse other ones. The state also keeps the last verified
-checkpoint, the compact range of the leaves and each account's head, so a
-run resumes where the last stopped.
+checkpoint, the compact range of the leaves and each account's head (and
+its newest logged link where the monitor refused that link), so a run
+resumes where the last stopped; the map is rebuilt from those heads at the
+first map leaf of each run.
 
 Links of accounts whose policy requires verified hardware attestation are
 reported as link_invalid (attestation_required): this command has no
