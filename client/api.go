@@ -187,13 +187,6 @@ func (c *Client) CompleteRecovery(ctx context.Context, rid string, l *chain.Link
 	return held, nil
 }
 
-// Send hands envelopes to the relay.
-func (c *Client) Send(ctx context.Context, kind, callID string, envs []OutgoingEnvelope) (accepted []string, rejected []Rejected, err error) {
-	var r api.SendResult
-	err = c.do(ctx, "POST", "/v1/messages", true, &api.SendRequest{Kind: kind, CallID: callID, Envelopes: envs}, &r)
-	return r.Accepted, r.Rejected, err
-}
-
 // Fetch returns this device's queued envelopes.
 func (c *Client) Fetch(ctx context.Context, limit int) ([]Envelope, error) {
 	var r api.Envelopes
