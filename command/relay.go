@@ -95,6 +95,7 @@ func (s *Server) handleSendMessage(w http.ResponseWriter, r *http.Request) *apiE
 		}
 		s.metrics.envelopesAccepted.Add(uint64(len(envs)))
 		s.metrics.envelopesRejected.Add(uint64(len(rej)))
+		s.metrics.sends.inc("message_form")
 		respond(w, r, http.StatusAccepted, api.SendResult{Accepted: accepted, Rejected: rej})
 		return nil
 	}
@@ -156,6 +157,7 @@ func (s *Server) handleSendEnvelopes(w http.ResponseWriter, r *http.Request) *ap
 		}
 		s.metrics.envelopesAccepted.Add(uint64(len(envs)))
 		s.metrics.envelopesRejected.Add(uint64(len(rej)))
+		s.metrics.sends.inc("envelopes")
 		if accepted == nil {
 			accepted = []string{}
 		}

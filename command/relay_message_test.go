@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/enigm/enigm/api"
@@ -145,6 +146,20 @@ func TestRelayMessageForm(t *testing.T) {
 	e.want(e.sendForm(a.token(A1), call), http.StatusAccepted, "")
 	if got := b.fetch(B1); len(got) != 2 || got[1].Kind != api.KindCall || got[1].CallID != "call-1" {
 		t.Fatalf("call envelope: %+v", got)
+	}
+
+	// The old JSON request of one ciphertext per device is still queued,
+	// and the metrics tell the two bodies apart (to see when older clients
+	// are gone).
+	e.want(e.do("POST", "/v1/messages", a.token(A1), map[string]any{"kind": "message", "envelopes": []env1{envTo(b, B2, "old client")}}), http.StatusAccepted, "")
+	if got := b.fetch(B2); len(got) != 3 || string(got[2].Ciphertext) != "old client" {
+		t.Fatalf("B2 got %d envelopes, the last of %d bytes", len(got), len(got[len(got)-1].Ciphertext))
+	}
+	m := string(e.want(e.do("GET", "/metrics", "", nil), 200, "").body)
+	for _, want := range []string{`enigm_command_sends_total{body="message_form"} 2`, `enigm_command_sends_total{body="envelopes"} 1`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
 
