@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/enigm/enigm/api"
 	"github.com/enigm/enigm/chain"
@@ -29,7 +32,7 @@ type sealer struct {
 	id *keystore.IdentityKey
 }
 
-func newSealer(t *testing.T) *sealer {
+func newSealer(t testing.TB) *sealer {
 	t.Helper()
 	b := testkit.Must(testkit.SoftBackend("soft"))
 	ks := testkit.Must(keystore.Init(context.Background(), filepath.Join(t.TempDir(), "ks"), b, []byte("pw"),
@@ -43,7 +46,13 @@ func newSealer(t *testing.T) *sealer {
 
 // seal returns the message form of a message from device from of account
 // a to the recipients.
-func (s *sealer) seal(t *testing.T, a *tacct, from *tdev, m envelope.Message, to []envelope.Recipient) []byte {
+func (s *sealer) seal(t testing.TB, a *tacct, from *tdev, m envelope.Message, to []envelope.Recipient) []byte {
+	t.Helper()
+	return s.sealOut(t, a, from, m, to).Message
+}
+
+// sealOut is seal returning both encodings.
+func (s *sealer) sealOut(t testing.TB, a *tacct, from *tdev, m envelope.Message, to []envelope.Recipient) *envelope.Outgoing {
 	t.Helper()
 	info := testkit.Must(s.ks.Generate(keystore.ClassSession, keystore.GenerateOptions{Cause: lifecycle.MessagingSetup, Activate: true}))
 	sk := testkit.Must(s.ks.Session(info.ID))
@@ -51,8 +60,7 @@ func (s *sealer) seal(t *testing.T, a *tacct, from *tdev, m envelope.Message, to
 	if m.Kind == 0 {
 		m.Kind = envelope.KindMessage
 	}
-	out := testkit.Must(envelope.SealMessage(sk, envelope.From{Account: a.st.Account(), Device: from.id, Identity: s.id}, m, to))
-	return out.Message
+	return testkit.Must(envelope.SealMessage(sk, envelope.From{Account: a.st.Account(), Device: from.id, Identity: s.id}, m, to))
 }
 
 // form is the message form's wire fields, for tests that play a sender
@@ -286,5 +294,57 @@ func TestRelayMessageFormAfterRevocation(t *testing.T) {
 	}
 	if got := b.fetch(B1); len(got) != 1 {
 		t.Fatalf("B1 got %d envelopes", len(got))
+	}
+}
+
+// BenchmarkRelaySend times what Command does with one message to N
+// devices, the message form (CBOR, split by envelope.Split) against the
+// same N envelopes as older clients send them (JSON, base64), alternating
+// within each iteration (the order flips every iteration): decode,
+// checks, the store's write of the N envelopes (SQLite), the answer; both
+// bodies are encoded once, ahead of the loop.
+func BenchmarkRelaySend(b *testing.B) {
+	for _, n := range []int{1, 5, 20} {
+		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+			e := newEnv(b)
+			A1 := newDev("alice/A1")
+			a := e.newAccount("alice", A1, chain.DefaultPolicy())
+			B := []*tdev{newDev("bob/B0")}
+			bob := e.newAccount("bob", B[0], chain.DefaultPolicy())
+			for i := 1; i < n; i++ {
+				B = append(B, newDev(fmt.Sprintf("bob/B%d", i)))
+				bob.add(B[i], B[0])
+			}
+			out := newSealer(b).sealOut(b, a, A1, envelope.Message{Conversation: bob.st.Account(), Body: bytes.Repeat([]byte{'m'}, 1024)}, to(A1, bob))
+			var envs []env1
+			for _, s := range out.Envelopes {
+				envs = append(envs, env1{AccountID: bob.id, DeviceID: s.To.Device.String(), Ciphertext: enc64(s.Bytes)})
+			}
+			tok := a.token(A1)
+			// Both bodies encoded once, ahead: only Command's work is timed.
+			form := testkit.Must(api.MarshalCBOR(&api.SendMessage{Message: out.Message}))
+			old := testkit.Must(json.Marshal(map[string]any{"kind": "message", "envelopes": envs}))
+			var tForm, tOld time.Duration
+			for i := 0; b.Loop(); i++ {
+				for k := range 2 {
+					t0 := time.Now()
+					var r *resp
+					if (i+k)%2 == 0 {
+						r = e.doCBOR("POST", "/v1/messages", tok, form)
+						tForm += time.Since(t0)
+					} else {
+						r = e.do("POST", "/v1/messages", tok, old)
+						tOld += time.Since(t0)
+					}
+					if r.code != http.StatusAccepted {
+						b.Fatalf("%d %s", r.code, r.body)
+					}
+				}
+			}
+			iters := float64(b.N)
+			b.ReportMetric(float64(tForm.Nanoseconds())/iters, "form-ns/op")
+			b.ReportMetric(float64(tOld.Nanoseconds())/iters, "perdevice-ns/op")
+			b.ReportMetric(float64(tForm)/float64(tOld), "form/perdevice")
+		})
 	}
 }
