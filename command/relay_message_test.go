@@ -86,6 +86,17 @@ func (e *env) sendForm(token string, msg []byte) *resp {
 	return e.doCBOR("POST", "/v1/messages", token, &api.SendMessage{Message: msg})
 }
 
+// aliceAndBob sets up accounts alice (devices A1, A2) and bob (B1, B2).
+func (e *env) aliceAndBob() (a *tacct, A1, A2 *tdev, b *tacct, B1, B2 *tdev) {
+	A1, A2 = newDev("alice/A1"), newDev("alice/A2")
+	B1, B2 = newDev("bob/B1"), newDev("bob/B2")
+	a = e.newAccount("alice", A1, chain.DefaultPolicy())
+	a.add(A2, A1)
+	b = e.newAccount("bob", B1, chain.DefaultPolicy())
+	b.add(B2, B1)
+	return a, A1, A2, b, B1, B2
+}
+
 // to lists the active devices of the accounts as recipients, except skip.
 func to(skip *tdev, accts ...*tacct) []envelope.Recipient {
 	var out []envelope.Recipient
@@ -111,12 +122,7 @@ func TestMessageFormLimit(t *testing.T) {
 // comes back as CBOR.
 func TestRelayMessageForm(t *testing.T) {
 	e := newEnv(t)
-	A1, A2 := newDev("alice/A1"), newDev("alice/A2")
-	B1, B2 := newDev("bob/B1"), newDev("bob/B2")
-	a := e.newAccount("alice", A1, chain.DefaultPolicy())
-	a.add(A2, A1)
-	b := e.newAccount("bob", B1, chain.DefaultPolicy())
-	b.add(B2, B1)
+	a, A1, A2, b, B1, B2 := e.aliceAndBob()
 	s := newSealer(t)
 
 	rcpts := to(A1, b, a)
@@ -175,12 +181,7 @@ func TestRelayMessageForm(t *testing.T) {
 // and nothing already queued is lost or changed.
 func TestRelayRefusesBadMessageForms(t *testing.T) {
 	e := newEnv(t)
-	A1, A2 := newDev("alice/A1"), newDev("alice/A2")
-	B1, B2 := newDev("bob/B1"), newDev("bob/B2")
-	a := e.newAccount("alice", A1, chain.DefaultPolicy())
-	a.add(A2, A1)
-	b := e.newAccount("bob", B1, chain.DefaultPolicy())
-	b.add(B2, B1)
+	a, A1, A2, b, B1, B2 := e.aliceAndBob()
 	s := newSealer(t)
 	tok := a.token(A1)
 	conv := envelope.Message{Conversation: b.st.Account(), Body: []byte("queued first")}
