@@ -15,15 +15,14 @@ import (
 
 // The API's bodies as this client returns them (package api).
 type (
-	Info             = api.Info
-	Policy           = api.Policy
-	Invite           = api.Invite
-	Approval         = api.Approval
-	Enrollment       = api.Enrollment
-	Recovery         = api.Recovery
-	OutgoingEnvelope = api.OutgoingEnvelope
-	Envelope         = api.Envelope
-	Rejected         = api.Rejected
+	Info       = api.Info
+	Policy     = api.Policy
+	Invite     = api.Invite
+	Approval   = api.Approval
+	Enrollment = api.Enrollment
+	Recovery   = api.Recovery
+	Envelope   = api.Envelope
+	Rejected   = api.Rejected
 )
 
 // Info returns the server's parameters.
