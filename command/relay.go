@@ -1,9 +1,12 @@
 package command
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/enigm/enigm/api"
@@ -38,13 +41,16 @@ func (s *Server) handleSendMessage(w http.ResponseWriter, r *http.Request) *apiE
 	}
 	dels, err := envelope.Split(req.Message)
 	if err != nil {
-		return errorf(http.StatusBadRequest, api.CodeMalformedMessage, "%v", err)
+		return errorf(http.StatusBadRequest, api.CodeMalformedMessage, "%v (nothing of the message was queued)", err)
 	}
 	// The shared header, as every device will read it (Split checked it).
 	p, err := envelope.Parse(dels[0].Bytes)
 	if err != nil {
-		return errorf(http.StatusBadRequest, api.CodeMalformedMessage, "%v", err)
+		return errorf(http.StatusBadRequest, api.CodeMalformedMessage, "%v (nothing of the message was queued)", err)
 	}
+	// The accounts in the header's order (sorted), so that a refusal names
+	// the same one every time.
+	accts := slices.SortedFunc(maps.Keys(p.Heads), func(x, y chain.AccountID) int { return bytes.Compare(x[:], y[:]) })
 	if hex.EncodeToString(p.FromAccount[:]) != a.account || p.FromDevice != a.device {
 		return errorf(http.StatusForbidden, api.CodeSenderMismatch, "the message names device %s of account %x as its sender, not the device that sends it (%s)",
 			p.FromDevice, p.FromAccount[:], a.device)
@@ -53,8 +59,8 @@ func (s *Server) handleSendMessage(w http.ResponseWriter, r *http.Request) *apiE
 	res, e := s.queue(r, "message_form", func() (*batch, *apiError) {
 		b := &batch{heads: make(map[string]uint64, len(p.Heads)), envs: make([]store.Envelope, 0, len(dels))}
 		states := make(map[chain.AccountID]*verified, len(p.Heads))
-		for acct, h := range p.Heads {
-			id := hex.EncodeToString(acct[:])
+		for _, acct := range accts {
+			h, id := p.Heads[acct], hex.EncodeToString(acct[:])
 			v, err := s.load(r.Context(), id)
 			if errors.Is(err, store.ErrNotFound) {
 				return nil, errorf(http.StatusUnprocessableEntity, api.CodeUnknownRecipient, "the message names account %s, which this server does not hold", id)
