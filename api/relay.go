@@ -12,6 +12,28 @@ const (
 	MaxEnvelopes  = 256       // per send
 	MaxCiphertext = 256 << 10 // bytes per envelope
 	MaxAck        = 1000      // ids per acknowledgement
+	// MaxMessageForm bounds the message form of one send: envelope's
+	// MaxMessage (a 64 KiB body, 256 entries of at most 2,048 bytes, 16
+	// KiB of header and signature); command's tests check that the two
+	// agree.
+	MaxMessageForm = 64<<10 + MaxEnvelopes*2048 + 16<<10
+)
+
+// Error codes of POST /v1/messages with a message form (besides the
+// common ones): nothing of a message refused so is queued.
+const (
+	// CodeMalformedMessage (400): the message form does not decode or
+	// breaks a rule envelope.Split checks (version, header, 1-256 entries,
+	// sizes, a device named twice).
+	CodeMalformedMessage = "malformed_message"
+	// CodeSenderMismatch (403): the header names a sender other than the
+	// authenticated device.
+	CodeSenderMismatch = "sender_mismatch"
+	// CodeUnknownRecipient (422): an entry names a device that is not in
+	// its account's chain at all, or the header names an account the
+	// server does not hold: no view of a chain this server serves has
+	// that device, so no honest sender sealed to it.
+	CodeUnknownRecipient = "unknown_recipient"
 )
 
 // Envelope kinds.
@@ -34,7 +56,27 @@ func (e OutgoingEnvelope) Validate() error {
 		checkBytes("envelopes[].ciphertext", e.Ciphertext, MaxCiphertext))
 }
 
-// SendRequest is the body of POST /v1/messages.
+// SendMessage is the body of POST /v1/messages as application/cbor
+// ({1: bstr}): one message in envelope's message form (version 4: the
+// header, body and sender signature once, one entry per device), which
+// Command splits into each device's envelope without any key
+// (envelope.Split). The kind, call id, sender and recipients are read from
+// the signed header and entries; nothing about them travels beside the
+// message. This is what the device client sends.
+type SendMessage struct {
+	Message []byte `json:"message" cbor:"1,keyasint,omitempty"`
+}
+
+func (SendMessage) cborBody() {}
+
+// Validate checks the message form's presence and size (its contents are
+// checked by Command with envelope.Split).
+func (q SendMessage) Validate() error { return checkBytes("message", q.Message, MaxMessageForm) }
+
+// SendRequest is the body of POST /v1/messages as application/json: one
+// ciphertext per device, as clients before the message form sent it
+// (kept for them: Command still queues these as it did; see
+// docs/design/command-api.md).
 type SendRequest struct {
 	Kind      string             `json:"kind"`
 	CallID    string             `json:"call_id,omitempty"`
@@ -63,8 +105,8 @@ func (q SendRequest) Validate() error {
 
 // Rejected is an envelope the relay refused.
 type Rejected struct {
-	DeviceID string `json:"device_id"`
-	Reason   string `json:"reason"` // "not_active" or "unknown_account"
+	DeviceID string `json:"device_id" cbor:"1,keyasint,omitempty"`
+	Reason   string `json:"reason" cbor:"2,keyasint,omitempty"` // "not_active" or "unknown_account"
 }
 
 // Validate checks the device id.
@@ -72,8 +114,8 @@ func (r Rejected) Validate() error { return checkHex("rejected[].device_id", r.D
 
 // SendResult is the answer to POST /v1/messages.
 type SendResult struct {
-	Accepted []string   `json:"accepted"`
-	Rejected []Rejected `json:"rejected"`
+	Accepted []string   `json:"accepted" cbor:"1,keyasint,omitempty"`
+	Rejected []Rejected `json:"rejected" cbor:"2,keyasint,omitempty"`
 }
 
 // Validate checks the device ids.

@@ -15,15 +15,14 @@ import (
 
 // The API's bodies as this client returns them (package api).
 type (
-	Info             = api.Info
-	Policy           = api.Policy
-	Invite           = api.Invite
-	Approval         = api.Approval
-	Enrollment       = api.Enrollment
-	Recovery         = api.Recovery
-	OutgoingEnvelope = api.OutgoingEnvelope
-	Envelope         = api.Envelope
-	Rejected         = api.Rejected
+	Info       = api.Info
+	Policy     = api.Policy
+	Invite     = api.Invite
+	Approval   = api.Approval
+	Enrollment = api.Enrollment
+	Recovery   = api.Recovery
+	Envelope   = api.Envelope
+	Rejected   = api.Rejected
 )
 
 // Info returns the server's parameters.
@@ -185,13 +184,6 @@ func (c *Client) CompleteRecovery(ctx context.Context, rid string, l *chain.Link
 		return Recovery{RecoveryID: rid, State: api.RecoveryCompleted}, nil
 	}
 	return held, nil
-}
-
-// Send hands envelopes to the relay.
-func (c *Client) Send(ctx context.Context, kind, callID string, envs []OutgoingEnvelope) (accepted []string, rejected []Rejected, err error) {
-	var r api.SendResult
-	err = c.do(ctx, "POST", "/v1/messages", true, &api.SendRequest{Kind: kind, CallID: callID, Envelopes: envs}, &r)
-	return r.Accepted, r.Rejected, err
 }
 
 // Fetch returns this device's queued envelopes.

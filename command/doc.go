@@ -34,6 +34,7 @@
 // API errors carry a stable code (bad_request, unauthorized,
 // device_revoked, forbidden, not_found, conflict, not_on_chain, name_taken, too_early,
 // expired, too_large, chain_rejected, policy_rejected, rate_limited,
-// integrity, internal, unavailable); a chain_rejected answer names the
+// integrity, internal, unavailable, and for a refused message form
+// malformed_message, sender_mismatch, unknown_recipient); a chain_rejected answer names the
 // [chain.Code] in "chain_error" by its wire name (e.g. no_device_approval).
 package command

@@ -1,8 +1,14 @@
 package command
 
 import (
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/enigm/enigm/api"
+	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/envelope"
+	"github.com/enigm/enigm/internal/testkit"
 )
 
 // Arbitrary bodies on every POST route, with and without a device or
@@ -33,6 +39,10 @@ func FuzzRequests(f *testing.F) {
 	f.Add(uint8(0), uint8(1), []byte(`{"type":"add_device","body":"oA=="}`))
 	f.Add(uint8(0), uint8(4), []byte{0xa1, 0x01, 0x41, 0xa0})            // {1: h'a0'} as CBOR
 	f.Add(uint8(0), uint8(5), []byte{0xa2, 0x01, 0x61, 'x', 0x02, 0x40}) // non-canonical CBOR
+	// A message form (CBOR, with A's token), from A to itself, for the
+	// mutations of the relay's split to start from.
+	form := newSealer(f).seal(f, a, A, envelope.Message{Conversation: a.st.Account(), Body: []byte("fuzz")}, envelope.Eligible(a.st, chain.DeviceID{}))
+	f.Add(uint8(slices.Index(posts, "/v1/messages")), uint8(5), testkit.Must(api.MarshalCBOR(&api.SendMessage{Message: form})))
 	f.Fuzz(func(t *testing.T, route, auth uint8, body []byte) {
 		path := posts[int(route)%len(posts)]
 		token := ""

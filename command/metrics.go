@@ -69,6 +69,7 @@ type metrics struct {
 	envelopesRejected atomic.Uint64
 	envelopesFetched  atomic.Uint64
 	rateLimited       labeled // bucket name
+	sends             labeled // "message_form" or "envelopes" (the JSON body of older clients)
 	integrityFailures atomic.Uint64
 	headReads         [2]atomic.Uint64 // headFromDatabase, headFromCache
 	started           time.Time
@@ -168,6 +169,7 @@ func (m *metrics) write(w io.Writer) {
 	writeLabeled(w, "enigm_command_links_appended_total", "Chain links appended, by link type.", "type", &m.linksAppended)
 	writeLabeled(w, "enigm_command_workflow_events_total", "Workflow steps and admin actions recorded in the audit log, by action.", "action", &m.workflow)
 	writeLabeled(w, "enigm_command_rate_limited_total", "Requests refused by a rate limit, by bucket.", "bucket", &m.rateLimited)
+	writeLabeled(w, "enigm_command_sends_total", "Sends the relay queued, by body: one message form (message_form) or one ciphertext per device from an older client (envelopes).", "body", &m.sends)
 	for _, c := range []struct {
 		name, help string
 		v          uint64

@@ -34,12 +34,7 @@ func (a *tacct) fetch(d *tdev) []api.Envelope {
 
 func TestRelayEligibility(t *testing.T) {
 	e := newEnv(t)
-	A1, A2 := newDev("alice/A1"), newDev("alice/A2")
-	B1, B2 := newDev("bob/B1"), newDev("bob/B2")
-	a := e.newAccount("alice", A1, chain.DefaultPolicy())
-	a.add(A2, A1)
-	b := e.newAccount("bob", B1, chain.DefaultPolicy())
-	b.add(B2, B1)
+	a, A1, A2, b, B1, B2 := e.aliceAndBob()
 
 	// A1 sends to bob's devices and to its own other device (message sync).
 	r := e.want(e.do("POST", "/v1/messages", a.token(A1), map[string]any{"kind": "message", "envelopes": []env1{

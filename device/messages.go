@@ -72,14 +72,12 @@ func (a *Agent) outbound(ctx context.Context, to string) (*outbound, error) {
 		from: envelope.From{Account: own, Device: a.deviceID(), Identity: k}}, nil
 }
 
-func (a *Agent) relay(ctx context.Context, kind envelope.Kind, callID string, sealed []envelope.Sealed) (*SendResult, error) {
-	var envs []client.OutgoingEnvelope
-	for _, s := range sealed {
-		envs = append(envs, client.OutgoingEnvelope{AccountID: hex.EncodeToString(s.To.Account[:]), DeviceID: hex.EncodeToString(s.To.Device[:]),
-			Ciphertext: s.Bytes})
-	}
+// relay hands a sealed message to the relay in its message form (the
+// shared parts once, one entry per device); the relay splits it into the
+// devices' envelopes.
+func (a *Agent) relay(ctx context.Context, out *envelope.Outgoing) (*SendResult, error) {
 	cl, _ := a.client()
-	acc, rej, err := cl.Send(ctx, kind.String(), callID, envs)
+	acc, rej, err := cl.Send(ctx, out.Message)
 	if err != nil {
 		return nil, a.checkServerRevoked(ctx, err)
 	}
@@ -88,7 +86,7 @@ func (a *Agent) relay(ctx context.Context, kind envelope.Kind, callID string, se
 
 // Send seals body under a fresh message key (secure messaging setup) to
 // every eligible device of the peer account and this account's other
-// devices, and hands the envelopes to the relay. The message key is
+// devices, and hands the message to the relay in its message form. The message key is
 // destroyed afterwards.
 func (a *Agent) Send(ctx context.Context, to string, body []byte) (*SendResult, error) {
 	o, err := a.outbound(ctx, to)
@@ -104,11 +102,11 @@ func (a *Agent) Send(ctx context.Context, to string, body []byte) (*SendResult, 
 		return nil, err
 	}
 	defer sk.Destroy()
-	sealed, err := envelope.Seal(sk, o.from, envelope.Message{Kind: envelope.KindMessage, Conversation: o.peer, Body: body, SentAt: a.now()}, o.rcpts)
+	out, err := envelope.SealMessage(sk, o.from, envelope.Message{Kind: envelope.KindMessage, Conversation: o.peer, Body: body, SentAt: a.now()}, o.rcpts)
 	if err != nil {
 		return nil, err
 	}
-	return a.relay(ctx, envelope.KindMessage, "", sealed)
+	return a.relay(ctx, out)
 }
 
 // Received is one opened message.
@@ -304,12 +302,12 @@ func (a *Agent) Call(ctx context.Context, to string, ttl time.Duration) (*CallRe
 	idb := make([]byte, 12)
 	rand.Read(idb)
 	callID := "call-" + hex.EncodeToString(idb)
-	sealed, err := envelope.Seal(sk, o.from, envelope.Message{Kind: envelope.KindCall, Conversation: o.peer, CallID: callID, SentAt: a.now()}, o.rcpts)
+	out, err := envelope.SealMessage(sk, o.from, envelope.Message{Kind: envelope.KindCall, Conversation: o.peer, CallID: callID, SentAt: a.now()}, o.rcpts)
 	if err != nil {
 		sk.Destroy()
 		return nil, err
 	}
-	sent, err := a.relay(ctx, envelope.KindCall, callID, sealed)
+	sent, err := a.relay(ctx, out)
 	if err != nil {
 		sk.Destroy()
 		return nil, err

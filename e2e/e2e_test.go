@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -130,6 +131,17 @@ func waitHealthy(t *testing.T, base string, log *testkit.Buffer) {
 	}
 }
 
+// metrics returns the server's /metrics text.
+func (h *harness) metrics() string {
+	h.t.Helper()
+	resp, err := http.Get(h.server + "/metrics")
+	testkit.NoErr(h.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	testkit.NoErr(h.t, err)
+	return string(b)
+}
+
 type result struct {
 	code   int
 	stdout string
@@ -218,6 +230,11 @@ func TestEndToEnd(t *testing.T) {
 	msgs := b.ok("", "receive", "--json").json(t)["messages"].([]any)
 	if len(msgs) != 1 || msgs[0].(map[string]any)["body"] != base64.StdEncoding.EncodeToString([]byte("hello pat's other device")) {
 		t.Fatalf("B received: %v", msgs)
+	}
+	// The message went on the wire once, as its message form, and Command
+	// split it: no send of one ciphertext per device.
+	if m := h.metrics(); !strings.Contains(m, `enigm_command_sends_total{body="message_form"} 1`) || strings.Contains(m, `body="envelopes"`) {
+		t.Fatalf("the send was not one message form:\n%s", m)
 	}
 
 	// 2. A managed organisation: enrollment waits for the admin.

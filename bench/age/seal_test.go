@@ -3,6 +3,10 @@
 // plus one hybrid signature over age's output. It is a module of its own so
 // that age never enters the main module's dependencies or any binary.
 //
+// BenchmarkSealSend and TestWireBytesPerRecipient (send_test.go) measure
+// the send request itself: the message form through client.Send against
+// the per-device JSON request of before.
+//
 //	cd bench/age && go test -run '^$' -bench . -count 6
 package agebench
 
@@ -124,10 +128,10 @@ func (s *sender) sealAge() ([]byte, error) {
 }
 
 // sizes returns the bytes of the message form (every shared part once and
-// one entry per device: what a relay that fans one message out takes), of
-// the N envelopes (what today's relay takes, one ciphertext per device) and
-// of today's send request as the client encodes it (JSON, ciphertexts in
-// base64, hex ids).
+// one entry per device: what the relay takes since the message form went
+// on the wire), of the N envelopes (what the relay takes from older
+// clients, one ciphertext per device) and of their JSON send request
+// (ciphertexts in base64, hex ids).
 func sizes(b testing.TB, o *envelope.Outgoing) (message, relayed, request int) {
 	var envs []api.OutgoingEnvelope
 	for _, s := range o.Envelopes {

@@ -3,7 +3,6 @@ package load
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -182,13 +181,16 @@ func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*se
 		a := accepted.Load()
 		return a != 0 && t.UnixNano() > a
 	}
-	bID, cID := rd.b.id(), rd.c.id()
-	ct := make([]byte, 200)
-	rand.Read(ct)
-	sendBody := encode(&api.SendRequest{Kind: api.KindMessage, Envelopes: []api.OutgoingEnvelope{
-		{AccountID: rd.acct.id, DeviceID: bID, Ciphertext: ct},
-		{AccountID: rd.acct.id, DeviceID: cID, Ciphertext: ct},
-	}})
+	bID := rd.b.id()
+	// One message form per sender, as a device sends it (message.go).
+	sendBodies := make([][]byte, len(senders))
+	for i, s := range senders {
+		form, err := messageForm(s.acct, s.dev, rd.acct.st, []*device{rd.b, rd.c})
+		if err != nil {
+			return err
+		}
+		sendBodies[i] = encode(&api.SendMessage{Message: form})
+	}
 
 	var (
 		wg                                       sync.WaitGroup
@@ -201,16 +203,18 @@ func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*se
 	)
 	for i, s := range senders {
 		c := r.apis[i%len(r.apis)]
-		repeat(ctx, &wg, c, "POST", "/v1/messages", s.tok, sendBody, func(t0 time.Time, status int, resp []byte, err error) {
+		repeatAs(ctx, &wg, c, api.MediaCBOR, "POST", "/v1/messages", s.tok, sendBodies[i], func(t0 time.Time, status int, resp []byte, err error) {
 			if err != nil || status != 202 {
 				cnt.errors.Add(1)
 				elog.add("send: " + describe(status, resp, err))
 				return
 			}
-			var out struct {
-				Accepted []string `json:"accepted"`
+			var out api.SendResult
+			if err := api.UnmarshalCBOR(resp, &out); err != nil {
+				cnt.errors.Add(1)
+				elog.add("send: the answer: " + err.Error())
+				return
 			}
-			json.Unmarshal(resp, &out)
 			if slices.Contains(out.Accepted, bID) {
 				accB.Add(1)
 				if after(t0) {
@@ -349,13 +353,19 @@ func (r *run) revokeRound(parent context.Context, rd *revokeRound, senders []*se
 // ends, handing f each answer and when its request was sent; an answer
 // that comes after the end is dropped.
 func repeat(ctx context.Context, wg *sync.WaitGroup, c *endpoint, method, path, token string, body []byte, f func(t0 time.Time, status int, resp []byte, err error)) {
+	repeatAs(ctx, wg, c, api.MediaJSON, method, path, token, body, f)
+}
+
+// repeatAs is repeat with a body of the given media type (a CBOR body
+// asks for a CBOR answer).
+func repeatAs(ctx context.Context, wg *sync.WaitGroup, c *endpoint, media, method, path, token string, body []byte, f func(t0 time.Time, status int, resp []byte, err error)) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		var buf bytes.Buffer
 		for ctx.Err() == nil {
 			t0 := time.Now()
-			status, err := c.raw(ctx, method, path, token, body, &buf)
+			status, err := c.send(ctx, method, path, token, media, body, &buf)
 			if ctx.Err() != nil {
 				return
 			}
