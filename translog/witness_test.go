@@ -55,7 +55,7 @@ func TestWitness(t *testing.T) {
 	// proof from 10 to 310 (299 leaves and the map leaf). The ML-DSA-44
 	// client starts from size 0 and catches up through the witness's 409.
 	for i := 10; i < 309; i++ {
-		st.add(leaf(i))
+		st.Add(leaf(i))
 	}
 	if _, err := l.Integrate(ctx); err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestWitness(t *testing.T) {
 	fork := newMemStorage()
 	fl := translog.New(fork, s)
 	for i := range 400 {
-		fork.add([]byte(strings.Repeat("x", i%50) + string(rune('a'+i%26))))
+		fork.Add([]byte(strings.Repeat("x", i%50) + string(rune('a'+i%26))))
 	}
 	if _, err := fl.Integrate(ctx); err != nil {
 		t.Fatal(err)
@@ -89,7 +89,7 @@ func TestWitness(t *testing.T) {
 	small := newMemStorage()
 	sl := translog.New(small, s)
 	for i := range 5 {
-		small.add(leaf(i))
+		small.Add(leaf(i))
 	}
 	if _, err := sl.Integrate(ctx); err != nil {
 		t.Fatal(err)
@@ -101,7 +101,7 @@ func TestWitness(t *testing.T) {
 	// Other keys under our name: the witness trusts none of them (403).
 	ol, ost, _ := newLog(t, 0)
 	for i := range 320 {
-		ost.add(leaf(i))
+		ost.Add(leaf(i))
 	}
 	if _, err := ol.Integrate(ctx); err != nil {
 		t.Fatal(err)
@@ -120,7 +120,7 @@ func TestWitness(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st.add(leaf(400 + i))
+		st.Add(leaf(400 + i))
 		if _, err := l.Integrate(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +131,7 @@ func TestWitness(t *testing.T) {
 	}
 
 	// The honest log goes on.
-	st.add(leaf(310))
+	st.Add(leaf(310))
 	if _, err := l.Integrate(ctx); err != nil {
 		t.Fatal(err)
 	}
