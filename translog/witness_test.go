@@ -26,14 +26,7 @@ func TestWitness(t *testing.T) {
 	ctx := context.Background()
 	l, st, s := newLog(t, 10)
 	rw := translogtest.StartWitness(t, "witness.enigm.test/w1", testOrigin, s.VerifierKeys()[1])
-	newW := func(key string) *translog.Witness {
-		w, err := translog.NewWitness(rw.URL, key, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
-	wEd, wPQ := newW(rw.Keys[0]), newW(rw.Keys[1])
+	wEd, wPQ := newWitness(t, rw.URL, rw.Keys[0]), newWitness(t, rw.URL, rw.Keys[1])
 
 	cos, err := l.Witness(ctx, wEd)
 	if err != nil {
@@ -80,7 +73,7 @@ func TestWitness(t *testing.T) {
 	if _, err := fl.Integrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	wFork := newW(rw.Keys[0])
+	wFork := newWitness(t, rw.URL, rw.Keys[0])
 	if _, err := fl.Witness(ctx, wFork); !errors.Is(err, translog.ErrWitness) || !strings.Contains(err.Error(), "422") {
 		t.Fatalf("a forked log: %v, want the witness to refuse it with 422", err)
 	}
@@ -94,7 +87,7 @@ func TestWitness(t *testing.T) {
 	if _, err := sl.Integrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sl.Witness(ctx, newW(rw.Keys[0])); !errors.Is(err, translog.ErrWitness) || !strings.Contains(err.Error(), "cosigned a tree of 310") {
+	if _, err := sl.Witness(ctx, newWitness(t, rw.URL, rw.Keys[0])); !errors.Is(err, translog.ErrWitness) || !strings.Contains(err.Error(), "cosigned a tree of 310") {
 		t.Fatalf("a rolled-back log: %v, want ErrWitness naming the tree of 310 it cosigned", err)
 	}
 
@@ -107,7 +100,7 @@ func TestWitness(t *testing.T) {
 		t.Fatal(err)
 	}
 	// (tlog-witness says 403; this witness version answers 500 here.)
-	if _, err := ol.Witness(ctx, newW(rw.Keys[0])); !errors.Is(err, translog.ErrWitness) ||
+	if _, err := ol.Witness(ctx, newWitness(t, rw.URL, rw.Keys[0])); !errors.Is(err, translog.ErrWitness) ||
 		!(strings.Contains(err.Error(), "answered 403") || strings.Contains(err.Error(), "answered 500")) {
 		t.Fatalf("a checkpoint under other keys: %v, want a refusal", err)
 	}
@@ -116,10 +109,7 @@ func TestWitness(t *testing.T) {
 	// an older checkpoint is refused, for either key type.
 	for i, old := range [][]byte{firstEd, firstPQ} {
 		replay := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(old) }))
-		rp, err := translog.NewWitness(replay.URL, rw.Keys[i], nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		rp := newWitness(t, replay.URL, rw.Keys[i])
 		st.Add(leaf(400 + i))
 		if _, err := l.Integrate(ctx); err != nil {
 			t.Fatal(err)
@@ -146,4 +136,14 @@ func TestNewWitnessRefusesLogKeys(t *testing.T) {
 	if _, err := translog.NewWitness("http://127.0.0.1:1", s.VerifierKeys()[0], nil); !errors.Is(err, translog.ErrBadKey) {
 		t.Fatalf("an Ed25519 note key (0x01) as a witness key: %v", err)
 	}
+}
+
+// newWitness returns a client of the witness at url with the key vkey.
+func newWitness(t testing.TB, url, vkey string) *translog.Witness {
+	t.Helper()
+	w, err := translog.NewWitness(url, vkey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
