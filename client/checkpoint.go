@@ -166,6 +166,20 @@ func (c *Client) logPin(ctx context.Context, prev *LogState, pin *LogPin) (LogPi
 	return LogPin{Origin: info.Log.Origin, PublicKeys: slices.Clone(info.Log.PublicKeys)}, nil
 }
 
+// consistencyProof fetches the server's proof that the tree of to
+// leaves extends the one of from, checked to be for those sizes (the
+// caller verifies it against the roots it holds).
+func (c *Client) consistencyProof(ctx context.Context, from, to uint64) ([][]byte, error) {
+	var p api.ConsistencyProof
+	if err := c.do(ctx, "GET", fmt.Sprintf("/v1/log/consistency?from=%d&to=%d", from, to), false, nil, &p); err != nil {
+		return nil, fmt.Errorf("client: fetching the consistency proof %d → %d: %w", from, to, err)
+	}
+	if p.From != from || p.To != to {
+		return nil, fmt.Errorf("%w: asked for the consistency proof %d → %d, got %d → %d", ErrLogFork, from, to, p.From, p.To)
+	}
+	return p.Proof, nil
+}
+
 // checkConsistent checks cp against the stored checkpoint prev.
 func (c *Client) checkConsistent(ctx context.Context, prev *LogState, cp translog.Checkpoint) error {
 	switch {
@@ -177,14 +191,11 @@ func (c *Client) checkConsistent(ctx context.Context, prev *LogState, cp translo
 		}
 		return nil
 	}
-	var p api.ConsistencyProof
-	if err := c.do(ctx, "GET", fmt.Sprintf("/v1/log/consistency?from=%d&to=%d", prev.Size, cp.Size), false, nil, &p); err != nil {
-		return fmt.Errorf("client: fetching the consistency proof %d → %d: %w", prev.Size, cp.Size, err)
+	p, err := c.consistencyProof(ctx, prev.Size, cp.Size)
+	if err != nil {
+		return err
 	}
-	if p.From != prev.Size || p.To != cp.Size {
-		return fmt.Errorf("%w: asked for the consistency proof %d → %d, got %d → %d", ErrLogFork, prev.Size, cp.Size, p.From, p.To)
-	}
-	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, prev.Size, cp.Size, p.Proof, prev.Hash, cp.Hash[:]); err != nil {
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, prev.Size, cp.Size, p, prev.Hash, cp.Hash[:]); err != nil {
 		return fmt.Errorf("%w: the checkpoint of %d leaves does not extend the one of %d this device verified (root %s): %v",
 			ErrLogFork, cp.Size, prev.Size, hex.EncodeToString(prev.Hash), err)
 	}

@@ -83,15 +83,7 @@ func (s *logServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if s.lieRange && from > 1 {
 			from--
 		}
-		p, err := s.tree.ConsistencyProof(from, to)
-		if err != nil {
-			http.Error(w, err.Error(), 500)
-			return
-		}
-		if p == nil {
-			p = [][]byte{}
-		}
-		json.NewEncoder(w).Encode(api.ConsistencyProof{Checkpoint: string(signed), From: from, To: to, Proof: p})
+		writeConsistency(w, s.tree, signed, from, to)
 	default:
 		var acct string
 		var seq uint64
@@ -136,12 +128,7 @@ func TestSyncLogHostile(t *testing.T) {
 	ctx := context.Background()
 	honest := translogtest.NewSigner(t, testOrigin)
 	ls := &logServer{signer: honest, sign: honest, tree: tree("a", "b", "c")}
-	srv := httptest.NewServer(ls)
-	defer srv.Close()
-	cl, err := New(srv.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := serveLog(t, ls)
 	st := &memLogStore{}
 	sync := func() (translog.Checkpoint, error) { return cl.SyncLog(ctx, st, nil) }
 	mustSize := func(want uint64) {
@@ -218,12 +205,7 @@ func TestVerifyInclusion(t *testing.T) {
 	ctx := context.Background()
 	honest := translogtest.NewSigner(t, testOrigin)
 	ls := &logServer{signer: honest, sign: honest, tree: tree("l0", "l1", "l2", "l3", "l4")}
-	srv := httptest.NewServer(ls)
-	defer srv.Close()
-	cl, err := New(srv.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := serveLog(t, ls)
 	st := &memLogStore{}
 	var acct chain.AccountID
 	if err := cl.VerifyInclusion(ctx, acct, 0, []byte("l0"), st); !errors.Is(err, ErrNotLogged) {
@@ -253,4 +235,31 @@ func TestVerifyInclusion(t *testing.T) {
 	if err := cl.VerifyInclusion(ctx, acct, 2, []byte("X2"), st); !errors.Is(err, ErrNotLogged) {
 		t.Errorf("a leaf of a forked tree: %v", err)
 	}
+}
+
+// serveLog serves h (a test log server) for the test and returns a
+// client of it.
+func serveLog(t testing.TB, h http.Handler) *Client {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	cl, err := New(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// writeConsistency answers a consistency request from..to with tree's
+// proof and the checkpoint signed, as Command does.
+func writeConsistency(w http.ResponseWriter, tree *testonly.Tree, signed []byte, from, to uint64) {
+	p, err := tree.ConsistencyProof(from, to)
+	if err != nil {
+		http.Error(w, err.Error(), 500)
+		return
+	}
+	if p == nil {
+		p = [][]byte{}
+	}
+	json.NewEncoder(w).Encode(api.ConsistencyProof{Checkpoint: string(signed), From: from, To: to, Proof: p})
 }

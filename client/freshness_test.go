@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,15 +101,7 @@ func (s *freshServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/v1/log/consistency":
 		from, _ := strconv.ParseUint(r.URL.Query().Get("from"), 10, 64)
 		to, _ := strconv.ParseUint(r.URL.Query().Get("to"), 10, 64)
-		p, err := s.tree.ConsistencyProof(from, to)
-		if err != nil {
-			http.Error(w, err.Error(), 500)
-			return
-		}
-		if p == nil {
-			p = [][]byte{}
-		}
-		json.NewEncoder(w).Encode(api.ConsistencyProof{Checkpoint: string(s.checkpoint()), From: from, To: to, Proof: p})
+		writeConsistency(w, s.tree, s.checkpoint(), from, to)
 	case strings.HasPrefix(r.URL.Path, "/v1/accounts/") && strings.HasSuffix(r.URL.Path, "/freshness"):
 		var acct chain.AccountID
 		hex.Decode(acct[:], []byte(strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/accounts/"), "/freshness")))
@@ -141,12 +132,7 @@ func TestVerifyFreshness(t *testing.T) {
 	fs := newFreshServer(t)
 	fs.add(a.Links[0], b.Links[0])
 	fs.add(a.Links[1])
-	srv := httptest.NewServer(fs)
-	defer srv.Close()
-	cl, err := New(srv.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := serveLog(t, fs)
 	pin := &LogPin{Origin: testOrigin, PublicKeys: fs.signer.VerifierKeys()}
 	st := &memLogStore{}
 	if _, err := cl.SyncLog(ctx, st, pin); err != nil {
@@ -164,7 +150,7 @@ func TestVerifyFreshness(t *testing.T) {
 	// keeps showing the device the chain up to seq 1.
 	hidden := a.Next(t)
 	fs.add(hidden)
-	_, err = cl.VerifyFreshness(ctx, a.ID, held, st)
+	_, err := cl.VerifyFreshness(ctx, a.ID, held, st)
 	if !errors.Is(err, ErrStaleHead) || !strings.Contains(err.Error(), "showed head seq 1") || !strings.Contains(err.Error(), "seq 2") {
 		t.Fatalf("a stale head: %v, want ErrStaleHead naming seq 1 and seq 2", err)
 	}
@@ -266,12 +252,7 @@ func TestVerifyFreshnessWitnessPolicy(t *testing.T) {
 	fs := newFreshServer(t)
 	fs.cosign = func(b []byte) []byte { return w.Cosign(b, now.Unix()) }
 	fs.add(a.Links[0])
-	srv := httptest.NewServer(fs)
-	defer srv.Close()
-	cl, err := New(srv.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := serveLog(t, fs)
 	st := &policyLogStore{pol: LogPolicy{Pin: &LogPin{Origin: testOrigin, PublicKeys: fs.signer.VerifierKeys()}, Witnesses: pol}}
 	if _, err := cl.SyncLogPolicy(ctx, st, st.pol); err != nil {
 		t.Fatal(err)

@@ -178,14 +178,11 @@ func (c *Client) checkPrefix(ctx context.Context, c1 translog.Checkpoint, ls *Lo
 		}
 		return nil
 	}
-	var p api.ConsistencyProof
-	if err := c.do(ctx, "GET", fmt.Sprintf("/v1/log/consistency?from=%d&to=%d", c1.Size, ls.Size), false, nil, &p); err != nil {
-		return fmt.Errorf("fetching the consistency proof %d → %d: %w", c1.Size, ls.Size, err)
+	p, err := c.consistencyProof(ctx, c1.Size, ls.Size)
+	if err != nil {
+		return err
 	}
-	if p.From != c1.Size || p.To != ls.Size {
-		return fmt.Errorf("%w: asked for the consistency proof %d → %d, got %d → %d", ErrLogFork, c1.Size, ls.Size, p.From, p.To)
-	}
-	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, c1.Size, ls.Size, p.Proof, c1.Hash[:], ls.Hash); err != nil {
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, c1.Size, ls.Size, p, c1.Hash[:], ls.Hash); err != nil {
 		return fmt.Errorf("%w: its checkpoint of %d leaves is not a prefix of the one of %d this device verified: %v", ErrLogFork, c1.Size, ls.Size, err)
 	}
 	return nil

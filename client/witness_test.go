@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -41,12 +40,7 @@ func TestSyncLogWitnessPolicy(t *testing.T) {
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	fresh, old := now.Add(-time.Minute).Unix(), now.Add(-3*time.Hour).Unix()
 	ls := &logServer{signer: honest, sign: honest, tree: tree("a", "b")}
-	srv := httptest.NewServer(ls)
-	defer srv.Close()
-	cl, err := New(srv.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := serveLog(t, ls)
 	st := &evidenceStore{}
 	p := LogPolicy{Witnesses: pol, Now: func() time.Time { return now }}
 	cosign := func(f func(b []byte) []byte) { ls.set(func(s *logServer) { s.cosign = f }) }

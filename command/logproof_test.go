@@ -195,12 +195,7 @@ func TestLogProofsClient(t *testing.T) {
 	a := e.newAccount("pc-alice", a1, chain.Policy{})
 	a.add(newDev("pc/a2"), a1)
 	want := waitCheckpoint(e, testLogOrigin, infoLogKeys(e), 2)
-	srv := httptest.NewServer(e.srv.Handler())
-	defer srv.Close()
-	cl, err := client.New(srv.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := serveClient(t, e)
 	st := &memLogStore{}
 	if c, err := cl.SyncLog(ctx, st, nil); err != nil || c.Size != want.Size {
 		t.Fatalf("SyncLog: %+v %v", c, err)
@@ -249,12 +244,7 @@ func TestLogFreshnessAPI(t *testing.T) {
 	a := e.newAccount("fr-alice", a1, chain.Policy{})
 	a.add(a2, a1)
 	waitCheckpoint(e, testLogOrigin, infoLogKeys(e), 2)
-	srv := httptest.NewServer(e.srv.Handler())
-	defer srv.Close()
-	cl, err := client.New(srv.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := serveClient(t, e)
 	st := &memLogStore{}
 	if _, err := cl.SyncLog(ctx, st, nil); err != nil {
 		t.Fatal(err)
@@ -273,7 +263,7 @@ func TestLogFreshnessAPI(t *testing.T) {
 	if a.st.Head().Seq != 2 {
 		t.Fatalf("alice's head after the revocation: %d", a.st.Head().Seq)
 	}
-	_, err = cl.VerifyFreshness(ctx, acct, held, st)
+	_, err := cl.VerifyFreshness(ctx, acct, held, st)
 	if !errors.Is(err, client.ErrStaleHead) || !strings.Contains(err.Error(), "showed head seq 1") || !strings.Contains(err.Error(), "seq 2") {
 		t.Fatalf("the head before the revocation: %v, want ErrStaleHead naming seq 1 and 2", err)
 	}
@@ -294,4 +284,16 @@ func TestLogFreshnessAPI(t *testing.T) {
 
 	off := newEnv(t)
 	off.want(off.do("GET", "/v1/accounts/"+a.id+"/freshness", "", nil), 404, "not_found")
+}
+
+// serveClient serves e's Command for the test and returns a client of it.
+func serveClient(t *testing.T, e *env) *client.Client {
+	t.Helper()
+	srv := httptest.NewServer(e.srv.Handler())
+	t.Cleanup(srv.Close)
+	cl, err := client.New(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
 }

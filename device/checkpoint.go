@@ -313,17 +313,7 @@ func (a *Agent) ConfigureLog(c LogConfig) error {
 // LogConfig returns the stored configuration (zero without one).
 func (a *Agent) LogConfig() (LogConfig, error) {
 	var c LogConfig
-	err := a.db.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketLog)
-		if b == nil {
-			return nil
-		}
-		if v := b.Get(keyLogConfig); v != nil {
-			return json.Unmarshal(v, &c)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := a.readLogJSON(keyLogConfig, &c); err != nil {
 		return c, fmt.Errorf("device: the log configuration in %s: %w", AgentFile, err)
 	}
 	return c, nil
@@ -396,17 +386,23 @@ func (a *agentDB) KeepRefusedCheckpoint(signed []byte, reason string) error {
 // RefusedCheckpoints returns the refused checkpoints kept, oldest first.
 func (a *Agent) RefusedCheckpoints() ([]RefusedCheckpoint, error) {
 	var list []RefusedCheckpoint
-	err := a.db.db.View(func(tx *bolt.Tx) error {
+	err := a.readLogJSON(keyLogRefused, &list)
+	return list, err
+}
+
+// readLogJSON decodes the JSON stored under key in the log bucket into v,
+// leaving v as it is when there is none.
+func (a *Agent) readLogJSON(key []byte, v any) error {
+	return a.db.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLog)
 		if b == nil {
 			return nil
 		}
-		if v := b.Get(keyLogRefused); v != nil {
-			return json.Unmarshal(v, &list)
+		if raw := b.Get(key); raw != nil {
+			return json.Unmarshal(raw, v)
 		}
 		return nil
 	})
-	return list, err
 }
 
 // LogState returns the log this device follows and the newest checkpoint

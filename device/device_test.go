@@ -17,6 +17,7 @@ import (
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/command"
+	"github.com/enigm/enigm/command/commandtest"
 	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/lifecycle"
@@ -41,13 +42,7 @@ func newWorldWith(t testing.TB, adjust func(*command.Config)) *world {
 	if adjust != nil {
 		adjust(&w.cfg)
 	}
-	srv, err := command.New(w.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	w.url = hs.URL
+	w.url = commandtest.Serve(t, w.cfg)
 	return w
 }
 

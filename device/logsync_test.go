@@ -169,14 +169,9 @@ func TestChainSyncRequiresTheLog(t *testing.T) {
 
 func get(t *testing.T, url string) []byte {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	code, _, b := translogtest.Get(t, url)
+	if code != 200 {
+		t.Fatalf("GET %s: %d", url, code)
 	}
 	return b
 }

@@ -39,32 +39,40 @@ func Cosignatures(msg []byte, vkeys []string) ([]Cosignature, error) {
 		if typ != sigEd25519Cosig && typ != sigMLDSA44 {
 			return nil, fmt.Errorf("%w: witness key %q is not a cosignature key (type 0x04 or 0x06)", ErrBadKey, v.Name())
 		}
-		n, err := note.Open(msg, note.VerifierList(v))
-		var unverified *note.UnverifiedNoteError
-		var invalid *note.InvalidSignatureError
-		switch {
-		case errors.As(err, &unverified):
-			continue
-		case errors.As(err, &invalid):
-			out[i].Present = true
-			continue
-		case err != nil:
-			return nil, fmt.Errorf("%w: %v", ErrBadCheckpoint, err)
-		}
-		for _, s := range n.Sigs {
-			if s.Name != v.Name() || s.Hash != v.KeyHash() {
-				continue
-			}
-			raw, err := base64.StdEncoding.DecodeString(s.Base64)
-			if err != nil || len(raw) < 4+8 {
-				return nil, fmt.Errorf("%w: the cosignature of %s is too short for a timestamp", ErrBadCheckpoint, v.Name())
-			}
-			ts := binary.BigEndian.Uint64(raw[4:12])
-			if ts > 1<<62 {
-				return nil, fmt.Errorf("%w: the cosignature of %s has timestamp %d", ErrBadCheckpoint, v.Name(), ts)
-			}
-			out[i] = Cosignature{Valid: true, Present: true, Time: time.Unix(int64(ts), 0).UTC()}
+		if out[i], err = cosignatureOf(msg, v); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// cosignatureOf returns what msg, a signed checkpoint no larger than
+// MaxCheckpointSize, carries from the witness key v.
+func cosignatureOf(msg []byte, v note.Verifier) (Cosignature, error) {
+	n, err := note.Open(msg, note.VerifierList(v))
+	var unverified *note.UnverifiedNoteError
+	var invalid *note.InvalidSignatureError
+	switch {
+	case errors.As(err, &unverified):
+		return Cosignature{}, nil
+	case errors.As(err, &invalid):
+		return Cosignature{Present: true}, nil
+	case err != nil:
+		return Cosignature{}, fmt.Errorf("%w: %v", ErrBadCheckpoint, err)
+	}
+	for _, s := range n.Sigs {
+		if s.Name != v.Name() || s.Hash != v.KeyHash() {
+			continue
+		}
+		raw, err := base64.StdEncoding.DecodeString(s.Base64)
+		if err != nil || len(raw) < 4+8 {
+			return Cosignature{}, fmt.Errorf("%w: the cosignature of %s is too short for a timestamp", ErrBadCheckpoint, v.Name())
+		}
+		ts := binary.BigEndian.Uint64(raw[4:12])
+		if ts > 1<<62 {
+			return Cosignature{}, fmt.Errorf("%w: the cosignature of %s has timestamp %d", ErrBadCheckpoint, v.Name(), ts)
+		}
+		return Cosignature{Valid: true, Present: true, Time: time.Unix(int64(ts), 0).UTC()}, nil
+	}
+	return Cosignature{}, nil
 }

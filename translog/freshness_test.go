@@ -57,7 +57,7 @@ func TestMapLeafGolden(t *testing.T) {
 // appended, interleaved, and integrated.
 type world struct {
 	l      *translog.Log
-	st     *memStorage
+	st     *translogtest.MemStorage
 	s      *translog.Signer
 	chains []*translogtest.Chain
 }
@@ -69,11 +69,11 @@ func newWorld(t *testing.T, accounts, links int) *world {
 	for i := range accounts {
 		c := translogtest.NewChain(t, fmt.Sprintf("acct%d", i))
 		w.chains = append(w.chains, c)
-		w.st.add(c.Links[0].Bytes())
+		w.st.Add(c.Links[0].Bytes())
 	}
 	for range links - 1 {
 		for _, c := range w.chains {
-			w.st.add(c.Next(t).Bytes())
+			w.st.Add(c.Next(t).Bytes())
 		}
 	}
 	w.integrate(t)
@@ -127,7 +127,7 @@ func TestFreshness(t *testing.T) {
 	}
 
 	old := w.chains[2].Head()
-	w.st.add(w.chains[2].Next(t).Bytes())
+	w.st.Add(w.chains[2].Next(t).Bytes())
 	if v := check(t, w.l, cp, w.chains[2].ID); *v != *valueOf(old) {
 		t.Fatal("a link not yet integrated changed the proven head")
 	}
@@ -193,7 +193,7 @@ func TestFreshnessForgeries(t *testing.T) {
 	w := newWorld(t, 3, 2)
 	c := w.chains[1]
 	stale := c.Head()
-	w.st.add(c.Next(t).Bytes())
+	w.st.Add(c.Next(t).Bytes())
 	cp := w.integrate(t)
 	key := smap.Key(c.ID)
 	f, err := w.l.Freshness(ctx, key)
@@ -294,10 +294,10 @@ func TestCheckMapLeavesCatchesLies(t *testing.T) {
 func TestMapTakesLeavesSequencedDuringIntegration(t *testing.T) {
 	w := newWorld(t, 2, 1)
 	late := translogtest.NewChain(t, "late")
-	w.st.add(w.chains[0].Next(t).Bytes())
-	w.st.beforeSequence = func() {
-		w.st.beforeSequence = nil
-		w.st.add(late.Links[0].Bytes())
+	w.st.Add(w.chains[0].Next(t).Bytes())
+	w.st.BeforeSequence = func() {
+		w.st.BeforeSequence = nil
+		w.st.Add(late.Links[0].Bytes())
 	}
 	cp := w.integrate(t)
 	if cp.Size != 3+1+1+1 {
@@ -311,16 +311,16 @@ func TestMapTakesLeavesSequencedDuringIntegration(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The stored map has the late account too (a restart loads it).
-	w.st.rmu.RLock()
-	stored, ok := w.st.smap[smap.Key(late.ID)]
-	w.st.rmu.RUnlock()
+	var stored smap.Value
+	var ok bool
+	w.st.Edit(func(c *translogtest.MemContents) { stored, ok = c.Map[smap.Key(late.ID)] })
 	if !ok || stored != *valueOf(late.Head()) {
 		t.Fatalf("the stored map lacks the account created during the integration: %v", stored)
 	}
 	// The checkpoints were signed in transactions that did not hold the
 	// sequence (on PostgreSQL: appends never wait for a signature).
-	if w.st.signedUnderSeq != 0 {
-		t.Fatalf("%d checkpoints signed while holding the sequence", w.st.signedUnderSeq)
+	if n := w.st.SignedUnderSeq(); n != 0 {
+		t.Fatalf("%d checkpoints signed while holding the sequence", n)
 	}
 }
 
@@ -332,24 +332,24 @@ func TestMapRebuiltFromLeaves(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t, 3, 3)
 	cp := w.integrate(t)
-	w.st.rmu.Lock()
-	w.st.smap = map[smap.Key]smap.Value{}
-	w.st.state.MapSize = 0
-	w.st.rmu.Unlock()
+	w.st.Edit(func(c *translogtest.MemContents) {
+		c.Map = map[smap.Key]smap.Value{}
+		c.State.MapSize = 0
+	})
 	l := translog.New(w.st, w.s)
 	for _, c := range w.chains {
 		if v := check(t, l, cp, c.ID); v == nil || *v != *valueOf(c.Head()) {
 			t.Fatalf("%s after the rebuild: %v", c, v)
 		}
 	}
-	w.st.rmu.RLock()
-	stored, size := maps.Clone(w.st.smap), w.st.state.MapSize
-	w.st.rmu.RUnlock()
+	var stored map[smap.Key]smap.Value
+	var size uint64
+	w.st.Edit(func(c *translogtest.MemContents) { stored, size = maps.Clone(c.Map), c.State.MapSize })
 	if len(stored) != 3 || size != cp.Size {
 		t.Fatalf("the rebuilt map was not stored: %d entries as of %d leaves", len(stored), size)
 	}
 	// And the next integration goes on from it.
-	w.st.add(w.chains[0].Next(t).Bytes())
+	w.st.Add(w.chains[0].Next(t).Bytes())
 	cp2, err := l.Integrate(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -369,10 +369,12 @@ func TestMapLeafForLogFromBeforeTheMap(t *testing.T) {
 	// Make it a log of the 6 links alone, as the code before the map
 	// integrated it: drop the map leaf, its hash from tile 0/0, and the
 	// stored map; sign the tree of the links.
-	w.st.rmu.Lock()
-	links := w.st.leaves[:6]
-	w.st.leaves = links
-	w.st.tiles[[2]uint64{0, 0}] = w.st.tiles[[2]uint64{0, 0}][:6*32]
+	var links [][]byte
+	w.st.Edit(func(c *translogtest.MemContents) {
+		links = c.Leaves[:6]
+		c.Leaves = links
+		c.Tiles[[2]uint64{0, 0}] = c.Tiles[[2]uint64{0, 0}][:6*32]
+	})
 	rf := &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 	r := rf.NewEmptyRange(0)
 	for _, lf := range links {
@@ -387,9 +389,10 @@ func TestMapLeafForLogFromBeforeTheMap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.st.state = translog.State{Size: 6, Range: bytes.Join(r.Hashes(), nil), Checkpoint: signed}
-	w.st.smap = map[smap.Key]smap.Value{}
-	w.st.rmu.Unlock()
+	w.st.Edit(func(c *translogtest.MemContents) {
+		c.State = translog.State{Size: 6, Range: bytes.Join(r.Hashes(), nil), Checkpoint: signed}
+		c.Map = map[smap.Key]smap.Value{}
+	})
 
 	l := translog.New(w.st, w.s)
 	if _, err := l.Freshness(ctx, smap.Key(w.chains[0].ID)); !errors.Is(err, translog.ErrNotFound) {
@@ -434,7 +437,7 @@ func TestFreshnessConcurrent(t *testing.T) {
 	go func() {
 		defer close(done)
 		for _, l := range more {
-			w.st.add(l.Bytes())
+			w.st.Add(l.Bytes())
 			if _, err := w.l.Integrate(ctx); err != nil {
 				errs <- err
 				return

@@ -21,7 +21,7 @@ func TestFsck(t *testing.T) {
 	}
 
 	t.Logf("fsck on the good log:\n%s", r.Output)
-	st.corruptTile(0, 1, 40)
+	corruptTile(st, 0, 1, 40)
 	r = translogtest.Fsck(t, srv.URL+"/log/", testOrigin, s.VerifierKeys()[0])
 	if r.OK || !strings.Contains(r.Output, "fsck failed") || !strings.Contains(r.Output, "tile/0/001") {
 		t.Fatalf("fsck did not fail on a corrupted tile 0/001:\n%s", r.Output)

@@ -114,7 +114,7 @@ func TestHandlerTiles(t *testing.T) {
 	}
 
 	// Leaves sequenced but not integrated are not served.
-	st.add(leaf(70000))
+	st.Add(leaf(70000))
 	if code, _, _ := get(t, base+translog.EntriesPath(273, 113)); code != 404 {
 		t.Fatalf("an entry beyond the checkpoint was served: %d", code)
 	}
@@ -155,7 +155,7 @@ func TestTilePath(t *testing.T) {
 }
 
 // failingStorage fails every read, as an unreachable database does.
-type failingStorage struct{ *memStorage }
+type failingStorage struct{ *translogtest.MemStorage }
 
 var errDown = errors.New("database down")
 

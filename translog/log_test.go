@@ -32,7 +32,7 @@ func TestIntegrateMatchesReference(t *testing.T) {
 	n := 0
 	for _, step := range []int{0, 1, 1, 5, 248, 1, 255, 256, 257, 3, 65536 - 1033, 1, 300} {
 		for range step {
-			st.add(leaf(n))
+			st.Add(leaf(n))
 			ref.AppendData(leaf(n))
 			n++
 		}
@@ -105,7 +105,7 @@ func TestIntegrateRefusesCorruptTiles(t *testing.T) {
 	// wrong position.
 	tile, _ := st.Tile(ctx, 0, 0)
 	st.SetTile(0, 0, tile[:5*sha256.Size])
-	st.add(leaf(10))
+	st.Add(leaf(10))
 	if _, err := l.Integrate(ctx); !errors.Is(err, translog.ErrCorrupt) {
 		t.Fatalf("integrating over a cut tile: %v, want ErrCorrupt", err)
 	}

@@ -43,7 +43,7 @@ func millionLog(b *testing.B) (*translog.Log, []string) {
 		for i := range leaves {
 			leaves[i] = benchLeaf(uint64(i))
 		}
-		st.add(leaves...)
+		st.Add(leaves...)
 		l := translog.New(st, s)
 		start := time.Now()
 		_, million.err = l.Integrate(context.Background())

@@ -162,7 +162,7 @@ func logOf(t testing.TB, s *translog.Signer, n int) *translog.Log {
 	st := newMemStorage()
 	l := translog.New(st, s)
 	for i := range n {
-		st.add(leaf(i))
+		st.Add(leaf(i))
 	}
 	if _, err := l.Integrate(context.Background()); err != nil {
 		t.Fatal(err)

@@ -19,10 +19,7 @@ func TestWitnessRefresh(t *testing.T) {
 	ctx := context.Background()
 	l, _, s := newLog(t, 3)
 	rw := translogtest.StartWitness(t, "witness.enigm.test/refresh", testOrigin, s.VerifierKeys()[1])
-	w, err := translog.NewWitness(rw.URL, rw.Keys[0], nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := newWitness(t, rw.URL, rw.Keys[0])
 	at := func() time.Time {
 		t.Helper()
 		served, _, err := l.Checkpoint(ctx)
@@ -51,10 +48,7 @@ func TestWitnessRefresh(t *testing.T) {
 	}
 	// The witness's ML-DSA-44 cosignature (type 0x06) is read the same
 	// way, beside the Ed25519 one, with the witness's own timestamp.
-	wPQ, err := translog.NewWitness(rw.URL, rw.Keys[1], nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wPQ := newWitness(t, rw.URL, rw.Keys[1])
 	if _, err := l.Witness(ctx, wPQ); err != nil {
 		t.Fatalf("ML-DSA-44 submission: %v\n%s", err, rw.Output())
 	}

@@ -26,14 +26,7 @@ func TestWitness(t *testing.T) {
 	ctx := context.Background()
 	l, st, s := newLog(t, 10)
 	rw := translogtest.StartWitness(t, "witness.enigm.test/w1", testOrigin, s.VerifierKeys()[1])
-	newW := func(key string) *translog.Witness {
-		w, err := translog.NewWitness(rw.URL, key, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
-	wEd, wPQ := newW(rw.Keys[0]), newW(rw.Keys[1])
+	wEd, wPQ := newWitness(t, rw.URL, rw.Keys[0]), newWitness(t, rw.URL, rw.Keys[1])
 
 	cos, err := l.Witness(ctx, wEd)
 	if err != nil {
@@ -55,7 +48,7 @@ func TestWitness(t *testing.T) {
 	// proof from 10 to 310 (299 leaves and the map leaf). The ML-DSA-44
 	// client starts from size 0 and catches up through the witness's 409.
 	for i := 10; i < 309; i++ {
-		st.add(leaf(i))
+		st.Add(leaf(i))
 	}
 	if _, err := l.Integrate(ctx); err != nil {
 		t.Fatal(err)
@@ -75,12 +68,12 @@ func TestWitness(t *testing.T) {
 	fork := newMemStorage()
 	fl := translog.New(fork, s)
 	for i := range 400 {
-		fork.add([]byte(strings.Repeat("x", i%50) + string(rune('a'+i%26))))
+		fork.Add([]byte(strings.Repeat("x", i%50) + string(rune('a'+i%26))))
 	}
 	if _, err := fl.Integrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	wFork := newW(rw.Keys[0])
+	wFork := newWitness(t, rw.URL, rw.Keys[0])
 	if _, err := fl.Witness(ctx, wFork); !errors.Is(err, translog.ErrWitness) || !strings.Contains(err.Error(), "422") {
 		t.Fatalf("a forked log: %v, want the witness to refuse it with 422", err)
 	}
@@ -89,25 +82,25 @@ func TestWitness(t *testing.T) {
 	small := newMemStorage()
 	sl := translog.New(small, s)
 	for i := range 5 {
-		small.add(leaf(i))
+		small.Add(leaf(i))
 	}
 	if _, err := sl.Integrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sl.Witness(ctx, newW(rw.Keys[0])); !errors.Is(err, translog.ErrWitness) || !strings.Contains(err.Error(), "cosigned a tree of 310") {
+	if _, err := sl.Witness(ctx, newWitness(t, rw.URL, rw.Keys[0])); !errors.Is(err, translog.ErrWitness) || !strings.Contains(err.Error(), "cosigned a tree of 310") {
 		t.Fatalf("a rolled-back log: %v, want ErrWitness naming the tree of 310 it cosigned", err)
 	}
 
 	// Other keys under our name: the witness trusts none of them (403).
 	ol, ost, _ := newLog(t, 0)
 	for i := range 320 {
-		ost.add(leaf(i))
+		ost.Add(leaf(i))
 	}
 	if _, err := ol.Integrate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// (tlog-witness says 403; this witness version answers 500 here.)
-	if _, err := ol.Witness(ctx, newW(rw.Keys[0])); !errors.Is(err, translog.ErrWitness) ||
+	if _, err := ol.Witness(ctx, newWitness(t, rw.URL, rw.Keys[0])); !errors.Is(err, translog.ErrWitness) ||
 		!(strings.Contains(err.Error(), "answered 403") || strings.Contains(err.Error(), "answered 500")) {
 		t.Fatalf("a checkpoint under other keys: %v, want a refusal", err)
 	}
@@ -116,11 +109,8 @@ func TestWitness(t *testing.T) {
 	// an older checkpoint is refused, for either key type.
 	for i, old := range [][]byte{firstEd, firstPQ} {
 		replay := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(old) }))
-		rp, err := translog.NewWitness(replay.URL, rw.Keys[i], nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st.add(leaf(400 + i))
+		rp := newWitness(t, replay.URL, rw.Keys[i])
+		st.Add(leaf(400 + i))
 		if _, err := l.Integrate(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +121,7 @@ func TestWitness(t *testing.T) {
 	}
 
 	// The honest log goes on.
-	st.add(leaf(310))
+	st.Add(leaf(310))
 	if _, err := l.Integrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -146,4 +136,14 @@ func TestNewWitnessRefusesLogKeys(t *testing.T) {
 	if _, err := translog.NewWitness("http://127.0.0.1:1", s.VerifierKeys()[0], nil); !errors.Is(err, translog.ErrBadKey) {
 		t.Fatalf("an Ed25519 note key (0x01) as a witness key: %v", err)
 	}
+}
+
+// newWitness returns a client of the witness at url with the key vkey.
+func newWitness(t testing.TB, url, vkey string) *translog.Witness {
+	t.Helper()
+	w, err := translog.NewWitness(url, vkey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }

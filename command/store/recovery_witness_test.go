@@ -10,14 +10,9 @@ import (
 	"github.com/enigm/enigm/command/store/storetest"
 )
 
-func TestRecoveryWitnessesSQLite(t *testing.T) {
+func TestRecoveryWitnesses(t *testing.T) {
 	t.Parallel()
-	testRecoveryWitnesses(t, storetest.SQLiteDSN(t))
-}
-
-func TestRecoveryWitnessesPostgres(t *testing.T) {
-	t.Parallel()
-	testRecoveryWitnesses(t, storetest.PostgresDSN(t))
+	storetest.Engines(t, testRecoveryWitnesses)
 }
 
 // testRecoveryWitnesses: an open recovery is listed as unwitnessed (with

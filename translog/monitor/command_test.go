@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/command"
+	"github.com/enigm/enigm/command/commandtest"
 	"github.com/enigm/enigm/hybrid"
 	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/translog"
@@ -23,16 +23,9 @@ import (
 // startCommand starts Enigm Command with a log signed by signer.
 func startCommand(t testing.TB, signer *translog.Signer) string {
 	t.Helper()
-	cfg := command.Config{DataDir: t.TempDir(), LogSigner: signer, LogInterval: 20 * time.Millisecond,
+	return commandtest.Serve(t, command.Config{DataDir: t.TempDir(), LogSigner: signer, LogInterval: 20 * time.Millisecond,
 		KeystoreBackend: testkit.SoftBackend, KeystorePassphrase: []byte("monitor test"), JanitorInterval: -1,
-		RateLimits: &command.RateLimits{Disabled: true}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	srv, err := command.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return hs.URL
+		RateLimits: &command.RateLimits{Disabled: true}})
 }
 
 // login makes cl act as the account's device.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/enigm/enigm/keystore"
 )
 
 // auditVerifyJSON is `enigm audit --verify --json`.
@@ -19,12 +21,7 @@ type auditVerifyJSON struct {
 	Problem       string `json:"problem,omitempty"`
 }
 
-func runAuditVerify(c *Ctx) error {
-	s, err := c.openStore(false)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
+func runAuditVerify(c *Ctx, s *keystore.Store) error {
 	v, err := s.VerifyAudit()
 	if err != nil {
 		return err

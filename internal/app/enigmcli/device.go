@@ -33,6 +33,19 @@ func (c *Ctx) newDeviceFlags(fs *pflag.FlagSet, name *string) {
 	fs.StringVar(name, "name", "", "this device's display `NAME` (default: the host name)")
 }
 
+// withAgent adapts run, a command on the device agent of the home, to
+// Ctx.do: it opens the agent and closes it when run returns.
+func withAgent(run func(*Ctx, *device.Agent) error) func(*Ctx) error {
+	return func(c *Ctx) error {
+		a, err := c.agent()
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		return run(c, a)
+	}
+}
+
 // agent opens the device agent of the home.
 func (c *Ctx) agent() (*device.Agent, error) {
 	home, err := c.Home()
@@ -200,7 +213,7 @@ example:
 				Flags: func(fs *pflag.FlagSet) {
 					c.serverFlag(fs)
 					fs.StringVar(&account, "account", "", "account name or id (default: this device's)")
-				}, Run: c.do(func(c *Ctx) error { return runDevices(c, account) })}
+				}, Run: c.do(withAgent(func(c *Ctx, a *device.Agent) error { return runDevices(c, a, account) }))}
 		},
 		func(c *Ctx) *clikit.Command {
 			o := &revokeOpts{}
@@ -226,12 +239,12 @@ examples:
 					c.serverFlag(fs)
 					fs.BoolVar(&o.thisDevice, "this-device", false, "confirm that the device to revoke is this device")
 					fs.BoolVar(&o.lastDevice, "last-device", false, "confirm that the device to revoke is the account's last active device")
-				}, Run: c.do(func(c *Ctx) error { return runRevokeDevice(c, o) })}
+				}, Run: c.do(withAgent(func(c *Ctx, a *device.Agent) error { return runRevokeDevice(c, a, o) }))}
 		},
 		func(c *Ctx) *clikit.Command {
 			return &clikit.Command{Path: "rotate", Group: "account", Summary: "rotate this device's identity and KEM keys", Usage: "",
 				Help:  "Generates new identity and KEM keys, publishes them in a rotate_keys link\nsigned by the old and new identity keys, then activates them; the old keys\nare superseded (the old KEM key still decrypts for its grace period).\n\nexample:\n  enigm rotate --json",
-				Flags: c.serverFlag, Run: c.do(runRotateDevice)}
+				Flags: c.serverFlag, Run: c.do(withAgent(runRotateDevice))}
 		},
 		func(c *Ctx) *clikit.Command {
 			o := &recoverOpts{}
@@ -319,11 +332,11 @@ example:
 		},
 		func(c *Ctx) *clikit.Command {
 			return &clikit.Command{Path: "call accept", Summary: "join a call this device was invited to", Usage: "CALL_ID [--json]",
-				Help: "Installs the call key delivered to this device and prints its fingerprint.\n\nexample:\n  enigm call accept call-5e0f... --json", Args: 1, Flags: c.serverFlag, Run: c.do(runCallAccept)}
+				Help: "Installs the call key delivered to this device and prints its fingerprint.\n\nexample:\n  enigm call accept call-5e0f... --json", Args: 1, Flags: c.serverFlag, Run: c.do(withAgent(runCallAccept))}
 		},
 		func(c *Ctx) *clikit.Command {
 			return &clikit.Command{Path: "call end", Summary: "end a call this device set up (destroy its key)", Usage: "CALL_ID",
-				Help: "example:\n  enigm call end call-5e0f...", Args: 1, Run: c.do(runCallEnd)}
+				Help: "example:\n  enigm call end call-5e0f...", Args: 1, Run: c.do(withAgent(runCallEnd))}
 		},
 		func(c *Ctx) *clikit.Command {
 			var online bool
@@ -332,12 +345,12 @@ example:
 				Flags: func(fs *pflag.FlagSet) {
 					c.serverFlag(fs)
 					fs.BoolVar(&online, "online", false, "sync with the server first")
-				}, Run: c.do(func(c *Ctx) error { return runDeviceStatus(c, online) })}
+				}, Run: c.do(withAgent(func(c *Ctx, a *device.Agent) error { return runDeviceStatus(c, a, online) }))}
 		},
 		func(c *Ctx) *clikit.Command {
 			return &clikit.Command{Path: "sync", Group: "account", Summary: "fetch and verify the latest state; finish pending requests", Usage: "",
 				Help:  "Verifies the account's chain from the server, completes a pending enrollment\nor recovery when it can, and destroys this device's keys if the verified\nchain shows it revoked. On an active device, a recovery of the account that\nis pending in the verified chain is shown (who, since when, when it can\ncomplete) and sync exits with status 4: run `enigm veto` if it is not you.\n\nexample:\n  enigm sync --json",
-				Flags: c.serverFlag, Run: c.do(runSync)}
+				Flags: c.serverFlag, Run: c.do(withAgent(runSync))}
 		},
 	)
 }
@@ -534,12 +547,7 @@ type deviceJSON struct {
 	Self       bool   `json:"self"`
 }
 
-func runDevices(c *Ctx, account string) error {
-	a, err := c.agent()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
+func runDevices(c *Ctx, a *device.Agent, account string) error {
 	acct, devs, head, err := a.Devices(c.Context(), account)
 	if err != nil && devs == nil {
 		return err
@@ -599,12 +607,7 @@ func (c *Ctx) pickDevice(a *device.Agent, account, ref string) (chain.DeviceID, 
 	return devs[i].Device, nil
 }
 
-func runRevokeDevice(c *Ctx, ro *revokeOpts) error {
-	a, err := c.agent()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
+func runRevokeDevice(c *Ctx, a *device.Agent, ro *revokeOpts) error {
 	target, err := c.pickDevice(a, "", c.Args[0])
 	if err != nil {
 		return err
@@ -658,12 +661,7 @@ func (c *Ctx) confirmRevoke(t device.RevokeTarget, o *device.RevokeOptions) erro
 	return nil
 }
 
-func runRotateDevice(c *Ctx) error {
-	a, err := c.agent()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
+func runRotateDevice(c *Ctx, a *device.Agent) error {
 	id, kem, err := a.Rotate(c.Context())
 	if err != nil {
 		return err
@@ -985,12 +983,7 @@ func runCall(c *Ctx, to string, ttl time.Duration) error {
 	})
 }
 
-func runCallAccept(c *Ctx) error {
-	a, err := c.agent()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
+func runCallAccept(c *Ctx, a *device.Agent) error {
 	fp, err := a.AcceptCall(c.Context(), c.Args[0])
 	if err != nil {
 		return err
@@ -1003,12 +996,7 @@ func runCallAccept(c *Ctx) error {
 	})
 }
 
-func runCallEnd(c *Ctx) error {
-	a, err := c.agent()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
+func runCallEnd(c *Ctx, a *device.Agent) error {
 	if err := a.EndCall(c.Context(), c.Args[0]); err != nil {
 		return err
 	}
@@ -1124,12 +1112,7 @@ func (e *recoveryPendingError) Error() string {
 		r.RequestID, r.Name, hexID(r.Device[:]), ts(r.RequestedAt), ts(r.NotBefore), witnessedText(r))
 }
 
-func runDeviceStatus(c *Ctx, online bool) error {
-	a, err := c.agent()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
+func runDeviceStatus(c *Ctx, a *device.Agent, online bool) error {
 	s, err := a.Status(c.Context(), online)
 	if err != nil {
 		return err
@@ -1137,12 +1120,7 @@ func runDeviceStatus(c *Ctx, online bool) error {
 	return c.Output(statusOut(s), func() { c.printStatus(s) })
 }
 
-func runSync(c *Ctx) error {
-	a, err := c.agent()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
+func runSync(c *Ctx, a *device.Agent) error {
 	if a.Pending() != nil {
 		if err := a.Finish(c.Context()); err != nil && !errors.Is(err, device.ErrWaiting) {
 			return err

@@ -46,6 +46,19 @@ func (c *Ctx) backendFor(name string) (backend.Backend, error) {
 	return mk(c.G, c.Env)
 }
 
+// withStore adapts run, a command that reads the keystore, to Ctx.do: it
+// opens the keystore (locked) and closes it when run returns.
+func withStore(run func(*Ctx, *keystore.Store) error) func(*Ctx) error {
+	return func(c *Ctx) error {
+		s, err := c.openStore(false)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		return run(c, s)
+	}
+}
+
 // openStore opens the keystore, unlocking it when asked.
 func (c *Ctx) openStore(unlock bool) (*keystore.Store, error) {
 	home, err := c.Home()
@@ -122,10 +135,10 @@ associated, the keys per state, the audit log's integrity and the OS posture.
 It does not need the passphrase.
 
 example:
-  enigm keystore status --json`, Run: c.do(runStatus)}
+  enigm keystore status --json`, Run: c.do(withStore(runStatus))}
 		},
 		func(c *Ctx) *clikit.Command {
-			return &clikit.Command{Path: "keys list", Summary: "list keys (no secrets)", Usage: "[--json]", Run: c.do(runList),
+			return &clikit.Command{Path: "keys list", Summary: "list keys (no secrets)", Usage: "[--json]", Run: c.do(withStore(runList)),
 				Help: "Lists every key with its id, class, algorithm, lifecycle state and times.\nDamaged records are listed with a problem; they hide nothing else.\n\nexample:\n  enigm keys list --json"}
 		},
 		func(c *Ctx) *clikit.Command {
@@ -231,12 +244,12 @@ examples:
 					fs.IntVar(&limit, "limit", 50, "show at most `N` newest entries (0: all)")
 					fs.BoolVar(&verify, "verify", false, "verify every kept segment and print only the result")
 				},
-				Run: c.do(func(c *Ctx) error {
+				Run: c.do(withStore(func(c *Ctx, s *keystore.Store) error {
 					if verify {
-						return runAuditVerify(c)
+						return runAuditVerify(c, s)
 					}
-					return runAudit(c, limit)
-				})}
+					return runAudit(c, s, limit)
+				}))}
 		},
 		func(c *Ctx) *clikit.Command {
 			var olderThan time.Duration
@@ -387,12 +400,7 @@ func gateStrings(gs []backend.Gate) []string {
 	return out
 }
 
-func runStatus(c *Ctx) error {
-	s, err := c.openStore(false)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
+func runStatus(c *Ctx, s *keystore.Store) error {
 	st, err := s.Status()
 	if err != nil {
 		return err
@@ -515,12 +523,7 @@ type keyJSONOut struct {
 
 func ts(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
-func runList(c *Ctx) error {
-	s, err := c.openStore(false)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
+func runList(c *Ctx, s *keystore.Store) error {
 	keys, err := s.List()
 	if err != nil {
 		return err
@@ -815,12 +818,7 @@ type auditEntry struct {
 	Detail  string    `json:"detail,omitempty"`
 }
 
-func runAudit(c *Ctx, limit int) error {
-	s, err := c.openStore(false)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
+func runAudit(c *Ctx, s *keystore.Store, limit int) error {
 	entries, intact, err := s.AuditLog()
 	if err != nil {
 		return err

@@ -2,9 +2,6 @@ package enigmcli
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,22 +10,15 @@ import (
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/command"
+	"github.com/enigm/enigm/command/commandtest"
 )
 
 // rvServer runs a Command server in the test process.
 func rvServer(t *testing.T) string {
 	t.Helper()
-	cfg := command.Config{DataDir: t.TempDir(), RateLimits: &command.RateLimits{Disabled: true},
+	return commandtest.Serve(t, command.Config{DataDir: t.TempDir(), RateLimits: &command.RateLimits{Disabled: true},
 		KeystoreBackend:    func(n string) (backend.Backend, error) { return fastSoft(n, nil) },
-		KeystorePassphrase: []byte("command"), MinRecoveryDelay: time.Hour,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), JanitorInterval: -1}
-	srv, err := command.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	return hs.URL
+		KeystorePassphrase: []byte("command"), MinRecoveryDelay: time.Hour, JanitorInterval: -1})
 }
 
 // rvDevice is a transcript of one device home against server.

@@ -183,14 +183,7 @@ keeps as evidence.
 
 example:
   enigm log status --json`,
-				Run: c.do(func(c *Ctx) error {
-					a, err := c.agent()
-					if err != nil {
-						return err
-					}
-					defer a.Close()
-					return runLogStatus(c, a)
-				})}
+				Run: c.do(withAgent(runLogStatus))}
 		},
 	)
 	words["log"] = clikit.Word{Group: "account", Summary: "the transparency log this device follows"}
