@@ -284,7 +284,8 @@ func (w *world) policyLink(p Policy, signer Signer) *Link {
 //	veto by B
 //	recover D [org]
 //	rotate-recovery by A
-//	policy [admin-approval] [admin-review] [delay=DUR] [min=LEVEL]   (set_policy by the organisation)
+//	policy [admin-approval] [admin-review] [delay=DUR] [min=LEVEL] [witness] [witness-age=DUR]
+//	                             (set_policy by the organisation; witness: a one-witness tlog-policy)
 //	policy-by A ...              (set_policy signed by device A's key in the org role)
 //	wait DUR                     (advance the clock)
 //	expect active A C            (exactly these devices are active)
@@ -343,6 +344,14 @@ func parsePolicyFlags(p Policy, flags []string) (Policy, error) {
 			p.RecoveryDelay = d
 		case strings.HasPrefix(f, "min="):
 			p.MinLevel = Level(f[4:])
+		case f == "witness":
+			p.WitnessPolicy = goldenWitnessPolicy
+		case strings.HasPrefix(f, "witness-age="):
+			d, err := time.ParseDuration(f[12:])
+			if err != nil {
+				return p, err
+			}
+			p.WitnessMaxAge = d
 		}
 	}
 	return p, nil
