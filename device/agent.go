@@ -106,11 +106,14 @@ type Agent struct {
 	// and this device pinned none.
 	logSynced time.Time
 	noLog     bool
-	// logCfg is the parsed log configuration; logRefusal why the
+	// logCfg is the parsed log configuration (without the account's
+	// witness policy: logPolicy adds it); logRefusal why the
 	// server's newest checkpoint was last refused while the stored one
 	// stayed in force.
 	logCfg     *client.LogPolicy
 	logRefusal error
+	// orgPolicy is the parsed witness policy of the account's chain.
+	orgPolicy *parsedOrgPolicy
 }
 
 // Open opens the agent of home. It does not need the passphrase until keys

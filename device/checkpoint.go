@@ -136,7 +136,7 @@ func (a *Agent) logFollowed(ctx context.Context, cl *client.Client) (bool, error
 	if st != nil {
 		return true, nil
 	}
-	if p, err := a.logPolicy(); err != nil || p.Pin != nil || p.Witnesses.RequiresWitnesses() {
+	if p, err := a.logPolicy(); err != nil || p.Pin != nil || p.RequiresWitnesses() {
 		return true, err // configured: required from the first contact
 	}
 	info, err := cl.Info(ctx)
@@ -319,9 +319,32 @@ func (a *Agent) LogConfig() (LogConfig, error) {
 	return c, nil
 }
 
-// logPolicy returns the client.LogPolicy of the stored configuration
-// (parsed once per process).
+// logPolicy returns what this device requires of the log's checkpoints
+// now: its configured policy (configuredLogPolicy) and the witness policy
+// of its own account's last verified chain state (orgLogPolicy).
 func (a *Agent) logPolicy() (client.LogPolicy, error) {
+	p, err := a.configuredLogPolicy()
+	if err != nil {
+		return p, err
+	}
+	acct, ok := a.cfg.account()
+	if !ok {
+		return p, nil
+	}
+	st := a.verified[acct]
+	if st == nil {
+		// Not synced by this process yet: the stored links' state.
+		if st, err = client.Load(acct, a.db, a.now(), a.verifyOpts()...); err != nil || st == nil {
+			return p, err
+		}
+		a.remember(acct, st)
+	}
+	return a.orgLogPolicy(p, st.Policy())
+}
+
+// configuredLogPolicy returns the client.LogPolicy of the stored
+// configuration (parsed once per process).
+func (a *Agent) configuredLogPolicy() (client.LogPolicy, error) {
 	if a.logCfg != nil {
 		return *a.logCfg, nil
 	}
@@ -336,6 +359,51 @@ func (a *Agent) logPolicy() (client.LogPolicy, error) {
 	p := client.LogPolicy{Pin: pin, Witnesses: pol, MaxAge: c.MaxAge, Now: a.now}
 	a.logCfg = &p
 	return p, nil
+}
+
+// orgLogPolicy returns p with the witness policy of the account policy cp
+// (an organisation's, signed in its chain) required too. One that does not
+// parse is an error, so that this device syncs nothing under it rather
+// than ignore it: Command checks a policy before it signs one, so only a
+// faulty or hostile Command can set it.
+func (a *Agent) orgLogPolicy(p client.LogPolicy, cp chain.Policy) (client.LogPolicy, error) {
+	if cp.WitnessPolicy == "" {
+		return p, nil
+	}
+	if a.orgPolicy == nil || a.orgPolicy.text != cp.WitnessPolicy {
+		pol, _, err := client.OrgPolicy(cp)
+		if err != nil {
+			return p, fmt.Errorf("device: %w; this device syncs nothing under it (the organisation must set a valid one, enigm-command admin set-policy --witness-policy)", err)
+		}
+		a.orgPolicy = &parsedOrgPolicy{text: cp.WitnessPolicy, pol: pol}
+	}
+	p.Org, p.OrgMaxAge = a.orgPolicy.pol, cp.WitnessMaxAge
+	return p, nil
+}
+
+// parsedOrgPolicy caches the parse of the account's witness policy.
+type parsedOrgPolicy struct {
+	text string
+	pol  *translog.Policy
+}
+
+var _ client.AccountPolicySource = witnessedLog{}
+
+// AccountLogPolicy implements client.AccountPolicySource: the links of
+// this device's own account are accepted under its own policy and the
+// account's witness policy in force before each; the links of other
+// accounts (correspondents) under the checkpoint this device accepted for
+// its own, whatever their organisations require.
+func (w witnessedLog) AccountLogPolicy(acct chain.AccountID, cp chain.Policy) (client.LogPolicy, bool, error) {
+	if own, ok := w.a.cfg.account(); !ok || own != acct {
+		return client.LogPolicy{}, false, nil
+	}
+	p, err := w.a.configuredLogPolicy()
+	if err != nil {
+		return p, false, err
+	}
+	p, err = w.a.orgLogPolicy(p, cp)
+	return p, err == nil, err
 }
 
 // Refused checkpoints, kept as evidence (client.LogEvidence).
