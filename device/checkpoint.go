@@ -182,8 +182,12 @@ func (a *Agent) syncLogged(ctx context.Context, cl *client.Client, acct chain.Ac
 				_, err = cl.VerifyFreshness(ctx, acct, st.Head(), a.logStore())
 			}
 			if err == nil || errors.Is(err, client.ErrNotLoggedYet) || errors.Is(err, client.ErrNotLogged) ||
-				errors.Is(err, client.ErrHeadNotLogged) || errors.Is(err, client.ErrStaleHead) || errors.Is(err, client.ErrNotFresh) {
-				a.remember(acct, st) // the links agent.db holds now
+				errors.Is(err, client.ErrHeadNotLogged) || errors.Is(err, client.ErrStaleHead) || errors.Is(err, client.ErrNotFresh) ||
+				errors.Is(err, client.ErrWitness) || errors.Is(err, client.ErrRecoveryNotWitnessed) {
+				// The links agent.db holds now (SyncLogged stored a prefix
+				// and returned its state; the account's witness policy or a
+				// recover link on witnessed time can stop it too).
+				a.remember(acct, st)
 			}
 		}
 		if err == nil {
