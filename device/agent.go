@@ -112,8 +112,11 @@ type Agent struct {
 	// stayed in force.
 	logCfg     *client.LogPolicy
 	logRefusal error
-	// orgPolicy is the parsed witness policy of the account's chain.
+	// orgPolicy is the parsed witness policy of the account's chain;
+	// joining the account an enrollment or recovery joins (joinTarget),
+	// whose witness policy binds this device before it is its own.
 	orgPolicy *parsedOrgPolicy
+	joining   *chain.AccountID
 }
 
 // Open opens the agent of home. It does not need the passphrase until keys
@@ -405,6 +408,7 @@ func (a *Agent) joinTarget(ctx context.Context, ref string) (*client.Client, cha
 	if err != nil {
 		return nil, chain.AccountID{}, nil, err
 	}
+	a.joining = &acct
 	st, err := a.chainState(ctx, acct)
 	if err != nil {
 		return nil, chain.AccountID{}, nil, err

@@ -331,7 +331,7 @@ func (a *Agent) logPolicy() (client.LogPolicy, error) {
 	if err != nil {
 		return p, err
 	}
-	acct, ok := a.cfg.account()
+	acct, ok := a.policyAccount()
 	if !ok {
 		return p, nil
 	}
@@ -344,6 +344,18 @@ func (a *Agent) logPolicy() (client.LogPolicy, error) {
 		a.remember(acct, st)
 	}
 	return a.orgLogPolicy(p, st.Policy())
+}
+
+// policyAccount is the account whose witness policy binds this device:
+// its own, or before it has one the account it is joining.
+func (a *Agent) policyAccount() (chain.AccountID, bool) {
+	if acct, ok := a.cfg.account(); ok {
+		return acct, true
+	}
+	if a.joining != nil {
+		return *a.joining, true
+	}
+	return chain.AccountID{}, false
 }
 
 // configuredLogPolicy returns the client.LogPolicy of the stored
@@ -394,12 +406,13 @@ type parsedOrgPolicy struct {
 var _ client.AccountPolicySource = witnessedLog{}
 
 // AccountLogPolicy implements client.AccountPolicySource: the links of
-// this device's own account are accepted under its own policy and the
-// account's witness policy in force before each; the links of other
-// accounts (correspondents) under the checkpoint this device accepted for
-// its own, whatever their organisations require.
+// this device's own account (or of the account it is joining, from the
+// first contact on) are accepted under its own policy and the account's
+// witness policy in force before each; the links of other accounts
+// (correspondents) under the checkpoint this device accepted for its own,
+// whatever their organisations require.
 func (w witnessedLog) AccountLogPolicy(acct chain.AccountID, cp chain.Policy) (client.LogPolicy, bool, error) {
-	if own, ok := w.a.cfg.account(); !ok || own != acct {
+	if own, ok := w.a.policyAccount(); !ok || own != acct {
 		return client.LogPolicy{}, false, nil
 	}
 	p, err := w.a.configuredLogPolicy()

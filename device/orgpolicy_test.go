@@ -194,4 +194,20 @@ func TestOrgWitnessPolicy(t *testing.T) {
 	if st.Head().Seq != 6 || st.Policy().WitnessPolicy != policy || st.Policy().WitnessMaxAge != 30*time.Minute {
 		t.Fatalf("honest again: head %v, policy %+v", st.Head(), st.Policy())
 	}
+
+	// A new device meeting the account (to join it) is held to the
+	// policy from its first contact: the genesis carries it, so the links
+	// after it wait for a checkpoint that meets it.
+	front.on.Store(true)
+	d := agent("d", w.url)
+	_, err := d.Enroll(ctx, device.EnrollOptions{Account: "alice", DeviceName: "d"})
+	if !errors.Is(err, client.ErrWitness) || !strings.Contains(err.Error(), orgRefusal) {
+		t.Fatalf("joining under stripped checkpoints: %v, want ErrWitness naming the organisation's policy", err)
+	}
+	t.Logf("joining: refused: %v", err)
+	front.on.Store(false)
+	r := testkit.Must(d.Enroll(ctx, device.EnrollOptions{Account: "alice", DeviceName: "d"}))
+	if r.RequestID == "" {
+		t.Fatal("no enrollment request")
+	}
 }
