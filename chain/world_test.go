@@ -329,29 +329,26 @@ func sentinels(err error) []string {
 
 func parsePolicyFlags(p Policy, flags []string) (Policy, error) {
 	for _, f := range flags {
-		switch {
-		case f == "admin-approval":
+		name, val, _ := strings.Cut(f, "=")
+		var err error
+		switch name {
+		case "admin-approval":
 			p.RequireAdminApproval = true
-		case f == "admin-review":
+		case "admin-review":
 			p.RequireAdminReview = true
-		case f == "attestation":
+		case "attestation":
 			p.RequireVerifiedAttestation = true
-		case strings.HasPrefix(f, "delay="):
-			d, err := time.ParseDuration(f[6:])
-			if err != nil {
-				return p, err
-			}
-			p.RecoveryDelay = d
-		case strings.HasPrefix(f, "min="):
-			p.MinLevel = Level(f[4:])
-		case f == "witness":
+		case "delay":
+			p.RecoveryDelay, err = time.ParseDuration(val)
+		case "min":
+			p.MinLevel = Level(val)
+		case "witness":
 			p.WitnessPolicy = goldenWitnessPolicy
-		case strings.HasPrefix(f, "witness-age="):
-			d, err := time.ParseDuration(f[12:])
-			if err != nil {
-				return p, err
-			}
-			p.WitnessMaxAge = d
+		case "witness-age":
+			p.WitnessMaxAge, err = time.ParseDuration(val)
+		}
+		if err != nil {
+			return p, err
 		}
 	}
 	return p, nil

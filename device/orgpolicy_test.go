@@ -20,8 +20,6 @@ import (
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/internal/testkit"
-	"github.com/enigm/enigm/translog"
-	"github.com/enigm/enigm/translog/translogtest"
 )
 
 // stripFront is a hostile front that, while on, removes one witness's
@@ -97,19 +95,7 @@ func (f *stripFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 //     for a checkpoint that meets it.
 func TestOrgWitnessPolicy(t *testing.T) {
 	ctx := context.Background()
-	var rw *translogtest.RunningWitness
-	w := newWorldWith(t, func(c *command.Config) {
-		s, err := command.LogSigner(ctx, *c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rw = translogtest.StartWitness(t, "witness.enigm.test/org", s.Origin(), s.VerifierKeys()[0])
-		wit, err := translog.NewWitness(rw.URL, rw.Keys[0], nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.LogSigner, c.LogInterval, c.LogWitnesses = s, 20*time.Millisecond, []*translog.Witness{wit}
-	})
+	w, rw := realWitnessWorld(t, "witness.enigm.test/org")
 	backend := w.url
 	u, _ := url.Parse(backend)
 	front := &stripFront{witness: "witness.enigm.test/org", proxy: httputil.NewSingleHostReverseProxy(u), backend: backend}
