@@ -22,12 +22,14 @@ import (
 // checkpoints under which it accepts an account's links to the witness
 // policy that account's chain carries: device.Agent, for its own account.
 type AccountPolicySource interface {
+	// BindsAccount reports whether acct's chain policy binds this device.
+	BindsAccount(acct chain.AccountID) bool
 	// AccountLogPolicy returns what a checkpoint must meet for the links
-	// of acct accepted while its chain policy is p (the device's own
-	// policy and p's witness policy, LogPolicy.Org); ok is false when
-	// acct's chain policy does not bind this device. A witness policy
-	// that does not parse is an error: the device syncs nothing under it.
-	AccountLogPolicy(acct chain.AccountID, p chain.Policy) (pol LogPolicy, ok bool, err error)
+	// of acct (an account it binds) accepted while its chain policy is p:
+	// the device's own policy and p's witness policy (LogPolicy.Org). A
+	// witness policy that does not parse is an error: the device syncs
+	// nothing under it.
+	AccountLogPolicy(acct chain.AccountID, p chain.Policy) (LogPolicy, error)
 }
 
 // OrgPolicy returns the parsed witness policy p carries (nil without one)
@@ -53,7 +55,7 @@ func OrgPolicy(p chain.Policy) (*translog.Policy, time.Duration, error) {
 // refused.
 func accountWitnessed(acct chain.AccountID, state, next *chain.State, view View, ls LogStore, now time.Time, opts ...chain.Option) (View, *chain.State, error) {
 	src, ok := ls.(AccountPolicySource)
-	if !ok || len(view.Links) == 0 {
+	if !ok || len(view.Links) == 0 || !src.BindsAccount(acct) {
 		return view, next, nil
 	}
 	links, err := chain.ParseChain(view.Links)
@@ -70,12 +72,9 @@ func accountWitnessed(acct chain.AccountID, state, next *chain.State, view View,
 	}
 	for i, l := range links {
 		if have && !slices.Contains(checked, in) {
-			pol, ok, err := src.AccountLogPolicy(acct, in)
+			pol, err := src.AccountLogPolicy(acct, in)
 			if err != nil {
 				return View{}, nil, err
-			}
-			if !ok {
-				return view, next, nil
 			}
 			if prev == nil {
 				if prev, err = ls.LogState(); err != nil {

@@ -405,22 +405,24 @@ type parsedOrgPolicy struct {
 
 var _ client.AccountPolicySource = witnessedLog{}
 
-// AccountLogPolicy implements client.AccountPolicySource: the links of
-// this device's own account (or of the account it is joining, from the
-// first contact on) are accepted under its own policy and the account's
-// witness policy in force before each; the links of other accounts
-// (correspondents) under the checkpoint this device accepted for its own,
-// whatever their organisations require.
-func (w witnessedLog) AccountLogPolicy(acct chain.AccountID, cp chain.Policy) (client.LogPolicy, bool, error) {
-	if own, ok := w.a.policyAccount(); !ok || own != acct {
-		return client.LogPolicy{}, false, nil
-	}
+// BindsAccount implements client.AccountPolicySource: the witness policy
+// of this device's own account binds it (or of the account it is
+// joining, from the first contact on); the links of other accounts
+// (correspondents) are accepted under the checkpoint this device accepted
+// for its own, whatever their organisations require.
+func (w witnessedLog) BindsAccount(acct chain.AccountID) bool {
+	own, ok := w.a.policyAccount()
+	return ok && own == acct
+}
+
+// AccountLogPolicy implements client.AccountPolicySource: this device's
+// own policy and the account's witness policy cp.
+func (w witnessedLog) AccountLogPolicy(acct chain.AccountID, cp chain.Policy) (client.LogPolicy, error) {
 	p, err := w.a.configuredLogPolicy()
 	if err != nil {
-		return p, false, err
+		return p, err
 	}
-	p, err = w.a.orgLogPolicy(p, cp)
-	return p, err == nil, err
+	return w.a.orgLogPolicy(p, cp)
 }
 
 // Refused checkpoints, kept as evidence (client.LogEvidence).

@@ -25,23 +25,28 @@ func TestAccountLogPolicy(t *testing.T) {
 	a := &Agent{db: db, cfg: &config{Account: hex.EncodeToString(own[:])}}
 	w := a.logStore()
 	good := "witness W witness1.example+111a825d+BDnDsV597eY0/bbja9tOiBsT5rsFFIVvaXTrOEYcJ8/o\nquorum W\n"
-	p, ok, err := w.AccountLogPolicy(own, chain.Policy{WitnessPolicy: good, WitnessMaxAge: 10 * time.Minute})
-	if err != nil || !ok || !p.Org.RequiresWitnesses() || p.Org.Quorum != "W" || p.OrgMaxAge != 10*time.Minute || p.Witnesses != nil {
-		t.Fatalf("own account: %+v %v %v", p, ok, err)
+	if !w.BindsAccount(own) || w.BindsAccount(other) {
+		t.Fatal("the policy of a correspondent's account binds this device, or its own does not")
+	}
+	p, err := w.AccountLogPolicy(own, chain.Policy{WitnessPolicy: good, WitnessMaxAge: 10 * time.Minute})
+	if err != nil || !p.Org.RequiresWitnesses() || p.Org.Quorum != "W" || p.OrgMaxAge != 10*time.Minute || p.Witnesses != nil {
+		t.Fatalf("own account: %+v %v", p, err)
 	}
 	first := p.Org
-	if p, _, _ = w.AccountLogPolicy(own, chain.Policy{WitnessPolicy: good}); p.Org != first || p.OrgMaxAge != 0 {
+	if p, _ = w.AccountLogPolicy(own, chain.Policy{WitnessPolicy: good}); p.Org != first || p.OrgMaxAge != 0 {
 		t.Fatalf("the same policy parsed again, or its maximum age kept: %+v", p)
 	}
-	if p, ok, err := w.AccountLogPolicy(own, chain.Policy{}); err != nil || !ok || p.Org != nil {
-		t.Fatalf("own account without a witness policy: %+v %v %v", p, ok, err)
+	if p, err := w.AccountLogPolicy(own, chain.Policy{}); err != nil || p.Org != nil {
+		t.Fatalf("own account without a witness policy: %+v %v", p, err)
 	}
-	if _, ok, err := w.AccountLogPolicy(other, chain.Policy{WitnessPolicy: good}); ok || err != nil {
-		t.Fatalf("a correspondent's policy bound this device: %v %v", ok, err)
+	_, err = w.AccountLogPolicy(own, chain.Policy{WitnessPolicy: "witness W not-a-key\nquorum W\n"})
+	if !errors.Is(err, translog.ErrPolicy) || !strings.Contains(err.Error(), "syncs nothing under it") {
+		t.Fatalf("a witness policy that does not parse: %v", err)
 	}
-	_, ok, err = w.AccountLogPolicy(own, chain.Policy{WitnessPolicy: "witness W not-a-key\nquorum W\n"})
-	if ok || !errors.Is(err, translog.ErrPolicy) || !strings.Contains(err.Error(), "syncs nothing under it") {
-		t.Fatalf("a witness policy that does not parse: %v %v", ok, err)
+	// A device joining an account is bound by it before it is its own.
+	j := &Agent{db: db, cfg: &config{}, joining: &other}
+	if !j.logStore().BindsAccount(other) || j.logStore().BindsAccount(own) {
+		t.Fatal("the account being joined")
 	}
 	// Without links stored, logPolicy is the configured policy alone.
 	if p, err := a.logPolicy(); err != nil || p.Org != nil || p.RequiresWitnesses() {
