@@ -126,9 +126,6 @@ const (
 // publishing it is refused by SyncLog); before that, when the server
 // advertises one (GET /v1/info, asked once per process).
 func (a *Agent) logFollowed(ctx context.Context, cl *client.Client) (bool, error) {
-	if a.noLog {
-		return false, nil
-	}
 	st, err := a.db.LogState()
 	if err != nil {
 		return false, err
@@ -136,8 +133,14 @@ func (a *Agent) logFollowed(ctx context.Context, cl *client.Client) (bool, error
 	if st != nil {
 		return true, nil
 	}
+	// Configured, or required by the account's witness policy (which a
+	// link synced without the log may just have set): required from the
+	// first contact.
 	if p, err := a.logPolicy(); err != nil || p.Pin != nil || p.RequiresWitnesses() {
-		return true, err // configured: required from the first contact
+		return true, err
+	}
+	if a.noLog {
+		return false, nil
 	}
 	info, err := cl.Info(ctx)
 	if err != nil {

@@ -197,3 +197,22 @@ func TestOrgWitnessPolicy(t *testing.T) {
 		t.Fatal("no enrollment request")
 	}
 }
+
+// TestOrgWitnessPolicyWithoutLog: a device whose account's organisation
+// requires witnesses follows the log even when its server publishes none
+// and it pinned none, so it syncs nothing from that server (the policy
+// cannot be met) rather than accept links no witness saw.
+func TestOrgWitnessPolicyWithoutLog(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	policy := "witness W witness1.example+111a825d+BDnDsV597eY0/bbja9tOiBsT5rsFFIVvaXTrOEYcJ8/o\nquorum W\n"
+	org := testkit.Must(command.CreateOrg(ctx, w.cfg, command.OrgSpec{Name: "acme", Policy: command.Policy{RecoveryDelaySeconds: 3600, WitnessPolicy: policy}}))
+	inv := testkit.Must(command.CreateInvite(ctx, w.cfg, "acme", "alice", 0))
+	a := w.agent("a")
+	res := testkit.Must(a.Init(ctx, device.InitOptions{Account: "alice", Invite: inv.Code, Org: org.ID}))
+	_, err := a.Sync(ctx, res.Account)
+	if !errors.Is(err, client.ErrLogKeys) || !strings.Contains(err.Error(), "publishes no transparency log") {
+		t.Fatalf("a server without a log, an account requiring a witness: %v", err)
+	}
+	t.Logf("refused: %v", err)
+}
