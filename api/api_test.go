@@ -145,6 +145,13 @@ func TestValidate(t *testing.T) {
 		{"policy", Policy{RecoveryDelaySeconds: 3600, MinLevel: "hardware-tpm"}, "", false, false},
 		{"policy level", Policy{MinLevel: "hardware-magic"}, "unknown protection level", false, false},
 		{"policy delay", Policy{RecoveryDelaySeconds: -1}, "recovery delay must be", false, false},
+		{"witness policy", Policy{WitnessPolicy: testWitnessPolicy, WitnessMaxAgeSeconds: 1800}, "", false, false},
+		{"witness policy that does not parse", Policy{WitnessPolicy: "witness W nokey\nquorum W\n"}, "witness_policy: translog: bad witness policy: line 1", false, false},
+		{"witness policy without its last newline", Policy{WitnessPolicy: "quorum none"}, "last line does not end with a newline", false, true},
+		{"witness policy too large", Policy{WitnessPolicy: strings.Repeat("#\n", 4097) + "quorum none\n"}, "at most 8192", false, true},
+		{"witness maximum age without a policy", Policy{WitnessMaxAgeSeconds: 60}, "needs a witness policy", false, false},
+		{"witness maximum age too large", Policy{WitnessPolicy: testWitnessPolicy, WitnessMaxAgeSeconds: 30*24*3600 + 1}, "witness maximum age must be in", false, false},
+		{"policy update negative witness age", PolicyUpdate{WitnessMaxAgeSeconds: ptrTo(int64(-1))}, "witness_max_age_seconds must not be negative", false, false},
 		{"enrollment", Enrollment{RequestID: strings.Repeat("0", 32), AccountID: acct, DeviceID: dev, Type: TypeAddDevice, Body: link,
 			Approvals: []Approval{{Role: "device", Signer: dev, Signature: sig}, {Role: "org", Signature: sig}}}, "", false, false},
 		{"enrollment org signer", Enrollment{RequestID: strings.Repeat("0", 32), AccountID: acct, DeviceID: dev, Type: TypeAddDevice, Body: link,
@@ -307,5 +314,28 @@ func TestBodiesRedacted(t *testing.T) {
 	tok := "edt_0123456789abcdefghijklmnopqrstuvwxyz"
 	if err := redact.Leak(&Token{Token: tok}, []byte(tok)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+const testWitnessPolicy = "witness W witness1.example+111a825d+BDnDsV597eY0/bbja9tOiBsT5rsFFIVvaXTrOEYcJ8/o\nquorum W\n"
+
+func ptrTo[T any](v T) *T { return &v }
+
+// TestPolicyUpdateWitness: removing the witness policy removes its
+// maximum age unless the update sets one (which the policy then refuses),
+// and the witness fields convert to the chain's policy and back.
+func TestPolicyUpdateWitness(t *testing.T) {
+	p := Policy{RecoveryDelaySeconds: 3600, WitnessPolicy: testWitnessPolicy, WitnessMaxAgeSeconds: 600}
+	if back := PolicyFromChain(p.ChainPolicy()); back != p {
+		t.Fatalf("through the chain's policy: %+v, want %+v", back, p)
+	}
+	if got := (PolicyUpdate{WitnessPolicy: ptrTo("")}).Apply(p); got.WitnessPolicy != "" || got.WitnessMaxAgeSeconds != 0 || got.RecoveryDelaySeconds != 3600 {
+		t.Fatalf("removed: %+v", got)
+	}
+	if got := (PolicyUpdate{WitnessPolicy: ptrTo(""), WitnessMaxAgeSeconds: ptrTo(int64(60))}).Apply(p); got.Validate() == nil {
+		t.Fatalf("a maximum age without a policy validated: %+v", got)
+	}
+	if got := (PolicyUpdate{WitnessMaxAgeSeconds: ptrTo(int64(60))}).Apply(p); got.WitnessPolicy != testWitnessPolicy || got.WitnessMaxAgeSeconds != 60 {
+		t.Fatalf("the age alone: %+v", got)
 	}
 }

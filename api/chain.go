@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/chain"
+	"github.com/enigm/enigm/translog"
 )
 
 // Head is a chain head: {"seq": 7, "hash": "<64 hex>"}.
@@ -41,6 +42,11 @@ type Policy struct {
 	RequireAdminReview         bool   `json:"require_admin_review"`
 	MinLevel                   string `json:"min_level"`
 	RequireVerifiedAttestation bool   `json:"require_verified_attestation"`
+	// WitnessPolicy is the organisation's c2sp.org/tlog-policy text
+	// (chain.Policy.WitnessPolicy), WitnessMaxAgeSeconds its bound on
+	// the cosignatures' age; absent when there is none.
+	WitnessPolicy        string `json:"witness_policy,omitempty"`
+	WitnessMaxAgeSeconds int64  `json:"witness_max_age_seconds,omitempty"`
 }
 
 // ChainPolicy converts p to the chain's policy.
@@ -51,6 +57,8 @@ func (p Policy) ChainPolicy() chain.Policy {
 		RequireAdminReview:         p.RequireAdminReview,
 		MinLevel:                   chain.Level(p.MinLevel),
 		RequireVerifiedAttestation: p.RequireVerifiedAttestation,
+		WitnessPolicy:              p.WitnessPolicy,
+		WitnessMaxAge:              time.Duration(p.WitnessMaxAgeSeconds) * time.Second,
 	}
 }
 
@@ -62,17 +70,37 @@ func PolicyFromChain(p chain.Policy) Policy {
 		RequireAdminReview:         p.RequireAdminReview,
 		MinLevel:                   string(p.MinLevel),
 		RequireVerifiedAttestation: p.RequireVerifiedAttestation,
+		WitnessPolicy:              p.WitnessPolicy,
+		WitnessMaxAgeSeconds:       int64(p.WitnessMaxAge / time.Second),
 	}
 }
 
 // Validate checks p as the chain would: a recovery delay in [0,
-// chain.MaxRecoveryDelay] and a known protection level (or none).
+// chain.MaxRecoveryDelay], a known protection level (or none), and a
+// witness policy (or none) in the chain's form that parses as a
+// c2sp.org/tlog-policy (translog.ParsePolicy: the chain checks the form
+// only, devices parse it), with a maximum age in [0,
+// chain.MaxWitnessMaxAge] only beside it.
 func (p Policy) Validate() error {
 	if p.RecoveryDelaySeconds < 0 || p.RecoveryDelaySeconds > int64(chain.MaxRecoveryDelay/time.Second) {
 		return fmt.Errorf("recovery delay must be in [0, %v]", chain.MaxRecoveryDelay)
 	}
 	if l := chain.Level(p.MinLevel); l != "" && !l.Valid() {
 		return fmt.Errorf("unknown protection level %q (software, hardware-tpm, hardware-pkcs11, hardware-platform)", p.MinLevel)
+	}
+	if p.WitnessPolicy != "" {
+		if err := chain.CheckWitnessPolicyText(p.WitnessPolicy); err != nil {
+			return err
+		}
+		if _, err := translog.ParsePolicy([]byte(p.WitnessPolicy)); err != nil {
+			return fmt.Errorf("witness_policy: %w", err)
+		}
+	}
+	if p.WitnessMaxAgeSeconds < 0 || p.WitnessMaxAgeSeconds > int64(chain.MaxWitnessMaxAge/time.Second) {
+		return fmt.Errorf("witness maximum age must be in [0, %v]", chain.MaxWitnessMaxAge)
+	}
+	if p.WitnessMaxAgeSeconds != 0 && p.WitnessPolicy == "" {
+		return errors.New("a witness maximum age needs a witness policy")
 	}
 	return nil
 }
@@ -86,6 +114,10 @@ type PolicyUpdate struct {
 	RequireAdminReview         *bool   `json:"require_admin_review,omitempty"`
 	MinLevel                   *string `json:"min_level,omitempty"`
 	RequireVerifiedAttestation *bool   `json:"require_verified_attestation,omitempty"`
+	// WitnessPolicy "" removes the witness policy, and with it its
+	// maximum age unless WitnessMaxAgeSeconds is given too.
+	WitnessPolicy        *string `json:"witness_policy,omitempty"`
+	WitnessMaxAgeSeconds *int64  `json:"witness_max_age_seconds,omitempty"`
 }
 
 // Empty reports whether u changes nothing.
@@ -99,6 +131,9 @@ func (u PolicyUpdate) Validate() error {
 	}
 	if u.RecoveryDelaySeconds != nil && *u.RecoveryDelaySeconds < 0 {
 		return errors.New("recovery_delay_seconds must not be negative")
+	}
+	if u.WitnessMaxAgeSeconds != nil && *u.WitnessMaxAgeSeconds < 0 {
+		return errors.New("witness_max_age_seconds must not be negative")
 	}
 	return nil
 }
@@ -119,6 +154,15 @@ func (u PolicyUpdate) Apply(p Policy) Policy {
 	}
 	if u.RequireVerifiedAttestation != nil {
 		p.RequireVerifiedAttestation = *u.RequireVerifiedAttestation
+	}
+	if u.WitnessPolicy != nil {
+		p.WitnessPolicy = *u.WitnessPolicy
+		if p.WitnessPolicy == "" {
+			p.WitnessMaxAgeSeconds = 0
+		}
+	}
+	if u.WitnessMaxAgeSeconds != nil {
+		p.WitnessMaxAgeSeconds = *u.WitnessMaxAgeSeconds
 	}
 	return p
 }

@@ -117,6 +117,8 @@ func policyWire(p Policy) wPolicy {
 		AdminReview:   p.RequireAdminReview,
 		MinLevel:      string(p.MinLevel),
 		Attestation:   p.RequireVerifiedAttestation,
+		WitnessPolicy: p.WitnessPolicy,
+		WitnessMaxAge: uint64(p.WitnessMaxAge / time.Second),
 	}
 }
 
@@ -124,12 +126,17 @@ func parsePolicy(w *wPolicy, managed bool) (Policy, error) {
 	if w.RecoveryDelay > uint64(MaxRecoveryDelay/time.Second) {
 		return Policy{}, errorf(ErrPolicy, "recovery delay %d s exceeds %v", w.RecoveryDelay, MaxRecoveryDelay)
 	}
+	if w.WitnessMaxAge > uint64(MaxWitnessMaxAge/time.Second) {
+		return Policy{}, errorf(ErrPolicy, "witness maximum age %d s exceeds %v", w.WitnessMaxAge, MaxWitnessMaxAge)
+	}
 	p := Policy{
 		RequireAdminApproval:       w.AdminApproval,
 		RecoveryDelay:              time.Duration(w.RecoveryDelay) * time.Second,
 		RequireAdminReview:         w.AdminReview,
 		MinLevel:                   Level(w.MinLevel),
 		RequireVerifiedAttestation: w.Attestation,
+		WitnessPolicy:              w.WitnessPolicy,
+		WitnessMaxAge:              time.Duration(w.WitnessMaxAge) * time.Second,
 	}
 	return p, p.validate(managed)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/enigm/enigm/internal/testkit"
+	"github.com/enigm/enigm/internal/wire"
 )
 
 func TestApplyDoesNotMutateInput(t *testing.T) {
@@ -414,6 +415,22 @@ func TestPolicyValidation(t *testing.T) {
 		{Policy{RecoveryDelay: -time.Second}, true, false},
 		{Policy{MinLevel: "hardware-magic"}, true, false},
 		{Policy{MinLevel: LevelHardwarePlatform}, true, true},
+		{Policy{WitnessPolicy: goldenWitnessPolicy}, true, true},
+		{Policy{WitnessPolicy: goldenWitnessPolicy, WitnessMaxAge: MaxWitnessMaxAge}, true, true},
+		{Policy{WitnessPolicy: goldenWitnessPolicy}, false, false},
+		{Policy{WitnessPolicy: goldenWitnessPolicy, WitnessMaxAge: MaxWitnessMaxAge + time.Second}, true, false},
+		{Policy{WitnessPolicy: goldenWitnessPolicy, WitnessMaxAge: 1500 * time.Millisecond}, true, false},
+		{Policy{WitnessPolicy: goldenWitnessPolicy, WitnessMaxAge: -time.Second}, true, false},
+		{Policy{WitnessMaxAge: time.Hour}, true, false},
+		{Policy{WitnessPolicy: strings.Repeat("#\n", MaxWitnessPolicySize/2)}, true, true},
+		{Policy{WitnessPolicy: strings.Repeat("#\n", MaxWitnessPolicySize/2) + "\n"}, true, false},
+		{Policy{WitnessPolicy: "quorum none"}, true, false},
+		{Policy{WitnessPolicy: "quorum\tnone\n"}, true, true},
+		{Policy{WitnessPolicy: "quorum none\r\n"}, true, false},
+		{Policy{WitnessPolicy: "quorum none\n\x00"}, true, false},
+		{Policy{WitnessPolicy: "# \x7f\nquorum none\n"}, true, false},
+		{Policy{WitnessPolicy: "# \xc3\nquorum none\n"}, true, false},
+		{Policy{WitnessPolicy: "# témoin\nquorum none\n"}, true, true},
 	} {
 		if err := c.p.validate(c.managed); (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrPolicy)) {
 			t.Errorf("%+v managed=%v: err = %v", c.p, c.managed, err)
@@ -488,5 +505,70 @@ func TestLinkWithoutSignatures(t *testing.T) {
 	d := testkit.Must(NewDraft(w.st, w.now, &RevokeDevice{ID: w.actor("A").id}))
 	if _, err := d.Link(); !errors.Is(err, ErrMissingSignature) {
 		t.Fatalf("link without signatures: %v", err)
+	}
+}
+
+// TestWitnessPolicyInChain: the organisation's witness policy survives the
+// encoding of genesis and set_policy links exactly, is the state's policy
+// from the link that sets it, and goes only with a set_policy signed by
+// the organisation.
+func TestWitnessPolicyInChain(t *testing.T) {
+	w := newWorld("wp").script("genesis A managed witness witness-age=30m")
+	if p := w.st.Policy(); p.WitnessPolicy != goldenWitnessPolicy || p.WitnessMaxAge != 30*time.Minute {
+		t.Fatalf("genesis policy %+v", p)
+	}
+	gl, err := ParseLink(w.links[0].Bytes())
+	testkit.NoErr(t, err)
+	if g := gl.Body().(*Genesis); g.Policy != w.st.Policy() {
+		t.Fatalf("genesis parsed back as %+v", g.Policy)
+	}
+	want := Policy{RecoveryDelay: time.Hour, WitnessPolicy: "witness w1 witness2.example+799c3b6d+BPdIhnuArgWn4VmKKS0i13aTDz6CVHsmrjSA4Fzylffg\nquorum w1\n"}
+	l := w.policyLink(want, w.org())
+	back, err := ParseLink(l.Bytes())
+	testkit.NoErr(t, err)
+	if got := back.Body().(*SetPolicy).Policy; got != want {
+		t.Fatalf("set_policy parsed back as %+v, want %+v", got, want)
+	}
+	w.run(t, "policy-by A witness !ErrBadSignature")
+	if w.st.Policy().WitnessPolicy != goldenWitnessPolicy {
+		t.Fatal("a device key changed the witness policy")
+	}
+	w.run(t, "policy delay=1h")
+	if p := w.st.Policy(); p.WitnessPolicy != "" || p.WitnessMaxAge != 0 {
+		t.Fatalf("set_policy without a witness policy left %+v", p)
+	}
+	d := testkit.Must(NewDraft(w.st, w.now, &SetPolicy{Policy: Policy{WitnessPolicy: "quorum none"}}))
+	testkit.NoErr(t, d.Sign(RoleOrg, w.org()))
+	if _, err := d.Link(); !errors.Is(err, ErrPolicy) {
+		t.Fatalf("a set_policy with a witness policy without its newline: %v", err)
+	}
+}
+
+// TestWitnessPolicyOldDecoder: a decoder from before keys 6 and 7 (a
+// device built before the witness policy) refuses a policy that carries
+// them, as the strict decoder refuses every unknown field, and reads every
+// policy without them exactly as before.
+func TestWitnessPolicyOldDecoder(t *testing.T) {
+	type wPolicyV1 struct {
+		AdminApproval bool   `cbor:"1,keyasint,omitempty"`
+		RecoveryDelay uint64 `cbor:"2,keyasint,omitempty"`
+		AdminReview   bool   `cbor:"3,keyasint,omitempty"`
+		MinLevel      string `cbor:"4,keyasint,omitempty"`
+		Attestation   bool   `cbor:"5,keyasint,omitempty"`
+	}
+	type wSetPolicyV1 struct {
+		Policy wPolicyV1 `cbor:"1,keyasint"`
+	}
+	old := testkit.Must(wire.Marshal(&wSetPolicy{Policy: wPolicy{AdminReview: true, RecoveryDelay: 3600}}))
+	var v1 wSetPolicyV1
+	testkit.NoErr(t, wire.Unmarshal(old, &v1, MaxBodySize))
+	if again := testkit.Must(wire.Marshal(&v1)); !bytes.Equal(again, old) {
+		t.Fatalf("a policy without keys 6 and 7 encodes differently: %x, %x", again, old)
+	}
+	for _, p := range []wPolicy{{WitnessPolicy: goldenWitnessPolicy}, {WitnessPolicy: goldenWitnessPolicy, WitnessMaxAge: 60}} {
+		b := testkit.Must(wire.Marshal(&wSetPolicy{Policy: p}))
+		if err := wire.Unmarshal(b, &v1, MaxBodySize); err == nil {
+			t.Fatalf("the old decoder accepted %x", b)
+		}
 	}
 }

@@ -62,6 +62,8 @@ type wPolicy struct {
 	AdminReview   bool   `cbor:"3,keyasint,omitempty"`
 	MinLevel      string `cbor:"4,keyasint,omitempty"`
 	Attestation   bool   `cbor:"5,keyasint,omitempty"`
+	WitnessPolicy string `cbor:"6,keyasint,omitempty"` // c2sp.org/tlog-policy text
+	WitnessMaxAge uint64 `cbor:"7,keyasint,omitempty"` // seconds
 }
 
 type wOrg struct {

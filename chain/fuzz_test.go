@@ -185,6 +185,14 @@ func fuzzSeeds() map[string][][]any {
 	for _, s := range []string{c.Reveal(), "0123-4567", "", "oil-OIL-ÿ"} {
 		seeds["FuzzParseRecoveryCode"] = append(seeds["FuzzParseRecoveryCode"], []any{s})
 	}
+	// A set_policy with the organisation's witness policy (keys 6 and 7),
+	// after the older seeds so that their files keep their names.
+	wp := w.policyLink(Policy{RecoveryDelay: time.Hour, WitnessPolicy: goldenWitnessPolicy, WitnessMaxAge: time.Hour}, w.org())
+	var wl wLink
+	check(wire.Unmarshal(wp.raw, &wl, 0))
+	seeds["FuzzParseLink"] = append(seeds["FuzzParseLink"], []any{wp.raw})
+	seeds["FuzzDecodeBody"] = append(seeds["FuzzDecodeBody"], []any{uint8(wp.typ), wl.Body})
+	seeds["FuzzApply"] = append(seeds["FuzzApply"], []any{wp.raw})
 	return seeds
 }
 

@@ -136,7 +136,22 @@ a1                  // map(1): set_policy body
     04 6c "hardware-tpm" // 4 minimum protection level
     05 f5           // 5 require verified attestation: true
 `},
+	{"body set_policy with a witness policy", &wSetPolicy{Policy: wPolicy{AdminApproval: true, RecoveryDelay: 86400,
+		WitnessPolicy: goldenWitnessPolicy, WitnessMaxAge: 1800}}, `
+a1                  // map(1): set_policy body
+  01 a4             // 1 policy: map(4)
+    01 f5           // 1 require admin approval: true
+    02 1a 00015180  // 2 recovery delay: 86400 s
+    06 78 5c        // 6 witness policy: text(92), c2sp.org/tlog-policy lines
+      "witness w1 witness1.example+111a825d+BDnDsV597eY0/bbja9tOiBsT5rsFFIVvaXTrOEYcJ8/o" 0a
+      "quorum w1" 0a
+    07 19 0708      // 7 witness maximum age: 1800 s (absent: the device's own bound)
+`},
 }
+
+// goldenWitnessPolicy is a tlog-policy of one Ed25519 witness (key type
+// 0x04, cosignature/v1) and the quorum of it.
+const goldenWitnessPolicy = "witness w1 witness1.example+111a825d+BDnDsV597eY0/bbja9tOiBsT5rsFFIVvaXTrOEYcJ8/o\nquorum w1\n"
 
 func rep(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n) }
 

@@ -49,6 +49,15 @@ const (
 	// MaxRecoveryDelay bounds the recovery waiting period a policy may set.
 	MaxRecoveryDelay = 90 * 24 * time.Hour
 
+	// MaxWitnessPolicySize bounds the witness policy text of a managed
+	// account's policy, in bytes: about 60 witnesses with Ed25519 keys, or
+	// 4 with ML-DSA-44 keys (a vkey of 1.7 KiB). The body bound applies
+	// to the whole genesis as well.
+	MaxWitnessPolicySize = 8 << 10
+
+	// MaxWitnessMaxAge bounds the witness maximum age a policy may set.
+	MaxWitnessMaxAge = 30 * 24 * time.Hour
+
 	// DefaultRecoveryDelay is the waiting period of DefaultPolicy.
 	DefaultRecoveryDelay = 24 * time.Hour
 

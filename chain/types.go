@@ -3,6 +3,7 @@ package chain
 import (
 	"encoding/hex"
 	"time"
+	"unicode/utf8"
 )
 
 // Hash is a SHA-256 link hash (see Link.Hash).
@@ -162,6 +163,21 @@ type Policy struct {
 	// for deployments with attestation; without a verifier, every join
 	// fails closed with ErrAttestationRequired.
 	RequireVerifiedAttestation bool
+	// WitnessPolicy is the organisation's c2sp.org/tlog-policy text: the
+	// witnesses, and the quorum of them, whose cosignatures every
+	// transparency-log checkpoint under which the account's own devices
+	// accept its links must carry, in addition to each device's own
+	// policy. Empty for none. Managed accounts only. The chain checks its
+	// form only (CheckWitnessPolicyText); devices and the admin tools
+	// parse it with translog.ParsePolicy, and a device refuses to sync
+	// under one that does not parse.
+	WitnessPolicy string
+	// WitnessMaxAge bounds, for those devices, the age of the quorum's
+	// cosignatures by their timestamps; the smaller of it and a device's
+	// own bound applies. Zero leaves the device's bound (by default one
+	// hour); whole seconds, at most MaxWitnessMaxAge, and only with a
+	// WitnessPolicy.
+	WitnessMaxAge time.Duration
 }
 
 // DefaultPolicy is the policy of a new unmanaged account: a 24-hour
@@ -177,6 +193,49 @@ func (p Policy) validate(managed bool) error {
 	}
 	if !managed && (p.RequireAdminApproval || p.RequireAdminReview) {
 		return errorf(ErrPolicy, "admin approval or review needs an organisation, and the account has none")
+	}
+	if p.WitnessPolicy != "" {
+		if !managed {
+			return errorf(ErrPolicy, "a witness policy in the chain needs an organisation, and the account has none (a device sets its own with its log configuration)")
+		}
+		if err := CheckWitnessPolicyText(p.WitnessPolicy); err != nil {
+			return err
+		}
+	}
+	if p.WitnessMaxAge < 0 || p.WitnessMaxAge > MaxWitnessMaxAge || p.WitnessMaxAge%time.Second != 0 {
+		return errorf(ErrPolicy, "witness maximum age %v is not whole seconds in [0, %v]", p.WitnessMaxAge, MaxWitnessMaxAge)
+	}
+	if p.WitnessMaxAge != 0 && p.WitnessPolicy == "" {
+		return errorf(ErrPolicy, "a witness maximum age needs a witness policy")
+	}
+	return nil
+}
+
+// CheckWitnessPolicyText checks the form of a witness policy as the chain
+// carries it: 1 to MaxWitnessPolicySize bytes of UTF-8 lines, each ended
+// by a newline, holding no control character other than tab (no carriage
+// return). It does not parse the policy (translog.ParsePolicy does, with
+// every rule of c2sp.org/tlog-policy); it bounds what a link can make
+// every device read.
+func CheckWitnessPolicyText(text string) error {
+	switch {
+	case text == "":
+		return errorf(ErrPolicy, "the witness policy is empty")
+	case len(text) > MaxWitnessPolicySize:
+		return errorf(ErrPolicy, "the witness policy is %d bytes, at most %d", len(text), MaxWitnessPolicySize)
+	case !utf8.ValidString(text):
+		return errorf(ErrPolicy, "the witness policy is not UTF-8")
+	case text[len(text)-1] != '\n':
+		return errorf(ErrPolicy, "the witness policy's last line does not end with a newline")
+	}
+	line := 1
+	for i := 0; i < len(text); i++ {
+		switch c := text[i]; {
+		case c == '\n':
+			line++
+		case c != '\t' && (c < 0x20 || c == 0x7f):
+			return errorf(ErrPolicy, "the witness policy has control character 0x%02x on line %d (only tab and newline are allowed)", c, line)
+		}
 	}
 	return nil
 }

@@ -446,7 +446,41 @@ func generateVectors() *vectorFile {
 		b.Device.Name = "phone\u202egnp.exe"
 	}), "ErrMalformed")
 	g.halfVectors()
+	g.witnessPolicyVectors()
 	return &g.f
+}
+
+// witnessPolicyVectors: the organisation's witness policy (policy keys 6
+// and 7) in genesis and set_policy, and what a server can do to it.
+func (g *vgen) witnessPolicyVectors() {
+	ww := newWorld("w").script("genesis A managed witness witness-age=30m; add B by A")
+	withPolicy := ww.policyLink(Policy{RecoveryDelay: time.Hour, WitnessPolicy: goldenWitnessPolicy, WitnessMaxAge: 10 * time.Minute}, ww.org())
+	full := newWorld("w").script("genesis A managed witness witness-age=30m; add B by A; policy delay=1h witness witness-age=10m; policy delay=1h")
+	g.valid("valid-managed-witness-policy", "a managed account whose genesis carries a witness policy, then set_policy changing its maximum age, then set_policy removing it", full)
+	g.bad("witness-policy-stripped", "the set_policy link carrying a witness policy, its key 6 and 7 removed by the server (the organisation's signature no longer verifies)",
+		ww, rebody(withPolicy, func(b *wSetPolicy) { b.Policy.WitnessPolicy, b.Policy.WitnessMaxAge = "", 0 }), "ErrBadSignature")
+	g.bad("witness-policy-replaced", "the set_policy link's witness policy replaced by the server with one of its own witness",
+		ww, rebody(withPolicy, func(b *wSetPolicy) {
+			b.Policy.WitnessPolicy = "witness w1 witness2.example+799c3b6d+BPdIhnuArgWn4VmKKS0i13aTDz6CVHsmrjSA4Fzylffg\nquorum w1\n"
+		}), "ErrBadSignature")
+	g.bad("witness-policy-max-age-raised", "the set_policy link's witness maximum age raised by the server",
+		ww, rebody(withPolicy, func(b *wSetPolicy) { b.Policy.WitnessMaxAge = 30 * 24 * 3600 }), "ErrBadSignature")
+	g.parse("witness-policy-unmanaged", "an unmanaged genesis carrying a witness policy",
+		rebody(newWorld("v").script("genesis A").links[0], func(b *wGenesis) { b.Policy.WitnessPolicy = goldenWitnessPolicy }), "ErrPolicy")
+	g.parse("witness-policy-oversized", "a witness policy of MaxWitnessPolicySize+1 bytes",
+		rebody(withPolicy, func(b *wSetPolicy) {
+			b.Policy.WitnessPolicy = strings.Repeat("#"+strings.Repeat("x", 62)+"\n", MaxWitnessPolicySize/64) + "\n"
+		}), "ErrPolicy")
+	g.parse("witness-policy-carriage-return", "a witness policy with CRLF line ends",
+		rebody(withPolicy, func(b *wSetPolicy) { b.Policy.WitnessPolicy = strings.ReplaceAll(goldenWitnessPolicy, "\n", "\r\n") }), "ErrPolicy")
+	g.parse("witness-policy-no-final-newline", "a witness policy whose last line has no newline",
+		rebody(withPolicy, func(b *wSetPolicy) { b.Policy.WitnessPolicy = strings.TrimSuffix(goldenWitnessPolicy, "\n") }), "ErrPolicy")
+	g.parse("witness-policy-not-utf8", "a witness policy text string holding the byte 0xff",
+		rebody(withPolicy, func(b *wSetPolicy) { b.Policy.WitnessPolicy = "# \xff\n" + goldenWitnessPolicy }), "ErrMalformed")
+	g.parse("witness-max-age-without-policy", "a witness maximum age without a witness policy",
+		rebody(withPolicy, func(b *wSetPolicy) { b.Policy.WitnessPolicy = "" }), "ErrPolicy")
+	g.parse("witness-max-age-too-large", "a witness maximum age of MaxWitnessMaxAge + 1 s",
+		rebody(withPolicy, func(b *wSetPolicy) { b.Policy.WitnessMaxAge = uint64(MaxWitnessMaxAge/time.Second) + 1 }), "ErrPolicy")
 }
 
 func approvalOf(d *Draft) Approval {

@@ -284,7 +284,8 @@ func (w *world) policyLink(p Policy, signer Signer) *Link {
 //	veto by B
 //	recover D [org]
 //	rotate-recovery by A
-//	policy [admin-approval] [admin-review] [delay=DUR] [min=LEVEL]   (set_policy by the organisation)
+//	policy [admin-approval] [admin-review] [delay=DUR] [min=LEVEL] [witness] [witness-age=DUR]
+//	                             (set_policy by the organisation; witness: a one-witness tlog-policy)
 //	policy-by A ...              (set_policy signed by device A's key in the org role)
 //	wait DUR                     (advance the clock)
 //	expect active A C            (exactly these devices are active)
@@ -328,21 +329,26 @@ func sentinels(err error) []string {
 
 func parsePolicyFlags(p Policy, flags []string) (Policy, error) {
 	for _, f := range flags {
-		switch {
-		case f == "admin-approval":
+		name, val, _ := strings.Cut(f, "=")
+		var err error
+		switch name {
+		case "admin-approval":
 			p.RequireAdminApproval = true
-		case f == "admin-review":
+		case "admin-review":
 			p.RequireAdminReview = true
-		case f == "attestation":
+		case "attestation":
 			p.RequireVerifiedAttestation = true
-		case strings.HasPrefix(f, "delay="):
-			d, err := time.ParseDuration(f[6:])
-			if err != nil {
-				return p, err
-			}
-			p.RecoveryDelay = d
-		case strings.HasPrefix(f, "min="):
-			p.MinLevel = Level(f[4:])
+		case "delay":
+			p.RecoveryDelay, err = time.ParseDuration(val)
+		case "min":
+			p.MinLevel = Level(val)
+		case "witness":
+			p.WitnessPolicy = goldenWitnessPolicy
+		case "witness-age":
+			p.WitnessMaxAge, err = time.ParseDuration(val)
+		}
+		if err != nil {
+			return p, err
 		}
 	}
 	return p, nil

@@ -110,6 +110,14 @@ func (c *Client) syncFrom(ctx context.Context, acct chain.AccountID, st Store, p
 			}
 			view, next, logErr = v, n, err
 		}
+		// And each link waits for a checkpoint that meets the account's
+		// witness policy in force before it (account_policy.go).
+		if v, n, err := accountWitnessed(acct, state, next, view, ls, now, opts...); err != nil {
+			if len(v.Links) == 0 {
+				return n, err
+			}
+			view, next, logErr = v, n, err
+		}
 	}
 	if len(view.Links) > 0 {
 		if err := st.Append(acct, view.Links); err != nil {

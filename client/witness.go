@@ -29,27 +29,56 @@ type LogPolicy struct {
 	// checkpoint must meet; nil (or quorum none) requires none.
 	Witnesses *translog.Policy
 	// MaxAge bounds how old the quorum's cosignatures may be; 0 means
-	// DefaultMaxCheckpointAge when the quorum needs a witness, none
+	// DefaultMaxCheckpointAge when a quorum needs a witness, none
 	// otherwise; negative means no bound.
 	MaxAge time.Duration
+	// Org is the witness policy of the device's own account, from its
+	// verified chain (chain.Policy.WitnessPolicy, which the account's
+	// organisation signs), required in addition to Witnesses: an accepted
+	// checkpoint meets both quorums. OrgMaxAge is that policy's bound
+	// (chain.Policy.WitnessMaxAge; 0 for none of its own): the smaller of
+	// it and the device's applies to both quorums.
+	Org       *translog.Policy
+	OrgMaxAge time.Duration
 	// Now is the device's clock; nil means time.Now.
 	Now func() time.Time
 }
 
+// RequiresWitnesses reports whether the device's or the organisation's
+// quorum needs any cosignature.
+func (p LogPolicy) RequiresWitnesses() bool {
+	return p.Witnesses.RequiresWitnesses() || p.Org.RequiresWitnesses()
+}
+
 // maxAge is the bound in force, 0 for none.
 func (p LogPolicy) maxAge() time.Duration {
+	var limit time.Duration
 	switch {
-	case p.MaxAge < 0 || !p.Witnesses.RequiresWitnesses():
+	case !p.RequiresWitnesses():
 		return 0
 	case p.MaxAge == 0:
-		return DefaultMaxCheckpointAge
+		limit = DefaultMaxCheckpointAge
+	case p.MaxAge > 0:
+		limit = p.MaxAge
 	}
-	return p.MaxAge
+	if p.OrgMaxAge > 0 && p.Org.RequiresWitnesses() && (limit == 0 || p.OrgMaxAge < limit) {
+		limit = p.OrgMaxAge
+	}
+	return limit
 }
+
+// Whose policy a WitnessError names.
+const (
+	PolicyOfDevice = "device"
+	PolicyOfOrg    = "organisation"
+)
 
 // WitnessError says why a checkpoint was refused by the witness policy.
 type WitnessError struct {
 	Size uint64
+	// Policy is whose quorum is not met: PolicyOfDevice (its log
+	// configuration) or PolicyOfOrg (its account's chain policy).
+	Policy string
 	// Have is the number of the policy's witnesses that validly cosigned,
 	// Need the least number whose cosignatures meet the quorum.
 	Have, Need int
@@ -64,11 +93,15 @@ type WitnessError struct {
 }
 
 func (e *WitnessError) Error() string {
+	whose := ""
+	if e.Policy == PolicyOfOrg {
+		whose = " of the witness policy the account's organisation set in its chain"
+	}
 	if e.Age > 0 {
 		return fmt.Sprintf("the newest witnessed checkpoint (%d leaves) is %s old, the device allows %s: the server serves a stale checkpoint or its witnesses stopped cosigning",
 			e.Size, e.Age.Round(time.Second), e.MaxAge)
 	}
-	s := fmt.Sprintf("checkpoint %d has %d of %d required witness cosignatures (quorum %s): missing %s", e.Size, e.Have, e.Need, e.Quorum, strings.Join(e.Missing, ", "))
+	s := fmt.Sprintf("checkpoint %d has %d of %d required witness cosignatures%s (quorum %s): missing %s", e.Size, e.Have, e.Need, whose, e.Quorum, strings.Join(e.Missing, ", "))
 	if len(e.Invalid) > 0 {
 		s += "; cosignatures that do not verify: " + strings.Join(e.Invalid, ", ")
 	}
@@ -79,16 +112,30 @@ func (e *WitnessError) Error() string {
 func (e *WitnessError) Is(target error) bool { return target == ErrWitness }
 
 // CheckWitnesses checks the signed checkpoint cp (signed, already
-// verified under the log keys) against the policy: the witnesses whose
-// cosignatures verify must meet the quorum, and the quorum's time — the
-// latest time t such that the witnesses that cosigned at t or later meet
-// the quorum — must be at most the maximum age before now. A timestamp
-// in the future counts as now. It returns a *WitnessError otherwise.
+// verified under the log keys) against the policy, the device's quorum
+// and then the organisation's: the witnesses whose cosignatures verify
+// must meet each quorum, and each quorum's time — the latest time t such
+// that the witnesses that cosigned at t or later meet it — must be at
+// most the maximum age before now. A timestamp in the future counts as
+// now. It returns a *WitnessError otherwise.
 func (p LogPolicy) CheckWitnesses(signed []byte, cp translog.Checkpoint) error {
-	if !p.Witnesses.RequiresWitnesses() {
+	limit := p.maxAge()
+	now := time.Now()
+	if p.Now != nil {
+		now = p.Now()
+	}
+	if err := checkQuorum(signed, cp, p.Witnesses, PolicyOfDevice, limit, now); err != nil {
+		return err
+	}
+	return checkQuorum(signed, cp, p.Org, PolicyOfOrg, limit, now)
+}
+
+// checkQuorum is CheckWitnesses for one policy (whose: PolicyOfDevice or
+// PolicyOfOrg) under the bound limit (0 for none).
+func checkQuorum(signed []byte, cp translog.Checkpoint, pol *translog.Policy, whose string, limit time.Duration, now time.Time) error {
+	if !pol.RequiresWitnesses() {
 		return nil
 	}
-	pol := p.Witnesses
 	keys := make([]string, len(pol.Witnesses))
 	for i, w := range pol.Witnesses {
 		keys[i] = w.Key
@@ -98,7 +145,7 @@ func (p LogPolicy) CheckWitnesses(signed []byte, cp translog.Checkpoint) error {
 		return fmt.Errorf("%w: %v", ErrWitness, err)
 	}
 	if !pol.Satisfied(func(i int) bool { return cos[i].Valid }) {
-		e := &WitnessError{Size: cp.Size, Need: pol.MinWitnesses(), Quorum: pol.Quorum}
+		e := &WitnessError{Size: cp.Size, Policy: whose, Need: pol.MinWitnesses(), Quorum: pol.Quorum}
 		for i, w := range pol.Witnesses {
 			name := w.Name + " (" + keyName(w.Key) + ")"
 			switch {
@@ -113,7 +160,6 @@ func (p LogPolicy) CheckWitnesses(signed []byte, cp translog.Checkpoint) error {
 		}
 		return e
 	}
-	limit := p.maxAge()
 	if limit == 0 {
 		return nil
 	}
@@ -132,12 +178,8 @@ func (p LogPolicy) CheckWitnesses(signed []byte, cp translog.Checkpoint) error {
 			break
 		}
 	}
-	now := time.Now()
-	if p.Now != nil {
-		now = p.Now()
-	}
 	if age := now.Sub(at); age > limit {
-		return &WitnessError{Size: cp.Size, Quorum: pol.Quorum, Need: pol.MinWitnesses(), Have: len(times), Age: age, MaxAge: limit}
+		return &WitnessError{Size: cp.Size, Policy: whose, Quorum: pol.Quorum, Need: pol.MinWitnesses(), Have: len(times), Age: age, MaxAge: limit}
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/translog"
 	"github.com/enigm/enigm/translog/translogtest"
 )
@@ -110,5 +111,51 @@ func TestSyncLogWitnessPolicy(t *testing.T) {
 	ls.set(func(s *logServer) { s.tree = tree("a", "b", "c", "d") })
 	if _, err := cl.SyncLogPolicy(ctx, st, LogPolicy{}); err != nil {
 		t.Fatalf("no policy: %v", err)
+	}
+}
+
+// TestCheckWitnessesOrgPolicy: with the account's organisation policy
+// (LogPolicy.Org) a checkpoint needs both quorums, a refusal says whose
+// quorum is missing, and the smaller maximum age applies to both.
+func TestCheckWitnessesOrgPolicy(t *testing.T) {
+	honest := translogtest.NewSigner(t, testOrigin)
+	w1, w2 := translogtest.NewCosigner(t, "w1.example"), translogtest.NewCosigner(t, "w2.example")
+	own := testkit.Must(translog.ParsePolicy([]byte("witness A " + w1.Key + "\nquorum A\n")))
+	org := testkit.Must(translog.ParsePolicy([]byte("witness B " + w2.Key + "\nquorum B\n")))
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	ago := func(d time.Duration) int64 { return now.Add(-d).Unix() }
+	cp := translog.Checkpoint{Origin: testOrigin, Size: 5}
+	signed := testkit.Must(honest.Sign(cp))
+	clock := func() time.Time { return now }
+	for _, tc := range []struct {
+		desc    string
+		p       LogPolicy
+		note    []byte
+		whose   string // "" for accepted
+		message string
+	}{
+		{"both quorums", LogPolicy{Witnesses: own, Org: org}, w2.Cosign(w1.Cosign(signed, ago(time.Minute)), ago(time.Minute)), "", ""},
+		{"the organisation's witness missing", LogPolicy{Witnesses: own, Org: org}, w1.Cosign(signed, ago(time.Minute)), PolicyOfOrg,
+			"checkpoint 5 has 0 of 1 required witness cosignatures of the witness policy the account's organisation set in its chain (quorum B): missing B (w2.example)"},
+		{"the device's witness missing", LogPolicy{Witnesses: own, Org: org}, w2.Cosign(signed, ago(time.Minute)), PolicyOfDevice,
+			"checkpoint 5 has 0 of 1 required witness cosignatures (quorum A): missing A (w1.example)"},
+		{"organisation only, the device's default bound", LogPolicy{Org: org}, w2.Cosign(signed, ago(2*time.Hour)), PolicyOfOrg, "is 2h0m0s old, the device allows 1h0m0s"},
+		{"the organisation's bound is smaller", LogPolicy{Org: org, OrgMaxAge: 30 * time.Minute}, w2.Cosign(signed, ago(40*time.Minute)), PolicyOfOrg, "allows 30m0s"},
+		{"the organisation's bound is larger: the device's applies", LogPolicy{Org: org, OrgMaxAge: 2 * time.Hour}, w2.Cosign(signed, ago(90*time.Minute)), PolicyOfOrg, "allows 1h0m0s"},
+		{"within both bounds", LogPolicy{Org: org, OrgMaxAge: 2 * time.Hour}, w2.Cosign(signed, ago(40*time.Minute)), "", ""},
+		{"the smaller bound holds the device's quorum too", LogPolicy{Witnesses: own, MaxAge: 4 * time.Hour, Org: org, OrgMaxAge: 30 * time.Minute},
+			w2.Cosign(w1.Cosign(signed, ago(40*time.Minute)), ago(time.Minute)), PolicyOfDevice, "is 40m0s old, the device allows 30m0s"},
+		{"an organisation policy of quorum none", LogPolicy{Org: testkit.Must(translog.ParsePolicy([]byte("quorum none\n"))), OrgMaxAge: time.Minute}, signed, "", ""},
+	} {
+		tc.p.Now = clock
+		err := tc.p.CheckWitnesses(tc.note, cp)
+		var we *WitnessError
+		switch {
+		case tc.whose == "" && err != nil:
+			t.Errorf("%s: %v, want accepted", tc.desc, err)
+		case tc.whose == "":
+		case !errors.As(err, &we) || !errors.Is(err, ErrWitness) || we.Policy != tc.whose || !strings.Contains(err.Error(), tc.message):
+			t.Errorf("%s: %v (%+v), want a WitnessError of the %s policy saying %q", tc.desc, err, we, tc.whose, tc.message)
+		}
 	}
 }

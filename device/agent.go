@@ -106,11 +106,17 @@ type Agent struct {
 	// and this device pinned none.
 	logSynced time.Time
 	noLog     bool
-	// logCfg is the parsed log configuration; logRefusal why the
+	// logCfg is the parsed log configuration (without the account's
+	// witness policy: logPolicy adds it); logRefusal why the
 	// server's newest checkpoint was last refused while the stored one
 	// stayed in force.
 	logCfg     *client.LogPolicy
 	logRefusal error
+	// orgPolicy is the parsed witness policy of the account's chain;
+	// joining the account an enrollment or recovery joins (joinTarget),
+	// whose witness policy binds this device before it is its own.
+	orgPolicy *parsedOrgPolicy
+	joining   *chain.AccountID
 }
 
 // Open opens the agent of home. It does not need the passphrase until keys
@@ -402,6 +408,7 @@ func (a *Agent) joinTarget(ctx context.Context, ref string) (*client.Client, cha
 	if err != nil {
 		return nil, chain.AccountID{}, nil, err
 	}
+	a.joining = &acct
 	st, err := a.chainState(ctx, acct)
 	if err != nil {
 		return nil, chain.AccountID{}, nil, err

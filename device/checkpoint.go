@@ -126,9 +126,6 @@ const (
 // publishing it is refused by SyncLog); before that, when the server
 // advertises one (GET /v1/info, asked once per process).
 func (a *Agent) logFollowed(ctx context.Context, cl *client.Client) (bool, error) {
-	if a.noLog {
-		return false, nil
-	}
 	st, err := a.db.LogState()
 	if err != nil {
 		return false, err
@@ -136,8 +133,14 @@ func (a *Agent) logFollowed(ctx context.Context, cl *client.Client) (bool, error
 	if st != nil {
 		return true, nil
 	}
-	if p, err := a.logPolicy(); err != nil || p.Pin != nil || p.Witnesses.RequiresWitnesses() {
-		return true, err // configured: required from the first contact
+	// Configured, or required by the account's witness policy (which a
+	// link synced without the log may just have set): required from the
+	// first contact.
+	if p, err := a.logPolicy(); err != nil || p.Pin != nil || p.RequiresWitnesses() {
+		return true, err
+	}
+	if a.noLog {
+		return false, nil
 	}
 	info, err := cl.Info(ctx)
 	if err != nil {
@@ -182,8 +185,12 @@ func (a *Agent) syncLogged(ctx context.Context, cl *client.Client, acct chain.Ac
 				_, err = cl.VerifyFreshness(ctx, acct, st.Head(), a.logStore())
 			}
 			if err == nil || errors.Is(err, client.ErrNotLoggedYet) || errors.Is(err, client.ErrNotLogged) ||
-				errors.Is(err, client.ErrHeadNotLogged) || errors.Is(err, client.ErrStaleHead) || errors.Is(err, client.ErrNotFresh) {
-				a.remember(acct, st) // the links agent.db holds now
+				errors.Is(err, client.ErrHeadNotLogged) || errors.Is(err, client.ErrStaleHead) || errors.Is(err, client.ErrNotFresh) ||
+				errors.Is(err, client.ErrWitness) || errors.Is(err, client.ErrRecoveryNotWitnessed) {
+				// The links agent.db holds now (SyncLogged stored a prefix
+				// and returned its state; the account's witness policy or a
+				// recover link on witnessed time can stop it too).
+				a.remember(acct, st)
 			}
 		}
 		if err == nil {
@@ -319,9 +326,44 @@ func (a *Agent) LogConfig() (LogConfig, error) {
 	return c, nil
 }
 
-// logPolicy returns the client.LogPolicy of the stored configuration
-// (parsed once per process).
+// logPolicy returns what this device requires of the log's checkpoints
+// now: its configured policy (configuredLogPolicy) and the witness policy
+// of its own account's last verified chain state (orgLogPolicy).
 func (a *Agent) logPolicy() (client.LogPolicy, error) {
+	p, err := a.configuredLogPolicy()
+	if err != nil {
+		return p, err
+	}
+	acct, ok := a.policyAccount()
+	if !ok {
+		return p, nil
+	}
+	st := a.verified[acct]
+	if st == nil {
+		// Not synced by this process yet: the stored links' state.
+		if st, err = client.Load(acct, a.db, a.now(), a.verifyOpts()...); err != nil || st == nil {
+			return p, err
+		}
+		a.remember(acct, st)
+	}
+	return a.orgLogPolicy(p, st.Policy())
+}
+
+// policyAccount is the account whose witness policy binds this device:
+// its own, or before it has one the account it is joining.
+func (a *Agent) policyAccount() (chain.AccountID, bool) {
+	if acct, ok := a.cfg.account(); ok {
+		return acct, true
+	}
+	if a.joining != nil {
+		return *a.joining, true
+	}
+	return chain.AccountID{}, false
+}
+
+// configuredLogPolicy returns the client.LogPolicy of the stored
+// configuration (parsed once per process).
+func (a *Agent) configuredLogPolicy() (client.LogPolicy, error) {
 	if a.logCfg != nil {
 		return *a.logCfg, nil
 	}
@@ -336,6 +378,54 @@ func (a *Agent) logPolicy() (client.LogPolicy, error) {
 	p := client.LogPolicy{Pin: pin, Witnesses: pol, MaxAge: c.MaxAge, Now: a.now}
 	a.logCfg = &p
 	return p, nil
+}
+
+// orgLogPolicy returns p with the witness policy of the account policy cp
+// (an organisation's, signed in its chain) required too. One that does not
+// parse is an error, so that this device syncs nothing under it rather
+// than ignore it: Command checks a policy before it signs one, so only a
+// faulty or hostile Command can set it.
+func (a *Agent) orgLogPolicy(p client.LogPolicy, cp chain.Policy) (client.LogPolicy, error) {
+	if cp.WitnessPolicy == "" {
+		return p, nil
+	}
+	if a.orgPolicy == nil || a.orgPolicy.text != cp.WitnessPolicy {
+		pol, _, err := client.OrgPolicy(cp)
+		if err != nil {
+			return p, fmt.Errorf("device: %w; this device syncs nothing under it (the organisation must set a valid one, enigm-command admin set-policy --witness-policy)", err)
+		}
+		a.orgPolicy = &parsedOrgPolicy{text: cp.WitnessPolicy, pol: pol}
+	}
+	p.Org, p.OrgMaxAge = a.orgPolicy.pol, cp.WitnessMaxAge
+	return p, nil
+}
+
+// parsedOrgPolicy caches the parse of the account's witness policy.
+type parsedOrgPolicy struct {
+	text string
+	pol  *translog.Policy
+}
+
+var _ client.AccountPolicySource = witnessedLog{}
+
+// BindsAccount implements client.AccountPolicySource: the witness policy
+// of this device's own account binds it (or of the account it is
+// joining, from the first contact on); the links of other accounts
+// (correspondents) are accepted under the checkpoint this device accepted
+// for its own, whatever their organisations require.
+func (w witnessedLog) BindsAccount(acct chain.AccountID) bool {
+	own, ok := w.a.policyAccount()
+	return ok && own == acct
+}
+
+// AccountLogPolicy implements client.AccountPolicySource: this device's
+// own policy and the account's witness policy cp.
+func (w witnessedLog) AccountLogPolicy(acct chain.AccountID, cp chain.Policy) (client.LogPolicy, error) {
+	p, err := w.a.configuredLogPolicy()
+	if err != nil {
+		return p, err
+	}
+	return w.a.orgLogPolicy(p, cp)
 }
 
 // Refused checkpoints, kept as evidence (client.LogEvidence).

@@ -28,19 +28,7 @@ import (
 // it on the witness's time.
 func TestRecoveryOnRealWitness(t *testing.T) {
 	ctx := context.Background()
-	var rw *translogtest.RunningWitness
-	w := newWorldWith(t, func(c *command.Config) {
-		s, err := command.LogSigner(ctx, *c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rw = translogtest.StartWitness(t, "witness.enigm.test/recovery", s.Origin(), s.VerifierKeys()[0])
-		wit, err := translog.NewWitness(rw.URL, rw.Keys[0], nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.LogSigner, c.LogInterval, c.LogWitnesses = s, 20*time.Millisecond, []*translog.Witness{wit}
-	})
+	w, rw := realWitnessWorld(t, "witness.enigm.test/recovery")
 	u, _ := url.Parse(w.url)
 	w.front(t, httputil.NewSingleHostReverseProxy(u))
 	policy := "witness W " + rw.Keys[0] + "\nquorum W\n"
@@ -94,4 +82,25 @@ func TestRecoveryOnRealWitness(t *testing.T) {
 		t.Fatalf("the owner's sync of a recover two hours early by witnessed time: %v", err)
 	}
 	t.Logf("refused: %v", err)
+}
+
+// realWitnessWorld is a world whose Command publishes its log (a
+// checkpoint every 20 ms) and submits every checkpoint to
+// transparency-dev's witness, named name, running as its own process.
+func realWitnessWorld(t *testing.T, name string) (*world, *translogtest.RunningWitness) {
+	t.Helper()
+	var rw *translogtest.RunningWitness
+	w := newWorldWith(t, func(c *command.Config) {
+		s, err := command.LogSigner(context.Background(), *c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rw = translogtest.StartWitness(t, name, s.Origin(), s.VerifierKeys()[0])
+		wit, err := translog.NewWitness(rw.URL, rw.Keys[0], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.LogSigner, c.LogInterval, c.LogWitnesses = s, 20*time.Millisecond, []*translog.Witness{wit}
+	})
+	return w, rw
 }

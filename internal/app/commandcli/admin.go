@@ -16,9 +16,11 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/enigm/enigm/api"
+	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/client"
 	"github.com/enigm/enigm/command"
 	"github.com/enigm/enigm/internal/clikit"
+	"github.com/enigm/enigm/translog"
 )
 
 // DefaultServer is where the admin client goes without --server or
@@ -64,8 +66,9 @@ type revokeOpts struct {
 
 type setPolicyOpts struct {
 	requireAdminApproval, requireAdminReview, requireAttestation optBool
-	recoveryDelay                                                optDuration
-	minProtection                                                optString
+	recoveryDelay, witnessMaxAge                                 optDuration
+	minProtection, witnessPolicy                                 optString
+	noWitnessPolicy                                              bool
 }
 
 type reviewOpts struct {
@@ -97,16 +100,20 @@ func init() {
 				fs.StringVar(&o.reason, "reason", "", "why (recorded in the audit log)")
 				fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation")
 			}, runAdminRevoke),
-		adminCmd("admin set-policy", "ACCOUNT [--require-admin-approval[=false]] [--require-admin-review[=false]] [--recovery-delay D] [--min-protection LEVEL] [--require-attestation[=false]] [--json]",
+		adminCmd("admin set-policy", "ACCOUNT [--require-admin-approval[=false]] [--require-admin-review[=false]] [--recovery-delay D] [--min-protection LEVEL] [--require-attestation[=false]] [--witness-policy FILE | --no-witness-policy] [--witness-max-age D] [--json]",
 			"change a managed account's policy (a set_policy link signed by the organisation)",
 			"Changes only the settings whose flags are given; the others keep their current\nvalue (turn a setting off with --flag=false). Prints the policy before and\nafter. Command signs a set_policy link with the organisation key; every\ndevice verifies it. ACCOUNT is the account's id or name.\n\n"+
-				adminHelpCommon+"\n\nexamples:\n  enigm-command admin set-policy 9c4e…21 --recovery-delay 72h\n  enigm-command admin set-policy alice --require-admin-approval=false --min-protection hardware-tpm", 1,
+				witnessPolicyHelp+"\n\n"+
+				adminHelpCommon+"\n\nexamples:\n  enigm-command admin set-policy 9c4e…21 --recovery-delay 72h\n  enigm-command admin set-policy alice --require-admin-approval=false --min-protection hardware-tpm\n  enigm-command admin set-policy alice --witness-policy witnesses.policy --witness-max-age 30m", 1,
 			func(fs *pflag.FlagSet, o *setPolicyOpts) {
 				boolFlag(fs, &o.requireAdminApproval, "require-admin-approval", "new devices need the organisation's approval")
 				boolFlag(fs, &o.requireAdminReview, "require-admin-review", "recoveries need the organisation's review")
 				fs.Var(&o.recoveryDelay, "recovery-delay", "recovery waiting period")
 				fs.Var(&o.minProtection, "min-protection", "lowest device protection `LEVEL`")
 				boolFlag(fs, &o.requireAttestation, "require-attestation", "devices must carry verified attestation evidence")
+				fs.Var(&o.witnessPolicy, "witness-policy", "the witness policy: a c2sp.org/tlog-policy `FILE`")
+				fs.BoolVar(&o.noWitnessPolicy, "no-witness-policy", false, "remove the witness policy (and its maximum age)")
+				fs.Var(&o.witnessMaxAge, "witness-max-age", "bound on the age of the witness quorum's cosignatures (0: the devices' own)")
 			}, runAdminSetPolicy),
 		adminCmd[noOpts]("admin recoveries", "[--json]", "list the organisation's recoveries",
 			adminHelpCommon+"\n\nexample:\n  enigm-command admin recoveries --json", 0, nil, plain(runAdminRecoveries)),
@@ -624,6 +631,25 @@ func runAdminSetPolicy(c *ctx, o *setPolicyOpts) error {
 	if o.requireAttestation.set {
 		u.RequireVerifiedAttestation = ptr(o.requireAttestation.v)
 	}
+	switch {
+	case o.witnessPolicy.set && o.noWitnessPolicy:
+		return usagef("give --witness-policy FILE or --no-witness-policy, not both")
+	case o.witnessPolicy.set:
+		text, err := readWitnessPolicy(o.witnessPolicy.v)
+		if err != nil {
+			return err
+		}
+		u.WitnessPolicy = &text
+	case o.noWitnessPolicy:
+		u.WitnessPolicy = ptr("")
+	}
+	if o.witnessMaxAge.set {
+		secs, err := witnessMaxAge(o.witnessMaxAge.v)
+		if err != nil {
+			return err
+		}
+		u.WitnessMaxAgeSeconds = &secs
+	}
 	if u.Empty() {
 		return usagef("give the policy flags to change (the others keep their value), e.g. --recovery-delay 72h or --require-admin-approval=false")
 	}
@@ -671,5 +697,66 @@ func policyRows(before, after api.Policy) [][3]string {
 		{"recovery delay", delay(before.RecoveryDelaySeconds), delay(after.RecoveryDelaySeconds)},
 		{"min protection", level(before.MinLevel), level(after.MinLevel)},
 		{"require attestation", strconv.FormatBool(before.RequireVerifiedAttestation), strconv.FormatBool(after.RequireVerifiedAttestation)},
+		{"witness policy", witnessSummary(before), witnessSummary(after)},
+		{"witness max age", witnessAge(before), witnessAge(after)},
 	}
+}
+
+// witnessPolicyHelp is the help of --witness-policy.
+const witnessPolicyHelp = `--witness-policy FILE sets the organisation's witness policy, a
+c2sp.org/tlog-policy file (witness, group and quorum lines; at most 8 KiB):
+every device of the account then accepts the transparency log's checkpoints
+only with that quorum's cosignatures, as well as its own policy's, and
+cosignatures at most --witness-max-age old when that is below its own bound.
+The policy is parsed before anything is signed; one that does not parse is
+refused. Command must submit its checkpoints to those witnesses (serve
+--witness), or the devices stop accepting new links.`
+
+// readWitnessPolicy reads a tlog-policy file and checks it as devices
+// will (api.Policy.Validate: the chain's form and translog.ParsePolicy).
+func readWitnessPolicy(file string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", fmt.Errorf("--witness-policy: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, chain.MaxWitnessPolicySize+1))
+	if err != nil {
+		return "", fmt.Errorf("--witness-policy: %w", err)
+	}
+	if len(b) > chain.MaxWitnessPolicySize {
+		return "", fmt.Errorf("--witness-policy %s: more than %d bytes", file, chain.MaxWitnessPolicySize)
+	}
+	if err := (api.Policy{WitnessPolicy: string(b)}).Validate(); err != nil {
+		return "", fmt.Errorf("--witness-policy %s: %w", file, err)
+	}
+	return string(b), nil
+}
+
+// witnessMaxAge checks a --witness-max-age value.
+func witnessMaxAge(d time.Duration) (int64, error) {
+	if d < 0 || d%time.Second != 0 || d > chain.MaxWitnessMaxAge {
+		return 0, usagef("--witness-max-age must be whole seconds, from 0 to %v", chain.MaxWitnessMaxAge)
+	}
+	return int64(d / time.Second), nil
+}
+
+// witnessSummary is the witness policy as policyRows shows it: its
+// witnesses and quorum.
+func witnessSummary(p api.Policy) string {
+	if p.WitnessPolicy == "" {
+		return "none"
+	}
+	pol, err := translog.ParsePolicy([]byte(p.WitnessPolicy))
+	if err != nil {
+		return "invalid"
+	}
+	return fmt.Sprintf("quorum %s of %d witnesses", pol.Quorum, len(pol.Witnesses))
+}
+
+func witnessAge(p api.Policy) string {
+	if p.WitnessMaxAgeSeconds == 0 {
+		return "device's"
+	}
+	return (time.Duration(p.WitnessMaxAgeSeconds) * time.Second).String()
 }

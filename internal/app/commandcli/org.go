@@ -13,8 +13,8 @@ import (
 
 type orgCreateOpts struct {
 	requireAdminApproval, requireAdminReview, requireAttestation bool
-	recoveryDelay                                                time.Duration
-	minProtection                                                string
+	recoveryDelay, witnessMaxAge                                 time.Duration
+	minProtection, witnessPolicy                                 string
 }
 
 func init() {
@@ -22,7 +22,7 @@ func init() {
 		func(c *ctx) *clikit.Command {
 			o := &orgCreateOpts{}
 			return &clikit.Command{
-				Path: "org create", Usage: "NAME [--require-admin-approval] [--require-admin-review] [--recovery-delay D] [--min-protection LEVEL] [--require-attestation] [--data DIR] [--db URL]",
+				Path: "org create", Usage: "NAME [--require-admin-approval] [--require-admin-review] [--recovery-delay D] [--min-protection LEVEL] [--require-attestation] [--witness-policy FILE [--witness-max-age D]] [--data DIR] [--db URL]",
 				Summary: "create an organisation and its admin credential",
 				Help: `Creates an organisation on the server's data (it works while the server runs):
 its admin key is generated in Command's keystore (DataDir/keystore), never in
@@ -35,9 +35,13 @@ invites: --require-admin-approval makes every enrollment wait for the admin,
 --min-protection refuses devices below a protection level (software,
 hardware-tpm, hardware-pkcs11, hardware-platform).
 
+` + witnessPolicyHelp + `
+Change it later for one account with enigm-command admin set-policy.
+
 examples:
   enigm-command org create acme --json
-  enigm-command org create acme --require-admin-approval --require-admin-review --recovery-delay 48h --min-protection hardware-tpm`,
+  enigm-command org create acme --require-admin-approval --require-admin-review --recovery-delay 48h --min-protection hardware-tpm
+  enigm-command org create acme --witness-policy witnesses.policy --witness-max-age 30m`,
 				Args: 1,
 				Flags: func(fs *pflag.FlagSet) {
 					fs.BoolVar(&o.requireAdminApproval, "require-admin-approval", false, "enrollments need the organisation's approval")
@@ -45,6 +49,8 @@ examples:
 					fs.BoolVar(&o.requireAttestation, "require-attestation", false, "devices must carry attestation evidence the server's verifier accepts (serve --trust-tpm-ak)")
 					fs.DurationVar(&o.recoveryDelay, "recovery-delay", chain.DefaultRecoveryDelay, "recovery waiting period of the organisation's accounts")
 					fs.StringVar(&o.minProtection, "min-protection", "", "lowest device protection `LEVEL` (software, hardware-tpm, hardware-pkcs11, hardware-platform)")
+					fs.StringVar(&o.witnessPolicy, "witness-policy", "", "the organisation's witness policy: a c2sp.org/tlog-policy `FILE`")
+					fs.DurationVar(&o.witnessMaxAge, "witness-max-age", 0, "bound on the age of the witness quorum's cosignatures (0: the devices' own)")
 				},
 				Run: c.do(func(c *ctx) error { return runOrgCreate(c, o) }),
 			}
@@ -103,6 +109,21 @@ func runOrgCreate(c *ctx, o *orgCreateOpts) error {
 		MinLevel:                   o.minProtection,
 		RequireVerifiedAttestation: o.requireAttestation,
 	}}
+	if o.witnessPolicy != "" {
+		text, err := readWitnessPolicy(o.witnessPolicy)
+		if err != nil {
+			return err
+		}
+		spec.Policy.WitnessPolicy = text
+	}
+	secs, err := witnessMaxAge(o.witnessMaxAge)
+	if err != nil {
+		return err
+	}
+	if secs != 0 && o.witnessPolicy == "" {
+		return usagef("--witness-max-age needs --witness-policy")
+	}
+	spec.Policy.WitnessMaxAgeSeconds = secs
 	org, err := command.CreateOrg(c, c.dataConfig(), spec)
 	if err != nil {
 		return err
