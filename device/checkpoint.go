@@ -392,7 +392,7 @@ func (a *Agent) orgLogPolicy(p client.LogPolicy, cp chain.Policy) (client.LogPol
 	if a.orgPolicy == nil || a.orgPolicy.text != cp.WitnessPolicy {
 		pol, _, err := client.OrgPolicy(cp)
 		if err != nil {
-			return p, fmt.Errorf("device: %w; this device syncs nothing under it (the organisation must set a valid one, enigm-command admin set-policy --witness-policy)", err)
+			return p, fmt.Errorf("device: %w; this device syncs nothing under it until the organisation's administrator sets a valid one", err)
 		}
 		a.orgPolicy = &parsedOrgPolicy{text: cp.WitnessPolicy, pol: pol}
 	}
