@@ -105,6 +105,45 @@ type preparedEnroll struct {
 	link    api.LinkRequest
 }
 
+// prepareEnroll creates an account named name on e and makes ahead, with
+// every client signature, the enrollment of a second device into it.
+func prepareEnroll(b *testing.B, e *env, name string) preparedEnroll {
+	A := newDev(name + "/A")
+	return prepareEnrollInto(b, e.newAccount(name, A, chain.DefaultPolicy()), A, name+"/N")
+}
+
+// prepareEnrollInto makes ahead the enrollment of a new device (label) into
+// a, approved by its device A, and advances a's state past it, so that
+// the next one prepared for a follows it.
+func prepareEnrollInto(b *testing.B, a *tacct, A *tdev, label string) preparedEnroll {
+	N := newDev(label)
+	n := nonce(N.label)
+	body := &chain.AddDevice{Device: N.device(), Nonce: n, PairingHash: chain.PairingHash(n, "code")}
+	raw, err := chain.EncodeBody(body)
+	testkit.NoErr(b, err)
+	d := a.draft(body)
+	st, _ := d.Approval()
+	sg, err := chain.SignApproval(st, chain.TypeAddDevice, chain.RoleDevice, A.id, A.key())
+	testkit.NoErr(b, err)
+	d.AddSignature(sg)
+	testkit.NoErr(b, d.Sign(chain.RoleSubject, N.key()))
+	l := link(b, d)
+	p := preparedEnroll{a: a, token: a.token(A),
+		reqBody: api.EnrollRequest{Type: api.TypeAddDevice, Body: raw},
+		approve: api.ApproveRequest{Head: a.head(), Signature: sg.Sig},
+		link:    api.LinkRequest{Link: l.Bytes()}}
+	a.advance(l)
+	return p
+}
+
+// advance applies l to a's state on the client side, without the server.
+func (a *tacct) advance(l *chain.Link) {
+	a.e.t.Helper()
+	st, err := chain.Apply(a.st, l, a.e.clock.Now())
+	testkit.NoErr(a.e.t, err)
+	a.st = st
+}
+
 // BenchmarkEnrollment runs request, approval and completion of one new
 // device per account, with every client signature made ahead: what is
 // timed is the server's work (three hybrid verifications per enrollment
@@ -122,22 +161,7 @@ func BenchmarkEnrollment(b *testing.B) {
 				e.waitListening()
 				preps := make([]preparedEnroll, b.N)
 				for i := range preps {
-					A, N := newDev(fmt.Sprintf("ebench/%d/A", i)), newDev(fmt.Sprintf("ebench/%d/N", i))
-					a := e.newAccount(fmt.Sprintf("ebench-%d", i), A, chain.DefaultPolicy())
-					n := nonce(N.label)
-					body := &chain.AddDevice{Device: N.device(), Nonce: n, PairingHash: chain.PairingHash(n, "code")}
-					raw, err := chain.EncodeBody(body)
-					testkit.NoErr(b, err)
-					d := a.draft(body)
-					st, _ := d.Approval()
-					sg, err := chain.SignApproval(st, chain.TypeAddDevice, chain.RoleDevice, A.id, A.key())
-					testkit.NoErr(b, err)
-					d.AddSignature(sg)
-					testkit.NoErr(b, d.Sign(chain.RoleSubject, N.key()))
-					preps[i] = preparedEnroll{a: a, token: a.token(A),
-						reqBody: api.EnrollRequest{Type: api.TypeAddDevice, Body: raw},
-						approve: api.ApproveRequest{Head: a.head(), Signature: sg.Sig},
-						link:    api.LinkRequest{Link: link(b, d).Bytes()}}
+					preps[i] = prepareEnroll(b, e, fmt.Sprintf("ebench-%d", i))
 				}
 				do := e.do
 				rid := func(r *resp) string { return r.str("request_id") }

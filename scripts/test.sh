@@ -65,6 +65,11 @@ fi
 
 log "go vet ./..."
 go vet ./...
+# The benchmark-only build (BenchmarkLogOnOff, the store's log switch) is
+# compiled and vetted too, so that it cannot rot; it is run by hand
+# (docs/perf.md, "Appends with the log on and off").
+log "go vet -tags enigmbench ./command/..."
+go vet -tags enigmbench ./command/...
 
 # staticcheck at a pinned version, fetched and built by the go command (it
 # is a tool, not a dependency of the module: go.mod does not name it).

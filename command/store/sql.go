@@ -20,6 +20,11 @@ type sqlStore struct {
 	// (SQLite, whose driver would parse every statement again; pgx keeps
 	// its own statement cache on PostgreSQL).
 	prepare bool
+	// noLog: store links without sequencing them as log leaves. Only
+	// the benchmark build (tag enigmbench, nolog_bench.go) can set it,
+	// to measure what the log costs an append; no other build has a way
+	// to store a link unlogged.
+	noLog bool
 }
 
 // prepared returns a prepared statement for q (database/sql prepares it
