@@ -36,6 +36,11 @@ import (
 // checkpoint as evidence. A second device of the owner without a witness
 // policy accepts the very same chain on link times: the witness policy is
 // what refuses it.
+//
+// Three minutes, not an hour: a recover link dated an hour after a request
+// Command accepted just now is more than chain.MaxClockSkew (5 min) in the
+// future of any honest clock, so the devices' own clocks would refuse it
+// before witnessed time is asked; within the skew only the witness tells.
 func TestAttackRecoveryWitnessedTime(t *testing.T) {
 	h, policy := startWitnessed(t)
 	ctx := context.Background()
