@@ -102,13 +102,7 @@ func TestAttackRecoveryTakeover(t *testing.T) {
 	// 2. Appended behind Command's back, it is an integrity failure: the
 	// account is served to nobody and nothing is appended to it.
 	db := commandDB(t, h)
-	if _, err := db.Exec(`INSERT INTO links (account_id, seq, hash, prev_hash, type, data, created_at) VALUES (?,?,?,?,?,?,?)`,
-		acct.String(), forged.Seq(), forged.Hash().String(), forged.Prev().String(), "revoke_device", forged.Bytes(), time.Now().Unix()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(`UPDATE accounts SET head_seq = ?, head_hash = ? WHERE id = ?`, forged.Seq(), forged.Hash().String(), acct.String()); err != nil {
-		t.Fatal(err)
-	}
+	storeBehind(t, db, acct.String(), forged)
 	code2, body := ahCall(t, h, "GET", "/v1/accounts/"+acct.String()+"/devices", "", nil)
 	if code2 < 500 || !bytes.Contains(body, []byte("integrity")) && !bytes.Contains(body, []byte("store_inconsistent")) {
 		t.Fatalf("Command serves an account whose stored chain holds a recovery-key revocation: %d %s", code2, body)

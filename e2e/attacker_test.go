@@ -87,7 +87,13 @@ func leakedRecoveryKey(t *testing.T, file string) *hybrid.PrivateKey {
 // at, signed with the recovery key rk and the device's key.
 func recoveryRequest(t *testing.T, st *chain.State, at time.Time, rk *hybrid.PrivateKey, name string) *chain.Link {
 	t.Helper()
-	dev := newRawDevice(t, name)
+	return recoveryRequestFor(t, st, at, rk, newRawDevice(t, name))
+}
+
+// recoveryRequestFor is recoveryRequest for the raw device dev (whose
+// key then signs the recover link).
+func recoveryRequestFor(t *testing.T, st *chain.State, at time.Time, rk *hybrid.PrivateKey, dev *rawDevice) *chain.Link {
+	t.Helper()
 	d, err := chain.NewDraft(st, at, &chain.RecoveryRequest{Device: dev.rec})
 	if err != nil {
 		t.Fatal(err)

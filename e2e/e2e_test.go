@@ -393,12 +393,22 @@ func forgeLink(t *testing.T, h *harness, acct string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db := commandDB(t, h)
-	if _, err := db.Exec(`INSERT INTO links (account_id, seq, hash, prev_hash, type, data, created_at) VALUES (?,?,?,?,?,?,?)`,
-		acct, l.Seq(), l.Hash().String(), l.Prev().String(), "add_device", l.Bytes(), time.Now().Unix()); err != nil {
+	storeBehind(t, commandDB(t, h), acct, l)
+}
+
+// storeBehind stores l as the new head of account acct's chain in
+// enigm-command's database (x: the database or a transaction on it),
+// behind the server's back: the link row and the account's head, no log
+// leaf.
+func storeBehind(t *testing.T, x interface {
+	Exec(query string, args ...any) (sql.Result, error)
+}, acct string, l *chain.Link) {
+	t.Helper()
+	if _, err := x.Exec(`INSERT INTO links (account_id, seq, hash, prev_hash, type, data, created_at) VALUES (?,?,?,?,?,?,?)`,
+		acct, l.Seq(), l.Hash().String(), l.Prev().String(), l.Type().String(), l.Bytes(), time.Now().Unix()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`UPDATE accounts SET head_seq = ?, head_hash = ? WHERE id = ?`, l.Seq(), l.Hash().String(), acct); err != nil {
+	if _, err := x.Exec(`UPDATE accounts SET head_seq = ?, head_hash = ? WHERE id = ?`, l.Seq(), l.Hash().String(), acct); err != nil {
 		t.Fatal(err)
 	}
 }

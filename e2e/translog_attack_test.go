@@ -147,8 +147,8 @@ func logKeys(h *harness) []string {
 }
 
 // refused runs d's command and requires exit code 1 and stderr matching
-// every pattern.
-func refused(t *testing.T, d *device, what string, patterns []string, args ...string) {
+// every pattern; it returns the command's result.
+func refused(t *testing.T, d *device, what string, patterns []string, args ...string) result {
 	t.Helper()
 	r := d.run("", args...)
 	if r.code != 1 {
@@ -160,6 +160,7 @@ func refused(t *testing.T, d *device, what string, patterns []string, args ...st
 		}
 	}
 	t.Logf("%s: refused:\n%s", what, r.stderr)
+	return r
 }
 
 // TestTranslogAttackRollbackAndFork: a device that saw the log grow to n
@@ -374,15 +375,7 @@ func TestTranslogAttackUnloggedLink(t *testing.T) {
 // witness; and a device allowing checkpoints 3 s old refuses a front that
 // keeps serving one witnessed checkpoint (the real log moved on).
 func TestTranslogAttackWitness(t *testing.T) {
-	var wit *translogtest.RunningWitness
-	h := startWith(t, func(h *harness) []string {
-		keys := logKeys(h)
-		origin, _, _ := strings.Cut(keys[0], "+")
-		wit = translogtest.StartWitness(t, "witness.enigm.test/e2e", origin, keys[0])
-		return []string{"--witness", wit.URL + "=" + wit.Keys[0]}
-	})
-	policy := filepath.Join(h.tmp, "witness.policy")
-	testkit.NoErr(t, os.WriteFile(policy, []byte("# the e2e witness\nwitness W "+wit.Keys[0]+"\nquorum W\n"), 0o600))
+	h, policy := startWitnessed(t)
 	p := newLogProxy(t, h.server)
 	hp := h.via(p)
 
@@ -419,6 +412,26 @@ func TestTranslogAttackWitness(t *testing.T) {
 	if ev := st["refused"].([]any); len(ev) == 0 {
 		t.Fatalf("the stale checkpoint is not kept as evidence: %v", st)
 	}
+}
+
+// startWitnessed starts enigm-command submitting every checkpoint to a
+// real witness process (translogtest.StartWitness, named
+// witness.enigm.test/e2e: skipped without it, failed under
+// ENIGM_REQUIRE_ALL=1), and returns it with the path of a c2sp
+// tlog-policy file that requires that witness (quorum 1), for devices'
+// --log-policy.
+func startWitnessed(t *testing.T) (*harness, string) {
+	t.Helper()
+	var wit *translogtest.RunningWitness
+	h := startWith(t, func(h *harness) []string {
+		keys := logKeys(h)
+		origin, _, _ := strings.Cut(keys[0], "+")
+		wit = translogtest.StartWitness(t, "witness.enigm.test/e2e", origin, keys[0])
+		return []string{"--witness", wit.URL + "=" + wit.Keys[0]}
+	})
+	policy := filepath.Join(h.tmp, "witness.policy")
+	testkit.NoErr(t, os.WriteFile(policy, []byte("# the e2e witness\nwitness W "+wit.Keys[0]+"\nquorum W\n"), 0o600))
+	return h, policy
 }
 
 // stripWitnesses keeps the log's own signature lines only (those named
