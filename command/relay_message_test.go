@@ -17,7 +17,6 @@ import (
 	"github.com/enigm/enigm/chain"
 	"github.com/enigm/enigm/envelope"
 	"github.com/enigm/enigm/internal/testkit"
-	"github.com/enigm/enigm/internal/wire"
 	"github.com/enigm/enigm/keystore"
 	"github.com/enigm/enigm/lifecycle"
 	"github.com/enigm/enigm/policy"
@@ -61,24 +60,6 @@ func (s *sealer) sealOut(t testing.TB, a *tacct, from *tdev, m envelope.Message,
 		m.Kind = envelope.KindMessage
 	}
 	return testkit.Must(envelope.SealMessage(sk, envelope.From{Account: a.st.Account(), Device: from.id, Identity: s.id}, m, to))
-}
-
-// form is the message form's wire fields, for tests that play a sender
-// or a relay that rewrites them.
-type form struct {
-	Version uint8    `cbor:"0,keyasint"`
-	Header  []byte   `cbor:"1,keyasint"`
-	Body    []byte   `cbor:"2,keyasint"`
-	Sig     []byte   `cbor:"3,keyasint"`
-	Entries [][]byte `cbor:"4,keyasint"`
-}
-
-func rewrite(t *testing.T, msg []byte, change func(*form)) []byte {
-	t.Helper()
-	var f form
-	testkit.NoErr(t, wire.Unmarshal(msg, &f, envelope.MaxMessage))
-	change(&f)
-	return testkit.Must(wire.Marshal(&f))
 }
 
 func (e *env) sendForm(token string, msg []byte) *resp {
@@ -226,10 +207,10 @@ func TestRelayRefusesBadMessageForms(t *testing.T) {
 		{"truncated to its first 100 bytes", good[:100], 400, api.CodeMalformedMessage},
 		{"bytes after the message", append(append([]byte(nil), good...), 0), 400, api.CodeMalformedMessage},
 		{"not CBOR", []byte("hello"), 400, api.CodeMalformedMessage},
-		{"a device twice", rewrite(t, good, func(f *form) { f.Entries = append(f.Entries, f.Entries[0]) }), 400, api.CodeMalformedMessage},
-		{"no entries", rewrite(t, good, func(f *form) { f.Entries = nil }), 400, api.CodeMalformedMessage},
-		{"version 3", rewrite(t, good, func(f *form) { f.Version = 3 }), 400, api.CodeMalformedMessage},
-		{"an entry cut short", rewrite(t, good, func(f *form) { f.Entries[1] = f.Entries[1][:40] }), 400, api.CodeMalformedMessage},
+		{"a device twice", testkit.EditMessageForm(t, good, func(f *testkit.MessageForm) { f.Entries = append(f.Entries, f.Entries[0]) }), 400, api.CodeMalformedMessage},
+		{"no entries", testkit.EditMessageForm(t, good, func(f *testkit.MessageForm) { f.Entries = nil }), 400, api.CodeMalformedMessage},
+		{"version 3", testkit.EditMessageForm(t, good, func(f *testkit.MessageForm) { f.Version = 3 }), 400, api.CodeMalformedMessage},
+		{"an entry cut short", testkit.EditMessageForm(t, good, func(f *testkit.MessageForm) { f.Entries[1] = f.Entries[1][:40] }), 400, api.CodeMalformedMessage},
 		{"a device not in the recipient's chain", s.seal(t, a, A1, conv, append(to(A1, b), ghost)), 422, api.CodeUnknownRecipient},
 		{"an account this server does not hold", s.seal(t, a, A1, conv, append(to(A1, b),
 			envelope.Recipient{Account: strangerAcct, Device: stranger.id, KEM: testKEM("nobody"), Head: chain.Head{Seq: 0, Hash: chain.Hash(strangerAcct)}})), 422, api.CodeUnknownRecipient},

@@ -3,7 +3,6 @@ package device_test
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -31,7 +30,7 @@ type logFront struct {
 	rewrite    func([]byte) []byte // applied to the real /log/checkpoint when set
 	chainQs    []string
 	proxy      *httputil.ReverseProxy
-	backend    string
+	backend    *url.URL
 }
 
 func (f *logFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -49,13 +48,10 @@ func (f *logFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case cp != nil && r.URL.Path == "/log/checkpoint":
 		w.Write(cp)
 	case rewrite != nil && r.URL.Path == "/log/checkpoint":
-		resp, err := http.Get(f.backend + "/log/checkpoint")
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
+		resp, b, ok := testkit.Forward(w, r, f.backend)
+		if !ok {
 			return
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			w.WriteHeader(resp.StatusCode)
 			w.Write(b)
@@ -91,7 +87,7 @@ func logWorld(t testing.TB) (*world, *logFront) {
 		c.LogSigner, c.LogInterval = s, 10*time.Millisecond
 	})
 	u, _ := url.Parse(w.url)
-	f := &logFront{proxy: httputil.NewSingleHostReverseProxy(u), backend: w.url}
+	f := &logFront{proxy: httputil.NewSingleHostReverseProxy(u), backend: u}
 	w.front(t, f)
 	return w, f
 }
@@ -215,7 +211,7 @@ func TestChainSyncRequiresWitnesses(t *testing.T) {
 
 	// A frozen view: the server keeps serving the checkpoint cosigned
 	// now; two hours later the device refuses it.
-	frozen := cosign(get(t, f.backend+"/log/checkpoint"))
+	frozen := cosign(get(t, f.backend.String()+"/log/checkpoint"))
 	f.set(func(f *logFront) { f.checkpoint = frozen })
 	w.clock.Add(2 * time.Hour)
 	time.Sleep(1100 * time.Millisecond) // logReuse

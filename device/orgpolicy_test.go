@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -30,7 +29,7 @@ type stripFront struct {
 	on      atomic.Bool
 	witness string // the witness's key name
 	proxy   *httputil.ReverseProxy
-	backend string
+	backend *url.URL
 }
 
 func (f *stripFront) strip(note []byte) []byte {
@@ -49,13 +48,10 @@ func (f *stripFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.proxy.ServeHTTP(w, r)
 		return
 	}
-	resp, err := http.Get(f.backend + r.URL.RequestURI())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+	resp, b, ok := testkit.Forward(w, r, f.backend)
+	if !ok {
 		return
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	if resp.StatusCode == http.StatusOK {
 		if fresh {
 			var a api.Freshness
@@ -98,7 +94,7 @@ func TestOrgWitnessPolicy(t *testing.T) {
 	w, rw := realWitnessWorld(t, "witness.enigm.test/org")
 	backend := w.url
 	u, _ := url.Parse(backend)
-	front := &stripFront{witness: "witness.enigm.test/org", proxy: httputil.NewSingleHostReverseProxy(u), backend: backend}
+	front := &stripFront{witness: "witness.enigm.test/org", proxy: httputil.NewSingleHostReverseProxy(u), backend: u}
 	w.front(t, front)
 
 	policy := "witness W " + rw.Keys[0] + "\nquorum W\n"

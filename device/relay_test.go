@@ -17,18 +17,7 @@ import (
 	"github.com/enigm/enigm/device"
 	"github.com/enigm/enigm/envelope"
 	"github.com/enigm/enigm/internal/testkit"
-	"github.com/enigm/enigm/internal/wire"
 )
-
-// messageForm is the message form's wire fields, as a relay or network
-// that rewrites them sees them.
-type messageForm struct {
-	Version uint8    `cbor:"0,keyasint"`
-	Header  []byte   `cbor:"1,keyasint"`
-	Body    []byte   `cbor:"2,keyasint"`
-	Sig     []byte   `cbor:"3,keyasint"`
-	Entries [][]byte `cbor:"4,keyasint"`
-}
 
 // rewriter sits in front of the server and rewrites the message form of
 // every send (POST /v1/messages as CBOR) with change, when it is set.
@@ -75,12 +64,9 @@ func (rw *rewriter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // edit decodes a message form, applies f and encodes it again.
-func edit(f func(t *testing.T, m *messageForm)) func(t *testing.T, msg []byte) []byte {
+func edit(f func(t *testing.T, m *testkit.MessageForm)) func(t *testing.T, msg []byte) []byte {
 	return func(t *testing.T, msg []byte) []byte {
-		var m messageForm
-		testkit.NoErr(t, wire.Unmarshal(msg, &m, envelope.MaxMessage))
-		f(t, &m)
-		return testkit.Must(wire.Marshal(&m))
+		return testkit.EditMessageForm(t, msg, func(m *testkit.MessageForm) { f(t, m) })
 	}
 }
 
@@ -118,7 +104,7 @@ func TestSendMessageForm(t *testing.T) {
 		change func(*testing.T, []byte) []byte
 	}{
 		{"truncated", func(_ *testing.T, m []byte) []byte { return m[:len(m)-9] }},
-		{"a device twice", edit(func(_ *testing.T, m *messageForm) { m.Entries = append(m.Entries, m.Entries[1]) })},
+		{"a device twice", edit(func(_ *testing.T, m *testkit.MessageForm) { m.Entries = append(m.Entries, m.Entries[1]) })},
 	} {
 		rw.set(c.change)
 		_, err := a.Send(ctx, "bob", []byte(c.desc))
@@ -138,7 +124,7 @@ func TestSendMessageForm(t *testing.T) {
 		desc   string
 		change func(*testing.T, []byte) []byte
 	}{
-		{"the shared header's message id", edit(func(t *testing.T, m *messageForm) {
+		{"the shared header's message id", edit(func(t *testing.T, m *testkit.MessageForm) {
 			// Header = {1: 4, 2: kind, 3: id (bstr 16), …}: its id starts at byte 7.
 			if len(m.Header) < 23 || !bytes.Equal(m.Header[5:7], []byte{0x03, 0x50}) {
 				t.Errorf("the header does not start as version 4's does: %x", m.Header[:7])
@@ -146,8 +132,8 @@ func TestSendMessageForm(t *testing.T) {
 			}
 			m.Header[7] ^= 1
 		})},
-		{"the shared body", edit(func(_ *testing.T, m *messageForm) { m.Body[len(m.Body)-1] ^= 1 })},
-		{"the entries reordered", edit(func(_ *testing.T, m *messageForm) { m.Entries[0], m.Entries[1] = m.Entries[1], m.Entries[0] })},
+		{"the shared body", edit(func(_ *testing.T, m *testkit.MessageForm) { m.Body[len(m.Body)-1] ^= 1 })},
+		{"the entries reordered", edit(func(_ *testing.T, m *testkit.MessageForm) { m.Entries[0], m.Entries[1] = m.Entries[1], m.Entries[0] })},
 	} {
 		rw.set(c.change)
 		res, err := a.Send(ctx, "bob", []byte("tampered: "+c.desc))

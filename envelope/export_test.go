@@ -134,6 +134,3 @@ func SealV3(sk *keystore.SessionKey, from From, m Message, to []Recipient) ([]Se
 	}
 	return out, nil
 }
-
-// EntryDigestV3 is digest(i) of version 3.
-func EntryDigestV3(recipient, sealed []byte) [32]byte { return entryDigestV3(recipient, sealed) }

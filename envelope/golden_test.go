@@ -120,23 +120,28 @@ const (
 
 func rep(b byte, n int) []byte { return bytes.Repeat([]byte{b}, n) }
 
+// goldenWHeader is the header of goldenHeaderV4 (version 4) and
+// goldenHeader (version 3): the two versions' headers differ only in
+// their version.
+func goldenWHeader(version uint8) *wHeader {
+	return &wHeader{Version: version, Kind: uint8(KindCall), ID: rep(0x10, 16), FromAccount: rep(0xa1, 32), FromDevice: rep(0xd1, 16),
+		Conversation: rep(0xa2, 32), SentAt: 1767225600000, CallID: "call-1",
+		Heads: []wHead{{Account: rep(0xa1, 32), Seq: 4, Hash: rep(0xe1, 32)}, {Account: rep(0xa2, 32), Seq: 7, Hash: rep(0xe2, 32)}}}
+}
+
 func TestGoldenBytes(t *testing.T) {
 	for _, g := range []struct {
 		name      string
 		value     any
 		annotated string
 	}{
-		{"header v4", &wHeader{Version: 4, Kind: uint8(KindCall), ID: rep(0x10, 16), FromAccount: rep(0xa1, 32), FromDevice: rep(0xd1, 16),
-			Conversation: rep(0xa2, 32), SentAt: 1767225600000, CallID: "call-1",
-			Heads: []wHead{{Account: rep(0xa1, 32), Seq: 4, Hash: rep(0xe1, 32)}, {Account: rep(0xa2, 32), Seq: 7, Hash: rep(0xe2, 32)}}}, goldenHeaderV4},
+		{"header v4", goldenWHeader(4), goldenHeaderV4},
 		{"entry v4", &wEntry{Account: 1, Device: rep(0xd2, 16), KEM: rep(0xc2, 32), Sealed: rep(0x53, 1168)}, goldenEntryV4},
 		{"envelope v4", &wEnvelope{Version: 4, Header: rep(0x48, 300), Body: rep(0x42, 34), Sig: rep(0x5a, 3373), Entry: rep(0x45, 1228),
 			Index: 1, Digests: rep(0xd0, 96)}, goldenEnvelopeV4},
 		{"message v4", &wMessage{Version: 4, Header: rep(0x48, 300), Body: rep(0x42, 34), Sig: rep(0x5a, 3373),
 			Entries: [][]byte{rep(0x45, 1228), rep(0x46, 1228), rep(0x47, 1228)}}, goldenMessageV4},
-		{"header v3", &wHeader{Version: 3, Kind: uint8(KindCall), ID: rep(0x10, 16), FromAccount: rep(0xa1, 32), FromDevice: rep(0xd1, 16),
-			Conversation: rep(0xa2, 32), SentAt: 1767225600000, CallID: "call-1",
-			Heads: []wHead{{Account: rep(0xa1, 32), Seq: 4, Hash: rep(0xe1, 32)}, {Account: rep(0xa2, 32), Seq: 7, Hash: rep(0xe2, 32)}}}, goldenHeader},
+		{"header v3", goldenWHeader(3), goldenHeader},
 		{"recipient v3", &wRecipient{Account: rep(0xa2, 32), Device: rep(0xd2, 16), KEM: rep(0xc2, 32)}, goldenRecipient},
 		{"envelope v3", &wEnvelopeV3{Header: rep(0x48, 300), Recipient: rep(0x52, 89), Sealed: rep(0x53, 1168), Body: rep(0x42, 34),
 			Sig: rep(0x5a, 3373), Index: 1, Digests: rep(0xd0, 96)}, goldenEnvelope},

@@ -78,14 +78,9 @@ func appendLink(s store.Store, id, name string, seq uint64) error {
 	return s.Append(context.Background(), store.Append{AccountID: id, Link: fakeLink(name, seq)})
 }
 
-func TestLogSQLite(t *testing.T) {
+func TestLog(t *testing.T) {
 	t.Parallel()
-	testLog(t, storetest.SQLiteDSN(t))
-}
-
-func TestLogPostgres(t *testing.T) {
-	t.Parallel()
-	testLog(t, storetest.PostgresDSN(t))
+	storetest.Engines(t, testLog)
 }
 
 // testLog: every link stored becomes the next leaf, in the order of the
@@ -353,18 +348,13 @@ func TestLogConcurrentPostgres(t *testing.T) {
 	t.Logf("%d leaves (%d map leaves) from %d instances; %d intermediate checkpoints checked for consistency", total, nmaps, instances, sizes)
 }
 
-// TestLogMigrationBackfill*: a database at schema version 2, whose links
+// TestLogMigrationBackfill: a database at schema version 2, whose links
 // were stored before the log existed, gets them as its first leaves when
 // migration 3 runs, each account's in sequence order even where the
 // clock went backwards between two of its links.
-func TestLogMigrationBackfillSQLite(t *testing.T) {
+func TestLogMigrationBackfill(t *testing.T) {
 	t.Parallel()
-	testLogMigrationBackfill(t, storetest.SQLiteDSN(t))
-}
-
-func TestLogMigrationBackfillPostgres(t *testing.T) {
-	t.Parallel()
-	testLogMigrationBackfill(t, storetest.PostgresDSN(t))
+	storetest.Engines(t, testLogMigrationBackfill)
 }
 
 func testLogMigrationBackfill(t *testing.T, dsn string) {

@@ -2,7 +2,8 @@
 // backend key-derivation costs, a settable clock, error helpers (and the
 // gate a backend refusal names), binding keys and attestation made or
 // the test fails, a log buffer safe for concurrent use,
-// the check of a CLI's versioned JSON output, the two halves of a man-in-the-middle test server, keys
+// the check of a CLI's versioned JSON output, the two halves of a man-in-the-middle test server
+// and the message form it rewrites (MessageForm), keys
 // derived from labels for deterministic test worlds, and the round-trip
 // fuzz target of a strict decoder (FuzzCanonical).
 //

@@ -224,10 +224,6 @@ func (s *Setup) WrongPIN() []byte {
 	return w
 }
 
-// Shared reports whether the setup has one token that every test uses
-// (openCryptoki) rather than a fresh token per test.
-func (s *Setup) Shared() bool { return s.shared != "" }
-
 // Ctx is the setup's module, loaded by Start.
 func (s *Setup) Ctx(t testing.TB) *p11.Ctx {
 	t.Helper()

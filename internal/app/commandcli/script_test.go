@@ -2,14 +2,12 @@ package commandcli
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/enigm/enigm/command"
+	"github.com/enigm/enigm/command/commandtest"
 	"github.com/enigm/enigm/internal/clikit/scripttest"
 	"github.com/enigm/enigm/internal/testkit"
 )
@@ -42,14 +40,9 @@ func TestScripts(t *testing.T) {
 		if neg || len(args) != 1 {
 			ts.Fatalf("usage: server DATA")
 		}
-		cfg := command.Config{DataDir: ts.MkAbs(args[0]), RateLimits: &command.RateLimits{Disabled: true},
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		cfg := command.Config{DataDir: ts.MkAbs(args[0]), RateLimits: &command.RateLimits{Disabled: true}}
 		testConfig(&cfg)
-		srv, err := command.New(cfg)
-		ts.Check(err)
-		hs := httptest.NewServer(srv.Handler())
-		ts.Defer(func() { hs.Close(); srv.Close() })
-		ts.Setenv("ENIGM_SERVER", hs.URL)
+		commandtest.ServeScript(ts, cfg)
 	}
 	// managed-account NAME ORG_ID INVITE creates an invited account with
 	// one device ("laptop") through the API, as a device would.

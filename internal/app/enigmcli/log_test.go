@@ -7,9 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,9 +16,8 @@ import (
 	"filippo.io/mldsa"
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/enigm/enigm/command"
+	"github.com/enigm/enigm/command/commandtest"
 	"github.com/enigm/enigm/internal/clikit/scripttest"
-	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/translog"
 	"github.com/enigm/enigm/translog/translogtest"
 )
@@ -78,15 +74,9 @@ func TestLogProofWitnessed(t *testing.T) {
 // every 20 ms, submitting to witnesses), points $ENIGM_SERVER at it,
 // writes the log's keys to log.keys and sets $LOG_ED and $LOG_PQ.
 func startLogServer(ts *testscript.TestScript, signer *translog.Signer, witnesses []*translog.Witness) {
-	cfg := command.Config{DataDir: ts.MkAbs("command-data"), RateLimits: &command.RateLimits{Disabled: true},
-		KeystoreBackend: testkit.SoftBackend, KeystorePassphrase: []byte("command"), MinRecoveryDelay: time.Hour,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), JanitorInterval: -1,
-		LogSigner: signer, LogInterval: 20 * time.Millisecond, LogWitnesses: witnesses}
-	srv, err := command.New(cfg)
-	ts.Check(err)
-	hs := httptest.NewServer(srv.Handler())
-	ts.Defer(func() { hs.Close(); srv.Close() })
-	ts.Setenv("ENIGM_SERVER", hs.URL)
+	cfg := scriptCommandConfig(ts)
+	cfg.LogSigner, cfg.LogInterval, cfg.LogWitnesses = signer, 20*time.Millisecond, witnesses
+	commandtest.ServeScript(ts, cfg)
 	ts.Check(os.WriteFile(ts.MkAbs("log.keys"), []byte(strings.Join(signer.VerifierKeys(), "\n")+"\n"), 0o600))
 	ts.Setenv("LOG_ED", signer.VerifierKeys()[0])
 	ts.Setenv("LOG_PQ", signer.VerifierKeys()[1])

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/enigm/enigm/backend"
 	"github.com/enigm/enigm/command"
+	"github.com/enigm/enigm/command/commandtest"
 	"github.com/enigm/enigm/internal/clikit/scripttest"
 	"github.com/enigm/enigm/internal/testkit"
 	"github.com/enigm/enigm/translog/translogtest"
@@ -30,6 +30,16 @@ func TestMain(m *testing.M) {
 	})
 }
 
+// scriptCommandConfig is the configuration of the Command a transcript
+// starts: on command-data in the script's directory, without rate
+// limits, its keystore on the soft backend at testkit's cheap costs, its
+// log discarded.
+func scriptCommandConfig(ts *testscript.TestScript) command.Config {
+	return command.Config{DataDir: ts.MkAbs("command-data"), RateLimits: &command.RateLimits{Disabled: true},
+		KeystoreBackend: testkit.SoftBackend, KeystorePassphrase: []byte("command"), MinRecoveryDelay: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), JanitorInterval: -1}
+}
+
 // TestScripts runs the CLI transcripts in testdata/script: what a user
 // types and sees, exit codes included.
 func TestScripts(t *testing.T) {
@@ -39,9 +49,7 @@ func TestScripts(t *testing.T) {
 	// log (a checkpoint every 50 ms) and sets $LOGKEY1 and $LOGKEY2 to the
 	// log's keys and $OTHERKEY to a key of another log of the same origin.
 	cmds["server"] = func(ts *testscript.TestScript, neg bool, args []string) {
-		cfg := command.Config{DataDir: ts.MkAbs("command-data"), RateLimits: &command.RateLimits{Disabled: true},
-			KeystoreBackend: testkit.SoftBackend, KeystorePassphrase: []byte("command"), MinRecoveryDelay: time.Hour,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), JanitorInterval: -1}
+		cfg := scriptCommandConfig(ts)
 		if len(args) == 1 && args[0] == "log" {
 			s, err := command.LogSigner(context.Background(), cfg)
 			ts.Check(err)
@@ -53,11 +61,7 @@ func TestScripts(t *testing.T) {
 		} else if len(args) > 0 {
 			ts.Fatalf("usage: server [log]")
 		}
-		srv, err := command.New(cfg)
-		ts.Check(err)
-		hs := httptest.NewServer(srv.Handler())
-		ts.Defer(func() { hs.Close(); srv.Close() })
-		ts.Setenv("ENIGM_SERVER", hs.URL)
+		commandtest.ServeScript(ts, cfg)
 	}
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script", Cmds: cmds, RequireExplicitExec: true,
