@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,39 +38,45 @@ import (
 //     (software backend, recommended Argon2id): what serve does, one
 //     unlock per checkpoint.
 //
-// Each round runs, for each operation, the same number of operations on
-// each server in turn (the order rotates with the round), 8 clients at
-// once through the in-process handler with CBOR bodies, every client
-// signature made ahead. An enrollment is its three requests (request,
-// approval, completion: one link appended); a link append is one
-// rotate_keys link. Each server has ENIGM_BENCH_PER_ROUND accounts for
-// each operation, and each account takes one operation per round (one
-// more device, one more rotation), so no two clients touch one account
-// at once. The figures are each round's rate on a log-on server
-// over the off server's rate in the same round. After each turn of a
-// log-on server the benchmark waits, untimed, until that server has
-// published every leaf (drain), so that no server's integration runs in
-// another's turn; the last integration of each turn (up to one interval
-// of leaves) is therefore outside the timed part, and turns are made to
-// span several intervals. The median is reported as
+// Each round gives each server, for each operation, one turn (the order
+// of the servers rotates with the round): 8 clients at once through the
+// in-process handler with CBOR bodies, every client signature made
+// ahead. An enrollment is its three requests (request, approval,
+// completion: one link appended); a link append is one rotate_keys link.
+// Each server has ENIGM_BENCH_ACCOUNTS accounts for each operation, and
+// each client owns every 8th account and runs its operations in order,
+// so no two clients touch one account at once; a turn takes
+// ENIGM_BENCH_ENROLLS enrollments (new devices) or ENIGM_BENCH_APPENDS
+// rotations from every account, so that it spans a few integration
+// intervals. The figures are each round's rate on a log-on server over
+// the off server's rate in the same round. After each turn of a log-on
+// server the benchmark waits, untimed, until that server has published
+// every leaf (drain), so that no server's integration runs in another's
+// turn: the last integration of each turn (up to one interval of leaves)
+// is outside the timed part. The median is reported as
 // <op>-<server>-ratio, the spread (lowest and highest round) in the log.
 //
-// ENIGM_BENCH_ROUNDS (default 10) and ENIGM_BENCH_PER_ROUND (default 400
-// operations per server, operation and round) size it; ns/op means
-// nothing.
+// ENIGM_BENCH_ROUNDS (default 8), ENIGM_BENCH_ACCOUNTS (200),
+// ENIGM_BENCH_ENROLLS (4) and ENIGM_BENCH_APPENDS (12) size it; ns/op
+// means nothing.
 //
 // go test -tags enigmbench -run XXX -bench BenchmarkLogOnOff -benchtime 1x -timeout 60m ./command/
 func BenchmarkLogOnOff(b *testing.B) {
-	rounds, per := envInt(b, "ENIGM_BENCH_ROUNDS", 10), envInt(b, "ENIGM_BENCH_PER_ROUND", 400)
-	if rounds >= chain.MaxDevices {
-		b.Fatalf("ENIGM_BENCH_ROUNDS=%d: each round enrolls one more device into each account, at most %d rounds", rounds, chain.MaxDevices-1)
+	sz := onOffSize{
+		rounds:   envInt(b, "ENIGM_BENCH_ROUNDS", 8),
+		accounts: envInt(b, "ENIGM_BENCH_ACCOUNTS", 200),
+		enrolls:  envInt(b, "ENIGM_BENCH_ENROLLS", 4),
+		appends:  envInt(b, "ENIGM_BENCH_APPENDS", 12),
+	}
+	if sz.rounds*sz.enrolls >= chain.MaxDevices {
+		b.Fatalf("ENIGM_BENCH_ROUNDS × ENIGM_BENCH_ENROLLS = %d devices enrolled into each account, at most %d", sz.rounds*sz.enrolls, chain.MaxDevices-1)
 	}
 	for _, engine := range []string{"sqlite", "postgres"} {
 		b.Run(engine, func(b *testing.B) {
 			sides := []*onOffSide{
-				newOnOffSide(b, engine, "off", rounds, per),
-				newOnOffSide(b, engine, "memory-signer", rounds, per),
-				newOnOffSide(b, engine, "keystore-signer", rounds, per),
+				newOnOffSide(b, engine, "off", sz),
+				newOnOffSide(b, engine, "memory-signer", sz),
+				newOnOffSide(b, engine, "keystore-signer", sz),
 			}
 			ops := []string{"enroll", "append"}
 			rate := map[string][][]float64{} // op -> side -> rate per round
@@ -79,11 +84,11 @@ func BenchmarkLogOnOff(b *testing.B) {
 				rate[op] = make([][]float64, len(sides))
 			}
 			b.ResetTimer()
-			for r := range rounds {
+			for r := range sz.rounds {
 				for _, op := range ops {
 					for k := range sides {
 						i := (k + r) % len(sides)
-						ops, err := sides[i].run(op, r*per, per)
+						ops, err := sides[i].run(op, r)
 						if err != nil {
 							b.Fatalf("%s on %s, round %d: %v", op, sides[i].name, r, err)
 						}
@@ -100,17 +105,17 @@ func BenchmarkLogOnOff(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				last := s.appends[len(s.appends)-1]
-				_, err = ls.LeafIndex(context.Background(), last.acct, uint64(rounds))
+				last := s.appends[sz.rounds-1][len(s.appends[sz.rounds-1])-1]
+				_, err = ls.LeafIndex(context.Background(), last.acct, uint64(sz.rounds*sz.appends))
 				if logged := err == nil; logged != (s.name != "off") {
 					b.Fatalf("%s server: the last appended link logged: %v (%v)", s.name, logged, err)
 				}
 			}
 			for _, op := range ops {
 				off := rate[op][0]
-				b.Logf("%s %s: off %.0f/s (median of %d rounds, %.0f to %.0f)", engine, op, median(off), rounds, slices.Min(off), slices.Max(off))
+				b.Logf("%s %s: off %.0f/s (median of %d rounds, %.0f to %.0f)", engine, op, median(off), sz.rounds, slices.Min(off), slices.Max(off))
 				for i := 1; i < len(sides); i++ {
-					ratios := make([]float64, rounds)
+					ratios := make([]float64, sz.rounds)
 					for r := range ratios {
 						ratios[r] = rate[op][i][r] / off[r]
 					}
@@ -123,13 +128,22 @@ func BenchmarkLogOnOff(b *testing.B) {
 	}
 }
 
+// onOffSize sizes BenchmarkLogOnOff: rounds, accounts per server and
+// operation, and operations per account in one turn.
+type onOffSize struct{ rounds, accounts, enrolls, appends int }
+
+// onOffClients is how many clients run a turn at once.
+const onOffClients = 8
+
 // onOffSide is one server of BenchmarkLogOnOff with its operations made
-// ahead: enrolls[i] and appends[i] are the i-th of each.
+// ahead: enrolls[r] and appends[r] are round r's, in the order each
+// client runs its own (account i belongs to client i % onOffClients).
 type onOffSide struct {
 	name    string
 	e       *env
-	enrolls []preparedEnroll
-	appends []preparedAppend
+	sz      onOffSize
+	enrolls [][]preparedEnroll
+	appends [][]preparedAppend
 }
 
 // preparedAppend is one rotate_keys link, signed ahead, for its account.
@@ -138,7 +152,7 @@ type preparedAppend struct {
 	link              api.LinkRequest
 }
 
-func newOnOffSide(b *testing.B, engine, name string, rounds, per int) *onOffSide {
+func newOnOffSide(b *testing.B, engine, name string, sz onOffSize) *onOffSide {
 	dsn := storetest.SQLiteDSN(b)
 	if engine == "postgres" {
 		dsn = storetest.PostgresDSN(b)
@@ -164,57 +178,52 @@ func newOnOffSide(b *testing.B, engine, name string, rounds, per int) *onOffSide
 		}
 	}
 	e.waitListening()
-	// per accounts for each operation, each taking one operation of
-	// every round: round r's operations are the r-th of each account, so
-	// no two at once touch one account.
-	s := &onOffSide{name: name, e: e, enrolls: make([]preparedEnroll, rounds*per), appends: make([]preparedAppend, rounds*per)}
-	for i := range per {
+	s := &onOffSide{name: name, e: e, sz: sz, enrolls: make([][]preparedEnroll, sz.rounds), appends: make([][]preparedAppend, sz.rounds)}
+	for i := range sz.accounts {
 		A := newDev(fmt.Sprintf("onoff/e%d/A", i))
 		a := e.newAccount(fmt.Sprintf("onoff-e-%d", i), A, chain.DefaultPolicy())
 		R := newDev(fmt.Sprintf("onoff/a%d/A", i))
 		ra := e.newAccount(fmt.Sprintf("onoff-a-%d", i), R, chain.DefaultPolicy())
-		for r := range rounds {
-			s.enrolls[r*per+i] = prepareEnrollInto(b, a, A, fmt.Sprintf("onoff/e%d/N%d", i, r))
-			l := ra.rotateKEMLink(R, r+1)
-			ra.advance(l)
-			s.appends[r*per+i] = preparedAppend{acct: ra.id, path: "/v1/accounts/" + ra.id + "/links", token: ra.token(R),
-				link: api.LinkRequest{Link: l.Bytes()}}
+		for r := range sz.rounds {
+			for k := range sz.enrolls {
+				s.enrolls[r] = append(s.enrolls[r], prepareEnrollInto(b, a, A, fmt.Sprintf("onoff/e%d/N%d.%d", i, r, k)))
+			}
+			for k := range sz.appends {
+				l := ra.rotateKEMLink(R, r*sz.appends+k+1)
+				ra.advance(l)
+				s.appends[r] = append(s.appends[r], preparedAppend{acct: ra.id, path: "/v1/accounts/" + ra.id + "/links", token: ra.token(R),
+					link: api.LinkRequest{Link: l.Bytes()}})
+			}
 		}
 	}
 	return s
 }
 
-// run runs operations [from, from+n) of kind op on 8 clients at once and
-// returns the operations per second.
-func (s *onOffSide) run(op string, from, n int) (float64, error) {
-	var next atomic.Int64
-	next.Store(int64(from))
-	var wg sync.WaitGroup
+// run runs round r's operations of kind op, each client its own accounts'
+// in order, and returns the operations per second.
+func (s *onOffSide) run(op string, r int) (float64, error) {
+	n, each := len(s.enrolls[r]), s.sz.enrolls
+	do := func(i int) error { return s.enroll(&s.enrolls[r][i]) }
+	if op == "append" {
+		n, each = len(s.appends[r]), s.sz.appends
+		do = func(i int) error { return s.append(&s.appends[r][i]) }
+	}
 	var mu sync.Mutex
 	var first error
-	fail := func(err error) {
-		mu.Lock()
-		if first == nil {
-			first = err
-		}
-		mu.Unlock()
-	}
+	var wg sync.WaitGroup
 	start := time.Now()
-	for range 8 {
+	for c := range onOffClients {
 		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= from+n {
-					return
+			for i := range n {
+				if (i/each)%onOffClients != c { // operation i is account i/each's
+					continue
 				}
-				var err error
-				if op == "enroll" {
-					err = s.enroll(&s.enrolls[i])
-				} else {
-					err = s.append(&s.appends[i])
-				}
-				if err != nil {
-					fail(err)
+				if err := do(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
 					return
 				}
 			}

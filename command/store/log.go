@@ -84,15 +84,31 @@ func (s *sqlStore) logLeaf(ctx context.Context, x execer, account string, l Link
 	if len(l.Data) > translog.MaxLeafSize {
 		return fmt.Errorf("store: a link of %d bytes cannot be a log leaf (at most %d)", len(l.Data), translog.MaxLeafSize)
 	}
-	var next int64
-	if err := s.row(ctx, x, `UPDATE log_sequence SET next = next + 1 WHERE id = 1 RETURNING next`).Scan(&next); err != nil {
-		return fmt.Errorf("sequencing the log leaf: %w", err)
+	var err error
+	leaf := "the next log leaf"
+	if s.d == postgresDialect {
+		// One statement, one round trip: the sequence row is locked from
+		// here to the commit, and every append of every account waits
+		// for it (BenchmarkLogOnOff, docs/perf.md).
+		var idx int64
+		err = s.row(ctx, x, `WITH n AS (UPDATE log_sequence SET next = next + 1 WHERE id = 1 RETURNING next)
+			INSERT INTO log_leaves (idx, account_id, seq, data) SELECT next - 1, ?, ?, ? FROM n RETURNING idx`,
+			account, int64(l.Seq), l.Data).Scan(&idx)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: the log sequence row is missing; nothing was stored, the database needs an operator", translog.ErrCorrupt)
+		}
+	} else {
+		var next int64
+		if err := s.row(ctx, x, `UPDATE log_sequence SET next = next + 1 WHERE id = 1 RETURNING next`).Scan(&next); err != nil {
+			return fmt.Errorf("sequencing the log leaf: %w", err)
+		}
+		leaf = fmt.Sprintf("log leaf %d", next-1)
+		_, err = s.exec(ctx, x, `INSERT INTO log_leaves (idx, account_id, seq, data) VALUES (?,?,?,?)`,
+			next-1, account, int64(l.Seq), l.Data)
 	}
-	_, err := s.exec(ctx, x, `INSERT INTO log_leaves (idx, account_id, seq, data) VALUES (?,?,?,?)`,
-		next-1, account, int64(l.Seq), l.Data)
 	if s.d.classify(err) == kindUnique {
 		if s.d.primaryKey(err) {
-			return fmt.Errorf("%w: log leaf %d exists already, the log sequence is behind its leaves; nothing was stored, the database needs an operator", translog.ErrCorrupt, next-1)
+			return fmt.Errorf("%w: %s exists already, the log sequence is behind its leaves; nothing was stored, the database needs an operator", translog.ErrCorrupt, leaf)
 		}
 		return fmt.Errorf("%w: account %s already has a log leaf at seq %d", ErrConflict, account, l.Seq)
 	}

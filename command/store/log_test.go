@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -515,4 +516,32 @@ func testLogMap(t *testing.T, dsn string) {
 	if err := translog.CheckMapLeaves(leaves); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestLogSequenceBehindLeaves: a log sequence row set back behind the
+// leaves (a restored or hand-edited database) makes the next append fail
+// as corrupt, on both engines, and stores nothing of it: the head stays
+// where it was, so no link is stored without its leaf.
+func TestLogSequenceBehindLeaves(t *testing.T) {
+	storetest.Engines(t, func(t *testing.T, dsn string) {
+		s := storetest.Open(t, dsn)
+		id := createAccount(t, s, "behind")
+		if err := appendLink(s, id, "behind", 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := storetest.RawDB(t, dsn).Exec(`UPDATE log_sequence SET next = next - 1 WHERE id = 1`); err != nil {
+			t.Fatal(err)
+		}
+		err := appendLink(s, id, "behind", 2)
+		if !errors.Is(err, translog.ErrCorrupt) || !strings.Contains(err.Error(), "the log sequence is behind its leaves") {
+			t.Fatalf("append over a sequence behind its leaves: %v, want translog.ErrCorrupt naming the sequence", err)
+		}
+		a, err := s.Account(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Head.Seq != 1 {
+			t.Fatalf("the refused append moved the head to seq %d", a.Head.Seq)
+		}
+	})
 }

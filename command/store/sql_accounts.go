@@ -41,10 +41,11 @@ func (s *sqlStore) CreateAccount(ctx context.Context, a NewAccount, audit ...Aud
 				return err
 			}
 		}
-		if err := s.logLeaf(ctx, tx, acct.ID, g); err != nil {
+		if err := s.addAudit(ctx, tx, audit); err != nil {
 			return err
 		}
-		return s.addAudit(ctx, tx, audit)
+		// Last: the log's sequence row, held until the commit.
+		return s.logLeaf(ctx, tx, acct.ID, g)
 	})
 }
 
@@ -169,10 +170,11 @@ func (s *sqlStore) Append(ctx context.Context, a Append) error {
 				return err
 			}
 		}
-		// Last: the log's sequence row is the last lock an append takes.
-		if err := s.logLeaf(ctx, tx, a.AccountID, a.Link); err != nil {
+		if err := s.addAudit(ctx, tx, a.Audit); err != nil {
 			return err
 		}
-		return s.addAudit(ctx, tx, a.Audit)
+		// Last: the log's sequence row is the last lock an append takes,
+		// held from here to the commit.
+		return s.logLeaf(ctx, tx, a.AccountID, a.Link)
 	})
 }
