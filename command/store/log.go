@@ -14,8 +14,9 @@ import (
 // The transparency log's tables (package translog holds the log itself).
 //
 //	log_sequence  one row: the number of leaves sequenced so far
-//	log_leaves    leaf idx → the link's canonical bytes, and its
-//	              (account, seq)
+//	log_leaves    leaf idx → its (account, seq), and the leaf's bytes
+//	              for a map leaf; a link's leaf holds no bytes (since
+//	              migration 6): they are the link's, links.data
 //	log_tiles     the hash tiles of the integrated tree (tlog-tiles)
 //	log_state     one row: integrated size, compact range, signed
 //	              checkpoint
@@ -33,7 +34,7 @@ import (
 // stored (the running maximum of created_at within an account, so an
 // account's links stay in sequence order), then by account and sequence.
 //
-// Migration 4 adds the map of every account's newest link (translog/smap,
+// Migration 5 adds the map of every account's newest link (translog/smap,
 // docs/design/translog.md "Freshness"):
 //
 //	log_map             account id (32 bytes) → seq and hash of its newest
@@ -45,6 +46,12 @@ import (
 // with account_id ” and seq its own index (so (account_id, seq) stays
 // unique). A database from before it has map_size 0: the first
 // integration (or freshness proof) builds log_map from the leaves.
+//
+// Migration 6 stops storing a link's bytes twice: a link leaf's data is
+// empty and reads take links.data of its (account_id, seq), which links
+// never change once stored. Half the bytes an append writes were the
+// leaf's copy (BenchmarkLogOnOff). A link leaf whose link row is gone is
+// corrupt, and reads of it fail rather than serve other bytes.
 var logMigration = []string{
 	`CREATE TABLE log_sequence (
 		id INTEGER PRIMARY KEY,
@@ -92,8 +99,8 @@ func (s *sqlStore) logLeaf(ctx context.Context, x execer, account string, l Link
 		// for it (BenchmarkLogOnOff, docs/perf.md).
 		var idx int64
 		err = s.row(ctx, x, `WITH n AS (UPDATE log_sequence SET next = next + 1 WHERE id = 1 RETURNING next)
-			INSERT INTO log_leaves (idx, account_id, seq, data) SELECT next - 1, ?, ?, ? FROM n RETURNING idx`,
-			account, int64(l.Seq), l.Data).Scan(&idx)
+			INSERT INTO log_leaves (idx, account_id, seq, data) SELECT next - 1, ?, ?, '' FROM n RETURNING idx`,
+			account, int64(l.Seq)).Scan(&idx)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: the log sequence row is missing; nothing was stored, the database needs an operator", translog.ErrCorrupt)
 		}
@@ -103,8 +110,8 @@ func (s *sqlStore) logLeaf(ctx context.Context, x execer, account string, l Link
 			return fmt.Errorf("sequencing the log leaf: %w", err)
 		}
 		leaf = fmt.Sprintf("log leaf %d", next-1)
-		_, err = s.exec(ctx, x, `INSERT INTO log_leaves (idx, account_id, seq, data) VALUES (?,?,?,?)`,
-			next-1, account, int64(l.Seq), l.Data)
+		_, err = s.exec(ctx, x, `INSERT INTO log_leaves (idx, account_id, seq, data) VALUES (?,?,?,'')`,
+			next-1, account, int64(l.Seq))
 	}
 	if s.d.classify(err) == kindUnique {
 		if s.d.primaryKey(err) {
@@ -113,6 +120,10 @@ func (s *sqlStore) logLeaf(ctx context.Context, x execer, account string, l Link
 		return fmt.Errorf("%w: account %s already has a log leaf at seq %d", ErrConflict, account, l.Seq)
 	}
 	return err
+}
+
+var leafDataMigration = []string{
+	`UPDATE log_leaves SET data = '' WHERE account_id <> ''`,
 }
 
 var mapMigration = []string{
@@ -315,14 +326,19 @@ func readLeaves(ctx context.Context, s *sqlStore, x execer, start, end uint64) (
 		return nil, nil
 	}
 	type row struct {
-		idx  int64
-		data []byte
+		idx     int64
+		account string
+		seq     int64
+		data    []byte
 	}
+	// A link's leaf holds no bytes: they are its link's (migration 6).
 	rows, err := queryAll(ctx, s, x, func(sc scanner) (row, error) {
 		var r row
-		err := sc.Scan(&r.idx, &r.data)
+		err := sc.Scan(&r.idx, &r.account, &r.seq, &r.data)
 		return r, err
-	}, `SELECT idx, data FROM log_leaves WHERE idx >= ? AND idx < ? ORDER BY idx`, int64(start), int64(end))
+	}, `SELECT ll.idx, ll.account_id, ll.seq, CASE WHEN length(ll.data) = 0 THEN l.data ELSE ll.data END
+		FROM log_leaves ll LEFT JOIN links l ON ll.account_id <> '' AND l.account_id = ll.account_id AND l.seq = ll.seq
+		WHERE ll.idx >= ? AND ll.idx < ? ORDER BY ll.idx`, int64(start), int64(end))
 	if err != nil {
 		return nil, err
 	}
@@ -330,6 +346,9 @@ func readLeaves(ctx context.Context, s *sqlStore, x execer, start, end uint64) (
 	for i, r := range rows {
 		if uint64(r.idx) != start+uint64(i) {
 			return nil, fmt.Errorf("%w: log leaf %d is missing", translog.ErrCorrupt, start+uint64(i))
+		}
+		if len(r.data) == 0 {
+			return nil, fmt.Errorf("%w: log leaf %d is link %d of account %s, which the links table does not hold", translog.ErrCorrupt, r.idx, r.seq, r.account)
 		}
 		out[i] = r.data
 	}

@@ -545,3 +545,42 @@ func TestLogSequenceBehindLeaves(t *testing.T) {
 		}
 	})
 }
+
+// TestLogLeafBytesAreTheLinks: a link's leaf stores no copy of the link
+// (schema version 6): its bytes are read from the link's row, exactly the
+// link's, and a leaf whose link row is gone is refused as corrupt rather
+// than served as other bytes.
+func TestLogLeafBytesAreTheLinks(t *testing.T) {
+	storetest.Engines(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		s := storetest.Open(t, dsn)
+		id := createAccount(t, s, "copy")
+		if err := appendLink(s, id, "copy", 1); err != nil {
+			t.Fatal(err)
+		}
+		db := storetest.RawDB(t, dsn)
+		var stored int64
+		if err := db.QueryRow(`SELECT COALESCE(SUM(length(data)), 0) FROM log_leaves`).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if stored != 0 {
+			t.Fatalf("the link leaves hold %d bytes of copies", stored)
+		}
+		leaves, err := logOf(t, s).Leaves(ctx, 0, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for seq, leaf := range leaves {
+			if want := fakeLink("copy", uint64(seq)).Data; !bytes.Equal(leaf, want) {
+				t.Fatalf("leaf %d is %q, want link %d's bytes %q", seq, leaf, seq, want)
+			}
+		}
+		if _, err := db.Exec(storetest.Rebind(dsn, `DELETE FROM links WHERE account_id = ? AND seq = 1`), id); err != nil {
+			t.Fatal(err)
+		}
+		_, err = logOf(t, s).Leaves(ctx, 0, 2)
+		if !errors.Is(err, translog.ErrCorrupt) || !strings.Contains(err.Error(), "log leaf 1 is link 1 of account "+id) {
+			t.Fatalf("reading a leaf whose link row is gone: %v, want translog.ErrCorrupt naming it", err)
+		}
+	})
+}

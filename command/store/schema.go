@@ -149,6 +149,9 @@ var migrations = [][]string{
 	// 5: the map of every account's newest link, committed by the log's
 	// map leaves (log.go).
 	5: mapMigration,
+	// 6: a link's log leaf no longer holds a copy of the link's bytes
+	// (log.go): the copies already stored are emptied.
+	6: leafDataMigration,
 }
 
 // SchemaVersion is the schema version this code creates and reads.
