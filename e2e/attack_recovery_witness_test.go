@@ -135,6 +135,7 @@ func TestAttackRecoveryWitnessedTime(t *testing.T) {
 	r := refused(t, owner, "a recover early by witnessed time", []string{
 		`the recovery's waiting period has not passed by witnessed time`,
 		`recover link ` + strconv.FormatUint(early.Seq(), 10) + ` of account ` + acct.String(),
+		"veto it with `enigm veto`",
 	}, "sync")
 	m := regexp.MustCompile(`was first witnessed at (\S+); completion allowed after (\S+) by witnessed time \(waiting period 3m0s\), but the checkpoint that includes the recover link was witnessed at (\S+) \(the links claim the request at (\S+) and the recover at (\S+)\)`).FindStringSubmatch(r.stderr)
 	if m == nil {

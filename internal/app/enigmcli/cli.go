@@ -193,6 +193,7 @@ func errorCode(err error) string {
 		{client.ErrLogRollback, "log_rollback"}, {client.ErrLogFork, "log_fork"}, {client.ErrLogKeys, "log_keys"},
 		{client.ErrWitness, "log_witness"}, {client.ErrNotLoggedYet, "not_logged_yet"}, {client.ErrNotLogged, "not_logged"},
 		{client.ErrStaleHead, "stale_head"}, {client.ErrHeadNotLogged, "head_not_logged"}, {client.ErrNotFresh, "not_fresh"},
+		{client.ErrRecoveryNotWitnessed, "recovery_not_witnessed"},
 	} {
 		if errors.Is(err, x.err) {
 			return x.code
@@ -231,6 +232,7 @@ var hints = []struct {
 	{[]error{client.ErrLogKeys}, "the server's log is not signed by the keys this device follows; check --log-key against `enigm-command log public-key` (`enigm log status` shows the pinned keys)"},
 	{[]error{client.ErrWitness}, "the server's checkpoints lack the witness cosignatures this device requires, or they are too old; `enigm log status` shows the policy and the refused checkpoints"},
 	{[]error{client.ErrNotLoggedYet}, "a checkpoint follows within about a second: run the command again"},
+	{[]error{client.ErrRecoveryNotWitnessed}, "the server cannot show that the recovery's waiting period has passed by the witnesses' time, so its completion was not accepted and the recovery is still pending: if it is not yours, veto it with `enigm veto`; report it to the server's operator (`enigm log status` lists the refused checkpoints kept as evidence)"},
 }
 
 // hintFor is the next step after err, or "".
