@@ -203,7 +203,7 @@ func storeLogged(t *testing.T, h *harness, acct string, l *chain.Link) uint64 {
 	defer tx.Rollback()
 	var next uint64
 	testkit.NoErr(t, tx.QueryRow(`UPDATE log_sequence SET next = next + 1 WHERE id = 1 RETURNING next`).Scan(&next))
-	_, err = tx.Exec(`INSERT INTO log_leaves (idx, account_id, seq, data) VALUES (?,?,?,?)`, next-1, acct, l.Seq(), l.Bytes())
+	_, err = tx.Exec(`INSERT INTO log_leaves (idx, account_id, seq, map_data) VALUES (?,?,?,'')`, next-1, acct, l.Seq())
 	testkit.NoErr(t, err)
 	storeBehind(t, tx, acct, l)
 	testkit.NoErr(t, tx.Commit())

@@ -14,9 +14,10 @@ import (
 // The transparency log's tables (package translog holds the log itself).
 //
 //	log_sequence  one row: the number of leaves sequenced so far
-//	log_leaves    leaf idx → its (account, seq), and the leaf's bytes
-//	              for a map leaf; a link's leaf holds no bytes (since
-//	              migration 6): they are the link's, links.data
+//	log_leaves    leaf idx → its (account, seq), and in map_data the
+//	              leaf's bytes for a map leaf; a link's leaf holds no
+//	              bytes (since migration 6): they are the link's,
+//	              links.data
 //	log_tiles     the hash tiles of the integrated tree (tlog-tiles)
 //	log_state     one row: integrated size, compact range, signed
 //	              checkpoint
@@ -47,9 +48,9 @@ import (
 // unique). A database from before it has map_size 0: the first
 // integration (or freshness proof) builds log_map from the leaves.
 //
-// Migration 6 stops storing a link's bytes twice: a link leaf's data is
-// empty and reads take links.data of its (account_id, seq), which links
-// never change once stored. Half the bytes an append writes were the
+// Migration 6 stops storing a link's bytes twice: log_leaves.data becomes
+// map_data, empty for a link leaf, and reads take links.data of its
+// (account_id, seq), which links never change once stored. Half the bytes an append writes were the
 // leaf's copy (BenchmarkLogOnOff). A link leaf whose link row is gone is
 // corrupt, and reads of it fail rather than serve other bytes.
 var logMigration = []string{
@@ -99,7 +100,7 @@ func (s *sqlStore) logLeaf(ctx context.Context, x execer, account string, l Link
 		// for it (BenchmarkLogOnOff, docs/perf.md).
 		var idx int64
 		err = s.row(ctx, x, `WITH n AS (UPDATE log_sequence SET next = next + 1 WHERE id = 1 RETURNING next)
-			INSERT INTO log_leaves (idx, account_id, seq, data) SELECT next - 1, ?, ?, '' FROM n RETURNING idx`,
+			INSERT INTO log_leaves (idx, account_id, seq, map_data) SELECT next - 1, ?, ?, '' FROM n RETURNING idx`,
 			account, int64(l.Seq)).Scan(&idx)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: the log sequence row is missing; nothing was stored, the database needs an operator", translog.ErrCorrupt)
@@ -110,7 +111,7 @@ func (s *sqlStore) logLeaf(ctx context.Context, x execer, account string, l Link
 			return fmt.Errorf("sequencing the log leaf: %w", err)
 		}
 		leaf = fmt.Sprintf("log leaf %d", next-1)
-		_, err = s.exec(ctx, x, `INSERT INTO log_leaves (idx, account_id, seq, data) VALUES (?,?,?,'')`,
+		_, err = s.exec(ctx, x, `INSERT INTO log_leaves (idx, account_id, seq, map_data) VALUES (?,?,?,'')`,
 			next-1, account, int64(l.Seq))
 	}
 	if s.d.classify(err) == kindUnique {
@@ -123,7 +124,14 @@ func (s *sqlStore) logLeaf(ctx context.Context, x execer, account string, l Link
 }
 
 var leafDataMigration = []string{
-	`UPDATE log_leaves SET data = '' WHERE account_id <> ''`,
+	// Renamed, so that a binary from before it still running on the
+	// database (several instances over one PostgreSQL, upgraded one by
+	// one) fails on every statement that touches a leaf's bytes, instead
+	// of reading a link leaf's empty bytes as the leaf and integrating a
+	// wrong tree: its appends and integrations fail closed until it is
+	// upgraded too.
+	`ALTER TABLE log_leaves RENAME COLUMN data TO map_data`,
+	`UPDATE log_leaves SET map_data = '' WHERE account_id <> ''`,
 }
 
 var mapMigration = []string{
@@ -253,7 +261,7 @@ func (t *logTx) SequenceLeaf(ctx context.Context, leaf func(uint64) ([]byte, err
 	if err != nil {
 		return 0, err
 	}
-	if _, err := t.s.exec(ctx, t.x, `INSERT INTO log_leaves (idx, account_id, seq, data) VALUES (?,'',?,?)`, int64(idx), int64(idx), b); err != nil {
+	if _, err := t.s.exec(ctx, t.x, `INSERT INTO log_leaves (idx, account_id, seq, map_data) VALUES (?,'',?,?)`, int64(idx), int64(idx), b); err != nil {
 		if t.s.d.classify(err) == kindUnique {
 			return 0, fmt.Errorf("%w: log leaf %d exists already, the log sequence is behind its leaves", translog.ErrCorrupt, idx)
 		}
@@ -336,7 +344,7 @@ func readLeaves(ctx context.Context, s *sqlStore, x execer, start, end uint64) (
 		var r row
 		err := sc.Scan(&r.idx, &r.account, &r.seq, &r.data)
 		return r, err
-	}, `SELECT ll.idx, ll.account_id, ll.seq, CASE WHEN length(ll.data) = 0 THEN l.data ELSE ll.data END
+	}, `SELECT ll.idx, ll.account_id, ll.seq, CASE WHEN length(ll.map_data) = 0 THEN l.data ELSE ll.map_data END
 		FROM log_leaves ll LEFT JOIN links l ON ll.account_id <> '' AND l.account_id = ll.account_id AND l.seq = ll.seq
 		WHERE ll.idx >= ? AND ll.idx < ? ORDER BY ll.idx`, int64(start), int64(end))
 	if err != nil {

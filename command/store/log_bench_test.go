@@ -61,7 +61,7 @@ func BenchmarkIntegrate4096(b *testing.B) {
 					b.Fatal(err)
 				}
 				for _, lf := range c.leaves {
-					if _, err := tx.ExecContext(ctx, `INSERT INTO log_leaves (idx, account_id, seq, data) SELECT next, ?, next, ? FROM log_sequence WHERE id = 1`,
+					if _, err := tx.ExecContext(ctx, `INSERT INTO log_leaves (idx, account_id, seq, map_data) SELECT next, ?, next, ? FROM log_sequence WHERE id = 1`,
 						fmt.Sprintf("bench-%d", next), lf); err != nil {
 						b.Fatal(err)
 					}

@@ -120,7 +120,7 @@ func testLog(t *testing.T, dsn string) {
 	// A leaf that cannot be written (its (account, seq) row is there
 	// already, put behind the store's back) keeps the link out too.
 	db := storetest.RawDB(t, dsn)
-	if _, err := db.ExecContext(ctx, storetest.Rebind(dsn, `INSERT INTO log_leaves (idx, account_id, seq, data) VALUES (?,?,?,?)`),
+	if _, err := db.ExecContext(ctx, storetest.Rebind(dsn, `INSERT INTO log_leaves (idx, account_id, seq, map_data) VALUES (?,?,?,?)`),
 		1_000_000, ids["acct01"], 26, []byte("planted")); err != nil {
 		t.Fatal(err)
 	}
@@ -488,8 +488,9 @@ func testLogMap(t *testing.T, dsn string) {
 	}
 	s.Close()
 
-	// Back to schema version 3.
-	for _, q := range []string{`DROP TABLE log_map`, `ALTER TABLE log_state DROP COLUMN map_size`, `UPDATE schema_version SET version = 3`} {
+	// Back to schema version 3 (the link leaves' bytes stay emptied:
+	// migration 6 empties them anyway).
+	for _, q := range []string{`DROP TABLE log_map`, `ALTER TABLE log_state DROP COLUMN map_size`, `ALTER TABLE log_leaves RENAME COLUMN map_data TO data`, `UPDATE schema_version SET version = 3`} {
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
@@ -548,8 +549,9 @@ func TestLogSequenceBehindLeaves(t *testing.T) {
 
 // TestLogLeafBytesAreTheLinks: a link's leaf stores no copy of the link
 // (schema version 6): its bytes are read from the link's row, exactly the
-// link's, and a leaf whose link row is gone is refused as corrupt rather
-// than served as other bytes.
+// link's; the statements of a binary from before fail (the column was
+// renamed); and a leaf whose link row is gone is refused as corrupt
+// rather than served as other bytes.
 func TestLogLeafBytesAreTheLinks(t *testing.T) {
 	storetest.Engines(t, func(t *testing.T, dsn string) {
 		ctx := context.Background()
@@ -560,11 +562,21 @@ func TestLogLeafBytesAreTheLinks(t *testing.T) {
 		}
 		db := storetest.RawDB(t, dsn)
 		var stored int64
-		if err := db.QueryRow(`SELECT COALESCE(SUM(length(data)), 0) FROM log_leaves`).Scan(&stored); err != nil {
+		if err := db.QueryRow(`SELECT COALESCE(SUM(length(map_data)), 0) FROM log_leaves`).Scan(&stored); err != nil {
 			t.Fatal(err)
 		}
 		if stored != 0 {
 			t.Fatalf("the link leaves hold %d bytes of copies", stored)
+		}
+		// A binary from before version 6 still running on the database
+		// fails on the leaves' bytes instead of reading a link leaf's
+		// empty bytes as the leaf (its reads, its appends).
+		if rows, err := db.Query(`SELECT idx, data FROM log_leaves`); err == nil {
+			rows.Close()
+			t.Fatal("the statement a binary from before version 6 reads leaves with still runs")
+		}
+		if _, err := db.Exec(storetest.Rebind(dsn, `INSERT INTO log_leaves (idx, account_id, seq, data) VALUES (?,?,?,?)`), 99, id, 99, []byte("x")); err == nil {
+			t.Fatal("the statement a binary from before version 6 appends leaves with still runs")
 		}
 		leaves, err := logOf(t, s).Leaves(ctx, 0, 2)
 		if err != nil {
