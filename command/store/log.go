@@ -50,9 +50,10 @@ import (
 //
 // Migration 6 stops storing a link's bytes twice: log_leaves.data becomes
 // map_data, empty for a link leaf, and reads take links.data of its
-// (account_id, seq), which links never change once stored. Half the bytes an append writes were the
-// leaf's copy (BenchmarkLogOnOff). A link leaf whose link row is gone is
-// corrupt, and reads of it fail rather than serve other bytes.
+// (account_id, seq), which links never change once stored. The link is
+// most of what an append writes, and the leaf's copy doubled it
+// (BenchmarkLogOnOff). A link leaf whose link row is gone is corrupt, and
+// reads of it fail rather than serve other bytes.
 var logMigration = []string{
 	`CREATE TABLE log_sequence (
 		id INTEGER PRIMARY KEY,
