@@ -173,6 +173,17 @@ func testLog(t *testing.T, dsn string) {
 	if !r.OK || r.Size != uint64(len(want))+1 {
 		t.Fatalf("fsck on the %s log of %d leaves:\n%s", s.Engine(), len(want), r.Output)
 	}
+
+	// A logged link rewritten in the database behind the store: its leaf
+	// reads the link's row (schema version 6), so the entry bundles no
+	// longer hash to the published tree, and an outside tool sees it.
+	if _, err := db.ExecContext(ctx, storetest.Rebind(dsn, `UPDATE links SET data = ? WHERE account_id = ? AND seq = ?`),
+		[]byte("rewritten link"), ids["acct11"], 13); err != nil {
+		t.Fatal(err)
+	}
+	if r := translogtest.Fsck(t, srv.URL+"/log/", logOrigin, l.VerifierKeys()[0]); r.OK {
+		t.Fatalf("fsck passes the %s log after a logged link was rewritten in the database:\n%s", s.Engine(), r.Output)
+	}
 }
 
 // TestLogConcurrentPostgres: four instances over one PostgreSQL database
